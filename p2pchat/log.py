@@ -1,0 +1,557 @@
+"""The ordered log: one peer's copy of the conversation, in the one total order.
+
+Part of the pure core. This module is DESIGN.md rules 2-9 in code:
+
+* A received message is *held* at once (after its signature checks out) and
+  *delivered* -- it enters the visible, ordered log -- only when its sender's
+  earlier messages are delivered (per-sender FIFO) and, when it carries a vector
+  clock, when everything that clock names is delivered (causal delivery). The
+  visible log is therefore always causally closed.
+* The visible log is sorted by :class:`~p2pchat.message.MessageKey`,
+  ``(lamport, sender_id)``. Two logs holding the same messages are identical,
+  whatever order the messages arrived in.
+* Stamps are checked *at delivery*, when everything the check needs is known,
+  so every honest replica reaches the same verdict on the same message:
+  with vector clocks the stamp must be exactly ``1 + max(lamport of what the
+  sender had delivered)``; without, it must grow with seq by at most a
+  configured step. A refusal blocks the rest of that sender's chain (FIFO).
+* Gaps (missing seqs) are reported per sender, for the protocol to ask for.
+* The stable prefix (rule 8) is the part of the log whose positions can no
+  longer change; it grows as members' clocks are heard of.
+
+All methods are synchronous and deterministic; the log never reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
+
+from .identity import Identity
+from .message import MAX_LAMPORT, Message, MessageId, MessageKey
+from .wire import Head
+
+__all__ = [
+    "Concurrent",
+    "Delivered",
+    "Equivocation",
+    "LogConfig",
+    "LogEvent",
+    "OrderedLog",
+    "Receipt",
+    "Refusal",
+    "Refused",
+    "Stable",
+]
+
+# Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
+_AFTER_ALL_SENDERS = b"\xff" * 33
+
+
+class Refusal(enum.Enum):
+    """Why a message was refused."""
+
+    BAD_SIGNATURE = "signature does not verify"
+    EQUIVOCATION = "same sender and seq as a held message, different content"
+    FORGED_STAMP = "lamport stamp is not 1 + max(lamport of the messages its vector clock names)"
+    STAMP_NOT_INCREASING = "lamport stamp does not increase with seq"
+    STAMP_TOO_FAR = "lamport stamp jumps further than the configured bound"
+    DEPS_REGRESS = "vector clock goes backwards or names its own sender"
+    MODE_SWITCH = "sender switched between vector-clock and plain messages"
+    SENDER_BLOCKED = "an earlier message of this sender was refused"
+    TOO_FAR_AHEAD = "seq is too far ahead of what is delivered from this sender"
+
+
+# Events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """``message`` entered the visible log at position ``index`` (later entries shifted)."""
+
+    message: Message
+    index: int
+    concurrent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrent:
+    """Messages already in the log turned out to be concurrent with a newer one."""
+
+    ids: tuple[MessageId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stable:
+    """Positions ``0 .. count-1`` of the log are final."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    message: Message
+    reason: Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Equivocation:
+    """Evidence: two validly signed messages with the same ``(sender, seq)``."""
+
+    kept: Message
+    rejected: Message
+
+
+LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation
+
+
+class ReceiptStatus(enum.Enum):
+    NEW = "new"
+    """First time seen and accepted (held or delivered): worth forwarding."""
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+    IGNORED = "ignored"
+    """Not taken now but not the sender's fault (e.g. too far ahead); may come again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    status: ReceiptStatus
+    events: tuple[LogEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    max_lamport_step: int = 1_000_000
+    """Without vector clocks: the largest lamport increase allowed between a sender's
+    consecutive messages (and for its first message). Deterministic per sender, so
+    every replica refuses the same messages."""
+    max_ahead: int = 100_000
+    """Messages further than this beyond a sender's delivered seq are not held."""
+
+
+@dataclass(slots=True)
+class _Sender:
+    """What the log knows about one sender."""
+
+    delivered: int = 0
+    lamports: list[int] = field(default_factory=list)
+    """lamports[k-1] is the stamp of delivered message k."""
+    vector: dict[bytes, int] | None = None
+    """Full vector clock (without its own entry) of the last delivered message."""
+    held: dict[int, Message] = field(default_factory=dict)
+    known: int = 0
+    """Highest seq heard of: held, named in a vector clock, or announced in a head."""
+    announced: tuple[int, int] = (0, 0)
+    """Best usable clock announcement (seq, lamport): after message seq, the clock was lamport."""
+    pending: tuple[int, int] | None = None
+    """Newest announcement whose seq is not delivered here yet."""
+    concurrent_ranges: list[list[int]] = field(default_factory=list)
+    """Disjoint sorted [first, last] seq ranges flagged concurrent."""
+    blocked: Refusal | None = None
+
+    @property
+    def last_lamport(self) -> int:
+        return self.lamports[-1] if self.lamports else 0
+
+    def stability_bound(self) -> int:
+        """Every future message of this sender has a stamp above this value."""
+        return max(self.last_lamport, self.announced[1])
+
+
+class OrderedLog:
+    """One replica's conversation: held messages, the ordered visible log, stability."""
+
+    def __init__(self, config: LogConfig | None = None, members: Iterable[bytes] = ()) -> None:
+        self.config = config or LogConfig()
+        self._senders: dict[bytes, _Sender] = {}
+        self._order: SortedList = SortedList()
+        self._by_key: dict[MessageKey, Message] = {}
+        self._waiting: dict[bytes, list[tuple[int, bytes]]] = {}
+        self._members: set[bytes] = set()
+        self._clock = 0
+        self._stable_count = 0
+        self.evidence: list[Equivocation] = []
+        self.stability_violations = 0
+        for member in members:
+            self.add_member(member)
+
+    # Reading ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, index: int) -> Message:
+        return self._by_key[self._order[index]]
+
+    def __iter__(self) -> Iterator[Message]:
+        return (self._by_key[key] for key in self._order)
+
+    def messages(self) -> list[Message]:
+        """A snapshot of the visible log, in order."""
+        return list(self)
+
+    @property
+    def clock(self) -> int:
+        """The Lamport clock: the largest stamp delivered here."""
+        return self._clock
+
+    @property
+    def stable_count(self) -> int:
+        """How many entries, from the start, are in their final position."""
+        return self._stable_count
+
+    @property
+    def held_count(self) -> int:
+        """Messages received but waiting for earlier ones."""
+        return sum(len(s.held) for s in self._senders.values())
+
+    @property
+    def members(self) -> frozenset[bytes]:
+        return frozenset(self._members)
+
+    def delivered_seq(self, sender_id: bytes) -> int:
+        state = self._senders.get(sender_id)
+        return state.delivered if state else 0
+
+    def vector(self) -> dict[bytes, int]:
+        """This replica's vector clock: the highest delivered seq per sender."""
+        return {s: st.delivered for s, st in self._senders.items() if st.delivered}
+
+    def get(self, message_id: MessageId) -> Message | None:
+        """A delivered or held message by id."""
+        state = self._senders.get(message_id.sender_id)
+        if state is None:
+            return None
+        if message_id.seq <= state.delivered:
+            return self._by_key[MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)]
+        return state.held.get(message_id.seq)
+
+    def index_of(self, message: Message) -> int:
+        """Current position of a delivered message."""
+        index: int = self._order.index(message.key)
+        return index
+
+    def is_concurrent(self, message_id: MessageId) -> bool:
+        state = self._senders.get(message_id.sender_id)
+        if state is None:
+            return False
+        ranges = state.concurrent_ranges
+        i = bisect_right(ranges, [message_id.seq, MAX_LAMPORT]) - 1
+        return i >= 0 and ranges[i][0] <= message_id.seq <= ranges[i][1]
+
+    def is_stable(self, message: Message) -> bool:
+        return self.index_of(message) < self._stable_count
+
+    def blocked_senders(self) -> dict[bytes, Refusal]:
+        return {s: st.blocked for s, st in self._senders.items() if st.blocked is not None}
+
+    def messages_between(self, sender_id: bytes, first: int, last: int) -> list[Message]:
+        """The messages we hold (delivered or not) of ``sender_id`` with seq in [first, last]."""
+        state = self._senders.get(sender_id)
+        if state is None:
+            return []
+        found = []
+        for seq in range(max(first, 1), min(last, max(state.delivered, state.known)) + 1):
+            message = self.get(MessageId(sender_id, seq))
+            if message is not None:
+                found.append(message)
+        return found
+
+    def gaps(self, limit: int = 1024) -> dict[bytes, list[tuple[int, int]]]:
+        """Missing seq ranges per sender, ``[first, last]`` inclusive, at most ``limit`` in all."""
+        found: dict[bytes, list[tuple[int, int]]] = {}
+        budget = limit
+        for sender_id, state in self._senders.items():
+            if state.known <= state.delivered or state.blocked is not None:
+                continue
+            ranges = _missing_ranges(state.delivered + 1, state.known, state.held)
+            if ranges:
+                found[sender_id] = ranges[:budget]
+                budget -= len(found[sender_id])
+                if budget <= 0:
+                    break
+        return found
+
+    def heads(self) -> list[Head]:
+        """Per sender: the highest seq held without holes, and its last clock announcement."""
+        result = []
+        for sender_id, state in self._senders.items():
+            held_seq = state.delivered
+            while held_seq + 1 in state.held:
+                held_seq += 1
+            clock_seq, clock_lamport = state.announced
+            result.append(Head(sender_id, held_seq, clock_seq, clock_lamport))
+        return result
+
+    # Membership and clocks ---------------------------------------------------
+    def add_member(self, sender_id: bytes) -> None:
+        """Count ``sender_id`` in stability: nothing is stable until it is heard from."""
+        self._members.add(sender_id)
+        self._senders.setdefault(sender_id, _Sender())
+
+    def remove_member(self, sender_id: bytes) -> list[LogEvent]:
+        """A member left: it no longer holds stability back."""
+        self._members.discard(sender_id)
+        return self._advance_stability()
+
+    def observe_head(self, head: Head) -> list[LogEvent]:
+        """Learn from a head: more messages exist, and a member's clock announcement."""
+        self.add_member(head.sender_id)
+        state = self._senders[head.sender_id]
+        state.known = max(state.known, head.held_seq, head.clock_seq)
+        self._note_announcement(state, head.clock_seq, head.clock_lamport)
+        return self._advance_stability()
+
+    def _note_announcement(self, state: _Sender, seq: int, lamport: int) -> None:
+        if seq <= state.delivered:
+            # Sanity: an announced clock is at least the stamp of the message it follows.
+            if seq and lamport < state.lamports[seq - 1]:
+                return
+            if lamport > state.announced[1]:
+                state.announced = (seq, lamport)
+        elif state.pending is None or seq > state.pending[0]:
+            state.pending = (seq, lamport)
+
+    # Sending ------------------------------------------------------------------
+    def compose(
+        self, identity: Identity, *, name: str, text: str, sent_at_ms: int, vector_clocks: bool = True
+    ) -> Message:
+        """Create and sign this replica's next message (does not insert it)."""
+        state = self._senders.get(identity.sender_id) or _Sender()
+        if state.known > state.delivered or state.held:
+            raise RuntimeError("own history is incomplete here; wait for repair before sending")
+        deps: dict[bytes, int] | None = None
+        if vector_clocks:
+            previous = state.vector or {}
+            deps = {
+                s: st.delivered
+                for s, st in self._senders.items()
+                if s != identity.sender_id and st.delivered > previous.get(s, 0)
+            }
+        return Message.create(
+            identity,
+            seq=state.delivered + 1,
+            lamport=self._clock + 1,
+            sent_at_ms=sent_at_ms,
+            name=name,
+            text=text,
+            deps=deps,
+        )
+
+    # Receiving ----------------------------------------------------------------
+    def receive(self, message: Message) -> Receipt:
+        """Take one message from anywhere (the network, the store, ourselves)."""
+        state = self._senders.get(message.sender_id)
+        if state is not None:
+            existing = self.get(message.id)
+            if existing is not None:
+                return self._same_id(existing, message)
+            if state.blocked is not None:
+                return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
+            if message.seq <= state.delivered:  # pragma: no cover - get() found it
+                return Receipt(ReceiptStatus.DUPLICATE)
+        if not message.verify():
+            # Not recorded against the sender: anyone can send garbage in its name.
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        if state is None:
+            state = self._senders.setdefault(message.sender_id, _Sender())
+        if message.seq > state.delivered + self.config.max_ahead:
+            return Receipt(ReceiptStatus.IGNORED)
+        self._members.add(message.sender_id)
+        state.held[message.seq] = message
+        state.known = max(state.known, message.seq)
+        events: list[LogEvent] = []
+        self._deliver_ready([message.sender_id], events)
+        events.extend(self._advance_stability())
+        return Receipt(ReceiptStatus.NEW, tuple(events))
+
+    def receive_many(self, messages: Iterable[Message]) -> list[tuple[Message, Receipt]]:
+        return [(m, self.receive(m)) for m in messages]
+
+    def _same_id(self, existing: Message, message: Message) -> Receipt:
+        if existing.payload == message.payload:
+            return Receipt(ReceiptStatus.DUPLICATE)
+        if not message.verify():
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        if existing.signature == message.signature and existing.payload == message.payload:
+            return Receipt(ReceiptStatus.DUPLICATE)  # pragma: no cover
+        evidence = Equivocation(kept=existing, rejected=message)
+        self.evidence.append(evidence)
+        return Receipt(ReceiptStatus.REFUSED, (evidence, Refused(message, Refusal.EQUIVOCATION)))
+
+    # Delivery -----------------------------------------------------------------
+    def _deliver_ready(self, queue: list[bytes], events: list[LogEvent]) -> None:
+        """Deliver every held message that has become deliverable, in causal order."""
+        while queue:
+            sender_id = queue.pop()
+            state = self._senders[sender_id]
+            message = state.held.get(state.delivered + 1)
+            if message is None or state.blocked is not None:
+                continue
+            verdict = self._check(message, state)
+            if verdict is _WAIT:
+                continue
+            if isinstance(verdict, Refusal):
+                self._block(state, message, verdict, events)
+                continue
+            del state.held[message.seq]
+            self._deliver(message, state, verdict, events)
+            queue.append(sender_id)
+            self._wake_waiters(sender_id, message.seq, queue)
+
+    def _check(self, message: Message, state: _Sender) -> Refusal | dict[bytes, int] | None | object:
+        """The stamp checks of rule 4, run when the message is next in its sender's chain.
+
+        Returns the message's full vector clock (or None without vector clocks) when it
+        can be delivered, ``_WAIT`` when a dependency is still missing, or a Refusal.
+        """
+        previous_lamport = state.last_lamport
+        if message.lamport <= previous_lamport:
+            return Refusal.STAMP_NOT_INCREASING
+        if message.deps is None:
+            if state.vector is not None:
+                return Refusal.MODE_SWITCH
+            if message.lamport - previous_lamport > self.config.max_lamport_step:
+                return Refusal.STAMP_TOO_FAR
+            return None
+        if state.delivered and state.vector is None:
+            return Refusal.MODE_SWITCH
+        full = dict(state.vector or {})
+        expected = previous_lamport
+        for dep_sender, dep_seq in message.deps.items():
+            if dep_sender == message.sender_id or dep_seq <= full.get(dep_sender, 0):
+                return Refusal.DEPS_REGRESS
+            full[dep_sender] = dep_seq
+            dep_state = self._senders.get(dep_sender)
+            if dep_state is None or dep_state.delivered < dep_seq:
+                self._wait_for(dep_sender, dep_seq, message.sender_id)
+                return _WAIT
+            expected = max(expected, dep_state.lamports[dep_seq - 1])
+        # The sender's clock was the largest stamp it had delivered: its own previous
+        # message and everything its vector clock names. Anything else is forged.
+        if message.lamport != expected + 1:
+            return Refusal.FORGED_STAMP
+        return full
+
+    def _wait_for(self, dep_sender: bytes, dep_seq: int, waiter: bytes) -> None:
+        dep_state = self._senders.setdefault(dep_sender, _Sender())
+        dep_state.known = max(dep_state.known, dep_seq)
+        heapq.heappush(self._waiting.setdefault(dep_sender, []), (dep_seq, waiter))
+
+    def _wake_waiters(self, sender_id: bytes, seq: int, queue: list[bytes]) -> None:
+        waiting = self._waiting.get(sender_id)
+        while waiting and waiting[0][0] <= seq:
+            queue.append(heapq.heappop(waiting)[1])
+
+    def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
+        """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
+        state.blocked = reason
+        state.held.clear()
+        events.append(Refused(message, reason))
+
+    def _deliver(
+        self, message: Message, state: _Sender, vector: dict[bytes, int] | None, events: list[LogEvent]
+    ) -> None:
+        state.delivered = message.seq
+        state.lamports.append(message.lamport)
+        state.vector = vector
+        self._clock = max(self._clock, message.lamport)
+        key = message.key
+        self._by_key[key] = message
+        self._order.add(key)
+        index: int = self._order.bisect_left(key)
+        if index < self._stable_count:
+            # Only possible when a member was unknown or an announcement lied (rule 8).
+            self.stability_violations += 1
+            self._stable_count += 1
+        concurrent = False
+        if vector is not None:
+            concurrent = self._mark_concurrency(message, vector, events)
+        if state.pending is not None and state.pending[0] <= state.delivered:
+            pending, state.pending = state.pending, None
+            self._note_announcement(state, *pending)
+        events.append(Delivered(message, index, concurrent))
+
+    def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
+        """Flag ``message`` and every delivered message concurrent with it.
+
+        A delivered message n is concurrent with the newly delivered m exactly when
+        n is not in m's past (m cannot be in n's past: n was delivered first). For
+        each other sender those are the seqs above what m's vector clock names, up
+        to what is delivered here: one suffix range per sender.
+        """
+        newly: list[MessageId] = []
+        for other_id, other in self._senders.items():
+            if other_id == message.sender_id or other.vector is None:
+                continue
+            first = vector.get(other_id, 0) + 1
+            if first <= other.delivered:
+                for seq in _add_range(other.concurrent_ranges, first, other.delivered):
+                    newly.append(MessageId(other_id, seq))
+        if not newly:
+            return False
+        own = self._senders[message.sender_id].concurrent_ranges
+        _add_range(own, message.seq, message.seq)
+        events.append(Concurrent(tuple(newly)))
+        return True
+
+    # Stability ----------------------------------------------------------------
+    def stable_frontier(self) -> int:
+        """Every message stamped at or below this value is in its final position."""
+        if not self._members:
+            return 0
+        return min(self._senders[m].stability_bound() for m in self._members)
+
+    def silent_members(self) -> list[bytes]:
+        """Members holding stability back: those with the lowest clock bound."""
+        if not self._members:
+            return []
+        frontier = self.stable_frontier()
+        return [m for m in self._members if self._senders[m].stability_bound() == frontier]
+
+    def _advance_stability(self) -> list[LogEvent]:
+        count = self._order.bisect_right(MessageKey(self.stable_frontier(), _AFTER_ALL_SENDERS))
+        if count <= self._stable_count:
+            return []
+        self._stable_count = count
+        return [Stable(count)]
+
+
+_WAIT = object()
+
+
+def _missing_ranges(first: int, last: int, held: Mapping[int, Message]) -> list[tuple[int, int]]:
+    """Ranges of seqs in [first, last] that are not in ``held``."""
+    ranges: list[tuple[int, int]] = []
+    present = sorted(s for s in held if first <= s <= last)
+    cursor = first
+    for seq in [*present, last + 1]:
+        if seq > cursor:
+            ranges.append((cursor, seq - 1))
+        cursor = seq + 1
+    return ranges
+
+
+def _add_range(ranges: list[list[int]], first: int, last: int) -> list[int]:
+    """Add [first, last] to sorted disjoint ``ranges``; return the seqs that were not covered."""
+    added: list[int] = []
+    i = bisect_left(ranges, [first, first])
+    if i > 0 and ranges[i - 1][1] >= first - 1:
+        i -= 1
+    start, end = first, last
+    cursor = first
+    j = i
+    while j < len(ranges) and ranges[j][0] <= last + 1:
+        lo, hi = ranges[j]
+        added.extend(range(cursor, min(lo, last + 1)))
+        cursor = max(cursor, hi + 1)
+        start, end = min(start, lo), max(end, hi)
+        j += 1
+    added.extend(range(cursor, last + 1))
+    ranges[i:j] = [[start, end]]
+    return added

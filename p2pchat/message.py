@@ -1,0 +1,162 @@
+"""The chat message: its fields, its place in the order, and its signed encoding.
+
+Part of the pure core.
+
+On the wire a message is two byte strings: the CBOR *payload* and the sender's
+Ed25519 signature over exactly those payload bytes. The payload is never
+re-encoded before verification, so there is no canonicalisation to get wrong.
+
+Payload layout (a CBOR array)::
+
+    [1, sender_id, seq, lamport, sent_at_ms, name, text, deps]
+
+``deps`` is ``null`` when the sender does not use vector clocks. Otherwise it
+is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
+that *changed since its previous message* (its own entry is implied: ``seq-1``).
+The receiver rebuilds the full vector clock at delivery, because per-sender
+FIFO delivery guarantees the previous message is already delivered. A quiet
+room therefore pays a few bytes per message, not one entry per member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from . import codec
+from .codec import CodecError
+from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, short_id, verify_signature
+
+__all__ = [
+    "MAX_LAMPORT",
+    "MAX_NAME_BYTES",
+    "MAX_TEXT_BYTES",
+    "Message",
+    "MessageId",
+    "MessageKey",
+]
+
+PAYLOAD_VERSION = 1
+MAX_LAMPORT = 2**63 - 1
+MAX_SEQ = 2**63 - 1
+MAX_SENT_AT_MS = 2**53  # far beyond any real date; keeps JSON consumers exact
+MAX_TEXT_BYTES = 16 * 1024
+MAX_NAME_BYTES = 64
+MAX_DEPS = 1024
+
+
+class MessageKey(NamedTuple):
+    """The total order of the log: sort by Lamport stamp, then by sender id.
+
+    The Lamport stamp alone already extends causality (if B's author had seen
+    A then ``A.lamport < B.lamport``), so any tie is between messages written
+    without knowledge of each other. Such a tie must still be broken the same
+    way on every peer; the sender id is unique, fixed and known to all, so it
+    is the tie-break. A sender never reuses a stamp (its own stamps strictly
+    increase with seq), so no two messages share a key.
+    """
+
+    lamport: int
+    sender_id: bytes
+
+
+class MessageId(NamedTuple):
+    """A message's identity: its sender and its per-sender sequence number."""
+
+    sender_id: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A signed chat message as it travels and as it is stored."""
+
+    sender_id: bytes
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    """The sender's wall clock at send time, ms since the Unix epoch. Display only."""
+    name: str
+    text: str
+    deps: Mapping[bytes, int] | None
+    """Vector clock entries changed since the sender's previous message, or None."""
+    payload: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+
+    @property
+    def key(self) -> MessageKey:
+        return MessageKey(self.lamport, self.sender_id)
+
+    @property
+    def id(self) -> MessageId:
+        return MessageId(self.sender_id, self.seq)
+
+    def verify(self) -> bool:
+        """Whether the signature is the sender's over the exact payload bytes."""
+        return verify_signature(self.sender_id, self.payload, self.signature)
+
+    def __repr__(self) -> str:
+        return (
+            f"Message({short_id(self.sender_id)}#{self.seq} L{self.lamport} "
+            f"{self.name!r}: {self.text[:30]!r})"
+        )
+
+    # Creating ---------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        identity: Identity,
+        *,
+        seq: int,
+        lamport: int,
+        sent_at_ms: int,
+        name: str,
+        text: str,
+        deps: Mapping[bytes, int] | None,
+    ) -> Message:
+        """Encode and sign a new message. Raises ValueError on out-of-range fields."""
+        if not 1 <= seq <= MAX_SEQ:
+            raise ValueError("seq must be >= 1")
+        if not 1 <= lamport <= MAX_LAMPORT:
+            raise ValueError("lamport must be in [1, 2**63-1]")
+        if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise ValueError(f"text is over {MAX_TEXT_BYTES} bytes")
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
+        wire_deps = None if deps is None else {s: n for s, n in deps.items() if n > 0}
+        payload = codec.dumps(
+            [PAYLOAD_VERSION, identity.sender_id, seq, lamport, sent_at_ms, name, text, wire_deps]
+        )
+        signature = identity.sign(payload)
+        return cls.from_wire(payload, signature)
+
+    # Decoding ---------------------------------------------------------------
+    @classmethod
+    def from_wire(cls, payload: bytes, signature: bytes) -> Message:
+        """Strictly decode a payload. Does *not* verify the signature (see verify)."""
+        codec.expect_bytes(signature, "signature", size=SIGNATURE_SIZE)
+        fields = codec.expect_array(codec.strict_loads(payload, max_depth=3), "message", length=8)
+        version, sender_id, seq, lamport, sent_at_ms, name, text, deps = fields
+        if version != PAYLOAD_VERSION or type(version) is not int:
+            raise CodecError(f"message: unsupported payload version {version!r}")
+        return cls(
+            sender_id=codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE),
+            seq=codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ),
+            lamport=codec.expect_int(lamport, "message lamport", lo=1, hi=MAX_LAMPORT),
+            sent_at_ms=codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
+            name=codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES),
+            text=codec.expect_str(text, "message text", max_bytes=MAX_TEXT_BYTES),
+            deps=codec.expect_optional(deps, _parse_deps),
+            payload=payload,
+            signature=signature,
+        )
+
+
+def _parse_deps(value: object) -> dict[bytes, int]:
+    entries = codec.expect_map(value, "message deps", max_length=MAX_DEPS)
+    deps: dict[bytes, int] = {}
+    for sender, seq in entries.items():
+        sender_id = codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE)
+        deps[sender_id] = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
+    return deps

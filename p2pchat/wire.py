@@ -1,0 +1,271 @@
+"""Wire frames: what peers say to each other, as CBOR, with a strict decoder.
+
+Part of the pure core. Each WebSocket binary message carries exactly one frame,
+a CBOR array whose first item is the frame type::
+
+    HELLO     [1, version, sender_id, name, listen_url|null, nonce, [head...]]
+    AUTH      [2, signature]                       proof of the private key
+    MESSAGES  [3, [[payload, signature]...]]       a batch of signed messages
+    HEADS     [4, [head...], reply_wanted]         anti-entropy and heartbeat
+    WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
+    PEERS     [6, [url...]]                        address exchange
+    BYE       [7, reason]                          clean goodbye
+
+    head = [sender_id, held_seq, clock_seq, clock_lamport]
+
+A head says: "of this sender I hold seq 1..held_seq without holes, and the last
+clock it announced was: after its message clock_seq, its Lamport clock stood at
+clock_lamport". The second half travels from peer to peer so that stability
+(DESIGN.md rule 8) advances even in a quiet room and across several hops.
+
+:func:`decode_frame` accepts only frames built exactly like the ones
+:func:`encode_frame` produces and raises :class:`~p2pchat.codec.CodecError`
+otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from . import codec
+from .codec import CodecError
+from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE
+from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, Message
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "NONCE_SIZE",
+    "PROTOCOL_VERSION",
+    "Auth",
+    "Bye",
+    "Frame",
+    "Head",
+    "Heads",
+    "Hello",
+    "Messages",
+    "Peers",
+    "Want",
+    "WantRange",
+    "decode_frame",
+    "encode_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+NONCE_SIZE: Final = 16
+MAX_FRAME_BYTES: Final = 1024 * 1024
+MAX_BATCH: Final = 2000
+MAX_HEADS: Final = 4096
+MAX_WANTS: Final = 4096
+MAX_PEERS: Final = 64
+MAX_URL_BYTES: Final = 256
+MAX_REASON_BYTES: Final = 256
+MAX_MESSAGE_PAYLOAD: Final = 20 * 1024
+
+HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    sender_id: bytes
+    held_seq: int
+    clock_seq: int = 0
+    clock_lamport: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    sender_id: bytes
+    name: str
+    listen_url: str | None
+    nonce: bytes
+    heads: tuple[Head, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    heads: tuple[Head, ...]
+    reply_wanted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WantRange:
+    sender_id: bytes
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    ranges: tuple[WantRange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: str
+
+
+Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye
+
+
+# Encoding ---------------------------------------------------------------------
+
+
+def _head_item(head: Head) -> list[object]:
+    return [head.sender_id, head.held_seq, head.clock_seq, head.clock_lamport]
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The CBOR bytes of one frame."""
+    item: list[object]
+    match frame:
+        case Hello():
+            heads = [_head_item(h) for h in frame.heads]
+            item = [HELLO, frame.version, frame.sender_id, frame.name, frame.listen_url,
+                    frame.nonce, heads]
+        case Auth():
+            item = [AUTH, frame.signature]
+        case Messages():
+            item = [MESSAGES, [[m.payload, m.signature] for m in frame.messages]]
+        case Heads():
+            item = [HEADS, [_head_item(h) for h in frame.heads], frame.reply_wanted]
+        case Want():
+            item = [WANT, [[r.sender_id, r.first, r.last] for r in frame.ranges]]
+        case Peers():
+            item = [PEERS, list(frame.urls)]
+        case Bye():
+            item = [BYE, frame.reason]
+    return codec.dumps(item)
+
+
+# Decoding ---------------------------------------------------------------------
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Strictly decode one frame from untrusted bytes. Raises CodecError."""
+    if len(data) > MAX_FRAME_BYTES:
+        raise CodecError(f"frame of {len(data)} bytes is over the limit of {MAX_FRAME_BYTES}")
+    item = codec.expect_array(codec.strict_loads(data), "frame", max_length=8)
+    if not item:
+        raise CodecError("frame: empty array")
+    kind, fields = item[0], item[1:]
+    parse = _PARSERS.get(kind) if type(kind) is int else None
+    if parse is None:
+        raise CodecError(f"frame: unknown frame type {kind!r}")
+    return parse(fields)
+
+
+def _fields(fields: list[object], name: str, count: int) -> list[object]:
+    if len(fields) != count:
+        raise CodecError(f"{name}: expected {count} fields, got {len(fields)}")
+    return fields
+
+
+def _sender(value: object, what: str) -> bytes:
+    return codec.expect_bytes(value, what, size=SENDER_ID_SIZE)
+
+
+def _parse_head(value: object) -> Head:
+    sender, held, clock_seq, clock_lamport = codec.expect_array(value, "head", length=4)
+    return Head(
+        sender_id=_sender(sender, "head sender"),
+        held_seq=codec.expect_int(held, "head held_seq", hi=MAX_SEQ),
+        clock_seq=codec.expect_int(clock_seq, "head clock_seq", hi=MAX_SEQ),
+        clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
+    )
+
+
+def _parse_heads(value: object) -> tuple[Head, ...]:
+    return tuple(_parse_head(h) for h in codec.expect_array(value, "heads", max_length=MAX_HEADS))
+
+
+def _parse_url(value: object) -> str:
+    return codec.expect_str(value, "url", max_bytes=MAX_URL_BYTES)
+
+
+def _parse_hello(fields: list[object]) -> Hello:
+    version, sender, name, url, nonce, heads = _fields(fields, "hello", 6)
+    return Hello(
+        version=codec.expect_int(version, "hello version", hi=2**16),
+        sender_id=_sender(sender, "hello sender"),
+        name=codec.expect_str(name, "hello name", max_bytes=MAX_NAME_BYTES),
+        listen_url=codec.expect_optional(url, _parse_url),
+        nonce=codec.expect_bytes(nonce, "hello nonce", size=NONCE_SIZE),
+        heads=_parse_heads(heads),
+    )
+
+
+def _parse_auth(fields: list[object]) -> Auth:
+    (signature,) = _fields(fields, "auth", 1)
+    return Auth(codec.expect_bytes(signature, "auth signature", size=SIGNATURE_SIZE))
+
+
+def _parse_signed(value: object) -> Message:
+    payload, signature = codec.expect_array(value, "signed message", length=2)
+    payload = codec.expect_bytes(payload, "message payload", max_size=MAX_MESSAGE_PAYLOAD)
+    signature = codec.expect_bytes(signature, "message signature", size=SIGNATURE_SIZE)
+    return Message.from_wire(payload, signature)
+
+
+def _parse_messages(fields: list[object]) -> Messages:
+    (batch,) = _fields(fields, "messages", 1)
+    items = codec.expect_array(batch, "messages batch", max_length=MAX_BATCH)
+    return Messages(tuple(_parse_signed(m) for m in items))
+
+
+def _parse_heads_frame(fields: list[object]) -> Heads:
+    heads, reply = _fields(fields, "heads", 2)
+    if type(reply) is not bool:
+        raise CodecError(f"heads reply_wanted: expected a boolean, got {type(reply).__name__}")
+    return Heads(_parse_heads(heads), reply)
+
+
+def _parse_range(value: object) -> WantRange:
+    sender, first, last = codec.expect_array(value, "want range", length=3)
+    first_seq = codec.expect_int(first, "want first", lo=1, hi=MAX_SEQ)
+    last_seq = codec.expect_int(last, "want last", lo=first_seq, hi=MAX_SEQ)
+    return WantRange(_sender(sender, "want sender"), first_seq, last_seq)
+
+
+def _parse_want(fields: list[object]) -> Want:
+    (ranges,) = _fields(fields, "want", 1)
+    items = codec.expect_array(ranges, "want ranges", max_length=MAX_WANTS)
+    return Want(tuple(_parse_range(r) for r in items))
+
+
+def _parse_peers(fields: list[object]) -> Peers:
+    (urls,) = _fields(fields, "peers", 1)
+    items = codec.expect_array(urls, "peers urls", max_length=MAX_PEERS)
+    return Peers(tuple(_parse_url(u) for u in items))
+
+
+def _parse_bye(fields: list[object]) -> Bye:
+    (reason,) = _fields(fields, "bye", 1)
+    return Bye(codec.expect_str(reason, "bye reason", max_bytes=MAX_REASON_BYTES))
+
+
+_PARSERS = {
+    HELLO: _parse_hello,
+    AUTH: _parse_auth,
+    MESSAGES: _parse_messages,
+    HEADS: _parse_heads_frame,
+    WANT: _parse_want,
+    PEERS: _parse_peers,
+    BYE: _parse_bye,
+}
