@@ -97,7 +97,9 @@ def expect_int(value: object, what: str, *, lo: int = 0, hi: int = 2**63 - 1) ->
     return value
 
 
-def expect_bytes(value: object, what: str, *, size: int | None = None, max_size: int = 2**20) -> bytes:
+def expect_bytes(
+    value: object, what: str, *, size: int | None = None, max_size: int = 2**20
+) -> bytes:
     """``value`` as bytes, of exactly ``size`` bytes when given."""
     if type(value) is not bytes:
         raise CodecError(f"{what}: expected a byte string, got {type(value).__name__}")
@@ -118,7 +120,9 @@ def expect_str(value: object, what: str, *, max_bytes: int) -> str:
     return value
 
 
-def expect_array(value: object, what: str, *, length: int | None = None, max_length: int = 10_000) -> list[object]:
+def expect_array(
+    value: object, what: str, *, length: int | None = None, max_length: int = 10_000
+) -> list[object]:
     """``value`` as a list, of exactly ``length`` items when given."""
     if type(value) is not list:
         raise CodecError(f"{what}: expected an array, got {type(value).__name__}")

@@ -228,7 +228,9 @@ class OrderedLog:
         if state is None:
             return None
         if message_id.seq <= state.delivered:
-            return self._by_key[MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)]
+            return self._by_key[
+                MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)
+            ]
         return state.held.get(message_id.seq)
 
     def index_of(self, message: Message) -> int:
@@ -319,7 +321,13 @@ class OrderedLog:
 
     # Sending ------------------------------------------------------------------
     def compose(
-        self, identity: Identity, *, name: str, text: str, sent_at_ms: int, vector_clocks: bool = True
+        self,
+        identity: Identity,
+        *,
+        name: str,
+        text: str,
+        sent_at_ms: int,
+        vector_clocks: bool = True,
     ) -> Message:
         """Create and sign this replica's next message (does not insert it)."""
         state = self._senders.get(identity.sender_id) or _Sender()
@@ -394,7 +402,7 @@ class OrderedLog:
             if message is None or state.blocked is not None:
                 continue
             verdict = self._check(message, state)
-            if verdict is _WAIT:
+            if isinstance(verdict, _Wait):
                 continue
             if isinstance(verdict, Refusal):
                 self._block(state, message, verdict, events)
@@ -404,7 +412,7 @@ class OrderedLog:
             queue.append(sender_id)
             self._wake_waiters(sender_id, message.seq, queue)
 
-    def _check(self, message: Message, state: _Sender) -> Refusal | dict[bytes, int] | None | object:
+    def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | dict[bytes, int] | None:
         """The stamp checks of rule 4, run when the message is next in its sender's chain.
 
         Returns the message's full vector clock (or None without vector clocks) when it
@@ -448,14 +456,20 @@ class OrderedLog:
         while waiting and waiting[0][0] <= seq:
             queue.append(heapq.heappop(waiting)[1])
 
-    def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
+    def _block(
+        self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]
+    ) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
         state.held.clear()
         events.append(Refused(message, reason))
 
     def _deliver(
-        self, message: Message, state: _Sender, vector: dict[bytes, int] | None, events: list[LogEvent]
+        self,
+        message: Message,
+        state: _Sender,
+        vector: dict[bytes, int] | None,
+        events: list[LogEvent],
     ) -> None:
         state.delivered = message.seq
         state.lamports.append(message.lamport)
@@ -477,7 +491,9 @@ class OrderedLog:
             self._note_announcement(state, *pending)
         events.append(Delivered(message, index, concurrent))
 
-    def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
+    def _mark_concurrency(
+        self, message: Message, vector: dict[bytes, int], events: list[LogEvent]
+    ) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.
 
         A delivered message n is concurrent with the newly delivered m exactly when
@@ -522,7 +538,11 @@ class OrderedLog:
         return [Stable(count)]
 
 
-_WAIT = object()
+class _Wait:
+    """Verdict of a stamp check: a dependency is not delivered yet."""
+
+
+_WAIT = _Wait()
 
 
 def _missing_ranges(first: int, last: int, held: Mapping[int, Message]) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -137,8 +138,15 @@ def encode_frame(frame: Frame) -> bytes:
     match frame:
         case Hello():
             heads = [_head_item(h) for h in frame.heads]
-            item = [HELLO, frame.version, frame.sender_id, frame.name, frame.listen_url,
-                    frame.nonce, heads]
+            item = [
+                HELLO,
+                frame.version,
+                frame.sender_id,
+                frame.name,
+                frame.listen_url,
+                frame.nonce,
+                heads,
+            ]
         case Auth():
             item = [AUTH, frame.signature]
         case Messages():
@@ -260,7 +268,7 @@ def _parse_bye(fields: list[object]) -> Bye:
     return Bye(codec.expect_str(reason, "bye reason", max_bytes=MAX_REASON_BYTES))
 
 
-_PARSERS = {
+_PARSERS: dict[int, Callable[[list[object]], Frame]] = {
     HELLO: _parse_hello,
     AUTH: _parse_auth,
     MESSAGES: _parse_messages,

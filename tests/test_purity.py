@@ -6,8 +6,22 @@ import pathlib
 import pytest
 
 CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol"]
-FORBIDDEN = {"trio", "trio_websocket", "sqlite3", "socket", "time", "random", "os", "asyncio",
-             "threading", "datetime", "secrets", "select", "selectors", "subprocess"}
+FORBIDDEN = {
+    "trio",
+    "trio_websocket",
+    "sqlite3",
+    "socket",
+    "time",
+    "random",
+    "os",
+    "asyncio",
+    "threading",
+    "datetime",
+    "secrets",
+    "select",
+    "selectors",
+    "subprocess",
+}
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "p2pchat"
 
 
