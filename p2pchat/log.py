@@ -502,18 +502,22 @@ class OrderedLog:
         to what is delivered here: one suffix range per sender.
         """
         newly: list[MessageId] = []
+        concurrent = False
         for other_id, other in self._senders.items():
             if other_id == message.sender_id or other.vector is None:
                 continue
             first = vector.get(other_id, 0) + 1
             if first <= other.delivered:
+                # ``message`` is concurrent with these even if they were flagged before.
+                concurrent = True
                 for seq in _add_range(other.concurrent_ranges, first, other.delivered):
                     newly.append(MessageId(other_id, seq))
-        if not newly:
+        if not concurrent:
             return False
         own = self._senders[message.sender_id].concurrent_ranges
         _add_range(own, message.seq, message.seq)
-        events.append(Concurrent(tuple(newly)))
+        if newly:
+            events.append(Concurrent(tuple(newly)))
         return True
 
     # Stability ----------------------------------------------------------------

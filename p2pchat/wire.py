@@ -61,7 +61,9 @@ MAX_WANTS: Final = 4096
 MAX_PEERS: Final = 64
 MAX_URL_BYTES: Final = 256
 MAX_REASON_BYTES: Final = 256
-MAX_MESSAGE_PAYLOAD: Final = 20 * 1024
+MAX_MESSAGE_PAYLOAD: Final = 64 * 1024
+"""Above the largest payload Message.create can produce (~59.2 KiB: 16 KiB of text plus
+MAX_DEPS deps entries), so every message a peer can sign can also be received."""
 
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
 

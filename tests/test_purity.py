@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol"]
+CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol", "node"]
 FORBIDDEN = {
     "trio",
     "trio_websocket",

@@ -1,0 +1,608 @@
+"""A peer's protocol brain: gossip, anti-entropy and repair over many links, sans-IO.
+
+Part of the pure core. A :class:`Node` owns the :class:`~p2pchat.log.OrderedLog`
+and one :class:`~p2pchat.protocol.Link` per connection. The shell (or the
+simulator) feeds it what happened -- a connection opened, bytes arrived, a
+connection closed, the user typed something, time passed -- and carries out
+what it returns: :class:`Send` bytes, :class:`Close` a connection, hand
+:class:`LogEvents` to the application, dial :class:`Discovered` addresses.
+Time (``now``, in seconds on any monotonic scale) and randomness (``rng``)
+are always arguments.
+
+Gossip rules:
+
+* **Push.** A message seen for the first time (our own or a neighbour's) is
+  queued for every other neighbour not known to hold it. Queues are flushed
+  as one MESSAGES frame per neighbour after ``batch_window`` seconds, or at
+  once when ``max_batch`` messages are waiting, so a burst never costs a frame
+  per message.
+* **Pull.** On connect (the heads in HELLO) and every ``anti_entropy_interval``
+  with one random neighbour (HEADS with ``reply_wanted``), the receiver of the
+  heads sends every message the other side lacks.
+* **Repair.** Heads and vector clocks reveal messages that exist but are not
+  here; the log reports them as gaps and the node asks a neighbour that holds
+  them with WANT, again after ``want_timeout`` if they do not come.
+* **Heartbeat.** Every ``heartbeat_interval`` neighbours get our heads when
+  they changed (and at least every ``keepalive_interval``). Heads carry every
+  member's last clock announcement, relayed, so stability advances in a quiet
+  room and across hops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
+
+from .identity import Identity, short_id
+from .log import Delivered, LogEvent, OrderedLog, ReceiptStatus, Refusal, Refused
+from .message import Message
+from .protocol import CloseCode, Link, LinkState, ProtocolError
+from .wire import (
+    MAX_BATCH,
+    MAX_PEERS,
+    Bye,
+    Frame,
+    Head,
+    Heads,
+    Messages,
+    Peers,
+    Want,
+    WantRange,
+    encode_frame,
+)
+
+__all__ = [
+    "Close",
+    "Discovered",
+    "LogEvents",
+    "Node",
+    "NodeConfig",
+    "NodeStatistics",
+    "Output",
+    "PeerDown",
+    "PeerUp",
+    "Send",
+]
+
+T = TypeVar("T")
+
+
+class Rng(Protocol):
+    """The randomness a node needs; ``random.Random`` fits."""
+
+    def random(self) -> float: ...
+
+    def choice(self, seq: Sequence[T]) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    batch_window: float = 0.005
+    max_batch: int = 500
+    heartbeat_interval: float = 1.0
+    keepalive_interval: float = 10.0
+    anti_entropy_interval: float = 3.0
+    want_timeout: float = 1.0
+    handshake_timeout: float = 10.0
+    max_want_span: int = 10_000
+    vector_clocks: bool = True
+    max_known_addresses: int = 256
+
+
+# Outputs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    conn: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    conn: int
+    code: CloseCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvents:
+    events: tuple[LogEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    conn: int
+    sender_id: bytes
+    name: str
+    listen_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    conn: int
+    sender_id: bytes | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    urls: tuple[str, ...]
+
+
+Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered
+
+
+@dataclass(slots=True)
+class NodeStatistics:
+    connections: int = 0
+    delivered: int = 0
+    held: int = 0
+    missing: int = 0
+    stable: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    duplicates_in: int = 0
+    refused: int = 0
+
+
+@dataclass(slots=True)
+class _Neighbour:
+    conn: int
+    link: Link
+    opened_at: float
+    dialed_url: str | None
+    held: dict[bytes, int] = field(default_factory=dict)
+    """What we believe it holds: from its heads, what it sent us, what we pushed."""
+    push: list[Message] = field(default_factory=list)
+    push_due: float | None = None
+    heads_sent: tuple[Head, ...] | None = None
+    heads_sent_at: float = float("-inf")
+
+    @property
+    def remote_id(self) -> bytes | None:
+        return self.link.remote.sender_id if self.link.remote else None
+
+
+class Node:
+    """Everything a peer decides, with no I/O of its own."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        name: str,
+        log: OrderedLog,
+        *,
+        listen_url: str | None = None,
+        config: NodeConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.name = name
+        self.log = log
+        self.listen_url = listen_url
+        self.config = config or NodeConfig()
+        self._neighbours: dict[int, _Neighbour] = {}
+        self._want_retry_at: dict[bytes, float] = {}
+        self._next_heartbeat = 0.0
+        self._next_anti_entropy = self.config.anti_entropy_interval
+        self._next_want_check: float | None = None
+        self._addresses: dict[str, None] = {}
+        self.stats = NodeStatistics()
+        log.add_member(identity.sender_id)
+
+    # Connections ----------------------------------------------------------------
+    def open(
+        self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None
+    ) -> list[Output]:
+        """A transport connection is up (dialed or accepted): start the handshake."""
+        link = Link(self.identity, self.name, self.listen_url, nonce)
+        self._neighbours[conn] = _Neighbour(conn, link, now, dialed_url)
+        return [self._send(conn, link.hello(tuple(self._heads())))]
+
+    def closed(self, conn: int, reason: str = "closed") -> list[Output]:
+        """The transport connection is gone (for whatever reason)."""
+        neighbour = self._neighbours.pop(conn, None)
+        if neighbour is None:
+            return []
+        neighbour.link.close()
+        return [PeerDown(conn, neighbour.remote_id, reason)]
+
+    def close(
+        self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL
+    ) -> list[Output]:
+        """Say goodbye on ``conn`` and ask the shell to close it."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None:
+            return []
+        outputs: list[Output] = []
+        if neighbour.link.is_open:
+            outputs.extend(self._flush(neighbour))
+            outputs.append(self._send(conn, encode_frame(Bye(reason))))
+        neighbour.link.close()
+        outputs.append(Close(conn, code, reason))
+        return outputs
+
+    def close_all(self, reason: str = "shutting down") -> list[Output]:
+        outputs: list[Output] = []
+        for conn in list(self._neighbours):
+            outputs.extend(self.close(conn, reason, CloseCode.GOING_AWAY))
+        return outputs
+
+    def neighbours(self) -> list[tuple[int, bytes | None, str | None]]:
+        """(conn, remote id or None before the handshake, remote listen URL)."""
+        return [
+            (n.conn, n.remote_id, n.link.remote.listen_url if n.link.remote else n.dialed_url)
+            for n in self._neighbours.values()
+        ]
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for n in self._neighbours.values() if n.link.is_open)
+
+    def known_addresses(self) -> list[str]:
+        return list(self._addresses)
+
+    # Sending ----------------------------------------------------------------------
+    def compose(self, text: str, wall_ms: int) -> Message:
+        """Our next signed message (not yet in the log: store it, then :meth:`publish`)."""
+        return self.log.compose(
+            self.identity,
+            name=self.name,
+            text=text,
+            sent_at_ms=wall_ms,
+            vector_clocks=self.config.vector_clocks,
+        )
+
+    def publish(self, message: Message, now: float) -> list[Output]:
+        """Deliver our own message locally and queue it for every neighbour."""
+        receipt = self.log.receive(message)
+        if receipt.status is not ReceiptStatus.NEW:
+            raise RuntimeError(f"own message was not accepted: {receipt}")
+        outputs: list[Output] = [LogEvents(receipt.events)]
+        outputs.extend(self._queue_push([message], now, source=None))
+        return outputs
+
+    def send_text(self, text: str, now: float, wall_ms: int) -> tuple[Message, list[Output]]:
+        message = self.compose(text, wall_ms)
+        return message, self.publish(message, now)
+
+    # Receiving --------------------------------------------------------------------
+    def receive(self, conn: int, data: bytes | str, now: float) -> list[Output]:
+        """Bytes (or, wrongly, text) arrived on ``conn``."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not (neighbour.link.is_open or _in_handshake(neighbour)):
+            return []
+        self.stats.frames_in += 1
+        self.stats.bytes_in += len(data)
+        was_open = neighbour.link.is_open
+        try:
+            frame, reply = neighbour.link.receive(data)
+        except ProtocolError as exc:
+            return self._fail(neighbour, exc.code, exc.reason)
+        outputs: list[Output] = []
+        if reply is not None:
+            outputs.append(self._send(conn, reply))
+        if neighbour.link.is_open and not was_open:
+            outputs.extend(self._on_open(neighbour, now))
+        if frame is not None:
+            outputs.extend(self._dispatch(neighbour, frame, now))
+        return outputs
+
+    def _dispatch(self, neighbour: _Neighbour, frame: Frame, now: float) -> list[Output]:
+        match frame:
+            case Messages():
+                return self._on_messages(neighbour, frame.messages, now)
+            case Heads():
+                return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
+            case Want():
+                return self._on_want(neighbour, frame.ranges)
+            case Peers():
+                return self._on_peers(frame.urls)
+            case Bye():
+                neighbour.link.close()
+                return [Close(neighbour.conn, CloseCode.NORMAL, f"peer said bye: {frame.reason}")]
+        return []  # pragma: no cover - Link filters handshake frames
+
+    def _on_open(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        remote = neighbour.link.remote
+        assert remote is not None
+        if remote.sender_id == self.identity.sender_id:
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "connected to ourselves")
+        twin = self._twin(neighbour, remote.sender_id)
+        if twin is not None:
+            # Both ends dialed each other. Both keep the link dialed by the smaller id.
+            dialer_of_new = self.identity.sender_id if neighbour.dialed_url else remote.sender_id
+            loser = (
+                neighbour
+                if dialer_of_new != min(self.identity.sender_id, remote.sender_id)
+                else twin
+            )
+            outputs = self._fail(loser, CloseCode.NORMAL, "duplicate connection")
+            if loser is neighbour:
+                return outputs
+        else:
+            outputs = []
+        if remote.sender_id not in self.log.members:
+            self.log.add_member(remote.sender_id)
+            self._next_heartbeat = min(self._next_heartbeat, now + self.config.batch_window)
+        if remote.listen_url:
+            self._remember([remote.listen_url])
+        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
+        addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
+        if self.listen_url:
+            addresses = [self.listen_url, *addresses][:MAX_PEERS]
+        if addresses:
+            outputs.append(self._send(neighbour.conn, encode_frame(Peers(tuple(addresses)))))
+        return outputs
+
+    def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
+        for other in self._neighbours.values():
+            if other is not neighbour and other.link.is_open and other.remote_id == remote_id:
+                return other
+        return None
+
+    def _on_messages(
+        self, neighbour: _Neighbour, messages: Iterable[Message], now: float
+    ) -> list[Output]:
+        events: list[LogEvent] = []
+        fresh: list[Message] = []
+        for message in messages:
+            self.stats.messages_in += 1
+            receipt = self.log.receive(message)
+            events.extend(receipt.events)
+            if message.seq > neighbour.held.get(message.sender_id, 0):
+                neighbour.held[message.sender_id] = message.seq
+            if receipt.status is ReceiptStatus.NEW:
+                fresh.append(message)
+            elif receipt.status is ReceiptStatus.DUPLICATE:
+                self.stats.duplicates_in += 1
+            elif receipt.status is ReceiptStatus.REFUSED:
+                self.stats.refused += 1
+                if any(
+                    isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE
+                    for e in receipt.events
+                ):
+                    # Honest peers verify before relaying: a bad signature is the neighbour's fault.
+                    outputs: list[Output] = [LogEvents(tuple(events))] if events else []
+                    reason = f"relayed a message with a bad signature ({message!r})"
+                    return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)]
+        outputs = [LogEvents(tuple(events))] if events else []
+        outputs.extend(self._queue_push(fresh, now, source=neighbour))
+        outputs.extend(self._request_gaps(now, neighbour))
+        return outputs
+
+    def _on_heads(
+        self, neighbour: _Neighbour, heads: Iterable[Head], reply_wanted: bool, now: float
+    ) -> list[Output]:
+        events: list[LogEvent] = []
+        reported: dict[bytes, int] = {}
+        members_before = len(self.log.members)
+        for head in heads:
+            events.extend(self.log.observe_head(head))
+            reported[head.sender_id] = head.held_seq
+            if head.held_seq > neighbour.held.get(head.sender_id, 0):
+                neighbour.held[head.sender_id] = head.held_seq
+        if len(self.log.members) > members_before:
+            # Spread news of a member at once: stability is only sound over a complete
+            # member set, so nobody should wait a heartbeat interval to learn of it.
+            self._next_heartbeat = min(self._next_heartbeat, now + self.config.batch_window)
+        outputs: list[Output] = [LogEvents(tuple(events))] if events else []
+        if reply_wanted:
+            outputs.extend(self._send_missing(neighbour, reported))
+            outputs.append(self._send_heads(neighbour, now, reply_wanted=False))
+        outputs.extend(self._request_gaps(now, neighbour))
+        return outputs
+
+    def _send_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> list[Output]:
+        """Anti-entropy: send everything the neighbour's own heads say it lacks."""
+        missing: list[Message] = []
+        for head in self.log.heads():
+            theirs = reported.get(head.sender_id, 0)
+            if head.held_seq > theirs:
+                missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
+                neighbour.held[head.sender_id] = max(
+                    neighbour.held.get(head.sender_id, 0), head.held_seq
+                )
+        return self._send_messages(neighbour.conn, missing)
+
+    def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange]) -> list[Output]:
+        found: list[Message] = []
+        for wanted in ranges:
+            last = min(wanted.last, wanted.first + self.config.max_want_span - 1)
+            found.extend(self.log.messages_between(wanted.sender_id, wanted.first, last))
+        return self._send_messages(neighbour.conn, found)
+
+    def _on_peers(self, urls: Iterable[str]) -> list[Output]:
+        new = self._remember(urls)
+        return [Discovered(tuple(new))] if new else []
+
+    def _remember(self, urls: Iterable[str]) -> list[str]:
+        new = []
+        for url in urls:
+            if url == self.listen_url or url in self._addresses:
+                continue
+            if len(self._addresses) >= self.config.max_known_addresses:
+                break
+            self._addresses[url] = None
+            new.append(url)
+        return new
+
+    # Time -------------------------------------------------------------------------
+    def tick(self, now: float, rng: Rng) -> list[Output]:
+        """Run everything that is due at ``now``."""
+        outputs: list[Output] = []
+        for neighbour in list(self._neighbours.values()):
+            if neighbour.push_due is not None and neighbour.push_due <= now:
+                outputs.extend(self._flush(neighbour))
+            if (
+                _in_handshake(neighbour)
+                and now - neighbour.opened_at >= self.config.handshake_timeout
+            ):
+                outputs.extend(
+                    self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out")
+                )
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_interval
+            outputs.extend(self._heartbeat(now))
+        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open]
+        if now >= self._next_anti_entropy:
+            self._next_anti_entropy = now + self.config.anti_entropy_interval
+            if open_neighbours:
+                outputs.append(
+                    self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True)
+                )
+        if self._next_want_check is not None and now >= self._next_want_check and open_neighbours:
+            outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+        return outputs
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` next has something to do."""
+        deadlines = [self._next_heartbeat, self._next_anti_entropy]
+        if self._next_want_check is not None:
+            deadlines.append(self._next_want_check)
+        for neighbour in self._neighbours.values():
+            if neighbour.push_due is not None:
+                deadlines.append(neighbour.push_due)
+            if _in_handshake(neighbour):
+                deadlines.append(neighbour.opened_at + self.config.handshake_timeout)
+        return min(deadlines)
+
+    def _heartbeat(self, now: float) -> list[Output]:
+        outputs: list[Output] = []
+        events = self.log.observe_head(self._own_head())
+        if events:
+            outputs.append(LogEvents(tuple(events)))
+        heads = tuple(self._heads())
+        for neighbour in self._neighbours.values():
+            if not neighbour.link.is_open:
+                continue
+            stale = now - neighbour.heads_sent_at >= self.config.keepalive_interval
+            if heads != neighbour.heads_sent or stale:
+                outputs.append(self._send_heads(neighbour, now, reply_wanted=False, heads=heads))
+        return outputs
+
+    # Helpers ----------------------------------------------------------------------
+    def _own_head(self) -> Head:
+        """Our fresh clock announcement: after our last message our clock is log.clock.
+
+        Every later message of ours is stamped above it (stamps are clock + 1).
+        """
+        seq = self.log.delivered_seq(self.identity.sender_id)
+        return Head(self.identity.sender_id, seq, seq, self.log.clock)
+
+    def _heads(self) -> list[Head]:
+        own = self._own_head()
+        return [own, *(h for h in self.log.heads() if h.sender_id != own.sender_id)]
+
+    def _send_heads(
+        self,
+        neighbour: _Neighbour,
+        now: float,
+        *,
+        reply_wanted: bool,
+        heads: tuple[Head, ...] | None = None,
+    ) -> Send:
+        heads = heads if heads is not None else tuple(self._heads())
+        neighbour.heads_sent = heads
+        neighbour.heads_sent_at = now
+        return self._send(neighbour.conn, encode_frame(Heads(heads, reply_wanted)))
+
+    def _queue_push(
+        self, messages: Sequence[Message], now: float, source: _Neighbour | None
+    ) -> list[Output]:
+        if not messages:
+            return []
+        outputs: list[Output] = []
+        for neighbour in self._neighbours.values():
+            if neighbour is source or not neighbour.link.is_open:
+                continue
+            for message in messages:
+                if neighbour.held.get(message.sender_id, 0) < message.seq:
+                    neighbour.push.append(message)
+            if not neighbour.push:
+                continue
+            if len(neighbour.push) >= self.config.max_batch:
+                outputs.extend(self._flush(neighbour))
+            elif neighbour.push_due is None:
+                neighbour.push_due = now + self.config.batch_window
+        return outputs
+
+    def _flush(self, neighbour: _Neighbour) -> list[Output]:
+        batch, neighbour.push, neighbour.push_due = neighbour.push, [], None
+        for message in batch:
+            if message.seq > neighbour.held.get(message.sender_id, 0):
+                neighbour.held[message.sender_id] = message.seq
+        return self._send_messages(neighbour.conn, batch)
+
+    def _send_messages(self, conn: int, messages: Sequence[Message]) -> list[Output]:
+        step = min(self.config.max_batch, MAX_BATCH)
+        return [
+            self._send(conn, encode_frame(Messages(tuple(messages[i : i + step]))))
+            for i in range(0, len(messages), step)
+        ]
+
+    def _request_gaps(self, now: float, preferred: _Neighbour) -> list[Output]:
+        """Ask for missing messages, at most once per sender per ``want_timeout``."""
+        gaps = self.log.gaps()
+        if not gaps:
+            self._next_want_check = None
+            return []
+        self._next_want_check = now + self.config.want_timeout
+        by_target: dict[int, list[WantRange]] = {}
+        for sender_id, ranges in gaps.items():
+            if self._want_retry_at.get(sender_id, float("-inf")) > now:
+                continue
+            target = self._holder(sender_id, ranges[0][0], preferred)
+            if target is None:
+                continue
+            self._want_retry_at[sender_id] = now + self.config.want_timeout
+            by_target.setdefault(target.conn, []).extend(
+                WantRange(sender_id, first, last) for first, last in ranges
+            )
+        return [
+            self._send(conn, encode_frame(Want(tuple(ranges))))
+            for conn, ranges in by_target.items()
+        ]
+
+    def _holder(self, sender_id: bytes, seq: int, preferred: _Neighbour) -> _Neighbour | None:
+        """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
+        candidates = [preferred, *self._neighbours.values()]
+        for neighbour in candidates:
+            if neighbour.link.is_open and neighbour.held.get(sender_id, 0) >= seq:
+                return neighbour
+        return preferred if preferred.link.is_open else None
+
+    def _fail(self, neighbour: _Neighbour, code: CloseCode, reason: str) -> list[Output]:
+        neighbour.link.close()
+        who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
+        return [Close(neighbour.conn, code, f"{who}: {reason}")]
+
+    def _send(self, conn: int, data: bytes) -> Send:
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data)
+        return Send(conn, data)
+
+    def statistics(self) -> NodeStatistics:
+        stats = self.stats
+        stats.connections = self.open_count
+        stats.delivered = len(self.log)
+        stats.held = self.log.held_count
+        stats.missing = sum(
+            last - first + 1 for ranges in self.log.gaps().values() for first, last in ranges
+        )
+        stats.stable = self.log.stable_count
+        return replace(stats)
+
+
+def _in_handshake(neighbour: _Neighbour) -> bool:
+    return neighbour.link.state in (LinkState.AWAIT_HELLO, LinkState.AWAIT_AUTH)
+
+
+def delivered_messages(events: Iterable[LogEvent]) -> list[Message]:
+    """The messages delivered in ``events``, in delivery order."""
+    return [e.message for e in events if isinstance(e, Delivered)]

@@ -1,0 +1,449 @@
+"""A deterministic in-process network of many peers, in virtual time.
+
+The simulator runs the real :class:`~p2pchat.node.Node` logic -- the same code
+the trio shell runs -- over an in-memory network: per-link latency
+distributions, frame loss, duplication and reordering, partitions that heal,
+and peers that crash and restart from what they had stored. Everything random
+comes from one seed, so a run is reproducible exactly.
+
+It serves the tests (convergence over many seeds), ``p2pchat sim`` and the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .identity import Identity
+from .log import Delivered, OrderedLog, Stable
+from .message import Message, MessageId, MessageKey
+from .node import Close, LogEvents, Node, NodeConfig, Output, Send
+
+__all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
+
+HANDSHAKE_FRAMES = 2  # HELLO and AUTH: never duplicated or reordered (TCP would not either)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    peers: int = 5
+    topology: str = "random"
+    """``line``, ``ring``, ``random`` (connected, about ``degree`` links each) or ``full``."""
+    degree: int = 3
+    latency: tuple[float, float] = (0.01, 0.05)
+    """Each link draws its own latency range inside this one (seconds per hop)."""
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    """Probability that a frame is held back so later frames on its link overtake it."""
+    seed: int = 0
+    node: NodeConfig = field(default_factory=NodeConfig)
+    redial_delay: float = 1.0
+
+
+def make_topology(kind: str, peers: int, degree: int, rng: random.Random) -> list[tuple[int, int]]:
+    """The links between peers 0..peers-1 as (dialer, listener) pairs."""
+    if peers < 2:
+        return []
+    line = [(i, i + 1) for i in range(peers - 1)]
+    if kind == "line":
+        return line
+    if kind == "ring":
+        return [*line, (peers - 1, 0)] if peers > 2 else line
+    if kind == "full":
+        return list(itertools.combinations(range(peers), 2))
+    if kind != "random":
+        raise ValueError(f"unknown topology {kind!r}")
+    # A random spanning tree keeps it connected; random extra links bring the degree up.
+    order = list(range(peers))
+    rng.shuffle(order)
+    links = {tuple(sorted((order[i], order[rng.randrange(i)]))) for i in range(1, peers)}
+    target = max(len(links), peers * degree // 2)
+    while len(links) < min(target, peers * (peers - 1) // 2):
+        a, b = rng.sample(range(peers), 2)
+        links.add(tuple(sorted((a, b))))
+    return sorted((a, b) for a, b in links)
+
+
+@dataclass
+class _Endpoint:
+    peer: int
+    conn: int
+    remote_peer: int
+    remote_conn: int
+    dialer: bool
+    frames_sent: int = 0
+    last_arrival: float = 0.0
+
+
+@dataclass
+class SimPeer:
+    index: int
+    identity: Identity
+    name: str
+    rng: random.Random
+    node: Node
+    stored: list[Message] = field(default_factory=list)
+    alive: bool = True
+    tick_at: float | None = None
+    arrival: list[MessageId] = field(default_factory=list)
+
+
+@dataclass
+class SimReport:
+    sent: int
+    frames: int
+    frames_per_message: float
+    bytes_per_message: float
+    median_ms: float
+    p99_ms: float
+    max_ms: float
+    stable_median_ms: float
+    stable_max_ms: float
+    lost: int
+    duplicates: int
+    identical: bool
+    stability_moved: int
+    unstable: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "frames_per_message": round(self.frames_per_message, 2),
+            "median_ms": round(self.median_ms, 1),
+            "p99_ms": round(self.p99_ms, 1),
+            "max_ms": round(self.max_ms, 1),
+            "stable_median_ms": round(self.stable_median_ms, 1),
+            "stable_max_ms": round(self.stable_max_ms, 1),
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "identical": self.identical,
+        }
+
+
+class Simulation:
+    """N peers on an in-memory network in virtual time."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.now = 0.0
+        self._rng = random.Random(config.seed)
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._counter = itertools.count()
+        self._conns = itertools.count(1)
+        self._endpoints: dict[int, _Endpoint] = {}
+        self._link_latency: dict[frozenset[int], tuple[float, float]] = {}
+        self._partition: list[set[int]] | None = None
+        self.sent: dict[MessageId, float] = {}
+        self.delivered_at: dict[MessageId, dict[int, float]] = {}
+        self.stable_at: dict[MessageKey, dict[int, float]] = {}
+        self.duplicates = 0
+        self._stable_positions: list[dict[int, MessageKey]] = []
+        self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
+        self.peers = [self._make_peer(i) for i in range(config.peers)]
+        self._stable_positions = [{} for _ in self.peers]
+        for a, b in self.links:
+            self._connect(a, b)
+
+    # Building ---------------------------------------------------------------------
+    def _make_peer(self, index: int) -> SimPeer:
+        seed_bytes = random.Random(self.config.seed * 1_000_003 + index).randbytes(32)
+        identity = Identity(seed_bytes)
+        name = f"peer{index}"
+        rng = random.Random(self._rng.random())
+        node = Node(
+            identity, name, OrderedLog(), listen_url=f"sim://{index}", config=self.config.node
+        )
+        return SimPeer(index, identity, name, rng, node)
+
+    def _latency_range(self, a: int, b: int) -> tuple[float, float]:
+        key = frozenset((a, b))
+        if key not in self._link_latency:
+            lo, hi = self.config.latency
+            x, y = sorted((self._rng.uniform(lo, hi), self._rng.uniform(lo, hi)))
+            self._link_latency[key] = (x, y)
+        return self._link_latency[key]
+
+    def _connect(self, a: int, b: int) -> None:
+        if not (self.peers[a].alive and self.peers[b].alive):
+            return
+        conn_a, conn_b = next(self._conns), next(self._conns)
+        self._endpoints[conn_a] = _Endpoint(a, conn_a, b, conn_b, True)
+        self._endpoints[conn_b] = _Endpoint(b, conn_b, a, conn_a, False)
+        for peer, conn, dialed in ((a, conn_a, f"sim://{b}"), (b, conn_b, None)):
+            node = self.peers[peer].node
+            nonce = self.peers[peer].rng.randbytes(16)
+            self._apply(peer, node.open(conn, self.now, nonce, dialed_url=dialed))
+
+    # Event loop -------------------------------------------------------------------
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._queue, (when, next(self._counter), action))
+
+    def run_until(self, until: float) -> None:
+        while self._queue and self._queue[0][0] <= until:
+            when, _, action = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            action()
+        self.now = max(self.now, until)
+
+    def _schedule_tick(self, peer: SimPeer) -> None:
+        if not peer.alive:
+            return
+        deadline = max(peer.node.next_deadline(), self.now)
+        if peer.tick_at is not None and peer.tick_at <= deadline:
+            return
+        peer.tick_at = deadline
+        generation = peer.node
+
+        def tick() -> None:
+            if peer.node is not generation or not peer.alive or peer.tick_at != deadline:
+                return
+            peer.tick_at = None
+            self._apply(peer.index, peer.node.tick(self.now, peer.rng))
+
+        self.at(deadline, tick)
+
+    def _apply(self, index: int, outputs: Iterable[Output]) -> None:
+        peer = self.peers[index]
+        for output in outputs:
+            match output:
+                case Send():
+                    self._transmit(output.conn, output.data)
+                case Close():
+                    self._close(output.conn, output.reason)
+                case LogEvents():
+                    self._record(peer, output.events)
+                case _:
+                    pass
+        self._schedule_tick(peer)
+
+    def _record(self, peer: SimPeer, events: Iterable[object]) -> None:
+        for event in events:
+            if isinstance(event, Delivered):
+                times = self.delivered_at.setdefault(event.message.id, {})
+                if peer.index in times and peer.node.log.get(event.message.id) is not None:
+                    self.duplicates += 1
+                times.setdefault(peer.index, self.now)
+                peer.arrival.append(event.message.id)
+                peer.stored.append(event.message)
+            elif isinstance(event, Stable):
+                self._record_stable(peer, event.count)
+
+    def _record_stable(self, peer: SimPeer, count: int) -> None:
+        positions = self._stable_positions[peer.index]
+        log = peer.node.log
+        for position in range(len(positions), count):
+            key = log[position].key
+            positions[position] = key
+            self.stable_at.setdefault(key, {}).setdefault(peer.index, self.now)
+
+    # Network ----------------------------------------------------------------------
+    def _transmit(self, conn: int, data: bytes) -> None:
+        endpoint = self._endpoints.get(conn)
+        if endpoint is None:
+            return
+        endpoint.frames_sent += 1
+        remote = self._endpoints.get(endpoint.remote_conn)
+        if remote is None or self._cut(endpoint.peer, endpoint.remote_peer):
+            return
+        handshake = endpoint.frames_sent <= HANDSHAKE_FRAMES
+        if not handshake and self._rng.random() < self.config.loss:
+            return
+        copies = 2 if not handshake and self._rng.random() < self.config.duplicate else 1
+        lo, hi = self._latency_range(endpoint.peer, endpoint.remote_peer)
+        for _ in range(copies):
+            arrival = self.now + self._rng.uniform(lo, hi)
+            if handshake or self._rng.random() >= self.config.reorder:
+                # In order on the link, like TCP: never before the previous frame.
+                arrival = max(arrival, remote.last_arrival)
+                remote.last_arrival = arrival
+            self.at(arrival, _bind(self._arrive, remote, data))
+
+    def _arrive(self, endpoint: _Endpoint, data: bytes) -> None:
+        peer = self.peers[endpoint.peer]
+        if not peer.alive or endpoint.conn not in self._endpoints:
+            return
+        self._apply(endpoint.peer, peer.node.receive(endpoint.conn, data, self.now))
+
+    def _cut(self, a: int, b: int) -> bool:
+        if self._partition is None:
+            return False
+        return not any(a in group and b in group for group in self._partition)
+
+    def _close(self, conn: int, reason: str) -> None:
+        endpoint = self._endpoints.pop(conn, None)
+        if endpoint is None:
+            return
+        peer = self.peers[endpoint.peer]
+        if peer.alive:
+            self._apply(endpoint.peer, peer.node.closed(conn, reason))
+        remote = self._endpoints.pop(endpoint.remote_conn, None)
+        if remote is not None and self.peers[remote.peer].alive:
+            when = self.now + self._latency_range(endpoint.peer, endpoint.remote_peer)[1]
+
+            def remote_closed() -> None:
+                remote_peer = self.peers[remote.peer]
+                if remote_peer.alive:
+                    self._apply(remote.peer, remote_peer.node.closed(remote.conn, reason))
+
+            self.at(when, remote_closed)
+        # The dialing side redials, like the shell's backoff loop.
+        dialer, listener = (
+            (endpoint.peer, endpoint.remote_peer)
+            if endpoint.dialer
+            else (endpoint.remote_peer, endpoint.peer)
+        )
+        if "duplicate" not in reason:
+            self.at(self.now + self.config.redial_delay, lambda: self._redial(dialer, listener))
+
+    def _redial(self, a: int, b: int) -> None:
+        connected = any(
+            (e.peer == a and e.remote_peer == b) or (e.peer == b and e.remote_peer == a)
+            for e in self._endpoints.values()
+        )
+        if not connected:
+            self._connect(a, b)
+
+    # Faults -------------------------------------------------------------------------
+    def partition(self, *groups: Iterable[int]) -> None:
+        """Only peers in the same group hear each other until :meth:`heal`."""
+        self._partition = [set(g) for g in groups]
+
+    def heal(self) -> None:
+        self._partition = None
+
+    def crash(self, index: int) -> None:
+        """Stop a peer at once: what it delivered is stored, the rest is gone."""
+        peer = self.peers[index]
+        peer.alive = False
+        for conn in [c for c, e in self._endpoints.items() if e.peer == index]:
+            self._close(conn, "peer crashed")
+
+    def restart(self, index: int) -> None:
+        """Start a crashed peer again from its stored messages, same identity."""
+        old = self.peers[index]
+        log = OrderedLog()
+        for message in old.stored:
+            log.receive(message)
+        node = Node(
+            old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node
+        )
+        self.peers[index] = SimPeer(
+            index, old.identity, old.name, old.rng, node, list(old.stored), True, None, old.arrival
+        )
+        positions = self._stable_positions[index]
+        self._stable_positions[index] = positions  # stable claims from before must still hold
+        for a, b in self.links:
+            if index in (a, b):
+                self._redial(a, b)
+        self._schedule_tick(self.peers[index])
+
+    # Workload -------------------------------------------------------------------------
+    def send(self, index: int, text: str) -> Message | None:
+        """Peer ``index`` sends ``text`` now (ignored if it is down)."""
+        peer = self.peers[index]
+        if not peer.alive:
+            return None
+        message, outputs = peer.node.send_text(text, self.now, int(self.now * 1000))
+        self.sent[message.id] = self.now
+        self._apply(index, outputs)
+        return message
+
+    def send_at(self, when: float, index: int, text: str) -> None:
+        def send() -> None:
+            self.send(index, text)
+
+        self.at(when, send)
+
+    # Results --------------------------------------------------------------------------
+    def live(self) -> list[SimPeer]:
+        return [p for p in self.peers if p.alive]
+
+    def converged(self) -> bool:
+        live = self.live()
+        if not live:
+            return True
+        first = [m.key for m in live[0].node.log]
+        return all(
+            len(p.node.log) == len(self.sent)
+            and [m.key for m in p.node.log] == first
+            and p.node.log.held_count == 0
+            for p in live
+        )
+
+    def settle(self, limit: float, step: float = 0.1) -> bool:
+        """Run until all live peers hold every sent message in one order, or ``limit``."""
+        while self.now < limit:
+            self.run_until(self.now + step)
+            if self.converged():
+                return True
+        return self.converged()
+
+    def stability_moved(self) -> int:
+        """Positions reported stable whose message has changed since (must be 0)."""
+        moved = 0
+        for peer in self.peers:
+            log = peer.node.log
+            for position, key in self._stable_positions[peer.index].items():
+                if position >= len(log) or log[position].key != key:
+                    moved += 1
+        return moved
+
+    def report(self) -> SimReport:
+        live = self.live()
+        live_ids = {p.index for p in live}
+        latencies, lost = [], 0
+        for message_id, sent_at in self.sent.items():
+            times = self.delivered_at.get(message_id, {})
+            if not live_ids <= times.keys():
+                lost += 1
+                continue
+            latencies.append((max(times[i] for i in live_ids) - sent_at) * 1000)
+        stable = []
+        for message_id, sent_at in self.sent.items():
+            peer = self.peers[0].node.log.get(message_id)
+            times = self.stable_at.get(peer.key, {}) if peer else {}
+            if live_ids <= times.keys():
+                stable.append((max(times[i] for i in live_ids) - sent_at) * 1000)
+        frames = sum(p.node.stats.frames_out for p in self.peers)
+        wire = sum(p.node.stats.bytes_out for p in self.peers)
+        sent = max(len(self.sent), 1)
+        first = [m.key for m in live[0].node.log] if live else []
+        return SimReport(
+            sent=len(self.sent),
+            frames=frames,
+            frames_per_message=frames / sent,
+            bytes_per_message=wire / sent,
+            median_ms=_percentile(latencies, 50),
+            p99_ms=_percentile(latencies, 99),
+            max_ms=max(latencies, default=0.0),
+            stable_median_ms=_percentile(stable, 50),
+            stable_max_ms=max(stable, default=0.0),
+            lost=lost,
+            duplicates=self.duplicates,
+            identical=all([m.key for m in p.node.log] == first for p in live),
+            stability_moved=self.stability_moved(),
+            unstable=len(self.sent) - len(stable),
+        )
+
+
+def _bind(
+    action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes
+) -> Callable[[], None]:
+    return lambda: action(endpoint, data)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+        if pct < 100
+        else max(values)
+    )
