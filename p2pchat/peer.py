@@ -1,0 +1,534 @@
+"""A running peer: the trio shell around the sans-IO :class:`~p2pchat.node.Node`.
+
+The peer owns a nursery with: the WebSocket listener, one task group per
+connection (reader, writer), one dialer per address it keeps a connection to,
+a ticker that runs the node's timers, and a saver that batches received
+messages into the SQLite store. Everything the node decides is carried out in
+:meth:`Peer._apply`, synchronously, so the node never waits on I/O.
+
+Use it as an async context manager::
+
+    async with open_peer("alice", join=["ws://127.0.0.1:9000"]) as peer:
+        await peer.send("hello")
+        async with peer.subscribe() as events:
+            async for event in events:
+                ...
+
+or start it in your own nursery with ``await nursery.start(serve_peer, ...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+
+from .identity import Identity, short_id
+from .log import Concurrent, Delivered, LogConfig, OrderedLog, Stable
+from .message import Message
+from .node import (
+    Close,
+    Discovered,
+    LogEvents,
+    Node,
+    NodeConfig,
+    NodeStatistics,
+    Output,
+    PeerDown,
+    PeerUp,
+    Send,
+)
+from .protocol import CloseCode
+from .store import Store
+from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
+
+__all__ = [
+    "ConcurrentMarked",
+    "MessageDelivered",
+    "NeighbourDown",
+    "NeighbourUp",
+    "Peer",
+    "PeerConfig",
+    "PeerEvent",
+    "StableAdvanced",
+    "open_peer",
+    "serve_peer",
+]
+
+logger = logging.getLogger("p2pchat.peer")
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    max_connections: int = 32
+    """Connections beyond this are refused (code 1013, try again later)."""
+    target_connections: int = 4
+    """Addresses learned from neighbours are dialed while we have fewer than this."""
+    send_queue_frames: int = 256
+    """Frames queued for one neighbour; a neighbour this far behind is disconnected."""
+    dial_timeout: float = 5.0
+    backoff_initial: float = 0.25
+    backoff_max: float = 30.0
+    discovered_attempts: int = 3
+    """Failed dials before a learned (not bootstrap) address is given up."""
+    save_interval: float = 0.05
+
+
+# Events for the application ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """A message entered the log at ``index`` (later entries moved down one)."""
+
+    message: Message
+    index: int
+    concurrent: bool
+    stable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrentMarked:
+    """These earlier messages turned out to be concurrent with a newer one."""
+
+    ids: tuple[tuple[bytes, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StableAdvanced:
+    """Log positions ``0 .. count-1`` are final."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourUp:
+    sender_id: bytes
+    name: str
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourDown:
+    sender_id: bytes | None
+    reason: str
+
+
+PeerEvent = MessageDelivered | ConcurrentMarked | StableAdvanced | NeighbourUp | NeighbourDown
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatistics:
+    node: NodeStatistics
+    members: int
+    silent_members: int
+    dialing: int
+
+
+@dataclass
+class _Connection:
+    conn: int
+    websocket: WebSocketConnection
+    outbox: trio.MemorySendChannel[bytes]
+    scope: trio.CancelScope
+    close_code: int = CloseCode.NORMAL
+    close_reason: str = ""
+
+
+class Peer:
+    """A peer that is running. Make one with :func:`open_peer` or :func:`serve_peer`."""
+
+    def __init__(
+        self, node: Node, store: Store | None, config: PeerConfig, nursery: trio.Nursery
+    ) -> None:
+        self.node = node
+        self.store = store
+        self.config = config
+        self._nursery = nursery
+        self._rng = random.Random(os.urandom(16))
+        self._connections: dict[int, _Connection] = {}
+        self._next_conn = 1
+        self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+        self._unsaved: list[Message] = []
+        self._dialing: set[str] = set()
+        self._wakeup = trio.Event()
+        self._tick_at = math.inf
+        self._changed = trio.Event()
+        self._closing = False
+        self.url: str | None = None
+
+    # Who we are ---------------------------------------------------------------------
+    @property
+    def peer_id(self) -> str:
+        """Our sender id (the Ed25519 public key) in hex."""
+        return self.node.identity.sender_id.hex()
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def log(self) -> OrderedLog:
+        return self.node.log
+
+    # The application's side -----------------------------------------------------------
+    async def send(self, text: str) -> Message:
+        """Sign ``text`` as our next message, store it durably, deliver and gossip it."""
+        if self._closing:
+            raise trio.ClosedResourceError("peer is shutting down")
+        message = self.node.compose(text, int(time.time() * 1000))
+        if self.store is not None:
+            self.store.save_messages([message], durable=True)
+        self._apply(self.node.publish(message, trio.current_time()))
+        await trio.lowlevel.checkpoint()
+        return message
+
+    def messages(self) -> list[Message]:
+        """A snapshot of the ordered log."""
+        return self.node.log.messages()
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[PeerEvent]]:
+        """Events from now on: deliveries (with their index), stability, concurrency, peers."""
+        send, receive = trio.open_memory_channel[PeerEvent](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.remove(send)
+            send.close()
+
+    def statistics(self) -> PeerStatistics:
+        return PeerStatistics(
+            node=self.node.statistics(),
+            members=len(self.node.log.members),
+            silent_members=len(self.node.log.silent_members()),
+            dialing=len(self._dialing),
+        )
+
+    async def wait_delivered(self, count: int) -> None:
+        """Return once the log holds at least ``count`` messages."""
+        while len(self.node.log) < count:
+            await self._wait_changed()
+
+    async def wait_connected(self, count: int = 1) -> None:
+        """Return once at least ``count`` neighbours have finished the handshake."""
+        while self.node.open_count < count:
+            await self._wait_changed()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+    def join(self, url: str, *, bootstrap: bool = True) -> None:
+        """Keep a connection to ``url`` (redialing with backoff while we run)."""
+        if url == self.url or url in self._dialing:
+            return
+        self._dialing.add(url)
+        self._nursery.start_soon(self._dialer, url, bootstrap)
+
+    async def aclose(self) -> None:
+        """Say goodbye to every neighbour, store what is unsaved, stop."""
+        if self._closing:
+            return
+        self._closing = True
+        self._apply(self.node.close_all())
+        with trio.move_on_after(2):
+            while self._connections:
+                await self._wait_changed()
+        self._save()
+        self._nursery.cancel_scope.cancel()
+
+    # Carrying out the node's decisions --------------------------------------------------
+    def _apply(self, outputs: Iterable[Output]) -> None:
+        for output in outputs:
+            match output:
+                case Send():
+                    self._send(output.conn, output.data)
+                case Close():
+                    self._close(output.conn, output.code, output.reason)
+                case LogEvents():
+                    self._on_log_events(output.events)
+                case PeerUp():
+                    logger.info("connected to %s (%s)", output.name, short_id(output.sender_id))
+                    self._publish(NeighbourUp(output.sender_id, output.name, output.listen_url))
+                case PeerDown():
+                    self._publish(NeighbourDown(output.sender_id, output.reason))
+                case Discovered():
+                    self._on_discovered(output.urls)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+        if self.node.next_deadline() < self._tick_at:
+            self._wakeup.set()
+
+    def _send(self, conn: int, data: bytes) -> None:
+        connection = self._connections.get(conn)
+        if connection is None:
+            return
+        try:
+            connection.outbox.send_nowait(data)
+        except trio.WouldBlock:
+            # The neighbour reads slower than we produce: drop the neighbour, not messages.
+            # Whatever it misses it will fetch again by anti-entropy when it reconnects.
+            logger.warning("disconnecting conn %d: send queue full", conn)
+            connection.close_code = CloseCode.POLICY_VIOLATION
+            connection.close_reason = "too slow: send queue full"
+            connection.scope.cancel()
+        except trio.ClosedResourceError:
+            pass
+
+    def _close(self, conn: int, code: int, reason: str) -> None:
+        connection = self._connections.get(conn)
+        if connection is None:
+            return
+        logger.info("closing conn %d: %s", conn, reason)
+        connection.close_code, connection.close_reason = code, reason
+        connection.outbox.close()  # the writer sends what is queued, then closes
+
+    def _on_log_events(self, events: Iterable[object]) -> None:
+        log = self.node.log
+        me = self.node.identity.sender_id
+        for event in events:
+            if isinstance(event, Delivered):
+                if event.message.sender_id != me:
+                    self._unsaved.append(event.message)
+                stable = event.index < log.stable_count
+                self._publish(
+                    MessageDelivered(event.message, event.index, event.concurrent, stable)
+                )
+            elif isinstance(event, Stable):
+                self._publish(StableAdvanced(event.count))
+            elif isinstance(event, Concurrent):
+                self._publish(ConcurrentMarked(tuple((i.sender_id, i.seq) for i in event.ids)))
+
+    def _publish(self, event: PeerEvent) -> None:
+        for subscriber in self._subscribers:
+            subscriber.send_nowait(event)
+
+    def _on_discovered(self, urls: Iterable[str]) -> None:
+        for url in urls:
+            if self.node.open_count + len(self._dialing) >= self.config.target_connections:
+                break
+            if not self._connected_to(url):
+                self.join(url, bootstrap=False)
+
+    def _connected_to(self, url: str) -> bool:
+        return any(address == url for _, _, address in self.node.neighbours())
+
+    # Background tasks -----------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        while True:
+            self._tick_at = self.node.next_deadline()
+            with trio.move_on_at(self._tick_at):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self._tick_at = math.inf
+            self._apply(self.node.tick(trio.current_time(), self._rng))
+
+    async def _saver(self) -> None:
+        while True:
+            await trio.sleep(self.config.save_interval)
+            self._save()
+
+    def _save(self) -> None:
+        if self.store is not None and self._unsaved:
+            batch, self._unsaved = self._unsaved, []
+            self.store.save_messages(batch)
+
+    async def _dialer(self, url: str, bootstrap: bool) -> None:
+        delay = self.config.backoff_initial
+        failures = 0
+        try:
+            while not self._closing:
+                if self._connected_to(url):
+                    await self._wait_changed()
+                    continue
+                started = trio.current_time()
+                try:
+                    await self._dial_and_run(url)
+                except (OSError, HandshakeError, trio.TooSlowError, ValueError) as exc:
+                    failures += 1
+                    logger.debug("dial %s failed: %r", url, exc)
+                    if not bootstrap and failures >= self.config.discovered_attempts:
+                        return
+                else:
+                    failures = 0
+                    if trio.current_time() - started > 10:
+                        delay = self.config.backoff_initial
+                # Exponential backoff with full jitter, so restarted peers do not redial in step.
+                await trio.sleep(self._rng.uniform(0, delay))
+                delay = min(delay * 2, self.config.backoff_max)
+        finally:
+            self._dialing.discard(url)
+
+    async def _dial_and_run(self, url: str) -> None:
+        async with trio.open_nursery() as nursery:
+            websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
+            await self._run_connection(websocket, nursery, dialed_url=url)
+            nursery.cancel_scope.cancel()
+
+    async def _accept(self, websocket: WebSocketConnection, nursery: trio.Nursery) -> None:
+        if len(self._connections) >= self.config.max_connections or self._closing:
+            await close_quickly(websocket, CloseCode.TRY_AGAIN_LATER, "too many connections")
+            return
+        await self._run_connection(websocket, nursery, dialed_url=None)
+
+    async def _run_connection(
+        self, websocket: WebSocketConnection, nursery: trio.Nursery, dialed_url: str | None
+    ) -> None:
+        conn = self._next_conn
+        self._next_conn += 1
+        send, receive = trio.open_memory_channel[bytes](self.config.send_queue_frames)
+        connection = _Connection(conn, websocket, send, trio.CancelScope())
+        self._connections[conn] = connection
+        reason = "closed"
+        try:
+            with connection.scope:
+                self._apply(self.node.open(conn, trio.current_time(), os.urandom(16), dialed_url))
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(self._writer, connection, receive)
+                    reason = await self._reader(connection)
+                    tasks.cancel_scope.cancel()
+        finally:
+            del self._connections[conn]
+            if connection.scope.cancelled_caught:
+                reason = connection.close_reason or "cancelled"
+                with trio.CancelScope(shield=True):
+                    await close_quickly(websocket, connection.close_code, reason, timeout=0.5)
+            self._apply(self.node.closed(conn, reason))
+
+    async def _reader(self, connection: _Connection) -> str:
+        try:
+            while True:
+                data = await connection.websocket.get_message()
+                self._apply(self.node.receive(connection.conn, data, trio.current_time()))
+        except ConnectionClosed as exc:
+            why = exc.reason
+            return (
+                f"connection closed ({why.code} {why.reason or ''})" if why else "connection closed"
+            )
+
+    async def _writer(
+        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[bytes]
+    ) -> None:
+        try:
+            async for data in outbox:
+                await connection.websocket.send_message(data)
+        except ConnectionClosed:
+            return
+        await close_quickly(connection.websocket, connection.close_code, connection.close_reason)
+
+
+# Opening a peer ----------------------------------------------------------------------------
+
+
+def default_data_dir(name: str) -> Path:
+    """``$XDG_DATA_HOME/p2pchat/NAME`` (``~/.local/share/p2pchat/NAME`` by default)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "p2pchat" / name
+
+
+def load_node(
+    name: str, store: Store | None, config: PeerConfig, identity: Identity | None = None
+) -> Node:
+    """Build the node: identity and history from the store when there is one."""
+    log = OrderedLog(config.log)
+    stored = store.load_identity() if store is not None else None
+    if identity is None:
+        identity = Identity(stored.seed if stored else os.urandom(32))
+    if store is not None:
+        if stored is None or stored.name != name:
+            store.save_identity(identity.seed, name)
+        for message in store.load_messages():
+            log.receive(message, trusted=True)
+    return Node(identity, name, log, config=config.node)
+
+
+async def serve_peer(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    listen: str = "127.0.0.1:0",
+    join: Iterable[str] = (),
+    config: PeerConfig | None = None,
+    identity: Identity | None = None,
+    task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a peer until cancelled; ``task_status.started`` hands over the :class:`Peer`.
+
+    ``data_dir=None`` keeps everything in memory (nothing survives a restart).
+    """
+    config = config or PeerConfig()
+    store = Store(data_dir) if data_dir is not None else None
+    try:
+        node = load_node(name, store, config, identity)
+        async with trio.open_nursery() as nursery:
+            peer = Peer(node, store, config, nursery)
+            host, port = parse_host_port(listen)
+            listeners = await nursery.start(serve_websockets, peer._accept, host, port)
+            peer.url = node.listen_url = url_of(listeners[0])
+            nursery.start_soon(peer._ticker)
+            nursery.start_soon(peer._saver)
+            for url in join:
+                peer.join(url)
+            task_status.started(peer)
+    finally:
+        if store is not None:
+            store.close()
+
+
+@asynccontextmanager
+async def open_peer(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    listen: str = "127.0.0.1:0",
+    join: Iterable[str] = (),
+    config: PeerConfig | None = None,
+    identity: Identity | None = None,
+) -> AsyncIterator[Peer]:
+    """Run a peer for the duration of the ``async with`` block, then close it cleanly."""
+    async with trio.open_nursery() as nursery:
+        peer: Peer = await nursery.start(
+            _serve_peer_positional, name, data_dir, listen, tuple(join), config, identity
+        )
+        try:
+            yield peer
+        finally:
+            with trio.CancelScope(shield=True):
+                await peer.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def _serve_peer_positional(
+    name: str,
+    data_dir: str | Path | None,
+    listen: str,
+    join: tuple[str, ...],
+    config: PeerConfig | None,
+    identity: Identity | None,
+    task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_peer(
+        name,
+        data_dir=data_dir,
+        listen=listen,
+        join=join,
+        config=config,
+        identity=identity,
+        task_status=task_status,
+    )

@@ -1,0 +1,125 @@
+"""WebSocket transport on trio-websocket, hardened against its known pitfalls.
+
+trio-websocket 0.12.2's ``serve_websocket`` runs every connection's handler and
+background reader in one nursery with the listener, so one connection's error --
+a ping that arrives while the connection closes (upstream issue #184), or any
+exception in a handler -- takes the whole listener down. Here each accepted TCP
+stream gets a nursery of its own and everything it raises stays there.
+
+Also: ``connect_timeout`` does not fire when a server accepts TCP and then
+stays silent, so every dial and every server handshake is wrapped in
+``trio.fail_after``; and ``disconnect_timeout`` (60 s by default) is replaced
+by a short bound on closing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import WebSocketConnection, connect_websocket_url, wrap_server_stream
+
+from .wire import MAX_FRAME_BYTES
+
+__all__ = ["Handler", "dial", "parse_host_port", "serve_websockets", "url_of"]
+
+logger = logging.getLogger("p2pchat.transport")
+
+Handler = Callable[[WebSocketConnection, trio.Nursery], Awaitable[None]]
+
+RECEIVE_BUFFER = 64 * 1024
+MESSAGE_QUEUE = 64
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) as a pair; port 0 picks a free port."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def url_of(listener: trio.SocketListener) -> str:
+    """The ``ws://`` URL peers can dial to reach ``listener``."""
+    host, port = listener.socket.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{port}"
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a ws:// URL with a host and port, else ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname or parts.port is None:
+        raise ValueError(f"expected ws://HOST:PORT, got {url!r}")
+    return url
+
+
+async def serve_websockets(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    handshake_timeout: float = 10.0,
+    max_message_size: int = MAX_FRAME_BYTES,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host:port`` and run ``handler(connection, nursery)`` per connection.
+
+    Reports the listeners through ``task_status`` (read the port from them).
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(handshake_timeout):
+                    request = await wrap_server_stream(
+                        nursery,
+                        stream,
+                        message_queue_size=MESSAGE_QUEUE,
+                        max_message_size=max_message_size,
+                        receive_buffer_size=RECEIVE_BUFFER,
+                    )
+                    connection = await request.accept()
+                await handler(connection, nursery)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:  # one connection's failure must not stop the listener
+            logger.debug("connection ended with %r", exc)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    task_status.started(listeners)
+    await trio.serve_listeners(on_stream, listeners)
+
+
+async def dial(
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    timeout: float = 5.0,
+    max_message_size: int = MAX_FRAME_BYTES,
+) -> WebSocketConnection:
+    """Open a WebSocket to ``url``; its background task runs in ``nursery``.
+
+    Raises OSError, trio_websocket.HandshakeError or trio.TooSlowError.
+    """
+    with trio.fail_after(timeout):
+        connection: WebSocketConnection = await connect_websocket_url(
+            nursery,
+            check_url(url),
+            message_queue_size=MESSAGE_QUEUE,
+            max_message_size=max_message_size,
+            receive_buffer_size=RECEIVE_BUFFER,
+        )
+        return connection
+
+
+async def close_quickly(
+    connection: WebSocketConnection, code: int, reason: str, timeout: float = 2.0
+) -> None:
+    """Close with a code and reason, but never wait longer than ``timeout``."""
+    with trio.move_on_after(timeout):
+        await connection.aclose(code, reason[:120])
