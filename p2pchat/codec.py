@@ -97,9 +97,7 @@ def expect_int(value: object, what: str, *, lo: int = 0, hi: int = 2**63 - 1) ->
     return value
 
 
-def expect_bytes(
-    value: object, what: str, *, size: int | None = None, max_size: int = 2**20
-) -> bytes:
+def expect_bytes(value: object, what: str, *, size: int | None = None, max_size: int = 2**20) -> bytes:
     """``value`` as bytes, of exactly ``size`` bytes when given."""
     if type(value) is not bytes:
         raise CodecError(f"{what}: expected a byte string, got {type(value).__name__}")

@@ -228,9 +228,7 @@ class OrderedLog:
         if state is None:
             return None
         if message_id.seq <= state.delivered:
-            return self._by_key[
-                MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)
-            ]
+            return self._by_key[MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)]
         return state.held.get(message_id.seq)
 
     def index_of(self, message: Message) -> int:
@@ -461,9 +459,7 @@ class OrderedLog:
         while waiting and waiting[0][0] <= seq:
             queue.append(heapq.heappop(waiting)[1])
 
-    def _block(
-        self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]
-    ) -> None:
+    def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
         state.held.clear()
@@ -496,9 +492,7 @@ class OrderedLog:
             self._note_announcement(state, *pending)
         events.append(Delivered(message, index, concurrent))
 
-    def _mark_concurrency(
-        self, message: Message, vector: dict[bytes, int], events: list[LogEvent]
-    ) -> bool:
+    def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.
 
         A delivered message n is concurrent with the newly delivered m exactly when

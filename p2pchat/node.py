@@ -195,9 +195,7 @@ class Node:
         log.add_member(identity.sender_id)
 
     # Connections ----------------------------------------------------------------
-    def open(
-        self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None
-    ) -> list[Output]:
+    def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
         """A transport connection is up (dialed or accepted): start the handshake."""
         link = Link(self.identity, self.name, self.listen_url, nonce)
         self._neighbours[conn] = _Neighbour(conn, link, now, dialed_url)
@@ -211,9 +209,7 @@ class Node:
         neighbour.link.close()
         return [PeerDown(conn, neighbour.remote_id, reason)]
 
-    def close(
-        self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL
-    ) -> list[Output]:
+    def close(self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL) -> list[Output]:
         """Say goodbye on ``conn`` and ask the shell to close it."""
         neighbour = self._neighbours.get(conn)
         if neighbour is None:
@@ -316,11 +312,7 @@ class Node:
         if twin is not None:
             # Both ends dialed each other. Both keep the link dialed by the smaller id.
             dialer_of_new = self.identity.sender_id if neighbour.dialed_url else remote.sender_id
-            loser = (
-                neighbour
-                if dialer_of_new != min(self.identity.sender_id, remote.sender_id)
-                else twin
-            )
+            loser = neighbour if dialer_of_new != min(self.identity.sender_id, remote.sender_id) else twin
             outputs = self._fail(loser, CloseCode.NORMAL, "duplicate connection")
             if loser is neighbour:
                 return outputs
@@ -346,9 +338,7 @@ class Node:
                 return other
         return None
 
-    def _on_messages(
-        self, neighbour: _Neighbour, messages: Iterable[Message], now: float
-    ) -> list[Output]:
+    def _on_messages(self, neighbour: _Neighbour, messages: Iterable[Message], now: float) -> list[Output]:
         events: list[LogEvent] = []
         fresh: list[Message] = []
         for message in messages:
@@ -363,10 +353,7 @@ class Node:
                 self.stats.duplicates_in += 1
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
-                if any(
-                    isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE
-                    for e in receipt.events
-                ):
+                if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
                     # Honest peers verify before relaying: a bad signature is the neighbour's fault.
                     outputs: list[Output] = [LogEvents(tuple(events))] if events else []
                     reason = f"relayed a message with a bad signature ({message!r})"
@@ -405,9 +392,7 @@ class Node:
             theirs = reported.get(head.sender_id, 0)
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
-                neighbour.held[head.sender_id] = max(
-                    neighbour.held.get(head.sender_id, 0), head.held_seq
-                )
+                neighbour.held[head.sender_id] = max(neighbour.held.get(head.sender_id, 0), head.held_seq)
         return self._send_messages(neighbour.conn, missing)
 
     def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange]) -> list[Output]:
@@ -439,13 +424,8 @@ class Node:
         for neighbour in list(self._neighbours.values()):
             if neighbour.push_due is not None and neighbour.push_due <= now:
                 outputs.extend(self._flush(neighbour))
-            if (
-                _in_handshake(neighbour)
-                and now - neighbour.opened_at >= self.config.handshake_timeout
-            ):
-                outputs.extend(
-                    self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out")
-                )
+            if _in_handshake(neighbour) and now - neighbour.opened_at >= self.config.handshake_timeout:
+                outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out"))
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             outputs.extend(self._heartbeat(now))
@@ -453,9 +433,7 @@ class Node:
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
-                outputs.append(
-                    self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True)
-                )
+                outputs.append(self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True))
         if self._next_want_check is not None and now >= self._next_want_check and open_neighbours:
             outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
         return outputs
@@ -512,9 +490,7 @@ class Node:
         neighbour.heads_sent_at = now
         return self._send(neighbour.conn, encode_frame(Heads(heads, reply_wanted)))
 
-    def _queue_push(
-        self, messages: Sequence[Message], now: float, source: _Neighbour | None
-    ) -> list[Output]:
+    def _queue_push(self, messages: Sequence[Message], now: float, source: _Neighbour | None) -> list[Output]:
         if not messages:
             return []
         outputs: list[Output] = []
@@ -564,10 +540,7 @@ class Node:
             by_target.setdefault(target.conn, []).extend(
                 WantRange(sender_id, first, last) for first, last in ranges
             )
-        return [
-            self._send(conn, encode_frame(Want(tuple(ranges))))
-            for conn, ranges in by_target.items()
-        ]
+        return [self._send(conn, encode_frame(Want(tuple(ranges)))) for conn, ranges in by_target.items()]
 
     def _holder(self, sender_id: bytes, seq: int, preferred: _Neighbour) -> _Neighbour | None:
         """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
@@ -592,9 +565,7 @@ class Node:
         stats.connections = self.open_count
         stats.delivered = len(self.log)
         stats.held = self.log.held_count
-        stats.missing = sum(
-            last - first + 1 for ranges in self.log.gaps().values() for first, last in ranges
-        )
+        stats.missing = sum(last - first + 1 for ranges in self.log.gaps().values() for first, last in ranges)
         stats.stable = self.log.stable_count
         return replace(stats)
 

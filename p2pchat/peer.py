@@ -149,9 +149,7 @@ class _Connection:
 class Peer:
     """A peer that is running. Make one with :func:`open_peer` or :func:`serve_peer`."""
 
-    def __init__(
-        self, node: Node, store: Store | None, config: PeerConfig, nursery: trio.Nursery
-    ) -> None:
+    def __init__(self, node: Node, store: Store | None, config: PeerConfig, nursery: trio.Nursery) -> None:
         self.node = node
         self.store = store
         self.config = config
@@ -207,7 +205,8 @@ class Peer:
             async with receive:
                 yield receive
         finally:
-            self._subscribers.remove(send)
+            if send in self._subscribers:
+                self._subscribers.remove(send)
             send.close()
 
     def statistics(self) -> PeerStatistics:
@@ -307,17 +306,18 @@ class Peer:
                 if event.message.sender_id != me:
                     self._unsaved.append(event.message)
                 stable = event.index < log.stable_count
-                self._publish(
-                    MessageDelivered(event.message, event.index, event.concurrent, stable)
-                )
+                self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
             elif isinstance(event, Concurrent):
                 self._publish(ConcurrentMarked(tuple((i.sender_id, i.seq) for i in event.ids)))
 
     def _publish(self, event: PeerEvent) -> None:
-        for subscriber in self._subscribers:
-            subscriber.send_nowait(event)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(subscriber)
 
     def _on_discovered(self, urls: Iterable[str]) -> None:
         for url in urls:
@@ -418,13 +418,9 @@ class Peer:
                 self._apply(self.node.receive(connection.conn, data, trio.current_time()))
         except ConnectionClosed as exc:
             why = exc.reason
-            return (
-                f"connection closed ({why.code} {why.reason or ''})" if why else "connection closed"
-            )
+            return f"connection closed ({why.code} {why.reason or ''})" if why else "connection closed"
 
-    async def _writer(
-        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[bytes]
-    ) -> None:
+    async def _writer(self, connection: _Connection, outbox: trio.MemoryReceiveChannel[bytes]) -> None:
         try:
             async for data in outbox:
                 await connection.websocket.send_message(data)
@@ -442,9 +438,7 @@ def default_data_dir(name: str) -> Path:
     return Path(base) / "p2pchat" / name
 
 
-def load_node(
-    name: str, store: Store | None, config: PeerConfig, identity: Identity | None = None
-) -> Node:
+def load_node(name: str, store: Store | None, config: PeerConfig, identity: Identity | None = None) -> Node:
     """Build the node: identity and history from the store when there is one."""
     log = OrderedLog(config.log)
     stored = store.load_identity() if store is not None else None

@@ -159,9 +159,7 @@ class Link:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "nonce replayed back to us")
         self._hello = frame
         self.state = LinkState.AWAIT_AUTH
-        signature = self._identity.sign(
-            _auth_payload(frame.nonce, self._nonce, self._identity.sender_id)
-        )
+        signature = self._identity.sign(_auth_payload(frame.nonce, self._nonce, self._identity.sender_id))
         return encode_frame(Auth(signature))
 
     def _on_auth(self, frame: Frame) -> None:

@@ -155,9 +155,7 @@ class Simulation:
         identity = Identity(seed_bytes)
         name = f"peer{index}"
         rng = random.Random(self._rng.random())
-        node = Node(
-            identity, name, OrderedLog(), listen_url=f"sim://{index}", config=self.config.node
-        )
+        node = Node(identity, name, OrderedLog(), listen_url=f"sim://{index}", config=self.config.node)
         return SimPeer(index, identity, name, rng, node)
 
     def _latency_range(self, a: int, b: int) -> tuple[float, float]:
@@ -329,9 +327,7 @@ class Simulation:
         log = OrderedLog()
         for message in old.stored:
             log.receive(message)
-        node = Node(
-            old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node
-        )
+        node = Node(old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node)
         self.peers[index] = SimPeer(
             index, old.identity, old.name, old.rng, node, list(old.stored), True, None, old.arrival
         )
@@ -431,9 +427,7 @@ class Simulation:
         )
 
 
-def _bind(
-    action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes
-) -> Callable[[], None]:
+def _bind(action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes) -> Callable[[], None]:
     return lambda: action(endpoint, data)
 
 
@@ -442,8 +436,4 @@ def _percentile(values: list[float], pct: float) -> float:
         return 0.0
     if len(values) == 1:
         return values[0]
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
-        if pct < 100
-        else max(values)
-    )
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1] if pct < 100 else max(values)

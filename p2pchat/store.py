@@ -122,9 +122,7 @@ class Store:
 
     def load_messages(self) -> Iterator[Message]:
         """Every stored message, in log order (which is also a causal order)."""
-        cursor = self._db.execute(
-            "SELECT payload, signature FROM messages ORDER BY lamport, sender"
-        )
+        cursor = self._db.execute("SELECT payload, signature FROM messages ORDER BY lamport, sender")
         for payload, signature in cursor:
             yield Message.from_wire(bytes(payload), bytes(signature))
 

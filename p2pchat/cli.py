@@ -1,0 +1,195 @@
+"""The ``p2pchat`` command: a thin ``main(argv) -> int`` around the library.
+
+Subcommands: ``chat`` (run a peer; ``--json`` for the machine contract),
+``log`` (print a stored log) and ``sim`` (the deterministic simulator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from . import __version__
+from .jsonlines import dumps, iso_time, message_object, peer_event_object
+from .log import OrderedLog
+from .peer import MessageDelivered, NeighbourDown, NeighbourUp, Peer, default_data_dir, open_peer
+from .store import Store
+from .transport import check_url, parse_host_port
+
+__all__ = ["main", "run"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2pchat", description="Serverless group chat.")
+    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    chat = commands.add_parser("chat", help="run a peer and chat")
+    chat.add_argument("--name", required=True, help="display name (not unique)")
+    chat.add_argument("--listen", default="127.0.0.1:0", type=_host_port, help="HOST:PORT (port 0 picks one)")
+    chat.add_argument(
+        "--join", action="append", default=[], type=_ws_url, help="a peer's ws:// URL (repeatable)"
+    )
+    chat.add_argument("--data", type=Path, help="data directory (default: per-user, per-name)")
+    chat.add_argument("--json", action="store_true", help="JSON lines on stdout, one message per stdin line")
+
+    log = commands.add_parser("log", help="print the stored ordered log")
+    log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
+    log.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    from .sim_cli import add_sim_parser
+
+    add_sim_parser(commands)
+    return parser
+
+
+def _host_port(text: str) -> str:
+    try:
+        parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _ws_url(text: str) -> str:
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "chat":
+        return trio.run(chat, args)
+    if args.command == "log":
+        return print_log(args.data, as_json=args.json)
+    from .sim_cli import run_sim
+
+    return run_sim(args)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+# chat ----------------------------------------------------------------------------------
+
+
+async def chat(args: argparse.Namespace) -> int:
+    data_dir = args.data or default_data_dir(args.name)
+    output = _json_output if args.json else _text_output
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
+        async with (
+            open_peer(args.name, data_dir=data_dir, listen=args.listen, join=args.join) as peer,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(output, peer, nursery)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+def _emit(line: str) -> None:
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise SystemExit(0) from None
+
+
+async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
+    async with peer.subscribe() as events:
+        _emit(dumps({"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name}))
+        log = peer.log
+        for index, message in enumerate(log.messages()):
+            obj = message_object(
+                message,
+                index=index,
+                concurrent=log.is_concurrent(message.id),
+                stable=index < log.stable_count,
+            )
+            _emit(dumps({**obj, "replayed": True}))
+        nursery.start_soon(_send_stdin_lines, peer)
+        async for event in events:
+            _emit(dumps(peer_event_object(event)))
+
+
+async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:
+    """A plain line-oriented chat for terminals without the full-screen UI."""
+    async with peer.subscribe() as events:
+        print(
+            f"p2pchat {peer.name} at {peer.url} (id {peer.peer_id[:8]}). Type and press Enter.",
+            flush=True,
+        )
+        nursery.start_soon(_send_stdin_lines, peer)
+        async for event in events:
+            if isinstance(event, MessageDelivered):
+                message = event.message
+                late = "" if event.index == len(peer.log) - 1 else f" (inserted at #{event.index})"
+                mark = " ∥" if event.concurrent else ""
+                when = iso_time(message.sent_at_ms)[11:19]
+                print(f"[{when}] {message.name}: {message.text}{mark}{late}", flush=True)
+            elif isinstance(event, NeighbourUp):
+                print(f"* connected to {event.name} ({event.url})", flush=True)
+            elif isinstance(event, NeighbourDown):
+                print(f"* disconnected: {event.reason}", flush=True)
+
+
+async def _send_stdin_lines(peer: Peer) -> None:
+    """Send each stdin line as a message. End of input leaves the peer running."""
+    stdin = sys.stdin.buffer
+    while True:
+        line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
+        if not line:
+            return
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        if text:
+            await peer.send(text)
+
+
+# log -----------------------------------------------------------------------------------
+
+
+def print_log(data_dir: Path, *, as_json: bool) -> int:
+    try:
+        store = Store(data_dir, read_only=True)
+    except FileNotFoundError as exc:
+        print(f"p2pchat: {exc}", file=sys.stderr)
+        return 1
+    with store:
+        log = OrderedLog()
+        for message in store.load_messages():
+            log.receive(message, trusted=True)
+    for index, message in enumerate(log):
+        obj = message_object(
+            message,
+            index=index,
+            concurrent=log.is_concurrent(message.id),
+            stable=index < log.stable_count,
+        )
+        if as_json:
+            print(json.dumps(obj, ensure_ascii=False))
+        else:
+            mark = " ∥" if obj["concurrent"] else ""
+            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} {message.name}: {message.text}{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    run()

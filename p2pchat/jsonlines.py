@@ -1,0 +1,71 @@
+"""The JSON-lines contract of ``p2pchat chat --json`` and ``p2pchat log --json``.
+
+Tools outside this repository parse these objects, so their keys are a stable
+interface: add keys if needed, never rename or remove one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from .message import Message
+from .peer import (
+    ConcurrentMarked,
+    MessageDelivered,
+    NeighbourDown,
+    NeighbourUp,
+    PeerEvent,
+    StableAdvanced,
+)
+
+__all__ = ["dumps", "iso_time", "message_object", "peer_event_object"]
+
+
+def iso_time(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-11-26T20:17:06.123Z``."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_object(message: Message, *, index: int, concurrent: bool, stable: bool) -> dict[str, Any]:
+    return {
+        "event": "message",
+        "sender": message.sender_id.hex(),
+        "name": message.name,
+        "seq": message.seq,
+        "lamport": message.lamport,
+        "text": message.text,
+        "sent_at": iso_time(message.sent_at_ms),
+        "index": index,
+        "concurrent": concurrent,
+        "stable": stable,
+    }
+
+
+def peer_event_object(event: PeerEvent) -> dict[str, Any]:
+    match event:
+        case MessageDelivered():
+            return message_object(
+                event.message, index=event.index, concurrent=event.concurrent, stable=event.stable
+            )
+        case StableAdvanced():
+            return {"event": "stable", "count": event.count}
+        case ConcurrentMarked():
+            ids = [{"sender": sender.hex(), "seq": seq} for sender, seq in event.ids]
+            return {"event": "concurrent", "messages": ids}
+        case NeighbourUp():
+            return {
+                "event": "peer_up",
+                "peer_id": event.sender_id.hex(),
+                "name": event.name,
+                "url": event.url,
+            }
+        case NeighbourDown():
+            peer_id = event.sender_id.hex() if event.sender_id else None
+            return {"event": "peer_down", "peer_id": peer_id, "reason": event.reason}
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
