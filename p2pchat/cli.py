@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import trio
@@ -153,14 +154,28 @@ async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:
 
 async def _send_stdin_lines(peer: Peer) -> None:
     """Send each stdin line as a message. End of input leaves the peer running."""
-    stdin = sys.stdin.buffer
-    while True:
-        line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
-        if not line:
-            return
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+    async for line in _stdin_lines():
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
         if text:
             await peer.send(text)
+
+
+async def _stdin_lines() -> AsyncIterator[bytes]:
+    """Lines of standard input, read in a worker thread.
+
+    ``os.read`` rather than ``sys.stdin``: an abandoned thread blocked inside a
+    buffered reader holds its lock, and the interpreter cannot exit cleanly.
+    """
+    pending = b""
+    while True:
+        chunk = await trio.to_thread.run_sync(os.read, 0, 65536, abandon_on_cancel=True)
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            yield line
 
 
 # log -----------------------------------------------------------------------------------
