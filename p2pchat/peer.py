@@ -360,9 +360,12 @@ class Peer:
                 started = trio.current_time()
                 try:
                     await self._dial_and_run(url)
-                except (OSError, HandshakeError, trio.TooSlowError, ValueError) as exc:
+                except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
-                    logger.debug("dial %s failed: %r", url, exc)
+                    if _is_expected_dial_failure(exc):
+                        logger.debug("dial %s failed: %r", url, exc)
+                    else:
+                        logger.warning("connection to %s failed", url, exc_info=exc)
                     if not bootstrap and failures >= self.config.discovered_attempts:
                         return
                 else:
@@ -427,6 +430,13 @@ class Peer:
         except ConnectionClosed:
             return
         await close_quickly(connection.websocket, connection.close_code, connection.close_reason)
+
+
+def _is_expected_dial_failure(exc: BaseException) -> bool:
+    """Network trouble (refused, timed out, handshake rejected), possibly in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_expected_dial_failure(e) for e in exc.exceptions)
+    return isinstance(exc, OSError | HandshakeError | trio.TooSlowError | ValueError | ConnectionClosed)
 
 
 # Opening a peer ----------------------------------------------------------------------------
