@@ -18,9 +18,17 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .jsonlines import dumps, iso_time, message_object, peer_event_object
+from .jsonlines import dumps, iso_time, message_object, peer_event_object, statistics_object
 from .log import OrderedLog
-from .peer import MessageDelivered, NeighbourDown, NeighbourUp, Peer, default_data_dir, open_peer
+from .peer import (
+    MessageDelivered,
+    NeighbourDown,
+    NeighbourUp,
+    Peer,
+    PeerConfig,
+    default_data_dir,
+    open_peer,
+)
 from .store import Store
 from .transport import check_url, parse_host_port
 
@@ -41,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--data", type=Path, help="data directory (default: per-user, per-name)")
     chat.add_argument("--json", action="store_true", help="JSON lines on stdout, one message per stdin line")
+    chat.add_argument(
+        "--connections",
+        type=int,
+        default=PeerConfig().target_connections,
+        help="dial addresses learned from neighbours while fewer than this are connected (0: only --join)",
+    )
 
     log = commands.add_parser("log", help="print the stored ordered log")
     log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
@@ -49,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sim_cli import add_sim_parser
 
     add_sim_parser(commands)
+    from .bench import add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 
@@ -78,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(chat, args)
     if args.command == "log":
         return print_log(args.data, as_json=args.json)
+    if args.command == "bench":
+        from .bench import run_bench_command
+
+        return run_bench_command(args)
     from .sim_cli import run_sim
 
     return run_sim(args)
@@ -94,16 +115,19 @@ def run() -> None:
 async def chat(args: argparse.Namespace) -> int:
     data_dir = args.data or default_data_dir(args.name)
     output = _json_output if args.json else _text_output
+    config = PeerConfig(target_connections=args.connections)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
-        async with (
-            open_peer(args.name, data_dir=data_dir, listen=args.listen, join=args.join) as peer,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(output, peer, nursery)
-            async for _ in signals:
-                break
-            nursery.cancel_scope.cancel()
+        async with open_peer(
+            args.name, data_dir=data_dir, listen=args.listen, join=args.join, config=config
+        ) as peer:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(output, peer, nursery)
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
+            if args.json:
+                _emit(dumps(statistics_object(peer)))
     return 0
 
 
@@ -154,14 +178,15 @@ async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:
 
 async def _send_stdin_lines(peer: Peer) -> None:
     """Send each stdin line as a message. End of input leaves the peer running."""
-    async for line in _stdin_lines():
-        text = line.decode("utf-8", errors="replace").rstrip("\r")
-        if text:
-            await peer.send(text)
+    async for lines in _stdin_lines():
+        texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+        texts = [text for text in texts if text]
+        if texts:
+            await peer.send_many(texts)
 
 
-async def _stdin_lines() -> AsyncIterator[bytes]:
-    """Lines of standard input, read in a worker thread.
+async def _stdin_lines() -> AsyncIterator[list[bytes]]:
+    """Batches of standard-input lines (all that one read brought), from a worker thread.
 
     ``os.read`` rather than ``sys.stdin``: an abandoned thread blocked inside a
     buffered reader holds its lock, and the interpreter cannot exit cleanly.
@@ -171,11 +196,11 @@ async def _stdin_lines() -> AsyncIterator[bytes]:
         chunk = await trio.to_thread.run_sync(os.read, 0, 65536, abandon_on_cancel=True)
         if not chunk:
             if pending:
-                yield pending
+                yield [pending]
             return
         *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            yield line
+        if lines:
+            yield lines
 
 
 # log -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ interface: add keys if needed, never rename or remove one.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +17,12 @@ from .peer import (
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
+    Peer,
     PeerEvent,
     StableAdvanced,
 )
 
-__all__ = ["dumps", "iso_time", "message_object", "peer_event_object"]
+__all__ = ["dumps", "iso_time", "message_object", "peer_event_object", "statistics_object"]
 
 
 def iso_time(ms: int) -> str:
@@ -65,6 +67,12 @@ def peer_event_object(event: PeerEvent) -> dict[str, Any]:
         case NeighbourDown():
             peer_id = event.sender_id.hex() if event.sender_id else None
             return {"event": "peer_down", "peer_id": peer_id, "reason": event.reason}
+
+
+def statistics_object(peer: Peer) -> dict[str, Any]:
+    """The peer's counters (frames, bytes, held, ...), printed when it stops."""
+    stats = peer.statistics()
+    return {"event": "statistics", **asdict(stats.node), "members": stats.members}
 
 
 def dumps(obj: dict[str, Any]) -> str:

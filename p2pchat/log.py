@@ -450,6 +450,9 @@ class OrderedLog:
         return full
 
     def _wait_for(self, dep_sender: bytes, dep_seq: int, waiter: bytes) -> None:
+        # A sender named in a vector clock is a member: until it is heard from, its
+        # missing messages may sort anywhere, so it holds stability back (rule 8).
+        self._members.add(dep_sender)
         dep_state = self._senders.setdefault(dep_sender, _Sender())
         dep_state.known = max(dep_state.known, dep_seq)
         heapq.heappush(self._waiting.setdefault(dep_sender, []), (dep_seq, waiter))

@@ -183,14 +183,30 @@ class Peer:
     # The application's side -----------------------------------------------------------
     async def send(self, text: str) -> Message:
         """Sign ``text`` as our next message, store it durably, deliver and gossip it."""
+        (message,) = await self.send_many([text])
+        return message
+
+    async def send_many(self, texts: Iterable[str]) -> list[Message]:
+        """Send several messages with one durable commit (what a burst of input needs).
+
+        Nothing leaves this peer, and no event is published, before the messages are
+        on disk: the node's outputs are applied only after the commit, and nothing can
+        run in between because no await separates the two.
+        """
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
-        message = self.node.compose(text, int(time.time() * 1000))
+        messages: list[Message] = []
+        outputs: list[Output] = []
+        now, wall_ms = trio.current_time(), int(time.time() * 1000)
+        for text in texts:
+            message, produced = self.node.send_text(text, now, wall_ms)
+            messages.append(message)
+            outputs.extend(produced)
         if self.store is not None:
-            self.store.save_messages([message], durable=True)
-        self._apply(self.node.publish(message, trio.current_time()))
+            self.store.save_messages(messages, durable=True)
+        self._apply(outputs)
         await trio.lowlevel.checkpoint()
-        return message
+        return messages
 
     def messages(self) -> list[Message]:
         """A snapshot of the ordered log."""
