@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
 
     add_bench_parser(commands)
+    from .demo import add_demo_parser
+
+    add_demo_parser(commands)
     return parser
 
 
@@ -95,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(chat, args)
     if args.command == "log":
         return print_log(args.data, as_json=args.json)
+    if args.command == "demo":
+        from .demo import run_demo_command
+
+        return run_demo_command(args)
     if args.command == "bench":
         from .bench import run_bench_command
 

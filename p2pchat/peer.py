@@ -83,6 +83,11 @@ class PeerConfig:
     discovered_attempts: int = 3
     """Failed dials before a learned (not bootstrap) address is given up."""
     save_interval: float = 0.05
+    link_delay: tuple[float, float] | None = None
+    """For demos and tests: hold each outgoing frame a random (min, max) seconds, keeping
+    per-link order, so that peers see messages in different orders as on a real WAN."""
+    link_loss: float = 0.0
+    """For demos and tests: drop this fraction of outgoing frames after the handshake."""
 
 
 # Events for the application ----------------------------------------------------
@@ -140,8 +145,10 @@ class PeerStatistics:
 class _Connection:
     conn: int
     websocket: WebSocketConnection
-    outbox: trio.MemorySendChannel[bytes]
+    outbox: trio.MemorySendChannel[tuple[float, bytes]]
+    """(when to send, frame): the time is 0 unless a link delay is simulated."""
     scope: trio.CancelScope
+    frames: int = 0
     close_code: int = CloseCode.NORMAL
     close_reason: str = ""
 
@@ -294,8 +301,14 @@ class Peer:
         connection = self._connections.get(conn)
         if connection is None:
             return
+        connection.frames += 1
+        due = 0.0
+        if connection.frames > 2 and self.config.link_loss and self._rng.random() < self.config.link_loss:
+            return  # simulated loss (never the handshake: HELLO and AUTH)
+        if self.config.link_delay is not None:
+            due = trio.current_time() + self._rng.uniform(*self.config.link_delay)
         try:
-            connection.outbox.send_nowait(data)
+            connection.outbox.send_nowait((due, data))
         except trio.WouldBlock:
             # The neighbour reads slower than we produce: drop the neighbour, not messages.
             # Whatever it misses it will fetch again by anti-entropy when it reconnects.
@@ -411,7 +424,7 @@ class Peer:
     ) -> None:
         conn = self._next_conn
         self._next_conn += 1
-        send, receive = trio.open_memory_channel[bytes](self.config.send_queue_frames)
+        send, receive = trio.open_memory_channel[tuple[float, bytes]](self.config.send_queue_frames)
         connection = _Connection(conn, websocket, send, trio.CancelScope())
         self._connections[conn] = connection
         reason = "closed"
@@ -439,9 +452,13 @@ class Peer:
             why = exc.reason
             return f"connection closed ({why.code} {why.reason or ''})" if why else "connection closed"
 
-    async def _writer(self, connection: _Connection, outbox: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _writer(
+        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes]]
+    ) -> None:
         try:
-            async for data in outbox:
+            async for due, data in outbox:
+                if due:
+                    await trio.sleep_until(due)  # a simulated link delay; order is kept
                 await connection.websocket.send_message(data)
         except ConnectionClosed:
             return

@@ -1,0 +1,320 @@
+"""``p2pchat demo``: several real peers on loopback, watched as they agree on one order.
+
+N peers run in this process, each with its own WebSocket listener, connected in
+a line, ring or random graph. Every outgoing frame is held back a random delay
+(and optionally dropped), so the peers receive messages in different orders.
+In rounds, several peers write *at the same moment*, so some messages are
+concurrent. At the end a table shows, per peer, what it holds, a digest of its
+order, how much is still tentative and how often a late message had to be
+inserted above what was already on screen -- then a verdict: every peer holds
+the identical order, or not. ``--diagram`` draws the run as an SVG
+space-time diagram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import sys
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from .diagram import Arrival, Send, render_svg
+from .message import MessageId
+from .node import NodeConfig
+from .peer import MessageDelivered, Peer, PeerConfig, open_peer
+
+__all__ = ["DemoResult", "add_demo_parser", "run_demo", "run_demo_command"]
+
+NAMES = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "yolanda",
+]
+LINES = [
+    "hi all",
+    "anyone here?",
+    "lunch at noon?",
+    "+1",
+    "sounds good",
+    "I'll bring snacks",
+    "wait, which room?",
+    "the big one",
+    "on my way",
+    "running late",
+    "ok!",
+    "see you there",
+]
+
+
+@dataclass
+class _Watch:
+    """What one peer saw: every delivery, with when and where it was inserted."""
+
+    peer: Peer
+    deliveries: list[tuple[float, MessageId, int]] = field(default_factory=list)
+    inserted_above: int = 0
+
+
+@dataclass
+class DemoResult:
+    identical: bool
+    messages: int
+    rows: list[dict[str, Any]]
+    digest: str
+
+
+def add_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="run several peers here and watch them agree")
+    demo.add_argument("--peers", type=int, default=5)
+    demo.add_argument("--messages", type=int, default=6, help="messages per peer")
+    demo.add_argument("--topology", choices=["line", "ring", "random"], default="ring")
+    demo.add_argument("--delay", type=_delay_range, default=(20.0, 250.0), help="MIN-MAX ms per link")
+    demo.add_argument("--loss", type=float, default=0.0, help="fraction of frames dropped")
+    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument("--diagram", type=Path, help="write an SVG space-time diagram here")
+
+
+def _delay_range(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = float(low), float(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX in ms, got {text!r}") from None
+    if not 0 <= lo <= hi:
+        raise argparse.ArgumentTypeError("need 0 <= MIN <= MAX")
+    return lo, hi
+
+
+def _joins(topology: str, peers: int, rng: random.Random) -> list[list[int]]:
+    """For each peer, the earlier peers it dials (the ring's closing link: last dials first)."""
+    joins: list[list[int]] = [[i - 1] if i else [] for i in range(peers)]
+    if topology == "ring" and peers > 2:
+        joins[-1].append(0)
+    elif topology == "random":
+        for i in range(2, peers):
+            extra = rng.randrange(i - 1)
+            if rng.random() < 0.5 and extra not in joins[i]:
+                joins[i].append(extra)
+    return joins
+
+
+async def run_demo(
+    *,
+    peers: int = 5,
+    messages: int = 6,
+    topology: str = "ring",
+    delay_ms: tuple[float, float] = (20.0, 250.0),
+    loss: float = 0.0,
+    seed: int | None = None,
+    diagram: Path | None = None,
+    out: TextIO = sys.stdout,
+) -> DemoResult:
+    rng = random.Random(seed)
+    if peers < 2 or peers > len(NAMES):
+        raise ValueError(f"--peers must be between 2 and {len(NAMES)}")
+    config = PeerConfig(
+        node=NodeConfig(heartbeat_interval=0.3),
+        target_connections=0,
+        link_delay=(delay_ms[0] / 1000, delay_ms[1] / 1000),
+        link_loss=loss,
+    )
+    joins = _joins(topology, peers, rng)
+    names = NAMES[:peers]
+    print(
+        f"Starting {peers} peers ({topology}), {delay_ms[0]:g}-{delay_ms[1]:g} ms per link, "
+        f"loss {loss:g} ...",
+        file=out,
+    )
+    async with AsyncExitStack() as stack:
+        running: list[Peer] = []
+        for index, name in enumerate(names):
+            urls = [url for j in joins[index] if (url := running[j].url)]
+            running.append(await stack.enter_async_context(open_peer(name, join=urls, config=config)))
+        degree = [len(joins[i]) + sum(i in js for js in joins) for i in range(peers)]
+        with trio.fail_after(15):
+            for peer, wanted in zip(running, degree, strict=True):
+                await peer.wait_connected(wanted)
+        for peer in running:
+            print(f"  {peer.name:<8} {peer.url}  id {peer.peer_id[:8]}", file=out)
+        start = trio.current_time()
+        watches = [_Watch(peer) for peer in running]
+        async with trio.open_nursery() as nursery:
+            for watch in watches:
+                await nursery.start(_watch, watch, start)
+            total = peers * messages
+            await _write_in_rounds(running, messages, rng, out)
+            await _wait_for_everything(watches, total, out)
+            nursery.cancel_scope.cancel()
+        result = _report(watches, total, out)
+        if diagram is not None:
+            diagram.write_text(_diagram(watches, start, names), encoding="utf-8")
+            print(f"Space-time diagram written to {diagram}", file=out)
+        return result
+
+
+async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]) -> None:
+    async with watch.peer.subscribe() as events:
+        task_status.started()
+        async for event in events:
+            if isinstance(event, MessageDelivered):
+                now = trio.current_time() - start
+                watch.deliveries.append((now, event.message.id, event.index))
+                if event.index < len(watch.peer.log) - 1:
+                    watch.inserted_above += 1
+
+
+async def _write_in_rounds(peers: list[Peer], messages: int, rng: random.Random, out: TextIO) -> None:
+    """Rounds of writes. Often several peers write at the very same moment (concurrent
+    messages); after some rounds the room goes quiet until everyone has seen
+    everything, so the next messages are written knowing all before them."""
+    left = {peer.name: messages for peer in peers}
+    sent = 0
+    round_number = 0
+    while any(left.values()):
+        round_number += 1
+        candidates = [p for p in peers if left[p.name]]
+        size = 1 if rng.random() < 0.45 else rng.randint(2, len(peers))
+        writers = rng.sample(candidates, min(len(candidates), size))
+        async with trio.open_nursery() as nursery:
+            for peer in writers:
+                left[peer.name] -= 1
+                nursery.start_soon(peer.send, rng.choice(LINES))
+        sent += len(writers)
+        together = "wrote at once" if len(writers) > 1 else "wrote"
+        print(
+            f"\r  round {round_number}: {', '.join(p.name for p in writers)} {together}{' ' * 24}",
+            end="",
+            file=out,
+            flush=True,
+        )
+        if rng.random() < 0.5:
+            with trio.move_on_after(5):  # a quiet moment: everyone catches up
+                for peer in peers:
+                    await peer.wait_delivered(sent)
+        await trio.sleep(rng.uniform(0.05, 0.3))
+    print(f"  {round_number} rounds of writing done", file=out)
+
+
+async def _wait_for_everything(watches: list[_Watch], total: int, out: TextIO) -> None:
+    """Until every peer holds every message and, if it comes soon, all of it is stable."""
+    with trio.move_on_after(20):
+        while True:
+            held = [len(w.peer.log) for w in watches]
+            stable = [w.peer.log.stable_count for w in watches]
+            _live(out, f"held {held}  stable {stable}")
+            if all(h == total for h in held) and all(s == total for s in stable):
+                break
+            await trio.sleep(0.1)
+    _live(out, "")
+    print(f"  held {[len(w.peer.log) for w in watches]}", file=out)
+
+
+def _live(out: TextIO, text: str) -> None:
+    """A progress line that rewrites itself on a terminal (and stays quiet elsewhere)."""
+    if out.isatty():
+        print(f"\r  {text:<70}", end="" if text else "\r", file=out, flush=True)
+
+
+def _digest(peer: Peer) -> str:
+    hasher = hashlib.sha256()
+    for message in peer.messages():
+        hasher.update(message.sender_id + message.seq.to_bytes(8, "big"))
+    return hasher.hexdigest()[:12]
+
+
+def _report(watches: list[_Watch], total: int, out: TextIO) -> DemoResult:
+    rows: list[dict[str, Any]] = []
+    print(
+        f"\n  {'peer':<8} {'held':>5} {'order digest':>13} {'tentative':>9} {'arrived out of order':>21}",
+        file=out,
+    )
+    for watch in watches:
+        log = watch.peer.log
+        row = {
+            "peer": watch.peer.name,
+            "held": len(log),
+            "digest": _digest(watch.peer),
+            "tentative": len(log) - log.stable_count,
+            "inserted_above": watch.inserted_above,
+        }
+        rows.append(row)
+        print(
+            f"  {row['peer']:<8} {row['held']:>5} {row['digest']:>13} {row['tentative']:>9} "
+            f"{row['inserted_above']:>21}",
+            file=out,
+        )
+    digests = {str(row["digest"]) for row in rows}
+    identical = len(digests) == 1 and all(int(row["held"]) == total for row in rows)
+    if identical:
+        verdict = (
+            f"VERDICT: OK - all {len(rows)} peers hold the identical order of {total} messages "
+            f"(digest {rows[0]['digest']}), though {sum(r['inserted_above'] for r in rows)} "
+            "deliveries arrived out of order"
+        )
+    else:
+        verdict = f"VERDICT: FAILED - peers disagree ({len(digests)} different orders)"
+    print(f"\n{verdict}", file=out)
+    return DemoResult(identical, total, rows, str(rows[0]["digest"]) if rows else "")
+
+
+def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
+    lane_of = {w.peer.node.identity.sender_id: lane for lane, w in enumerate(watches)}
+    final = watches[0].peer.messages()
+    log = watches[0].peer.log
+    index_of = {m.id: i for i, m in enumerate(final)}
+    sends: list[Send | None] = [None] * len(final)
+    arrivals: list[Arrival] = []
+    for lane, watch in enumerate(watches):
+        for when, message_id, _ in watch.deliveries:
+            i = index_of.get(message_id)
+            if i is None:
+                continue
+            message = final[i]
+            if lane_of[message.sender_id] == lane:
+                sends[i] = Send(lane, when, message.lamport, message.text, log.is_concurrent(message_id))
+            else:
+                arrivals.append(Arrival(i, lane, when))
+    complete = [s if s is not None else Send(0, 0.0, 0, "?", False) for s in sends]
+    title = f"p2pchat demo: {len(watches)} peers, {len(final)} messages, one order"
+    return render_svg(names, complete, arrivals, list(range(len(final))), title)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    result = trio.run(
+        lambda: run_demo(
+            peers=args.peers,
+            messages=args.messages,
+            topology=args.topology,
+            delay_ms=args.delay,
+            loss=args.loss,
+            seed=args.seed,
+            diagram=args.diagram,
+        )
+    )
+    print(f"({time.monotonic() - started:.1f} s)")
+    return 0 if result.identical else 1
