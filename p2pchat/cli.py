@@ -95,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "chat":
+        if not args.json and sys.stdin.isatty() and sys.stdout.isatty():
+            from .tui import run_tui
+
+            data_dir = args.data or default_data_dir(args.name)
+            return run_tui(args.name, data_dir, args.listen, args.join)
         return trio.run(chat, args)
     if args.command == "log":
         return print_log(args.data, as_json=args.json)
