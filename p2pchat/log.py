@@ -379,7 +379,9 @@ class OrderedLog:
         events: list[LogEvent] = []
         self._deliver_ready([message.sender_id], events)
         events.extend(self._advance_stability())
-        return Receipt(ReceiptStatus.NEW, tuple(events))
+        # Refused on arrival (its stamp failed the checks): not worth forwarding.
+        refused = any(isinstance(e, Refused) and e.message is message for e in events)
+        return Receipt(ReceiptStatus.REFUSED if refused else ReceiptStatus.NEW, tuple(events))
 
     def receive_many(self, messages: Iterable[Message]) -> list[tuple[Message, Receipt]]:
         return [(m, self.receive(m)) for m in messages]
