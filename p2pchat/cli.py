@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=PeerConfig().target_connections,
         help="dial addresses learned from neighbours while fewer than this are connected (0: only --join)",
     )
+    from .demo import delay_range
+
+    chat.add_argument(
+        "--simulate-delay",
+        type=delay_range,
+        metavar="MIN-MAX",
+        help="hold every outgoing frame MIN-MAX ms, to watch reordering on one machine",
+    )
 
     log = commands.add_parser("log", help="print the stored ordered log")
     log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
@@ -99,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .tui import run_tui
 
             data_dir = args.data or default_data_dir(args.name)
-            return run_tui(args.name, data_dir, args.listen, args.join)
+            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args))
         return trio.run(chat, args)
     if args.command == "log":
         return print_log(args.data, as_json=args.json)
@@ -127,7 +135,7 @@ def run() -> None:
 async def chat(args: argparse.Namespace) -> int:
     data_dir = args.data or default_data_dir(args.name)
     output = _json_output if args.json else _text_output
-    config = PeerConfig(target_connections=args.connections)
+    config = peer_config(args)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
         async with open_peer(
@@ -141,6 +149,14 @@ async def chat(args: argparse.Namespace) -> int:
             if args.json:
                 _emit(dumps(statistics_object(peer)))
     return 0
+
+
+def peer_config(args: argparse.Namespace) -> PeerConfig:
+    delay = args.simulate_delay
+    return PeerConfig(
+        target_connections=args.connections,
+        link_delay=(delay[0] / 1000, delay[1] / 1000) if delay else None,
+    )
 
 
 def _emit(line: str) -> None:

@@ -92,13 +92,13 @@ def add_demo_parser(commands: Any) -> None:
     demo.add_argument("--peers", type=int, default=5)
     demo.add_argument("--messages", type=int, default=6, help="messages per peer")
     demo.add_argument("--topology", choices=["line", "ring", "random"], default="ring")
-    demo.add_argument("--delay", type=_delay_range, default=(20.0, 250.0), help="MIN-MAX ms per link")
+    demo.add_argument("--delay", type=delay_range, default=(20.0, 250.0), help="MIN-MAX ms per link")
     demo.add_argument("--loss", type=float, default=0.0, help="fraction of frames dropped")
     demo.add_argument("--seed", type=int, default=None)
     demo.add_argument("--diagram", type=Path, help="write an SVG space-time diagram here")
 
 
-def _delay_range(text: str) -> tuple[float, float]:
+def delay_range(text: str) -> tuple[float, float]:
     low, sep, high = text.partition("-")
     try:
         lo, hi = float(low), float(high if sep else low)

@@ -164,11 +164,13 @@ class ChatScreen:
                 self.token.run_sync_soon(self.quit.set)
 
     # Trio side ------------------------------------------------------------------------------
-    async def run_peer(self, name: str, data_dir: Path, listen: str, join: list[str]) -> None:
+    async def run_peer(
+        self, name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig
+    ) -> None:
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
         self.token = trio.lowlevel.current_trio_token()
-        async with open_peer(name, data_dir=data_dir, listen=listen, join=join, config=PeerConfig()) as peer:
+        async with open_peer(name, data_dir=data_dir, listen=listen, join=join, config=config) as peer:
             self.peer = peer
             for message in peer.log:
                 self.names[message.sender_id] = message.name
@@ -270,7 +272,7 @@ def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[N
     return Application(layout=layout, key_bindings=keys, style=STYLE, full_screen=True)
 
 
-async def _run(name: str, data_dir: Path, listen: str, join: list[str]) -> int:
+async def _run(name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
     finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
@@ -288,6 +290,7 @@ async def _run(name: str, data_dir: Path, listen: str, join: list[str]) -> int:
         data_dir,
         listen,
         join,
+        config,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -301,6 +304,6 @@ async def _run(name: str, data_dir: Path, listen: str, join: list[str]) -> int:
     return 0
 
 
-def run_tui(name: str, data_dir: Path, listen: str, join: list[str]) -> int:
+def run_tui(name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig) -> int:
     """Run the full-screen chat until the user quits; the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join))
+    return asyncio.run(_run(name, data_dir, listen, join, config))
