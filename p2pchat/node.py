@@ -38,6 +38,7 @@ from .identity import Identity, short_id
 from .log import Delivered, LogEvent, OrderedLog, ReceiptStatus, Refusal, Refused
 from .message import Message
 from .protocol import CloseCode, Link, LinkState, ProtocolError
+from .ratelimit import TokenBucket
 from .wire import (
     MAX_BATCH,
     MAX_PEERS,
@@ -88,6 +89,13 @@ class NodeConfig:
     max_want_span: int = 10_000
     vector_clocks: bool = True
     max_known_addresses: int = 256
+    max_frames_per_second: float = 2_000
+    max_frame_burst: float = 10_000
+    max_bytes_per_second: float = 20_000_000
+    max_byte_burst: float = 64_000_000
+    """A neighbour sending faster than this (after its burst) is disconnected and banned."""
+    ban_seconds: float = 60.0
+    """How long a misbehaving peer's id is refused after it broke the protocol."""
 
 
 # Outputs ------------------------------------------------------------------------
@@ -162,6 +170,8 @@ class _Neighbour:
     push_due: float | None = None
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
+    frame_budget: TokenBucket | None = None
+    byte_budget: TokenBucket | None = None
 
     @property
     def remote_id(self) -> bytes | None:
@@ -191,6 +201,11 @@ class Node:
         self._next_anti_entropy = self.config.anti_entropy_interval
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
+        self._banned: dict[bytes, float] = {}
+        self.announce_limit: int | None = None
+        """When set, our clock announcements never exceed it: the shell sets it to the
+        clock it has made durable, so a crash cannot make us take back a promise
+        (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
         log.add_member(identity.sender_id)
 
@@ -198,7 +213,15 @@ class Node:
     def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
         """A transport connection is up (dialed or accepted): start the handshake."""
         link = Link(self.identity, self.name, self.listen_url, nonce)
-        self._neighbours[conn] = _Neighbour(conn, link, now, dialed_url)
+        config = self.config
+        self._neighbours[conn] = _Neighbour(
+            conn,
+            link,
+            now,
+            dialed_url,
+            frame_budget=TokenBucket(config.max_frames_per_second, config.max_frame_burst),
+            byte_budget=TokenBucket(config.max_bytes_per_second, config.max_byte_burst),
+        )
         return [self._send(conn, link.hello(tuple(self._heads())))]
 
     def closed(self, conn: int, reason: str = "closed") -> list[Output]:
@@ -274,11 +297,15 @@ class Node:
             return []
         self.stats.frames_in += 1
         self.stats.bytes_in += len(data)
+        if not self._within_budget(neighbour, len(data), now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
         was_open = neighbour.link.is_open
         try:
             frame, reply = neighbour.link.receive(data)
         except ProtocolError as exc:
-            return self._fail(neighbour, exc.code, exc.reason)
+            # After the handshake the peer's id is proven: refuse it for a while.
+            ban = now if neighbour.link.remote is not None else None
+            return self._fail(neighbour, exc.code, exc.reason, ban=ban)
         outputs: list[Output] = []
         if reply is not None:
             outputs.append(self._send(conn, reply))
@@ -287,6 +314,19 @@ class Node:
         if frame is not None:
             outputs.extend(self._dispatch(neighbour, frame, now))
         return outputs
+
+    @staticmethod
+    def _within_budget(neighbour: _Neighbour, size: int, now: float) -> bool:
+        frames, octets = neighbour.frame_budget, neighbour.byte_budget
+        return (frames is None or frames.take(1, now)) and (octets is None or octets.take(size, now))
+
+    def banned_until(self, sender_id: bytes, now: float) -> float | None:
+        """When a ban on ``sender_id`` ends, or None if it is not banned at ``now``."""
+        until = self._banned.get(sender_id)
+        if until is None or until <= now:
+            self._banned.pop(sender_id, None)
+            return None
+        return until
 
     def _dispatch(self, neighbour: _Neighbour, frame: Frame, now: float) -> list[Output]:
         match frame:
@@ -308,6 +348,9 @@ class Node:
         assert remote is not None
         if remote.sender_id == self.identity.sender_id:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "connected to ourselves")
+        until = self.banned_until(remote.sender_id, now)
+        if until is not None:
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"banned for {until - now:.0f} s more")
         twin = self._twin(neighbour, remote.sender_id)
         if twin is not None:
             # Both ends dialed each other. Both keep the link dialed by the smaller id.
@@ -357,7 +400,7 @@ class Node:
                     # Honest peers verify before relaying: a bad signature is the neighbour's fault.
                     outputs: list[Output] = [LogEvents(tuple(events))] if events else []
                     reason = f"relayed a message with a bad signature ({message!r})"
-                    return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)]
+                    return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
         outputs.extend(self._request_gaps(now, neighbour))
@@ -471,7 +514,8 @@ class Node:
         Every later message of ours is stamped above it (stamps are clock + 1).
         """
         seq = self.log.delivered_seq(self.identity.sender_id)
-        return Head(self.identity.sender_id, seq, seq, self.log.clock)
+        clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
+        return Head(self.identity.sender_id, seq, seq, clock)
 
     def _heads(self) -> list[Head]:
         own = self._own_head()
@@ -550,8 +594,14 @@ class Node:
                 return neighbour
         return preferred if preferred.link.is_open else None
 
-    def _fail(self, neighbour: _Neighbour, code: CloseCode, reason: str) -> list[Output]:
+    def _fail(
+        self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
+    ) -> list[Output]:
+        """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while."""
         neighbour.link.close()
+        if ban is not None and neighbour.remote_id is not None:
+            self._banned[neighbour.remote_id] = ban + self.config.ban_seconds
+            reason = f"{reason} (banned for {self.config.ban_seconds:.0f} s)"
         who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
         return [Close(neighbour.conn, code, f"{who}: {reason}")]
 

@@ -211,6 +211,7 @@ class Peer:
             outputs.extend(produced)
         if self.store is not None:
             self.store.save_messages(messages, durable=True)
+            self._durable_up_to(messages)
         self._apply(outputs)
         await trio.lowlevel.checkpoint()
         return messages
@@ -377,6 +378,13 @@ class Peer:
         if self.store is not None and self._unsaved:
             batch, self._unsaved = self._unsaved, []
             self.store.save_messages(batch)
+            self._durable_up_to(batch)
+
+    def _durable_up_to(self, saved: list[Message]) -> None:
+        """Let the node announce a clock only once it is on disk (see Node.announce_limit)."""
+        highest = max(m.lamport for m in saved)
+        limit = self.node.announce_limit
+        self.node.announce_limit = highest if limit is None else max(limit, highest)
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
         delay = self.config.backoff_initial
@@ -492,7 +500,10 @@ def load_node(name: str, store: Store | None, config: PeerConfig, identity: Iden
             store.save_identity(identity.seed, name)
         for message in store.load_messages():
             log.receive(message, trusted=True)
-    return Node(identity, name, log, config=config.node)
+    node = Node(identity, name, log, config=config.node)
+    if store is not None:
+        node.announce_limit = store.clock()
+    return node
 
 
 async def serve_peer(

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol", "node"]
+CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol", "node", "ratelimit"]
 FORBIDDEN = {
     "trio",
     "trio_websocket",
@@ -52,4 +52,6 @@ def test_core_modules_import_only_core_siblings() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
-                assert node.module in CORE, f"{module} imports non-core sibling {node.module}"
+                siblings = [node.module] if node.module else [alias.name for alias in node.names]
+                for sibling in siblings:
+                    assert sibling in CORE, f"{module} imports non-core sibling {sibling}"
