@@ -180,7 +180,14 @@ async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
             _emit(dumps({**obj, "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
-            _emit(dumps(peer_event_object(event)))
+            # Write everything already waiting, then flush once: one syscall per burst.
+            lines = [dumps(peer_event_object(event))]
+            while True:
+                try:
+                    lines.append(dumps(peer_event_object(events.receive_nowait())))
+                except trio.WouldBlock:
+                    break
+            _emit("\n".join(lines))
 
 
 async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:

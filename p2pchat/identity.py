@@ -68,12 +68,13 @@ def short_id(sender_id: bytes) -> str:
 class Identity:
     """A peer's Ed25519 key pair. The private half never leaves this object."""
 
-    __slots__ = ("_signing_key", "sender_id")
+    __slots__ = ("_secret", "_signing_key", "sender_id")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_SIZE:
             raise ValueError(f"an identity seed is {SEED_SIZE} bytes")
         self._signing_key = nacl.signing.SigningKey(seed)
+        self._secret = self._signing_key._signing_key  # seed + public key, for libsodium
         self.sender_id: bytes = bytes(self._signing_key.verify_key)
 
     @classmethod
@@ -91,7 +92,8 @@ class Identity:
 
     def sign(self, payload: bytes) -> bytes:
         """The 64-byte detached signature over ``payload``."""
-        return self._signing_key.sign(payload).signature
+        # The raw binding: SigningKey.sign wraps its result in objects we would discard.
+        return nacl.bindings.crypto_sign(payload, self._secret)[:SIGNATURE_SIZE]
 
     def __repr__(self) -> str:
         return f"Identity({short_id(self.sender_id)})"

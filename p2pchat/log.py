@@ -351,11 +351,13 @@ class OrderedLog:
         )
 
     # Receiving ----------------------------------------------------------------
-    def receive(self, message: Message, *, trusted: bool = False) -> Receipt:
+    def receive(self, message: Message, *, trusted: bool = False, defer_stability: bool = False) -> Receipt:
         """Take one message from anywhere (the network, the store, ourselves).
 
         ``trusted`` skips signature verification, for messages this peer verified
         before it stored them; everything from the network must leave it False.
+        ``defer_stability`` leaves the stable prefix alone: a caller taking a batch
+        calls :meth:`advance_stability` once at the end instead of once a message.
         """
         state = self._senders.get(message.sender_id)
         if state is not None:
@@ -378,7 +380,8 @@ class OrderedLog:
         state.known = max(state.known, message.seq)
         events: list[LogEvent] = []
         self._deliver_ready([message.sender_id], events)
-        events.extend(self._advance_stability())
+        if not defer_stability:
+            events.extend(self._advance_stability())
         # Refused on arrival (its stamp failed the checks): not worth forwarding.
         refused = any(isinstance(e, Refused) and e.message is message for e in events)
         return Receipt(ReceiptStatus.REFUSED if refused else ReceiptStatus.NEW, tuple(events))
@@ -537,6 +540,10 @@ class OrderedLog:
             return []
         frontier = self.stable_frontier()
         return [m for m in self._members if self._senders[m].stability_bound() == frontier]
+
+    def advance_stability(self) -> list[LogEvent]:
+        """Recompute the stable prefix (after a batch taken with ``defer_stability``)."""
+        return self._advance_stability()
 
     def _advance_stability(self) -> list[LogEvent]:
         count = self._order.bisect_right(MessageKey(self.stable_frontier(), _AFTER_ALL_SENDERS))

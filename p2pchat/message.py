@@ -124,12 +124,24 @@ class Message:
             raise ValueError(f"text is over {MAX_TEXT_BYTES} bytes")
         if len(name.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
+        if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
+            raise ValueError("sent_at_ms out of range")
         wire_deps = None if deps is None else {s: n for s, n in deps.items() if n > 0}
         payload = codec.dumps(
             [PAYLOAD_VERSION, identity.sender_id, seq, lamport, sent_at_ms, name, text, wire_deps]
         )
-        signature = identity.sign(payload)
-        return cls.from_wire(payload, signature)
+        # Built directly rather than decoded back: these are the values just encoded.
+        return cls(
+            identity.sender_id,
+            seq,
+            lamport,
+            sent_at_ms,
+            name,
+            text,
+            wire_deps,
+            payload,
+            identity.sign(payload),
+        )
 
     # Decoding ---------------------------------------------------------------
     @classmethod

@@ -278,7 +278,7 @@ class Node:
 
     def publish(self, message: Message, now: float) -> list[Output]:
         """Deliver our own message locally and queue it for every neighbour."""
-        receipt = self.log.receive(message)
+        receipt = self.log.receive(message, trusted=True)  # we signed it a moment ago
         if receipt.status is not ReceiptStatus.NEW:
             raise RuntimeError(f"own message was not accepted: {receipt}")
         outputs: list[Output] = [LogEvents(receipt.events)]
@@ -288,6 +288,27 @@ class Node:
     def send_text(self, text: str, now: float, wall_ms: int) -> tuple[Message, list[Output]]:
         message = self.compose(text, wall_ms)
         return message, self.publish(message, now)
+
+    def send_texts(
+        self, texts: Iterable[str], now: float, wall_ms: int
+    ) -> tuple[list[Message], list[Output]]:
+        """Compose and deliver several messages of ours; one batch of outputs for all.
+
+        The shell must store the messages durably before it carries out the outputs.
+        """
+        messages: list[Message] = []
+        events: list[LogEvent] = []
+        for text in texts:
+            message = self.compose(text, wall_ms)
+            receipt = self.log.receive(message, trusted=True, defer_stability=True)
+            if receipt.status is not ReceiptStatus.NEW:
+                raise RuntimeError(f"own message was not accepted: {receipt}")
+            messages.append(message)
+            events.extend(receipt.events)
+        events.extend(self.log.advance_stability())
+        outputs: list[Output] = [LogEvents(tuple(events))]
+        outputs.extend(self._queue_push(messages, now, source=None))
+        return messages, outputs
 
     # Receiving --------------------------------------------------------------------
     def receive(self, conn: int, data: bytes | str, now: float) -> list[Output]:
@@ -386,7 +407,7 @@ class Node:
         fresh: list[Message] = []
         for message in messages:
             self.stats.messages_in += 1
-            receipt = self.log.receive(message)
+            receipt = self.log.receive(message, defer_stability=True)
             events.extend(receipt.events)
             if message.seq > neighbour.held.get(message.sender_id, 0):
                 neighbour.held[message.sender_id] = message.seq
@@ -401,6 +422,7 @@ class Node:
                     outputs: list[Output] = [LogEvents(tuple(events))] if events else []
                     reason = f"relayed a message with a bad signature ({message!r})"
                     return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
+        events.extend(self.log.advance_stability())
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
         outputs.extend(self._request_gaps(now, neighbour))

@@ -202,13 +202,8 @@ class Peer:
         """
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
-        messages: list[Message] = []
-        outputs: list[Output] = []
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
-        for text in texts:
-            message, produced = self.node.send_text(text, now, wall_ms)
-            messages.append(message)
-            outputs.extend(produced)
+        messages, outputs = self.node.send_texts(texts, now, wall_ms)
         if self.store is not None:
             self.store.save_messages(messages, durable=True)
             self._durable_up_to(messages)
@@ -499,7 +494,8 @@ def load_node(name: str, store: Store | None, config: PeerConfig, identity: Iden
         if stored is None or stored.name != name:
             store.save_identity(identity.seed, name)
         for message in store.load_messages():
-            log.receive(message, trusted=True)
+            log.receive(message, trusted=True, defer_stability=True)
+        log.advance_stability()
     node = Node(identity, name, log, config=config.node)
     if store is not None:
         node.announce_limit = store.clock()
