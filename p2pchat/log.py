@@ -154,14 +154,13 @@ class _Sender:
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
+    bound: int = 0
+    """Every future message of this sender has a stamp above this value: the larger of
+    its last delivered stamp and its best usable clock announcement."""
 
     @property
     def last_lamport(self) -> int:
         return self.lamports[-1] if self.lamports else 0
-
-    def stability_bound(self) -> int:
-        """Every future message of this sender has a stamp above this value."""
-        return max(self.last_lamport, self.announced[1])
 
 
 class OrderedLog:
@@ -299,13 +298,13 @@ class OrderedLog:
         self._members.discard(sender_id)
         return self._advance_stability()
 
-    def observe_head(self, head: Head) -> list[LogEvent]:
+    def observe_head(self, head: Head, *, defer_stability: bool = False) -> list[LogEvent]:
         """Learn from a head: more messages exist, and a member's clock announcement."""
         self.add_member(head.sender_id)
         state = self._senders[head.sender_id]
         state.known = max(state.known, head.held_seq, head.clock_seq)
         self._note_announcement(state, head.clock_seq, head.clock_lamport)
-        return self._advance_stability()
+        return [] if defer_stability else self._advance_stability()
 
     def _note_announcement(self, state: _Sender, seq: int, lamport: int) -> None:
         if seq <= state.delivered:
@@ -314,6 +313,7 @@ class OrderedLog:
                 return
             if lamport > state.announced[1]:
                 state.announced = (seq, lamport)
+                state.bound = max(state.bound, lamport)
         elif state.pending is None or (seq, lamport) > state.pending:
             # Newest first: a later seq, or the same seq with a clock that moved on since.
             state.pending = (seq, lamport)
@@ -482,6 +482,7 @@ class OrderedLog:
     ) -> None:
         state.delivered = message.seq
         state.lamports.append(message.lamport)
+        state.bound = max(state.bound, message.lamport)
         state.vector = vector
         self._clock = max(self._clock, message.lamport)
         key = message.key
@@ -517,6 +518,9 @@ class OrderedLog:
             if first <= other.delivered:
                 # ``message`` is concurrent with these even if they were flagged before.
                 concurrent = True
+                ranges = other.concurrent_ranges
+                if ranges and ranges[-1][0] <= first and ranges[-1][1] >= other.delivered:
+                    continue  # all of them are flagged already (the common case)
                 for seq in _add_range(other.concurrent_ranges, first, other.delivered):
                     newly.append(MessageId(other_id, seq))
         if not concurrent:
@@ -532,14 +536,15 @@ class OrderedLog:
         """Every message stamped at or below this value is in its final position."""
         if not self._members:
             return 0
-        return min(self._senders[m].stability_bound() for m in self._members)
+        senders = self._senders
+        return min(senders[m].bound for m in self._members)
 
     def silent_members(self) -> list[bytes]:
         """Members holding stability back: those with the lowest clock bound."""
         if not self._members:
             return []
         frontier = self.stable_frontier()
-        return [m for m in self._members if self._senders[m].stability_bound() == frontier]
+        return [m for m in self._members if self._senders[m].bound == frontier]
 
     def advance_stability(self) -> list[LogEvent]:
         """Recompute the stable prefix (after a batch taken with ``defer_stability``)."""

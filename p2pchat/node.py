@@ -435,10 +435,11 @@ class Node:
         reported: dict[bytes, int] = {}
         members_before = len(self.log.members)
         for head in heads:
-            events.extend(self.log.observe_head(head))
+            events.extend(self.log.observe_head(head, defer_stability=True))
             reported[head.sender_id] = head.held_seq
             if head.held_seq > neighbour.held.get(head.sender_id, 0):
                 neighbour.held[head.sender_id] = head.held_seq
+        events.extend(self.log.advance_stability())
         if len(self.log.members) > members_before:
             # Spread news of a member at once: stability is only sound over a complete
             # member set, so nobody should wait a heartbeat interval to learn of it.
