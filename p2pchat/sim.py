@@ -43,7 +43,7 @@ class SimConfig:
     """Probability that a frame is held back so later frames on its link overtake it."""
     seed: int = 0
     node: NodeConfig = field(default_factory=NodeConfig)
-    redial_delay: float = 1.0
+    redial_delay: float = 0.5
 
 
 def make_topology(kind: str, peers: int, degree: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -110,6 +110,11 @@ class SimReport:
     identical: bool
     stability_moved: int
     unstable: int
+    whole_median_ms: float = 0.0
+    """Latency of the messages that met no partition: not written during one, nor in
+    the second before one began."""
+    whole_max_ms: float = 0.0
+    whole_count: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -122,6 +127,8 @@ class SimReport:
             "lost": self.lost,
             "duplicates": self.duplicates,
             "identical": self.identical,
+            "unpartitioned_median_ms": round(self.whole_median_ms, 1),
+            "unpartitioned_max_ms": round(self.whole_max_ms, 1),
         }
 
 
@@ -138,6 +145,8 @@ class Simulation:
         self._endpoints: dict[int, _Endpoint] = {}
         self._link_latency: dict[frozenset[int], tuple[float, float]] = {}
         self._partition: list[set[int]] | None = None
+        self.partitions: list[list[float | None]] = []
+        """[begin, end] of every partition so far (end None while it lasts)."""
         self.sent: dict[MessageId, float] = {}
         self.delivered_at: dict[MessageId, dict[int, float]] = {}
         self.stable_at: dict[MessageKey, dict[int, float]] = {}
@@ -303,16 +312,40 @@ class Simulation:
             (e.peer == a and e.remote_peer == b) or (e.peer == b and e.remote_peer == a)
             for e in self._endpoints.values()
         )
-        if not connected:
-            self._connect(a, b)
+        if connected or not self.peers[a].alive:
+            return
+        if self._cut(a, b) or not self.peers[b].alive:
+            # Unreachable: try again later, with jitter (as the shell's backoff does).
+            delay = self.config.redial_delay * (0.5 + self._rng.random())
+            self.at(self.now + delay, lambda: self._redial(a, b))
+            return
+        self._connect(a, b)
 
     # Faults -------------------------------------------------------------------------
     def partition(self, *groups: Iterable[int]) -> None:
-        """Only peers in the same group hear each other until :meth:`heal`."""
+        """Only peers in the same group hear each other until :meth:`heal`.
+
+        Connections across the cut break (as TCP connections do once keep-alives
+        fail) and are redialed, unsuccessfully until the partition heals.
+        """
         self._partition = [set(g) for g in groups]
+        self.partitions.append([self.now, None])
+        for conn, endpoint in list(self._endpoints.items()):
+            if endpoint.dialer and self._cut(endpoint.peer, endpoint.remote_peer):
+                self._close(conn, "network partition")
 
     def heal(self) -> None:
         self._partition = None
+        if self.partitions and self.partitions[-1][1] is None:
+            self.partitions[-1][1] = self.now
+
+    def _during_partition(self, when: float, margin: float = 1.0) -> bool:
+        """Whether a message written at ``when`` could have met a partition on its way:
+        written during one, or less than ``margin`` seconds before one began."""
+        for begin, end in self.partitions:
+            if begin is not None and begin - margin <= when and (end is None or when <= end):
+                return True
+        return False
 
     def crash(self, index: int) -> None:
         """Stop a peer at once: what it delivered is stored, the rest is gone."""
@@ -392,13 +425,16 @@ class Simulation:
     def report(self) -> SimReport:
         live = self.live()
         live_ids = {p.index for p in live}
-        latencies, lost = [], 0
+        latencies, whole, lost = [], [], 0
         for message_id, sent_at in self.sent.items():
             times = self.delivered_at.get(message_id, {})
             if not live_ids <= times.keys():
                 lost += 1
                 continue
-            latencies.append((max(times[i] for i in live_ids) - sent_at) * 1000)
+            latency = (max(times[i] for i in live_ids) - sent_at) * 1000
+            latencies.append(latency)
+            if not self._during_partition(sent_at):
+                whole.append(latency)
         stable = []
         for message_id, sent_at in self.sent.items():
             peer = self.peers[0].node.log.get(message_id)
@@ -424,6 +460,9 @@ class Simulation:
             identical=all([m.key for m in p.node.log] == first for p in live),
             stability_moved=self.stability_moved(),
             unstable=len(self.sent) - len(stable),
+            whole_median_ms=_percentile(whole, 50),
+            whole_max_ms=max(whole, default=0.0),
+            whole_count=len(whole),
         )
 
 
