@@ -1,7 +1,7 @@
 """A minimal chat client on the library API: print the log, send what you type.
 
-    python examples/chat_peer.py alice                  # prints its URL
-    python examples/chat_peer.py bob ws://127.0.0.1:PORT
+python examples/chat_peer.py alice                  # prints its URL
+python examples/chat_peer.py bob ws://127.0.0.1:PORT
 """
 
 from __future__ import annotations

@@ -330,7 +330,9 @@ class OrderedLog:
     ) -> Message:
         """Create and sign this replica's next message (does not insert it)."""
         state = self._senders.get(identity.sender_id) or _Sender()
-        if state.known > state.delivered or state.held:
+        # Only our own signed messages prove our history is incomplete here. ``known`` is
+        # not proof: any neighbour can raise it with a head or a vector clock and so mute us.
+        if state.held:
             raise RuntimeError("own history is incomplete here; wait for repair before sending")
         deps: dict[bytes, int] | None = None
         if vector_clocks:

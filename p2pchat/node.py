@@ -462,9 +462,16 @@ class Node:
         return self._send_messages(neighbour.conn, missing)
 
     def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange]) -> list[Output]:
+        # max_want_span bounds the whole frame, not each range: a frame of 4096 ranges must
+        # not cost 4096 times the span (heads can make any seq look held, so the cost is
+        # the span asked for, not what we hold).
         found: list[Message] = []
+        budget = self.config.max_want_span
         for wanted in ranges:
-            last = min(wanted.last, wanted.first + self.config.max_want_span - 1)
+            if budget <= 0:
+                break
+            last = min(wanted.last, wanted.first + budget - 1)
+            budget -= last - wanted.first + 1
             found.extend(self.log.messages_between(wanted.sender_id, wanted.first, last))
         return self._send_messages(neighbour.conn, found)
 

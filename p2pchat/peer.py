@@ -205,8 +205,11 @@ class Peer:
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
         messages, outputs = self.node.send_texts(texts, now, wall_ms)
         if self.store is not None:
-            self.store.save_messages(messages, durable=True)
-            self._durable_up_to(messages)
+            # Received messages ours may depend on go to disk first, in the same commit:
+            # an own message stored without them could not be delivered after a crash.
+            saving, self._unsaved = [*self._unsaved, *messages], []
+            self.store.save_messages(saving, durable=True)
+            self._durable_up_to(saving)
         self._apply(outputs)
         await trio.lowlevel.checkpoint()
         return messages

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import WebSocketConnection, connect_websocket_url, wrap_server_stream
+from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 from .wire import MAX_FRAME_BYTES
 
@@ -102,19 +102,42 @@ async def dial(
     timeout: float = 5.0,
     max_message_size: int = MAX_FRAME_BYTES,
 ) -> WebSocketConnection:
-    """Open a WebSocket to ``url``; its background task runs in ``nursery``.
+    """Open a WebSocket to ``url``; its background tasks run in ``nursery``.
 
+    The TCP stream is closed when ``nursery`` is cancelled (trio-websocket never
+    closes a client's stream itself when the server closes first, nor when the
+    handshake is cancelled), so cancel ``nursery`` when done with the connection.
     Raises OSError, trio_websocket.HandshakeError or trio.TooSlowError.
     """
+    parts = urlsplit(check_url(url))
+    assert parts.hostname is not None and parts.port is not None
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
     with trio.fail_after(timeout):
-        connection: WebSocketConnection = await connect_websocket_url(
-            nursery,
-            check_url(url),
-            message_queue_size=MESSAGE_QUEUE,
-            max_message_size=max_message_size,
-            receive_buffer_size=RECEIVE_BUFFER,
-        )
-        return connection
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        try:
+            connection: WebSocketConnection = await wrap_client_stream(
+                nursery,
+                stream,
+                parts.netloc,
+                resource,
+                message_queue_size=MESSAGE_QUEUE,
+                max_message_size=max_message_size,
+                receive_buffer_size=RECEIVE_BUFFER,
+            )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+    nursery.start_soon(_close_when_cancelled, stream)
+    return connection
+
+
+async def _close_when_cancelled(stream: trio.SocketStream) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 async def close_quickly(

@@ -36,9 +36,7 @@ def assert_healthy(sim: Simulation) -> None:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_lossy_duplicating_reordering_network_converges(seed: int) -> None:
-    sim = Simulation(
-        SimConfig(peers=6, topology="random", seed=seed, loss=0.1, duplicate=0.1, reorder=0.2)
-    )
+    sim = Simulation(SimConfig(peers=6, topology="random", seed=seed, loss=0.1, duplicate=0.1, reorder=0.2))
     run_chat(sim, 6, 80, start=1.0, spacing=0.02, seed=seed)
     sim.run_until(3.0)
     assert sim.settle(60), sim.report()
