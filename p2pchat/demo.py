@@ -199,24 +199,26 @@ async def _write_in_rounds(peers: list[Peer], messages: int, rng: random.Random,
         candidates = [p for p in peers if left[p.name]]
         size = 1 if rng.random() < 0.45 else rng.randint(2, len(peers))
         writers = rng.sample(candidates, min(len(candidates), size))
+        if len(writers) == 1:
+            await _quiet(peers, sent)  # a lone writer has seen everything before it ...
         async with trio.open_nursery() as nursery:
             for peer in writers:
                 left[peer.name] -= 1
                 nursery.start_soon(peer.send, rng.choice(LINES))
         sent += len(writers)
         together = "wrote at once" if len(writers) > 1 else "wrote"
-        print(
-            f"\r  round {round_number}: {', '.join(p.name for p in writers)} {together}{' ' * 24}",
-            end="",
-            file=out,
-            flush=True,
-        )
-        if rng.random() < 0.5:
-            with trio.move_on_after(5):  # a quiet moment: everyone catches up
-                for peer in peers:
-                    await peer.wait_delivered(sent)
+        _live(out, f"round {round_number}: {', '.join(p.name for p in writers)} {together}")
+        if len(writers) == 1 or rng.random() < 0.5:
+            await _quiet(peers, sent)  # ... and everyone sees it before the next round
         await trio.sleep(rng.uniform(0.05, 0.3))
     print(f"  {round_number} rounds of writing done", file=out)
+
+
+async def _quiet(peers: list[Peer], sent: int) -> None:
+    """Wait (a little) until every peer holds everything written so far."""
+    with trio.move_on_after(5):
+        for peer in peers:
+            await peer.wait_delivered(sent)
 
 
 async def _wait_for_everything(watches: list[_Watch], total: int, out: TextIO) -> None:
