@@ -127,6 +127,13 @@ class Message:
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
         wire_deps = None if deps is None else {s: n for s, n in deps.items() if n > 0}
+        if wire_deps is not None:
+            # Not decoded back below, so refuse here what every receiver's from_wire would.
+            if len(wire_deps) > MAX_DEPS:
+                raise ValueError(f"deps has more than {MAX_DEPS} entries")
+            for dep_sender, dep_seq in wire_deps.items():
+                if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
+                    raise ValueError("deps entry out of range")
         payload = codec.dumps(
             [PAYLOAD_VERSION, identity.sender_id, seq, lamport, sent_at_ms, name, text, wire_deps]
         )

@@ -311,6 +311,8 @@ class Peer:
         except trio.WouldBlock:
             # The neighbour reads slower than we produce: drop the neighbour, not messages.
             # Whatever it misses it will fetch again by anti-entropy when it reconnects.
+            if connection.scope.cancel_called:
+                return  # already being dropped
             logger.warning("disconnecting conn %d: send queue full", conn)
             connection.close_code = CloseCode.POLICY_VIOLATION
             connection.close_reason = "too slow: send queue full"

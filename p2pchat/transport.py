@@ -120,7 +120,7 @@ async def dial(
             connection: WebSocketConnection = await wrap_client_stream(
                 nursery,
                 stream,
-                parts.netloc,
+                parts.netloc.rpartition("@")[2],  # the Host header: host:port
                 resource,
                 message_queue_size=MESSAGE_QUEUE,
                 max_message_size=max_message_size,

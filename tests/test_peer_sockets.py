@@ -1,0 +1,567 @@
+"""Peers over real WebSockets on 127.0.0.1: convergence, history, restarts, hostile clients.
+
+Every peer listens on port 0 (a free port); ``peer.url`` is where it can be dialed.
+Each test body runs under ``trio.fail_after`` so a regression shows up as a failure,
+never as a hang, and waits on ``wait_delivered`` / ``wait_connected`` rather than
+sleeping.
+
+The second half attacks the transport the way the network can: a ping that arrives
+while the server is closing (trio-websocket issue #184), streams aborted mid-handshake,
+garbage before and after the HTTP upgrade, clients that never speak, servers that
+never answer, a neighbour that never reads, and text or undecodable frames. After
+each, the listener must still accept an ordinary peer and chat with it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
+
+from p2pchat.identity import Identity
+from p2pchat.message import Message, MessageKey
+from p2pchat.node import NodeConfig
+from p2pchat.peer import NeighbourDown, Peer, PeerConfig, open_peer
+from p2pchat.protocol import CloseCode, Link
+from p2pchat.store import Store
+from p2pchat.transport import dial, serve_websockets, url_of
+from p2pchat.wire import MAX_FRAME_BYTES
+
+TIMEOUT = 30
+
+
+# Helpers -------------------------------------------------------------------------------------
+
+
+def keys(peer: Peer) -> list[MessageKey]:
+    return [m.key for m in peer.messages()]
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+async def send_many(peer: Peer, count: int, prefix: str, seed: int) -> list[Message]:
+    """``count`` messages from ``peer``, with small random pauses so senders interleave."""
+    rng = random.Random(seed)
+    sent = []
+    for i in range(count):
+        sent.append(await peer.send(f"{prefix} {i}"))
+        await trio.sleep(rng.random() * 0.002)
+    return sent
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (for states with no wait_ method, e.g. a neighbour being gone)."""
+    while not condition():
+        await trio.sleep(0.01)
+
+
+async def assert_converged(peers: list[Peer], total: int) -> list[MessageKey]:
+    for peer in peers:
+        await peer.wait_delivered(total)
+    logs = [keys(peer) for peer in peers]
+    for peer, log in zip(peers, logs, strict=True):
+        assert len(log) == total
+        assert len({(m.sender_id, m.seq) for m in peer.messages()}) == total  # no duplicates
+        assert log == sorted(log)
+    assert all(log == logs[0] for log in logs), "peers disagree on the order"
+    return logs[0]
+
+
+async def chat_works(host: Peer) -> None:
+    """A fresh peer can join ``host``, and messages flow both ways."""
+    before = len(host.messages())
+    async with open_peer("guest", join=[host.url or ""]) as guest:
+        await guest.wait_delivered(before)
+        await guest.send("hello from the guest")
+        await host.send("hello from the host")
+        await assert_converged([host, guest], before + 2)
+
+
+@dataclass
+class Running:
+    """A peer running in a background task, so it can be stopped while others go on."""
+
+    peer: Peer
+    stop: trio.Event
+    stopped: trio.Event
+
+    async def aclose(self) -> None:
+        self.stop.set()
+        await self.stopped.wait()
+
+
+async def start_peer(nursery: trio.Nursery, name: str, **kwargs: object) -> Running:
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with open_peer(name, **kwargs) as peer:  # type: ignore[arg-type]
+                task_status.started(peer)
+                await stop.wait()
+        finally:
+            stopped.set()
+
+    peer: Peer = await nursery.start(run)
+    return Running(peer, stop, stopped)
+
+
+@asynccontextmanager
+async def raw_websocket(url: str) -> AsyncIterator[tuple[trio.SocketStream, WSConnection]]:
+    """A TCP stream that has completed the WebSocket upgrade, driven by bare wsproto."""
+    host, port = host_port(url)
+    ws = WSConnection(ConnectionType.CLIENT)
+    async with await trio.open_tcp_stream(host, port) as stream:
+        await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/")))
+        while True:
+            data = await stream.receive_some(65536)
+            assert data, "server closed during the upgrade"
+            ws.receive_data(data)
+            if any(isinstance(event, AcceptConnection) for event in ws.events()):
+                break
+        yield stream, ws
+
+
+@asynccontextmanager
+async def client_websocket(
+    url: str, max_message_size: int = MAX_FRAME_BYTES
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client whose TCP stream is closed on exit.
+
+    (``open_websocket_url`` leaks the stream when the server closes first.)
+    """
+    host, port = host_port(url)
+    async with await trio.open_tcp_stream(host, port) as stream, trio.open_nursery() as nursery:
+        ws = await wrap_client_stream(
+            nursery, stream, f"{host}:{port}", "/", max_message_size=max_message_size
+        )
+        try:
+            yield ws
+        finally:
+            await trio.aclose_forcefully(stream)
+            nursery.cancel_scope.cancel()
+
+
+def abort_on_close(stream: trio.SocketStream) -> None:
+    """Make closing ``stream`` send a TCP RST instead of a FIN."""
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def close_code_after(ws: WebSocketConnection) -> int | None:
+    """Read (and drop) messages until the server closes; its close code."""
+    try:
+        while True:
+            await ws.get_message()
+    except ConnectionClosed as exc:
+        return exc.reason.code if exc.reason else None
+
+
+# Convergence ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target_connections",
+    [PeerConfig().target_connections, 1],
+    ids=["line-grows-into-mesh", "strict-line"],
+)
+async def test_five_peers_in_a_line_converge_with_concurrent_senders(target_connections: int) -> None:
+    # With target_connections=1 nobody dials learned addresses: every message crosses
+    # up to four hops of relaying. With the default the line fills in by discovery.
+    config = PeerConfig(target_connections=target_connections)
+    senders, per_sender = 5, 50
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            peers: list[Peer] = []
+            for i in range(5):
+                join = [peers[-1].url or ""] if peers else []
+                peer = await stack.enter_async_context(open_peer(f"p{i}", join=join, config=config))
+                peers.append(peer)
+            for peer in peers:
+                await peer.wait_connected(1)
+            async with trio.open_nursery() as nursery:
+                for i, peer in enumerate(peers[:senders]):
+                    nursery.start_soon(send_many, peer, per_sender, f"from p{i}", i)
+            log = await assert_converged(peers, senders * per_sender)
+            for peer in peers:
+                ids = [(m.sender_id, m.seq) for m in peer.messages()]
+                assert len(set(ids)) == len(ids) == senders * per_sender
+            # Each sender's messages appear in seq order, 1..per_sender.
+            by_sender: dict[bytes, list[int]] = {}
+            for message in peers[0].messages():
+                by_sender.setdefault(message.sender_id, []).append(message.seq)
+            assert sorted(by_sender) == sorted(bytes.fromhex(p.peer_id) for p in peers)
+            assert all(seqs == list(range(1, per_sender + 1)) for seqs in by_sender.values())
+            assert len(log) == senders * per_sender
+
+
+async def test_late_joiner_receives_the_full_history_in_order() -> None:
+    count = 60
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("a") as a, open_peer("b", join=[a.url or ""]) as b:
+            await b.wait_connected(1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_many, a, count // 2, "a", 1)
+                nursery.start_soon(send_many, b, count // 2, "b", 2)
+            history = await assert_converged([a, b], count)
+            async with open_peer("late", join=[b.url or ""]) as late:
+                await late.wait_delivered(count)
+                assert keys(late) == history
+                assert [m.text for m in late.messages()] == [m.text for m in a.messages()]
+
+
+# Partition and restart -----------------------------------------------------------------------
+
+
+async def test_partition_heals_after_the_middle_peer_restarts(tmp_path: Path) -> None:
+    # target_connections=1: nobody dials addresses it learns, so A - B - C stays a line
+    # and stopping B really cuts A off from C.
+    config = PeerConfig(target_connections=1)
+    b_dir = tmp_path / "b"
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            a = await start_peer(nursery, "a", config=config)
+            b = await start_peer(nursery, "b", data_dir=b_dir, join=[a.peer.url], config=config)
+            c = await start_peer(nursery, "c", join=[b.peer.url], config=config)
+            await b.peer.wait_connected(2)
+            for running in (a, b, c):
+                await send_many(running.peer, 5, running.peer.name, 0)
+            before = await assert_converged([a.peer, b.peer, c.peer], 15)
+            b_id = b.peer.peer_id
+            b_clock = max(key.lamport for key in before)
+
+            await b.aclose()
+            await wait_until(lambda: a.peer.node.open_count == 0 and c.peer.node.open_count == 0)
+            async with trio.open_nursery() as senders:
+                senders.start_soon(send_many, a.peer, 20, "a during partition", 1)
+                senders.start_soon(send_many, c.peer, 20, "c during partition", 2)
+            assert len(a.peer.messages()) == len(c.peer.messages()) == 35
+            assert keys(a.peer) != keys(c.peer), "A and C were not partitioned"
+
+            b = await start_peer(nursery, "b", data_dir=b_dir, config=config)
+            assert b.peer.peer_id == b_id
+            assert keys(b.peer) == before, "B lost its history across the restart"
+            after_restart = await b.peer.send("b is back")
+            assert after_restart.seq == 6
+            assert after_restart.lamport > b_clock
+            b.peer.join(a.peer.url or "")
+            b.peer.join(c.peer.url or "")
+            log = await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 1)
+            assert set(before) <= set(log)
+            last = await b.peer.send("b after the merge")
+            assert last.seq == 7
+            assert last.lamport > max(key.lamport for key in log)
+            await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 2)
+            for running in (a, b, c):
+                await running.aclose()
+
+
+async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Path) -> None:
+    data = tmp_path / "s"
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("friend") as friend:
+            async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
+                await s.wait_connected(1)
+                mine = [await s.send(f"mine {i}") for i in range(3)]
+                await send_many(friend, 2, "theirs", 0)
+                first_log = await assert_converged([s, friend], 5)
+                peer_id = s.peer_id
+            with Store(data, read_only=True) as store:
+                assert store.message_count() == 5
+                assert store.clock() == max(key.lamport for key in first_log)
+
+            async with open_peer("s", data_dir=data) as s:
+                assert s.peer_id == peer_id
+                assert keys(s) == first_log
+                again = await s.send("after restart")
+                assert again.seq == mine[-1].seq + 1 == 4
+                assert again.lamport > max(key.lamport for key in first_log)
+
+            async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
+                assert s.peer_id == peer_id
+                assert [m.seq for m in s.messages() if m.sender_id.hex() == peer_id] == [1, 2, 3, 4]
+                await s.send("third run")
+                await assert_converged([s, friend], 7)
+                ours = [m for m in friend.messages() if m.sender_id.hex() == peer_id]
+                assert [m.seq for m in ours] == [1, 2, 3, 4, 5]
+
+
+# trio-websocket pitfalls -----------------------------------------------------------------------
+
+
+async def test_pings_during_close_and_aborted_streams_do_not_kill_the_listener() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("host") as host:
+            host_name, port = host_port(host.url or "")
+
+            async def ping_while_server_closes() -> None:
+                # Upstream #184: a ping that arrives after the server sent its close frame
+                # (wsproto state LOCAL_CLOSING) makes trio-websocket's reader raise.
+                async with raw_websocket(host.url or "") as (stream, ws):
+                    # Frames are made while the connection is open (wsproto refuses later).
+                    pings = b"".join(ws.send(Ping(payload=bytes([i]))) for i in range(5))
+                    await stream.send_all(ws.send(TextMessage("provoke a close")))
+                    while True:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            return
+                        ws.receive_data(data)
+                        if any(isinstance(e, CloseConnection) for e in ws.events()):
+                            break
+                    with suppress(trio.BrokenResourceError):
+                        await stream.send_all(pings)
+                    abort_on_close(stream)
+
+            async def ping_then_abort() -> None:
+                async with trio.open_nursery() as nursery:
+                    stream = await trio.open_tcp_stream(host_name, port)
+                    ws = await wrap_client_stream(nursery, stream, host_name, "/")
+
+                    async def ping() -> None:
+                        with suppress(ConnectionClosed):
+                            await ws.ping()
+
+                    nursery.start_soon(ping)
+                    await trio.sleep(0)
+                    abort_on_close(stream)
+                    await trio.aclose_forcefully(stream)
+                    nursery.cancel_scope.cancel()
+
+            async def upgrade_then_abort() -> None:
+                async with raw_websocket(host.url or "") as (stream, ws):
+                    await stream.send_all(ws.send(Ping(payload=b"bye")))
+                    abort_on_close(stream)
+
+            async def garbage() -> None:
+                async with await trio.open_tcp_stream(host_name, port) as stream:
+                    await stream.send_all(os.urandom(300))
+
+            async def half_request() -> None:
+                async with await trio.open_tcp_stream(host_name, port) as stream:
+                    await stream.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs")
+                    abort_on_close(stream)
+
+            for _ in range(8):
+                for attack in (ping_while_server_closes, ping_then_abort, upgrade_then_abort):
+                    await attack()
+                async with trio.open_nursery() as nursery:
+                    for attack in (garbage, half_request, ping_then_abort, upgrade_then_abort):
+                        nursery.start_soon(attack)
+            await chat_works(host)
+            await wait_until(lambda: host.node.open_count == 0)
+
+
+async def test_silent_tcp_clients_do_not_block_others() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("host") as host:
+            host_name, port = host_port(host.url or "")
+            async with AsyncExitStack() as stack:
+                silent = [
+                    await stack.enter_async_context(await trio.open_tcp_stream(host_name, port))
+                    for _ in range(5)
+                ]
+                await chat_works(host)
+                assert len(silent) == 5
+
+
+async def test_silent_tcp_client_is_dropped_after_the_handshake_timeout() -> None:
+    async def never_called(connection: WebSocketConnection, nursery: trio.Nursery) -> None:
+        raise AssertionError("a client that never upgraded reached the handler")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                lambda task_status: serve_websockets(
+                    never_called, "127.0.0.1", 0, handshake_timeout=0.5, task_status=task_status
+                )
+            )
+            host_name, port = host_port(url_of(listeners[0]))
+            async with await trio.open_tcp_stream(host_name, port) as stream:
+                started = trio.current_time()
+                with trio.fail_after(5):
+                    try:
+                        data = await stream.receive_some(1024)
+                    except trio.BrokenResourceError:
+                        data = b""
+                elapsed = trio.current_time() - started
+            assert data == b""
+            assert 0.3 <= elapsed < 5
+            nursery.cancel_scope.cancel()
+
+
+async def test_websocket_client_that_never_says_hello_is_closed() -> None:
+    config = PeerConfig(node=NodeConfig(handshake_timeout=0.5))
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("host", config=config) as host:
+            async with client_websocket(host.url or "") as ws:
+                started = trio.current_time()
+                code = await close_code_after(ws)
+                elapsed = trio.current_time() - started
+            assert code == CloseCode.POLICY_VIOLATION
+            assert 0.3 <= elapsed < 5
+            await chat_works(host)
+
+
+async def test_dial_to_a_silent_server_times_out() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, silent, 0)
+            port = listeners[0].socket.getsockname()[1]
+            started = trio.current_time()
+            async with trio.open_nursery() as dial_nursery:
+                with pytest.raises(trio.TooSlowError):
+                    await dial(dial_nursery, f"ws://127.0.0.1:{port}", timeout=0.5)
+                # Nothing of the failed dial is left running in the nursery.
+            assert trio.current_time() - started < 2
+            nursery.cancel_scope.cancel()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+async def test_dialed_stream_is_closed_when_the_server_closes_first() -> None:
+    # trio-websocket leaves a client's TCP stream open when the server closes first;
+    # dial must close it once its nursery is done, or every redial leaks a socket.
+    async def close_at_once(connection: WebSocketConnection, nursery: trio.Nursery) -> None:
+        await connection.aclose(1000, "bye")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as server:
+            listeners = await server.start(serve_websockets, close_at_once, "127.0.0.1", 0)
+            url = url_of(listeners[0])
+            baseline = open_fds()
+            for _ in range(5):
+                async with trio.open_nursery() as nursery:
+                    ws = await dial(nursery, url)
+                    assert await close_code_after(ws) == 1000
+                    nursery.cancel_scope.cancel()
+            with trio.fail_after(2):
+                await wait_until(lambda: open_fds() <= baseline)
+            server.cancel_scope.cancel()
+
+
+async def test_peer_joining_a_silent_server_stays_usable() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    config = PeerConfig(dial_timeout=0.3, backoff_initial=0.05, backoff_max=0.2)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, silent, 0)
+            port = listeners[0].socket.getsockname()[1]
+            async with open_peer("host", join=[f"ws://127.0.0.1:{port}"], config=config) as host:
+                await trio.sleep(0.7)  # a few dial attempts time out meanwhile
+                await chat_works(host)
+            nursery.cancel_scope.cancel()
+
+
+async def _handshake_as_neighbour(ws: WebSocketConnection) -> Link:
+    """Complete the p2pchat HELLO/AUTH exchange from a hand-driven client."""
+    link = Link(Identity(os.urandom(32)), "slowpoke", None, os.urandom(16))
+    await ws.send_message(link.hello(()))
+    while not link.is_open:
+        _, reply = link.receive(await ws.get_message())
+        if reply is not None:
+            await ws.send_message(reply)
+    return link
+
+
+async def test_neighbour_that_never_reads_is_disconnected_not_waited_for() -> None:
+    config = PeerConfig(send_queue_frames=4)
+    text = "x" * 8000
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_peer("host", config=config) as host,
+            open_peer("guest", join=[host.url or ""]) as guest,
+            host.subscribe() as events,
+            trio.open_nursery() as client,
+        ):
+            await host.wait_connected(1)
+            host_name, port = host_port(host.url or "")
+            stream = await trio.open_tcp_stream(host_name, port)
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            ws = await wrap_client_stream(client, stream, host_name, "/", message_queue_size=1)
+            await _handshake_as_neighbour(ws)
+            await host.wait_connected(2)
+            # From here on the client never calls get_message: its queue fills, then
+            # its socket buffer, then the host's socket buffer, then the host's outbox.
+
+            slow_dropped = trio.Event()
+            reasons: list[str] = []
+
+            async def watch() -> None:
+                async for event in events:
+                    if isinstance(event, NeighbourDown):
+                        reasons.append(event.reason)
+                        if "too slow" in event.reason:
+                            slow_dropped.set()
+                            return
+
+            client.start_soon(watch)
+            sent = 0
+            while not slow_dropped.is_set():
+                assert sent < 5000, f"slow neighbour never dropped; downs: {reasons}"
+                await host.send(f"{sent} {text}")
+                sent += 1
+                if sent % 10 == 0:
+                    await trio.sleep(0.005)
+            assert host.node.open_count == 1
+            # The host kept serving the guest meanwhile, and still does.
+            await guest.send("still there?")
+            await assert_converged([host, guest], sent + 1)
+            client.cancel_scope.cancel()
+            await trio.aclose_forcefully(stream)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ("a text frame", CloseCode.UNSUPPORTED_DATA),
+        (b"\xff\x00 not cbor", CloseCode.PROTOCOL_ERROR),
+        (b"\x00" * (MAX_FRAME_BYTES + 1), CloseCode.TOO_BIG),
+    ],
+    ids=["text", "garbage-bytes", "oversized"],
+)
+async def test_bad_frames_close_the_connection_with_a_code(payload: str | bytes, code: int) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("host") as host, open_peer("guest", join=[host.url or ""]) as guest:
+            await guest.wait_connected(1)
+            for _ in range(3):
+                async with client_websocket(host.url or "", max_message_size=2 * MAX_FRAME_BYTES) as ws:
+                    await ws.send_message(payload)
+                    assert await close_code_after(ws) == code
+            await host.send("host still works")
+            await guest.send("guest still works")
+            await assert_converged([host, guest], 2)
+            assert host.node.open_count == 1
+
+
+async def test_bad_frame_after_the_handshake_closes_the_connection() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("host") as host:
+            async with client_websocket(host.url or "") as ws:
+                await _handshake_as_neighbour(ws)
+                await host.wait_connected(1)
+                await ws.send_message(b"\x82garbage")
+                assert await close_code_after(ws) == CloseCode.PROTOCOL_ERROR
+            await wait_until(lambda: host.node.open_count == 0)
+            await chat_works(host)
