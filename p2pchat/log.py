@@ -172,6 +172,7 @@ class OrderedLog:
         self._order: SortedList = SortedList()
         self._by_key: dict[MessageKey, Message] = {}
         self._waiting: dict[bytes, list[tuple[int, bytes]]] = {}
+        self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._members: set[bytes] = set()
         self._clock = 0
         self._stable_count = 0
@@ -462,12 +463,17 @@ class OrderedLog:
         self._members.add(dep_sender)
         dep_state = self._senders.setdefault(dep_sender, _Sender())
         dep_state.known = max(dep_state.known, dep_seq)
+        if (dep_sender, dep_seq, waiter) in self._wait_entries:
+            return  # already waiting for exactly this: a second entry would wake it twice
+        self._wait_entries.add((dep_sender, dep_seq, waiter))
         heapq.heappush(self._waiting.setdefault(dep_sender, []), (dep_seq, waiter))
 
     def _wake_waiters(self, sender_id: bytes, seq: int, queue: list[bytes]) -> None:
         waiting = self._waiting.get(sender_id)
         while waiting and waiting[0][0] <= seq:
-            queue.append(heapq.heappop(waiting)[1])
+            dep_seq, waiter = heapq.heappop(waiting)
+            self._wait_entries.discard((sender_id, dep_seq, waiter))
+            queue.append(waiter)
 
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""

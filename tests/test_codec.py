@@ -1,0 +1,958 @@
+"""Strict decoding of untrusted bytes: the CBOR codec, wire frames and message payloads.
+
+Three kinds of tests:
+
+* fuzzing: arbitrary bytes, hostile CBOR structures and mutated valid frames never
+  make the decoders raise anything but :class:`~p2pchat.codec.CodecError`, and
+  whatever they do accept re-encodes to the same frame;
+* round trips: every valid frame survives ``decode_frame(encode_frame(f)) == f``;
+* strictness: hand-built hostile bytes (tags, trailing bytes, duplicate keys,
+  indefinite lengths, deep nesting, bools and floats posing as ints, simple
+  values, wrong field counts, oversize fields, out-of-range numbers) are refused
+  with an error message that names the problem.
+
+Hostile bytes are written with the tiny raw-CBOR helpers below (``arr``, ``cmap``,
+``tag`` ...) so that the tests control every byte, including the ones that
+cbor2 would never produce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import cbor2
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from p2pchat import codec, wire
+from p2pchat.codec import MAX_DEPTH, CodecError
+from p2pchat.identity import Identity
+from p2pchat.message import (
+    MAX_DEPS,
+    MAX_LAMPORT,
+    MAX_NAME_BYTES,
+    MAX_SENT_AT_MS,
+    MAX_SEQ,
+    MAX_TEXT_BYTES,
+    Message,
+)
+
+ALICE, BOB, CAROL = (Identity(bytes([n]) * 32) for n in (1, 2, 3))
+IDENTITIES = (ALICE, BOB, CAROL)
+SIG = bytes(range(64))
+"""A well-formed (64-byte) but meaningless signature: decoding never checks signatures."""
+FRAME_TYPES = (wire.Hello, wire.Auth, wire.Messages, wire.Heads, wire.Want, wire.Peers, wire.Bye)
+
+
+# Raw CBOR building blocks ------------------------------------------------------
+
+
+def head(major: int, arg: int) -> bytes:
+    """The initial byte(s) of a CBOR item, shortest form."""
+    if arg < 24:
+        return bytes([major << 5 | arg])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if arg < 1 << (8 * size):
+            return bytes([major << 5 | info]) + arg.to_bytes(size, "big")
+    raise AssertionError("argument too large for CBOR")
+
+
+def enc(value: object) -> bytes:
+    return cbor2.dumps(value)
+
+
+def arr(*items: bytes) -> bytes:
+    return head(4, len(items)) + b"".join(items)
+
+
+def cmap(*pairs: tuple[bytes, bytes]) -> bytes:
+    return head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+
+
+def tag(number: int, item: bytes) -> bytes:
+    return head(6, number) + item
+
+
+def bstr(data: bytes) -> bytes:
+    return head(2, len(data)) + data
+
+
+FALSE, TRUE, NULL, UNDEFINED = b"\xf4", b"\xf5", b"\xf6", b"\xf7"
+HALF_ONE = b"\xf9\x3c\x00"
+HALF_NAN = b"\xf9\x7e\x00"
+HALF_INF = b"\xf9\x7c\x00"
+SINGLE_ONE = b"\xfa\x3f\x80\x00\x00"
+DOUBLE_ONE = b"\xfb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+NEG_ZERO = b"\xf9\x80\x00"
+SIMPLE_16 = b"\xf0"
+SIMPLE_255 = b"\xf8\xff"
+
+
+PAYLOAD_FIELDS = ("version", "sender", "seq", "lamport", "sent_at", "name", "text", "deps")
+VALID_PAYLOAD = {
+    "version": enc(1),
+    "sender": enc(ALICE.sender_id),
+    "seq": enc(1),
+    "lamport": enc(1),
+    "sent_at": enc(1_700_000_000_000),
+    "name": enc("alice"),
+    "text": enc("hi"),
+    "deps": NULL,
+}
+
+
+def payload(**raw: bytes) -> bytes:
+    """A message payload (raw CBOR), valid except for the fields given as raw item bytes."""
+    unknown = raw.keys() - VALID_PAYLOAD.keys()
+    assert not unknown, unknown
+    return arr(*(raw.get(name, VALID_PAYLOAD[name]) for name in PAYLOAD_FIELDS))
+
+
+def messages_frame(*signed: bytes) -> bytes:
+    """A MESSAGES frame around raw ``[payload, signature]`` items."""
+    return arr(enc(wire.MESSAGES), arr(*signed))
+
+
+def signed(payload_bytes: bytes, signature: bytes = SIG) -> bytes:
+    return arr(bstr(payload_bytes), bstr(signature))
+
+
+def head_item(
+    sender: bytes | None = None,
+    held: bytes | None = None,
+    clock_seq: bytes | None = None,
+    clock_lamport: bytes | None = None,
+) -> bytes:
+    return arr(
+        sender if sender is not None else enc(BOB.sender_id),
+        held if held is not None else enc(3),
+        clock_seq if clock_seq is not None else enc(3),
+        clock_lamport if clock_lamport is not None else enc(7),
+    )
+
+
+def hello(**raw: bytes) -> bytes:
+    fields = {
+        "version": enc(wire.PROTOCOL_VERSION),
+        "sender": enc(ALICE.sender_id),
+        "name": enc("alice"),
+        "url": enc("ws://127.0.0.1:9000"),
+        "nonce": enc(bytes(wire.NONCE_SIZE)),
+        "heads": arr(head_item()),
+    }
+    unknown = raw.keys() - fields.keys()
+    assert not unknown, unknown
+    fields.update(raw)
+    return arr(enc(wire.HELLO), *fields.values())
+
+
+def heads_frame(heads: bytes | None = None, reply: bytes = FALSE) -> bytes:
+    return arr(enc(wire.HEADS), heads if heads is not None else arr(head_item()), reply)
+
+
+def want_frame(*ranges: bytes) -> bytes:
+    return arr(enc(wire.WANT), arr(*ranges))
+
+
+def want_range(sender: bytes | None = None, first: bytes = b"\x01", last: bytes = b"\x02") -> bytes:
+    return arr(sender if sender is not None else enc(BOB.sender_id), first, last)
+
+
+def bye(reason: bytes) -> bytes:
+    return arr(enc(wire.BYE), reason)
+
+
+# Assertions ---------------------------------------------------------------------
+
+
+def _check_words(error: CodecError, words: tuple[str, ...]) -> None:
+    text = str(error).lower()
+    for word in words:
+        assert word.lower() in text, f"{word!r} not in error message {str(error)!r}"
+
+
+def refuse_frame(data: bytes, *words: str) -> None:
+    with pytest.raises(CodecError) as info:
+        wire.decode_frame(data)
+    _check_words(info.value, words)
+
+
+def refuse_payload(payload_bytes: bytes, *words: str) -> None:
+    """The payload is refused on its own and inside a MESSAGES frame, for the same reason."""
+    with pytest.raises(CodecError) as info:
+        Message.from_wire(payload_bytes, SIG)
+    _check_words(info.value, words)
+    refuse_frame(messages_frame(signed(payload_bytes)), *words)
+
+
+def refuse_loads(data: bytes, *words: str) -> None:
+    with pytest.raises(CodecError) as info:
+        codec.strict_loads(data)
+    _check_words(info.value, words)
+
+
+def test_hand_built_valid_inputs_are_accepted() -> None:
+    """Control for every refusal below: the unmodified hand-built bytes decode."""
+    message = Message.from_wire(payload(), SIG)
+    assert (message.sender_id, message.seq, message.lamport) == (ALICE.sender_id, 1, 1)
+    assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
+    assert isinstance(wire.decode_frame(hello()), wire.Hello)
+    assert wire.decode_frame(heads_frame()) == wire.Heads((wire.Head(BOB.sender_id, 3, 3, 7),))
+    assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
+    assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
+
+
+# Strategies ---------------------------------------------------------------------
+
+sender_ids = st.binary(min_size=32, max_size=32)
+seqs = st.integers(1, MAX_SEQ)
+counts = st.integers(0, MAX_SEQ)
+lamports = st.integers(1, MAX_LAMPORT)
+heads = st.builds(wire.Head, sender_ids, counts, counts, st.integers(0, MAX_LAMPORT))
+# At most 4 UTF-8 bytes per character: max_size = limit // 4 always fits.
+names = st.text(max_size=MAX_NAME_BYTES // 4)
+urls = st.text(max_size=wire.MAX_URL_BYTES // 4)
+
+
+@st.composite
+def signed_messages(draw: st.DrawFn) -> Message:
+    identity = draw(st.sampled_from(IDENTITIES))
+    deps = draw(
+        st.none()
+        | st.dictionaries(st.sampled_from([i.sender_id for i in IDENTITIES]) | sender_ids, seqs, max_size=4)
+    )
+    return Message.create(
+        identity,
+        seq=draw(seqs),
+        lamport=draw(lamports),
+        sent_at_ms=draw(st.integers(0, MAX_SENT_AT_MS)),
+        name=draw(names),
+        text=draw(st.text(max_size=200)),
+        deps=deps,
+    )
+
+
+@st.composite
+def want_ranges(draw: st.DrawFn) -> wire.WantRange:
+    first = draw(seqs)
+    return wire.WantRange(draw(sender_ids), first, draw(st.integers(first, MAX_SEQ)))
+
+
+hello_frames = st.builds(
+    wire.Hello,
+    version=st.integers(0, 2**16),
+    sender_id=sender_ids,
+    name=names,
+    listen_url=st.none() | urls,
+    nonce=st.binary(min_size=wire.NONCE_SIZE, max_size=wire.NONCE_SIZE),
+    heads=st.lists(heads, max_size=4).map(tuple),
+)
+auth_frames = st.builds(wire.Auth, st.binary(min_size=64, max_size=64))
+messages_frames = st.builds(wire.Messages, st.lists(signed_messages(), max_size=3).map(tuple))
+heads_frames = st.builds(wire.Heads, st.lists(heads, max_size=4).map(tuple), st.booleans())
+want_frames = st.builds(wire.Want, st.lists(want_ranges(), max_size=4).map(tuple))
+peers_frames = st.builds(wire.Peers, st.lists(urls, max_size=4).map(tuple))
+bye_frames = st.builds(wire.Bye, st.text(max_size=wire.MAX_REASON_BYTES // 4))
+
+# Anything cbor2 can encode that a hostile peer might send.
+hostile_leaves = st.one_of(
+    st.integers(-(2**64), 2**64 - 1),
+    st.booleans(),
+    st.none(),
+    st.floats(),
+    st.binary(max_size=40),
+    st.text(max_size=20),
+    st.just(cbor2.undefined),
+    st.sampled_from([*range(20), *range(32, 256)]).map(cbor2.CBORSimpleValue),
+)
+hostile_values = st.recursive(
+    hostile_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=6),
+        st.dictionaries(st.text(max_size=4) | st.binary(max_size=33), children, max_size=4),
+        st.builds(cbor2.CBORTag, st.integers(0, 2**64 - 1), children),
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` after one to four random flips, inserts, deletes, overwrites or a truncation."""
+    buffer = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "overwrite", "truncate"]))
+        if op == "insert":
+            at = draw(st.integers(0, len(buffer)))
+            buffer[at:at] = draw(st.binary(min_size=1, max_size=9))
+            continue
+        if not buffer:
+            continue
+        at = draw(st.integers(0, len(buffer) - 1))
+        if op == "flip":
+            buffer[at] ^= draw(st.integers(1, 255))
+        elif op == "delete":
+            del buffer[at : at + draw(st.integers(1, 4))]
+        elif op == "overwrite":
+            buffer[at] = draw(st.sampled_from([0x00, 0x18, 0x1B, 0x5F, 0x9F, 0xBF, 0xC2, 0xF7, 0xFF]))
+        else:
+            del buffer[at:]
+    return bytes(buffer)
+
+
+def decode_or_codec_error(data: bytes) -> wire.Frame | None:
+    """Decode ``data``; only CodecError may escape, and what is accepted must be stable."""
+    try:
+        frame = wire.decode_frame(data)
+    except CodecError:
+        event("refused")
+        return None
+    event(f"decoded a {type(frame).__name__} frame")
+    assert isinstance(frame, FRAME_TYPES)
+    assert wire.decode_frame(wire.encode_frame(frame)) == frame
+    return frame
+
+
+# Fuzzing: only CodecError, ever -------------------------------------------------
+
+
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_decode_frame_raises_only_codec_error(data: bytes) -> None:
+    decode_or_codec_error(data)
+
+
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_strict_loads_raises_only_codec_error(data: bytes) -> None:
+    with contextlib.suppress(CodecError):
+        codec.strict_loads(data)
+
+
+@given(st.binary(max_size=600), st.binary(min_size=64, max_size=64) | st.binary(max_size=80))
+def test_arbitrary_bytes_message_from_wire_raises_only_codec_error(
+    payload_bytes: bytes, signature: bytes
+) -> None:
+    try:
+        message = Message.from_wire(payload_bytes, signature)
+    except CodecError:
+        return
+    assert message.payload == payload_bytes
+    assert not message.verify()
+
+
+@given(hostile_values)
+def test_hostile_cbor_structures_raise_only_codec_error(value: object) -> None:
+    data = cbor2.dumps(value)
+    with contextlib.suppress(CodecError):
+        codec.strict_loads(data)
+    decode_or_codec_error(data)
+    with contextlib.suppress(CodecError):
+        Message.from_wire(data, SIG)
+
+
+@given(st.integers(0, 8), st.lists(hostile_values, max_size=7))
+def test_frame_shaped_hostile_values_raise_only_codec_error(kind: int, fields: list[object]) -> None:
+    decode_or_codec_error(cbor2.dumps([kind, *fields]))
+
+
+@given(st.integers(0, 7), hostile_values)
+def test_payload_with_one_hostile_field_raises_only_codec_error(index: int, value: object) -> None:
+    raw = dict(VALID_PAYLOAD)
+    raw[PAYLOAD_FIELDS[index]] = cbor2.dumps(value)
+    data = payload(**raw)
+    with contextlib.suppress(CodecError):
+        Message.from_wire(data, SIG)
+    decode_or_codec_error(messages_frame(signed(data)))
+
+
+NON_EMPTY_FRAMES: dict[str, st.SearchStrategy[wire.Frame]] = {
+    "hello": hello_frames,
+    "auth": auth_frames,
+    "messages": messages_frames.filter(lambda f: bool(f.messages)),
+    "heads": heads_frames,
+    "want": want_frames,
+    "peers": peers_frames,
+    "bye": bye_frames,
+}
+
+
+@pytest.mark.parametrize("frame_type", NON_EMPTY_FRAMES)
+@given(data=st.data())
+def test_mutated_frames_of_each_type_raise_only_codec_error(frame_type: str, data: st.DataObject) -> None:
+    frame = data.draw(NON_EMPTY_FRAMES[frame_type])
+    decode_or_codec_error(data.draw(mutated(wire.encode_frame(frame))))
+
+
+@given(st.data(), signed_messages())
+def test_mutated_payload_inside_valid_frame_raises_only_codec_error(
+    data: st.DataObject, message: Message
+) -> None:
+    """Mutate the signed payload itself, so the outer frame stays intact."""
+    broken = data.draw(mutated(message.payload))
+    frame = decode_or_codec_error(messages_frame(signed(broken, message.signature)))
+    if frame is not None:
+        assert isinstance(frame, wire.Messages)
+        (decoded,) = frame.messages
+        assert decoded.verify() == (broken == message.payload)
+
+
+# Round trips ---------------------------------------------------------------------
+
+
+def assert_round_trip(frame: wire.Frame) -> None:
+    data = wire.encode_frame(frame)
+    assert len(data) <= wire.MAX_FRAME_BYTES
+    decoded = wire.decode_frame(data)
+    assert decoded == frame
+    assert type(decoded) is type(frame)
+    assert wire.encode_frame(decoded) == data
+
+
+@given(hello_frames)
+def test_hello_round_trips(frame: wire.Hello) -> None:
+    assert_round_trip(frame)
+
+
+@given(auth_frames)
+def test_auth_round_trips(frame: wire.Auth) -> None:
+    assert_round_trip(frame)
+
+
+@given(messages_frames)
+def test_messages_round_trip_and_still_verify(frame: wire.Messages) -> None:
+    assert_round_trip(frame)
+    decoded = wire.decode_frame(wire.encode_frame(frame))
+    assert isinstance(decoded, wire.Messages)
+    assert all(m.verify() for m in decoded.messages)
+
+
+@given(heads_frames)
+def test_heads_round_trip(frame: wire.Heads) -> None:
+    assert_round_trip(frame)
+
+
+@given(want_frames)
+def test_want_round_trips(frame: wire.Want) -> None:
+    assert_round_trip(frame)
+
+
+@given(peers_frames)
+def test_peers_round_trip(frame: wire.Peers) -> None:
+    assert_round_trip(frame)
+
+
+@given(bye_frames)
+def test_bye_round_trips(frame: wire.Bye) -> None:
+    assert_round_trip(frame)
+
+
+def test_extreme_but_valid_values_round_trip() -> None:
+    top = wire.Head(b"\xff" * 32, MAX_SEQ, MAX_SEQ, MAX_LAMPORT)
+    for frame in (
+        wire.Hello(2**16, b"\x00" * 32, "é" * 32, "u" * wire.MAX_URL_BYTES, b"\xff" * 16, (top,)),
+        wire.Hello(0, b"\x00" * 32, "", None, bytes(16)),
+        wire.Heads((top,) * 3, True),
+        wire.Want((wire.WantRange(b"\x01" * 32, MAX_SEQ, MAX_SEQ),)),
+        wire.Peers(("p" * wire.MAX_URL_BYTES,) * wire.MAX_PEERS),
+        wire.Bye("\U0001f600" * (wire.MAX_REASON_BYTES // 4)),
+        wire.Messages(()),
+    ):
+        assert_round_trip(frame)
+
+
+def test_largest_message_create_allows_round_trips_through_a_frame() -> None:
+    """Every message Message.create accepts must also be accepted from the wire.
+
+    Max text, max name, MAX_DEPS deps entries and maximal numbers make a payload of
+    about 59 KiB, beyond the 20 KiB payload limit wire.py once had: such a message
+    was signable but every receiver refused the whole frame.
+    """
+    deps = {Identity(n.to_bytes(32, "big")).sender_id: MAX_SEQ for n in range(1, MAX_DEPS + 1)}
+    message = Message.create(
+        ALICE,
+        seq=MAX_SEQ,
+        lamport=MAX_LAMPORT,
+        sent_at_ms=MAX_SENT_AT_MS,
+        name="\U0001f600" * (MAX_NAME_BYTES // 4),
+        text="\U0001f600" * (MAX_TEXT_BYTES // 4),
+        deps=deps,
+    )
+    assert len(message.payload) <= wire.MAX_MESSAGE_PAYLOAD
+    assert_round_trip(wire.Messages((message,)))
+
+
+def test_strict_loads_round_trips_plain_values() -> None:
+    value = [1, -5, b"\x00", "ü", None, True, {"k": [b"v"]}]
+    assert codec.strict_loads(codec.dumps(value)) == value
+
+
+# Strictness: tags ----------------------------------------------------------------
+
+TAGGED = {
+    "0-datetime": tag(0, enc("2013-03-21T20:04:00Z")),
+    "1-epoch": tag(1, enc(1363896240)),
+    "2-bignum": tag(2, bstr(b"\x01" + bytes(8))),
+    "3-negative-bignum": tag(3, bstr(b"\x01" + bytes(8))),
+    "4-decimal": tag(4, arr(enc(-2), enc(27315))),
+    "5-bigfloat": tag(5, arr(enc(-1), enc(3))),
+    "24-embedded-cbor": tag(24, bstr(enc(1))),
+    "25-stringref": tag(25, enc(0)),
+    "28-shareable": tag(28, arr(enc(1))),
+    "29-sharedref": tag(29, enc(0)),
+    "30-rational": tag(30, arr(enc(1), enc(3))),
+    "32-uri": tag(32, enc("http://example.com")),
+    "35-regex": tag(35, enc("a+(b|c)*")),
+    "36-mime": tag(36, enc("Content-Type: text/plain\n\nhi")),
+    "37-uuid": tag(37, bstr(bytes(16))),
+    "52-ipv4": tag(52, bstr(bytes(4))),
+    "256-stringref-namespace": tag(256, arr(enc("aaa"), tag(25, enc(0)))),
+    "258-set": tag(258, arr(enc(1), enc(2))),
+    "260-network-address": tag(260, bstr(bytes(4))),
+    "55799-self-describe": tag(55799, enc(1)),
+    "99999-unknown": tag(99999, enc(1)),
+    "2**64-1-largest": tag(2**64 - 1, enc(1)),
+}
+
+
+@pytest.mark.parametrize("data", TAGGED.values(), ids=TAGGED.keys())
+def test_tags_of_every_kind_are_refused(data: bytes) -> None:
+    refuse_loads(data, "tag")
+
+
+def test_tag_refused_inside_a_frame() -> None:
+    refuse_frame(bye(tag(0, enc("2013-03-21T20:04:00Z"))), "tag")
+    refuse_frame(hello(version=tag(2, bstr(b"\x01"))), "tag")
+    refuse_frame(arr(enc(wire.PEERS), tag(258, arr(enc("ws://a")))), "tag")
+
+
+def test_tagged_frame_type_refused() -> None:
+    refuse_frame(arr(tag(2, bstr(b"\x07")), enc("bye")), "tag")
+
+
+def test_self_described_frame_refused() -> None:
+    refuse_frame(tag(55799, bye(enc("done"))), "tag")
+
+
+def test_bignum_lamport_refused_in_payload() -> None:
+    refuse_payload(payload(lamport=tag(2, bstr(b"\x05"))), "tag")
+
+
+def test_cyclic_shared_reference_refused() -> None:
+    # 28([29(0)]): an array that contains itself, if shared references were honoured.
+    refuse_loads(tag(28, arr(tag(29, enc(0)))), "tag")
+
+
+# Strictness: trailing bytes, duplicate keys, indefinite lengths -----------------------
+
+
+def test_trailing_bytes_after_frame_refused() -> None:
+    good = bye(enc("done"))
+    refuse_frame(good + b"\x00", "1 trailing")
+    refuse_frame(good + good, "trailing")
+
+
+def test_trailing_bytes_after_payload_refused() -> None:
+    refuse_payload(payload() + b"\xf6", "trailing")
+
+
+def test_duplicate_keys_refused_by_strict_loads() -> None:
+    refuse_loads(cmap((enc("a"), enc(1)), (enc("a"), enc(2))), "duplicate")
+
+
+def test_duplicate_deps_keys_refused() -> None:
+    deps = cmap((enc(BOB.sender_id), enc(1)), (enc(BOB.sender_id), enc(2)))
+    refuse_payload(payload(deps=deps), "duplicate")
+
+
+def test_non_string_map_keys_refused() -> None:
+    refuse_loads(cmap((enc(1), enc(1))), "key")
+    refuse_payload(payload(deps=cmap((arr(enc(1)), enc(1)))), "key")
+
+
+INDEFINITE = {
+    "frame-array": b"\x9f" + enc(wire.BYE) + enc("done") + b"\xff",
+    "urls-array": arr(enc(wire.PEERS), b"\x9f" + enc("ws://a") + b"\xff"),
+    "reason-text": bye(b"\x7f" + enc("do") + enc("ne") + b"\xff"),
+    "nonce-bytes": hello(nonce=b"\x5f" + bstr(bytes(8)) + bstr(bytes(8)) + b"\xff"),
+}
+
+
+@pytest.mark.parametrize("data", INDEFINITE.values(), ids=INDEFINITE.keys())
+def test_indefinite_lengths_in_frames_refused(data: bytes) -> None:
+    refuse_frame(data, "indefinite")
+
+
+def test_indefinite_lengths_in_payload_refused() -> None:
+    refuse_payload(payload(deps=b"\xbf" + enc(BOB.sender_id) + enc(1) + b"\xff"), "indefinite")
+    refuse_payload(payload(text=b"\x7f" + enc("h") + enc("i") + b"\xff"), "indefinite")
+    refuse_payload(b"\x9f" + payload()[1:] + b"\xff", "indefinite")
+
+
+# Strictness: nesting --------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    return b"\x81" * depth + b"\x00"
+
+
+def test_nesting_up_to_max_depth_accepted() -> None:
+    value = codec.strict_loads(nested(MAX_DEPTH))
+    for _ in range(MAX_DEPTH):
+        assert isinstance(value, list)
+        (value,) = value
+    assert value == 0
+
+
+def test_nesting_deeper_than_max_depth_refused() -> None:
+    refuse_loads(nested(MAX_DEPTH + 1), "depth")
+    refuse_loads(b"\xa1\x61k" * (MAX_DEPTH + 1) + b"\x00", "depth")
+
+
+def test_very_deep_nesting_refused_without_recursion_error() -> None:
+    refuse_frame(bye(nested(200_000)), "depth")
+
+
+def test_payload_nesting_limited_to_three() -> None:
+    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), arr(arr(enc(1)))))), "depth")
+
+
+# Strictness: exact types ------------------------------------------------------------
+
+BOOL_FOR_INT = {
+    "payload-seq-true": payload(seq=TRUE),
+    "payload-lamport-true": payload(lamport=TRUE),
+    "payload-sent-at-false": payload(sent_at=FALSE),
+    "deps-seq-true": payload(deps=cmap((enc(BOB.sender_id), TRUE))),
+}
+
+
+@pytest.mark.parametrize("data", BOOL_FOR_INT.values(), ids=BOOL_FOR_INT.keys())
+def test_bool_refused_where_payload_int_expected(data: bytes) -> None:
+    refuse_payload(data, "integer", "bool")
+
+
+def test_bool_payload_version_refused() -> None:
+    refuse_payload(payload(version=TRUE), "version")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        hello(version=TRUE),
+        heads_frame(arr(head_item(held=TRUE))),
+        heads_frame(arr(head_item(clock_lamport=FALSE))),
+        want_frame(want_range(first=TRUE, last=TRUE)),
+    ],
+    ids=["hello-version", "head-held", "head-clock-lamport", "want-first"],
+)
+def test_bool_refused_where_frame_int_expected(data: bytes) -> None:
+    refuse_frame(data, "integer", "bool")
+
+
+def test_bool_frame_type_refused() -> None:
+    refuse_frame(arr(TRUE, enc(b"\x00" * 64)), "unknown frame type")
+
+
+def test_int_refused_where_bool_expected() -> None:
+    refuse_frame(heads_frame(reply=enc(1)), "boolean", "int")
+    refuse_frame(heads_frame(reply=NULL), "boolean")
+
+
+FLOATS = {
+    "half-1.0": HALF_ONE,
+    "single-1.0": SINGLE_ONE,
+    "double-1.0": DOUBLE_ONE,
+    "nan": HALF_NAN,
+    "infinity": HALF_INF,
+    "negative-zero": NEG_ZERO,
+}
+
+
+@pytest.mark.parametrize("raw", FLOATS.values(), ids=FLOATS.keys())
+@pytest.mark.parametrize("field", ["seq", "lamport", "sent_at"])
+def test_float_refused_where_payload_int_expected(field: str, raw: bytes) -> None:
+    refuse_payload(payload(**{field: raw}), "integer", "float")
+
+
+@pytest.mark.parametrize("raw", FLOATS.values(), ids=FLOATS.keys())
+def test_float_refused_where_frame_int_expected(raw: bytes) -> None:
+    refuse_frame(hello(version=raw), "hello version", "float")
+    refuse_frame(heads_frame(arr(head_item(clock_seq=raw))), "clock_seq", "float")
+    refuse_frame(want_frame(want_range(last=raw)), "want last", "float")
+    refuse_frame(arr(raw, enc("done")), "unknown frame type")
+
+
+def test_float_payload_version_refused() -> None:
+    refuse_payload(payload(version=HALF_ONE), "version")
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (hello(url=UNDEFINED), ("url", "text", "undefined")),
+        (hello(name=NULL), ("hello name", "text")),
+        (hello(nonce=SIMPLE_16), ("nonce", "byte string", "simple")),
+        (heads_frame(reply=UNDEFINED), ("boolean",)),
+        (heads_frame(arr(head_item(sender=SIMPLE_255))), ("head sender", "byte string")),
+        (bye(UNDEFINED), ("reason", "text")),
+        (arr(enc(wire.AUTH), NULL), ("signature", "byte string")),
+        (arr(enc(wire.PEERS), arr(SIMPLE_16)), ("url", "text")),
+    ],
+    ids=["url", "name", "nonce", "reply", "head-sender", "reason", "auth", "peer-url"],
+)
+def test_undefined_and_simple_values_refused_in_frames(data: bytes, words: tuple[str, ...]) -> None:
+    refuse_frame(data, *words)
+
+
+@pytest.mark.parametrize(
+    "field, raw, words",
+    [
+        ("deps", UNDEFINED, ("deps", "map")),
+        ("seq", UNDEFINED, ("seq", "integer")),
+        ("text", SIMPLE_16, ("text", "text")),
+        ("sender", NULL, ("sender", "byte string")),
+        ("version", UNDEFINED, ("version",)),
+        ("lamport", SIMPLE_255, ("lamport", "integer")),
+    ],
+)
+def test_undefined_and_simple_values_refused_in_payload(
+    field: str, raw: bytes, words: tuple[str, ...]
+) -> None:
+    refuse_payload(payload(**{field: raw}), *words)
+
+
+# Strictness: shape --------------------------------------------------------------------
+
+VALID_FRAME_ITEMS = {
+    "hello": cbor2.loads(hello()),
+    "auth": [wire.AUTH, SIG],
+    "messages": [wire.MESSAGES, []],
+    "heads": [wire.HEADS, [], False],
+    "want": [wire.WANT, []],
+    "peers": [wire.PEERS, []],
+    "bye": [wire.BYE, "done"],
+}
+
+
+@pytest.mark.parametrize("name", VALID_FRAME_ITEMS)
+def test_wrong_field_counts_refused(name: str) -> None:
+    item = VALID_FRAME_ITEMS[name]
+    count = len(item) - 1
+    assert wire.decode_frame(cbor2.dumps(item))  # control
+    refuse_frame(cbor2.dumps(item[:-1]), name, f"expected {count} fields, got {count - 1}")
+    refuse_frame(cbor2.dumps([*item, 0]), name, f"expected {count} fields, got {count + 1}")
+
+
+def test_wrong_item_counts_in_nested_structures_refused() -> None:
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:7])), "expected 8 items, got 7")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 8 items, got 9")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "4 items")
+    refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
+    refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
+    refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [enc(0), enc(8), enc(255), enc(2**64 - 1), enc(-1), enc("1"), enc(b"\x01"), NULL],
+    ids=["0", "8", "255", "2**64-1", "-1", "text", "bytes", "null"],
+)
+def test_unknown_frame_type_refused(kind: bytes) -> None:
+    refuse_frame(arr(kind, enc("x")), "unknown frame type")
+
+
+def test_empty_or_non_array_frame_refused() -> None:
+    refuse_frame(arr(), "empty")
+    refuse_frame(enc({"type": 7}), "frame", "array")
+    refuse_frame(enc(7), "frame", "array")
+    refuse_frame(b"", "empty")
+
+
+def test_payload_must_be_an_array() -> None:
+    refuse_payload(enc({"seq": 1}), "message", "array")
+
+
+def test_unsupported_payload_version_refused() -> None:
+    refuse_payload(payload(version=enc(2)), "version", "2")
+    refuse_payload(payload(version=enc(0)), "version")
+
+
+# Strictness: sizes ---------------------------------------------------------------------
+
+
+def test_oversize_frame_refused_before_parsing() -> None:
+    refuse_frame(b"\x00" * (wire.MAX_FRAME_BYTES + 1), "over the limit", str(wire.MAX_FRAME_BYTES))
+    big_bye = arr(enc(wire.BYE), enc("x" * wire.MAX_FRAME_BYTES))
+    refuse_frame(big_bye, "over the limit")
+
+
+def test_frame_at_size_limit_is_parsed() -> None:
+    # Exactly at the limit the size check passes and the parser reports the real problem.
+    refuse_frame(arr() + b"\x00" * (wire.MAX_FRAME_BYTES - 1), "trailing")
+
+
+@pytest.mark.parametrize(
+    "text, accepted",
+    [
+        ("x" * MAX_TEXT_BYTES, True),
+        ("x" * (MAX_TEXT_BYTES + 1), False),
+        ("\U0001f600" * (MAX_TEXT_BYTES // 4), True),
+        ("\U0001f600" * (MAX_TEXT_BYTES // 4 + 1), False),  # few characters, many bytes
+        ("é" * (MAX_TEXT_BYTES // 2) + "x", False),
+    ],
+    ids=["ascii-at-limit", "ascii-over", "emoji-at-limit", "emoji-over", "two-byte-over"],
+)
+def test_text_size_limit_counts_utf8_bytes(text: str, accepted: bool) -> None:
+    data = payload(text=enc(text))
+    if accepted:
+        assert Message.from_wire(data, SIG).text == text
+    else:
+        refuse_payload(data, "text", "over the limit", str(MAX_TEXT_BYTES))
+
+
+def test_oversize_name_refused() -> None:
+    assert Message.from_wire(payload(name=enc("n" * MAX_NAME_BYTES)), SIG).name
+    refuse_payload(payload(name=enc("n" * (MAX_NAME_BYTES + 1))), "name", "over the limit")
+    refuse_payload(payload(name=enc("ñ" * 33)), "name", "over the limit")
+    refuse_frame(hello(name=enc("n" * (MAX_NAME_BYTES + 1))), "hello name", "over the limit")
+
+
+def test_oversize_url_and_reason_refused() -> None:
+    long_url = enc("u" * (wire.MAX_URL_BYTES + 1))
+    refuse_frame(hello(url=long_url), "url", "over the limit")
+    refuse_frame(arr(enc(wire.PEERS), arr(long_url)), "url", "over the limit")
+    refuse_frame(bye(enc("r" * (wire.MAX_REASON_BYTES + 1))), "bye reason", "over the limit")
+
+
+def test_oversize_payload_refused() -> None:
+    big = payload(text=enc("x" * (wire.MAX_MESSAGE_PAYLOAD + 1)))
+    refuse_frame(messages_frame(signed(big)), "message payload", "over the limit")
+
+
+def test_too_many_items_refused() -> None:
+    junk = arr(bstr(b""), bstr(b""))
+    refuse_frame(messages_frame(*[junk] * (wire.MAX_BATCH + 1)), "messages batch", "over the limit")
+    refuse_frame(heads_frame(arr(*[head_item()] * (wire.MAX_HEADS + 1))), "heads", "limit")
+    refuse_frame(want_frame(*[want_range()] * (wire.MAX_WANTS + 1)), "want ranges", "limit")
+    refuse_frame(arr(enc(wire.PEERS), arr(*[enc("ws://a")] * (wire.MAX_PEERS + 1))), "limit")
+    many_deps = cmap(*((enc(n.to_bytes(32, "big")), enc(1)) for n in range(MAX_DEPS + 1)))
+    refuse_payload(payload(deps=many_deps), "deps", "over the limit")
+
+
+def test_wrong_size_signature_and_nonce_refused() -> None:
+    with pytest.raises(CodecError, match="signature: expected 64 bytes, got 63"):
+        Message.from_wire(payload(), SIG[:-1])
+    refuse_frame(messages_frame(signed(payload(), SIG + b"\x00")), "signature", "64 bytes")
+    refuse_frame(arr(enc(wire.AUTH), bstr(SIG[:-1])), "auth signature", "64 bytes")
+    refuse_frame(hello(nonce=bstr(bytes(15))), "nonce", "16 bytes")
+
+
+# Strictness: numeric ranges ---------------------------------------------------------------
+
+
+def test_lamport_at_most_2_pow_63_minus_1() -> None:
+    assert Message.from_wire(payload(lamport=enc(MAX_LAMPORT)), SIG).lamport == MAX_LAMPORT
+    refuse_payload(payload(lamport=enc(2**63)), "lamport", str(2**63), "outside")
+    refuse_payload(payload(lamport=enc(2**64 - 1)), "lamport", "outside")
+    refuse_frame(heads_frame(arr(head_item(clock_lamport=enc(2**63)))), "clock_lamport", "outside")
+
+
+def test_lamport_zero_and_negative_refused() -> None:
+    refuse_payload(payload(lamport=enc(0)), "lamport", "outside")
+    refuse_payload(payload(lamport=enc(-1)), "lamport", "outside")
+    refuse_payload(payload(lamport=enc(-(2**64))), "lamport", "outside")
+
+
+def test_seq_zero_refused() -> None:
+    refuse_payload(payload(seq=enc(0)), "message seq", "outside")
+    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), enc(0)))), "deps seq", "outside")
+    refuse_frame(want_frame(want_range(first=enc(0))), "want first", "outside")
+
+
+def test_seq_above_2_pow_63_minus_1_refused() -> None:
+    refuse_payload(payload(seq=enc(2**63)), "message seq", "outside")
+    refuse_frame(heads_frame(arr(head_item(held=enc(2**63)))), "held_seq", "outside")
+
+
+def test_want_range_must_not_be_reversed() -> None:
+    refuse_frame(want_frame(want_range(first=enc(5), last=enc(4))), "want last", "outside")
+
+
+def test_negative_sent_at_and_far_future_refused() -> None:
+    refuse_payload(payload(sent_at=enc(-1)), "sent_at", "outside")
+    refuse_payload(payload(sent_at=enc(MAX_SENT_AT_MS + 1)), "sent_at", "outside")
+
+
+def test_hello_version_range() -> None:
+    refuse_frame(hello(version=enc(2**16 + 1)), "hello version", "outside")
+    refuse_frame(hello(version=enc(-1)), "hello version", "outside")
+
+
+@pytest.mark.parametrize("size", [0, 31, 33, 64])
+def test_sender_id_wrong_length_refused(size: int) -> None:
+    wrong = enc(b"\x07" * size)
+    words = ("expected 32 bytes", f"got {size}")
+    refuse_payload(payload(sender=wrong), "message sender", *words)
+    refuse_payload(payload(deps=cmap((wrong, enc(1)))), "deps sender", *words)
+    refuse_frame(hello(sender=wrong), "hello sender", *words)
+    refuse_frame(heads_frame(arr(head_item(sender=wrong))), "head sender", *words)
+    refuse_frame(want_frame(want_range(sender=wrong)), "want sender", *words)
+
+
+def test_sender_id_as_text_refused() -> None:
+    refuse_payload(payload(sender=enc("a" * 32)), "message sender", "byte string", "str")
+
+
+# Creating messages --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seq": 0},
+        {"lamport": 0},
+        {"lamport": MAX_LAMPORT + 1},
+        {"text": "x" * (MAX_TEXT_BYTES + 1)},
+        {"name": "n" * (MAX_NAME_BYTES + 1)},
+        {"sent_at_ms": -1},
+        {"deps": {b"\x01" * 31: 1}},
+        {"deps": {BOB.sender_id: MAX_SEQ + 1}},
+        {"deps": {n.to_bytes(32, "big"): 1 for n in range(MAX_DEPS + 1)}},
+    ],
+    ids=[
+        "seq-0",
+        "lamport-0",
+        "lamport-over",
+        "text-over",
+        "name-over",
+        "sent-at",
+        "deps-key",
+        "deps-seq-over",
+        "too-many-deps",
+    ],
+)
+def test_create_refuses_what_the_wire_would_refuse(change: dict[str, object]) -> None:
+    fields: dict[str, object] = {
+        "seq": 1,
+        "lamport": 1,
+        "sent_at_ms": 0,
+        "name": "alice",
+        "text": "hi",
+        "deps": None,
+    }
+    fields.update(change)
+    with pytest.raises(ValueError):
+        Message.create(ALICE, **fields)  # type: ignore[arg-type]
+
+
+@given(signed_messages())
+def test_created_message_is_exactly_what_receivers_decode(message: Message) -> None:
+    """Message.create builds its fields directly; they must match the signed payload."""
+    assert Message.from_wire(message.payload, message.signature) == message
+    assert message.verify()
+
+
+def test_create_with_the_most_deps_allowed_is_decodable() -> None:
+    deps = {n.to_bytes(32, "big"): 1 for n in range(1, MAX_DEPS + 1)}
+    message = Message.create(ALICE, seq=1, lamport=2, sent_at_ms=0, name="a", text="b", deps=deps)
+    assert Message.from_wire(message.payload, message.signature) == message
