@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import NamedTuple, TypeVar
 
 from . import codec
 from .codec import CodecError
 from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, short_id, verify_signature
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_LAMPORT",
@@ -126,7 +129,7 @@ class Message:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
-        wire_deps = None if deps is None else {s: n for s, n in deps.items() if n > 0}
+        wire_deps = None if deps is None else ({s: n for s, n in deps.items() if n > 0} or NO_DEPS)
         if wire_deps is not None:
             # Not decoded back below, so refuse here what every receiver's from_wire would.
             if len(wire_deps) > MAX_DEPS:
@@ -160,11 +163,11 @@ class Message:
         if version != PAYLOAD_VERSION or type(version) is not int:
             raise CodecError(f"message: unsupported payload version {version!r}")
         return cls(
-            sender_id=codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE),
+            sender_id=_shared(codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE)),
             seq=codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ),
             lamport=codec.expect_int(lamport, "message lamport", lo=1, hi=MAX_LAMPORT),
             sent_at_ms=codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
-            name=codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES),
+            name=_shared(codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES)),
             text=codec.expect_str(text, "message text", max_bytes=MAX_TEXT_BYTES),
             deps=codec.expect_optional(deps, _parse_deps),
             payload=payload,
@@ -172,10 +175,34 @@ class Message:
         )
 
 
-def _parse_deps(value: object) -> dict[bytes, int]:
+NO_DEPS: Mapping[bytes, int] = MappingProxyType({})
+"""The one empty vector-clock delta every message without changes shares."""
+
+_SHARED_LIMIT = 65_536
+_shared_values: dict[object, object] = {}
+
+
+def _shared(value: T) -> T:
+    """One object per distinct sender id or name, whichever message it came in.
+
+    A room has few senders and names but a peer may hold a million messages: sharing
+    saves ~60 bytes per message per field. Bounded, so hostile input cannot grow it
+    without limit (past the bound values are simply not shared).
+    """
+    existing = _shared_values.get(value)
+    if existing is not None:
+        return existing  # type: ignore[return-value]
+    if len(_shared_values) < _SHARED_LIMIT:
+        _shared_values[value] = value
+    return value
+
+
+def _parse_deps(value: object) -> Mapping[bytes, int]:
     entries = codec.expect_map(value, "message deps", max_length=MAX_DEPS)
+    if not entries:
+        return NO_DEPS
     deps: dict[bytes, int] = {}
     for sender, seq in entries.items():
-        sender_id = codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE)
+        sender_id = _shared(codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE))
         deps[sender_id] = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
     return deps

@@ -1,0 +1,92 @@
+"""Memory per held message: an OrderedLog holding 100k and 1M messages.
+
+Messages are built like real ones (CBOR payload, 64-byte signature, 50-byte text,
+vector-clock deltas) and inserted as trusted (signature checks are not what is
+measured here). Memory is the growth of the process's resident set, and, as a
+cross-check, what tracemalloc sees allocated by Python.
+
+    python benchmarks/memory_bench.py                 # 100k and 1M
+    python benchmarks/memory_bench.py --counts 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import time
+import tracemalloc
+
+from p2pchat import codec
+from p2pchat.log import OrderedLog
+from p2pchat.message import Message
+
+SENDERS = 10
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def build(count: int) -> list[Message]:
+    """A causal history: round-robin senders, each naming the previous writer."""
+    ids = [bytes([i + 1]) * 32 for i in range(SENDERS)]
+    messages = []
+    seqs = [0] * SENDERS
+    signature = bytes(range(64))
+    for n in range(count):
+        i = n % SENDERS
+        seqs[i] += 1
+        previous = (i - 1) % SENDERS
+        deps = {ids[previous]: seqs[previous]} if n else {}
+        name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
+        payload = codec.dumps([1, ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps])
+        messages.append(Message(ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps, payload, signature))
+    return messages
+
+
+def measure(count: int) -> None:
+    messages = build(count)
+    gc.collect()
+    before_rss = rss_bytes()
+    tracemalloc.start()
+    started = time.perf_counter()
+    log = OrderedLog()
+    for message in messages:
+        log.receive(message, trusted=True, defer_stability=True)
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    traced, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # The messages themselves were built before: count them too, as a peer holds them.
+    del messages
+    gc.collect()
+    log_rss = rss_bytes() - before_rss
+    assert len(log) == count
+    # Rebuild-free estimate of what the Message objects cost: measure a fresh batch.
+    sample = 20_000
+    gc.collect()
+    tracemalloc.start()
+    kept = build(sample)
+    message_bytes = tracemalloc.get_traced_memory()[0] / sample
+    tracemalloc.stop()
+    del kept
+    per_message = message_bytes + traced / count
+    print(f"{count:>9,} messages: log structures {traced / count:6.0f} B/message (tracemalloc), "
+          f"messages themselves {message_bytes:5.0f} B, total {per_message:6.0f} B per held message; "
+          f"RSS growth while inserting {log_rss / count:6.0f} B/message; "
+          f"insert {count / elapsed:,.0f}/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    for count in args.counts:
+        measure(count)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,990 @@
+"""Attacks on a real peer by a hostile client that shares none of our code.
+
+The attacker ("mallory") speaks p2pchat by hand: it builds every frame with
+``cbor2.dumps`` from the layouts documented in :mod:`p2pchat.wire`,
+:mod:`p2pchat.message` and :mod:`p2pchat.protocol`, signs with PyNaCl's
+``SigningKey`` directly, and talks through the third-party ``websockets``
+package (its sync client, run in a worker thread so the trio peers keep
+running). A bug in our own codec therefore cannot hide itself by being on
+both ends of the wire.
+
+Every test attacks a real victim peer on 127.0.0.1 that sits between two honest
+peers (alice - victim - bob; the honest peers keep a single connection, so
+everything between them passes through the victim) and then checks that
+
+* the attacker's connection was closed with the expected WebSocket close code
+  (1002 protocol error, 1003 text frame, 1008 policy violation, 1009 too big),
+  or left open where the attack is harmless;
+* no message that must be refused is in any honest log;
+* the victim is still up: a fresh honest peer can join it and chat, and alice
+  and bob still converge to identical logs through it.
+
+Each test runs under ``trio.fail_after``, and every blocking call of the
+attacker has its own timeout, so nothing can hang.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from functools import partial
+from typing import Any, TypeVar
+
+import cbor2
+import pytest
+import trio
+from nacl.signing import SigningKey, VerifyKey
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from p2pchat.message import Message
+from p2pchat.node import NodeConfig
+from p2pchat.peer import Peer, PeerConfig, open_peer
+
+T = TypeVar("T")
+
+TIMEOUT = 30
+
+# The wire format, written down again from the docstrings: deliberately not imported.
+HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
+AUTH_CONTEXT = b"p2pchat-auth-v1"
+PROTOCOL_ERROR, UNSUPPORTED_DATA, POLICY_VIOLATION, TOO_BIG = 1002, 1003, 1008, 1009
+ONE_MIB = 1024 * 1024
+
+VICTIM = PeerConfig()
+QUICK_HANDSHAKE = PeerConfig(node=NodeConfig(handshake_timeout=1.0))
+"""For the half-open tests only: elsewhere a loaded machine must not time out a slow attacker."""
+HONEST = PeerConfig(target_connections=1)
+"""One connection only: honest peers do not dial the addresses they learn, so alice and
+bob reach each other only through the victim."""
+
+
+# The attacker -----------------------------------------------------------------------------------
+
+
+class Mallory:
+    """An Ed25519 key and the message layout of p2pchat.message, by hand."""
+
+    def __init__(self, name: str = "mallory") -> None:
+        self.key = SigningKey.generate()
+        self.id = bytes(self.key.verify_key)
+        self.name = name
+
+    def payload(
+        self,
+        *,
+        seq: int,
+        lamport: int,
+        text: str,
+        deps: object = None,
+        sender: bytes | None = None,
+        version: object = 1,
+    ) -> bytes:
+        """``[1, sender_id, seq, lamport, sent_at_ms, name, text, deps]``; deps ``{}`` by default."""
+        deps = {} if deps is None else deps
+        sender = self.id if sender is None else sender
+        sent_at = int(time.time() * 1000)
+        return cbor2.dumps([version, sender, seq, lamport, sent_at, self.name, text, deps], canonical=True)
+
+    def signed(self, payload: bytes) -> list[bytes]:
+        """``[payload, signature]`` as in a MESSAGES batch."""
+        return [payload, self.key.sign(payload).signature]
+
+    def message(self, **fields: Any) -> list[bytes]:
+        return self.signed(self.payload(**fields))
+
+
+class Wire:
+    """One attacker connection: the ``websockets`` sync client and raw CBOR items.
+
+    Used only inside worker threads. Frames the victim sends are kept in ``inbox``.
+    """
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.inbox: list[list[Any]] = []
+        self.genuine: list[list[bytes]] = []
+        """The messages the victim sent us during the handshake (its whole history)."""
+
+    def send(self, item: object) -> None:
+        """Send a CBOR item, or bytes / str as they are (str makes a text frame)."""
+        data = item if isinstance(item, bytes | str) else cbor2.dumps(item)
+        self.ws.send(data)
+
+    def recv(self, timeout: float = 5) -> list[Any]:
+        data = self.ws.recv(timeout=timeout)
+        assert isinstance(data, bytes), f"victim sent a text frame: {data!r}"
+        item = cbor2.loads(data)
+        assert isinstance(item, list) and item and item[0] in range(1, 8), item
+        self.inbox.append(item)
+        return item
+
+    def expect(self, kind: int, timeout: float = 5) -> list[Any]:
+        """Read frames until one of type ``kind`` arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if item[0] == kind:
+                return item
+
+    def hello_and_auth(
+        self,
+        mallory: Mallory,
+        *,
+        claim: bytes | None = None,
+        auth: Callable[[bytes, bytes, bytes], bytes] | None = None,
+        heads: list[Any] | None = None,
+    ) -> None:
+        """Our half of the handshake (protocol.py): HELLO, then AUTH over their nonce.
+
+        ``claim`` is the id we say we are; ``auth(their_nonce, our_nonce, claim)`` makes the
+        AUTH signature (by default mallory's key over the documented payload).
+        """
+        hello = self.expect(HELLO)
+        version, victim_id, _name, _url, victim_nonce, _heads = hello[1:]
+        assert version == 1 and len(victim_id) == 32 and len(victim_nonce) == 16
+        sender = mallory.id if claim is None else claim
+        nonce = os.urandom(16)
+        self.send([HELLO, 1, sender, mallory.name, None, nonce, heads or []])
+        victim_auth = self.expect(AUTH)
+        # The victim proves its id exactly as documented, or this reading of protocol.py is wrong.
+        VerifyKey(victim_id).verify(AUTH_CONTEXT + nonce + victim_nonce + victim_id, victim_auth[1])
+        if auth is None:
+            signature = mallory.key.sign(AUTH_CONTEXT + victim_nonce + nonce + sender).signature
+        else:
+            signature = auth(victim_nonce, nonce, sender)
+        self.send([AUTH, signature])
+
+    def handshake(self, mallory: Mallory, **kwargs: Any) -> None:
+        """A complete handshake; returns once the victim answered our heads (it is OPEN)."""
+        self.hello_and_auth(mallory, **kwargs)
+        self.expect(HEADS)
+        self.genuine = [m for frame in self.inbox if frame[0] == MESSAGES for m in frame[1]]
+
+    def close_code(self, timeout: float = 5) -> tuple[int | None, str]:
+        """Read until the victim closes the connection: its close code and reason."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        except ConnectionClosed as exc:
+            if exc.rcvd is None:
+                return None, ""
+            return exc.rcvd.code, exc.rcvd.reason
+
+    def still_open(self, timeout: float = 5) -> bool:
+        """Ping: True once the victim has processed every frame sent so far, False if it closed.
+
+        The ping is a WANT for the first genuine message the handshake brought us; the
+        victim answers it in order, and nothing else sends us that message again.
+        """
+        (payload, _signature), *_ = self.genuine
+        _version, sender, seq, *_rest = cbor2.loads(payload)
+        try:
+            self.send([WANT, [[sender, seq, seq]]])
+            deadline = time.monotonic() + timeout
+            while True:
+                item = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+                if item[0] == MESSAGES and [m[0] for m in item[1]] == [payload]:
+                    return True
+        except ConnectionClosed:
+            return False
+
+
+def attack(url: str, body: Callable[[Wire], T]) -> T:
+    """Connect to ``url`` and run ``body`` on the connection (in a worker thread)."""
+    with connect(
+        url,
+        open_timeout=5,
+        close_timeout=1,
+        ping_interval=None,
+        max_size=None,
+        compression=None,
+        proxy=None,
+    ) as ws:
+        return body(Wire(ws))
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+def sending(item: object) -> Callable[[Wire], None]:
+    """An attack body that sends one frame (see Wire.send)."""
+    return lambda wire: wire.send(item)
+
+
+async def joins(url: str, mallory: Mallory) -> bool:
+    """Whether ``mallory`` completes a handshake and stays connected."""
+
+    def body(wire: Wire) -> bool:
+        wire.handshake(mallory)
+        return wire.still_open()
+
+    return await in_thread(partial(attack, url, body))
+
+
+async def attack_code(url: str, body: Callable[[Wire], object], timeout: float = 5) -> tuple[int | None, str]:
+    """Run ``body`` on a fresh connection, then return the victim's close code and reason."""
+
+    def run(wire: Wire) -> tuple[int | None, str]:
+        with suppress(ConnectionClosed):  # the victim may close while we are still sending
+            body(wire)
+        return wire.close_code(timeout)
+
+    return await in_thread(lambda: attack(url, run))
+
+
+# The victim and its honest neighbours -----------------------------------------------------------
+
+
+@asynccontextmanager
+async def line(victim_config: PeerConfig = VICTIM) -> AsyncIterator[tuple[Peer, Peer, Peer]]:
+    """alice - victim - bob, with one message from each honest peer already everywhere."""
+    async with (
+        open_peer("victim", config=victim_config) as victim,
+        open_peer("alice", join=[url(victim)], config=HONEST) as alice,
+        open_peer("bob", join=[url(victim)], config=HONEST) as bob,
+    ):
+        await victim.wait_connected(2)
+        await alice.send("alice: hello")
+        await bob.send("bob: hello")
+        await converged([victim, alice, bob], 2)
+        yield victim, alice, bob
+
+
+def url(peer: Peer) -> str:
+    assert peer.url is not None
+    return peer.url
+
+
+async def converged(peers: list[Peer], at_least: int = 0) -> list[bytes]:
+    """Wait until every peer holds at least ``at_least`` messages and all logs are identical."""
+    for peer in peers:
+        await peer.wait_delivered(at_least)
+    while True:
+        logs = [[m.payload for m in peer.messages()] for peer in peers]
+        if all(log == logs[0] for log in logs):
+            return logs[0]
+        await trio.sleep(0.01)
+
+
+async def delivered(peer: Peer, message: Message) -> None:
+    """Wait until ``message`` is in ``peer``'s log."""
+    while peer.log.delivered_seq(message.sender_id) < message.seq:
+        await trio.sleep(0.01)
+
+
+def payloads(peer: Peer) -> set[bytes]:
+    return {m.payload for m in peer.messages()}
+
+
+async def assert_survived(
+    victim: Peer, alice: Peer, bob: Peer, refused: Iterable[bytes] = (), tag: str = "after"
+) -> None:
+    """The victim is up and serves everyone; alice and bob converge through it; ``refused`` is nowhere."""
+    refused = set(refused)
+    await alice.wait_connected(1)
+    await bob.wait_connected(1)
+    async with open_peer("carol", join=[url(victim)], config=HONEST) as carol:
+        await carol.wait_connected(1)
+        probes = [
+            await alice.send(f"{tag}: alice"),
+            await bob.send(f"{tag}: bob"),
+            await victim.send(f"{tag}: victim"),
+            await carol.send(f"{tag}: carol"),
+        ]
+        log = await converged([victim, alice, bob, carol])
+        while not {p.payload for p in probes} <= set(log):
+            await trio.sleep(0.01)
+            log = await converged([victim, alice, bob, carol])
+        honest_ids = {p.node.identity.sender_id for p in (victim, alice, bob, carol)}
+        for peer in (victim, alice, bob, carol):
+            assert not refused & payloads(peer), f"{peer.name} holds a message it must refuse"
+            assert not honest_ids & peer.log.blocked_senders().keys(), "an honest sender is blocked"
+    # Everything between alice and bob went through the victim.
+    victim_id = victim.node.identity.sender_id
+    for honest in (alice, bob):
+        assert {rid for _, rid, _ in honest.node.neighbours()} == {victim_id}
+
+
+# Malformed frames -------------------------------------------------------------------------------
+
+
+def _key_id() -> bytes:
+    return bytes(SigningKey.generate().verify_key)
+
+
+def _valid_hello(sender: bytes) -> bytes:
+    return cbor2.dumps([HELLO, 1, sender, "mallory", None, os.urandom(16), []])
+
+
+GARBAGE = {
+    "not-cbor": b"\xff\x00 definitely not CBOR",
+    "random-bytes": random.Random(1).randbytes(200),
+    "empty": b"",
+    "cbor-int": cbor2.dumps(7),
+    "empty-array": cbor2.dumps([]),
+    "unknown-frame-type": cbor2.dumps([99, "x"]),
+    "trailing-bytes": _valid_hello(_key_id()) + b"\x00",
+    # A HELLO that is fine but for its encoding: an indefinite-length array.
+    "indefinite-length": b"\x9f" + b"".join(map(cbor2.dumps, cbor2.loads(_valid_hello(_key_id())))) + b"\xff",
+    "duplicate-map-keys": b"\x82\x07\xa2\x61a\x01\x61a\x02",
+}
+
+
+@pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
+async def test_garbage_bytes_as_first_frame(garbage: bytes) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            code, _ = await attack_code(url(victim), sending(garbage))
+            assert code == PROTOCOL_ERROR
+            await assert_survived(victim, alice, bob)
+
+
+async def test_text_frames_before_and_after_the_handshake() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+
+            def after_handshake(wire: Wire) -> None:
+                wire.handshake(mallory)
+                wire.send(cbor2.dumps([BYE, "bye"]).decode("latin-1"))
+
+            assert (await attack_code(url(victim), sending("hello?")))[0] == UNSUPPORTED_DATA
+            assert (await attack_code(url(victim), after_handshake))[0] == UNSUPPORTED_DATA
+            # A proven id that broke the protocol is banned for a while.
+            assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            await assert_survived(victim, alice, bob)
+
+
+async def test_oversized_frames_are_refused_with_1009() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            big = b"\x5a" + (ONE_MIB).to_bytes(4, "big") + bytes(ONE_MIB)  # a 1 MiB byte string
+
+            def whole(wire: Wire) -> None:
+                wire.send(big)
+
+            def fragmented(wire: Wire) -> None:
+                wire.ws.send(big[i : i + 65536] for i in range(0, len(big), 65536))
+
+            def after_handshake(wire: Wire) -> None:
+                wire.handshake(mallory)
+                message = mallory.message(seq=1, lamport=1, text="x" * 100)
+                wire.send([MESSAGES, [message] * 8000])  # ~1.4 MiB of valid-looking messages
+
+            for body in (whole, fragmented, after_handshake):
+                code, _ = await attack_code(url(victim), body)
+                assert code == TOO_BIG, body.__name__
+            assert mallory.id not in {m.sender_id for m in victim.messages()}
+            await assert_survived(victim, alice, bob)
+
+
+async def test_truncated_cbor() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            hello = _valid_hello(mallory.id)
+            message = mallory.message(seq=1, lamport=1, text="cut short")
+            batch = cbor2.dumps([MESSAGES, [message]])
+            for cut in (1, 3, len(hello) // 2, len(hello) - 1):
+                code, _ = await attack_code(url(victim), sending(hello[:cut]))
+                assert code == PROTOCOL_ERROR, cut
+            for cut in (2, len(batch) - 70, len(batch) - 1):
+
+                def after_handshake(wire: Wire, cut: int = cut) -> None:
+                    wire.handshake(Mallory())
+                    wire.send(batch[:cut])
+
+                assert (await attack_code(url(victim), after_handshake))[0] == PROTOCOL_ERROR, cut
+            # A truncated payload inside a well-formed frame, validly signed.
+            truncated = mallory.signed(message[0][:-3])
+
+            def truncated_payload(wire: Wire) -> None:
+                wire.handshake(mallory)
+                wire.send([MESSAGES, [truncated]])
+
+            assert (await attack_code(url(victim), truncated_payload))[0] == PROTOCOL_ERROR
+            await assert_survived(victim, alice, bob, refused=[message[0], truncated[0]])
+
+
+async def test_deeply_nested_cbor() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            nested = {
+                "arrays": b"\x81" * 500_000 + b"\x00",
+                "maps": b"\xa1\x61k" * 200_000 + b"\x00",
+                "indefinite": b"\x9f" * 500_000,
+                "hello-heads": b"\x87\x01\x01\x58\x20"
+                + bytes(32)
+                + b"\x61m\xf6\x50"
+                + bytes(16)
+                + b"\x81" * 100_000
+                + b"\x80",
+            }
+            for name, data in nested.items():
+                code, _ = await attack_code(url(victim), sending(data))
+                assert code == PROTOCOL_ERROR, name
+            # Nesting inside a validly signed message payload (its deps), after the handshake.
+            mallory = Mallory()
+            deep: object = 0
+            for _ in range(20):
+                deep = [deep]
+            message = mallory.message(seq=1, lamport=1, text="deep", deps={mallory.id: deep})
+
+            def nested_payload(wire: Wire) -> None:
+                wire.handshake(mallory)
+                wire.send([MESSAGES, [message]])
+
+            assert (await attack_code(url(victim), nested_payload))[0] == PROTOCOL_ERROR
+            await assert_survived(victim, alice, bob, refused=[message[0]])
+
+
+async def test_cbor_tags() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            tag = cbor2.CBORTag
+            before_handshake = {
+                "self-describe": tag(55799, [BYE, "x"]),
+                "datetime-name": [HELLO, 1, mallory.id, tag(0, "2024-01-01T00:00:00Z"), None, bytes(16), []],
+                "bignum-version": [HELLO, tag(2, b"\x01"), mallory.id, "m", None, bytes(16), []],
+                "set": tag(258, [1, 2]),
+                "shared-reference": b"\xd8\x1c\x81\xd8\x1d\x00",  # 28([29(0)]): a cyclic array
+                "embedded-cbor": tag(24, cbor2.dumps([BYE, "x"])),
+                "unassigned": tag(12345, [BYE, "x"]),
+            }
+            for name, item in before_handshake.items():
+                code, _ = await attack_code(url(victim), sending(item))
+                assert code == PROTOCOL_ERROR, name
+            # Tags inside a validly signed message payload.
+            tagged = [
+                mallory.signed(cbor2.dumps([1, mallory.id, 1, tag(2, b"\x01"), 0, "m", "t", {}])),
+                mallory.signed(cbor2.dumps([1, mallory.id, 1, 1, tag(1, 0), "m", "t", {}])),
+                mallory.signed(cbor2.dumps(tag(55799, [1, mallory.id, 1, 1, 0, "m", "t", {}]))),
+            ]
+            for signed in tagged:
+
+                def in_payload(wire: Wire, signed: list[bytes] = signed) -> None:
+                    wire.handshake(Mallory())
+                    wire.send([MESSAGES, [signed]])
+
+                assert (await attack_code(url(victim), in_payload))[0] == PROTOCOL_ERROR
+            await assert_survived(victim, alice, bob, refused=[s[0] for s in tagged])
+
+
+# Every frame type with fields of the wrong type -------------------------------------------------
+
+ID = bytes(range(32))
+DUPLICATE_DEPS = (
+    b"\x88"
+    + b"".join(map(cbor2.dumps, [1, ID, 1, 1, 0, "m", "t"]))
+    + b"\xa2"
+    + 2 * (cbor2.dumps(ID) + cbor2.dumps(1))
+)
+"""A message payload whose deps map holds the same key twice."""
+NONCE = bytes(16)
+HEAD = [ID, 1, 1, 1]
+WRONG_FIELDS: dict[str, list[list[Any]]] = {
+    "hello": [
+        [HELLO, "1", "<me>", "m", None, NONCE, []],
+        [HELLO, 1, bytes(31), "m", None, NONCE, []],
+        [HELLO, 1, "<me>", 7, None, NONCE, []],
+        [HELLO, 1, "<me>", "m", b"ws://x:1", NONCE, []],
+        [HELLO, 1, "<me>", "m", None, "0123456789abcdef", []],
+        [HELLO, 1, "<me>", "m", None, NONCE[:15], []],
+        [HELLO, 1, "<me>", "m", None, NONCE, {}],
+        [HELLO, 1, "<me>", "m", None, NONCE, [[ID, "1", 1, 1]]],
+        [HELLO, 1, "<me>", "m", None, NONCE],
+        [HELLO, True, "<me>", "m", None, NONCE, []],
+        [HELLO, 1.0, "<me>", "m", None, NONCE, []],
+        [HELLO, 2, "<me>", "m", None, NONCE, []],
+        [HELLO, 1, "<me>", "x" * 65, None, NONCE, []],
+    ],
+    "auth": [
+        [AUTH, "signature"],
+        [AUTH, bytes(63)],
+        [AUTH, [bytes(64)]],
+        [AUTH, bytes(64), bytes(64)],
+        [AUTH],
+        [AUTH, None],
+    ],
+    "messages": [
+        [MESSAGES, "batch"],
+        [MESSAGES, [["payload", bytes(64)]]],
+        [MESSAGES, [[b"\x80", bytes(64)]]],  # payload decodes to an empty array
+        [MESSAGES, [[cbor2.dumps([1, ID, "1", 1, 0, "m", "t", {}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, 0, "m", "t", {ID: True}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 0, 1, 0, "m", "t", {}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, 0, "m", b"t", {}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, 0, "m", "t", [ID, 1]]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([2, ID, 1, 1, 0, "m", "t", {}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, -5, "m", "t", {}]), bytes(64)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, 0, "m", "t", {}]), bytes(32)]]],
+        [MESSAGES, [[cbor2.dumps([1, ID, 1, 1, 0, "m", "t", {}])]]],
+        [MESSAGES, [None] * 3],
+        [MESSAGES, [[DUPLICATE_DEPS, bytes(64)]]],
+        [MESSAGES, [[b"\x00", bytes(64)]] * 2001],
+    ],
+    "heads": [
+        [HEADS, [HEAD], "yes"],
+        [HEADS, [HEAD], 1],
+        [HEADS, {"h": HEAD}, False],
+        [HEADS, [[ID, 1, 1]], False],
+        [HEADS, [[ID[:31], 1, 1, 1]], False],
+        [HEADS, [[ID, -1, 1, 1]], False],
+        [HEADS, [[ID, 2**63, 1, 1]], False],
+        [HEADS, [HEAD]],
+    ],
+    "want": [
+        [WANT, "ranges"],
+        [WANT, [[ID, 1]]],
+        [WANT, [[ID, 0, 3]]],
+        [WANT, [[ID, 5, 3]]],
+        [WANT, [[ID, "1", "3"]]],
+        [WANT, [["id", 1, 3]]],
+        [WANT, [[ID, 1, 3]] * 4097],
+    ],
+    "peers": [
+        [PEERS, "ws://127.0.0.1:1"],
+        [PEERS, [b"ws://127.0.0.1:1"]],
+        [PEERS, [7]],
+        [PEERS, ["ws://" + "x" * 300]],
+        [PEERS, ["ws://127.0.0.1:1"] * 65],
+        [PEERS],
+    ],
+    "bye": [
+        [BYE, 7],
+        [BYE, b"bye"],
+        [BYE, "x" * 257],
+        [BYE],
+        [BYE, "bye", "extra"],
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", WRONG_FIELDS)
+async def test_wrong_field_types(kind: str) -> None:
+    """Each variant on a fresh connection; HELLO first, AUTH after a good HELLO, the rest when OPEN."""
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            for item in WRONG_FIELDS[kind]:
+                mallory = Mallory()
+                frame = [mallory.id if field == "<me>" else field for field in item]
+
+                def body(wire: Wire, frame: list[Any] = frame, mallory: Mallory = mallory) -> None:
+                    if kind == "hello":
+                        wire.expect(HELLO)
+                    elif kind == "auth":
+                        wire.expect(HELLO)
+                        wire.send([HELLO, 1, mallory.id, "m", None, os.urandom(16), []])
+                        wire.expect(AUTH)
+                    else:
+                        wire.handshake(mallory)
+                    wire.send(frame)
+
+                code, reason = await attack_code(url(victim), body)
+                assert code == PROTOCOL_ERROR, (frame, reason)
+                if kind not in ("hello", "auth"):
+                    assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            await assert_survived(victim, alice, bob)
+
+
+# The handshake ----------------------------------------------------------------------------------
+
+
+async def test_forged_handshake() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            alice_id = alice.node.identity.sender_id
+            victim_id = victim.node.identity.sender_id
+            small_order = bytes(32)  # the identity point: any signature "verifies" in naive code
+
+            def claim(who: bytes) -> Callable[[Wire], None]:
+                return lambda wire: wire.hello_and_auth(mallory, claim=who)
+
+            def auth_with(make: Callable[[bytes, bytes, bytes], bytes]) -> Callable[[Wire], None]:
+                return lambda wire: wire.hello_and_auth(mallory, auth=make)
+
+            def echo_nonce(wire: Wire) -> None:
+                # Claim the victim's id with the victim's nonce: its own AUTH would then be
+                # exactly the AUTH it expects back.
+                hello = wire.expect(HELLO)
+                wire.send([HELLO, 1, hello[2], "mirror", None, hello[5], []])
+                wire.send([AUTH, wire.expect(AUTH)[1]])
+
+            def reflect_victims_auth(wire: Wire) -> None:
+                # Claim the victim's own id and hand its own AUTH back to it.
+                wire.expect(HELLO)
+                wire.send([HELLO, 1, victim_id, "mirror", None, os.urandom(16), []])
+                wire.send([AUTH, wire.expect(AUTH)[1]])
+
+            sign = mallory.key.sign
+            attacks: dict[str, Callable[[Wire], None]] = {
+                "claims alice": claim(alice_id),
+                "claims the victim": claim(victim_id),
+                "claims a small-order key": claim(small_order),
+                "random signature": auth_with(lambda theirs, ours, me: os.urandom(64)),
+                "zero signature": auth_with(lambda theirs, ours, me: bytes(64)),
+                "nonces swapped": auth_with(
+                    lambda theirs, ours, me: sign(AUTH_CONTEXT + ours + theirs + me).signature
+                ),
+                "no context": auth_with(lambda theirs, ours, me: sign(theirs + ours + me).signature),
+                "own nonce only": auth_with(
+                    lambda theirs, ours, me: sign(AUTH_CONTEXT + ours + ours + me).signature
+                ),
+                "echoes the victim's nonce": echo_nonce,
+                "reflects the victim's auth": reflect_victims_auth,
+            }
+            for name, body in attacks.items():
+                code, reason = await attack_code(url(victim), body)
+                expected = "nonce replayed" if name.startswith("echoes") else "failed to prove its identity"
+                assert code == POLICY_VIOLATION and expected in reason, (name, reason)
+            # Nobody was banned on the strength of an unproven claim, and alice's link is untouched.
+            now = trio.current_time()
+            for someone in (mallory.id, alice_id, victim_id):
+                assert victim.node.banned_until(someone, now) is None
+            assert alice.node.open_count == 1
+            # The same key with a correct AUTH is let in: the refusals were about the proof only.
+            assert await joins(url(victim), mallory)
+            await assert_survived(victim, alice, bob)
+
+
+async def test_replayed_hello_and_auth_after_the_handshake() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            replayers = [Mallory(), Mallory()]
+
+            def replay_hello(wire: Wire) -> None:
+                wire.handshake(replayers[0])
+                sent_hello = cbor2.dumps([HELLO, 1, replayers[0].id, "m", None, os.urandom(16), []])
+                wire.send(sent_hello)
+
+            def replay_auth(wire: Wire) -> None:
+                captured: list[bytes] = []
+
+                def auth(theirs: bytes, ours: bytes, me: bytes) -> bytes:
+                    captured.append(replayers[1].key.sign(AUTH_CONTEXT + theirs + ours + me).signature)
+                    return captured[0]
+
+                wire.hello_and_auth(replayers[1], auth=auth)
+                wire.expect(HEADS)
+                wire.send([AUTH, captured[0]])
+
+            for body in (replay_hello, replay_auth):
+                code, reason = await attack_code(url(victim), body)
+                assert code == PROTOCOL_ERROR, reason
+            now = trio.current_time()
+            assert all(victim.node.banned_until(m.id, now) is not None for m in replayers)
+            await assert_survived(victim, alice, bob)
+
+
+# Messages ---------------------------------------------------------------------------------------
+
+
+async def test_forged_message_signature_disconnects_and_bans_the_attacker() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            alice_id = alice.node.identity.sender_id
+            # Alice's next message, as mallory would like it to read.
+            forged = mallory.message(
+                sender=alice_id, seq=2, lamport=3, text="alice: I owe mallory 100", deps={}
+            )
+
+            def forge(wire: Wire) -> None:
+                wire.handshake(mallory)
+                wire.send([MESSAGES, [forged]])
+
+            code, reason = await attack_code(url(victim), forge)
+            assert code == POLICY_VIOLATION, reason
+            assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            # Reconnecting with the same key is refused after the handshake while the ban lasts.
+            code, reason = await attack_code(url(victim), lambda wire: wire.hello_and_auth(mallory))
+            assert code == POLICY_VIOLATION and "banned" in reason, reason
+            # Another key is not affected by mallory's ban.
+            stranger = Mallory("stranger")
+            assert await joins(url(victim), stranger)
+            # The forgery was not recorded against alice: her real message 2 is accepted everywhere.
+            real = await alice.send("alice: the real message 2")
+            assert real.seq == 2
+            await converged([victim, alice, bob], 3)
+            assert not victim.log.evidence
+            await assert_survived(victim, alice, bob, refused=[forged[0]])
+
+
+async def test_replayed_genuine_messages_are_harmless_duplicates() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            before = [m.payload for m in victim.messages()]
+            duplicates_before = victim.statistics().node.duplicates_in
+
+            def replay(wire: Wire) -> tuple[int, bool]:
+                wire.handshake(mallory)  # empty heads: the victim sends us its whole history
+                genuine = wire.genuine
+                assert len(genuine) == 2
+                for _ in range(50):
+                    wire.send([MESSAGES, genuine])
+                wire.send([MESSAGES, genuine * 500])
+                return len(genuine) * 550, wire.still_open()
+
+            replayed, still_open = await in_thread(lambda: attack(url(victim), replay))
+            assert still_open, "replaying genuine messages is not misbehaviour"
+            assert [m.payload for m in victim.messages()] == before
+            assert victim.statistics().node.duplicates_in - duplicates_before >= replayed
+            assert victim.node.banned_until(mallory.id, trio.current_time()) is None
+            await assert_survived(victim, alice, bob)
+
+
+async def test_inflated_lamport_is_refused() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            alice_id = alice.node.identity.sender_id
+            cases: dict[str, dict[str, Any]] = {
+                # With a vector clock the stamp must be exactly 1 + max(stamps it names): here 1.
+                "vector, nothing seen": dict(seq=1, lamport=1_000, deps={}),
+                "vector, far above its deps": dict(seq=1, lamport=2**62, deps={alice_id: 1}),
+                "vector, one too high": dict(seq=1, lamport=3, deps={alice_id: 1}),
+                # Without one, the step from the previous stamp is bounded (1e6 by default).
+                "plain, far jump": dict(seq=1, lamport=10**12, deps=None),
+            }
+            refused = []
+            for name, fields in cases.items():
+                mallory = Mallory()
+                if fields["deps"] is None:
+                    message = mallory.signed(
+                        cbor2.dumps([1, mallory.id, 1, fields["lamport"], 0, "m", name, None])
+                    )
+                else:
+                    message = mallory.message(text=name, **fields)
+                refused.append(message[0])
+
+                def send(wire: Wire, mallory: Mallory = mallory, message: list[bytes] = message) -> bool:
+                    wire.handshake(mallory)
+                    wire.send([MESSAGES, [message]])
+                    # And its honest-looking successor, which the refusal must block (FIFO).
+                    wire.send([MESSAGES, [mallory.message(seq=2, lamport=2, text="next", deps={})]])
+                    return wire.still_open()
+
+                await in_thread(partial(attack, url(victim), send))
+                assert victim.log.delivered_seq(mallory.id) == 0, name
+                assert mallory.id in victim.log.blocked_senders(), name
+            await assert_survived(victim, alice, bob, refused=refused)
+
+
+@pytest.mark.parametrize("lamport", [2**63, 2**64 - 1, 2**64, -1, 0])
+async def test_lamport_out_of_range_is_a_decode_error(lamport: int) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            message = mallory.message(seq=1, lamport=lamport, text="out of range", deps={})
+
+            def send(wire: Wire) -> None:
+                wire.handshake(mallory)
+                wire.send([MESSAGES, [message]])
+
+            code, reason = await attack_code(url(victim), send)
+            assert code == PROTOCOL_ERROR, reason
+            assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            await assert_survived(victim, alice, bob, refused=[message[0]])
+
+
+async def test_equivocating_pairs_keep_one_message_and_the_evidence() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            first = [mallory.message(seq=n, lamport=n, text=f"first {n}", deps={}) for n in (1, 2, 3)]
+            second = [mallory.message(seq=n, lamport=n, text=f"second {n}", deps={}) for n in (1, 2, 3)]
+
+            def equivocate(wire: Wire) -> bool:
+                wire.handshake(mallory)
+                wire.send([MESSAGES, [first[0]]])  # seq 1: one frame after the other
+                wire.send([MESSAGES, [second[0]]])
+                wire.send([MESSAGES, [first[1], second[1]]])  # seq 2: both in one batch
+                wire.send([MESSAGES, [second[2]]])  # seq 3: the other version first
+                wire.send([MESSAGES, [first[2]]])
+                return wire.still_open()
+
+            await in_thread(lambda: attack(url(victim), equivocate))
+            kept = [first[0][0], first[1][0], second[2][0]]
+            rejected = [second[0][0], second[1][0], first[2][0]]
+            await converged([victim, alice, bob], 5)
+            for peer in (victim, alice, bob):
+                assert [m.payload for m in peer.messages() if m.sender_id == mallory.id] == kept
+            evidence = {(e.kept.payload, e.rejected.payload) for e in victim.log.evidence}
+            assert evidence == set(zip(kept, rejected, strict=True))
+            await assert_survived(victim, alice, bob, refused=rejected)
+
+
+# Lies that cost nothing to tell -----------------------------------------------------------------
+
+
+async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
+    """Heads and vector clocks claiming the victim sent messages it never sent.
+
+    Only the victim's own signatures can prove its history is incomplete; before the
+    fix one HEADS frame made every later ``victim.send`` raise RuntimeError.
+    """
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            victim_id = victim.node.identity.sender_id
+            # Mallory's own message, validly signed, "depending" on the victim's message 9.
+            waiting = mallory.message(seq=1, lamport=5, text="after your 9th", deps={victim_id: 9})
+
+            def lie(wire: Wire) -> bool:
+                wire.handshake(mallory, heads=[[victim_id, 5, 5, 5]])
+                wire.send([HEADS, [[victim_id, 2**62, 0, 0]], False])
+                wire.send([MESSAGES, [waiting]])
+                return wire.still_open()
+
+            assert await in_thread(lambda: attack(url(victim), lie))
+            sent = await victim.send("I can still talk")
+            assert sent.seq == 1
+            await converged([victim, alice, bob], 3)
+            await assert_survived(victim, alice, bob, refused=[waiting[0]])
+
+
+async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
+    """WANT ranges over seqs that heads made look held: the span is bounded per frame.
+
+    Before the fix the bound was per range, so one frame of 1000 ranges cost ten million
+    lookups and stalled the victim (and everyone it serves) for tens of seconds.
+    """
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            alice_id = alice.node.identity.sender_id
+
+            def ask(wire: Wire) -> float:
+                wire.handshake(Mallory())
+                wire.send([HEADS, [[alice_id, 2**62, 0, 0]], False])
+                start = time.monotonic()
+                wire.send([WANT, [[alice_id, 1, 2**62]] * 1000])
+                assert wire.still_open(timeout=TIMEOUT)
+                return time.monotonic() - start
+
+            elapsed = await in_thread(lambda: attack(url(victim), ask))
+            assert elapsed < 2, f"the victim took {elapsed:.1f} s to answer one WANT frame"
+            await assert_survived(victim, alice, bob)
+
+
+@pytest.mark.parametrize(
+    ("count", "limits"),
+    [
+        # Tight limits: a flood of 20 000 frames must trip them long before the end.
+        pytest.param(20_000, {"max_frames_per_second": 100, "max_frame_burst": 300}, id="20k-rate-limited"),
+        # Default limits: this machine verifies slower than 2000 frames/s, so all are taken.
+        # (20 000 would take ~20 s of CPU here for the three peers: ~1 ms per message.)
+        pytest.param(3_000, {}, id="3k-default-limits"),
+    ],
+)
+async def test_flood_of_valid_messages(count: int, limits: dict[str, float]) -> None:
+    """Tiny messages of the attacker's own, one per frame, as fast as the socket takes them."""
+    victim_config = PeerConfig(node=NodeConfig(**limits))  # type: ignore[arg-type]
+    with trio.fail_after(TIMEOUT * 2):
+        async with line(victim_config) as (victim, alice, bob):
+            mallory = Mallory()
+            flood: list[bytes] = []
+            outcome: list[tuple[int | None, str] | None] = []
+
+            def send_all(wire: Wire) -> None:
+                wire.handshake(mallory)
+                with suppress(ConnectionClosed):
+                    for n in range(1, count + 1):  # signing (~60 µs) is faster than verifying
+                        message = mallory.message(seq=n, lamport=n, text=".", deps={})
+                        flood.append(message[0])
+                        wire.send([MESSAGES, [message]])
+                outcome.append(None if wire.still_open(timeout=40) else wire.close_code())
+
+            latencies: list[float] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(in_thread, lambda: attack(url(victim), send_all))
+                # Meanwhile alice and bob keep talking through the victim.
+                while not outcome:
+                    start = trio.current_time()
+                    sent = await alice.send(f"during the flood {len(latencies)}")
+                    await delivered(bob, sent)
+                    latencies.append(trio.current_time() - start)
+                    await trio.sleep(0.05)
+            assert max(latencies) < 5, latencies
+            (result,) = outcome
+            accepted = victim.log.delivered_seq(mallory.id)
+            if result is None:
+                assert accepted == count, "the flood was neither accepted nor rate-limited"
+                assert not limits, "the tight rate limit did not trip"
+            else:
+                # The victim closes with 1008 while the flood still fills its receive buffer;
+                # closing a socket with unread data sends a TCP RST, which can overtake the
+                # close frame. The ban is the proof that it was the rate limit.
+                assert result[0] in (POLICY_VIOLATION, None), result
+                assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            # Whatever was accepted reaches everyone, in the same order.
+            log = await converged([victim, alice, bob], 2 + len(latencies) + accepted)
+            assert len(set(log) & set(flood)) == accepted
+            await assert_survived(victim, alice, bob)
+
+
+# Half-open handshakes ---------------------------------------------------------------------------
+
+
+async def test_half_open_raw_tcp_does_not_block_others() -> None:
+    """TCP connections that never send the HTTP upgrade (or only part of it)."""
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            host, port = url(victim).removeprefix("ws://").rsplit(":", 1)
+            streams = [await trio.open_tcp_stream(host, int(port)) for _ in range(20)]
+            try:
+                for stream in streams[10:]:
+                    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+                # The transport waits 10 s for these; others are served meanwhile.
+                await assert_survived(victim, alice, bob)
+                await assert_survived(victim, alice, bob, tag="again")
+            finally:
+                for stream in streams:
+                    await stream.aclose()
+
+
+@pytest.mark.parametrize("stop_after", ["upgrade", "hello"])
+async def test_half_open_handshake_is_dropped_after_the_timeout(stop_after: str) -> None:
+    """A WebSocket that never says HELLO, or says HELLO and never AUTH (handshake_timeout=1)."""
+    with trio.fail_after(TIMEOUT):
+        async with line(QUICK_HANDSHAKE) as (victim, alice, bob):
+            mallory = Mallory()
+
+            def stall(wire: Wire) -> tuple[int | None, str, float]:
+                start = time.monotonic()
+                wire.expect(HELLO)
+                if stop_after == "hello":
+                    wire.send([HELLO, 1, mallory.id, "m", None, os.urandom(16), []])
+                    wire.expect(AUTH)
+                code, reason = wire.close_code(timeout=5)
+                return code, reason, time.monotonic() - start
+
+            results: list[tuple[int | None, str, float]] = []
+
+            async def stall_many() -> None:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+
+                        async def one() -> None:
+                            results.append(await in_thread(lambda: attack(url(victim), stall)))
+
+                        nursery.start_soon(one)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stall_many)
+                await assert_survived(victim, alice, bob)  # served while the stallers wait
+            assert len(results) == 5
+            for code, reason, elapsed in results:
+                assert code == POLICY_VIOLATION and "handshake timed out" in reason, reason
+                assert 0.9 <= elapsed < 4, elapsed
+            while victim.node.open_count != 2:
+                await trio.sleep(0.01)
+            await assert_survived(victim, alice, bob, tag="again")
