@@ -147,10 +147,10 @@ class _Sender:
     held: dict[int, Message] = field(default_factory=dict)
     known: int = 0
     """Highest seq heard of: held, named in a vector clock, or announced in a head."""
-    announced: tuple[int, int] = (0, 0)
-    """Best usable clock announcement (seq, lamport): after message seq, the clock was lamport."""
-    pending: tuple[int, int] | None = None
-    """Newest announcement whose seq is not delivered here yet."""
+    announced: Head | None = None
+    """Best usable clock announcement: after message clock_seq, the clock was clock_lamport."""
+    pending: Head | None = None
+    """Newest announcement whose clock_seq is not delivered here yet."""
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
@@ -178,6 +178,8 @@ class OrderedLog:
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
         self.stability_violations = 0
+        self.bad_announcements = 0
+        """Clock announcements dropped because their signature did not verify."""
         for member in members:
             self.add_member(member)
 
@@ -284,8 +286,15 @@ class OrderedLog:
             held_seq = state.delivered
             while held_seq + 1 in state.held:
                 held_seq += 1
-            clock_seq, clock_lamport = state.announced
-            result.append(Head(sender_id, held_seq, clock_seq, clock_lamport))
+            announced = state.announced
+            if announced is None:
+                result.append(Head(sender_id, held_seq))
+            else:
+                result.append(
+                    Head(
+                        sender_id, held_seq, announced.clock_seq, announced.clock_lamport, announced.signature
+                    )
+                )
         return result
 
     # Membership and clocks ---------------------------------------------------
@@ -304,20 +313,33 @@ class OrderedLog:
         self.add_member(head.sender_id)
         state = self._senders[head.sender_id]
         state.known = max(state.known, head.held_seq, head.clock_seq)
-        self._note_announcement(state, head.clock_seq, head.clock_lamport)
+        if head.clock_lamport and self._is_news(state, head):
+            # Only the member can sign its clock: a relay cannot make stability run ahead.
+            if head.announcement_verifies():
+                self._note_announcement(state, head)
+            else:
+                self.bad_announcements += 1
         return [] if defer_stability else self._advance_stability()
 
-    def _note_announcement(self, state: _Sender, seq: int, lamport: int) -> None:
+    @staticmethod
+    def _is_news(state: _Sender, head: Head) -> bool:
+        """Whether an announcement would change what we know (else it need not be verified)."""
+        if head.clock_seq <= state.delivered:
+            return state.announced is None or head.clock_lamport > state.announced.clock_lamport
+        return _is_later(head, state.pending)
+
+    def _note_announcement(self, state: _Sender, head: Head) -> None:
+        seq, lamport = head.clock_seq, head.clock_lamport
         if seq <= state.delivered:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
                 return
-            if lamport > state.announced[1]:
-                state.announced = (seq, lamport)
+            if state.announced is None or lamport > state.announced.clock_lamport:
+                state.announced = head
                 state.bound = max(state.bound, lamport)
-        elif state.pending is None or (seq, lamport) > state.pending:
+        elif _is_later(head, state.pending):
             # Newest first: a later seq, or the same seq with a clock that moved on since.
-            state.pending = (seq, lamport)
+            state.pending = head
 
     # Sending ------------------------------------------------------------------
     def compose(
@@ -504,9 +526,9 @@ class OrderedLog:
         concurrent = False
         if vector is not None:
             concurrent = self._mark_concurrency(message, vector, events)
-        if state.pending is not None and state.pending[0] <= state.delivered:
+        if state.pending is not None and state.pending.clock_seq <= state.delivered:
             pending, state.pending = state.pending, None
-            self._note_announcement(state, *pending)
+            self._note_announcement(state, pending)
         events.append(Delivered(message, index, concurrent))
 
     def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
@@ -564,6 +586,10 @@ class OrderedLog:
             return []
         self._stable_count = count
         return [Stable(count)]
+
+
+def _is_later(head: Head, than: Head | None) -> bool:
+    return than is None or (head.clock_seq, head.clock_lamport) > (than.clock_seq, than.clock_lamport)
 
 
 class _Wait:

@@ -175,6 +175,15 @@ class Message:
         )
 
 
+ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v1"
+
+
+def announcement_payload(sender_id: bytes, seq: int, lamport: int) -> bytes:
+    """The bytes a member signs to announce its clock: "after my message ``seq``, my
+    Lamport clock stood at ``lamport``" (every later message of mine is stamped above)."""
+    return ANNOUNCEMENT_CONTEXT + sender_id + seq.to_bytes(8, "big") + lamport.to_bytes(8, "big")
+
+
 NO_DEPS: Mapping[bytes, int] = MappingProxyType({})
 """The one empty vector-clock delta every message without changes shares."""
 

@@ -202,6 +202,7 @@ class Node:
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
+        self._own_announcement: Head | None = None
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -545,7 +546,10 @@ class Node:
         """
         seq = self.log.delivered_seq(self.identity.sender_id)
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
-        return Head(self.identity.sender_id, seq, seq, clock)
+        cached = self._own_announcement
+        if cached is None or (cached.clock_seq, cached.clock_lamport) != (seq, clock):
+            cached = self._own_announcement = Head.announce(self.identity, seq, seq, clock)
+        return cached
 
     def _heads(self) -> list[Head]:
         own = self._own_head()

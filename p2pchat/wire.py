@@ -11,12 +11,15 @@ a CBOR array whose first item is the frame type::
     PEERS     [6, [url...]]                        address exchange
     BYE       [7, reason]                          clean goodbye
 
-    head = [sender_id, held_seq, clock_seq, clock_lamport]
+    head = [sender_id, held_seq, clock_seq, clock_lamport, signature]
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
 clock_lamport". The second half travels from peer to peer so that stability
-(DESIGN.md rule 8) advances even in a quiet room and across several hops.
+(DESIGN.md rule 8) advances even in a quiet room and across several hops; it is
+signed by the member itself (see message.announcement_payload), so a relaying
+peer cannot make stability advance early by inventing a clock. ``signature`` is
+empty exactly when there is no announcement (clock_seq = clock_lamport = 0).
 
 :func:`decode_frame` accepts only frames built exactly like the ones
 :func:`encode_frame` produces and raises :class:`~p2pchat.codec.CodecError`
@@ -31,8 +34,8 @@ from typing import Final
 
 from . import codec
 from .codec import CodecError
-from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE
-from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, Message
+from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
+from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, Message, announcement_payload
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -74,6 +77,19 @@ class Head:
     held_seq: int
     clock_seq: int = 0
     clock_lamport: int = 0
+    signature: bytes = b""
+    """The member's own signature over its clock announcement (empty: no announcement)."""
+
+    @classmethod
+    def announce(cls, identity: Identity, held_seq: int, clock_seq: int, clock_lamport: int) -> Head:
+        """Our own head, with our clock announcement signed."""
+        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport)
+        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, identity.sign(payload))
+
+    def announcement_verifies(self) -> bool:
+        """Whether the clock announcement is really the member's."""
+        payload = announcement_payload(self.sender_id, self.clock_seq, self.clock_lamport)
+        return verify_signature(self.sender_id, payload, self.signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +147,7 @@ Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye
 
 
 def _head_item(head: Head) -> list[object]:
-    return [head.sender_id, head.held_seq, head.clock_seq, head.clock_lamport]
+    return [head.sender_id, head.held_seq, head.clock_seq, head.clock_lamport, head.signature]
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -192,13 +208,19 @@ def _sender(value: object, what: str) -> bytes:
 
 
 def _parse_head(value: object) -> Head:
-    sender, held, clock_seq, clock_lamport = codec.expect_array(value, "head", length=4)
-    return Head(
+    sender, held, clock_seq, clock_lamport, signature = codec.expect_array(value, "head", length=5)
+    head = Head(
         sender_id=_sender(sender, "head sender"),
         held_seq=codec.expect_int(held, "head held_seq", hi=MAX_SEQ),
         clock_seq=codec.expect_int(clock_seq, "head clock_seq", hi=MAX_SEQ),
         clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
+        signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
     )
+    if len(head.signature) not in (0, SIGNATURE_SIZE):
+        raise CodecError(f"head signature: expected 0 or {SIGNATURE_SIZE} bytes, got {len(head.signature)}")
+    if not head.signature and (head.clock_seq or head.clock_lamport):
+        raise CodecError("head: a clock announcement without a signature")
+    return head
 
 
 def _parse_heads(value: object) -> tuple[Head, ...]:

@@ -489,7 +489,7 @@ DUPLICATE_DEPS = (
 )
 """A message payload whose deps map holds the same key twice."""
 NONCE = bytes(16)
-HEAD = [ID, 1, 1, 1]
+HEAD = [ID, 1, 1, 1, bytes(64)]
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
         [HELLO, "1", "<me>", "m", None, NONCE, []],
@@ -536,9 +536,11 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HEADS, [HEAD], 1],
         [HEADS, {"h": HEAD}, False],
         [HEADS, [[ID, 1, 1]], False],
-        [HEADS, [[ID[:31], 1, 1, 1]], False],
-        [HEADS, [[ID, -1, 1, 1]], False],
-        [HEADS, [[ID, 2**63, 1, 1]], False],
+        [HEADS, [[ID[:31], 1, 1, 1, bytes(64)]], False],
+        [HEADS, [[ID, -1, 1, 1, bytes(64)]], False],
+        [HEADS, [[ID, 2**63, 1, 1, bytes(64)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(63)]], False],
+        [HEADS, [[ID, 1, 1, 1, b""]], False],
         [HEADS, [HEAD]],
     ],
     "want": [
@@ -840,8 +842,8 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
             waiting = mallory.message(seq=1, lamport=5, text="after your 9th", deps={victim_id: 9})
 
             def lie(wire: Wire) -> bool:
-                wire.handshake(mallory, heads=[[victim_id, 5, 5, 5]])
-                wire.send([HEADS, [[victim_id, 2**62, 0, 0]], False])
+                wire.handshake(mallory, heads=[[victim_id, 5, 5, 5, bytes(64)]])
+                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b""]], False])
                 wire.send([MESSAGES, [waiting]])
                 return wire.still_open()
 
@@ -850,6 +852,34 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
             assert sent.seq == 1
             await converged([victim, alice, bob], 3)
             await assert_survived(victim, alice, bob, refused=[waiting[0]])
+
+
+async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
+    """HEADS claiming alice's clock ran far ahead, signed by mallory (or not at all).
+
+    Announcements are signed by the member they are about; a relay that invents one
+    is ignored, so it cannot make the victim call a position final too early.
+    """
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            alice_id = alice.node.identity.sender_id
+            mallory = Mallory()
+            await alice.send("hello")
+            await victim.wait_delivered(1)
+            claim = b"p2pchat-clock-v1" + alice_id + (1).to_bytes(8, "big") + (10**9).to_bytes(8, "big")
+            by_mallory = mallory.key.sign(claim).signature
+
+            def lie(wire: Wire) -> bool:
+                wire.handshake(mallory)
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, by_mallory]], False])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64)]], False])
+                return wire.still_open()
+
+            before = victim.log.bad_announcements
+            assert await in_thread(lambda: attack(url(victim), lie))
+            assert victim.log.bad_announcements >= before + 2
+            assert all(head.clock_lamport < 10**9 for head in victim.log.heads())
+            await assert_survived(victim, alice, bob)
 
 
 async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
@@ -864,7 +894,7 @@ async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
 
             def ask(wire: Wire) -> float:
                 wire.handshake(Mallory())
-                wire.send([HEADS, [[alice_id, 2**62, 0, 0]], False])
+                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b""]], False])
                 start = time.monotonic()
                 wire.send([WANT, [[alice_id, 1, 2**62]] * 1000])
                 assert wire.still_open(timeout=TIMEOUT)

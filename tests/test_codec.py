@@ -123,12 +123,14 @@ def head_item(
     held: bytes | None = None,
     clock_seq: bytes | None = None,
     clock_lamport: bytes | None = None,
+    signature: bytes | None = None,
 ) -> bytes:
     return arr(
         sender if sender is not None else enc(BOB.sender_id),
         held if held is not None else enc(3),
         clock_seq if clock_seq is not None else enc(3),
         clock_lamport if clock_lamport is not None else enc(7),
+        signature if signature is not None else bstr(SIG),
     )
 
 
@@ -198,7 +200,7 @@ def test_hand_built_valid_inputs_are_accepted() -> None:
     assert (message.sender_id, message.seq, message.lamport) == (ALICE.sender_id, 1, 1)
     assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
     assert isinstance(wire.decode_frame(hello()), wire.Hello)
-    assert wire.decode_frame(heads_frame()) == wire.Heads((wire.Head(BOB.sender_id, 3, 3, 7),))
+    assert wire.decode_frame(heads_frame()) == wire.Heads((wire.Head(BOB.sender_id, 3, 3, 7, SIG),))
     assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
     assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
 
@@ -209,7 +211,17 @@ sender_ids = st.binary(min_size=32, max_size=32)
 seqs = st.integers(1, MAX_SEQ)
 counts = st.integers(0, MAX_SEQ)
 lamports = st.integers(1, MAX_LAMPORT)
-heads = st.builds(wire.Head, sender_ids, counts, counts, st.integers(0, MAX_LAMPORT))
+heads = st.one_of(
+    st.builds(
+        wire.Head,
+        sender_ids,
+        counts,
+        counts,
+        st.integers(0, MAX_LAMPORT),
+        st.binary(min_size=64, max_size=64),
+    ),
+    st.builds(wire.Head, sender_ids, counts),  # no clock announcement, no signature
+)
 # At most 4 UTF-8 bytes per character: max_size = limit // 4 always fits.
 names = st.text(max_size=MAX_NAME_BYTES // 4)
 urls = st.text(max_size=wire.MAX_URL_BYTES // 4)
@@ -447,7 +459,7 @@ def test_bye_round_trips(frame: wire.Bye) -> None:
 
 
 def test_extreme_but_valid_values_round_trip() -> None:
-    top = wire.Head(b"\xff" * 32, MAX_SEQ, MAX_SEQ, MAX_LAMPORT)
+    top = wire.Head(b"\xff" * 32, MAX_SEQ, MAX_SEQ, MAX_LAMPORT, b"\xff" * 64)
     for frame in (
         wire.Hello(2**16, b"\x00" * 32, "é" * 32, "u" * wire.MAX_URL_BYTES, b"\xff" * 16, (top,)),
         wire.Hello(0, b"\x00" * 32, "", None, bytes(16)),
@@ -746,7 +758,7 @@ def test_wrong_field_counts_refused(name: str) -> None:
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:7])), "expected 8 items, got 7")
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 8 items, got 9")
-    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "4 items")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "5 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
     refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
@@ -956,3 +968,10 @@ def test_create_with_the_most_deps_allowed_is_decodable() -> None:
     deps = {n.to_bytes(32, "big"): 1 for n in range(1, MAX_DEPS + 1)}
     message = Message.create(ALICE, seq=1, lamport=2, sent_at_ms=0, name="a", text="b", deps=deps)
     assert Message.from_wire(message.payload, message.signature) == message
+
+
+def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> None:
+    refuse_frame(heads_frame(arr(head_item(signature=bstr(b"\x01" * 63)))), "head signature", "63")
+    refuse_frame(heads_frame(arr(head_item(signature=bstr(b"")))), "without a signature")
+    unsigned = wire.Heads((wire.Head(BOB.sender_id, 3),))
+    assert wire.decode_frame(wire.encode_frame(unsigned)) == unsigned

@@ -85,9 +85,9 @@ class History:
         }
 
 
-def _announcement(log: OrderedLog, sender_id: bytes) -> Head:
-    seq = log.delivered_seq(sender_id)
-    return Head(sender_id, seq, seq, log.clock)
+def _announcement(log: OrderedLog, identity: Identity) -> Head:
+    seq = log.delivered_seq(identity.sender_id)
+    return Head.announce(identity, seq, seq, log.clock)
 
 
 def _sync(logs: list[OrderedLog], i: int, j: int) -> None:
@@ -135,7 +135,7 @@ def histories(draw: st.DrawFn, vector_clocks: bool, settle: bool = False) -> His
             past[message.id] = before
         else:
             _sync(logs, i, arg + (arg >= i))
-        announcements[_announcement(log, identity.sender_id)] = None
+        announcements[_announcement(log, identity)] = None
 
     final_heads: tuple[Head, ...] = ()
     if settle:
@@ -144,7 +144,7 @@ def histories(draw: st.DrawFn, vector_clocks: bool, settle: bool = False) -> His
         for i in range(1, k):
             _sync(logs, i, 0)
         final_heads = tuple(
-            _announcement(log, identity.sender_id) for log, identity in zip(logs, identities, strict=True)
+            _announcement(log, identity) for log, identity in zip(logs, identities, strict=True)
         )
         assert all(
             head.clock_lamport == max((m.lamport for m in messages), default=0) for head in final_heads

@@ -352,17 +352,17 @@ def test_nothing_is_stable_while_a_member_is_silent() -> None:
 
 def test_clock_announcements_extend_the_stable_prefix() -> None:
     log, (a1, a2) = _log_with_two_from_a()
-    assert log.observe_head(Head(B.sender_id, 0, 0, 1)) == [Stable(1)]
+    assert log.observe_head(Head.announce(B, 0, 0, 1)) == [Stable(1)]
     assert log.is_stable(a1)
     assert not log.is_stable(a2)
-    assert log.observe_head(Head(B.sender_id, 0, 0, 2)) == [Stable(2)]
-    assert log.observe_head(Head(B.sender_id, 0, 0, 2)) == []
+    assert log.observe_head(Head.announce(B, 0, 0, 2)) == [Stable(2)]
+    assert log.observe_head(Head.announce(B, 0, 0, 2)) == []
 
 
 def test_announcement_counts_only_once_its_message_is_delivered() -> None:
     log, _ = _log_with_two_from_a()
     b1 = make(B, 1, 1)
-    assert log.observe_head(Head(B.sender_id, 1, 1, 5)) == []
+    assert log.observe_head(Head.announce(B, 1, 1, 5)) == []
     assert log.stable_count == 0
     log.receive(b1)
     assert log.stable_count == 3
@@ -371,10 +371,19 @@ def test_announcement_counts_only_once_its_message_is_delivered() -> None:
 def test_newer_announcement_for_the_same_seq_is_not_lost() -> None:
     # B announces its clock after b1 twice, the second time after hearing more.
     log, _ = _log_with_two_from_a()
-    log.observe_head(Head(B.sender_id, 1, 1, 1))
-    log.observe_head(Head(B.sender_id, 1, 1, 2))
+    log.observe_head(Head.announce(B, 1, 1, 1))
+    log.observe_head(Head.announce(B, 1, 1, 2))
     log.receive(make(B, 1, 1))
     assert log.stable_count == 3, "the clock 2 announcement makes a2 stable too"
+
+
+def test_an_announcement_not_signed_by_its_member_is_ignored() -> None:
+    log, _ = _log_with_two_from_a()
+    forged = Head.announce(C, 0, 0, 5)  # signed by C, claiming to be B's clock
+    lie = Head(B.sender_id, 0, 0, 5, forged.signature)
+    assert log.observe_head(lie) == []
+    assert log.stable_count == 0 and log.bad_announcements == 1
+    assert log.observe_head(Head.announce(B, 0, 0, 5)) == [Stable(2)]
 
 
 def test_removing_the_silent_member_unblocks_stability() -> None:
