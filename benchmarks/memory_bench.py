@@ -43,7 +43,9 @@ def build(count: int) -> list[Message]:
         deps = {ids[previous]: seqs[previous]} if n else {}
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
         payload = codec.dumps([1, ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps])
-        messages.append(Message(ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps, payload, signature))
+        messages.append(
+            Message(ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps, payload, signature)
+        )
     return messages
 
 
@@ -74,14 +76,18 @@ def measure(count: int) -> None:
     tracemalloc.stop()
     del kept
     per_message = message_bytes + traced / count
-    print(f"{count:>9,} messages: log structures {traced / count:6.0f} B/message (tracemalloc), "
-          f"messages themselves {message_bytes:5.0f} B, total {per_message:6.0f} B per held message; "
-          f"RSS growth while inserting {log_rss / count:6.0f} B/message; "
-          f"insert {count / elapsed:,.0f}/s")
+    print(
+        f"{count:>9,} messages: log structures {traced / count:6.0f} B/message (tracemalloc), "
+        f"messages themselves {message_bytes:5.0f} B, total {per_message:6.0f} B per held message; "
+        f"RSS growth while inserting {log_rss / count:6.0f} B/message; "
+        f"insert {count / elapsed:,.0f}/s"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--counts", type=int, nargs="+", default=[100_000, 1_000_000])
     args = parser.parse_args()
     for count in args.counts:
