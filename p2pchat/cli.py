@@ -19,7 +19,7 @@ import trio
 
 from . import __version__
 from .jsonlines import dumps, iso_time, message_object, peer_event_object, statistics_object
-from .log import OrderedLog
+from .log import OrderedLog, OwnHistoryIncomplete
 from .peer import (
     MessageDelivered,
     NeighbourDown,
@@ -216,8 +216,13 @@ async def _send_stdin_lines(peer: Peer) -> None:
     async for lines in _stdin_lines():
         texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
         texts = [text for text in texts if text]
-        if texts:
+        if not texts:
+            continue
+        try:
             await peer.send_many(texts)
+        except OwnHistoryIncomplete as exc:
+            # Say so and keep running: the repair comes from neighbours.
+            _emit(dumps({"event": "error", "reason": str(exc), "unsent": texts}))
 
 
 async def _stdin_lines() -> AsyncIterator[list[bytes]]:

@@ -43,6 +43,7 @@ __all__ = [
     "LogConfig",
     "LogEvent",
     "OrderedLog",
+    "OwnHistoryIncomplete",
     "Receipt",
     "Refusal",
     "Refused",
@@ -51,6 +52,13 @@ __all__ = [
 
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
+
+
+class OwnHistoryIncomplete(RuntimeError):
+    """We cannot write now: some of our own earlier messages are held, not delivered.
+
+    Writing anyway would reuse a seq of ours (equivocation). Neighbours repair it.
+    """
 
 
 class Refusal(enum.Enum):
@@ -356,7 +364,7 @@ class OrderedLog:
         # Only our own signed messages prove our history is incomplete here. ``known`` is
         # not proof: any neighbour can raise it with a head or a vector clock and so mute us.
         if state.held:
-            raise RuntimeError("own history is incomplete here; wait for repair before sending")
+            raise OwnHistoryIncomplete("our own earlier messages are not all here yet; wait for repair")
         deps: dict[bytes, int] | None = None
         if vector_clocks:
             previous = state.vector or {}

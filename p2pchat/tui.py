@@ -34,6 +34,7 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from .identity import short_id
+from .log import OwnHistoryIncomplete
 from .peer import NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
 __all__ = ["ChatScreen", "run_tui"]
@@ -206,7 +207,10 @@ class ChatScreen:
             if line.startswith("/"):
                 self._command(peer, line.strip())
             else:
-                await peer.send(line)
+                try:
+                    await peer.send(line)
+                except OwnHistoryIncomplete as exc:
+                    self.note(f"! not sent: {exc}")
 
     def _command(self, peer: Peer, line: str) -> None:
         command, _, argument = line.partition(" ")
