@@ -167,8 +167,8 @@ class Peer:
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
         self._unsaved: list[Message] = []
         self._dialing: set[str] = set()
-        self._wakeup = trio.Event()
-        self._tick_at = math.inf
+        self._tick_scope: trio.CancelScope | None = None
+        """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
         self._changed = trio.Event()
         self._closing = False
         self.url: str | None = None
@@ -293,8 +293,10 @@ class Peer:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
-        if self.node.next_deadline() < self._tick_at:
-            self._wakeup.set()
+        scope = self._tick_scope
+        if scope is not None:
+            # Moving a deadline is cheap: no task wakes up until it is reached.
+            scope.deadline = min(scope.deadline, self.node.next_deadline())
 
     def _send(self, conn: int, data: bytes) -> None:
         connection = self._connections.get(conn)
@@ -361,12 +363,12 @@ class Peer:
 
     # Background tasks -----------------------------------------------------------------------
     async def _ticker(self) -> None:
+        """Run the node's timers (batch flushes, heartbeats, repair) when they are due."""
         while True:
-            self._tick_at = self.node.next_deadline()
-            with trio.move_on_at(self._tick_at):
-                await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            self._tick_at = math.inf
+            with trio.CancelScope(deadline=self.node.next_deadline()) as scope:
+                self._tick_scope = scope
+                await trio.sleep_forever()
+            self._tick_scope = None
             self._apply(self.node.tick(trio.current_time(), self._rng))
 
     async def _saver(self) -> None:
