@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .message import Message
@@ -27,8 +28,14 @@ __all__ = ["dumps", "iso_time", "message_object", "peer_event_object", "statisti
 
 def iso_time(ms: int) -> str:
     """Milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-11-26T20:17:06.123Z``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=256)
+def _iso_second(seconds: int) -> str:
+    # Messages of a burst share their second: format it once.
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def message_object(message: Message, *, index: int, concurrent: bool, stable: bool) -> dict[str, Any]:

@@ -168,6 +168,7 @@ class _Neighbour:
     """What we believe it holds: from its heads, what it sent us, what we pushed."""
     push: list[Message] = field(default_factory=list)
     push_due: float | None = None
+    last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
     frame_budget: TokenBucket | None = None
@@ -240,7 +241,7 @@ class Node:
             return []
         outputs: list[Output] = []
         if neighbour.link.is_open:
-            outputs.extend(self._flush(neighbour))
+            outputs.extend(self._flush(neighbour, neighbour.last_flush))
             outputs.append(self._send(conn, encode_frame(Bye(reason))))
         neighbour.link.close()
         outputs.append(Close(conn, code, reason))
@@ -497,7 +498,7 @@ class Node:
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
             if neighbour.push_due is not None and neighbour.push_due <= now:
-                outputs.extend(self._flush(neighbour))
+                outputs.extend(self._flush(neighbour, now))
             if _in_handshake(neighbour) and now - neighbour.opened_at >= self.config.handshake_timeout:
                 outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out"))
         if now >= self._next_heartbeat:
@@ -580,13 +581,18 @@ class Node:
                     neighbour.push.append(message)
             if not neighbour.push:
                 continue
-            if len(neighbour.push) >= self.config.max_batch:
-                outputs.extend(self._flush(neighbour))
+            # Adaptive batching: a link that sent nothing for a whole window sends at
+            # once (no added latency in a quiet room); a busy one waits out the window
+            # so that a burst rides in one frame.
+            idle = now - neighbour.last_flush >= self.config.batch_window
+            if idle or len(neighbour.push) >= self.config.max_batch:
+                outputs.extend(self._flush(neighbour, now))
             elif neighbour.push_due is None:
-                neighbour.push_due = now + self.config.batch_window
+                neighbour.push_due = neighbour.last_flush + self.config.batch_window
         return outputs
 
-    def _flush(self, neighbour: _Neighbour) -> list[Output]:
+    def _flush(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        neighbour.last_flush = now
         batch, neighbour.push, neighbour.push_due = neighbour.push, [], None
         for message in batch:
             if message.seq > neighbour.held.get(message.sender_id, 0):
