@@ -461,6 +461,9 @@ class Node:
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
                 neighbour.held[head.sender_id] = max(neighbour.held.get(head.sender_id, 0), head.held_seq)
+        # In log order, which is causal: the receiver can deliver each one on arrival
+        # instead of holding whole chains until their dependencies come.
+        missing.sort(key=_log_order)
         return self._send_messages(neighbour.conn, missing)
 
     def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange]) -> list[Output]:
@@ -475,6 +478,7 @@ class Node:
             last = min(wanted.last, wanted.first + budget - 1)
             budget -= last - wanted.first + 1
             found.extend(self.log.messages_between(wanted.sender_id, wanted.first, last))
+        found.sort(key=_log_order)
         return self._send_messages(neighbour.conn, found)
 
     def _on_peers(self, urls: Iterable[str]) -> list[Output]:
@@ -658,6 +662,10 @@ class Node:
         stats.missing = sum(last - first + 1 for ranges in self.log.gaps().values() for first, last in ranges)
         stats.stable = self.log.stable_count
         return replace(stats)
+
+
+def _log_order(message: Message) -> tuple[int, bytes]:
+    return message.key
 
 
 def _in_handshake(neighbour: _Neighbour) -> bool:

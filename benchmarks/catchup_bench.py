@@ -1,0 +1,131 @@
+"""A late joiner pulling history: messages per second, verification and storage included.
+
+Builds a store holding N signed messages from 10 senders, starts a real peer
+process on it (``p2pchat chat --json``), then opens a fresh peer in this process
+that joins it with an empty store and times how long it takes until every
+message is verified, delivered in order and committed to its own SQLite store.
+
+    python benchmarks/catchup_bench.py                  # 100,000 messages
+    python benchmarks/catchup_bench.py --messages 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from p2pchat.identity import Identity
+from p2pchat.message import Message
+from p2pchat.peer import open_peer
+from p2pchat.store import Store
+
+SENDERS = 10
+
+
+def build_history(count: int) -> list[Message]:
+    """Round-robin senders, each message written after seeing the one before it."""
+    identities = [Identity(bytes([i + 1]) * 32) for i in range(SENDERS)]
+    seqs = [0] * SENDERS
+    messages = []
+    for n in range(count):
+        i = n % SENDERS
+        seqs[i] += 1
+        previous = (i - 1) % SENDERS
+        deps = (
+            {identities[previous].sender_id: seqs[previous]} if n and SENDERS > 1 and seqs[previous] else {}
+        )
+        messages.append(
+            Message.create(
+                identities[i],
+                seq=seqs[i],
+                lamport=n + 1,
+                sent_at_ms=1_790_000_000_000 + n,
+                name=f"peer{i}",
+                text=f"history message {n:>8} " + "x" * 26,
+                deps=deps,
+            )
+        )
+    return messages
+
+
+async def run(count: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="p2pchat-catchup-") as tmp:
+        started = time.perf_counter()
+        history = build_history(count)
+        with Store(Path(tmp) / "source") as store:
+            store.save_identity(bytes([99]) * 32, "source")
+            store.save_messages(history)
+        print(f"built and stored {count:,} signed messages in {time.perf_counter() - started:.1f} s")
+
+        command = [
+            sys.executable,
+            "-m",
+            "p2pchat.cli",
+            "chat",
+            "--json",
+            "--name",
+            "source",
+            "--data",
+            f"{tmp}/source",
+            "--connections",
+            "0",
+        ]
+        process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            url = await _wait_until_replayed(process, count)
+            async with open_peer("joiner", data_dir=f"{tmp}/joiner", join=[url]) as joiner:
+                began = time.perf_counter()
+                with trio.fail_after(600):
+                    await joiner.wait_delivered(count)
+                delivered = time.perf_counter() - began
+                joiner._save()  # commit the last batch now, and count it
+                stored = time.perf_counter() - began
+                assert [m.key for m in joiner.messages()] == [m.key for m in history]
+            with Store(f"{tmp}/joiner", read_only=True) as store:
+                assert store.message_count() == count
+        finally:
+            process.terminate()
+            with trio.move_on_after(10):
+                await process.wait()
+        print(
+            f"late joiner: {count:,} messages verified and delivered in {delivered:.2f} s, "
+            f"stored in {stored:.2f} s -> {count / stored:,.0f} messages/s"
+        )
+
+
+async def _wait_until_replayed(process: trio.Process, count: int) -> str:
+    """The source peer's URL, once it has loaded (and printed) its whole history."""
+    assert process.stdout is not None
+    url, seen, pending = "", 0, b""
+    with trio.fail_after(600):
+        async for chunk in process.stdout:
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                event = json.loads(line)
+                if event["event"] == "ready":
+                    url = event["url"]
+                elif event["event"] == "message":
+                    seen += 1
+            if url and seen >= count:
+                return url
+    raise RuntimeError("the source peer stopped before replaying its history")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=100_000)
+    args = parser.parse_args()
+    trio.run(run, args.messages)
+
+
+if __name__ == "__main__":
+    main()
