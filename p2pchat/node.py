@@ -30,6 +30,7 @@ Gossip rules:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
@@ -87,6 +88,11 @@ class NodeConfig:
     want_timeout: float = 1.0
     handshake_timeout: float = 10.0
     max_want_span: int = 10_000
+    initial_frames: int = 8
+    """Frames of a transfer sent at once; the rest as the shell's send queue drains."""
+    sync_patience: float = 5.0
+    """While a neighbour streams history to us we ask nobody else for it, unless it
+    makes no progress for this long."""
     vector_clocks: bool = True
     max_known_addresses: int = 256
     max_frames_per_second: float = 2_000
@@ -173,6 +179,12 @@ class _Neighbour:
     heads_sent_at: float = float("-inf")
     frame_budget: TokenBucket | None = None
     byte_budget: TokenBucket | None = None
+    backlog: deque[Message] = field(default_factory=deque)
+    """Messages owed to this neighbour (anti-entropy, WANT replies), released as frames
+    when the shell has room for them (:meth:`Node.drain`): a slow reader paces a long
+    transfer instead of overflowing its send queue."""
+    heads_after_backlog: bool = False
+    """Send our heads once the backlog is out: it tells the neighbour the sync is done."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -198,6 +210,8 @@ class Node:
         self.config = config or NodeConfig()
         self._neighbours: dict[int, _Neighbour] = {}
         self._want_retry_at: dict[bytes, float] = {}
+        self._syncing: dict[int, float] = {}
+        """Connections streaming history to us, and until when we wait for progress."""
         self._next_heartbeat = 0.0
         self._next_anti_entropy = self.config.anti_entropy_interval
         self._next_want_check: float | None = None
@@ -228,6 +242,7 @@ class Node:
 
     def closed(self, conn: int, reason: str = "closed") -> list[Output]:
         """The transport connection is gone (for whatever reason)."""
+        self._syncing.pop(conn, None)
         neighbour = self._neighbours.pop(conn, None)
         if neighbour is None:
             return []
@@ -358,7 +373,7 @@ class Node:
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
-                return self._on_want(neighbour, frame.ranges)
+                return self._on_want(neighbour, frame.ranges, now)
             case Peers():
                 return self._on_peers(frame.urls)
             case Bye():
@@ -390,6 +405,9 @@ class Node:
         if remote.listen_url:
             self._remember([remote.listen_url])
         outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        # It answers our HELLO heads with what we lack, then its heads: until those come,
+        # asking for gaps would only fetch the same messages twice.
+        self._syncing[neighbour.conn] = now + self.config.sync_patience
         outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
         addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
         if self.listen_url:
@@ -425,6 +443,8 @@ class Node:
                     reason = f"relayed a message with a bad signature ({message!r})"
                     return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
         events.extend(self.log.advance_stability())
+        if neighbour.conn in self._syncing:
+            self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
         outputs.extend(self._request_gaps(now, neighbour))
@@ -433,6 +453,8 @@ class Node:
     def _on_heads(
         self, neighbour: _Neighbour, heads: Iterable[Head], reply_wanted: bool, now: float
     ) -> list[Output]:
+        if neighbour.link.remote is not None and heads is not neighbour.link.remote.heads:
+            self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
         events: list[LogEvent] = []
         reported: dict[bytes, int] = {}
         members_before = len(self.log.members)
@@ -447,26 +469,55 @@ class Node:
             # member set, so nobody should wait a heartbeat interval to learn of it.
             self._next_heartbeat = min(self._next_heartbeat, now + self.config.batch_window)
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        if reply_wanted:
-            outputs.extend(self._send_missing(neighbour, reported))
-            outputs.append(self._send_heads(neighbour, now, reply_wanted=False))
+        if reply_wanted and not neighbour.backlog:
+            # (A request while a transfer is under way is answered by that transfer.)
+            self._owe_missing(neighbour, reported)
+            neighbour.heads_after_backlog = True
+            outputs.extend(self.drain(neighbour.conn, self.config.initial_frames, now))
         outputs.extend(self._request_gaps(now, neighbour))
         return outputs
 
-    def _send_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> list[Output]:
-        """Anti-entropy: send everything the neighbour's own heads say it lacks."""
+    def _owe_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> None:
+        """Anti-entropy: owe the neighbour everything its own heads say it lacks."""
         missing: list[Message] = []
         for head in self.log.heads():
             theirs = reported.get(head.sender_id, 0)
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
-                neighbour.held[head.sender_id] = max(neighbour.held.get(head.sender_id, 0), head.held_seq)
         # In log order, which is causal: the receiver can deliver each one on arrival
         # instead of holding whole chains until their dependencies come.
         missing.sort(key=_log_order)
-        return self._send_messages(neighbour.conn, missing)
+        neighbour.backlog.extend(missing)
 
-    def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange]) -> list[Output]:
+    def drain(self, conn: int, frames: int, now: float) -> list[Output]:
+        """Up to ``frames`` MESSAGES frames of what we owe ``conn``, then our heads once
+        all of it is out. The shell calls this whenever its send queue has room."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not neighbour.link.is_open:
+            return []
+        backlog, step = neighbour.backlog, min(self.config.max_batch, MAX_BATCH)
+        outputs: list[Output] = []
+        while backlog and len(outputs) < frames:
+            batch = [backlog.popleft() for _ in range(min(step, len(backlog)))]
+            for message in batch:
+                if message.seq > neighbour.held.get(message.sender_id, 0):
+                    neighbour.held[message.sender_id] = message.seq
+            outputs.append(self._send(conn, encode_frame(Messages(tuple(batch)))))
+        if not backlog and neighbour.heads_after_backlog:
+            neighbour.heads_after_backlog = False
+            outputs.append(self._send_heads(neighbour, now, reply_wanted=False))
+        return outputs
+
+    def backlog(self, conn: int) -> int:
+        """Messages still owed to ``conn``."""
+        neighbour = self._neighbours.get(conn)
+        return len(neighbour.backlog) if neighbour is not None else 0
+
+    def drain_all(self, now: float) -> list[Output]:
+        """Everything owed to everyone (for a network with unbounded buffers: the simulator)."""
+        return [o for conn in list(self._neighbours) for o in self.drain(conn, 1 << 30, now)]
+
+    def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> list[Output]:
         # max_want_span bounds the whole frame, not each range: a frame of 4096 ranges must
         # not cost 4096 times the span (heads can make any seq look held, so the cost is
         # the span asked for, not what we hold).
@@ -479,7 +530,8 @@ class Node:
             budget -= last - wanted.first + 1
             found.extend(self.log.messages_between(wanted.sender_id, wanted.first, last))
         found.sort(key=_log_order)
-        return self._send_messages(neighbour.conn, found)
+        neighbour.backlog.extend(found)
+        return self.drain(neighbour.conn, self.config.initial_frames, now)
 
     def _on_peers(self, urls: Iterable[str]) -> list[Output]:
         new = self._remember(urls)
@@ -536,8 +588,8 @@ class Node:
             outputs.append(LogEvents(tuple(events)))
         heads = tuple(self._heads())
         for neighbour in self._neighbours.values():
-            if not neighbour.link.is_open:
-                continue
+            if not neighbour.link.is_open or neighbour.backlog:
+                continue  # (heads follow a transfer only once it is complete)
             stale = now - neighbour.heads_sent_at >= self.config.keepalive_interval
             if heads != neighbour.heads_sent or stale:
                 outputs.append(self._send_heads(neighbour, now, reply_wanted=False, heads=heads))
@@ -617,6 +669,8 @@ class Node:
             self._next_want_check = None
             return []
         self._next_want_check = now + self.config.want_timeout
+        if any(deadline > now for deadline in self._syncing.values()):
+            return []  # history is streaming in; what is still missing after it, we ask for
         by_target: dict[int, list[WantRange]] = {}
         for sender_id, ranges in gaps.items():
             if self._want_retry_at.get(sender_id, float("-inf")) > now:

@@ -486,11 +486,17 @@ class Peer:
     async def _writer(
         self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes]]
     ) -> None:
+        low_water = max(1, self.config.send_queue_frames // 4)
         try:
             async for due, data in outbox:
                 if due:
                     await trio.sleep_until(due)  # a simulated link delay; order is kept
                 await connection.websocket.send_message(data)
+                queued = connection.outbox.statistics().current_buffer_used
+                if queued < low_water and self.node.backlog(connection.conn):
+                    # Room again: release more of a long transfer (see Node.drain).
+                    room = self.config.send_queue_frames // 2 - queued
+                    self._apply(self.node.drain(connection.conn, room, trio.current_time()))
         except ConnectionClosed:
             return
         await close_quickly(connection.websocket, connection.close_code, connection.close_reason)

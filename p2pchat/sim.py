@@ -216,6 +216,8 @@ class Simulation:
 
     def _apply(self, index: int, outputs: Iterable[Output]) -> None:
         peer = self.peers[index]
+        # The simulated network buffers without limit: release every transfer at once.
+        outputs = [*outputs, *peer.node.drain_all(self.now)]
         for output in outputs:
             match output:
                 case Send():
