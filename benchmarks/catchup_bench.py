@@ -12,15 +12,14 @@ message is verified, delivered in order and committed to its own SQLite store.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
 
+from p2pchat.bench import chat_command, json_events
 from p2pchat.identity import Identity
 from p2pchat.message import Message
 from p2pchat.peer import open_peer
@@ -64,19 +63,7 @@ async def run(count: int) -> None:
             store.save_messages(history)
         print(f"built and stored {count:,} signed messages in {time.perf_counter() - started:.1f} s")
 
-        command = [
-            sys.executable,
-            "-m",
-            "p2pchat.cli",
-            "chat",
-            "--json",
-            "--name",
-            "source",
-            "--data",
-            f"{tmp}/source",
-            "--connections",
-            "0",
-        ]
+        command = chat_command("source", f"{tmp}/source")
         process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             url = await _wait_until_replayed(process, count)
@@ -103,16 +90,13 @@ async def run(count: int) -> None:
 async def _wait_until_replayed(process: trio.Process, count: int) -> str:
     """The source peer's URL, once it has loaded (and printed) its whole history."""
     assert process.stdout is not None
-    url, seen, pending = "", 0, b""
+    url, seen = "", 0
     with trio.fail_after(600):
-        async for chunk in process.stdout:
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                event = json.loads(line)
-                if event["event"] == "ready":
-                    url = event["url"]
-                elif event["event"] == "message":
-                    seen += 1
+        async for _, event in json_events(process.stdout):
+            if event["event"] == "ready":
+                url = event["url"]
+            elif event["event"] == "message":
+                seen += 1
             if url and seen >= count:
                 return url
     raise RuntimeError("the source peer stopped before replaying its history")

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
-__all__ = ["BenchResult", "add_bench_parser", "run_bench", "run_bench_command"]
+__all__ = ["BenchResult", "add_bench_parser", "chat_command", "json_events", "run_bench", "run_bench_command"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -122,14 +123,26 @@ def _progress(text: str, quiet: bool) -> None:
     print(f"\r{text:<72}", end="", file=sys.stderr, flush=True)
 
 
-async def _read_events(peer: _Process) -> None:
-    assert peer.process.stdout is not None
+def chat_command(name: str, data_dir: str) -> list[str]:
+    """A ``p2pchat chat --json`` peer process on a free loopback port, dialing only --join."""
+    return [sys.executable, "-m", "p2pchat.cli", "chat", "--json", "--name", name,
+            "--listen", "127.0.0.1:0", "--data", data_dir, "--connections", "0"]  # fmt: skip
+
+
+async def json_events(stream: trio.abc.ReceiveStream) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+    """(arrival time, event) for each JSON line a peer process prints."""
     pending = b""
-    async for chunk in peer.process.stdout:
+    async for chunk in stream:
         *lines, pending = (pending + chunk).split(b"\n")
         now = time.time()
         for line in lines:
-            _on_event(peer, json.loads(line), now)
+            yield now, json.loads(line)
+
+
+async def _read_events(peer: _Process) -> None:
+    assert peer.process.stdout is not None
+    async for now, event in json_events(peer.process.stdout):
+        _on_event(peer, event, now)
 
 
 def _on_event(peer: _Process, event: dict[str, Any], now: float) -> None:
@@ -176,21 +189,7 @@ async def run_bench(
         async with trio.open_nursery() as nursery:
             procs: list[_Process] = []
             for index in range(peers):
-                command = [
-                    sys.executable,
-                    "-m",
-                    "p2pchat.cli",
-                    "chat",
-                    "--json",
-                    "--name",
-                    f"peer{index}",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data",
-                    f"{tmp}/peer{index}",
-                    "--connections",
-                    "0",
-                ]
+                command = chat_command(f"peer{index}", f"{tmp}/peer{index}")
                 for earlier in links[index]:
                     command += ["--join", procs[earlier].url]
                 process = await trio.lowlevel.open_process(

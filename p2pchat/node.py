@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .identity import Identity, short_id
-from .log import Delivered, LogEvent, OrderedLog, ReceiptStatus, Refusal, Refused
+from .log import LogEvent, OrderedLog, ReceiptStatus, Refusal, Refused
 from .message import Message
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
@@ -724,8 +724,3 @@ def _log_order(message: Message) -> tuple[int, bytes]:
 
 def _in_handshake(neighbour: _Neighbour) -> bool:
     return neighbour.link.state in (LinkState.AWAIT_HELLO, LinkState.AWAIT_AUTH)
-
-
-def delivered_messages(events: Iterable[LogEvent]) -> list[Message]:
-    """The messages delivered in ``events``, in delivery order."""
-    return [e.message for e in events if isinstance(e, Delivered)]
