@@ -80,7 +80,7 @@ class Rng(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    batch_window: float = 0.005
+    batch_window: float = 0.002
     max_batch: int = 500
     heartbeat_interval: float = 1.0
     keepalive_interval: float = 10.0

@@ -112,7 +112,7 @@ class SimReport:
     unstable: int
     whole_median_ms: float = 0.0
     """Latency of the messages that met no partition: not written during one, nor in
-    the second before one began."""
+    the second before one began or after it healed."""
     whole_max_ms: float = 0.0
     whole_count: int = 0
 
@@ -343,9 +343,10 @@ class Simulation:
 
     def _during_partition(self, when: float, margin: float = 1.0) -> bool:
         """Whether a message written at ``when`` could have met a partition on its way:
-        written during one, or less than ``margin`` seconds before one began."""
+        written during one, less than ``margin`` seconds before one began, or less than
+        ``margin`` seconds after it healed (while the cut links are being redialed)."""
         for begin, end in self.partitions:
-            if begin is not None and begin - margin <= when and (end is None or when <= end):
+            if begin is not None and begin - margin <= when and (end is None or when <= end + margin):
                 return True
         return False
 
