@@ -43,9 +43,8 @@ def build(count: int) -> list[Message]:
         deps = {ids[previous]: seqs[previous]} if n else {}
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
         payload = codec.dumps([1, ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps])
-        messages.append(
-            Message(ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps, payload, signature)
-        )
+        # Decoded as a peer decodes what it receives (sender ids and names are shared).
+        messages.append(Message.from_wire(payload, signature))
     return messages
 
 
