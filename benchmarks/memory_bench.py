@@ -35,7 +35,6 @@ def build(count: int) -> list[Message]:
     ids = [bytes([i + 1]) * 32 for i in range(SENDERS)]
     messages = []
     seqs = [0] * SENDERS
-    signature = bytes(range(64))
     for n in range(count):
         i = n % SENDERS
         seqs[i] += 1
@@ -44,6 +43,7 @@ def build(count: int) -> list[Message]:
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
         payload = codec.dumps([1, ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps])
         # Decoded as a peer decodes what it receives (sender ids and names are shared).
+        signature = n.to_bytes(8, "big") * 8  # a distinct 64-byte object, as real ones are
         messages.append(Message.from_wire(payload, signature))
     return messages
 

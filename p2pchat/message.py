@@ -20,7 +20,7 @@ room therefore pays a few bytes per message, not one entry per member.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple, TypeVar
@@ -148,7 +148,7 @@ class Message:
             sent_at_ms,
             name,
             text,
-            wire_deps,
+            Deps(wire_deps) if wire_deps else wire_deps,
             payload,
             identity.sign(payload),
         )
@@ -184,6 +184,47 @@ def announcement_payload(sender_id: bytes, seq: int, lamport: int) -> bytes:
     return ANNOUNCEMENT_CONTEXT + sender_id + seq.to_bytes(8, "big") + lamport.to_bytes(8, "big")
 
 
+class Deps(Mapping[bytes, int]):
+    """A vector-clock delta, stored flat: ``(sender, seq, sender, seq, ...)``.
+
+    A peer may hold a million messages; a flat tuple costs about half of a dict.
+    """
+
+    __slots__ = ("_flat",)
+
+    def __init__(self, entries: Mapping[bytes, int]) -> None:
+        self._flat: tuple[bytes | int, ...] = tuple(x for pair in entries.items() for x in pair)
+
+    def __getitem__(self, sender: bytes) -> int:
+        flat = self._flat
+        for i in range(0, len(flat), 2):
+            if flat[i] == sender:
+                return flat[i + 1]  # type: ignore[return-value]
+        raise KeyError(sender)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._flat[::2])  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._flat) // 2
+
+    def items(self) -> ItemsView[bytes, int]:
+        return _DepsItems(self)
+
+    def __repr__(self) -> str:
+        return f"Deps({dict(self.items())!r})"
+
+
+class _DepsItems(ItemsView[bytes, int]):
+    """Items without a lookup per key."""
+
+    _mapping: Deps
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        flat = self._mapping._flat
+        return zip(flat[::2], flat[1::2], strict=True)  # type: ignore[arg-type]
+
+
 NO_DEPS: Mapping[bytes, int] = MappingProxyType({})
 """The one empty vector-clock delta every message without changes shares."""
 
@@ -214,4 +255,4 @@ def _parse_deps(value: object) -> Mapping[bytes, int]:
     for sender, seq in entries.items():
         sender_id = _shared(codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE))
         deps[sender_id] = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
-    return deps
+    return Deps(deps)
