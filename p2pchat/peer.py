@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -605,32 +606,19 @@ async def open_peer(
 ) -> AsyncIterator[Peer]:
     """Run a peer for the duration of the ``async with`` block, then close it cleanly."""
     async with trio.open_nursery() as nursery:
-        peer: Peer = await nursery.start(
-            _serve_peer_positional, name, data_dir, listen, tuple(join), config, identity
+        serve = partial(
+            serve_peer,
+            name,
+            data_dir=data_dir,
+            listen=listen,
+            join=tuple(join),
+            config=config,
+            identity=identity,
         )
+        peer: Peer = await nursery.start(serve)
         try:
             yield peer
         finally:
             with trio.CancelScope(shield=True):
                 await peer.aclose()
             nursery.cancel_scope.cancel()
-
-
-async def _serve_peer_positional(
-    name: str,
-    data_dir: str | Path | None,
-    listen: str,
-    join: tuple[str, ...],
-    config: PeerConfig | None,
-    identity: Identity | None,
-    task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await serve_peer(
-        name,
-        data_dir=data_dir,
-        listen=listen,
-        join=join,
-        config=config,
-        identity=identity,
-        task_status=task_status,
-    )
