@@ -294,17 +294,12 @@ class Node:
         )
 
     def publish(self, message: Message, now: float) -> list[Output]:
-        """Deliver our own message locally and queue it for every neighbour."""
-        receipt = self.log.receive(message, trusted=True)  # we signed it a moment ago
-        if receipt.status is not ReceiptStatus.NEW:
-            raise RuntimeError(f"own message was not accepted: {receipt}")
-        outputs: list[Output] = [LogEvents(receipt.events)]
-        outputs.extend(self._queue_push([message], now, source=None))
-        return outputs
+        """Deliver our own (already stored) message locally and queue it for every neighbour."""
+        return self._own_outputs([message], [*self._deliver_own(message)], now)
 
     def send_text(self, text: str, now: float, wall_ms: int) -> tuple[Message, list[Output]]:
-        message = self.compose(text, wall_ms)
-        return message, self.publish(message, now)
+        (message,), outputs = self.send_texts([text], now, wall_ms)
+        return message, outputs
 
     def send_texts(
         self, texts: Iterable[str], now: float, wall_ms: int
@@ -316,16 +311,21 @@ class Node:
         messages: list[Message] = []
         events: list[LogEvent] = []
         for text in texts:
+            # Each is composed after the previous one is delivered: seq and stamp follow it.
             message = self.compose(text, wall_ms)
-            receipt = self.log.receive(message, trusted=True, defer_stability=True)
-            if receipt.status is not ReceiptStatus.NEW:
-                raise RuntimeError(f"own message was not accepted: {receipt}")
+            events.extend(self._deliver_own(message))
             messages.append(message)
-            events.extend(receipt.events)
+        return messages, self._own_outputs(messages, events, now)
+
+    def _deliver_own(self, message: Message) -> tuple[LogEvent, ...]:
+        receipt = self.log.receive(message, trusted=True, defer_stability=True)  # we signed it
+        if receipt.status is not ReceiptStatus.NEW:
+            raise RuntimeError(f"own message was not accepted: {receipt}")
+        return receipt.events
+
+    def _own_outputs(self, messages: Sequence[Message], events: list[LogEvent], now: float) -> list[Output]:
         events.extend(self.log.advance_stability())
-        outputs: list[Output] = [LogEvents(tuple(events))]
-        outputs.extend(self._queue_push(messages, now, source=None))
-        return messages, outputs
+        return [LogEvents(tuple(events)), *self._queue_push(messages, now, source=None)]
 
     # Receiving --------------------------------------------------------------------
     def receive(self, conn: int, data: bytes | str, now: float) -> list[Output]:
