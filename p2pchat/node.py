@@ -425,6 +425,7 @@ class Node:
     def _on_messages(self, neighbour: _Neighbour, messages: Iterable[Message], now: float) -> list[Output]:
         events: list[LogEvent] = []
         fresh: list[Message] = []
+        forged: Message | None = None
         for message in messages:
             self.stats.messages_in += 1
             receipt = self.log.receive(message, defer_stability=True)
@@ -438,11 +439,16 @@ class Node:
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
                 if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
-                    # Honest peers verify before relaying: a bad signature is the neighbour's fault.
-                    outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-                    reason = f"relayed a message with a bad signature ({message!r})"
-                    return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
+                    forged = message
+                    break
         events.extend(self.log.advance_stability())
+        if forged is not None:
+            # Honest peers verify before relaying: a bad signature is the neighbour's fault.
+            # What it sent before that is genuine and still goes on to the others.
+            reason = f"relayed a message with a bad signature ({forged!r})"
+            outputs: list[Output] = [LogEvents(tuple(events))] if events else []
+            outputs.extend(self._queue_push(fresh, now, source=neighbour))
+            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
         if neighbour.conn in self._syncing:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
