@@ -207,12 +207,7 @@ class Peer:
             raise trio.ClosedResourceError("peer is shutting down")
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
         messages, outputs = self.node.send_texts(texts, now, wall_ms)
-        if self.store is not None:
-            # Received messages ours may depend on go to disk first, in the same commit:
-            # an own message stored without them could not be delivered after a crash.
-            saving, self._unsaved = [*self._unsaved, *messages], []
-            self.store.save_messages(saving, durable=True)
-            self._durable_up_to(saving)
+        self._save(own=messages)
         self._apply(outputs)
         await trio.lowlevel.checkpoint()
         return messages
@@ -379,10 +374,18 @@ class Peer:
             await trio.sleep(self.config.save_interval)
             self._save()
 
-    def _save(self) -> None:
-        if self.store is not None and self._unsaved:
-            batch, self._unsaved = self._unsaved, []
-            self.store.save_messages(batch)
+    def _save(self, own: list[Message] | None = None) -> None:
+        """Commit the received messages not yet on disk, and ``own`` ones with them.
+
+        Our own messages are committed durably (fsync), in the same transaction as
+        the received messages they may depend on: an own message stored without them
+        could not be delivered after a crash.
+        """
+        if self.store is None:
+            return
+        batch, self._unsaved = [*self._unsaved, *(own or ())], []
+        if batch:
+            self.store.save_messages(batch, durable=bool(own))
             self._durable_up_to(batch)
 
     def _durable_up_to(self, saved: list[Message]) -> None:
