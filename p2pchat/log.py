@@ -399,8 +399,6 @@ class OrderedLog:
                 return self._same_id(existing, message)
             if state.blocked is not None:
                 return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
-            if message.seq <= state.delivered:  # pragma: no cover - get() found it
-                return Receipt(ReceiptStatus.DUPLICATE)
         if not trusted and not message.verify():
             # Not recorded against the sender: anyone can send garbage in its name.
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
@@ -427,8 +425,6 @@ class OrderedLog:
             return Receipt(ReceiptStatus.DUPLICATE)
         if not message.verify():
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
-        if existing.signature == message.signature and existing.payload == message.payload:
-            return Receipt(ReceiptStatus.DUPLICATE)  # pragma: no cover
         evidence = Equivocation(kept=existing, rejected=message)
         self.evidence.append(evidence)
         return Receipt(ReceiptStatus.REFUSED, (evidence, Refused(message, Refusal.EQUIVOCATION)))
