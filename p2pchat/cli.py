@@ -18,8 +18,8 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .jsonlines import dumps, iso_time, message_object, peer_event_object, statistics_object
-from .log import OrderedLog, OwnHistoryIncomplete
+from .jsonlines import dumps, iso_time, logged_message_object, peer_event_object, statistics_object
+from .log import OwnHistoryIncomplete
 from .peer import (
     MessageDelivered,
     NeighbourDown,
@@ -28,6 +28,7 @@ from .peer import (
     PeerConfig,
     default_data_dir,
     open_peer,
+    restore_log,
 )
 from .store import Store
 from .transport import check_url, parse_host_port
@@ -170,14 +171,8 @@ async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
     async with peer.subscribe() as events:
         _emit(dumps({"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name}))
         log = peer.log
-        for index, message in enumerate(log.messages()):
-            obj = message_object(
-                message,
-                index=index,
-                concurrent=log.is_concurrent(message.id),
-                stable=index < log.stable_count,
-            )
-            _emit(dumps({**obj, "replayed": True}))
+        for index in range(len(log)):
+            _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
             # Write everything already waiting, then flush once: one syscall per burst.
@@ -253,16 +248,9 @@ def print_log(data_dir: Path, *, as_json: bool) -> int:
         print(f"p2pchat: {exc}", file=sys.stderr)
         return 1
     with store:
-        log = OrderedLog()
-        for message in store.load_messages():
-            log.receive(message, trusted=True)
+        log = restore_log(store)
     for index, message in enumerate(log):
-        obj = message_object(
-            message,
-            index=index,
-            concurrent=log.is_concurrent(message.id),
-            stable=index < log.stable_count,
-        )
+        obj = logged_message_object(log, index)
         if as_json:
             print(json.dumps(obj, ensure_ascii=False))
         else:

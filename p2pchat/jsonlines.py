@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from .log import OrderedLog
 from .message import Message
 from .peer import (
     ConcurrentMarked,
@@ -23,7 +24,14 @@ from .peer import (
     StableAdvanced,
 )
 
-__all__ = ["dumps", "iso_time", "message_object", "peer_event_object", "statistics_object"]
+__all__ = [
+    "dumps",
+    "iso_time",
+    "logged_message_object",
+    "message_object",
+    "peer_event_object",
+    "statistics_object",
+]
 
 
 def iso_time(ms: int) -> str:
@@ -51,6 +59,14 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
         "concurrent": concurrent,
         "stable": stable,
     }
+
+
+def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:
+    """The message at ``index`` of ``log``, with its flags as the log has them now."""
+    message = log[index]
+    return message_object(
+        message, index=index, concurrent=log.is_concurrent(message.id), stable=index < log.stable_count
+    )
 
 
 def peer_event_object(event: PeerEvent) -> dict[str, Any]:

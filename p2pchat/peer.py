@@ -546,18 +546,23 @@ def default_data_dir(name: str) -> Path:
     return Path(base) / "p2pchat" / name
 
 
+def restore_log(store: Store, config: LogConfig | None = None) -> OrderedLog:
+    """The ordered log of everything in ``store`` (verified when it was stored)."""
+    log = OrderedLog(config)
+    for message in store.load_messages():
+        log.receive(message, trusted=True, defer_stability=True)
+    log.advance_stability()
+    return log
+
+
 def load_node(name: str, store: Store | None, config: PeerConfig, identity: Identity | None = None) -> Node:
     """Build the node: identity and history from the store when there is one."""
-    log = OrderedLog(config.log)
+    log = restore_log(store, config.log) if store is not None else OrderedLog(config.log)
     stored = store.load_identity() if store is not None else None
     if identity is None:
         identity = Identity(stored.seed if stored else os.urandom(32))
-    if store is not None:
-        if stored is None or stored.name != name:
-            store.save_identity(identity.seed, name)
-        for message in store.load_messages():
-            log.receive(message, trusted=True, defer_stability=True)
-        log.advance_stability()
+    if store is not None and (stored is None or stored.name != name):
+        store.save_identity(identity.seed, name)
     node = Node(identity, name, log, config=config.node)
     if store is not None:
         node.announce_limit = store.clock()
