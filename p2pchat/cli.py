@@ -24,13 +24,14 @@ from .peer import (
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
+    NoSuchRoom,
     Peer,
     PeerConfig,
     default_data_dir,
     open_peer,
     restore_log,
 )
-from .store import Store
+from .store import Store, StoreFormatError
 from .transport import check_url, parse_host_port
 
 __all__ = ["main", "run"]
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--data", type=Path, help="data directory (default: per-user, per-name)")
     chat.add_argument("--json", action="store_true", help="JSON lines on stdout, one message per stdin line")
     chat.add_argument(
+        "--room",
+        metavar="ID",
+        help="reopen this stored room (hex id or a prefix; default: the room last used, "
+        "else the room of the peers you --join, else a new room)",
+    )
+    chat.add_argument(
         "--connections",
         type=int,
         default=PeerConfig().target_connections,
@@ -65,9 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold every outgoing frame MIN-MAX ms, to watch reordering on one machine",
     )
 
-    log = commands.add_parser("log", help="print the stored ordered log")
+    log = commands.add_parser("log", help="print the stored ordered log of a room")
     log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
+    log.add_argument("--room", metavar="ID", help="which room (hex id or prefix; default: the last used)")
     log.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    rooms = commands.add_parser("rooms", help="list the rooms stored in a data directory")
+    rooms.add_argument("--data", type=Path, required=True, help="the peer's data directory")
 
     from .sim_cli import add_sim_parser
 
@@ -109,9 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             data_dir = args.data or default_data_dir(args.name)
             return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args))
-        return trio.run(chat, args)
+        failures: list[BaseException] = []
+        try:
+            return trio.run(chat, args)
+        except* (StoreFormatError, NoSuchRoom) as group:
+            failures.extend(group.exceptions)
+        for exc in failures:
+            print(f"p2pchat: {exc}", file=sys.stderr)
+        return 1
     if args.command == "log":
-        return print_log(args.data, as_json=args.json)
+        return print_log(args.data, args.room, as_json=args.json)
+    if args.command == "rooms":
+        return print_rooms(args.data)
     if args.command == "demo":
         from .demo import run_demo_command
 
@@ -140,7 +160,7 @@ async def chat(args: argparse.Namespace) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
         async with open_peer(
-            args.name, data_dir=data_dir, listen=args.listen, join=args.join, config=config
+            args.name, data_dir=data_dir, listen=args.listen, join=args.join, config=config, room=args.room
         ) as peer:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(output, peer, nursery)
@@ -169,17 +189,19 @@ def _emit(line: str) -> None:
 
 async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
     async with peer.subscribe() as events:
-        _emit(dumps({"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name}))
+        room = peer.room_id.hex() if peer.room_id is not None else None
+        ready = {"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name, "room": room}
+        _emit(dumps(ready))
         log = peer.log
         for index in range(len(log)):
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
             # Write everything already waiting, then flush once: one syscall per burst.
-            lines = [dumps(peer_event_object(event))]
+            lines = [dumps(peer_event_object(event, log))]
             while True:
                 try:
-                    lines.append(dumps(peer_event_object(events.receive_nowait())))
+                    lines.append(dumps(peer_event_object(events.receive_nowait(), log)))
                 except trio.WouldBlock:
                     break
             _emit("\n".join(lines))
@@ -194,7 +216,10 @@ async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:
         )
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
-            if isinstance(event, MessageDelivered):
+            if isinstance(event, MessageDelivered) and not event.message.is_text:
+                obj = peer_event_object(event, peer.log)
+                print(f"* {obj['name']} {obj['action']}", flush=True)
+            elif isinstance(event, MessageDelivered):
                 message = event.message
                 late = "" if event.index == len(peer.log) - 1 else f" (inserted at #{event.index})"
                 mark = " ∥" if event.concurrent else ""
@@ -241,21 +266,44 @@ async def _stdin_lines() -> AsyncIterator[list[bytes]]:
 # log -----------------------------------------------------------------------------------
 
 
-def print_log(data_dir: Path, *, as_json: bool) -> int:
+def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
     try:
         store = Store(data_dir, read_only=True)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreFormatError) as exc:
         print(f"p2pchat: {exc}", file=sys.stderr)
         return 1
     with store:
-        log = restore_log(store)
+        room_id = store.last_room() if room is None else store.find_room(room)
+        if room_id is None:
+            print(
+                f"p2pchat: no room {room or ''} in {data_dir} (see: p2pchat rooms --data DIR)",
+                file=sys.stderr,
+            )
+            return 1
+        log = restore_log(store, room_id)
     for index, message in enumerate(log):
         obj = logged_message_object(log, index)
         if as_json:
             print(json.dumps(obj, ensure_ascii=False))
+        elif not message.is_text:
+            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} * {obj['name']} {obj['action']}")
         else:
             mark = " ∥" if obj["concurrent"] else ""
             print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} {message.name}: {message.text}{mark}")
+    return 0
+
+
+def print_rooms(data_dir: Path) -> int:
+    try:
+        store = Store(data_dir, read_only=True)
+    except (FileNotFoundError, StoreFormatError) as exc:
+        print(f"p2pchat: {exc}", file=sys.stderr)
+        return 1
+    with store:
+        rooms = store.rooms()
+    for room in rooms:
+        used = iso_time(room.last_used)[:19].replace("T", " ") if room.last_used else "never opened"
+        print(f"{room.room_id.hex()}  {room.entries:7d} entries  last used {used}  {room.name}")
     return 0
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .log import OrderedLog
-from .message import Message
+from .message import EntryKind, Message
 from .peer import (
     ConcurrentMarked,
     MessageDelivered,
@@ -61,19 +61,67 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
     }
 
 
+_ACTIONS = {EntryKind.LEAVE: "left", EntryKind.AWAY: "away"}
+
+
+def member_object(message: Message, *, index: int, stable: bool, returning: bool) -> dict[str, Any]:
+    """A membership entry: who joined (was admitted), came back, left or went away."""
+    if message.kind is EntryKind.ADMIT and message.subject is not None:
+        action = "back" if returning else "joined"
+        member, name, by = message.subject, message.text, message.sender_id.hex()
+    elif message.kind is EntryKind.GENESIS:
+        action, member, name, by = "joined", message.sender_id, message.name, None
+    else:
+        action, member, name, by = (
+            _ACTIONS[message.kind],
+            message.sender_id,
+            message.name,
+            message.sender_id.hex(),
+        )
+    obj = {
+        "event": "member",
+        "action": action,
+        "peer_id": member.hex(),
+        "name": name,
+        "by": by,
+        "sender": message.sender_id.hex(),
+        "seq": message.seq,
+        "lamport": message.lamport,
+        "sent_at": iso_time(message.sent_at_ms),
+        "index": index,
+        "stable": stable,
+    }
+    if message.kind is EntryKind.GENESIS:
+        obj["room"] = message.room_id().hex()
+        obj["room_name"] = message.text
+    elif message.text and message.kind is not EntryKind.ADMIT:
+        obj["reason"] = message.text
+    return obj
+
+
+def entry_object(
+    log: OrderedLog, message: Message, *, index: int, concurrent: bool, stable: bool
+) -> dict[str, Any]:
+    """A ``message`` event for a chat line, a ``member`` event for a membership entry."""
+    if message.is_text:
+        return message_object(message, index=index, concurrent=concurrent, stable=stable)
+    returning = message.subject is not None and log.roster.has_exited(message.subject, before=message.key)
+    return member_object(message, index=index, stable=stable, returning=returning)
+
+
 def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:
-    """The message at ``index`` of ``log``, with its flags as the log has them now."""
+    """The entry at ``index`` of ``log``, with its flags as the log has them now."""
     message = log[index]
-    return message_object(
-        message, index=index, concurrent=log.is_concurrent(message.id), stable=index < log.stable_count
+    return entry_object(
+        log, message, index=index, concurrent=log.is_concurrent(message.id), stable=index < log.stable_count
     )
 
 
-def peer_event_object(event: PeerEvent) -> dict[str, Any]:
+def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
     match event:
         case MessageDelivered():
-            return message_object(
-                event.message, index=event.index, concurrent=event.concurrent, stable=event.stable
+            return entry_object(
+                log, event.message, index=event.index, concurrent=event.concurrent, stable=event.stable
             )
         case StableAdvanced():
             return {"event": "stable", "count": event.count}

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedList
 
 from .identity import Identity
-from .message import MAX_LAMPORT, Message, MessageId, MessageKey
+from .membership import MemberInfo, Roster
+from .message import MAX_LAMPORT, EntryKind, Message, MessageId, MessageKey, RoomPolicy
 from .wire import Head
 
 __all__ = [
@@ -54,6 +55,10 @@ __all__ = [
 _AFTER_ALL_SENDERS = b"\xff" * 33
 
 
+class NotAMember(RuntimeError):
+    """We cannot write now: we are not (or no longer) a member of the room."""
+
+
 class OwnHistoryIncomplete(RuntimeError):
     """We cannot write now: some of our own earlier messages are held, not delivered.
 
@@ -68,9 +73,9 @@ class Refusal(enum.Enum):
     EQUIVOCATION = "same sender and seq as a held message, different content"
     FORGED_STAMP = "lamport stamp is not 1 + max(lamport of the messages its vector clock names)"
     STAMP_NOT_INCREASING = "lamport stamp does not increase with seq"
-    STAMP_TOO_FAR = "lamport stamp jumps further than the configured bound"
     DEPS_REGRESS = "vector clock goes backwards or names its own sender"
-    MODE_SWITCH = "sender switched between vector-clock and plain messages"
+    NOT_A_MEMBER = "the author is not a member of the room where this entry stands"
+    NOT_OUR_GENESIS = "a genesis entry that is not this room's"
     SENDER_BLOCKED = "an earlier message of this sender was refused"
     TOO_FAR_AHEAD = "seq is too far ahead of what is delivered from this sender"
 
@@ -135,12 +140,11 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    max_lamport_step: int = 1_000_000
-    """Without vector clocks: the largest lamport increase allowed between a sender's
-    consecutive messages (and for its first message). Deterministic per sender, so
-    every replica refuses the same messages."""
     max_ahead: int = 100_000
     """Messages further than this beyond a sender's delivered seq are not held."""
+    max_held_bytes: int = 64 * 1024 * 1024
+    """Payload bytes held behind gaps, over all senders. Past it, messages that cannot be
+    delivered at once are not taken (IGNORED: they come again with repair)."""
 
 
 @dataclass(slots=True)
@@ -174,22 +178,59 @@ class _Sender:
 class OrderedLog:
     """One replica's conversation: held messages, the ordered visible log, stability."""
 
-    def __init__(self, config: LogConfig | None = None, members: Iterable[bytes] = ()) -> None:
+    def __init__(self, config: LogConfig | None = None, room_id: bytes | None = None) -> None:
         self.config = config or LogConfig()
+        self.room_id = room_id
+        """The room this log belongs to; None until it is known (a newcomer learns it
+        from its first neighbour). Nothing is taken before."""
+        self.roster = Roster()
         self._senders: dict[bytes, _Sender] = {}
         self._order: SortedList = SortedList()
         self._by_key: dict[MessageKey, Message] = {}
         self._waiting: dict[bytes, list[tuple[int, bytes]]] = {}
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
-        self._members: set[bytes] = set()
+        self._held_bytes = 0
+        self._names_seen: set[bytes] = set()
         self._clock = 0
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
         self.stability_violations = 0
         self.bad_announcements = 0
         """Clock announcements dropped because their signature did not verify."""
-        for member in members:
-            self.add_member(member)
+
+    @classmethod
+    def found(
+        cls,
+        identity: Identity,
+        *,
+        name: str,
+        room_name: str,
+        sent_at_ms: int,
+        policy: RoomPolicy = RoomPolicy.OPEN,
+        config: LogConfig | None = None,
+    ) -> tuple[OrderedLog, Message]:
+        """A new room founded by ``identity``: its log, holding the genesis entry."""
+        genesis = Message.create(
+            identity,
+            seq=1,
+            lamport=1,
+            sent_at_ms=sent_at_ms,
+            name=name,
+            text=room_name,
+            deps={},
+            room_id=b"",
+            kind=EntryKind.GENESIS,
+            policy=policy,
+        )
+        log = cls(config, room_id=genesis.room_id())
+        log.receive(genesis, trusted=True)
+        return log, genesis
+
+    def adopt_room(self, room_id: bytes) -> None:
+        """Join room ``room_id`` (once, before anything is held)."""
+        if self.room_id is not None and self.room_id != room_id:
+            raise ValueError("this log already belongs to another room")
+        self.room_id = room_id
 
     # Reading ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -221,8 +262,26 @@ class OrderedLog:
         return sum(len(s.held) for s in self._senders.values())
 
     @property
+    def held_bytes(self) -> int:
+        """Payload bytes of the messages held behind gaps."""
+        return self._held_bytes
+
+    @property
     def members(self) -> frozenset[bytes]:
-        return frozenset(self._members)
+        """The room's active members at the end of the log."""
+        return self.roster.active()
+
+    def is_member(self, sender_id: bytes) -> bool:
+        return sender_id in self.roster.active()
+
+    def member_info(self) -> dict[bytes, MemberInfo]:
+        """Everyone ever admitted, with their current state."""
+        return self.roster.members()
+
+    @property
+    def genesis(self) -> Message | None:
+        founder = self.roster.founder
+        return None if founder is None else self.get(MessageId(founder, 1))
 
     def delivered_seq(self, sender_id: bytes) -> int:
         state = self._senders.get(sender_id)
@@ -291,6 +350,8 @@ class OrderedLog:
         """Per sender: the highest seq held without holes, and its last clock announcement."""
         result = []
         for sender_id, state in self._senders.items():
+            if not state.delivered and not state.held:
+                continue  # only named somewhere: not ours to vouch for
             held_seq = state.delivered
             while held_seq + 1 in state.held:
                 held_seq += 1
@@ -305,21 +366,18 @@ class OrderedLog:
                 )
         return result
 
-    # Membership and clocks ---------------------------------------------------
-    def add_member(self, sender_id: bytes) -> None:
-        """Count ``sender_id`` in stability: nothing is stable until it is heard from."""
-        self._members.add(sender_id)
-        self._senders.setdefault(sender_id, _Sender())
-
-    def remove_member(self, sender_id: bytes) -> list[LogEvent]:
-        """A member left: it no longer holds stability back."""
-        self._members.discard(sender_id)
-        return self._advance_stability()
-
+    # Clocks -------------------------------------------------------------------
     def observe_head(self, head: Head, *, defer_stability: bool = False) -> list[LogEvent]:
-        """Learn from a head: more messages exist, and a member's clock announcement."""
-        self.add_member(head.sender_id)
-        state = self._senders[head.sender_id]
+        """Learn from a head: more messages exist, and a member's clock announcement.
+
+        Heads make nobody a member and create no state for strangers: only senders
+        we hold entries of (or that the roster names) are tracked.
+        """
+        state = self._senders.get(head.sender_id)
+        if state is None:
+            if self.roster.name_of(head.sender_id) is None:
+                return []
+            state = self._senders.setdefault(head.sender_id, _Sender())
         state.known = max(state.known, head.held_seq, head.clock_seq)
         if head.clock_lamport and self._is_news(state, head):
             # Only the member can sign its clock: a relay cannot make stability run ahead.
@@ -357,22 +415,28 @@ class OrderedLog:
         name: str,
         text: str,
         sent_at_ms: int,
-        vector_clocks: bool = True,
+        kind: EntryKind = EntryKind.TEXT,
+        subject: bytes | None = None,
     ) -> Message:
-        """Create and sign this replica's next message (does not insert it)."""
+        """Create and sign this replica's next entry (does not insert it).
+
+        Raises :class:`NotAMember` unless we are an active member (a newcomer's peer
+        queues what is typed until its admission), and :class:`OwnHistoryIncomplete`
+        while some of our own earlier entries are held here, not delivered.
+        """
         state = self._senders.get(identity.sender_id) or _Sender()
         # Only our own signed messages prove our history is incomplete here. ``known`` is
         # not proof: any neighbour can raise it with a head or a vector clock and so mute us.
         if state.held:
             raise OwnHistoryIncomplete("our own earlier messages are not all here yet; wait for repair")
-        deps: dict[bytes, int] | None = None
-        if vector_clocks:
-            previous = state.vector or {}
-            deps = {
-                s: st.delivered
-                for s, st in self._senders.items()
-                if s != identity.sender_id and st.delivered > previous.get(s, 0)
-            }
+        if self.room_id is None or not self.is_member(identity.sender_id):
+            raise NotAMember("not a member of the room (yet): wait for admission")
+        previous = state.vector or {}
+        deps = {
+            s: st.delivered
+            for s, st in self._senders.items()
+            if s != identity.sender_id and st.delivered > previous.get(s, 0)
+        }
         return Message.create(
             identity,
             seq=state.delivered + 1,
@@ -381,6 +445,9 @@ class OrderedLog:
             name=name,
             text=text,
             deps=deps,
+            room_id=self.room_id,
+            kind=kind,
+            subject=subject,
         )
 
     # Receiving ----------------------------------------------------------------
@@ -392,22 +459,31 @@ class OrderedLog:
         ``defer_stability`` leaves the stable prefix alone: a caller taking a batch
         calls :meth:`advance_stability` once at the end instead of once a message.
         """
+        room_id = self.room_id
+        if room_id is None:
+            return Receipt(ReceiptStatus.IGNORED)  # we do not know which room yet
         state = self._senders.get(message.sender_id)
         if state is not None:
             existing = self.get(message.id)
             if existing is not None:
-                return self._same_id(existing, message)
+                return self._same_id(existing, message, room_id)
             if state.blocked is not None:
                 return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
-        if not trusted and not message.verify():
+        if not trusted and not message.verify(room_id):
             # Not recorded against the sender: anyone can send garbage in its name.
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        delivered = state.delivered if state is not None else 0
+        if message.seq > delivered + self.config.max_ahead:
+            return Receipt(ReceiptStatus.IGNORED)
+        if (
+            message.seq > delivered + 1
+            and self._held_bytes + len(message.payload) > self.config.max_held_bytes
+        ):
+            return Receipt(ReceiptStatus.IGNORED)  # full: repair brings it again later
         if state is None:
             state = self._senders.setdefault(message.sender_id, _Sender())
-        if message.seq > state.delivered + self.config.max_ahead:
-            return Receipt(ReceiptStatus.IGNORED)
-        self._members.add(message.sender_id)
         state.held[message.seq] = message
+        self._held_bytes += len(message.payload)
         state.known = max(state.known, message.seq)
         events: list[LogEvent] = []
         self._deliver_ready([message.sender_id], events)
@@ -420,10 +496,10 @@ class OrderedLog:
     def receive_many(self, messages: Iterable[Message]) -> list[tuple[Message, Receipt]]:
         return [(m, self.receive(m)) for m in messages]
 
-    def _same_id(self, existing: Message, message: Message) -> Receipt:
+    def _same_id(self, existing: Message, message: Message, room_id: bytes) -> Receipt:
         if existing.payload == message.payload:
             return Receipt(ReceiptStatus.DUPLICATE)
-        if not message.verify():
+        if not message.verify(room_id):
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
         evidence = Equivocation(kept=existing, rejected=message)
         self.evidence.append(evidence)
@@ -445,27 +521,23 @@ class OrderedLog:
                 self._block(state, message, verdict, events)
                 continue
             del state.held[message.seq]
+            self._held_bytes -= len(message.payload)
             self._deliver(message, state, verdict, events)
             queue.append(sender_id)
             self._wake_waiters(sender_id, message.seq, queue)
 
-    def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | dict[bytes, int] | None:
-        """The stamp checks of rule 4, run when the message is next in its sender's chain.
+    def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | dict[bytes, int]:
+        """The checks of rules 4 and 10, run when the message is next in its sender's chain.
 
-        Returns the message's full vector clock (or None without vector clocks) when it
-        can be delivered, ``_WAIT`` when a dependency is still missing, or a Refusal.
+        Returns the message's full vector clock when it can be delivered, ``_WAIT``
+        when a dependency is still missing, or a Refusal. Every verdict depends only
+        on the message and its causal past, so every replica reaches the same one.
         """
         previous_lamport = state.last_lamport
         if message.lamport <= previous_lamport:
             return Refusal.STAMP_NOT_INCREASING
-        if message.deps is None:
-            if state.vector is not None:
-                return Refusal.MODE_SWITCH
-            if message.lamport - previous_lamport > self.config.max_lamport_step:
-                return Refusal.STAMP_TOO_FAR
-            return None
-        if state.delivered and state.vector is None:
-            return Refusal.MODE_SWITCH
+        if message.kind is EntryKind.GENESIS:
+            return self._check_genesis(message)
         full = dict(state.vector or {})
         expected = previous_lamport
         for dep_sender, dep_seq in message.deps.items():
@@ -481,12 +553,20 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
+        causal_past = full
+        if message.seq > 1:
+            causal_past = {**full, message.sender_id: message.seq - 1}
+        if not self.roster.admits(message, causal_past):
+            return Refusal.NOT_A_MEMBER
         return full
 
+    def _check_genesis(self, message: Message) -> Refusal | dict[bytes, int]:
+        if message.seq != 1 or message.lamport != 1 or message.deps or message.room_id() != self.room_id:
+            return Refusal.NOT_OUR_GENESIS
+        return {}
+
     def _wait_for(self, dep_sender: bytes, dep_seq: int, waiter: bytes) -> None:
-        # A sender named in a vector clock is a member: until it is heard from, its
-        # missing messages may sort anywhere, so it holds stability back (rule 8).
-        self._members.add(dep_sender)
+        # Being named in a vector clock makes nobody a member (rule 10); the entry just waits.
         dep_state = self._senders.setdefault(dep_sender, _Sender())
         dep_state.known = max(dep_state.known, dep_seq)
         if (dep_sender, dep_seq, waiter) in self._wait_entries:
@@ -504,6 +584,7 @@ class OrderedLog:
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
+        self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()
         events.append(Refused(message, reason))
 
@@ -511,7 +592,7 @@ class OrderedLog:
         self,
         message: Message,
         state: _Sender,
-        vector: dict[bytes, int] | None,
+        vector: dict[bytes, int],
         events: list[LogEvent],
     ) -> None:
         state.delivered = message.seq
@@ -527,9 +608,13 @@ class OrderedLog:
             # Only possible when a member was unknown or an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
-        concurrent = False
-        if vector is not None:
-            concurrent = self._mark_concurrency(message, vector, events)
+        if message.kind is not EntryKind.TEXT:
+            causal_past = {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
+            self.roster.record(message, causal_past)
+        elif message.sender_id not in self._names_seen:
+            self._names_seen.add(message.sender_id)
+            self.roster.record(message, vector)
+        concurrent = self._mark_concurrency(message, vector, events)
         if state.pending is not None and state.pending.clock_seq <= state.delivered:
             pending, state.pending = state.pending, None
             self._note_announcement(state, pending)
@@ -566,30 +651,56 @@ class OrderedLog:
         return True
 
     # Stability ----------------------------------------------------------------
-    def stable_frontier(self) -> int:
-        """Every message stamped at or below this value is in its final position."""
-        if not self._members:
-            return 0
-        senders = self._senders
-        return min(senders[m].bound for m in self._members)
-
     def silent_members(self) -> list[bytes]:
-        """Members holding stability back: those with the lowest clock bound."""
-        if not self._members:
+        """Members holding stability back: at the first tentative position, those of its
+        members with the lowest clock bound."""
+        count, waiting_on = self._stable_prefix()
+        if count >= len(self._order) or not waiting_on:
             return []
-        frontier = self.stable_frontier()
-        return [m for m in self._members if self._senders[m].bound == frontier]
+        lowest = min(self._bound(m) for m in waiting_on)
+        return sorted(m for m in waiting_on if self._bound(m) == lowest)
 
     def advance_stability(self) -> list[LogEvent]:
         """Recompute the stable prefix (after a batch taken with ``defer_stability``)."""
         return self._advance_stability()
 
     def _advance_stability(self) -> list[LogEvent]:
-        count = self._order.bisect_right(MessageKey(self.stable_frontier(), _AFTER_ALL_SENDERS))
+        count, _ = self._stable_prefix()
         if count <= self._stable_count:
             return []
         self._stable_count = count
         return [Stable(count)]
+
+    def _stable_prefix(self) -> tuple[int, frozenset[bytes]]:
+        """Rule 8 over rule 10's members: how many positions are final, and the members
+        the first position past them waits for.
+
+        Between two membership entries the member set is constant; a position with
+        stamp L there is stable once each of those members is bound above L (its
+        entries up to a signed announcement whose clock is at least L are here). A
+        membership entry itself is judged with the members before it.
+        """
+        order = self._order
+        active: frozenset[bytes] = frozenset()
+        for transition, after in self.roster.scan():
+            upto: int = order.bisect_right(transition.key)
+            if upto > self._stable_count:
+                limit = self._limit(active, upto)
+                if limit < upto:
+                    return limit, active
+            active = after
+        return self._limit(active, len(order)), active
+
+    def _limit(self, members: frozenset[bytes], upto: int) -> int:
+        if not members:
+            return upto  # nobody can write here any more
+        frontier = min(self._bound(m) for m in members)
+        limit: int = self._order.bisect_right(MessageKey(frontier, _AFTER_ALL_SENDERS))
+        return min(upto, limit)
+
+    def _bound(self, member: bytes) -> int:
+        state = self._senders.get(member)
+        return state.bound if state is not None else 0
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

@@ -3,16 +3,22 @@
 Part of the pure core.
 
 On the wire a message is two byte strings: the CBOR *payload* and the sender's
-Ed25519 signature over exactly those payload bytes. The payload is never
-re-encoded before verification, so there is no canonicalisation to get wrong.
+Ed25519 signature. The signature covers ``SIGNING_CONTEXT + room_id + payload``:
+the room id is not sent with every message (both ends know it), yet a message
+signed for one room never verifies in another. The payload is never re-encoded
+before verification, so there is no canonicalisation to get wrong.
 
 Payload layout (a CBOR array)::
 
-    [1, sender_id, seq, lamport, sent_at_ms, name, text, deps]
+    [2, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps]
 
-``deps`` is ``null`` when the sender does not use vector clocks. Otherwise it
-is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
+Every entry of a room's log is a message; ``kind`` says which (see
+:class:`EntryKind`): a chat text, the room's genesis, or a membership entry
+(admission, leave, away). ``body`` depends on the kind.
+
+``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
 that *changed since its previous message* (its own entry is implied: ``seq-1``).
+It is mandatory: every stamp is checked exactly (DESIGN.md rule 4).
 The receiver rebuilds the full vector clock at delivery, because per-sender
 FIFO delivery guarantees the previous message is already delivered. A quiet
 room therefore pays a few bytes per message, not one entry per member.
@@ -20,6 +26,8 @@ room therefore pays a few bytes per message, not one entry per member.
 
 from __future__ import annotations
 
+import enum
+import hashlib
 from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,18 +43,44 @@ __all__ = [
     "MAX_LAMPORT",
     "MAX_NAME_BYTES",
     "MAX_TEXT_BYTES",
+    "ROOM_ID_SIZE",
+    "EntryKind",
     "Message",
     "MessageId",
     "MessageKey",
+    "RoomPolicy",
 ]
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 MAX_LAMPORT = 2**63 - 1
 MAX_SEQ = 2**63 - 1
 MAX_SENT_AT_MS = 2**53  # far beyond any real date; keeps JSON consumers exact
 MAX_TEXT_BYTES = 16 * 1024
 MAX_NAME_BYTES = 64
 MAX_DEPS = 1024
+ROOM_ID_SIZE = 32
+SIGNING_CONTEXT = b"p2pchat-entry-v2"
+GENESIS_ROOM = b""
+"""The room id a genesis entry is signed under: its own hash *is* the room id."""
+
+
+class EntryKind(enum.IntEnum):
+    """What an entry of the log is. Only TEXT entries are chat lines."""
+
+    TEXT = 0
+    GENESIS = 1
+    """The founder's first entry: room name and policy. Its hash is the room id."""
+    ADMIT = 2
+    """A member admits a newcomer (or re-admits one that went away or left)."""
+    LEAVE = 3
+    """The author leaves the room: its last entry until it is admitted again."""
+    AWAY = 4
+    """The author quit cleanly and stops holding stability back until it is back."""
+
+
+class RoomPolicy(enum.IntEnum):
+    OPEN = 0
+    """Any member admits whoever connects to it."""
 
 
 class MessageKey(NamedTuple):
@@ -73,7 +107,7 @@ class MessageId(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A signed chat message as it travels and as it is stored."""
+    """A signed entry of a room's log (a chat message or a membership entry)."""
 
     sender_id: bytes
     seq: int
@@ -82,10 +116,17 @@ class Message:
     """The sender's wall clock at send time, ms since the Unix epoch. Display only."""
     name: str
     text: str
-    deps: Mapping[bytes, int] | None
-    """Vector clock entries changed since the sender's previous message, or None."""
+    """TEXT: the chat line; GENESIS: the room's name; ADMIT: the newcomer's name;
+    LEAVE and AWAY: the reason given."""
+    deps: Mapping[bytes, int]
+    """Vector clock entries changed since the sender's previous message."""
     payload: bytes = field(repr=False)
     signature: bytes = field(repr=False)
+    kind: EntryKind = EntryKind.TEXT
+    subject: bytes | None = None
+    """ADMIT: the id of the member admitted."""
+    policy: RoomPolicy = RoomPolicy.OPEN
+    """GENESIS: the room's policy."""
 
     @property
     def key(self) -> MessageKey:
@@ -95,14 +136,27 @@ class Message:
     def id(self) -> MessageId:
         return MessageId(self.sender_id, self.seq)
 
-    def verify(self) -> bool:
-        """Whether the signature is the sender's over the exact payload bytes."""
-        return verify_signature(self.sender_id, self.payload, self.signature)
+    @property
+    def is_text(self) -> bool:
+        return self.kind is EntryKind.TEXT
+
+    def signed_bytes(self, room_id: bytes) -> bytes:
+        """What the signature covers in room ``room_id`` (a genesis: in no room)."""
+        return signed_bytes(GENESIS_ROOM if self.kind is EntryKind.GENESIS else room_id, self.payload)
+
+    def verify(self, room_id: bytes) -> bool:
+        """Whether the signature is the sender's over the payload bound to ``room_id``."""
+        return verify_signature(self.sender_id, self.signed_bytes(room_id), self.signature)
+
+    def room_id(self) -> bytes:
+        """For a genesis entry: the id of the room it founds (the hash of its payload)."""
+        return room_id_of(self.payload)
 
     def __repr__(self) -> str:
+        what = "" if self.kind is EntryKind.TEXT else f"{self.kind.name} "
         return (
             f"Message({short_id(self.sender_id)}#{self.seq} L{self.lamport} "
-            f"{self.name!r}: {self.text[:30]!r})"
+            f"{what}{self.name!r}: {self.text[:30]!r})"
         )
 
     # Creating ---------------------------------------------------------------
@@ -116,9 +170,13 @@ class Message:
         sent_at_ms: int,
         name: str,
         text: str,
-        deps: Mapping[bytes, int] | None,
+        deps: Mapping[bytes, int],
+        room_id: bytes,
+        kind: EntryKind = EntryKind.TEXT,
+        subject: bytes | None = None,
+        policy: RoomPolicy = RoomPolicy.OPEN,
     ) -> Message:
-        """Encode and sign a new message. Raises ValueError on out-of-range fields."""
+        """Encode and sign a new entry. Raises ValueError on out-of-range fields."""
         if not 1 <= seq <= MAX_SEQ:
             raise ValueError("seq must be >= 1")
         if not 1 <= lamport <= MAX_LAMPORT:
@@ -129,17 +187,22 @@ class Message:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
-        wire_deps = None if deps is None else ({s: n for s, n in deps.items() if n > 0} or NO_DEPS)
-        if wire_deps is not None:
-            # Not decoded back below, so refuse here what every receiver's from_wire would.
-            if len(wire_deps) > MAX_DEPS:
-                raise ValueError(f"deps has more than {MAX_DEPS} entries")
-            for dep_sender, dep_seq in wire_deps.items():
-                if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
-                    raise ValueError("deps entry out of range")
+        if (kind is EntryKind.ADMIT) != (subject is not None):
+            raise ValueError("an ADMIT names exactly one member, other entries none")
+        if kind is EntryKind.ADMIT and len(text.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"a member's name is over {MAX_NAME_BYTES} bytes")
+        wire_deps = {s: n for s, n in deps.items() if n > 0} or NO_DEPS
+        # Not decoded back below, so refuse here what every receiver's from_wire would.
+        if len(wire_deps) > MAX_DEPS:
+            raise ValueError(f"deps has more than {MAX_DEPS} entries")
+        for dep_sender, dep_seq in wire_deps.items():
+            if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
+                raise ValueError("deps entry out of range")
+        body = _encode_body(kind, text, subject, policy)
         payload = codec.dumps(
-            [PAYLOAD_VERSION, identity.sender_id, seq, lamport, sent_at_ms, name, text, wire_deps]
+            [PAYLOAD_VERSION, identity.sender_id, seq, lamport, sent_at_ms, name, int(kind), body, wire_deps]
         )
+        room = GENESIS_ROOM if kind is EntryKind.GENESIS else room_id
         # Built directly rather than decoded back: these are the values just encoded.
         return cls(
             identity.sender_id,
@@ -148,9 +211,12 @@ class Message:
             sent_at_ms,
             name,
             text,
-            Deps(wire_deps) if wire_deps else wire_deps,
+            Deps(wire_deps) if wire_deps else NO_DEPS,
             payload,
-            identity.sign(payload),
+            identity.sign(signed_bytes(room, payload)),
+            kind,
+            subject,
+            policy,
         )
 
     # Decoding ---------------------------------------------------------------
@@ -158,21 +224,62 @@ class Message:
     def from_wire(cls, payload: bytes, signature: bytes) -> Message:
         """Strictly decode a payload. Does *not* verify the signature (see verify)."""
         codec.expect_bytes(signature, "signature", size=SIGNATURE_SIZE)
-        fields = codec.expect_array(codec.strict_loads(payload, max_depth=3), "message", length=8)
-        version, sender_id, seq, lamport, sent_at_ms, name, text, deps = fields
+        fields = codec.expect_array(codec.strict_loads(payload, max_depth=3), "message", length=9)
+        version, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps = fields
         if version != PAYLOAD_VERSION or type(version) is not int:
             raise CodecError(f"message: unsupported payload version {version!r}")
+        entry_kind = _parse_kind(kind)
+        text, subject, policy = _parse_body(entry_kind, body)
         return cls(
             sender_id=_shared(codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE)),
             seq=codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ),
             lamport=codec.expect_int(lamport, "message lamport", lo=1, hi=MAX_LAMPORT),
             sent_at_ms=codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
             name=_shared(codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES)),
-            text=codec.expect_str(text, "message text", max_bytes=MAX_TEXT_BYTES),
-            deps=codec.expect_optional(deps, _parse_deps),
+            text=text,
+            deps=_parse_deps(deps),
             payload=payload,
             signature=signature,
+            kind=entry_kind,
+            subject=subject,
+            policy=policy,
         )
+
+
+def signed_bytes(room_id: bytes, payload: bytes) -> bytes:
+    return SIGNING_CONTEXT + room_id + payload
+
+
+def room_id_of(genesis_payload: bytes) -> bytes:
+    """A room's id: the BLAKE2b-256 hash of its genesis payload."""
+    return hashlib.blake2b(genesis_payload, digest_size=ROOM_ID_SIZE).digest()
+
+
+def _encode_body(kind: EntryKind, text: str, subject: bytes | None, policy: RoomPolicy) -> object:
+    if kind is EntryKind.GENESIS:
+        return [text, int(policy)]
+    if kind is EntryKind.ADMIT:
+        return [subject, text]
+    return text
+
+
+def _parse_kind(value: object) -> EntryKind:
+    number = codec.expect_int(value, "message kind", hi=max(EntryKind))
+    return EntryKind(number)
+
+
+def _parse_body(kind: EntryKind, body: object) -> tuple[str, bytes | None, RoomPolicy]:
+    if kind is EntryKind.GENESIS:
+        room_name, policy = codec.expect_array(body, "genesis body", length=2)
+        name = codec.expect_str(room_name, "room name", max_bytes=MAX_NAME_BYTES)
+        number = codec.expect_int(policy, "room policy", hi=max(RoomPolicy))
+        return name, None, RoomPolicy(number)
+    if kind is EntryKind.ADMIT:
+        member, member_name = codec.expect_array(body, "admit body", length=2)
+        subject = _shared(codec.expect_bytes(member, "admitted member", size=SENDER_ID_SIZE))
+        name = codec.expect_str(member_name, "admitted name", max_bytes=MAX_NAME_BYTES)
+        return name, subject, RoomPolicy.OPEN
+    return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, RoomPolicy.OPEN
 
 
 ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v1"

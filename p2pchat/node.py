@@ -26,6 +26,11 @@ Gossip rules:
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
   room and across hops.
+* **Rooms and admission.** HELLO says which room each side is in: a newcomer
+  without a room takes its first neighbour's, and a neighbour from another room
+  is refused with a reason. In an open room, a member admits a neighbour that
+  is not an active member (a newcomer, or a member back from AWAY or LEAVE)
+  with an ADMIT entry, unless the room is full (``MAX_MEMBERS``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .identity import Identity, short_id
-from .log import LogEvent, OrderedLog, ReceiptStatus, Refusal, Refused
-from .message import Message
+from .log import LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
+from .membership import MAX_MEMBERS
+from .message import EntryKind, Message, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
@@ -93,7 +99,6 @@ class NodeConfig:
     sync_patience: float = 5.0
     """While a neighbour streams history to us we ask nobody else for it, unless it
     makes no progress for this long."""
-    vector_clocks: bool = True
     max_known_addresses: int = 256
     max_frames_per_second: float = 2_000
     max_frame_burst: float = 10_000
@@ -145,7 +150,22 @@ class Discovered:
     urls: tuple[str, ...]
 
 
-Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered
+@dataclass(frozen=True, slots=True)
+class OwnEntries:
+    """Entries of ours the node wrote by itself (an ADMIT): store them durably before
+    carrying out the outputs that follow."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAdopted:
+    """We had no room and took our first neighbour's."""
+
+    room_id: bytes
+
+
+Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted
 
 
 @dataclass(slots=True)
@@ -202,8 +222,12 @@ class Node:
         *,
         listen_url: str | None = None,
         config: NodeConfig | None = None,
+        wall_offset: float = 0.0,
     ) -> None:
         self.identity = identity
+        self.wall_offset = wall_offset
+        """Seconds to add to ``now`` for the wall clock (display only), for the entries
+        the node writes by itself."""
         self.name = name
         self.log = log
         self.listen_url = listen_url
@@ -223,12 +247,11 @@ class Node:
         clock it has made durable, so a crash cannot make us take back a promise
         (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
-        log.add_member(identity.sender_id)
 
     # Connections ----------------------------------------------------------------
     def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
         """A transport connection is up (dialed or accepted): start the handshake."""
-        link = Link(self.identity, self.name, self.listen_url, nonce)
+        link = Link(self.identity, self.name, self.listen_url, nonce, self.log.room_id or b"")
         config = self.config
         self._neighbours[conn] = _Neighbour(
             conn,
@@ -283,15 +306,28 @@ class Node:
         return list(self._addresses)
 
     # Sending ----------------------------------------------------------------------
-    def compose(self, text: str, wall_ms: int) -> Message:
-        """Our next signed message (not yet in the log: store it, then :meth:`publish`)."""
+    @property
+    def is_member(self) -> bool:
+        """Whether we may write: we are an active member of our room."""
+        return self.log.room_id is not None and self.log.is_member(self.identity.sender_id)
+
+    def compose(
+        self, text: str, wall_ms: int, kind: EntryKind = EntryKind.TEXT, subject: bytes | None = None
+    ) -> Message:
+        """Our next signed entry (not yet in the log: store it, then :meth:`publish`).
+
+        Raises :class:`~p2pchat.log.NotAMember` before our admission.
+        """
         return self.log.compose(
-            self.identity,
-            name=self.name,
-            text=text,
-            sent_at_ms=wall_ms,
-            vector_clocks=self.config.vector_clocks,
+            self.identity, name=self.name, text=text, sent_at_ms=wall_ms, kind=kind, subject=subject
         )
+
+    def write(
+        self, kind: EntryKind, text: str, now: float, wall_ms: int, subject: bytes | None = None
+    ) -> tuple[Message, list[Output]]:
+        """Write one entry of ours of any kind (a LEAVE, an AWAY, an ADMIT)."""
+        message = self.compose(text, wall_ms, kind, subject)
+        return message, self._own_outputs([message], [*self._deliver_own(message)], now)
 
     def publish(self, message: Message, now: float) -> list[Output]:
         """Deliver our own (already stored) message locally and queue it for every neighbour."""
@@ -399,15 +435,19 @@ class Node:
                 return outputs
         else:
             outputs = []
-        if remote.sender_id not in self.log.members:
-            self.log.add_member(remote.sender_id)
-            self._next_heartbeat = min(self._next_heartbeat, now + self.config.batch_window)
+        refusal = self._room_refusal(remote.room_id)
+        if refusal is not None:
+            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
+        if self.log.room_id is None:
+            self.log.adopt_room(remote.room_id)
+            outputs.append(RoomAdopted(remote.room_id))
         if remote.listen_url:
             self._remember([remote.listen_url])
         outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
         # It answers our HELLO heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
+        outputs.extend(self._admit(remote.sender_id, remote.name, now))
         outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
         addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
         if self.listen_url:
@@ -415,6 +455,32 @@ class Node:
         if addresses:
             outputs.append(self._send(neighbour.conn, encode_frame(Peers(tuple(addresses)))))
         return outputs
+
+    def _wall_ms(self, now: float) -> int:
+        return max(0, int((now + self.wall_offset) * 1000))
+
+    def _room_refusal(self, remote_room: bytes) -> str | None:
+        """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""
+        ours = self.log.room_id
+        if ours is None and not remote_room:
+            return "neither side is in a room yet: one of them must found one"
+        if ours is not None and remote_room and remote_room != ours:
+            return f"that peer is in room {remote_room.hex()[:16]}, we are in room {ours.hex()[:16]}"
+        return None
+
+    def _admit(self, member: bytes, name: str, now: float) -> list[Output]:
+        """In an open room, admit a neighbour that is not an active member (rule 10)."""
+        genesis = self.log.genesis
+        if genesis is None or genesis.policy is not RoomPolicy.OPEN or not self.is_member:
+            return []
+        members = self.log.members
+        if member in members or len(members) >= MAX_MEMBERS:
+            return []
+        try:
+            message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
+        except (NotAMember, RuntimeError):
+            return []  # our own history is incomplete here: a member who can will admit it
+        return [OwnEntries((message,)), *outputs]
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
         for other in self._neighbours.values():
@@ -463,17 +529,12 @@ class Node:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
         events: list[LogEvent] = []
         reported: dict[bytes, int] = {}
-        members_before = len(self.log.members)
         for head in heads:
             events.extend(self.log.observe_head(head, defer_stability=True))
             reported[head.sender_id] = head.held_seq
             if head.held_seq > neighbour.held.get(head.sender_id, 0):
                 neighbour.held[head.sender_id] = head.held_seq
         events.extend(self.log.advance_stability())
-        if len(self.log.members) > members_before:
-            # Spread news of a member at once: stability is only sound over a complete
-            # member set, so nobody should wait a heartbeat interval to learn of it.
-            self._next_heartbeat = min(self._next_heartbeat, now + self.config.batch_window)
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
         if reply_wanted and not neighbour.backlog:
             # (A request while a transfer is under way is answered by that transfer.)

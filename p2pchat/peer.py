@@ -35,8 +35,8 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
-from .log import Concurrent, Delivered, LogConfig, OrderedLog, Stable
-from .message import Message
+from .log import Concurrent, Delivered, LogConfig, NotAMember, OrderedLog, OwnHistoryIncomplete, Stable
+from .message import EntryKind, Message, signed_bytes
 from .node import (
     Close,
     Discovered,
@@ -45,8 +45,10 @@ from .node import (
     NodeConfig,
     NodeStatistics,
     Output,
+    OwnEntries,
     PeerDown,
     PeerUp,
+    RoomAdopted,
     Send,
 )
 from .protocol import CloseCode
@@ -174,6 +176,7 @@ class Peer:
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
         self._changed = trio.Event()
         self._closing = False
+        self._left = False
         self.url: str | None = None
 
     # Who we are ---------------------------------------------------------------------
@@ -203,6 +206,10 @@ class Peer:
         on disk: the node's outputs are applied only after the commit, and nothing can
         run in between because no await separates the two.
         """
+        texts = list(texts)
+        # Before our admission what we type is queued here, unstamped: stamped now it
+        # would land in the room's past (rule 10).
+        await self.wait_admitted()
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
@@ -211,6 +218,40 @@ class Peer:
         self._apply(outputs)
         await trio.lowlevel.checkpoint()
         return messages
+
+    @property
+    def room_id(self) -> bytes | None:
+        """The room we are in (None until a newcomer has met its first neighbour)."""
+        return self.node.log.room_id
+
+    @property
+    def is_member(self) -> bool:
+        """Whether we are an active member of the room (may write)."""
+        return self.node.is_member
+
+    async def wait_admitted(self) -> None:
+        """Return once we are an active member of our room."""
+        while not self.node.is_member:
+            if self._closing:
+                raise trio.ClosedResourceError("peer is shutting down")
+            await self._wait_changed()
+
+    async def leave(self, reason: str = "") -> None:
+        """Leave the room for good (a LEAVE entry, our last), then stop the peer."""
+        await self._write_last(EntryKind.LEAVE, reason)
+        await self.aclose()
+
+    async def _write_last(self, kind: EntryKind, reason: str) -> None:
+        """Write a LEAVE or AWAY, store it durably and give neighbours a moment to get it."""
+        if self._left or not self.node.is_member:
+            return
+        self._left = True
+        try:
+            message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))
+        except (NotAMember, OwnHistoryIncomplete):
+            return
+        self._save(own=[message])
+        self._apply(outputs)  # (closing the links flushes what is queued for them)
 
     def messages(self) -> list[Message]:
         """A snapshot of the ordered log."""
@@ -261,7 +302,10 @@ class Peer:
         """Say goodbye to every neighbour, store what is unsaved, stop."""
         if self._closing:
             return
+        # A clean quit says so: the others stop waiting for us until we are back.
+        await self._write_last(EntryKind.AWAY, "quit")
         self._closing = True
+        self._notify()
         self._apply(self.node.close_all())
         with trio.move_on_after(2):
             while self._connections:
@@ -286,6 +330,10 @@ class Peer:
                     self._publish(NeighbourDown(output.sender_id, output.reason))
                 case Discovered():
                     self._on_discovered(output.urls)
+                case OwnEntries():
+                    self._save(own=list(output.messages))
+                case RoomAdopted():
+                    self._open_room(output.room_id)
         self._notify()
 
     def _notify(self) -> None:
@@ -335,7 +383,8 @@ class Peer:
             if isinstance(event, Delivered):
                 if event.message.sender_id != me:
                     self._unsaved.append(event.message)
-                stable = event.index < log.stable_count
+                # Its position now (later deliveries of the same frame may have moved it).
+                stable = log.index_of(event.message) < log.stable_count
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
@@ -381,11 +430,12 @@ class Peer:
         the received messages they may depend on: an own message stored without them
         could not be delivered after a crash.
         """
-        if self.store is None:
+        room_id = self.node.log.room_id
+        if self.store is None or room_id is None:
             return
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
         if batch:
-            self.store.save_messages(batch, durable=bool(own))
+            self.store.save_messages(room_id, batch, durable=bool(own))
             self._durable_up_to(batch)
 
     def _durable_up_to(self, saved: list[Message]) -> None:
@@ -393,6 +443,10 @@ class Peer:
         highest = max(m.lamport for m in saved)
         limit = self.node.announce_limit
         self.node.announce_limit = highest if limit is None else max(limit, highest)
+
+    def _open_room(self, room_id: bytes) -> None:
+        if self.store is not None:
+            self.store.use_room(room_id, "", int(time.time() * 1000))
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
         delay = self.config.backoff_initial
@@ -475,7 +529,8 @@ class Peer:
                     while True:
                         data = await connection.websocket.get_message()
                         if isinstance(data, bytes) and len(data) >= PREVERIFY_MIN_BYTES:
-                            await trio.to_thread.run_sync(_preverify_frame, data)
+                            room_id = self.node.log.room_id or b""
+                            await trio.to_thread.run_sync(_preverify_frame, data, room_id)
                         await send.send(data)
                 except ConnectionClosed as exc:
                     why = exc.reason
@@ -510,7 +565,7 @@ PREVERIFY_MIN_BYTES = 16 * 1024
 """Frames at least this big (about 90 messages) have their signatures checked ahead."""
 
 
-def _preverify_frame(data: bytes) -> None:
+def _preverify_frame(data: bytes, room_id: bytes) -> None:
     """Check the signatures of a MESSAGES frame, for identity.verify_signature to find.
 
     The same strict CBOR rules as everywhere, but no more checking than needed to find
@@ -524,7 +579,8 @@ def _preverify_frame(data: bytes) -> None:
         items = []
         for payload, signature in frame[1]:
             fields = strict_loads(payload, max_depth=3)
-            items.append((fields[1], payload, signature))  # type: ignore[index]
+            # (A genesis is signed in no room: it is simply checked again later.)
+            items.append((fields[1], signed_bytes(room_id, payload), signature))  # type: ignore[index]
     except (CodecError, TypeError, ValueError, IndexError, KeyError):
         return
     preverify(items)
@@ -546,27 +602,70 @@ def default_data_dir(name: str) -> Path:
     return Path(base) / "p2pchat" / name
 
 
-def restore_log(store: Store, config: LogConfig | None = None) -> OrderedLog:
-    """The ordered log of everything in ``store`` (verified when it was stored)."""
-    log = OrderedLog(config)
-    for message in store.load_messages():
+def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -> OrderedLog:
+    """The ordered log of room ``room_id`` in ``store`` (verified when it was stored)."""
+    log = OrderedLog(config, room_id=room_id)
+    for message in store.load_messages(room_id):
         log.receive(message, trusted=True, defer_stability=True)
     log.advance_stability()
     return log
 
 
-def load_node(name: str, store: Store | None, config: PeerConfig, identity: Identity | None = None) -> Node:
-    """Build the node: identity and history from the store when there is one."""
-    log = restore_log(store, config.log) if store is not None else OrderedLog(config.log)
+class NoSuchRoom(LookupError):
+    """``--room`` named a room that is not in the data directory."""
+
+
+def load_node(
+    name: str,
+    store: Store | None,
+    config: PeerConfig,
+    identity: Identity | None = None,
+    *,
+    room: str | None = None,
+    found: bool = True,
+) -> Node:
+    """Build the node: identity and history from the store when there is one.
+
+    The room: ``room`` (a hex id or prefix of one stored here), else the room last
+    used here, else a new room founded now when ``found``, else none yet (a newcomer
+    takes its first neighbour's room).
+    """
     stored = store.load_identity() if store is not None else None
     if identity is None:
         identity = Identity(stored.seed if stored else os.urandom(32))
     if store is not None and (stored is None or stored.name != name):
         store.save_identity(identity.seed, name)
-    node = Node(identity, name, log, config=config.node)
-    if store is not None:
-        node.announce_limit = store.clock()
+    room_id = _pick_room(store, room)
+    now_ms = int(time.time() * 1000)
+    if room_id is not None and store is not None:
+        log = restore_log(store, room_id, config.log)
+    elif found:
+        log, genesis = OrderedLog.found(identity, name=name, room_name=f"{name}'s room", sent_at_ms=now_ms)
+        room_id = log.room_id
+        if store is not None and room_id is not None:
+            store.save_messages(room_id, [genesis], durable=True)
+    else:
+        log = OrderedLog(config.log)
+    if store is not None and room_id is not None:
+        store.use_room(room_id, "", now_ms)
+    node = Node(identity, name, log, config=config.node, wall_offset=time.time() - trio.current_time())
+    if store is not None and room_id is not None:
+        node.announce_limit = store.clock(room_id)
     return node
+
+
+def _pick_room(store: Store | None, room: str | None) -> bytes | None:
+    if store is None:
+        if room is not None:
+            raise NoSuchRoom("--room needs a data directory")
+        return None
+    if room is None:
+        return store.last_room()
+    found = store.find_room(room)
+    if found is None:
+        known = ", ".join(r.room_id.hex()[:16] for r in store.rooms()) or "none"
+        raise NoSuchRoom(f"no room {room!r} in this data directory (rooms here: {known})")
+    return found
 
 
 async def serve_peer(
@@ -577,16 +676,20 @@ async def serve_peer(
     join: Iterable[str] = (),
     config: PeerConfig | None = None,
     identity: Identity | None = None,
+    room: str | None = None,
     task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a peer until cancelled; ``task_status.started`` hands over the :class:`Peer`.
 
     ``data_dir=None`` keeps everything in memory (nothing survives a restart).
+    Without ``join`` and without a stored room, the peer founds a new room; with
+    ``join`` a newcomer enters the room of the peers it joins.
     """
     config = config or PeerConfig()
+    join = tuple(join)
     store = Store(data_dir) if data_dir is not None else None
     try:
-        node = load_node(name, store, config, identity)
+        node = load_node(name, store, config, identity, room=room, found=not join)
         async with trio.open_nursery() as nursery:
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
@@ -611,6 +714,7 @@ async def open_peer(
     join: Iterable[str] = (),
     config: PeerConfig | None = None,
     identity: Identity | None = None,
+    room: str | None = None,
 ) -> AsyncIterator[Peer]:
     """Run a peer for the duration of the ``async with`` block, then close it cleanly."""
     async with trio.open_nursery() as nursery:
@@ -622,6 +726,7 @@ async def open_peer(
             join=tuple(join),
             config=config,
             identity=identity,
+            room=room,
         )
         peer: Peer = await nursery.start(serve)
         try:

@@ -79,6 +79,7 @@ class RemotePeer:
     name: str
     listen_url: str | None
     heads: tuple[Head, ...]
+    room_id: bytes = b""
 
 
 def _auth_payload(challenger_nonce: bytes, prover_nonce: bytes, prover_id: bytes) -> bytes:
@@ -91,13 +92,16 @@ class Link:
     ``nonce`` is fresh randomness supplied by the caller (16 bytes).
     """
 
-    def __init__(self, identity: Identity, name: str, listen_url: str | None, nonce: bytes) -> None:
+    def __init__(
+        self, identity: Identity, name: str, listen_url: str | None, nonce: bytes, room_id: bytes = b""
+    ) -> None:
         if len(nonce) != NONCE_SIZE:
             raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
         self._identity = identity
         self._name = name
         self._listen_url = listen_url
         self._nonce = nonce
+        self._room_id = room_id
         self._hello: Hello | None = None
         self.state = LinkState.AWAIT_HELLO
         self.remote: RemotePeer | None = None
@@ -112,6 +116,7 @@ class Link:
                 self._listen_url,
                 self._nonce,
                 heads,
+                self._room_id,
             )
         )
 
@@ -174,4 +179,4 @@ class Link:
                 f"peer {short_id(hello.sender_id)} failed to prove its identity",
             )
         self.state = LinkState.OPEN
-        self.remote = RemotePeer(hello.sender_id, hello.name, hello.listen_url, hello.heads)
+        self.remote = RemotePeer(hello.sender_id, hello.name, hello.listen_url, hello.heads, hello.room_id)

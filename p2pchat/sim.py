@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
-from .message import Message, MessageId, MessageKey
+from .message import EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
@@ -153,18 +153,46 @@ class Simulation:
         self.duplicates = 0
         self._stable_positions: list[dict[int, MessageKey]] = []
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
+        self._room_entries = self._found_room()
         self.peers = [self._make_peer(i) for i in range(config.peers)]
         self._stable_positions = [{} for _ in self.peers]
         for a, b in self.links:
             self._connect(a, b)
 
     # Building ---------------------------------------------------------------------
+    def _identity(self, index: int) -> Identity:
+        return Identity(random.Random(self.config.seed * 1_000_003 + index).randbytes(32))
+
+    def _found_room(self) -> list[Message]:
+        """The room every simulated peer starts in: peer 0 founds it and admits the others."""
+        founder = self._identity(0)
+        log, genesis = OrderedLog.found(founder, name="peer0", room_name="sim", sent_at_ms=0)
+        entries = [genesis]
+        for index in range(1, self.config.peers):
+            admit = log.compose(
+                founder,
+                name="peer0",
+                text=f"peer{index}",
+                sent_at_ms=0,
+                kind=EntryKind.ADMIT,
+                subject=self._identity(index).sender_id,
+            )
+            log.receive(admit, trusted=True)
+            entries.append(admit)
+        return entries
+
+    def _room_log(self) -> OrderedLog:
+        log = OrderedLog(room_id=self._room_entries[0].room_id())
+        for entry in self._room_entries:
+            log.receive(entry, trusted=True, defer_stability=True)
+        log.advance_stability()
+        return log
+
     def _make_peer(self, index: int) -> SimPeer:
-        seed_bytes = random.Random(self.config.seed * 1_000_003 + index).randbytes(32)
-        identity = Identity(seed_bytes)
+        identity = self._identity(index)
         name = f"peer{index}"
         rng = random.Random(self._rng.random())
-        node = Node(identity, name, OrderedLog(), listen_url=f"sim://{index}", config=self.config.node)
+        node = Node(identity, name, self._room_log(), listen_url=f"sim://{index}", config=self.config.node)
         return SimPeer(index, identity, name, rng, node)
 
     def _latency_range(self, a: int, b: int) -> tuple[float, float]:
@@ -360,7 +388,7 @@ class Simulation:
     def restart(self, index: int) -> None:
         """Start a crashed peer again from its stored messages, same identity."""
         old = self.peers[index]
-        log = OrderedLog()
+        log = self._room_log()
         for message in old.stored:
             log.receive(message)
         node = Node(old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node)

@@ -1,4 +1,4 @@
-"""SQLite storage for one peer: its identity, its messages and its clock.
+"""SQLite storage for one peer: its identity and, per room, its entries and clock.
 
 The store keeps exactly the bytes that were signed (payload and signature) so a
 restarted peer can serve its history to others unchanged. It runs in WAL mode:
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .message import Message
 
-__all__ = ["Store", "StoredIdentity"]
+__all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (
@@ -27,22 +28,44 @@ CREATE TABLE IF NOT EXISTS identity (
     seed BLOB NOT NULL,
     name TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS messages (
+CREATE TABLE IF NOT EXISTS rooms (
+    room BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    last_used INTEGER NOT NULL,
+    clock INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    room BLOB NOT NULL,
     sender BLOB NOT NULL,
     seq INTEGER NOT NULL,
     lamport INTEGER NOT NULL,
     payload BLOB NOT NULL,
     signature BLOB NOT NULL,
-    PRIMARY KEY (sender, seq)
+    PRIMARY KEY (room, sender, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_order ON messages (lamport, sender);
+CREATE INDEX IF NOT EXISTS entries_order ON entries (room, lamport, sender);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 2);
 """
 
 DATABASE_NAME = "p2pchat.sqlite3"
+FORMAT = 2
+
+
+class StoreFormatError(Exception):
+    """The data directory was written in a format this release cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room_id: bytes
+    name: str
+    last_used: int
+    """Wall clock (ms) when a peer last opened the room."""
+    entries: int
 
 
 class StoredIdentity:
@@ -52,7 +75,7 @@ class StoredIdentity:
 
 
 class Store:
-    """A peer's SQLite database in ``data_dir``."""
+    """A peer's SQLite database in ``data_dir``: one identity, any number of rooms."""
 
     def __init__(self, data_dir: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(data_dir) / DATABASE_NAME
@@ -60,12 +83,30 @@ class Store:
             if not self.path.exists():
                 raise FileNotFoundError(f"no p2pchat data in {data_dir}")
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._check_format(data_dir)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
+            self._check_format(data_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
         self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _check_format(self, data_dir: str | Path) -> None:
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "messages" in tables:
+            self._db.close()
+            raise StoreFormatError(
+                f"{data_dir} was written by p2pchat 0.1, whose messages belong to no room and "
+                "cannot be moved into one (they are signed by their authors). Move the directory "
+                "aside, or delete it, and start again: your peers will send you the history of "
+                "the room you join."
+            )
+        if "meta" in tables:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if row is not None and int(row[0]) > FORMAT:
+                self._db.close()
+                raise StoreFormatError(f"{data_dir} was written by a newer p2pchat (format {row[0]})")
 
     def close(self) -> None:
         self._db.close()
@@ -89,14 +130,42 @@ class Store:
                 (seed, name),
             )
 
+    # Rooms ------------------------------------------------------------------------
+    def rooms(self) -> list[RoomRecord]:
+        """Every room stored here, the most recently used first."""
+        rows = self._db.execute(
+            "SELECT r.room, r.name, r.last_used, (SELECT count(*) FROM entries e WHERE e.room = r.room) "
+            "FROM rooms r ORDER BY r.last_used DESC"
+        ).fetchall()
+        return [RoomRecord(bytes(room), str(name), int(used), int(n)) for room, name, used, n in rows]
+
+    def last_room(self) -> bytes | None:
+        rooms = self.rooms()
+        return rooms[0].room_id if rooms else None
+
+    def find_room(self, prefix: str) -> bytes | None:
+        """The room whose hex id starts with ``prefix`` (None if none or several)."""
+        found = [r.room_id for r in self.rooms() if r.room_id.hex().startswith(prefix.lower())]
+        return found[0] if len(found) == 1 else None
+
+    def use_room(self, room_id: bytes, name: str, when_ms: int) -> None:
+        """Record that a peer opened ``room_id`` now (it becomes the last used)."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO rooms (room, name, last_used) VALUES (?, ?, ?) "
+                "ON CONFLICT (room) DO UPDATE SET last_used = excluded.last_used, "
+                "name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END",
+                (room_id, name, when_ms),
+            )
+
     # Messages -------------------------------------------------------------------
-    def save_messages(self, messages: Iterable[Message], *, durable: bool = False) -> int:
-        """Store messages (already stored ones are ignored) in one transaction.
+    def save_messages(self, room_id: bytes, messages: Iterable[Message], *, durable: bool = False) -> int:
+        """Store entries of ``room_id`` (already stored ones are ignored) in one transaction.
 
         ``durable`` waits for the disk (fsync) before returning: use it for our own.
         Returns how many rows were new.
         """
-        rows = [(m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in messages]
+        rows = [(room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in messages]
         if not rows:
             return 0
         if durable:
@@ -105,32 +174,35 @@ class Store:
             with self._db:
                 before = self._db.total_changes
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO messages (sender, seq, lamport, payload, signature) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO entries (room, sender, seq, lamport, payload, signature) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                clock = max(row[2] for row in rows)
+                added = self._db.total_changes - before
+                clock = max(row[3] for row in rows)
                 self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('clock', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                    (clock,),
+                    "INSERT INTO rooms (room, name, last_used, clock) VALUES (?, '', 0, ?) "
+                    "ON CONFLICT (room) DO UPDATE SET clock = max(clock, excluded.clock)",
+                    (room_id, clock),
                 )
-                return self._db.total_changes - before - 1
+                return added
         finally:
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
 
-    def load_messages(self) -> Iterator[Message]:
-        """Every stored message, in log order (which is also a causal order)."""
-        cursor = self._db.execute("SELECT payload, signature FROM messages ORDER BY lamport, sender")
+    def load_messages(self, room_id: bytes) -> Iterator[Message]:
+        """Every stored entry of ``room_id``, in log order (which is also a causal order)."""
+        cursor = self._db.execute(
+            "SELECT payload, signature FROM entries WHERE room = ? ORDER BY lamport, sender", (room_id,)
+        )
         for payload, signature in cursor:
             yield Message.from_wire(bytes(payload), bytes(signature))
 
-    def message_count(self) -> int:
-        row = self._db.execute("SELECT count(*) FROM messages").fetchone()
+    def message_count(self, room_id: bytes) -> int:
+        row = self._db.execute("SELECT count(*) FROM entries WHERE room = ?", (room_id,)).fetchone()
         return int(row[0])
 
-    def clock(self) -> int:
-        """The largest Lamport stamp ever stored here: the clock never goes below it."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
+    def clock(self, room_id: bytes) -> int:
+        """The largest Lamport stamp ever stored in ``room_id``: our clock there never goes below it."""
+        row = self._db.execute("SELECT clock FROM rooms WHERE room = ?", (room_id,)).fetchone()
         return int(row[0]) if row else 0

@@ -3,7 +3,7 @@
 Part of the pure core. Each WebSocket binary message carries exactly one frame,
 a CBOR array whose first item is the frame type::
 
-    HELLO     [1, version, sender_id, name, listen_url|null, nonce, [head...]]
+    HELLO     [1, version, sender_id, name, listen_url|null, nonce, [head...], room_id|b""]
     AUTH      [2, signature]                       proof of the private key
     MESSAGES  [3, [[payload, signature]...]]       a batch of signed messages
     HEADS     [4, [head...], reply_wanted]         anti-entropy and heartbeat
@@ -35,7 +35,7 @@ from typing import Final
 from . import codec
 from .codec import CodecError
 from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
-from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, Message, announcement_payload
+from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, ROOM_ID_SIZE, Message, announcement_payload
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -55,7 +55,7 @@ __all__ = [
     "encode_frame",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 NONCE_SIZE: Final = 16
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
@@ -100,6 +100,8 @@ class Hello:
     listen_url: str | None
     nonce: bytes
     heads: tuple[Head, ...] = ()
+    room_id: bytes = b""
+    """The room the sender is in; empty for a newcomer that has none yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ def encode_frame(frame: Frame) -> bytes:
                 frame.listen_url,
                 frame.nonce,
                 heads,
+                frame.room_id,
             ]
         case Auth():
             item = [AUTH, frame.signature]
@@ -232,7 +235,7 @@ def _parse_url(value: object) -> str:
 
 
 def _parse_hello(fields: list[object]) -> Hello:
-    version, sender, name, url, nonce, heads = _fields(fields, "hello", 6)
+    version, sender, name, url, nonce, heads, room = _fields(fields, "hello", 7)
     return Hello(
         version=codec.expect_int(version, "hello version", hi=2**16),
         sender_id=_sender(sender, "hello sender"),
@@ -240,7 +243,15 @@ def _parse_hello(fields: list[object]) -> Hello:
         listen_url=codec.expect_optional(url, _parse_url),
         nonce=codec.expect_bytes(nonce, "hello nonce", size=NONCE_SIZE),
         heads=_parse_heads(heads),
+        room_id=_parse_room(room),
     )
+
+
+def _parse_room(value: object) -> bytes:
+    room = codec.expect_bytes(value, "hello room", max_size=ROOM_ID_SIZE)
+    if len(room) not in (0, ROOM_ID_SIZE):
+        raise CodecError(f"hello room: {len(room)} bytes, expected 0 or {ROOM_ID_SIZE}")
+    return room
 
 
 def _parse_auth(fields: list[object]) -> Auth:
