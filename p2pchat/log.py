@@ -141,6 +141,9 @@ class LogConfig:
     every replica refuses the same messages."""
     max_ahead: int = 100_000
     """Messages further than this beyond a sender's delivered seq are not held."""
+    max_held_bytes: int = 64 * 1024 * 1024
+    """Payload bytes held behind gaps, over all senders. Past it, a message that cannot be
+    delivered at once is not taken (IGNORED: repair brings it again later)."""
 
 
 @dataclass(slots=True)
@@ -181,6 +184,7 @@ class OrderedLog:
         self._by_key: dict[MessageKey, Message] = {}
         self._waiting: dict[bytes, list[tuple[int, bytes]]] = {}
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
+        self._held_bytes = 0
         self._members: set[bytes] = set()
         self._clock = 0
         self._stable_count = 0
@@ -219,6 +223,11 @@ class OrderedLog:
     def held_count(self) -> int:
         """Messages received but waiting for earlier ones."""
         return sum(len(s.held) for s in self._senders.values())
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes of the messages held behind gaps."""
+        return self._held_bytes
 
     @property
     def members(self) -> frozenset[bytes]:
@@ -406,8 +415,14 @@ class OrderedLog:
             state = self._senders.setdefault(message.sender_id, _Sender())
         if message.seq > state.delivered + self.config.max_ahead:
             return Receipt(ReceiptStatus.IGNORED)
+        if (
+            message.seq > state.delivered + 1
+            and self._held_bytes + len(message.payload) > self.config.max_held_bytes
+        ):
+            return Receipt(ReceiptStatus.IGNORED)  # full: repair brings it again later
         self._members.add(message.sender_id)
         state.held[message.seq] = message
+        self._held_bytes += len(message.payload)
         state.known = max(state.known, message.seq)
         events: list[LogEvent] = []
         self._deliver_ready([message.sender_id], events)
@@ -445,6 +460,7 @@ class OrderedLog:
                 self._block(state, message, verdict, events)
                 continue
             del state.held[message.seq]
+            self._held_bytes -= len(message.payload)
             self._deliver(message, state, verdict, events)
             queue.append(sender_id)
             self._wake_waiters(sender_id, message.seq, queue)
@@ -504,6 +520,7 @@ class OrderedLog:
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
+        self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()
         events.append(Refused(message, reason))
 

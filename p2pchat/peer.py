@@ -335,7 +335,9 @@ class Peer:
             if isinstance(event, Delivered):
                 if event.message.sender_id != me:
                     self._unsaved.append(event.message)
-                stable = event.index < log.stable_count
+                # Its position now: a later delivery of the same frame may have moved it
+                # down past the stable count computed at the end of the frame.
+                stable = log.index_of(event.message) < log.stable_count
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
