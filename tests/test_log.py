@@ -128,6 +128,20 @@ def test_message_too_far_ahead_is_ignored_not_held() -> None:
     assert log.receive(messages[1]).status is ReceiptStatus.NEW
 
 
+def test_bytes_held_behind_gaps_are_bounded_over_all_senders() -> None:
+    a, b = chain(A, 3), chain(B, 3)
+    bound = len(a[1].payload) + len(a[2].payload)
+    log = OrderedLog(LogConfig(max_held_bytes=bound))
+    assert log.receive(a[1]).status is ReceiptStatus.NEW
+    assert log.receive(a[2]).status is ReceiptStatus.NEW
+    assert log.held_bytes == bound
+    assert log.receive(b[1]).status is ReceiptStatus.IGNORED  # full: comes again with repair
+    assert log.receive(b[0]).status is ReceiptStatus.NEW  # deliverable at once: always taken
+    assert log.receive(a[0]).status is ReceiptStatus.NEW
+    assert log.held_bytes == 0 and len(log) == 4
+    assert log.receive(b[1]).status is ReceiptStatus.NEW
+
+
 # Gaps ---------------------------------------------------------------------------
 
 
