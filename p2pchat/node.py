@@ -435,6 +435,8 @@ class Node:
                 return outputs
         else:
             outputs = []
+        if self._yields_to(remote.sender_id, remote.room_id, remote.heads):
+            outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
         refusal = self._room_refusal(remote.room_id)
         if refusal is not None:
             return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
@@ -459,6 +461,38 @@ class Node:
     def _wall_ms(self, now: float) -> int:
         return max(0, int((now + self.wall_offset) * 1000))
 
+    def _yields_to(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+        """Whether we give up our room for the neighbour's.
+
+        A peer started without anyone to join founds a room at once, so that others can
+        join it; if it then joins someone else before anything happened in its room, it
+        moves. Precisely: a *pristine* room holds nothing but its founder's genesis. We
+        yield when ours is pristine and theirs is not, or both are and theirs has the
+        smaller id; both ends compute the same, so exactly one of them moves.
+        """
+        ours = self.log.room_id
+        if ours is None or not remote_room or remote_room == ours or not self._pristine():
+            return False
+        heads = list(remote_heads)
+        theirs_pristine = len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
+        return not theirs_pristine or remote_room < ours
+
+    def _pristine(self) -> bool:
+        genesis = self.log.genesis
+        return len(self.log) == 1 and genesis is not None and genesis.sender_id == self.identity.sender_id
+
+    def _move_to_room(self, room_id: bytes, keep: _Neighbour) -> list[Output]:
+        """Leave our pristine room for ``room_id``: a fresh log, and other links redone."""
+        outputs: list[Output] = []
+        for other in list(self._neighbours.values()):
+            if other is not keep:
+                outputs.extend(self.close(other.conn, f"moved to room {room_id.hex()[:16]}"))
+        self.log = OrderedLog(self.log.config, room_id=room_id)
+        self._own_announcement = None
+        self.announce_limit = 0  # nothing of the new room is on disk yet
+        outputs.append(RoomAdopted(room_id))
+        return outputs
+
     def _room_refusal(self, remote_room: bytes) -> str | None:
         """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""
         ours = self.log.room_id
@@ -481,6 +515,19 @@ class Node:
         except (NotAMember, RuntimeError):
             return []  # our own history is incomplete here: a member who can will admit it
         return [OwnEntries((message,)), *outputs]
+
+    def _admit_neighbours(self, now: float) -> list[Output]:
+        """Admit neighbours that are not active members: one whose AWAY arrived after its
+        HELLO, say, would otherwise wait for its admission for good."""
+        if not self.is_member:
+            return []
+        members = self.log.members
+        outputs: list[Output] = []
+        for neighbour in list(self._neighbours.values()):
+            remote = neighbour.link.remote
+            if neighbour.link.is_open and remote is not None and remote.sender_id not in members:
+                outputs.extend(self._admit(remote.sender_id, remote.name, now))
+        return outputs
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
         for other in self._neighbours.values():
@@ -649,7 +696,7 @@ class Node:
         return min(deadlines)
 
     def _heartbeat(self, now: float) -> list[Output]:
-        outputs: list[Output] = []
+        outputs: list[Output] = self._admit_neighbours(now)
         events = self.log.observe_head(self._own_head())
         if events:
             outputs.append(LogEvents(tuple(events)))

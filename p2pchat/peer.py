@@ -649,8 +649,9 @@ def load_node(
     if store is not None and room_id is not None:
         store.use_room(room_id, "", now_ms)
     node = Node(identity, name, log, config=config.node, wall_offset=time.time() - trio.current_time())
-    if store is not None and room_id is not None:
-        node.announce_limit = store.clock(room_id)
+    if store is not None:
+        # Never announce a clock above what is on disk here (see Node.announce_limit).
+        node.announce_limit = store.clock(room_id) if room_id is not None else 0
     return node
 
 

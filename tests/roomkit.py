@@ -1,0 +1,84 @@
+"""A room for tests of the core: a founder admits the test identities, then leaves.
+
+Stability then counts exactly the admitted identities (the founder's LEAVE is its
+last entry), and every admitted identity's first entry is stamped above
+``room.base``. ``room.make`` builds validly signed entries with any fields, honest
+or not; honest ones come from ``OrderedLog.compose`` on a log from ``room.log()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from p2pchat.identity import Identity
+from p2pchat.log import LogConfig, OrderedLog
+from p2pchat.message import EntryKind, Message
+
+FOUNDER = Identity(b"\xf0" * 32)
+
+
+class Room:
+    def __init__(self, members: Iterable[Identity], *, founder_leaves: bool = True) -> None:
+        log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name="test room", sent_at_ms=0)
+        self.entries: list[Message] = [genesis]
+        for member in members:
+            self.entries.append(self._founder_writes(log, EntryKind.ADMIT, "member", member.sender_id))
+        if founder_leaves:
+            self.entries.append(self._founder_writes(log, EntryKind.LEAVE, "", None))
+        assert log.room_id is not None
+        self.room_id: bytes = log.room_id
+        self.base = self.entries[-1].lamport
+        """Every member's first entry is stamped above this."""
+        self.founder_seq = self.entries[-1].seq
+
+    @staticmethod
+    def _founder_writes(log: OrderedLog, kind: EntryKind, text: str, subject: bytes | None) -> Message:
+        entry = log.compose(FOUNDER, name="founder", text=text, sent_at_ms=0, kind=kind, subject=subject)
+        log.receive(entry, trusted=True)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def log(self, config: LogConfig | None = None) -> OrderedLog:
+        """A fresh replica holding the room's founding entries."""
+        log = OrderedLog(config, room_id=self.room_id)
+        for entry in self.entries:
+            log.receive(entry, trusted=True, defer_stability=True)
+        log.advance_stability()
+        return log
+
+    def make(
+        self,
+        identity: Identity,
+        seq: int,
+        lamport: int,
+        deps: Mapping[bytes, int] | None = None,
+        text: str = "hello",
+        *,
+        relative: bool = True,
+        kind: EntryKind = EntryKind.TEXT,
+        subject: bytes | None = None,
+    ) -> Message:
+        """A validly signed entry with exactly these fields, honest or not.
+
+        With ``relative`` the stamp counts from ``base`` and a first entry depends on
+        the founding entries (as an honest member's does); deps are taken as given.
+        """
+        full_deps = dict(deps or {})
+        if relative:
+            lamport += self.base
+            if seq == 1:
+                full_deps.setdefault(FOUNDER.sender_id, self.founder_seq)
+        return Message.create(
+            identity,
+            seq=seq,
+            lamport=lamport,
+            sent_at_ms=0,
+            name="n",
+            text=text,
+            deps=full_deps,
+            room_id=self.room_id,
+            kind=kind,
+            subject=subject,
+        )
