@@ -682,21 +682,23 @@ class OrderedLog:
         """
         order = self._order
         active: frozenset[bytes] = frozenset()
+        start = 0
         for transition, after in self.roster.scan():
             upto: int = order.bisect_right(transition.key)
             if upto > self._stable_count:
-                limit = self._limit(active, upto)
+                limit = self._limit(active, start, upto)
                 if limit < upto:
                     return limit, active
-            active = after
-        return self._limit(active, len(order)), active
+            active, start = after, upto
+        return self._limit(active, start, len(order)), active
 
-    def _limit(self, members: frozenset[bytes], upto: int) -> int:
+    def _limit(self, members: frozenset[bytes], start: int, upto: int) -> int:
+        """How far positions ``start .. upto-1``, judged with ``members``, are stable."""
         if not members:
             return upto  # nobody can write here any more
         frontier = min(self._bound(m) for m in members)
         limit: int = self._order.bisect_right(MessageKey(frontier, _AFTER_ALL_SENDERS))
-        return min(upto, limit)
+        return max(start, min(upto, limit))
 
     def _bound(self, member: bytes) -> int:
         state = self._senders.get(member)

@@ -18,8 +18,10 @@ FOUNDER = Identity(b"\xf0" * 32)
 
 
 class Room:
-    def __init__(self, members: Iterable[Identity], *, founder_leaves: bool = True) -> None:
-        log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name="test room", sent_at_ms=0)
+    def __init__(
+        self, members: Iterable[Identity], *, founder_leaves: bool = True, name: str = "test room"
+    ) -> None:
+        log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name=name, sent_at_ms=0)
         self.entries: list[Message] = [genesis]
         for member in members:
             self.entries.append(self._founder_writes(log, EntryKind.ADMIT, "member", member.sender_id))
