@@ -51,6 +51,9 @@ __all__ = [
     "Stable",
 ]
 
+MAX_STRANGER_HEADS = 256
+"""Heads of unknown ids kept for when their admission arrives (see observe_head)."""
+
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
 
@@ -191,6 +194,7 @@ class OrderedLog:
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
         self._names_seen: set[bytes] = set()
+        self._stranger_heads: dict[bytes, Head] = {}
         self._clock = 0
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
@@ -376,6 +380,7 @@ class OrderedLog:
         state = self._senders.get(head.sender_id)
         if state is None:
             if self.roster.name_of(head.sender_id) is None:
+                self._remember_stranger_head(head)
                 return []
             state = self._senders.setdefault(head.sender_id, _Sender())
         state.known = max(state.known, head.held_seq, head.clock_seq)
@@ -386,6 +391,15 @@ class OrderedLog:
             else:
                 self.bad_announcements += 1
         return [] if defer_stability else self._advance_stability()
+
+    def _remember_stranger_head(self, head: Head) -> None:
+        """Keep the latest head of an id we know nothing of yet (bounded), in case its
+        admission is on its way: heads are not all repeated (a peer that left is gone)."""
+        heads = self._stranger_heads
+        known = heads.pop(head.sender_id, None)
+        heads[head.sender_id] = head if known is None or _is_later(head, known) else known
+        while len(heads) > MAX_STRANGER_HEADS:
+            del heads[next(iter(heads))]  # the oldest
 
     @staticmethod
     def _is_news(state: _Sender, head: Head) -> bool:
@@ -611,6 +625,9 @@ class OrderedLog:
         if message.kind is not EntryKind.TEXT:
             causal_past = {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
             self.roster.record(message, causal_past)
+            early = self._stranger_heads.pop(message.subject, None) if message.subject else None
+            if early is not None:
+                self.observe_head(early, defer_stability=True)
         elif message.sender_id not in self._names_seen:
             self._names_seen.add(message.sender_id)
             self.roster.record(message, vector)
