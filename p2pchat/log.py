@@ -354,7 +354,7 @@ class OrderedLog:
         """Per sender: the highest seq held without holes, and its last clock announcement."""
         result = []
         for sender_id, state in self._senders.items():
-            if not state.delivered and not state.held:
+            if not state.delivered and not state.held and state.announced is None:
                 continue  # only named somewhere: not ours to vouch for
             held_seq = state.delivered
             while held_seq + 1 in state.held:
@@ -625,7 +625,9 @@ class OrderedLog:
         if message.kind is not EntryKind.TEXT:
             causal_past = {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
             self.roster.record(message, causal_past)
-            early = self._stranger_heads.pop(message.subject, None) if message.subject else None
+            # The founder or the member admitted may have announced its clock before we
+            # knew it: use what we kept of that now.
+            early = self._stranger_heads.pop(message.subject or message.sender_id, None)
             if early is not None:
                 self.observe_head(early, defer_stability=True)
         elif message.sender_id not in self._names_seen:

@@ -158,6 +158,11 @@ class Roster:
             for t in self._transitions
         )
 
+    def last_exit(self, member: bytes) -> int:
+        """The seq of ``member``'s latest LEAVE or AWAY (0 if none)."""
+        exits = self._exits.get(member)
+        return exits[-1] if exits else 0
+
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
 

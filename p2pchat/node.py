@@ -205,6 +205,9 @@ class _Neighbour:
     transfer instead of overflowing its send queue."""
     heads_after_backlog: bool = False
     """Send our heads once the backlog is out: it tells the neighbour the sync is done."""
+    hello_seq: int = 0
+    """The neighbour's own seq when it said HELLO: an AWAY or LEAVE of it above this was
+    written on this very link (it is quitting), not in an earlier session."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -449,6 +452,9 @@ class Node:
         # It answers our HELLO heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
+        neighbour.hello_seq = max(
+            (h.held_seq for h in remote.heads if h.sender_id == remote.sender_id), default=0
+        )
         outputs.extend(self._admit(remote.sender_id, remote.name, now))
         outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
         addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
@@ -525,8 +531,11 @@ class Node:
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
             remote = neighbour.link.remote
-            if neighbour.link.is_open and remote is not None and remote.sender_id not in members:
-                outputs.extend(self._admit(remote.sender_id, remote.name, now))
+            if not neighbour.link.is_open or remote is None or remote.sender_id in members:
+                continue
+            if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
+                continue  # it said goodbye on this link: it is on its way out
+            outputs.extend(self._admit(remote.sender_id, remote.name, now))
         return outputs
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:

@@ -1,0 +1,244 @@
+"""Rooms that know who is in them (DESIGN.md rule 10), end to end through nodes and peers.
+
+Each test is one of the failures that membership fixes: strangers writing into the
+room, a newcomer's lines landing in the room's stable past, thousands of throwaway
+keys or heads, a member who quits holding stability back for good.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import trio
+
+from p2pchat.identity import Identity
+from p2pchat.log import NotAMember, OrderedLog, Refusal, Refused
+from p2pchat.membership import MemberState
+from p2pchat.message import EntryKind, Message, MessageKey
+from p2pchat.node import Close, LogEvents, Node, Output, Send
+from p2pchat.peer import MessageDelivered, open_peer
+from p2pchat.wire import MAX_HEADS, Head, Heads, Messages, encode_frame
+
+PEOPLE = [Identity(bytes([0x10 + i]) * 32) for i in range(3)]
+
+
+class Mesh:
+    """Nodes joined pairwise by in-memory connections; frames are delivered in order."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.nodes = nodes
+        self.now = 0.0
+        self.links: dict[int, tuple[int, int]] = {}
+        """conn -> (node index, conn of the other end)."""
+        self.inbox: dict[int, list[bytes]] = {}
+        self.events: dict[int, list[object]] = {i: [] for i in range(len(nodes))}
+        self.closed: list[Close] = []
+        self._next_conn = 1
+
+    def connect(self, a: int, b: int) -> tuple[int, int]:
+        ca, cb = self._next_conn, self._next_conn + 1
+        self._next_conn += 2
+        self.links[ca], self.links[cb] = (a, cb), (b, ca)
+        self.inbox[ca], self.inbox[cb] = [], []
+        self.route(a, self.nodes[a].open(ca, self.now, bytes([ca]) * 16, dialed_url=f"ws://{b}"))
+        self.route(b, self.nodes[b].open(cb, self.now, bytes([cb]) * 16))
+        self.run()
+        return ca, cb
+
+    def route(self, index: int, outputs: Iterable[Output]) -> None:
+        for output in outputs:
+            if isinstance(output, Send):
+                _, other = self.links[output.conn]
+                self.inbox[other].append(output.data)
+            elif isinstance(output, Close):
+                self.closed.append(output)
+            elif isinstance(output, LogEvents):
+                self.events[index].extend(output.events)
+
+    def deliver(self, conn: int, data: bytes) -> None:
+        index, _ = self.links[conn]
+        self.route(index, self.nodes[index].receive(conn, data, self.now))
+
+    def run(self, seconds: float = 0.5) -> None:
+        """Deliver frames and run timers for ``seconds`` of virtual time."""
+        rng = random.Random(0)
+        end = self.now + seconds
+        while self.now < end:
+            for conn, frames in self.inbox.items():
+                while frames:
+                    self.deliver(conn, frames.pop(0))
+            self.now += 0.01
+            for index, node in enumerate(self.nodes):
+                self.route(index, node.tick(self.now, rng))
+
+    def say(self, index: int, *texts: str) -> list[Message]:
+        messages, outputs = self.nodes[index].send_texts(texts, self.now, 0)
+        self.route(index, outputs)
+        return messages
+
+
+def founded_node(identity: Identity = PEOPLE[0]) -> Node:
+    log, _ = OrderedLog.found(identity, name="alice", room_name="room", sent_at_ms=0)
+    return Node(identity, "alice", log)
+
+
+def newcomer(identity: Identity, name: str) -> Node:
+    return Node(identity, name, OrderedLog())
+
+
+def keys(node: Node) -> list[MessageKey]:
+    return [m.key for m in node.log]
+
+
+def stable_keys(node: Node) -> list[MessageKey]:
+    return keys(node)[: node.log.stable_count]
+
+
+def three_members() -> Mesh:
+    mesh = Mesh([founded_node(), newcomer(PEOPLE[1], "bob"), newcomer(PEOPLE[2], "carol")])
+    mesh.connect(1, 0)
+    mesh.connect(2, 0)
+    mesh.run(2.0)
+    assert all(node.is_member for node in mesh.nodes)
+    return mesh
+
+
+def test_a_newcomers_first_lines_land_after_the_rooms_stable_past() -> None:
+    mesh = Mesh([founded_node(), newcomer(PEOPLE[1], "bob")])
+    mesh.say(0, *(f"line {i}" for i in range(40)))
+    mesh.run()
+    past = stable_keys(mesh.nodes[0])
+    assert len(past) == 41  # the genesis and the 40 lines: alice is alone
+    try:
+        mesh.nodes[1].send_texts(["typed before joining"], mesh.now, 0)
+    except NotAMember:
+        pass
+    else:
+        raise AssertionError("a newcomer must not stamp anything before its admission")
+    mesh.connect(1, 0)
+    mesh.run(2.0)
+    (line,) = mesh.say(1, "typed before joining")
+    mesh.run(2.0)
+    for node in mesh.nodes:
+        assert keys(node)[:41] == past, "the stable past did not move"
+        assert keys(node)[-1] == line.key
+    assert keys(mesh.nodes[0]) == keys(mesh.nodes[1])
+    assert mesh.nodes[0].log.stable_count == len(mesh.nodes[0].log)
+
+
+def test_throwaway_keys_are_refused_and_the_room_keeps_chatting() -> None:
+    mesh = three_members()
+    bob_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 1)
+    base = mesh.nodes[0].log
+    strangers = [Identity(random.Random(i).randbytes(32)) for i in range(1100)]
+    deps = base.vector()
+    lamport = base.clock + 1
+    spam = [
+        Message.create(
+            s,
+            seq=1,
+            lamport=lamport,
+            sent_at_ms=0,
+            name="spam",
+            text="x",
+            deps=deps,
+            room_id=base.room_id or b"",
+        )
+        for s in strangers
+    ]
+    for start in range(0, len(spam), 500):
+        mesh.deliver(bob_conn, encode_frame(Messages(tuple(spam[start : start + 500]))))
+    refused = [e for e in mesh.events[1] if isinstance(e, Refused)]
+    assert len(refused) == 1100 and {e.reason for e in refused} == {Refusal.NOT_A_MEMBER}
+    bob = mesh.nodes[1]
+    assert bob.log.held_count == 0 and len(bob.log.members) == 3
+    assert len(bob.log.heads()) <= 4, "strangers are in nobody's heads"
+    for round_ in range(3):
+        for index in range(3):
+            mesh.say(index, f"round {round_} from {index}")
+        mesh.run(1.5)
+    assert keys(mesh.nodes[0]) == keys(mesh.nodes[1]) == keys(mesh.nodes[2])
+    assert all(n.log.stable_count == len(n.log) for n in mesh.nodes)
+    assert not mesh.closed
+
+
+def test_thousands_of_heads_make_nobody_a_member() -> None:
+    mesh = three_members()
+    bob_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 1)
+    fake = [Head(random.Random(i).randbytes(32), 5, 5, 10**6, bytes(64)) for i in range(5000)]
+    for start in range(0, len(fake), MAX_HEADS):
+        mesh.deliver(bob_conn, encode_frame(Heads(tuple(fake[start : start + MAX_HEADS]))))
+    bob = mesh.nodes[1]
+    assert len(bob.log.members) == 3
+    assert len(bob.log.heads()) <= 4 and not bob.log.gaps()
+    mesh.say(1, "still here")
+    mesh.run(4.0)  # clocks travel with heartbeats: a second or so a hop
+    assert keys(mesh.nodes[0]) == keys(bob)
+    assert bob.log.stable_count == len(bob.log), "stability is not held back by invented ids"
+    assert not mesh.closed
+
+
+def test_a_member_who_quits_stops_holding_stability_back() -> None:
+    mesh = three_members()
+    carol = mesh.nodes[2]
+    _, outputs = carol.write(EntryKind.AWAY, "quit", mesh.now, 0)
+    mesh.route(2, outputs)
+    mesh.run(1.0)
+    for conn in [c for c, (index, _) in mesh.links.items() if index == 2]:
+        mesh.route(2, carol.close(conn))
+    mesh.run(0.5)
+    # Carol is gone for good (her frames are never delivered again).
+    for conn, (index, _) in list(mesh.links.items()):
+        if index == 2:
+            mesh.inbox[conn].clear()
+    mesh.nodes = mesh.nodes[:2]
+    mesh.say(0, "after carol left")
+    mesh.say(1, "me too")
+    mesh.run(2.0)
+    for node in mesh.nodes:
+        assert node.log.stable_count == len(node.log)
+        info = node.log.member_info()
+        assert info[PEOPLE[2].sender_id].state is MemberState.AWAY
+        assert PEOPLE[2].sender_id not in node.log.members
+
+
+def test_a_member_who_comes_back_is_readmitted_and_its_seq_continues() -> None:
+    mesh = three_members()
+    carol = mesh.nodes[2]
+    (first,) = mesh.say(2, "before")
+    away, outputs = carol.write(EntryKind.AWAY, "quit", mesh.now, 0)
+    mesh.route(2, outputs)
+    mesh.run(1.0)
+    assert not carol.is_member
+    mesh.say(0, "while carol is away")
+    mesh.run(1.0)
+    carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
+    mesh.route(2, carol.close(carol_conn))
+    mesh.run(0.2)
+    mesh.connect(2, 1)  # she comes back through bob, who re-admits her
+    mesh.run(2.0)
+    assert carol.is_member
+    (back,) = mesh.say(2, "back again")
+    mesh.run(2.0)
+    assert back.seq == away.seq + 1 > first.seq
+    assert keys(mesh.nodes[0]) == keys(mesh.nodes[1]) == keys(carol)
+    assert mesh.nodes[0].log.member_info()[PEOPLE[2].sender_id].state is MemberState.ACTIVE
+
+
+async def test_a_peer_that_sends_before_it_is_admitted_queues_until_then() -> None:
+    with trio.fail_after(20):
+        async with open_peer("alice") as alice:
+            for i in range(10):
+                await alice.send(f"history {i}")
+            async with open_peer("bob", join=[alice.url]) as bob:
+                # Sent at once: bob is not a member yet, so this waits for the admission.
+                message = await bob.send("hello, I just arrived")
+                history = [m.key for m in alice.messages()]
+                assert message.lamport > max(key.lamport for key in history[:11])
+                async with alice.subscribe() as events:
+                    async for event in events:
+                        if isinstance(event, MessageDelivered) and event.message.id == message.id:
+                            assert event.index == len(alice.messages()) - 1
+                            break
+                assert bob.room_id == alice.room_id
