@@ -18,6 +18,7 @@ import random
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
@@ -385,6 +386,15 @@ class Simulation:
         for conn in [c for c, e in self._endpoints.items() if e.peer == index]:
             self._close(conn, "peer crashed")
 
+    def quit(self, index: int, linger: float = 0.5) -> None:
+        """A clean quit: the peer writes its AWAY entry, lingers while it goes out, stops."""
+        peer = self.peers[index]
+        if not peer.alive or not peer.node.is_member:
+            return
+        _, outputs = peer.node.write(EntryKind.AWAY, "quit", self.now, int(self.now * 1000))
+        self._apply(index, outputs)
+        self.at(self.now + linger, partial(self.crash, index))
+
     def restart(self, index: int) -> None:
         """Start a crashed peer again from its stored messages, same identity."""
         old = self.peers[index]
@@ -429,7 +439,7 @@ class Simulation:
             return True
         first = [m.key for m in live[0].node.log]
         return all(
-            len(p.node.log) == len(self.sent)
+            sum(1 for m in p.node.log if m.is_text) == len(self.sent)
             and [m.key for m in p.node.log] == first
             and p.node.log.held_count == 0
             for p in live
