@@ -250,6 +250,11 @@ class Node:
         clock it has made durable, so a crash cannot make us take back a promise
         (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
+        self.history_checked = log.delivered_seq(identity.sender_id) == 0
+        """Whether we may trust that our own chain here is complete: true for a peer with
+        nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
+        restarted from an old copy of its data must not write before (it would reuse a
+        seq: equivocation); the shell may also decide it after a while alone."""
 
     # Connections ----------------------------------------------------------------
     def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
@@ -583,6 +588,7 @@ class Node:
     ) -> list[Output]:
         if neighbour.link.remote is not None and heads is not neighbour.link.remote.heads:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
+            self.history_checked = True
         events: list[LogEvent] = []
         reported: dict[bytes, int] = {}
         for head in heads:

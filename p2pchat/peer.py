@@ -93,6 +93,9 @@ class PeerConfig:
     per-link order, so that peers see messages in different orders as on a real WAN."""
     link_loss: float = 0.0
     """For demos and tests: drop this fraction of outgoing frames after the handshake."""
+    own_history_wait: float = 10.0
+    """A restarted peer with peers to join waits at most this long for a neighbour to send
+    what it lacks before it writes (a stale copy of its data would reuse seqs)."""
 
 
 # Events for the application ----------------------------------------------------
@@ -230,8 +233,9 @@ class Peer:
         return self.node.is_member
 
     async def wait_admitted(self) -> None:
-        """Return once we are an active member of our room."""
-        while not self.node.is_member:
+        """Return once we may write: we are an active member of our room, and our own
+        chain here is known to be complete (see Node.history_checked)."""
+        while not (self.node.is_member and self.node.history_checked):
             if self._closing:
                 raise trio.ClosedResourceError("peer is shutting down")
             await self._wait_changed()
@@ -443,6 +447,18 @@ class Peer:
         highest = max(m.lamport for m in saved)
         limit = self.node.announce_limit
         self.node.announce_limit = highest if limit is None else max(limit, highest)
+
+    async def _trust_own_history_after(self, seconds: float) -> None:
+        """Alone (nobody to --join), or after ``seconds`` without a neighbour's sync, we
+        write on what our store holds."""
+        await trio.sleep(seconds)
+        if not self.node.history_checked:
+            if seconds:
+                logger.warning(
+                    "no neighbour synced with us in %.0f s: writing on our stored history", seconds
+                )
+            self.node.history_checked = True
+            self._notify()
 
     def _open_room(self, room_id: bytes) -> None:
         if self.store is not None:
@@ -700,6 +716,7 @@ async def serve_peer(
             nursery.start_soon(peer._saver)
             for url in join:
                 peer.join(url)
+            nursery.start_soon(peer._trust_own_history_after, 0.0 if not join else config.own_history_wait)
             task_status.started(peer)
     finally:
         if store is not None:

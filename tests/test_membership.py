@@ -8,8 +8,10 @@ keys or heads, a member who quits holding stability back for good.
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Iterable
 from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
@@ -281,3 +283,28 @@ def test_churn_in_the_simulator_loses_nothing_and_moves_no_stable_position(seed:
         states = log.member_info()
         assert states[sim.peers[5].identity.sender_id].state is MemberState.AWAY
         assert states[sim.peers[4].identity.sender_id].state is MemberState.AWAY
+
+
+async def test_a_peer_restored_from_an_old_copy_recovers_its_chain_before_writing(tmp_path: Path) -> None:
+    alice_dir, bob_dir, backup = tmp_path / "alice", tmp_path / "bob", tmp_path / "backup"
+    with trio.fail_after(30):
+        async with open_peer("bob", data_dir=bob_dir) as bob:
+            assert bob.url is not None
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
+                await alice.send("one")
+                await alice.send("two")
+                await bob.wait_delivered(len(alice.messages()))
+                shutil.copytree(alice_dir, backup)  # a backup, taken while alice runs
+                for text in ("three", "four", "five"):
+                    await alice.send(text)
+            # Alice quit (her AWAY is her last entry); her data is lost, the backup restored.
+            away = bob.log.messages()[-1]
+            assert away.kind is EntryKind.AWAY and away.sender_id == alice.node.identity.sender_id
+            shutil.rmtree(alice_dir)
+            shutil.copytree(backup, alice_dir)
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as restored:
+                message = await restored.send("six")
+                assert message.seq == away.seq + 1, "her seq continues after what bob holds"
+                assert not restored.log.evidence and not bob.log.evidence
+                await bob.wait_delivered(len(restored.messages()))
+                assert [m.key for m in bob.messages()] == [m.key for m in restored.messages()]
