@@ -193,7 +193,6 @@ class OrderedLog:
         self._waiting: dict[bytes, list[tuple[int, bytes]]] = {}
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
-        self._names_seen: set[bytes] = set()
         self._stranger_heads: dict[bytes, Head] = {}
         self._clock = 0
         self._stable_count = 0
@@ -567,10 +566,7 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
-        causal_past = full
-        if message.seq > 1:
-            causal_past = {**full, message.sender_id: message.seq - 1}
-        if not self.roster.admits(message, causal_past):
+        if not self.roster.admits(message, _causal_past(message, full)):
             return Refusal.NOT_A_MEMBER
         return full
 
@@ -622,17 +618,15 @@ class OrderedLog:
             # Only possible when a member was unknown or an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
-        if message.kind is not EntryKind.TEXT:
-            causal_past = {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
-            self.roster.record(message, causal_past)
+        if message.kind is EntryKind.TEXT:
+            self.roster.note_name(message.sender_id, message.name)
+        else:
+            self.roster.record(message, _causal_past(message, vector))
             # The founder or the member admitted may have announced its clock before we
             # knew it: use what we kept of that now.
             early = self._stranger_heads.pop(message.subject or message.sender_id, None)
             if early is not None:
                 self.observe_head(early, defer_stability=True)
-        elif message.sender_id not in self._names_seen:
-            self._names_seen.add(message.sender_id)
-            self.roster.record(message, vector)
         concurrent = self._mark_concurrency(message, vector, events)
         if state.pending is not None and state.pending.clock_seq <= state.delivered:
             pending, state.pending = state.pending, None
@@ -722,6 +716,11 @@ class OrderedLog:
     def _bound(self, member: bytes) -> int:
         state = self._senders.get(member)
         return state.bound if state is not None else 0
+
+
+def _causal_past(message: Message, vector: Mapping[bytes, int]) -> Mapping[bytes, int]:
+    """A message's causal past as a vector: its full vector clock plus its own previous seq."""
+    return {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

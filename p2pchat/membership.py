@@ -99,6 +99,8 @@ class Roster:
     _transitions: list[Transition] = field(default_factory=list)
     """Every membership entry delivered, sorted by key."""
     _names: dict[bytes, str] = field(default_factory=dict)
+    _scanned: list[tuple[Transition, frozenset[bytes]]] | None = None
+    """``scan()`` as of the last membership entry (recomputed after the next one)."""
 
     # Validity (checked once an entry's causal past is delivered) -------------------
     def admits(self, message: Message, vector: Mapping[bytes, int]) -> bool:
@@ -121,13 +123,14 @@ class Roster:
         return False
 
     # Recording delivered entries ------------------------------------------------
-    def record(self, message: Message, vector: Mapping[bytes, int]) -> Transition | None:
-        """Note a delivered entry; return its transition if it is a membership entry."""
+    def note_name(self, author: bytes, name: str) -> None:
+        """A chat line's author: remember a name for it (the first one seen)."""
+        if author not in self._names:
+            self._names[author] = name
+
+    def record(self, message: Message, vector: Mapping[bytes, int]) -> Transition:
+        """Note a delivered membership entry (not a TEXT); ``vector`` is its causal past."""
         author = message.sender_id
-        if message.kind is EntryKind.TEXT:
-            if author not in self._names:
-                self._names[author] = message.name
-            return None
         if message.kind is EntryKind.GENESIS:
             self.founder = author
             self._names[author] = message.name
@@ -144,6 +147,7 @@ class Roster:
             transition = Transition(message.key, message.kind, author, message.seq)
         self._names[author] = message.name
         insort(self._transitions, transition, key=lambda t: t.key)
+        self._scanned = None
         return transition
 
     # Reading ----------------------------------------------------------------------
@@ -178,13 +182,16 @@ class Roster:
 
     def active(self) -> frozenset[bytes]:
         """The members at the end of the log."""
-        last: frozenset[bytes] = frozenset()
-        for _, after in self.scan():
-            last = after
-        return last
+        scanned = self.scan()
+        return scanned[-1][1] if scanned else frozenset()
 
-    def scan(self) -> Iterable[tuple[Transition, frozenset[bytes]]]:
+    def scan(self) -> list[tuple[Transition, frozenset[bytes]]]:
         """Each transition in key order, with the member set just after it."""
+        if self._scanned is None:
+            self._scanned = list(self._scan())
+        return self._scanned
+
+    def _scan(self) -> Iterable[tuple[Transition, frozenset[bytes]]]:
         active: set[bytes] = set()
         last_exit: dict[bytes, int] = {}
         for transition in self._transitions:
