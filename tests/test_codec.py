@@ -806,6 +806,15 @@ def test_unsupported_payload_version_refused() -> None:
     refuse_payload(payload(version=enc(0)), "version")
 
 
+@pytest.mark.parametrize(
+    "deps", [NULL, arr(), arr(enc(BOB.sender_id), enc(1)), enc(0)], ids=["null", "array", "pairs", "int"]
+)
+def test_payload_without_deps_map_refused(deps: bytes) -> None:
+    """The vector clock is mandatory (there is no plain mode any more): null, as a
+    version-1 plain message had, is refused like any other non-map."""
+    refuse_payload(payload(deps=deps), "message deps", "expected a map")
+
+
 def test_version_1_payload_is_refused() -> None:
     """The layout before rooms and entry kinds: eight fields, text in place of kind and body."""
     old = arr(enc(1), enc(ALICE.sender_id), enc(1), enc(1), enc(0), enc("alice"), enc("hi"), NULL)
