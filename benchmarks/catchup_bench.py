@@ -1,9 +1,14 @@
 """A late joiner pulling history: messages per second, verification and storage included.
 
-Builds a store holding N signed messages from 10 senders, starts a real peer
-process on it (``p2pchat chat --json``), then opens a fresh peer in this process
-that joins it with an empty store and times how long it takes until every
-message is verified, delivered in order and committed to its own SQLite store.
+Builds a store holding N signed messages from 10 senders (after the founding
+entries of their room, see ``benchroom.py``), starts a real peer process on it
+(``p2pchat chat --json``), then opens a fresh peer in this process that joins it
+with an empty store and times how long it takes until every message is verified,
+delivered in order and committed to its own SQLite store.
+
+The source peer is not a member of the room (its founder left it): it serves the
+history but admits nobody, so exactly the room's entries travel and the joiner's
+log can be compared with them entry for entry.
 
     python benchmarks/catchup_bench.py                  # 100,000 messages
     python benchmarks/catchup_bench.py --messages 20000
@@ -18,6 +23,7 @@ import time
 from pathlib import Path
 
 import trio
+from benchroom import BenchRoom, found_room
 
 from p2pchat.bench import chat_command, json_events
 from p2pchat.identity import Identity
@@ -28,9 +34,12 @@ from p2pchat.store import Store
 SENDERS = 10
 
 
-def build_history(count: int) -> list[Message]:
+IDENTITIES = [Identity(bytes([i + 1]) * 32) for i in range(SENDERS)]
+
+
+def build_history(count: int, room: BenchRoom) -> list[Message]:
     """Round-robin senders, each message written after seeing the one before it."""
-    identities = [Identity(bytes([i + 1]) * 32) for i in range(SENDERS)]
+    identities = IDENTITIES
     seqs = [0] * SENDERS
     messages = []
     for n in range(count):
@@ -40,15 +49,18 @@ def build_history(count: int) -> list[Message]:
         deps = (
             {identities[previous].sender_id: seqs[previous]} if n and SENDERS > 1 and seqs[previous] else {}
         )
+        if seqs[i] == 1:
+            deps.update(room.first_deps())
         messages.append(
             Message.create(
                 identities[i],
                 seq=seqs[i],
-                lamport=n + 1,
+                lamport=room.base + n + 1,
                 sent_at_ms=1_790_000_000_000 + n,
                 name=f"peer{i}",
                 text=f"history message {n:>8} " + "x" * 26,
                 deps=deps,
+                room_id=room.room_id,
             )
         )
     return messages
@@ -57,10 +69,18 @@ def build_history(count: int) -> list[Message]:
 async def run(count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="p2pchat-catchup-") as tmp:
         started = time.perf_counter()
-        history = build_history(count)
+        room = found_room([i.sender_id for i in IDENTITIES])
+        history = build_history(count, room)
+        entries = room.entries + history
+        check = room.replica()  # a cheap guard against a history no peer would take
+        for message in history[:1000]:
+            check.receive(message)
+        if check.blocked_senders() or len(check) != len(room.entries) + min(count, 1000):
+            raise AssertionError(f"a log refuses the history: {check.blocked_senders()}")
         with Store(Path(tmp) / "source") as store:
             store.save_identity(bytes([99]) * 32, "source")
-            store.save_messages(history)
+            store.save_messages(room.room_id, entries)
+            store.use_room(room.room_id, "bench", 0)
         print(f"built and stored {count:,} signed messages in {time.perf_counter() - started:.1f} s")
 
         command = chat_command("source", f"{tmp}/source")
@@ -70,13 +90,13 @@ async def run(count: int) -> None:
             async with open_peer("joiner", data_dir=f"{tmp}/joiner", join=[url]) as joiner:
                 began = time.perf_counter()
                 with trio.fail_after(600):
-                    await joiner.wait_delivered(count)
+                    await joiner.wait_delivered(len(entries))
                 delivered = time.perf_counter() - began
                 joiner._save()  # commit the last batch now, and count it
                 stored = time.perf_counter() - began
-                assert [m.key for m in joiner.messages()] == [m.key for m in history]
+                assert [m.key for m in joiner.messages()] == [m.key for m in entries]
             with Store(f"{tmp}/joiner", read_only=True) as store:
-                assert store.message_count() == count
+                assert store.message_count(room.room_id) == len(entries)
         finally:
             process.terminate()
             with trio.move_on_after(10):

@@ -7,18 +7,20 @@ Run it (see benchmarks/README.md)::
 
 What it does:
 
-1. Plans a realistic causal history: at each step a random sender (some talk more
+1. Plans a realistic causal history in a room whose members are the senders
+   (founded as in ``benchroom.py``): at each step a random sender (some talk more
    than others) writes a message; before writing it catches up with each other
    member with probability ``--sync``, i.e. delivers everything that member had
    delivered (the union of causally closed sets is causally closed, so this is
    always a valid state). Stamps follow DESIGN.md rule 4 exactly (lamport = 1 +
    largest delivered stamp) and each message carries the vector-clock entries that
-   changed since its sender's previous message, just like ``OrderedLog.compose``.
+   changed since its sender's previous message, just like ``OrderedLog.compose``
+   (a sender's first message also names the room's founding entries).
 2. (a) encode+sign: ``Message.create`` + ``wire.encode_frame`` in batches of 100.
 3. (b) decode+verify: ``wire.decode_frame`` of those batch frames + ``Message.verify``.
-4. (c) ``OrderedLog.receive`` of every message, in a random order, into a fresh log,
-   once as is (the log verifies each signature itself) and once with
-   ``Message.verify`` replaced by ``lambda self: True`` for the duration of the run,
+4. (c) ``OrderedLog.receive`` of every message, in a random order, into a fresh log
+   holding the room's founding entries, once as is (the log verifies each signature itself) and once with
+   ``Message.verify`` replaced by ``lambda self, room_id: True`` for the duration of the run,
    which isolates the log's own cost (the signatures were checked in (b)).
 5. Wire size of one message with a 50-byte text.
 
@@ -38,10 +40,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from benchroom import BenchRoom, found_room
+
 from p2pchat import wire
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog, ReceiptStatus
-from p2pchat.message import Message
+from p2pchat.message import EntryKind, Message
 
 T = TypeVar("T")
 BATCH = 100
@@ -85,12 +89,14 @@ def random_text(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 30)))
 
 
-def plan_history(count: int, ids: Sequence[bytes], rng: random.Random, sync: float) -> list[Planned]:
+def plan_history(
+    count: int, ids: Sequence[bytes], rng: random.Random, sync: float, room: BenchRoom
+) -> list[Planned]:
     """A causal history of ``count`` messages from ``len(ids)`` senders (see module doc)."""
     n = len(ids)
     delivered = [[0] * n for _ in range(n)]  # delivered[s][k]: highest seq of k that s delivered
     sent_vector = [[0] * n for _ in range(n)]  # delivered[s] when s last sent
-    clock = [0] * n  # Lamport clock of each sender: largest delivered stamp
+    clock = [room.base] * n  # Lamport clock of each sender: largest delivered stamp
     lamports: list[list[int]] = [[] for _ in range(n)]  # lamports[k][q-1]: stamp of (k, q)
     weights = [rng.uniform(0.2, 1.0) for _ in range(n)]  # some members talk more
     plan: list[Planned] = []
@@ -108,6 +114,8 @@ def plan_history(count: int, ids: Sequence[bytes], rng: random.Random, sync: flo
         seq = delivered[s][s] + 1
         lamport = clock[s] + 1
         deps = {ids[k]: delivered[s][k] for k in range(n) if k != s and delivered[s][k] > sent_vector[s][k]}
+        if seq == 1:
+            deps.update(room.first_deps())
         now += rng.randint(1, 2_000)
         plan.append(Planned(s, seq, lamport, now, f"member-{s}", random_text(rng), deps))
         lamports[s].append(lamport)
@@ -128,15 +136,15 @@ def timed(label: str, count: int, work: Callable[[], T]) -> tuple[Row, T]:
 def verification_stubbed() -> Iterator[None]:
     """Make ``Message.verify`` return True (pre-verified messages) inside the block."""
     original = Message.verify
-    Message.verify = lambda self: True  # type: ignore[method-assign]
+    Message.verify = lambda self, room_id: True  # type: ignore[method-assign]
     try:
         yield
     finally:
         Message.verify = original  # type: ignore[method-assign]
 
 
-def insert_all(messages: Sequence[Message]) -> OrderedLog:
-    log = OrderedLog()
+def insert_all(room: BenchRoom, messages: Sequence[Message]) -> OrderedLog:
+    log = room.replica()
     for message in messages:
         if log.receive(message).status is not ReceiptStatus.NEW:
             raise AssertionError(f"{message!r} was not accepted")
@@ -144,17 +152,19 @@ def insert_all(messages: Sequence[Message]) -> OrderedLog:
 
 
 def check_log(log: OrderedLog, count: int) -> None:
-    if len(log) != count or log.held_count:
-        raise AssertionError(f"log holds {len(log)} delivered, {log.held_count} waiting")
+    """``count`` chat messages delivered after the founding entries, nothing held or refused."""
+    texts = sum(m.kind is EntryKind.TEXT for m in log)
+    if texts != count or log.held_count or log.blocked_senders():
+        raise AssertionError(f"log holds {texts} messages delivered, {log.held_count} waiting")
     keys = [m.key for m in log]
     if keys != sorted(keys):
         raise AssertionError("log is not in (lamport, sender_id) order")
 
 
-def wire_sizes(identity: Identity, others: Sequence[bytes]) -> list[tuple[str, int]]:
+def wire_sizes(identity: Identity, others: Sequence[bytes], room_id: bytes) -> list[tuple[str, int]]:
     text = "x" * 50
-    fields = {"seq": 4_321, "lamport": 98_765, "sent_at_ms": START_MS, "name": "alice"}
-    plain = Message.create(identity, text=text, deps=None, **fields)  # type: ignore[arg-type]
+    fields = {"seq": 4_321, "lamport": 98_765, "sent_at_ms": START_MS, "name": "alice", "room_id": room_id}
+    unchanged = Message.create(identity, text=text, deps={}, **fields)  # type: ignore[arg-type]
     one = Message.create(identity, text=text, deps={others[0]: 77}, **fields)  # type: ignore[arg-type]
     every = Message.create(
         identity,
@@ -162,11 +172,20 @@ def wire_sizes(identity: Identity, others: Sequence[bytes]) -> list[tuple[str, i
         deps={s: 4_000 for s in others},
         **fields,  # type: ignore[arg-type]
     )
+    admit = Message.create(
+        identity,
+        text="bob",
+        deps={others[0]: 77},
+        kind=EntryKind.ADMIT,
+        subject=others[0],
+        **fields,  # type: ignore[arg-type]
+    )
     batch = wire.encode_frame(wire.Messages((one,) * BATCH))
     return [
-        ("payload, no vector clock (deps = null)", len(plain.payload)),
+        ("payload, no changed vector-clock entry (deps = {})", len(unchanged.payload)),
         ("payload, 1 changed vector-clock entry", len(one.payload)),
         (f"payload, {len(others)} changed vector-clock entries", len(every.payload)),
+        ("ADMIT entry payload (name 'bob'), 1 changed entry", len(admit.payload)),
         ("signature", len(one.signature)),
         ("one message alone in a MESSAGES frame (1 entry)", len(wire.encode_frame(wire.Messages((one,))))),
         (f"per message in a MESSAGES frame of {BATCH} (1 entry)", round(len(batch) / BATCH)),
@@ -193,13 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     identities = [Identity(rng.randbytes(32)) for _ in range(args.senders)]
     ids = [i.sender_id for i in identities]
     n = args.messages
+    room = found_room(ids)
 
     print(
         f"p2pchat core benchmark: {n:,} messages, {args.senders} senders, seed {args.seed}, sync {args.sync}"
     )
     print(f"python {sys.version.split()[0]} on {sys.platform}")
     plan_start = time.perf_counter()
-    plan = plan_history(n, ids, rng, args.sync)
+    plan = plan_history(n, ids, rng, args.sync, room)
     deps_entries = sum(len(p.deps) for p in plan)
     print(
         f"planned causal history in {time.perf_counter() - plan_start:.1f} s: "
@@ -221,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name=p.name,
                     text=p.text,
                     deps=p.deps,
+                    room_id=room.room_id,
                 )
                 for p in plan[start : start + BATCH]
             )
@@ -232,7 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     row_sign, _ = timed(
         "    of which Ed25519 signing alone",
         n,
-        lambda: [identities[p.sender].sign(m.payload) for p, m in zip(plan, messages, strict=True)],
+        lambda: [
+            identities[p.sender].sign(m.signed_bytes(room.room_id))
+            for p, m in zip(plan, messages, strict=True)
+        ],
     )
 
     # (b) decode + verify -------------------------------------------------------------
@@ -242,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frame = wire.decode_frame(data)
             assert isinstance(frame, wire.Messages)
             for message in frame.messages:
-                if not message.verify():
+                if not message.verify(room.room_id):
                     raise AssertionError(f"{message!r} does not verify")
                 verified += 1
         return verified
@@ -250,23 +274,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     row_b, verified = timed("(b) decode+verify: decode_frame + Message.verify", n, decode_and_verify)
     assert verified == n
     row_decode, _ = timed("    decode_frame alone", n, lambda: [wire.decode_frame(f) for f in frames])
-    row_verify, _ = timed("    Message.verify alone", n, lambda: [m.verify() for m in messages])
+    row_verify, _ = timed("    Message.verify alone", n, lambda: [m.verify(room.room_id) for m in messages])
 
     # (c) the ordered log ----------------------------------------------------------------
     shuffled = list(messages)
     random.Random(args.seed + 1).shuffle(shuffled)
-    row_c, log = timed("(c) OrderedLog.receive, random order, verifying", n, lambda: insert_all(shuffled))
+    row_c, log = timed(
+        "(c) OrderedLog.receive, random order, verifying", n, lambda: insert_all(room, shuffled)
+    )
     check_log(log, n)
     with verification_stubbed():
         row_c_pre, log_pre = timed(
             "    random order, pre-verified (Message.verify stubbed)",
             n,
-            lambda: insert_all(shuffled),
+            lambda: insert_all(room, shuffled),
         )
         row_c_inorder, _ = timed(
             "    send order, pre-verified (nothing is ever held)",
             n,
-            lambda: insert_all(messages),
+            lambda: insert_all(room, messages),
         )
     check_log(log_pre, n)
     assert [m.key for m in log] == [m.key for m in log_pre]
@@ -283,19 +309,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     subtracted = max(row_c.seconds - row_verify.seconds, 1e-9)
     print(
         "Verification in (c): OrderedLog.receive calls Message.verify once per new message.\n"
-        "The 'pre-verified' rows replace Message.verify by `lambda self: True` for the run\n"
+        "The 'pre-verified' rows replace Message.verify by `lambda self, room_id: True` for the run\n"
         "(the same messages were verified in (b)), so they show the log's own cost.\n"
         "Cross-check: verifying run minus 'Message.verify alone' = "
         f"{subtracted:.2f} s ({n / subtracted:,.0f} inserts/s)."
     )
     print(
-        f"Final log: {len(log):,} messages, {concurrent:,} ({concurrent / n:.1%}) marked "
+        f"Final log: {len(log):,} entries ({len(room.entries)} founding the room), "
+        f"{concurrent:,} ({concurrent / n:.1%}) marked "
         f"concurrent, stable prefix {log.stable_count:,}."
     )
 
     print()
     print("Bytes on the wire, one message with a 50-byte text (name 'alice', seq 4321):")
-    for label, size in wire_sizes(identities[0], ids[1:]):
+    for label, size in wire_sizes(identities[0], ids[1:], room.room_id):
         print(f"  {label:<56} {size:>6} B")
     total = sum(len(f) for f in frames)
     print(f"  {'average in this run (texts of 2-30 words), batch of ' + str(BATCH):<56} {total / n:>6.0f} B")

@@ -2,7 +2,8 @@
 
 Messages are built like real ones (CBOR payload, 64-byte signature, 50-byte text,
 vector-clock deltas) and inserted as trusted (signature checks are not what is
-measured here). Memory is the growth of the process's resident set, and, as a
+measured here) into a log that holds the founding entries of a room whose members
+are the senders (``benchroom.py``). Memory is the growth of the process's resident set, and, as a
 cross-check, what tracemalloc sees allocated by Python.
 
     python benchmarks/memory_bench.py                 # 100k and 1M
@@ -18,9 +19,10 @@ import resource
 import time
 import tracemalloc
 
+from benchroom import BenchRoom, found_room
+
 from p2pchat import codec
-from p2pchat.log import OrderedLog
-from p2pchat.message import Message
+from p2pchat.message import EntryKind, Message
 
 SENDERS = 10
 
@@ -30,18 +32,25 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def build(count: int) -> list[Message]:
-    """A causal history: round-robin senders, each naming the previous writer."""
-    ids = [bytes([i + 1]) * 32 for i in range(SENDERS)]
+IDS = [bytes([i + 1]) * 32 for i in range(SENDERS)]
+
+
+def build(count: int, room: BenchRoom) -> list[Message]:
+    """A causal history: round-robin senders, each naming the previous writer (and, in
+    its first message, the room's founding entries)."""
     messages = []
     seqs = [0] * SENDERS
     for n in range(count):
         i = n % SENDERS
         seqs[i] += 1
         previous = (i - 1) % SENDERS
-        deps = {ids[previous]: seqs[previous]} if n else {}
+        deps = {IDS[previous]: seqs[previous]} if n else {}
+        if seqs[i] == 1:
+            deps.update(room.first_deps())
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
-        payload = codec.dumps([1, ids[i], seqs[i], n + 1, 1_790_000_000_000 + n, name, text, deps])
+        lamport = room.base + n + 1
+        fields = [2, IDS[i], seqs[i], lamport, 1_790_000_000_000 + n, name, int(EntryKind.TEXT), text, deps]
+        payload = codec.dumps(fields)
         # Decoded as a peer decodes what it receives (sender ids and names are shared).
         signature = n.to_bytes(8, "big") * 8  # a distinct 64-byte object, as real ones are
         messages.append(Message.from_wire(payload, signature))
@@ -49,12 +58,13 @@ def build(count: int) -> list[Message]:
 
 
 def measure(count: int) -> None:
-    messages = build(count)
+    room = found_room(IDS)
+    messages = build(count, room)
+    log = room.replica()
     gc.collect()
     before_rss = rss_bytes()
     tracemalloc.start()
     started = time.perf_counter()
-    log = OrderedLog()
     for message in messages:
         log.receive(message, trusted=True, defer_stability=True)
     elapsed = time.perf_counter() - started
@@ -65,12 +75,12 @@ def measure(count: int) -> None:
     del messages
     gc.collect()
     log_rss = rss_bytes() - before_rss
-    assert len(log) == count
+    assert len(log) == len(room.entries) + count and not log.held_count and not log.blocked_senders()
     # Rebuild-free estimate of what the Message objects cost: measure a fresh batch.
     sample = 20_000
     gc.collect()
     tracemalloc.start()
-    kept = build(sample)
+    kept = build(sample, room)
     message_bytes = tracemalloc.get_traced_memory()[0] / sample
     tracemalloc.stop()
     del kept

@@ -191,6 +191,8 @@ class Message:
             raise ValueError("an ADMIT names exactly one member, other entries none")
         if kind is EntryKind.ADMIT and len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"a member's name is over {MAX_NAME_BYTES} bytes")
+        if kind is EntryKind.GENESIS and len(text.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"a room's name is over {MAX_NAME_BYTES} bytes")
         wire_deps = {s: n for s, n in deps.items() if n > 0} or NO_DEPS
         # Not decoded back below, so refuse here what every receiver's from_wire would.
         if len(wire_deps) > MAX_DEPS:

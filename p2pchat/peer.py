@@ -36,7 +36,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
 from .log import Concurrent, Delivered, LogConfig, NotAMember, OrderedLog, OwnHistoryIncomplete, Stable
-from .message import EntryKind, Message, signed_bytes
+from .message import MAX_NAME_BYTES, EntryKind, Message, signed_bytes
 from .node import (
     Close,
     Discovered,
@@ -656,7 +656,8 @@ def load_node(
     if room_id is not None and store is not None:
         log = restore_log(store, room_id, config.log)
     elif found:
-        log, genesis = OrderedLog.found(identity, name=name, room_name=f"{name}'s room", sent_at_ms=now_ms)
+        room_name = _room_name_for(name)
+        log, genesis = OrderedLog.found(identity, name=name, room_name=room_name, sent_at_ms=now_ms)
         room_id = log.room_id
         if store is not None and room_id is not None:
             store.save_messages(room_id, [genesis], durable=True)
@@ -669,6 +670,13 @@ def load_node(
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0
     return node
+
+
+def _room_name_for(name: str) -> str:
+    """The name of a room we found: "<name>'s room", cut to the room-name limit on a
+    character boundary (a member's name may use all of that limit by itself)."""
+    room_name = f"{name}'s room".encode()
+    return room_name[:MAX_NAME_BYTES].decode("utf-8", "ignore")
 
 
 def _pick_room(store: Store | None, room: str | None) -> bytes | None:

@@ -190,7 +190,9 @@ def decode_frame(data: bytes) -> Frame:
     """Strictly decode one frame from untrusted bytes. Raises CodecError."""
     if len(data) > MAX_FRAME_BYTES:
         raise CodecError(f"frame of {len(data)} bytes is over the limit of {MAX_FRAME_BYTES}")
-    item = codec.expect_array(codec.strict_loads(data), "frame", max_length=8)
+    # The widest frame (HELLO: type and 7 fields) plus one, so that a frame with one
+    # field too many still gets an error naming it.
+    item = codec.expect_array(codec.strict_loads(data), "frame", max_length=9)
     if not item:
         raise CodecError("frame: empty array")
     kind, fields = item[0], item[1:]

@@ -35,13 +35,18 @@ from p2pchat.message import (
     MAX_SENT_AT_MS,
     MAX_SEQ,
     MAX_TEXT_BYTES,
+    ROOM_ID_SIZE,
+    EntryKind,
     Message,
+    RoomPolicy,
 )
 
 ALICE, BOB, CAROL = (Identity(bytes([n]) * 32) for n in (1, 2, 3))
 IDENTITIES = (ALICE, BOB, CAROL)
 SIG = bytes(range(64))
 """A well-formed (64-byte) but meaningless signature: decoding never checks signatures."""
+ROOM = bytes(range(100, 100 + ROOM_ID_SIZE))
+"""The room the test messages are signed for (rooms are not on the wire)."""
 FRAME_TYPES = (wire.Hello, wire.Auth, wire.Messages, wire.Heads, wire.Want, wire.Peers, wire.Bye)
 
 
@@ -89,16 +94,17 @@ SIMPLE_16 = b"\xf0"
 SIMPLE_255 = b"\xf8\xff"
 
 
-PAYLOAD_FIELDS = ("version", "sender", "seq", "lamport", "sent_at", "name", "text", "deps")
+PAYLOAD_FIELDS = ("version", "sender", "seq", "lamport", "sent_at", "name", "kind", "body", "deps")
 VALID_PAYLOAD = {
-    "version": enc(1),
+    "version": enc(2),
     "sender": enc(ALICE.sender_id),
     "seq": enc(1),
     "lamport": enc(1),
     "sent_at": enc(1_700_000_000_000),
     "name": enc("alice"),
-    "text": enc("hi"),
-    "deps": NULL,
+    "kind": enc(int(EntryKind.TEXT)),
+    "body": enc("hi"),
+    "deps": cmap(),
 }
 
 
@@ -142,6 +148,7 @@ def hello(**raw: bytes) -> bytes:
         "url": enc("ws://127.0.0.1:9000"),
         "nonce": enc(bytes(wire.NONCE_SIZE)),
         "heads": arr(head_item()),
+        "room": enc(ROOM),
     }
     unknown = raw.keys() - fields.keys()
     assert not unknown, unknown
@@ -229,19 +236,25 @@ urls = st.text(max_size=wire.MAX_URL_BYTES // 4)
 
 @st.composite
 def signed_messages(draw: st.DrawFn) -> Message:
+    """Entries of every kind, signed for ``ROOM`` (a genesis: for no room)."""
     identity = draw(st.sampled_from(IDENTITIES))
     deps = draw(
-        st.none()
-        | st.dictionaries(st.sampled_from([i.sender_id for i in IDENTITIES]) | sender_ids, seqs, max_size=4)
+        st.dictionaries(st.sampled_from([i.sender_id for i in IDENTITIES]) | sender_ids, seqs, max_size=4)
     )
+    kind = draw(st.sampled_from(EntryKind))
+    text = draw(names if kind in (EntryKind.GENESIS, EntryKind.ADMIT) else st.text(max_size=200))
     return Message.create(
         identity,
         seq=draw(seqs),
         lamport=draw(lamports),
         sent_at_ms=draw(st.integers(0, MAX_SENT_AT_MS)),
         name=draw(names),
-        text=draw(st.text(max_size=200)),
+        text=text,
         deps=deps,
+        room_id=ROOM,
+        kind=kind,
+        subject=draw(sender_ids) if kind is EntryKind.ADMIT else None,
+        policy=draw(st.sampled_from(RoomPolicy)),
     )
 
 
@@ -259,6 +272,7 @@ hello_frames = st.builds(
     listen_url=st.none() | urls,
     nonce=st.binary(min_size=wire.NONCE_SIZE, max_size=wire.NONCE_SIZE),
     heads=st.lists(heads, max_size=4).map(tuple),
+    room_id=st.just(b"") | st.binary(min_size=ROOM_ID_SIZE, max_size=ROOM_ID_SIZE),
 )
 auth_frames = st.builds(wire.Auth, st.binary(min_size=64, max_size=64))
 messages_frames = st.builds(wire.Messages, st.lists(signed_messages(), max_size=3).map(tuple))
@@ -349,7 +363,7 @@ def test_arbitrary_bytes_message_from_wire_raises_only_codec_error(
     except CodecError:
         return
     assert message.payload == payload_bytes
-    assert not message.verify()
+    assert not message.verify(ROOM)
 
 
 @given(hostile_values)
@@ -367,7 +381,7 @@ def test_frame_shaped_hostile_values_raise_only_codec_error(kind: int, fields: l
     decode_or_codec_error(cbor2.dumps([kind, *fields]))
 
 
-@given(st.integers(0, 7), hostile_values)
+@given(st.integers(0, len(PAYLOAD_FIELDS) - 1), hostile_values)
 def test_payload_with_one_hostile_field_raises_only_codec_error(index: int, value: object) -> None:
     raw = dict(VALID_PAYLOAD)
     raw[PAYLOAD_FIELDS[index]] = cbor2.dumps(value)
@@ -405,7 +419,7 @@ def test_mutated_payload_inside_valid_frame_raises_only_codec_error(
     if frame is not None:
         assert isinstance(frame, wire.Messages)
         (decoded,) = frame.messages
-        assert decoded.verify() == (broken == message.payload)
+        assert decoded.verify(ROOM) == (broken == message.payload)
 
 
 # Round trips ---------------------------------------------------------------------
@@ -435,7 +449,7 @@ def test_messages_round_trip_and_still_verify(frame: wire.Messages) -> None:
     assert_round_trip(frame)
     decoded = wire.decode_frame(wire.encode_frame(frame))
     assert isinstance(decoded, wire.Messages)
-    assert all(m.verify() for m in decoded.messages)
+    assert all(m.verify(ROOM) for m in decoded.messages)
 
 
 @given(heads_frames)
@@ -462,6 +476,7 @@ def test_extreme_but_valid_values_round_trip() -> None:
     top = wire.Head(b"\xff" * 32, MAX_SEQ, MAX_SEQ, MAX_LAMPORT, b"\xff" * 64)
     for frame in (
         wire.Hello(2**16, b"\x00" * 32, "é" * 32, "u" * wire.MAX_URL_BYTES, b"\xff" * 16, (top,)),
+        wire.Hello(1, b"\x00" * 32, "é" * 32, None, b"\xff" * 16, (top,) * wire.MAX_HEADS, b"\xff" * 32),
         wire.Hello(0, b"\x00" * 32, "", None, bytes(16)),
         wire.Heads((top,) * 3, True),
         wire.Want((wire.WantRange(b"\x01" * 32, MAX_SEQ, MAX_SEQ),)),
@@ -488,6 +503,7 @@ def test_largest_message_create_allows_round_trips_through_a_frame() -> None:
         name="\U0001f600" * (MAX_NAME_BYTES // 4),
         text="\U0001f600" * (MAX_TEXT_BYTES // 4),
         deps=deps,
+        room_id=ROOM,
     )
     assert len(message.payload) <= wire.MAX_MESSAGE_PAYLOAD
     assert_round_trip(wire.Messages((message,)))
@@ -596,7 +612,7 @@ def test_indefinite_lengths_in_frames_refused(data: bytes) -> None:
 
 def test_indefinite_lengths_in_payload_refused() -> None:
     refuse_payload(payload(deps=b"\xbf" + enc(BOB.sender_id) + enc(1) + b"\xff"), "indefinite")
-    refuse_payload(payload(text=b"\x7f" + enc("h") + enc("i") + b"\xff"), "indefinite")
+    refuse_payload(payload(body=b"\x7f" + enc("h") + enc("i") + b"\xff"), "indefinite")
     refuse_payload(b"\x9f" + payload()[1:] + b"\xff", "indefinite")
 
 
@@ -721,7 +737,8 @@ def test_undefined_and_simple_values_refused_in_frames(data: bytes, words: tuple
     [
         ("deps", UNDEFINED, ("deps", "map")),
         ("seq", UNDEFINED, ("seq", "integer")),
-        ("text", SIMPLE_16, ("text", "text")),
+        ("body", SIMPLE_16, ("text", "text")),
+        ("kind", UNDEFINED, ("kind", "integer")),
         ("sender", NULL, ("sender", "byte string")),
         ("version", UNDEFINED, ("version",)),
         ("lamport", SIMPLE_255, ("lamport", "integer")),
@@ -756,8 +773,8 @@ def test_wrong_field_counts_refused(name: str) -> None:
 
 
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:7])), "expected 8 items, got 7")
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 8 items, got 9")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:8])), "expected 9 items, got 8")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 9 items, got 10")
     refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "5 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
@@ -785,8 +802,24 @@ def test_payload_must_be_an_array() -> None:
 
 
 def test_unsupported_payload_version_refused() -> None:
-    refuse_payload(payload(version=enc(2)), "version", "2")
+    refuse_payload(payload(version=enc(3)), "version", "3")
     refuse_payload(payload(version=enc(0)), "version")
+
+
+@pytest.mark.parametrize(
+    "deps", [NULL, arr(), arr(enc(BOB.sender_id), enc(1)), enc(0)], ids=["null", "array", "pairs", "int"]
+)
+def test_payload_without_deps_map_refused(deps: bytes) -> None:
+    """The vector clock is mandatory (there is no plain mode any more): null, as a
+    version-1 plain message had, is refused like any other non-map."""
+    refuse_payload(payload(deps=deps), "message deps", "expected a map")
+
+
+def test_version_1_payload_is_refused() -> None:
+    """The layout before rooms and entry kinds: eight fields, text in place of kind and body."""
+    old = arr(enc(1), enc(ALICE.sender_id), enc(1), enc(1), enc(0), enc("alice"), enc("hi"), NULL)
+    refuse_payload(old, "expected 9 items, got 8")
+    refuse_payload(payload(version=enc(1)), "version", "1")
 
 
 # Strictness: sizes ---------------------------------------------------------------------
@@ -815,7 +848,7 @@ def test_frame_at_size_limit_is_parsed() -> None:
     ids=["ascii-at-limit", "ascii-over", "emoji-at-limit", "emoji-over", "two-byte-over"],
 )
 def test_text_size_limit_counts_utf8_bytes(text: str, accepted: bool) -> None:
-    data = payload(text=enc(text))
+    data = payload(body=enc(text))
     if accepted:
         assert Message.from_wire(data, SIG).text == text
     else:
@@ -837,7 +870,7 @@ def test_oversize_url_and_reason_refused() -> None:
 
 
 def test_oversize_payload_refused() -> None:
-    big = payload(text=enc("x" * (wire.MAX_MESSAGE_PAYLOAD + 1)))
+    big = payload(body=enc("x" * (wire.MAX_MESSAGE_PAYLOAD + 1)))
     refuse_frame(messages_frame(signed(big)), "message payload", "over the limit")
 
 
@@ -930,6 +963,11 @@ def test_sender_id_as_text_refused() -> None:
         {"deps": {b"\x01" * 31: 1}},
         {"deps": {BOB.sender_id: MAX_SEQ + 1}},
         {"deps": {n.to_bytes(32, "big"): 1 for n in range(MAX_DEPS + 1)}},
+        {"kind": EntryKind.ADMIT},
+        {"kind": EntryKind.TEXT, "subject": BOB.sender_id},
+        {"kind": EntryKind.LEAVE, "subject": BOB.sender_id},
+        {"kind": EntryKind.ADMIT, "subject": BOB.sender_id, "text": "n" * (MAX_NAME_BYTES + 1)},
+        {"kind": EntryKind.GENESIS, "text": "r" * (MAX_NAME_BYTES + 1)},
     ],
     ids=[
         "seq-0",
@@ -941,6 +979,11 @@ def test_sender_id_as_text_refused() -> None:
         "deps-key",
         "deps-seq-over",
         "too-many-deps",
+        "admit-without-subject",
+        "text-with-subject",
+        "leave-with-subject",
+        "admit-name-over",
+        "room-name-over",
     ],
 )
 def test_create_refuses_what_the_wire_would_refuse(change: dict[str, object]) -> None:
@@ -950,7 +993,8 @@ def test_create_refuses_what_the_wire_would_refuse(change: dict[str, object]) ->
         "sent_at_ms": 0,
         "name": "alice",
         "text": "hi",
-        "deps": None,
+        "deps": {},
+        "room_id": ROOM,
     }
     fields.update(change)
     with pytest.raises(ValueError):
@@ -961,12 +1005,14 @@ def test_create_refuses_what_the_wire_would_refuse(change: dict[str, object]) ->
 def test_created_message_is_exactly_what_receivers_decode(message: Message) -> None:
     """Message.create builds its fields directly; they must match the signed payload."""
     assert Message.from_wire(message.payload, message.signature) == message
-    assert message.verify()
+    assert message.verify(ROOM)
 
 
 def test_create_with_the_most_deps_allowed_is_decodable() -> None:
     deps = {n.to_bytes(32, "big"): 1 for n in range(1, MAX_DEPS + 1)}
-    message = Message.create(ALICE, seq=1, lamport=2, sent_at_ms=0, name="a", text="b", deps=deps)
+    message = Message.create(
+        ALICE, seq=1, lamport=2, sent_at_ms=0, name="a", text="b", deps=deps, room_id=ROOM
+    )
     assert Message.from_wire(message.payload, message.signature) == message
 
 
@@ -975,3 +1021,266 @@ def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> 
     refuse_frame(heads_frame(arr(head_item(signature=bstr(b"")))), "without a signature")
     unsigned = wire.Heads((wire.Head(BOB.sender_id, 3),))
     assert wire.decode_frame(wire.encode_frame(unsigned)) == unsigned
+
+
+# Entry kinds and their bodies ----------------------------------------------------------
+
+GENESIS, ADMIT, LEAVE, AWAY = (
+    enc(int(k)) for k in (EntryKind.GENESIS, EntryKind.ADMIT, EntryKind.LEAVE, EntryKind.AWAY)
+)
+
+
+def genesis_body(room_name: bytes = enc("room"), policy: bytes = enc(int(RoomPolicy.OPEN))) -> bytes:
+    return arr(room_name, policy)
+
+
+def admit_body(member: bytes | None = None, member_name: bytes = enc("bob")) -> bytes:
+    return arr(member if member is not None else enc(BOB.sender_id), member_name)
+
+
+def test_hand_built_entries_of_every_kind_are_accepted() -> None:
+    """Control for the body refusals below."""
+    genesis = Message.from_wire(payload(kind=GENESIS, body=genesis_body()), SIG)
+    assert (genesis.kind, genesis.text, genesis.policy, genesis.subject) == (
+        EntryKind.GENESIS,
+        "room",
+        RoomPolicy.OPEN,
+        None,
+    )
+    admit = Message.from_wire(payload(kind=ADMIT, body=admit_body()), SIG)
+    assert (admit.kind, admit.subject, admit.text) == (EntryKind.ADMIT, BOB.sender_id, "bob")
+    for kind, raw in ((EntryKind.LEAVE, LEAVE), (EntryKind.AWAY, AWAY)):
+        exit_entry = Message.from_wire(payload(kind=raw, body=enc("bye")), SIG)
+        assert (exit_entry.kind, exit_entry.text, exit_entry.subject) == (kind, "bye", None)
+    text = Message.from_wire(payload(), SIG)
+    assert (text.kind, text.text, text.subject) == (EntryKind.TEXT, "hi", None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [enc(5), enc(255), enc(2**64 - 1), enc(-1), TRUE, HALF_ONE, enc("0"), enc(b"\x00"), NULL, arr()],
+    ids=["5", "255", "2**64-1", "-1", "true", "float", "text", "bytes", "null", "array"],
+)
+def test_unknown_or_ill_typed_kind_refused(raw: bytes) -> None:
+    refuse_payload(payload(kind=raw), "message kind")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [enc(int(EntryKind.TEXT)), LEAVE, AWAY],
+    ids=["text", "leave", "away"],
+)
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (enc(b"hi"), ("message text", "text", "bytes")),
+        (enc(7), ("message text", "text", "int")),
+        (NULL, ("message text", "text")),
+        (arr(enc("hi")), ("message text", "text", "list")),
+        (genesis_body(), ("message text", "text", "list")),
+        (enc("x" * (MAX_TEXT_BYTES + 1)), ("message text", "over the limit")),
+    ],
+    ids=["bytes", "int", "null", "array", "genesis-shaped", "over"],
+)
+def test_text_leave_and_away_bodies_must_be_bounded_text(
+    kind: bytes, body: bytes, words: tuple[str, ...]
+) -> None:
+    assert Message.from_wire(payload(kind=kind, body=enc("x" * MAX_TEXT_BYTES)), SIG)  # control
+    refuse_payload(payload(kind=kind, body=body), *words)
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (enc("room"), ("genesis body", "array", "str")),
+        (cmap((enc("name"), enc("room"))), ("genesis body", "array", "dict")),
+        (arr(enc("room")), ("genesis body", "expected 2 items, got 1")),
+        (arr(enc("room"), enc(0), enc(0)), ("genesis body", "expected 2 items, got 3")),
+        (genesis_body(room_name=enc(b"room")), ("room name", "text", "bytes")),
+        (genesis_body(room_name=NULL), ("room name", "text")),
+        (genesis_body(room_name=enc("r" * (MAX_NAME_BYTES + 1))), ("room name", "over the limit")),
+        (genesis_body(room_name=enc("é" * (MAX_NAME_BYTES // 2 + 1))), ("room name", "over the limit")),
+        (genesis_body(policy=enc(max(RoomPolicy) + 1)), ("room policy", "outside")),
+        (genesis_body(policy=enc(-1)), ("room policy", "outside")),
+        (genesis_body(policy=enc(2**64 - 1)), ("room policy", "outside")),
+        (genesis_body(policy=FALSE), ("room policy", "integer", "bool")),
+        (genesis_body(policy=HALF_ONE), ("room policy", "integer", "float")),
+        (genesis_body(policy=NULL), ("room policy", "integer")),
+        (genesis_body(policy=enc("open")), ("room policy", "integer", "str")),
+    ],
+    ids=[
+        "text",
+        "map",
+        "1-item",
+        "3-items",
+        "name-bytes",
+        "name-null",
+        "name-over",
+        "name-over-utf8",
+        "policy-above",
+        "policy-negative",
+        "policy-huge",
+        "policy-bool",
+        "policy-float",
+        "policy-null",
+        "policy-text",
+    ],
+)
+def test_genesis_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
+    assert Message.from_wire(payload(kind=GENESIS, body=genesis_body(enc("r" * MAX_NAME_BYTES))), SIG)
+    refuse_payload(payload(kind=GENESIS, body=body), *words)
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 33, 64])
+def test_admit_subject_must_be_a_32_byte_id(size: int) -> None:
+    refuse_payload(
+        payload(kind=ADMIT, body=admit_body(member=enc(b"\x07" * size))),
+        "admitted member",
+        "expected 32 bytes",
+        f"got {size}",
+    )
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (enc(BOB.sender_id), ("admit body", "array", "bytes")),
+        (enc("bob"), ("admit body", "array", "str")),
+        (arr(enc(BOB.sender_id)), ("admit body", "expected 2 items, got 1")),
+        (arr(enc(BOB.sender_id), enc("bob"), enc("extra")), ("admit body", "expected 2 items, got 3")),
+        (arr(enc("bob"), enc(BOB.sender_id)), ("admitted member", "byte string", "str")),
+        (admit_body(member=enc("b" * 32)), ("admitted member", "byte string", "str")),
+        (admit_body(member=NULL), ("admitted member", "byte string")),
+        (admit_body(member_name=enc(b"bob")), ("admitted name", "text", "bytes")),
+        (admit_body(member_name=NULL), ("admitted name", "text")),
+        (admit_body(member_name=enc("n" * (MAX_NAME_BYTES + 1))), ("admitted name", "over the limit")),
+    ],
+    ids=[
+        "bytes",
+        "text",
+        "1-item",
+        "3-items",
+        "swapped",
+        "member-text",
+        "member-null",
+        "name-bytes",
+        "name-null",
+        "name-over",
+    ],
+)
+def test_admit_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
+    assert Message.from_wire(payload(kind=ADMIT, body=admit_body(member_name=enc("n" * MAX_NAME_BYTES))), SIG)
+    refuse_payload(payload(kind=ADMIT, body=body), *words)
+
+
+@pytest.mark.parametrize(
+    "kind, body",
+    [
+        (enc(int(EntryKind.TEXT)), genesis_body()),
+        (enc(int(EntryKind.TEXT)), admit_body()),
+        (GENESIS, enc("room")),
+        (GENESIS, admit_body()),
+        (ADMIT, genesis_body()),
+        (ADMIT, enc("bob")),
+        (LEAVE, admit_body()),
+        (AWAY, genesis_body()),
+    ],
+    ids=[
+        "text-genesis-body",
+        "text-admit-body",
+        "genesis-text-body",
+        "genesis-admit-body",
+        "admit-genesis-body",
+        "admit-text-body",
+        "leave-admit-body",
+        "away-genesis-body",
+    ],
+)
+def test_body_of_another_kind_refused(kind: bytes, body: bytes) -> None:
+    """The kind decides the body's shape; a body shaped for another kind is an error."""
+    refuse_payload(payload(kind=kind, body=body), "expected")
+
+
+def test_body_nesting_within_payload_depth() -> None:
+    """A body array is the payload's second level; an array in it is the third and last
+    allowed (refused by its type), and anything nested deeper by the depth limit."""
+    refuse_payload(payload(kind=GENESIS, body=arr(arr(enc("room")), enc(0))), "room name", "list")
+    refuse_payload(payload(kind=GENESIS, body=arr(arr(arr(enc("room"))), enc(0))), "depth")
+    refuse_payload(payload(kind=ADMIT, body=arr(enc(BOB.sender_id), arr(arr(enc("bob"))))), "depth")
+
+
+@given(signed_messages())
+def test_every_kind_round_trips_through_a_frame_and_verifies(message: Message) -> None:
+    event(message.kind.name)
+    assert_round_trip(wire.Messages((message,)))
+    frame = wire.decode_frame(wire.encode_frame(wire.Messages((message,))))
+    assert isinstance(frame, wire.Messages)
+    (decoded,) = frame.messages
+    assert (decoded.kind, decoded.subject, decoded.policy, decoded.text) == (
+        message.kind,
+        message.subject,
+        message.policy,
+        message.text,
+    )
+    assert decoded.verify(ROOM)
+
+
+# The room in HELLO -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("room", [b"", ROOM], ids=["none-yet", "32-bytes"])
+def test_hello_room_of_0_or_32_bytes_accepted(room: bytes) -> None:
+    frame = wire.decode_frame(hello(room=enc(room)))
+    assert isinstance(frame, wire.Hello)
+    assert frame.room_id == room
+    assert_round_trip(frame)
+
+
+@pytest.mark.parametrize("size", [1, 16, 31, 33, 64])
+def test_hello_room_of_another_size_refused(size: int) -> None:
+    refuse_frame(hello(room=enc(b"\x07" * size)), "hello room")
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        (enc("r" * ROOM_ID_SIZE), ("hello room", "byte string", "str")),
+        (NULL, ("hello room", "byte string")),
+        (UNDEFINED, ("hello room", "byte string")),
+        (enc(0), ("hello room", "byte string", "int")),
+        (arr(enc(ROOM)), ("hello room", "byte string", "list")),
+        (tag(2, bstr(ROOM)), ("tag",)),
+        (b"\x5f" + bstr(ROOM[:16]) + bstr(ROOM[16:]) + b"\xff", ("indefinite",)),
+    ],
+    ids=["text", "null", "undefined", "int", "array", "tagged", "indefinite"],
+)
+def test_hello_room_must_be_a_byte_string(raw: bytes, words: tuple[str, ...]) -> None:
+    refuse_frame(hello(room=raw), *words)
+
+
+def test_hello_without_room_field_refused() -> None:
+    """A version-1 HELLO (six fields, no room) is a decode error, not a HELLO with no room."""
+    six_fields = cbor2.loads(hello())[:-1]
+    refuse_frame(cbor2.dumps(six_fields), "hello", "expected 7 fields, got 6")
+
+
+def test_create_signs_under_room_and_genesis_under_no_room() -> None:
+    """The room is not in the payload: the same fields make the same payload in every room,
+    and only the signature tells the rooms apart. A genesis verifies wherever it is read."""
+    fields: dict[str, object] = {
+        "seq": 2,
+        "lamport": 5,
+        "sent_at_ms": 0,
+        "name": "a",
+        "text": "t",
+        "deps": {},
+    }
+    here = Message.create(ALICE, room_id=ROOM, **fields)  # type: ignore[arg-type]
+    there = Message.create(ALICE, room_id=bytes(ROOM_ID_SIZE), **fields)  # type: ignore[arg-type]
+    assert here.payload == there.payload
+    assert here.signature != there.signature
+    assert here.verify(ROOM) and not here.verify(bytes(ROOM_ID_SIZE))
+    assert there.verify(bytes(ROOM_ID_SIZE)) and not there.verify(ROOM)
+    genesis = Message.create(ALICE, room_id=ROOM, kind=EntryKind.GENESIS, **fields)  # type: ignore[arg-type]
+    assert genesis.verify(ROOM) and genesis.verify(b"") and genesis.verify(genesis.room_id())
+    assert len(genesis.room_id()) == ROOM_ID_SIZE

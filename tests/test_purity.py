@@ -5,7 +5,18 @@ import pathlib
 
 import pytest
 
-CORE = ["clock", "identity", "message", "log", "codec", "wire", "protocol", "node", "ratelimit"]
+CORE = [
+    "clock",
+    "identity",
+    "message",
+    "membership",
+    "log",
+    "codec",
+    "wire",
+    "protocol",
+    "node",
+    "ratelimit",
+]
 FORBIDDEN = {
     "trio",
     "trio_websocket",

@@ -1,8 +1,12 @@
 """Signed messages: any change to a signed message, and any forged key, fails verification.
 
 * Tampering: re-encoding the payload with one field changed, or flipping any single
-  byte of payload or signature, makes ``Message.verify()`` fail (or the payload
+  byte of payload or signature, makes ``Message.verify(room)`` fail (or the payload
   fail to decode at all).
+* Wrong room: a signature covers the room id (not on the wire), so an entry signed
+  for one room does not verify in another, and a replica of room Y refuses a replay
+  of room X's entry as a bad signature. A genesis is signed for no room: its hash is
+  the room id.
 * Wrong signer: a payload signed by someone other than its ``sender_id`` fails.
 * Small-order keys: the eight Ed25519 points of small order (and non-canonical or
   mixed-order encodings) are refused by ``identity.check_sender_id``, and
@@ -18,6 +22,7 @@ import hashlib
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from roomkit import FOUNDER, Room
 
 from p2pchat import codec, wire
 from p2pchat.codec import CodecError
@@ -27,9 +32,23 @@ from p2pchat.identity import (
     check_sender_id,
     verify_signature,
 )
-from p2pchat.message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SENT_AT_MS, MAX_SEQ, Message
+from p2pchat.log import OrderedLog, ReceiptStatus, Refusal, Refused
+from p2pchat.message import (
+    MAX_LAMPORT,
+    MAX_NAME_BYTES,
+    MAX_SENT_AT_MS,
+    MAX_SEQ,
+    ROOM_ID_SIZE,
+    SIGNING_CONTEXT,
+    EntryKind,
+    Message,
+    signed_bytes,
+)
 
 ALICE, BOB, CAROL = (Identity(bytes([n]) * 32) for n in (11, 12, 13))
+ROOM = bytes(range(ROOM_ID_SIZE))
+"""The room the test messages are signed for."""
+OTHER_ROOM = bytes(range(1, ROOM_ID_SIZE + 1))
 
 
 def make(identity: Identity = ALICE, **overrides: object) -> Message:
@@ -40,31 +59,35 @@ def make(identity: Identity = ALICE, **overrides: object) -> Message:
         "name": "alice",
         "text": "hello, world",
         "deps": {BOB.sender_id: 2},
+        "room_id": ROOM,
     }
     fields.update(overrides)
     return Message.create(identity, **fields)  # type: ignore[arg-type]
 
 
 def payload_fields(message: Message) -> list[object]:
+    """The payload of a TEXT, LEAVE or AWAY entry as values (their body is the text)."""
+    assert message.kind in (EntryKind.TEXT, EntryKind.LEAVE, EntryKind.AWAY)
     return [
-        1,
+        2,
         message.sender_id,
         message.seq,
         message.lamport,
         message.sent_at_ms,
         message.name,
+        int(message.kind),
         message.text,
-        None if message.deps is None else dict(message.deps),
+        dict(message.deps),
     ]
 
 
-def verifies(payload: bytes, signature: bytes) -> bool:
+def verifies(payload: bytes, signature: bytes, room_id: bytes = ROOM) -> bool:
     """Decode and verify; a payload that no longer decodes counts as 'does not verify'."""
     try:
         message = Message.from_wire(payload, signature)
     except CodecError:
         return False
-    return message.verify()
+    return message.verify(room_id)
 
 
 # A tiny pure-Python Ed25519 (RFC 8032), only to build forgeries --------------------
@@ -172,18 +195,71 @@ def test_small_order_constants_are_the_eight_torsion_points() -> None:
 def test_naive_verifier_accepts_real_signatures() -> None:
     """Control: the pure-Python verifier used to show the forgeries are real is correct."""
     message = make()
-    assert naive_verify(message.sender_id, message.payload, message.signature)
-    assert not naive_verify(message.sender_id, message.payload + b"x", message.signature)
+    signed = SIGNING_CONTEXT + ROOM + message.payload
+    assert naive_verify(message.sender_id, signed, message.signature)
+    assert not naive_verify(message.sender_id, signed + b"x", message.signature)
 
 
 # Honest messages -----------------------------------------------------------------
 
 
 def test_honest_message_verifies() -> None:
-    for deps in (None, {}, {BOB.sender_id: 1, CAROL.sender_id: 9}):
+    for deps in ({}, {BOB.sender_id: 1, CAROL.sender_id: 9}):
         message = make(deps=deps)
-        assert message.verify()
-        assert verify_signature(ALICE.sender_id, message.payload, message.signature)
+        assert message.verify(ROOM)
+        # Exactly what the signature covers: the context, the room id, the payload bytes.
+        assert verify_signature(ALICE.sender_id, SIGNING_CONTEXT + ROOM + message.payload, message.signature)
+
+
+ENTRIES = {
+    "text": {},
+    "admit": {"kind": EntryKind.ADMIT, "subject": CAROL.sender_id, "text": "carol"},
+    "leave": {"kind": EntryKind.LEAVE, "text": "bye"},
+    "away": {"kind": EntryKind.AWAY, "text": ""},
+}
+
+
+@pytest.mark.parametrize("fields", ENTRIES.values(), ids=ENTRIES.keys())
+def test_entries_of_every_kind_verify_only_in_their_room(fields: dict[str, object]) -> None:
+    message = make(ALICE, **fields)
+    assert message.verify(ROOM)
+    assert not message.verify(OTHER_ROOM)
+    assert not message.verify(b"")  # not as a genesis either
+    assert not message.verify(ROOM[:-1])
+    elsewhere = make(ALICE, room_id=OTHER_ROOM, **fields)
+    assert elsewhere.payload == message.payload  # the room is not in the payload...
+    assert elsewhere.verify(OTHER_ROOM) and not elsewhere.verify(ROOM)  # ...only in the signature
+
+
+def test_signature_without_context_or_room_does_not_verify() -> None:
+    """Signatures over the bare payload (the version-1 rule), over another context, or
+    with the room left out, are not signatures of the entry."""
+    message = make()
+    for signed in (
+        message.payload,
+        SIGNING_CONTEXT + message.payload,
+        ROOM + message.payload,
+        b"p2pchat-entry-v1" + ROOM + message.payload,
+        b"p2pchat-clock-v1" + ROOM + message.payload,
+        SIGNING_CONTEXT + message.payload + ROOM,
+    ):
+        assert not Message.from_wire(message.payload, ALICE.sign(signed)).verify(ROOM)
+
+
+def test_genesis_is_signed_for_no_room_and_its_hash_is_the_room_id() -> None:
+    log, genesis = OrderedLog.found(ALICE, name="alice", room_name="lobby", sent_at_ms=0)
+    assert log.room_id == genesis.room_id()
+    assert len(genesis.room_id()) == ROOM_ID_SIZE
+    assert verify_signature(ALICE.sender_id, SIGNING_CONTEXT + genesis.payload, genesis.signature)
+    # Whichever room a replica reads it in, a genesis checks against no room ...
+    assert genesis.verify(b"") and genesis.verify(ROOM) and genesis.verify(genesis.room_id())
+    # ... and any other genesis (another name, founder or time) founds another room.
+    others = [
+        OrderedLog.found(ALICE, name="alice", room_name="lobby2", sent_at_ms=0)[1],
+        OrderedLog.found(ALICE, name="alice", room_name="lobby", sent_at_ms=1)[1],
+        OrderedLog.found(BOB, name="alice", room_name="lobby", sent_at_ms=0)[1],
+    ]
+    assert len({genesis.room_id(), *(o.room_id() for o in others)}) == 4
 
 
 def test_message_survives_the_wire_and_still_verifies() -> None:
@@ -192,7 +268,7 @@ def test_message_survives_the_wire_and_still_verifies() -> None:
     assert isinstance(frame, wire.Messages)
     (decoded,) = frame.messages
     assert decoded == message
-    assert decoded.verify()
+    assert decoded.verify(ROOM)
 
 
 # Tampering -----------------------------------------------------------------------
@@ -203,11 +279,21 @@ FIELD_VALUES = {
     "lamport": st.integers(1, MAX_LAMPORT),
     "sent_at": st.integers(0, MAX_SENT_AT_MS),
     "name": st.text(max_size=MAX_NAME_BYTES // 4),
-    "text": st.text(max_size=100),
-    "deps": st.none()
-    | st.dictionaries(st.sampled_from([BOB.sender_id, CAROL.sender_id]), st.integers(1, 99)),
+    # Kinds whose body is text like the original's: the payload still decodes.
+    "kind": st.sampled_from([int(EntryKind.LEAVE), int(EntryKind.AWAY)]),
+    "body": st.text(max_size=100),
+    "deps": st.dictionaries(st.sampled_from([BOB.sender_id, CAROL.sender_id]), st.integers(1, 99)),
 }
-FIELD_INDEX = {"sender": 1, "seq": 2, "lamport": 3, "sent_at": 4, "name": 5, "text": 6, "deps": 7}
+FIELD_INDEX = {
+    "sender": 1,
+    "seq": 2,
+    "lamport": 3,
+    "sent_at": 4,
+    "name": 5,
+    "kind": 6,
+    "body": 7,
+    "deps": 8,
+}
 
 
 @pytest.mark.parametrize("field", FIELD_INDEX)
@@ -220,19 +306,19 @@ def test_changing_any_field_breaks_the_signature(field: str, data: st.DataObject
     fields[FIELD_INDEX[field]] = new_value
     forged_payload = codec.dumps(fields)
     tampered = Message.from_wire(forged_payload, original.signature)  # decodes fine
-    assert not tampered.verify()
+    assert not tampered.verify(ROOM)
 
 
 def test_same_content_encoded_differently_does_not_verify() -> None:
     """The signature covers bytes, not values: a non-shortest encoding of seq differs."""
     original = make(seq=3)
     items = [codec.dumps(value) for value in payload_fields(original)]
-    assert b"\x88" + b"".join(items) == original.payload  # 0x88: array of 8 items
+    assert b"\x89" + b"".join(items) == original.payload  # 0x89: array of 9 items
     items[2] = b"\x18\x03"  # seq 3 in the (legal, non-shortest) one-byte-argument form
-    re_encoded = b"\x88" + b"".join(items)
+    re_encoded = b"\x89" + b"".join(items)
     decoded = Message.from_wire(re_encoded, original.signature)
     assert (decoded.seq, decoded.text, decoded.deps) == (3, original.text, original.deps)
-    assert not decoded.verify()
+    assert not decoded.verify(ROOM)
 
 
 @given(st.data())
@@ -252,7 +338,7 @@ def test_flipping_any_signature_byte_breaks_verification(data: st.DataObject) ->
     mask = data.draw(st.integers(1, 255))
     broken = bytearray(original.signature)
     broken[index] ^= mask
-    assert not Message.from_wire(original.payload, bytes(broken)).verify()
+    assert not Message.from_wire(original.payload, bytes(broken)).verify(ROOM)
 
 
 def test_malleated_signature_refused() -> None:
@@ -260,23 +346,27 @@ def test_malleated_signature_refused() -> None:
     original = make()
     s = int.from_bytes(original.signature[32:], "little")
     malleated = original.signature[:32] + (s + L).to_bytes(32, "little")
-    assert naive_verify(original.sender_id, original.payload, malleated)
-    assert not verify_signature(original.sender_id, original.payload, malleated)
+    signed = original.signed_bytes(ROOM)
+    assert naive_verify(original.sender_id, signed, malleated)
+    assert not verify_signature(original.sender_id, signed, malleated)
+    assert not Message.from_wire(original.payload, malleated).verify(ROOM)
 
 
 def test_signature_of_another_message_does_not_verify() -> None:
     first, second = make(seq=1, lamport=1), make(seq=2, lamport=2)
-    assert not Message.from_wire(second.payload, first.signature).verify()
+    assert not Message.from_wire(second.payload, first.signature).verify(ROOM)
 
 
 def test_truncated_or_extended_signature_does_not_verify() -> None:
     message = make()
-    assert not verify_signature(ALICE.sender_id, message.payload, message.signature[:63])
-    assert not verify_signature(ALICE.sender_id, message.payload, message.signature + b"\x00")
-    assert not verify_signature(ALICE.sender_id, message.payload, b"")
-    # Same concatenation signature + payload as the honest pair, split at another place.
-    shifted_payload = message.signature[63:] + message.payload
-    assert not verify_signature(ALICE.sender_id, shifted_payload, message.signature[:63])
+    signed = message.signed_bytes(ROOM)
+    assert verify_signature(ALICE.sender_id, signed, message.signature)  # control
+    assert not verify_signature(ALICE.sender_id, signed, message.signature[:63])
+    assert not verify_signature(ALICE.sender_id, signed, message.signature + b"\x00")
+    assert not verify_signature(ALICE.sender_id, signed, b"")
+    # Same concatenation signature + signed bytes as the honest pair, split at another place.
+    shifted = message.signature[63:] + signed
+    assert not verify_signature(ALICE.sender_id, shifted, message.signature[:63])
 
 
 # Wrong signer ---------------------------------------------------------------------
@@ -284,10 +374,11 @@ def test_truncated_or_extended_signature_does_not_verify() -> None:
 
 def test_signature_by_another_key_fails() -> None:
     claimed = make(ALICE)
-    by_bob = BOB.sign(claimed.payload)  # Bob signs a payload that claims to be Alice's
-    assert not Message.from_wire(claimed.payload, by_bob).verify()
-    assert not verify_signature(ALICE.sender_id, claimed.payload, by_bob)
-    assert verify_signature(BOB.sender_id, claimed.payload, by_bob)  # control
+    signed = claimed.signed_bytes(ROOM)
+    by_bob = BOB.sign(signed)  # Bob signs a payload that claims to be Alice's
+    assert not Message.from_wire(claimed.payload, by_bob).verify(ROOM)
+    assert not verify_signature(ALICE.sender_id, signed, by_bob)
+    assert verify_signature(BOB.sender_id, signed, by_bob)  # control
 
 
 @given(st.binary(min_size=32, max_size=32), st.text(max_size=40))
@@ -295,9 +386,9 @@ def test_signature_by_a_random_key_fails(seed: bytes, text: str) -> None:
     forger = Identity(seed)
     assume(forger.sender_id != ALICE.sender_id)
     fields = payload_fields(make())
-    fields[6] = text
+    fields[7] = text
     payload = codec.dumps(fields)
-    assert not Message.from_wire(payload, forger.sign(payload)).verify()
+    assert not Message.from_wire(payload, forger.sign(signed_bytes(ROOM, payload))).verify(ROOM)
 
 
 def test_claiming_another_sender_id_fails() -> None:
@@ -305,7 +396,7 @@ def test_claiming_another_sender_id_fails() -> None:
     fields = payload_fields(make(BOB))
     fields[1] = ALICE.sender_id
     payload = codec.dumps(fields)
-    assert not Message.from_wire(payload, BOB.sign(payload)).verify()
+    assert not Message.from_wire(payload, BOB.sign(signed_bytes(ROOM, payload))).verify(ROOM)
 
 
 # Small-order and malformed keys --------------------------------------------------------
@@ -352,7 +443,7 @@ def test_wrong_length_sender_id_refused(size: int) -> None:
     with pytest.raises(InvalidPublicKey, match="32 bytes"):
         check_sender_id(ALICE.sender_id[:1] * size)
     message = make()
-    assert not verify_signature(ALICE.sender_id[:1] * size, message.payload, message.signature)
+    assert not verify_signature(ALICE.sender_id[:1] * size, message.signed_bytes(ROOM), message.signature)
 
 
 def test_forged_signature_under_identity_point_passes_a_naive_verifier() -> None:
@@ -368,10 +459,11 @@ def test_forged_signature_under_identity_point_never_verifies(payload: bytes) ->
 
 @given(st.text(max_size=60), st.integers(1, 1000))
 def test_forged_message_from_identity_point_never_verifies(text: str, seq: int) -> None:
-    payload = codec.dumps([1, IDENTITY_POINT, seq, seq, 0, "mallory", text, None])
+    payload = codec.dumps([2, IDENTITY_POINT, seq, seq, 0, "mallory", int(EntryKind.TEXT), text, {}])
     forged = Message.from_wire(payload, FORGED_UNDER_IDENTITY)  # the codec does not judge keys
     assert forged.sender_id == IDENTITY_POINT
-    assert not forged.verify()
+    assert naive_verify(IDENTITY_POINT, forged.signed_bytes(ROOM), FORGED_UNDER_IDENTITY)
+    assert not forged.verify(ROOM)
 
 
 def forge_for_small_order_key(public_key: bytes, message: bytes) -> bytes | None:
@@ -400,3 +492,89 @@ def test_forgeries_under_every_small_order_key_are_refused(point: bytes) -> None
         assert not verify_signature(point, message, signature)  # ...that we refuse
         forged_count += 1
     assert forged_count > 0
+
+
+# Replays into another room -----------------------------------------------------------------
+
+
+def sibling_room(members: list[Identity], room_name: str) -> tuple[bytes, list[Message]]:
+    """A room founded like :class:`Room` (same founder, stamps and seqs) under another name:
+    every entry written in one is, field for field, a valid entry of the other."""
+    log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name=room_name, sent_at_ms=0)
+    entries = [genesis]
+    for kind, subject in [*((EntryKind.ADMIT, m.sender_id) for m in members), (EntryKind.LEAVE, None)]:
+        text = "member" if kind is EntryKind.ADMIT else ""
+        entry = log.compose(FOUNDER, name="founder", text=text, sent_at_ms=0, kind=kind, subject=subject)
+        log.receive(entry, trusted=True)
+        entries.append(entry)
+    assert log.room_id is not None
+    return log.room_id, entries
+
+
+def replica(room_id: bytes, entries: list[Message]) -> OrderedLog:
+    log = OrderedLog(room_id=room_id)
+    for entry in entries:
+        assert log.receive(entry).status is ReceiptStatus.NEW
+    return log
+
+
+@pytest.mark.parametrize("fields", ENTRIES.values(), ids=ENTRIES.keys())
+def test_entry_signed_for_another_room_is_refused_as_bad_signature(fields: dict[str, object]) -> None:
+    """Alice is a member of rooms X and Y, founded alike. Her entry for X, replayed into Y,
+    has exactly the payload of a valid entry of Y: only the room-bound signature tells."""
+    room_x = Room([ALICE, BOB])
+    y_id, y_entries = sibling_room([ALICE, BOB], "another room")
+    assert y_id != room_x.room_id
+    kind = fields.get("kind", EntryKind.TEXT)
+    subject = fields.get("subject")
+    text = str(fields.get("text", "hello"))
+    for_x = room_x.make(ALICE, 1, 1, text=text, kind=kind, subject=subject)  # type: ignore[arg-type]
+    for_y = Message.create(
+        ALICE,
+        seq=1,
+        lamport=for_x.lamport,
+        sent_at_ms=0,
+        name=for_x.name,
+        text=text,
+        deps=for_x.deps,
+        room_id=y_id,
+        kind=kind,  # type: ignore[arg-type]
+        subject=subject,  # type: ignore[arg-type]
+    )
+    assert for_x.payload == for_y.payload
+
+    x_log = room_x.log()
+    assert x_log.receive(for_x).status is ReceiptStatus.NEW  # control: valid in its own room
+    assert x_log.delivered_seq(ALICE.sender_id) == 1
+
+    y_log = replica(y_id, y_entries)
+    replayed = Message.from_wire(for_x.payload, for_x.signature)  # as it comes off the wire
+    receipt = y_log.receive(replayed)
+    assert receipt.status is ReceiptStatus.REFUSED
+    assert receipt.events == (Refused(replayed, Refusal.BAD_SIGNATURE),)
+    assert y_log.delivered_seq(ALICE.sender_id) == 0
+    # Anyone can replay: the refusal is not held against Alice, whose own entry for Y is taken.
+    assert ALICE.sender_id not in y_log.blocked_senders()
+    assert not y_log.evidence
+    assert y_log.receive(for_y).status is ReceiptStatus.NEW
+    assert y_log.delivered_seq(ALICE.sender_id) == 1
+    # Once Y holds Alice's seq 1, X's version carries the same payload: a duplicate, which
+    # changes nothing (the entry Y keeps is the one signed for Y), and no equivocation.
+    assert y_log.receive(replayed).status is ReceiptStatus.DUPLICATE
+    kept = y_log.get(for_y.id)
+    assert kept is not None and kept.signature == for_y.signature and kept.verify(y_id)
+    assert not y_log.evidence
+
+
+def test_genesis_of_another_room_is_refused() -> None:
+    """A genesis verifies anywhere (it is signed for no room), so a replica checks it is its
+    own room's: the hash of another founder's genesis is not this room's id."""
+    room = Room([ALICE])
+    _, foreign = OrderedLog.found(BOB, name="bob", room_name="test room", sent_at_ms=0)
+    assert foreign.verify(room.room_id)
+    log = room.log()
+    receipt = log.receive(foreign)
+    assert receipt.status is ReceiptStatus.REFUSED
+    assert receipt.events == (Refused(foreign, Refusal.NOT_OUR_GENESIS),)
+    assert log.delivered_seq(BOB.sender_id) == 0
+    assert log.genesis == room.entries[0]
