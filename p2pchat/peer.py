@@ -249,6 +249,10 @@ class Peer:
         """Write a LEAVE or AWAY, store it durably and give neighbours a moment to get it."""
         if self._left or not self.node.is_member:
             return
+        if kind is EntryKind.AWAY and self.node.log.members == {self.node.identity.sender_id}:
+            # The last active member stays a member: an AWAY would unblock nobody, and
+            # with nobody left to re-admit it, it could never write here again.
+            return
         self._left = True
         try:
             message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))
