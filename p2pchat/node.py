@@ -437,7 +437,12 @@ class Node:
             outputs = []
         if self._yields_to(remote.sender_id, remote.room_id, remote.heads):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
-        refusal = self._room_refusal(remote.room_id)
+        # The other side of the same rule: a neighbour whose HELLO named its pristine room
+        # is moving to ours right now, so it is not refused. Its HELLO heads describe the
+        # room it leaves (its genesis there): they say nothing about what it holds here.
+        moving_here = self._yielded_to_by(remote.sender_id, remote.room_id, remote.heads)
+        remote_heads = () if moving_here else remote.heads
+        refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
             return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
         if self.log.room_id is None:
@@ -450,7 +455,7 @@ class Node:
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
         outputs.extend(self._admit(remote.sender_id, remote.name, now))
-        outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
+        outputs.extend(self._on_heads(neighbour, remote_heads, True, now))
         addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
         if self.listen_url:
             addresses = [self.listen_url, *addresses][:MAX_PEERS]
@@ -473,9 +478,16 @@ class Node:
         ours = self.log.room_id
         if ours is None or not remote_room or remote_room == ours or not self._pristine():
             return False
-        heads = list(remote_heads)
-        theirs_pristine = len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
-        return not theirs_pristine or remote_room < ours
+        return not _pristine_heads(remote_id, remote_heads) or remote_room < ours
+
+    def _yielded_to_by(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+        """Whether the neighbour gives up its room for ours (:meth:`_yields_to` on its side)."""
+        ours = self.log.room_id
+        if ours is None or not remote_room or remote_room == ours:
+            return False
+        if not _pristine_heads(remote_id, remote_heads):
+            return False
+        return not self._pristine() or ours < remote_room
 
     def _pristine(self) -> bool:
         genesis = self.log.genesis
@@ -834,6 +846,12 @@ class Node:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _pristine_heads(remote_id: bytes, heads: Iterable[Head]) -> bool:
+    """Whether a neighbour's HELLO heads show a pristine room (its own genesis, nothing else)."""
+    heads = list(heads)
+    return len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
 
 
 def _in_handshake(neighbour: _Neighbour) -> bool:
