@@ -119,7 +119,7 @@ def test_a_directory_of_the_previous_release_is_refused_and_left_intact(
         db.execute("INSERT INTO messages VALUES (?, 1, 1, ?, ?)", (b"\x01" * 32, b"payload", b"sig"))
     db.close()
     before = database.read_bytes()
-    with pytest.raises(StoreFormatError, match="belong to no room.*Move the directory aside"):
+    with pytest.raises(StoreFormatError, match=r"belong to no room.*Move the directory aside"):
         Store(tmp_path, read_only=read_only)
     # Never silently misread, and nothing lost: the old data is exactly as it was.
     assert database.read_bytes() == before
