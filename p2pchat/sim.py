@@ -24,7 +24,7 @@ from .log import Delivered, OrderedLog, Stable
 from .message import EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send
 
-__all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
+__all__ = ["SimConfig", "SimReport", "Simulation", "make_topology", "text_count"]
 
 HANDSHAKE_FRAMES = 2  # HELLO and AUTH: never duplicated or reordered (TCP would not either)
 
@@ -153,7 +153,8 @@ class Simulation:
         self.duplicates = 0
         self._stable_positions: list[dict[int, MessageKey]] = []
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
-        self._room_entries = self._found_room()
+        self.room_entries = self._found_room()
+        """The founding entries every peer starts with (GENESIS, then an ADMIT per peer)."""
         self.peers = [self._make_peer(i) for i in range(config.peers)]
         self._stable_positions = [{} for _ in self.peers]
         for a, b in self.links:
@@ -182,8 +183,8 @@ class Simulation:
         return entries
 
     def _room_log(self) -> OrderedLog:
-        log = OrderedLog(room_id=self._room_entries[0].room_id())
-        for entry in self._room_entries:
+        log = OrderedLog(room_id=self.room_entries[0].room_id())
+        for entry in self.room_entries:
             log.receive(entry, trusted=True, defer_stability=True)
         log.advance_stability()
         return log
@@ -428,8 +429,9 @@ class Simulation:
         if not live:
             return True
         first = [m.key for m in live[0].node.log]
+        # Every chat line sent, and the same entries (membership ones too) in one order.
         return all(
-            len(p.node.log) == len(self.sent)
+            text_count(p.node.log) == len(self.sent)
             and [m.key for m in p.node.log] == first
             and p.node.log.held_count == 0
             for p in live
@@ -495,6 +497,11 @@ class Simulation:
             whole_max_ms=max(whole, default=0.0),
             whole_count=len(whole),
         )
+
+
+def text_count(log: OrderedLog) -> int:
+    """How many chat lines ``log`` holds (every other entry is a membership entry)."""
+    return len(log) - len(log.roster.transitions)
 
 
 def _bind(action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes) -> Callable[[], None]:
