@@ -71,6 +71,7 @@ __all__ = [
     "PeerDown",
     "PeerUp",
     "Send",
+    "text_count",
 ]
 
 T = TypeVar("T")
@@ -842,6 +843,12 @@ class Node:
         stats.missing = sum(last - first + 1 for ranges in self.log.gaps().values() for first, last in ranges)
         stats.stable = self.log.stable_count
         return replace(stats)
+
+
+def text_count(log: OrderedLog) -> int:
+    """How many chat lines ``log`` holds: its entries less its membership entries (the
+    roster records one transition per membership entry delivered). Constant time."""
+    return len(log) - len(log.roster.transitions)
 
 
 def _log_order(message: Message) -> tuple[int, bytes]:

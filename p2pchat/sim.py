@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
 from .message import EntryKind, Message, MessageId, MessageKey
-from .node import Close, LogEvents, Node, NodeConfig, Output, Send
+from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 
-__all__ = ["SimConfig", "SimReport", "Simulation", "make_topology", "text_count"]
+__all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
 
 HANDSHAKE_FRAMES = 2  # HELLO and AUTH: never duplicated or reordered (TCP would not either)
 
@@ -497,11 +497,6 @@ class Simulation:
             whole_max_ms=max(whole, default=0.0),
             whole_count=len(whole),
         )
-
-
-def text_count(log: OrderedLog) -> int:
-    """How many chat lines ``log`` holds (every other entry is a membership entry)."""
-    return len(log) - len(log.roster.transitions)
 
 
 def _bind(action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes) -> Callable[[], None]:

@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from p2pchat.sim import SimConfig, Simulation, make_topology, text_count
+from p2pchat.node import text_count
+from p2pchat.sim import SimConfig, Simulation, make_topology
 from p2pchat.sim_cli import simulate
 
 
