@@ -141,6 +141,8 @@ class PeerUp:
 
 @dataclass(frozen=True, slots=True)
 class PeerDown:
+    """A neighbour reported by :class:`PeerUp` is gone (each PeerUp gets exactly one)."""
+
     conn: int
     sender_id: bytes | None
     reason: str
@@ -206,6 +208,9 @@ class _Neighbour:
     transfer instead of overflowing its send queue."""
     heads_after_backlog: bool = False
     """Send our heads once the backlog is out: it tells the neighbour the sync is done."""
+    reported_up: bool = False
+    """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
+    that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -271,7 +276,7 @@ class Node:
         if neighbour is None:
             return []
         neighbour.link.close()
-        return [PeerDown(conn, neighbour.remote_id, reason)]
+        return [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
 
     def close(self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL) -> list[Output]:
         """Say goodbye on ``conn`` and ask the shell to close it."""
@@ -452,6 +457,7 @@ class Node:
         if remote.listen_url:
             self._remember([remote.listen_url])
         outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        neighbour.reported_up = True
         # It answers our HELLO heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience

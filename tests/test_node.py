@@ -10,7 +10,7 @@ import pytest
 from p2pchat.identity import Identity
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind
-from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerUp, RoomAdopted, Send
+from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
 from p2pchat.protocol import CloseCode, Link, LinkState, ProtocolError
 from p2pchat.wire import PROTOCOL_VERSION, Auth, Hello, Messages, decode_frame, encode_frame
 
@@ -99,6 +99,8 @@ def test_handshake_opens_both_sides_and_reports_the_peer() -> None:
     assert a.log[1].subject == IDS[1].sender_id
     assert keys(a) == keys(b)
     assert a.log.members == b.log.members == {IDS[0].sender_id, IDS[1].sender_id}
+    assert a.closed(1, "gone") == [PeerDown(1, IDS[1].sender_id, "gone")]  # one for its PeerUp
+    assert a.closed(1, "gone") == []
 
 
 def test_a_newcomer_cannot_write_before_its_admission() -> None:
@@ -117,6 +119,9 @@ def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
     pipe.run()
     assert a.open_count == b.open_count == 0
     assert pipe.closed and all("in room" in close.reason for close in pipe.closed)
+    assert not [e for events in pipe.events.values() for e in events if isinstance(e, PeerUp)]
+    for conn, node in pipe.nodes.items():
+        assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
     assert texts(a) == texts(b) == ["busy"] and a.log.room_id != b.log.room_id
 
 
