@@ -16,7 +16,9 @@ from p2pchat.peer import MessageDelivered, NeighbourUp, StableAdvanced, open_pee
 async def print_events(peer) -> None:  # type: ignore[no-untyped-def]
     async with peer.subscribe() as events:
         async for event in events:
-            if isinstance(event, MessageDelivered):
+            if isinstance(event, MessageDelivered) and not event.message.is_text:
+                pass  # a membership entry (the room's genesis, an admission, an away ...)
+            elif isinstance(event, MessageDelivered):
                 where = "" if event.index == len(peer.log) - 1 else f"  [inserted at {event.index}]"
                 print(f"{event.message.name}: {event.message.text}{where}")
             elif isinstance(event, NeighbourUp):

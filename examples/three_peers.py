@@ -29,14 +29,17 @@ async def main() -> None:
                     for n in range(3):
                         nursery.start_soon(peer.send, f"{peer.name} says {n}")
             for peer in peers:
-                await peer.wait_delivered(9)
+                await peer.wait_texts(9)
             await bob.send("bob saw all of that")  # written after seeing the rest
             for peer in peers:
-                await peer.wait_delivered(10)
+                await peer.wait_texts(10)
 
             for peer in peers:
                 print(f"--- {peer.name}'s log")
                 for message in peer.messages():
+                    if not message.is_text:  # the room's genesis and admissions
+                        print(f"  L{message.lamport:<3} * {message.kind.name.lower()} by {message.name}")
+                        continue
                     mark = " (concurrent)" if peer.log.is_concurrent(message.id) else ""
                     print(f"  L{message.lamport:<3} {message.name:>5}: {message.text}{mark}")
             orders = {tuple(m.key for m in peer.messages()) for peer in peers}

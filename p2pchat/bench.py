@@ -44,6 +44,8 @@ class _Process:
     peer_id: str = ""
     ready: trio.Event = field(default_factory=trio.Event)
     neighbours: int = 0
+    admitted: bool = False
+    """It has shown its own admission (or, for the founder, its room's genesis)."""
     delivered: dict[tuple[str, int], float] = field(default_factory=dict)
     duplicates: int = 0
     statistics: dict[str, Any] = field(default_factory=dict)
@@ -154,6 +156,8 @@ def _on_event(peer: _Process, event: dict[str, Any], now: float) -> None:
         peer.neighbours += 1
     elif kind == "peer_down":
         peer.neighbours -= 1
+    elif kind == "member" and event["peer_id"] == peer.peer_id:
+        peer.admitted = event["action"] in ("joined", "back")
     elif kind == "message" and not event.get("replayed"):
         key = (event["sender"], event["seq"])
         if key in peer.delivered:
@@ -227,7 +231,8 @@ async def _measure(
 ) -> BenchResult:
     expected_links = sum(len(js) for js in links)
     with trio.fail_after(30):
-        while sum(p.neighbours for p in procs) < 2 * expected_links:
+        # Every link up and every peer admitted: the clock starts with everyone able to write.
+        while sum(p.neighbours for p in procs) < 2 * expected_links or not all(p.admitted for p in procs):
             await trio.sleep(0.02)
     cpu_before = sum(_cpu_seconds(p.process.pid) for p in procs)
     total = len(procs) * messages

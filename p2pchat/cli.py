@@ -197,11 +197,13 @@ async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
-            # Write everything already waiting, then flush once: one syscall per burst.
-            lines = [dumps(peer_event_object(event, log))]
+            # peer.log, not the log replayed above: a pristine room that yields to a
+            # neighbour's room gets a new log. Everything already waiting is written,
+            # then flushed once: one syscall per burst.
+            lines = [dumps(peer_event_object(event, peer.log))]
             while True:
                 try:
-                    lines.append(dumps(peer_event_object(events.receive_nowait(), log)))
+                    lines.append(dumps(peer_event_object(events.receive_nowait(), peer.log)))
                 except trio.WouldBlock:
                     break
             _emit("\n".join(lines))

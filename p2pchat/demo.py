@@ -27,7 +27,7 @@ import trio
 
 from .diagram import Arrival, Send, render_svg
 from .message import MessageId
-from .node import NodeConfig
+from .node import NodeConfig, text_count
 from .peer import MessageDelivered, Peer, PeerConfig, open_peer
 
 __all__ = ["DemoResult", "add_demo_parser", "run_demo", "run_demo_command"]
@@ -180,7 +180,8 @@ async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]
     async with watch.peer.subscribe() as events:
         task_status.started()
         async for event in events:
-            if isinstance(event, MessageDelivered):
+            if isinstance(event, MessageDelivered) and event.message.is_text:
+                # (Membership entries, the room's genesis and admissions, are not drawn.)
                 now = trio.current_time() - start
                 watch.deliveries.append((now, event.message.id, event.index))
                 if event.index < len(watch.peer.log) - 1:
@@ -218,21 +219,23 @@ async def _quiet(peers: list[Peer], sent: int) -> None:
     """Wait (a little) until every peer holds everything written so far."""
     with trio.move_on_after(5):
         for peer in peers:
-            await peer.wait_delivered(sent)
+            await peer.wait_texts(sent)
 
 
 async def _wait_for_everything(watches: list[_Watch], total: int, out: TextIO) -> None:
-    """Until every peer holds every message and, if it comes soon, all of it is stable."""
+    """Until every peer holds every message and, if it comes soon, every entry (chat lines
+    and the room's membership entries alike) is stable and the same everywhere."""
     with trio.move_on_after(20):
         while True:
-            held = [len(w.peer.log) for w in watches]
-            stable = [w.peer.log.stable_count for w in watches]
-            _live(out, f"held {held}  stable {stable}")
-            if all(h == total for h in held) and all(s == total for s in stable):
+            held = [text_count(w.peer.log) for w in watches]
+            unstable = [len(w.peer.log) - w.peer.log.stable_count for w in watches]
+            _live(out, f"held {held}  tentative {unstable}")
+            done = all(h == total for h in held) and not any(unstable)
+            if done and len({_digest(w.peer) for w in watches}) == 1:
                 break
             await trio.sleep(0.1)
     _live(out, "")
-    print(f"  held {[len(w.peer.log) for w in watches]}", file=out)
+    print(f"  held {[text_count(w.peer.log) for w in watches]}", file=out)
 
 
 def _live(out: TextIO, text: str) -> None:
@@ -242,6 +245,7 @@ def _live(out: TextIO, text: str) -> None:
 
 
 def _digest(peer: Peer) -> str:
+    """A short hash of the whole log's order (membership entries included)."""
     hasher = hashlib.sha256()
     for message in peer.messages():
         hasher.update(message.sender_id + message.seq.to_bytes(8, "big"))
@@ -258,7 +262,8 @@ def _report(watches: list[_Watch], total: int, out: TextIO) -> DemoResult:
         log = watch.peer.log
         row = {
             "peer": watch.peer.name,
-            "held": len(log),
+            "held": text_count(log),
+            "entries": len(log),
             "digest": _digest(watch.peer),
             "tentative": len(log) - log.stable_count,
             "inserted_above": watch.inserted_above,
@@ -272,10 +277,11 @@ def _report(watches: list[_Watch], total: int, out: TextIO) -> DemoResult:
     digests = {str(row["digest"]) for row in rows}
     identical = len(digests) == 1 and all(int(row["held"]) == total for row in rows)
     if identical:
+        room = int(rows[0]["entries"]) - total
         verdict = (
             f"VERDICT: OK - all {len(rows)} peers hold the identical order of {total} messages "
-            f"(digest {rows[0]['digest']}), though {sum(r['inserted_above'] for r in rows)} "
-            "deliveries arrived out of order"
+            f"and {room} membership entries (digest {rows[0]['digest']}), though "
+            f"{sum(r['inserted_above'] for r in rows)} deliveries arrived out of order"
         )
     else:
         verdict = f"VERDICT: FAILED - peers disagree ({len(digests)} different orders)"
@@ -285,7 +291,7 @@ def _report(watches: list[_Watch], total: int, out: TextIO) -> DemoResult:
 
 def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
     lane_of = {w.peer.node.identity.sender_id: lane for lane, w in enumerate(watches)}
-    final = watches[0].peer.messages()
+    final = [m for m in watches[0].peer.messages() if m.is_text]
     log = watches[0].peer.log
     index_of = {m.id: i for i, m in enumerate(final)}
     sends: list[Send | None] = [None] * len(final)

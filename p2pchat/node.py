@@ -71,6 +71,7 @@ __all__ = [
     "PeerDown",
     "PeerUp",
     "Send",
+    "text_count",
 ]
 
 T = TypeVar("T")
@@ -140,6 +141,8 @@ class PeerUp:
 
 @dataclass(frozen=True, slots=True)
 class PeerDown:
+    """A neighbour reported by :class:`PeerUp` is gone (each PeerUp gets exactly one)."""
+
     conn: int
     sender_id: bytes | None
     reason: str
@@ -208,6 +211,9 @@ class _Neighbour:
     hello_seq: int = 0
     """The neighbour's own seq when it said HELLO: an AWAY or LEAVE of it above this was
     written on this very link (it is quitting), not in an earlier session."""
+    reported_up: bool = False
+    """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
+    that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -278,7 +284,7 @@ class Node:
         if neighbour is None:
             return []
         neighbour.link.close()
-        return [PeerDown(conn, neighbour.remote_id, reason)]
+        return [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
 
     def close(self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL) -> list[Output]:
         """Say goodbye on ``conn`` and ask the shell to close it."""
@@ -445,7 +451,12 @@ class Node:
             outputs = []
         if self._yields_to(remote.sender_id, remote.room_id, remote.heads):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
-        refusal = self._room_refusal(remote.room_id)
+        # The other side of the same rule: a neighbour whose HELLO named its pristine room
+        # is moving to ours right now, so it is not refused. Its HELLO heads describe the
+        # room it leaves (its genesis there): they say nothing about what it holds here.
+        moving_here = self._yielded_to_by(remote.sender_id, remote.room_id, remote.heads)
+        remote_heads = () if moving_here else remote.heads
+        refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
             return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
         if self.log.room_id is None:
@@ -454,14 +465,15 @@ class Node:
         if remote.listen_url:
             self._remember([remote.listen_url])
         outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        neighbour.reported_up = True
         # It answers our HELLO heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
         neighbour.hello_seq = max(
-            (h.held_seq for h in remote.heads if h.sender_id == remote.sender_id), default=0
+            (h.held_seq for h in remote_heads if h.sender_id == remote.sender_id), default=0
         )
         outputs.extend(self._admit(remote.sender_id, remote.name, now))
-        outputs.extend(self._on_heads(neighbour, remote.heads, True, now))
+        outputs.extend(self._on_heads(neighbour, remote_heads, True, now))
         addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
         if self.listen_url:
             addresses = [self.listen_url, *addresses][:MAX_PEERS]
@@ -484,9 +496,16 @@ class Node:
         ours = self.log.room_id
         if ours is None or not remote_room or remote_room == ours or not self._pristine():
             return False
-        heads = list(remote_heads)
-        theirs_pristine = len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
-        return not theirs_pristine or remote_room < ours
+        return not _pristine_heads(remote_id, remote_heads) or remote_room < ours
+
+    def _yielded_to_by(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+        """Whether the neighbour gives up its room for ours (:meth:`_yields_to` on its side)."""
+        ours = self.log.room_id
+        if ours is None or not remote_room or remote_room == ours:
+            return False
+        if not _pristine_heads(remote_id, remote_heads):
+            return False
+        return not self._pristine() or ours < remote_room
 
     def _pristine(self) -> bool:
         genesis = self.log.genesis
@@ -847,8 +866,20 @@ class Node:
         return replace(stats)
 
 
+def text_count(log: OrderedLog) -> int:
+    """How many chat lines ``log`` holds: its entries less its membership entries (the
+    roster records one transition per membership entry delivered). Constant time."""
+    return len(log) - len(log.roster.transitions)
+
+
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _pristine_heads(remote_id: bytes, heads: Iterable[Head]) -> bool:
+    """Whether a neighbour's HELLO heads show a pristine room (its own genesis, nothing else)."""
+    heads = list(heads)
+    return len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
 
 
 def _in_handshake(neighbour: _Neighbour) -> bool:

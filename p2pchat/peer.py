@@ -50,6 +50,7 @@ from .node import (
     PeerUp,
     RoomAdopted,
     Send,
+    text_count,
 )
 from .protocol import CloseCode
 from .store import Store
@@ -289,6 +290,12 @@ class Peer:
     async def wait_delivered(self, count: int) -> None:
         """Return once the log holds at least ``count`` messages."""
         while len(self.node.log) < count:
+            await self._wait_changed()
+
+    async def wait_texts(self, count: int) -> None:
+        """Return once the log holds at least ``count`` chat lines (membership entries,
+        which :meth:`wait_delivered` counts too, aside)."""
+        while text_count(self.node.log) < count:
             await self._wait_changed()
 
     async def wait_connected(self, count: int = 1) -> None:

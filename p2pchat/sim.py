@@ -23,7 +23,7 @@ from functools import partial
 from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
 from .message import EntryKind, Message, MessageId, MessageKey
-from .node import Close, LogEvents, Node, NodeConfig, Output, Send
+from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
 
@@ -154,7 +154,8 @@ class Simulation:
         self.duplicates = 0
         self._stable_positions: list[dict[int, MessageKey]] = []
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
-        self._room_entries = self._found_room()
+        self.room_entries = self._found_room()
+        """The founding entries every peer starts with (GENESIS, then an ADMIT per peer)."""
         self.peers = [self._make_peer(i) for i in range(config.peers)]
         self._stable_positions = [{} for _ in self.peers]
         for a, b in self.links:
@@ -183,8 +184,8 @@ class Simulation:
         return entries
 
     def _room_log(self) -> OrderedLog:
-        log = OrderedLog(room_id=self._room_entries[0].room_id())
-        for entry in self._room_entries:
+        log = OrderedLog(room_id=self.room_entries[0].room_id())
+        for entry in self.room_entries:
             log.receive(entry, trusted=True, defer_stability=True)
         log.advance_stability()
         return log
@@ -438,8 +439,9 @@ class Simulation:
         if not live:
             return True
         first = [m.key for m in live[0].node.log]
+        # Every chat line sent, and the same entries (membership ones too) in one order.
         return all(
-            sum(1 for m in p.node.log if m.is_text) == len(self.sent)
+            text_count(p.node.log) == len(self.sent)
             and [m.key for m in p.node.log] == first
             and p.node.log.held_count == 0
             for p in live

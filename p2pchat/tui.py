@@ -34,10 +34,13 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
 from .identity import short_id
-from .log import OwnHistoryIncomplete
+from .jsonlines import entry_object
+from .log import OrderedLog, OwnHistoryIncomplete
+from .message import EntryKind, Message
+from .node import text_count
 from .peer import NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
-__all__ = ["ChatScreen", "run_tui"]
+__all__ = ["ChatScreen", "membership_line", "run_tui"]
 
 HELP = [
     "/peers      neighbours connected now",
@@ -47,6 +50,17 @@ HELP = [
     "Dim lines are tentative: an earlier message may still arrive. ∥ marks messages",
     "written concurrently (neither author had seen the other).",
 ]
+
+_PHRASES = {"joined": "joined", "back": "is back", "left": "left", "away": "is away"}
+
+
+def membership_line(log: OrderedLog, message: Message) -> str:
+    """A membership entry as the conversation shows it: "carol joined", "erin is away"."""
+    if message.kind is EntryKind.GENESIS:
+        return f"{message.name} founded the room {message.text!r}"
+    obj = entry_object(log, message, index=0, concurrent=False, stable=False)
+    return f"{obj['name']} {_PHRASES.get(obj['action'], obj['action'])}"
+
 
 STYLE = Style.from_dict(
     {
@@ -93,6 +107,10 @@ class ChatScreen:
             body = "class:tentative" if tentative else ""
             name = "class:own" if message.sender_id == me else "class:name"
             text.append(("class:time", f"{when} "))
+            if not message.is_text:
+                text.append(("class:notice", f"* {membership_line(log, message)}"))
+                text.append(("class:tentative", "  ·\n" if tentative else "\n"))
+                continue
             text.append((f"{name} {body}".strip(), f"{message.name}"))
             text.append((body, f": {message.text}"))
             if log.is_concurrent(message.id):
@@ -100,7 +118,7 @@ class ChatScreen:
             if tentative:
                 text.append(("class:tentative", "  ·"))
             text.append(("", "\n"))
-        if not len(log):
+        if not text_count(log):
             text.append(("class:notice", "No messages yet. Type below and press Enter. /help for help.\n"))
         return text
 
@@ -117,7 +135,7 @@ class ChatScreen:
         parts = [
             f" {peer.name} @ {peer.url}",
             f"peers {peer.node.open_count}",
-            f"messages {len(log)}" + (f" (+{log.held_count} waiting)" if log.held_count else ""),
+            f"messages {text_count(log)}" + (f" (+{log.held_count} waiting)" if log.held_count else ""),
             f"tentative {tentative}",
         ]
         style = "class:status"

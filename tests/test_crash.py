@@ -14,6 +14,10 @@ the same data directory. What must hold:
 * With several peers chatting while some are killed and restarted, they converge to
   the same log, in the same order, with nothing any process showed as its own lost.
 
+The log holds membership entries too (the founder's genesis, admissions, the AWAY a
+clean stop writes): they are printed as ``member`` events, count in every seq, index and
+order check, and are held to the same never-lost, never-equivocated rules as chat lines.
+
 Run with ``pytest -s`` to see the counts (kills, restarts, messages).
 """
 
@@ -39,6 +43,25 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("P2PCHAT_CRASH_SEED", "20261126"))
 
 Key = tuple[str, int]  # (sender hex, seq)
+ENTRY_EVENTS = ("message", "member")
+"""The events that show an entry of the log: a chat line, or a membership entry."""
+
+
+def entry_value(event: dict[str, Any]) -> tuple[int, str]:
+    """What an entry event says (beyond its key) that must never differ between two
+    showings of the same (sender, seq): its stamp, and its text or whom it is about."""
+    if event["event"] == "message":
+        return event["lamport"], event["text"]
+    return event["lamport"], f"member {event['peer_id']}"
+
+
+def without_final_aways(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log before the AWAY entries that the final clean stops wrote (they are stamped
+    after everything else, and a peer that stopped first never gets the others')."""
+    end = len(entries)
+    while end and entries[end - 1]["event"] == "member" and entries[end - 1]["action"] == "away":
+        end -= 1
+    return entries[:end]
 
 
 # A peer process -------------------------------------------------------------------------
@@ -121,7 +144,7 @@ class PeerProcess:
         if kind == "ready":
             self.url, self.peer_id = event["url"], event["peer_id"]
             self.ready.set()
-        elif kind == "message":
+        elif kind in ENTRY_EVENTS:
             key = (event["sender"], event["seq"])
             if key in self.delivered:
                 self.shown_twice.append(key)
@@ -130,7 +153,7 @@ class PeerProcess:
                 self.replayed.append(event)
             else:
                 self.live += 1
-                self.own_live += event["sender"] == self.peer_id
+                self.own_live += kind == "message" and event["sender"] == self.peer_id
         else:
             self.live += 1
             self.neighbours += {"peer_up": 1, "peer_down": -1}.get(kind, 0)
@@ -274,10 +297,10 @@ class Witness:
     def absorb(self, proc: PeerProcess) -> None:
         fresh, proc.absorbed = proc.events[proc.absorbed :], len(proc.events)
         for event in fresh:
-            if event["event"] != "message":
+            if event["event"] not in ENTRY_EVENTS:
                 continue
             key = (event["sender"], event["seq"])
-            value = (event["lamport"], event["text"])
+            value = entry_value(event)
             previous = self.seen.setdefault(key, value)
             assert previous == value, f"equivocation: {key} shown as {previous} and as {value}"
             if event["sender"] == proc.peer_id:
@@ -288,8 +311,8 @@ class Witness:
         assert not proc.shown_twice, f"{proc.name} showed {proc.shown_twice[:3]} twice"
 
     def check_committed(self, entries: list[dict[str, Any]], where: str, sender: str | None = None) -> None:
-        """Every own message shown (by ``sender``, or by anyone) is in the log, unchanged."""
-        stored = {(e["sender"], e["seq"]): (e["lamport"], e["text"]) for e in entries}
+        """Every own entry shown (by ``sender``, or by anyone) is in the log, unchanged."""
+        stored = {(e["sender"], e["seq"]): entry_value(e) for e in entries}
         for key, value in self.own_shown.items():
             if sender is None or key[0] == sender:
                 assert stored.get(key) == value, f"{where}: shown {key} {value} but stored {stored.get(key)}"
@@ -408,16 +431,17 @@ async def crash_cycles(
         check_log_shape(log)
         witness.check_committed(log, "victim's store", sender=peer_id)
         own = [e for e in log if e["sender"] == peer_id]
-        check_burst_prefixes(own, bursts)
+        own_texts = [e for e in own if e["event"] == "message"]
+        check_burst_prefixes(own_texts, bursts)
         own_shown = [e for e in killed.own_messages() if not e.get("replayed")]
         counts["own shown"] += len(own_shown)
-        counts["own committed"] += sum(1 for e in own if e["text"].startswith(f"c{cycle:02d}-"))
+        counts["own committed"] += sum(1 for e in own_texts if e["text"].startswith(f"c{cycle:02d}-"))
         if 0 < len(own_shown) < len(burst):
             counts["kills mid-burst"] += 1
-        # Nothing committed before is lost or changed by a later crash.
-        by_seq = {e["seq"]: (e["lamport"], e["text"]) for e in own}
+        # Nothing committed before (chat line or membership entry) is lost or changed by a later crash.
+        by_seq = {e["seq"]: entry_value(e) for e in own}
         for e in previous_own:
-            assert by_seq.get(e["seq"]) == (e["lamport"], e["text"]), f"own seq {e['seq']} lost or changed"
+            assert by_seq.get(e["seq"]) == entry_value(e), f"own seq {e['seq']} lost or changed"
         previous_own = own
     return proc, log
 
@@ -461,13 +485,21 @@ async def test_sigkill_during_bursts_never_loses_or_reuses(tmp_path: Path) -> No
                     counts=counts,
                     started=procs,
                 )
-                await finish_victim(proc, log, witness, counts, exact=True)
+                last = await finish_victim(proc, log, witness, counts, exact=True)
                 assert await proc.terminate() == 0, proc.stderr_tail()
                 witness.absorb(proc)
                 final = await read_log(proc.data)
                 check_log_shape(final)
                 witness.check_committed(final, "final store")
-                assert len(final) == len(log) + 1
+                # The store it restarted on, its line after the last crash, then the AWAY
+                # of its clean stop (SIGTERM).
+                assert [(e["sender"], e["seq"]) for e in final[: len(log)]] == [
+                    (e["sender"], e["seq"]) for e in log
+                ]
+                assert len(final) == len(log) + 2
+                assert (final[-2]["seq"], final[-2].get("text")) == (last["seq"], "after the last crash")
+                assert (final[-1]["event"], final[-1]["action"]) == ("member", "away")
+                assert (final[-1]["sender"], final[-1]["seq"]) == (proc.peer_id, last["seq"] + 1)
             finally:
                 await stop_all(procs)
                 nursery.cancel_scope.cancel()
@@ -531,8 +563,14 @@ async def test_sigkill_while_receiving_never_equivocates(tmp_path: Path) -> None
                 for entries, where in zip(logs, ["victim's final store", "partner's store"], strict=True):
                     check_log_shape(entries)
                     witness.check_committed(entries, where)
-                victim_keys, partner_keys = ([(e["sender"], e["seq"]) for e in log] for log in logs)
+                victim_keys, partner_keys = (
+                    [(e["sender"], e["seq"]) for e in without_final_aways(log)] for log in logs
+                )
                 assert victim_keys == partner_keys, "the two final logs differ"
+                # Only the clean stops' AWAY entries follow: the victim's own is in its store.
+                assert logs[0][len(victim_keys) :] and all(
+                    e["sender"] == victim.peer_id for e in logs[0][len(victim_keys) :]
+                )
             finally:
                 await stop_all(procs)
                 nursery.cancel_scope.cancel()
@@ -585,11 +623,13 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
     size = 5
     ports = free_ports(size)
     urls = [f"ws://127.0.0.1:{port}" for port in ports]
-    # Peer i joins peer i-1 (peer 0 joins peer 4): a ring, so one dead peer cuts nobody off,
-    # and every message travels up to two hops. Killed peers restart on the same port.
+    # Peer 0 founds the room; peer i joins peer i-1, and peer 4 joins peer 0 too: a ring, so
+    # one dead peer cuts nobody off, and every message travels up to two hops. Killed peers
+    # restart on the same port (and in the room they stored).
+    joins = [() if i == 0 else (urls[i - 1],) for i in range(size)]
+    joins[size - 1] = (urls[size - 2], urls[0])
     current = [
-        PeerProcess(f"p{i}", tmp_path / f"p{i}", f"127.0.0.1:{ports[i]}", (urls[i - 1],), 0, 0)
-        for i in range(size)
+        PeerProcess(f"p{i}", tmp_path / f"p{i}", f"127.0.0.1:{ports[i]}", joins[i], 0, 0) for i in range(size)
     ]
     everyone = list(current)
     down: set[int] = set()
@@ -635,9 +675,13 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
                 async with trio.open_nursery() as starting:
                     for proc in current:
                         starting.start_soon(proc.start, nursery)
-                with trio.fail_after(20):
+                with trio.move_on_after(20):
                     while sum(p.connected() for p in current) < 2 * size:
                         await trio.sleep(0.02)
+                if sum(p.connected() for p in current) < 2 * size:
+                    raise AssertionError(
+                        f"the ring did not come up in 20 s:\n{ring_report(current, witness)}"
+                    )
                 note("ring up")
 
                 chat_started = trio.current_time()
@@ -692,21 +736,23 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
                     assert await proc.terminate() == 0, proc.stderr_tail()
                     witness.absorb(proc)
                 logs = [await read_log(p.data) for p in current]
-                keys = [[(e["sender"], e["seq"]) for e in entries] for entries in logs]
+                # (The AWAY entries of the final stops are not shown: each peer stops
+                # printing when the signal comes, then writes its AWAY.)
+                keys = [[(e["sender"], e["seq"]) for e in without_final_aways(entries)] for entries in logs]
                 for entries, proc in zip(logs, current, strict=True):
                     check_log_shape(entries)
                     witness.check_committed(entries, f"{proc.name}'s final store")
                 for other in keys[1:]:
                     assert other == keys[0], "peers' final logs differ"
                 assert set(witness.own_shown) <= set(keys[0])
-                assert len(witness.own_shown) == len(keys[0]), "a message in the logs was never shown"
+                assert len(witness.own_shown) == len(keys[0]), "an entry in the logs was never shown"
             finally:
                 await stop_all(everyone)
                 nursery.cancel_scope.cancel()
     per_sender = Counter(e["sender"] for e in logs[0])
     print(
         f"\nring of {size}: {counts['kills']} SIGKILLs, {counts['restarts']} restarts, "
-        f"{counts['lines written']} lines written, {len(witness.own_shown)} own messages shown, "
-        f"{len(logs[0])} messages in each final log (per sender {sorted(per_sender.values())}), "
+        f"{counts['lines written']} lines written, {len(witness.own_shown)} own entries shown, "
+        f"{len(logs[0])} entries in each final log (per sender {sorted(per_sender.values())}), "
         f"chatting {chatted:.1f} s, settled in {settled:.1f} s, total {trio.current_time() - started:.1f} s"
     )

@@ -26,7 +26,11 @@ async def test_demo_peers_agree_and_the_diagram_shows_every_message(tmp_path: Pa
             peers=3, messages=3, topology="line", delay_ms=(5, 40), seed=3, diagram=diagram, out=out
         )
     assert result.identical and result.messages == 9
-    assert {row["held"] for row in result.rows} == {9}
+    assert {row["held"] for row in result.rows} == {9}  # chat lines
+    # Besides them, the same membership entries everywhere: at least the genesis and an
+    # admission for each of the two others.
+    (entries,) = {row["entries"] for row in result.rows}
+    assert entries >= 9 + 3
     assert len({row["digest"] for row in result.rows}) == 1
     text = out.getvalue()
     assert "VERDICT: OK" in text and result.digest in text

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 import pytest
 
 from p2pchat.identity import Identity
-from p2pchat.log import OrderedLog
-from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerUp, Send
+from p2pchat.log import NotAMember, OrderedLog
+from p2pchat.message import EntryKind
+from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
 from p2pchat.protocol import CloseCode, Link, LinkState, ProtocolError
-from p2pchat.wire import Auth, Hello, Messages, decode_frame, encode_frame
+from p2pchat.wire import PROTOCOL_VERSION, Auth, Hello, Messages, decode_frame, encode_frame
 
 IDS = [Identity(bytes([i + 1]) * 32) for i in range(4)]
 
@@ -34,7 +35,7 @@ class Pipe:
                 self.inbox[3 - source].append(output.data)
             elif isinstance(output, Close):
                 self.closed.append(output)
-            elif isinstance(output, LogEvents | PeerUp):
+            elif isinstance(output, LogEvents | PeerUp | RoomAdopted):
                 self.events[source].append(output)
 
     def run(self, rounds: int = 50) -> None:
@@ -54,76 +55,138 @@ class Pipe:
                 return
 
 
-def make_node(index: int, **config: object) -> Node:
-    return Node(IDS[index], f"peer{index}", OrderedLog(), config=NodeConfig(**config))  # type: ignore[arg-type]
+ROOM_ENTRIES = 2
+"""What a two-peer room holds besides chat lines: the founder's GENESIS and its ADMIT of the other."""
+
+
+def make_node(index: int, *, found: bool = False, **config: object) -> Node:
+    """A node with a room of its own (``found``) or a newcomer that takes its neighbour's."""
+    if found:
+        log, _ = OrderedLog.found(IDS[index], name=f"peer{index}", room_name=f"room{index}", sent_at_ms=0)
+    else:
+        log = OrderedLog()
+    return Node(IDS[index], f"peer{index}", log, config=NodeConfig(**config))  # type: ignore[arg-type]
+
+
+def make_pair(**config: object) -> tuple[Node, Node, Pipe]:
+    """Node 0 founds a room, node 1 joins it and is admitted."""
+    a, b = make_node(0, found=True, **config), make_node(1, **config)
+    pipe = Pipe(a, b)
+    pipe.run()
+    assert b.is_member
+    return a, b, pipe
 
 
 def keys(node: Node) -> list[tuple[int, bytes]]:
     return [tuple(m.key) for m in node.log]  # type: ignore[misc]
 
 
+def texts(node: Node) -> list[str]:
+    return [m.text for m in node.log if m.is_text]
+
+
 def test_handshake_opens_both_sides_and_reports_the_peer() -> None:
-    a, b = make_node(0), make_node(1)
+    a, b = make_node(0, found=True), make_node(1)
     pipe = Pipe(a, b)
     pipe.run()
     assert a.open_count == b.open_count == 1
     ups = [e for e in pipe.events[1] if isinstance(e, PeerUp)]
     assert ups and ups[0].sender_id == IDS[1].sender_id and ups[0].name == "peer1"
+    # The newcomer took the founder's room, and the founder admitted it.
+    assert b.log.room_id == a.log.room_id is not None
+    assert RoomAdopted(a.log.room_id) in pipe.events[2]
+    assert [m.kind for m in a.log] == [EntryKind.GENESIS, EntryKind.ADMIT]
+    assert a.log[1].subject == IDS[1].sender_id
+    assert keys(a) == keys(b)
+    assert a.log.members == b.log.members == {IDS[0].sender_id, IDS[1].sender_id}
+    assert a.closed(1, "gone") == [PeerDown(1, IDS[1].sender_id, "gone")]  # one for its PeerUp
+    assert a.closed(1, "gone") == []
+
+
+def test_a_newcomer_cannot_write_before_its_admission() -> None:
+    newcomer = make_node(1)
+    assert not newcomer.is_member
+    with pytest.raises(NotAMember):
+        newcomer.send_text("too early", 0.0, 0)
+    assert len(newcomer.log) == 0
+
+
+def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
+    a, b = make_node(0, found=True), make_node(1, found=True)
+    for node in (a, b):  # neither room is pristine: neither side yields
+        node.send_text("busy", 0.0, 0)
+    pipe = Pipe(a, b)
+    pipe.run()
+    assert a.open_count == b.open_count == 0
+    assert pipe.closed and all("in room" in close.reason for close in pipe.closed)
+    assert not [e for events in pipe.events.values() for e in events if isinstance(e, PeerUp)]
+    for conn, node in pipe.nodes.items():
+        assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
+    assert texts(a) == texts(b) == ["busy"] and a.log.room_id != b.log.room_id
+
+
+def test_a_pristine_room_yields_to_the_room_it_meets() -> None:
+    a, b = make_node(0, found=True), make_node(1, found=True)
+    a.send_text("something happened here", 0.0, 0)
+    pipe = Pipe(a, b)  # b's room holds only its genesis: b moves to a's
+    pipe.run()
+    assert b.log.room_id == a.log.room_id and b.is_member
+    pipe.route(2, b.send_text("moved", pipe.now, 0)[1])
+    pipe.run()
+    assert texts(a) == texts(b) == ["something happened here", "moved"]
+    assert keys(a) == keys(b)
 
 
 def test_messages_flow_both_ways_and_logs_match() -> None:
-    a, b = make_node(0), make_node(1)
-    pipe = Pipe(a, b)
-    pipe.run()
+    a, b, pipe = make_pair()
     for i in range(20):
         pipe.route(1, a.send_text(f"a{i}", pipe.now, 0)[1])
         pipe.route(2, b.send_text(f"b{i}", pipe.now, 0)[1])
     pipe.run()
-    assert len(a.log) == len(b.log) == 40
+    assert len(a.log) == len(b.log) == ROOM_ENTRIES + 40
+    assert sorted(texts(a)) == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)])
     assert keys(a) == keys(b)
 
 
 def test_a_burst_rides_in_few_frames() -> None:
-    a, b = make_node(0), make_node(1)
-    pipe = Pipe(a, b)
-    pipe.run()
+    a, b, pipe = make_pair()
     before = a.stats.frames_out
     for i in range(300):
         pipe.route(1, a.send_text(f"burst {i}", pipe.now, 0)[1])
     pipe.run()
-    assert len(b.log) == 300
+    assert texts(b) == [f"burst {i}" for i in range(300)]
     # One MESSAGES frame for the whole burst, plus a few heads; never one frame per message.
     assert a.stats.frames_out - before < 10
 
 
 def test_late_joiner_gets_history_by_anti_entropy() -> None:
-    a = make_node(0)
+    a = make_node(0, found=True)
     for i in range(250):
         a.send_text(f"history {i}", 0.0, 0)
     b = make_node(1)
     pipe = Pipe(a, b)
     pipe.run()
-    assert keys(b) == keys(a) and len(b.log) == 250
+    assert keys(b) == keys(a) and len(b.log) == ROOM_ENTRIES + 250
+    assert texts(b) == [f"history {i}" for i in range(250)]
 
 
 def test_gaps_are_repaired_with_want() -> None:
-    a, b = make_node(0), make_node(1)
-    pipe = Pipe(a, b)
-    pipe.run()
+    a, b, pipe = make_pair()
     messages = [a.send_text(f"m{i}", pipe.now, 0)[0] for i in range(5)]
+    assert [m.seq for m in messages] == [3, 4, 5, 6, 7]  # (a's seqs 1 and 2: GENESIS, ADMIT)
     pipe.inbox[2].clear()  # the push is lost on the way
-    # b hears of message 5 only (as if relayed by a third peer): it must ask for 1..4.
+    # b hears of the fifth only (as if relayed by a third peer): it must ask for the four before.
     pipe.route(2, b.receive(2, encode_frame(Messages((messages[4],))), pipe.now))
-    assert b.log.gaps() == {IDS[0].sender_id: [(1, 4)]}
+    assert b.log.gaps() == {IDS[0].sender_id: [(3, 6)]}
     pipe.run()
-    assert len(b.log) == 5 and not b.log.gaps()
+    assert texts(b) == [f"m{i}" for i in range(5)] and not b.log.gaps()
 
 
 def test_forged_identity_fails_the_handshake() -> None:
     honest = Link(IDS[0], "a", None, b"\x01" * 16)
     hello_out = honest.hello(())
     # The impostor claims IDS[1] but signs with IDS[2]'s key.
-    impostor_hello = Hello(1, IDS[1].sender_id, "fake", None, b"\x09" * 16)
+    impostor_hello = Hello(PROTOCOL_VERSION, IDS[1].sender_id, "fake", None, b"\x09" * 16)
     honest.receive(encode_frame(impostor_hello))
     assert decode_frame(hello_out)
     forged = Auth(IDS[2].sign(b"p2pchat-auth-v1" + b"\x01" * 16 + b"\x09" * 16 + IDS[1].sender_id))
@@ -136,7 +199,7 @@ def test_forged_identity_fails_the_handshake() -> None:
 def test_replayed_nonce_is_refused() -> None:
     link = Link(IDS[0], "a", None, b"\x01" * 16)
     with pytest.raises(ProtocolError, match="nonce"):
-        link.receive(encode_frame(Hello(1, IDS[1].sender_id, "b", None, b"\x01" * 16)))
+        link.receive(encode_frame(Hello(PROTOCOL_VERSION, IDS[1].sender_id, "b", None, b"\x01" * 16)))
 
 
 @pytest.mark.parametrize(
@@ -164,9 +227,7 @@ def test_handshake_timeout_closes_the_connection() -> None:
 
 
 def test_duplicate_connections_keep_exactly_one() -> None:
-    a, b = make_node(0), make_node(1)
-    first, second = Pipe(a, b), None
-    first.run()
+    a, b, first = make_pair()
     # b now dials a as well: a second link between the same two peers.
     second = Pipe.__new__(Pipe)
     second.nodes = {3: b, 4: a}
@@ -196,24 +257,26 @@ def test_duplicate_connections_keep_exactly_one() -> None:
 
 
 def test_stability_advances_in_a_quiet_room_through_heartbeats() -> None:
-    a, b = make_node(0), make_node(1)
-    pipe = Pipe(a, b)
-    pipe.run()
+    a, b, pipe = make_pair()
     pipe.route(1, a.send_text("hello", pipe.now, 0)[1])
     pipe.run()
+    hello = a.log[ROOM_ENTRIES]
+    assert hello.text == "hello"
+    assert not b.log.is_stable(hello)  # b has not yet heard a's announcement after it
     for _ in range(3):  # a few heartbeat intervals, nobody writes
         pipe.now += 1.0
         pipe.run()
-    assert a.log.stable_count == b.log.stable_count == 1
+    # Every entry, the room's own and the line, is final on both sides.
+    assert a.log.stable_count == b.log.stable_count == ROOM_ENTRIES + 1
+    assert a.log.is_stable(hello) and b.log.is_stable(hello)
 
 
 def test_bad_signature_from_a_neighbour_disconnects_it() -> None:
-    a, b = make_node(0), make_node(1)
-    pipe = Pipe(a, b)
-    pipe.run()
+    a, b, pipe = make_pair()
+    before = keys(b)
     genuine = a.compose("hi", 0)
     forged = type(genuine).from_wire(genuine.payload, bytes(64))
     outputs = b.receive(2, encode_frame(Messages((forged,))), pipe.now)
     closes = [o for o in outputs if isinstance(o, Close)]
     assert closes and closes[0].code == CloseCode.POLICY_VIOLATION
-    assert len(b.log) == 0
+    assert keys(b) == before and texts(b) == []

@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
 from p2pchat.identity import Identity
-from p2pchat.message import Message, MessageKey
+from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import NodeConfig
 from p2pchat.peer import NeighbourDown, Peer, PeerConfig, open_peer
 from p2pchat.protocol import CloseCode, Link
@@ -46,7 +46,16 @@ TIMEOUT = 30
 
 
 def keys(peer: Peer) -> list[MessageKey]:
+    """The keys of every entry of the peer's log, membership entries included."""
     return [m.key for m in peer.messages()]
+
+
+def text_keys(peer: Peer) -> list[MessageKey]:
+    return [m.key for m in peer.messages() if m.is_text]
+
+
+def texts(peer: Peer) -> list[str]:
+    return [m.text for m in peer.messages() if m.is_text]
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -72,12 +81,20 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 async def assert_converged(peers: list[Peer], total: int) -> list[MessageKey]:
+    """Every peer holds ``total`` chat lines, and all hold the same entries in one order.
+
+    Membership entries (an ADMIT, an AWAY) may still be on their way when the last chat
+    line arrives, so identical logs are awaited, for a bounded time, before comparing.
+    Returns the keys of the common log (membership entries included).
+    """
     for peer in peers:
-        await peer.wait_delivered(total)
+        await peer.wait_texts(total)
+    with trio.move_on_after(10):
+        await wait_until(lambda: all(keys(peer) == keys(peers[0]) for peer in peers))
     logs = [keys(peer) for peer in peers]
     for peer, log in zip(peers, logs, strict=True):
-        assert len(log) == total
-        assert len({(m.sender_id, m.seq) for m in peer.messages()}) == total  # no duplicates
+        assert len(text_keys(peer)) == total
+        assert len({(m.sender_id, m.seq) for m in peer.messages()}) == len(log)  # no duplicates
         assert log == sorted(log)
     assert all(log == logs[0] for log in logs), "peers disagree on the order"
     return logs[0]
@@ -85,9 +102,9 @@ async def assert_converged(peers: list[Peer], total: int) -> list[MessageKey]:
 
 async def chat_works(host: Peer) -> None:
     """A fresh peer can join ``host``, and messages flow both ways."""
-    before = len(host.messages())
+    before = len(texts(host))
     async with open_peer("guest", join=[host.url or ""]) as guest:
-        await guest.wait_delivered(before)
+        await guest.wait_texts(before)
         await guest.send("hello from the guest")
         await host.send("hello from the host")
         await assert_converged([host, guest], before + 2)
@@ -198,15 +215,19 @@ async def test_five_peers_in_a_line_converge_with_concurrent_senders(target_conn
                     nursery.start_soon(send_many, peer, per_sender, f"from p{i}", i)
             log = await assert_converged(peers, senders * per_sender)
             for peer in peers:
-                ids = [(m.sender_id, m.seq) for m in peer.messages()]
+                ids = [(m.sender_id, m.seq) for m in peer.messages() if m.is_text]
                 assert len(set(ids)) == len(ids) == senders * per_sender
-            # Each sender's messages appear in seq order, 1..per_sender.
+            # Each sender's entries (its chat lines and its membership entries: p0's genesis,
+            # the ADMIT each peer wrote for the next) appear in seq order, 1..n, no holes.
             by_sender: dict[bytes, list[int]] = {}
+            lines: dict[bytes, int] = {}
             for message in peers[0].messages():
                 by_sender.setdefault(message.sender_id, []).append(message.seq)
+                lines[message.sender_id] = lines.get(message.sender_id, 0) + message.is_text
             assert sorted(by_sender) == sorted(bytes.fromhex(p.peer_id) for p in peers)
-            assert all(seqs == list(range(1, per_sender + 1)) for seqs in by_sender.values())
-            assert len(log) == senders * per_sender
+            assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in by_sender.values())
+            assert all(count == per_sender for count in lines.values())
+            assert len(log) == len(peers[0].messages())
 
 
 async def test_late_joiner_receives_the_full_history_in_order() -> None:
@@ -219,9 +240,15 @@ async def test_late_joiner_receives_the_full_history_in_order() -> None:
                 nursery.start_soon(send_many, b, count // 2, "b", 2)
             history = await assert_converged([a, b], count)
             async with open_peer("late", join=[b.url or ""]) as late:
-                await late.wait_delivered(count)
-                assert keys(late) == history
-                assert [m.text for m in late.messages()] == [m.text for m in a.messages()]
+                await late.wait_admitted()
+                log = await assert_converged([a, b, late], count)
+                # The whole history, in the same order, then only the latecomer's admission.
+                assert log[: len(history)] == history
+                added = late.messages()[len(history) :]
+                assert [(m.kind, m.subject) for m in added] == [
+                    (EntryKind.ADMIT, bytes.fromhex(late.peer_id))
+                ]
+                assert texts(late) == texts(a)
 
 
 # Partition and restart -----------------------------------------------------------------------
@@ -249,25 +276,44 @@ async def test_partition_heals_after_the_middle_peer_restarts(tmp_path: Path) ->
             async with trio.open_nursery() as senders:
                 senders.start_soon(send_many, a.peer, 20, "a during partition", 1)
                 senders.start_soon(send_many, c.peer, 20, "c during partition", 2)
-            assert len(a.peer.messages()) == len(c.peer.messages()) == 35
-            assert keys(a.peer) != keys(c.peer), "A and C were not partitioned"
+            assert len(texts(a.peer)) == len(texts(c.peer)) == 35
+            assert text_keys(a.peer) != text_keys(c.peer), "A and C were not partitioned"
 
             b = await start_peer(nursery, "b", data_dir=b_dir, config=config)
             assert b.peer.peer_id == b_id
-            assert keys(b.peer) == before, "B lost its history across the restart"
-            after_restart = await b.peer.send("b is back")
-            assert after_restart.seq == 6
+            assert set(before) <= set(keys(b.peer)), "B lost its history across the restart"
+            assert text_keys(b.peer) == [key for key in before if key in set(text_keys(b.peer))]
+            assert len(text_keys(b.peer)) == 15
+            # Its clean quit wrote AWAY, its last entry: it is not a member until re-admitted,
+            # and what it sends meanwhile waits, unstamped (it would land in the room's past).
+            own = [m for m in b.peer.messages() if m.sender_id.hex() == b_id]
+            assert own[-1].kind is EntryKind.AWAY and not b.peer.is_member
+            async with trio.open_nursery() as typing:
+                sent: list[Message] = []
+                typing.start_soon(lambda: _append(sent, b.peer.send("b is back")))
+                await trio.sleep(0.2)
+                assert not sent and len(texts(b.peer)) == 15
+                b.peer.join(a.peer.url or "")
+                b.peer.join(c.peer.url or "")
+            (after_restart,) = sent
+            assert after_restart.seq == own[-1].seq + 1  # seq continues, never reused
             assert after_restart.lamport > b_clock
-            b.peer.join(a.peer.url or "")
-            b.peer.join(c.peer.url or "")
+            readmissions = [
+                m for m in b.peer.messages() if m.kind is EntryKind.ADMIT and m.subject.hex() == b_id
+            ]
+            assert after_restart.lamport > readmissions[-1].lamport  # stamped after its re-admission
             log = await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 1)
             assert set(before) <= set(log)
             last = await b.peer.send("b after the merge")
-            assert last.seq == 7
+            assert last.seq == after_restart.seq + 1
             assert last.lamport > max(key.lamport for key in log)
             await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 2)
             for running in (a, b, c):
                 await running.aclose()
+
+
+async def _append(into: list[Message], sending: Awaitable[Message]) -> None:
+    into.append(await sending)
 
 
 async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Path) -> None:
@@ -277,27 +323,47 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
             async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
                 await s.wait_connected(1)
                 mine = [await s.send(f"mine {i}") for i in range(3)]
+                assert [m.seq for m in mine] == [1, 2, 3]  # (admitted by friend: nothing of its own before)
                 await send_many(friend, 2, "theirs", 0)
                 first_log = await assert_converged([s, friend], 5)
                 peer_id = s.peer_id
+                room = s.room_id
+            assert room is not None and room == friend.room_id
             with Store(data, read_only=True) as store:
-                assert store.message_count() == 5
-                assert store.clock() == max(key.lamport for key in first_log)
+                stored = list(store.load_messages(room))
+                assert store.message_count(room) == len(stored)
+                assert sum(m.is_text for m in stored) == 5
+                # Everything it showed, then its AWAY (a clean quit), stamped last.
+                assert [m.key for m in stored][: len(first_log)] == first_log
+                away = stored[-1]
+                assert (away.kind, away.sender_id.hex(), away.seq) == (EntryKind.AWAY, peer_id, 4)
+                assert store.clock(room) == max(m.lamport for m in stored) == away.lamport
+                assert store.last_room() == room
 
             async with open_peer("s", data_dir=data) as s:
-                assert s.peer_id == peer_id
-                assert keys(s) == first_log
-                again = await s.send("after restart")
-                assert again.seq == mine[-1].seq + 1 == 4
-                assert again.lamport > max(key.lamport for key in first_log)
+                # Alone, it reopens the room last used with its identity and history, but
+                # being away it may not write until a member re-admits it: what is sent
+                # meanwhile waits unstamped, and is never stored if the peer stops first.
+                assert s.peer_id == peer_id and s.room_id == room
+                assert keys(s) == [m.key for m in stored]
+                assert not s.is_member
+                with trio.move_on_after(0.3) as waited:
+                    await s.send("before re-admission")
+                assert waited.cancelled_caught
+            with Store(data, read_only=True) as store:
+                assert store.message_count(room) == len(stored)
 
             async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
                 assert s.peer_id == peer_id
                 assert [m.seq for m in s.messages() if m.sender_id.hex() == peer_id] == [1, 2, 3, 4]
+                again = await s.send("after restart")
+                assert again.seq == away.seq + 1 == 5  # seq continues, never reused
+                assert again.lamport > away.lamport
                 await s.send("third run")
                 await assert_converged([s, friend], 7)
                 ours = [m for m in friend.messages() if m.sender_id.hex() == peer_id]
-                assert [m.seq for m in ours] == [1, 2, 3, 4, 5]
+                assert [m.seq for m in ours] == [1, 2, 3, 4, 5, 6]
+                assert [m.seq for m in ours if not m.is_text] == [4]
 
 
 # trio-websocket pitfalls -----------------------------------------------------------------------
@@ -468,8 +534,14 @@ async def test_peer_joining_a_silent_server_stays_usable() -> None:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(trio.serve_tcp, silent, 0)
             port = listeners[0].socket.getsockname()[1]
-            async with open_peer("host", join=[f"ws://127.0.0.1:{port}"], config=config) as host:
+            # The host joins the room of a founder; the silent address, listed first, keeps
+            # timing out meanwhile (a newcomer takes its room from whoever answers).
+            async with (
+                open_peer("founder") as founder,
+                open_peer("host", join=[f"ws://127.0.0.1:{port}", founder.url or ""], config=config) as host,
+            ):
                 await trio.sleep(0.7)  # a few dial attempts time out meanwhile
+                assert host.room_id == founder.room_id and host.is_member
                 await chat_works(host)
             nursery.cancel_scope.cancel()
 

@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from p2pchat.node import text_count
 from p2pchat.sim import SimConfig, Simulation, make_topology
 from p2pchat.sim_cli import simulate
 
@@ -28,9 +29,13 @@ def assert_healthy(sim: Simulation) -> None:
     assert report.duplicates == 0
     assert report.identical
     assert report.stability_moved == 0
+    room = [m.id for m in sim.room_entries]
     for peer in sim.live():
         ids = [m.id for m in peer.node.log]
-        assert len(ids) == len(set(ids)) == len(sim.sent)
+        assert len(ids) == len(set(ids)) == len(room) + len(sim.sent)
+        # Exactly the lines sent, and besides them the room's founding entries, nothing else.
+        assert {m.id for m in peer.node.log if m.is_text} == set(sim.sent)
+        assert {m.id for m in peer.node.log if not m.is_text} == set(room)
         assert peer.node.log.held_count == 0
 
 
@@ -86,7 +91,8 @@ def test_stability_reaches_every_message_once_the_room_is_quiet() -> None:
     assert sim.settle(30)
     sim.run_until(sim.now + 10)
     for peer in sim.live():
-        assert peer.node.log.stable_count == len(peer.node.log) == 30
+        assert text_count(peer.node.log) == 30
+        assert peer.node.log.stable_count == len(peer.node.log) == len(sim.room_entries) + 30
     assert sim.report().unstable == 0
 
 

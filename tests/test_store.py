@@ -1,52 +1,141 @@
-"""The SQLite store: identity, messages and clock survive reopening."""
+"""The SQLite store: identity, rooms, their entries and clocks survive reopening."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
-from p2pchat.peer import PeerConfig, load_node
-from p2pchat.store import Store
+from p2pchat.message import Message
+from p2pchat.peer import PeerConfig, load_node, restore_log
+from p2pchat.store import DATABASE_NAME, Store, StoreFormatError
 
 ME = Identity(b"\x05" * 32)
 
 
-def history(count: int) -> list:  # type: ignore[type-arg]
-    log = OrderedLog()
-    messages = []
+def history(count: int, room_name: str = "room") -> tuple[bytes, list[Message]]:
+    """A room founded by ME: its id and its entries (the genesis, then ``count`` texts)."""
+    log, genesis = OrderedLog.found(ME, name="me", room_name=room_name, sent_at_ms=0)
+    messages = [genesis]
     for i in range(count):
         message = log.compose(ME, name="me", text=f"m{i}", sent_at_ms=i)
         log.receive(message)
         messages.append(message)
-    return messages
+    assert log.room_id is not None
+    return log.room_id, messages
 
 
 def test_messages_round_trip_byte_for_byte(tmp_path: Path) -> None:
-    messages = history(5)
+    room, messages = history(5)
+    assert len(messages) == 6  # the genesis and five texts
     with Store(tmp_path) as store:
-        assert store.save_messages(messages[:3], durable=True) == 3
-        assert store.save_messages(messages) == 2  # the first three are already there
+        assert store.save_messages(room, messages[:3], durable=True) == 3
+        assert store.save_messages(room, messages) == 3  # the first three are already there
     with Store(tmp_path) as store:
-        loaded = list(store.load_messages())
+        loaded = list(store.load_messages(room))
         assert [(m.payload, m.signature) for m in loaded] == [(m.payload, m.signature) for m in messages]
-        assert store.clock() == messages[-1].lamport
-        assert store.message_count() == 5
+        assert store.clock(room) == messages[-1].lamport
+        assert store.message_count(room) == 6
 
 
-def test_identity_and_history_come_back_with_the_node(tmp_path: Path) -> None:
+async def test_identity_and_history_come_back_with_the_node(tmp_path: Path) -> None:
+    # (Async only because a node reads trio's clock to map it to the wall clock.)
     with Store(tmp_path) as store:
         node = load_node("alice", store, PeerConfig())
+        assert node.is_member  # it founded a room of its own
+        room = node.log.room_id
         first = node.compose("hello", 0)
-        store.save_messages([first], durable=True)
+        assert room is not None
+        store.save_messages(room, [first], durable=True)
         node.publish(first, 0.0)
     with Store(tmp_path) as store:
         again = load_node("alice", store, PeerConfig())
     assert again.identity.sender_id == node.identity.sender_id
-    assert [m.text for m in again.log] == ["hello"]
-    assert again.compose("next", 0).seq == 2  # seq continues, never reused
+    assert again.log.room_id == room  # the room last used comes back
+    assert [m.text for m in again.log if m.is_text] == ["hello"]
+    assert again.compose("next", 0).seq == 3  # seq continues (1 was the genesis), never reused
+
+
+def test_two_rooms_in_one_data_directory_stay_apart(tmp_path: Path) -> None:
+    first, first_entries = history(3, "first")
+    second, second_entries = history(2, "second")
+    assert first != second
+    with Store(tmp_path) as store:
+        store.save_messages(first, first_entries, durable=True)
+        store.use_room(first, "first", 1_000)
+        store.save_messages(second, second_entries, durable=True)
+        store.use_room(second, "second", 2_000)
+    with Store(tmp_path, read_only=True) as store:
+        rooms = {record.room_id: record for record in store.rooms()}
+        assert set(rooms) == {first, second}
+        assert (rooms[first].name, rooms[first].entries) == ("first", 4)
+        assert (rooms[second].name, rooms[second].entries) == ("second", 3)
+        assert store.last_room() == second
+        assert [m.text for m in store.load_messages(first)] == ["first", "m0", "m1", "m2"]
+        assert [m.text for m in store.load_messages(second)] == ["second", "m0", "m1"]
+        assert store.clock(first) == first_entries[-1].lamport
+        assert store.clock(second) == second_entries[-1].lamport
+        # Each room's log is rebuilt from its own entries only.
+        assert [m.payload for m in restore_log(store, first)] == [m.payload for m in first_entries]
+        assert store.find_room(first.hex()[:8]) == first
+
+
+async def test_a_room_is_reopened_by_id_and_becomes_the_last_used(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        first = load_node("alice", store, PeerConfig(), found=True).log.room_id
+    with Store(tmp_path) as store:
+        # A second room in the same directory (as a newcomer's adopted room would be).
+        second, entries = history(1, "second")
+        store.save_messages(second, entries, durable=True)
+        store.use_room(second, "", 5)
+        assert first is not None
+        again = load_node("alice", store, PeerConfig(), room=first.hex()[:12])
+        assert again.log.room_id == first
+        assert store.last_room() == first
+
+
+PREVIOUS_RELEASE_SCHEMA = """
+CREATE TABLE identity (id INTEGER PRIMARY KEY CHECK (id = 1), seed BLOB NOT NULL, name TEXT NOT NULL);
+CREATE TABLE messages (
+    sender BLOB NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL,
+    payload BLOB NOT NULL, signature BLOB NOT NULL, PRIMARY KEY (sender, seq)
+) WITHOUT ROWID;
+CREATE INDEX messages_order ON messages (lamport, sender);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_directory_of_the_previous_release_is_refused_and_left_intact(
+    tmp_path: Path, read_only: bool
+) -> None:
+    database = tmp_path / DATABASE_NAME
+    with sqlite3.connect(database) as db:
+        db.executescript(PREVIOUS_RELEASE_SCHEMA)
+        db.execute("INSERT INTO identity VALUES (1, ?, 'old')", (b"\x07" * 32,))
+        db.execute("INSERT INTO messages VALUES (?, 1, 1, ?, ?)", (b"\x01" * 32, b"payload", b"sig"))
+    db.close()
+    before = database.read_bytes()
+    with pytest.raises(StoreFormatError, match=r"belong to no room.*Move the directory aside"):
+        Store(tmp_path, read_only=read_only)
+    # Never silently misread, and nothing lost: the old data is exactly as it was.
+    assert database.read_bytes() == before
+    with sqlite3.connect(database) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    db.close()
+    assert "entries" not in tables and "rooms" not in tables
+
+
+def test_a_directory_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        store._db.execute("UPDATE meta SET value = 99 WHERE key = 'format'")
+        store._db.commit()
+    with pytest.raises(StoreFormatError, match="newer p2pchat"):
+        Store(tmp_path)
 
 
 def test_the_store_is_in_wal_mode(tmp_path: Path) -> None:

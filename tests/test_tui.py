@@ -115,6 +115,16 @@ def test_status_bar_shows_address_peers_and_tentative_count(tmp_path: Path) -> N
         alice.wait_for(lambda s: "messages 1" in s and "tentative 0" in s)
 
 
+def test_membership_entries_show_as_notices_not_chat_lines(tmp_path: Path) -> None:
+    with two_chats(tmp_path) as (alice, bob):
+        for terminal in (alice, bob):
+            screen = terminal.wait_for(lambda s: "* bob joined" in s)
+            assert '* alice founded the room "alice\'s room"' in screen
+            assert "alice: bob" not in screen  # the admission is not drawn as a line of alice's
+        bob.type("counting")
+        alice.wait_for(lambda s: "bob: counting" in s and "messages 1 " in s)
+
+
 def test_concurrent_messages_carry_a_mark_and_both_sides_agree(tmp_path: Path) -> None:
     # A simulated 300 ms link delay: both lines are written before either arrives.
     with two_chats(tmp_path, "--simulate-delay", "300-300") as (alice, bob):
