@@ -169,7 +169,9 @@ async def chat(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _start_web(args: argparse.Namespace, peer: Peer, data_dir: Path, nursery: trio.Nursery) -> str | None:
+async def _start_web(
+    args: argparse.Namespace, peer: Peer, data_dir: Path, nursery: trio.Nursery
+) -> str | None:
     """With ``--web``, serve the chat page next to the peer; its URL (with the secret)."""
     if args.web is None:
         return None

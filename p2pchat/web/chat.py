@@ -11,6 +11,7 @@ line is for ``chat --json``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,8 @@ def chat_app(peer: Peer, *, token: str, host: str) -> Guard:
     async def events(websocket: WebSocket) -> None:
         await websocket.accept()
         web_url = f"http://{format_host(host)}:{guard.port}/?token={token}"
-        try:
+        with contextlib.suppress(WebSocketDisconnect):
             await _run_socket(peer, websocket, web_url)
-        except WebSocketDisconnect:
-            pass
 
     app = Starlette(
         routes=[

@@ -50,4 +50,4 @@ async def serve_web(
             bound = int((binds or [""])[0].rsplit(":", 1)[1])
             task_status.started(bound)
 
-    await serve(app, _config(host, port), task_status=_Started())  # type: ignore[arg-type]
+    await serve(app, _config(host, port), task_status=_Started())
