@@ -145,6 +145,8 @@ function drawHeader() {
 }
 
 function drawMembers() {
+  // Who holds stability back matters only while some line is still tentative.
+  const waitingMatters = room.stableCount < room.rows.length;
   const list = $("members");
   const items = [];
   const members = [...room.members.values()].sort((a, b) => nameOf(room, a.peer_id).localeCompare(nameOf(room, b.peer_id)));
@@ -155,11 +157,11 @@ function drawMembers() {
     item.append(name);
     const heard = who.lastSentAt ? `, last wrote ${localTime(who.lastSentAt)}` : "";
     item.append(span("state", `${who.state}${heard}`));
-    if (who.holding) item.append(span("state holding", "· holding stability"));
+    if (who.holding && waitingMatters) item.append(span("state holding", "· holding stability"));
     items.push(item);
   }
   list.replaceChildren(...items);
-  const waiting = room.status ? room.status.waiting_on.map((id) => nameOf(room, id)) : [];
+  const waiting = room.status && waitingMatters ? room.status.waiting_on.map((id) => nameOf(room, id)) : [];
   $("waiting").textContent = waiting.length ? `stability waits for ${waiting.join(", ")}` : "";
 }
 
