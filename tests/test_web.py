@@ -186,6 +186,11 @@ def test_html_in_a_message_shows_literally(
     expect(row_with(page, attack)).to_be_visible()
     expect(row_with(page, "<b>bold?</b><script>alert(2)</script>")).to_be_visible()
     assert page.locator("#rows img, #rows b, #rows script").count() == 0
+    # Too long for a message: refused with a reason, nothing else changes.
+    page.evaluate("window.p2pchat.link.send('x'.repeat(20000))")
+    expect(page.locator("#errors")).to_contain_text("too long")
+    type_message(page, "still here")
+    expect(page.locator(".row.message")).to_have_count(3)
     # The open_page fixture fails the test if an alert ran.
 
 

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..jsonlines import dumps, logged_message_object, peer_event_object, ready_object, status_object
 from ..log import OwnHistoryIncomplete
+from ..message import MAX_TEXT_BYTES
 from ..peer import Peer
 from ..transport import parse_host_port
 from .guard import Guard, load_web_settings, new_token, save_web_settings
@@ -38,7 +39,6 @@ logger = logging.getLogger("p2pchat.web")
 STATIC = Path(__file__).parent / "static"
 REPLAY_LINES_PER_FRAME = 2000
 STATUS_INTERVAL = 0.5
-MAX_TEXT_CHARS = 10_000
 
 
 def chat_app(peer: Peer, *, token: str, host: str) -> Guard:
@@ -109,8 +109,9 @@ async def _receive_texts(peer: Peer, websocket: WebSocket, scope: trio.CancelSco
             text = (await websocket.receive_text()).strip()
             if not text:
                 continue
-            if len(text) > MAX_TEXT_CHARS:
-                await websocket.send_text(dumps({"event": "error", "reason": "message too long"}))
+            if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+                reason = f"message too long (over {MAX_TEXT_BYTES} bytes), not sent"
+                await websocket.send_text(dumps({"event": "error", "reason": reason}))
                 continue
             try:
                 await peer.send_many([text])
