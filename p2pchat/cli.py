@@ -120,11 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "chat":
-        if not args.json and not args.web and sys.stdin.isatty() and sys.stdout.isatty():
+        if not args.json and sys.stdin.isatty() and sys.stdout.isatty():
             from .tui import run_tui
 
             data_dir = args.data or default_data_dir(args.name)
-            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args))
+            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args), args.web)
         return trio.run(chat, args)
     if args.command == "log":
         return print_log(args.data, as_json=args.json)

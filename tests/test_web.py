@@ -388,3 +388,20 @@ def test_web_needs_nothing_from_the_internet() -> None:
         text = path.read_text(encoding="utf-8")
         external = [u for u in re.findall(r"https?://[^\s\"'`)]+", text) if "www.w3.org/2000/svg" not in u]
         assert not external, (path.name, external)
+
+
+def test_the_full_screen_chat_serves_the_page_too(tmp_path: Path, open_page: Callable[[str], Page]) -> None:
+    from test_tui import Terminal
+
+    terminal = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), "--web")
+    try:
+        screen = terminal.wait_for(lambda s: "?token=" in s)
+        url = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", screen)
+        assert url, screen
+        page = open_page(url.group(0))
+        terminal.type("typed in the terminal")
+        expect(row_with(page, "typed in the terminal")).to_be_visible()
+        type_message(page, "typed in the browser")
+        terminal.wait_for(lambda s: "typed in the browser" in s)
+    finally:
+        assert terminal.close() == 0
