@@ -66,6 +66,10 @@ def open_page(browser: Any) -> Iterator[Callable[[str], Page]]:
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
         page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        page.on(
+            "console",
+            lambda message: "Content Security Policy" in message.text and problems.append(message.text),
+        )
         page.goto(url)
         expect(page.locator("#link")).to_have_class("connected")
         return page
@@ -89,6 +93,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ChatProcess]]:
     yield start
     for process in started:
         process.kill()
+    # Pages came and went (their fixture closes them first): no peer may have complained.
+    for process in started:
+        assert "Traceback" not in "".join(process.stderr), "".join(process.stderr)
 
 
 def web_peer(spawn: Callable[..., ChatProcess], name: str, *extra: str) -> ChatProcess:
