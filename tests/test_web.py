@@ -173,6 +173,7 @@ def test_a_late_message_is_inserted_in_its_place_and_highlighted(
     bob.wait_for(lambda e: e["event"] == "peer_up" and e["name"] == "carol")
     page = open_page(bob.ready["web"])
     carol.say("carol was first")
+    carol.wait_for(lambda e: e["event"] == "message")  # written (stamp 1) before alice writes
     alice.say("alice one", "alice two", "alice three")
     expect(page.locator(".row.message")).to_have_count(3)
     late = row_with(page, "carol was first")
@@ -180,6 +181,13 @@ def test_a_late_message_is_inserted_in_its_place_and_highlighted(
     assert int(late.get_attribute("data-index") or -1) < 2
     expect(page.locator(".row.message").last.locator(".text")).to_have_text("alice three")
     expect(late).not_to_have_class(re.compile(r"\blate\b"), timeout=5000)
+    # Neither author had seen the other's lines: all four are marked concurrent, and
+    # hovering carol's line picks out the three it was concurrent with.
+    expect(page.locator(".row.concurrent")).to_have_count(4)
+    late.locator(".mark").hover()
+    expect(page.locator(".row.hover-partner .text")).to_have_text(["alice one", "alice two", "alice three"])
+    title = late.locator(".mark").get_attribute("title") or ""
+    assert "alice: alice two" in title, title
 
 
 def test_html_in_a_message_shows_literally(
@@ -344,6 +352,8 @@ def test_the_demo_page_draws_every_message_and_arrow_of_a_seeded_run(browser: An
             "4",
             "--delay",
             "10-80",
+            "--diagram",
+            str(tmp_path / "run.svg"),
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -365,6 +375,11 @@ def test_the_demo_page_draws_every_message_and_arrow_of_a_seeded_run(browser: An
         expect(page.locator("#diagram .arrow")).to_have_count(total * (peers - 1))
         expect(page.locator("#order li")).to_have_count(total)
         expect(page.locator("#order li.stable")).to_have_count(total)
+        # The same run's SVG (--diagram stays): the same stamps, the same concurrent ones.
+        svg = (tmp_path / "run.svg").read_text(encoding="utf-8")
+        assert svg.count('fill="#e67e22"/>') == page.locator("#diagram .dot.concurrent").count()
+        svg_stamps = sorted(re.findall(r'font-size="10">(\d+)</text>', svg))
+        assert svg_stamps == sorted(page.locator("#diagram .stamp").all_text_contents())
         verdict = next(line for line in lines if line.startswith("VERDICT"))
         digest = re.search(r"digest (\w+)", verdict)
         assert digest and digest.group(1) in (page.text_content("#verdict") or "")
