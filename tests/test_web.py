@@ -18,6 +18,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 
 def test_requests_without_the_secret_or_from_elsewhere_are_refused(
-    spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
+    spawn: Callable[..., ChatProcess], browser: Any
 ) -> None:
     alice = web_peer(spawn, "alice")
     web = str(alice.ready["web"])
@@ -249,18 +250,39 @@ def test_requests_without_the_secret_or_from_elsewhere_are_refused(
     with connect(f"{socket_url}?token={token}", origin=base, open_timeout=10) as ws:  # type: ignore[arg-type]
         assert json.loads(str(ws.recv(timeout=10)).splitlines()[0])["event"] == "ready"
 
-    # In the browser: a page of another origin that knows the secret still cannot connect.
-    bob = web_peer(spawn, "bob")
-    foreign = open_page(bob.ready["web"])
-    outcome = foreign.evaluate(
-        """url => new Promise(done => {
-            const ws = new WebSocket(url);
-            ws.onopen = () => done("open");
-            ws.onerror = () => done("refused");
-        })""",
-        f"{socket_url}?token={token}",
-    )
-    assert outcome == "refused"
+    # In the browser: a page of another site (here a bare HTTP server on another
+    # port, without our CSP) that knows the secret still cannot open the socket.
+    site = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyPage)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        foreign = browser.new_page()
+        foreign.goto(f"http://127.0.0.1:{site.server_address[1]}/")
+        outcome = foreign.evaluate(
+            """url => new Promise(done => {
+                const ws = new WebSocket(url);
+                ws.onopen = () => done("open");
+                ws.onerror = () => done("refused");
+            })""",
+            f"{socket_url}?token={token}",
+        )
+        assert outcome == "refused"
+        foreign.close()
+    finally:
+        site.shutdown()
+        site.server_close()
+
+
+class _EmptyPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>another site</title>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def test_the_page_reconnects_when_its_peer_restarts(
