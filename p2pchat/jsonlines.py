@@ -107,7 +107,8 @@ def status_object(peer: Peer) -> dict[str, Any]:
     """The room as this peer sees it now: members, who stability waits for, counters.
 
     ``waiting_on`` lists the members whose silence holds the stable prefix back
-    (empty when all are equally up to date).
+    (empty when all are equally up to date). The web page's socket sends it when
+    it changes; ``chat --json`` does not print it.
     """
     log = peer.log
     silent = set(log.silent_members())
