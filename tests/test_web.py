@@ -139,7 +139,9 @@ def test_two_peers_two_pages_type_in_one_read_in_the_other(
     expect(row_with(alice_page, "hi alice")).to_be_visible()
     # What the page sent went through the peer like a stdin line: --json shows it too.
     bob.wait_for(lambda e: e["event"] == "message" and e["text"] == "hello bob, from a browser")
-    expect(alice_page.locator(f'#members li[data-peer="{bob.ready["peer_id"]}"]')).to_contain_text("bob")
+    bob_entry = alice_page.locator(f'#members li[data-peer="{bob.ready["peer_id"]}"]')
+    expect(bob_entry).to_contain_text("bob")
+    expect(bob_entry).to_contain_text("connected here")
     expect(alice_page.locator("#text")).to_have_value("")
 
 

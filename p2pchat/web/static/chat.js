@@ -148,6 +148,7 @@ function drawMembers() {
   // Who holds stability back matters only while some line is still tentative.
   const waitingMatters = room.stableCount < room.rows.length;
   const list = $("members");
+  const neighbours = new Set(room.status ? room.status.neighbours.map((n) => n.peer_id) : []);
   const items = [];
   const members = [...room.members.values()].sort((a, b) => nameOf(room, a.peer_id).localeCompare(nameOf(room, b.peer_id)));
   for (const who of members) {
@@ -156,7 +157,8 @@ function drawMembers() {
     const name = span(room.me && who.peer_id === room.me.peer_id ? "name me" : "name", nameOf(room, who.peer_id));
     item.append(name);
     const heard = who.lastSentAt ? `, last wrote ${localTime(who.lastSentAt)}` : "";
-    item.append(span("state", `${who.state}${heard}`));
+    const linked = neighbours.has(who.peer_id) ? ", connected here" : "";
+    item.append(span("state", `${who.state}${linked}${heard}`));
     if (who.holding && waitingMatters) item.append(span("state holding", "· holding stability"));
     items.push(item);
   }
