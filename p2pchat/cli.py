@@ -18,7 +18,14 @@ from pathlib import Path
 import trio
 
 from . import __version__
-from .jsonlines import dumps, iso_time, logged_message_object, peer_event_object, statistics_object
+from .jsonlines import (
+    dumps,
+    iso_time,
+    logged_message_object,
+    peer_event_object,
+    ready_object,
+    statistics_object,
+)
 from .log import OwnHistoryIncomplete
 from .peer import (
     MessageDelivered,
@@ -72,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold every outgoing frame MIN-MAX ms, to watch reordering on one machine",
     )
 
+    chat.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:0",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="also serve the chat as a web page (default 127.0.0.1, a free port); prints its URL",
+    )
+
     log = commands.add_parser("log", help="print the stored ordered log of a room")
     log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
     log.add_argument("--room", metavar="ID", help="which room (hex id or prefix; default: the last used)")
@@ -119,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .tui import run_tui
 
             data_dir = args.data or default_data_dir(args.name)
-            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args))
+            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args), args.web)
         failures: list[BaseException] = []
         try:
             return trio.run(chat, args)
@@ -163,13 +179,26 @@ async def chat(args: argparse.Namespace) -> int:
             args.name, data_dir=data_dir, listen=args.listen, join=args.join, config=config, room=args.room
         ) as peer:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(output, peer, nursery)
+                web_url = await _start_web(args, peer, data_dir, nursery)
+                nursery.start_soon(output, peer, nursery, web_url)
                 async for _ in signals:
                     break
                 nursery.cancel_scope.cancel()
             if args.json:
                 _emit(dumps(statistics_object(peer)))
     return 0
+
+
+async def _start_web(
+    args: argparse.Namespace, peer: Peer, data_dir: Path, nursery: trio.Nursery
+) -> str | None:
+    """With ``--web``, serve the chat page next to the peer; its URL (with the secret)."""
+    if args.web is None:
+        return None
+    from .web.chat import serve_chat_web
+
+    url: str = await nursery.start(serve_chat_web, peer, args.web, data_dir)
+    return url
 
 
 def peer_config(args: argparse.Namespace) -> PeerConfig:
@@ -187,11 +216,9 @@ def _emit(line: str) -> None:
         raise SystemExit(0) from None
 
 
-async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
+async def _json_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = None) -> None:
     async with peer.subscribe() as events:
-        room = peer.room_id.hex() if peer.room_id is not None else None
-        ready = {"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name, "room": room}
-        _emit(dumps(ready))
+        _emit(dumps({**ready_object(peer), "web": web_url} if web_url else ready_object(peer)))
         log = peer.log
         for index in range(len(log)):
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
@@ -209,13 +236,15 @@ async def _json_output(peer: Peer, nursery: trio.Nursery) -> None:
             _emit("\n".join(lines))
 
 
-async def _text_output(peer: Peer, nursery: trio.Nursery) -> None:
+async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = None) -> None:
     """A plain line-oriented chat for terminals without the full-screen UI."""
     async with peer.subscribe() as events:
         print(
             f"p2pchat {peer.name} at {peer.url} (id {peer.peer_id[:8]}). Type and press Enter.",
             flush=True,
         )
+        if web_url:
+            print(f"Open the chat in a browser: {web_url}", flush=True)
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
             if isinstance(event, MessageDelivered) and not event.message.is_text:

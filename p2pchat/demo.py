@@ -21,16 +21,16 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import trio
 
 from .diagram import Arrival, Send, render_svg
 from .message import MessageId
 from .node import NodeConfig, text_count
-from .peer import MessageDelivered, Peer, PeerConfig, open_peer
+from .peer import MessageDelivered, Peer, PeerConfig, PeerEvent, open_peer
 
-__all__ = ["DemoResult", "add_demo_parser", "run_demo", "run_demo_command"]
+__all__ = ["DemoObserver", "DemoResult", "add_demo_parser", "run_demo", "run_demo_command"]
 
 NAMES = [
     "alice",
@@ -70,6 +70,16 @@ LINES = [
 ]
 
 
+class DemoObserver(Protocol):
+    """Follows a run as it happens (``demo --web`` draws it live)."""
+
+    def started(self, peers: list[Peer]) -> None:
+        """The peers are connected; lane ``i`` is ``peers[i]``; time 0 is now."""
+
+    def peer_event(self, lane: int, time: float, event: PeerEvent) -> None:
+        """Peer ``lane`` published ``event`` at ``time`` seconds into the run."""
+
+
 @dataclass
 class _Watch:
     """What one peer saw: every delivery, with when and where it was inserted."""
@@ -77,6 +87,8 @@ class _Watch:
     peer: Peer
     deliveries: list[tuple[float, MessageId, int]] = field(default_factory=list)
     inserted_above: int = 0
+    lane: int = 0
+    observer: DemoObserver | None = None
 
 
 @dataclass
@@ -96,6 +108,13 @@ def add_demo_parser(commands: Any) -> None:
     demo.add_argument("--loss", type=float, default=0.0, help="fraction of frames dropped")
     demo.add_argument("--seed", type=int, default=None)
     demo.add_argument("--diagram", type=Path, help="write an SVG space-time diagram here")
+    demo.add_argument(
+        "--web",
+        nargs="?",
+        const="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="draw the run live in a browser (prints the URL; the run starts when the page opens)",
+    )
 
 
 def delay_range(text: str) -> tuple[float, float]:
@@ -132,6 +151,7 @@ async def run_demo(
     seed: int | None = None,
     diagram: Path | None = None,
     out: TextIO = sys.stdout,
+    observer: DemoObserver | None = None,
 ) -> DemoResult:
     rng = random.Random(seed)
     if peers < 2 or peers > len(NAMES):
@@ -161,7 +181,9 @@ async def run_demo(
         for peer in running:
             print(f"  {peer.name:<8} {peer.url}  id {peer.peer_id[:8]}", file=out)
         start = trio.current_time()
-        watches = [_Watch(peer) for peer in running]
+        if observer is not None:
+            observer.started(running)
+        watches = [_Watch(peer, lane=lane, observer=observer) for lane, peer in enumerate(running)]
         async with trio.open_nursery() as nursery:
             for watch in watches:
                 await nursery.start(_watch, watch, start)
@@ -180,6 +202,8 @@ async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]
     async with watch.peer.subscribe() as events:
         task_status.started()
         async for event in events:
+            if watch.observer is not None:
+                watch.observer.peer_event(watch.lane, trio.current_time() - start, event)
             if isinstance(event, MessageDelivered) and event.message.is_text:
                 # (Membership entries, the room's genesis and admissions, are not drawn.)
                 now = trio.current_time() - start
@@ -312,6 +336,10 @@ def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    if getattr(args, "web", None) is not None:
+        from .web.demo import run_web_demo
+
+        return trio.run(run_web_demo, args)
     started = time.monotonic()
     result = trio.run(
         lambda: run_demo(

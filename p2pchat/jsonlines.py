@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .log import OrderedLog
-from .message import EntryKind, Message
+from .message import EntryKind, Message, MessageId
 from .peer import (
     ConcurrentMarked,
     MessageDelivered,
@@ -30,7 +30,9 @@ __all__ = [
     "logged_message_object",
     "message_object",
     "peer_event_object",
+    "ready_object",
     "statistics_object",
+    "status_object",
 ]
 
 
@@ -58,6 +60,10 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
         "index": index,
         "concurrent": concurrent,
         "stable": stable,
+        # What the author had seen that its previous message had not (vector-clock
+        # entries, sender -> seq). Lets a UI trace the causal past and tell which lines
+        # were concurrent with which.
+        "deps": {s.hex(): q for s, q in message.deps.items()},
     }
 
 
@@ -138,6 +144,49 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
         case NeighbourDown():
             peer_id = event.sender_id.hex() if event.sender_id else None
             return {"event": "peer_down", "peer_id": peer_id, "reason": event.reason}
+
+
+def ready_object(peer: Peer) -> dict[str, Any]:
+    """The first object: who and where this peer is (``url`` is the address to ``--join``)."""
+    room = peer.room_id.hex() if peer.room_id is not None else None
+    return {"event": "ready", "url": peer.url, "peer_id": peer.peer_id, "name": peer.name, "room": room}
+
+
+def status_object(peer: Peer) -> dict[str, Any]:
+    """The room as this peer sees it now: members, who stability waits for, counters.
+
+    ``waiting_on`` lists the members whose silence holds the stable prefix back
+    (empty when all are equally up to date). The web page's socket sends it when
+    it changes; ``chat --json`` does not print it.
+    """
+    log = peer.log
+    holding = set(log.silent_members())
+    members = []
+    for member, info in sorted(log.member_info().items()):
+        seq = log.delivered_seq(member)
+        last = log.get(MessageId(member, seq)) if seq else None
+        members.append(
+            {
+                "peer_id": member.hex(),
+                "name": info.name or (last.name if last else None),
+                "state": info.state.value,
+                "messages": seq,
+                "last_sent_at": iso_time(last.sent_at_ms) if last else None,
+                "holding_stability": member in holding,
+            }
+        )
+    neighbours = [
+        {"peer_id": sender.hex() if sender else None, "url": url} for _, sender, url in peer.node.neighbours()
+    ]
+    return {
+        "event": "status",
+        "members": members,
+        "waiting_on": sorted(m.hex() for m in holding),
+        "neighbours": neighbours,
+        "count": len(log),
+        "stable": log.stable_count,
+        "held": log.held_count,
+    }
 
 
 def statistics_object(peer: Peer) -> dict[str, Any]:

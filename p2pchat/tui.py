@@ -184,7 +184,13 @@ class ChatScreen:
 
     # Trio side ------------------------------------------------------------------------------
     async def run_peer(
-        self, name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig
+        self,
+        name: str,
+        data_dir: Path,
+        listen: str,
+        join: list[str],
+        config: PeerConfig,
+        web: str | None = None,
     ) -> None:
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
@@ -195,6 +201,11 @@ class ChatScreen:
                 self.names[message.sender_id] = message.name
             self.note(f"You are {name}. Others can join you with: --join {peer.url}")
             async with trio.open_nursery() as nursery:
+                if web is not None:
+                    from .web.chat import serve_chat_web
+
+                    web_url = await nursery.start(serve_chat_web, peer, web, data_dir)
+                    self.note(f"Open the chat in a browser: {web_url}")
                 nursery.start_soon(self._pump_events, peer)
                 nursery.start_soon(self._pump_input, peer, receive)
                 nursery.start_soon(self._refresh)
@@ -294,7 +305,9 @@ def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[N
     return Application(layout=layout, key_bindings=keys, style=STYLE, full_screen=True)
 
 
-async def _run(name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig) -> int:
+async def _run(
+    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
     finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
@@ -313,6 +326,7 @@ async def _run(name: str, data_dir: Path, listen: str, join: list[str], config: 
         listen,
         join,
         config,
+        web,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -326,6 +340,8 @@ async def _run(name: str, data_dir: Path, listen: str, join: list[str], config: 
     return 0
 
 
-def run_tui(name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig) -> int:
-    """Run the full-screen chat until the user quits; the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config))
+def run_tui(
+    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+) -> int:
+    """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
+    return asyncio.run(_run(name, data_dir, listen, join, config, web))

@@ -1,0 +1,177 @@
+// The room as the page knows it: the ordered log, stability, concurrency, members.
+//
+// Pure state, no DOM: `applyObject(room, obj, now)` folds one JSON object of the
+// `chat --json` contract into the room. The view (chat.js) draws from it.
+
+export const LATE_HIGHLIGHT_MS = 2500;
+
+export function createRoom() {
+  return {
+    me: null, // the ready object
+    rows: [], // log entries in the shared order (messages and membership lines)
+    byId: new Map(), // "sender:seq" -> row
+    stableCount: 0,
+    members: new Map(), // peer_id -> {peer_id, name, state, by, lastSentAt, holding}
+    status: null,
+    errors: [],
+    version: 0, // bumped on every change, so the view knows to redraw
+  };
+}
+
+export function rowId(sender, seq) {
+  return `${sender}:${seq}`;
+}
+
+export function isStable(room, index) {
+  return index < room.stableCount;
+}
+
+function reset(room) {
+  room.rows = [];
+  room.byId = new Map();
+  room.stableCount = 0;
+  room.members = new Map();
+}
+
+function insertRow(room, row, index, now, replayed) {
+  const at = Number.isInteger(index) && index >= 0 && index <= room.rows.length ? index : room.rows.length;
+  // Inserted above lines already on screen: a late arrival, highlighted for a moment.
+  row.lateUntil = !replayed && at < room.rows.length ? now + LATE_HIGHLIGHT_MS : 0;
+  room.rows.splice(at, 0, row);
+  if (row.sender !== undefined && row.seq !== undefined) room.byId.set(rowId(row.sender, row.seq), row);
+}
+
+function noteStable(room, index, stable) {
+  if (stable && index + 1 > room.stableCount) room.stableCount = index + 1;
+}
+
+function member(room, peerId) {
+  let entry = room.members.get(peerId);
+  if (!entry) {
+    entry = { peer_id: peerId, name: null, state: "active", by: null, lastSentAt: null, holding: false };
+    room.members.set(peerId, entry);
+  }
+  return entry;
+}
+
+const APPLY = {
+  ready(room, obj) {
+    reset(room);
+    room.me = obj;
+  },
+  message(room, obj, now) {
+    const row = {
+      kind: "message",
+      sender: obj.sender,
+      name: obj.name,
+      seq: obj.seq,
+      lamport: obj.lamport,
+      text: obj.text,
+      sentAt: obj.sent_at,
+      concurrent: Boolean(obj.concurrent),
+      deps: obj.deps || null,
+    };
+    insertRow(room, row, obj.index, now, Boolean(obj.replayed));
+    noteStable(room, obj.index, obj.stable);
+    const who = member(room, obj.sender);
+    who.name = obj.name;
+    if (!who.lastSentAt || obj.sent_at > who.lastSentAt) who.lastSentAt = obj.sent_at;
+  },
+  member(room, obj, now) {
+    // A membership entry of the log: a line in the conversation and a member's new state.
+    const row = {
+      kind: "member",
+      sender: obj.sender,
+      seq: obj.seq,
+      lamport: obj.lamport,
+      name: obj.name,
+      peerId: obj.peer_id,
+      action: obj.action,
+      by: obj.by,
+      concurrent: false,
+      deps: null,
+    };
+    insertRow(room, row, obj.index, now, Boolean(obj.replayed));
+    noteStable(room, obj.index, obj.stable);
+    const who = member(room, obj.peer_id);
+    if (obj.name) who.name = obj.name;
+    who.state = obj.action === "joined" || obj.action === "back" ? "active" : obj.action;
+    who.by = obj.by || null;
+  },
+  stable(room, obj) {
+    if (obj.count > room.stableCount) room.stableCount = obj.count;
+  },
+  concurrent(room, obj) {
+    for (const { sender, seq } of obj.messages) {
+      const row = room.byId.get(rowId(sender, seq));
+      if (row) row.concurrent = true;
+    }
+  },
+  status(room, obj) {
+    room.status = obj;
+    for (const m of obj.members) {
+      const who = member(room, m.peer_id);
+      if (m.name) who.name = m.name;
+      if (m.last_sent_at && (!who.lastSentAt || m.last_sent_at > who.lastSentAt)) who.lastSentAt = m.last_sent_at;
+      who.holding = Boolean(m.holding_stability);
+    }
+  },
+  error(room, obj) {
+    room.errors.push(obj.reason);
+  },
+};
+
+export function applyObject(room, obj, now) {
+  const apply = APPLY[obj.event];
+  if (!apply) return false; // peer_up, peer_down, statistics, future events: nothing to draw
+  apply(room, obj, now);
+  room.version += 1;
+  return true;
+}
+
+export function nameOf(room, peerId) {
+  const who = room.members.get(peerId);
+  return (who && who.name) || (peerId ? peerId.slice(0, 8) : "?");
+}
+
+// Causality, from the `deps` of each message (what its author had newly seen):
+// the direct predecessors of (s, q) are (s, q-1) and every dependency.
+function predecessors(room, row) {
+  const out = [];
+  if (row.seq > 1) out.push(rowId(row.sender, row.seq - 1));
+  if (row.deps) for (const [sender, seq] of Object.entries(row.deps)) out.push(rowId(sender, seq));
+  return out;
+}
+
+// Whether `target` is in the causal past of `row`. Entries stamped at or below the
+// target's stamp cannot have it in their past, so the search stops there.
+export function happenedBefore(room, target, row) {
+  const goal = rowId(target.sender, target.seq);
+  const seen = new Set();
+  const stack = predecessors(room, row);
+  while (stack.length) {
+    const id = stack.pop();
+    if (id === goal) return true;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const next = room.byId.get(id);
+    if (next && next.lamport > target.lamport) stack.push(...predecessors(room, next));
+  }
+  return false;
+}
+
+// The lines a concurrent line was concurrent with: concurrent lines near it in the
+// order (concurrent entries sort close together) of which neither saw the other.
+export function concurrentWith(room, index, window = 200) {
+  const row = room.rows[index];
+  const found = [];
+  if (!row || !row.concurrent || !row.deps) return found;
+  const first = Math.max(0, index - window);
+  const last = Math.min(room.rows.length - 1, index + window);
+  for (let i = first; i <= last; i += 1) {
+    const other = room.rows[i];
+    if (i === index || !other.concurrent || other.kind !== "message") continue;
+    if (!happenedBefore(room, other, row) && !happenedBefore(room, row, other)) found.push(other);
+  }
+  return found;
+}
