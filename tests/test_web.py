@@ -183,7 +183,8 @@ def test_a_late_message_is_inserted_in_its_place_and_highlighted(
     late = row_with(page, "carol was first")
     expect(late).to_have_class(re.compile(r"\blate\b"))
     rows = page.eval_on_selector_all(
-        ".row.message", "rows => rows.map(r => [Number(r.dataset.index), r.querySelector('.text').textContent])"
+        ".row.message",
+        "rows => rows.map(r => [Number(r.dataset.index), r.querySelector('.text').textContent])",
     )
     texts = [text for _, text in sorted(rows)]
     assert texts.index("carol was first") < 2, texts  # above at least two of alice's lines
