@@ -34,6 +34,7 @@ from .peer import (
     NoSuchRoom,
     Peer,
     PeerConfig,
+    PeerEvent,
     default_data_dir,
     open_peer,
     restore_log,
@@ -183,6 +184,7 @@ async def chat(args: argparse.Namespace) -> int:
                 nursery.start_soon(output, peer, nursery, web_url)
                 async for _ in signals:
                     break
+                await peer.go_away()  # (its member event is printed before the output stops)
                 nursery.cancel_scope.cancel()
             if args.json:
                 _emit(dumps(statistics_object(peer)))
@@ -223,17 +225,29 @@ async def _json_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         for index in range(len(log)):
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
-        async for event in events:
-            # peer.log, not the log replayed above: a pristine room that yields to a
-            # neighbour's room gets a new log. Everything already waiting is written,
-            # then flushed once: one syscall per burst.
-            lines = [dumps(peer_event_object(event, peer.log))]
-            while True:
-                try:
-                    lines.append(dumps(peer_event_object(events.receive_nowait(), peer.log)))
-                except trio.WouldBlock:
-                    break
-            _emit("\n".join(lines))
+        try:
+            async for event in events:
+                # peer.log, not the log replayed above: a pristine room that yields to a
+                # neighbour's room gets a new log. Everything already waiting is written,
+                # then flushed once: one syscall per burst.
+                _emit("\n".join(_json_lines(peer, events, first=event)))
+        finally:
+            # Stopping: what is already waiting (our AWAY, say) is still printed.
+            if lines := _json_lines(peer, events):
+                _emit("\n".join(lines))
+
+
+def _json_lines(
+    peer: Peer, events: trio.MemoryReceiveChannel[PeerEvent], first: PeerEvent | None = None
+) -> list[str]:
+    """``first`` and every event already waiting, as JSON lines."""
+    pending = [] if first is None else [first]
+    while True:
+        try:
+            pending.append(events.receive_nowait())
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+            break
+    return [dumps(peer_event_object(event, peer.log)) for event in pending]
 
 
 async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = None) -> None:

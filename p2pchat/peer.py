@@ -313,12 +313,16 @@ class Peer:
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
 
+    async def go_away(self) -> None:
+        """Write our AWAY entry (a clean quit; :meth:`aclose` does it too), so that the
+        others stop waiting for us until we are back. The last active member writes none."""
+        await self._write_last(EntryKind.AWAY, "quit")
+
     async def aclose(self) -> None:
         """Say goodbye to every neighbour, store what is unsaved, stop."""
         if self._closing:
             return
-        # A clean quit says so: the others stop waiting for us until we are back.
-        await self._write_last(EntryKind.AWAY, "quit")
+        await self.go_away()
         self._closing = True
         self._notify()
         self._apply(self.node.close_all())
