@@ -256,6 +256,9 @@ class Node:
         clock it has made durable, so a crash cannot make us take back a promise
         (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
+        self.provisional_room = False
+        """Our room is only the one we used last, opened while we dial peers to join: the
+        first of them in another room takes us to its room (the shell sets this)."""
         self.history_checked = log.delivered_seq(identity.sender_id) == 0
         """Whether we may trust that our own chain here is complete: true for a peer with
         nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
@@ -449,8 +452,12 @@ class Node:
                 return outputs
         else:
             outputs = []
-        if self._yields_to(remote.sender_id, remote.room_id, remote.heads):
+        if self._yields_to(remote.sender_id, remote.room_id, remote.heads) or self._follows(
+            neighbour, remote.room_id
+        ):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
+        if remote.room_id == self.log.room_id:
+            self.provisional_room = False  # settled: a neighbour is in our room
         # The other side of the same rule: a neighbour whose HELLO named its pristine room
         # is moving to ours right now, so it is not refused. Its HELLO heads describe the
         # room it leaves (its genesis there): they say nothing about what it holds here.
@@ -498,6 +505,16 @@ class Node:
             return False
         return not _pristine_heads(remote_id, remote_heads) or remote_room < ours
 
+    def _follows(self, neighbour: _Neighbour, remote_room: bytes) -> bool:
+        """Whether we move to the room of a peer we dialed: our room is only the one we
+        used last (``provisional_room``), and the user asked to join that peer."""
+        return (
+            self.provisional_room
+            and neighbour.dialed_url is not None
+            and bool(remote_room)
+            and remote_room != self.log.room_id
+        )
+
     def _yielded_to_by(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
         """Whether the neighbour gives up its room for ours (:meth:`_yields_to` on its side)."""
         ours = self.log.room_id
@@ -517,11 +534,16 @@ class Node:
         for other in list(self._neighbours.values()):
             if other is not keep:
                 outputs.extend(self.close(other.conn, f"moved to room {room_id.hex()[:16]}"))
-        self.log = OrderedLog(self.log.config, room_id=room_id)
-        self._own_announcement = None
+        self.replace_log(OrderedLog(self.log.config, room_id=room_id))
         self.announce_limit = 0  # nothing of the new room is on disk yet
         outputs.append(RoomAdopted(room_id))
         return outputs
+
+    def replace_log(self, log: OrderedLog) -> None:
+        """Continue with ``log`` (the shell restored the room we just adopted from its store)."""
+        self.log = log
+        self._own_announcement = None
+        self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
 
     def _room_refusal(self, remote_room: bytes) -> str | None:
         """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""

@@ -476,8 +476,14 @@ class Peer:
             self._notify()
 
     def _open_room(self, room_id: bytes) -> None:
-        if self.store is not None:
-            self.store.use_room(room_id, "", int(time.time() * 1000))
+        """We took a neighbour's room: if we were in it before, go on from our store."""
+        store = self.store
+        if store is None:
+            return
+        store.use_room(room_id, "", int(time.time() * 1000))
+        if len(self.node.log) == 0 and store.message_count(room_id):
+            self.node.replace_log(restore_log(store, room_id, self.config.log))
+            self.node.announce_limit = store.clock(room_id)
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
         delay = self.config.backoff_initial
@@ -658,8 +664,11 @@ def load_node(
     """Build the node: identity and history from the store when there is one.
 
     The room: ``room`` (a hex id or prefix of one stored here), else the room last
-    used here, else a new room founded now when ``found``, else none yet (a newcomer
-    takes its first neighbour's room).
+    used here, else a new room founded now when ``found`` (nobody to join), else none
+    yet (a newcomer takes its first neighbour's room). With peers to join and no
+    ``room``, the last room is provisional: the first peer we dial that is in another
+    room takes us there (going on from the store if we were in it before, see
+    :meth:`Peer._open_room`).
     """
     stored = store.load_identity() if store is not None else None
     if identity is None:
@@ -681,6 +690,9 @@ def load_node(
     if store is not None and room_id is not None:
         store.use_room(room_id, "", now_ms)
     node = Node(identity, name, log, config=config.node, wall_offset=time.time() - trio.current_time())
+    # With peers to --join and no --room, the room last used is shown meanwhile, but we
+    # enter the room of the peers we join, whichever it is.
+    node.provisional_room = room is None and not found and room_id is not None
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0

@@ -308,3 +308,31 @@ async def test_a_peer_restored_from_an_old_copy_recovers_its_chain_before_writin
                 assert not restored.log.evidence and not bob.log.evidence
                 await bob.wait_delivered(len(restored.messages()))
                 assert [m.key for m in bob.messages()] == [m.key for m in restored.messages()]
+
+
+async def test_join_enters_the_room_of_the_peer_joined_and_keeps_each_rooms_history(tmp_path: Path) -> None:
+    alice_dir = tmp_path / "alice"
+    with trio.fail_after(30):
+        async with (
+            open_peer("bob", data_dir=tmp_path / "bob") as bob,
+            open_peer("carol", data_dir=tmp_path / "carol") as carol,
+        ):
+            assert bob.url is not None and carol.url is not None and bob.room_id != carol.room_id
+            await bob.send("in bob's room")
+            await carol.send("in carol's room")
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
+                await alice.send("hi bob")
+                assert alice.room_id == bob.room_id
+            # Her last room is bob's; joining carol takes her to carol's room.
+            async with open_peer("alice", data_dir=alice_dir, join=[carol.url]) as alice:
+                await alice.send("hi carol")
+                assert alice.room_id == carol.room_id
+                assert [m.text for m in alice.messages() if m.is_text] == ["in carol's room", "hi carol"]
+            # And back to bob's room: her history there comes from her own store.
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
+                await alice.wait_admitted()
+                assert alice.room_id == bob.room_id
+                texts = [m.text for m in alice.messages() if m.is_text]
+                assert texts == ["in bob's room", "hi bob"]
+                seqs = [m.seq for m in alice.messages() if m.sender_id == alice.node.identity.sender_id]
+                assert seqs == list(range(1, len(seqs) + 1))
