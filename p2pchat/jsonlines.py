@@ -16,6 +16,7 @@ from .log import OrderedLog
 from .message import EntryKind, Message, MessageId
 from .peer import (
     ConcurrentMarked,
+    EquivocationFound,
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
@@ -144,6 +145,16 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
         case NeighbourDown():
             peer_id = event.sender_id.hex() if event.sender_id else None
             return {"event": "peer_down", "peer_id": peer_id, "reason": event.reason}
+        case EquivocationFound():
+            kept, rejected = event.kept, event.rejected
+            return {
+                "event": "equivocation",
+                "sender": kept.sender_id.hex(),
+                "name": kept.name,
+                "seq": kept.seq,
+                "kept": kept.text,
+                "rejected": rejected.text,
+            }
 
 
 def ready_object(peer: Peer) -> dict[str, Any]:

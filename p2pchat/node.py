@@ -41,9 +41,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .identity import Identity, short_id
-from .log import LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
+from .log import Equivocation, LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
 from .membership import MAX_MEMBERS
-from .message import EntryKind, Message, RoomPolicy
+from .message import EntryKind, Message, MessageId, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
@@ -256,6 +256,7 @@ class Node:
         clock it has made durable, so a crash cannot make us take back a promise
         (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
+        self._evidence_spread: set[MessageId] = set()
         self.provisional_room = False
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
@@ -593,6 +594,7 @@ class Node:
     def _on_messages(self, neighbour: _Neighbour, messages: Iterable[Message], now: float) -> list[Output]:
         events: list[LogEvent] = []
         fresh: list[Message] = []
+        evidence: list[tuple[Equivocation, _Neighbour]] = []
         forged: Message | None = None
         for message in messages:
             self.stats.messages_in += 1
@@ -606,6 +608,9 @@ class Node:
                 self.stats.duplicates_in += 1
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
+                for event in receipt.events:
+                    if isinstance(event, Equivocation):
+                        evidence.append((event, neighbour))
                 if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
                     forged = message
                     break
@@ -621,7 +626,29 @@ class Node:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
+        for proof, source in evidence:
+            outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
+        return outputs
+
+    def _spread_evidence(self, proof: Equivocation, source: _Neighbour, now: float) -> list[Output]:
+        """Tell every neighbour, once, that an author signed two versions of one seq.
+
+        Both versions go to each neighbour (the one that sent us the second only gets
+        the first back): whichever it holds, the other one is its evidence too. So the
+        evidence reaches every peer, however the two versions were spread.
+        """
+        message_id = proof.kept.id
+        if message_id in self._evidence_spread:
+            return []
+        self._evidence_spread.add(message_id)
+        outputs: list[Output] = []
+        for neighbour in self._neighbours.values():
+            if not neighbour.link.is_open:
+                continue
+            pair = [proof.kept] if neighbour is source else [proof.kept, proof.rejected]
+            neighbour.push.extend(pair)
+            outputs.extend(self._flush(neighbour, now))
         return outputs
 
     def _on_heads(

@@ -35,7 +35,16 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
-from .log import Concurrent, Delivered, LogConfig, NotAMember, OrderedLog, OwnHistoryIncomplete, Stable
+from .log import (
+    Concurrent,
+    Delivered,
+    Equivocation,
+    LogConfig,
+    NotAMember,
+    OrderedLog,
+    OwnHistoryIncomplete,
+    Stable,
+)
 from .message import MAX_NAME_BYTES, EntryKind, Message, signed_bytes
 from .node import (
     Close,
@@ -59,6 +68,7 @@ from .wire import MESSAGES as MESSAGES_FRAME
 
 __all__ = [
     "ConcurrentMarked",
+    "EquivocationFound",
     "MessageDelivered",
     "NeighbourDown",
     "NeighbourUp",
@@ -139,7 +149,18 @@ class NeighbourDown:
     reason: str
 
 
-PeerEvent = MessageDelivered | ConcurrentMarked | StableAdvanced | NeighbourUp | NeighbourDown
+@dataclass(frozen=True, slots=True)
+class EquivocationFound:
+    """``kept.sender_id`` signed two versions of one seq: evidence, kept by the log
+    (``log.evidence``) and passed on to every neighbour."""
+
+    kept: Message
+    rejected: Message
+
+
+PeerEvent = (
+    MessageDelivered | ConcurrentMarked | StableAdvanced | NeighbourUp | NeighbourDown | EquivocationFound
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +430,11 @@ class Peer:
                 self._publish(StableAdvanced(event.count))
             elif isinstance(event, Concurrent):
                 self._publish(ConcurrentMarked(tuple((i.sender_id, i.seq) for i in event.ids)))
+            elif isinstance(event, Equivocation):
+                logger.warning(
+                    "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
+                )
+                self._publish(EquivocationFound(event.kept, event.rejected))
 
     def _publish(self, event: PeerEvent) -> None:
         for subscriber in list(self._subscribers):

@@ -336,3 +336,29 @@ async def test_join_enters_the_room_of_the_peer_joined_and_keeps_each_rooms_hist
                 assert texts == ["in bob's room", "hi bob"]
                 seqs = [m.seq for m in alice.messages() if m.sender_id == alice.node.identity.sender_id]
                 assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
+    mesh = three_members()  # bob and carol both connected to alice
+    bob = mesh.nodes[1]
+    (genuine,) = mesh.say(1, "the truth")  # on its way to alice
+    twin = Message.create(
+        PEOPLE[1],
+        seq=genuine.seq,
+        lamport=genuine.lamport,
+        sent_at_ms=0,
+        name="bob",
+        text="a lie",
+        deps=genuine.deps,
+        room_id=bob.log.room_id or b"",
+    )
+    # Carol gets the other version first (as if relayed by alice, whose link carries it).
+    carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
+    mesh.deliver(carol_conn, encode_frame(Messages((twin,))))
+    mesh.run(2.0)
+    for node in mesh.nodes:
+        proofs = {(e.kept.id, e.rejected.id) for e in node.log.evidence}
+        assert (genuine.id, genuine.id) in proofs, f"{node.name} has no evidence"
+        kept = node.log.get(genuine.id)
+        assert kept is not None and kept.text in ("the truth", "a lie")
+    assert not mesh.closed, "spreading evidence is not misbehaviour"
