@@ -566,7 +566,7 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
-        if not self.roster.admits(message, _causal_past(message, full)):
+        if not self.roster.admits(message, full):
             return Refusal.NOT_A_MEMBER
         return full
 
@@ -621,7 +621,7 @@ class OrderedLog:
         if message.kind is EntryKind.TEXT:
             self.roster.note_name(message.sender_id, message.name)
         else:
-            self.roster.record(message, _causal_past(message, vector))
+            self.roster.record(message, vector)
             # The founder or the member admitted may have announced its clock before we
             # knew it: use what we kept of that now.
             early = self._stranger_heads.pop(message.subject or message.sender_id, None)
@@ -716,11 +716,6 @@ class OrderedLog:
     def _bound(self, member: bytes) -> int:
         state = self._senders.get(member)
         return state.bound if state is not None else 0
-
-
-def _causal_past(message: Message, vector: Mapping[bytes, int]) -> Mapping[bytes, int]:
-    """A message's causal past as a vector: its full vector clock plus its own previous seq."""
-    return {**vector, message.sender_id: message.seq - 1} if message.seq > 1 else vector
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

@@ -106,8 +106,9 @@ class Roster:
     def admits(self, message: Message, vector: Mapping[bytes, int]) -> bool:
         """Whether ``message``'s author is a member where the message stands.
 
-        ``vector`` is the message's full vector clock (its own previous seq
-        included): exactly its causal past.
+        ``vector`` is the message's full vector clock: what its author had delivered
+        of the others (with its own chain, exactly its causal past). Its own entries
+        are never needed here: nobody admits itself.
         """
         author = message.sender_id
         if message.kind is EntryKind.GENESIS:
@@ -129,7 +130,7 @@ class Roster:
             self._names[author] = name
 
     def record(self, message: Message, vector: Mapping[bytes, int]) -> Transition:
-        """Note a delivered membership entry (not a TEXT); ``vector`` is its causal past."""
+        """Note a delivered membership entry (not a TEXT); ``vector`` is its full vector clock."""
         author = message.sender_id
         if message.kind is EntryKind.GENESIS:
             self.founder = author

@@ -424,7 +424,8 @@ class Peer:
                 if event.message.sender_id != me:
                     self._unsaved.append(event.message)
                 # Its position now (later deliveries of the same frame may have moved it).
-                stable = log.index_of(event.message) < log.stable_count
+                # (It can only have moved down since: past the stable count it is not stable.)
+                stable = event.index < log.stable_count and log.index_of(event.message) < log.stable_count
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
