@@ -231,20 +231,25 @@ class Message:
         if version != PAYLOAD_VERSION or type(version) is not int:
             raise CodecError(f"message: unsupported payload version {version!r}")
         entry_kind = _parse_kind(kind)
-        text, subject, policy = _parse_body(entry_kind, body)
+        if entry_kind is EntryKind.TEXT:  # (the common case, without a detour)
+            text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
+            subject, policy = None, RoomPolicy.OPEN
+        else:
+            text, subject, policy = _parse_body(entry_kind, body)
+        # Positional: this runs once per message received, a million times in a catch-up.
         return cls(
-            sender_id=_shared(codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE)),
-            seq=codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ),
-            lamport=codec.expect_int(lamport, "message lamport", lo=1, hi=MAX_LAMPORT),
-            sent_at_ms=codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
-            name=_shared(codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES)),
-            text=text,
-            deps=_parse_deps(deps),
-            payload=payload,
-            signature=signature,
-            kind=entry_kind,
-            subject=subject,
-            policy=policy,
+            _shared(codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE)),
+            codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ),
+            codec.expect_int(lamport, "message lamport", lo=1, hi=MAX_LAMPORT),
+            codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
+            _shared(codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES)),
+            text,
+            _parse_deps(deps),
+            payload,
+            signature,
+            entry_kind,
+            subject,
+            policy,
         )
 
 
@@ -265,17 +270,20 @@ def _encode_body(kind: EntryKind, text: str, subject: bytes | None, policy: Room
     return text
 
 
+_KINDS = tuple(EntryKind)
+_POLICIES = tuple(RoomPolicy)
+
+
 def _parse_kind(value: object) -> EntryKind:
-    number = codec.expect_int(value, "message kind", hi=max(EntryKind))
-    return EntryKind(number)
+    return _KINDS[codec.expect_int(value, "message kind", hi=len(_KINDS) - 1)]
 
 
 def _parse_body(kind: EntryKind, body: object) -> tuple[str, bytes | None, RoomPolicy]:
     if kind is EntryKind.GENESIS:
         room_name, policy = codec.expect_array(body, "genesis body", length=2)
         name = codec.expect_str(room_name, "room name", max_bytes=MAX_NAME_BYTES)
-        number = codec.expect_int(policy, "room policy", hi=max(RoomPolicy))
-        return name, None, RoomPolicy(number)
+        number = codec.expect_int(policy, "room policy", hi=len(_POLICIES) - 1)
+        return name, None, _POLICIES[number]
     if kind is EntryKind.ADMIT:
         member, member_name = codec.expect_array(body, "admit body", length=2)
         subject = _shared(codec.expect_bytes(member, "admitted member", size=SENDER_ID_SIZE))
