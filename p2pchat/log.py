@@ -169,6 +169,9 @@ class _Sender:
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
+    admitted: bool = False
+    """Its last delivered entry was valid and was not a LEAVE or AWAY: its next one is
+    valid too (as far as membership goes) without asking the roster."""
     bound: int = 0
     """Every future message of this sender has a stamp above this value: the larger of
     its last delivered stamp and its best usable clock announcement."""
@@ -194,6 +197,10 @@ class OrderedLog:
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
         self._stranger_heads: dict[bytes, Head] = {}
+        self._scan_seen: object = None
+        self._settled_segments = 0
+        self._settled_upto = 0
+        """Leading membership segments of ``roster.scan()`` wholly in the stable prefix."""
         self._clock = 0
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
@@ -566,8 +573,12 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
-        if not self.roster.admits(message, full):
-            return Refusal.NOT_A_MEMBER
+        # A member stays one along its own chain until its next LEAVE or AWAY (each entry's
+        # causal past holds the previous one's): the roster is asked once per admission.
+        if not state.admitted:
+            if not self.roster.admits(message, full):
+                return Refusal.NOT_A_MEMBER
+            state.admitted = True
         return full
 
     def _check_genesis(self, message: Message) -> Refusal | dict[bytes, int]:
@@ -622,6 +633,8 @@ class OrderedLog:
             self.roster.note_name(message.sender_id, message.name)
         else:
             self.roster.record(message, vector)
+            if message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
+                state.admitted = False  # back only through a new admission
             # The founder or the member admitted may have announced its clock before we
             # knew it: use what we kept of that now.
             early = self._stranger_heads.pop(message.subject or message.sender_id, None)
@@ -694,14 +707,22 @@ class OrderedLog:
         membership entry itself is judged with the members before it.
         """
         order = self._order
-        active: frozenset[bytes] = frozenset()
-        start = 0
-        for transition, after in self.roster.scan():
+        scan = self.roster.scan()
+        if self._scan_seen is not scan:  # a membership entry came: judge every segment again
+            self._scan_seen, self._settled_segments, self._settled_upto = scan, 0, 0
+        # Segments wholly inside the stable prefix stay there (a stable position never
+        # moves), so they are skipped: this runs once per received batch.
+        first, start = self._settled_segments, self._settled_upto
+        active: frozenset[bytes] = scan[first - 1][1] if first else frozenset()
+        for index in range(first, len(scan)):
+            transition, after = scan[index]
             upto: int = order.bisect_right(transition.key)
             if upto > self._stable_count:
                 limit = self._limit(active, start, upto)
                 if limit < upto:
                     return limit, active
+            else:
+                self._settled_segments, self._settled_upto = index + 1, upto
             active, start = after, upto
         return self._limit(active, start, len(order)), active
 
