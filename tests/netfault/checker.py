@@ -137,6 +137,7 @@ class _Checker:
         self.moved = 0
         """Stable positions that changed (an insertion into, or disagreement on, a stable prefix)."""
         self._sent_at: dict[Key, float] | None = None
+        self._link_events: dict[int, list[tuple[float, str, str | None]]] | None = None
 
     def violation(self, text: str) -> None:
         self.report.violations.append(text)
@@ -405,12 +406,17 @@ class _Checker:
         return links
 
     def first_event_after(self, peer: int, t0: float, kind: str, peer_id: str) -> float | None:
-        for record in self.records:
-            if record["t"] < t0 or record["type"] != "event" or record["peer"] != peer:
-                continue
-            event = record["event"]
-            if event.get("event") == kind and event.get("peer_id") == peer_id:
-                return float(record["t"])
+        if self._link_events is None:
+            self._link_events = defaultdict(list)
+            for record in self.records:
+                if record["type"] == "event" and record["event"].get("event") in ("peer_up", "peer_down"):
+                    event = record["event"]
+                    self._link_events[record["peer"]].append(
+                        (record["t"], event["event"], event.get("peer_id"))
+                    )
+        for t, what, who in self._link_events[peer]:
+            if t >= t0 and what == kind and who == peer_id:
+                return float(t)
         return None
 
     def measure_heal(self, healed: float, window_end: float) -> None:

@@ -129,7 +129,9 @@ def draw(records: list[dict[str, Any]], report: Report, path: Path) -> Path:
                     f'<text x="{x(accepted):.1f}" y="{plot_top + 10}" font-size="9" fill="red">?</text>'
                 )
             else:
-                parts.append(f'<circle cx="{x(accepted):.1f}" cy="{to_y(value):.1f}" r="1.6" fill="{colour}"/>')
+                parts.append(
+                    f'<circle cx="{x(accepted):.1f}" cy="{to_y(value):.1f}" r="1.6" fill="{colour}"/>'
+                )
     bottom = stable_top + PLOT
     for healed in heals:
         parts.append(
