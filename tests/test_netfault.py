@@ -102,6 +102,25 @@ def test_a_good_history_passes_and_is_counted() -> None:
     assert report.counts["accepted"] == 2 and report.counts["lost"] == 0 and report.counts["moved"] == 0
 
 
+def test_membership_entries_take_their_place_in_the_log() -> None:
+    """A ``member`` event with a sender and index is a log entry: indices count it."""
+    story = Story()
+    story.start(0, 1)
+    for peer in (0, 1):
+        story.event(
+            peer, event="member", action="joined", peer_id="id0", sender="id0", seq=1, lamport=1, index=0
+        )
+    story.type(0, 2)
+    story.show(0, 0, 2, 2, 1)
+    story.show(1, 0, 2, 2, 1)
+    story.stable(0, 2)
+    story.stable(1, 2)
+    story.stop(0, 1)
+    report = checker.check(story.records)
+    assert report.ok, report.violations
+    assert report.counts["accepted"] == 1 and report.counts["final_log"] == 2
+
+
 def test_a_message_inserted_into_the_stable_prefix_is_a_move() -> None:
     story = Story()
     story.start(0, 1)

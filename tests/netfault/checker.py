@@ -138,6 +138,7 @@ class _Checker:
         """Stable positions that changed (an insertion into, or disagreement on, a stable prefix)."""
         self._sent_at: dict[Key, float] | None = None
         self._link_events: dict[int, list[tuple[float, str, str | None]]] | None = None
+        self.settled_logs: dict[int, list[Key]] | None = None
 
     def violation(self, text: str) -> None:
         self.report.violations.append(text)
@@ -164,6 +165,10 @@ class _Checker:
                 self.faults.append(record)
             elif kind == "phase":
                 self.phases[record["name"]] = t
+                if record["name"] in ("settled", "not settled"):
+                    # The logs to compare: taken before the peers are stopped, since a peer
+                    # that quits writes an entry (AWAY) that others may not get before they stop.
+                    self.settled_logs = {peer: list(s.keys) for peer, s in self.current.items()}
         self.check_exits()
         self.check_typed()
         self.check_final()
@@ -178,8 +183,8 @@ class _Checker:
             previous = self.peer_ids.setdefault(state.peer, state.peer_id)
             if previous != state.peer_id:
                 self.violation(f"{where}: identity changed across a restart")
-        elif kind == "message":
-            self.on_message(state, event, t, where)
+        elif kind in ("message", "member") and "sender" in event and "index" in event:
+            self.on_entry(state, event, t, where)
         elif kind == "stable":
             self.on_stable(state, event["count"], t, where)
         elif kind == "peer_up":
@@ -191,10 +196,12 @@ class _Checker:
             state.handled_texts.update(event.get("unsent", ()))
         # concurrent, statistics and kinds this checker does not know: nothing to check
 
-    def on_message(self, state: StreamState, event: dict[str, Any], t: float, where: str) -> None:
+    def on_entry(self, state: StreamState, event: dict[str, Any], t: float, where: str) -> None:
+        """A log entry shown: a chat message, or a membership entry (``member`` event)."""
         sender, seq, lamport = event["sender"], event["seq"], event["lamport"]
         key: Key = (sender, seq)
-        value = (lamport, event["text"])
+        is_text = event["event"] == "message"
+        value = (lamport, event["text"] if is_text else "(membership entry)")
         if self.content.setdefault(key, value) != value:
             self.violation(f"{where}: {key[0][:8]}#{seq} shown as {value}, elsewhere {self.content[key]}")
         if key in state.shown:
@@ -220,8 +227,9 @@ class _Checker:
                 f"{where}: {sender[:8]}#{seq} inserted at {index}, inside the stable prefix of {state.stable}"
             )
         if sender == state.peer_id:
-            self.accepted_at.setdefault(key, t)
-            state.handled_texts.add(event["text"])
+            if is_text:  # membership entries are not typed: not counted as accepted lines
+                self.accepted_at.setdefault(key, t)
+                state.handled_texts.add(event["text"])
             if not event.get("replayed"):
                 self.vectors.setdefault(key, dict(state.last_seq))
         state.keys.insert(index, key)
@@ -278,6 +286,12 @@ class _Checker:
     def final_streams(self) -> list[StreamState]:
         return [s for s in self.current.values() if s.exit_cause == "stopped"]
 
+    def final_log(self, state: StreamState) -> list[Key]:
+        """The peer's log once everything settled (or at its end, if not recorded)."""
+        if self.settled_logs is not None and state.peer in self.settled_logs:
+            return self.settled_logs[state.peer]
+        return state.keys
+
     def check_final(self) -> None:
         finals = self.final_streams()
         if len(finals) < len(self.current):
@@ -285,7 +299,8 @@ class _Checker:
         lost = 0
         accepted = set(self.accepted_at)
         for state in finals:
-            missing = accepted - state.shown
+            log = self.final_log(state)
+            missing = accepted - set(log)
             lost = max(lost, len(missing))
             if missing:
                 sample = sorted(missing)[0]
@@ -293,15 +308,15 @@ class _Checker:
                     f"p{state.peer}: {len(missing)} accepted messages missing, "
                     f"e.g. {sample[0][:8]}#{sample[1]}"
                 )
-            if state.keys[: len(self.frozen)] != self.frozen[: len(state.keys)]:
+            if log[: len(self.frozen)] != self.frozen[: len(log)]:
                 self.moved += 1
                 self.violation(f"p{state.peer}: final log disagrees with the stable prefix")
-        orders = {tuple(s.keys) for s in finals}
+        orders = {tuple(self.final_log(s)) for s in finals}
         if len(orders) > 1:
             self.violation(f"final logs differ: {len(orders)} distinct orders")
         self.report.counts.update(
             lost=lost,
-            final_log=max((len(s.keys) for s in finals), default=0),
+            final_log=max((len(self.final_log(s)) for s in finals), default=0),
             stable_prefix=len(self.frozen),
             moved=self.moved,
             incarnations=len(self.streams),
@@ -311,7 +326,9 @@ class _Checker:
         quiet, stopped = self.phases.get("quiet"), self.phases.get("stopped")
         if quiet is not None and stopped is not None:
             times = [
-                max(self.stable_at[s.peer].get(k, float("inf")) for k in s.keys) for s in finals if s.keys
+                max(self.stable_at[s.peer].get(k, float("inf")) for k in self.final_log(s))
+                for s in finals
+                if self.final_log(s)
             ]
             settle = max(times, default=quiet) - quiet
             self.report.settle_time = max(0.0, settle) if settle != float("inf") else None

@@ -85,7 +85,7 @@ class PeerProcess:
     """The current incarnation was killed on purpose (its exit is expected)."""
     stopping: bool = False
     shown: set[tuple[str, int]] = field(default_factory=set)
-    """Messages the current incarnation has shown (replayed or live)."""
+    """Log entries (messages, membership entries) the current incarnation has shown."""
     accepted: set[tuple[str, int]] = field(default_factory=set)
     """Own messages any incarnation showed: committed, so never to be lost."""
     stable_count: int = 0
@@ -179,10 +179,10 @@ class PeerProcess:
         if kind == "ready":
             self.peer_id = event["peer_id"]
             self.ready.set()
-        elif kind == "message":
+        elif kind in ("message", "member") and "sender" in event:
             key = (event["sender"], event["seq"])
             self.shown.add(key)
-            if event["sender"] == self.peer_id:
+            if kind == "message" and event["sender"] == self.peer_id:
                 self.accepted.add(key)
                 self.handled += not event.get("replayed")
         elif kind == "stable":
