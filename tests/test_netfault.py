@@ -14,6 +14,7 @@ so that a checker that finds nothing is known to be able to find something.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,13 @@ def test_the_short_schedule_has_every_fault_kind() -> None:
     schedule = nemesis.short_schedule(5, seed=1)
     assert {f.kind for f in schedule} == set(nemesis.KINDS)
     assert max(f.end for f in schedule) < 80
+
+
+def test_a_long_random_schedule_has_every_kind_and_heals_before_the_end() -> None:
+    schedule = nemesis.random_schedule(7, seed=7, duration=600)
+    assert {f.kind for f in schedule} == set(nemesis.KINDS)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(schedule))
+    assert schedule[-1].end <= 590
 
 
 # The real thing ----------------------------------------------------------------------------

@@ -200,11 +200,12 @@ class PeerProcess:
         if not self.running or self.process is None or self.process.stdin is None:
             return False
         try:
-            with trio.move_on_after(2):  # a paused peer's pipe can fill up
-                await self.process.stdin.send_all(text.encode() + b"\n")
-                self.history.add("typed", peer=self.index, incarnation=self.incarnation, text=text)
-                self.typed += 1
-                return True
+            # Never cancelled half-way (that would glue two lines together); a paused peer's
+            # pipe holds minutes of typing at this rate.
+            await self.process.stdin.send_all(text.encode() + b"\n")
+            self.history.add("typed", peer=self.index, incarnation=self.incarnation, text=text)
+            self.typed += 1
+            return True
         except (trio.BrokenResourceError, trio.ClosedResourceError, BrokenPipeError):
             pass
         return False

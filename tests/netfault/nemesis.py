@@ -103,12 +103,20 @@ def short_schedule(size: int, seed: int, start: float = 4.0) -> list[Fault]:
 
 
 def random_schedule(size: int, seed: int, duration: float, start: float = 4.0) -> list[Fault]:
-    """Faults one after another with settling gaps, kinds and peers drawn from ``seed``."""
+    """Faults one after another with settling gaps, kinds and peers drawn from ``seed``.
+
+    Kinds come from a shuffled bag of all kinds, refilled when empty: random order, yet
+    every kind recurs (a long run never misses one by chance).
+    """
     rng = random.Random(seed)
     faults: list[Fault] = []
+    bag: list[str] = []
     t = start
     while True:
-        kind = rng.choice(KINDS)
+        if not bag:
+            bag = list(KINDS)
+            rng.shuffle(bag)
+        kind = bag.pop()
         length = rng.uniform(5.0, 20.0) if kind != "crash" else rng.uniform(1.0, 10.0)
         if t + length > duration - 10.0:
             return faults
