@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,37 @@ def test_detection_and_convergence_are_measured_from_the_history() -> None:
     assert report.undetected == 1  # p1 never reported its link to p0 down
     assert report.convergence[0][1] == 0.0  # both already held both messages
     assert report.stability[0][1] == pytest.approx(0.2)  # the last of the two stable events
+
+
+def test_stability_that_does_not_resume_after_a_heal_is_caught() -> None:
+    story = chat_of_two()
+    story.add("fault", phase="start", fault="majority", peers=[0, 1], cut=[[0, 1], [1, 0]])
+    story.add("fault", dt=5.0, phase="end", fault="majority", peers=[0, 1])
+    story.stable(0, 2)  # p1 never says its log is stable
+    story.add("phase", dt=12.0, name="stopped")
+    assert any("not every peer did have stable everything" in v for v in violations(story))
+
+
+def clock_story(offset: float) -> Story:
+    """p0's clock jumps +5h; 4 s later it writes a message stamped ``offset`` s off."""
+    story = Story()
+    story.start(0, 1)
+    story.add("fault", phase="start", fault="clock", peers=[0], jump="+5h")
+    story.type(0, 1)
+    story.t += 4.0  # the harness clock moves on
+    story.show(0, 0, 1, 1, 0)
+    sent = datetime.fromtimestamp(1.8e9 + story.t + offset, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    story.records[-1]["event"]["sent_at"] = sent
+    story.show(1, 0, 1, 1, 0)
+    story.add("fault", phase="end", fault="clock", peers=[0])
+    story.stop(0, 1)
+    return story
+
+
+def test_a_clock_jump_must_show_in_the_display_time() -> None:
+    assert not violations(clock_story(5 * 3600))
+    assert checker.check(clock_story(5 * 3600).records).counts["clock_jumped_messages"] == 1
+    assert any("clock jumped +5h" in v for v in violations(clock_story(0)))
 
 
 def test_partitions_cut_what_they_say() -> None:

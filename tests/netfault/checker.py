@@ -357,17 +357,11 @@ class _Checker:
             later = [f["t"] for f in process_faults if f["t"] > healed]
             window_end = min([*later, run_end])
             self.measure_heal(healed, window_end)
+        finals = self.final_streams()
         for key, accepted in self.accepted_at.items():
-            finals = self.final_streams()
             shown = [self.first_shown[s.peer].get(key) for s in finals]
             stable = [self.stable_at[s.peer].get(key) for s in finals]
-            delivery = max((x for x in shown if x is not None), default=None)
-            stabilised = None if any(x is None for x in stable) or not stable else max(stable)  # type: ignore[type-var]
-            self.report.latency[key] = (
-                accepted,
-                None if delivery is None else delivery - accepted,
-                None if stabilised is None else stabilised - accepted,
-            )
+            self.report.latency[key] = (accepted, _last(shown, accepted), _last(stable, accepted))
 
     def fault_end(self, start: dict[str, Any]) -> float:
         for fault in self.faults:
@@ -497,6 +491,12 @@ class _Checker:
                     )
             self._sent_at = sent
         return self._sent_at
+
+
+def _last(times: Sequence[float | None], since: float) -> float | None:
+    """Seconds from ``since`` until the last of ``times``; None if one never came."""
+    known = [t for t in times if t is not None]
+    return max(known) - since if known and len(known) == len(times) else None
 
 
 def _seconds(value: float | None) -> str:
