@@ -593,11 +593,15 @@ class Peer:
                     tasks.cancel_scope.cancel()
         finally:
             del self._connections[conn]
-            if connection.scope.cancelled_caught:
+            cancelled = connection.scope.cancelled_caught
+            if cancelled:
                 reason = connection.close_reason or "cancelled"
+            # The node (and the application) hear of it at once: the goodbye on the socket
+            # can take its full timeout, and on a silent link it never completes.
+            self._apply(self.node.closed(conn, reason))
+            if cancelled:
                 with trio.CancelScope(shield=True):
                     await close_quickly(websocket, connection.close_code, reason, timeout=0.5)
-            self._apply(self.node.closed(conn, reason))
 
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.
