@@ -267,11 +267,9 @@ class Cluster:
         clock_files = faketime_library() is not None
         self.peers: list[PeerProcess] = []
         for index in range(network.size):
-            # Each peer dials those before it (and the first dials the second): every
-            # pair has a dialer that redials it for good, as with an invite list.
-            joins = tuple(f"ws://{network.address(j)}:{PORT}" for j in range(index)) or (
-                (f"ws://{network.address(1)}:{PORT}",) if network.size > 1 else ()
-            )
+            # Each peer dials those before it, as with an invite list: every pair has a
+            # dialer that redials it for good. The first dials nobody: it founds the room.
+            joins = tuple(f"ws://{network.address(j)}:{PORT}" for j in range(index))
             clock_file = workdir / f"p{index}.faketime" if clock_files else None
             if clock_file is not None:
                 clock_file.write_text("+0\n")
