@@ -32,6 +32,7 @@ from pathlib import Path
 
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+from wsproto.utilities import LocalProtocolError
 
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
@@ -95,7 +96,18 @@ class PeerConfig:
     """Frames queued for one neighbour; a neighbour this far behind is disconnected."""
     dial_timeout: float = 5.0
     backoff_initial: float = 0.25
-    backoff_max: float = 30.0
+    backoff_max: float = 2.0
+    """Redials of a lost link are at most this far apart (a random wait up to it), so a
+    link cut by a partition comes back within about this long after the heal. A redial
+    of an unreachable address costs one TCP handshake attempt."""
+    liveness_timeout: float = 3.0
+    """A link on which nothing arrived (no frame, no pong) for this long is dead: it is
+    closed and redialed. A cable pulled, packets silently dropped or a sleeping laptop
+    leave a TCP connection open for minutes; heartbeats alone would not end it. A link
+    so slow that one frame takes longer than this to arrive is closed too. 0: no check."""
+    ping_interval: float = 1.0
+    """A link that has been silent this long gets a WebSocket ping; its pong counts as
+    hearing from the other side (a quiet room sends heads only every keepalive)."""
     discovered_attempts: int = 3
     """Failed dials before a learned (not bootstrap) address is given up."""
     save_interval: float = 0.05
@@ -178,6 +190,8 @@ class _Connection:
     outbox: trio.MemorySendChannel[tuple[float, bytes]]
     """(when to send, frame): the time is 0 unless a link delay is simulated."""
     scope: trio.CancelScope
+    last_heard: float
+    """When something (a frame or a pong) last arrived: see PeerConfig.liveness_timeout."""
     frames: int = 0
     close_code: int = CloseCode.NORMAL
     close_reason: str = ""
@@ -542,10 +556,16 @@ class Peer:
             self._dialing.discard(url)
 
     async def _dial_and_run(self, url: str) -> None:
-        async with trio.open_nursery() as nursery:
-            websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
-            await self._run_connection(websocket, nursery, dialed_url=url)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
+                await self._run_connection(websocket, nursery, dialed_url=url)
+                nursery.cancel_scope.cancel()
+        except* LocalProtocolError as group:
+            # trio-websocket's reader answers a ping that arrives while we close with a pong
+            # wsproto refuses, and raises (the pitfall the transport module describes): the
+            # connection was ending anyway, so it ended normally.
+            logger.debug("connection to %s ended while closing: %r", url, group.exceptions[0])
 
     async def _accept(self, websocket: WebSocketConnection, nursery: trio.Nursery) -> None:
         if len(self._connections) >= self.config.max_connections or self._closing:
@@ -559,7 +579,7 @@ class Peer:
         conn = self._next_conn
         self._next_conn += 1
         send, receive = trio.open_memory_channel[tuple[float, bytes]](self.config.send_queue_frames)
-        connection = _Connection(conn, websocket, send, trio.CancelScope())
+        connection = _Connection(conn, websocket, send, trio.CancelScope(), trio.current_time())
         self._connections[conn] = connection
         reason = "closed"
         try:
@@ -567,15 +587,21 @@ class Peer:
                 self._apply(self.node.open(conn, trio.current_time(), os.urandom(16), dialed_url))
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(self._writer, connection, receive)
+                    if self.config.liveness_timeout > 0:
+                        tasks.start_soon(self._watch_liveness, connection, tasks)
                     reason = await self._reader(connection)
                     tasks.cancel_scope.cancel()
         finally:
             del self._connections[conn]
-            if connection.scope.cancelled_caught:
+            cancelled = connection.scope.cancelled_caught
+            if cancelled:
                 reason = connection.close_reason or "cancelled"
+            # The node (and the application) hear of it at once: the goodbye on the socket
+            # can take its full timeout, and on a silent link it never completes.
+            self._apply(self.node.closed(conn, reason))
+            if cancelled:
                 with trio.CancelScope(shield=True):
                     await close_quickly(websocket, connection.close_code, reason, timeout=0.5)
-            self._apply(self.node.closed(conn, reason))
 
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.
@@ -592,6 +618,7 @@ class Peer:
                 try:
                     while True:
                         data = await connection.websocket.get_message()
+                        connection.last_heard = trio.current_time()
                         if isinstance(data, bytes) and len(data) >= PREVERIFY_MIN_BYTES:
                             room_id = self.node.log.room_id or b""
                             await trio.to_thread.run_sync(_preverify_frame, data, room_id)
@@ -604,7 +631,38 @@ class Peer:
 
     async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes | str]) -> None:
         async for data in frames:
+            # Frames waiting for us prove the link alive, even while we are the slow side.
+            connection.last_heard = trio.current_time()
             self._apply(self.node.receive(connection.conn, data, trio.current_time()))
+
+    async def _watch_liveness(self, connection: _Connection, tasks: trio.Nursery) -> None:
+        """Ping a quiet link; close it once nothing has arrived for ``liveness_timeout``.
+
+        The close is like the one for a full send queue: the reader is cancelled, the
+        node hears the link is down (NeighbourDown with the reason) and the dialer, if
+        we dialed, redials with backoff.
+        """
+        timeout, interval = self.config.liveness_timeout, self.config.ping_interval
+        while True:
+            await trio.sleep_until(connection.last_heard + min(interval, timeout))
+            silent = trio.current_time() - connection.last_heard
+            if silent >= timeout:
+                logger.info("closing conn %d: silent for %.1f s", connection.conn, silent)
+                connection.close_code = CloseCode.GOING_AWAY
+                connection.close_reason = f"silent for {silent:.1f} s"
+                connection.scope.cancel()
+                return
+            if silent >= interval:
+                tasks.start_soon(self._ping, connection)
+                await trio.sleep(interval)  # one ping per interval while silent
+
+    @staticmethod
+    async def _ping(connection: _Connection) -> None:
+        try:
+            await connection.websocket.ping()
+        except (ConnectionClosed, ValueError):  # ValueError: a random payload repeated
+            return
+        connection.last_heard = max(connection.last_heard, trio.current_time())
 
     async def _writer(
         self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes]]
