@@ -6,6 +6,7 @@ python examples/chat_peer.py bob ws://127.0.0.1:PORT
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import trio
@@ -27,15 +28,33 @@ async def print_events(peer) -> None:  # type: ignore[no-untyped-def]
                 pass  # a UI would un-dim the first event.count lines
 
 
+async def quit_on_ctrl_c(
+    scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()  # from here on Ctrl-C ends the chat cleanly
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
 async def main(name: str, join: list[str]) -> None:
     async with open_peer(name, join=join) as peer, trio.open_nursery() as nursery:
-        print(f"{name} listening at {peer.url}; type messages, Ctrl-D to quit")
+        await nursery.start(quit_on_ctrl_c, nursery.cancel_scope)
+        print(f"{name} listening at {peer.url}; type messages, Ctrl-D or Ctrl-C to quit")
         nursery.start_soon(print_events, peer)
-        while line := await trio.to_thread.run_sync(sys.stdin.readline):
+        while True:
+            # abandon_on_cancel: Ctrl-C does not wait for the blocked readline to return.
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                break
             if line.strip():
                 await peer.send(line.rstrip("\n"))
         nursery.cancel_scope.cancel()
+    # Leaving open_peer said goodbye to every neighbour.
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
     trio.run(main, sys.argv[1], sys.argv[2:])

@@ -31,6 +31,8 @@ from typing import Any
 
 import trio
 
+from .arguments import number, whole_number
+
 __all__ = ["BenchResult", "add_bench_parser", "chat_command", "json_events", "run_bench", "run_bench_command"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -82,13 +84,23 @@ class BenchResult:
 
 
 def add_bench_parser(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="benchmark real peer processes on loopback")
-    bench.add_argument("--peers", type=int, default=5)
-    bench.add_argument("--messages", type=int, default=200, help="messages per peer")
-    bench.add_argument("--rate", type=float, help="messages per second per peer (default: flat out)")
-    bench.add_argument("--size", type=int, default=50, help="bytes of text per message")
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark real peer processes on loopback",
+        description="Start real peer processes on loopback and measure throughput, latency, bytes "
+        "and CPU per delivery.",
+        epilog="examples:\n  p2pchat bench\n  p2pchat bench --peers 8 --rate 50 --json",
+    )
+    bench.add_argument("--peers", type=whole_number(1), default=5, help="peer processes")
+    bench.add_argument("--messages", type=whole_number(1), default=200, help="messages per peer")
+    bench.add_argument(
+        "--rate", type=number(0, above=True), help="messages per second per peer (default: flat out)"
+    )
+    bench.add_argument("--size", type=whole_number(1), default=50, help="bytes of text per message")
     bench.add_argument("--topology", choices=["line", "random"], default="line")
-    bench.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for delivery")
+    bench.add_argument(
+        "--timeout", type=number(0, above=True), default=120.0, help="seconds to wait for delivery"
+    )
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--json", action="store_true")
 

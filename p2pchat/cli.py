@@ -14,10 +14,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from . import __version__
+from .arguments import whole_number
+from .chatview import dial_failure_text, name_problem, printable
+from .errors import WRITABLE, UserError, explain
 from .jsonlines import (
     dumps,
     iso_time,
@@ -27,11 +31,12 @@ from .jsonlines import (
     statistics_object,
 )
 from .log import OwnHistoryIncomplete
+from .message import MAX_TEXT_BYTES
 from .peer import (
+    DialFailed,
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
-    NoSuchRoom,
     Peer,
     PeerConfig,
     PeerEvent,
@@ -45,19 +50,108 @@ from .transport import check_url, parse_host_port
 __all__ = ["main", "run"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="p2pchat", description="Serverless group chat.")
-    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    commands = parser.add_subparsers(dest="command", required=True)
+CHAT_DESCRIPTION = """\
+Run a peer and chat. On a terminal this opens the full-screen chat; otherwise
+(or with --json) each line of standard input is sent as a message.
 
-    chat = commands.add_parser("chat", help="run a peer and chat")
-    chat.add_argument("--name", required=True, help="display name (not unique)")
-    chat.add_argument("--listen", default="127.0.0.1:0", type=_host_port, help="HOST:PORT (port 0 picks one)")
-    chat.add_argument(
-        "--join", action="append", default=[], type=_ws_url, help="a peer's ws:// URL (repeatable)"
+In the chat, type a line and press Enter to send it; Alt-Enter (or a paste)
+starts a new line within one message. Commands:
+  /peers        neighbours connected now
+  /who          everyone in the room, and who holds stability back
+  /join URL     connect to another peer (ws://HOST:PORT)
+  /nick NAME    change your display name
+  /whois NAME   the full key of everyone shown as NAME
+  /help, /quit  (Ctrl-C and Ctrl-Q quit too)
+  //text        send a line that starts with "/"
+PgUp/PgDn and the mouse wheel scroll, End jumps to the newest line, Up recalls
+what you sent.
+
+Your key, your messages and your clock live in the data directory:
+--data DIR, by default $XDG_DATA_HOME/p2pchat/NAME (~/.local/share/p2pchat/NAME).
+Only one process at a time can use a data directory."""
+
+CHAT_EXAMPLES = """\
+examples:
+  p2pchat chat --name alice --listen 127.0.0.1:9001
+  p2pchat chat --name bob --join ws://127.0.0.1:9001
+  p2pchat chat --name carol --listen 0.0.0.0:9100     # reachable from other machines
+  p2pchat chat --name bot --join ws://127.0.0.1:9001 --json < lines.txt"""
+
+LOG_EXAMPLES = """\
+examples:
+  p2pchat log --name alice
+  p2pchat log --data ./alice-data --json | jq .text"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option's default shown after its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, [], argparse.SUPPRESS) and "default" not in text
+        if action.option_strings and shown:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pchat",
+        description="Serverless group chat: peers gossip signed messages over WebSockets, "
+        "and every peer shows them in the same order.",
+        epilog="examples:\n  p2pchat demo\n  p2pchat chat --name alice --listen 127.0.0.1:9001\n"
+        "  p2pchat chat --name bob --join ws://127.0.0.1:9001\n"
+        "Each command has its own help: p2pchat chat --help",
+        formatter_class=HelpFormatter,
     )
-    chat.add_argument("--data", type=Path, help="data directory (default: per-user, per-name)")
+    parser.add_argument("--version", action="version", version=f"p2pchat {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log more (in the full-screen chat: inside the screen)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .demo import add_demo_parser
+
+    add_demo_parser(commands)
+    add_chat_parser(commands)
+    add_log_parser(commands)
+    from .sim_cli import add_sim_parser
+
+    add_sim_parser(commands)
+    from .bench import add_bench_parser
+
+    add_bench_parser(commands)
+    for subparser in commands.choices.values():
+        subparser.formatter_class = HelpFormatter
+    return parser
+
+
+def add_chat_parser(commands: Any) -> None:
+    chat = commands.add_parser(
+        "chat", help="run a peer and chat", description=CHAT_DESCRIPTION, epilog=CHAT_EXAMPLES
+    )
+    chat.add_argument("--name", required=True, type=name_argument, help="your display name (not unique)")
+    chat.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="where others reach you; port 0 picks a free one; 0.0.0.0 listens on every interface",
+    )
+    chat.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        type=_ws_url,
+        metavar="URL",
+        help="a peer's ws:// URL (repeatable)",
+    )
+    chat.add_argument(
+        "--data",
+        type=path_argument,
+        metavar="DIR",
+        help="data directory (default: $XDG_DATA_HOME/p2pchat/NAME)",
+    )
     chat.add_argument("--json", action="store_true", help="JSON lines on stdout, one message per stdin line")
     chat.add_argument(
         "--room",
@@ -67,9 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument(
         "--connections",
-        type=int,
+        type=whole_number(0),
         default=PeerConfig().target_connections,
-        help="dial addresses learned from neighbours while fewer than this are connected (0: only --join)",
+        metavar="N",
+        help="dial addresses learned from neighbours while fewer than N are connected (0: only --join)",
     )
     from .demo import delay_range
 
@@ -79,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MIN-MAX",
         help="hold every outgoing frame MIN-MAX ms, to watch reordering on one machine",
     )
-
     chat.add_argument(
         "--web",
         nargs="?",
@@ -89,24 +183,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the chat as a web page (default 127.0.0.1, a free port); prints its URL",
     )
 
-    log = commands.add_parser("log", help="print the stored ordered log of a room")
-    log.add_argument("--data", type=Path, required=True, help="the peer's data directory")
+
+def add_log_parser(commands: Any) -> None:
+    log = commands.add_parser(
+        "log",
+        help="print a peer's stored log",
+        description="Print a peer's stored log in the shared order (it may run while the peer runs). "
+        "Control characters in the text are shown escaped; --json keeps the exact text.",
+        epilog=LOG_EXAMPLES,
+    )
+    which = log.add_mutually_exclusive_group(required=True)
+    which.add_argument("--data", type=path_argument, metavar="DIR", help="the peer's data directory")
+    which.add_argument(
+        "--name", type=name_argument, help="the peer's name: its default data directory (as chat --name uses)"
+    )
     log.add_argument("--room", metavar="ID", help="which room (hex id or prefix; default: the last used)")
-    log.add_argument("--json", action="store_true", help="one JSON object per line")
+    log.add_argument("--json", action="store_true", help="one JSON object per line, text exactly as sent")
 
-    rooms = commands.add_parser("rooms", help="list the rooms stored in a data directory")
-    rooms.add_argument("--data", type=Path, required=True, help="the peer's data directory")
+    rooms = commands.add_parser(
+        "rooms",
+        help="list the rooms stored in a data directory",
+        description="List the rooms stored in a data directory: id, entries, when last used, name.",
+        epilog="examples:\n  p2pchat rooms --data ~/.local/share/p2pchat/alice",
+    )
+    rooms.add_argument(
+        "--data", type=path_argument, required=True, metavar="DIR", help="the peer's data directory"
+    )
 
-    from .sim_cli import add_sim_parser
 
-    add_sim_parser(commands)
-    from .bench import add_bench_parser
+# Argument types: every value is checked before anything starts ------------------------------
 
-    add_bench_parser(commands)
-    from .demo import add_demo_parser
 
-    add_demo_parser(commands)
-    return parser
+def name_argument(text: str) -> str:
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
+
+
+def path_argument(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a directory can't be empty (leave the option out for the default)")
+    return Path(text).expanduser()
 
 
 def _host_port(text: str) -> str:
@@ -124,29 +242,71 @@ def _ws_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def chat_data_dir(args: argparse.Namespace) -> Path:
+    """``--data``, or the per-name default (a name that is not a plain file name needs --data).
+
+    Checked before anything starts (the full-screen chat would otherwise flash up first).
+    """
+    if args.data is not None:
+        path = Path(args.data)
+    elif "/" in args.name or "\\" in args.name or args.name.strip() in (".", ".."):
+        raise UserError(f"the name {args.name!r} can't name a data directory.\nGive --data DIR as well.")
+    else:
+        path = default_data_dir(args.name)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(
+            f"the data directory {path} is a file, or inside one ({existing}).\n"
+            "Give --data a directory (it is created if missing)."
+        )
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"can't write the data directory {path}: permission denied.\n{WRITABLE}")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    full_screen = args.command == "chat" and not args.json and sys.stdin.isatty() and sys.stdout.isatty()
+    if not full_screen:  # the full-screen chat shows log lines inside its screen
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+            stream=sys.stderr,
+        )
+    try:
+        return dispatch(args, full_screen)
+    except Exception as exc:
+        message = explain(exc, listen=getattr(args, "listen", None), data_dir=getattr(args, "data_dir", None))
+        if message is None:
+            raise
+        print(f"p2pchat {args.command}: {message}", file=sys.stderr)
+        return 1
+
+
+def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
     if args.command == "chat":
-        if not args.json and sys.stdin.isatty() and sys.stdout.isatty():
+        args.data_dir = chat_data_dir(args)
+        if full_screen:
             from .tui import run_tui
 
-            data_dir = args.data or default_data_dir(args.name)
-            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args), args.web)
-        failures: list[BaseException] = []
-        try:
-            return trio.run(chat, args)
-        except* (StoreFormatError, NoSuchRoom) as group:
-            failures.extend(group.exceptions)
-        for exc in failures:
-            print(f"p2pchat: {exc}", file=sys.stderr)
-        return 1
+            return run_tui(
+                args.name,
+                args.data_dir,
+                args.listen,
+                args.join,
+                peer_config(args),
+                args.web,
+                verbose=args.verbose,
+            )
+        return trio.run(chat, args)
     if args.command == "log":
-        return print_log(args.data, args.room, as_json=args.json)
+        args.data_dir = args.data if args.data is not None else default_data_dir(args.name)
+        return print_log(args.data_dir, args.room, as_json=args.json)
     if args.command == "rooms":
         return print_rooms(args.data)
     if args.command == "demo":
@@ -163,15 +323,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: a closed pipe or Ctrl-C ends quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BaseException as exc:
+        if _only(exc, BrokenPipeError):
+            _quiet_stdout()
+            code = 0
+        elif _only(exc, KeyboardInterrupt):
+            code = 130
+        else:
+            raise
+    sys.exit(code)
+
+
+def _only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """``exc`` is a ``kind``, or a group (trio wraps) of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only(inner, kind) for inner in exc.exceptions)
+    return isinstance(exc, kind)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush is silent."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 # chat ----------------------------------------------------------------------------------
 
 
 async def chat(args: argparse.Namespace) -> int:
-    data_dir = args.data or default_data_dir(args.name)
+    data_dir = args.data_dir
     output = _json_output if args.json else _text_output
     config = peer_config(args)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -269,11 +453,17 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
                 late = "" if event.index == len(peer.log) - 1 else f" (inserted at #{event.index})"
                 mark = " ∥" if event.concurrent else ""
                 when = iso_time(message.sent_at_ms)[11:19]
-                print(f"[{when}] {message.name}: {message.text}{mark}{late}", flush=True)
+                # Other people's text never reaches the terminal raw: escapes shown, lines indented.
+                head = f"[{when}] {printable(message.name)}: "
+                first, *rest = printable(message.text).split("\n")
+                lines = [head + first, *(" " * len(head) + line for line in rest)]
+                print("\n".join(lines) + mark + late, flush=True)
             elif isinstance(event, NeighbourUp):
-                print(f"* connected to {event.name} ({event.url})", flush=True)
+                print(f"* connected to {printable(event.name)} ({event.url})", flush=True)
             elif isinstance(event, NeighbourDown):
                 print(f"* disconnected: {event.reason}", flush=True)
+            elif isinstance(event, DialFailed):
+                print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
 
 
 async def _send_stdin_lines(peer: Peer) -> None:
@@ -281,6 +471,11 @@ async def _send_stdin_lines(peer: Peer) -> None:
     async for lines in _stdin_lines():
         texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
         texts = [text for text in texts if text]
+        too_long = [text for text in texts if len(text.encode("utf-8")) > MAX_TEXT_BYTES]
+        if too_long:
+            reason = f"text is over {MAX_TEXT_BYTES} bytes"
+            _emit(dumps({"event": "error", "reason": reason, "unsent": too_long}))
+            texts = [text for text in texts if len(text.encode("utf-8")) <= MAX_TEXT_BYTES]
         if not texts:
             continue
         try:
@@ -314,14 +509,20 @@ async def _stdin_lines() -> AsyncIterator[list[bytes]]:
 def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
     try:
         store = Store(data_dir, read_only=True)
-    except (FileNotFoundError, StoreFormatError) as exc:
-        print(f"p2pchat: {exc}", file=sys.stderr)
+    except FileNotFoundError as exc:
+        print(
+            f"p2pchat log: {exc}.\nGive the directory a peer ran with: --data DIR, or --name NAME.",
+            file=sys.stderr,
+        )
+        return 1
+    except StoreFormatError as exc:
+        print(f"p2pchat log: {exc}", file=sys.stderr)
         return 1
     with store:
         room_id = store.last_room() if room is None else store.find_room(room)
         if room_id is None:
             print(
-                f"p2pchat: no room {room or ''} in {data_dir} (see: p2pchat rooms --data DIR)",
+                f"p2pchat log: no room {room or ''} in {data_dir} (see: p2pchat rooms --data DIR)",
                 file=sys.stderr,
             )
             return 1
@@ -331,11 +532,25 @@ def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
         if as_json:
             print(json.dumps(obj, ensure_ascii=False))
         elif not message.is_text:
-            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} * {obj['name']} {obj['action']}")
+            who = printable(obj["name"])
+            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} * {who} {obj['action']}")
         else:
-            mark = " ∥" if obj["concurrent"] else ""
-            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} {message.name}: {message.text}{mark}")
+            print(
+                log_line(
+                    index, message.lamport, obj["sent_at"], message.name, message.text, obj["concurrent"]
+                )
+            )
     return 0
+
+
+def log_line(index: int, lamport: int, sent_at: str, name: str, text: str, concurrent: bool) -> str:
+    """One message of ``p2pchat log``: control characters escaped, lines of a
+    multi-line message indented under the first so the columns hold."""
+    head = f"{index:5d} L{lamport:<5d} {sent_at} {printable(name)}: "
+    first, *rest = printable(text).split("\n")
+    mark = " ∥" if concurrent else ""
+    indent = " " * (len(f"{index:5d} L{lamport:<5d} {sent_at} ") + 2)
+    return "\n".join([head + first, *(indent + line for line in rest)]) + mark
 
 
 def print_rooms(data_dir: Path) -> int:

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
+from .arguments import new_file, whole_number
 from .diagram import Arrival, Send, render_svg
 from .message import MessageId
 from .node import NodeConfig, text_count
@@ -85,8 +86,11 @@ class _Watch:
     """What one peer saw: every delivery, with when and where it was inserted."""
 
     peer: Peer
-    deliveries: list[tuple[float, MessageId, int]] = field(default_factory=list)
+    deliveries: list[tuple[float, MessageId, bool]] = field(default_factory=list)
+    """(when, which message, whether it was inserted above an entry already shown)."""
     inserted_above: int = 0
+    entries_seen: int = 0
+    """Entries delivered so far (chat lines and membership entries): the log's length."""
     lane: int = 0
     observer: DemoObserver | None = None
 
@@ -100,14 +104,32 @@ class DemoResult:
 
 
 def add_demo_parser(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="run several peers here and watch them agree")
-    demo.add_argument("--peers", type=int, default=5)
-    demo.add_argument("--messages", type=int, default=6, help="messages per peer")
+    demo = commands.add_parser(
+        "demo",
+        help="run several peers here and watch them agree",
+        description="Run N real peers in this process on loopback WebSockets, every link slowed by a "
+        "random delay, several peers writing at the same moment; then show that every peer holds "
+        "the identical order. Exit code 0 only then.",
+        epilog="examples:\n  p2pchat demo\n  p2pchat demo --peers 4 --messages 4 --seed 7 "
+        "--diagram run.svg\n  p2pchat demo --topology line --loss 0.1",
+    )
+    demo.add_argument("--peers", type=whole_number(2, len(NAMES)), default=5, help="how many peers")
+    demo.add_argument("--messages", type=whole_number(1, 1000), default=6, help="messages per peer")
     demo.add_argument("--topology", choices=["line", "ring", "random"], default="ring")
-    demo.add_argument("--delay", type=delay_range, default=(20.0, 250.0), help="MIN-MAX ms per link")
-    demo.add_argument("--loss", type=float, default=0.0, help="fraction of frames dropped")
-    demo.add_argument("--seed", type=int, default=None)
-    demo.add_argument("--diagram", type=Path, help="write an SVG space-time diagram here")
+    demo.add_argument(
+        "--delay",
+        type=delay_range,
+        default=(20.0, 250.0),
+        metavar="MIN-MAX",
+        help="ms per link (default: 20-250)",
+    )
+    demo.add_argument(
+        "--loss", type=loss_fraction, default=0.0, metavar="P", help="fraction of frames dropped, 0 <= P < 1"
+    )
+    demo.add_argument("--seed", type=int, default=None, help="make the run repeatable")
+    demo.add_argument(
+        "--diagram", type=new_file, metavar="FILE.svg", help="write an SVG space-time diagram here"
+    )
     demo.add_argument(
         "--web",
         nargs="?",
@@ -115,6 +137,19 @@ def add_demo_parser(commands: Any) -> None:
         metavar="HOST:PORT",
         help="draw the run live in a browser (prints the URL; the run starts when the page opens)",
     )
+
+
+def loss_fraction(text: str) -> float:
+    """A drop rate: at least 0 and below 1 (at 1 nothing would ever arrive)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 0 and below 1 (0.1 drops one frame in ten), got {text}"
+        )
+    return value
 
 
 def delay_range(text: str) -> tuple[float, float]:
@@ -200,16 +235,21 @@ async def run_demo(
 
 async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]) -> None:
     async with watch.peer.subscribe() as events:
+        watch.entries_seen = len(watch.peer.log)
         task_status.started()
         async for event in events:
             if watch.observer is not None:
                 watch.observer.peer_event(watch.lane, trio.current_time() - start, event)
-            if isinstance(event, MessageDelivered) and event.message.is_text:
+            if not isinstance(event, MessageDelivered):
+                continue
+            # Inserted above something already shown? Counted from the entries delivered
+            # so far (the log itself may hold more by the time this task runs).
+            above = event.index < watch.entries_seen
+            watch.entries_seen += 1
+            if event.message.is_text:
                 # (Membership entries, the room's genesis and admissions, are not drawn.)
-                now = trio.current_time() - start
-                watch.deliveries.append((now, event.message.id, event.index))
-                if event.index < len(watch.peer.log) - 1:
-                    watch.inserted_above += 1
+                watch.inserted_above += above
+                watch.deliveries.append((trio.current_time() - start, event.message.id, above))
 
 
 async def _write_in_rounds(peers: list[Peer], messages: int, rng: random.Random, out: TextIO) -> None:
@@ -236,6 +276,7 @@ async def _write_in_rounds(peers: list[Peer], messages: int, rng: random.Random,
         if len(writers) == 1 or rng.random() < 0.5:
             await _quiet(peers, sent)  # ... and everyone sees it before the next round
         await trio.sleep(rng.uniform(0.05, 0.3))
+    _live(out, "")
     print(f"  {round_number} rounds of writing done", file=out)
 
 
@@ -265,7 +306,9 @@ async def _wait_for_everything(watches: list[_Watch], total: int, out: TextIO) -
 def _live(out: TextIO, text: str) -> None:
     """A progress line that rewrites itself on a terminal (and stays quiet elsewhere)."""
     if out.isatty():
-        print(f"\r  {text:<70}", end="" if text else "\r", file=out, flush=True)
+        # Carriage return, the text, then erase the rest of the line (an empty text
+        # leaves a clean line for what is printed next).
+        print(f"\r  {text[:76]}\x1b[K" if text else "\r\x1b[K", end="", file=out, flush=True)
 
 
 def _digest(peer: Peer) -> str:
@@ -321,7 +364,7 @@ def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
     sends: list[Send | None] = [None] * len(final)
     arrivals: list[Arrival] = []
     for lane, watch in enumerate(watches):
-        for when, message_id, _ in watch.deliveries:
+        for when, message_id, above in watch.deliveries:
             i = index_of.get(message_id)
             if i is None:
                 continue
@@ -329,7 +372,8 @@ def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
             if lane_of[message.sender_id] == lane:
                 sends[i] = Send(lane, when, message.lamport, message.text, log.is_concurrent(message_id))
             else:
-                arrivals.append(Arrival(i, lane, when))
+                # Inserted above something already shown: it arrived out of order here.
+                arrivals.append(Arrival(i, lane, when, out_of_order=above))
     complete = [s if s is not None else Send(0, 0.0, 0, "?", False) for s in sends]
     title = f"p2pchat demo: {len(watches)} peers, {len(final)} messages, one order"
     return render_svg(names, complete, arrivals, list(range(len(final))), title)

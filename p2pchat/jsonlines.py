@@ -16,6 +16,7 @@ from .log import OrderedLog
 from .message import EntryKind, Message, MessageId
 from .peer import (
     ConcurrentMarked,
+    DialFailed,
     EquivocationFound,
     MessageDelivered,
     NeighbourDown,
@@ -155,6 +156,10 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "kept": kept.text,
                 "rejected": rejected.text,
             }
+        case DialFailed():
+            # retry_in: seconds until the next try, or null once the address is given up.
+            retry = None if event.retry_in is None else round(event.retry_in, 1)
+            return {"event": "dial_failed", "url": event.url, "reason": event.reason, "retry_in": retry}
 
 
 def ready_object(peer: Peer) -> dict[str, Any]:

@@ -34,8 +34,11 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
+from .addresses import is_wildcard, ws_urls
 from .codec import CodecError, strict_loads
+from .dialerrors import DialError, dial_failure_reason, find_dial_error
 from .identity import Identity, preverify, short_id
+from .lockfile import DataDirectoryLock
 from .log import (
     Concurrent,
     Delivered,
@@ -69,6 +72,7 @@ from .wire import MESSAGES as MESSAGES_FRAME
 
 __all__ = [
     "ConcurrentMarked",
+    "DialFailed",
     "EquivocationFound",
     "MessageDelivered",
     "NeighbourDown",
@@ -170,8 +174,24 @@ class EquivocationFound:
     rejected: Message
 
 
+@dataclass(frozen=True, slots=True)
+class DialFailed:
+    """Dialing ``url`` failed for ``reason``; the next try is in ``retry_in`` seconds
+    (``None``: given up, for addresses learned from neighbours)."""
+
+    url: str
+    reason: str
+    retry_in: float | None
+
+
 PeerEvent = (
-    MessageDelivered | ConcurrentMarked | StableAdvanced | NeighbourUp | NeighbourDown | EquivocationFound
+    MessageDelivered
+    | ConcurrentMarked
+    | StableAdvanced
+    | NeighbourUp
+    | NeighbourDown
+    | EquivocationFound
+    | DialFailed
 )
 
 
@@ -217,6 +237,8 @@ class Peer:
         self._closing = False
         self._left = False
         self.url: str | None = None
+        self.urls: list[str] = []
+        """Every URL others can dial us at, best first (several for a wildcard --listen)."""
 
     # Who we are ---------------------------------------------------------------------
     @property
@@ -343,7 +365,7 @@ class Peer:
 
     def join(self, url: str, *, bootstrap: bool = True) -> None:
         """Keep a connection to ``url`` (redialing with backoff while we run)."""
-        if url == self.url or url in self._dialing:
+        if url == self.url or url in self.urls or url in self._dialing:
             return
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
@@ -535,30 +557,45 @@ class Peer:
                     await self._wait_changed()
                     continue
                 started = trio.current_time()
+                # Exponential backoff with full jitter, so restarted peers do not redial in step.
+                wait = self._rng.uniform(0, delay)
                 try:
                     await self._dial_and_run(url)
                 except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
-                    if _is_expected_dial_failure(exc):
-                        logger.debug("dial %s failed: %r", url, exc)
-                    else:
-                        logger.warning("connection to %s failed", url, exc_info=exc)
-                    if not bootstrap and failures >= self.config.discovered_attempts:
+                    gave_up = not bootstrap and failures >= self.config.discovered_attempts
+                    self._dial_failed(url, exc, None if gave_up else wait)
+                    if gave_up:
                         return
                 else:
                     failures = 0
                     if trio.current_time() - started > 10:
                         delay = self.config.backoff_initial
-                # Exponential backoff with full jitter, so restarted peers do not redial in step.
-                await trio.sleep(self._rng.uniform(0, delay))
+                await trio.sleep(wait)
                 delay = min(delay * 2, self.config.backoff_max)
         finally:
             self._dialing.discard(url)
 
+    def _dial_failed(self, url: str, exc: Exception, retry_in: float | None) -> None:
+        """Say why ``url`` could not be reached (the UI shows it; ``-v`` logs it)."""
+        failure = find_dial_error(exc)
+        if failure is None:  # an established connection ended badly: not a dial failure
+            if _is_expected_dial_failure(exc):
+                logger.debug("connection to %s ended: %r", url, exc)
+            else:
+                logger.warning("connection to %s failed", url, exc_info=exc)
+            return
+        then = "giving up" if retry_in is None else f"retrying in {retry_in:.0f} s"
+        logger.info("can't reach %s: %s; %s", url, failure.reason, then)
+        self._publish(DialFailed(url, failure.reason, retry_in))
+
     async def _dial_and_run(self, url: str) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
+                try:
+                    websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
+                except Exception as exc:
+                    raise DialError(dial_failure_reason(exc)) from exc
                 await self._run_connection(websocket, nursery, dialed_url=url)
                 nursery.cancel_scope.cancel()
         except* LocalProtocolError as group:
@@ -824,14 +861,23 @@ async def serve_peer(
     """
     config = config or PeerConfig()
     join = tuple(join)
-    store = Store(data_dir) if data_dir is not None else None
+    # One process per data directory (see lockfile): taken before the store is opened.
+    lock = DataDirectoryLock(data_dir) if data_dir is not None else None
+    if lock is not None:
+        lock.acquire()
+    store = None
     try:
+        store = Store(data_dir) if data_dir is not None else None
         node = load_node(name, store, config, identity, room=room, found=not join)
         async with trio.open_nursery() as nursery:
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
             listeners = await nursery.start(serve_websockets, peer._accept, host, port)
             peer.url = node.listen_url = url_of(listeners[0])
+            if is_wildcard(host):  # tell others an address that reaches this machine
+                peer.urls = ws_urls(host, listeners[0].socket.getsockname()[1])
+                peer.url = node.listen_url = peer.urls[0]
+            peer.urls = peer.urls or [peer.url]
             nursery.start_soon(peer._ticker)
             nursery.start_soon(peer._saver)
             for url in join:
@@ -841,6 +887,8 @@ async def serve_peer(
     finally:
         if store is not None:
             store.close()
+        if lock is not None:
+            lock.release()
 
 
 @asynccontextmanager

@@ -7,17 +7,23 @@ talk only through thread-safe hand-offs: typed lines go to trio through
 ``TrioToken.run_sync_soon``; trio asks the UI to redraw with
 ``Application.invalidate``, which is safe to call from either side.
 
-The conversation is redrawn from the ordered log every time, so a message that
-arrives late simply appears in its place. Lines not yet stable are dimmed
-(tentative: an earlier message could still arrive); concurrent messages carry
-a ∥ mark.
+The conversation is laid out from the ordered log in screen rows
+(:mod:`p2pchat.chatview`), so a message that arrives late simply appears in its
+place, wrapped and multi-line messages never push the newest line off screen,
+and the view can be scrolled. Lines not yet stable are dimmed (tentative: an
+earlier message could still arrive); concurrent messages carry a ∥ mark.
+
+Names come from one place, :meth:`ChatScreen.shown_names`: the latest name each
+key used, with a key fingerprint where two keys share a name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,30 +32,50 @@ from pathlib import Path
 import outcome
 import trio
 from prompt_toolkit.application import Application
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout import HSplit, Layout, Window
-from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.layout.controls import FormattedTextControl, UIContent, UIControl
+from prompt_toolkit.layout.dimension import Dimension
+from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import TextArea
 
-from .identity import short_id
+from .chatview import (
+    Entry,
+    Row,
+    ScrollView,
+    day_row,
+    dial_failure_text,
+    display_names,
+    fingerprint,
+    fit_status,
+    message_rows,
+    name_problem,
+    printable,
+    visible_rows,
+    wrap,
+)
 from .jsonlines import entry_object
 from .log import OrderedLog, OwnHistoryIncomplete
-from .message import EntryKind, Message
+from .message import MAX_TEXT_BYTES, EntryKind, Message
 from .node import text_count
-from .peer import NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
+from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
 __all__ = ["ChatScreen", "membership_line", "run_tui"]
 
 HELP = [
-    "/peers      neighbours connected now",
-    "/who        everyone in the room, and who holds stability back",
-    "/join URL   connect to another peer (ws://HOST:PORT)",
-    "/help       this help       /quit  leave (Ctrl-C, Ctrl-Q too)",
-    "Dim lines are tentative: an earlier message may still arrive. ∥ marks messages",
-    "written concurrently (neither author had seen the other).",
+    "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
+    "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
+    "//text sends a line that starts with /     Alt-Enter: a new line in one message",
+    "PgUp/PgDn, wheel: scroll   End: the newest line   Up: what you sent before",
+    "Dim lines with ·: tentative, an earlier message may still arrive.",
+    "∥: written concurrently (neither author had seen the other).",
 ]
+EXPANDED_NOTICES_SECONDS = 30.0
+"""A command's answer (/help, /who, ...) may use up to half the screen for this long."""
 
 _PHRASES = {"joined": "joined", "back": "is back", "left": "left", "away": "is away"}
 
@@ -70,12 +96,27 @@ STYLE = Style.from_dict(
         "tentative": "#8a8a8a",
         "concurrent": "ansiyellow bold",
         "notice": "ansicyan",
+        "warning": "ansiyellow",
+        "day": "#888888",
+        "marker": "reverse ansicyan",
         "status": "reverse",
         "status.warn": "reverse ansiyellow",
     }
 )
 
-NOTICE_LINES = 6
+SCROLL_WHEEL_ROWS = 3
+DIAL_NOTICE_EVERY = 30.0
+"""Seconds between repeated notices about the same unreachable address (same reason)."""
+
+
+def notice_rows(terminal_rows: int) -> int:
+    """Rows for notices: a fifth of the screen, 1 to 6."""
+    return min(6, max(1, terminal_rows // 5))
+
+
+def input_rows(terminal_rows: int) -> int:
+    """The input grows with a multi-line draft up to this many rows."""
+    return max(1, min(6, terminal_rows // 3))
 
 
 @dataclass
@@ -86,96 +127,205 @@ class ChatScreen:
     token: trio.lowlevel.TrioToken | None = None
     outbox: trio.MemorySendChannel[str] | None = None
     quit: trio.Event | None = None
-    notices: list[str] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    """(style, text) of the recent notices, oldest first."""
     names: dict[bytes, str] = field(default_factory=dict)
+    """The latest name each key used (from its newest message, or its handshake)."""
+    name_seqs: dict[bytes, int] = field(default_factory=dict)
+    view: ScrollView = field(default_factory=ScrollView)
+    unreachable: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Addresses we keep failing to reach: url -> (reason, when we last said so)."""
     app: Application[None] | None = None
+    draft: TextArea | None = None
+    """The input, to give back a text that could not be sent."""
+    first_visible: int = 0
+    """Index of the first message with a row on screen (at the last redraw)."""
+    conversation_height: int = 10
+    conversation_width: int = 80
+    notices_written: int = 0
+    expanded: tuple[int, float] = (0, 0.0)
+    """(rows, until when): the notice area grows for the answer to a command."""
+    _cache: dict[tuple[object, ...], list[Row]] = field(default_factory=dict)
+    _shown: dict[bytes, str] | None = None
 
-    # Drawing (called by prompt_toolkit on the asyncio side; same thread) -----------
-    def conversation(self) -> StyleAndTextTuples:
+    # Names --------------------------------------------------------------------------------
+    def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
+        """Remember the name ``sender_id`` uses: from a message (newest seq wins) or a hello."""
+        if seq is not None:
+            if seq < self.name_seqs.get(sender_id, 0):
+                return
+            self.name_seqs[sender_id] = seq
+        if self.names.get(sender_id) != name:
+            self.names[sender_id] = name
+            self._shown = None
+
+    def shown_names(self) -> dict[bytes, str]:
+        """How each key is shown: its name, with a fingerprint when the name is shared.
+
+        The one place names are decided; members whose name is not known yet are
+        shown by fingerprint. (Room membership plugs in here: pass its members.)
+        """
+        members = self.peer.log.members if self.peer is not None else frozenset()
+        if self._shown is None or not members <= self._shown.keys():
+            self._shown = display_names(self.names, members)
+        return self._shown
+
+    def name_of(self, sender_id: bytes | None) -> str:
+        if sender_id is None:
+            return "a peer"
+        return self.shown_names().get(sender_id) or f"#{fingerprint(sender_id)}"
+
+    # Conversation (called by prompt_toolkit while drawing) --------------------------------------
+    def conversation_rows(self, width: int, height: int) -> list[Row]:
+        self.conversation_height, self.conversation_width = height, width
         peer = self.peer
         if peer is None:
-            return [("class:notice", "starting the peer ...")]
+            return [[("class:notice", "starting the peer ...")]]
         log = peer.log
-        rows = self._rows_available()
-        first = max(0, len(log) - rows)
-        me = peer.node.identity.sender_id
-        text: StyleAndTextTuples = []
-        for index in range(first, len(log)):
-            message = log[index]
-            tentative = index >= log.stable_count
-            when = datetime.fromtimestamp(message.sent_at_ms / 1000).strftime("%H:%M:%S")
-            body = "class:tentative" if tentative else ""
-            name = "class:own" if message.sender_id == me else "class:name"
-            text.append(("class:time", f"{when} "))
-            if not message.is_text:
-                text.append(("class:notice", f"* {membership_line(log, message)}"))
-                text.append(("class:tentative", "  ·\n" if tentative else "\n"))
-                continue
-            text.append((f"{name} {body}".strip(), f"{message.name}"))
-            text.append((body, f": {message.text}"))
-            if log.is_concurrent(message.id):
-                text.append(("class:concurrent", " ∥"))
-            if tentative:
-                text.append(("class:tentative", "  ·"))
-            text.append(("", "\n"))
-        if not text_count(log):
-            text.append(("class:notice", "No messages yet. Type below and press Enter. /help for help.\n"))
-        return text
+        marker = not self.view.following and height > 1
+        hint = [] if text_count(log) else self._hint_rows(width)
+        self.first_visible, rows = visible_rows(
+            len(log), self.view, lambda i: self.rows_of(i, width), height - (1 if marker else 0) - len(hint)
+        )
+        if marker:
+            rows.append(self._marker_row(width))
+        return (rows + hint)[-height:] if height > 0 else []
 
-    def notice_area(self) -> StyleAndTextTuples:
-        return [("class:notice", "\n".join(self.notices[-NOTICE_LINES:]))]
+    @staticmethod
+    def _hint_rows(width: int) -> list[Row]:
+        hint = "No messages yet. Type below and press Enter. /help for help."
+        return [[("class:notice", piece)] for piece in wrap(hint, width)]
+
+    def rows_of(self, index: int, width: int) -> list[Row]:
+        """The rows message ``index`` takes (with a date separator above it if the day changed)."""
+        log = self.peer.log if self.peer is not None else None
+        assert log is not None
+        message = log[index]
+        when = datetime.fromtimestamp(message.sent_at_ms / 1000)
+        previous = log[index - 1] if index else None
+        new_day = previous is None or datetime.fromtimestamp(previous.sent_at_ms / 1000).date() != when.date()
+        tentative = index >= log.stable_count
+        concurrent = log.is_concurrent(message.id)
+        name = self.name_of(message.sender_id)
+        key = (message.id, width, tentative, concurrent, name, new_day)
+        rows = self._cache.get(key)
+        if rows is None:
+            if message.is_text:
+                entry = Entry(when, name, message.text, self._is_me(message.sender_id), tentative, concurrent)
+                rows = message_rows(entry, width)
+            else:  # a membership entry: a notice in its place ("* bob joined")
+                rows = self._membership_rows(log, message, when, tentative, width)
+            rows = ([day_row(when.date(), width)] if new_day else []) + rows
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = rows
+        return rows
+
+    @staticmethod
+    def _membership_rows(
+        log: OrderedLog, message: Message, when: datetime, tentative: bool, width: int
+    ) -> list[Row]:
+        text = f"{when:%H:%M:%S} * {printable(membership_line(log, message))}" + ("  ·" if tentative else "")
+        first, *rest = wrap(text, width)
+        return [[("class:notice", first)], *([("class:notice", "  " + piece)] for piece in rest)]
+
+    def _marker_row(self, width: int) -> Row:
+        new = self.view.new_below
+        text = f"↓ {new} new below · End to jump" if new else "↓ more below · End to jump"
+        return [("class:marker", text[:width].ljust(width))]
+
+    def _is_me(self, sender_id: bytes) -> bool:
+        return self.peer is not None and sender_id == self.peer.node.identity.sender_id
+
+    # Scrolling (asyncio side) ----------------------------------------------------------------
+    def scroll(self, rows: int) -> None:
+        peer = self.peer
+        if peer is None:
+            return
+        width, height = self.conversation_width, max(1, self.conversation_height - 1)
+        self.view.scroll(rows, len(peer.log), lambda i: len(self.rows_of(i, width)), height)
+        self.redraw()
+
+    def page(self, direction: int) -> None:
+        self.scroll(direction * max(1, self.conversation_height - 2))
+
+    def to_end(self) -> None:
+        self.view.follow()
+        self.redraw()
+
+    # Notices and status ---------------------------------------------------------------------
+    def notice_rows(self, width: int, height: int, last: int | None = None) -> list[Row]:
+        """The newest notices, wrapped, as the last ``height`` rows (of the ``last`` notices)."""
+        rows: list[Row] = []
+        for style, text in self.notices[-(last or height) :]:
+            first, *rest = wrap(printable(text), width)
+            rows.append([(style, first)])
+            rows.extend([(style, "  " + piece)] for piece in wrap(" ".join(rest), width - 2) if rest)
+        return rows[-height:]
 
     def status(self) -> StyleAndTextTuples:
         peer = self.peer
+        width = self.app.output.get_size().columns if self.app is not None else 80
         if peer is None:
-            return [("class:status", " starting ...")]
+            return [("class:status", " starting ...".ljust(width))]
         log = peer.log
-        silent = [self._name(s) for s in log.silent_members() if s != peer.node.identity.sender_id]
+        me = peer.node.identity.sender_id
+        silent = [self.name_of(s) for s in log.silent_members() if s != me]
         tentative = len(log) - log.stable_count
+        waiting = f" (+{log.held_count} waiting)" if log.held_count else ""
         parts = [
-            f" {peer.name} @ {peer.url}",
-            f"peers {peer.node.open_count}",
-            f"messages {text_count(log)}" + (f" (+{log.held_count} waiting)" if log.held_count else ""),
-            f"tentative {tentative}",
+            (f"{self.name_of(me)} @ {peer.url}", self.name_of(me)),
+            (f"peers {peer.node.open_count}", f"p {peer.node.open_count}"),
+            (f"messages {text_count(log)}{waiting}", f"m {text_count(log)}"),
+            (f"tentative {tentative}", f"t {tentative}"),
         ]
-        style = "class:status"
+        warn = False
+        if self.unreachable:
+            parts.insert(2, (f"can't reach {len(self.unreachable)}", f"!{len(self.unreachable)}"))
+            warn = True
         if tentative and silent:
-            parts.append(f"waiting on {', '.join(silent[:3])}")
-            style = "class:status.warn"
-        return [(style, " │ ".join(parts) + " ")]
-
-    def _rows_available(self) -> int:
-        if self.app is None:
-            return 20
-        return max(1, self.app.output.get_size().rows - NOTICE_LINES - 2)
-
-    def _name(self, sender_id: bytes) -> str:
-        return self.names.get(sender_id) or short_id(sender_id)
+            more = f" +{len(silent) - 3}" if len(silent) > 3 else ""
+            parts.append((f"waiting on {', '.join(silent[:3])}{more}", f"waiting on {silent[0]}"))
+            warn = True
+        style = "class:status.warn" if warn else "class:status"
+        return [(style, fit_status(parts, width).ljust(width))]
 
     def redraw(self) -> None:
         if self.app is not None:
             self.app.invalidate()
 
-    def note(self, *lines: str) -> None:
-        self.notices.extend(lines)
-        del self.notices[:-50]
+    def note(self, *lines: str, style: str = "class:notice") -> None:
+        self.notices.extend((style, line) for line in lines)
+        self.notices_written += len(lines)
+        del self.notices[:-100]
         self.redraw()
 
-    # Input (asyncio side) -> trio ---------------------------------------------------------
-    def submit(self, line: str) -> None:
-        """A line typed by the user: hand it to trio, which owns the peer."""
-        token, outbox = self.token, self.outbox
-        if token is None or outbox is None or not line.strip():
-            return
-        token.run_sync_soon(self._hand_over, outbox, line)
+    def warn(self, *lines: str) -> None:
+        self.note(*lines, style="class:warning")
 
-    def _hand_over(self, outbox: trio.MemorySendChannel[str], line: str) -> None:
+    # Input (asyncio side) -> trio ---------------------------------------------------------
+    def submit(self, text: str) -> None:
+        """What the user typed (maybe several lines): hand it to trio, which owns the peer."""
+        token, outbox = self.token, self.outbox
+        if token is None or outbox is None or not text.strip():
+            return
+        self.to_end()  # whoever sends wants to see the newest lines
+        self.expanded = (0, 0.0)  # and no longer the answer to an earlier command
+        token.run_sync_soon(self._hand_over, outbox, text)
+
+    def _hand_over(self, outbox: trio.MemorySendChannel[str], text: str) -> None:
         try:
-            outbox.send_nowait(line)
+            outbox.send_nowait(text)
         except trio.WouldBlock:
-            self.note("! still sending earlier lines; that one was not sent, please retype it")
+            self.warn("! still sending earlier lines; that one was not sent, please retype it")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.note("! the peer is shutting down; not sent")
+            self.warn("! the peer is shutting down; not sent")
+
+    def restore_draft(self, text: str) -> None:
+        """Put an unsent text back into the input (if the user has not started another)."""
+        if self.draft is not None and not self.draft.text:
+            self.draft.text = text
+            self.redraw()
 
     def request_quit(self) -> None:
         if self.token is not None and self.quit is not None:
@@ -198,8 +348,11 @@ class ChatScreen:
         async with open_peer(name, data_dir=data_dir, listen=listen, join=join, config=config) as peer:
             self.peer = peer
             for message in peer.log:
-                self.names[message.sender_id] = message.name
+                self.learn_name(message.sender_id, message.name, message.seq)
+            self.learn_name(peer.node.identity.sender_id, name)
             self.note(f"You are {name}. Others can join you with: --join {peer.url}")
+            if len(peer.urls) > 1:
+                self.note(f"(also reachable at {', '.join(peer.urls[1:])})")
             async with trio.open_nursery() as nursery:
                 if web is not None:
                     from .web.chat import serve_chat_web
@@ -216,15 +369,60 @@ class ChatScreen:
     async def _pump_events(self, peer: Peer) -> None:
         async with peer.subscribe() as events:
             async for event in events:
-                if isinstance(event, NeighbourUp):
-                    self.names[event.sender_id] = event.name
-                    self.note(f"* connected to {event.name} ({event.url})")
+                if isinstance(event, MessageDelivered):
+                    self._delivered(peer, event)
+                elif isinstance(event, NeighbourUp):
+                    self.learn_name(event.sender_id, event.name)
+                    self._reached(peer)
+                    self.note(f"* connected to {self.name_of(event.sender_id)} ({event.url or 'dialed us'})")
                 elif isinstance(event, NeighbourDown):
-                    who = self._name(event.sender_id) if event.sender_id else "a peer"
-                    self.note(f"* {who} disconnected: {event.reason}")
-                elif hasattr(event, "message"):
-                    self.names[event.message.sender_id] = event.message.name
+                    self._neighbour_down(peer, event)
+                elif isinstance(event, DialFailed):
+                    self._dial_failed(event)
                 self.redraw()
+
+    def _delivered(self, peer: Peer, event: MessageDelivered) -> None:
+        message = event.message
+        self.learn_name(message.sender_id, message.name, message.seq)
+        newest = event.index == len(peer.log) - 1
+        self.view.inserted(event.index, len(peer.log))
+        if not newest and message.is_text and event.index < self.first_visible:
+            self.note(
+                f"↑ a late message from {self.name_of(message.sender_id)} was inserted above the screen "
+                f"(#{event.index + 1}, written before what you see); PgUp to read it"
+            )
+        if event.index < self.first_visible:
+            self.first_visible += 1
+
+    def _neighbour_down(self, peer: Peer, event: NeighbourDown) -> None:
+        """Say who left, but not the links closed as redundant (both ends dialed each
+        other, or an address of our own was dialed): nobody was lost there."""
+        still_connected = {sender for _, sender, _ in peer.node.neighbours() if sender}
+        if event.sender_id is not None and event.sender_id in still_connected:
+            return
+        if event.sender_id == peer.node.identity.sender_id:
+            return
+        self.note(f"* {self.name_of(event.sender_id)} disconnected: {event.reason}")
+
+    def _dial_failed(self, event: DialFailed) -> None:
+        now = trio.current_time()
+        said = self.unreachable.get(event.url)
+        if event.retry_in is None:
+            self.unreachable.pop(event.url, None)
+        else:
+            self.unreachable[event.url] = (
+                event.reason,
+                now if said is None or said[0] != event.reason else said[1],
+            )
+        if said is None or said[0] != event.reason or now - said[1] >= DIAL_NOTICE_EVERY:
+            self.warn(f"! {dial_failure_text(event.url, event.reason, event.retry_in)}")
+            if event.url in self.unreachable:
+                self.unreachable[event.url] = (event.reason, now)
+
+    def _reached(self, peer: Peer) -> None:
+        connected = {url for _, _, url in peer.node.neighbours() if url}
+        for url in [u for u in self.unreachable if u in connected]:
+            del self.unreachable[url]
 
     async def _refresh(self) -> None:
         while True:  # the status bar has time-dependent parts (who is silent)
@@ -232,87 +430,261 @@ class ChatScreen:
             self.redraw()
 
     async def _pump_input(self, peer: Peer, lines: trio.MemoryReceiveChannel[str]) -> None:
-        async for line in lines:
-            if line.startswith("/"):
-                self._command(peer, line.strip())
-            else:
-                try:
-                    await peer.send(line)
-                except OwnHistoryIncomplete as exc:
-                    self.note(f"! not sent: {exc}")
+        async for text in lines:
+            text = text.rstrip()
+            if text.startswith("//"):
+                text = text[1:]  # "//x" sends "/x"
+            elif text.startswith("/"):
+                self._command(peer, text.strip())
+                continue
+            size = len(text.encode("utf-8"))
+            if size > MAX_TEXT_BYTES:
+                self.warn(
+                    f"! not sent: {size} bytes, over the limit of {MAX_TEXT_BYTES}; it is back in the input"
+                )
+                self.restore_draft(text)
+                continue
+            try:
+                await peer.send(text)
+            except OwnHistoryIncomplete as exc:
+                self.warn(f"! not sent: {exc}; it is back in the input")
+                self.restore_draft(text)
 
     def _command(self, peer: Peer, line: str) -> None:
         command, _, argument = line.partition(" ")
-        if command == "/help":
-            self.note(*HELP)
-        elif command == "/quit":
-            assert self.quit is not None
-            self.quit.set()
-        elif command == "/peers":
-            neighbours = peer.node.neighbours()
-            if not neighbours:
-                self.note("no peers connected")
-            for _, sender_id, url in neighbours:
-                who = self._name(sender_id) if sender_id else "(handshaking)"
-                self.note(f"  {who:<12} {url or '(dialed us)'}")
-        elif command == "/who":
-            silent = set(peer.log.silent_members())
-            for member in sorted(peer.log.members, key=self._name):
-                flag = (
-                    "  (holding stability back)"
-                    if member in silent and len(silent) < len(peer.log.members)
-                    else ""
-                )
-                self.note(f"  {self._name(member):<12} {member.hex()[:16]}{flag}")
-        elif command == "/join":
-            try:
-                from .transport import check_url
-
-                peer.join(check_url(argument.strip()))
-                self.note(f"joining {argument.strip()} ...")
-            except ValueError as exc:
-                self.note(f"/join: {exc}")
+        argument = argument.strip()
+        handlers: dict[str, Callable[[Peer, str], None]] = {
+            "/help": lambda p, a: self.note(*HELP),
+            "/quit": self._quit_command,
+            "/peers": self._peers_command,
+            "/who": self._who_command,
+            "/join": self._join_command,
+            "/nick": self._nick_command,
+            "/whois": self._whois_command,
+        }
+        handler = handlers.get(command)
+        before = self.notices_written
+        if handler is None:
+            self.warn(f"unknown command {command}; try /help (//text sends a line starting with /)")
         else:
-            self.note(f"unknown command {command}; try /help")
+            handler(peer, argument)
+        self.expanded = (self.notices_written - before, time.monotonic() + EXPANDED_NOTICES_SECONDS)
+        self.redraw()
+
+    def notice_height(self, terminal_rows: int, width: int) -> int:
+        """Rows for notices: a fifth of the screen, more for a command's answer (at most half)."""
+        count, until = self.expanded
+        base = notice_rows(terminal_rows)
+        if count and time.monotonic() < until:
+            rows = len(self.notice_rows(width, 10_000, last=count))
+            return max(base, min(rows, terminal_rows // 2))
+        return base
+
+    def _quit_command(self, peer: Peer, argument: str) -> None:
+        assert self.quit is not None
+        self.quit.set()
+
+    def _peers_command(self, peer: Peer, argument: str) -> None:
+        neighbours = peer.node.neighbours()
+        if not neighbours:
+            self.note("no peers connected")
+        for _, sender_id, url in neighbours:
+            who = self.name_of(sender_id) if sender_id else "(handshaking)"
+            self.note(f"  {who:<14} {url or '(dialed us)'}")
+        for url, (reason, _) in self.unreachable.items():
+            self.note(f"  {'(unreachable)':<14} {url}: {reason}")
+
+    def _who_command(self, peer: Peer, argument: str) -> None:
+        log = peer.log
+        me = peer.node.identity.sender_id
+        silent = set(log.silent_members()) - {me}
+        connected = {sender for _, sender, _ in peer.node.neighbours() if sender}
+        everyone = set(log.members) | {me}
+        shown = self.shown_names()
+        self.note(f"{len(everyone)} in the room:")
+        for member in sorted(everyone, key=lambda m: shown.get(m, "").casefold()):
+            flags = []
+            if member == me:
+                flags.append("you")
+            if member in connected:
+                flags.append("connected")
+            if member in silent and len(log) > log.stable_count:
+                flags.append("holding stability back")
+            self.note(f"  {self.name_of(member):<16} {', '.join(flags)}".rstrip())
+
+    def _join_command(self, peer: Peer, argument: str) -> None:
+        from .transport import check_url
+
+        try:
+            url = check_url(argument)
+        except ValueError as exc:
+            self.warn(f"/join: {exc}; for example /join ws://127.0.0.1:9001")
+            return
+        peer.join(url)
+        self.note(f"joining {url} ...")
+
+    def _nick_command(self, peer: Peer, argument: str) -> None:
+        problem = name_problem(argument)
+        if problem:
+            self.warn(f"/nick: {problem}; for example /nick alice")
+            return
+        me = peer.node.identity.sender_id
+        old = self.name_of(me)
+        peer.node.name = argument
+        if peer.store is not None:
+            peer.store.save_identity(peer.node.identity.seed, argument)
+        self.learn_name(me, argument)
+        self.note(f"you are now {self.name_of(me)} (was {old}); others see it with your next message")
+
+    def _whois_command(self, peer: Peer, argument: str) -> None:
+        if not argument:
+            self.warn("/whois: whose key? for example /whois alice")
+            return
+        me = peer.node.identity.sender_id
+        wanted = argument.casefold()
+        shown = self.shown_names()
+        found = [
+            sender
+            for sender, label in shown.items()
+            if label.casefold() == wanted or self.names.get(sender, "").casefold() == wanted
+        ]
+        if not found:
+            self.warn(f"/whois: no one called {argument} here; /who lists everyone")
+        for sender in sorted(found):
+            you = " (you)" if sender == me else ""
+            self.note(f"  {shown[sender]}{you}: {sender.hex()}")
+
+
+# The screen ----------------------------------------------------------------------------------
+
+
+class _RowsControl(UIControl):
+    """A control that asks for exactly the rows that fit (the conversation, the notices)."""
+
+    def __init__(self, rows: Callable[[int, int], list[Row]], on_scroll: Callable[[int], None] | None = None):
+        self._rows = rows
+        self._on_scroll = on_scroll
+
+    def create_content(self, width: int, height: int) -> UIContent:
+        rows = self._rows(width, height)
+
+        def line(index: int) -> StyleAndTextTuples:
+            return list(rows[index]) if index < len(rows) else []
+
+        return UIContent(get_line=line, line_count=len(rows))
+
+    def is_focusable(self) -> bool:
+        return False
+
+    def mouse_handler(self, mouse_event: MouseEvent) -> object:
+        if self._on_scroll is not None:
+            if mouse_event.event_type == MouseEventType.SCROLL_UP:
+                self._on_scroll(SCROLL_WHEEL_ROWS)
+                return None
+            if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
+                self._on_scroll(-SCROLL_WHEEL_ROWS)
+                return None
+        return NotImplemented
 
 
 def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[None]:
-    entry = TextArea(height=1, prompt="> ", multiline=False, wrap_lines=False)
+    def terminal_rows() -> int:
+        return screen.app.output.get_size().rows if screen.app is not None else 24
+
+    entry = TextArea(
+        multiline=True,
+        wrap_lines=True,
+        history=InMemoryHistory(),
+        get_line_prefix=lambda line, wrapped: "> " if line == 0 and wrapped == 0 else "│ ",
+        height=lambda: Dimension(min=1, max=input_rows(terminal_rows())),
+        dont_extend_height=True,
+    )
 
     def accept(buffer: object) -> bool:
         screen.submit(entry.text)
-        return False  # clear the input line
+        return False  # clear the input (the text goes into the Up-arrow history)
 
     entry.accept_handler = accept
+    screen.draft = entry
     keys = KeyBindings()
+    scrolled = Condition(lambda: not screen.view.following)
 
     @keys.add("c-c")
     @keys.add("c-q")
     def _quit(event: KeyPressEvent) -> None:
         on_exit()
 
+    @keys.add("enter", eager=True)
+    def _send(event: KeyPressEvent) -> None:
+        entry.buffer.validate_and_handle()
+
+    @keys.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        entry.buffer.insert_text("\n")
+
+    @keys.add("pageup")
+    def _page_up(event: KeyPressEvent) -> None:
+        screen.page(+1)
+
+    @keys.add("pagedown")
+    def _page_down(event: KeyPressEvent) -> None:
+        screen.page(-1)
+
+    @keys.add("end", filter=scrolled)
+    @keys.add("c-end")
+    def _end(event: KeyPressEvent) -> None:
+        screen.to_end()
+
+    conversation = Window(_RowsControl(screen.conversation_rows, screen.scroll))
+
+    def notice_height() -> Dimension:
+        columns = screen.app.output.get_size().columns if screen.app is not None else 80
+        return Dimension.exact(screen.notice_height(terminal_rows(), columns))
+
+    notices = Window(_RowsControl(screen.notice_rows), height=notice_height)
     layout = Layout(
-        HSplit(
-            [
-                Window(FormattedTextControl(screen.conversation), wrap_lines=True),
-                Window(FormattedTextControl(screen.notice_area), height=NOTICE_LINES),
-                Window(FormattedTextControl(screen.status), height=1),
-                entry,
-            ]
-        ),
+        HSplit([conversation, notices, Window(FormattedTextControl(screen.status), height=1), entry]),
         focused_element=entry,
     )
-    return Application(layout=layout, key_bindings=keys, style=STYLE, full_screen=True)
+    return Application(layout=layout, key_bindings=keys, style=STYLE, full_screen=True, mouse_support=True)
+
+
+class _ScreenLogHandler(logging.Handler):
+    """Log records as notices inside the chat screen (never drawn over it)."""
+
+    def __init__(self, screen: ChatScreen, level: int) -> None:
+        super().__init__(level)
+        self.screen = screen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"log {record.levelname.lower()}: {record.getMessage()}"
+            if record.levelno >= logging.WARNING:
+                self.screen.warn(text)
+            else:
+                self.screen.note(text)
+        except Exception:  # logging must never break the chat
+            self.handleError(record)
 
 
 async def _run(
-    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+    name: str,
+    data_dir: Path,
+    listen: str,
+    join: list[str],
+    config: PeerConfig,
+    web: str | None,
+    verbose: bool,
 ) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
     finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
     app = _build_app(screen, screen.request_quit)
     screen.app = app
+    root = logging.getLogger()
+    handler = _ScreenLogHandler(screen, logging.INFO if verbose else logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(min(root.level, handler.level) if root.handlers[:-1] else handler.level)
 
     def trio_done(result: outcome.Outcome[None]) -> None:
         if not finished.done():
@@ -333,15 +705,25 @@ async def _run(
     )
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, screen.request_quit)
-    await app.run_async()
-    screen.request_quit()  # the UI ended first (e.g. the terminal went away)
-    result = await finished
+    try:
+        await app.run_async()
+        screen.request_quit()  # the UI ended first (e.g. the terminal went away)
+        result = await finished
+    finally:
+        root.removeHandler(handler)
     result.unwrap()
     return 0
 
 
 def run_tui(
-    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+    name: str,
+    data_dir: Path,
+    listen: str,
+    join: list[str],
+    config: PeerConfig,
+    web: str | None = None,
+    *,
+    verbose: bool = False,
 ) -> int:
     """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config, web))
+    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose))

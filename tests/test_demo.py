@@ -57,10 +57,46 @@ def test_diagram_marks_concurrent_messages_and_lists_the_final_order() -> None:
     arrivals = [Arrival(0, 1, 0.2), Arrival(1, 0, 0.25), Arrival(2, 1, 0.6)]
     svg = render_svg(["alice", "bob"], sends, arrivals, [0, 1, 2], "title & more")
     root = ET.fromstring(svg)  # well-formed, text escaped
-    fills = [c.get("fill") for c in root.iter(f"{SVG}circle")]
+    fills = [c.get("fill") for c in root.findall(f"{SVG}circle")]  # the dots (not the legend's)
     assert fills.count("#e67e22") == 2 and len(fills) == 3
     listing = [t.text for t in root.iter(f"{SVG}text") if t.text and ORDER_LINE.match(t.text)]
     assert listing[0].strip() == "1. L1 alice: a <b> ∥" and listing[2].strip() == "3. L2 alice: after"
+
+
+def test_diagram_labels_dots_as_the_final_order_does_and_explains_every_mark() -> None:
+    sends = [Send(0, 0.1, 1, "first", False), Send(1, 0.3, 2, "second", False)]
+    arrivals = [Arrival(0, 1, 0.2), Arrival(1, 0, 0.9, out_of_order=True)]
+    root = ET.fromstring(render_svg(["alice", "bob"], sends, arrivals, [0, 1], "t"))
+    texts = [t.text or "" for t in root.iter(f"{SVG}text")]
+    # Each dot's label is how its line in the final order starts (after the position).
+    for label in ("L1 alice", "L2 bob"):
+        assert label in texts
+        assert any(ORDER_LINE.match(t) and t.split(". ", 1)[1].startswith(label) for t in texts)
+    legend = " ".join(t.text or "" for t in root.iter(f"{SVG}text") if t in list(_group(root, "legend")))
+    for meaning in ("message written", "concurrently", "first shown on another peer", "out of order"):
+        assert meaning in legend
+    rings = list(_group(root, "out-of-order").iter(f"{SVG}circle"))
+    assert len(rings) == 1  # only the arrival inserted above something already shown
+    assert any(t.endswith(" ms") or t.endswith(" s") for t in texts)  # a time axis
+    width, height = float(root.get("width", 0)), float(root.get("height", 0))
+    assert width < 1200 and height < 400  # sized to what it shows
+
+
+def _group(root: ET.Element, name: str) -> ET.Element:
+    return next(g for g in root.iter(f"{SVG}g") if g.get("class") == name)
+
+
+async def test_demo_diagram_marks_the_arrivals_that_came_out_of_order(tmp_path: Path) -> None:
+    out = io.StringIO()
+    diagram = tmp_path / "run.svg"
+    with trio.fail_after(60):
+        result = await run_demo(
+            peers=4, messages=3, topology="ring", delay_ms=(5, 80), seed=11, diagram=diagram, out=out
+        )
+    rings = list(_group(ET.parse(diagram).getroot(), "out-of-order").iter(f"{SVG}circle"))
+    # The table counts inserted-above deliveries on every peer; the diagram rings those on
+    # other peers' lanes (own messages always arrive last, never out of order).
+    assert len(rings) == sum(row["inserted_above"] for row in result.rows)
 
 
 def test_demo_command_exits_zero_with_a_verdict(tmp_path: Path) -> None:
@@ -81,3 +117,20 @@ def test_demo_refuses_a_bad_delay() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "MIN" in done.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_demo_progress_line_is_cleared_before_what_follows() -> None:
+    out = _Terminal()
+    with trio.fail_after(60):
+        await run_demo(peers=3, messages=2, topology="line", delay_ms=(5, 20), seed=2, out=out)
+    text = out.getvalue()
+    assert "\r" in text  # progress was shown, rewriting one line
+    for line in text.split("\n"):
+        # What stays visible on a line is what follows its last carriage return.
+        visible = line.rsplit("\r", 1)[-1].replace("\x1b[K", "")
+        assert "round " not in visible and "stable [" not in visible, repr(line)

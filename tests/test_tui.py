@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +27,16 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
 class Terminal:
     """A chat process in a pseudo-terminal, with an emulated screen."""
 
-    def __init__(self, *args: str) -> None:
-        self.screen = pyte.Screen(COLUMNS, ROWS)
+    def __init__(self, *args: str, rows: int = ROWS, columns: int = COLUMNS, verbose: bool = False) -> None:
+        self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.Stream(self.screen)
         env = {**os.environ, "TERM": "xterm-256color"}
+        options = ["-v"] if verbose else []
         self.child = pexpect.spawn(
-            sys.executable, ["-m", "p2pchat.cli", "chat", *args], dimensions=(ROWS, COLUMNS), env=env
+            sys.executable,
+            ["-m", "p2pchat.cli", *options, "chat", *args],
+            dimensions=(rows, columns),
+            env=env,
         )
 
     def pump(self) -> None:
@@ -81,13 +86,23 @@ class Terminal:
 
 
 @contextmanager
-def two_chats(tmp_path: Path, *extra: str) -> Iterator[tuple[Terminal, Terminal]]:
-    alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), *extra)
+def two_chats(
+    tmp_path: Path,
+    *extra: str,
+    names: tuple[str, str] = ("alice", "bob"),
+    rows: int = ROWS,
+    columns: int = COLUMNS,
+) -> Iterator[tuple[Terminal, Terminal]]:
+    first, second = names
+    size = {"rows": rows, "columns": columns}
+    alice = Terminal("--name", first, "--data", str(tmp_path / "one"), *extra, **size)
     bob = None
     try:
-        bob = Terminal("--name", "bob", "--data", str(tmp_path / "bob"), "--join", alice.url(), *extra)
-        bob.wait_for(lambda s: "connected to alice" in s)
-        alice.wait_for(lambda s: "peers 1" in s)
+        bob = Terminal(
+            "--name", second, "--data", str(tmp_path / "two"), "--join", alice.url(), *extra, **size
+        )
+        bob.wait_for(lambda s: f"connected to {first}" in s)
+        alice.wait_for(lambda s: "peers 1" in s or "p 1" in s)
         yield alice, bob
     finally:
         for terminal in (bob, alice):
@@ -155,11 +170,11 @@ def test_tentative_lines_become_stable(tmp_path: Path) -> None:
 def test_commands_help_who_and_peers(tmp_path: Path) -> None:
     with two_chats(tmp_path) as (alice, bob):
         alice.type("/help")
-        alice.wait_for(lambda s: "/join URL" in s and "tentative" in s)
+        alice.wait_for(lambda s: "/join URL" in s and "tentative" in s and "/nick NAME" in s)
         alice.type("/peers")
         alice.wait_for(lambda s: re.search(r"bob\s+ws://127\.0\.0\.1:\d+", s) or "(dialed us)" in s)
         bob.type("/who")
-        bob.wait_for(lambda s: re.search(r"alice\s+[0-9a-f]{16}", s))
+        bob.wait_for(lambda s: re.search(r"alice\s+connected", s) and re.search(r"bob\s+you", s))
         bob.type("/nonsense")
         bob.wait_for(lambda s: "unknown command /nonsense" in s)
 
@@ -183,3 +198,204 @@ def test_quit_leaves_with_exit_code_zero(tmp_path: Path) -> None:
     alice.child.expect(pexpect.EOF, timeout=10)
     alice.child.close()
     assert alice.child.exitstatus == 0
+
+
+# Screen rows, scrolling, compose ------------------------------------------------------------------
+
+PAGE_UP, END, UP = "\x1b[5~", "\x1b[F", "\x1b[A"
+ALT_ENTER = "\x1b\r"
+WHEEL_UP, WHEEL_DOWN = "\x1b[<64;10;5M", "\x1b[<65;10;5M"  # xterm SGR mouse reports, column 10 row 5
+
+
+def paste(terminal: Terminal, text: str) -> None:
+    """Paste as a terminal does with bracketed paste on."""
+    terminal.child.send("\x1b[200~" + text + "\x1b[201~")
+
+
+def conversation_rows(terminal: Terminal) -> list[str]:
+    """The rows above the status bar's notices: the message area."""
+    lines = terminal.screen.display
+    status = next(row for row, line in enumerate(lines) if " │ " in line)
+    return lines[:status]
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(24, 80), (10, 40), (8, 40)], ids=["80x24", "40x10", "40x8"])
+def test_wrapped_and_multi_line_messages_never_hide_the_newest_line(
+    tmp_path: Path, rows: int, columns: int
+) -> None:
+    alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), rows=rows, columns=columns)
+    try:
+        alice.wait_for(lambda s: "ws://" in s)
+        alice.type("x" * 30 + " " + "lorem ipsum dolor sit amet " * 3)  # 100+ characters: wraps
+        paste(alice, "pasted one\npasted two\npasted three")
+        alice.child.send("\r")
+        for n in range(14):
+            alice.type(f"short {n}")
+        alice.type("NEWEST")
+        screen = alice.wait_for(lambda s: "NEWEST" in s and re.search(r"\b(messages|m) 17\b", s))
+        assert "NEWEST" in "\n".join(conversation_rows(alice)), screen
+        # Words are not cut when a line wraps: every row of the long line ends on a whole word.
+        alice.type("/quit")
+        alice.child.expect(pexpect.EOF, timeout=10)
+    finally:
+        alice.close()
+
+
+def test_a_long_line_wraps_at_word_boundaries(tmp_path: Path) -> None:
+    alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), rows=24, columns=40)
+    try:
+        alice.wait_for(lambda s: "ws://" in s)
+        words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo"
+        alice.type(words)
+        alice.wait_for(lambda s: "kilo" in s)
+        text = " ".join(line.strip() for line in conversation_rows(alice) if line.strip())
+        for word in words.split(" "):
+            assert re.search(rf"\b{word}\b", text), text
+    finally:
+        alice.close()
+
+
+def test_multi_line_compose_slash_escape_and_input_history(tmp_path: Path) -> None:
+    with two_chats(tmp_path) as (alice, bob):
+        alice.child.send("top line" + ALT_ENTER + "second line")
+        alice.wait_for(lambda s: "> top line" in s and "second line" in s)
+        alice.child.send("\r")
+        screen = bob.wait_for(lambda s: "alice: top line" in s and "second line" in s)
+        first = bob.line_with("alice: top line")
+        second = bob.screen.display[first + 1]
+        assert second.strip().startswith("second line")
+        assert second.index("second") == bob.screen.display[first].index("top")  # indented under the text
+        assert not re.match(r"\d\d:\d\d", second), screen  # no time or name: not a message of its own
+        assert re.search(r"─+ \w{3} \d\d \w{3} \d{4} ─+", screen)  # the day, above its first message
+        alice.type("//shrug is a command here")
+        bob.wait_for(lambda s: "alice: /shrug is a command here" in s)
+        alice.child.send(UP)
+        alice.wait_for(lambda s: "> //shrug is a command here" in s)
+
+
+def test_scrolling_up_shows_a_new_below_marker_and_end_returns(tmp_path: Path) -> None:
+    with two_chats(tmp_path, rows=24, columns=80) as (alice, bob):
+        bob.child.send("".join(f"line {n}\r" for n in range(40)))
+        alice.wait_for(lambda s: "bob: line 39" in s)
+        alice.child.send(PAGE_UP)
+        alice.wait_for(lambda s: "bob: line 39" not in s and "more below" in s)
+        bob.type("fresh news")
+        screen = alice.wait_for(lambda s: "1 new below" in s)
+        assert "fresh news" not in screen
+        alice.child.send(END)
+        screen = alice.wait_for(lambda s: "bob: fresh news" in s)
+        assert "new below" not in screen
+        assert alice.line_with("bob: fresh news") > alice.line_with("bob: line 39")
+        alice.child.send(WHEEL_UP)  # the mouse wheel, over the messages
+        alice.wait_for(lambda s: "bob: fresh news" not in s and "more below" in s)
+        alice.child.send(WHEEL_DOWN)
+        alice.wait_for(lambda s: "bob: fresh news" in s and "more below" not in s)
+
+
+def test_a_late_message_inserted_above_the_screen_is_announced(tmp_path: Path) -> None:
+    # 1.5 s on every link: bob's line is written before alice's lines arrive, and
+    # alice's lines before bob's: bob's sorts above most of hers, off her small screen.
+    with two_chats(tmp_path, "--simulate-delay", "1500-1500", rows=10, columns=60) as (alice, bob):
+        bob.type("written early")
+        alice.child.send("".join(f"a{n}\r" for n in range(10)))
+        screen = alice.wait_for(lambda s: "inserted above" in s, timeout=30)
+        assert "bob" in screen
+        alice.child.send(PAGE_UP * 3)
+        alice.wait_for(lambda s: "bob: written early" in s)
+
+
+# Names -------------------------------------------------------------------------------------------
+
+
+def test_two_people_with_one_name_are_told_apart_by_key_fingerprint(tmp_path: Path) -> None:
+    with two_chats(tmp_path, names=("ivy", "ivy")) as (first, second):
+        first.type("I am the first ivy")
+        second.type("I am the second ivy")
+        pattern = r"ivy#([0-9a-f]{4}): I am the (first|second) ivy"
+        screen = first.wait_for(lambda s: len(re.findall(pattern, s)) == 2)
+        fingerprints = dict((which, print_) for print_, which in re.findall(pattern, screen))
+        assert fingerprints["first"] != fingerprints["second"]
+        first.type("/whois ivy")
+        screen = first.wait_for(
+            lambda s: len(re.findall(r"ivy#[0-9a-f]{4}( \(you\))?: [0-9a-f]{64}", s)) == 2
+        )
+        assert f"ivy#{fingerprints['first']} (you)" in screen
+        second.wait_for(lambda s: f"ivy#{fingerprints['second']} @ ws://" in s)  # the status bar too
+
+
+def test_nick_changes_the_name_others_see(tmp_path: Path) -> None:
+    with two_chats(tmp_path) as (alice, bob):
+        alice.type("/nick alicia")
+        alice.wait_for(lambda s: "you are now alicia" in s and "alicia @ ws://" in s)
+        alice.type("new name, same key")
+        bob.wait_for(lambda s: "alicia: new name, same key" in s)
+        alice.type("/nick")
+        alice.wait_for(lambda s: "/nick: a name can't be empty" in s)
+
+
+# Dial failures and logging -------------------------------------------------------------------
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"ws://127.0.0.1:{port}"
+
+
+def test_an_unreachable_peer_is_shown_with_the_reason_and_the_retry(tmp_path: Path) -> None:
+    url = closed_port_url()
+    alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), "--join", url, verbose=True)
+    try:
+        screen = alice.wait_for(lambda s: f"can't reach {url}: connection refused; retrying in" in s)
+        assert "can't reach 1" in screen  # marked in the status bar
+        # -v log lines appear inside the screen, as notices, never drawn over it.
+        alice.wait_for(lambda s: "log info: can't reach" in s)
+        alice.type("/join ws://127.0.0.1")
+        alice.wait_for(lambda s: "/join: expected ws://HOST:PORT" in s)
+    finally:
+        alice.close()
+
+
+def test_a_startup_mistake_ends_the_screen_with_one_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        alice = Terminal(
+            "--name", "alice", "--data", str(tmp_path / "alice"), "--listen", f"127.0.0.1:{port}"
+        )
+        alice.child.expect(pexpect.EOF, timeout=15)
+        output = alice.child.before.decode("utf-8", "replace")
+        alice.child.close()
+    assert alice.child.exitstatus == 1
+    assert "the port is already in use" in output
+    assert "Traceback" not in output
+
+
+def test_a_second_chat_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    first = Terminal("--name", "alice", "--data", str(tmp_path / "alice"))
+    try:
+        first.wait_for(lambda s: "ws://" in s)
+        second = Terminal("--name", "alice", "--data", str(tmp_path / "alice"))
+        second.child.expect(pexpect.EOF, timeout=15)
+        output = second.child.before.decode("utf-8", "replace")
+        second.child.close()
+        assert second.child.exitstatus == 1
+        assert f"this data directory is in use by process {first.child.pid}" in output
+    finally:
+        first.close()
+
+
+def test_example_chat_client_quits_on_ctrl_c_without_a_traceback() -> None:
+    script = Path(__file__).resolve().parent.parent / "examples" / "chat_peer.py"
+    child = pexpect.spawn(sys.executable, [str(script), "alice"], dimensions=(ROWS, COLUMNS))
+    try:
+        child.expect("listening at ws://", timeout=15)
+        child.sendcontrol("c")  # while it waits for a line of input
+        child.expect(pexpect.EOF, timeout=10)
+        output = child.before.decode("utf-8", "replace")
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert "Traceback" not in output

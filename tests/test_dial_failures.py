@@ -1,0 +1,59 @@
+"""A peer says why it cannot reach an address, and when it tries again."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import trio
+from trio_websocket import HandshakeError
+
+from p2pchat.dialerrors import dial_failure_reason
+from p2pchat.peer import DialFailed, PeerConfig, open_peer
+
+
+def test_reasons_are_in_plain_words() -> None:
+    assert dial_failure_reason(ConnectionRefusedError(errno.ECONNREFUSED, "refused")) == "connection refused"
+    assert dial_failure_reason(socket.gaierror(-2, "Name or service not known")) == "unknown host"
+    assert dial_failure_reason(trio.TooSlowError()) == "no answer (timed out)"
+    assert "handshake" in dial_failure_reason(HandshakeError())
+    # trio reports "all attempts to connect failed", the real errors as its cause.
+    wrapped = OSError("all attempts to connect to 127.0.0.1:1 failed")
+    wrapped.__cause__ = ExceptionGroup("attempts", [ConnectionRefusedError(errno.ECONNREFUSED, "refused")])
+    assert dial_failure_reason(wrapped) == "connection refused"
+    assert dial_failure_reason(OSError(errno.EHOSTUNREACH, "No route to host")) == "no route to host"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_peer_publishes_each_failed_dial_with_the_next_try() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}"
+    config = PeerConfig(backoff_initial=0.05, backoff_max=0.2)
+    with trio.fail_after(10):
+        async with open_peer("alice", config=config) as alice, alice.subscribe() as events:
+            alice.join(url)
+            failures: list[DialFailed] = []
+            async for event in events:
+                if isinstance(event, DialFailed):
+                    failures.append(event)
+                    if len(failures) == 3:
+                        break
+    assert {f.url for f in failures} == {url}
+    assert {f.reason for f in failures} == {"connection refused"}
+    assert all(f.retry_in is not None and 0 <= f.retry_in <= 0.2 for f in failures)
+
+
+async def test_a_learned_address_is_given_up_after_a_few_tries_and_says_so() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}"
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, discovered_attempts=2)
+    with trio.fail_after(10):
+        async with open_peer("alice", config=config) as alice, alice.subscribe() as events:
+            alice.join(url, bootstrap=False)
+            async for event in events:
+                if isinstance(event, DialFailed) and event.retry_in is None:
+                    break
+            assert alice.statistics().dialing == 0  # the dialer has stopped
