@@ -206,7 +206,7 @@ class ChatScreen:
         new_day = previous is None or datetime.fromtimestamp(previous.sent_at_ms / 1000).date() != when.date()
         tentative = index >= log.stable_count
         concurrent = log.is_concurrent(message.id)
-        name = self.name_of(message.sender_id)
+        name = self.name_of(message.sender_id) if message.is_text else self._membership_text(log, message)
         key = (message.id, width, tentative, concurrent, name, new_day)
         rows = self._cache.get(key)
         if rows is None:
@@ -214,18 +214,25 @@ class ChatScreen:
                 entry = Entry(when, name, message.text, self._is_me(message.sender_id), tentative, concurrent)
                 rows = message_rows(entry, width)
             else:  # a membership entry: a notice in its place ("* bob joined")
-                rows = self._membership_rows(log, message, when, tentative, width)
+                rows = self._membership_rows(name, when, tentative, width)
             rows = ([day_row(when.date(), width)] if new_day else []) + rows
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[key] = rows
         return rows
 
+    def _membership_text(self, log: OrderedLog, message: Message) -> str:
+        """ "bob#3adf joined": the member by the name shown everywhere else, once known."""
+        if message.kind is EntryKind.GENESIS:
+            return printable(membership_line(log, message))
+        obj = entry_object(log, message, index=0, concurrent=False, stable=False)
+        member = bytes.fromhex(obj["peer_id"])
+        who = self.name_of(member) if member in self.names else printable(obj["name"])
+        return f"{who} {_PHRASES.get(obj['action'], obj['action'])}"
+
     @staticmethod
-    def _membership_rows(
-        log: OrderedLog, message: Message, when: datetime, tentative: bool, width: int
-    ) -> list[Row]:
-        text = f"{when:%H:%M:%S} * {printable(membership_line(log, message))}" + ("  ·" if tentative else "")
+    def _membership_rows(text: str, when: datetime, tentative: bool, width: int) -> list[Row]:
+        text = f"{when:%H:%M:%S} * {text}" + ("  ·" if tentative else "")
         first, *rest = wrap(text, width)
         return [[("class:notice", first)], *([("class:notice", "  " + piece)] for piece in rest)]
 

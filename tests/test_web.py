@@ -17,6 +17,7 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -390,8 +391,12 @@ def test_the_demo_page_draws_every_message_and_arrow_of_a_seeded_run(browser: An
         expect(page.locator("#order li.stable")).to_have_count(total)
         # The same run's SVG (--diagram stays): the same stamps, the same concurrent ones.
         svg = (tmp_path / "run.svg").read_text(encoding="utf-8")
-        assert svg.count('fill="#e67e22"/>') == page.locator("#diagram .dot.concurrent").count()
-        svg_stamps = sorted(re.findall(r'font-size="10">(\d+)</text>', svg))
+        # (The SVG's dots are its top-level circles; its legend and rings are in groups.)
+        dots = ET.fromstring(svg).findall("{http://www.w3.org/2000/svg}circle")
+        assert (
+            sum(d.get("fill") == "#e67e22" for d in dots) == page.locator("#diagram .dot.concurrent").count()
+        )
+        svg_stamps = sorted(re.findall(r'font-size="10">L(\d+) ', svg))  # dot labels: "L3 bob"
         assert svg_stamps == sorted(page.locator("#diagram .stamp").all_text_contents())
         verdict = next(line for line in lines if line.startswith("VERDICT"))
         digest = re.search(r"digest (\w+)", verdict)
