@@ -57,7 +57,8 @@ Run a peer and chat. On a terminal this opens the full-screen chat; otherwise
 In the chat, type a line and press Enter to send it; Alt-Enter (or a paste)
 starts a new line within one message. Commands:
   /peers        neighbours connected now
-  /who          everyone in the room, and who holds stability back
+  /who          everyone in the room (active, away, left), who holds stability back
+  /leave        leave the room for good (a quit only marks you away)
   /join URL     connect to another peer (ws://HOST:PORT)
   /nick NAME    change your display name
   /whois NAME   the full key of everyone shown as NAME
@@ -302,6 +303,7 @@ def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
                 peer_config(args),
                 args.web,
                 verbose=args.verbose,
+                room=args.room,
             )
         return trio.run(chat, args)
     if args.command == "log":

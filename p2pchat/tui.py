@@ -69,6 +69,7 @@ __all__ = ["ChatScreen", "membership_line", "run_tui"]
 HELP = [
     "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
     "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
+    "/leave  leave the room for good (a quit only says you are away until you are back)",
     "//text sends a line that starts with /     Alt-Enter: a new line in one message",
     "PgUp/PgDn, wheel: scroll   End: the newest line   Up: what you sent before",
     "Dim lines with ·: tentative, an earlier message may still arrive.",
@@ -147,6 +148,10 @@ class ChatScreen:
     """(rows, until when): the notice area grows for the answer to a command."""
     _cache: dict[tuple[object, ...], list[Row]] = field(default_factory=dict)
     _shown: dict[bytes, str] | None = None
+    waiting_since: dict[bytes, float] = field(default_factory=dict)
+    """Members holding stability back, and since when (monotonic seconds)."""
+    leaving: bool = False
+    """/leave: leave the room for good when the chat ends (instead of going away)."""
 
     # Names --------------------------------------------------------------------------------
     def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
@@ -277,7 +282,9 @@ class ChatScreen:
             return [("class:status", " starting ...".ljust(width))]
         log = peer.log
         me = peer.node.identity.sender_id
-        silent = [self.name_of(s) for s in log.silent_members() if s != me]
+        silent_ids = [s for s in log.silent_members() if s != me] if len(log) > log.stable_count else []
+        silent = [self.name_of(s) for s in silent_ids]
+        since = self._waiting_for(silent_ids)
         tentative = len(log) - log.stable_count
         waiting = f" (+{log.held_count} waiting)" if log.held_count else ""
         parts = [
@@ -292,10 +299,17 @@ class ChatScreen:
             warn = True
         if tentative and silent:
             more = f" +{len(silent) - 3}" if len(silent) > 3 else ""
-            parts.append((f"waiting on {', '.join(silent[:3])}{more}", f"waiting on {silent[0]}"))
+            parts.append((f"waiting on {', '.join(silent[:3])}{more} for {since}", f"waiting on {silent[0]}"))
             warn = True
         style = "class:status.warn" if warn else "class:status"
         return [(style, fit_status(parts, width).ljust(width))]
+
+    def _waiting_for(self, silent: list[bytes]) -> str:
+        """How long the longest-silent of ``silent`` has held stability back, e.g. "2 min"."""
+        now = time.monotonic()
+        self.waiting_since = {m: self.waiting_since.get(m, now) for m in silent}
+        seconds = now - min(self.waiting_since.values(), default=now)
+        return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
     def redraw(self) -> None:
         if self.app is not None:
@@ -348,11 +362,14 @@ class ChatScreen:
         join: list[str],
         config: PeerConfig,
         web: str | None = None,
+        room: str | None = None,
     ) -> None:
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
         self.token = trio.lowlevel.current_trio_token()
-        async with open_peer(name, data_dir=data_dir, listen=listen, join=join, config=config) as peer:
+        async with open_peer(
+            name, data_dir=data_dir, listen=listen, join=join, config=config, room=room
+        ) as peer:
             self.peer = peer
             for message in peer.log:
                 self.learn_name(message.sender_id, message.name, message.seq)
@@ -372,6 +389,8 @@ class ChatScreen:
                 await self.quit.wait()
                 nursery.cancel_scope.cancel()
             self.note("leaving ...")
+            if self.leaving:
+                await peer.leave("left with /leave")
 
     async def _pump_events(self, peer: Peer) -> None:
         async with peer.subscribe() as events:
@@ -451,6 +470,8 @@ class ChatScreen:
                 )
                 self.restore_draft(text)
                 continue
+            if not peer.is_member:
+                self.note("(queued: it is sent once a member of the room has admitted you)")
             try:
                 await peer.send(text)
             except OwnHistoryIncomplete as exc:
@@ -463,6 +484,7 @@ class ChatScreen:
         handlers: dict[str, Callable[[Peer, str], None]] = {
             "/help": lambda p, a: self.note(*HELP),
             "/quit": self._quit_command,
+            "/leave": self._leave_command,
             "/peers": self._peers_command,
             "/who": self._who_command,
             "/join": self._join_command,
@@ -491,6 +513,11 @@ class ChatScreen:
         assert self.quit is not None
         self.quit.set()
 
+    def _leave_command(self, peer: Peer, argument: str) -> None:
+        """Leave the room for good (a LEAVE entry), then quit."""
+        self.leaving = True
+        self._quit_command(peer, argument)
+
     def _peers_command(self, peer: Peer, argument: str) -> None:
         neighbours = peer.node.neighbours()
         if not neighbours:
@@ -506,11 +533,15 @@ class ChatScreen:
         me = peer.node.identity.sender_id
         silent = set(log.silent_members()) - {me}
         connected = {sender for _, sender, _ in peer.node.neighbours() if sender}
-        everyone = set(log.members) | {me}
+        states = {member: info.state.value for member, info in log.member_info().items()}
+        everyone = set(states) | {me}
         shown = self.shown_names()
-        self.note(f"{len(everyone)} in the room:")
-        for member in sorted(everyone, key=lambda m: shown.get(m, "").casefold()):
-            flags = []
+        active = sum(1 for state in states.values() if state == "active")
+        self.note(f"{active} in the room ({len(everyone)} ever admitted):")
+        for member in sorted(
+            everyone, key=lambda m: (states.get(m) != "active", shown.get(m, "").casefold())
+        ):
+            flags = [states.get(member, "not admitted yet")]
             if member == me:
                 flags.append("you")
             if member in connected:
@@ -682,6 +713,7 @@ async def _run(
     config: PeerConfig,
     web: str | None,
     verbose: bool,
+    room: str | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
@@ -706,6 +738,7 @@ async def _run(
         join,
         config,
         web,
+        room,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -731,6 +764,7 @@ def run_tui(
     web: str | None = None,
     *,
     verbose: bool = False,
+    room: str | None = None,
 ) -> int:
     """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose))
+    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose, room))

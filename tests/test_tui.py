@@ -174,9 +174,22 @@ def test_commands_help_who_and_peers(tmp_path: Path) -> None:
         alice.type("/peers")
         alice.wait_for(lambda s: re.search(r"bob\s+ws://127\.0\.0\.1:\d+", s) or "(dialed us)" in s)
         bob.type("/who")
-        bob.wait_for(lambda s: re.search(r"alice\s+connected", s) and re.search(r"bob\s+you", s))
+        bob.wait_for(
+            lambda s: re.search(r"alice\s+active, connected", s) and re.search(r"bob\s+active, you", s)
+        )
         bob.type("/nonsense")
         bob.wait_for(lambda s: "unknown command /nonsense" in s)
+
+
+def test_leave_writes_a_leave_the_others_see_and_who_lists(tmp_path: Path) -> None:
+    with two_chats(tmp_path) as (alice, bob):
+        bob.type("/leave")
+        bob.child.expect(pexpect.EOF, timeout=15)
+        bob.child.close()
+        assert bob.child.exitstatus == 0
+        alice.wait_for(lambda s: "* bob left" in s)
+        alice.type("/who")
+        alice.wait_for(lambda s: "1 in the room (2 ever admitted)" in s and re.search(r"bob\s+left", s))
 
 
 def test_join_command_connects_to_another_peer(tmp_path: Path) -> None:
