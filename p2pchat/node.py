@@ -26,11 +26,18 @@ Gossip rules:
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
   room and across hops.
-* **Rooms and admission.** HELLO says which room each side is in: a newcomer
+* **Rooms and admission.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
   is refused with a reason. In an open room, a member admits a neighbour that
   is not an active member (a newcomer, or a member back from AWAY or LEAVE)
   with an ADMIT entry, unless the room is full (``MAX_MEMBERS``).
+* **History only for members.** Entries, heads, WANT answers and peer
+  addresses go only to a *trusted* neighbour: one that is an active member of
+  the room in our log (admitted just now, if we admitted it), or any neighbour
+  while we hold nothing of the room yet (a newcomer has nothing to reveal).
+  Trust is checked when the link opens and again at every heartbeat. A
+  neighbour we cannot admit while we are a member (the room is full) gets a
+  close reason and nothing else.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
+from .address import split_peer_url, with_peer_id
 from .identity import Identity, short_id
 from .log import LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
 from .membership import MAX_MEMBERS
@@ -115,8 +123,15 @@ class NodeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """A frame for ``conn``. Unless ``clear``, ``data`` is the plaintext: the shell seals
+    it with :meth:`Node.seal` just before it writes it, in the order it writes, so the
+    sealed stream (whose every frame depends on the ones before) matches the wire
+    exactly. ``clear`` frames (the handshake: our HELLO, and our AUTH, which the link
+    seals itself) go as they are."""
+
     conn: int
     data: bytes
+    clear: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +224,15 @@ class _Neighbour:
     heads_after_backlog: bool = False
     """Send our heads once the backlog is out: it tells the neighbour the sync is done."""
     hello_seq: int = 0
-    """The neighbour's own seq when it said HELLO: an AWAY or LEAVE of it above this was
-    written on this very link (it is quitting), not in an earlier session."""
+    """The neighbour's own seq in its first heads on this link: an AWAY or LEAVE of it
+    above this was written on this very link (it is quitting), not in an earlier session."""
     reported_up: bool = False
     """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
     that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
+    heads_seen: bool = False
+    """Whether its first HEADS frame (the one that opens the sync) has arrived."""
+    trusted: bool = False
+    """Whether it may get entries, heads and addresses (see the module docstring)."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -263,9 +282,30 @@ class Node:
         seq: equivocation); the shell may also decide it after a while alone."""
 
     # Connections ----------------------------------------------------------------
-    def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
-        """A transport connection is up (dialed or accepted): start the handshake."""
-        link = Link(self.identity, self.name, self.listen_url, nonce, self.log.room_id or b"")
+    def open(
+        self, conn: int, now: float, randomness: bytes, dialed_url: str | None = None
+    ) -> list[Output]:
+        """A transport connection is up (dialed or accepted): start the handshake.
+
+        ``randomness``: protocol.LINK_RANDOMNESS fresh random bytes. A ``dialed_url``
+        that names a peer id (address.peer_url) makes the link refuse any other peer.
+        """
+        expected = None
+        if dialed_url is not None:
+            try:
+                expected = split_peer_url(dialed_url)[1]
+            except ValueError:
+                expected = None  # (the shell checks URLs before it dials them)
+        link = Link(
+            self.identity,
+            self.name,
+            self.listen_url,
+            randomness,
+            self.log.room_id or b"",
+            dialer=dialed_url is not None,
+            expected_id=expected,
+            pristine=self._pristine(),
+        )
         config = self.config
         self._neighbours[conn] = _Neighbour(
             conn,
@@ -275,7 +315,7 @@ class Node:
             frame_budget=TokenBucket(config.max_frames_per_second, config.max_frame_burst),
             byte_budget=TokenBucket(config.max_bytes_per_second, config.max_byte_burst),
         )
-        return [self._send(conn, link.hello(tuple(self._heads())))]
+        return [self._send_raw(conn, link.hello())]
 
     def closed(self, conn: int, reason: str = "closed") -> list[Output]:
         """The transport connection is gone (for whatever reason)."""
@@ -306,11 +346,13 @@ class Node:
         return outputs
 
     def neighbours(self) -> list[tuple[int, bytes | None, str | None]]:
-        """(conn, remote id or None before the handshake, remote listen URL)."""
-        return [
-            (n.conn, n.remote_id, n.link.remote.listen_url if n.link.remote else n.dialed_url)
-            for n in self._neighbours.values()
-        ]
+        """(conn, remote id or None before the handshake, remote listen URL with its id)."""
+        return [(n.conn, n.remote_id, _url_of(n)) for n in self._neighbours.values()]
+
+    def is_open(self, conn: int) -> bool:
+        """Whether the handshake on ``conn`` is complete (its frames are sealed)."""
+        neighbour = self._neighbours.get(conn)
+        return neighbour is not None and neighbour.link.is_open
 
     @property
     def open_count(self) -> int:
@@ -381,27 +423,61 @@ class Node:
     def receive(self, conn: int, data: bytes | str, now: float) -> list[Output]:
         """Bytes (or, wrongly, text) arrived on ``conn``."""
         neighbour = self._neighbours.get(conn)
-        if neighbour is None or not (neighbour.link.is_open or _in_handshake(neighbour)):
+        if neighbour is None:
             return []
-        self.stats.frames_in += 1
-        self.stats.bytes_in += len(data)
-        if not self._within_budget(neighbour, len(data), now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
-        was_open = neighbour.link.is_open
+        if neighbour.link.is_open:
+            opened = self.unseal(conn, data, now)
+            return opened if isinstance(opened, list) else self.receive_unsealed(conn, opened, now)
+        if not _in_handshake(neighbour):
+            return []
+        if not self._count_in(neighbour, data, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         try:
-            frame, reply = neighbour.link.receive(data)
+            _, reply = neighbour.link.receive(data)
         except ProtocolError as exc:
-            # After the handshake the peer's id is proven: refuse it for a while.
-            ban = now if neighbour.link.remote is not None else None
-            return self._fail(neighbour, exc.code, exc.reason, ban=ban)
+            return self._fail(neighbour, exc.code, exc.reason)  # (no id proven yet: no ban)
         outputs: list[Output] = []
         if reply is not None:
-            outputs.append(self._send(conn, reply))
-        if neighbour.link.is_open and not was_open:
+            outputs.append(self._send_raw(conn, reply))  # our AUTH, sealed by the link
+        if neighbour.link.is_open:
             outputs.extend(self._on_open(neighbour, now))
-        if frame is not None:
-            outputs.extend(self._dispatch(neighbour, frame, now))
         return outputs
+
+    def unseal(self, conn: int, data: bytes | str, now: float) -> bytes | list[Output]:
+        """The plaintext of a sealed frame that arrived on the open link ``conn``, or the
+        outputs that close the link if it does not open (or exceeds the rate limit).
+
+        The shell may call this ahead of :meth:`receive_unsealed` (to check signatures
+        in another thread), in the order the frames arrived.
+        """
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not neighbour.link.is_open:
+            return []
+        if not self._count_in(neighbour, data, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+        try:
+            return neighbour.link.unseal(data)
+        except ProtocolError as exc:
+            # No ban: a frame that does not open may come from anyone on the path, not
+            # from the neighbour (whose id an on-path attacker could otherwise get banned).
+            return self._fail(neighbour, exc.code, exc.reason)
+
+    def receive_unsealed(self, conn: int, plaintext: bytes, now: float) -> list[Output]:
+        """Act on a frame opened by :meth:`unseal`."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not neighbour.link.is_open:
+            return []
+        try:
+            frame = neighbour.link.parse(plaintext)
+        except ProtocolError as exc:
+            # It opened, so the proven neighbour sent it: refuse its id for a while.
+            return self._fail(neighbour, exc.code, exc.reason, ban=now)
+        return self._dispatch(neighbour, frame, now)
+
+    def _count_in(self, neighbour: _Neighbour, data: bytes | str, now: float) -> bool:
+        self.stats.frames_in += 1
+        self.stats.bytes_in += len(data)
+        return self._within_budget(neighbour, len(data), now)
 
     @staticmethod
     def _within_budget(neighbour: _Neighbour, size: int, now: float) -> bool:
@@ -423,9 +499,9 @@ class Node:
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
-                return self._on_want(neighbour, frame.ranges, now)
+                return self._on_want(neighbour, frame.ranges, now) if neighbour.trusted else []
             case Peers():
-                return self._on_peers(frame.urls)
+                return self._on_peers(frame.urls) if neighbour.trusted else []
             case Bye():
                 neighbour.link.close()
                 return [Close(neighbour.conn, CloseCode.NORMAL, f"peer said bye: {frame.reason}")]
@@ -449,32 +525,58 @@ class Node:
                 return outputs
         else:
             outputs = []
-        if self._yields_to(remote.sender_id, remote.room_id, remote.heads):
+        if self._yields_to(remote.room_id, remote.pristine):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
-        # The other side of the same rule: a neighbour whose HELLO named its pristine room
-        # is moving to ours right now, so it is not refused. Its HELLO heads describe the
-        # room it leaves (its genesis there): they say nothing about what it holds here.
-        moving_here = self._yielded_to_by(remote.sender_id, remote.room_id, remote.heads)
-        remote_heads = () if moving_here else remote.heads
+        # The other side of the same rule: a neighbour whose AUTH named its pristine room
+        # is moving to ours right now, so it is not refused.
+        moving_here = self._yielded_to_by(remote.room_id, remote.pristine)
         refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
             return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
         if self.log.room_id is None:
             self.log.adopt_room(remote.room_id)
             outputs.append(RoomAdopted(remote.room_id))
-        if remote.listen_url:
-            self._remember([remote.listen_url])
-        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        url = _url_of(neighbour)
+        if remote.listen_url and url:
+            self._remember([url])
+        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, url))
         neighbour.reported_up = True
-        # It answers our HELLO heads with what we lack, then its heads: until those come,
+        # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
-        neighbour.hello_seq = max(
-            (h.held_seq for h in remote_heads if h.sender_id == remote.sender_id), default=0
-        )
         outputs.extend(self._admit(remote.sender_id, remote.name, now))
-        outputs.extend(self._on_heads(neighbour, remote_heads, True, now))
-        addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
+        return [*outputs, *self._check_trust(neighbour, now)]
+
+    def _qualifies(self, neighbour: _Neighbour) -> bool:
+        """Whether ``neighbour`` may get entries, heads and addresses from us."""
+        remote = neighbour.remote_id
+        if remote is None:
+            return False
+        # Holding nothing of the room (a newcomer before its first sync), we reveal nothing.
+        return self.log.genesis is None or self.log.is_member(remote)
+
+    def _check_trust(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Trust a neighbour once it qualifies (and open the sync with it); refuse one that
+        cannot qualify because we are a member and cannot admit it."""
+        if not neighbour.link.is_open:
+            return []
+        if self._qualifies(neighbour):
+            if neighbour.trusted:
+                return []
+            neighbour.trusted = True
+            return self._open_sync(neighbour, now)
+        neighbour.trusted = False
+        if self.is_member and len(self.log.members) >= MAX_MEMBERS:
+            reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+        return []  # (we cannot admit it now: it waits for an admission, and gets nothing)
+
+    def _open_sync(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Our heads (asking for what we lack) and the addresses we know, to a neighbour
+        just trusted."""
+        outputs: list[Output] = [self._send_heads(neighbour, now, reply_wanted=True)]
+        own = _url_of(neighbour)
+        addresses = [a for a in self._addresses if a != own][:MAX_PEERS]
         if self.listen_url:
             addresses = [self.listen_url, *addresses][:MAX_PEERS]
         if addresses:
@@ -484,7 +586,7 @@ class Node:
     def _wall_ms(self, now: float) -> int:
         return max(0, int((now + self.wall_offset) * 1000))
 
-    def _yields_to(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+    def _yields_to(self, remote_room: bytes, theirs_pristine: bool) -> bool:
         """Whether we give up our room for the neighbour's.
 
         A peer started without anyone to join founds a room at once, so that others can
@@ -496,14 +598,12 @@ class Node:
         ours = self.log.room_id
         if ours is None or not remote_room or remote_room == ours or not self._pristine():
             return False
-        return not _pristine_heads(remote_id, remote_heads) or remote_room < ours
+        return not theirs_pristine or remote_room < ours
 
-    def _yielded_to_by(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+    def _yielded_to_by(self, remote_room: bytes, theirs_pristine: bool) -> bool:
         """Whether the neighbour gives up its room for ours (:meth:`_yields_to` on its side)."""
         ours = self.log.room_id
-        if ours is None or not remote_room or remote_room == ours:
-            return False
-        if not _pristine_heads(remote_id, remote_heads):
+        if ours is None or not remote_room or remote_room == ours or not theirs_pristine:
             return False
         return not self._pristine() or ours < remote_room
 
@@ -547,19 +647,21 @@ class Node:
         return [OwnEntries((message,)), *outputs]
 
     def _admit_neighbours(self, now: float) -> list[Output]:
-        """Admit neighbours that are not active members: one whose AWAY arrived after its
-        HELLO, say, would otherwise wait for its admission for good."""
-        if not self.is_member:
-            return []
-        members = self.log.members
+        """Admit neighbours that are not active members (one whose AWAY arrived after its
+        first heads, say, would otherwise wait for its admission for good), then check
+        every neighbour's trust again."""
         outputs: list[Output] = []
+        if self.is_member:
+            members = self.log.members
+            for neighbour in list(self._neighbours.values()):
+                remote = neighbour.link.remote
+                if not neighbour.link.is_open or remote is None or remote.sender_id in members:
+                    continue
+                if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
+                    continue  # it said goodbye on this link: it is on its way out
+                outputs.extend(self._admit(remote.sender_id, remote.name, now))
         for neighbour in list(self._neighbours.values()):
-            remote = neighbour.link.remote
-            if not neighbour.link.is_open or remote is None or remote.sender_id in members:
-                continue
-            if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
-                continue  # it said goodbye on this link: it is on its way out
-            outputs.extend(self._admit(remote.sender_id, remote.name, now))
+            outputs.extend(self._check_trust(neighbour, now))
         return outputs
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
@@ -605,7 +707,14 @@ class Node:
     def _on_heads(
         self, neighbour: _Neighbour, heads: Iterable[Head], reply_wanted: bool, now: float
     ) -> list[Output]:
-        if neighbour.link.remote is not None and heads is not neighbour.link.remote.heads:
+        heads = tuple(heads)
+        if not neighbour.heads_seen:
+            # Its first heads open the sync (they ask for what it lacks).
+            neighbour.heads_seen = True
+            neighbour.hello_seq = max(
+                (h.held_seq for h in heads if h.sender_id == neighbour.remote_id), default=0
+            )
+        else:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
             self.history_checked = True
         events: list[LogEvent] = []
@@ -617,7 +726,7 @@ class Node:
                 neighbour.held[head.sender_id] = head.held_seq
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        if reply_wanted and not neighbour.backlog:
+        if reply_wanted and neighbour.trusted and not neighbour.backlog:
             # (A request while a transfer is under way is answered by that transfer.)
             self._owe_missing(neighbour, reported)
             neighbour.heads_after_backlog = True
@@ -641,7 +750,7 @@ class Node:
         """Up to ``frames`` MESSAGES frames of what we owe ``conn``, then our heads once
         all of it is out. The shell calls this whenever its send queue has room."""
         neighbour = self._neighbours.get(conn)
-        if neighbour is None or not neighbour.link.is_open:
+        if neighbour is None or not neighbour.link.is_open or not neighbour.trusted:
             return []
         backlog, step = neighbour.backlog, min(self.config.max_batch, MAX_BATCH)
         outputs: list[Output] = []
@@ -708,7 +817,7 @@ class Node:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             outputs.extend(self._heartbeat(now))
-        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open]
+        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open and n.trusted]
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
@@ -736,7 +845,7 @@ class Node:
             outputs.append(LogEvents(tuple(events)))
         heads = tuple(self._heads())
         for neighbour in self._neighbours.values():
-            if not neighbour.link.is_open or neighbour.backlog:
+            if not neighbour.link.is_open or not neighbour.trusted or neighbour.backlog:
                 continue  # (heads follow a transfer only once it is complete)
             stale = now - neighbour.heads_sent_at >= self.config.keepalive_interval
             if heads != neighbour.heads_sent or stale:
@@ -778,7 +887,7 @@ class Node:
             return []
         outputs: list[Output] = []
         for neighbour in self._neighbours.values():
-            if neighbour is source or not neighbour.link.is_open:
+            if neighbour is source or not neighbour.link.is_open or not neighbour.trusted:
                 continue
             for message in messages:
                 if neighbour.held.get(message.sender_id, 0) < message.seq:
@@ -836,9 +945,9 @@ class Node:
         """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
         candidates = [preferred, *self._neighbours.values()]
         for neighbour in candidates:
-            if neighbour.link.is_open and neighbour.held.get(sender_id, 0) >= seq:
+            if neighbour.link.is_open and neighbour.trusted and neighbour.held.get(sender_id, 0) >= seq:
                 return neighbour
-        return preferred if preferred.link.is_open else None
+        return preferred if preferred.link.is_open and preferred.trusted else None
 
     def _fail(
         self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
@@ -852,9 +961,22 @@ class Node:
         return [Close(neighbour.conn, code, f"{who}: {reason}")]
 
     def _send(self, conn: int, data: bytes) -> Send:
+        """A frame for ``conn`` (to be sealed by the shell, see :class:`Send`)."""
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
         return Send(conn, data)
+
+    def _send_raw(self, conn: int, data: bytes) -> Send:
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data)
+        return Send(conn, data, clear=True)
+
+    def seal(self, conn: int, plaintext: bytes) -> bytes | None:
+        """A frame of ours for ``conn``, sealed (None once the connection is gone)."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None:
+            return None
+        return neighbour.link.seal(plaintext)
 
     def statistics(self) -> NodeStatistics:
         stats = self.stats
@@ -876,10 +998,13 @@ def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
 
 
-def _pristine_heads(remote_id: bytes, heads: Iterable[Head]) -> bool:
-    """Whether a neighbour's HELLO heads show a pristine room (its own genesis, nothing else)."""
-    heads = list(heads)
-    return len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
+def _url_of(neighbour: _Neighbour) -> str | None:
+    """The neighbour's listen URL naming its id (None if it announced none, or one that
+    names another id), else the URL we dialed."""
+    remote = neighbour.link.remote
+    if remote is not None and remote.listen_url:
+        return with_peer_id(remote.listen_url, remote.sender_id)
+    return neighbour.dialed_url
 
 
 def _in_handshake(neighbour: _Neighbour) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
+from .address import peer_url, split_peer_url
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
 from .log import Concurrent, Delivered, LogConfig, NotAMember, OrderedLog, OwnHistoryIncomplete, Stable
@@ -52,7 +53,7 @@ from .node import (
     Send,
     text_count,
 )
-from .protocol import CloseCode
+from .protocol import LINK_RANDOMNESS, CloseCode
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
@@ -154,8 +155,9 @@ class PeerStatistics:
 class _Connection:
     conn: int
     websocket: WebSocketConnection
-    outbox: trio.MemorySendChannel[tuple[float, bytes]]
-    """(when to send, frame): the time is 0 unless a link delay is simulated."""
+    outbox: trio.MemorySendChannel[tuple[float, bytes, bool]]
+    """(when to send, frame, clear): the time is 0 unless a link delay is simulated; the
+    frame is sealed as it is written unless it is a handshake frame (see node.Send)."""
     scope: trio.CancelScope
     frames: int = 0
     close_code: int = CloseCode.NORMAL
@@ -310,6 +312,10 @@ class Peer:
         """Keep a connection to ``url`` (redialing with backoff while we run)."""
         if url == self.url or url in self._dialing:
             return
+        if split_peer_url(url)[1] is None:
+            logger.warning(
+                "%s names no peer id: trusting whoever answers there (trust on first use)", url
+            )
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
 
@@ -333,7 +339,7 @@ class Peer:
         for output in outputs:
             match output:
                 case Send():
-                    self._send(output.conn, output.data)
+                    self._send(output.conn, output.data, output.clear)
                 case Close():
                     self._close(output.conn, output.code, output.reason)
                 case LogEvents():
@@ -359,18 +365,18 @@ class Peer:
             # Moving a deadline is cheap: no task wakes up until it is reached.
             scope.deadline = min(scope.deadline, self.node.next_deadline())
 
-    def _send(self, conn: int, data: bytes) -> None:
+    def _send(self, conn: int, data: bytes, clear: bool = False) -> None:
         connection = self._connections.get(conn)
         if connection is None:
             return
         connection.frames += 1
         due = 0.0
         if connection.frames > 2 and self.config.link_loss and self._rng.random() < self.config.link_loss:
-            return  # simulated loss (never the handshake: HELLO and AUTH)
+            return  # simulated loss of a plaintext frame (never the handshake: HELLO and AUTH)
         if self.config.link_delay is not None:
             due = trio.current_time() + self._rng.uniform(*self.config.link_delay)
         try:
-            connection.outbox.send_nowait((due, data))
+            connection.outbox.send_nowait((due, data, clear))
         except trio.WouldBlock:
             # The neighbour reads slower than we produce: drop the neighbour, not messages.
             # Whatever it misses it will fetch again by anti-entropy when it reconnects.
@@ -521,13 +527,14 @@ class Peer:
     ) -> None:
         conn = self._next_conn
         self._next_conn += 1
-        send, receive = trio.open_memory_channel[tuple[float, bytes]](self.config.send_queue_frames)
+        send, receive = trio.open_memory_channel[tuple[float, bytes, bool]](self.config.send_queue_frames)
         connection = _Connection(conn, websocket, send, trio.CancelScope())
         self._connections[conn] = connection
         reason = "closed"
         try:
             with connection.scope:
-                self._apply(self.node.open(conn, trio.current_time(), os.urandom(16), dialed_url))
+                randomness = os.urandom(LINK_RANDOMNESS)
+                self._apply(self.node.open(conn, trio.current_time(), randomness, dialed_url))
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(self._writer, connection, receive)
                     reason = await self._reader(connection)
@@ -543,41 +550,56 @@ class Peer:
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.
 
-        Two stages: this task takes frames off the socket and (for batches) checks their
-        signatures on another core, while ``_process`` hands the previous frame to the
-        node. Frames stay in order; a frame is processed only after its check ran.
+        Two stages: this task takes frames off the socket, opens them (they are sealed
+        once the handshake is done) and, for batches, checks their signatures on
+        another core, while ``_process`` hands the previous frame to the node. Frames
+        stay in order; a frame is processed only after its check ran. The handshake
+        frames are handled here, one at a time: until both HELLOs are in, there are no
+        keys to open the next frame with.
         """
-        send, receive = trio.open_memory_channel[bytes | str](2)
+        send, receive = trio.open_memory_channel[bytes](2)
         reason = "connection closed"
+        conn = connection.conn
         async with trio.open_nursery() as stages:
             stages.start_soon(self._process, connection, receive)
             async with send:
                 try:
                     while True:
                         data = await connection.websocket.get_message()
-                        if isinstance(data, bytes) and len(data) >= PREVERIFY_MIN_BYTES:
+                        if not self.node.is_open(conn):
+                            self._apply(self.node.receive(conn, data, trio.current_time()))
+                            continue
+                        opened = self.node.unseal(conn, data, trio.current_time())
+                        if isinstance(opened, list):
+                            self._apply(opened)  # it did not open: the link closes
+                            continue
+                        if len(opened) >= PREVERIFY_MIN_BYTES:
                             room_id = self.node.log.room_id or b""
-                            await trio.to_thread.run_sync(_preverify_frame, data, room_id)
-                        await send.send(data)
+                            await trio.to_thread.run_sync(_preverify_frame, opened, room_id)
+                        await send.send(opened)
                 except ConnectionClosed as exc:
                     why = exc.reason
                     if why:
                         reason = f"connection closed ({why.code} {why.reason or ''})"
         return reason
 
-    async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes | str]) -> None:
-        async for data in frames:
-            self._apply(self.node.receive(connection.conn, data, trio.current_time()))
+    async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+        async for plaintext in frames:
+            self._apply(self.node.receive_unsealed(connection.conn, plaintext, trio.current_time()))
 
     async def _writer(
-        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes]]
+        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes, bool]]
     ) -> None:
         low_water = max(1, self.config.send_queue_frames // 4)
         try:
-            async for due, data in outbox:
+            async for due, data, clear in outbox:
                 if due:
                     await trio.sleep_until(due)  # a simulated link delay; order is kept
-                await connection.websocket.send_message(data)
+                # Sealed here, in the order of the wire (the node is not awaited on).
+                sealed = data if clear else self.node.seal(connection.conn, data)
+                if sealed is None:
+                    break
+                await connection.websocket.send_message(sealed)
                 queued = connection.outbox.statistics().current_buffer_used
                 if queued < low_water and self.node.backlog(connection.conn):
                     # Room again: release more of a long transfer (see Node.drain).
@@ -730,7 +752,7 @@ async def serve_peer(
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
             listeners = await nursery.start(serve_websockets, peer._accept, host, port)
-            peer.url = node.listen_url = url_of(listeners[0])
+            peer.url = node.listen_url = peer_url(url_of(listeners[0]), node.identity.sender_id)
             nursery.start_soon(peer._ticker)
             nursery.start_soon(peer._saver)
             for url in join:

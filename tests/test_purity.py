@@ -13,6 +13,8 @@ CORE = [
     "log",
     "codec",
     "wire",
+    "channel",
+    "address",
     "protocol",
     "node",
     "ratelimit",
