@@ -106,12 +106,12 @@ class SecureChannel:
         """The plaintext of the next frame received. Raises OpenError."""
         if self._receive_key is not None:
             if len(sealed) < HEADER_SIZE + SEAL_OVERHEAD:
-                raise OpenError("the first sealed frame is too short")
+                raise OpenError(f"sealed frame 1 does not open: only {len(sealed)} bytes")
             header, sealed = sealed[:HEADER_SIZE], sealed[HEADER_SIZE:]
             bindings.crypto_secretstream_xchacha20poly1305_init_pull(self._pull, header, self._receive_key)
             self._receive_key = None
         if len(sealed) < SEAL_OVERHEAD:
-            raise OpenError(f"a sealed frame of {len(sealed)} bytes is too short")
+            raise OpenError(f"sealed frame {self.opened + 1} does not open: only {len(sealed)} bytes")
         try:
             plaintext, tag = bindings.crypto_secretstream_xchacha20poly1305_pull(self._pull, sealed, None)
         except (CryptoError, ValueError, TypeError):

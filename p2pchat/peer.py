@@ -184,6 +184,9 @@ class Peer:
         self._closing = False
         self._left = False
         self.url: str | None = None
+        """Our join URL, naming our id (``ws://host:port/#<peer id>``)."""
+        self.unpinned: list[str] = []
+        """URLs we joined that name no peer id: whoever answers there is trusted."""
 
     # Who we are ---------------------------------------------------------------------
     @property
@@ -313,6 +316,7 @@ class Peer:
         if url == self.url or url in self._dialing:
             return
         if split_peer_url(url)[1] is None:
+            self.unpinned.append(url)
             logger.warning(
                 "%s names no peer id: trusting whoever answers there (trust on first use)", url
             )

@@ -11,8 +11,8 @@ dialed is its client)::
     -> HELLO (our id, fresh nonce, fresh ephemeral X25519 key)      in clear
     <- HELLO
        both derive the session keys (channel.EphemeralKey.agree)
-    -> AUTH  sealed: signature over the transcript, name, URL, room
-    <- AUTH
+    -> AUTH  sealed: signature over the transcript, name, URL, room   (dialer)
+    <- AUTH  only once the dialer's AUTH verified                      (acceptor)
     ... OPEN: every frame sealed (channel.SecureChannel), any frame but HELLO and AUTH
 
 The AUTH signature covers :data:`AUTH_CONTEXT`, the signer's role, both HELLO
@@ -25,7 +25,8 @@ to swap in its own ephemeral key, which changes the transcript). Since only
 the two ends can derive the session keys, everything after the HELLOs --
 names, rooms, heads, messages -- is unreadable and unalterable on the way.
 
-A dialer that knows which peer it wants (a join URL naming the id, see
+The dialer proves itself first: a peer that accepts connections tells its name,
+address and room only to a caller that proved its identity. A dialer that knows which peer it wants (a join URL naming the id, see
 :mod:`p2pchat.address`) refuses a HELLO from any other id before it says
 anything about itself. Anything out of order, undecodable, oversized or not
 opening is a :class:`ProtocolError` that carries a WebSocket close code and a
@@ -167,7 +168,7 @@ class Link:
             return None, self._on_hello(self._decode(data), data)
         if self.state is LinkState.AWAIT_AUTH:
             self._on_auth(self._decode(self.unseal(data)))
-            return None, None
+            return None, None if self.dialer else self._our_auth()
         return self.parse(self.unseal(data)), None
 
     def unseal(self, data: bytes | str) -> bytes:
@@ -219,7 +220,7 @@ class Link:
         except CodecError as exc:
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, str(exc)) from None
 
-    def _on_hello(self, frame: Frame, raw: bytes) -> bytes:
+    def _on_hello(self, frame: Frame, raw: bytes) -> bytes | None:
         if not isinstance(frame, Hello):
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected HELLO first")
         if frame.version != PROTOCOL_VERSION:
@@ -243,6 +244,10 @@ class Link:
         except OpenError as exc:
             raise ProtocolError(CloseCode.POLICY_VIOLATION, str(exc)) from None
         self.state = LinkState.AWAIT_AUTH
+        return self._our_auth() if self.dialer else None
+
+    def _our_auth(self) -> bytes:
+        assert self._channel is not None
         signature = self._identity.sign(self._transcript(signer_is_dialer=self.dialer, room=self._room_id))
         auth = Auth(signature, self._name, self._listen_url, self._room_id, self._pristine)
         return self._channel.seal(encode_frame(auth))

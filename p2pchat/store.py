@@ -13,6 +13,7 @@ crash can lose the last batch; those messages are fetched again from peers).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ class Store:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             self._check_format(data_dir)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
             self._db = sqlite3.connect(self.path)
             self._check_format(data_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -206,3 +207,16 @@ class Store:
         """The largest Lamport stamp ever stored in ``room_id``: our clock there never goes below it."""
         row = self._db.execute("SELECT clock FROM rooms WHERE room = ?", (room_id,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _make_private(database: Path) -> None:
+    """Create the data directory (0700) and the database file (0600) for the owner only,
+    before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+    A directory or files made by an older version are tightened the same way."""
+    directory = database.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        if path.exists():
+            os.chmod(path, 0o600)

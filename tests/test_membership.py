@@ -21,8 +21,8 @@ from p2pchat.log import NotAMember, OrderedLog, Refusal, Refused
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import Close, LogEvents, Node, Output, Send
-from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.peer import MessageDelivered, open_peer
+from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
 from p2pchat.wire import MAX_HEADS, Head, Heads, Messages, encode_frame
 
