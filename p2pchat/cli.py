@@ -246,7 +246,8 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         if web_url:
             print(f"Open the chat in a browser: {web_url}", flush=True)
         for url in peer.unpinned:
-            print(f"* {url} names no peer id: trusting whoever answers there (trust on first use)", flush=True)
+            notice = f"* {url} names no peer id: trusting whoever answers there (trust on first use)"
+            print(notice, flush=True)
         nursery.start_soon(_send_stdin_lines, peer)
         async for event in events:
             if isinstance(event, MessageDelivered) and not event.message.is_text:

@@ -26,11 +26,11 @@ the two ends can derive the session keys, everything after the HELLOs --
 names, rooms, heads, messages -- is unreadable and unalterable on the way.
 
 The dialer proves itself first: a peer that accepts connections tells its name,
-address and room only to a caller that proved its identity. A dialer that knows which peer it wants (a join URL naming the id, see
-:mod:`p2pchat.address`) refuses a HELLO from any other id before it says
-anything about itself. Anything out of order, undecodable, oversized or not
-opening is a :class:`ProtocolError` that carries a WebSocket close code and a
-reason.
+address and room only to a caller that proved its identity. A dialer that knows
+which peer it wants (a join URL naming the id, see :mod:`p2pchat.address`)
+refuses a HELLO from any other id before it says anything about itself.
+Anything out of order, undecodable, oversized or not opening is a
+:class:`ProtocolError` that carries a WebSocket close code and a reason.
 """
 
 from __future__ import annotations
