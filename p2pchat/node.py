@@ -36,21 +36,28 @@ Gossip rules:
   the room in our log (admitted just now, if we admitted it), or any neighbour
   while we hold nothing of the room yet (a newcomer has nothing to reveal).
   Trust is checked when the link opens and again at every heartbeat. A
-  neighbour we cannot admit while we are a member (the room is full) gets a
-  close reason and nothing else.
+  neighbour we cannot admit while we are a member (the room is full, or it is
+  invite-only) gets a close reason and nothing else.
+* **Invite-only rooms.** In a room whose genesis says RoomPolicy.INVITE a member
+  admits only a neighbour that presents, in its handshake, a valid unused
+  unexpired invite this member issued (see :mod:`p2pchat.invites`), and
+  re-admits members back from AWAY. A used, expired or unknown invite is
+  refused with a reason.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from .address import split_peer_url, with_peer_id
+from .address import invite_of, split_peer_url, with_peer_id
 from .identity import Identity, short_id
+from .invites import InviteBook
 from .log import LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
-from .membership import MAX_MEMBERS
+from .membership import MAX_MEMBERS, MemberState
 from .message import EntryKind, Message, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
@@ -177,13 +184,24 @@ class OwnEntries:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteRedeemed:
+    """An invite of ours was used by ``by``: store that durably (it is one-time) before
+    carrying out the outputs that follow (the admission)."""
+
+    secret_hash: bytes
+    by: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RoomAdopted:
     """We had no room and took our first neighbour's."""
 
     room_id: bytes
 
 
-Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted
+Output = (
+    Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted | InviteRedeemed
+)
 
 
 @dataclass(slots=True)
@@ -275,6 +293,8 @@ class Node:
         clock it has made durable, so a crash cannot make us take back a promise
         (after a restart our clock restarts from what is on disk)."""
         self.stats = NodeStatistics()
+        self.invites = InviteBook()
+        """The invites we issued for our room (the shell loads them from its store)."""
         self.history_checked = log.delivered_seq(identity.sender_id) == 0
         """Whether we may trust that our own chain here is complete: true for a peer with
         nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
@@ -290,12 +310,10 @@ class Node:
         ``randomness``: protocol.LINK_RANDOMNESS fresh random bytes. A ``dialed_url``
         that names a peer id (address.peer_url) makes the link refuse any other peer.
         """
-        expected = None
+        expected, invite = None, None
         if dialed_url is not None:
-            try:
-                expected = split_peer_url(dialed_url)[1]
-            except ValueError:
-                expected = None  # (the shell checks URLs before it dials them)
+            with suppress(ValueError):  # (the shell checks URLs before it dials them)
+                expected, invite = split_peer_url(dialed_url)[1], invite_of(dialed_url)
         link = Link(
             self.identity,
             self.name,
@@ -305,6 +323,7 @@ class Node:
             dialer=dialed_url is not None,
             expected_id=expected,
             pristine=self._pristine(),
+            invite=invite or b"",
         )
         config = self.config
         self._neighbours[conn] = _Neighbour(
@@ -544,8 +563,37 @@ class Node:
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
-        outputs.extend(self._admit(remote.sender_id, remote.name, now))
+        admission = self._admit(remote.sender_id, remote.name, now)
+        outputs.extend(admission)
+        invited = remote.invite and self._policy() is RoomPolicy.INVITE
+        if invited and not admission and not self.log.is_member(remote.sender_id):
+            refused = self._redeem(neighbour, remote.invite, now, outputs)
+            if refused is not None:
+                return [*outputs, *refused]
         return [*outputs, *self._check_trust(neighbour, now)]
+
+    def _policy(self) -> RoomPolicy | None:
+        genesis = self.log.genesis
+        return genesis.policy if genesis is not None else None
+
+    def _redeem(
+        self, neighbour: _Neighbour, secret: bytes, now: float, outputs: list[Output]
+    ) -> list[Output] | None:
+        """Admit the neighbour on an invite of ours (outputs appended), or refuse it."""
+        remote = neighbour.link.remote
+        assert remote is not None
+        reason = self.invites.check(secret, self._wall_ms(now))
+        if reason is not None:
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"invite refused: {reason}")
+        admission = self._admit(remote.sender_id, remote.name, now, invited=True)
+        if not admission:
+            # (The invite stays unused: it may be presented again.)
+            reason = "cannot admit anyone right now (not synced, or the room is full): try again later"
+            return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason)
+        used = self.invites.redeem(secret, remote.sender_id, self._wall_ms(now))
+        assert not isinstance(used, str)
+        outputs.extend([InviteRedeemed(used.secret_hash, remote.sender_id), *admission])
+        return None
 
     def _qualifies(self, neighbour: _Neighbour) -> bool:
         """Whether ``neighbour`` may get entries, heads and addresses from us."""
@@ -568,6 +616,9 @@ class Node:
         neighbour.trusted = False
         if self.is_member and len(self.log.members) >= MAX_MEMBERS:
             reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+        if self.is_member and self._policy() is RoomPolicy.INVITE:
+            reason = "this room is invite-only and you are not a member: ask a member for an invite"
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
         return []  # (we cannot admit it now: it waits for an admission, and gets nothing)
 
@@ -618,6 +669,7 @@ class Node:
             if other is not keep:
                 outputs.extend(self.close(other.conn, f"moved to room {room_id.hex()[:16]}"))
         self.log = OrderedLog(self.log.config, room_id=room_id)
+        self.invites = InviteBook()  # (ours were for the room we leave)
         self._own_announcement = None
         self.announce_limit = 0  # nothing of the new room is on disk yet
         outputs.append(RoomAdopted(room_id))
@@ -632,14 +684,20 @@ class Node:
             return f"that peer is in room {remote_room.hex()[:16]}, we are in room {ours.hex()[:16]}"
         return None
 
-    def _admit(self, member: bytes, name: str, now: float) -> list[Output]:
-        """In an open room, admit a neighbour that is not an active member (rule 10)."""
+    def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
+        """Admit a neighbour that is not an active member (rule 10): in an open room
+        anyone; in an invite-only room one that redeemed our invite (``invited``) or a
+        member back from AWAY."""
         genesis = self.log.genesis
-        if genesis is None or genesis.policy is not RoomPolicy.OPEN or not self.is_member:
+        if genesis is None or not self.is_member:
             return []
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
             return []
+        if genesis.policy is RoomPolicy.INVITE and not invited:
+            info = self.log.member_info().get(member)
+            if info is None or info.state is not MemberState.AWAY:
+                return []
         try:
             message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
         except (NotAMember, RuntimeError):
@@ -797,7 +855,7 @@ class Node:
     def _remember(self, urls: Iterable[str]) -> list[str]:
         new = []
         for url in urls:
-            if url == self.listen_url or url in self._addresses:
+            if url == self.listen_url or url in self._addresses or not _announceable(url):
                 continue
             if len(self._addresses) >= self.config.max_known_addresses:
                 break
@@ -996,6 +1054,15 @@ def text_count(log: OrderedLog) -> int:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _announceable(url: str) -> bool:
+    """Whether an address learned from a neighbour may be kept and dialed: a well-formed
+    URL (with or without a peer id), never an invite (those are for one newcomer)."""
+    try:
+        return invite_of(url) is None
+    except ValueError:
+        return False
 
 
 def _url_of(neighbour: _Neighbour) -> str | None:

@@ -33,14 +33,16 @@ from pathlib import Path
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
-from .address import peer_url, split_peer_url
+from .address import address_of, invite_url, peer_url, split_peer_url
 from .codec import CodecError, strict_loads
 from .identity import Identity, preverify, short_id
+from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .log import Concurrent, Delivered, LogConfig, NotAMember, OrderedLog, OwnHistoryIncomplete, Stable
-from .message import MAX_NAME_BYTES, EntryKind, Message, signed_bytes
+from .message import MAX_NAME_BYTES, EntryKind, Message, RoomPolicy, signed_bytes
 from .node import (
     Close,
     Discovered,
+    InviteRedeemed,
     LogEvents,
     Node,
     NodeConfig,
@@ -246,6 +248,29 @@ class Peer:
                 raise trio.ClosedResourceError("peer is shutting down")
             await self._wait_changed()
 
+    def invite(self, ttl: float = DEFAULT_TTL_SECONDS) -> str:
+        """A join URL for one newcomer, valid for ``ttl`` seconds.
+
+        In an invite-only room the URL carries a fresh one-time secret: whoever presents
+        it first (before it expires) is admitted by us. The invite is stored durably
+        before the URL is returned. In an open room anyone may join: our plain URL.
+        Raises NotAMember if we are not an active member (we could not admit anyone).
+        """
+        if self.url is None:
+            raise RuntimeError("the peer is not listening yet")
+        if not self.node.is_member:
+            raise NotAMember("only an active member of the room can invite")
+        genesis = self.node.log.genesis
+        room_id = self.node.log.room_id
+        if genesis is None or room_id is None or genesis.policy is not RoomPolicy.INVITE:
+            return self.url
+        secret = os.urandom(INVITE_SECRET_SIZE)
+        invite = self.node.invites.issue(secret, int((time.time() + ttl) * 1000))
+        if self.store is not None:
+            self.store.save_invite(room_id, invite)
+        base = split_peer_url(self.url)[0]
+        return invite_url(base, self.node.identity.sender_id, secret)
+
     async def leave(self, reason: str = "") -> None:
         """Leave the room for good (a LEAVE entry, our last), then stop the peer."""
         await self._write_last(EntryKind.LEAVE, reason)
@@ -313,7 +338,7 @@ class Peer:
 
     def join(self, url: str, *, bootstrap: bool = True) -> None:
         """Keep a connection to ``url`` (redialing with backoff while we run)."""
-        if url == self.url or url in self._dialing:
+        if (self.url and address_of(url) == address_of(self.url)) or url in self._dialing:
             return
         if split_peer_url(url)[1] is None:
             self.unpinned.append(url)
@@ -359,6 +384,9 @@ class Peer:
                     self._save(own=list(output.messages))
                 case RoomAdopted():
                     self._open_room(output.room_id)
+                case InviteRedeemed():
+                    if self.store is not None:
+                        self.store.use_invite(output.secret_hash, output.by)
         self._notify()
 
     def _notify(self) -> None:
@@ -431,7 +459,8 @@ class Peer:
                 self.join(url, bootstrap=False)
 
     def _connected_to(self, url: str) -> bool:
-        return any(address == url for _, _, address in self.node.neighbours())
+        wanted = address_of(url)
+        return any(address and address_of(address) == wanted for _, _, address in self.node.neighbours())
 
     # Background tasks -----------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -676,12 +705,13 @@ def load_node(
     *,
     room: str | None = None,
     found: bool = True,
+    private: bool = False,
 ) -> Node:
     """Build the node: identity and history from the store when there is one.
 
     The room: ``room`` (a hex id or prefix of one stored here), else the room last
-    used here, else a new room founded now when ``found``, else none yet (a newcomer
-    takes its first neighbour's room).
+    used here, else a new room founded now when ``found`` (invite-only when
+    ``private``), else none yet (a newcomer takes its first neighbour's room).
     """
     stored = store.load_identity() if store is not None else None
     if identity is None:
@@ -693,8 +723,10 @@ def load_node(
     if room_id is not None and store is not None:
         log = restore_log(store, room_id, config.log)
     elif found:
-        room_name = _room_name_for(name)
-        log, genesis = OrderedLog.found(identity, name=name, room_name=room_name, sent_at_ms=now_ms)
+        policy = RoomPolicy.INVITE if private else RoomPolicy.OPEN
+        log, genesis = OrderedLog.found(
+            identity, name=name, room_name=_room_name_for(name), sent_at_ms=now_ms, policy=policy
+        )
         room_id = log.room_id
         if store is not None and room_id is not None:
             store.save_messages(room_id, [genesis], durable=True)
@@ -706,6 +738,8 @@ def load_node(
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0
+        if room_id is not None:
+            node.invites = InviteBook(store.load_invites(room_id))
     return node
 
 
@@ -739,19 +773,21 @@ async def serve_peer(
     config: PeerConfig | None = None,
     identity: Identity | None = None,
     room: str | None = None,
+    private: bool = False,
     task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a peer until cancelled; ``task_status.started`` hands over the :class:`Peer`.
 
     ``data_dir=None`` keeps everything in memory (nothing survives a restart).
     Without ``join`` and without a stored room, the peer founds a new room; with
-    ``join`` a newcomer enters the room of the peers it joins.
+    ``join`` a newcomer enters the room of the peers it joins. ``private`` makes a
+    room founded here invite-only (see :meth:`Peer.invite`).
     """
     config = config or PeerConfig()
     join = tuple(join)
     store = Store(data_dir) if data_dir is not None else None
     try:
-        node = load_node(name, store, config, identity, room=room, found=not join)
+        node = load_node(name, store, config, identity, room=room, found=not join, private=private)
         async with trio.open_nursery() as nursery:
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
@@ -778,6 +814,7 @@ async def open_peer(
     config: PeerConfig | None = None,
     identity: Identity | None = None,
     room: str | None = None,
+    private: bool = False,
 ) -> AsyncIterator[Peer]:
     """Run a peer for the duration of the ``async with`` block, then close it cleanly."""
     async with trio.open_nursery() as nursery:
@@ -790,6 +827,7 @@ async def open_peer(
             config=config,
             identity=identity,
             room=room,
+            private=private,
         )
         peer: Peer = await nursery.start(serve)
         try:

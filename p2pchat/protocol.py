@@ -97,6 +97,7 @@ class RemotePeer:
     listen_url: str | None
     room_id: bytes = b""
     pristine: bool = False
+    invite: bytes = b""
 
 
 def auth_payload(
@@ -112,7 +113,8 @@ class Link:
 
     ``randomness`` is fresh randomness supplied by the caller (:data:`LINK_RANDOMNESS`
     bytes). ``dialer`` says which side we are; ``expected_id``, for a dialer, is the
-    peer the join URL named (None: trust whoever answers).
+    peer the join URL named (None: trust whoever answers); ``invite``, an invite secret
+    to present to that peer (only with ``expected_id``: never to whoever answers).
     """
 
     def __init__(
@@ -126,7 +128,10 @@ class Link:
         dialer: bool,
         expected_id: bytes | None = None,
         pristine: bool = False,
+        invite: bytes = b"",
     ) -> None:
+        if invite and (expected_id is None or not dialer):
+            raise ValueError("an invite is presented only by a dialer, to the peer its URL names")
         if len(randomness) != LINK_RANDOMNESS:
             raise ValueError(f"a link needs {LINK_RANDOMNESS} bytes of fresh randomness")
         self._identity = identity
@@ -136,6 +141,7 @@ class Link:
         self._ephemeral = EphemeralKey.from_seed(randomness[NONCE_SIZE:])
         self._room_id = room_id
         self._pristine = pristine
+        self._invite = invite
         self.dialer = dialer
         self.expected_id = expected_id
         self._our_hello = encode_frame(
@@ -249,7 +255,7 @@ class Link:
     def _our_auth(self) -> bytes:
         assert self._channel is not None
         signature = self._identity.sign(self._transcript(signer_is_dialer=self.dialer, room=self._room_id))
-        auth = Auth(signature, self._name, self._listen_url, self._room_id, self._pristine)
+        auth = Auth(signature, self._name, self._listen_url, self._room_id, self._pristine, self._invite)
         return self._channel.seal(encode_frame(auth))
 
     def _transcript(self, *, signer_is_dialer: bool, room: bytes) -> bytes:
@@ -269,4 +275,6 @@ class Link:
                 f"peer {short_id(claimed)} failed to prove its identity",
             )
         self.state = LinkState.OPEN
-        self.remote = RemotePeer(claimed, frame.name, frame.listen_url, frame.room_id, frame.pristine)
+        self.remote = RemotePeer(
+            claimed, frame.name, frame.listen_url, frame.room_id, frame.pristine, frame.invite
+        )

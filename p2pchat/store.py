@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .invites import Invite
 from .message import Message
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
@@ -45,6 +47,12 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (room, sender, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_order ON entries (room, lamport, sender);
+CREATE TABLE IF NOT EXISTS invites (
+    hash BLOB PRIMARY KEY,
+    room BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_by BLOB
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -190,6 +198,34 @@ class Store:
         finally:
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def save_invite(self, room_id: bytes, invite: Invite) -> None:
+        """Keep an invite we issued (only the hash of its secret), durably."""
+        with self._durable():
+            self._db.execute(
+                "INSERT OR REPLACE INTO invites (hash, room, expires_ms, used_by) VALUES (?, ?, ?, ?)",
+                (invite.secret_hash, room_id, invite.expires_ms, invite.used_by),
+            )
+
+    def use_invite(self, secret_hash: bytes, by: bytes) -> None:
+        """Mark an invite used, durably (it must never admit twice, even after a crash)."""
+        with self._durable():
+            self._db.execute("UPDATE invites SET used_by = ? WHERE hash = ?", (by, secret_hash))
+
+    def load_invites(self, room_id: bytes) -> list[Invite]:
+        rows = self._db.execute(
+            "SELECT hash, expires_ms, used_by FROM invites WHERE room = ?", (room_id,)
+        ).fetchall()
+        return [Invite(bytes(h), int(e), bytes(u) if u is not None else None) for h, e, u in rows]
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._db:
+                yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     def load_messages(self, room_id: bytes) -> Iterator[Message]:
         """Every stored entry of ``room_id``, in log order (which is also a causal order)."""

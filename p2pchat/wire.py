@@ -4,7 +4,7 @@ Part of the pure core. Each WebSocket binary message carries exactly one frame,
 a CBOR array whose first item is the frame type::
 
     HELLO     [1, version, sender_id, nonce, ephemeral_key]          in clear
-    AUTH      [2, signature, name, listen_url|null, room_id|b"", pristine]   sealed
+    AUTH      [2, signature, name, listen_url|null, room_id|b"", pristine, invite|b""]   sealed
     MESSAGES  [3, [[payload, signature]...]]       a batch of signed messages
     HEADS     [4, [head...], reply_wanted]         anti-entropy and heartbeat
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
@@ -41,6 +41,7 @@ from . import codec
 from .channel import EPHEMERAL_KEY_SIZE
 from .codec import CodecError
 from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
+from .invites import INVITE_SECRET_SIZE
 from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, ROOM_ID_SIZE, Message, announcement_payload
 
 __all__ = [
@@ -121,6 +122,8 @@ class Auth:
     """The room the sender is in; empty for a newcomer that has none yet."""
     pristine: bool = False
     """The sender's room holds nothing but its own genesis (see Node._yields_to)."""
+    invite: bytes = b""
+    """A dialer redeeming an invite: its secret (see p2pchat.invites); else empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,15 @@ def encode_frame(frame: Frame) -> bytes:
         case Hello():
             item = [HELLO, frame.version, frame.sender_id, frame.nonce, frame.ephemeral_key]
         case Auth():
-            item = [AUTH, frame.signature, frame.name, frame.listen_url, frame.room_id, frame.pristine]
+            item = [
+                AUTH,
+                frame.signature,
+                frame.name,
+                frame.listen_url,
+                frame.room_id,
+                frame.pristine,
+                frame.invite,
+            ]
         case Messages():
             item = [MESSAGES, [[m.payload, m.signature] for m in frame.messages]]
         case Heads():
@@ -258,7 +269,7 @@ def _parse_room(value: object) -> bytes:
 
 
 def _parse_auth(fields: list[object]) -> Auth:
-    signature, name, url, room, pristine = _fields(fields, "auth", 5)
+    signature, name, url, room, pristine, invite = _fields(fields, "auth", 6)
     if type(pristine) is not bool:
         raise CodecError(f"auth pristine: expected a boolean, got {type(pristine).__name__}")
     return Auth(
@@ -267,7 +278,15 @@ def _parse_auth(fields: list[object]) -> Auth:
         listen_url=codec.expect_optional(url, _parse_url),
         room_id=_parse_room(room),
         pristine=pristine,
+        invite=_parse_invite(invite),
     )
+
+
+def _parse_invite(value: object) -> bytes:
+    invite = codec.expect_bytes(value, "auth invite", max_size=INVITE_SECRET_SIZE)
+    if len(invite) not in (0, INVITE_SECRET_SIZE):
+        raise CodecError(f"auth invite: {len(invite)} bytes, expected 0 or {INVITE_SECRET_SIZE}")
+    return invite
 
 
 def _parse_signed(value: object) -> Message:

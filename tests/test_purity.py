@@ -15,6 +15,7 @@ CORE = [
     "wire",
     "channel",
     "address",
+    "invites",
     "protocol",
     "node",
     "ratelimit",
