@@ -35,7 +35,7 @@ from prompt_toolkit.widgets import TextArea
 
 from .identity import short_id
 from .jsonlines import entry_object
-from .log import OrderedLog, OwnHistoryIncomplete
+from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import EntryKind, Message
 from .node import text_count
 from .peer import NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
@@ -45,7 +45,8 @@ __all__ = ["ChatScreen", "membership_line", "run_tui"]
 HELP = [
     "/peers      neighbours connected now",
     "/who        everyone in the room, and who holds stability back",
-    "/join URL   connect to another peer (ws://HOST:PORT)",
+    "/join URL   connect to another peer (ws://HOST:PORT/#ID)",
+    "/invite     a one-time join URL for one newcomer (invite-only rooms; 24 h)",
     "/help       this help       /quit  leave (Ctrl-C, Ctrl-Q too)",
     "Dim lines are tentative: an earlier message may still arrive. ∥ marks messages",
     "written concurrently (neither author had seen the other).",
@@ -264,6 +265,11 @@ class ChatScreen:
                     else ""
                 )
                 self.note(f"  {self._name(member):<12} {member.hex()[:16]}{flag}")
+        elif command == "/invite":
+            try:
+                self.note(f"invite (one newcomer, 24 h): {peer.invite()}")
+            except NotAMember as exc:
+                self.note(f"/invite: {exc}")
         elif command == "/join":
             try:
                 from .transport import check_url

@@ -9,9 +9,15 @@ clear close reason and no data, and the peer must keep serving its members.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import queue
 import stat
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
@@ -24,8 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from p2pchat import node as node_module
-from p2pchat.address import peer_url, split_peer_url
+from p2pchat.address import invite_of, invite_url, peer_url, split_peer_url
 from p2pchat.identity import Identity
+from p2pchat.invites import INVITE_SECRET_SIZE, Invite, InviteBook
+from p2pchat.message import RoomPolicy
 from p2pchat.peer import Peer, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS, Link, ProtocolError
 from p2pchat.store import Store
@@ -381,3 +389,154 @@ def test_the_data_directory_and_database_are_private(tmp_path: Path) -> None:
     assert files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+# Invite-only rooms ----------------------------------------------------------------------------
+
+
+def test_an_invite_admits_once_before_it_expires() -> None:
+    book = InviteBook()
+    secret = os.urandom(INVITE_SECRET_SIZE)
+    book.issue(secret, expires_ms=1_000)
+    assert book.check(os.urandom(INVITE_SECRET_SIZE), 0) is not None
+    assert "unknown invite" in str(book.check(os.urandom(INVITE_SECRET_SIZE), 0))
+    assert "expired" in str(book.redeem(secret, b"x" * 32, now_ms=1_000))
+    invite = book.redeem(secret, b"x" * 32, now_ms=999)
+    assert isinstance(invite, Invite) and invite.used_by == b"x" * 32
+    assert "already used" in str(book.redeem(secret, b"y" * 32, now_ms=0))
+    assert all(secret not in key for key in book._invites), "only the hash of a secret is kept"
+
+
+def test_invite_urls_name_the_issuer_and_carry_the_secret() -> None:
+    issuer, secret = Identity(os.urandom(32)).sender_id, os.urandom(INVITE_SECRET_SIZE)
+    url = invite_url("ws://127.0.0.1:9000", issuer, secret)
+    assert split_peer_url(url) == ("ws://127.0.0.1:9000/", issuer)
+    assert invite_of(url) == secret
+    assert invite_of(peer_url("ws://127.0.0.1:9000", issuer)) is None
+    with pytest.raises(ValueError, match="invite"):
+        invite_of(url[:-2])
+    with pytest.raises(ValueError, match="invite"):
+        # Never presented to whoever answers: only to the peer the URL names.
+        Link(Identity(os.urandom(32)), "x", None, os.urandom(LINK_RANDOMNESS), dialer=True, invite=secret)
+
+
+def invited(
+    url: str, secret: bytes | None = None, identity: Identity | None = None
+) -> Callable[[Raw], object]:
+    """A newcomer redeeming ``secret`` (default: the one in ``url``) at the issuer."""
+    _, issuer = split_peer_url(url)
+    secret = invite_of(url) if secret is None else secret
+
+    def body(raw: Raw) -> None:
+        link = Link(
+            identity or Identity(os.urandom(32)), "guest", None, os.urandom(LINK_RANDOMNESS),
+            dialer=True, expected_id=issuer, invite=secret or b"",
+        )  # fmt: skip
+        raw.handshake(link)
+
+    return body
+
+
+async def test_an_invite_only_room_admits_only_invited_newcomers(tmp_path: Path) -> None:
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_peer("alice", private=True, data_dir=tmp_path / "alice") as alice:
+            await alice.send("for members only")
+            assert alice.log.genesis is not None and alice.log.genesis.policy is RoomPolicy.INVITE
+            url = alice.url or ""
+
+            # A stranger without an invite: a reason, and no data.
+            code, reason, frames = await in_thread(url, closing(invited(url)))
+            assert "invite-only" in reason and code == 1008 and frames == 0
+
+            # Carol redeems an invite and gets the history; the room then chats.
+            invite = alice.invite()
+            assert invite_of(invite) is not None and invite.startswith(url)
+            async with open_peer("carol", join=[invite], data_dir=tmp_path / "carol") as carol:
+                await carol.wait_admitted()
+                with trio.fail_after(TIMEOUT):
+                    while "for members only" not in [m.text for m in carol.messages()]:
+                        await trio.sleep(0.02)
+                await chat_still_works(alice, carol, "thanks for the invite")
+
+                # The same invite again, for someone else: used.
+                code, reason, frames = await in_thread(url, closing(invited(invite)))
+                assert "already used" in reason and frames == 0
+                # Expired, and forged.
+                stale = alice.invite(ttl=-1)
+                code, reason, frames = await in_thread(url, closing(invited(stale)))
+                assert "expired" in reason and frames == 0
+                forged = os.urandom(INVITE_SECRET_SIZE)
+                code, reason, frames = await in_thread(url, closing(invited(url, forged)))
+                assert "unknown invite" in reason and frames == 0
+
+            # Carol quit (AWAY): she is re-admitted with her old link, invite used or not.
+            async with open_peer("carol", join=[invite], data_dir=tmp_path / "carol") as carol:
+                await carol.wait_admitted()
+                await chat_still_works(alice, carol, "back again")
+
+        # The invites survive a restart: a used one stays used.
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+            code, reason, _ = await in_thread(alice.url or "", closing(invited(invite)))
+            assert "already used" in reason
+
+
+# The command line -------------------------------------------------------------------------------
+
+
+class JsonChat:
+    """``p2pchat chat --json`` in a subprocess; its events read line by line."""
+
+    def __init__(self, tmp_path: Path, name: str, *extra: str) -> None:
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "p2pchat.cli", "chat", "--json", "--name", name,
+             "--data", str(tmp_path / name), *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, encoding="utf-8", env=env,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, predicate: Callable[[dict[str, object]], bool]) -> dict[str, object]:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            event = json.loads(self.lines.get(timeout=max(0.01, deadline - time.monotonic())))
+            if predicate(event):
+                return dict(event)
+
+    def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=TIMEOUT)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with suppress(OSError):
+                    stream.close()
+
+
+def test_chat_private_and_invite_from_the_command_line(tmp_path: Path) -> None:
+    alice = JsonChat(tmp_path, "alice", "--private")
+    try:
+        ready = alice.wait_for(lambda e: e["event"] == "ready")
+        assert split_peer_url(str(ready["url"]))[1] == bytes.fromhex(str(ready["peer_id"]))
+        alice.say("/invite")
+        invite = str(alice.wait_for(lambda e: e["event"] == "invite")["url"])
+        assert invite_of(invite) is not None
+        bob = JsonChat(tmp_path, "bob", "--join", invite)
+        try:
+            bob.wait_for(lambda e: e["event"] == "member" and e.get("name") == "bob")
+            bob.say("hello from bob")
+            alice.wait_for(lambda e: e["event"] == "message" and e.get("text") == "hello from bob")
+        finally:
+            bob.stop()
+    finally:
+        alice.stop()
