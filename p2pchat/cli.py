@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .tui import run_tui
 
             data_dir = args.data or default_data_dir(args.name)
-            return run_tui(args.name, data_dir, args.listen, args.join, peer_config(args), args.web)
+            config = peer_config(args)
+            return run_tui(args.name, data_dir, args.listen, args.join, config, args.web, args.private)
         failures: list[BaseException] = []
         try:
             return trio.run(chat, args)

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .address import invite_of, split_peer_url, with_peer_id
+from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
 from .invites import InviteBook
 from .log import LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
@@ -251,6 +252,8 @@ class _Neighbour:
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
     """Whether it may get entries, heads and addresses (see the module docstring)."""
+    sent_everything: bool = False
+    """It came without a room (it holds nothing) and we owed it the whole log at once."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -632,6 +635,13 @@ class Node:
             addresses = [self.listen_url, *addresses][:MAX_PEERS]
         if addresses:
             outputs.append(self._send(neighbour.conn, encode_frame(Peers(tuple(addresses)))))
+        remote = neighbour.link.remote
+        if remote is not None and not remote.room_id and not neighbour.backlog:
+            # A newcomer holds nothing: its heads would only say so, a round trip later.
+            neighbour.sent_everything = True
+            self._owe_missing(neighbour, {})
+            neighbour.heads_after_backlog = True
+            outputs.extend(self.drain(neighbour.conn, self.config.initial_frames, now))
         return outputs
 
     def _wall_ms(self, now: float) -> int:
@@ -766,7 +776,8 @@ class Node:
         self, neighbour: _Neighbour, heads: Iterable[Head], reply_wanted: bool, now: float
     ) -> list[Output]:
         heads = tuple(heads)
-        if not neighbour.heads_seen:
+        first = not neighbour.heads_seen
+        if first:
             # Its first heads open the sync (they ask for what it lacks).
             neighbour.heads_seen = True
             neighbour.hello_seq = max(
@@ -784,7 +795,8 @@ class Node:
                 neighbour.held[head.sender_id] = head.held_seq
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        if reply_wanted and neighbour.trusted and not neighbour.backlog:
+        already_sent = first and neighbour.sent_everything  # (what came since went by push)
+        if reply_wanted and neighbour.trusted and not neighbour.backlog and not already_sent:
             # (A request while a transfer is under way is answered by that transfer.)
             self._owe_missing(neighbour, reported)
             neighbour.heads_after_backlog = True
@@ -1021,7 +1033,7 @@ class Node:
     def _send(self, conn: int, data: bytes) -> Send:
         """A frame for ``conn`` (to be sealed by the shell, see :class:`Send`)."""
         self.stats.frames_out += 1
-        self.stats.bytes_out += len(data)
+        self.stats.bytes_out += len(data) + SEAL_OVERHEAD  # what it will weigh on the wire
         return Send(conn, data)
 
     def _send_raw(self, conn: int, data: bytes) -> Send:

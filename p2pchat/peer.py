@@ -341,8 +341,8 @@ class Peer:
         if (self.url and address_of(url) == address_of(self.url)) or url in self._dialing:
             return
         if split_peer_url(url)[1] is None:
-            self.unpinned.append(url)
-            logger.warning(
+            self.unpinned.append(url)  # (the chat shows a notice; a warning would garble it)
+            logger.info(
                 "%s names no peer id: trusting whoever answers there (trust on first use)", url
             )
         self._dialing.add(url)

@@ -134,7 +134,7 @@ class ChatScreen:
         silent = [self._name(s) for s in log.silent_members() if s != peer.node.identity.sender_id]
         tentative = len(log) - log.stable_count
         parts = [
-            f" {peer.name} @ {peer.url}",
+            f" {peer.name} @ {_short_url(peer.url)}",
             f"peers {peer.node.open_count}",
             f"messages {text_count(log)}" + (f" (+{log.held_count} waiting)" if log.held_count else ""),
             f"tentative {tentative}",
@@ -192,15 +192,20 @@ class ChatScreen:
         join: list[str],
         config: PeerConfig,
         web: str | None = None,
+        private: bool = False,
     ) -> None:
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
         self.token = trio.lowlevel.current_trio_token()
-        async with open_peer(name, data_dir=data_dir, listen=listen, join=join, config=config) as peer:
+        async with open_peer(
+            name, data_dir=data_dir, listen=listen, join=join, config=config, private=private
+        ) as peer:
             self.peer = peer
             for message in peer.log:
                 self.names[message.sender_id] = message.name
             self.note(f"You are {name}. Others can join you with: --join {peer.url}")
+            for url in peer.unpinned:
+                self.note(f"{url} names no peer id: trusting whoever answers there (trust on first use)")
             async with trio.open_nursery() as nursery:
                 if web is not None:
                     from .web.chat import serve_chat_web
@@ -282,6 +287,15 @@ class ChatScreen:
             self.note(f"unknown command {command}; try /help")
 
 
+def _short_url(url: str | None) -> str:
+    """A join URL with its peer id cut to 8 digits, to fit the status bar (the full one
+    is in the notice at the top and in /peers)."""
+    if url is None:
+        return ""
+    base, sep, peer_id = url.partition("#")
+    return f"{base}#{peer_id[:8]}…" if sep else url
+
+
 def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[None]:
     entry = TextArea(height=1, prompt="> ", multiline=False, wrap_lines=False)
 
@@ -312,7 +326,13 @@ def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[N
 
 
 async def _run(
-    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+    name: str,
+    data_dir: Path,
+    listen: str,
+    join: list[str],
+    config: PeerConfig,
+    web: str | None = None,
+    private: bool = False,
 ) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
@@ -333,6 +353,7 @@ async def _run(
         join,
         config,
         web,
+        private,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -347,7 +368,13 @@ async def _run(
 
 
 def run_tui(
-    name: str, data_dir: Path, listen: str, join: list[str], config: PeerConfig, web: str | None = None
+    name: str,
+    data_dir: Path,
+    listen: str,
+    join: list[str],
+    config: PeerConfig,
+    web: str | None = None,
+    private: bool = False,
 ) -> int:
     """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config, web))
+    return asyncio.run(_run(name, data_dir, listen, join, config, web, private))
