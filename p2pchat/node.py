@@ -620,10 +620,18 @@ class Node:
         if self.is_member and len(self.log.members) >= MAX_MEMBERS:
             reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
-        if self.is_member and self._policy() is RoomPolicy.INVITE:
+        invite_only = self._policy() is RoomPolicy.INVITE
+        if self.is_member and invite_only and not self._is_away(neighbour.remote_id):
             reason = "this room is invite-only and you are not a member: ask a member for an invite"
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
-        return []  # (we cannot admit it now: it waits for an admission, and gets nothing)
+        # (We cannot admit it now: it waits, connected, and gets nothing. A member back
+        # from AWAY in an invite-only room waits for its re-admission too.)
+        return []
+
+    def _is_away(self, member: bytes | None) -> bool:
+        """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
+        info = self.log.member_info().get(member) if member is not None else None
+        return info is not None and info.state is MemberState.AWAY
 
     def _open_sync(self, neighbour: _Neighbour, now: float) -> list[Output]:
         """Our heads (asking for what we lack) and the addresses we know, to a neighbour
@@ -704,10 +712,8 @@ class Node:
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
             return []
-        if genesis.policy is RoomPolicy.INVITE and not invited:
-            info = self.log.member_info().get(member)
-            if info is None or info.state is not MemberState.AWAY:
-                return []
+        if genesis.policy is RoomPolicy.INVITE and not invited and not self._is_away(member):
+            return []
         try:
             message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
         except (NotAMember, RuntimeError):
