@@ -540,3 +540,21 @@ def test_chat_private_and_invite_from_the_command_line(tmp_path: Path) -> None:
             bob.stop()
     finally:
         alice.stop()
+
+
+async def test_a_member_who_left_an_invite_only_room_gets_only_a_close_reason() -> None:
+    carol_id = Identity(os.urandom(32))
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_peer("alice", private=True) as alice:
+            invite = alice.invite()
+            async with open_peer("carol", join=[invite], identity=carol_id) as carol:
+                await carol.wait_admitted()
+                await carol.leave("bye")
+            with trio.fail_after(TIMEOUT):
+                while carol_id.sender_id in alice.log.members:
+                    await trio.sleep(0.02)
+            url = alice.url or ""
+            for attempt in (invited(url, identity=carol_id), invited(invite, identity=carol_id)):
+                code, reason, frames = await in_thread(url, closing(attempt))
+                assert code == 1008 and frames == 0
+                assert "invite-only" in reason or "already used" in reason
