@@ -221,7 +221,7 @@ class Message:
             identity.sign(signed_bytes(room, payload)),
             kind,
             subject,
-            policy,
+            policy if kind is EntryKind.GENESIS else RoomPolicy.OPEN,  # as receivers decode it
         )
 
     # Decoding ---------------------------------------------------------------

@@ -3,7 +3,9 @@
 The attacker ("mallory") speaks p2pchat by hand: it builds every frame with
 ``cbor2.dumps`` from the layouts documented in :mod:`p2pchat.wire`,
 :mod:`p2pchat.message` and :mod:`p2pchat.protocol`, signs with PyNaCl's
-``SigningKey`` directly, and talks through the third-party ``websockets``
+``SigningKey`` directly, runs the key exchange and seals its frames with
+libsodium's ``crypto_kx`` and ``crypto_secretstream`` through ``nacl.bindings``
+(as :mod:`p2pchat.channel` documents), and talks through the third-party ``websockets``
 package (its sync client, run in a worker thread so the trio peers keep
 running). A bug in our own codec therefore cannot hide itself by being on
 both ends of the wire.
@@ -41,6 +43,7 @@ from typing import Any, TypeVar
 import cbor2
 import pytest
 import trio
+from nacl import bindings as sodium
 from nacl.signing import SigningKey, VerifyKey
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -56,8 +59,11 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
-VERSION = 2
-AUTH_CONTEXT = b"p2pchat-auth-v1"
+VERSION = 3
+AUTH_CONTEXT = b"p2pchat-auth-v3"
+DIALER, ACCEPTOR = b"\x01", b"\x02"
+"""AUTH signs ``AUTH_CONTEXT + role + dialer's HELLO + acceptor's HELLO + signer's room``."""
+HEADER_BYTES = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 ENTRY_CONTEXT = b"p2pchat-entry-v2"
 """An entry's signature covers ``ENTRY_CONTEXT + room_id + payload``."""
 TEXT, GENESIS, ADMIT, LEAVE, AWAY = range(5)
@@ -78,7 +84,7 @@ bob reach each other only through the victim."""
 class Mallory:
     """An Ed25519 key and the entry layout of p2pchat.message, by hand.
 
-    ``room`` is the room mallory signs for: the victim's, learned from its HELLO during
+    ``room`` is the room mallory signs for: the victim's, learned from its AUTH during
     the handshake (until then empty, which only matters for payloads that are refused
     before any signature is checked).
     """
@@ -134,6 +140,7 @@ class Wire:
     """One attacker connection: the ``websockets`` sync client and raw CBOR items.
 
     Used only inside worker threads. Frames the victim sends are kept in ``inbox``.
+    Once both HELLOs are out, everything but text frames is sealed and opened here.
     """
 
     def __init__(self, ws: ClientConnection) -> None:
@@ -141,15 +148,40 @@ class Wire:
         self.inbox: list[list[Any]] = []
         self.genuine: list[list[bytes]] = []
         """The messages the victim sent us during the handshake (its whole history)."""
+        self.last_raw = b""
+        """The plaintext of the last frame received."""
+        self.victim_id = b""
+        self._push: Any = None
+        self._pull: Any = None
+        self._header = b""
+        self._receive_key: bytes | None = None
 
     def send(self, item: object) -> None:
-        """Send a CBOR item, or bytes / str as they are (str makes a text frame)."""
+        """Send a CBOR item, or bytes / str as they are (str makes a text frame); sealed
+        once the key exchange is done (but text frames)."""
         data = item if isinstance(item, bytes | str) else cbor2.dumps(item)
+        if isinstance(data, bytes) and self._push is not None:
+            data = self.seal(data)
         self.ws.send(data)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Our next frame, sealed (the first one carries the stream header)."""
+        sealed = sodium.crypto_secretstream_xchacha20poly1305_push(
+            self._push, plaintext, None, sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+        )
+        header, self._header = self._header, b""
+        return header + sealed
 
     def recv(self, timeout: float = 5) -> list[Any]:
         data = self.ws.recv(timeout=timeout)
         assert isinstance(data, bytes), f"victim sent a text frame: {data!r}"
+        if self._pull is not None:
+            if self._receive_key is not None:
+                header, data = data[:HEADER_BYTES], data[HEADER_BYTES:]
+                sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._pull, header, self._receive_key)
+                self._receive_key = None
+            data, _tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._pull, data, None)
+        self.last_raw = data
         item = cbor2.loads(data)
         assert isinstance(item, list) and item and item[0] in range(1, 8), item
         self.inbox.append(item)
@@ -163,42 +195,61 @@ class Wire:
             if item[0] == kind:
                 return item
 
+    def hello(self, mallory: Mallory, *, claim: bytes | None = None, nonce: bytes | None = None) -> bytes:
+        """Read the victim's HELLO, send ours (claiming ``claim``), derive the session keys:
+        from here on frames are sealed. Returns the transcript of both HELLOs."""
+        victim_hello = self.expect(HELLO)
+        victim_raw = self.last_raw
+        version, victim_id, victim_nonce, victim_key = victim_hello[1:]
+        assert version == VERSION and len(victim_id) == 32 and len(victim_nonce) == 16
+        assert len(victim_key) == 32
+        self.victim_id = victim_id
+        public, secret = sodium.crypto_kx_keypair()
+        sender = mallory.id if claim is None else claim
+        ours = cbor2.dumps([HELLO, VERSION, sender, os.urandom(16) if nonce is None else nonce, public])
+        self.ws.send(ours)
+        # We dialed: the kx client. One secretstream per direction.
+        receive_key, send_key = sodium.crypto_kx_client_session_keys(public, secret, victim_key)
+        self._push = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self._header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._push, send_key)
+        self._pull = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self._receive_key = receive_key
+        return ours + victim_raw  # (dialer's HELLO, then the acceptor's)
+
     def hello_and_auth(
         self,
         mallory: Mallory,
         *,
         claim: bytes | None = None,
-        auth: Callable[[bytes, bytes, bytes], bytes] | None = None,
-        heads: list[Any] | None = None,
+        auth: Callable[[bytes], bytes] | None = None,
         room: bytes = b"",
     ) -> None:
-        """Our half of the handshake (protocol.py): HELLO, then AUTH over their nonce.
+        """Our half of the handshake (protocol.py): HELLO, then AUTH (sealed) over the
+        transcript; then the victim's AUTH, checked.
 
-        ``claim`` is the id we say we are; ``auth(their_nonce, our_nonce, claim)`` makes the
-        AUTH signature (by default mallory's key over the documented payload); ``room`` is
-        the room we say we are in (empty: none yet, like a newcomer).
+        ``claim`` is the id we say we are; ``auth(hellos)`` makes the AUTH signature from
+        both HELLOs as sent (by default mallory's key over the documented payload);
+        ``room`` is the room we say we are in (empty: none yet, like a newcomer).
         """
-        hello = self.expect(HELLO)
-        version, victim_id, _name, _url, victim_nonce, _heads, victim_room = hello[1:]
-        assert version == VERSION and len(victim_id) == 32 and len(victim_nonce) == 16
-        assert len(victim_room) == 32, "the victim founded a room"
-        mallory.room = victim_room
-        sender = mallory.id if claim is None else claim
-        nonce = os.urandom(16)
-        self.send([HELLO, VERSION, sender, mallory.name, None, nonce, heads or [], room])
-        victim_auth = self.expect(AUTH)
-        # The victim proves its id exactly as documented, or this reading of protocol.py is wrong.
-        VerifyKey(victim_id).verify(AUTH_CONTEXT + nonce + victim_nonce + victim_id, victim_auth[1])
+        hellos = self.hello(mallory, claim=claim)
         if auth is None:
-            signature = mallory.key.sign(AUTH_CONTEXT + victim_nonce + nonce + sender).signature
+            signature = mallory.key.sign(AUTH_CONTEXT + DIALER + hellos + room).signature
         else:
-            signature = auth(victim_nonce, nonce, sender)
-        self.send([AUTH, signature])
+            signature = auth(hellos)
+        self.send([AUTH, signature, mallory.name, None, room, False, b""])
+        victim_auth = self.expect(AUTH)
+        victim_room = victim_auth[4]
+        assert len(victim_room) == 32, "the victim founded a room"
+        # The victim proves its id exactly as documented, or this reading of protocol.py is wrong.
+        VerifyKey(self.victim_id).verify(AUTH_CONTEXT + ACCEPTOR + hellos + victim_room, victim_auth[1])
+        mallory.room = victim_room
 
     def handshake(self, mallory: Mallory, **kwargs: Any) -> None:
-        """A complete handshake; returns once the victim answered our heads (it is OPEN)."""
+        """A complete handshake; returns once the victim sent us its history, then its heads
+        (it admitted us: we are a newcomer holding nothing, so it sends everything at once)."""
         self.hello_and_auth(mallory, **kwargs)
-        self.expect(HEADS)
+        self.expect(HEADS)  # the heads that open the sync
+        self.expect(HEADS)  # the heads after the history
         self.genuine = [m for frame in self.inbox if frame[0] == MESSAGES for m in frame[1]]
 
     def admission(self, mallory: Mallory, timeout: float = 10) -> tuple[bytes, int, int]:
