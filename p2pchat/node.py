@@ -475,14 +475,16 @@ class Node:
         neighbour = self._neighbours.get(conn)
         if neighbour is None or not neighbour.link.is_open:
             return []
-        if not self._count_in(neighbour, data, now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
         try:
-            return neighbour.link.unseal(data)
+            plaintext = neighbour.link.unseal(data)
         except ProtocolError as exc:
             # No ban: a frame that does not open may come from anyone on the path, not
             # from the neighbour (whose id an on-path attacker could otherwise get banned).
             return self._fail(neighbour, exc.code, exc.reason)
+        # Counted once it opened: only the neighbour's own frames can get it banned.
+        if not self._count_in(neighbour, data, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+        return plaintext
 
     def receive_unsealed(self, conn: int, plaintext: bytes, now: float) -> list[Output]:
         """Act on a frame opened by :meth:`unseal`."""
