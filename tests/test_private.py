@@ -558,3 +558,16 @@ async def test_a_member_who_left_an_invite_only_room_gets_only_a_close_reason() 
                 code, reason, frames = await in_thread(url, closing(attempt))
                 assert code == 1008 and frames == 0
                 assert "invite-only" in reason or "already used" in reason
+
+
+async def test_peer_exchange_announces_addresses_with_ids_and_dials_them() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("alice") as alice, open_peer("bob", join=[alice.url or ""]) as bob:
+            await bob.wait_admitted()
+            async with open_peer("carol", join=[alice.url or ""]) as carol:
+                # carol learns bob's address from alice, naming bob's id, and dials it.
+                while not any(url == bob.url for _, _, url in carol.node.neighbours()):
+                    await trio.sleep(0.02)
+                assert bob.url in carol.node.known_addresses()
+                assert all(split_peer_url(url)[1] is not None for url in carol.node.known_addresses())
+                assert carol.unpinned == []
