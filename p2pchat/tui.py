@@ -134,7 +134,7 @@ class ChatScreen:
         silent = [self._name(s) for s in log.silent_members() if s != peer.node.identity.sender_id]
         tentative = len(log) - log.stable_count
         parts = [
-            f" {peer.name} @ {_short_url(peer.url)}",
+            f" {peer.name} @ {peer.url}",
             f"peers {peer.node.open_count}",
             f"messages {text_count(log)}" + (f" (+{log.held_count} waiting)" if log.held_count else ""),
             f"tentative {tentative}",
@@ -143,7 +143,12 @@ class ChatScreen:
         if tentative and silent:
             parts.append(f"waiting on {', '.join(silent[:3])}")
             style = "class:status.warn"
-        return [(style, " │ ".join(parts) + " ")]
+        line = " │ ".join(parts) + " "
+        if self.app is not None and len(line) > self.app.output.get_size().columns:
+            # The full URL to share does not fit: the peer id is cut (it is in full above).
+            parts[0] = f" {peer.name} @ {_short_url(peer.url)}"
+            line = " │ ".join(parts) + " "
+        return [(style, line)]
 
     def _rows_available(self) -> int:
         if self.app is None:
@@ -288,8 +293,8 @@ class ChatScreen:
 
 
 def _short_url(url: str | None) -> str:
-    """A join URL with its peer id cut to 8 digits, to fit the status bar (the full one
-    is in the notice at the top and in /peers)."""
+    """A join URL with its peer id cut to 8 digits, for a status bar too narrow for all of
+    it (the full one is in the notice at the top)."""
     if url is None:
         return ""
     base, sep, peer_id = url.partition("#")
