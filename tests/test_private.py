@@ -571,3 +571,15 @@ async def test_peer_exchange_announces_addresses_with_ids_and_dials_them() -> No
                 assert bob.url in carol.node.known_addresses()
                 assert all(split_peer_url(url)[1] is not None for url in carol.node.known_addresses())
                 assert carol.unpinned == []
+
+
+async def test_a_url_without_an_id_still_works_and_is_noted_as_trust_on_first_use() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("alice") as alice:
+            plain = split_peer_url(alice.url or "")[0].rstrip("/")
+            async with open_peer("bob", join=[plain]) as bob:
+                assert bob.unpinned == [plain]
+                await bob.wait_admitted()
+                await chat_still_works(alice, bob, "hello without an id")
+                # Once connected, bob knows alice by the URL that names her.
+                assert [url for _, _, url in bob.node.neighbours()] == [alice.url]
