@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--private",
         action="store_true",
-        help="found an invite-only room (members join with /invite URLs); only when founding",
+        help="found a new invite-only room (others join with /invite URLs); not with --join or --room",
     )
     chat.add_argument(
         "--connections",

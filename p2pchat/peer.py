@@ -710,15 +710,19 @@ def load_node(
     """Build the node: identity and history from the store when there is one.
 
     The room: ``room`` (a hex id or prefix of one stored here), else the room last
-    used here, else a new room founded now when ``found`` (invite-only when
-    ``private``), else none yet (a newcomer takes its first neighbour's room).
+    used here, else a new room founded now when ``found``, else none yet (a newcomer
+    takes its first neighbour's room). ``private`` (with ``found``) founds a new
+    invite-only room, whatever is stored.
     """
     stored = store.load_identity() if store is not None else None
     if identity is None:
         identity = Identity(stored.seed if stored else os.urandom(32))
     if store is not None and (stored is None or stored.name != name):
         store.save_identity(identity.seed, name)
-    room_id = _pick_room(store, room)
+    if private and found and room is not None:
+        raise NoSuchRoom("--private founds a new room: it cannot reopen one (--room)")
+    # A new invite-only room is founded even where other rooms are stored.
+    room_id = None if private and found else _pick_room(store, room)
     now_ms = int(time.time() * 1000)
     if room_id is not None and store is not None:
         log = restore_log(store, room_id, config.log)

@@ -583,3 +583,14 @@ async def test_a_url_without_an_id_still_works_and_is_noted_as_trust_on_first_us
                 await chat_still_works(alice, bob, "hello without an id")
                 # Once connected, bob knows alice by the URL that names her.
                 assert [url for _, _, url in bob.node.neighbours()] == [alice.url]
+
+
+async def test_private_founds_a_new_invite_only_room_where_an_open_one_is_stored(tmp_path: Path) -> None:
+    async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+        open_room = alice.room_id
+    async with open_peer("alice", data_dir=tmp_path / "alice", private=True) as alice:
+        assert alice.room_id != open_room
+        assert alice.log.genesis is not None and alice.log.genesis.policy is RoomPolicy.INVITE
+    # Reopened later without --private, it is the invite-only room (the last used).
+    async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+        assert alice.log.genesis is not None and alice.log.genesis.policy is RoomPolicy.INVITE
