@@ -30,7 +30,7 @@ from .jsonlines import (
     ready_object,
     statistics_object,
 )
-from .log import OwnHistoryIncomplete
+from .log import NotAMember, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES
 from .peer import (
     DialFailed,
@@ -159,6 +159,11 @@ def add_chat_parser(commands: Any) -> None:
         metavar="ID",
         help="reopen this stored room (hex id or a prefix; default: the room last used, "
         "else the room of the peers you --join, else a new room)",
+    )
+    chat.add_argument(
+        "--private",
+        action="store_true",
+        help="found a new invite-only room (others join with /invite URLs); not with --join or --room",
     )
     chat.add_argument(
         "--connections",
@@ -304,6 +309,7 @@ def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
                 args.web,
                 verbose=args.verbose,
                 room=args.room,
+                private=args.private,
             )
         return trio.run(chat, args)
     if args.command == "log":
@@ -363,7 +369,13 @@ async def chat(args: argparse.Namespace) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
         async with open_peer(
-            args.name, data_dir=data_dir, listen=args.listen, join=args.join, config=config, room=args.room
+            args.name,
+            data_dir=data_dir,
+            listen=args.listen,
+            join=args.join,
+            config=config,
+            room=args.room,
+            private=args.private,
         ) as peer:
             async with trio.open_nursery() as nursery:
                 web_url = await _start_web(args, peer, data_dir, nursery)
@@ -445,7 +457,10 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         )
         if web_url:
             print(f"Open the chat in a browser: {web_url}", flush=True)
-        nursery.start_soon(_send_stdin_lines, peer)
+        for url in peer.unpinned:
+            notice = f"* {url} names no peer id: trusting whoever answers there (trust on first use)"
+            print(notice, flush=True)
+        nursery.start_soon(_send_stdin_lines, peer, False)
         async for event in events:
             if isinstance(event, MessageDelivered) and not event.message.is_text:
                 obj = peer_event_object(event, peer.log)
@@ -468,7 +483,7 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
                 print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
 
 
-async def _send_stdin_lines(peer: Peer) -> None:
+async def _send_stdin_lines(peer: Peer, as_json: bool = True) -> None:
     """Send each stdin line as a message. End of input leaves the peer running."""
     async for lines in _stdin_lines():
         texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
@@ -478,6 +493,10 @@ async def _send_stdin_lines(peer: Peer) -> None:
             reason = f"text is over {MAX_TEXT_BYTES} bytes"
             _emit(dumps({"event": "error", "reason": reason, "unsent": too_long}))
             texts = [text for text in texts if len(text.encode("utf-8")) <= MAX_TEXT_BYTES]
+        if "/invite" in texts:
+            # Not a chat line: print an invite (a JSON event with --json).
+            texts = [text for text in texts if text != "/invite"]
+            _emit_invite(peer, as_json)
         if not texts:
             continue
         try:
@@ -485,6 +504,15 @@ async def _send_stdin_lines(peer: Peer) -> None:
         except OwnHistoryIncomplete as exc:
             # Say so and keep running: the repair comes from neighbours.
             _emit(dumps({"event": "error", "reason": str(exc), "unsent": texts}))
+
+
+def _emit_invite(peer: Peer, as_json: bool) -> None:
+    try:
+        url = peer.invite()
+    except NotAMember as exc:
+        _emit(dumps({"event": "error", "reason": str(exc)}) if as_json else f"* /invite: {exc}")
+        return
+    _emit(dumps({"event": "invite", "url": url}) if as_json else f"* invite (one newcomer, 24 h): {url}")
 
 
 async def _stdin_lines() -> AsyncIterator[list[bytes]]:

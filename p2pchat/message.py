@@ -81,6 +81,9 @@ class EntryKind(enum.IntEnum):
 class RoomPolicy(enum.IntEnum):
     OPEN = 0
     """Any member admits whoever connects to it."""
+    INVITE = 1
+    """Members admit only who redeems an invite they issued (and re-admit members back
+    from AWAY); see p2pchat.invites."""
 
 
 class MessageKey(NamedTuple):
@@ -218,7 +221,7 @@ class Message:
             identity.sign(signed_bytes(room, payload)),
             kind,
             subject,
-            policy,
+            policy if kind is EntryKind.GENESIS else RoomPolicy.OPEN,  # as receivers decode it
         )
 
     # Decoding ---------------------------------------------------------------

@@ -26,23 +26,39 @@ Gossip rules:
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
   room and across hops.
-* **Rooms and admission.** HELLO says which room each side is in: a newcomer
+* **Rooms and admission.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
   is refused with a reason. In an open room, a member admits a neighbour that
   is not an active member (a newcomer, or a member back from AWAY or LEAVE)
   with an ADMIT entry, unless the room is full (``MAX_MEMBERS``).
+* **History only for members.** Entries, heads, WANT answers and peer
+  addresses go only to a *trusted* neighbour: one that is an active member of
+  the room in our log (admitted just now, if we admitted it), or any neighbour
+  while we hold nothing of the room yet (a newcomer has nothing to reveal).
+  Trust is checked when the link opens and again at every heartbeat. A
+  neighbour we cannot admit while we are a member (the room is full, or it is
+  invite-only) gets a close reason and nothing else.
+* **Invite-only rooms.** In a room whose genesis says RoomPolicy.INVITE a member
+  admits only a neighbour that presents, in its handshake, a valid unused
+  unexpired invite this member issued (see :mod:`p2pchat.invites`), and
+  re-admits members back from AWAY. A used, expired or unknown invite is
+  refused with a reason.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
+from .address import invite_of, split_peer_url, with_peer_id
+from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
+from .invites import InviteBook
 from .log import Equivocation, LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
-from .membership import MAX_MEMBERS
+from .membership import MAX_MEMBERS, MemberState
 from .message import EntryKind, Message, MessageId, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
@@ -115,8 +131,15 @@ class NodeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """A frame for ``conn``. Unless ``clear``, ``data`` is the plaintext: the shell seals
+    it with :meth:`Node.seal` just before it writes it, in the order it writes, so the
+    sealed stream (whose every frame depends on the ones before) matches the wire
+    exactly. ``clear`` frames (the handshake: our HELLO, and our AUTH, which the link
+    seals itself) go as they are."""
+
     conn: int
     data: bytes
+    clear: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +185,24 @@ class OwnEntries:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteRedeemed:
+    """An invite of ours was used by ``by``: store that durably (it is one-time) before
+    carrying out the outputs that follow (the admission)."""
+
+    secret_hash: bytes
+    by: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RoomAdopted:
     """We had no room and took our first neighbour's."""
 
     room_id: bytes
 
 
-Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted
+Output = (
+    Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted | InviteRedeemed
+)
 
 
 @dataclass(slots=True)
@@ -209,11 +243,18 @@ class _Neighbour:
     heads_after_backlog: bool = False
     """Send our heads once the backlog is out: it tells the neighbour the sync is done."""
     hello_seq: int = 0
-    """The neighbour's own seq when it said HELLO: an AWAY or LEAVE of it above this was
-    written on this very link (it is quitting), not in an earlier session."""
+    """The neighbour's own seq when this link opened: what we held of its chain then,
+    raised by its own head in its first heads on this link. An AWAY or LEAVE of it above
+    this was written on this very link (it is quitting), not in an earlier session."""
     reported_up: bool = False
     """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
     that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
+    heads_seen: bool = False
+    """Whether its first HEADS frame (the one that opens the sync) has arrived."""
+    trusted: bool = False
+    """Whether it may get entries, heads and addresses (see the module docstring)."""
+    sent_everything: bool = False
+    """It came without a room (it holds nothing) and we owed it the whole log at once."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -260,6 +301,8 @@ class Node:
         self.provisional_room = False
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
+        self.invites = InviteBook()
+        """The invites we issued for our room (the shell loads them from its store)."""
         self.history_checked = log.delivered_seq(identity.sender_id) == 0
         """Whether we may trust that our own chain here is complete: true for a peer with
         nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
@@ -267,9 +310,29 @@ class Node:
         seq: equivocation); the shell may also decide it after a while alone."""
 
     # Connections ----------------------------------------------------------------
-    def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
-        """A transport connection is up (dialed or accepted): start the handshake."""
-        link = Link(self.identity, self.name, self.listen_url, nonce, self.log.room_id or b"")
+    def open(
+        self, conn: int, now: float, randomness: bytes, dialed_url: str | None = None
+    ) -> list[Output]:
+        """A transport connection is up (dialed or accepted): start the handshake.
+
+        ``randomness``: protocol.LINK_RANDOMNESS fresh random bytes. A ``dialed_url``
+        that names a peer id (address.peer_url) makes the link refuse any other peer.
+        """
+        expected, invite = None, None
+        if dialed_url is not None:
+            with suppress(ValueError):  # (the shell checks URLs before it dials them)
+                expected, invite = split_peer_url(dialed_url)[1], invite_of(dialed_url)
+        link = Link(
+            self.identity,
+            self.name,
+            self.listen_url,
+            randomness,
+            self.log.room_id or b"",
+            dialer=dialed_url is not None,
+            expected_id=expected,
+            pristine=self._pristine(),
+            invite=invite or b"",
+        )
         config = self.config
         self._neighbours[conn] = _Neighbour(
             conn,
@@ -279,7 +342,7 @@ class Node:
             frame_budget=TokenBucket(config.max_frames_per_second, config.max_frame_burst),
             byte_budget=TokenBucket(config.max_bytes_per_second, config.max_byte_burst),
         )
-        return [self._send(conn, link.hello(tuple(self._heads())))]
+        return [self._send_raw(conn, link.hello())]
 
     def closed(self, conn: int, reason: str = "closed") -> list[Output]:
         """The transport connection is gone (for whatever reason)."""
@@ -310,11 +373,13 @@ class Node:
         return outputs
 
     def neighbours(self) -> list[tuple[int, bytes | None, str | None]]:
-        """(conn, remote id or None before the handshake, remote listen URL)."""
-        return [
-            (n.conn, n.remote_id, n.link.remote.listen_url if n.link.remote else n.dialed_url)
-            for n in self._neighbours.values()
-        ]
+        """(conn, remote id or None before the handshake, remote listen URL with its id)."""
+        return [(n.conn, n.remote_id, _url_of(n)) for n in self._neighbours.values()]
+
+    def is_open(self, conn: int) -> bool:
+        """Whether the handshake on ``conn`` is complete (its frames are sealed)."""
+        neighbour = self._neighbours.get(conn)
+        return neighbour is not None and neighbour.link.is_open
 
     @property
     def open_count(self) -> int:
@@ -385,27 +450,63 @@ class Node:
     def receive(self, conn: int, data: bytes | str, now: float) -> list[Output]:
         """Bytes (or, wrongly, text) arrived on ``conn``."""
         neighbour = self._neighbours.get(conn)
-        if neighbour is None or not (neighbour.link.is_open or _in_handshake(neighbour)):
+        if neighbour is None:
             return []
-        self.stats.frames_in += 1
-        self.stats.bytes_in += len(data)
-        if not self._within_budget(neighbour, len(data), now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
-        was_open = neighbour.link.is_open
+        if neighbour.link.is_open:
+            opened = self.unseal(conn, data, now)
+            return opened if isinstance(opened, list) else self.receive_unsealed(conn, opened, now)
+        if not _in_handshake(neighbour):
+            return []
+        if not self._count_in(neighbour, data, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         try:
-            frame, reply = neighbour.link.receive(data)
+            _, reply = neighbour.link.receive(data)
         except ProtocolError as exc:
-            # After the handshake the peer's id is proven: refuse it for a while.
-            ban = now if neighbour.link.remote is not None else None
-            return self._fail(neighbour, exc.code, exc.reason, ban=ban)
+            return self._fail(neighbour, exc.code, exc.reason)  # (no id proven yet: no ban)
         outputs: list[Output] = []
         if reply is not None:
-            outputs.append(self._send(conn, reply))
-        if neighbour.link.is_open and not was_open:
+            outputs.append(self._send_raw(conn, reply))  # our AUTH, sealed by the link
+        if neighbour.link.is_open:
             outputs.extend(self._on_open(neighbour, now))
-        if frame is not None:
-            outputs.extend(self._dispatch(neighbour, frame, now))
         return outputs
+
+    def unseal(self, conn: int, data: bytes | str, now: float) -> bytes | list[Output]:
+        """The plaintext of a sealed frame that arrived on the open link ``conn``, or the
+        outputs that close the link if it does not open (or exceeds the rate limit).
+
+        The shell may call this ahead of :meth:`receive_unsealed` (to check signatures
+        in another thread), in the order the frames arrived.
+        """
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not neighbour.link.is_open:
+            return []
+        try:
+            plaintext = neighbour.link.unseal(data)
+        except ProtocolError as exc:
+            # No ban: a frame that does not open may come from anyone on the path, not
+            # from the neighbour (whose id an on-path attacker could otherwise get banned).
+            return self._fail(neighbour, exc.code, exc.reason)
+        # Counted once it opened: only the neighbour's own frames can get it banned.
+        if not self._count_in(neighbour, data, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+        return plaintext
+
+    def receive_unsealed(self, conn: int, plaintext: bytes, now: float) -> list[Output]:
+        """Act on a frame opened by :meth:`unseal`."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None or not neighbour.link.is_open:
+            return []
+        try:
+            frame = neighbour.link.parse(plaintext)
+        except ProtocolError as exc:
+            # It opened, so the proven neighbour sent it: refuse its id for a while.
+            return self._fail(neighbour, exc.code, exc.reason, ban=now)
+        return self._dispatch(neighbour, frame, now)
+
+    def _count_in(self, neighbour: _Neighbour, data: bytes | str, now: float) -> bool:
+        self.stats.frames_in += 1
+        self.stats.bytes_in += len(data)
+        return self._within_budget(neighbour, len(data), now)
 
     @staticmethod
     def _within_budget(neighbour: _Neighbour, size: int, now: float) -> bool:
@@ -427,9 +528,9 @@ class Node:
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
-                return self._on_want(neighbour, frame.ranges, now)
+                return self._on_want(neighbour, frame.ranges, now) if neighbour.trusted else []
             case Peers():
-                return self._on_peers(frame.urls)
+                return self._on_peers(frame.urls) if neighbour.trusted else []
             case Bye():
                 neighbour.link.close()
                 return [Close(neighbour.conn, CloseCode.NORMAL, f"peer said bye: {frame.reason}")]
@@ -453,46 +554,118 @@ class Node:
                 return outputs
         else:
             outputs = []
-        if self._yields_to(remote.sender_id, remote.room_id, remote.heads) or self._follows(
-            neighbour, remote.room_id
-        ):
+        if self._yields_to(remote.room_id, remote.pristine) or self._follows(neighbour, remote.room_id):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
         if remote.room_id == self.log.room_id:
             self.provisional_room = False  # settled: a neighbour is in our room
-        # The other side of the same rule: a neighbour whose HELLO named its pristine room
-        # is moving to ours right now, so it is not refused. Its HELLO heads describe the
-        # room it leaves (its genesis there): they say nothing about what it holds here.
-        moving_here = self._yielded_to_by(remote.sender_id, remote.room_id, remote.heads)
-        remote_heads = () if moving_here else remote.heads
+        # The other side of the same rule: a neighbour whose AUTH named its pristine room
+        # is moving to ours right now, so it is not refused.
+        moving_here = self._yielded_to_by(remote.room_id, remote.pristine)
         refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
             return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
         if self.log.room_id is None:
             self.log.adopt_room(remote.room_id)
             outputs.append(RoomAdopted(remote.room_id))
-        if remote.listen_url:
-            self._remember([remote.listen_url])
-        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, remote.listen_url))
+        url = _url_of(neighbour)
+        if remote.listen_url and url:
+            self._remember([url])
+        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, url))
         neighbour.reported_up = True
-        # It answers our HELLO heads with what we lack, then its heads: until those come,
+        neighbour.hello_seq = self.log.delivered_seq(remote.sender_id)
+        # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
-        neighbour.hello_seq = max(
-            (h.held_seq for h in remote_heads if h.sender_id == remote.sender_id), default=0
-        )
-        outputs.extend(self._admit(remote.sender_id, remote.name, now))
-        outputs.extend(self._on_heads(neighbour, remote_heads, True, now))
-        addresses = [a for a in self._addresses if a != remote.listen_url][:MAX_PEERS]
+        admission = self._admit(remote.sender_id, remote.name, now)
+        outputs.extend(admission)
+        invited = remote.invite and self._policy() is RoomPolicy.INVITE
+        if invited and not admission and not self.log.is_member(remote.sender_id):
+            refused = self._redeem(neighbour, remote.invite, now, outputs)
+            if refused is not None:
+                return [*outputs, *refused]
+        return [*outputs, *self._check_trust(neighbour, now)]
+
+    def _policy(self) -> RoomPolicy | None:
+        genesis = self.log.genesis
+        return genesis.policy if genesis is not None else None
+
+    def _redeem(
+        self, neighbour: _Neighbour, secret: bytes, now: float, outputs: list[Output]
+    ) -> list[Output] | None:
+        """Admit the neighbour on an invite of ours (outputs appended), or refuse it."""
+        remote = neighbour.link.remote
+        assert remote is not None
+        reason = self.invites.check(secret, self._wall_ms(now))
+        if reason is not None:
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"invite refused: {reason}")
+        admission = self._admit(remote.sender_id, remote.name, now, invited=True)
+        if not admission:
+            # (The invite stays unused: it may be presented again.)
+            reason = "cannot admit anyone right now (not synced, or the room is full): try again later"
+            return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason)
+        used = self.invites.redeem(secret, remote.sender_id, self._wall_ms(now))
+        assert not isinstance(used, str)
+        outputs.extend([InviteRedeemed(used.secret_hash, remote.sender_id), *admission])
+        return None
+
+    def _qualifies(self, neighbour: _Neighbour) -> bool:
+        """Whether ``neighbour`` may get entries, heads and addresses from us."""
+        remote = neighbour.remote_id
+        if remote is None:
+            return False
+        # Holding nothing of the room (a newcomer before its first sync), we reveal nothing.
+        return self.log.genesis is None or self.log.is_member(remote)
+
+    def _check_trust(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Trust a neighbour once it qualifies (and open the sync with it); refuse one that
+        cannot qualify because we are a member and cannot admit it."""
+        if not neighbour.link.is_open:
+            return []
+        if self._qualifies(neighbour):
+            if neighbour.trusted:
+                return []
+            neighbour.trusted = True
+            return self._open_sync(neighbour, now)
+        neighbour.trusted = False
+        if self.is_member and len(self.log.members) >= MAX_MEMBERS:
+            reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+        invite_only = self._policy() is RoomPolicy.INVITE
+        if self.is_member and invite_only and not self._is_away(neighbour.remote_id):
+            reason = "this room is invite-only and you are not a member: ask a member for an invite"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+        # (We cannot admit it now: it waits, connected, and gets nothing. A member back
+        # from AWAY in an invite-only room waits for its re-admission too.)
+        return []
+
+    def _is_away(self, member: bytes | None) -> bool:
+        """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
+        info = self.log.member_info().get(member) if member is not None else None
+        return info is not None and info.state is MemberState.AWAY
+
+    def _open_sync(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Our heads (asking for what we lack) and the addresses we know, to a neighbour
+        just trusted."""
+        outputs: list[Output] = [self._send_heads(neighbour, now, reply_wanted=True)]
+        own = _url_of(neighbour)
+        addresses = [a for a in self._addresses if a != own][:MAX_PEERS]
         if self.listen_url:
             addresses = [self.listen_url, *addresses][:MAX_PEERS]
         if addresses:
             outputs.append(self._send(neighbour.conn, encode_frame(Peers(tuple(addresses)))))
+        remote = neighbour.link.remote
+        if remote is not None and not remote.room_id and not neighbour.backlog:
+            # A newcomer holds nothing: its heads would only say so, a round trip later.
+            neighbour.sent_everything = True
+            self._owe_missing(neighbour, {})
+            neighbour.heads_after_backlog = True
+            outputs.extend(self.drain(neighbour.conn, self.config.initial_frames, now))
         return outputs
 
     def _wall_ms(self, now: float) -> int:
         return max(0, int((now + self.wall_offset) * 1000))
 
-    def _yields_to(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+    def _yields_to(self, remote_room: bytes, theirs_pristine: bool) -> bool:
         """Whether we give up our room for the neighbour's.
 
         A peer started without anyone to join founds a room at once, so that others can
@@ -504,7 +677,7 @@ class Node:
         ours = self.log.room_id
         if ours is None or not remote_room or remote_room == ours or not self._pristine():
             return False
-        return not _pristine_heads(remote_id, remote_heads) or remote_room < ours
+        return not theirs_pristine or remote_room < ours
 
     def _follows(self, neighbour: _Neighbour, remote_room: bytes) -> bool:
         """Whether we move to the room of a peer we dialed: our room is only the one we
@@ -516,12 +689,10 @@ class Node:
             and remote_room != self.log.room_id
         )
 
-    def _yielded_to_by(self, remote_id: bytes, remote_room: bytes, remote_heads: Iterable[Head]) -> bool:
+    def _yielded_to_by(self, remote_room: bytes, theirs_pristine: bool) -> bool:
         """Whether the neighbour gives up its room for ours (:meth:`_yields_to` on its side)."""
         ours = self.log.room_id
-        if ours is None or not remote_room or remote_room == ours:
-            return False
-        if not _pristine_heads(remote_id, remote_heads):
+        if ours is None or not remote_room or remote_room == ours or not theirs_pristine:
             return False
         return not self._pristine() or ours < remote_room
 
@@ -543,6 +714,7 @@ class Node:
     def replace_log(self, log: OrderedLog) -> None:
         """Continue with ``log`` (the shell restored the room we just adopted from its store)."""
         self.log = log
+        self.invites = InviteBook()  # (ours were for the room we leave; the shell reloads the new room's)
         self._own_announcement = None
         self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
 
@@ -555,13 +727,17 @@ class Node:
             return f"that peer is in room {remote_room.hex()[:16]}, we are in room {ours.hex()[:16]}"
         return None
 
-    def _admit(self, member: bytes, name: str, now: float) -> list[Output]:
-        """In an open room, admit a neighbour that is not an active member (rule 10)."""
+    def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
+        """Admit a neighbour that is not an active member (rule 10): in an open room
+        anyone; in an invite-only room one that redeemed our invite (``invited``) or a
+        member back from AWAY."""
         genesis = self.log.genesis
-        if genesis is None or genesis.policy is not RoomPolicy.OPEN or not self.is_member:
+        if genesis is None or not self.is_member:
             return []
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
+            return []
+        if genesis.policy is RoomPolicy.INVITE and not invited and not self._is_away(member):
             return []
         try:
             message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
@@ -570,19 +746,21 @@ class Node:
         return [OwnEntries((message,)), *outputs]
 
     def _admit_neighbours(self, now: float) -> list[Output]:
-        """Admit neighbours that are not active members: one whose AWAY arrived after its
-        HELLO, say, would otherwise wait for its admission for good."""
-        if not self.is_member:
-            return []
-        members = self.log.members
+        """Admit neighbours that are not active members (one whose AWAY arrived after its
+        first heads, say, would otherwise wait for its admission for good), then check
+        every neighbour's trust again."""
         outputs: list[Output] = []
+        if self.is_member:
+            members = self.log.members
+            for neighbour in list(self._neighbours.values()):
+                remote = neighbour.link.remote
+                if not neighbour.link.is_open or remote is None or remote.sender_id in members:
+                    continue
+                if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
+                    continue  # it said goodbye on this link: it is on its way out
+                outputs.extend(self._admit(remote.sender_id, remote.name, now))
         for neighbour in list(self._neighbours.values()):
-            remote = neighbour.link.remote
-            if not neighbour.link.is_open or remote is None or remote.sender_id in members:
-                continue
-            if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
-                continue  # it said goodbye on this link: it is on its way out
-            outputs.extend(self._admit(remote.sender_id, remote.name, now))
+            outputs.extend(self._check_trust(neighbour, now))
         return outputs
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
@@ -654,7 +832,16 @@ class Node:
     def _on_heads(
         self, neighbour: _Neighbour, heads: Iterable[Head], reply_wanted: bool, now: float
     ) -> list[Output]:
-        if neighbour.link.remote is not None and heads is not neighbour.link.remote.heads:
+        heads = tuple(heads)
+        first = not neighbour.heads_seen
+        if first:
+            # Its first heads open the sync (they ask for what it lacks).
+            neighbour.heads_seen = True
+            neighbour.hello_seq = max(
+                (h.held_seq for h in heads if h.sender_id == neighbour.remote_id),
+                default=neighbour.hello_seq,
+            )
+        else:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
             self.history_checked = True
         events: list[LogEvent] = []
@@ -666,7 +853,8 @@ class Node:
                 neighbour.held[head.sender_id] = head.held_seq
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        if reply_wanted and not neighbour.backlog:
+        already_sent = first and neighbour.sent_everything  # (what came since went by push)
+        if reply_wanted and neighbour.trusted and not neighbour.backlog and not already_sent:
             # (A request while a transfer is under way is answered by that transfer.)
             self._owe_missing(neighbour, reported)
             neighbour.heads_after_backlog = True
@@ -690,7 +878,7 @@ class Node:
         """Up to ``frames`` MESSAGES frames of what we owe ``conn``, then our heads once
         all of it is out. The shell calls this whenever its send queue has room."""
         neighbour = self._neighbours.get(conn)
-        if neighbour is None or not neighbour.link.is_open:
+        if neighbour is None or not neighbour.link.is_open or not neighbour.trusted:
             return []
         backlog, step = neighbour.backlog, min(self.config.max_batch, MAX_BATCH)
         outputs: list[Output] = []
@@ -737,7 +925,7 @@ class Node:
     def _remember(self, urls: Iterable[str]) -> list[str]:
         new = []
         for url in urls:
-            if url == self.listen_url or url in self._addresses:
+            if url == self.listen_url or url in self._addresses or not _announceable(url):
                 continue
             if len(self._addresses) >= self.config.max_known_addresses:
                 break
@@ -757,7 +945,7 @@ class Node:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             outputs.extend(self._heartbeat(now))
-        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open]
+        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open and n.trusted]
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
@@ -785,7 +973,7 @@ class Node:
             outputs.append(LogEvents(tuple(events)))
         heads = tuple(self._heads())
         for neighbour in self._neighbours.values():
-            if not neighbour.link.is_open or neighbour.backlog:
+            if not neighbour.link.is_open or not neighbour.trusted or neighbour.backlog:
                 continue  # (heads follow a transfer only once it is complete)
             stale = now - neighbour.heads_sent_at >= self.config.keepalive_interval
             if heads != neighbour.heads_sent or stale:
@@ -827,7 +1015,7 @@ class Node:
             return []
         outputs: list[Output] = []
         for neighbour in self._neighbours.values():
-            if neighbour is source or not neighbour.link.is_open:
+            if neighbour is source or not neighbour.link.is_open or not neighbour.trusted:
                 continue
             for message in messages:
                 if neighbour.held.get(message.sender_id, 0) < message.seq:
@@ -885,9 +1073,9 @@ class Node:
         """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
         candidates = [preferred, *self._neighbours.values()]
         for neighbour in candidates:
-            if neighbour.link.is_open and neighbour.held.get(sender_id, 0) >= seq:
+            if neighbour.link.is_open and neighbour.trusted and neighbour.held.get(sender_id, 0) >= seq:
                 return neighbour
-        return preferred if preferred.link.is_open else None
+        return preferred if preferred.link.is_open and preferred.trusted else None
 
     def _fail(
         self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
@@ -901,9 +1089,22 @@ class Node:
         return [Close(neighbour.conn, code, f"{who}: {reason}")]
 
     def _send(self, conn: int, data: bytes) -> Send:
+        """A frame for ``conn`` (to be sealed by the shell, see :class:`Send`)."""
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data) + SEAL_OVERHEAD  # what it will weigh on the wire
+        return Send(conn, data)
+
+    def _send_raw(self, conn: int, data: bytes) -> Send:
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
-        return Send(conn, data)
+        return Send(conn, data, clear=True)
+
+    def seal(self, conn: int, plaintext: bytes) -> bytes | None:
+        """A frame of ours for ``conn``, sealed (None once the connection is gone)."""
+        neighbour = self._neighbours.get(conn)
+        if neighbour is None:
+            return None
+        return neighbour.link.seal(plaintext)
 
     def statistics(self) -> NodeStatistics:
         stats = self.stats
@@ -925,10 +1126,22 @@ def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
 
 
-def _pristine_heads(remote_id: bytes, heads: Iterable[Head]) -> bool:
-    """Whether a neighbour's HELLO heads show a pristine room (its own genesis, nothing else)."""
-    heads = list(heads)
-    return len(heads) == 1 and heads[0].sender_id == remote_id and heads[0].held_seq == 1
+def _announceable(url: str) -> bool:
+    """Whether an address learned from a neighbour may be kept and dialed: a well-formed
+    URL (with or without a peer id), never an invite (those are for one newcomer)."""
+    try:
+        return invite_of(url) is None
+    except ValueError:
+        return False
+
+
+def _url_of(neighbour: _Neighbour) -> str | None:
+    """The neighbour's listen URL naming its id (None if it announced none, or one that
+    names another id), else the URL we dialed."""
+    remote = neighbour.link.remote
+    if remote is not None and remote.listen_url:
+        return with_peer_id(remote.listen_url, remote.sender_id)
+    return neighbour.dialed_url
 
 
 def _in_handshake(neighbour: _Neighbour) -> bool:

@@ -34,10 +34,12 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
+from .address import address_of, invite_url, peer_url, split_peer_url
 from .addresses import is_wildcard, ws_urls
 from .codec import CodecError, strict_loads
 from .dialerrors import DialError, dial_failure_reason, find_dial_error
 from .identity import Identity, preverify, short_id
+from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .lockfile import DataDirectoryLock
 from .log import (
     Concurrent,
@@ -49,10 +51,11 @@ from .log import (
     OwnHistoryIncomplete,
     Stable,
 )
-from .message import MAX_NAME_BYTES, EntryKind, Message, signed_bytes
+from .message import MAX_NAME_BYTES, EntryKind, Message, RoomPolicy, signed_bytes
 from .node import (
     Close,
     Discovered,
+    InviteRedeemed,
     LogEvents,
     Node,
     NodeConfig,
@@ -65,7 +68,7 @@ from .node import (
     Send,
     text_count,
 )
-from .protocol import CloseCode
+from .protocol import LINK_RANDOMNESS, CloseCode
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
@@ -207,8 +210,9 @@ class PeerStatistics:
 class _Connection:
     conn: int
     websocket: WebSocketConnection
-    outbox: trio.MemorySendChannel[tuple[float, bytes]]
-    """(when to send, frame): the time is 0 unless a link delay is simulated."""
+    outbox: trio.MemorySendChannel[tuple[float, bytes, bool]]
+    """(when to send, frame, clear): the time is 0 unless a link delay is simulated; the
+    frame is sealed as it is written unless it is a handshake frame (see node.Send)."""
     scope: trio.CancelScope
     last_heard: float
     """When something (a frame or a pong) last arrived: see PeerConfig.liveness_timeout."""
@@ -237,8 +241,11 @@ class Peer:
         self._closing = False
         self._left = False
         self.url: str | None = None
+        """Our join URL, naming our id (``ws://host:port/#<peer id>``)."""
         self.urls: list[str] = []
-        """Every URL others can dial us at, best first (several for a wildcard --listen)."""
+        """Every join URL others can dial us at, best first (several for a wildcard --listen)."""
+        self.unpinned: list[str] = []
+        """URLs we joined that name no peer id: whoever answers there is trusted."""
 
     # Who we are ---------------------------------------------------------------------
     @property
@@ -297,6 +304,29 @@ class Peer:
             if self._closing:
                 raise trio.ClosedResourceError("peer is shutting down")
             await self._wait_changed()
+
+    def invite(self, ttl: float = DEFAULT_TTL_SECONDS) -> str:
+        """A join URL for one newcomer, valid for ``ttl`` seconds.
+
+        In an invite-only room the URL carries a fresh one-time secret: whoever presents
+        it first (before it expires) is admitted by us. The invite is stored durably
+        before the URL is returned. In an open room anyone may join: our plain URL.
+        Raises NotAMember if we are not an active member (we could not admit anyone).
+        """
+        if self.url is None:
+            raise RuntimeError("the peer is not listening yet")
+        if not self.node.is_member:
+            raise NotAMember("only an active member of the room can invite")
+        genesis = self.node.log.genesis
+        room_id = self.node.log.room_id
+        if genesis is None or room_id is None or genesis.policy is not RoomPolicy.INVITE:
+            return self.url
+        secret = os.urandom(INVITE_SECRET_SIZE)
+        invite = self.node.invites.issue(secret, int((time.time() + ttl) * 1000))
+        if self.store is not None:
+            self.store.save_invite(room_id, invite)
+        base = split_peer_url(self.url)[0]
+        return invite_url(base, self.node.identity.sender_id, secret)
 
     async def leave(self, reason: str = "") -> None:
         """Leave the room for good (a LEAVE entry, our last), then stop the peer."""
@@ -365,8 +395,14 @@ class Peer:
 
     def join(self, url: str, *, bootstrap: bool = True) -> None:
         """Keep a connection to ``url`` (redialing with backoff while we run)."""
-        if url == self.url or url in self.urls or url in self._dialing:
+        ours = {address_of(own) for own in (self.url, *self.urls) if own}
+        if address_of(url) in ours or url in self._dialing:
             return
+        if split_peer_url(url)[1] is None:
+            self.unpinned.append(url)  # (the chat shows a notice; a warning would garble it)
+            logger.info(
+                "%s names no peer id: trusting whoever answers there (trust on first use)", url
+            )
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
 
@@ -394,7 +430,7 @@ class Peer:
         for output in outputs:
             match output:
                 case Send():
-                    self._send(output.conn, output.data)
+                    self._send(output.conn, output.data, output.clear)
                 case Close():
                     self._close(output.conn, output.code, output.reason)
                 case LogEvents():
@@ -410,6 +446,9 @@ class Peer:
                     self._save(own=list(output.messages))
                 case RoomAdopted():
                     self._open_room(output.room_id)
+                case InviteRedeemed():
+                    if self.store is not None:
+                        self.store.use_invite(output.secret_hash, output.by)
         self._notify()
 
     def _notify(self) -> None:
@@ -420,18 +459,18 @@ class Peer:
             # Moving a deadline is cheap: no task wakes up until it is reached.
             scope.deadline = min(scope.deadline, self.node.next_deadline())
 
-    def _send(self, conn: int, data: bytes) -> None:
+    def _send(self, conn: int, data: bytes, clear: bool = False) -> None:
         connection = self._connections.get(conn)
         if connection is None:
             return
         connection.frames += 1
         due = 0.0
         if connection.frames > 2 and self.config.link_loss and self._rng.random() < self.config.link_loss:
-            return  # simulated loss (never the handshake: HELLO and AUTH)
+            return  # simulated loss of a plaintext frame (never the handshake: HELLO and AUTH)
         if self.config.link_delay is not None:
             due = trio.current_time() + self._rng.uniform(*self.config.link_delay)
         try:
-            connection.outbox.send_nowait((due, data))
+            connection.outbox.send_nowait((due, data, clear))
         except trio.WouldBlock:
             # The neighbour reads slower than we produce: drop the neighbour, not messages.
             # Whatever it misses it will fetch again by anti-entropy when it reconnects.
@@ -488,7 +527,8 @@ class Peer:
                 self.join(url, bootstrap=False)
 
     def _connected_to(self, url: str) -> bool:
-        return any(address == url for _, _, address in self.node.neighbours())
+        wanted = address_of(url)
+        return any(address and address_of(address) == wanted for _, _, address in self.node.neighbours())
 
     # Background tasks -----------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -539,7 +579,8 @@ class Peer:
             self._notify()
 
     def _open_room(self, room_id: bytes) -> None:
-        """We took a neighbour's room: if we were in it before, go on from our store."""
+        """We took a neighbour's room: if we were in it before, go on from our store (its
+        history and the invites we issued there)."""
         store = self.store
         if store is None:
             return
@@ -547,6 +588,7 @@ class Peer:
         if len(self.node.log) == 0 and store.message_count(room_id):
             self.node.replace_log(restore_log(store, room_id, self.config.log))
             self.node.announce_limit = store.clock(room_id)
+            self.node.invites = InviteBook(store.load_invites(room_id))  # ours there, if any
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
         delay = self.config.backoff_initial
@@ -615,13 +657,14 @@ class Peer:
     ) -> None:
         conn = self._next_conn
         self._next_conn += 1
-        send, receive = trio.open_memory_channel[tuple[float, bytes]](self.config.send_queue_frames)
+        send, receive = trio.open_memory_channel[tuple[float, bytes, bool]](self.config.send_queue_frames)
         connection = _Connection(conn, websocket, send, trio.CancelScope(), trio.current_time())
         self._connections[conn] = connection
         reason = "closed"
         try:
             with connection.scope:
-                self._apply(self.node.open(conn, trio.current_time(), os.urandom(16), dialed_url))
+                randomness = os.urandom(LINK_RANDOMNESS)
+                self._apply(self.node.open(conn, trio.current_time(), randomness, dialed_url))
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(self._writer, connection, receive)
                     if self.config.liveness_timeout > 0:
@@ -643,12 +686,16 @@ class Peer:
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.
 
-        Two stages: this task takes frames off the socket and (for batches) checks their
-        signatures on another core, while ``_process`` hands the previous frame to the
-        node. Frames stay in order; a frame is processed only after its check ran.
+        Two stages: this task takes frames off the socket, opens them (they are sealed
+        once the handshake is done) and, for batches, checks their signatures on
+        another core, while ``_process`` hands the previous frame to the node. Frames
+        stay in order; a frame is processed only after its check ran. The handshake
+        frames are handled here, one at a time: until both HELLOs are in, there are no
+        keys to open the next frame with.
         """
-        send, receive = trio.open_memory_channel[bytes | str](2)
+        send, receive = trio.open_memory_channel[bytes](2)
         reason = "connection closed"
+        conn = connection.conn
         async with trio.open_nursery() as stages:
             stages.start_soon(self._process, connection, receive)
             async with send:
@@ -656,21 +703,28 @@ class Peer:
                     while True:
                         data = await connection.websocket.get_message()
                         connection.last_heard = trio.current_time()
-                        if isinstance(data, bytes) and len(data) >= PREVERIFY_MIN_BYTES:
+                        if not self.node.is_open(conn):
+                            self._apply(self.node.receive(conn, data, trio.current_time()))
+                            continue
+                        opened = self.node.unseal(conn, data, trio.current_time())
+                        if isinstance(opened, list):
+                            self._apply(opened)  # it did not open: the link closes
+                            continue
+                        if len(opened) >= PREVERIFY_MIN_BYTES:
                             room_id = self.node.log.room_id or b""
-                            await trio.to_thread.run_sync(_preverify_frame, data, room_id)
-                        await send.send(data)
+                            await trio.to_thread.run_sync(_preverify_frame, opened, room_id)
+                        await send.send(opened)
                 except ConnectionClosed as exc:
                     why = exc.reason
                     if why:
                         reason = f"connection closed ({why.code} {why.reason or ''})"
         return reason
 
-    async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes | str]) -> None:
-        async for data in frames:
+    async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+        async for plaintext in frames:
             # Frames waiting for us prove the link alive, even while we are the slow side.
             connection.last_heard = trio.current_time()
-            self._apply(self.node.receive(connection.conn, data, trio.current_time()))
+            self._apply(self.node.receive_unsealed(connection.conn, plaintext, trio.current_time()))
 
     async def _watch_liveness(self, connection: _Connection, tasks: trio.Nursery) -> None:
         """Ping a quiet link; close it once nothing has arrived for ``liveness_timeout``.
@@ -702,14 +756,18 @@ class Peer:
         connection.last_heard = max(connection.last_heard, trio.current_time())
 
     async def _writer(
-        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes]]
+        self, connection: _Connection, outbox: trio.MemoryReceiveChannel[tuple[float, bytes, bool]]
     ) -> None:
         low_water = max(1, self.config.send_queue_frames // 4)
         try:
-            async for due, data in outbox:
+            async for due, data, clear in outbox:
                 if due:
                     await trio.sleep_until(due)  # a simulated link delay; order is kept
-                await connection.websocket.send_message(data)
+                # Sealed here, in the order of the wire (the node is not awaited on).
+                sealed = data if clear else self.node.seal(connection.conn, data)
+                if sealed is None:
+                    break
+                await connection.websocket.send_message(sealed)
                 queued = connection.outbox.statistics().current_buffer_used
                 if queued < low_water and self.node.backlog(connection.conn):
                     # Room again: release more of a long transfer (see Node.drain).
@@ -782,6 +840,7 @@ def load_node(
     *,
     room: str | None = None,
     found: bool = True,
+    private: bool = False,
 ) -> Node:
     """Build the node: identity and history from the store when there is one.
 
@@ -790,20 +849,26 @@ def load_node(
     yet (a newcomer takes its first neighbour's room). With peers to join and no
     ``room``, the last room is provisional: the first peer we dial that is in another
     room takes us there (going on from the store if we were in it before, see
-    :meth:`Peer._open_room`).
+    :meth:`Peer._open_room`). ``private`` (with ``found``) founds a new invite-only
+    room, whatever is stored.
     """
     stored = store.load_identity() if store is not None else None
     if identity is None:
         identity = Identity(stored.seed if stored else os.urandom(32))
     if store is not None and (stored is None or stored.name != name):
         store.save_identity(identity.seed, name)
-    room_id = _pick_room(store, room)
+    if private and found and room is not None:
+        raise NoSuchRoom("--private founds a new room: it cannot reopen one (--room)")
+    # A new invite-only room is founded even where other rooms are stored.
+    room_id = None if private and found else _pick_room(store, room)
     now_ms = int(time.time() * 1000)
     if room_id is not None and store is not None:
         log = restore_log(store, room_id, config.log)
     elif found:
-        room_name = _room_name_for(name)
-        log, genesis = OrderedLog.found(identity, name=name, room_name=room_name, sent_at_ms=now_ms)
+        policy = RoomPolicy.INVITE if private else RoomPolicy.OPEN
+        log, genesis = OrderedLog.found(
+            identity, name=name, room_name=_room_name_for(name), sent_at_ms=now_ms, policy=policy
+        )
         room_id = log.room_id
         if store is not None and room_id is not None:
             store.save_messages(room_id, [genesis], durable=True)
@@ -818,6 +883,8 @@ def load_node(
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0
+        if room_id is not None:
+            node.invites = InviteBook(store.load_invites(room_id))
     return node
 
 
@@ -851,13 +918,15 @@ async def serve_peer(
     config: PeerConfig | None = None,
     identity: Identity | None = None,
     room: str | None = None,
+    private: bool = False,
     task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a peer until cancelled; ``task_status.started`` hands over the :class:`Peer`.
 
     ``data_dir=None`` keeps everything in memory (nothing survives a restart).
     Without ``join`` and without a stored room, the peer founds a new room; with
-    ``join`` a newcomer enters the room of the peers it joins.
+    ``join`` a newcomer enters the room of the peers it joins. ``private`` makes a
+    room founded here invite-only (see :meth:`Peer.invite`).
     """
     config = config or PeerConfig()
     join = tuple(join)
@@ -868,16 +937,16 @@ async def serve_peer(
     store = None
     try:
         store = Store(data_dir) if data_dir is not None else None
-        node = load_node(name, store, config, identity, room=room, found=not join)
+        node = load_node(name, store, config, identity, room=room, found=not join, private=private)
         async with trio.open_nursery() as nursery:
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
             listeners = await nursery.start(serve_websockets, peer._accept, host, port)
-            peer.url = node.listen_url = url_of(listeners[0])
+            bases = [url_of(listeners[0])]
             if is_wildcard(host):  # tell others an address that reaches this machine
-                peer.urls = ws_urls(host, listeners[0].socket.getsockname()[1])
-                peer.url = node.listen_url = peer.urls[0]
-            peer.urls = peer.urls or [peer.url]
+                bases = ws_urls(host, listeners[0].socket.getsockname()[1])
+            peer.urls = [peer_url(base, node.identity.sender_id) for base in bases]
+            peer.url = node.listen_url = peer.urls[0]
             nursery.start_soon(peer._ticker)
             nursery.start_soon(peer._saver)
             for url in join:
@@ -901,6 +970,7 @@ async def open_peer(
     config: PeerConfig | None = None,
     identity: Identity | None = None,
     room: str | None = None,
+    private: bool = False,
 ) -> AsyncIterator[Peer]:
     """Run a peer for the duration of the ``async with`` block, then close it cleanly."""
     async with trio.open_nursery() as nursery:
@@ -913,6 +983,7 @@ async def open_peer(
             config=config,
             identity=identity,
             room=room,
+            private=private,
         )
         peer: Peer = await nursery.start(serve)
         try:

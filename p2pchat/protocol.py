@@ -1,22 +1,36 @@
-"""One connection's handshake and framing rules, sans-IO.
+"""One connection's handshake, encryption and framing rules, sans-IO.
 
 Part of the pure core. A :class:`Link` turns the bytes of one WebSocket
-connection into checked frames and says which frames to answer with; it never
-touches a socket. The peer-wide logic (the log, gossip, repair) lives in
+connection into checked frames and seals what we send; it never touches a
+socket. The peer-wide logic (the log, gossip, repair) lives in
 :mod:`p2pchat.node`, which owns one Link per connection.
 
-The handshake, symmetric for the dialing and the accepting side::
+The handshake, symmetric but for the roles of the key exchange (the side that
+dialed is its client)::
 
-    -> HELLO (our id, name, listen URL, fresh nonce, our heads)
+    -> HELLO (our id, fresh nonce, fresh ephemeral X25519 key)      in clear
     <- HELLO
-    -> AUTH  signature over (context, their nonce, our nonce, our id)
-    <- AUTH
-    ... OPEN: any frame but HELLO and AUTH
+       both derive the session keys (channel.EphemeralKey.agree)
+    -> AUTH  sealed: signature over the transcript, name, URL, room   (dialer)
+    <- AUTH  only once the dialer's AUTH verified                      (acceptor)
+    ... OPEN: every frame sealed (channel.SecureChannel), any frame but HELLO and AUTH
 
-Each side proves it holds the private key of the id it claims by signing the
-other side's fresh nonce, so ids in HELLO cannot be borrowed or replayed.
-Anything out of order, undecodable or oversized is a :class:`ProtocolError`
-that carries a WebSocket close code and a reason.
+The AUTH signature covers :data:`AUTH_CONTEXT`, the signer's role, both HELLO
+frames exactly as they crossed the wire (so both ids, both nonces and both
+ephemeral keys) and the signer's room id. It proves that the holder of the
+identity key is the one that made this link's ephemeral key, on this very
+link: it cannot be replayed into another handshake (the other side's nonce and
+ephemeral key are fresh) nor relayed by someone in the middle (who would have
+to swap in its own ephemeral key, which changes the transcript). Since only
+the two ends can derive the session keys, everything after the HELLOs --
+names, rooms, heads, messages -- is unreadable and unalterable on the way.
+
+The dialer proves itself first: a peer that accepts connections tells its name,
+address and room only to a caller that proved its identity. A dialer that knows
+which peer it wants (a join URL naming the id, see :mod:`p2pchat.address`)
+refuses a HELLO from any other id before it says anything about itself.
+Anything out of order, undecodable, oversized or not opening is a
+:class:`ProtocolError` that carries a WebSocket close code and a reason.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .channel import EPHEMERAL_SEED_SIZE, EphemeralKey, OpenError, SecureChannel
 from .codec import CodecError
 from .identity import Identity, short_id, verify_signature
 from .wire import (
@@ -32,15 +47,17 @@ from .wire import (
     PROTOCOL_VERSION,
     Auth,
     Frame,
-    Head,
     Hello,
     decode_frame,
     encode_frame,
 )
 
-__all__ = ["CloseCode", "Link", "LinkState", "ProtocolError"]
+__all__ = ["LINK_RANDOMNESS", "CloseCode", "Link", "LinkState", "ProtocolError"]
 
-AUTH_CONTEXT = b"p2pchat-auth-v1"
+AUTH_CONTEXT = b"p2pchat-auth-v3"
+LINK_RANDOMNESS = NONCE_SIZE + EPHEMERAL_SEED_SIZE
+"""Fresh random bytes a Link needs: its nonce, then its ephemeral key's seed."""
+DIALER, ACCEPTOR = b"\x01", b"\x02"
 
 
 class CloseCode(enum.IntEnum):
@@ -78,73 +95,113 @@ class RemotePeer:
     sender_id: bytes
     name: str
     listen_url: str | None
-    heads: tuple[Head, ...]
     room_id: bytes = b""
+    pristine: bool = False
+    invite: bytes = b""
 
 
-def _auth_payload(challenger_nonce: bytes, prover_nonce: bytes, prover_id: bytes) -> bytes:
-    return AUTH_CONTEXT + challenger_nonce + prover_nonce + prover_id
+def auth_payload(
+    signer_is_dialer: bool, dialer_hello: bytes, acceptor_hello: bytes, signer_room: bytes
+) -> bytes:
+    """What each side signs in its AUTH (see the module docstring)."""
+    role = DIALER if signer_is_dialer else ACCEPTOR
+    return AUTH_CONTEXT + role + dialer_hello + acceptor_hello + signer_room
 
 
 class Link:
-    """The handshake and frame checks of one connection.
+    """The handshake, frame checks and encryption of one connection.
 
-    ``nonce`` is fresh randomness supplied by the caller (16 bytes).
+    ``randomness`` is fresh randomness supplied by the caller (:data:`LINK_RANDOMNESS`
+    bytes). ``dialer`` says which side we are; ``expected_id``, for a dialer, is the
+    peer the join URL named (None: trust whoever answers); ``invite``, an invite secret
+    to present to that peer (only with ``expected_id``: never to whoever answers).
     """
 
     def __init__(
-        self, identity: Identity, name: str, listen_url: str | None, nonce: bytes, room_id: bytes = b""
+        self,
+        identity: Identity,
+        name: str,
+        listen_url: str | None,
+        randomness: bytes,
+        room_id: bytes = b"",
+        *,
+        dialer: bool,
+        expected_id: bytes | None = None,
+        pristine: bool = False,
+        invite: bytes = b"",
     ) -> None:
-        if len(nonce) != NONCE_SIZE:
-            raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
+        if invite and (expected_id is None or not dialer):
+            raise ValueError("an invite is presented only by a dialer, to the peer its URL names")
+        if len(randomness) != LINK_RANDOMNESS:
+            raise ValueError(f"a link needs {LINK_RANDOMNESS} bytes of fresh randomness")
         self._identity = identity
         self._name = name
         self._listen_url = listen_url
-        self._nonce = nonce
+        self._nonce = randomness[:NONCE_SIZE]
+        self._ephemeral = EphemeralKey.from_seed(randomness[NONCE_SIZE:])
         self._room_id = room_id
-        self._hello: Hello | None = None
+        self._pristine = pristine
+        self._invite = invite
+        self.dialer = dialer
+        self.expected_id = expected_id
+        self._our_hello = encode_frame(
+            Hello(PROTOCOL_VERSION, identity.sender_id, self._nonce, self._ephemeral.public)
+        )
+        self._their_hello: bytes = b""
+        self._claimed_id: bytes | None = None
+        self._channel: SecureChannel | None = None
         self.state = LinkState.AWAIT_HELLO
         self.remote: RemotePeer | None = None
 
-    def hello(self, heads: tuple[Head, ...]) -> bytes:
-        """Our opening frame."""
-        return encode_frame(
-            Hello(
-                PROTOCOL_VERSION,
-                self._identity.sender_id,
-                self._name,
-                self._listen_url,
-                self._nonce,
-                heads,
-                self._room_id,
-            )
-        )
+    def hello(self) -> bytes:
+        """Our opening frame (in clear)."""
+        return self._our_hello
+
+    @property
+    def claimed_id(self) -> bytes | None:
+        """The id the other side said in its HELLO (proven only once :attr:`remote` is set)."""
+        return self._claimed_id
 
     def receive(self, data: bytes | str) -> tuple[Frame | None, bytes | None]:
         """Check one incoming WebSocket message.
 
         Returns ``(frame, reply)``: ``frame`` is a frame for the peer logic to act on
         (``None`` for handshake frames, which are handled here) and ``reply`` is
-        bytes to send back at once (our AUTH), if any. Raises ProtocolError.
+        bytes to send back at once (our sealed AUTH), if any. Raises ProtocolError.
         """
-        if self.state is LinkState.CLOSED:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame after close")
-        if isinstance(data, str):
-            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted")
-        if len(data) > MAX_FRAME_BYTES:
-            raise ProtocolError(CloseCode.TOO_BIG, f"frame of {len(data)} bytes is too big")
-        try:
-            frame = decode_frame(data)
-        except CodecError as exc:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, str(exc)) from None
+        data = self._check_size(data)
         if self.state is LinkState.AWAIT_HELLO:
-            return None, self._on_hello(frame)
+            return None, self._on_hello(self._decode(data), data)
         if self.state is LinkState.AWAIT_AUTH:
-            self._on_auth(frame)
-            return None, None
+            self._on_auth(self._decode(self.unseal(data)))
+            return None, None if self.dialer else self._our_auth()
+        return self.parse(self.unseal(data)), None
+
+    def unseal(self, data: bytes | str) -> bytes:
+        """The plaintext of the next sealed frame (after both HELLOs). Raises ProtocolError."""
+        data = self._check_size(data)
+        channel = self._channel
+        if channel is None:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "sealed frame before the key exchange")
+        try:
+            return channel.open(data)
+        except OpenError as exc:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, str(exc)) from None
+
+    def parse(self, plaintext: bytes) -> Frame:
+        """The frame in ``plaintext`` (from :meth:`unseal`) once the link is open."""
+        if self.state is not LinkState.OPEN:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame before the handshake is complete")
+        frame = self._decode(plaintext)
         if isinstance(frame, Hello | Auth):
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "handshake frame after the handshake")
-        return frame, None
+        return frame
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """A frame of ours, sealed for the other side."""
+        if self._channel is None:
+            raise RuntimeError("no session keys yet: the other side's HELLO has not arrived")
+        return self._channel.seal(plaintext)
 
     def close(self) -> None:
         self.state = LinkState.CLOSED
@@ -153,30 +210,71 @@ class Link:
     def is_open(self) -> bool:
         return self.state is LinkState.OPEN
 
-    def _on_hello(self, frame: Frame) -> bytes:
+    def _check_size(self, data: bytes | str) -> bytes:
+        if self.state is LinkState.CLOSED:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame after close")
+        if isinstance(data, str):
+            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "text frames are not accepted")
+        if len(data) > MAX_FRAME_BYTES:
+            raise ProtocolError(CloseCode.TOO_BIG, f"frame of {len(data)} bytes is too big")
+        return data
+
+    @staticmethod
+    def _decode(data: bytes) -> Frame:
+        try:
+            return decode_frame(data)
+        except CodecError as exc:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, str(exc)) from None
+
+    def _on_hello(self, frame: Frame, raw: bytes) -> bytes | None:
         if not isinstance(frame, Hello):
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected HELLO first")
         if frame.version != PROTOCOL_VERSION:
             raise ProtocolError(
-                CloseCode.PROTOCOL_ERROR, f"protocol version {frame.version} is not supported"
+                CloseCode.PROTOCOL_ERROR,
+                f"protocol version {frame.version} is not supported (this peer speaks {PROTOCOL_VERSION})",
             )
-        if frame.nonce == self._nonce:
-            raise ProtocolError(CloseCode.POLICY_VIOLATION, "nonce replayed back to us")
-        self._hello = frame
-        self.state = LinkState.AWAIT_AUTH
-        signature = self._identity.sign(_auth_payload(frame.nonce, self._nonce, self._identity.sender_id))
-        return encode_frame(Auth(signature))
-
-    def _on_auth(self, frame: Frame) -> None:
-        hello = self._hello
-        assert hello is not None
-        if not isinstance(frame, Auth):
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected AUTH after HELLO")
-        proof = _auth_payload(self._nonce, hello.nonce, hello.sender_id)
-        if not verify_signature(hello.sender_id, proof, frame.signature):
+        if frame.nonce == self._nonce or frame.ephemeral_key == self._ephemeral.public:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, "nonce or ephemeral key replayed back to us")
+        expected = self.expected_id
+        if expected is not None and frame.sender_id != expected:
             raise ProtocolError(
                 CloseCode.POLICY_VIOLATION,
-                f"peer {short_id(hello.sender_id)} failed to prove its identity",
+                f"expected peer {short_id(expected)} at this URL but {short_id(frame.sender_id)} "
+                "answered: refusing (wrong URL, or someone in the middle)",
+            )
+        self._claimed_id = frame.sender_id
+        self._their_hello = raw  # the very bytes received
+        try:
+            self._channel = self._ephemeral.agree(frame.ephemeral_key, dialer=self.dialer)
+        except OpenError as exc:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, str(exc)) from None
+        self.state = LinkState.AWAIT_AUTH
+        return self._our_auth() if self.dialer else None
+
+    def _our_auth(self) -> bytes:
+        assert self._channel is not None
+        signature = self._identity.sign(self._transcript(signer_is_dialer=self.dialer, room=self._room_id))
+        auth = Auth(signature, self._name, self._listen_url, self._room_id, self._pristine, self._invite)
+        return self._channel.seal(encode_frame(auth))
+
+    def _transcript(self, *, signer_is_dialer: bool, room: bytes) -> bytes:
+        ours, theirs = self._our_hello, self._their_hello
+        dialer_hello, acceptor_hello = (ours, theirs) if self.dialer else (theirs, ours)
+        return auth_payload(signer_is_dialer, dialer_hello, acceptor_hello, room)
+
+    def _on_auth(self, frame: Frame) -> None:
+        claimed = self._claimed_id
+        assert claimed is not None
+        if not isinstance(frame, Auth):
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "expected AUTH after HELLO")
+        proof = self._transcript(signer_is_dialer=not self.dialer, room=frame.room_id)
+        if not verify_signature(claimed, proof, frame.signature):
+            raise ProtocolError(
+                CloseCode.POLICY_VIOLATION,
+                f"peer {short_id(claimed)} failed to prove its identity",
             )
         self.state = LinkState.OPEN
-        self.remote = RemotePeer(hello.sender_id, hello.name, hello.listen_url, hello.heads, hello.room_id)
+        self.remote = RemotePeer(
+            claimed, frame.name, frame.listen_url, frame.room_id, frame.pristine, frame.invite
+        )

@@ -24,6 +24,7 @@ from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
 from .message import EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
+from .protocol import LINK_RANDOMNESS
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
 
@@ -213,7 +214,7 @@ class Simulation:
         self._endpoints[conn_b] = _Endpoint(b, conn_b, a, conn_a, False)
         for peer, conn, dialed in ((a, conn_a, f"sim://{b}"), (b, conn_b, None)):
             node = self.peers[peer].node
-            nonce = self.peers[peer].rng.randbytes(16)
+            nonce = self.peers[peer].rng.randbytes(LINK_RANDOMNESS)
             self._apply(peer, node.open(conn, self.now, nonce, dialed_url=dialed))
 
     # Event loop -------------------------------------------------------------------
@@ -251,7 +252,7 @@ class Simulation:
         for output in outputs:
             match output:
                 case Send():
-                    self._transmit(output.conn, output.data)
+                    self._transmit(output.conn, output.data, output.clear)
                 case Close():
                     self._close(output.conn, output.reason)
                 case LogEvents():
@@ -281,7 +282,10 @@ class Simulation:
             self.stable_at.setdefault(key, {}).setdefault(peer.index, self.now)
 
     # Network ----------------------------------------------------------------------
-    def _transmit(self, conn: int, data: bytes) -> None:
+    def _transmit(self, conn: int, data: bytes, clear: bool) -> None:
+        """Carry one frame. The simulated network carries frames after the handshake as
+        plaintext (Send.data): it models a lossy, duplicating, reordering network for the
+        gossip, which a sealed stream over TCP would turn into broken links instead."""
         endpoint = self._endpoints.get(conn)
         if endpoint is None:
             return
@@ -300,13 +304,15 @@ class Simulation:
                 # In order on the link, like TCP: never before the previous frame.
                 arrival = max(arrival, remote.last_arrival)
                 remote.last_arrival = arrival
-            self.at(arrival, _bind(self._arrive, remote, data))
+            self.at(arrival, _bind(self._arrive, remote, data, clear))
 
-    def _arrive(self, endpoint: _Endpoint, data: bytes) -> None:
+    def _arrive(self, endpoint: _Endpoint, data: bytes, clear: bool) -> None:
         peer = self.peers[endpoint.peer]
         if not peer.alive or endpoint.conn not in self._endpoints:
             return
-        self._apply(endpoint.peer, peer.node.receive(endpoint.conn, data, self.now))
+        node = peer.node
+        receive = node.receive if clear else node.receive_unsealed
+        self._apply(endpoint.peer, receive(endpoint.conn, data, self.now))
 
     def _cut(self, a: int, b: int) -> bool:
         if self._partition is None:
@@ -509,8 +515,10 @@ class Simulation:
         )
 
 
-def _bind(action: Callable[[_Endpoint, bytes], None], endpoint: _Endpoint, data: bytes) -> Callable[[], None]:
-    return lambda: action(endpoint, data)
+def _bind(
+    action: Callable[[_Endpoint, bytes, bool], None], endpoint: _Endpoint, data: bytes, clear: bool
+) -> Callable[[], None]:
+    return lambda: action(endpoint, data, clear)
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -13,11 +13,14 @@ crash can lose the last batch; those messages are fetched again from peers).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .invites import Invite
 from .message import Message
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
@@ -44,6 +47,12 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (room, sender, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_order ON entries (room, lamport, sender);
+CREATE TABLE IF NOT EXISTS invites (
+    hash BLOB PRIMARY KEY,
+    room BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_by BLOB
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -85,7 +94,7 @@ class Store:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             self._check_format(data_dir)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
             self._db = sqlite3.connect(self.path)
             self._check_format(data_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -190,6 +199,34 @@ class Store:
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
 
+    def save_invite(self, room_id: bytes, invite: Invite) -> None:
+        """Keep an invite we issued (only the hash of its secret), durably."""
+        with self._durable():
+            self._db.execute(
+                "INSERT OR REPLACE INTO invites (hash, room, expires_ms, used_by) VALUES (?, ?, ?, ?)",
+                (invite.secret_hash, room_id, invite.expires_ms, invite.used_by),
+            )
+
+    def use_invite(self, secret_hash: bytes, by: bytes) -> None:
+        """Mark an invite used, durably (it must never admit twice, even after a crash)."""
+        with self._durable():
+            self._db.execute("UPDATE invites SET used_by = ? WHERE hash = ?", (by, secret_hash))
+
+    def load_invites(self, room_id: bytes) -> list[Invite]:
+        rows = self._db.execute(
+            "SELECT hash, expires_ms, used_by FROM invites WHERE room = ?", (room_id,)
+        ).fetchall()
+        return [Invite(bytes(h), int(e), bytes(u) if u is not None else None) for h, e, u in rows]
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._db:
+                yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+
     def load_messages(self, room_id: bytes) -> Iterator[Message]:
         """Every stored entry of ``room_id``, in log order (which is also a causal order)."""
         cursor = self._db.execute(
@@ -206,3 +243,16 @@ class Store:
         """The largest Lamport stamp ever stored in ``room_id``: our clock there never goes below it."""
         row = self._db.execute("SELECT clock FROM rooms WHERE room = ?", (room_id,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _make_private(database: Path) -> None:
+    """Create the data directory (0700) and the database file (0600) for the owner only,
+    before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+    A directory or files made by an older version are tightened the same way."""
+    directory = database.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        if path.exists():
+            os.chmod(path, 0o600)

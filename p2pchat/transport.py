@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
+from .address import split_peer_url
 from .wire import MAX_FRAME_BYTES
 
 __all__ = ["Handler", "dial", "parse_host_port", "serve_websockets", "url_of"]
@@ -50,10 +51,12 @@ def url_of(listener: trio.SocketListener) -> str:
 
 
 def check_url(url: str) -> str:
-    """``url`` if it is a ws:// URL with a host and port, else ValueError."""
+    """``url`` if it is a ws:// URL with a host and port (and, optionally, ``#`` and the
+    peer id to expect there), else ValueError."""
     parts = urlsplit(url)
     if parts.scheme != "ws" or not parts.hostname or parts.port is None:
-        raise ValueError(f"expected ws://HOST:PORT, got {url!r}")
+        raise ValueError(f"expected ws://HOST:PORT or ws://HOST:PORT/#PEER_ID, got {url!r}")
+    split_peer_url(url)
     return url
 
 

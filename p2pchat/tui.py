@@ -55,11 +55,12 @@ from .chatview import (
     message_rows,
     name_problem,
     printable,
+    text_width,
     visible_rows,
     wrap,
 )
 from .jsonlines import entry_object
-from .log import OrderedLog, OwnHistoryIncomplete
+from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, EntryKind, Message
 from .node import text_count
 from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
@@ -69,6 +70,7 @@ __all__ = ["ChatScreen", "membership_line", "run_tui"]
 HELP = [
     "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
     "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
+    "/invite  a one-time join URL for one newcomer (invite-only rooms; 24 h)",
     "/leave  leave the room for good (a quit only says you are away until you are back)",
     "//text sends a line that starts with /     Alt-Enter: a new line in one message",
     "PgUp/PgDn, wheel: scroll   End: the newest line   Up: what you sent before",
@@ -302,7 +304,12 @@ class ChatScreen:
             parts.append((f"waiting on {', '.join(silent[:3])}{more} for {since}", f"waiting on {silent[0]}"))
             warn = True
         style = "class:status.warn" if warn else "class:status"
-        return [(style, fit_status(parts, width).ljust(width))]
+        if text_width(" " + " │ ".join(long for long, _ in parts) + " ") > width:
+            # The full URL to share does not fit with the rest: its peer id is cut (the
+            # notice at the top has it in full).
+            parts[0] = (f"{self.name_of(me)} @ {_short_url(peer.url)}", self.name_of(me))
+        line = fit_status(parts, width)
+        return [(style, line.ljust(width))]
 
     def _waiting_for(self, silent: list[bytes]) -> str:
         """How long the longest-silent of ``silent`` has held stability back, e.g. "2 min"."""
@@ -363,12 +370,13 @@ class ChatScreen:
         config: PeerConfig,
         web: str | None = None,
         room: str | None = None,
+        private: bool = False,
     ) -> None:
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
         self.token = trio.lowlevel.current_trio_token()
         async with open_peer(
-            name, data_dir=data_dir, listen=listen, join=join, config=config, room=room
+            name, data_dir=data_dir, listen=listen, join=join, config=config, room=room, private=private
         ) as peer:
             self.peer = peer
             for message in peer.log:
@@ -377,6 +385,8 @@ class ChatScreen:
             self.note(f"You are {name}. Others can join you with: --join {peer.url}")
             if len(peer.urls) > 1:
                 self.note(f"(also reachable at {', '.join(peer.urls[1:])})")
+            for url in peer.unpinned:
+                self.note(f"{url} names no peer id: trusting whoever answers there (trust on first use)")
             async with trio.open_nursery() as nursery:
                 if web is not None:
                     from .web.chat import serve_chat_web
@@ -490,6 +500,7 @@ class ChatScreen:
             "/join": self._join_command,
             "/nick": self._nick_command,
             "/whois": self._whois_command,
+            "/invite": self._invite_command,
         }
         handler = handlers.get(command)
         before = self.notices_written
@@ -549,6 +560,12 @@ class ChatScreen:
             if member in silent and len(log) > log.stable_count:
                 flags.append("holding stability back")
             self.note(f"  {self.name_of(member):<16} {', '.join(flags)}".rstrip())
+
+    def _invite_command(self, peer: Peer, argument: str) -> None:
+        try:
+            self.note(f"invite (one newcomer, 24 h): {peer.invite()}")
+        except NotAMember as exc:
+            self.warn(f"/invite: {exc}")
 
     def _join_command(self, peer: Peer, argument: str) -> None:
         from .transport import check_url
@@ -623,6 +640,15 @@ class _RowsControl(UIControl):
                 self._on_scroll(-SCROLL_WHEEL_ROWS)
                 return None
         return NotImplemented
+
+
+def _short_url(url: str | None) -> str:
+    """A join URL with its peer id cut to 8 digits, for a status bar too narrow for all of
+    it (the full one is in the notice at the top)."""
+    if url is None:
+        return ""
+    base, sep, peer_id = url.partition("#")
+    return f"{base}#{peer_id[:8]}…" if sep else url
 
 
 def _build_app(screen: ChatScreen, on_exit: Callable[[], None]) -> Application[None]:
@@ -714,6 +740,7 @@ async def _run(
     web: str | None,
     verbose: bool,
     room: str | None = None,
+    private: bool = False,
 ) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
@@ -739,6 +766,7 @@ async def _run(
         config,
         web,
         room,
+        private,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -765,6 +793,7 @@ def run_tui(
     *,
     verbose: bool = False,
     room: str | None = None,
+    private: bool = False,
 ) -> int:
     """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose, room))
+    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose, room, private))

@@ -3,8 +3,8 @@
 Part of the pure core. Each WebSocket binary message carries exactly one frame,
 a CBOR array whose first item is the frame type::
 
-    HELLO     [1, version, sender_id, name, listen_url|null, nonce, [head...], room_id|b""]
-    AUTH      [2, signature]                       proof of the private key
+    HELLO     [1, version, sender_id, nonce, ephemeral_key]          in clear
+    AUTH      [2, signature, name, listen_url|null, room_id|b"", pristine, invite|b""]   sealed
     MESSAGES  [3, [[payload, signature]...]]       a batch of signed messages
     HEADS     [4, [head...], reply_wanted]         anti-entropy and heartbeat
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
@@ -12,6 +12,11 @@ a CBOR array whose first item is the frame type::
     BYE       [7, reason]                          clean goodbye
 
     head = [sender_id, held_seq, clock_seq, clock_lamport, signature]
+
+HELLO is the only frame sent in clear: it holds nothing but what the key
+exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
+other frame, AUTH included, travels sealed, so an eavesdropper sees ids and
+ephemeral keys but no name, room, address, head or message.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
@@ -33,8 +38,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import codec
+from .channel import EPHEMERAL_KEY_SIZE
 from .codec import CodecError
 from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
+from .invites import INVITE_SECRET_SIZE
 from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, ROOM_ID_SIZE, Message, announcement_payload
 
 __all__ = [
@@ -55,7 +62,7 @@ __all__ = [
     "encode_frame",
 ]
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 NONCE_SIZE: Final = 16
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
@@ -94,19 +101,29 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """The opening frame, in clear: who we are and our half of the key exchange."""
+
     version: int
     sender_id: bytes
-    name: str
-    listen_url: str | None
     nonce: bytes
-    heads: tuple[Head, ...] = ()
-    room_id: bytes = b""
-    """The room the sender is in; empty for a newcomer that has none yet."""
+    ephemeral_key: bytes
+    """Our X25519 public key for this link only (see channel.EphemeralKey)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Auth:
+    """The first sealed frame: proof of the identity key over the handshake transcript,
+    and what the other side needs to know about us before anything else."""
+
     signature: bytes
+    name: str
+    listen_url: str | None
+    room_id: bytes = b""
+    """The room the sender is in; empty for a newcomer that has none yet."""
+    pristine: bool = False
+    """The sender's room holds nothing but its own genesis (see Node._yields_to)."""
+    invite: bytes = b""
+    """A dialer redeeming an invite: its secret (see p2pchat.invites); else empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,19 +174,17 @@ def encode_frame(frame: Frame) -> bytes:
     item: list[object]
     match frame:
         case Hello():
-            heads = [_head_item(h) for h in frame.heads]
+            item = [HELLO, frame.version, frame.sender_id, frame.nonce, frame.ephemeral_key]
+        case Auth():
             item = [
-                HELLO,
-                frame.version,
-                frame.sender_id,
+                AUTH,
+                frame.signature,
                 frame.name,
                 frame.listen_url,
-                frame.nonce,
-                heads,
                 frame.room_id,
+                frame.pristine,
+                frame.invite,
             ]
-        case Auth():
-            item = [AUTH, frame.signature]
         case Messages():
             item = [MESSAGES, [[m.payload, m.signature] for m in frame.messages]]
         case Heads():
@@ -237,28 +252,41 @@ def _parse_url(value: object) -> str:
 
 
 def _parse_hello(fields: list[object]) -> Hello:
-    version, sender, name, url, nonce, heads, room = _fields(fields, "hello", 7)
+    version, sender, nonce, ephemeral = _fields(fields, "hello", 4)
     return Hello(
         version=codec.expect_int(version, "hello version", hi=2**16),
         sender_id=_sender(sender, "hello sender"),
-        name=codec.expect_str(name, "hello name", max_bytes=MAX_NAME_BYTES),
-        listen_url=codec.expect_optional(url, _parse_url),
         nonce=codec.expect_bytes(nonce, "hello nonce", size=NONCE_SIZE),
-        heads=_parse_heads(heads),
-        room_id=_parse_room(room),
+        ephemeral_key=codec.expect_bytes(ephemeral, "hello ephemeral key", size=EPHEMERAL_KEY_SIZE),
     )
 
 
 def _parse_room(value: object) -> bytes:
-    room = codec.expect_bytes(value, "hello room", max_size=ROOM_ID_SIZE)
+    room = codec.expect_bytes(value, "auth room", max_size=ROOM_ID_SIZE)
     if len(room) not in (0, ROOM_ID_SIZE):
-        raise CodecError(f"hello room: {len(room)} bytes, expected 0 or {ROOM_ID_SIZE}")
+        raise CodecError(f"auth room: {len(room)} bytes, expected 0 or {ROOM_ID_SIZE}")
     return room
 
 
 def _parse_auth(fields: list[object]) -> Auth:
-    (signature,) = _fields(fields, "auth", 1)
-    return Auth(codec.expect_bytes(signature, "auth signature", size=SIGNATURE_SIZE))
+    signature, name, url, room, pristine, invite = _fields(fields, "auth", 6)
+    if type(pristine) is not bool:
+        raise CodecError(f"auth pristine: expected a boolean, got {type(pristine).__name__}")
+    return Auth(
+        signature=codec.expect_bytes(signature, "auth signature", size=SIGNATURE_SIZE),
+        name=codec.expect_str(name, "auth name", max_bytes=MAX_NAME_BYTES),
+        listen_url=codec.expect_optional(url, _parse_url),
+        room_id=_parse_room(room),
+        pristine=pristine,
+        invite=_parse_invite(invite),
+    )
+
+
+def _parse_invite(value: object) -> bytes:
+    invite = codec.expect_bytes(value, "auth invite", max_size=INVITE_SECRET_SIZE)
+    if len(invite) not in (0, INVITE_SECRET_SIZE):
+        raise CodecError(f"auth invite: {len(invite)} bytes, expected 0 or {INVITE_SECRET_SIZE}")
+    return invite
 
 
 def _parse_signed(value: object) -> Message:

@@ -3,7 +3,9 @@
 The attacker ("mallory") speaks p2pchat by hand: it builds every frame with
 ``cbor2.dumps`` from the layouts documented in :mod:`p2pchat.wire`,
 :mod:`p2pchat.message` and :mod:`p2pchat.protocol`, signs with PyNaCl's
-``SigningKey`` directly, and talks through the third-party ``websockets``
+``SigningKey`` directly, runs the key exchange and seals its frames with
+libsodium's ``crypto_kx`` and ``crypto_secretstream`` through ``nacl.bindings``
+(as :mod:`p2pchat.channel` documents), and talks through the third-party ``websockets``
 package (its sync client, run in a worker thread so the trio peers keep
 running). A bug in our own codec therefore cannot hide itself by being on
 both ends of the wire.
@@ -41,6 +43,7 @@ from typing import Any, TypeVar
 import cbor2
 import pytest
 import trio
+from nacl import bindings as sodium
 from nacl.signing import SigningKey, VerifyKey
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -56,8 +59,14 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
-VERSION = 2
-AUTH_CONTEXT = b"p2pchat-auth-v1"
+VERSION = 3
+"""The protocol version, in HELLO."""
+PAYLOAD_VERSION = 2
+"""The entry payload's version (its first field)."""
+AUTH_CONTEXT = b"p2pchat-auth-v3"
+DIALER, ACCEPTOR = b"\x01", b"\x02"
+"""AUTH signs ``AUTH_CONTEXT + role + dialer's HELLO + acceptor's HELLO + signer's room``."""
+HEADER_BYTES = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 ENTRY_CONTEXT = b"p2pchat-entry-v2"
 """An entry's signature covers ``ENTRY_CONTEXT + room_id + payload``."""
 TEXT, GENESIS, ADMIT, LEAVE, AWAY = range(5)
@@ -78,7 +87,7 @@ bob reach each other only through the victim."""
 class Mallory:
     """An Ed25519 key and the entry layout of p2pchat.message, by hand.
 
-    ``room`` is the room mallory signs for: the victim's, learned from its HELLO during
+    ``room`` is the room mallory signs for: the victim's, learned from its AUTH during
     the handshake (until then empty, which only matters for payloads that are refused
     before any signature is checked).
     """
@@ -99,7 +108,7 @@ class Mallory:
         text: str,
         deps: object = None,
         sender: bytes | None = None,
-        version: object = VERSION,
+        version: object = PAYLOAD_VERSION,
         kind: object = TEXT,
         body: object = None,
     ) -> bytes:
@@ -134,6 +143,7 @@ class Wire:
     """One attacker connection: the ``websockets`` sync client and raw CBOR items.
 
     Used only inside worker threads. Frames the victim sends are kept in ``inbox``.
+    Once both HELLOs are out, everything but text frames is sealed and opened here.
     """
 
     def __init__(self, ws: ClientConnection) -> None:
@@ -141,15 +151,43 @@ class Wire:
         self.inbox: list[list[Any]] = []
         self.genuine: list[list[bytes]] = []
         """The messages the victim sent us during the handshake (its whole history)."""
+        self.last_raw = b""
+        """The plaintext of the last frame received."""
+        self.victim_id = b""
+        self._push: Any = None
+        self._pull: Any = None
+        self._header = b""
+        self._receive_key: bytes | None = None
+        self.sent_sealed: list[bytes] = []
+        """Every sealed frame sent, as it went on the wire."""
 
     def send(self, item: object) -> None:
-        """Send a CBOR item, or bytes / str as they are (str makes a text frame)."""
+        """Send a CBOR item, or bytes / str as they are (str makes a text frame); sealed
+        once the key exchange is done (but text frames)."""
         data = item if isinstance(item, bytes | str) else cbor2.dumps(item)
+        if isinstance(data, bytes) and self._push is not None:
+            data = self.seal(data)
+            self.sent_sealed.append(data)
         self.ws.send(data)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Our next frame, sealed (the first one carries the stream header)."""
+        sealed = sodium.crypto_secretstream_xchacha20poly1305_push(
+            self._push, plaintext, None, sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+        )
+        header, self._header = self._header, b""
+        return header + sealed
 
     def recv(self, timeout: float = 5) -> list[Any]:
         data = self.ws.recv(timeout=timeout)
         assert isinstance(data, bytes), f"victim sent a text frame: {data!r}"
+        if self._pull is not None:
+            if self._receive_key is not None:
+                header, data = data[:HEADER_BYTES], data[HEADER_BYTES:]
+                sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._pull, header, self._receive_key)
+                self._receive_key = None
+            data, _tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._pull, data, None)
+        self.last_raw = data
         item = cbor2.loads(data)
         assert isinstance(item, list) and item and item[0] in range(1, 8), item
         self.inbox.append(item)
@@ -163,42 +201,65 @@ class Wire:
             if item[0] == kind:
                 return item
 
+    def hello(
+        self, mallory: Mallory, *, claim: bytes | None = None, nonce: bytes | None = None
+    ) -> tuple[bytes, bytes]:
+        """Read the victim's HELLO, send ours (claiming ``claim``), derive the session keys:
+        from here on frames are sealed. Returns both HELLOs as sent (ours, the victim's)."""
+        victim_hello = self.expect(HELLO)
+        victim_raw = self.last_raw
+        version, victim_id, victim_nonce, victim_key = victim_hello[1:]
+        assert version == VERSION and len(victim_id) == 32 and len(victim_nonce) == 16
+        assert len(victim_key) == 32
+        self.victim_id = victim_id
+        public, secret = sodium.crypto_kx_keypair()
+        sender = mallory.id if claim is None else claim
+        ours = cbor2.dumps([HELLO, VERSION, sender, os.urandom(16) if nonce is None else nonce, public])
+        self.ws.send(ours)
+        # We dialed: the kx client. One secretstream per direction.
+        receive_key, send_key = sodium.crypto_kx_client_session_keys(public, secret, victim_key)
+        self._push = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self._header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._push, send_key)
+        self._pull = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self._receive_key = receive_key
+        return ours, victim_raw
+
     def hello_and_auth(
         self,
         mallory: Mallory,
         *,
         claim: bytes | None = None,
-        auth: Callable[[bytes, bytes, bytes], bytes] | None = None,
-        heads: list[Any] | None = None,
+        auth: Callable[[bytes, bytes], bytes] | None = None,
         room: bytes = b"",
     ) -> None:
-        """Our half of the handshake (protocol.py): HELLO, then AUTH over their nonce.
+        """Our half of the handshake (protocol.py): HELLO, then AUTH (sealed) over the
+        transcript; then the victim's AUTH, checked.
 
-        ``claim`` is the id we say we are; ``auth(their_nonce, our_nonce, claim)`` makes the
-        AUTH signature (by default mallory's key over the documented payload); ``room`` is
-        the room we say we are in (empty: none yet, like a newcomer).
+        ``claim`` is the id we say we are; ``auth(our_hello, victim_hello)`` makes the AUTH
+        signature from both HELLOs as sent (by default mallory's key over the documented
+        payload: we dialed, so ours comes first);
+        ``room`` is the room we say we are in (empty: none yet, like a newcomer).
         """
-        hello = self.expect(HELLO)
-        version, victim_id, _name, _url, victim_nonce, _heads, victim_room = hello[1:]
-        assert version == VERSION and len(victim_id) == 32 and len(victim_nonce) == 16
-        assert len(victim_room) == 32, "the victim founded a room"
-        mallory.room = victim_room
-        sender = mallory.id if claim is None else claim
-        nonce = os.urandom(16)
-        self.send([HELLO, VERSION, sender, mallory.name, None, nonce, heads or [], room])
-        victim_auth = self.expect(AUTH)
-        # The victim proves its id exactly as documented, or this reading of protocol.py is wrong.
-        VerifyKey(victim_id).verify(AUTH_CONTEXT + nonce + victim_nonce + victim_id, victim_auth[1])
+        ours, theirs = self.hello(mallory, claim=claim)
+        hellos = ours + theirs
         if auth is None:
-            signature = mallory.key.sign(AUTH_CONTEXT + victim_nonce + nonce + sender).signature
+            signature = mallory.key.sign(AUTH_CONTEXT + DIALER + hellos + room).signature
         else:
-            signature = auth(victim_nonce, nonce, sender)
-        self.send([AUTH, signature])
+            signature = auth(ours, theirs)
+        self.send([AUTH, signature, mallory.name, None, room, False, b""])
+        victim_auth = self.expect(AUTH)
+        victim_room = victim_auth[4]
+        assert len(victim_room) == 32, "the victim founded a room"
+        # The victim proves its id exactly as documented, or this reading of protocol.py is wrong.
+        VerifyKey(self.victim_id).verify(AUTH_CONTEXT + ACCEPTOR + hellos + victim_room, victim_auth[1])
+        mallory.room = victim_room
 
     def handshake(self, mallory: Mallory, **kwargs: Any) -> None:
-        """A complete handshake; returns once the victim answered our heads (it is OPEN)."""
+        """A complete handshake; returns once the victim sent us its history, then its heads
+        (it admitted us: we are a newcomer holding nothing, so it sends everything at once)."""
         self.hello_and_auth(mallory, **kwargs)
-        self.expect(HEADS)
+        self.expect(HEADS)  # the heads that open the sync
+        self.expect(HEADS)  # the heads after the history
         self.genuine = [m for frame in self.inbox if frame[0] == MESSAGES for m in frame[1]]
 
     def admission(self, mallory: Mallory, timeout: float = 10) -> tuple[bytes, int, int]:
@@ -248,7 +309,7 @@ class Wire:
 def attack(url: str, body: Callable[[Wire], T]) -> T:
     """Connect to ``url`` and run ``body`` on the connection (in a worker thread)."""
     with connect(
-        url,
+        url.partition("#")[0],  # (the peer id after '#' is for the dialer, not the server)
         open_timeout=5,
         close_timeout=1,
         ping_interval=None,
@@ -379,7 +440,7 @@ def _key_id() -> bytes:
 
 
 def _valid_hello(sender: bytes) -> bytes:
-    return cbor2.dumps([HELLO, VERSION, sender, "mallory", None, os.urandom(16), [], b""])
+    return cbor2.dumps([HELLO, VERSION, sender, os.urandom(16), os.urandom(32)])
 
 
 GARBAGE = {
@@ -416,8 +477,9 @@ async def test_text_frames_before_and_after_the_handshake() -> None:
 
             assert (await attack_code(url(victim), sending("hello?")))[0] == UNSUPPORTED_DATA
             assert (await attack_code(url(victim), after_handshake))[0] == UNSUPPORTED_DATA
-            # A proven id that broke the protocol is banned for a while.
-            assert victim.node.banned_until(mallory.id, trio.current_time()) is not None
+            # Not banned: a text frame is not sealed, so it proves nothing about who sent it
+            # (anyone on the path can inject one); only frames that open are the neighbour's.
+            assert victim.node.banned_until(mallory.id, trio.current_time()) is None
             await assert_survived(victim, alice, bob)
 
 
@@ -513,12 +575,9 @@ async def test_cbor_tags() -> None:
             tag = cbor2.CBORTag
             before_handshake = {
                 "self-describe": tag(55799, [BYE, "x"]),
-                "datetime-name": [
-                    *[HELLO, VERSION, mallory.id, tag(0, "2024-01-01T00:00:00Z")],
-                    *[None, bytes(16), [], b""],
-                ],
-                "bignum-version": [HELLO, tag(2, b"\x02"), mallory.id, "m", None, bytes(16), [], b""],
-                "tagged-room": [HELLO, VERSION, mallory.id, "m", None, bytes(16), [], tag(2, bytes(32))],
+                "datetime-nonce": [HELLO, VERSION, mallory.id, tag(0, "2024-01-01T00:00:00Z"), bytes(32)],
+                "bignum-version": [HELLO, tag(2, b"\x03"), mallory.id, bytes(16), bytes(32)],
+                "tagged-key": [HELLO, VERSION, mallory.id, bytes(16), tag(2, bytes(32))],
                 "set": tag(258, [1, 2]),
                 "shared-reference": b"\xd8\x1c\x81\xd8\x1d\x00",  # 28([29(0)]): a cyclic array
                 "embedded-cbor": tag(24, cbor2.dumps([BYE, "x"])),
@@ -555,6 +614,7 @@ DUPLICATE_DEPS = (
     + 2 * (cbor2.dumps(ID) + cbor2.dumps(1))
 )
 """A message payload whose deps map holds the same key twice."""
+KEY = bytes(range(32))
 NONCE = bytes(16)
 HEAD = [ID, 1, 1, 1, bytes(64)]
 
@@ -566,31 +626,34 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "2", "<me>", "m", None, NONCE, [], b""],
-        [HELLO, 2, bytes(31), "m", None, NONCE, [], b""],
-        [HELLO, 2, "<me>", 7, None, NONCE, [], b""],
-        [HELLO, 2, "<me>", "m", b"ws://x:1", NONCE, [], b""],
-        [HELLO, 2, "<me>", "m", None, "0123456789abcdef", [], b""],
-        [HELLO, 2, "<me>", "m", None, NONCE[:15], [], b""],
-        [HELLO, 2, "<me>", "m", None, NONCE, {}, b""],
-        [HELLO, 2, "<me>", "m", None, NONCE, [[ID, "1", 1, 1]], b""],
-        [HELLO, 2, "<me>", "m", None, NONCE, []],  # version 1's HELLO: no room
-        [HELLO, 2, "<me>", "m", None, NONCE, [], b"", b""],
-        [HELLO, True, "<me>", "m", None, NONCE, [], b""],
-        [HELLO, 2.0, "<me>", "m", None, NONCE, [], b""],
-        [HELLO, 1, "<me>", "m", None, NONCE, [], b""],  # an older protocol version
-        [HELLO, 3, "<me>", "m", None, NONCE, [], b""],
-        [HELLO, 2, "<me>", "x" * 65, None, NONCE, [], b""],
-        [HELLO, 2, "<me>", "m", None, NONCE, [], bytes(31)],
-        [HELLO, 2, "<me>", "m", None, NONCE, [], bytes(33)],
-        [HELLO, 2, "<me>", "m", None, NONCE, [], "r" * 32],
-        [HELLO, 2, "<me>", "m", None, NONCE, [], None],
+        [HELLO, "3", "<me>", NONCE, KEY],
+        [HELLO, 3, bytes(31), NONCE, KEY],
+        [HELLO, 3, "<me>", "0123456789abcdef", KEY],
+        [HELLO, 3, "<me>", NONCE[:15], KEY],
+        [HELLO, 3, "<me>", NONCE, KEY[:31]],
+        [HELLO, 3, "<me>", NONCE, "k" * 32],
+        [HELLO, 3, "<me>", NONCE, None],
+        [HELLO, 3, "<me>", NONCE],
+        [HELLO, 3, "<me>", NONCE, KEY, b""],
+        [HELLO, True, "<me>", NONCE, KEY],
+        [HELLO, 3.0, "<me>", NONCE, KEY],
+        [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
+        [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
+        [HELLO, 4, "<me>", NONCE, KEY],
     ],
-    "auth": [
-        [AUTH, "signature"],
-        [AUTH, bytes(63)],
-        [AUTH, [bytes(64)]],
-        [AUTH, bytes(64), bytes(64)],
+    "auth": [  # sealed, after a good HELLO
+        [AUTH, "signature", "m", None, b"", False, b""],
+        [AUTH, bytes(63), "m", None, b"", False, b""],
+        [AUTH, [bytes(64)], "m", None, b"", False, b""],
+        [AUTH, bytes(64), 7, None, b"", False, b""],
+        [AUTH, bytes(64), "x" * 65, None, b"", False, b""],
+        [AUTH, bytes(64), "m", b"ws://x:1", b"", False, b""],
+        [AUTH, bytes(64), "m", None, bytes(31), False, b""],
+        [AUTH, bytes(64), "m", None, "r" * 32, False, b""],
+        [AUTH, bytes(64), "m", None, b"", 0, b""],
+        [AUTH, bytes(64), "m", None, b"", False, bytes(15)],
+        [AUTH, bytes(64)],  # protocol 2's AUTH: the signature alone
+        [AUTH, bytes(64), "m", None, b"", False],
         [AUTH],
         [AUTH, None],
     ],
@@ -610,7 +673,7 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         entry(2, ID, 1, 1, 0, "m", 5, "t", {}),  # unknown kind
         entry(2, ID, 1, 1, 0, "m", True, "t", {}),
         entry(2, ID, 1, 1, 0, "m", GENESIS, "room", {}),  # a genesis body is [name, policy]
-        entry(2, ID, 1, 1, 0, "m", GENESIS, ["room", 1], {}),  # no such policy
+        entry(2, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}),  # no such policy (0 open, 1 invite-only)
         entry(2, ID, 1, 1, 0, "m", ADMIT, [ID[:31], "bob"], {}),
         entry(2, ID, 1, 1, 0, "m", ADMIT, [ID, "b" * 65], {}),
         entry(2, ID, 1, 1, 0, "m", ADMIT, "bob", {}),
@@ -674,9 +737,7 @@ async def test_wrong_field_types(kind: str) -> None:
                     if kind == "hello":
                         wire.expect(HELLO)
                     elif kind == "auth":
-                        wire.expect(HELLO)
-                        wire.send([HELLO, VERSION, mallory.id, "m", None, os.urandom(16), [], b""])
-                        wire.expect(AUTH)
+                        wire.hello(mallory)  # from here on, sealed
                     else:
                         wire.handshake(mallory)
                     wire.send(frame)
@@ -702,42 +763,57 @@ async def test_forged_handshake() -> None:
             def claim(who: bytes) -> Callable[[Wire], None]:
                 return lambda wire: wire.hello_and_auth(mallory, claim=who)
 
-            def auth_with(make: Callable[[bytes, bytes, bytes], bytes]) -> Callable[[Wire], None]:
+            def auth_with(make: Callable[[bytes, bytes], bytes]) -> Callable[[Wire], None]:
                 return lambda wire: wire.hello_and_auth(mallory, auth=make)
 
             def echo_nonce(wire: Wire) -> None:
-                # Claim the victim's id with the victim's nonce: its own AUTH would then be
-                # exactly the AUTH it expects back.
+                # Hand the victim its own nonce and ephemeral key back.
                 hello = wire.expect(HELLO)
-                wire.send([HELLO, VERSION, hello[2], "mirror", None, hello[5], [], hello[7]])
-                wire.send([AUTH, wire.expect(AUTH)[1]])
+                wire.send([HELLO, VERSION, mallory.id, hello[3], hello[4]])
+                wire.expect(AUTH)
 
-            def reflect_victims_auth(wire: Wire) -> None:
-                # Claim the victim's own id and hand its own AUTH back to it.
-                wire.expect(HELLO)
-                wire.send([HELLO, VERSION, victim_id, "mirror", None, os.urandom(16), [], b""])
-                wire.send([AUTH, wire.expect(AUTH)[1]])
+            recorded: list[bytes] = []
+
+            def record(wire: Wire) -> None:
+                wire.hello_and_auth(Mallory())
+                recorded.append(wire.sent_sealed[0])  # its sealed AUTH
+
+            def replay_recorded_auth(wire: Wire) -> None:
+                # A sealed AUTH from another session: its keys are gone with that session.
+                wire.hello(mallory)
+                wire.ws.send(recorded[0])
+                wire.expect(AUTH)
 
             sign = mallory.key.sign
             attacks: dict[str, Callable[[Wire], None]] = {
                 "claims alice": claim(alice_id),
                 "claims the victim": claim(victim_id),
                 "claims a small-order key": claim(small_order),
-                "random signature": auth_with(lambda theirs, ours, me: os.urandom(64)),
-                "zero signature": auth_with(lambda theirs, ours, me: bytes(64)),
-                "nonces swapped": auth_with(
-                    lambda theirs, ours, me: sign(AUTH_CONTEXT + ours + theirs + me).signature
+                "random signature": auth_with(lambda ours, theirs: os.urandom(64)),
+                "zero signature": auth_with(lambda ours, theirs: bytes(64)),
+                "hellos swapped": auth_with(
+                    lambda ours, theirs: sign(AUTH_CONTEXT + DIALER + theirs + ours).signature
                 ),
-                "no context": auth_with(lambda theirs, ours, me: sign(theirs + ours + me).signature),
-                "own nonce only": auth_with(
-                    lambda theirs, ours, me: sign(AUTH_CONTEXT + ours + ours + me).signature
+                "acceptor's role": auth_with(
+                    lambda ours, theirs: sign(AUTH_CONTEXT + ACCEPTOR + ours + theirs).signature
                 ),
-                "echoes the victim's nonce": echo_nonce,
-                "reflects the victim's auth": reflect_victims_auth,
+                "no context": auth_with(lambda ours, theirs: sign(DIALER + ours + theirs).signature),
+                "own hello only": auth_with(
+                    lambda ours, theirs: sign(AUTH_CONTEXT + DIALER + ours + ours).signature
+                ),
+                "signed for another room": auth_with(
+                    lambda ours, theirs: sign(AUTH_CONTEXT + DIALER + ours + theirs + bytes(32)).signature
+                ),
+                "echoes the victim's nonce and key": echo_nonce,
+                "replays a recorded sealed auth": replay_recorded_auth,
             }
+            await in_thread(lambda: attack(url(victim), record))
             for name, body in attacks.items():
                 code, reason = await attack_code(url(victim), body)
-                expected = "nonce replayed" if name.startswith("echoes") else "failed to prove its identity"
+                expected = {
+                    "echoes the victim's nonce and key": "replayed back to us",
+                    "replays a recorded sealed auth": "does not open",
+                }.get(name, "failed to prove its identity")
                 assert code == POLICY_VIOLATION and expected in reason, (name, reason)
             # Nobody was banned on the strength of an unproven claim, and alice's link is untouched.
             now = trio.current_time()
@@ -756,21 +832,18 @@ async def test_replayed_hello_and_auth_after_the_handshake() -> None:
 
             def replay_hello(wire: Wire) -> None:
                 wire.handshake(replayers[0])
-                sent_hello = cbor2.dumps(
-                    [HELLO, VERSION, replayers[0].id, "m", None, os.urandom(16), [], b""]
-                )
-                wire.send(sent_hello)
+                wire.send([HELLO, VERSION, replayers[0].id, os.urandom(16), os.urandom(32)])
 
             def replay_auth(wire: Wire) -> None:
                 captured: list[bytes] = []
 
-                def auth(theirs: bytes, ours: bytes, me: bytes) -> bytes:
-                    captured.append(replayers[1].key.sign(AUTH_CONTEXT + theirs + ours + me).signature)
+                def auth(ours: bytes, theirs: bytes) -> bytes:
+                    captured.append(replayers[1].key.sign(AUTH_CONTEXT + DIALER + ours + theirs).signature)
                     return captured[0]
 
                 wire.hello_and_auth(replayers[1], auth=auth)
                 wire.expect(HEADS)
-                wire.send([AUTH, captured[0]])
+                wire.send([AUTH, captured[0], "m", None, b"", False, b""])  # sealed anew: it opens
 
             for body in (replay_hello, replay_auth):
                 code, reason = await attack_code(url(victim), body)
@@ -1045,7 +1118,8 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
             waiting: list[bytes] = []
 
             def lie(wire: Wire) -> bool:
-                wire.handshake(mallory, heads=[[victim_id, own + 5, own + 5, 5, bytes(64)]])
+                wire.handshake(mallory)
+                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64)]], True])
                 wire.send([HEADS, [[victim_id, 2**62, 0, 0, b""]], False])
                 sponsor, _seq, admit_lamport = wire.admission(mallory)
                 assert sponsor == victim_id
@@ -1183,7 +1257,7 @@ async def test_half_open_raw_tcp_does_not_block_others() -> None:
     """TCP connections that never send the HTTP upgrade (or only part of it)."""
     with trio.fail_after(TIMEOUT):
         async with line() as (victim, alice, bob):
-            host, port = url(victim).removeprefix("ws://").rsplit(":", 1)
+            host, port = url(victim).removeprefix("ws://").partition("/")[0].rsplit(":", 1)
             streams = [await trio.open_tcp_stream(host, int(port)) for _ in range(20)]
             try:
                 for stream in streams[10:]:
@@ -1207,8 +1281,8 @@ async def test_half_open_handshake_is_dropped_after_the_timeout(stop_after: str)
                 start = time.monotonic()
                 wire.expect(HELLO)
                 if stop_after == "hello":
-                    wire.send([HELLO, VERSION, mallory.id, "m", None, os.urandom(16), [], b""])
-                    wire.expect(AUTH)
+                    # Our HELLO, then silence: the victim waits for our AUTH before its own.
+                    wire.send([HELLO, VERSION, mallory.id, os.urandom(16), os.urandom(32)])
                 code, reason = wire.close_code(timeout=5)
                 return code, reason, time.monotonic() - start
 

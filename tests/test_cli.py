@@ -59,7 +59,7 @@ MEMBER_KEYS = {
 ENTRY_EVENTS = ("message", "member")
 Event = dict[str, Any]
 HEX_ID = re.compile(r"[0-9a-f]{64}")
-URL = re.compile(r"ws://127\.0\.0\.1:(\d+)")
+URL = re.compile(r"ws://127\.0\.0\.1:(\d+)/#[0-9a-f]{64}")
 
 
 def command(*args: str | Path) -> list[str]:

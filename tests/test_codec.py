@@ -144,16 +144,28 @@ def hello(**raw: bytes) -> bytes:
     fields = {
         "version": enc(wire.PROTOCOL_VERSION),
         "sender": enc(ALICE.sender_id),
-        "name": enc("alice"),
-        "url": enc("ws://127.0.0.1:9000"),
         "nonce": enc(bytes(wire.NONCE_SIZE)),
-        "heads": arr(head_item()),
-        "room": enc(ROOM),
+        "key": enc(bytes(32)),
     }
     unknown = raw.keys() - fields.keys()
     assert not unknown, unknown
     fields.update(raw)
     return arr(enc(wire.HELLO), *fields.values())
+
+
+def auth(**raw: bytes) -> bytes:
+    fields = {
+        "signature": bstr(SIG),
+        "name": enc("alice"),
+        "url": enc("ws://127.0.0.1:9000"),
+        "room": enc(ROOM),
+        "pristine": FALSE,
+        "invite": enc(b""),
+    }
+    unknown = raw.keys() - fields.keys()
+    assert not unknown, unknown
+    fields.update(raw)
+    return arr(enc(wire.AUTH), *fields.values())
 
 
 def heads_frame(heads: bytes | None = None, reply: bytes = FALSE) -> bytes:
@@ -268,13 +280,18 @@ hello_frames = st.builds(
     wire.Hello,
     version=st.integers(0, 2**16),
     sender_id=sender_ids,
+    nonce=st.binary(min_size=wire.NONCE_SIZE, max_size=wire.NONCE_SIZE),
+    ephemeral_key=st.binary(min_size=32, max_size=32),
+)
+auth_frames = st.builds(
+    wire.Auth,
+    signature=st.binary(min_size=64, max_size=64),
     name=names,
     listen_url=st.none() | urls,
-    nonce=st.binary(min_size=wire.NONCE_SIZE, max_size=wire.NONCE_SIZE),
-    heads=st.lists(heads, max_size=4).map(tuple),
     room_id=st.just(b"") | st.binary(min_size=ROOM_ID_SIZE, max_size=ROOM_ID_SIZE),
+    pristine=st.booleans(),
+    invite=st.just(b"") | st.binary(min_size=16, max_size=16),
 )
-auth_frames = st.builds(wire.Auth, st.binary(min_size=64, max_size=64))
 messages_frames = st.builds(wire.Messages, st.lists(signed_messages(), max_size=3).map(tuple))
 heads_frames = st.builds(wire.Heads, st.lists(heads, max_size=4).map(tuple), st.booleans())
 want_frames = st.builds(wire.Want, st.lists(want_ranges(), max_size=4).map(tuple))
@@ -475,9 +492,10 @@ def test_bye_round_trips(frame: wire.Bye) -> None:
 def test_extreme_but_valid_values_round_trip() -> None:
     top = wire.Head(b"\xff" * 32, MAX_SEQ, MAX_SEQ, MAX_LAMPORT, b"\xff" * 64)
     for frame in (
-        wire.Hello(2**16, b"\x00" * 32, "é" * 32, "u" * wire.MAX_URL_BYTES, b"\xff" * 16, (top,)),
-        wire.Hello(1, b"\x00" * 32, "é" * 32, None, b"\xff" * 16, (top,) * wire.MAX_HEADS, b"\xff" * 32),
-        wire.Hello(0, b"\x00" * 32, "", None, bytes(16)),
+        wire.Hello(2**16, b"\x00" * 32, b"\xff" * 16, b"\xff" * 32),
+        wire.Hello(0, b"\x00" * 32, bytes(16), bytes(32)),
+        wire.Auth(b"\xff" * 64, "é" * 32, "u" * wire.MAX_URL_BYTES, b"\xff" * 32, True, b"\xff" * 16),
+        wire.Auth(bytes(64), "", None),
         wire.Heads((top,) * 3, True),
         wire.Want((wire.WantRange(b"\x01" * 32, MAX_SEQ, MAX_SEQ),)),
         wire.Peers(("p" * wire.MAX_URL_BYTES,) * wire.MAX_PEERS),
@@ -717,13 +735,13 @@ def test_float_payload_version_refused() -> None:
 @pytest.mark.parametrize(
     "data, words",
     [
-        (hello(url=UNDEFINED), ("url", "text", "undefined")),
-        (hello(name=NULL), ("hello name", "text")),
+        (auth(url=UNDEFINED), ("url", "text", "undefined")),
+        (auth(name=NULL), ("auth name", "text")),
         (hello(nonce=SIMPLE_16), ("nonce", "byte string", "simple")),
         (heads_frame(reply=UNDEFINED), ("boolean",)),
         (heads_frame(arr(head_item(sender=SIMPLE_255))), ("head sender", "byte string")),
         (bye(UNDEFINED), ("reason", "text")),
-        (arr(enc(wire.AUTH), NULL), ("signature", "byte string")),
+        (auth(signature=NULL), ("signature", "byte string")),
         (arr(enc(wire.PEERS), arr(SIMPLE_16)), ("url", "text")),
     ],
     ids=["url", "name", "nonce", "reply", "head-sender", "reason", "auth", "peer-url"],
@@ -754,7 +772,7 @@ def test_undefined_and_simple_values_refused_in_payload(
 
 VALID_FRAME_ITEMS = {
     "hello": cbor2.loads(hello()),
-    "auth": [wire.AUTH, SIG],
+    "auth": cbor2.loads(auth()),
     "messages": [wire.MESSAGES, []],
     "heads": [wire.HEADS, [], False],
     "want": [wire.WANT, []],
@@ -859,12 +877,12 @@ def test_oversize_name_refused() -> None:
     assert Message.from_wire(payload(name=enc("n" * MAX_NAME_BYTES)), SIG).name
     refuse_payload(payload(name=enc("n" * (MAX_NAME_BYTES + 1))), "name", "over the limit")
     refuse_payload(payload(name=enc("ñ" * 33)), "name", "over the limit")
-    refuse_frame(hello(name=enc("n" * (MAX_NAME_BYTES + 1))), "hello name", "over the limit")
+    refuse_frame(auth(name=enc("n" * (MAX_NAME_BYTES + 1))), "auth name", "over the limit")
 
 
 def test_oversize_url_and_reason_refused() -> None:
     long_url = enc("u" * (wire.MAX_URL_BYTES + 1))
-    refuse_frame(hello(url=long_url), "url", "over the limit")
+    refuse_frame(auth(url=long_url), "url", "over the limit")
     refuse_frame(arr(enc(wire.PEERS), arr(long_url)), "url", "over the limit")
     refuse_frame(bye(enc("r" * (wire.MAX_REASON_BYTES + 1))), "bye reason", "over the limit")
 
@@ -888,7 +906,7 @@ def test_wrong_size_signature_and_nonce_refused() -> None:
     with pytest.raises(CodecError, match="signature: expected 64 bytes, got 63"):
         Message.from_wire(payload(), SIG[:-1])
     refuse_frame(messages_frame(signed(payload(), SIG + b"\x00")), "signature", "64 bytes")
-    refuse_frame(arr(enc(wire.AUTH), bstr(SIG[:-1])), "auth signature", "64 bytes")
+    refuse_frame(auth(signature=bstr(SIG[:-1])), "auth signature", "64 bytes")
     refuse_frame(hello(nonce=bstr(bytes(15))), "nonce", "16 bytes")
 
 
@@ -1229,39 +1247,49 @@ def test_every_kind_round_trips_through_a_frame_and_verifies(message: Message) -
 
 
 @pytest.mark.parametrize("room", [b"", ROOM], ids=["none-yet", "32-bytes"])
-def test_hello_room_of_0_or_32_bytes_accepted(room: bytes) -> None:
-    frame = wire.decode_frame(hello(room=enc(room)))
-    assert isinstance(frame, wire.Hello)
+def test_auth_room_of_0_or_32_bytes_accepted(room: bytes) -> None:
+    frame = wire.decode_frame(auth(room=enc(room)))
+    assert isinstance(frame, wire.Auth)
     assert frame.room_id == room
     assert_round_trip(frame)
 
 
 @pytest.mark.parametrize("size", [1, 16, 31, 33, 64])
-def test_hello_room_of_another_size_refused(size: int) -> None:
-    refuse_frame(hello(room=enc(b"\x07" * size)), "hello room")
+def test_auth_room_of_another_size_refused(size: int) -> None:
+    refuse_frame(auth(room=enc(b"\x07" * size)), "auth room")
 
 
 @pytest.mark.parametrize(
     "raw, words",
     [
-        (enc("r" * ROOM_ID_SIZE), ("hello room", "byte string", "str")),
-        (NULL, ("hello room", "byte string")),
-        (UNDEFINED, ("hello room", "byte string")),
-        (enc(0), ("hello room", "byte string", "int")),
-        (arr(enc(ROOM)), ("hello room", "byte string", "list")),
+        (enc("r" * ROOM_ID_SIZE), ("auth room", "byte string", "str")),
+        (NULL, ("auth room", "byte string")),
+        (UNDEFINED, ("auth room", "byte string")),
+        (enc(0), ("auth room", "byte string", "int")),
+        (arr(enc(ROOM)), ("auth room", "byte string", "list")),
         (tag(2, bstr(ROOM)), ("tag",)),
         (b"\x5f" + bstr(ROOM[:16]) + bstr(ROOM[16:]) + b"\xff", ("indefinite",)),
     ],
     ids=["text", "null", "undefined", "int", "array", "tagged", "indefinite"],
 )
-def test_hello_room_must_be_a_byte_string(raw: bytes, words: tuple[str, ...]) -> None:
-    refuse_frame(hello(room=raw), *words)
+def test_auth_room_must_be_a_byte_string(raw: bytes, words: tuple[str, ...]) -> None:
+    refuse_frame(auth(room=raw), *words)
 
 
-def test_hello_without_room_field_refused() -> None:
-    """A version-1 HELLO (six fields, no room) is a decode error, not a HELLO with no room."""
-    six_fields = cbor2.loads(hello())[:-1]
-    refuse_frame(cbor2.dumps(six_fields), "hello", "expected 7 fields, got 6")
+def test_frames_of_older_layouts_refused() -> None:
+    """A protocol-2 HELLO (seven fields, name and heads in clear) and an AUTH without the
+    invite field are decode errors, not frames with fields missing."""
+    old_hello = [wire.HELLO, 2, ALICE.sender_id, "alice", None, bytes(16), [], ROOM]
+    refuse_frame(cbor2.dumps(old_hello), "hello", "expected 4 fields, got 7")
+    five_fields = cbor2.loads(auth())[:-1]
+    refuse_frame(cbor2.dumps(five_fields), "auth", "expected 6 fields, got 5")
+
+
+def test_auth_invite_of_0_or_16_bytes() -> None:
+    frame = wire.decode_frame(auth(invite=enc(b"\x01" * 16)))
+    assert isinstance(frame, wire.Auth) and frame.invite == b"\x01" * 16
+    refuse_frame(auth(invite=enc(b"\x01" * 15)), "auth invite")
+    refuse_frame(auth(pristine=enc(0)), "auth pristine", "boolean")
 
 
 def test_create_signs_under_room_and_genesis_under_no_room() -> None:

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from p2pchat.address import peer_url, split_peer_url
 from p2pchat.peer import NeighbourDown, NeighbourUp, Peer, PeerConfig, PeerEvent, open_peer
 
 TIMEOUT = 20
@@ -77,9 +78,12 @@ async def relayed_pair(config: PeerConfig) -> AsyncIterator[tuple[Peer, Peer, Si
     """Peer a, and peer b that dials a through a relay."""
     async with open_peer("a", config=config) as a, trio.open_nursery() as nursery:
         assert a.url is not None
-        relay = SilentRelay(int(a.url.rsplit(":", 1)[1]))
+        base, a_id = split_peer_url(a.url)
+        assert a_id == a.node.identity.sender_id
+        relay = SilentRelay(int(base.rstrip("/").rsplit(":", 1)[1]))
         port = await nursery.start(relay.serve)
-        async with open_peer("b", join=[f"ws://127.0.0.1:{port}"], config=config) as b:
+        # b dials the relay's address, expecting a's id: the relay only passes bytes on.
+        async with open_peer("b", join=[peer_url(f"ws://127.0.0.1:{port}", a_id)], config=config) as b:
             await a.wait_connected()
             await b.wait_connected()
             await b.wait_admitted()  # a founded the room; b may write once admitted

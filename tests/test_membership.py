@@ -22,6 +22,7 @@ from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import Close, LogEvents, Node, Output, Send
 from p2pchat.peer import MessageDelivered, open_peer
+from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
 from p2pchat.wire import MAX_HEADS, Head, Heads, Messages, encode_frame
 
@@ -46,8 +47,8 @@ class Mesh:
         self._next_conn += 2
         self.links[ca], self.links[cb] = (a, cb), (b, ca)
         self.inbox[ca], self.inbox[cb] = [], []
-        self.route(a, self.nodes[a].open(ca, self.now, bytes([ca]) * 16, dialed_url=f"ws://{b}"))
-        self.route(b, self.nodes[b].open(cb, self.now, bytes([cb]) * 16))
+        self.route(a, self.nodes[a].open(ca, self.now, bytes([ca]) * LINK_RANDOMNESS, dialed_url=f"ws://{b}"))
+        self.route(b, self.nodes[b].open(cb, self.now, bytes([cb]) * LINK_RANDOMNESS))
         self.run()
         return ca, cb
 
@@ -55,7 +56,10 @@ class Mesh:
         for output in outputs:
             if isinstance(output, Send):
                 _, other = self.links[output.conn]
-                self.inbox[other].append(output.data)
+                # Sealed as the shell does, in the order frames go out.
+                data = output.data if output.clear else self.nodes[index].seal(output.conn, output.data)
+                if data is not None:
+                    self.inbox[other].append(data)
             elif isinstance(output, Close):
                 self.closed.append(output)
             elif isinstance(output, LogEvents):
@@ -64,6 +68,11 @@ class Mesh:
     def deliver(self, conn: int, data: bytes) -> None:
         index, _ = self.links[conn]
         self.route(index, self.nodes[index].receive(conn, data, self.now))
+
+    def inject(self, conn: int, frame: bytes) -> None:
+        """A frame from the neighbour on ``conn`` as the node gets it once unsealed."""
+        index, _ = self.links[conn]
+        self.route(index, self.nodes[index].receive_unsealed(conn, frame, self.now))
 
     def run(self, seconds: float = 0.5) -> None:
         """Deliver frames and run timers for ``seconds`` of virtual time."""
@@ -153,7 +162,7 @@ def test_throwaway_keys_are_refused_and_the_room_keeps_chatting() -> None:
         for s in strangers
     ]
     for start in range(0, len(spam), 500):
-        mesh.deliver(bob_conn, encode_frame(Messages(tuple(spam[start : start + 500]))))
+        mesh.inject(bob_conn, encode_frame(Messages(tuple(spam[start : start + 500]))))
     refused = [e for e in mesh.events[1] if isinstance(e, Refused)]
     assert len(refused) == 1100 and {e.reason for e in refused} == {Refusal.NOT_A_MEMBER}
     bob = mesh.nodes[1]
@@ -173,7 +182,7 @@ def test_thousands_of_heads_make_nobody_a_member() -> None:
     bob_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 1)
     fake = [Head(random.Random(i).randbytes(32), 5, 5, 10**6, bytes(64)) for i in range(5000)]
     for start in range(0, len(fake), MAX_HEADS):
-        mesh.deliver(bob_conn, encode_frame(Heads(tuple(fake[start : start + MAX_HEADS]))))
+        mesh.inject(bob_conn, encode_frame(Heads(tuple(fake[start : start + MAX_HEADS]))))
     bob = mesh.nodes[1]
     assert len(bob.log.members) == 3
     assert len(bob.log.heads()) <= 4 and not bob.log.gaps()
@@ -354,7 +363,7 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
     )
     # Carol gets the other version first (as if relayed by alice, whose link carries it).
     carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
-    mesh.deliver(carol_conn, encode_frame(Messages((twin,))))
+    mesh.inject(carol_conn, encode_frame(Messages((twin,))))
     mesh.run(2.0)
     for node in mesh.nodes:
         proofs = {(e.kept.id, e.rejected.id) for e in node.log.evidence}

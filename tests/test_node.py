@@ -11,8 +11,8 @@ from p2pchat.identity import Identity
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind
 from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
-from p2pchat.protocol import CloseCode, Link, LinkState, ProtocolError
-from p2pchat.wire import PROTOCOL_VERSION, Auth, Hello, Messages, decode_frame, encode_frame
+from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
+from p2pchat.wire import NONCE_SIZE, PROTOCOL_VERSION, Hello, Messages, encode_frame
 
 IDS = [Identity(bytes([i + 1]) * 32) for i in range(4)]
 
@@ -26,13 +26,16 @@ class Pipe:
         self.closed: list[Close] = []
         self.events: dict[int, list[object]] = {1: [], 2: []}
         self.now = 0.0
-        self.route(1, a.open(1, self.now, b"\x01" * 16, dialed_url="ws://b"))
-        self.route(2, b.open(2, self.now, b"\x02" * 16))
+        self.route(1, a.open(1, self.now, b"\x01" * LINK_RANDOMNESS, dialed_url="ws://b"))
+        self.route(2, b.open(2, self.now, b"\x02" * LINK_RANDOMNESS))
 
     def route(self, source: int, outputs: Iterable[Output]) -> None:
         for output in outputs:
             if isinstance(output, Send):
-                self.inbox[3 - source].append(output.data)
+                # Sealed as the shell does, in the order frames go out.
+                data = sealed(self.nodes[source], output)
+                if data is not None:
+                    self.inbox[3 - source].append(data)
             elif isinstance(output, Close):
                 self.closed.append(output)
             elif isinstance(output, LogEvents | PeerUp | RoomAdopted):
@@ -53,6 +56,10 @@ class Pipe:
                 self.route(conn, self.nodes[conn].tick(self.now, rng))
             if not moved and not any(self.inbox.values()):
                 return
+
+
+def sealed(node: Node, output: Send) -> bytes | None:
+    return output.data if output.clear else node.seal(output.conn, output.data)
 
 
 ROOM_ENTRIES = 2
@@ -176,30 +183,33 @@ def test_gaps_are_repaired_with_want() -> None:
     assert [m.seq for m in messages] == [3, 4, 5, 6, 7]  # (a's seqs 1 and 2: GENESIS, ADMIT)
     pipe.inbox[2].clear()  # the push is lost on the way
     # b hears of the fifth only (as if relayed by a third peer): it must ask for the four before.
-    pipe.route(2, b.receive(2, encode_frame(Messages((messages[4],))), pipe.now))
+    pipe.route(2, b.receive_unsealed(2, encode_frame(Messages((messages[4],))), pipe.now))
     assert b.log.gaps() == {IDS[0].sender_id: [(3, 6)]}
     pipe.run()
     assert texts(b) == [f"m{i}" for i in range(5)] and not b.log.gaps()
 
 
 def test_forged_identity_fails_the_handshake() -> None:
-    honest = Link(IDS[0], "a", None, b"\x01" * 16)
-    hello_out = honest.hello(())
-    # The impostor claims IDS[1] but signs with IDS[2]'s key.
-    impostor_hello = Hello(PROTOCOL_VERSION, IDS[1].sender_id, "fake", None, b"\x09" * 16)
-    honest.receive(encode_frame(impostor_hello))
-    assert decode_frame(hello_out)
-    forged = Auth(IDS[2].sign(b"p2pchat-auth-v1" + b"\x01" * 16 + b"\x09" * 16 + IDS[1].sender_id))
+    honest = Link(IDS[0], "a", None, b"\x01" * LINK_RANDOMNESS, dialer=False)
+    # The impostor claims IDS[1] but can only sign with IDS[2]'s key.
+    claimed = Identity(IDS[2].seed)
+    claimed.sender_id = IDS[1].sender_id
+    impostor = Link(claimed, "fake", None, b"\x09" * LINK_RANDOMNESS, dialer=True)
+    assert honest.receive(impostor.hello()) == (None, None)  # (the acceptor waits for its AUTH)
+    _, forged = impostor.receive(honest.hello())
+    assert forged is not None
     with pytest.raises(ProtocolError) as raised:
-        honest.receive(encode_frame(forged))
+        honest.receive(forged)
     assert raised.value.code == CloseCode.POLICY_VIOLATION
+    assert "failed to prove its identity" in raised.value.reason
     assert honest.state is not LinkState.OPEN
 
 
 def test_replayed_nonce_is_refused() -> None:
-    link = Link(IDS[0], "a", None, b"\x01" * 16)
+    link = Link(IDS[0], "a", None, b"\x01" * LINK_RANDOMNESS, dialer=False)
+    echo = Hello(PROTOCOL_VERSION, IDS[1].sender_id, b"\x01" * NONCE_SIZE, bytes(32))
     with pytest.raises(ProtocolError, match="nonce"):
-        link.receive(encode_frame(Hello(PROTOCOL_VERSION, IDS[1].sender_id, "b", None, b"\x01" * 16)))
+        link.receive(encode_frame(echo))
 
 
 @pytest.mark.parametrize(
@@ -212,7 +222,7 @@ def test_replayed_nonce_is_refused() -> None:
 )
 def test_bad_first_frame_closes_with_a_code(data: bytes | str, code: CloseCode) -> None:
     node = make_node(0)
-    node.open(7, 0.0, b"\x01" * 16)
+    node.open(7, 0.0, b"\x01" * LINK_RANDOMNESS)
     outputs = node.receive(7, data, 0.0)
     closes = [o for o in outputs if isinstance(o, Close)]
     assert closes and closes[0].code == code and closes[0].reason
@@ -220,7 +230,7 @@ def test_bad_first_frame_closes_with_a_code(data: bytes | str, code: CloseCode) 
 
 def test_handshake_timeout_closes_the_connection() -> None:
     node = make_node(0, handshake_timeout=5.0)
-    node.open(7, 0.0, b"\x01" * 16)
+    node.open(7, 0.0, b"\x01" * LINK_RANDOMNESS)
     assert not [o for o in node.tick(4.0, random.Random(0)) if isinstance(o, Close)]
     closes = [o for o in node.tick(5.0, random.Random(0)) if isinstance(o, Close)]
     assert closes and "handshake" in closes[0].reason
@@ -237,12 +247,14 @@ def test_duplicate_connections_keep_exactly_one() -> None:
     def route(source: int, outputs: Iterable[Output]) -> None:
         for output in outputs:
             if isinstance(output, Send):
-                second.inbox[7 - source].append(output.data)
+                data = sealed(second.nodes[source], output)
+                if data is not None:
+                    second.inbox[7 - source].append(data)
             elif isinstance(output, Close):
                 second.closed.append(output)
 
-    route(3, b.open(3, 0.0, b"\x03" * 16, dialed_url="ws://a"))
-    route(4, a.open(4, 0.0, b"\x04" * 16))
+    route(3, b.open(3, 0.0, b"\x03" * LINK_RANDOMNESS, dialed_url="ws://a"))
+    route(4, a.open(4, 0.0, b"\x04" * LINK_RANDOMNESS))
     for _ in range(5):
         for conn in (3, 4):
             while second.inbox[conn]:
@@ -276,7 +288,7 @@ def test_bad_signature_from_a_neighbour_disconnects_it() -> None:
     before = keys(b)
     genuine = a.compose("hi", 0)
     forged = type(genuine).from_wire(genuine.payload, bytes(64))
-    outputs = b.receive(2, encode_frame(Messages((forged,))), pipe.now)
+    outputs = b.receive_unsealed(2, encode_frame(Messages((forged,))), pipe.now)
     closes = [o for o in outputs if isinstance(o, Close)]
     assert closes and closes[0].code == CloseCode.POLICY_VIOLATION
     assert keys(b) == before and texts(b) == []

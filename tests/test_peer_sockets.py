@@ -34,7 +34,7 @@ from p2pchat.identity import Identity
 from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import NodeConfig
 from p2pchat.peer import NeighbourDown, Peer, PeerConfig, open_peer
-from p2pchat.protocol import CloseCode, Link
+from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link
 from p2pchat.store import Store
 from p2pchat.transport import dial, serve_websockets, url_of
 from p2pchat.wire import MAX_FRAME_BYTES
@@ -547,9 +547,9 @@ async def test_peer_joining_a_silent_server_stays_usable() -> None:
 
 
 async def _handshake_as_neighbour(ws: WebSocketConnection) -> Link:
-    """Complete the p2pchat HELLO/AUTH exchange from a hand-driven client."""
-    link = Link(Identity(os.urandom(32)), "slowpoke", None, os.urandom(16))
-    await ws.send_message(link.hello(()))
+    """Complete the p2pchat HELLO/AUTH exchange (and key exchange) from a hand-driven client."""
+    link = Link(Identity(os.urandom(32)), "slowpoke", None, os.urandom(LINK_RANDOMNESS), dialer=True)
+    await ws.send_message(link.hello())
     while not link.is_open:
         _, reply = link.receive(await ws.get_message())
         if reply is not None:
@@ -631,9 +631,9 @@ async def test_bad_frame_after_the_handshake_closes_the_connection() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_peer("host") as host:
             async with client_websocket(host.url or "") as ws:
-                await _handshake_as_neighbour(ws)
+                link = await _handshake_as_neighbour(ws)
                 await host.wait_connected(1)
-                await ws.send_message(b"\x82garbage")
+                await ws.send_message(link.seal(b"\x82garbage"))  # sealed, so it opens: bad CBOR
                 assert await close_code_after(ws) == CloseCode.PROTOCOL_ERROR
             await wait_until(lambda: host.node.open_count == 0)
             await chat_works(host)
