@@ -235,6 +235,7 @@ def test_wildcard_listen_advertises_a_real_address(tmp_path: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=TIMEOUT)
     assert ready["url"].startswith("ws://") and "0.0.0.0" not in ready["url"]
+    assert ready["url"].endswith(f"/#{ready['peer_id']}")  # it names the peer to expect
 
 
 # p2pchat log ---------------------------------------------------------------------------------

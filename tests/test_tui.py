@@ -152,8 +152,33 @@ def test_status_bar_shows_address_peers_and_tentative_count(tmp_path: Path) -> N
         screen = alice.wait_for(lambda s: "peers 1" in s)
         # Too narrow for the whole URL next to the counts: its peer id is cut.
         assert re.search(r"alice @ ws://127\.0\.0\.1:\d+/#[0-9a-f]{8}… │ peers 1", screen)
+        assert "trust on first use" not in bob.text()  # bob joined a URL naming alice's id
         bob.type("counting")
         alice.wait_for(lambda s: "messages 1" in s and "tentative 0" in s)
+
+
+def test_invite_admits_a_newcomer_and_a_url_without_id_is_flagged(tmp_path: Path) -> None:
+    wide = {"columns": 250}  # an invite URL on one row
+    alice = Terminal("--name", "alice", "--data", str(tmp_path / "one"), "--private", **wide)
+    others: list[Terminal] = []
+    try:
+        own = alice.url()
+        alice.type("/invite")
+        pattern = r"invite \(one newcomer, 24 h\): (ws://127\.0\.0\.1:\d+/#[0-9a-f]{64}\.[0-9a-f]+)"
+        match = re.search(pattern, alice.wait_for(lambda s: re.search(pattern, s)))
+        assert match and match.group(1).startswith(own + ".")
+        bob = Terminal("--name", "bob", "--data", str(tmp_path / "two"), "--join", match.group(1), **wide)
+        others.append(bob)
+        alice.wait_for(lambda s: "* bob joined" in s)
+        assert "trust on first use" not in bob.text()
+        plain = own.partition("#")[0]
+        carol = Terminal("--name", "carol", "--data", str(tmp_path / "three"), "--join", plain, **wide)
+        others.append(carol)
+        notice = f"{plain} names no peer id: trusting whoever answers there (trust on first use)"
+        carol.wait_for(lambda s: notice in s)
+    finally:
+        for terminal in (*reversed(others), alice):
+            terminal.close()
 
 
 def test_membership_entries_show_as_notices_not_chat_lines(tmp_path: Path) -> None:
