@@ -2,8 +2,9 @@
 # Run three peers in separate terminals (or here, in the background) and watch them agree.
 #
 # Terminal 1:  p2pchat chat --name alice --listen 127.0.0.1:9001
-# Terminal 2:  p2pchat chat --name bob   --listen 127.0.0.1:9002 --join ws://127.0.0.1:9001
-# Terminal 3:  p2pchat chat --name carol --join ws://127.0.0.1:9002
+# Terminal 2:  p2pchat chat --name bob   --listen 127.0.0.1:9002 --join ws://127.0.0.1:9001/#<alice's id>
+# Terminal 3:  p2pchat chat --name carol --join ws://127.0.0.1:9002/#<bob's id>
+# (each chat prints its join URL, id included; a URL without the id trusts whoever answers)
 #
 # Type in any of them. Afterwards, each peer's stored log is the same:
 #   p2pchat log --data ~/.local/share/p2pchat/alice
@@ -21,7 +22,7 @@ start() {  # name [join-url]: starts a peer and sets ${name}_url to its address
     ${join:+--join "$join"} <"$work/$name.in" >"$work/$name.out" &
   exec {fd}>"$work/$name.in"
   eval "${name}_fd=$fd"
-  # The first line the peer prints is {"event":"ready","url":"ws://...",...}.
+  # The first line the peer prints is {"event":"ready","url":"ws://.../#<id>",...}.
   local url=""
   for _ in $(seq 100); do
     url=$(head -n 1 "$work/$name.out" | grep -o 'ws://[^"]*' || true)
