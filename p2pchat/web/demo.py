@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..demo import DemoResult, run_demo
+from ..demo import DemoResult, demo_options, run_demo
 from ..jsonlines import dumps, peer_event_object
 from ..peer import Peer, PeerEvent
 from ..transport import parse_host_port
@@ -122,17 +122,7 @@ async def run_web_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
 
     async def run() -> None:
         await feed.page_opened.wait()
-        result = await run_demo(
-            peers=args.peers,
-            messages=args.messages,
-            topology=args.topology,
-            delay_ms=args.delay,
-            loss=args.loss,
-            seed=args.seed,
-            diagram=args.diagram,
-            out=out,
-            observer=feed,
-        )
+        result = await run_demo(**demo_options(args), out=out, observer=feed)
         feed.finished(result)
         outcome.append(result)
         print("The page stays open for replay; Ctrl-C to stop.", file=out, flush=True)
