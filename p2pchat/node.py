@@ -260,11 +260,12 @@ class Node:
         self.provisional_room = False
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
-        self.history_checked = log.delivered_seq(identity.sender_id) == 0
-        """Whether we may trust that our own chain here is complete: true for a peer with
-        nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
-        restarted from an old copy of its data must not write before (it would reuse a
-        seq: equivocation); the shell may also decide it after a while alone."""
+        self.history_checked = True
+        """Whether we may trust that our own chain here is complete. A peer restarted from
+        an old copy of its data must not write before a neighbour has sent what it lacked
+        (it would reuse a seq: equivocation): the shell clears this for a log it restored
+        from disk, and a neighbour's completed sync (or the shell, after a while alone)
+        sets it again."""
 
     # Connections ----------------------------------------------------------------
     def open(self, conn: int, now: float, nonce: bytes, dialed_url: str | None = None) -> list[Output]:
@@ -560,6 +561,8 @@ class Node:
         genesis = self.log.genesis
         if genesis is None or genesis.policy is not RoomPolicy.OPEN or not self.is_member:
             return []
+        if not self.history_checked:
+            return []  # an ADMIT of ours now could reuse a seq of ours we do not hold yet
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
             return []
