@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -379,22 +380,25 @@ def _diagram(watches: list[_Watch], start: float, names: list[str]) -> str:
     return render_svg(names, complete, arrivals, list(range(len(final))), title)
 
 
+def demo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`run_demo`'s keyword arguments from the ``demo`` command's options."""
+    return {
+        "peers": args.peers,
+        "messages": args.messages,
+        "topology": args.topology,
+        "delay_ms": args.delay,
+        "loss": args.loss,
+        "seed": args.seed,
+        "diagram": args.diagram,
+    }
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
     if getattr(args, "web", None) is not None:
         from .web.demo import run_web_demo
 
         return trio.run(run_web_demo, args)
     started = time.monotonic()
-    result = trio.run(
-        lambda: run_demo(
-            peers=args.peers,
-            messages=args.messages,
-            topology=args.topology,
-            delay_ms=args.delay,
-            loss=args.loss,
-            seed=args.seed,
-            diagram=args.diagram,
-        )
-    )
+    result = trio.run(partial(run_demo, **demo_options(args)))
     print(f"({time.monotonic() - started:.1f} s)")
     return 0 if result.identical else 1

@@ -303,11 +303,12 @@ class Node:
         first of them in another room takes us to its room (the shell sets this)."""
         self.invites = InviteBook()
         """The invites we issued for our room (the shell loads them from its store)."""
-        self.history_checked = log.delivered_seq(identity.sender_id) == 0
-        """Whether we may trust that our own chain here is complete: true for a peer with
-        nothing of its own yet, and once a neighbour has sent us what we lacked. A peer
-        restarted from an old copy of its data must not write before (it would reuse a
-        seq: equivocation); the shell may also decide it after a while alone."""
+        self.history_checked = True
+        """Whether we may trust that our own chain here is complete. A peer restarted from
+        an old copy of its data must not write before a neighbour has sent what it lacked
+        (it would reuse a seq: equivocation): the shell clears this for a log it restored
+        from disk, and a neighbour's completed sync (or the shell, after a while alone)
+        sets it again."""
 
     # Connections ----------------------------------------------------------------
     def open(
@@ -734,6 +735,8 @@ class Node:
         genesis = self.log.genesis
         if genesis is None or not self.is_member:
             return []
+        if not self.history_checked:
+            return []  # an ADMIT of ours now could reuse a seq of ours we do not hold yet
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
             return []

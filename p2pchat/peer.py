@@ -335,7 +335,8 @@ class Peer:
 
     async def _write_last(self, kind: EntryKind, reason: str) -> None:
         """Write a LEAVE or AWAY, store it durably and give neighbours a moment to get it."""
-        if self._left or not self.node.is_member:
+        if self._left or not self.node.is_member or not self.node.history_checked:
+            # (Before our chain is known complete, an entry of ours could reuse a seq.)
             return
         if kind is EntryKind.AWAY and self.node.log.members == {self.node.identity.sender_id}:
             # The last active member stays a member: an AWAY would unblock nobody, and
@@ -880,6 +881,9 @@ def load_node(
     # With peers to --join and no --room, the room last used is shown meanwhile, but we
     # enter the room of the peers we join, whichever it is.
     node.provisional_room = room is None and not found and room_id is not None
+    # Our own entries came from disk, which may be an old copy: with peers to join, write
+    # nothing before one of them has sent what we lack (see Node.history_checked).
+    node.history_checked = found or log.delivered_seq(identity.sender_id) == 0
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +48,26 @@ def chat_app(peer: Peer, *, token: str, host: str) -> Guard:
     The guard's ``port`` is set once the server is bound.
     """
 
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "chat.html", media_type="text/html")
-
-    async def favicon(request: Request) -> Response:
-        return Response(status_code=204)
-
     async def events(websocket: WebSocket) -> None:
         await websocket.accept()
         web_url = f"http://{format_host(host)}:{guard.port}/?token={token}"
         with contextlib.suppress(WebSocketDisconnect):
             await _run_socket(peer, websocket, web_url)
 
-    app = Starlette(
+    guard = Guard(page_app("chat.html", events), token=token, port=0)
+    return guard
+
+
+def page_app(page: str, events: Callable[[WebSocket], Awaitable[None]]) -> Starlette:
+    """One page (``/``), its static files, and its event socket (``/ws``)."""
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / page, media_type="text/html")
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    return Starlette(
         routes=[
             Route("/", index),
             Route("/favicon.ico", favicon),
@@ -67,8 +75,6 @@ def chat_app(peer: Peer, *, token: str, host: str) -> Guard:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
-    guard = Guard(app, token=token, port=0)
-    return guard
 
 
 async def _run_socket(peer: Peer, websocket: WebSocket, web_url: str) -> None:

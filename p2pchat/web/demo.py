@@ -17,18 +17,13 @@ import sys
 from typing import Any, TextIO
 
 import trio
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..demo import DemoResult, run_demo
+from ..demo import DemoResult, demo_options, run_demo
 from ..jsonlines import dumps, peer_event_object
 from ..peer import Peer, PeerEvent
 from ..transport import parse_host_port
-from .chat import STATIC
+from .chat import page_app
 from .guard import Guard, new_token
 from .server import format_host, serve_web
 
@@ -77,12 +72,6 @@ class DemoFeed:
 
 
 def demo_app(feed: DemoFeed, *, token: str) -> Guard:
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "demo.html", media_type="text/html")
-
-    async def favicon(request: Request) -> Response:
-        return Response(status_code=204)
-
     async def events(websocket: WebSocket) -> None:
         await websocket.accept()
         feed.page_opened.set()
@@ -97,15 +86,7 @@ def demo_app(feed: DemoFeed, *, token: str) -> Guard:
         except WebSocketDisconnect:
             pass
 
-    app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/favicon.ico", favicon),
-            WebSocketRoute("/ws", events),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ]
-    )
-    return Guard(app, token=token, port=0)
+    return Guard(page_app("demo.html", events), token=token, port=0)
 
 
 async def run_web_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -122,17 +103,7 @@ async def run_web_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> in
 
     async def run() -> None:
         await feed.page_opened.wait()
-        result = await run_demo(
-            peers=args.peers,
-            messages=args.messages,
-            topology=args.topology,
-            delay_ms=args.delay,
-            loss=args.loss,
-            seed=args.seed,
-            diagram=args.diagram,
-            out=out,
-            observer=feed,
-        )
+        result = await run_demo(**demo_options(args), out=out, observer=feed)
         feed.finished(result)
         outcome.append(result)
         print("The page stays open for replay; Ctrl-C to stop.", file=out, flush=True)
