@@ -298,19 +298,19 @@ def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
     if args.command == "chat":
         args.data_dir = chat_data_dir(args)
         if full_screen:
-            from .tui import run_tui
+            from .tui import ChatSetup, run_tui
 
-            return run_tui(
+            setup = ChatSetup(
                 args.name,
                 args.data_dir,
                 args.listen,
                 args.join,
                 peer_config(args),
-                args.web,
-                verbose=args.verbose,
+                web=args.web,
                 room=args.room,
                 private=args.private,
             )
+            return run_tui(setup, verbose=args.verbose)
         return trio.run(chat, args)
     if args.command == "log":
         args.data_dir = args.data if args.data is not None else default_data_dir(args.name)

@@ -65,7 +65,23 @@ from .message import MAX_TEXT_BYTES, EntryKind, Message
 from .node import text_count
 from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
-__all__ = ["ChatScreen", "membership_line", "run_tui"]
+__all__ = ["ChatScreen", "ChatSetup", "membership_line", "run_tui"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSetup:
+    """What the full-screen chat runs: the peer to open, and whether to serve the page."""
+
+    name: str
+    data_dir: Path
+    listen: str
+    join: list[str]
+    config: PeerConfig
+    web: str | None = None
+    """Also serve the chat as a web page on this HOST:PORT."""
+    room: str | None = None
+    private: bool = False
+
 
 HELP = [
     "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
@@ -361,22 +377,19 @@ class ChatScreen:
                 self.token.run_sync_soon(self.quit.set)
 
     # Trio side ------------------------------------------------------------------------------
-    async def run_peer(
-        self,
-        name: str,
-        data_dir: Path,
-        listen: str,
-        join: list[str],
-        config: PeerConfig,
-        web: str | None = None,
-        room: str | None = None,
-        private: bool = False,
-    ) -> None:
+    async def run_peer(self, setup: ChatSetup) -> None:
+        name, data_dir, web = setup.name, setup.data_dir, setup.web
         send, receive = trio.open_memory_channel[str](256)
         self.outbox, self.quit = send, trio.Event()
         self.token = trio.lowlevel.current_trio_token()
         async with open_peer(
-            name, data_dir=data_dir, listen=listen, join=join, config=config, room=room, private=private
+            name,
+            data_dir=data_dir,
+            listen=setup.listen,
+            join=setup.join,
+            config=setup.config,
+            room=setup.room,
+            private=setup.private,
         ) as peer:
             self.peer = peer
             for message in peer.log:
@@ -731,17 +744,7 @@ class _ScreenLogHandler(logging.Handler):
             self.handleError(record)
 
 
-async def _run(
-    name: str,
-    data_dir: Path,
-    listen: str,
-    join: list[str],
-    config: PeerConfig,
-    web: str | None,
-    verbose: bool,
-    room: str | None = None,
-    private: bool = False,
-) -> int:
+async def _run(setup: ChatSetup, verbose: bool) -> int:
     loop = asyncio.get_running_loop()
     screen = ChatScreen()
     finished: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
@@ -759,14 +762,7 @@ async def _run(
 
     trio.lowlevel.start_guest_run(
         screen.run_peer,
-        name,
-        data_dir,
-        listen,
-        join,
-        config,
-        web,
-        room,
-        private,
+        setup,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         done_callback=trio_done,
         host_uses_signal_set_wakeup_fd=True,
@@ -783,17 +779,7 @@ async def _run(
     return 0
 
 
-def run_tui(
-    name: str,
-    data_dir: Path,
-    listen: str,
-    join: list[str],
-    config: PeerConfig,
-    web: str | None = None,
-    *,
-    verbose: bool = False,
-    room: str | None = None,
-    private: bool = False,
-) -> int:
-    """Run the full-screen chat until the user quits (with ``web``, serve the page too); the exit code."""
-    return asyncio.run(_run(name, data_dir, listen, join, config, web, verbose, room, private))
+def run_tui(setup: ChatSetup, *, verbose: bool = False) -> int:
+    """Run the full-screen chat until the user quits (with ``setup.web``, serve the page
+    too); the exit code."""
+    return asyncio.run(_run(setup, verbose))
