@@ -20,20 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import command, environment
 
 TIMEOUT = 30.0
 LOG_LINES = 2000
 
 
-def command(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "p2pchat.cli", *map(str, args)]
-
-
-def environment(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
-
-
 def run(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as test_cli runs it, with more time (some mistakes wait on the network)."""
     return subprocess.run(
         command(*args),
         stdin=subprocess.DEVNULL,
