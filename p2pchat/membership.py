@@ -77,8 +77,6 @@ class MemberInfo:
     member_id: bytes
     name: str
     state: MemberState = MemberState.ACTIVE
-    admitted_by: bytes | None = None
-    """Sponsor of the latest effective admission (None for the founder)."""
 
 
 @dataclass(frozen=True, slots=True)
