@@ -44,6 +44,7 @@ def build_history(count: int, room: BenchRoom) -> list[Message]:
     """Round-robin senders, each message written after seeing the one before it."""
     identities = IDENTITIES
     seqs = [0] * SENDERS
+    links = [b""] * SENDERS  # each sender's link to its previous message
     messages = []
     for n in range(count):
         i = n % SENDERS
@@ -54,18 +55,19 @@ def build_history(count: int, room: BenchRoom) -> list[Message]:
         )
         if seqs[i] == 1:
             deps.update(room.first_deps())
-        messages.append(
-            Message.create(
-                identities[i],
-                seq=seqs[i],
-                lamport=room.base + n + 1,
-                sent_at_ms=1_790_000_000_000 + n,
-                name=f"peer{i}",
-                text=f"history message {n:>8} " + "x" * 26,
-                deps=deps,
-                room_id=room.room_id,
-            )
+        message = Message.create(
+            identities[i],
+            seq=seqs[i],
+            lamport=room.base + n + 1,
+            sent_at_ms=1_790_000_000_000 + n,
+            name=f"peer{i}",
+            text=f"history message {n:>8} " + "x" * 26,
+            deps=deps,
+            room_id=room.room_id,
+            previous=links[i],
         )
+        links[i] = message.entry_hash()
+        messages.append(message)
     return messages
 
 

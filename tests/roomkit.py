@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from p2pchat.identity import Identity
 from p2pchat.log import LogConfig, OrderedLog
-from p2pchat.message import EntryKind, Message
+from p2pchat.message import LINK_SIZE, EntryKind, Message
 
 FOUNDER = Identity(b"\xf0" * 32)
 
@@ -32,6 +32,8 @@ class Room:
         self.base = self.entries[-1].lamport
         """Every member's first entry is stamped above this."""
         self.founder_seq = self.entries[-1].seq
+        self._made: dict[tuple[bytes, int], Message] = {}
+        """The entry last made here per (author, seq): what the author's next one links to."""
 
     @staticmethod
     def _founder_writes(log: OrderedLog, kind: EntryKind, text: str, subject: bytes | None) -> Message:
@@ -61,18 +63,24 @@ class Room:
         relative: bool = True,
         kind: EntryKind = EntryKind.TEXT,
         subject: bytes | None = None,
+        previous: bytes | None = None,
     ) -> Message:
         """A validly signed entry with exactly these fields, honest or not.
 
         With ``relative`` the stamp counts from ``base`` and a first entry depends on
         the founding entries (as an honest member's does); deps are taken as given.
+        ``previous`` defaults to a link to the entry last made here for ``seq - 1`` (or
+        to a link to nothing in particular, if there is none).
         """
+        if previous is None:
+            before = self._made.get((identity.sender_id, seq - 1))
+            previous = b"" if seq == 1 else before.entry_hash() if before else bytes(LINK_SIZE)
         full_deps = dict(deps or {})
         if relative:
             lamport += self.base
             if seq == 1:
                 full_deps.setdefault(FOUNDER.sender_id, self.founder_seq)
-        return Message.create(
+        entry = Message.create(
             identity,
             seq=seq,
             lamport=lamport,
@@ -83,4 +91,7 @@ class Room:
             room_id=self.room_id,
             kind=kind,
             subject=subject,
+            previous=previous,
         )
+        self._made[identity.sender_id, seq] = entry
+        return entry
