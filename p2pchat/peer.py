@@ -784,24 +784,28 @@ PREVERIFY_MIN_BYTES = 16 * 1024
 
 
 def _preverify_frame(data: bytes, room_id: bytes) -> None:
-    """Check the signatures of a MESSAGES frame, for identity.verify_signature to find.
+    """Check the signatures the node will check in a MESSAGES frame, for
+    identity.verify_signature to find.
 
-    The same strict CBOR rules as everywhere, but no more checking than needed to find
-    the triples: anything unexpected is skipped here, and the node's full decoder sees
-    the same bytes afterwards and decides.
+    Those are the signatures of each author's last entry in the frame: the node
+    authenticates the entries before it through their hash links (p2pchat.chain), and
+    checks the signature of any other entry itself. The same strict CBOR rules as
+    everywhere, but no more checking than needed to find the triples: anything
+    unexpected is skipped here, and the node's full decoder sees the same bytes
+    afterwards and decides.
     """
     try:
         frame = strict_loads(data)
         if not (type(frame) is list and len(frame) == 2 and frame[0] == MESSAGES_FRAME):
             return
-        items = []
+        last: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         for payload, signature in frame[1]:
             fields = strict_loads(payload, max_depth=3)
             # (A genesis is signed in no room: it is simply checked again later.)
-            items.append((fields[1], signed_bytes(room_id, payload), signature))  # type: ignore[index]
+            last[fields[1]] = (fields[1], signed_bytes(room_id, payload), signature)  # type: ignore[index]
     except (CodecError, TypeError, ValueError, IndexError, KeyError):
         return
-    preverify(items)
+    preverify(last.values())
 
 
 def _is_expected_dial_failure(exc: BaseException) -> bool:
