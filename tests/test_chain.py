@@ -247,6 +247,11 @@ def test_the_preverifying_thread_checks_one_signature_per_author() -> None:
         _preverify_frame(data, ROOM.room_id)
         added = set(identity._preverified) - before
         assert added == {m.signature for m in HISTORY[-3:]}
+        # Only a hint: what it cannot read, or reads wrongly, the node checks itself.
+        for junk in (wire.MESSAGES, [wire.MESSAGES, [[b"\x8a\x03\x58\x20", b"sig"], [7, b""]]], [99, []]):
+            _preverify_frame(codec.dumps(junk), ROOM.room_id)
+        _preverify_frame(b"\xff", ROOM.room_id)
+        assert set(identity._preverified) - before == added
     finally:
         for signature in set(identity._preverified) - before:
             identity._preverified.pop(signature, None)
