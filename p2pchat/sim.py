@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from .identity import Identity
+from .identity import Identity, remember_verifications
 from .log import Delivered, OrderedLog, Stable
 from .message import EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
@@ -139,6 +139,8 @@ class Simulation:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        # Every simulated peer checks every signature: do each check once per process.
+        remember_verifications()
         self.now = 0.0
         self._rng = random.Random(config.seed)
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
