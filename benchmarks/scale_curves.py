@@ -21,7 +21,7 @@ be saved as JSON and drawn again later without running anything.
     python benchmarks/scale_curves.py --quick                  # a minute or two
     python benchmarks/scale_curves.py --runs 3 --markdown docs/scale.md --plot docs/scale.svg
     python benchmarks/scale_curves.py --sim-peers 5 25 100 --no-bench --no-catchup --no-memory
-    python benchmarks/scale_curves.py --load results.json --plot docs/scale.svg
+    python benchmarks/scale_curves.py --load a.json b.json --markdown docs/scale.md --plot docs/scale.svg
 
 Every measurement runs in its own process, one after the other, so that memory
 figures belong to one run and runs do not compete for the CPU.
@@ -325,6 +325,7 @@ def plot(results: dict[str, list[Measurement]], path: Path) -> None:
 
     # Reproducible SVG: no date, fixed ids, so regenerating an unchanged figure changes nothing.
     plt.rcParams["svg.hashsalt"] = "p2pchat-scale"
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, and searchable
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     sim, bench = results.get("sim", []), results.get("bench", [])
     catchup, memory = results.get("catchup", []), results.get("memory", [])
@@ -397,6 +398,15 @@ def from_json(text: str) -> dict[str, list[Measurement]]:
     return {kind: [Measurement(**m) for m in ms] for kind, ms in raw.items()}
 
 
+def load(paths: Iterable[Path]) -> dict[str, list[Measurement]]:
+    """Results saved by several runs of this script, merged (by kind, ordered by size)."""
+    merged: dict[str, list[Measurement]] = {}
+    for path in paths:
+        for kind, measurements in from_json(path.read_text()).items():
+            merged.setdefault(kind, []).extend(measurements)
+    return {kind: sorted(ms, key=lambda m: m.size) for kind, ms in merged.items()}
+
+
 # Command line ------------------------------------------------------------------------
 
 
@@ -423,7 +433,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bench-topology", default="auto", choices=["auto", "line", "random"])
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per run")
     parser.add_argument("--save", type=Path, help="write the raw results as JSON")
-    parser.add_argument("--load", type=Path, help="read raw results saved before instead of measuring")
+    parser.add_argument(
+        "--load", type=Path, nargs="+", help="read (and merge) results saved before instead of measuring"
+    )
     parser.add_argument("--markdown", type=Path, help="write the tables to this file")
     parser.add_argument("--plot", type=Path, help="draw the curves into this .svg or .png")
     parser.add_argument("--sim-child", help=argparse.SUPPRESS)
@@ -483,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peers = settings.pop("peers")
         print(json.dumps(run_sim_once(peers, SimSettings(**settings))))
         return 0
-    results = from_json(args.load.read_text()) if args.load is not None else measure_all(args)
+    results = load(args.load) if args.load is not None else measure_all(args)
     if args.save is not None:
         args.save.write_text(to_json(results) + "\n")
     shown = " ".join(sys.argv[1:]) if argv is None else " ".join(argv)
