@@ -407,9 +407,9 @@ def _parse_deps(value: object) -> Mapping[bytes, int]:
     append = flat.append
     for sender, seq in entries.items():
         if type(sender) is not bytes or len(sender) != SENDER_ID_SIZE:
-            codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE)
+            sender = codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE)
         if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-            codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
+            seq = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
         append(_shared(sender))
         append(seq)
     return Deps.from_flat(tuple(flat))
