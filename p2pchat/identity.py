@@ -11,6 +11,7 @@ a key a forger can make one signature verify for many messages.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -73,7 +74,7 @@ def preverify(items: Iterable[tuple[bytes, bytes, bytes]]) -> None:
 
 
 _VERIFIED_LIMIT = 1 << 16
-_verified: dict[bytes, bytes] | None = None
+_verified: OrderedDict[bytes, bytes] | None = None
 """signature -> digest of (sender_id, payload) of valid signatures, once
 :func:`remember_verifications` has been called; oldest first."""
 
@@ -90,7 +91,7 @@ def remember_verifications() -> None:
     """
     global _verified
     if _verified is None:
-        _verified = {}
+        _verified = OrderedDict()
 
 
 def verify_signature(sender_id: bytes, payload: bytes, signature: bytes) -> bool:
@@ -108,7 +109,7 @@ def verify_signature(sender_id: bytes, payload: bytes, signature: bytes) -> bool
     if not _verify_now(sender_id, payload, signature):
         return False
     if len(_verified) >= _VERIFIED_LIMIT:
-        del _verified[next(iter(_verified))]
+        _verified.popitem(last=False)
     _verified[signature] = digest
     return True
 

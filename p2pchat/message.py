@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import OrderedDict
 from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -241,7 +242,7 @@ class Message:
             return known
         message = cls._decode(payload, signature)
         if len(_decoded) >= _DECODED_LIMIT:
-            del _decoded[next(iter(_decoded))]  # the oldest
+            _decoded.popitem(last=False)  # the oldest (O(1), unlike deleting a dict's first key)
         _decoded[signature] = message
         return message
 
@@ -374,7 +375,7 @@ NO_DEPS: Mapping[bytes, int] = MappingProxyType({})
 """The one empty vector-clock delta every message without changes shares."""
 
 _DECODED_LIMIT = 4096
-_decoded: dict[bytes, Message] = {}
+_decoded: OrderedDict[bytes, Message] = OrderedDict()
 """signature -> the message last decoded with it (see Message.from_wire), oldest first."""
 
 _SHARED_LIMIT = 65_536
