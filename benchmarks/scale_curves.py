@@ -488,6 +488,15 @@ def measure_all(args: argparse.Namespace) -> dict[str, list[Measurement]]:
     return results
 
 
+MARKDOWN_TITLE = """# Scale curves
+
+Written by `benchmarks/scale_curves.py` (see `benchmarks/README.md`); the picture is
+`scale.svg` next to this file. Figures depend on the machine and on its load: the
+load column is the machine's 1-minute load average as each run began.
+
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.sim_child is not None:
@@ -502,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(results, note=f"Produced by `python benchmarks/scale_curves.py {shown}`.")
     print(text)
     if args.markdown is not None:
-        args.markdown.write_text(text)
+        args.markdown.write_text(MARKDOWN_TITLE + text)
     if args.plot is not None:
         plot(results, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
