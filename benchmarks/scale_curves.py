@@ -112,7 +112,7 @@ def run_sim_once(peers: int, settings: SimSettings) -> dict[str, Any]:
     from p2pchat.sim_cli import simulate
 
     before = _rss_bytes()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = simulate(
         peers=peers,
         latency_ms=settings.latency_ms,
@@ -121,10 +121,11 @@ def run_sim_once(peers: int, settings: SimSettings) -> dict[str, Any]:
         partition=False,
         seed=settings.seed,
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result: dict[str, Any] = asdict(report)
     result["wall_s"] = wall
+    result["cpu_s"] = cpu
     result["memory_per_peer_kb"] = max(peak - before, 0) / peers / 1024
     result["peak_rss_mb"] = peak / 2**20
     return result
@@ -236,6 +237,7 @@ SIM_COLUMNS: list[Column] = [
     ("stable median ms", "stable_median_ms", "{:.0f}"),
     ("lost", "lost", "{:.0f}"),
     ("wall s", "wall_s", "{:.1f}"),
+    ("CPU s", "cpu_s", "{:.1f}"),
     ("KB/peer", "memory_per_peer_kb", "{:,.0f}"),
 ]
 BENCH_COLUMNS: list[Column] = [
