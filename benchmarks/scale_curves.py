@@ -250,7 +250,7 @@ BENCH_COLUMNS: list[Column] = [
 ]
 CATCHUP_COLUMNS: list[Column] = [
     ("messages/s", "messages_per_s", "{:,.0f}"),
-    ("wall s", "elapsed_s", "{:.0f}"),
+    ("whole run s", "elapsed_s", "{:.0f}"),
 ]
 MEMORY_COLUMNS: list[Column] = [
     ("B/entry (tracemalloc)", "bytes_per_entry", "{:,.0f}"),
@@ -349,7 +349,7 @@ def plot(results: dict[str, list[Measurement]], path: Path) -> None:
     ax = axes[1][0]
     _curve(ax, bench, "delivered_per_s", "delivered messages/s", "o-")
     _curve(ax, bench, "p50_ms", "p50 latency (ms)", "^--")
-    _decorate(ax, "Real processes on loopback (p2pchat bench)", "peer processes", log=False)
+    _decorate(ax, "Real processes on loopback (p2pchat bench)", "peer processes", log=False, logy=True)
 
     ax = axes[1][1]
     _curve(ax, catchup, "messages_per_s", "catch-up messages/s", "o-")
@@ -376,12 +376,12 @@ def _curve(
     ax.errorbar(xs, mids, yerr=[lows, highs], fmt=style, capsize=3, label=label)
 
 
-def _decorate(ax: Any, title: str, xlabel: str, *, log: bool, logx: bool = False) -> None:
+def _decorate(ax: Any, title: str, xlabel: str, *, log: bool, logx: bool = False, logy: bool = False) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     if log or logx:
         ax.set_xscale("log")
-    if log:
+    if log or logy:
         ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
