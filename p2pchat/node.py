@@ -11,11 +11,23 @@ are always arguments.
 
 Gossip rules:
 
-* **Push.** A message seen for the first time (our own or a neighbour's) is
-  queued for every other neighbour not known to hold it. Queues are flushed
-  as one MESSAGES frame per neighbour after ``batch_window`` seconds, or at
-  once when ``max_batch`` messages are waiting, so a burst never costs a frame
-  per message.
+* **Push, eager or lazy (Plumtree).** A message seen for the first time (our
+  own or a neighbour's) is queued for every other neighbour not known to hold
+  it: in full on the links that are *eager* for its author, as its bare id (an
+  IHAVE) on the links that are *lazy* for it. Queues are flushed as one PUSH
+  frame per neighbour after ``batch_window`` seconds, or at once when
+  ``max_batch`` messages are waiting, so a burst never costs a frame per
+  message; ids ride along with the next PUSH, or go on their own after
+  ``lazy_window``. Every link starts eager for every author. A message that
+  comes a second time in a PUSH shows a redundant link: we make it lazy for
+  that author and send PRUNE, and the other side does the same. What is left
+  eager converges to one spanning tree per author along the fastest paths
+  (per author rather than one shared tree, as Riak's plumtree does: a shared
+  tree routes every author's messages through its root, which lengthens the
+  paths). An announced message that has not come otherwise ``graft_timeout``
+  after its IHAVE is pulled with GRAFT from the announcer, which makes the link
+  eager for its author again: a broken or slow tree repairs itself. See Leitão,
+  Pereira and Rodrigues, "Epidemic Broadcast Trees" (SRDS 2007).
 * **Pull.** On connect (the heads in HELLO) and every ``anti_entropy_interval``
   with one random neighbour (HEADS with ``reply_wanted``), the receiver of the
   heads sends every message the other side lacks.
@@ -67,10 +79,13 @@ from .wire import (
     MAX_PEERS,
     Bye,
     Frame,
+    Graft,
     Head,
     Heads,
     Messages,
     Peers,
+    Prune,
+    Push,
     Want,
     WantRange,
     encode_frame,
@@ -105,6 +120,13 @@ class Rng(Protocol):
 class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
+    lazy_window: float = 0.2
+    """How long an id announced on a lazy link may wait for a PUSH to ride on."""
+    graft_timeout: float = 0.25
+    """How long an announced message may take to come by the tree before we pull it
+    (GRAFT), and then before we ask the next neighbour that announced it."""
+    max_announced: int = 20_000
+    """Announced messages we track at most (an IHAVE flood costs bounded memory)."""
     heartbeat_interval: float = 1.0
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
@@ -219,6 +241,8 @@ class NodeStatistics:
     messages_in: int = 0
     duplicates_in: int = 0
     refused: int = 0
+    grafts_out: int = 0
+    prunes_out: int = 0
 
 
 @dataclass(slots=True)
@@ -231,6 +255,12 @@ class _Neighbour:
     """What we believe it holds: from its heads, what it sent us, what we pushed."""
     push: list[Message] = field(default_factory=list)
     push_due: float | None = None
+    lazy: set[bytes] = field(default_factory=set)
+    """Authors whose messages we push to it lazily (ids only): pruned links."""
+    pruned: set[bytes] = field(default_factory=set)
+    """Authors we sent it a PRUNE for (not again for every duplicate already in flight)."""
+    announce: list[MessageId] = field(default_factory=list)
+    announce_due: float | None = None
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
@@ -261,6 +291,16 @@ class _Neighbour:
         return self.link.remote.sender_id if self.link.remote else None
 
 
+@dataclass(slots=True)
+class _Announced:
+    """A message neighbours announced to us lazily and we do not hold yet."""
+
+    due: float
+    """When to pull it from the next announcer if it has not come by then."""
+    announcers: list[int]
+    """Connections that announced it, in the order the announcements came."""
+
+
 class Node:
     """Everything a peer decides, with no I/O of its own."""
 
@@ -284,6 +324,9 @@ class Node:
         self.config = config or NodeConfig()
         self._neighbours: dict[int, _Neighbour] = {}
         self._want_retry_at: dict[bytes, float] = {}
+        self._announced: dict[MessageId, _Announced] = {}
+        """Messages neighbours announced (IHAVE) that we lack, by when to GRAFT them."""
+        self._next_graft_check: float | None = None
         self._syncing: dict[int, float] = {}
         """Connections streaming history to us, and until when we wait for progress."""
         self._next_heartbeat = 0.0
@@ -526,6 +569,13 @@ class Node:
         match frame:
             case Messages():
                 return self._on_messages(neighbour, frame.messages, now)
+            case Push():
+                return self._on_push(neighbour, frame, now)
+            case Graft():
+                return self._on_graft(neighbour, frame.ranges, now) if neighbour.trusted else []
+            case Prune():
+                neighbour.lazy.update(frame.authors)
+                return []
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
@@ -772,9 +822,12 @@ class Node:
                 return other
         return None
 
-    def _on_messages(self, neighbour: _Neighbour, messages: Iterable[Message], now: float) -> list[Output]:
+    def _on_messages(
+        self, neighbour: _Neighbour, messages: Iterable[Message], now: float, *, pushed: bool = False
+    ) -> list[Output]:
         events: list[LogEvent] = []
         fresh: list[Message] = []
+        redundant: dict[bytes, None] = {}
         evidence: list[tuple[Equivocation, _Neighbour]] = []
         forged: Message | None = None
         for message in messages:
@@ -785,8 +838,11 @@ class Node:
                 neighbour.held[message.sender_id] = message.seq
             if receipt.status is ReceiptStatus.NEW:
                 fresh.append(message)
+                self._announced.pop(message.id, None)
             elif receipt.status is ReceiptStatus.DUPLICATE:
                 self.stats.duplicates_in += 1
+                if pushed:
+                    redundant[message.sender_id] = None
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
                 for event in receipt.events:
@@ -807,6 +863,7 @@ class Node:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
+        outputs.extend(self._prune(neighbour, redundant))
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
@@ -941,7 +998,8 @@ class Node:
         """Run everything that is due at ``now``."""
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
-            if neighbour.push_due is not None and neighbour.push_due <= now:
+            due = min(neighbour.push_due or float("inf"), neighbour.announce_due or float("inf"))
+            if due <= now:
                 outputs.extend(self._flush(neighbour, now))
             if _in_handshake(neighbour) and now - neighbour.opened_at >= self.config.handshake_timeout:
                 outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out"))
@@ -955,6 +1013,8 @@ class Node:
                 outputs.append(self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True))
         if self._next_want_check is not None and now >= self._next_want_check and open_neighbours:
             outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+        if self._next_graft_check is not None and now >= self._next_graft_check:
+            outputs.extend(self._graft_due(now))
         return outputs
 
     def next_deadline(self) -> float:
@@ -962,9 +1022,13 @@ class Node:
         deadlines = [self._next_heartbeat, self._next_anti_entropy]
         if self._next_want_check is not None:
             deadlines.append(self._next_want_check)
+        if self._next_graft_check is not None:
+            deadlines.append(self._next_graft_check)
         for neighbour in self._neighbours.values():
             if neighbour.push_due is not None:
                 deadlines.append(neighbour.push_due)
+            if neighbour.announce_due is not None:
+                deadlines.append(neighbour.announce_due)
             if _in_handshake(neighbour):
                 deadlines.append(neighbour.opened_at + self.config.handshake_timeout)
         return min(deadlines)
@@ -1022,7 +1086,12 @@ class Node:
                 continue
             for message in messages:
                 if neighbour.held.get(message.sender_id, 0) < message.seq:
-                    neighbour.push.append(message)
+                    if message.sender_id in neighbour.lazy:
+                        neighbour.announce.append(message.id)
+                    else:
+                        neighbour.push.append(message)
+            if neighbour.announce and neighbour.announce_due is None:
+                neighbour.announce_due = now + self.config.lazy_window
             if not neighbour.push:
                 continue
             # Adaptive batching: a link that sent nothing for a whole window sends at
@@ -1036,19 +1105,110 @@ class Node:
         return outputs
 
     def _flush(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """One PUSH frame (more for a huge batch) with everything queued for ``neighbour``:
+        its eager messages and, riding along, the ids announced to it lazily."""
         neighbour.last_flush = now
         batch, neighbour.push, neighbour.push_due = neighbour.push, [], None
+        announce, neighbour.announce, neighbour.announce_due = neighbour.announce, [], None
+        held = neighbour.held
         for message in batch:
-            if message.seq > neighbour.held.get(message.sender_id, 0):
-                neighbour.held[message.sender_id] = message.seq
-        return self._send_messages(neighbour.conn, batch)
-
-    def _send_messages(self, conn: int, messages: Sequence[Message]) -> list[Output]:
+            if message.seq > held.get(message.sender_id, 0):
+                held[message.sender_id] = message.seq
+        # (Not the ids it has sent us meanwhile.)
+        ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
+        if not batch and not ranges:
+            return []
         step = min(self.config.max_batch, MAX_BATCH)
-        return [
-            self._send(conn, encode_frame(Messages(tuple(messages[i : i + step]))))
-            for i in range(0, len(messages), step)
-        ]
+        frames = [Push(tuple(batch[i : i + step])) for i in range(step, len(batch), step)]
+        frames.insert(0, Push(tuple(batch[:step]), ranges))
+        return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
+
+    # Lazy push: IHAVE, GRAFT, PRUNE ---------------------------------------------------
+    def _on_push(self, neighbour: _Neighbour, frame: Push, now: float) -> list[Output]:
+        outputs = self._on_messages(neighbour, frame.messages, now, pushed=True) if frame.messages else []
+        if frame.announced and neighbour.link.is_open:
+            self._note_announced(neighbour, frame.announced, now)
+        return outputs
+
+    def _note_announced(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> None:
+        """Remember the announced messages we lack, to pull them if the tree does not
+        bring them in time. Only seqs the log could take count (a range may span up to
+        MAX_SEQ), and only so many in all."""
+        budget = MAX_BATCH
+        for announced in ranges:
+            sender_id = announced.sender_id
+            if announced.last > neighbour.held.get(sender_id, 0):
+                neighbour.held[sender_id] = announced.last
+            delivered = self.log.delivered_seq(sender_id)
+            first = max(announced.first, delivered + 1)
+            last = min(announced.last, delivered + self.log.config.max_ahead, first + budget - 1)
+            budget -= max(0, last - first + 1)
+            for seq in range(first, last + 1):
+                message_id = MessageId(sender_id, seq)
+                known = self._announced.get(message_id)
+                if known is not None:
+                    if neighbour.conn not in known.announcers:
+                        known.announcers.append(neighbour.conn)
+                elif len(self._announced) < self.config.max_announced and self.log.get(message_id) is None:
+                    due = now + self.config.graft_timeout
+                    self._announced[message_id] = _Announced(due, [neighbour.conn])
+                    if self._next_graft_check is None or self._next_graft_check > due:
+                        self._next_graft_check = due
+            if budget <= 0:
+                break
+
+    def _graft_due(self, now: float) -> list[Output]:
+        """GRAFT what was announced and has not come by its deadline, each from the next
+        neighbour that announced it; that link becomes eager for its author again."""
+        by_conn: dict[int, list[MessageId]] = {}
+        next_check = float("inf")
+        for message_id, announced in list(self._announced.items()):
+            if self.log.get(message_id) is not None:
+                del self._announced[message_id]
+                continue
+            if announced.due > now:
+                next_check = min(next_check, announced.due)
+                continue
+            while announced.announcers:
+                conn = announced.announcers.pop(0)
+                neighbour = self._neighbours.get(conn)
+                if neighbour is not None and neighbour.link.is_open and neighbour.trusted:
+                    by_conn.setdefault(conn, []).append(message_id)
+                    break
+            if announced.announcers:
+                announced.due = now + self.config.graft_timeout
+                next_check = min(next_check, announced.due)
+            else:
+                # Nobody else announced it: gap repair and anti-entropy take over.
+                del self._announced[message_id]
+        self._next_graft_check = next_check if next_check != float("inf") else None
+        outputs: list[Output] = []
+        for conn, ids in by_conn.items():
+            neighbour = self._neighbours[conn]
+            for message_id in ids:
+                neighbour.lazy.discard(message_id.sender_id)
+                neighbour.pruned.discard(message_id.sender_id)
+            self.stats.grafts_out += 1
+            outputs.append(self._send(conn, encode_frame(Graft(_id_ranges(ids)))))
+        return outputs
+
+    def _on_graft(self, neighbour: _Neighbour, ranges: Sequence[WantRange], now: float) -> list[Output]:
+        """The neighbour pulls what we announced: it is eager for those authors again."""
+        for wanted in ranges:
+            neighbour.lazy.discard(wanted.sender_id)
+            neighbour.pruned.discard(wanted.sender_id)
+        return self._on_want(neighbour, ranges, now)
+
+    def _prune(self, neighbour: _Neighbour, authors: Iterable[bytes]) -> list[Output]:
+        """Messages of ``authors`` came twice, once by a PUSH from ``neighbour``: make the
+        link lazy for them, both ways."""
+        new = [a for a in authors if a not in neighbour.pruned]
+        if not new or not neighbour.link.is_open:
+            return []
+        neighbour.pruned.update(new)
+        neighbour.lazy.update(new)
+        self.stats.prunes_out += 1
+        return [self._send(neighbour.conn, encode_frame(Prune(tuple(new))))]
 
     def _request_gaps(self, now: float, preferred: _Neighbour) -> list[Output]:
         """Ask for missing messages, at most once per sender per ``want_timeout``."""
@@ -1127,6 +1287,18 @@ def text_count(log: OrderedLog) -> int:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _id_ranges(ids: Iterable[MessageId]) -> tuple[WantRange, ...]:
+    """Message ids as ranges of consecutive seqs per sender (an IHAVE or a GRAFT)."""
+    ranges: list[WantRange] = []
+    for sender_id, seq in sorted(set(ids)):
+        last = ranges[-1] if ranges else None
+        if last is not None and last.sender_id == sender_id and last.last + 1 == seq:
+            ranges[-1] = WantRange(sender_id, last.first, seq)
+        else:
+            ranges.append(WantRange(sender_id, seq, seq))
+    return tuple(ranges)
 
 
 def _announceable(url: str) -> bool:

@@ -72,6 +72,7 @@ from .protocol import LINK_RANDOMNESS, CloseCode
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
+from .wire import PUSH as PUSH_FRAME
 
 __all__ = [
     "ConcurrentMarked",
@@ -784,7 +785,7 @@ PREVERIFY_MIN_BYTES = 16 * 1024
 
 
 def _preverify_frame(data: bytes, room_id: bytes) -> None:
-    """Check the signatures of a MESSAGES frame, for identity.verify_signature to find.
+    """Check the signatures of a MESSAGES or PUSH frame, for identity.verify_signature to find.
 
     The same strict CBOR rules as everywhere, but no more checking than needed to find
     the triples: anything unexpected is skipped here, and the node's full decoder sees
@@ -792,7 +793,10 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
     """
     try:
         frame = strict_loads(data)
-        if not (type(frame) is list and len(frame) == 2 and frame[0] == MESSAGES_FRAME):
+        batches = type(frame) is list and (
+            (len(frame) == 2 and frame[0] == MESSAGES_FRAME) or (len(frame) == 3 and frame[0] == PUSH_FRAME)
+        )
+        if not batches:
             return
         items = []
         for payload, signature in frame[1]:
