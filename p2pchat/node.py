@@ -107,6 +107,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+PUSHED_FIRST_MEMORY = 4096
+"""How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
+
 
 class Rng(Protocol):
     """The randomness a node needs; ``random.Random`` fits."""
@@ -131,6 +134,9 @@ class NodeConfig:
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
     want_timeout: float = 1.0
+    gap_grace: float = 0.2
+    """How long a gap may stay open before we ask for it: a message revealed by a later
+    one's vector clock is usually on its way, along its own author's tree."""
     handshake_timeout: float = 10.0
     max_want_span: int = 10_000
     initial_frames: int = 8
@@ -252,7 +258,8 @@ class _Neighbour:
     opened_at: float
     dialed_url: str | None
     held: dict[bytes, int] = field(default_factory=dict)
-    """What we believe it holds: from its heads, what it sent us, what we pushed."""
+    """Per author, up to which seq we believe it holds everything: from its heads, what
+    it sent us, what it announced, what we pushed (see :func:`_note_held`)."""
     push: list[Message] = field(default_factory=list)
     push_due: float | None = None
     lazy: set[bytes] = field(default_factory=set)
@@ -324,9 +331,16 @@ class Node:
         self.config = config or NodeConfig()
         self._neighbours: dict[int, _Neighbour] = {}
         self._want_retry_at: dict[bytes, float] = {}
+        self._gap_seen: dict[bytes, tuple[int, float]] = {}
+        """Per sender with a gap: its first missing seq, and since when it is missing."""
         self._announced: dict[MessageId, _Announced] = {}
         """Messages neighbours announced (IHAVE) that we lack, by when to GRAFT them."""
         self._next_graft_check: float | None = None
+        self._pushed_first: dict[MessageId, int] = {}
+        """Recent messages whose first copy came in a PUSH, and on which connection
+        (oldest first, bounded): only a second pushed copy of one of those can show a
+        redundant tree link. One that came first as an answer (anti-entropy, WANT,
+        GRAFT) says nothing about the tree."""
         self._syncing: dict[int, float] = {}
         """Connections streaming history to us, and until when we wait for progress."""
         self._next_heartbeat = 0.0
@@ -834,14 +848,15 @@ class Node:
             self.stats.messages_in += 1
             receipt = self.log.receive(message, defer_stability=True)
             events.extend(receipt.events)
-            if message.seq > neighbour.held.get(message.sender_id, 0):
-                neighbour.held[message.sender_id] = message.seq
+            _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             if receipt.status is ReceiptStatus.NEW:
                 fresh.append(message)
                 self._announced.pop(message.id, None)
+                if pushed:
+                    self._note_pushed_first(message.id, neighbour.conn)
             elif receipt.status is ReceiptStatus.DUPLICATE:
                 self.stats.duplicates_in += 1
-                if pushed:
+                if pushed and self._tree_brought(message, besides=neighbour):
                     redundant[message.sender_id] = None
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
@@ -945,8 +960,7 @@ class Node:
         while backlog and len(outputs) < frames:
             batch = [backlog.popleft() for _ in range(min(step, len(backlog)))]
             for message in batch:
-                if message.seq > neighbour.held.get(message.sender_id, 0):
-                    neighbour.held[message.sender_id] = message.seq
+                _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             outputs.append(self._send(conn, encode_frame(Messages(tuple(batch)))))
         if not backlog and neighbour.heads_after_backlog:
             neighbour.heads_after_backlog = False
@@ -1112,8 +1126,7 @@ class Node:
         announce, neighbour.announce, neighbour.announce_due = neighbour.announce, [], None
         held = neighbour.held
         for message in batch:
-            if message.seq > held.get(message.sender_id, 0):
-                held[message.sender_id] = message.seq
+            _note_held(held, message.sender_id, message.seq, message.seq)
         # (Not the ids it has sent us meanwhile.)
         ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
         if not batch and not ranges:
@@ -1137,8 +1150,7 @@ class Node:
         budget = MAX_BATCH
         for announced in ranges:
             sender_id = announced.sender_id
-            if announced.last > neighbour.held.get(sender_id, 0):
-                neighbour.held[sender_id] = announced.last
+            _note_held(neighbour.held, sender_id, announced.first, announced.last)
             delivered = self.log.delivered_seq(sender_id)
             first = max(announced.first, delivered + 1)
             last = min(announced.last, delivered + self.log.config.max_ahead, first + budget - 1)
@@ -1156,6 +1168,26 @@ class Node:
                         self._next_graft_check = due
             if budget <= 0:
                 break
+
+    def _note_pushed_first(self, message_id: MessageId, conn: int) -> None:
+        pushed_first = self._pushed_first
+        pushed_first[message_id] = conn
+        if len(pushed_first) > PUSHED_FIRST_MEMORY:
+            del pushed_first[next(iter(pushed_first))]
+
+    def _tree_brought(self, message: Message, besides: _Neighbour) -> bool:
+        """Whether ``message`` came first in a PUSH over another link that is still
+        eager for its author: then ``besides`` pushing it too is redundant. (If that
+        link is one we pruned, with the PRUNE still on its way, ``besides`` may be the
+        only eager link left: pruning it too would cut us off the author's tree.)"""
+        conn = self._pushed_first.get(message.id)
+        first = self._neighbours.get(conn) if conn is not None else None
+        return (
+            first is not None
+            and first is not besides
+            and first.link.is_open
+            and message.sender_id not in first.pruned
+        )
 
     def _graft_due(self, now: float) -> list[Output]:
         """GRAFT what was announced and has not come by its deadline, each from the next
@@ -1186,33 +1218,33 @@ class Node:
         for conn, ids in by_conn.items():
             neighbour = self._neighbours[conn]
             for message_id in ids:
-                neighbour.lazy.discard(message_id.sender_id)
-                neighbour.pruned.discard(message_id.sender_id)
+                neighbour.pruned.discard(message_id.sender_id)  # (it pushes them to us again)
             self.stats.grafts_out += 1
             outputs.append(self._send(conn, encode_frame(Graft(_id_ranges(ids)))))
         return outputs
 
     def _on_graft(self, neighbour: _Neighbour, ranges: Sequence[WantRange], now: float) -> list[Output]:
-        """The neighbour pulls what we announced: it is eager for those authors again."""
+        """The neighbour pulls what we announced: we push it those authors eagerly again."""
         for wanted in ranges:
             neighbour.lazy.discard(wanted.sender_id)
-            neighbour.pruned.discard(wanted.sender_id)
         return self._on_want(neighbour, ranges, now)
 
     def _prune(self, neighbour: _Neighbour, authors: Iterable[bytes]) -> list[Output]:
-        """Messages of ``authors`` came twice, once by a PUSH from ``neighbour``: make the
-        link lazy for them, both ways."""
+        """Messages of ``authors`` came twice, the second time in a PUSH from ``neighbour``:
+        ask it to push them to us lazily. Only that direction: what we push to it is its
+        to prune (it may well be its fastest path; our own pushes to a neighbour that
+        holds a message already are suppressed anyway, see ``_Neighbour.held``)."""
         new = [a for a in authors if a not in neighbour.pruned]
         if not new or not neighbour.link.is_open:
             return []
         neighbour.pruned.update(new)
-        neighbour.lazy.update(new)
         self.stats.prunes_out += 1
         return [self._send(neighbour.conn, encode_frame(Prune(tuple(new))))]
 
     def _request_gaps(self, now: float, preferred: _Neighbour) -> list[Output]:
         """Ask for missing messages, at most once per sender per ``want_timeout``."""
         gaps = self.log.gaps()
+        self._gap_seen = {s: seen for s, seen in self._gap_seen.items() if s in gaps}
         if not gaps:
             self._next_want_check = None
             return []
@@ -1221,6 +1253,12 @@ class Node:
             return []  # history is streaming in; what is still missing after it, we ask for
         by_target: dict[int, list[WantRange]] = {}
         for sender_id, ranges in gaps.items():
+            seen = self._gap_seen.get(sender_id)
+            if seen is None or seen[0] != ranges[0][0]:
+                seen = self._gap_seen[sender_id] = (ranges[0][0], now)
+            if now < seen[1] + self.config.gap_grace:
+                self._next_want_check = min(self._next_want_check, seen[1] + self.config.gap_grace)
+                continue
             if self._want_retry_at.get(sender_id, float("-inf")) > now:
                 continue
             target = self._holder(sender_id, ranges[0][0], preferred)
@@ -1287,6 +1325,14 @@ def text_count(log: OrderedLog) -> int:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _note_held(held: dict[bytes, int], sender_id: bytes, first: int, last: int) -> None:
+    """A neighbour holds ``first..last`` of ``sender_id``: raise what we believe it holds
+    without holes, only if that range continues it. (Taking a higher seq for all below
+    it would stop our pushes of a message it lacks, which a tree has no other path for.)"""
+    if first <= held.get(sender_id, 0) + 1 and last > held.get(sender_id, 0):
+        held[sender_id] = last
 
 
 def _id_ranges(ids: Iterable[MessageId]) -> tuple[WantRange, ...]:

@@ -793,10 +793,9 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
     """
     try:
         frame = strict_loads(data)
-        batches = type(frame) is list and (
-            (len(frame) == 2 and frame[0] == MESSAGES_FRAME) or (len(frame) == 3 and frame[0] == PUSH_FRAME)
-        )
-        if not batches:
+        if not isinstance(frame, list):
+            return
+        if (len(frame), frame[0]) not in ((2, MESSAGES_FRAME), (3, PUSH_FRAME)):
             return
         items = []
         for payload, signature in frame[1]:
