@@ -19,12 +19,14 @@ Gossip rules:
   ``max_batch`` messages are waiting, so a burst never costs a frame per
   message; ids ride along with the next PUSH, or go on their own after
   ``lazy_window``. Every link starts eager for every author. A message that
-  comes a second time in a PUSH shows a redundant link: we make it lazy for
-  that author and send PRUNE, and the other side does the same. What is left
-  eager converges to one spanning tree per author along the fastest paths
-  (per author rather than one shared tree, as Riak's plumtree does: a shared
-  tree routes every author's messages through its root, which lengthens the
-  paths). An announced message that has not come otherwise ``graft_timeout``
+  comes a second time in a PUSH, after a first copy that came in a PUSH on
+  another link, shows a redundant link: we ask its sender to push that author
+  lazily (PRUNE, riding with our next PUSH to it). Only that direction: the
+  other one is the neighbour's to prune. What is left eager converges to one
+  spanning tree per author along the fastest paths (one per author, as Riak's
+  plumtree keeps eager and lazy sets per root; a single shared tree would route
+  every author's messages through the middle of the tree, about twice as many
+  hops from a leaf). An announced message that has not come otherwise ``graft_timeout``
   after its IHAVE is pulled with GRAFT from the announcer, which makes the link
   eager for its author again: a broken or slow tree repairs itself. See Leitão,
   Pereira and Rodrigues, "Epidemic Broadcast Trees" (SRDS 2007).
@@ -33,7 +35,9 @@ Gossip rules:
   heads sends every message the other side lacks.
 * **Repair.** Heads and vector clocks reveal messages that exist but are not
   here; the log reports them as gaps and the node asks a neighbour that holds
-  them with WANT, again after ``want_timeout`` if they do not come.
+  them with WANT, once a gap has been open for ``gap_grace`` (a message named by
+  a later one's vector clock usually comes along its own author's tree a moment
+  later), again after ``want_timeout`` if they do not come.
 * **Heartbeat.** Every ``heartbeat_interval`` neighbours get our heads when
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
@@ -84,7 +88,6 @@ from .wire import (
     Heads,
     Messages,
     Peers,
-    Prune,
     Push,
     Want,
     WantRange,
@@ -123,7 +126,14 @@ class Rng(Protocol):
 class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
-    lazy_window: float = 0.2
+    batch_gather: float = 0.3
+    """A push to a link idle for a whole ``batch_window`` waits this fraction of the
+    window, so that what arrives in the same burst (from several neighbours) rides in
+    one frame."""
+    lazy_push: bool = True
+    """Prune redundant links to lazy push (Plumtree); False floods every message on every
+    link for good (for comparison)."""
+    lazy_window: float = 0.5
     """How long an id announced on a lazy link may wait for a PUSH to ride on."""
     graft_timeout: float = 0.25
     """How long an announced message may take to come by the tree before we pull it
@@ -267,7 +277,11 @@ class _Neighbour:
     pruned: set[bytes] = field(default_factory=set)
     """Authors we sent it a PRUNE for (not again for every duplicate already in flight)."""
     announce: list[MessageId] = field(default_factory=list)
-    announce_due: float | None = None
+    """Ids to announce to it (IHAVE)."""
+    prune: dict[bytes, None] = field(default_factory=dict)
+    """Authors to prune on it."""
+    lazy_due: float | None = None
+    """When the ids and prunes queued for it go in a PUSH of their own, if none went by then."""
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
@@ -587,9 +601,6 @@ class Node:
                 return self._on_push(neighbour, frame, now)
             case Graft():
                 return self._on_graft(neighbour, frame.ranges, now) if neighbour.trusted else []
-            case Prune():
-                neighbour.lazy.update(frame.authors)
-                return []
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
@@ -878,7 +889,7 @@ class Node:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
-        outputs.extend(self._prune(neighbour, redundant))
+        self._prune(neighbour, redundant, now)
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
@@ -1012,8 +1023,8 @@ class Node:
         """Run everything that is due at ``now``."""
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
-            due = min(neighbour.push_due or float("inf"), neighbour.announce_due or float("inf"))
-            if due <= now:
+            dues = (neighbour.push_due, neighbour.lazy_due)
+            if any(due is not None and due <= now for due in dues):
                 outputs.extend(self._flush(neighbour, now))
             if _in_handshake(neighbour) and now - neighbour.opened_at >= self.config.handshake_timeout:
                 outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out"))
@@ -1041,8 +1052,8 @@ class Node:
         for neighbour in self._neighbours.values():
             if neighbour.push_due is not None:
                 deadlines.append(neighbour.push_due)
-            if neighbour.announce_due is not None:
-                deadlines.append(neighbour.announce_due)
+            if neighbour.lazy_due is not None:
+                deadlines.append(neighbour.lazy_due)
             if _in_handshake(neighbour):
                 deadlines.append(neighbour.opened_at + self.config.handshake_timeout)
         return min(deadlines)
@@ -1104,18 +1115,20 @@ class Node:
                         neighbour.announce.append(message.id)
                     else:
                         neighbour.push.append(message)
-            if neighbour.announce and neighbour.announce_due is None:
-                neighbour.announce_due = now + self.config.lazy_window
+            if neighbour.announce and neighbour.lazy_due is None:
+                neighbour.lazy_due = now + self.config.lazy_window
             if not neighbour.push:
                 continue
-            # Adaptive batching: a link that sent nothing for a whole window sends at
-            # once (no added latency in a quiet room); a busy one waits out the window
-            # so that a burst rides in one frame.
+            # Adaptive batching: a link that sent nothing for a whole window sends
+            # almost at once (after batch_gather of the window: little added latency in
+            # a quiet room); a busy one waits out the window so that a burst rides in
+            # one frame.
             idle = now - neighbour.last_flush >= self.config.batch_window
-            if idle or len(neighbour.push) >= self.config.max_batch:
+            gather = self.config.batch_window * self.config.batch_gather
+            if (idle and gather <= 0) or len(neighbour.push) >= self.config.max_batch:
                 outputs.extend(self._flush(neighbour, now))
             elif neighbour.push_due is None:
-                neighbour.push_due = neighbour.last_flush + self.config.batch_window
+                neighbour.push_due = now + gather if idle else neighbour.last_flush + self.config.batch_window
         return outputs
 
     def _flush(self, neighbour: _Neighbour, now: float) -> list[Output]:
@@ -1123,21 +1136,23 @@ class Node:
         its eager messages and, riding along, the ids announced to it lazily."""
         neighbour.last_flush = now
         batch, neighbour.push, neighbour.push_due = neighbour.push, [], None
-        announce, neighbour.announce, neighbour.announce_due = neighbour.announce, [], None
+        announce, neighbour.announce, neighbour.lazy_due = neighbour.announce, [], None
+        pruned, neighbour.prune = tuple(neighbour.prune), {}
         held = neighbour.held
         for message in batch:
             _note_held(held, message.sender_id, message.seq, message.seq)
         # (Not the ids it has sent us meanwhile.)
         ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
-        if not batch and not ranges:
+        if not batch and not ranges and not pruned:
             return []
         step = min(self.config.max_batch, MAX_BATCH)
         frames = [Push(tuple(batch[i : i + step])) for i in range(step, len(batch), step)]
-        frames.insert(0, Push(tuple(batch[:step]), ranges))
+        frames.insert(0, Push(tuple(batch[:step]), ranges, pruned))
         return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
 
     # Lazy push: IHAVE, GRAFT, PRUNE ---------------------------------------------------
     def _on_push(self, neighbour: _Neighbour, frame: Push, now: float) -> list[Output]:
+        neighbour.lazy.update(frame.pruned)
         outputs = self._on_messages(neighbour, frame.messages, now, pushed=True) if frame.messages else []
         if frame.announced and neighbour.link.is_open:
             self._note_announced(neighbour, frame.announced, now)
@@ -1183,7 +1198,8 @@ class Node:
         conn = self._pushed_first.get(message.id)
         first = self._neighbours.get(conn) if conn is not None else None
         return (
-            first is not None
+            self.config.lazy_push
+            and first is not None
             and first is not besides
             and first.link.is_open
             and message.sender_id not in first.pruned
@@ -1229,17 +1245,21 @@ class Node:
             neighbour.lazy.discard(wanted.sender_id)
         return self._on_want(neighbour, ranges, now)
 
-    def _prune(self, neighbour: _Neighbour, authors: Iterable[bytes]) -> list[Output]:
+    def _prune(self, neighbour: _Neighbour, authors: Iterable[bytes], now: float) -> None:
         """Messages of ``authors`` came twice, the second time in a PUSH from ``neighbour``:
         ask it to push them to us lazily. Only that direction: what we push to it is its
         to prune (it may well be its fastest path; our own pushes to a neighbour that
         holds a message already are suppressed anyway, see ``_Neighbour.held``)."""
         new = [a for a in authors if a not in neighbour.pruned]
         if not new or not neighbour.link.is_open:
-            return []
+            return
+        # (It rides with the next PUSH to the neighbour: until then it pushes us a few
+        # more copies, which cost bytes, not frames.)
         neighbour.pruned.update(new)
-        self.stats.prunes_out += 1
-        return [self._send(neighbour.conn, encode_frame(Prune(tuple(new))))]
+        neighbour.prune.update(dict.fromkeys(new))
+        self.stats.prunes_out += len(new)
+        if neighbour.lazy_due is None:
+            neighbour.lazy_due = now + self.config.lazy_window
 
     def _request_gaps(self, now: float, preferred: _Neighbour) -> list[Output]:
         """Ask for missing messages, at most once per sender per ``want_timeout``."""

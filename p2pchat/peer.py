@@ -795,7 +795,7 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
         frame = strict_loads(data)
         if not isinstance(frame, list):
             return
-        if (len(frame), frame[0]) not in ((2, MESSAGES_FRAME), (3, PUSH_FRAME)):
+        if (len(frame), frame[0]) not in ((2, MESSAGES_FRAME), (4, PUSH_FRAME)):
             return
         items = []
         for payload, signature in frame[1]:

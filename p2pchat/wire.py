@@ -10,11 +10,11 @@ a CBOR array whose first item is the frame type::
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
     PEERS     [6, [url...]]                        address exchange
     BYE       [7, reason]                          clean goodbye
-    PUSH      [8, [[payload, signature]...], [[sender_id, first, last]...]]
-                                                   gossip: messages pushed eagerly, and
-                                                   the ids of others announced lazily (IHAVE)
+    PUSH      [8, [[payload, signature]...], [[sender_id, first, last]...], [sender_id...]]
+                                                   gossip: messages pushed eagerly, the ids
+                                                   of others announced lazily (IHAVE), and
+                                                   authors to push to us lazily (PRUNE)
     GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
-    PRUNE     [10, [sender_id...]]                 push me these authors' messages lazily
 
     head = [sender_id, held_seq, clock_seq, clock_lamport, signature]
 
@@ -23,10 +23,12 @@ exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
 other frame, AUTH included, travels sealed, so an eavesdropper sees ids and
 ephemeral keys but no name, room, address, head or message.
 
-PUSH, GRAFT and PRUNE are the lazy-push gossip of :mod:`p2pchat.node` (Plumtree):
+PUSH and GRAFT are the lazy-push gossip of :mod:`p2pchat.node` (Plumtree):
 MESSAGES is what a neighbour asked for (WANT, GRAFT, anti-entropy), PUSH is what
 it did not ask for, so a duplicate in a PUSH means two tree links carry the same
-author's messages to one peer, and one of them is pruned.
+author's messages to one peer, and one of them is pruned. Announced ids and
+prunes ride in the PUSH frames that go anyway (the paper's IHAVE and PRUNE
+messages, batched), and a PUSH may carry only them.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
@@ -67,7 +69,6 @@ __all__ = [
     "Hello",
     "Messages",
     "Peers",
-    "Prune",
     "Push",
     "Want",
     "WantRange",
@@ -89,7 +90,7 @@ MAX_MESSAGE_PAYLOAD: Final = 64 * 1024
 """Above the largest payload Message.create can produce (~59.2 KiB: 16 KiB of text plus
 MAX_DEPS deps entries), so every message a peer can sign can also be received."""
 
-HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT, PRUNE = range(1, 11)
+HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +176,16 @@ class Bye:
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """Gossip nobody asked for: messages pushed eagerly, ids announced lazily (IHAVE)."""
+    """Gossip nobody asked for: messages pushed eagerly, ids announced lazily (IHAVE),
+    authors to push lazily from now on (PRUNE)."""
 
     messages: tuple[Message, ...]
     announced: tuple[WantRange, ...] = ()
     """Messages the sender holds and pushes to us lazily: pull them with GRAFT if they
     do not arrive otherwise."""
+    pruned: tuple[bytes, ...] = ()
+    """Authors whose messages the sender got twice, the second time from us: push it
+    their messages lazily from now on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +195,7 @@ class Graft:
     ranges: tuple[WantRange, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Prune:
-    """Push me these authors' messages lazily (announce their ids) from now on."""
-
-    authors: tuple[bytes, ...]
-
-
-Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye | Push | Graft | Prune
+Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye | Push | Graft
 
 
 # Encoding ---------------------------------------------------------------------
@@ -234,11 +232,14 @@ def encode_frame(frame: Frame) -> bytes:
         case Bye():
             item = [BYE, frame.reason]
         case Push():
-            item = [PUSH, [[m.payload, m.signature] for m in frame.messages], _range_items(frame.announced)]
+            item = [
+                PUSH,
+                [[m.payload, m.signature] for m in frame.messages],
+                _range_items(frame.announced),
+                list(frame.pruned),
+            ]
         case Graft():
             item = [GRAFT, _range_items(frame.ranges)]
-        case Prune():
-            item = [PRUNE, list(frame.authors)]
     return codec.dumps(item)
 
 
@@ -379,10 +380,15 @@ def _parse_want(fields: list[object]) -> Want:
 
 
 def _parse_push(fields: list[object]) -> Push:
-    batch, announced = _fields(fields, "push", 2)
-    push = Push(_parse_batch(batch, "push"), _parse_ranges(announced, "ihave"))
-    if not push.messages and not push.announced:
-        raise CodecError("push: neither messages nor ids")
+    batch, announced, pruned = _fields(fields, "push", 3)
+    authors = codec.expect_array(pruned, "prune authors", max_length=MAX_PRUNES)
+    push = Push(
+        _parse_batch(batch, "push"),
+        _parse_ranges(announced, "ihave"),
+        tuple(_sender(a, "prune author") for a in authors),
+    )
+    if not (push.messages or push.announced or push.pruned):
+        raise CodecError("push: empty (no messages, ids or prunes)")
     return push
 
 
@@ -392,14 +398,6 @@ def _parse_graft(fields: list[object]) -> Graft:
     if not graft.ranges:
         raise CodecError("graft: no ranges")
     return graft
-
-
-def _parse_prune(fields: list[object]) -> Prune:
-    (authors,) = _fields(fields, "prune", 1)
-    items = codec.expect_array(authors, "prune authors", max_length=MAX_PRUNES)
-    if not items:
-        raise CodecError("prune: no authors")
-    return Prune(tuple(_sender(a, "prune author") for a in items))
 
 
 def _parse_peers(fields: list[object]) -> Peers:
@@ -423,5 +421,4 @@ _PARSERS: dict[int, Callable[[list[object]], Frame]] = {
     BYE: _parse_bye,
     PUSH: _parse_push,
     GRAFT: _parse_graft,
-    PRUNE: _parse_prune,
 }
