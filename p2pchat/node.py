@@ -350,6 +350,9 @@ class Node:
         self._announced: dict[MessageId, _Announced] = {}
         """Messages neighbours announced (IHAVE) that we lack, by when to GRAFT them."""
         self._next_graft_check: float | None = None
+        self._parents: dict[bytes, int] = {}
+        """Per author, the connection that pushed us the last of its messages first: our
+        parent in its tree."""
         self._pushed_first: dict[MessageId, int] = {}
         """Recent messages whose first copy came in a PUSH, and on which connection
         (oldest first, bounded): only a second pushed copy of one of those can show a
@@ -423,7 +426,8 @@ class Node:
         if neighbour is None:
             return []
         neighbour.link.close()
-        return [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
+        outputs: list[Output] = [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
+        return [*outputs, *self._regraft(conn)]
 
     def close(self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL) -> list[Output]:
         """Say goodbye on ``conn`` and ask the shell to close it."""
@@ -865,6 +869,7 @@ class Node:
                 self._announced.pop(message.id, None)
                 if pushed:
                     self._note_pushed_first(message.id, neighbour.conn)
+                    self._parents[message.sender_id] = neighbour.conn
             elif receipt.status is ReceiptStatus.DUPLICATE:
                 self.stats.duplicates_in += 1
                 if pushed and self._tree_brought(message, besides=neighbour):
@@ -1237,6 +1242,27 @@ class Node:
                 neighbour.pruned.discard(message_id.sender_id)  # (it pushes them to us again)
             self.stats.grafts_out += 1
             outputs.append(self._send(conn, encode_frame(Graft(_id_ranges(ids)))))
+        return outputs
+
+    def _regraft(self, lost: int) -> list[Output]:
+        """Our parent in some authors' trees is gone: graft those authors at once on the
+        links we had pruned them on, rather than wait for their next message to be
+        announced and missed. A GRAFT for the next seq, which nobody may hold yet, asks
+        for nothing but the eager push; the duplicates this brings prune all but the
+        fastest link again."""
+        orphaned = [author for author, conn in self._parents.items() if conn == lost]
+        outputs: list[Output] = []
+        for author in orphaned:
+            del self._parents[author]
+        for neighbour in self._neighbours.values():
+            authors = [a for a in orphaned if a in neighbour.pruned]
+            if not authors or not neighbour.link.is_open or not neighbour.trusted:
+                continue
+            neighbour.pruned.difference_update(authors)
+            upcoming = ((a, self.log.delivered_seq(a) + 1) for a in authors)
+            ranges = tuple(WantRange(author, seq, seq) for author, seq in upcoming)
+            self.stats.grafts_out += 1
+            outputs.append(self._send(neighbour.conn, encode_frame(Graft(ranges))))
         return outputs
 
     def _on_graft(self, neighbour: _Neighbour, ranges: Sequence[WantRange], now: float) -> list[Output]:
