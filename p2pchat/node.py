@@ -1041,8 +1041,11 @@ class Node:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
                 outputs.append(self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True))
-        if self._next_want_check is not None and now >= self._next_want_check and open_neighbours:
-            outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+        if self._next_want_check is not None and now >= self._next_want_check:
+            if open_neighbours:
+                outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+            else:  # (nobody to ask: again later, not at once, over and over)
+                self._next_want_check = now + self.config.want_timeout
         if self._next_graft_check is not None and now >= self._next_graft_check:
             outputs.extend(self._graft_due(now))
         return outputs

@@ -233,3 +233,23 @@ def test_flooding_without_lazy_push_sends_every_message_on_every_link() -> None:
         mesh.run(1.0)
     assert duplicates(mesh, B) == duplicates(mesh, C) == 3
     assert not [f for _, _, _, f in mesh.frames if isinstance(f, Push) and f.pruned]
+
+
+def test_a_node_cut_off_with_a_gap_does_not_spin() -> None:
+    """A gap and nobody to ask: the next repair attempt is a while away, not due at once
+    for ever (a simulator, or a shell's timer, would spin on the same instant)."""
+    mesh = triangle()
+    mesh.drop = lambda source, target, frame: target == C
+    mesh.send(A, "one")
+    second = mesh.send(A, "two")
+    mesh.run(0.5)
+    node = mesh.nodes[C]
+    message = mesh.nodes[A].log.get(second)
+    assert message is not None
+    mesh.apply(C, node.receive_unsealed(mesh.conn(C, A), encode_frame(Push((message,))), mesh.now))
+    assert node.statistics().missing == 1
+    for remote in (A, B):
+        mesh.apply(C, node.closed(mesh.conn(C, remote)))
+    later = mesh.now + 5.0
+    node.tick(later, random.Random(0))
+    assert node.next_deadline() > later
