@@ -126,10 +126,11 @@ class Rng(Protocol):
 class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
-    batch_gather: float = 0.3
+    batch_gather: float = 0.0
     """A push to a link idle for a whole ``batch_window`` waits this fraction of the
     window, so that what arrives in the same burst (from several neighbours) rides in
-    one frame."""
+    one frame. Worth it where a hop takes much longer than the window (the simulator's
+    wide-area rooms); on a fast network it is latency for nothing."""
     lazy_push: bool = True
     """Prune redundant links to lazy push (Plumtree); False floods every message on every
     link for good (for comparison)."""
