@@ -72,6 +72,7 @@ from .protocol import LINK_RANDOMNESS, CloseCode
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
+from .wire import PUSH as PUSH_FRAME
 
 __all__ = [
     "ConcurrentMarked",
@@ -401,9 +402,7 @@ class Peer:
             return
         if split_peer_url(url)[1] is None:
             self.unpinned.append(url)  # (the chat shows a notice; a warning would garble it)
-            logger.info(
-                "%s names no peer id: trusting whoever answers there (trust on first use)", url
-            )
+            logger.info("%s names no peer id: trusting whoever answers there (trust on first use)", url)
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
 
@@ -784,7 +783,7 @@ PREVERIFY_MIN_BYTES = 16 * 1024
 
 
 def _preverify_frame(data: bytes, room_id: bytes) -> None:
-    """Check the signatures the node will check in a MESSAGES frame, for
+    """Check the signatures the node will check in a MESSAGES or PUSH frame, for
     identity.verify_signature to find.
 
     Those are the signatures of each author's last entry in the frame: the node
@@ -796,7 +795,9 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
     """
     try:
         frame = strict_loads(data)
-        if not (type(frame) is list and len(frame) == 2 and frame[0] == MESSAGES_FRAME):
+        if not isinstance(frame, list):
+            return
+        if (len(frame), frame[0]) not in ((2, MESSAGES_FRAME), (4, PUSH_FRAME)):
             return
         last: dict[bytes, tuple[bytes, bytes]] = {}
         for payload, signature in frame[1]:
