@@ -22,7 +22,7 @@ import tracemalloc
 from benchroom import BenchRoom, found_room
 
 from p2pchat import codec
-from p2pchat.message import EntryKind, Message
+from p2pchat.message import PAYLOAD_VERSION, EntryKind, Message
 
 SENDERS = 10
 
@@ -40,6 +40,7 @@ def build(count: int, room: BenchRoom) -> list[Message]:
     its first message, the room's founding entries)."""
     messages = []
     seqs = [0] * SENDERS
+    last: list[Message | None] = [None] * SENDERS
     for n in range(count):
         i = n % SENDERS
         seqs[i] += 1
@@ -49,11 +50,26 @@ def build(count: int, room: BenchRoom) -> list[Message]:
             deps.update(room.first_deps())
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
         lamport = room.base + n + 1
-        fields = [2, IDS[i], seqs[i], lamport, 1_790_000_000_000 + n, name, int(EntryKind.TEXT), text, deps]
+        before = last[i]
+        link = before.entry_hash() if before is not None else b""  # (its hash chain)
+        fields = [
+            PAYLOAD_VERSION,
+            IDS[i],
+            seqs[i],
+            lamport,
+            1_790_000_000_000 + n,
+            name,
+            int(EntryKind.TEXT),
+            text,
+            deps,
+            link,
+        ]
         payload = codec.dumps(fields)
         # Decoded as a peer decodes what it receives (sender ids and names are shared).
         signature = n.to_bytes(8, "big") * 8  # a distinct 64-byte object, as real ones are
-        messages.append(Message.from_wire(payload, signature))
+        message = Message.from_wire(payload, signature)
+        messages.append(message)
+        last[i] = message
     return messages
 
 
