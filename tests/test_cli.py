@@ -217,15 +217,17 @@ def check_message_object(obj: Event) -> None:
     assert abs(datetime.now(UTC) - sent_at) < timedelta(minutes=5)
 
 
-def run_cli(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(tmp_path: Path, *args: str | Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """The real CLI, run to its end with no input; its exit code is the caller's to check."""
     return subprocess.run(
         command(*args),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         encoding="utf-8",
-        timeout=TIMEOUT,
+        timeout=timeout,
         env=environment(tmp_path),
+        check=False,
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import command, environment
+from test_cli import command, environment, run_cli
 
 TIMEOUT = 30.0
 LOG_LINES = 2000
@@ -28,16 +28,7 @@ LOG_LINES = 2000
 
 def run(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real CLI, as test_cli runs it, with more time (some mistakes wait on the network)."""
-    return subprocess.run(
-        command(*args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        env=environment(tmp_path),
-        check=False,
-    )
+    return run_cli(tmp_path, *args, timeout=TIMEOUT)
 
 
 @contextmanager

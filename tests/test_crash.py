@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from processes import close_pipes, reap
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("P2PCHAT_CRASH_SEED", "20261126"))
@@ -207,15 +208,7 @@ class PeerProcess:
 
     async def _finish(self) -> None:
         assert self.process is not None
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(15):
-                await self.process.wait()
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-            with trio.move_on_after(5):
-                await self.eof.wait()
-            await close_pipes(self.process)
+        await reap(self.process, self.eof)
 
     def stderr_tail(self, lines: int = 40) -> str:
         try:
@@ -223,12 +216,6 @@ class PeerProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-async def close_pipes(process: trio.Process) -> None:
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            await stream.aclose()
 
 
 async def stop_all(processes: list[PeerProcess]) -> None:

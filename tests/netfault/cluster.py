@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import trio
+from processes import reap
 
 from .netns import Network
 
@@ -239,17 +240,7 @@ class PeerProcess:
     async def _reap(self) -> None:
         if self.process is None:
             return
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(15):
-                await self.process.wait()
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-            with trio.move_on_after(5):
-                await self.eof.wait()
-            for stream in (self.process.stdin, self.process.stdout):
-                if stream is not None:
-                    await stream.aclose()
+        await reap(self.process, self.eof)
 
     def set_clock(self, spec: str) -> None:
         """Move the wall clock libfaketime gives this peer (``"+5h"``, ``"+0"``)."""
