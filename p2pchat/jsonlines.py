@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .log import OrderedLog
+from .membership import Decision
 from .message import EntryKind, Message, MessageId
 from .peer import (
     ConcurrentMarked,
@@ -69,29 +70,23 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
     }
 
 
-_ACTIONS = {EntryKind.LEAVE: "left", EntryKind.AWAY: "away"}
+_ACTIONS = {
+    EntryKind.GENESIS: "founded",
+    EntryKind.CHANGE: "proposed",
+    EntryKind.FLUSH: "flushed",
+    EntryKind.LEAVE: "left",
+    EntryKind.AWAY: "away",
+}
 
 
-def member_object(message: Message, *, index: int, stable: bool, returning: bool) -> dict[str, Any]:
-    """A membership entry: who joined (was admitted), came back, left or went away."""
-    if message.kind is EntryKind.ADMIT and message.subject is not None:
-        action = "back" if returning else "joined"
-        member, name, by = message.subject, message.text, message.sender_id.hex()
-    elif message.kind is EntryKind.GENESIS:
-        action, member, name, by = "joined", message.sender_id, message.name, None
-    else:
-        action, member, name, by = (
-            _ACTIONS[message.kind],
-            message.sender_id,
-            message.name,
-            message.sender_id.hex(),
-        )
-    obj = {
+def member_object(message: Message, *, index: int, stable: bool) -> dict[str, Any]:
+    """A membership entry: a room founded, a change proposed or flushed, a member that
+    left or went away. (Who joined, came back or was removed is a ``decided`` event.)"""
+    obj: dict[str, Any] = {
         "event": "member",
-        "action": action,
-        "peer_id": member.hex(),
-        "name": name,
-        "by": by,
+        "action": _ACTIONS[message.kind],
+        "peer_id": message.sender_id.hex(),
+        "name": message.name,
         "sender": message.sender_id.hex(),
         "seq": message.seq,
         "lamport": message.lamport,
@@ -102,9 +97,29 @@ def member_object(message: Message, *, index: int, stable: bool, returning: bool
     if message.kind is EntryKind.GENESIS:
         obj["room"] = message.room_id().hex()
         obj["room_name"] = message.text
-    elif message.text and message.kind is not EntryKind.ADMIT:
+    elif message.change is not None:
+        obj["epoch"] = message.change.epoch
+        obj["admit"] = [{"peer_id": m.hex(), "name": n} for m, n in message.change.admitted]
+        obj["remove"] = [m.hex() for m in message.change.removed]
+    elif message.flush is not None:
+        obj["epoch"] = message.flush.epoch
+        obj["change"] = {"sender": message.flush.change.sender_id.hex(), "seq": message.flush.change.seq}
+    elif message.text:
         obj["reason"] = message.text
     return obj
+
+
+def decided_object(log: OrderedLog, epoch: int, decision: Decision) -> dict[str, Any]:
+    """A membership change decided: who joined or came back, who was removed."""
+    roster = log.roster
+    names = {m: roster.name_of(m) or "" for m, _ in decision.admitted}
+    return {
+        "event": "decided",
+        "epoch": epoch,
+        "joined": [{"peer_id": m.hex(), "name": names[m] or n} for m, n in decision.admitted],
+        "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or "", "cut": decision.cuts[m]} for m in decision.removed],
+        "change": {"sender": decision.change.sender_id.hex(), "seq": decision.change.seq},
+    }
 
 
 def entry_object(
@@ -113,8 +128,7 @@ def entry_object(
     """A ``message`` event for a chat line, a ``member`` event for a membership entry."""
     if message.is_text:
         return message_object(message, index=index, concurrent=concurrent, stable=stable)
-    returning = message.subject is not None and log.roster.has_exited(message.subject, before=message.key)
-    return member_object(message, index=index, stable=stable, returning=returning)
+    return member_object(message, index=index, stable=stable)
 
 
 def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:

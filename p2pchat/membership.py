@@ -1,73 +1,74 @@
-"""Who is in a room, at every position of its log (DESIGN.md rule 10).
+"""Who is in a room: membership decided in epochs (DESIGN.md rule 10).
 
-Part of the pure core. Membership is decided by entries of the log itself,
-signed by their authors and ordered by the same key as chat lines, so every
-replica computes the same members from the same entries, whatever it heard
-first. Heads, clock announcements and vector clocks make nobody a member.
+Part of the pure core. Membership is decided by entries of the log itself, signed
+by their authors, so every replica computes the same members from the same
+entries, whatever it heard first. Heads, clock announcements and vector clocks
+make nobody a member. Every verdict here reads only an entry's causal past,
+which causal delivery guarantees is held when the entry is judged.
 
-The rules implemented here:
+The rules, as implemented:
 
-* **Founding.** A room starts with its GENESIS entry, the founder's seq 1; its
-  hash is the room id. The founder is the only member of epoch 0.
-* **Admission.** A member admits a newcomer with an ADMIT entry. An entry of
-  any other author is *valid* only if an ADMIT of that author is in the entry's
-  causal past (its vector clock names it), and that ADMIT causally follows the
-  author's last LEAVE or AWAY before the entry. The check reads only the
-  entry's causal past, which causal delivery guarantees is here, so every
-  replica reaches the same verdict. An invalid entry is refused (and, as any
-  refusal, blocks its author's chain): a stranger cannot write into the room,
-  and what a newcomer types before its admission is queued by its own peer,
-  never stamped into the room's past.
-* **Leaving.** LEAVE (for good) and AWAY (a clean quit) are the author's last
-  entries until it is admitted again; its seq then continues.
-* **Who counts for stability (rule 8).** At a position of the log, the members
-  are those admitted by an ADMIT sorted before it and not gone by a LEAVE or
-  AWAY sorted before it. The scan never under-counts in a way that can move a
-  stable position: a member whose ADMIT we do not hold yet was admitted by a
-  sponsor we count; the sponsor's clock (its entries or its signed
-  announcement, which we only use once we hold the entries it follows) reaches
-  a position only if the ADMIT is here or stamped after that position, and the
-  newcomer's entries causally follow the ADMIT. A stale ADMIT (written before
-  the sponsor saw the member's later AWAY) is ignored, as the validity rule
-  ignores it.
+* **Epochs.** Epoch 0's only member is the founder (its GENESIS is seq 1). Inside
+  an epoch the only membership event is a member's own LEAVE or AWAY: its last
+  entry of the epoch. Admitting and removing members *close* the epoch.
+* **CHANGE and FLUSH.** Any member may write a CHANGE(epoch, round, +admitted,
+  -removed). Every member not being removed answers the first CHANGE of a round
+  it sees with one FLUSH (its vector clock is what it had delivered); a CHANGE
+  counts as its author's FLUSH, and an exit (LEAVE or AWAY) answers every round.
+  After answering, a member writes nothing else in the epoch unless the change it
+  answered is *dead* in that entry's causal past; an entry breaking this, or
+  answering twice in a round, or answering a later round while the change it
+  answered is alive, is invalid.
+* **Decided and dead.** A change is decided when every member not being removed
+  has answered it (with a FLUSH for it, or with an exit) and its FLUSHes come from
+  a strict majority of the epoch's members not counted by an exit. It is dead
+  once a member it needs answered a rival change of the same round. Two changes
+  can never both be decided: any two majorities of flushers share a member,
+  which answers once per round and moves on only from a dead change.
+* **Cuts.** When a change is decided, each removed member's cut is the highest
+  of its seqs that any answer names; every other member's cut is the seq of its
+  answer. Entries of the epoch above their author's cut are *void*: they stay as
+  tombstones (they still satisfy causal delivery and stamp checks) and take no
+  place in the log. The next epoch's members are the old ones, minus the removed
+  and the exited, plus the admitted.
+* **Which epoch an entry is in.** An entry belongs to the epoch after a decision
+  exactly when its causal past holds every answer of that decision. It is valid
+  only if its author is a member of its epoch, not above its cut there, and not
+  after its own exit there. So the epochs follow one another in key order too:
+  a later epoch's entries follow every answer, and every valid entry of an epoch
+  is in the causal past of an answer. All valid entries of a closed epoch are
+  therefore held once the decision is, and all are stable.
 
-Removal of a member that vanished without a word (rule 10's CHANGE and FLUSH
-entries) is not implemented yet: such a member holds stability back until it
-comes back.
+The shell proposes changes (an open room admits who connects; a member silent for
+too long is proposed for removal) and answers them; this module only judges.
 """
 
 from __future__ import annotations
 
 import enum
-from bisect import insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .message import EntryKind, Message, MessageKey
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 
-__all__ = ["MAX_MEMBERS", "MemberInfo", "MemberState", "Roster", "Transition"]
+__all__ = [
+    "MAX_MEMBERS",
+    "Decision",
+    "Epoch",
+    "MemberInfo",
+    "MemberState",
+    "Roster",
+]
 
 MAX_MEMBERS = 256
-"""Active members a room admits at most. A peer refuses to sponsor beyond it."""
+"""Members a room has at most. A change that would exceed it is invalid."""
 
 
 class MemberState(enum.Enum):
     ACTIVE = "active"
     AWAY = "away"
     LEFT = "left"
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A membership entry as the stability scan sees it."""
-
-    key: MessageKey
-    kind: EntryKind
-    member: bytes
-    """GENESIS: the founder; ADMIT: the member admitted; LEAVE/AWAY: the author."""
-    seen: int = 0
-    """ADMIT: the admitted member's seq its sponsor had delivered (from the ADMIT's vector);
-    LEAVE/AWAY: the author's seq of this entry."""
+    REMOVED = "removed"
 
 
 @dataclass(slots=True)
@@ -80,146 +81,432 @@ class MemberInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class _Admission:
-    sponsor: bytes
-    sponsor_seq: int
-    seen: int
+class _Answer:
+    """A member's answer in one epoch: a FLUSH, its own CHANGE, or its exit."""
+
+    member: bytes
+    seq: int
+    change: MessageId | None
+    """The change answered; None for an exit (which answers every round)."""
+    vector: Mapping[bytes, int]
+    """The answering entry's full vector clock: what its author had delivered."""
+    key: MessageKey
+
+    def names(self, member: bytes) -> int:
+        """The highest seq of ``member`` this answer had delivered."""
+        return self.seq if member == self.member else self.vector.get(member, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    id: MessageId
+    key: MessageKey
+    change: Change
+
+    @property
+    def removed(self) -> frozenset[bytes]:
+        return frozenset(self.change.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How an epoch closed."""
+
+    change: MessageId
+    change_key: MessageKey
+    admitted: tuple[tuple[bytes, str], ...]
+    removed: tuple[bytes, ...]
+    answers: Mapping[bytes, int]
+    """Per answering member, the seq of its answer: an entry whose causal past holds
+    all of them belongs to the next epoch."""
+    cuts: Mapping[bytes, int]
+    """Per member of the epoch, the highest of its seqs valid in it."""
+    last_key: MessageKey
+    """The key of the decision's last answer in the order (where the change shows as done)."""
 
 
 @dataclass(slots=True)
+class Epoch:
+    number: int
+    members: frozenset[bytes]
+    proposals: dict[MessageId, _Proposal] = field(default_factory=dict)
+    answers: dict[int, dict[bytes, _Answer]] = field(default_factory=dict)
+    """Per round, per member: its answer (FLUSH or CHANGE) in that round."""
+    last_round: dict[bytes, int] = field(default_factory=dict)
+    """Per member, the latest round it answered."""
+    exits: dict[bytes, tuple[_Answer, EntryKind, MessageKey]] = field(default_factory=dict)
+    decision: Decision | None = None
+
+    def answer_of(self, member: bytes, round_: int) -> _Answer | None:
+        """``member``'s answer in ``round_``: its FLUSH or CHANGE, else its exit."""
+        answer = self.answers.get(round_, {}).get(member)
+        if answer is not None:
+            return answer
+        exit_ = self.exits.get(member)
+        return exit_[0] if exit_ is not None else None
+
+
 class Roster:
-    """The membership entries of one room's delivered log."""
+    """The membership entries of one room's delivered log, judged in epochs."""
 
-    founder: bytes | None = None
-    _admissions: dict[bytes, list[_Admission]] = field(default_factory=dict)
-    _exits: dict[bytes, list[int]] = field(default_factory=dict)
-    """Per member, the seqs of its LEAVE and AWAY entries (ascending: FIFO delivery)."""
-    _transitions: list[Transition] = field(default_factory=list)
-    """Every membership entry delivered, sorted by key."""
-    _names: dict[bytes, str] = field(default_factory=dict)
-    _scanned: list[tuple[Transition, frozenset[bytes]]] | None = None
-    """``scan()`` as of the last membership entry (recomputed after the next one)."""
+    def __init__(self) -> None:
+        self.founder: bytes | None = None
+        self.epochs: list[Epoch] = []
+        self._names: dict[bytes, str] = {}
+        self._ever: set[bytes] = set()
+        """Everyone ever a member or admitted: their void entries are kept as tombstones."""
+        self._removed_in: dict[bytes, int] = {}
+        """Members removed, with the epoch they were removed from (latest)."""
 
-    # Validity (checked once an entry's causal past is delivered) -------------------
-    def admits(self, message: Message, vector: Mapping[bytes, int]) -> bool:
-        """Whether ``message``'s author is a member where the message stands.
-
-        ``vector`` is the message's full vector clock: what its author had delivered
-        of the others (with its own chain, exactly its causal past). Its own entries
-        are never needed here: nobody admits itself.
-        """
-        author = message.sender_id
-        if message.kind is EntryKind.GENESIS:
-            return False  # a genesis is only valid as the room's own (checked by the log)
-        if message.kind is EntryKind.ADMIT and message.subject == author:
-            return False  # nobody admits itself
-        last_exit = _last_below(self._exits.get(author, ()), message.seq)
-        if author == self.founder and last_exit == 0:
-            return True
-        for admission in self._admissions.get(author, ()):
-            if admission.seen >= last_exit and vector.get(admission.sponsor, 0) >= admission.sponsor_seq:
-                return True
-        return False
-
-    # Recording delivered entries ------------------------------------------------
-    def note_name(self, author: bytes, name: str) -> None:
-        """A chat line's author: remember a name for it (the first one seen)."""
-        if author not in self._names:
-            self._names[author] = name
-
-    def record(self, message: Message, vector: Mapping[bytes, int]) -> Transition:
-        """Note a delivered membership entry (not a TEXT); ``vector`` is its full vector clock."""
-        author = message.sender_id
-        if message.kind is EntryKind.GENESIS:
-            self.founder = author
-            self._names[author] = message.name
-            transition = Transition(message.key, message.kind, author)
-        elif message.kind is EntryKind.ADMIT:
-            assert message.subject is not None
-            subject = message.subject
-            seen = vector.get(subject, 0)
-            self._admissions.setdefault(subject, []).append(_Admission(author, message.seq, seen))
-            self._names.setdefault(subject, message.text)
-            transition = Transition(message.key, message.kind, subject, seen)
-        else:
-            self._exits.setdefault(author, []).append(message.seq)
-            transition = Transition(message.key, message.kind, author, message.seq)
-        self._names[author] = message.name
-        insort(self._transitions, transition, key=lambda t: t.key)
-        self._scanned = None
-        return transition
-
-    # Reading ----------------------------------------------------------------------
+    # Reading --------------------------------------------------------------------
     @property
-    def transitions(self) -> list[Transition]:
-        return self._transitions
+    def current(self) -> Epoch:
+        return self.epochs[-1]
 
-    def has_exited(self, member: bytes, *, before: MessageKey) -> bool:
-        """Whether ``member`` left or went away at a position before ``before``."""
-        return any(
-            t.member == member and t.kind in (EntryKind.LEAVE, EntryKind.AWAY) and t.key < before
-            for t in self._transitions
-        )
+    def active(self) -> frozenset[bytes]:
+        """The members of the current epoch that have not exited it."""
+        if not self.epochs:
+            return frozenset()
+        epoch = self.current
+        return frozenset(m for m in epoch.members if m not in epoch.exits)
 
-    def last_exit(self, member: bytes) -> int:
-        """The seq of ``member``'s latest LEAVE or AWAY (0 if none)."""
-        exits = self._exits.get(member)
-        return exits[-1] if exits else 0
+    def was_member(self, member: bytes) -> bool:
+        return member in self._ever
 
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
 
+    def note_name(self, author: bytes, name: str) -> None:
+        if author in self._ever:
+            self._names[author] = name
+
+    def open_proposals(self) -> list[_Proposal]:
+        """Changes of the current epoch that are neither decided nor dead."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        return [p for p in epoch.proposals.values() if self._status(epoch, p) is None]
+
+    def answered(self, member: bytes) -> _Proposal | None:
+        """The open change ``member`` answered in the current epoch (it writes nothing
+        else until that change is decided or dead), if any."""
+        if not self.epochs:
+            return None
+        epoch = self.current
+        round_ = epoch.last_round.get(member)
+        if round_ is None:
+            return None
+        answer = epoch.answers[round_][member]
+        assert answer.change is not None
+        proposal = epoch.proposals[answer.change]
+        return proposal if self._status(epoch, proposal) is None else None
+
+    def next_round(self) -> int:
+        """The round a new change of the current epoch should use: above every round
+        with a change that is not dead."""
+        if not self.epochs:
+            return 0
+        epoch = self.current
+        live = [p.change.round for p in epoch.proposals.values() if self._status(epoch, p) != "dead"]
+        dead = [p.change.round for p in epoch.proposals.values()]
+        return max([*live, *(r + 1 for r in dead)], default=0)
+
+    def owed_answer(self, member: bytes) -> Flush | None:
+        """The FLUSH an honest ``member`` owes now, if any: for the first open change of
+        the current epoch (by key) that does not remove it, in a round above its last
+        answer, once the change it answered last is dead."""
+        if member not in self.active() or self.answered(member) is not None:
+            return None
+        epoch = self.current
+        last = epoch.last_round.get(member, -1)
+        for proposal in sorted(self.open_proposals(), key=lambda p: p.key):
+            if member not in proposal.removed and proposal.change.round > last:
+                return Flush(epoch.number, proposal.change.round, proposal.id)
+        return None
+
+    def proposal(
+        self, member: bytes, admitted: tuple[tuple[bytes, str], ...], removed: frozenset[bytes]
+    ) -> Change | None:
+        """A change ``member`` may honestly propose now (None if it may not, or if it
+        could not be decided): no change open, ``member`` active and not removed."""
+        if member not in self.active() or self.answered(member) is not None or self.open_proposals():
+            return None
+        if member in removed or not (admitted or removed) or not self.could_decide(removed):
+            return None
+        epoch = self.current
+        round_ = max(self.next_round(), epoch.last_round.get(member, -1) + 1)
+        return Change(epoch.number, round_, admitted, tuple(sorted(removed)))
+
+    def exit_seq(self, member: bytes) -> int:
+        """The seq of ``member``'s exit from the current epoch (0 if none)."""
+        if not self.epochs:
+            return 0
+        exit_ = self.current.exits.get(member)
+        return exit_[0].seq if exit_ is not None else 0
+
+    def could_decide(self, removed: frozenset[bytes]) -> bool:
+        """Whether a change removing ``removed`` could be decided, should every other
+        member answer it: its FLUSHes would come from a strict majority."""
+        if not self.epochs:
+            return False
+        epoch = self.current
+        required = epoch.members - removed
+        exited = {m for m in required if m in epoch.exits}
+        return 2 * len(required - exited) > len(epoch.members) - len(exited)
+
     def members(self) -> dict[bytes, MemberInfo]:
-        """Everyone ever admitted, with their state at the end of the log."""
+        """Everyone ever a member, with their state at the end of the log."""
         info: dict[bytes, MemberInfo] = {}
-        for transition, active in self.scan():
-            member = transition.member
-            entry = info.setdefault(member, MemberInfo(member, self._names.get(member, "")))
-            if member in active or transition.kind is not EntryKind.ADMIT:
-                entry.state = _state_after(transition, active)  # (an ignored ADMIT changes nothing)
+        for member in self._ever:
+            info[member] = MemberInfo(member, self._names.get(member, ""), self._state(member))
         return info
 
-    def active(self) -> frozenset[bytes]:
-        """The members at the end of the log."""
-        scanned = self.scan()
-        return scanned[-1][1] if scanned else frozenset()
+    def _state(self, member: bytes) -> MemberState:
+        epoch = self.current
+        if member in epoch.members:
+            exit_ = epoch.exits.get(member)
+            if exit_ is None:
+                return MemberState.ACTIVE
+            return MemberState.LEFT if exit_[1] is EntryKind.LEAVE else MemberState.AWAY
+        for past in reversed(self.epochs[:-1]):
+            if member in past.members:
+                decision = past.decision
+                assert decision is not None
+                if member in decision.removed:
+                    return MemberState.REMOVED
+                exit_ = past.exits.get(member)
+                if exit_ is not None and exit_[1] is EntryKind.LEAVE:
+                    return MemberState.LEFT
+                return MemberState.AWAY
+        return MemberState.AWAY  # admitted by an open change, not yet a member
 
-    def scan(self) -> list[tuple[Transition, frozenset[bytes]]]:
-        """Each transition in key order, with the member set just after it."""
-        if self._scanned is None:
-            self._scanned = list(self._scan())
-        return self._scanned
+    # Judging --------------------------------------------------------------------
+    def epoch_of(self, author: bytes, seq: int, vector: Mapping[bytes, int], since: int = 0) -> int:
+        """The epoch of an entry: past every decision all of whose answers its causal
+        past (its vector clock and its author's earlier entries) holds.
 
-    def _scan(self) -> Iterable[tuple[Transition, frozenset[bytes]]]:
-        active: set[bytes] = set()
-        last_exit: dict[bytes, int] = {}
-        for transition in self._transitions:
-            member = transition.member
-            if transition.kind is EntryKind.ADMIT:
-                # A stale ADMIT (its sponsor had not seen the member's later exit) does
-                # not bring it back, exactly as the validity rule ignores it.
-                if transition.seen >= last_exit.get(member, 0):
-                    active.add(member)
-            elif transition.kind is EntryKind.GENESIS:
-                active.add(member)
+        ``since``: an epoch the entry is known to be in or after (its author's previous
+        entry's); decisions nest, so the search goes up from there.
+        """
+        number = min(since, len(self.epochs) - 1)
+        while number < len(self.epochs) - 1:
+            decision = self.epochs[number].decision
+            assert decision is not None
+            if not _holds_all(vector, author, seq, decision.answers):
+                break
+            number += 1
+        return number
+
+    def judge(self, message: Message, vector: Mapping[bytes, int], since: int = 0) -> tuple[int, str | None]:
+        """``message``'s epoch and, if it is invalid there, why (rule 10).
+
+        ``vector`` is its full vector clock without its author's own entry; ``since``
+        as for :meth:`epoch_of`.
+        """
+        if not self.epochs:
+            return 0, "written before the room's genesis"
+        number = self.epoch_of(message.sender_id, message.seq, vector, since)
+        epoch = self.epochs[number]
+        author = message.sender_id
+        if author not in epoch.members:
+            return number, "its author is not a member of its epoch"
+        if epoch.decision is not None:
+            if message.seq > epoch.decision.cuts.get(author, 0):
+                return number, "above its author's cut in a closed epoch"
+            return number, None
+        exit_ = epoch.exits.get(author)
+        if exit_ is not None and exit_[0].seq < message.seq:
+            return number, "written after its author left the epoch"
+        answered = self._alive_answer(epoch, author, message.seq, vector)
+        if message.kind is EntryKind.CHANGE:
+            assert message.change is not None
+            return number, self._judge_change(epoch, message, vector, answered)
+        if message.kind is EntryKind.FLUSH:
+            return number, self._judge_flush(epoch, message, vector, answered)
+        if answered is not None:
+            return number, "written after its author answered a change still open"
+        return number, None
+
+    def _alive_answer(
+        self, epoch: Epoch, author: bytes, seq: int, vector: Mapping[bytes, int]
+    ) -> _Proposal | None:
+        """The change ``author`` last answered, unless the entry's causal past shows it dead."""
+        round_ = epoch.last_round.get(author)
+        if round_ is None:
+            return None
+        answer = epoch.answers[round_][author]
+        if answer.seq >= seq:
+            return None  # (not before this entry: cannot happen in FIFO delivery)
+        assert answer.change is not None
+        proposal = epoch.proposals[answer.change]
+        return None if self._dead_in(epoch, proposal, vector, author, seq) else proposal
+
+    def _judge_round(
+        self, epoch: Epoch, author: bytes, round_: int, answered: _Proposal | None
+    ) -> str | None:
+        if answered is not None:
+            return "answers again while the change it answered is open"
+        last = epoch.last_round.get(author)
+        if last is not None and last >= round_:
+            return "answers a round it already answered, or an earlier one"
+        return None
+
+    def _judge_change(
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], answered: _Proposal | None
+    ) -> str | None:
+        change = message.change
+        assert change is not None
+        author = message.sender_id
+        if change.epoch != epoch.number:
+            return "a change of another epoch than its own"
+        problem = self._judge_round(epoch, author, change.round, answered)
+        if problem is not None:
+            return problem
+        removed = set(change.removed)
+        if author in removed or not removed <= epoch.members:
+            return "removes its author or a non-member"
+        exited = {m for m, (exit_, _, _) in epoch.exits.items() if _holds(vector, author, message.seq, MessageId(m, exit_.seq))}
+        staying = epoch.members - removed - exited
+        if any(member in staying for member, _ in change.admitted):
+            return "admits a member that is still active"
+        if len(staying | {member for member, _ in change.admitted}) > MAX_MEMBERS:
+            return f"the room would have more than {MAX_MEMBERS} members"
+        return None
+
+    def _judge_flush(
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], answered: _Proposal | None
+    ) -> str | None:
+        flush = message.flush
+        assert flush is not None
+        author = message.sender_id
+        proposal = epoch.proposals.get(flush.change)
+        if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+            return "answers no change of its epoch and round"
+        if not _holds(vector, author, message.seq, proposal.id):
+            return "answers a change it had not seen"
+        if author in proposal.removed:
+            return "a member being removed answers its own removal"
+        return self._judge_round(epoch, author, flush.round, answered)
+
+    # Recording ------------------------------------------------------------------
+    def record(self, message: Message, vector: Mapping[bytes, int], number: int) -> Decision | None:
+        """Note a delivered, valid membership entry of epoch ``number``.
+
+        Returns the decision it completed, if any (the log then voids what is above
+        the cuts and opens the next epoch).
+        """
+        author = message.sender_id
+        self._names[author] = message.name
+        if message.kind is EntryKind.GENESIS:
+            self.founder = author
+            self._ever.add(author)
+            self.epochs.append(Epoch(0, frozenset({author})))
+            return None
+        epoch = self.epochs[number]
+        if epoch.decision is not None:
+            return None  # (a valid entry of a closed epoch was delivered before its decision)
+        full = dict(vector)
+        if message.kind is EntryKind.CHANGE:
+            assert message.change is not None
+            epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change)
+            for member, name in message.change.admitted:
+                self._names.setdefault(member, name)
+            answer = _Answer(author, message.seq, message.id, full, message.key)
+            self._answer(epoch, message.change.round, answer)
+        elif message.kind is EntryKind.FLUSH:
+            assert message.flush is not None
+            answer = _Answer(author, message.seq, message.flush.change, full, message.key)
+            self._answer(epoch, message.flush.round, answer)
+        else:  # LEAVE or AWAY
+            answer = _Answer(author, message.seq, None, full, message.key)
+            epoch.exits[author] = (answer, message.kind, message.key)
+        return self._decide(epoch)
+
+    @staticmethod
+    def _answer(epoch: Epoch, round_: int, answer: _Answer) -> None:
+        epoch.answers.setdefault(round_, {})[answer.member] = answer
+        epoch.last_round[answer.member] = round_
+
+    def _decide(self, epoch: Epoch) -> Decision | None:
+        for proposal in sorted(epoch.proposals.values(), key=lambda p: p.key):
+            if self._status(epoch, proposal) == "decided":
+                return self._close(epoch, proposal)
+        return None
+
+    def _status(self, epoch: Epoch, proposal: _Proposal) -> str | None:
+        """"decided", "dead", or None (open)."""
+        if epoch.decision is not None:
+            return "decided" if epoch.decision.change == proposal.id else "dead"
+        round_ = proposal.change.round
+        flushes = 0
+        exits = 0
+        missing = False
+        for member in epoch.members - proposal.removed:
+            answer = epoch.answer_of(member, round_)
+            if answer is None:
+                missing = True
+            elif answer.change is None:
+                exits += 1
+            elif answer.change != proposal.id:
+                return "dead"
             else:
-                active.discard(member)
-                last_exit[member] = max(last_exit.get(member, 0), transition.seen)
-            yield transition, frozenset(active)
+                flushes += 1
+        if missing:
+            return None
+        return "decided" if 2 * flushes > len(epoch.members) - exits else None
+
+    def _dead_in(
+        self, epoch: Epoch, proposal: _Proposal, vector: Mapping[bytes, int], author: bytes, seq: int
+    ) -> bool:
+        """Whether an entry's causal past shows ``proposal`` dead: a member it needs
+        answered a rival of the same round."""
+        rivals = epoch.answers.get(proposal.change.round, {})
+        for member, answer in rivals.items():
+            if answer.change is None or answer.change == proposal.id or member in proposal.removed:
+                continue
+            if _holds(vector, author, seq, MessageId(member, answer.seq)):
+                return True
+        return False
+
+    def _close(self, epoch: Epoch, proposal: _Proposal) -> Decision:
+        round_ = proposal.change.round
+        answers = {m: a for m in epoch.members - proposal.removed if (a := epoch.answer_of(m, round_))}
+        cuts = {member: answer.seq for member, answer in answers.items()}
+        for gone in proposal.removed:
+            cuts[gone] = max((a.names(gone) for a in answers.values()), default=0)
+        exited = {m for m in epoch.members if m in epoch.exits}
+        last_key = max((a.key for a in answers.values()), default=proposal.key)
+        decision = Decision(
+            proposal.id,
+            proposal.key,
+            proposal.change.admitted,
+            proposal.change.removed,
+            {m: a.seq for m, a in answers.items()},
+            cuts,
+            last_key,
+        )
+        epoch.decision = decision
+        admitted = {member for member, _ in proposal.change.admitted}
+        members = (epoch.members - proposal.removed - exited) | admitted
+        for gone in proposal.removed:
+            self._removed_in[gone] = epoch.number
+        self._ever |= admitted
+        self.epochs.append(Epoch(epoch.number + 1, frozenset(members)))
+        return decision
 
 
-def _state_after(transition: Transition, active: frozenset[bytes]) -> MemberState:
-    if transition.member in active:
-        return MemberState.ACTIVE
-    if transition.kind is EntryKind.LEAVE:
-        return MemberState.LEFT
-    return MemberState.AWAY
+def _holds(vector: Mapping[bytes, int], author: bytes, seq: int, entry: MessageId) -> bool:
+    """Whether an entry (``author``'s ``seq``, with ``vector``) has ``entry`` in its causal past."""
+    if entry.sender_id == author:
+        return entry.seq < seq
+    return vector.get(entry.sender_id, 0) >= entry.seq
 
 
-def _last_below(seqs: Iterable[int], seq: int) -> int:
-    """The largest of ``seqs`` below ``seq`` (0 if none)."""
-    best = 0
-    for value in seqs:
-        if value < seq:
-            best = max(best, value)
-    return best
+def _holds_all(vector: Mapping[bytes, int], author: bytes, seq: int, answers: Mapping[bytes, int]) -> bool:
+    for member, answer_seq in answers.items():
+        if member == author:
+            if answer_seq >= seq:
+                return False
+        elif vector.get(member, 0) < answer_seq:
+            return False
+    return True

@@ -57,9 +57,19 @@ from .address import invite_of, split_peer_url, with_peer_id
 from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
 from .invites import InviteBook
-from .log import Equivocation, LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
+from .log import (
+    Decided,
+    Delivered,
+    Equivocation,
+    LogEvent,
+    NotAMember,
+    OrderedLog,
+    ReceiptStatus,
+    Refusal,
+    Refused,
+)
 from .membership import MAX_MEMBERS, MemberState
-from .message import EntryKind, Message, MessageId, RoomPolicy
+from .message import Change, EntryKind, Flush, Message, MessageId, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
@@ -302,6 +312,8 @@ class Node:
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
         self.invites = InviteBook()
+        self._invited: set[bytes] = set()
+        """Neighbours whose invite we accepted: admitted as soon as a change can be made."""
         """The invites we issued for our room (the shell loads them from its store)."""
         self.history_checked = True
         """Whether we may trust that our own chain here is complete. A peer restarted from
@@ -396,21 +408,35 @@ class Node:
         return self.log.room_id is not None and self.log.is_member(self.identity.sender_id)
 
     def compose(
-        self, text: str, wall_ms: int, kind: EntryKind = EntryKind.TEXT, subject: bytes | None = None
+        self,
+        text: str,
+        wall_ms: int,
+        kind: EntryKind = EntryKind.TEXT,
+        *,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> Message:
         """Our next signed entry (not yet in the log: store it, then :meth:`publish`).
 
-        Raises :class:`~p2pchat.log.NotAMember` before our admission.
+        Raises :class:`~p2pchat.log.NotAMember` before our admission, and while a
+        membership change we answered is open.
         """
         return self.log.compose(
-            self.identity, name=self.name, text=text, sent_at_ms=wall_ms, kind=kind, subject=subject
+            self.identity, name=self.name, text=text, sent_at_ms=wall_ms, kind=kind, change=change, flush=flush
         )
 
     def write(
-        self, kind: EntryKind, text: str, now: float, wall_ms: int, subject: bytes | None = None
+        self,
+        kind: EntryKind,
+        text: str,
+        now: float,
+        wall_ms: int,
+        *,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> tuple[Message, list[Output]]:
-        """Write one entry of ours of any kind (a LEAVE, an AWAY, an ADMIT)."""
-        message = self.compose(text, wall_ms, kind, subject)
+        """Write one entry of ours of any kind (a LEAVE, an AWAY, a CHANGE, a FLUSH)."""
+        message = self.compose(text, wall_ms, kind, change=change, flush=flush)
         return message, self._own_outputs([message], [*self._deliver_own(message)], now)
 
     def publish(self, message: Message, now: float) -> list[Output]:
@@ -606,6 +632,7 @@ class Node:
             return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason)
         used = self.invites.redeem(secret, remote.sender_id, self._wall_ms(now))
         assert not isinstance(used, str)
+        self._invited.add(remote.sender_id)
         outputs.extend([InviteRedeemed(used.secret_hash, remote.sender_id), *admission])
         return None
 
@@ -729,39 +756,66 @@ class Node:
         return None
 
     def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
-        """Admit a neighbour that is not an active member (rule 10): in an open room
-        anyone; in an invite-only room one that redeemed our invite (``invited``) or a
-        member back from AWAY."""
-        genesis = self.log.genesis
-        if genesis is None or not self.is_member:
+        """Propose to admit a neighbour that is not an active member (rule 10): in an
+        open room anyone; in an invite-only room one that redeemed our invite
+        (``invited``) or a member back from AWAY. Empty if we cannot propose now (a
+        change is open: heartbeats propose again once it is over)."""
+        if not self._may_admit(member, invited=invited):
             return []
-        if not self.history_checked:
-            return []  # an ADMIT of ours now could reuse a seq of ours we do not hold yet
+        return self._propose(((member, name),), frozenset(), now)
+
+    def _may_admit(self, member: bytes, *, invited: bool = False) -> bool:
+        genesis = self.log.genesis
+        if genesis is None or not self.is_member or not self.history_checked:
+            return False  # (a change of ours now could reuse a seq of ours we do not hold yet)
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
-            return []
-        if genesis.policy is RoomPolicy.INVITE and not invited and not self._is_away(member):
+            return False
+        return genesis.policy is not RoomPolicy.INVITE or invited or self._is_away(member)
+
+    def _propose(
+        self, admitted: tuple[tuple[bytes, str], ...], removed: frozenset[bytes], now: float
+    ) -> list[Output]:
+        """Write a CHANGE, if one may be written now (see Roster.proposal)."""
+        change = self.log.roster.proposal(self.identity.sender_id, admitted, removed)
+        if change is None:
             return []
         try:
-            message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
+            message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
         except (NotAMember, RuntimeError):
-            return []  # our own history is incomplete here: a member who can will admit it
+            return []  # our own history is incomplete here: a member who can will propose it
+        return [OwnEntries((message,)), *outputs]
+
+    def _answer_changes(self, now: float) -> list[Output]:
+        """Answer the open change we owe a FLUSH (rule 10), if any."""
+        if not self.history_checked:
+            return []
+        flush = self.log.roster.owed_answer(self.identity.sender_id)
+        if flush is None:
+            return []
+        try:
+            message, outputs = self.write(EntryKind.FLUSH, "", now, self._wall_ms(now), flush=flush)
+        except (NotAMember, RuntimeError):
+            return []
         return [OwnEntries((message,)), *outputs]
 
     def _admit_neighbours(self, now: float) -> list[Output]:
-        """Admit neighbours that are not active members (one whose AWAY arrived after its
-        first heads, say, would otherwise wait for its admission for good), then check
-        every neighbour's trust again."""
-        outputs: list[Output] = []
-        if self.is_member:
-            members = self.log.members
+        """Answer an open change, or propose one admitting every neighbour that is not an
+        active member (one whose AWAY arrived after its first heads, say, would otherwise
+        wait for its admission for good), then check every neighbour's trust again."""
+        outputs: list[Output] = self._answer_changes(now)
+        if self.is_member and not outputs:
+            waiting: dict[bytes, str] = {}
             for neighbour in list(self._neighbours.values()):
                 remote = neighbour.link.remote
-                if not neighbour.link.is_open or remote is None or remote.sender_id in members:
+                if not neighbour.link.is_open or remote is None:
                     continue
-                if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
+                if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
                     continue  # it said goodbye on this link: it is on its way out
-                outputs.extend(self._admit(remote.sender_id, remote.name, now))
+                if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
+                    waiting[remote.sender_id] = remote.name
+            if waiting:
+                outputs.extend(self._propose(tuple(sorted(waiting.items())), frozenset(), now))
         for neighbour in list(self._neighbours.values()):
             outputs.extend(self._check_trust(neighbour, now))
         return outputs
@@ -810,6 +864,11 @@ class Node:
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
+        if any(isinstance(e, Delivered) and e.message.kind is EntryKind.CHANGE for e in events):
+            outputs.extend(self._answer_changes(now))
+        if any(isinstance(e, Decided) for e in events):
+            # A new epoch: admit whoever is still waiting, and trust who was admitted.
+            outputs.extend(self._admit_neighbours(now))
         return outputs
 
     def _spread_evidence(self, proof: Equivocation, source: _Neighbour, now: float) -> list[Output]:
@@ -985,15 +1044,19 @@ class Node:
 
     # Helpers ----------------------------------------------------------------------
     def _own_head(self) -> Head:
-        """Our fresh clock announcement: after our last message our clock is log.clock.
-
-        Every later message of ours is stamped above it (stamps are clock + 1).
+        """Our fresh clock announcement: after our last message our clock is log.clock,
+        and what we delivered since (rule 8). Every later message of ours is stamped
+        above it. While what we hold is not all on disk yet (``announce_limit``), we
+        announce no more than is, and claim nothing delivered since our last entry.
         """
-        seq = self.log.delivered_seq(self.identity.sender_id)
+        me = self.identity.sender_id
+        seq = self.log.delivered_seq(me)
+        limited = self.announce_limit is not None
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
+        grown = tuple(sorted(self.log.delivered_since_own(me).items())) if not limited else ()
         cached = self._own_announcement
-        if cached is None or (cached.clock_seq, cached.clock_lamport) != (seq, clock):
-            cached = self._own_announcement = Head.announce(self.identity, seq, seq, clock)
+        if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered) != (seq, clock, grown):
+            cached = self._own_announcement = Head.announce(self.identity, seq, seq, clock, dict(grown))
         return cached
 
     def _heads(self) -> list[Head]:
@@ -1120,9 +1183,8 @@ class Node:
 
 
 def text_count(log: OrderedLog) -> int:
-    """How many chat lines ``log`` holds: its entries less its membership entries (the
-    roster records one transition per membership entry delivered). Constant time."""
-    return len(log) - len(log.roster.transitions)
+    """How many chat lines ``log`` holds (constant time)."""
+    return log.text_count
 
 
 def _log_order(message: Message) -> tuple[int, bytes]:

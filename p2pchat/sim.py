@@ -22,7 +22,7 @@ from functools import partial
 
 from .identity import Identity
 from .log import Delivered, OrderedLog, Stable
-from .message import EntryKind, Message, MessageId, MessageKey
+from .message import Change, EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
 
@@ -156,7 +156,7 @@ class Simulation:
         self._stable_positions: list[dict[int, MessageKey]] = []
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
         self.room_entries = self._found_room()
-        """The founding entries every peer starts with (GENESIS, then an ADMIT per peer)."""
+        """The founding entries every peer starts with (GENESIS, then a CHANGE admitting them)."""
         self.peers = [self._make_peer(i) for i in range(config.peers)]
         self._stable_positions = [{} for _ in self.peers]
         for a, b in self.links:
@@ -171,14 +171,16 @@ class Simulation:
         founder = self._identity(0)
         log, genesis = OrderedLog.found(founder, name="peer0", room_name="sim", sent_at_ms=0)
         entries = [genesis]
-        for index in range(1, self.config.peers):
+        admitted = tuple((self._identity(i).sender_id, f"peer{i}") for i in range(1, self.config.peers))
+        if admitted:
+            # The founder alone is epoch 0: its CHANGE is decided at once.
             admit = log.compose(
                 founder,
                 name="peer0",
-                text=f"peer{index}",
+                text="",
                 sent_at_ms=0,
-                kind=EntryKind.ADMIT,
-                subject=self._identity(index).sender_id,
+                kind=EntryKind.CHANGE,
+                change=Change(0, 0, admitted),
             )
             log.receive(admit, trusted=True)
             entries.append(admit)

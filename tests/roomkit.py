@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from p2pchat.identity import Identity
 from p2pchat.log import LogConfig, OrderedLog
-from p2pchat.message import EntryKind, Message
+from p2pchat.message import Change, EntryKind, Flush, Message
 
 FOUNDER = Identity(b"\xf0" * 32)
 
@@ -23,10 +23,12 @@ class Room:
     ) -> None:
         log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name=name, sent_at_ms=0)
         self.entries: list[Message] = [genesis]
-        for member in members:
-            self.entries.append(self._founder_writes(log, EntryKind.ADMIT, "member", member.sender_id))
+        admitted = tuple((member.sender_id, "member") for member in members)
+        if admitted:
+            # The founder alone is epoch 0: its CHANGE is decided at once.
+            self.entries.append(self._founder_writes(log, EntryKind.CHANGE, Change(0, 0, admitted)))
         if founder_leaves:
-            self.entries.append(self._founder_writes(log, EntryKind.LEAVE, "", None))
+            self.entries.append(self._founder_writes(log, EntryKind.LEAVE, None))
         assert log.room_id is not None
         self.room_id: bytes = log.room_id
         self.base = self.entries[-1].lamport
@@ -34,8 +36,8 @@ class Room:
         self.founder_seq = self.entries[-1].seq
 
     @staticmethod
-    def _founder_writes(log: OrderedLog, kind: EntryKind, text: str, subject: bytes | None) -> Message:
-        entry = log.compose(FOUNDER, name="founder", text=text, sent_at_ms=0, kind=kind, subject=subject)
+    def _founder_writes(log: OrderedLog, kind: EntryKind, change: Change | None) -> Message:
+        entry = log.compose(FOUNDER, name="founder", text="", sent_at_ms=0, kind=kind, change=change)
         log.receive(entry, trusted=True)
         return entry
 
@@ -60,7 +62,8 @@ class Room:
         *,
         relative: bool = True,
         kind: EntryKind = EntryKind.TEXT,
-        subject: bytes | None = None,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> Message:
         """A validly signed entry with exactly these fields, honest or not.
 
@@ -82,5 +85,6 @@ class Room:
             deps=full_deps,
             room_id=self.room_id,
             kind=kind,
-            subject=subject,
+            change=change,
+            flush=flush,
         )
