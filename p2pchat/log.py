@@ -363,7 +363,8 @@ class OrderedLog:
 
     def is_visible(self, message: Message) -> bool:
         """Whether ``message`` has a place in the log (delivered, neither void nor invalid)."""
-        return self._by_key.get(message.key) is message
+        found = self._by_key.get(message.key)
+        return found is not None and (found is message or found.payload == message.payload)
 
     def index_of(self, message: Message) -> int:
         """Current position of a delivered message."""
@@ -426,7 +427,12 @@ class OrderedLog:
             else:
                 result.append(
                     Head(
-                        sender_id, held_seq, announced.clock_seq, announced.clock_lamport, announced.signature
+                        sender_id,
+                        held_seq,
+                        announced.clock_seq,
+                        announced.clock_lamport,
+                        announced.signature,
+                        announced.delivered,
                     )
                 )
         return result
@@ -480,9 +486,9 @@ class OrderedLog:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
                 return
-            if state.announced is None or lamport > state.announced.clock_lamport:
-                state.announced = head
-                state.bound = max(state.bound, lamport)
+            if _is_later(head, state.announced):
+                state.announced = head  # (relayed as it is: the newest one we hold)
+            state.bound = max(state.bound, lamport)
             if seq == state.delivered and head.delivered:
                 # What it had delivered: its message seq's vector, raised by the announcement.
                 cover = dict(state.vector or {})

@@ -114,7 +114,8 @@ def _sync(logs: list[OrderedLog], i: int, j: int) -> None:
     for message in sorted([*logs[j].messages(), *logs[j].tombstones()], key=lambda m: m.key):
         receipt = logs[i].receive(message)
         assert receipt.status in (ReceiptStatus.NEW, ReceiptStatus.DUPLICATE)
-    assert {m.id for m in logs[j]} <= {m.id for m in logs[i]}
+    held = {m.id for m in (*logs[i], *logs[i].tombstones())}
+    assert {m.id for m in (*logs[j], *logs[j].tombstones())} <= held
 
 
 def _intrude(log: OrderedLog, stranger: Identity, wall: int) -> Message:
@@ -455,5 +456,83 @@ def test_long_histories_with_churn_converge_and_settle(data: st.DataObject) -> N
         check_final(history, replica)
         if history.settled:
             assert replica.log.stable_count == len(replica.log)
+        logs.append(([m.key for m in replica.log], [m.key for m in replica.log.tombstones()]))
+    assert all(keys == logs[0] for keys in logs)
+
+
+# Removal under partition -----------------------------------------------------------
+
+REMOVAL_OPS = ("send",) * 4 + ("sync",) * 6 + ("propose",) * 2 + ("flush",) * 4
+
+
+@st.composite
+def removal_histories(draw: st.DrawFn) -> History:
+    """Four members (the founder and three it admitted) write and sync in a random
+    interleaving, and now and then one proposes to remove another, possibly a rival
+    proposal of the same round, while the one being removed goes on writing and
+    syncing with some of the others (a partition, not a crash). The others answer
+    the changes they see. Every entry is composed by its author's log."""
+    people = IDENTITIES[:4]
+    founder_log, genesis = OrderedLog.found(people[0], name="p0", room_name="room", sent_at_ms=0)
+    admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(people) if i)
+    change = founder_log.compose(
+        people[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=Change(0, 0, admitted)
+    )
+    founder_log.receive(change)
+    messages: list[Message] = [genesis, change]
+    past: dict[MessageId, frozenset[MessageId]] = {genesis.id: frozenset(), change.id: frozenset({genesis.id})}
+    logs = [founder_log, *(OrderedLog(room_id=genesis.room_id()) for _ in people[1:])]
+    for log in logs[1:]:
+        log.receive_many([genesis, change])
+    announcements: dict[Head, None] = {}
+
+    def write(i: int, kind: EntryKind, **body: Any) -> None:
+        log = logs[i]
+        before = frozenset(m.id for m in (*log, *log.tombstones()))
+        try:
+            message = log.compose(people[i], name=f"p{i}", text="", sent_at_ms=0, kind=kind, **body)
+        except NotAMember:
+            return
+        assert log.receive(message).status is ReceiptStatus.NEW
+        messages.append(message)
+        past[message.id] = before
+
+    operation = st.tuples(st.sampled_from(REMOVAL_OPS), st.integers(0, 3), st.integers(0, 3))
+    for op, i, j in draw(st.lists(operation, min_size=10, max_size=40), label="operations"):
+        log = logs[i]
+        if op == "sync":
+            if i != j:
+                _sync(logs, i, j)
+        elif op == "send":
+            if log.is_member(people[i].sender_id):
+                write(i, EntryKind.TEXT)
+        elif op == "propose":
+            proposal = log.roster.proposal(people[i].sender_id, (), frozenset({people[j].sender_id}))
+            if proposal is not None:
+                write(i, EntryKind.CHANGE, change=proposal)
+        else:
+            flush = log.roster.owed_answer(people[i].sender_id)
+            if flush is not None:
+                write(i, EntryKind.FLUSH, flush=flush)
+        announcements[logs[i].announcement(people[i])] = None
+    return History(
+        room_id=genesis.room_id(),
+        people=tuple(p.sender_id for p in people),
+        messages=tuple(messages),
+        intruders=(),
+        past=past,
+        heads=tuple(announcements),
+        final=0,
+    )
+
+
+@given(data=st.data())
+def test_removals_under_partition_never_move_a_stable_position(data: st.DataObject) -> None:
+    history = data.draw(removal_histories())
+    logs = []
+    for r in range(data.draw(st.integers(2, 3), label="replicas")):
+        replica = Replica(history)
+        replica.feed(data.draw(streams(history), label=f"stream {r}"))
+        check_final(history, replica)
         logs.append(([m.key for m in replica.log], [m.key for m in replica.log.tombstones()]))
     assert all(keys == logs[0] for keys in logs)
