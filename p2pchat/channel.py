@@ -70,9 +70,7 @@ class EphemeralKey:
         if secret is None:
             raise RuntimeError("this ephemeral key was already used")
         self._secret = None
-        derive = (
-            bindings.crypto_kx_client_session_keys if dialer else bindings.crypto_kx_server_session_keys
-        )
+        derive = bindings.crypto_kx_client_session_keys if dialer else bindings.crypto_kx_server_session_keys
         try:
             receive_key, send_key = derive(self.public, secret, their_public)
         except (CryptoError, ValueError, TypeError) as exc:
@@ -116,8 +114,7 @@ class SecureChannel:
             plaintext, tag = bindings.crypto_secretstream_xchacha20poly1305_pull(self._pull, sealed, None)
         except (CryptoError, ValueError, TypeError):
             raise OpenError(
-                f"sealed frame {self.opened + 1} does not open: replayed, reordered, altered "
-                "or not encrypted"
+                f"sealed frame {self.opened + 1} does not open: replayed, reordered, altered or not encrypted"
             ) from None
         if tag != _TAG_MESSAGE:
             raise OpenError(f"sealed frame {self.opened + 1} has an unexpected stream tag {tag}")

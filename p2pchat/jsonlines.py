@@ -117,7 +117,10 @@ def decided_object(log: OrderedLog, epoch: int, decision: Decision) -> dict[str,
         "event": "decided",
         "epoch": epoch,
         "joined": [{"peer_id": m.hex(), "name": names[m] or n} for m, n in decision.admitted],
-        "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or "", "cut": decision.cuts[m]} for m in decision.removed],
+        "removed": [
+            {"peer_id": m.hex(), "name": roster.name_of(m) or "", "cut": decision.cuts[m]}
+            for m in decision.removed
+        ],
         "change": {"sender": decision.change.sender_id.hex(), "seq": decision.change.seq},
     }
 

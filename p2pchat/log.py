@@ -197,6 +197,8 @@ class _Sender:
     cover: dict[bytes, int] | None = None
     """From its usable clock announcement, when newer than its last entry: what it had
     delivered of the others (else its last entry's ``vector`` says it)."""
+    beat: int = 0
+    """The newest ``at_ms`` of its verified announcements: it was alive then (its clock)."""
     bound: int = 0
     """Every future message of this sender has a stamp above this value: the larger of
     its last delivered stamp and its best usable clock announcement."""
@@ -336,15 +338,23 @@ class OrderedLog:
             return {}
         state = self._senders.get(sender_id)
         own = (state.vector if state is not None else None) or {}
-        return {s: st.delivered for s, st in self._senders.items() if s != sender_id and st.delivered > own.get(s, 0)}
+        return {
+            s: st.delivered
+            for s, st in self._senders.items()
+            if s != sender_id and st.delivered > own.get(s, 0)
+        }
 
-    def announcement(self, identity: Identity, clock: int | None = None) -> Head:
-        """Our signed clock announcement: after our last entry, our clock (or ``clock``,
-        if lower) and what we delivered since."""
+    def announcement(self, identity: Identity, at_ms: int = 0) -> Head:
+        """Our signed clock announcement: after our last entry, our clock and what we
+        delivered since, said at ``at_ms``."""
         me = identity.sender_id
         seq = self.delivered_seq(me)
-        stamp = self._clock if clock is None else min(clock, self._clock)
-        return Head.announce(identity, seq, seq, stamp, self.delivered_since_own(me))
+        return Head.announce(identity, seq, seq, self._clock, self.delivered_since_own(me), at_ms)
+
+    def last_beat(self, sender_id: bytes) -> int:
+        """The newest ``at_ms`` of ``sender_id``'s verified announcements (0: none)."""
+        state = self._senders.get(sender_id)
+        return state.beat if state is not None else 0
 
     def tombstones(self) -> list[Message]:
         """Delivered entries that take no place in the log (void or invalid), by key."""
@@ -433,6 +443,7 @@ class OrderedLog:
                         announced.clock_lamport,
                         announced.signature,
                         announced.delivered,
+                        announced.at_ms,
                     )
                 )
         return result
@@ -471,6 +482,8 @@ class OrderedLog:
     @staticmethod
     def _is_news(state: _Sender, head: Head) -> bool:
         """Whether an announcement would change what we know (else it need not be verified)."""
+        if head.at_ms > state.beat:
+            return True  # (alive more recently: worth a verification, see last_beat)
         if head.clock_seq <= state.delivered:
             if state.announced is None or head.clock_lamport > state.announced.clock_lamport:
                 return True
@@ -482,6 +495,7 @@ class OrderedLog:
 
     def _note_announcement(self, state: _Sender, head: Head) -> None:
         seq, lamport = head.clock_seq, head.clock_lamport
+        state.beat = max(state.beat, head.at_ms)
         if seq <= state.delivered:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
@@ -862,10 +876,12 @@ class OrderedLog:
 
 
 def _is_later(head: Head, than: Head | None) -> bool:
-    """Newest first: a later seq, or a clock that moved on since, or more delivered."""
+    """Newest first: a later seq, or a clock that moved on since, or more delivered, or
+    said later."""
     if than is None:
         return True
-    return (head.clock_seq, head.clock_lamport, _reach(head)) > (than.clock_seq, than.clock_lamport, _reach(than))
+    newer = (head.clock_seq, head.clock_lamport, _reach(head), head.at_ms)
+    return newer > (than.clock_seq, than.clock_lamport, _reach(than), than.at_ms)
 
 
 def _reach(head: Head) -> int:

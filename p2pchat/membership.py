@@ -365,7 +365,11 @@ class Roster:
         removed = set(change.removed)
         if author in removed or not removed <= epoch.members:
             return "removes its author or a non-member"
-        exited = {m for m, (exit_, _, _) in epoch.exits.items() if _holds(vector, author, message.seq, MessageId(m, exit_.seq))}
+        exited = {
+            m
+            for m, (exit_, _, _) in epoch.exits.items()
+            if _holds(vector, author, message.seq, MessageId(m, exit_.seq))
+        }
         staying = epoch.members - removed - exited
         if any(member in staying for member, _ in change.admitted):
             return "admits a member that is still active"
@@ -434,7 +438,7 @@ class Roster:
         return None
 
     def _status(self, epoch: Epoch, proposal: _Proposal) -> str | None:
-        """"decided", "dead", or None (open)."""
+        """ "decided", "dead", or None (open)."""
         if epoch.decision is not None:
             return "decided" if epoch.decision.change == proposal.id else "dead"
         round_ = proposal.change.round

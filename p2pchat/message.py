@@ -229,7 +229,9 @@ class Message:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
-        if (kind is EntryKind.CHANGE) != (change is not None) or (kind is EntryKind.FLUSH) != (flush is not None):
+        if (kind is EntryKind.CHANGE) != (change is not None) or (kind is EntryKind.FLUSH) != (
+            flush is not None
+        ):
             raise ValueError("a CHANGE carries a change, a FLUSH a flush, other entries neither")
         if kind in (EntryKind.CHANGE, EntryKind.FLUSH) and text:
             raise ValueError("CHANGE and FLUSH entries carry no text")
@@ -396,13 +398,14 @@ ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v2"
 
 
 def announcement_payload(
-    sender_id: bytes, seq: int, lamport: int, delivered: Iterable[tuple[bytes, int]]
+    sender_id: bytes, seq: int, lamport: int, delivered: Iterable[tuple[bytes, int]], at_ms: int = 0
 ) -> bytes:
     """The bytes a member signs to announce its clock: "after my message ``seq``, my
     Lamport clock stood at ``lamport``" (every later message of mine is stamped above),
     "and I had delivered what my message ``seq`` had, raised by ``delivered``"
-    (the senders whose delivered seq grew since, DESIGN.md rule 8)."""
+    (the senders whose delivered seq grew since, DESIGN.md rule 8), "said at ``at_ms``"."""
     parts = [ANNOUNCEMENT_CONTEXT, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
+    parts.append(at_ms.to_bytes(8, "big"))
     for other, other_seq in sorted(delivered):
         parts += [other, other_seq.to_bytes(8, "big")]
     return b"".join(parts)

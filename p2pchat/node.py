@@ -116,6 +116,12 @@ class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
     heartbeat_interval: float = 1.0
+    member_timeout: float | None = 30.0
+    """Seconds a member may go unheard (no entry, no fresh announcement, no open link to
+    us) before we propose to remove it (rule 10); None: never."""
+    recent_window: float = 6.0
+    """A member heard within this many seconds counts as reachable: a change (an
+    admission) is proposed only while every member is, since it needs every answer."""
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
     want_timeout: float = 1.0
@@ -210,9 +216,7 @@ class RoomAdopted:
     room_id: bytes
 
 
-Output = (
-    Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted | InviteRedeemed
-)
+Output = Send | Close | LogEvents | PeerUp | PeerDown | Discovered | OwnEntries | RoomAdopted | InviteRedeemed
 
 
 @dataclass(slots=True)
@@ -302,6 +306,11 @@ class Node:
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
+        self._beat_ms = 0
+        self._heard: dict[bytes, tuple[int, int, float]] = {}
+        """Per member: its delivered seq and announcement beat when we last saw either
+        change (or had an open link to it), and our time then."""
+        """Our wall clock at the last heartbeat: our announcements say we were alive then."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -323,9 +332,7 @@ class Node:
         sets it again."""
 
     # Connections ----------------------------------------------------------------
-    def open(
-        self, conn: int, now: float, randomness: bytes, dialed_url: str | None = None
-    ) -> list[Output]:
+    def open(self, conn: int, now: float, randomness: bytes, dialed_url: str | None = None) -> list[Output]:
         """A transport connection is up (dialed or accepted): start the handshake.
 
         ``randomness``: protocol.LINK_RANDOMNESS fresh random bytes. A ``dialed_url``
@@ -404,8 +411,18 @@ class Node:
     # Sending ----------------------------------------------------------------------
     @property
     def is_member(self) -> bool:
-        """Whether we may write: we are an active member of our room."""
+        """Whether we are an active member of our room."""
         return self.log.room_id is not None and self.log.is_member(self.identity.sender_id)
+
+    @property
+    def may_write(self) -> bool:
+        """Whether a chat line of ours may be written now: we are an active member, our
+        chain here is known complete, and no change we answered is open (rule 10)."""
+        return (
+            self.is_member
+            and self.history_checked
+            and self.log.roster.answered(self.identity.sender_id) is None
+        )
 
     def compose(
         self,
@@ -422,7 +439,13 @@ class Node:
         membership change we answered is open.
         """
         return self.log.compose(
-            self.identity, name=self.name, text=text, sent_at_ms=wall_ms, kind=kind, change=change, flush=flush
+            self.identity,
+            name=self.name,
+            text=text,
+            sent_at_ms=wall_ms,
+            kind=kind,
+            change=change,
+            flush=flush,
         )
 
     def write(
@@ -760,8 +783,8 @@ class Node:
         open room anyone; in an invite-only room one that redeemed our invite
         (``invited``) or a member back from AWAY. Empty if we cannot propose now (a
         change is open: heartbeats propose again once it is over)."""
-        if not self._may_admit(member, invited=invited):
-            return []
+        if not self._may_admit(member, invited=invited) or self._unheard(now, self.config.recent_window):
+            return []  # (a member that may be gone could never answer: heartbeats handle it)
         return self._propose(((member, name),), frozenset(), now)
 
     def _may_admit(self, member: bytes, *, invited: bool = False) -> bool:
@@ -800,25 +823,77 @@ class Node:
         return [OwnEntries((message,)), *outputs]
 
     def _admit_neighbours(self, now: float) -> list[Output]:
-        """Answer an open change, or propose one admitting every neighbour that is not an
+        """Answer an open change, or propose one: admitting every neighbour that is not an
         active member (one whose AWAY arrived after its first heads, say, would otherwise
-        wait for its admission for good), then check every neighbour's trust again."""
+        wait for its admission for good) and removing every member unheard for
+        ``member_timeout``. Then check every neighbour's trust again."""
         outputs: list[Output] = self._answer_changes(now)
         if self.is_member and not outputs:
-            waiting: dict[bytes, str] = {}
-            for neighbour in list(self._neighbours.values()):
-                remote = neighbour.link.remote
-                if not neighbour.link.is_open or remote is None:
-                    continue
-                if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
-                    continue  # it said goodbye on this link: it is on its way out
-                if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
-                    waiting[remote.sender_id] = remote.name
-            if waiting:
-                outputs.extend(self._propose(tuple(sorted(waiting.items())), frozenset(), now))
+            outputs.extend(self._propose_changes(now))
         for neighbour in list(self._neighbours.values()):
             outputs.extend(self._check_trust(neighbour, now))
         return outputs
+
+    def _propose_changes(self, now: float) -> list[Output]:
+        waiting: dict[bytes, str] = {}
+        for neighbour in list(self._neighbours.values()):
+            remote = neighbour.link.remote
+            if not neighbour.link.is_open or remote is None:
+                continue
+            if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
+                continue  # it said goodbye on this link: it is on its way out
+            if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
+                waiting[remote.sender_id] = remote.name
+        timeout = self.config.member_timeout
+        silent = self._unheard(now, timeout) if timeout is not None else frozenset()
+        if silent:
+            # Remove them all at once (a change needs every member it keeps). The first of
+            # the members still heard proposes; the others step in if it does not.
+            heard = sorted(self.log.members - silent)
+            assert timeout is not None
+            if heard[0] != self.identity.sender_id and not self._unheard(now, 2 * timeout):
+                return []
+        elif self._unheard(now, self.config.recent_window):
+            return []  # someone may be gone: wait until it is back, or long enough unheard
+        if not waiting and not silent:
+            return []
+        return self._propose(tuple(sorted(waiting.items())), silent, now)
+
+    def propose_removal(self, members: Iterable[bytes], now: float) -> list[Output]:
+        """Propose to remove ``members`` (``/remove``). Raises ValueError with the reason
+        when no such change can be proposed now."""
+        removed = frozenset(members)
+        me = self.identity.sender_id
+        if not self.is_member:
+            raise ValueError("only an active member can propose a removal")
+        if me in removed:
+            raise ValueError("to leave, use /leave")
+        if not removed <= self.log.members:
+            raise ValueError("not an active member of the room")
+        if self.log.roster.open_proposals():
+            raise ValueError("a membership change is being decided: try again when it is over")
+        if not self.log.roster.could_decide(removed):
+            raise ValueError("a removal needs the answers of a strict majority of the members")
+        outputs = self._propose((), removed, now)
+        if not outputs:
+            raise ValueError("cannot write now (our own history is not complete here yet)")
+        return outputs
+
+    def _unheard(self, now: float, window: float) -> frozenset[bytes]:
+        """Active members other than us not heard of for ``window`` seconds."""
+        me = self.identity.sender_id
+        linked = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
+        unheard = set()
+        for member in self.log.members:
+            if member == me:
+                continue
+            mark = (self.log.delivered_seq(member), self.log.last_beat(member))
+            seen = self._heard.get(member)
+            if seen is None or seen[:2] != mark or member in linked:
+                self._heard[member] = (*mark, now)
+            elif now - seen[2] >= window:
+                unheard.add(member)
+        return frozenset(unheard)
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
         for other in self._neighbours.values():
@@ -1029,6 +1104,7 @@ class Node:
         return min(deadlines)
 
     def _heartbeat(self, now: float) -> list[Output]:
+        self._beat_ms = self._wall_ms(now)
         outputs: list[Output] = self._admit_neighbours(now)
         events = self.log.observe_head(self._own_head())
         if events:
@@ -1054,9 +1130,16 @@ class Node:
         limited = self.announce_limit is not None
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
         grown = tuple(sorted(self.log.delivered_since_own(me).items())) if not limited else ()
+        beat = self._beat_ms
         cached = self._own_announcement
-        if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered) != (seq, clock, grown):
-            cached = self._own_announcement = Head.announce(self.identity, seq, seq, clock, dict(grown))
+        if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered, cached.at_ms) != (
+            seq,
+            clock,
+            grown,
+            beat,
+        ):
+            cached = Head.announce(self.identity, seq, seq, clock, dict(grown), beat)
+            self._own_announcement = cached
         return cached
 
     def _heads(self) -> list[Head]:

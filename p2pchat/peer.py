@@ -276,8 +276,9 @@ class Peer:
         """
         texts = list(texts)
         # Before our admission what we type is queued here, unstamped: stamped now it
-        # would land in the room's past (rule 10).
-        await self.wait_admitted()
+        # would land in the room's past (rule 10). So is what we type while a membership
+        # change we answered is being decided (it would be void).
+        await self.wait_writable()
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
@@ -301,6 +302,13 @@ class Peer:
         """Return once we may write: we are an active member of our room, and our own
         chain here is known to be complete (see Node.history_checked)."""
         while not (self.node.is_member and self.node.history_checked):
+            if self._closing:
+                raise trio.ClosedResourceError("peer is shutting down")
+            await self._wait_changed()
+
+    async def wait_writable(self) -> None:
+        """Return once a chat line of ours may be written (see Node.may_write)."""
+        while not self.node.may_write:
             if self._closing:
                 raise trio.ClosedResourceError("peer is shutting down")
             await self._wait_changed()
@@ -341,6 +349,13 @@ class Peer:
         if kind is EntryKind.AWAY and self.node.log.members == {self.node.identity.sender_id}:
             # The last active member stays a member: an AWAY would unblock nobody, and
             # with nobody left to re-admit it, it could never write here again.
+            return
+        # While a change we answered is open, an exit of ours would be void if it is
+        # decided: give it a moment to end.
+        with trio.move_on_after(EXIT_PATIENCE):
+            while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
+                await self._wait_changed()
+        if not self.node.may_write:
             return
         self._left = True
         try:
@@ -401,9 +416,7 @@ class Peer:
             return
         if split_peer_url(url)[1] is None:
             self.unpinned.append(url)  # (the chat shows a notice; a warning would garble it)
-            logger.info(
-                "%s names no peer id: trusting whoever answers there (trust on first use)", url
-            )
+            logger.info("%s names no peer id: trusting whoever answers there (trust on first use)", url)
         self._dialing.add(url)
         self._nursery.start_soon(self._dialer, url, bootstrap)
 
@@ -780,6 +793,8 @@ class Peer:
 
 
 PREVERIFY_MIN_BYTES = 16 * 1024
+EXIT_PATIENCE = 2.0
+"""Seconds a LEAVE or AWAY waits for a membership change we answered to end."""
 """Frames at least this big (about 90 messages) have their signatures checked ahead."""
 
 

@@ -11,7 +11,7 @@ a CBOR array whose first item is the frame type::
     PEERS     [6, [url...]]                        address exchange
     BYE       [7, reason]                          clean goodbye
 
-    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}]
+    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}, at_ms]
 
 HELLO is the only frame sent in clear: it holds nothing but what the key
 exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
@@ -21,7 +21,9 @@ ephemeral keys but no name, room, address, head or message.
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
 clock_lamport, and I had delivered what that message had, raised by this map"
-(the senders whose delivered seq grew since). The second half travels from peer to peer so that stability
+(the senders whose delivered seq grew since), "and I said so at at_ms" (the member's
+wall clock: a member re-announces every heartbeat, so a newer ``at_ms`` shows it is
+alive even in a quiet room). The second half travels from peer to peer so that stability
 (DESIGN.md rule 8) advances even in a quiet room and across several hops; it is
 signed by the member itself (see message.announcement_payload), so a relaying
 peer cannot make stability advance early by inventing a clock. ``signature`` is
@@ -47,6 +49,7 @@ from .message import (
     MAX_DEPS,
     MAX_LAMPORT,
     MAX_NAME_BYTES,
+    MAX_SENT_AT_MS,
     MAX_SEQ,
     ROOM_ID_SIZE,
     Message,
@@ -98,6 +101,8 @@ class Head:
     delivered: tuple[tuple[bytes, int], ...] = ()
     """Announced too: the senders whose delivered seq grew since its message clock_seq,
     with that seq, sorted by sender."""
+    at_ms: int = 0
+    """Announced too: the member's wall clock when it announced (liveness, not order)."""
 
     @classmethod
     def announce(
@@ -107,15 +112,19 @@ class Head:
         clock_seq: int,
         clock_lamport: int,
         delivered: Mapping[bytes, int] | None = None,
+        at_ms: int = 0,
     ) -> Head:
         """Our own head, with our clock announcement signed."""
         grown = tuple(sorted(delivered.items())) if delivered else ()
-        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport, grown)
-        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, identity.sign(payload), grown)
+        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
+        signature = identity.sign(payload)
+        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms)
 
     def announcement_verifies(self) -> bool:
         """Whether the clock announcement is really the member's."""
-        payload = announcement_payload(self.sender_id, self.clock_seq, self.clock_lamport, self.delivered)
+        payload = announcement_payload(
+            self.sender_id, self.clock_seq, self.clock_lamport, self.delivered, self.at_ms
+        )
         return verify_signature(self.sender_id, payload, self.signature)
 
 
@@ -193,6 +202,7 @@ def _head_item(head: Head) -> list[object]:
         head.clock_lamport,
         head.signature,
         dict(head.delivered),
+        head.at_ms,
     ]
 
 
@@ -255,7 +265,9 @@ def _sender(value: object, what: str) -> bytes:
 
 
 def _parse_head(value: object) -> Head:
-    sender, held, clock_seq, clock_lamport, signature, delivered = codec.expect_array(value, "head", length=6)
+    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = codec.expect_array(
+        value, "head", length=7
+    )
     head = Head(
         sender_id=_sender(sender, "head sender"),
         held_seq=codec.expect_int(held, "head held_seq", hi=MAX_SEQ),
@@ -263,10 +275,11 @@ def _parse_head(value: object) -> Head:
         clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
         signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
         delivered=_parse_delivered(delivered),
+        at_ms=codec.expect_int(at_ms, "head at_ms", hi=MAX_SENT_AT_MS),
     )
     if len(head.signature) not in (0, SIGNATURE_SIZE):
         raise CodecError(f"head signature: expected 0 or {SIGNATURE_SIZE} bytes, got {len(head.signature)}")
-    if not head.signature and (head.clock_seq or head.clock_lamport or head.delivered):
+    if not head.signature and (head.clock_seq or head.clock_lamport or head.delivered or head.at_ms):
         raise CodecError("head: a clock announcement without a signature")
     return head
 
@@ -275,7 +288,10 @@ def _parse_delivered(value: object) -> tuple[tuple[bytes, int], ...]:
     entries = codec.expect_map(value, "head delivered", max_length=MAX_DEPS)
     return tuple(
         sorted(
-            (_sender(sender, "head delivered sender"), codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ))
+            (
+                _sender(sender, "head delivered sender"),
+                codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ),
+            )
             for sender, seq in entries.items()
         )
     )

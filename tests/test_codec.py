@@ -134,6 +134,7 @@ def head_item(
     clock_lamport: bytes | None = None,
     signature: bytes | None = None,
     delivered: bytes | None = None,
+    at_ms: bytes | None = None,
 ) -> bytes:
     return arr(
         sender if sender is not None else enc(BOB.sender_id),
@@ -142,6 +143,7 @@ def head_item(
         clock_lamport if clock_lamport is not None else enc(7),
         signature if signature is not None else bstr(SIG),
         delivered if delivered is not None else cmap((enc(CAROL.sender_id), enc(2))),
+        at_ms if at_ms is not None else enc(1_700_000_000_000),
     )
 
 
@@ -225,7 +227,7 @@ def test_hand_built_valid_inputs_are_accepted() -> None:
     assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
     assert isinstance(wire.decode_frame(hello()), wire.Hello)
     assert wire.decode_frame(heads_frame()) == wire.Heads(
-        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),)),)
+        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000),)
     )
     assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
     assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
@@ -280,14 +282,16 @@ def signed_messages(draw: st.DrawFn) -> Message:
     )
 
 
-changes = st.builds(
-    Change,
-    st.integers(0, 2**63 - 1),
-    st.integers(0, 2**63 - 1),
-    st.lists(st.tuples(sender_ids, names), max_size=3, unique_by=lambda p: p[0]).map(tuple),
-    st.lists(sender_ids, max_size=3, unique=True).map(tuple),
-).filter(lambda c: c.admitted or c.removed).filter(
-    lambda c: not {m for m, _ in c.admitted} & set(c.removed)
+changes = (
+    st.builds(
+        Change,
+        st.integers(0, 2**63 - 1),
+        st.integers(0, 2**63 - 1),
+        st.lists(st.tuples(sender_ids, names), max_size=3, unique_by=lambda p: p[0]).map(tuple),
+        st.lists(sender_ids, max_size=3, unique=True).map(tuple),
+    )
+    .filter(lambda c: c.admitted or c.removed)
+    .filter(lambda c: not {m for m, _ in c.admitted} & set(c.removed))
 )
 flushes = st.builds(
     Flush, st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.builds(MessageId, sender_ids, seqs)
@@ -817,7 +821,7 @@ def test_wrong_field_counts_refused(name: str) -> None:
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:8])), "expected 9 items, got 8")
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 9 items, got 10")
-    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "6 items")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "7 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
     refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
@@ -1076,7 +1080,8 @@ def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> 
 # Entry kinds and their bodies ----------------------------------------------------------
 
 GENESIS, CHANGE, LEAVE, AWAY, FLUSH = (
-    enc(int(k)) for k in (EntryKind.GENESIS, EntryKind.CHANGE, EntryKind.LEAVE, EntryKind.AWAY, EntryKind.FLUSH)
+    enc(int(k))
+    for k in (EntryKind.GENESIS, EntryKind.CHANGE, EntryKind.LEAVE, EntryKind.AWAY, EntryKind.FLUSH)
 )
 
 
@@ -1098,7 +1103,9 @@ def change_body(
     )
 
 
-def flush_body(epoch: bytes = enc(3), round_: bytes = enc(1), sender: bytes | None = None, seq: bytes = enc(9)) -> bytes:
+def flush_body(
+    epoch: bytes = enc(3), round_: bytes = enc(1), sender: bytes | None = None, seq: bytes = enc(9)
+) -> bytes:
     return arr(epoch, round_, sender if sender is not None else enc(BOB.sender_id), seq)
 
 
@@ -1409,12 +1416,26 @@ def test_head_delivered_map_strictness(delivered: bytes, words: tuple[str, ...])
     refuse_frame(heads_frame(arr(head_item(delivered=delivered))), *words)
 
 
-def test_a_delivered_map_needs_a_signed_announcement() -> None:
+def test_a_delivered_map_or_beat_needs_a_signed_announcement() -> None:
     unsigned = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""))
     refuse_frame(heads_frame(arr(unsigned)), "without a signature")
+    beat_only = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""), delivered=cmap())
+    refuse_frame(heads_frame(arr(beat_only)), "without a signature")
+
+
+@pytest.mark.parametrize(
+    "at_ms", [enc(-1), TRUE, HALF_ONE, enc("0"), enc(2**53 + 1)], ids=["neg", "bool", "float", "text", "over"]
+)
+def test_head_at_ms_strictness(at_ms: bytes) -> None:
+    refuse_frame(heads_frame(arr(head_item(at_ms=at_ms))), "head at_ms")
 
 
 def test_the_delivered_map_is_signed() -> None:
-    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2})
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
     assert head.announcement_verifies()
-    assert not wire.Head(BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 3),)).announcement_verifies()
+    assert not wire.Head(
+        BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 3),), 5_000
+    ).announcement_verifies()
+    assert not wire.Head(
+        BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 2),), 6_000
+    ).announcement_verifies()

@@ -144,7 +144,9 @@ def _answer(log: OrderedLog, identity: Identity) -> Flush | None:
     return log.roster.owed_answer(identity.sender_id)
 
 
-def _proposal(log: OrderedLog, identity: Identity, admit: tuple[bytes, ...], remove: tuple[bytes, ...]) -> Change | None:
+def _proposal(
+    log: OrderedLog, identity: Identity, admit: tuple[bytes, ...], remove: tuple[bytes, ...]
+) -> Change | None:
     return log.roster.proposal(identity.sender_id, tuple((m, "x") for m in admit), frozenset(remove))
 
 
@@ -197,7 +199,9 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
         else:
             i = members[who % len(members)]
             log = logs[i]
-            outsiders = [j for j in range(k) if j not in crashed and not log.is_member(identities[j].sender_id)]
+            outsiders = [
+                j for j in range(k) if j not in crashed and not log.is_member(identities[j].sender_id)
+            ]
             others = sorted(log.members - {identities[i].sender_id})
             if op == "send":
                 write(i, EntryKind.TEXT, f"message {len(messages)}", wall)
@@ -238,7 +242,13 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
                 if flush is not None:
                     write(i, EntryKind.FLUSH, "", 0, flush=flush)
             _share(logs, live)
-            gone = tuple(sorted(identities[c].sender_id for c in crashed if logs[live[0]].is_member(identities[c].sender_id)))
+            gone = tuple(
+                sorted(
+                    identities[c].sender_id
+                    for c in crashed
+                    if logs[live[0]].is_member(identities[c].sender_id)
+                )
+            )
             proposers = [i for i in live if logs[i].is_member(identities[i].sender_id)]
             if gone and proposers:
                 change = _proposal(logs[proposers[0]], identities[proposers[0]], (), gone)
@@ -251,7 +261,9 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
         )
         if settled:
             final_heads = tuple(
-                _announcement(logs[i], identities[i]) for i in live if logs[i].is_member(identities[i].sender_id)
+                _announcement(logs[i], identities[i])
+                for i in live
+                if logs[i].is_member(identities[i].sender_id)
             )
     return History(
         room_id=room_id,
@@ -261,9 +273,9 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
         past=past,
         heads=(*announcements, *final_heads),
         final=len(final_heads),
-        settled=not settle or bool(final_heads) or not any(
-            logs[i].is_member(identities[i].sender_id) for i in range(k)
-        ),
+        settled=not settle
+        or bool(final_heads)
+        or not any(logs[i].is_member(identities[i].sender_id) for i in range(k)),
     )
 
 
@@ -480,7 +492,10 @@ def removal_histories(draw: st.DrawFn) -> History:
     )
     founder_log.receive(change)
     messages: list[Message] = [genesis, change]
-    past: dict[MessageId, frozenset[MessageId]] = {genesis.id: frozenset(), change.id: frozenset({genesis.id})}
+    past: dict[MessageId, frozenset[MessageId]] = {
+        genesis.id: frozenset(),
+        change.id: frozenset({genesis.id}),
+    }
     logs = [founder_log, *(OrderedLog(room_id=genesis.room_id()) for _ in people[1:])]
     for log in logs[1:]:
         log.receive_many([genesis, change])

@@ -460,7 +460,9 @@ def test_a_newcomers_entries_follow_its_admission() -> None:
     assert newcomer.sender_id not in log.members, "B has not flushed yet"
     b_log = PAIR.log()
     b_log.receive_many([a1, a2, admit])
-    flush = b_log.compose(B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, admit.id))
+    flush = b_log.compose(
+        B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, admit.id)
+    )
     log.receive(flush)
     assert newcomer.sender_id in log.members
     n_log = PAIR.log()

@@ -83,7 +83,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 async def assert_converged(peers: list[Peer], total: int) -> list[MessageKey]:
     """Every peer holds ``total`` chat lines, and all hold the same entries in one order.
 
-    Membership entries (an ADMIT, an AWAY) may still be on their way when the last chat
+    Membership entries (a CHANGE, a FLUSH, an AWAY) may still be on their way when the last chat
     line arrives, so identical logs are awaited, for a bounded time, before comparing.
     Returns the keys of the common log (membership entries included).
     """
@@ -218,7 +218,8 @@ async def test_five_peers_in_a_line_converge_with_concurrent_senders(target_conn
                 ids = [(m.sender_id, m.seq) for m in peer.messages() if m.is_text]
                 assert len(set(ids)) == len(ids) == senders * per_sender
             # Each sender's entries (its chat lines and its membership entries: p0's genesis,
-            # the ADMIT each peer wrote for the next) appear in seq order, 1..n, no holes.
+            # the CHANGE each peer wrote for the next, the FLUSHes) appear in seq order, 1..n,
+            # no holes.
             by_sender: dict[bytes, list[int]] = {}
             lines: dict[bytes, int] = {}
             for message in peers[0].messages():
@@ -242,12 +243,13 @@ async def test_late_joiner_receives_the_full_history_in_order() -> None:
             async with open_peer("late", join=[b.url or ""]) as late:
                 await late.wait_admitted()
                 log = await assert_converged([a, b, late], count)
-                # The whole history, in the same order, then only the latecomer's admission.
+                # The whole history, in the same order, then only the latecomer's admission:
+                # b's CHANGE and a's FLUSH answering it.
                 assert log[: len(history)] == history
                 added = late.messages()[len(history) :]
-                assert [(m.kind, m.subject) for m in added] == [
-                    (EntryKind.ADMIT, bytes.fromhex(late.peer_id))
-                ]
+                assert sorted(m.kind for m in added) == [EntryKind.CHANGE, EntryKind.FLUSH]
+                (change,) = [m.change for m in added if m.change is not None]
+                assert change.admitted == ((bytes.fromhex(late.peer_id), "late"),)
                 assert texts(late) == texts(a)
 
 
@@ -299,7 +301,9 @@ async def test_partition_heals_after_the_middle_peer_restarts(tmp_path: Path) ->
             assert after_restart.seq == own[-1].seq + 1  # seq continues, never reused
             assert after_restart.lamport > b_clock
             readmissions = [
-                m for m in b.peer.messages() if m.kind is EntryKind.ADMIT and m.subject.hex() == b_id
+                m
+                for m in b.peer.messages()
+                if m.change is not None and bytes.fromhex(b_id) in {member for member, _ in m.change.admitted}
             ]
             assert after_restart.lamport > readmissions[-1].lamport  # stamped after its re-admission
             log = await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 1)

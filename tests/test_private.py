@@ -125,9 +125,7 @@ async def chat_still_works(host: Peer, member: Peer, text: str) -> None:
 # Pure: the handshake between two Links ----------------------------------------------------------
 
 
-def pair(
-    *, expected: bytes | None = None, acceptor: Identity | None = None
-) -> tuple[Link, Link, Identity]:
+def pair(*, expected: bytes | None = None, acceptor: Identity | None = None) -> tuple[Link, Link, Identity]:
     server_id = acceptor or Identity(os.urandom(32))
     dialer = new_link(expected=expected)
     server = Link(server_id, "srv", "ws://x:1/", os.urandom(LINK_RANDOMNESS), bytes(32), dialer=False)
