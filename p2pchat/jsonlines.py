@@ -13,12 +13,13 @@ from functools import lru_cache
 from typing import Any
 
 from .log import OrderedLog
-from .membership import Decision
 from .message import EntryKind, Message, MessageId
 from .peer import (
     ConcurrentMarked,
     DialFailed,
+    EntriesVoided,
     EquivocationFound,
+    MembersChanged,
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
@@ -71,7 +72,7 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
 
 
 _ACTIONS = {
-    EntryKind.GENESIS: "founded",
+    EntryKind.GENESIS: "joined",
     EntryKind.CHANGE: "proposed",
     EntryKind.FLUSH: "flushed",
     EntryKind.LEAVE: "left",
@@ -80,13 +81,16 @@ _ACTIONS = {
 
 
 def member_object(message: Message, *, index: int, stable: bool) -> dict[str, Any]:
-    """A membership entry: a room founded, a change proposed or flushed, a member that
-    left or went away. (Who joined, came back or was removed is a ``decided`` event.)"""
+    """A membership entry: the founder's genesis ("joined"), a change proposed, a FLUSH
+    answering one, a member that left or went away. Who joined, came back or was removed
+    by a change is said when it is decided (a ``members`` event, and ``decided`` on the
+    entry that completed it, see entry_object)."""
     obj: dict[str, Any] = {
         "event": "member",
         "action": _ACTIONS[message.kind],
         "peer_id": message.sender_id.hex(),
         "name": message.name,
+        "by": None if message.kind is EntryKind.GENESIS else message.sender_id.hex(),
         "sender": message.sender_id.hex(),
         "seq": message.seq,
         "lamport": message.lamport,
@@ -109,19 +113,15 @@ def member_object(message: Message, *, index: int, stable: bool) -> dict[str, An
     return obj
 
 
-def decided_object(log: OrderedLog, epoch: int, decision: Decision) -> dict[str, Any]:
-    """A membership change decided: who joined or came back, who was removed."""
+def members_changed_object(event: MembersChanged, log: OrderedLog) -> dict[str, Any]:
+    """A membership change decided: who joined (or came back), who was removed."""
     roster = log.roster
-    names = {m: roster.name_of(m) or "" for m, _ in decision.admitted}
     return {
-        "event": "decided",
-        "epoch": epoch,
-        "joined": [{"peer_id": m.hex(), "name": names[m] or n} for m, n in decision.admitted],
-        "removed": [
-            {"peer_id": m.hex(), "name": roster.name_of(m) or "", "cut": decision.cuts[m]}
-            for m in decision.removed
-        ],
-        "change": {"sender": decision.change.sender_id.hex(), "seq": decision.change.seq},
+        "event": "members",
+        "epoch": event.epoch,
+        "joined": [{"peer_id": m.hex(), "name": roster.name_of(m) or n} for m, n in event.joined],
+        "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or ""} for m in event.removed],
+        "by": event.by.hex(),
     }
 
 
@@ -131,7 +131,15 @@ def entry_object(
     """A ``message`` event for a chat line, a ``member`` event for a membership entry."""
     if message.is_text:
         return message_object(message, index=index, concurrent=concurrent, stable=stable)
-    return member_object(message, index=index, stable=stable)
+    obj = member_object(message, index=index, stable=stable)
+    decision = log.roster.decided_at(message.key)
+    if decision is not None:
+        roster = log.roster
+        obj["decided"] = {
+            "joined": [{"peer_id": m.hex(), "name": roster.name_of(m) or n} for m, n in decision.admitted],
+            "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or ""} for m in decision.removed],
+        }
+    return obj
 
 
 def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:
@@ -177,6 +185,11 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
             # retry_in: seconds until the next try, or null once the address is given up.
             retry = None if event.retry_in is None else round(event.retry_in, 1)
             return {"event": "dial_failed", "url": event.url, "reason": event.reason, "retry_in": retry}
+        case MembersChanged():
+            return members_changed_object(event, log)
+        case EntriesVoided():
+            voided = [{"sender": m.sender_id.hex(), "seq": m.seq} for m in event.messages]
+            return {"event": "voided", "messages": voided}
 
 
 def ready_object(peer: Peer) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "Concurrent",
     "Decided",
     "Delivered",
+    "Entombed",
     "Equivocation",
     "LogConfig",
     "LogEvent",
@@ -139,6 +140,14 @@ class Voided:
 
 
 @dataclass(frozen=True, slots=True)
+class Entombed:
+    """An entry was delivered as a tombstone: held (later entries may depend on it) but
+    without a place in the log (void or invalid, rule 10)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class Decided:
     """A membership change was decided: the epoch it closed, and how."""
 
@@ -146,7 +155,7 @@ class Decided:
     decision: Decision
 
 
-LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation | Voided | Decided
+LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation | Voided | Decided | Entombed
 
 
 class ReceiptStatus(enum.Enum):
@@ -330,19 +339,24 @@ class OrderedLog:
         """This replica's vector clock: the highest delivered seq per sender."""
         return {s: st.delivered for s, st in self._senders.items() if st.delivered}
 
-    def delivered_since_own(self, sender_id: bytes) -> dict[bytes, int]:
+    def delivered_since_own(
+        self, sender_id: bytes, cap: Mapping[bytes, int] | None = None
+    ) -> dict[bytes, int]:
         """What we announce we delivered (rule 8): the senders whose delivered seq grew
-        since our last entry. Nothing once we answered an open change or left the epoch:
-        what we deliver then is not in our answer, so no cut is bound to cover it."""
+        since our last entry, each at most ``cap`` (what is on disk, if given: a restart
+        must not forget what we claimed). Nothing once we answered an open change or
+        left the epoch: what we deliver then is not in our answer, so no cut is bound to
+        cover it."""
         if not self.is_member(sender_id) or self.roster.answered(sender_id) is not None:
             return {}
         state = self._senders.get(sender_id)
         own = (state.vector if state is not None else None) or {}
-        return {
-            s: st.delivered
-            for s, st in self._senders.items()
-            if s != sender_id and st.delivered > own.get(s, 0)
-        }
+        grown = {}
+        for other, other_state in self._senders.items():
+            seq = other_state.delivered if cap is None else min(other_state.delivered, cap.get(other, 0))
+            if other != sender_id and seq > own.get(other, 0):
+                grown[other] = seq
+        return grown
 
     def announcement(self, identity: Identity, at_ms: int = 0) -> Head:
         """Our signed clock announcement: after our last entry, our clock and what we
@@ -725,6 +739,7 @@ class OrderedLog:
         self._advance_chain(message, state, verdict)
         self._tombstones[message.key] = message
         self._mark_concurrency(message, verdict.vector, events)
+        events.append(Entombed(message))
 
     def _deliver(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
         self._advance_chain(message, state, verdict)

@@ -157,6 +157,8 @@ class Roster:
         """Everyone ever a member or admitted: their void entries are kept as tombstones."""
         self._removed_in: dict[bytes, int] = {}
         """Members removed, with the epoch they were removed from (latest)."""
+        self._decided_at: dict[MessageKey, Decision] = {}
+        """Each decision by the key of the entry that completed it (its last answer)."""
 
     # Reading --------------------------------------------------------------------
     @property
@@ -243,6 +245,10 @@ class Roster:
             return 0
         exit_ = self.current.exits.get(member)
         return exit_[0].seq if exit_ is not None else 0
+
+    def decided_at(self, key: MessageKey) -> Decision | None:
+        """The decision the entry at ``key`` completed, if it completed one."""
+        return self._decided_at.get(key)
 
     def could_decide(self, removed: frozenset[bytes]) -> bool:
         """Whether a change removing ``removed`` could be decided, should every other
@@ -490,6 +496,7 @@ class Roster:
             last_key,
         )
         epoch.decision = decision
+        self._decided_at[last_key] = decision
         admitted = {member for member, _ in proposal.change.admitted}
         members = (epoch.members - proposal.removed - exited) | admitted
         for gone in proposal.removed:

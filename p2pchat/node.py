@@ -307,6 +307,9 @@ class Node:
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
         self._beat_ms = 0
+        self.saved_vector: dict[bytes, int] | None = None
+        """When set (the shell stores entries), per sender the highest seq on disk: we
+        announce having delivered no more than that (see _own_head)."""
         self._heard: dict[bytes, tuple[int, int, float]] = {}
         """Per member: its delivered seq and announcement beat when we last saw either
         change (or had an open link to it), and our time then."""
@@ -759,6 +762,8 @@ class Node:
                 outputs.extend(self.close(other.conn, f"moved to room {room_id.hex()[:16]}"))
         self.replace_log(OrderedLog(self.log.config, room_id=room_id))
         self.announce_limit = 0  # nothing of the new room is on disk yet
+        if self.saved_vector is not None:
+            self.saved_vector = {}
         outputs.append(RoomAdopted(room_id))
         return outputs
 
@@ -1122,14 +1127,13 @@ class Node:
     def _own_head(self) -> Head:
         """Our fresh clock announcement: after our last message our clock is log.clock,
         and what we delivered since (rule 8). Every later message of ours is stamped
-        above it. While what we hold is not all on disk yet (``announce_limit``), we
-        announce no more than is, and claim nothing delivered since our last entry.
+        above it. While what we hold is not all on disk yet (``announce_limit``,
+        ``saved_vector``), we announce no more than is.
         """
         me = self.identity.sender_id
         seq = self.log.delivered_seq(me)
-        limited = self.announce_limit is not None
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
-        grown = tuple(sorted(self.log.delivered_since_own(me).items())) if not limited else ()
+        grown = tuple(sorted(self.log.delivered_since_own(me, self.saved_vector).items()))
         beat = self._beat_ms
         cached = self._own_announcement
         if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered, cached.at_ms) != (

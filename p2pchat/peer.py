@@ -25,7 +25,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,13 +43,16 @@ from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .lockfile import DataDirectoryLock
 from .log import (
     Concurrent,
+    Decided,
     Delivered,
+    Entombed,
     Equivocation,
     LogConfig,
     NotAMember,
     OrderedLog,
     OwnHistoryIncomplete,
     Stable,
+    Voided,
 )
 from .message import MAX_NAME_BYTES, EntryKind, Message, RoomPolicy, signed_bytes
 from .node import (
@@ -76,7 +79,9 @@ from .wire import MESSAGES as MESSAGES_FRAME
 __all__ = [
     "ConcurrentMarked",
     "DialFailed",
+    "EntriesVoided",
     "EquivocationFound",
+    "MembersChanged",
     "MessageDelivered",
     "NeighbourDown",
     "NeighbourUp",
@@ -178,6 +183,26 @@ class EquivocationFound:
 
 
 @dataclass(frozen=True, slots=True)
+class MembersChanged:
+    """A membership change was decided (rule 10): epoch ``epoch`` closed, ``joined``
+    were admitted (or came back), ``removed`` were removed."""
+
+    epoch: int
+    joined: tuple[tuple[bytes, str], ...]
+    removed: tuple[bytes, ...]
+    by: bytes
+    """The member that proposed the change."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesVoided:
+    """Entries left the log: they were above their author's cut when a change removed
+    it (a partitioned member's lines; ours are sent again once we are back)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DialFailed:
     """Dialing ``url`` failed for ``reason``; the next try is in ``retry_in`` seconds
     (``None``: given up, for addresses learned from neighbours)."""
@@ -195,6 +220,8 @@ PeerEvent = (
     | NeighbourDown
     | EquivocationFound
     | DialFailed
+    | MembersChanged
+    | EntriesVoided
 )
 
 
@@ -514,8 +541,25 @@ class Peer:
                     self._unsaved.append(event.message)
                 # Its position now (later deliveries of the same frame may have moved it).
                 # (It can only have moved down since: past the stable count it is not stable.)
-                stable = event.index < log.stable_count and log.index_of(event.message) < log.stable_count
+                stable = event.index < log.stable_count and log.is_stable(event.message)
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
+            elif isinstance(event, Entombed):
+                if event.message.sender_id != me:
+                    self._unsaved.append(event.message)  # (held for good: others may need it)
+            elif isinstance(event, Decided):
+                decision = event.decision
+                self._publish(
+                    MembersChanged(
+                        event.epoch, decision.admitted, decision.removed, decision.change.sender_id
+                    )
+                )
+            elif isinstance(event, Voided):
+                self._publish(EntriesVoided(event.messages))
+                lost = [m.text for m in event.messages if m.sender_id == me and m.is_text]
+                if lost:
+                    # Our lines after our cut are void: they go out again as new entries
+                    # once we may write (re-admitted), in their order.
+                    self._nursery.start_soon(self._send_again, lost)
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
             elif isinstance(event, Concurrent):
@@ -525,6 +569,16 @@ class Peer:
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
                 self._publish(EquivocationFound(event.kept, event.rejected))
+
+    async def _send_again(self, texts: list[str]) -> None:
+        with suppress(trio.ClosedResourceError):
+            await self.send_many(texts)
+
+    def remove(self, member: bytes) -> None:
+        """Propose to remove ``member`` from the room (``/remove``): decided once every
+        other member answers and a strict majority did. Raises ValueError with the
+        reason when no such change can be proposed now."""
+        self._apply(self.node.propose_removal([member], trio.current_time()))
 
     def _publish(self, event: PeerEvent) -> None:
         for subscriber in list(self._subscribers):
@@ -575,10 +629,17 @@ class Peer:
             self._durable_up_to(batch)
 
     def _durable_up_to(self, saved: list[Message]) -> None:
-        """Let the node announce a clock only once it is on disk (see Node.announce_limit)."""
+        """Let the node announce a clock, and entries delivered, only once they are on
+        disk (see Node.announce_limit and Node.saved_vector)."""
         highest = max(m.lamport for m in saved)
         limit = self.node.announce_limit
         self.node.announce_limit = highest if limit is None else max(limit, highest)
+        vector = self.node.saved_vector
+        if vector is None:
+            vector = self.node.saved_vector = {}
+        for message in saved:
+            if message.seq > vector.get(message.sender_id, 0):
+                vector[message.sender_id] = message.seq
 
     async def _trust_own_history_after(self, seconds: float) -> None:
         """Alone (nobody to --join), or after ``seconds`` without a neighbour's sync, we
@@ -602,6 +663,7 @@ class Peer:
         if len(self.node.log) == 0 and store.message_count(room_id):
             self.node.replace_log(restore_log(store, room_id, self.config.log))
             self.node.announce_limit = store.clock(room_id)
+            self.node.saved_vector = self.node.log.vector()
             self.node.invites = InviteBook(store.load_invites(room_id))  # ours there, if any
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
@@ -902,6 +964,7 @@ def load_node(
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0
+        node.saved_vector = log.vector()
         if room_id is not None:
             node.invites = InviteBook(store.load_invites(room_id))
     return node
