@@ -47,6 +47,7 @@ Gossip rules:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
@@ -116,6 +117,9 @@ class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
     heartbeat_interval: float = 1.0
+    admission_delay: float = 0.5
+    """Seconds a newcomer's link must stay open before an open room proposes to admit it:
+    a link that opens and dies at once must not become a member that never answers."""
     member_timeout: float | None = 30.0
     """Seconds a member may go unheard (no entry, no fresh announcement, no open link to
     us) before we propose to remove it (rule 10); None: never."""
@@ -307,12 +311,14 @@ class Node:
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
         self._beat_ms = 0
+        self._admission_due: float | None = None
+        """When a newcomer's link will have been open ``admission_delay``: admit it then."""
         self.saved_vector: dict[bytes, int] | None = None
         """When set (the shell stores entries), per sender the highest seq on disk: we
         announce having delivered no more than that (see _own_head)."""
-        self._heard: dict[bytes, tuple[int, int, float]] = {}
-        """Per member: its delivered seq and announcement beat when we last saw either
-        change (or had an open link to it), and our time then."""
+        self._heard: dict[bytes, tuple[int, int, float, float | None]] = {}
+        """Per member: its delivered seq and announcement beat as we last saw them, when
+        we first saw it as a member, and when we last heard from it (None: never)."""
         """Our wall clock at the last heartbeat: our announcements say we were alive then."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
@@ -629,8 +635,14 @@ class Node:
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
-        admission = self._admit(remote.sender_id, remote.name, now)
-        outputs.extend(admission)
+        admission: list[Output] = []
+        if self.config.admission_delay <= 0 or self.log.roster.was_member(remote.sender_id):
+            # (A member coming back has answered changes before: no need to wait.)
+            admission = self._admit(remote.sender_id, remote.name, now)
+            outputs.extend(admission)
+        elif self.is_member and not self.log.is_member(remote.sender_id):
+            due = now + self.config.admission_delay
+            self._admission_due = due if self._admission_due is None else min(self._admission_due, due)
         invited = remote.invite and self._policy() is RoomPolicy.INVITE
         if invited and not admission and not self.log.is_member(remote.sender_id):
             refused = self._redeem(neighbour, remote.invite, now, outputs)
@@ -847,6 +859,9 @@ class Node:
                 continue
             if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
                 continue  # it said goodbye on this link: it is on its way out
+            newcomer = not self.log.roster.was_member(remote.sender_id)
+            if newcomer and now - neighbour.opened_at < self.config.admission_delay:
+                continue  # (not open long enough yet: see NodeConfig.admission_delay)
             if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
                 waiting[remote.sender_id] = remote.name
         timeout = self.config.member_timeout
@@ -885,18 +900,29 @@ class Node:
         return outputs
 
     def _unheard(self, now: float, window: float) -> frozenset[bytes]:
-        """Active members other than us not heard of for ``window`` seconds."""
+        """Active members other than us not heard from for ``window`` seconds.
+
+        Only a member's own signed words count: a new entry, or a newer liveness beat
+        in its announcement (relayed or not). A member never heard from since we first
+        saw it counts from then for removal (``member_timeout``), but as unheard for a
+        new change (a link that opened and died cannot answer one).
+        """
         me = self.identity.sender_id
-        linked = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
         unheard = set()
         for member in self.log.members:
             if member == me:
                 continue
             mark = (self.log.delivered_seq(member), self.log.last_beat(member))
             seen = self._heard.get(member)
-            if seen is None or seen[:2] != mark or member in linked:
-                self._heard[member] = (*mark, now)
-            elif now - seen[2] >= window:
+            if seen is None:
+                self._heard[member] = (*mark, now, None)
+                seen = self._heard[member]
+            elif seen[:2] != mark:
+                self._heard[member] = seen = (*mark, seen[2], now)
+            since = seen[3] if seen[3] is not None else seen[2]
+            if seen[3] is None and window < (self.config.member_timeout or math.inf):
+                unheard.add(member)  # (never heard: no change may wait for its answer)
+            elif now - since >= window:
                 unheard.add(member)
         return frozenset(unheard)
 
@@ -1087,6 +1113,9 @@ class Node:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             outputs.extend(self._heartbeat(now))
+        elif self._admission_due is not None and now >= self._admission_due:
+            self._admission_due = None
+            outputs.extend(self._admit_neighbours(now))
         open_neighbours = [n for n in self._neighbours.values() if n.link.is_open and n.trusted]
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
@@ -1099,6 +1128,8 @@ class Node:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""
         deadlines = [self._next_heartbeat, self._next_anti_entropy]
+        if self._admission_due is not None:
+            deadlines.append(self._admission_due)
         if self._next_want_check is not None:
             deadlines.append(self._next_want_check)
         for neighbour in self._neighbours.values():

@@ -263,7 +263,11 @@ def test_a_newcomer_is_ready_before_its_room_is_known_then_joins_it(
     bob_id = bob.ready["peer_id"]
 
     def proposes_bob(e: Event) -> bool:
-        return e["event"] == "member" and e["action"] == "proposed" and bob_id in {a["peer_id"] for a in e["admit"]}
+        return (
+            e["event"] == "member"
+            and e["action"] == "proposed"
+            and bob_id in {a["peer_id"] for a in e["admit"]}
+        )
 
     def admits_bob(e: Event) -> bool:
         return e["event"] == "members" and bob_id in {j["peer_id"] for j in e["joined"]}

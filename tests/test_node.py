@@ -73,6 +73,7 @@ def make_node(index: int, *, found: bool = False, **config: object) -> Node:
         log, _ = OrderedLog.found(IDS[index], name=f"peer{index}", room_name=f"room{index}", sent_at_ms=0)
     else:
         log = OrderedLog()
+    config.setdefault("admission_delay", 0.0)  # (admitted at once: these tests are about the rest)
     return Node(IDS[index], f"peer{index}", log, config=NodeConfig(**config))  # type: ignore[arg-type]
 
 

@@ -531,7 +531,7 @@ def test_chat_private_and_invite_from_the_command_line(tmp_path: Path) -> None:
         assert invite_of(invite) is not None
         bob = JsonChat(tmp_path, "bob", "--join", invite)
         try:
-            bob.wait_for(lambda e: e["event"] == "member" and e.get("name") == "bob")
+            bob.wait_for(lambda e: e["event"] == "members" and [j["name"] for j in e["joined"]] == ["bob"])
             bob.say("hello from bob")
             alice.wait_for(lambda e: e["event"] == "message" and e.get("text") == "hello from bob")
         finally:
