@@ -14,6 +14,7 @@ from typing import Any
 
 from .log import OrderedLog
 from .message import EntryKind, Message, MessageId
+from .notices import membership_notice
 from .peer import (
     ConcurrentMarked,
     DialFailed,
@@ -132,6 +133,7 @@ def entry_object(
     if message.is_text:
         return message_object(message, index=index, concurrent=concurrent, stable=stable)
     obj = member_object(message, index=index, stable=stable)
+    obj["notice"] = membership_notice(log, message)
     decision = log.roster.decided_at(message.key)
     if decision is not None:
         roster = log.roster

@@ -38,7 +38,6 @@ from .message import MAX_LAMPORT, Change, EntryKind, Flush, Message, MessageId, 
 from .wire import Head
 
 __all__ = [
-    "ChangeInProgress",
     "Concurrent",
     "Decided",
     "Delivered",
@@ -64,10 +63,6 @@ _AFTER_ALL_SENDERS = b"\xff" * 33
 
 class NotAMember(RuntimeError):
     """We cannot write now: we are not (or no longer) a member of the room."""
-
-
-class ChangeInProgress(NotAMember):
-    """We cannot write now: we answered a membership change that is still open (rule 10)."""
 
 
 class OwnHistoryIncomplete(RuntimeError):
@@ -545,10 +540,8 @@ class OrderedLog:
         """Create and sign this replica's next entry (does not insert it).
 
         Raises :class:`NotAMember` unless we are an active member (a newcomer's peer
-        queues what is typed until its admission), :class:`ChangeInProgress` while a
-        change we answered is open (unless this is an answer to a later round), and
-        :class:`OwnHistoryIncomplete` while some of our own earlier entries are held
-        here, not delivered.
+        queues what is typed until its admission), and :class:`OwnHistoryIncomplete`
+        while some of our own earlier entries are held here, not delivered.
         """
         state = self._senders.get(identity.sender_id) or _Sender()
         # Only our own signed messages prove our history is incomplete here. ``known`` is
@@ -557,8 +550,7 @@ class OrderedLog:
             raise OwnHistoryIncomplete("our own earlier messages are not all here yet; wait for repair")
         if self.room_id is None or not self.is_member(identity.sender_id):
             raise NotAMember("not a member of the room (yet): wait for admission")
-        if kind not in (EntryKind.CHANGE, EntryKind.FLUSH) and self.roster.answered(identity.sender_id):
-            raise ChangeInProgress("a membership change is being decided: wait for it")
+
         previous = state.vector or {}
         deps = {
             s: st.delivered
@@ -691,8 +683,10 @@ class OrderedLog:
         epoch, problem = self.roster.judge(message, full, since=state.epoch)
         if problem is None:
             return _Verdict(full, epoch, True)
-        if not self.roster.was_member(message.sender_id):
-            # A stranger: never held (a thousand throwaway keys cost nothing to keep).
+        if not self.roster.was_member_by(message.sender_id, epoch):
+            # A stranger where the entry stands (every replica agrees: it is a fact of
+            # the entry's causal past): never held, a thousand throwaway keys cost
+            # nothing to keep. A member's invalid entry is a tombstone instead.
             return Refusal.NOT_A_MEMBER
         return _Verdict(full, epoch, False)
 
@@ -739,7 +733,14 @@ class OrderedLog:
         self._advance_chain(message, state, verdict)
         self._tombstones[message.key] = message
         self._mark_concurrency(message, verdict.vector, events)
+        self._use_pending_announcement(state)
         events.append(Entombed(message))
+
+    def _use_pending_announcement(self, state: _Sender) -> None:
+        """An announcement that came before the entry it follows counts from now on."""
+        if state.pending is not None and state.pending.clock_seq <= state.delivered:
+            pending, state.pending = state.pending, None
+            self._note_announcement(state, pending)
 
     def _deliver(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
         self._advance_chain(message, state, verdict)
@@ -765,9 +766,7 @@ class OrderedLog:
                 if early is not None:
                     self.observe_head(early, defer_stability=True)
         concurrent = self._mark_concurrency(message, vector, events)
-        if state.pending is not None and state.pending.clock_seq <= state.delivered:
-            pending, state.pending = state.pending, None
-            self._note_announcement(state, pending)
+        self._use_pending_announcement(state)
         events.append(Delivered(message, index, concurrent))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)
@@ -866,6 +865,13 @@ class OrderedLog:
             return len(order), frozenset()
         epoch = self.roster.current
         limits = {m: self._member_limit(m) for m in epoch.members if m not in epoch.exits}
+        # An entry written after its author answered a change still open is void if the
+        # change is decided: nothing from it on is stable until the change is over.
+        for member, answer_seq in self.roster.writes_after_answers():
+            state = self._senders.get(member)
+            if state is not None and state.delivered > answer_seq:
+                first_after = MessageKey(state.lamports[answer_seq], member)
+                limits[member] = min(limits.get(member, len(order)), order.bisect_left(first_after))
         if not limits:
             return len(order), frozenset()  # nobody can write in this epoch any more
         lowest = min(limits.values())

@@ -15,10 +15,10 @@ The rules, as implemented:
   -removed). Every member not being removed answers the first CHANGE of a round
   it sees with one FLUSH (its vector clock is what it had delivered); a CHANGE
   counts as its author's FLUSH, and an exit (LEAVE or AWAY) answers every round.
-  After answering, a member writes nothing else in the epoch unless the change it
-  answered is *dead* in that entry's causal past; an entry breaking this, or
-  answering twice in a round, or answering a later round while the change it
-  answered is alive, is invalid.
+  A member answers once per round, and answers a later round only once the change
+  it answered is *dead* in that entry's causal past; an entry breaking this is
+  invalid. Its other entries after its answer (chat lines, an exit) are valid
+  while the change is open, void if it is decided (above the cut below).
 * **Decided and dead.** A change is decided when every member not being removed
   has answered it (with a FLUSH for it, or with an exit) and its FLUSHes come from
   a strict majority of the epoch's members not counted by an exit. It is dead
@@ -157,6 +157,8 @@ class Roster:
         """Everyone ever a member or admitted: their void entries are kept as tombstones."""
         self._removed_in: dict[bytes, int] = {}
         """Members removed, with the epoch they were removed from (latest)."""
+        self._first_epoch: dict[bytes, int] = {}
+        """The first epoch each member was a member of."""
         self._decided_at: dict[MessageKey, Decision] = {}
         """Each decision by the key of the entry that completed it (its last answer)."""
 
@@ -174,6 +176,25 @@ class Roster:
 
     def was_member(self, member: bytes) -> bool:
         return member in self._ever
+
+    def was_member_by(self, member: bytes, epoch: int) -> bool:
+        """Whether ``member`` was a member of some epoch up to ``epoch``: a fact of the
+        causal past of any entry of that epoch, so every replica agrees on it."""
+        return self._first_epoch.get(member, epoch + 1) <= epoch
+
+    def writes_after_answers(self) -> list[tuple[bytes, int]]:
+        """Members that answered a change of the current epoch that is still open, with
+        the seq of that answer: their entries above it are void if it is decided."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        found = []
+        for member, round_ in epoch.last_round.items():
+            answer = epoch.answers[round_][member]
+            assert answer.change is not None
+            if self._status(epoch, epoch.proposals[answer.change]) is None:
+                found.append((member, answer.seq))
+        return found
 
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
@@ -329,8 +350,10 @@ class Roster:
             return number, self._judge_change(epoch, message, vector, answered)
         if message.kind is EntryKind.FLUSH:
             return number, self._judge_flush(epoch, message, vector, answered)
-        if answered is not None:
-            return number, "written after its author answered a change still open"
+        # A chat line or an exit after its author answered a change still open is valid
+        # for now: if the change is decided it is above the author's cut, and void (its
+        # peer sends the line again); if the change dies it stays. The log never calls
+        # such an entry stable while the change is open (see writes_after_answers).
         return number, None
 
     def _alive_answer(
@@ -410,6 +433,7 @@ class Roster:
         if message.kind is EntryKind.GENESIS:
             self.founder = author
             self._ever.add(author)
+            self._first_epoch.setdefault(author, 0)
             self.epochs.append(Epoch(0, frozenset({author})))
             return None
         epoch = self.epochs[number]
@@ -484,7 +508,9 @@ class Roster:
         cuts = {member: answer.seq for member, answer in answers.items()}
         for gone in proposal.removed:
             cuts[gone] = max((a.names(gone) for a in answers.values()), default=0)
-        exited = {m for m in epoch.members if m in epoch.exits}
+        # An exit counts only if it is not above its author's cut (an exit written after
+        # answering this change is void, as any entry there).
+        exited = {m for m, (exit_, _, _) in epoch.exits.items() if exit_.seq <= cuts.get(m, 0)}
         last_key = max((a.key for a in answers.values()), default=proposal.key)
         decision = Decision(
             proposal.id,
@@ -502,6 +528,8 @@ class Roster:
         for gone in proposal.removed:
             self._removed_in[gone] = epoch.number
         self._ever |= admitted
+        for member in admitted:
+            self._first_epoch.setdefault(member, epoch.number + 1)
         self.epochs.append(Epoch(epoch.number + 1, frozenset(members)))
         return decision
 

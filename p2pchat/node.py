@@ -26,15 +26,20 @@ Gossip rules:
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
   room and across hops.
-* **Rooms and admission.** AUTH says which room each side is in: a newcomer
+* **Rooms and membership.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
-  is refused with a reason. In an open room, a member admits a neighbour that
-  is not an active member (a newcomer, or a member back from AWAY or LEAVE)
-  with an ADMIT entry, unless the room is full (``MAX_MEMBERS``).
+  is refused with a reason. In an open room, a member proposes a CHANGE admitting
+  a neighbour that is not an active member (a newcomer once its link stayed open
+  ``admission_delay``, or a member back from AWAY or LEAVE), unless the room is
+  full (``MAX_MEMBERS``), and removing every member not heard from for
+  ``member_timeout``. Every member answers the changes it sees with a FLUSH
+  (DESIGN.md rule 10, see :mod:`p2pchat.membership`). A change is proposed only
+  while every member it keeps was heard from recently: it needs all their answers.
 * **History only for members.** Entries, heads, WANT answers and peer
   addresses go only to a *trusted* neighbour: one that is an active member of
-  the room in our log (admitted just now, if we admitted it), or any neighbour
-  while we hold nothing of the room yet (a newcomer has nothing to reveal).
+  the room in our log, or one away (a clean quit) on its way back, or any
+  neighbour while we hold nothing of the room yet (a newcomer has nothing to
+  reveal).
   Trust is checked when the link opens and again at every heartbeat. A
   neighbour we cannot admit while we are a member (the room is full, or it is
   invite-only) gets a close reason and nothing else.
@@ -425,13 +430,10 @@ class Node:
 
     @property
     def may_write(self) -> bool:
-        """Whether a chat line of ours may be written now: we are an active member, our
-        chain here is known complete, and no change we answered is open (rule 10)."""
-        return (
-            self.is_member
-            and self.history_checked
-            and self.log.roster.answered(self.identity.sender_id) is None
-        )
+        """Whether a chat line of ours may be written now: we are an active member and
+        our chain here is known complete. (While a change we answered is open, a line
+        of ours is void if the change is decided; our peer then sends it again.)"""
+        return self.is_member and self.history_checked
 
     def compose(
         self,
@@ -680,7 +682,10 @@ class Node:
         if remote is None:
             return False
         # Holding nothing of the room (a newcomer before its first sync), we reveal nothing.
-        return self.log.genesis is None or self.log.is_member(remote)
+        # A member back from AWAY gets the room at once: it may write again only once a
+        # change re-admits it, which it may have to relay between members cut off from
+        # each other but for it.
+        return self.log.genesis is None or self.log.is_member(remote) or self._is_away(remote)
 
     def _check_trust(self, neighbour: _Neighbour, now: float) -> list[Output]:
         """Trust a neighbour once it qualifies (and open the sync with it); refuse one that

@@ -31,6 +31,7 @@ from p2pchat.log import (
     Concurrent,
     Decided,
     Delivered,
+    Entombed,
     LogEvent,
     NotAMember,
     OrderedLog,
@@ -376,8 +377,8 @@ class Replica:
             elif isinstance(event, Voided):
                 for message in event.messages:
                     self.mirror.remove(message.key)
-            elif isinstance(event, Decided):
-                pass
+            elif isinstance(event, (Decided, Entombed)):
+                pass  # (a decision; an entry kept as a tombstone: checked against the log below)
             elif isinstance(event, Refused) and event.message.id in self.intruder_ids:
                 assert event.reason is Refusal.NOT_A_MEMBER
                 self.refused.add(event.message.id)
