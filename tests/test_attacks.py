@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -1264,6 +1265,44 @@ async def test_equivocating_pairs_keep_one_message_and_the_evidence() -> None:
             evidence = {(e.kept.payload, e.rejected.payload) for e in victim.log.evidence}
             assert evidence == set(zip(kept, rejected, strict=True))
             await assert_survived(victim, alice, bob, refused=rejected)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="p2pchat bug: a change needs every member's answer and nothing ends one that lacks "
+    "it (no removal can be proposed while it is open, and members that answered may write "
+    "nothing else), so one admitted member that never answers freezes the room for good",
+)
+async def test_a_member_that_never_answers_does_not_freeze_the_room() -> None:
+    """Mallory is admitted, stays connected and reads everything, but never answers a
+    change. A newcomer then joins: the victim proposes to admit it, alice, bob and the
+    victim answer. The room must still get on (within a few MEMBER_TIMEOUTs): the
+    newcomer admitted, and everyone able to talk."""
+    with trio.fail_after(TIMEOUT * 2):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            admitted, stop = threading.Event(), threading.Event()
+
+            def silent(wire: Wire) -> None:
+                wire.handshake(mallory, stay=True)
+                wire.admission(mallory)
+                admitted.set()
+                while not stop.is_set():  # connected, reading, answering nothing
+                    with suppress(TimeoutError):
+                        wire.recv(timeout=0.2)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(in_thread, partial(attack, url(victim), silent))
+                try:
+                    while not admitted.is_set():
+                        await trio.sleep(0.05)
+                    async with open_peer("dave", join=[url(victim)], config=HONEST) as dave:
+                        with trio.fail_after(6 * MEMBER_TIMEOUT):
+                            await dave.wait_admitted()
+                            sent = [await p.send(f"{p.name}: still talking") for p in (victim, alice, bob)]
+                            await holding([victim, alice, bob, dave], sent)
+                finally:
+                    stop.set()
 
 
 # Lies that cost nothing to tell -----------------------------------------------------------------
