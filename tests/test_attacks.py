@@ -1100,21 +1100,14 @@ OUTSIDE_MEMBERSHIP: dict[str, Callable[[Mallory, Message], list[bytes]]] = {
 """Mallory's first entry, given alice's first chat line."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="p2pchat bug: a replica that gets an admitted member's pre-admission entry before "
-    "the decision admitting it (a newcomer fed the history in log order) refuses it as a "
-    "stranger's and blocks the member's chain, where the others kept it as a tombstone; "
-    "that newcomer (dave) then never delivers what follows, so it never sees its admission",
-)
 @pytest.mark.parametrize("case", OUTSIDE_MEMBERSHIP)
-async def test_member_entries_outside_its_epoch_are_tombstones(case: str) -> None:
-    """Correctly stamped and signed entries of an admitted mallory that are not in the epoch
-    it is a member of: written without the decision admitting it in their causal past (as a
-    peer that typed before it joined would, landing in the room's past), or a
-    self-admission. Kept as tombstones (a seq is never reused): delivered, so the chain
-    goes on (its LEAVE after them is valid), but never in the visible log, anywhere, and
-    the same on a peer that joins later."""
+async def test_member_entries_before_its_membership_are_refused_everywhere(case: str) -> None:
+    """Correctly stamped and signed entries of an admitted mallory that do not follow the
+    decision admitting it: written as a peer that typed before it joined would (landing in
+    the room's past), or a self-admission. In the epoch their causal past puts them in,
+    mallory was a stranger: refused (NOT_A_MEMBER) and its chain blocked, the same on
+    every replica and on a peer that joins later, since that depends only on the causal
+    past. Its chain blocked, mallory is gone for the room and removed once unheard."""
     with trio.fail_after(TIMEOUT):
         async with line() as (victim, alice, bob):
             alice_id = alice.node.identity.sender_id
@@ -1133,26 +1126,24 @@ async def test_member_entries_outside_its_epoch_are_tombstones(case: str) -> Non
                 leave = mallory.message(
                     seq=3, lamport=max(clock, lamport + 1) + 1, text="bye", kind=LEAVE, deps=vector
                 )
-                void.extend([first[0], second[0]])
+                void.extend([first[0], second[0], leave[0]])
                 wire.send([MESSAGES, [first]])
                 wire.send([MESSAGES, [second, leave]])
                 return wire.still_open()
 
             assert await in_thread(partial(attack, url(victim), send)), case  # no ban
-            assert victim.log.delivered_seq(mallory.id) == 3
-            assert mallory.id not in victim.log.blocked_senders()
+            assert victim.log.blocked_senders().get(mallory.id) is Refusal.NOT_A_MEMBER
             for peer in (victim, alice, bob):
-                await delivered(peer, Message.from_wire(*mallory.message(seq=3, lamport=1, text="")))
-                assert peer.log.member_info()[mallory.id].state is MemberState.LEFT, peer.name
-                assert set(void) <= {m.payload for m in peer.log.tombstones()}, peer.name
-            # A peer joining now gets the history in log order, where the first of these
-            # entries comes before the decision that admitted mallory: it must judge them
-            # the same (bounded here, as the whole test would only time out otherwise).
+                held = {m.payload for m in (*peer.log, *peer.log.tombstones())}
+                assert held.isdisjoint(void), peer.name
+            await departed(victim, alice, bob)  # (mallory removed: it never answers again)
+            for peer in (victim, alice, bob):
+                assert peer.log.member_info()[mallory.id].state is MemberState.REMOVED, peer.name
             async with open_peer("dave", join=[url(victim)], config=HONEST) as dave:
                 with trio.fail_after(10):
                     await dave.wait_admitted()
-                await delivered(dave, Message.from_wire(*mallory.message(seq=3, lamport=1, text="")))
-                assert set(void) <= {m.payload for m in dave.log.tombstones()}
+                held = {m.payload for m in (*dave.log, *dave.log.tombstones())}
+                assert held.isdisjoint(void)
             await assert_survived(victim, alice, bob, refused=void)
 
 
