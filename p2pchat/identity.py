@@ -10,6 +10,8 @@ a key a forger can make one signature verify for many messages.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -24,6 +26,7 @@ __all__ = [
     "InvalidPublicKey",
     "check_sender_id",
     "preverify",
+    "remember_verifications",
     "short_id",
     "verify_signature",
 ]
@@ -70,6 +73,27 @@ def preverify(items: Iterable[tuple[bytes, bytes, bytes]]) -> None:
             _preverified[signature] = (sender_id, payload)
 
 
+_VERIFIED_LIMIT = 1 << 16
+_verified: OrderedDict[bytes, bytes] | None = None
+"""signature -> digest of (sender_id, payload) of valid signatures, once
+:func:`remember_verifications` has been called; oldest first."""
+
+
+def remember_verifications() -> None:
+    """From now on, remember (bounded) which signatures were found valid, in this process.
+
+    For a process that runs many peers (the simulator): each of them checks every
+    message and announcement, the same bytes every time. Remembered is a BLAKE2b-256
+    digest of the signer and the signed bytes, so a remembered answer is only reused
+    for exactly the same signer, bytes and signature: it can never make a bad
+    signature pass, only save the repeated work. A peer process does not need it
+    (its log checks each message once).
+    """
+    global _verified
+    if _verified is None:
+        _verified = OrderedDict()
+
+
 def verify_signature(sender_id: bytes, payload: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is ``sender_id``'s Ed25519 signature over ``payload``."""
     if len(signature) != SIGNATURE_SIZE:
@@ -77,7 +101,17 @@ def verify_signature(sender_id: bytes, payload: bytes, signature: bytes) -> bool
     known = _preverified.pop(signature, None)
     if known is not None and known[0] == sender_id and known[1] == payload:
         return True
-    return _verify_now(sender_id, payload, signature)
+    if _verified is None:
+        return _verify_now(sender_id, payload, signature)
+    digest = hashlib.blake2b(sender_id + payload, digest_size=32).digest()
+    if _verified.get(signature) == digest:
+        return True
+    if not _verify_now(sender_id, payload, signature):
+        return False
+    if len(_verified) >= _VERIFIED_LIMIT:
+        _verified.popitem(last=False)
+    _verified[signature] = digest
+    return True
 
 
 def _verify_now(sender_id: bytes, payload: bytes, signature: bytes) -> bool:

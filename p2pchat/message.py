@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections import OrderedDict
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -271,8 +272,26 @@ class Message:
     # Decoding ---------------------------------------------------------------
     @classmethod
     def from_wire(cls, payload: bytes, signature: bytes) -> Message:
-        """Strictly decode a payload. Does *not* verify the signature (see verify)."""
+        """Strictly decode a payload. Does *not* verify the signature (see verify).
+
+        A message usually arrives several times (once per neighbour that pushes it, and
+        in a process running many peers once per peer): the recently decoded ones are
+        remembered by signature, and the same payload under the same signature is not
+        decoded again. Decoding is a pure function of those bytes, and a Message is
+        immutable, so sharing the object changes nothing but the work.
+        """
         codec.expect_bytes(signature, "signature", size=SIGNATURE_SIZE)
+        known = _decoded.get(signature)
+        if known is not None and known.payload == payload:
+            return known
+        message = cls._decode(payload, signature)
+        if len(_decoded) >= _DECODED_LIMIT:
+            _decoded.popitem(last=False)  # the oldest (O(1), unlike deleting a dict's first key)
+        _decoded[signature] = message
+        return message
+
+    @classmethod
+    def _decode(cls, payload: bytes, signature: bytes) -> Message:
         fields = codec.expect_array(codec.strict_loads(payload, max_depth=4), "message", length=9)
         version, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps = fields
         if version != PAYLOAD_VERSION or type(version) is not int:
@@ -422,6 +441,13 @@ class Deps(Mapping[bytes, int]):
     def __init__(self, entries: Mapping[bytes, int]) -> None:
         self._flat: tuple[bytes | int, ...] = tuple(x for pair in entries.items() for x in pair)
 
+    @classmethod
+    def from_flat(cls, flat: tuple[bytes | int, ...]) -> Deps:
+        """From ``(sender, seq, sender, seq, ...)`` with distinct senders (already checked)."""
+        deps = cls.__new__(cls)
+        deps._flat = flat
+        return deps
+
     def __getitem__(self, sender: bytes) -> int:
         flat = self._flat
         for i in range(0, len(flat), 2):
@@ -455,6 +481,10 @@ class _DepsItems(ItemsView[bytes, int]):
 NO_DEPS: Mapping[bytes, int] = MappingProxyType({})
 """The one empty vector-clock delta every message without changes shares."""
 
+_DECODED_LIMIT = 4096
+_decoded: OrderedDict[bytes, Message] = OrderedDict()
+"""signature -> the message last decoded with it (see Message.from_wire), oldest first."""
+
 _SHARED_LIMIT = 65_536
 _shared_values: dict[object, object] = {}
 
@@ -478,8 +508,16 @@ def _parse_deps(value: object) -> Mapping[bytes, int]:
     entries = codec.expect_map(value, "message deps", max_length=MAX_DEPS)
     if not entries:
         return NO_DEPS
-    deps: dict[bytes, int] = {}
+    # The hot loop of decoding (a delta names every sender heard from since the sender's
+    # previous message): the checks of codec.expect_bytes/expect_int inline, which raise
+    # their own errors only when one fails.
+    flat: list[bytes | int] = []
+    append = flat.append
     for sender, seq in entries.items():
-        sender_id = _shared(codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE))
-        deps[sender_id] = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
-    return Deps(deps)
+        if type(sender) is not bytes or len(sender) != SENDER_ID_SIZE:
+            sender = codec.expect_bytes(sender, "deps sender", size=SENDER_ID_SIZE)
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            seq = codec.expect_int(seq, "deps seq", lo=1, hi=MAX_SEQ)
+        append(_shared(sender))
+        append(seq)
+    return Deps.from_flat(tuple(flat))

@@ -1073,7 +1073,9 @@ class Node:
 
     def drain_all(self, now: float) -> list[Output]:
         """Everything owed to everyone (for a network with unbounded buffers: the simulator)."""
-        return [o for conn in list(self._neighbours) for o in self.drain(conn, 1 << 30, now)]
+        # (Only neighbours owed something: this runs after every event in the simulator.)
+        owed = [c for c, n in self._neighbours.items() if n.backlog or n.heads_after_backlog]
+        return [o for conn in owed for o in self.drain(conn, 1 << 30, now)]
 
     def _on_want(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> list[Output]:
         # max_want_span bounds the whole frame, not each range: a frame of 4096 ranges must

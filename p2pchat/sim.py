@@ -12,15 +12,20 @@ benchmarks.
 
 from __future__ import annotations
 
+import copy
+import enum
+import gc
 import heapq
 import itertools
 import random
 import statistics
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Generic, TypeVar
 
-from .identity import Identity
+from .identity import Identity, remember_verifications
 from .log import Delivered, OrderedLog, Stable
 from .message import Change, EntryKind, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
@@ -139,6 +144,8 @@ class Simulation:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        # Every simulated peer checks every signature: do each check once per process.
+        remember_verifications()
         self.now = 0.0
         self._rng = random.Random(config.seed)
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
@@ -155,6 +162,7 @@ class Simulation:
         self.duplicates = 0
         self._stable_positions: list[dict[int, MessageKey]] = []
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
+        self._room_template: SharingCopier[OrderedLog] | None = None
         self.room_entries = self._found_room()
         """The founding entries every peer starts with (GENESIS, then a CHANGE admitting them)."""
         self.peers = [self._make_peer(i) for i in range(config.peers)]
@@ -187,11 +195,19 @@ class Simulation:
         return entries
 
     def _room_log(self) -> OrderedLog:
-        log = OrderedLog(room_id=self.room_entries[0].room_id())
-        for entry in self.room_entries:
-            log.receive(entry, trusted=True, defer_stability=True)
-        log.advance_stability()
-        return log
+        """A log holding the founding entries, as if it had received them.
+
+        Built once, then copied for each peer: the copies share the template's immutable
+        parts (entries, member sets), as a thousand peers could not each afford their
+        own (a room founded with an ADMIT per member keeps one member set per admission).
+        """
+        if self._room_template is None:
+            log = OrderedLog(room_id=self.room_entries[0].room_id())
+            for entry in self.room_entries:
+                log.receive(entry, trusted=True, defer_stability=True)
+            log.advance_stability()
+            self._room_template = SharingCopier(log)
+        return self._room_template.copy()
 
     def _make_peer(self, index: int) -> SimPeer:
         identity = self._identity(index)
@@ -515,6 +531,62 @@ class Simulation:
             whole_max_ms=max(whole, default=0.0),
             whole_count=len(whole),
         )
+
+
+T = TypeVar("T")
+
+
+class SharingCopier(Generic[T]):
+    """Deep copies of one template whose immutable parts are shared, not copied.
+
+    Immutable: frozen dataclasses (with all they hold), frozensets, mapping proxies, enum
+    members, and tuples of immutable things. Everything else reachable through lists,
+    dicts, sets and plain objects is copied as ``copy.deepcopy`` would copy it. The
+    template must not change while copies are made.
+    """
+
+    def __init__(self, template: T) -> None:
+        self.template = template
+        self._shared: dict[int, object] = {}
+        self._visited: set[int] = set()
+        self._collect(template)
+
+    def copy(self) -> T:
+        return copy.deepcopy(self.template, dict(self._shared))
+
+    def _collect(self, obj: object) -> bool:
+        """Note every immutable object reachable from ``obj``; whether ``obj`` is one."""
+        if isinstance(obj, _ATOMIC):
+            return True
+        key = id(obj)
+        if key in self._visited:
+            return key in self._shared
+        self._visited.add(key)
+        if isinstance(obj, _SHARED) or _is_frozen_dataclass(obj):
+            self._shared[key] = obj
+            return True
+        if not (isinstance(obj, list | tuple | set | dict) or _is_plain_object(obj)):
+            return False
+        # (Every child is visited: a mutable object may hold immutable ones to share.)
+        immutable = all([self._collect(child) for child in gc.get_referents(obj)])
+        if immutable and isinstance(obj, tuple):
+            self._shared[key] = obj
+            return True
+        return False
+
+
+_ATOMIC = (type, int, float, str, bytes, bool, type(None), types.ModuleType, types.FunctionType)
+_SHARED = (frozenset, types.MappingProxyType, enum.Enum)
+
+
+def _is_frozen_dataclass(obj: object) -> bool:
+    params = getattr(type(obj), "__dataclass_params__", None)
+    return params is not None and bool(params.frozen)
+
+
+def _is_plain_object(obj: object) -> bool:
+    """An instance of a class with attributes (its own, or from a library such as sortedcontainers)."""
+    return hasattr(obj, "__dict__") or hasattr(type(obj), "__slots__")
 
 
 def _bind(

@@ -265,6 +265,34 @@ def _sender(value: object, what: str) -> bytes:
 
 
 def _parse_head(value: object) -> Head:
+    # Every heartbeat carries a head per member: the checks of the strict path, inline, for
+    # a well-formed head; anything else takes the strict path for its error message.
+    if type(value) is list and len(value) == 7:
+        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = value
+        if (
+            type(sender) is bytes
+            and len(sender) == SENDER_ID_SIZE
+            and type(held) is int
+            and 0 <= held <= MAX_SEQ
+            and type(clock_seq) is int
+            and 0 <= clock_seq <= MAX_SEQ
+            and type(clock_lamport) is int
+            and 0 <= clock_lamport <= MAX_LAMPORT
+            and type(signature) is bytes
+            and type(at_ms) is int
+            and 0 <= at_ms <= MAX_SENT_AT_MS
+            and type(delivered) is dict
+            and (
+                len(signature) == SIGNATURE_SIZE
+                or not (signature or clock_seq or clock_lamport or delivered or at_ms)
+            )
+        ):
+            grown = _parse_delivered(delivered) if delivered else ()
+            return Head(sender, held, clock_seq, clock_lamport, signature, grown, at_ms)
+    return _parse_head_strictly(value)
+
+
+def _parse_head_strictly(value: object) -> Head:
     sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = codec.expect_array(
         value, "head", length=7
     )

@@ -30,6 +30,7 @@ from p2pchat.identity import (
     Identity,
     InvalidPublicKey,
     check_sender_id,
+    remember_verifications,
     verify_signature,
 )
 from p2pchat.log import OrderedLog, ReceiptStatus, Refusal, Refused
@@ -586,3 +587,31 @@ def test_genesis_of_another_room_is_refused() -> None:
     assert receipt.events == (Refused(foreign, Refusal.NOT_OUR_GENESIS),)
     assert log.delivered_seq(BOB.sender_id) == 0
     assert log.genesis == room.entries[0]
+
+
+def test_remembered_verifications_pass_only_the_same_signer_bytes_and_signature() -> None:
+    # (Switched on for the rest of this process, as the simulator does: it must stay sound.)
+    remember_verifications()
+    alice, bob = Identity(bytes([7]) * 32), Identity(bytes([8]) * 32)
+    payload = b"a payload checked by many simulated peers"
+    signature = alice.sign(payload)
+    assert verify_signature(alice.sender_id, payload, signature)
+    assert verify_signature(alice.sender_id, payload, signature)  # remembered now
+    assert not verify_signature(alice.sender_id, payload + b"!", signature)
+    assert not verify_signature(bob.sender_id, payload, signature)
+    assert not verify_signature(alice.sender_id, payload, bytes(64))
+    forged = bytes([signature[0] ^ 1]) + signature[1:]
+    assert not verify_signature(alice.sender_id, payload, forged)
+
+
+def test_decoding_the_same_bytes_again_gives_the_same_message_other_bytes_their_own() -> None:
+    message = make(text="decoded once")
+    first = Message.from_wire(message.payload, message.signature)
+    assert Message.from_wire(message.payload, message.signature) is first
+    # The same signature with other bytes is decoded (and judged) on its own.
+    changed = message.payload.replace(b"decoded once", b"decoded ONCE")
+    other = Message.from_wire(changed, message.signature)
+    assert other.text == "decoded ONCE" and not other.verify(ROOM) and message.verify(ROOM)
+    assert Message.from_wire(message.payload, message.signature).text == "decoded once"
+    with pytest.raises(CodecError):
+        Message.from_wire(message.payload[:-1], message.signature)

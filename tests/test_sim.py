@@ -9,11 +9,12 @@ duplicated, and no position ever reported stable has moved.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 import pytest
 
 from p2pchat.node import text_count
-from p2pchat.sim import SimConfig, Simulation, make_topology
+from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology
 from p2pchat.sim_cli import simulate
 
 
@@ -115,3 +116,41 @@ def test_sim_command_workload_reports_a_clean_run() -> None:
     assert report.sent == 120
     assert report.lost == 0 and report.duplicates == 0 and report.identical
     assert report.frames_per_message > 0 and report.median_ms > 0
+
+
+def test_a_hundred_peers_converge_and_share_their_founding_state() -> None:
+    sim = Simulation(SimConfig(peers=100, topology="random", degree=4, seed=2))
+    logs = [peer.node.log for peer in sim.peers]
+    # Each peer has a log of its own (only the immutable founding entries are shared).
+    assert len({id(log) for log in logs}) == 100
+    assert logs[0][0] is logs[99][0]
+    run_chat(sim, 100, 40, start=1.0, spacing=0.01, seed=2)
+    sim.run_until(1.5)
+    assert sim.settle(30), sim.report()
+    assert_healthy(sim)
+
+
+@dataclass(frozen=True)
+class _Frozen:
+    value: int
+
+
+@dataclass
+class _Mutable:
+    items: list[object] = field(default_factory=list)
+
+
+def test_sharing_copies_share_only_what_cannot_change() -> None:
+    frozen, pair = _Frozen(1), (_Frozen(2), frozenset({3}))
+    mixed = (_Frozen(4), [5])  # a tuple holding a list is copied
+    template = _Mutable([frozen, pair, mixed, {6}])
+    copier = SharingCopier(template)
+    first, second = copier.copy(), copier.copy()
+    assert first == template == second
+    assert first is not template and first.items is not template.items
+    assert first.items[0] is frozen and first.items[1] is pair
+    assert first.items[2] is not mixed and first.items[2][0] is mixed[0]
+    first.items.append(7)
+    first.items[2][1].append(8)
+    first.items[3].add(9)
+    assert template == _Mutable([frozen, pair, mixed, {6}]) == second
