@@ -45,7 +45,7 @@ from benchroom import BenchRoom, found_room
 from p2pchat import wire
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog, ReceiptStatus
-from p2pchat.message import EntryKind, Message
+from p2pchat.message import LINK_SIZE, EntryKind, Message
 
 T = TypeVar("T")
 BATCH = 100
@@ -163,7 +163,14 @@ def check_log(log: OrderedLog, count: int) -> None:
 
 def wire_sizes(identity: Identity, others: Sequence[bytes], room_id: bytes) -> list[tuple[str, int]]:
     text = "x" * 50
-    fields = {"seq": 4_321, "lamport": 98_765, "sent_at_ms": START_MS, "name": "alice", "room_id": room_id}
+    fields = {
+        "seq": 4_321,
+        "lamport": 98_765,
+        "sent_at_ms": START_MS,
+        "name": "alice",
+        "room_id": room_id,
+        "previous": bytes(LINK_SIZE),
+    }
     unchanged = Message.create(identity, text=text, deps={}, **fields)  # type: ignore[arg-type]
     one = Message.create(identity, text=text, deps={others[0]: 77}, **fields)  # type: ignore[arg-type]
     every = Message.create(
@@ -231,9 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def encode_and_sign() -> tuple[list[Message], list[bytes]]:
         messages: list[Message] = []
         frames: list[bytes] = []
+        links = [b""] * len(identities)  # each sender's link to its previous message
         for start in range(0, n, BATCH):
-            batch = tuple(
-                Message.create(
+            batch = []
+            for p in plan[start : start + BATCH]:
+                message = Message.create(
                     identities[p.sender],
                     seq=p.seq,
                     lamport=p.lamport,
@@ -242,11 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     text=p.text,
                     deps=p.deps,
                     room_id=room.room_id,
+                    previous=links[p.sender],
                 )
-                for p in plan[start : start + BATCH]
-            )
+                links[p.sender] = message.entry_hash()
+                batch.append(message)
             messages.extend(batch)
-            frames.append(wire.encode_frame(wire.Messages(batch)))
+            frames.append(wire.encode_frame(wire.Messages(tuple(batch))))
         return messages, frames
 
     row_a, (messages, frames) = timed("(a) encode+sign: Message.create + encode_frame", n, encode_and_sign)

@@ -34,7 +34,17 @@ from sortedcontainers import SortedList
 
 from .identity import Identity
 from .membership import Decision, MemberInfo, Roster
-from .message import MAX_LAMPORT, Change, EntryKind, Flush, Message, MessageId, MessageKey, RoomPolicy
+from .message import (
+    MAX_LAMPORT,
+    NO_PREVIOUS,
+    Change,
+    EntryKind,
+    Flush,
+    Message,
+    MessageId,
+    MessageKey,
+    RoomPolicy,
+)
 from .wire import Head
 
 __all__ = [
@@ -84,6 +94,7 @@ class Refusal(enum.Enum):
     NOT_OUR_GENESIS = "a genesis entry that is not this room's"
     SENDER_BLOCKED = "an earlier message of this sender was refused"
     TOO_FAR_AHEAD = "seq is too far ahead of what is delivered from this sender"
+    BROKEN_CHAIN = "previous is not the hash of its author's entry before it (a fork)"
 
 
 # Events -------------------------------------------------------------------------
@@ -206,6 +217,8 @@ class _Sender:
     bound: int = 0
     """Every future message of this sender has a stamp above this value: the larger of
     its last delivered stamp and its best usable clock announcement."""
+    link: bytes = NO_PREVIOUS
+    """The entry hash of its last delivered entry: what its next one names as previous."""
 
     @property
     def last_lamport(self) -> int:
@@ -569,6 +582,7 @@ class OrderedLog:
             kind=kind,
             change=change,
             flush=flush,
+            previous=state.link,
         )
 
     # Receiving ----------------------------------------------------------------
@@ -576,7 +590,8 @@ class OrderedLog:
         """Take one message from anywhere (the network, the store, ourselves).
 
         ``trusted`` skips signature verification, for messages this peer verified
-        before it stored them; everything from the network must leave it False.
+        before it stored them, and for messages :func:`p2pchat.chain.authenticate`
+        found authentic; anything else from the network must leave it False.
         ``defer_stability`` leaves the stable prefix alone: a caller taking a batch
         calls :meth:`advance_stability` once at the end instead of once a message.
         """
@@ -587,7 +602,7 @@ class OrderedLog:
         if state is not None:
             existing = self.get(message.id)
             if existing is not None:
-                return self._same_id(existing, message, room_id)
+                return self._same_id(existing, message, room_id, trusted)
             if state.blocked is not None:
                 return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
         if not trusted and not message.verify(room_id):
@@ -617,10 +632,10 @@ class OrderedLog:
     def receive_many(self, messages: Iterable[Message]) -> list[tuple[Message, Receipt]]:
         return [(m, self.receive(m)) for m in messages]
 
-    def _same_id(self, existing: Message, message: Message, room_id: bytes) -> Receipt:
+    def _same_id(self, existing: Message, message: Message, room_id: bytes, trusted: bool) -> Receipt:
         if existing.payload == message.payload:
             return Receipt(ReceiptStatus.DUPLICATE)
-        if not message.verify(room_id):
+        if not trusted and not message.verify(room_id):
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
         evidence = Equivocation(kept=existing, rejected=message)
         self.evidence.append(evidence)
@@ -663,6 +678,10 @@ class OrderedLog:
         previous_lamport = state.last_lamport
         if message.lamport <= previous_lamport:
             return Refusal.STAMP_NOT_INCREASING
+        if message.previous != state.link:
+            # Both entries are the author's (each signed, or linked to a signed one): it
+            # signed another entry with this one's predecessor's seq. Its chain ends here.
+            return Refusal.BROKEN_CHAIN
         if message.kind is EntryKind.GENESIS:
             return self._check_genesis(message)
         full = dict(state.vector or {})
@@ -720,6 +739,7 @@ class OrderedLog:
 
     def _advance_chain(self, message: Message, state: _Sender, verdict: _Verdict) -> None:
         state.delivered = message.seq
+        state.link = message.entry_hash()
         state.lamports.append(message.lamport)
         state.bound = max(state.bound, message.lamport)
         state.vector = verdict.vector

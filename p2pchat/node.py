@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .address import invite_of, split_peer_url, with_peer_id
+from .chain import authenticate
 from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
 from .invites import InviteBook
@@ -942,9 +943,16 @@ class Node:
         fresh: list[Message] = []
         evidence: list[tuple[Equivocation, _Neighbour]] = []
         forged: Message | None = None
-        for message in messages:
+        messages = tuple(messages)
+        # One signature per author's run, the rest by hash links (see p2pchat.chain).
+        room_id = self.log.room_id
+        if room_id is None:
+            authentic = [False] * len(messages)  # (the log takes nothing yet anyway)
+        else:
+            authentic = authenticate(messages, room_id, self.log.get)
+        for message, trusted in zip(messages, authentic, strict=True):
             self.stats.messages_in += 1
-            receipt = self.log.receive(message, defer_stability=True)
+            receipt = self.log.receive(message, trusted=trusted, defer_stability=True)
             events.extend(receipt.events)
             if message.seq > neighbour.held.get(message.sender_id, 0):
                 neighbour.held[message.sender_id] = message.seq

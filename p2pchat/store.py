@@ -57,11 +57,12 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 2);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 3);
 """
 
 DATABASE_NAME = "p2pchat.sqlite3"
-FORMAT = 2
+FORMAT = 3
+"""3: entries are hash-chained (payload version 3). 2: the same tables, entries without."""
 
 
 class StoreFormatError(Exception):
@@ -116,6 +117,14 @@ class Store:
             if row is not None and int(row[0]) > FORMAT:
                 self._db.close()
                 raise StoreFormatError(f"{data_dir} was written by a newer p2pchat (format {row[0]})")
+            if row is not None and int(row[0]) < FORMAT:
+                self._db.close()
+                raise StoreFormatError(
+                    f"{data_dir} was written by an earlier p2pchat (format {row[0]}), whose entries "
+                    "are not hash-chained and cannot be chained now (they are signed by their "
+                    "authors). Move the directory aside, or delete it, and start again: your "
+                    "peers will send you the history of the room you join."
+                )
 
     def close(self) -> None:
         self._db.close()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from p2pchat.identity import Identity
 from p2pchat.log import LogConfig, OrderedLog
-from p2pchat.message import Change, EntryKind, Flush, Message
+from p2pchat.message import LINK_SIZE, Change, EntryKind, Flush, Message
 
 FOUNDER = Identity(b"\xf0" * 32)
 
@@ -34,6 +34,8 @@ class Room:
         self.base = self.entries[-1].lamport
         """Every member's first entry is stamped above this."""
         self.founder_seq = self.entries[-1].seq
+        self._made: dict[tuple[bytes, int], Message] = {}
+        """The entry last made here per (author, seq): what the author's next one links to."""
 
     @staticmethod
     def _founder_writes(log: OrderedLog, kind: EntryKind, change: Change | None) -> Message:
@@ -64,18 +66,24 @@ class Room:
         kind: EntryKind = EntryKind.TEXT,
         change: Change | None = None,
         flush: Flush | None = None,
+        previous: bytes | None = None,
     ) -> Message:
         """A validly signed entry with exactly these fields, honest or not.
 
         With ``relative`` the stamp counts from ``base`` and a first entry depends on
         the founding entries (as an honest member's does); deps are taken as given.
+        ``previous`` defaults to a link to the entry last made here for ``seq - 1`` (or
+        to a link to nothing in particular, if there is none).
         """
+        if previous is None:
+            before = self._made.get((identity.sender_id, seq - 1))
+            previous = b"" if seq == 1 else before.entry_hash() if before else bytes(LINK_SIZE)
         full_deps = dict(deps or {})
         if relative:
             lamport += self.base
             if seq == 1:
                 full_deps.setdefault(FOUNDER.sender_id, self.founder_seq)
-        return Message.create(
+        entry = Message.create(
             identity,
             seq=seq,
             lamport=lamport,
@@ -87,4 +95,7 @@ class Room:
             kind=kind,
             change=change,
             flush=flush,
+            previous=previous,
         )
+        self._made[identity.sender_id, seq] = entry
+        return entry

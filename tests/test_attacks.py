@@ -44,6 +44,7 @@ attacker has its own timeout, so nothing can hang.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
@@ -75,8 +76,11 @@ TIMEOUT = 30
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
 VERSION = 3
 """The protocol version, in HELLO."""
-PAYLOAD_VERSION = 2
+PAYLOAD_VERSION = 3
 """The entry payload's version (its first field)."""
+LINK_PERSON, LINK_SIZE = b"p2pchat-link-v1", 16
+"""An entry's last field names the author's previous entry: BLAKE2b-128 (personalised)
+of its signature then its payload; empty at seq 1."""
 AUTH_CONTEXT = b"p2pchat-auth-v3"
 DIALER, ACCEPTOR = b"\x01", b"\x02"
 """AUTH signs ``AUTH_CONTEXT + role + dialer's HELLO + acceptor's HELLO + signer's room``."""
@@ -108,6 +112,12 @@ HONEST = PeerConfig(target_connections=1, node=node_config())
 bob reach each other only through the victim."""
 
 
+def link_to(signed: list[bytes]) -> bytes:
+    """What the author's next entry names as previous: the link to ``[payload, signature]``."""
+    payload, signature = signed
+    return hashlib.blake2b(signature + payload, digest_size=LINK_SIZE, person=LINK_PERSON).digest()
+
+
 # The attacker -----------------------------------------------------------------------------------
 
 
@@ -130,6 +140,8 @@ class Mallory:
         """Once mallory is a member in ``view``: the vector clock and Lamport clock of the
         view then. Its first entry depends on all of it (so on every answer of the
         decision that admitted it) and is stamped one above."""
+        self.links: dict[int, bytes] = {}
+        """The link to the entry of each seq mallory signed last (for its next entry)."""
 
     def payload(
         self,
@@ -142,21 +154,28 @@ class Mallory:
         version: object = PAYLOAD_VERSION,
         kind: object = TEXT,
         body: object = None,
+        previous: bytes | None = None,
     ) -> bytes:
-        """``[2, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps]``; the body is
-        ``text`` unless given, deps ``{}`` by default."""
+        """``[3, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous]``; the
+        body is ``text`` unless given, deps ``{}`` by default, previous the link to what
+        mallory signed last for ``seq - 1`` (empty at seq 1)."""
         deps = {} if deps is None else deps
+        if previous is None:
+            previous = b"" if seq == 1 else self.links.get(seq - 1, bytes(LINK_SIZE))
         sender = self.id if sender is None else sender
         body = text if body is None else body
         sent_at = int(time.time() * 1000)
         return cbor2.dumps(
-            [version, sender, seq, lamport, sent_at, self.name, kind, body, deps], canonical=True
+            [version, sender, seq, lamport, sent_at, self.name, kind, body, deps, previous], canonical=True
         )
 
     def signed(self, payload: bytes, room: bytes | None = None) -> list[bytes]:
         """``[payload, signature]`` as in a MESSAGES batch, signed for ``room`` (ours by default)."""
         room = self.room if room is None else room
-        return [payload, self.key.sign(ENTRY_CONTEXT + room + payload).signature]
+        signature = self.key.sign(ENTRY_CONTEXT + room + payload).signature
+        with suppress(Exception):  # (some payloads are deliberately malformed)
+            self.links[cbor2.loads(payload)[2]] = link_to([payload, signature])
+        return [payload, signature]
 
     def message(self, **fields: Any) -> list[bytes]:
         return self.signed(self.payload(**fields))
@@ -667,11 +686,13 @@ async def test_cbor_tags() -> None:
                 assert code == PROTOCOL_ERROR, name
             # Tags inside a validly signed message payload.
             tagged = [
-                mallory.signed(cbor2.dumps([2, mallory.id, 1, tag(2, b"\x01"), 0, "m", TEXT, "t", {}])),
-                mallory.signed(cbor2.dumps([2, mallory.id, 1, 1, tag(1, 0), "m", TEXT, "t", {}])),
-                mallory.signed(cbor2.dumps([2, mallory.id, 1, 1, 0, "m", tag(2, b"\x00"), "t", {}])),
-                mallory.signed(cbor2.dumps([2, mallory.id, 1, 1, 0, "m", GENESIS, ["r", tag(2, b"")], {}])),
-                mallory.signed(cbor2.dumps(tag(55799, [2, mallory.id, 1, 1, 0, "m", TEXT, "t", {}]))),
+                mallory.signed(cbor2.dumps([3, mallory.id, 1, tag(2, b"\x01"), 0, "m", TEXT, "t", {}, b""])),
+                mallory.signed(cbor2.dumps([3, mallory.id, 1, 1, tag(1, 0), "m", TEXT, "t", {}, b""])),
+                mallory.signed(cbor2.dumps([3, mallory.id, 1, 1, 0, "m", tag(2, b"\x00"), "t", {}, b""])),
+                mallory.signed(
+                    cbor2.dumps([3, mallory.id, 1, 1, 0, "m", GENESIS, ["r", tag(2, b"")], {}, b""])
+                ),
+                mallory.signed(cbor2.dumps(tag(55799, [3, mallory.id, 1, 1, 0, "m", TEXT, "t", {}, b""]))),
             ]
             for signed in tagged:
 
@@ -687,10 +708,11 @@ async def test_cbor_tags() -> None:
 
 ID = bytes(range(32))
 DUPLICATE_DEPS = (
-    b"\x89"
-    + b"".join(map(cbor2.dumps, [2, ID, 1, 1, 0, "m", TEXT, "t"]))
+    b"\x8a"
+    + b"".join(map(cbor2.dumps, [3, ID, 1, 1, 0, "m", TEXT, "t"]))
     + b"\xa2"
     + 2 * (cbor2.dumps(ID) + cbor2.dumps(1))
+    + cbor2.dumps(b"")
 )
 """A message payload whose deps map holds the same key twice."""
 KEY = bytes(range(32))
@@ -740,36 +762,41 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [MESSAGES, "batch"],
         [MESSAGES, [["payload", bytes(64)]]],
         [MESSAGES, [[b"\x80", bytes(64)]]],  # payload decodes to an empty array
-        entry(2, ID, "1", 1, 0, "m", TEXT, "t", {}),
-        entry(2, ID, 1, 1, 0, "m", TEXT, "t", {ID: True}),
-        entry(2, ID, 0, 1, 0, "m", TEXT, "t", {}),
-        entry(2, ID, 1, 1, 0, "m", TEXT, b"t", {}),
-        entry(2, ID, 1, 1, 0, "m", TEXT, "t", [ID, 1]),
-        entry(2, ID, 1, 1, 0, "m", TEXT, "t", None),  # no vector clock: there is no plain mode
+        entry(3, ID, "1", 1, 0, "m", TEXT, "t", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {ID: True}, b""),
+        entry(3, ID, 0, 1, 0, "m", TEXT, "t", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", TEXT, b"t", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", [ID, 1], b""),
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", None, b""),  # no vector clock: there is no plain mode
         entry(1, ID, 1, 1, 0, "m", "t", None),  # version 1's layout
         entry(1, ID, 1, 1, 0, "m", TEXT, "t", {}),
-        entry(2, ID, 1, 1, -5, "m", TEXT, "t", {}),
-        entry(2, ID, 1, 1, 0, "m", 255, "t", {}),  # unknown kind
-        entry(2, ID, 1, 1, 0, "m", True, "t", {}),
-        entry(2, ID, 1, 1, 0, "m", GENESIS, "room", {}),  # a genesis body is [name, policy]
-        entry(2, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}),  # no such policy (0 open, 1 invite-only)
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], []], {}),
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], []], {}),
-        entry(2, ID, 1, 1, 0, "m", CHANGE, "bob", {}),
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], []], {}),  # a change names someone
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID]], {}),  # twice
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]]], {}),
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], []], {}),
-        entry(2, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]]], {}),
-        entry(2, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1], {}),
-        entry(2, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}),  # no change has seq 0
-        entry(2, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}),
-        entry(2, ID, 1, 1, 0, "m", FLUSH, "flush", {}),
-        entry(2, ID, 1, 1, 0, "m", 6, "t", {}),  # unknown kind (FLUSH is the last)
-        entry(2, ID, 1, 1, 0, "m", LEAVE, [ID, "bob"], {}),
-        entry(2, ID, 1, 1, 0, "m", TEXT, "t"),
-        [MESSAGES, [[cbor2.dumps([2, ID, 1, 1, 0, "m", TEXT, "t", {}]), bytes(32)]]],
-        [MESSAGES, [[cbor2.dumps([2, ID, 1, 1, 0, "m", TEXT, "t", {}])]]],
+        entry(3, ID, 1, 1, -5, "m", TEXT, "t", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", 255, "t", {}, b""),  # unknown kind
+        entry(3, ID, 1, 1, 0, "m", True, "t", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", GENESIS, "room", {}, b""),  # a genesis body is [name, policy]
+        entry(3, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}, b""),  # no such policy (0 open, 1 invite-only)
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], []], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], []], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", CHANGE, "bob", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], []], {}, b""),  # a change names someone
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID]], {}, b""),  # twice
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]]], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], []], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]]], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}, b""),  # no change has seq 0
+        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", FLUSH, "flush", {}, b""),
+        entry(3, ID, 1, 1, 0, "m", 6, "t", {}, b""),  # unknown kind (FLUSH is the last)
+        entry(3, ID, 1, 1, 0, "m", LEAVE, [ID, "bob"], {}, b""),
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}),  # no previous
+        entry(2, ID, 1, 1, 0, "m", TEXT, "t", {}),  # version 2's layout, before hash chains
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}, None),
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}, bytes(16)),  # seq 1 links to nothing
+        entry(3, ID, 2, 2, 0, "m", TEXT, "t", {}, b""),  # seq 2 must link
+        entry(3, ID, 2, 2, 0, "m", TEXT, "t", {}, bytes(32)),  # a 16-byte link
+        [MESSAGES, [[cbor2.dumps([3, ID, 1, 1, 0, "m", TEXT, "t", {}, b""]), bytes(32)]]],
+        [MESSAGES, [[cbor2.dumps([3, ID, 1, 1, 0, "m", TEXT, "t", {}, b""])]]],
         [MESSAGES, [None] * 3],
         [MESSAGES, [[DUPLICATE_DEPS, bytes(64)]]],
         [MESSAGES, [[b"\x00", bytes(64)]] * (MAX_BATCH + 1)],
@@ -1078,7 +1105,7 @@ async def test_message_without_vector_clock_is_a_decode_error() -> None:
             def send(wire: Wire) -> None:
                 wire.handshake(mallory, stay=True)
                 _vector, clock = wire.admission(mallory)
-                plain.append(cbor2.dumps([2, mallory.id, 1, clock + 1, 0, "m", TEXT, "plain", None]))
+                plain.append(cbor2.dumps([3, mallory.id, 1, clock + 1, 0, "m", TEXT, "plain", None, b""]))
                 wire.send([MESSAGES, [mallory.signed(plain[0])]])
 
             code, reason = await attack_code(url(victim), send)
@@ -1237,7 +1264,10 @@ async def test_equivocating_pairs_keep_one_message_and_the_evidence() -> None:
                 wire.handshake(mallory, stay=True)
                 wire.admission(mallory)
                 first.extend(mallory.entry(n, f"first {n}") for n in (1, 2, 3))
-                second.extend(mallory.entry(n, f"second {n}") for n in (1, 2, 3))
+                # Each second version names the same predecessor as the first version:
+                # two validly signed entries with the same predecessor.
+                second.append(mallory.entry(1, "second 1"))
+                second.extend(mallory.entry(n, f"second {n}", previous=link_to(first[n - 2])) for n in (2, 3))
                 wire.send([MESSAGES, [first[0]]])  # seq 1: one frame after the other
                 wire.send([MESSAGES, [second[0]]])
                 wire.send([MESSAGES, [first[1], second[1]]])  # seq 2: both in one batch

@@ -29,6 +29,7 @@ from p2pchat import codec, wire
 from p2pchat.codec import MAX_DEPTH, CodecError
 from p2pchat.identity import Identity
 from p2pchat.message import (
+    LINK_SIZE,
     MAX_DEPS,
     MAX_LAMPORT,
     MAX_NAME_BYTES,
@@ -97,9 +98,20 @@ SIMPLE_16 = b"\xf0"
 SIMPLE_255 = b"\xf8\xff"
 
 
-PAYLOAD_FIELDS = ("version", "sender", "seq", "lamport", "sent_at", "name", "kind", "body", "deps")
+PAYLOAD_FIELDS = (
+    "version",
+    "sender",
+    "seq",
+    "lamport",
+    "sent_at",
+    "name",
+    "kind",
+    "body",
+    "deps",
+    "previous",
+)
 VALID_PAYLOAD = {
-    "version": enc(2),
+    "version": enc(3),
     "sender": enc(ALICE.sender_id),
     "seq": enc(1),
     "lamport": enc(1),
@@ -108,6 +120,7 @@ VALID_PAYLOAD = {
     "kind": enc(int(EntryKind.TEXT)),
     "body": enc("hi"),
     "deps": cmap(),
+    "previous": enc(b""),
 }
 
 
@@ -266,9 +279,11 @@ def signed_messages(draw: st.DrawFn) -> Message:
     text = draw(names if kind is EntryKind.GENESIS else st.text(max_size=200))
     if kind in (EntryKind.CHANGE, EntryKind.FLUSH):
         text = ""
+    seq = draw(seqs)
     return Message.create(
         identity,
-        seq=draw(seqs),
+        seq=seq,
+        previous=b"" if seq == 1 else draw(st.binary(min_size=LINK_SIZE, max_size=LINK_SIZE)),
         lamport=draw(lamports),
         sent_at_ms=draw(st.integers(0, MAX_SENT_AT_MS)),
         name=draw(names),
@@ -544,6 +559,7 @@ def test_largest_message_create_allows_round_trips_through_a_frame() -> None:
     message = Message.create(
         ALICE,
         seq=MAX_SEQ,
+        previous=b"\xff" * LINK_SIZE,
         lamport=MAX_LAMPORT,
         sent_at_ms=MAX_SENT_AT_MS,
         name="\U0001f600" * (MAX_NAME_BYTES // 4),
@@ -819,8 +835,8 @@ def test_wrong_field_counts_refused(name: str) -> None:
 
 
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:8])), "expected 9 items, got 8")
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 9 items, got 10")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:9])), "expected 10 items, got 9")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 10 items, got 11")
     refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "7 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
@@ -848,7 +864,7 @@ def test_payload_must_be_an_array() -> None:
 
 
 def test_unsupported_payload_version_refused() -> None:
-    refuse_payload(payload(version=enc(3)), "version", "3")
+    refuse_payload(payload(version=enc(4)), "version", "4")
     refuse_payload(payload(version=enc(0)), "version")
 
 
@@ -864,8 +880,42 @@ def test_payload_without_deps_map_refused(deps: bytes) -> None:
 def test_version_1_payload_is_refused() -> None:
     """The layout before rooms and entry kinds: eight fields, text in place of kind and body."""
     old = arr(enc(1), enc(ALICE.sender_id), enc(1), enc(1), enc(0), enc("alice"), enc("hi"), NULL)
-    refuse_payload(old, "expected 9 items, got 8")
+    refuse_payload(old, "expected 10 items, got 8")
     refuse_payload(payload(version=enc(1)), "version", "1")
+
+
+def test_version_2_payload_is_refused() -> None:
+    """The layout before hash chains: nine fields, no previous entry's hash."""
+    old = arr(enc(2), *(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[1:9]))
+    refuse_payload(old, "expected 10 items, got 9")
+    refuse_payload(payload(version=enc(2)), "version", "2")
+
+
+@pytest.mark.parametrize(
+    ("seq", "previous", "why"),
+    [
+        (1, b"\x01" * LINK_SIZE, "expected 0 bytes, got 16"),
+        (2, b"", "expected 16 bytes, got 0"),
+        (2, b"\x01" * (LINK_SIZE - 1), "expected 16 bytes, got 15"),
+        (2, b"\x01" * 32, "expected 16 bytes, got 32"),
+    ],
+    ids=["seq-1-with-link", "seq-2-without", "short-link", "long-link"],
+)
+def test_previous_is_empty_exactly_at_seq_1_and_a_link_after(seq: int, previous: bytes, why: str) -> None:
+    refuse_payload(payload(seq=enc(seq), previous=enc(previous)), "message previous", why)
+    refuse_payload(payload(seq=enc(2), previous=NULL), "message previous", "expected a byte string")
+    with pytest.raises(ValueError, match="previous"):
+        Message.create(
+            ALICE,
+            seq=seq,
+            lamport=1,
+            sent_at_ms=0,
+            name="a",
+            text="b",
+            deps={},
+            room_id=ROOM,
+            previous=previous,
+        )
 
 
 # Strictness: sizes ---------------------------------------------------------------------
@@ -1388,6 +1438,7 @@ def test_create_signs_under_room_and_genesis_under_no_room() -> None:
         "name": "a",
         "text": "t",
         "deps": {},
+        "previous": b"\x02" * LINK_SIZE,
     }
     here = Message.create(ALICE, room_id=ROOM, **fields)  # type: ignore[arg-type]
     there = Message.create(ALICE, room_id=bytes(ROOM_ID_SIZE), **fields)  # type: ignore[arg-type]

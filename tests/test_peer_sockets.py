@@ -253,6 +253,32 @@ async def test_late_joiner_receives_the_full_history_in_order() -> None:
                 assert texts(late) == texts(a)
 
 
+async def test_a_late_joiner_checks_one_signature_per_run_of_the_history() -> None:
+    """Catch-up comes in batches; each author's run in a batch is authenticated by its
+    hash links and one signature (p2pchat.chain), not one signature per entry."""
+    count = 300
+    checked: list[bytes] = []
+    real_verify = Message.verify
+
+    def verify(message: Message, room_id: bytes) -> bool:
+        checked.append(message.sender_id)
+        return real_verify(message, room_id)
+
+    with trio.fail_after(TIMEOUT):
+        async with open_peer("a") as a:
+            sent = [await a.send(f"a {i} " + "x" * 40) for i in range(count)]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(Message, "verify", verify)
+                async with open_peer("late", join=[a.url or ""]) as late:
+                    await late.wait_admitted()
+                    while len(texts(late)) < count:
+                        await trio.sleep(0.01)
+                    assert keys(late)[: len(keys(a))] == keys(a)
+            by_a = checked.count(bytes.fromhex(a.peer_id))
+            assert 1 <= by_a <= count // 10, f"{by_a} signatures of a checked for {count} entries"
+            assert [m.payload for m in late.messages() if m.is_text] == [m.payload for m in sent]
+
+
 # Partition and restart -----------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ CORE = [
     "clock",
     "identity",
     "message",
+    "chain",
     "membership",
     "log",
     "codec",

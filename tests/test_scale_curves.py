@@ -24,34 +24,102 @@ from scale_curves import Measurement
 
 def sample_results() -> dict[str, list[Measurement]]:
     sim = [
-        Measurement("sim", 5, "p2pchat sim --peers 5", [
-            {"frames_per_message": 10.0, "bytes_per_message": 4000.0, "median_ms": 200.0,
-             "max_ms": 300.0, "stable_median_ms": 1500.0, "lost": 0, "identical": True,
-             "wall_s": 1.0, "memory_per_peer_kb": 100.0, "load_1min": 1.0},
-            {"frames_per_message": 12.0, "bytes_per_message": 4400.0, "median_ms": 220.0,
-             "max_ms": 310.0, "stable_median_ms": 1600.0, "lost": 0, "identical": True,
-             "wall_s": 1.2, "memory_per_peer_kb": 110.0, "load_1min": 1.5},
-            {"frames_per_message": 11.0, "bytes_per_message": 4200.0, "median_ms": 210.0,
-             "max_ms": 305.0, "stable_median_ms": 1550.0, "lost": 0, "identical": True,
-             "wall_s": 1.1, "memory_per_peer_kb": 105.0, "load_1min": 2.0},
-        ]),
-        Measurement("sim", 25, "p2pchat sim --peers 25", [
-            {"frames_per_message": 40.0, "bytes_per_message": 90000.0, "median_ms": 400.0,
-             "max_ms": 500.0, "stable_median_ms": 2500.0, "lost": 1, "identical": False,
-             "wall_s": 9.0, "memory_per_peer_kb": 300.0},
-            {"error": "timed out", "elapsed_s": 30.0},
-        ]),
+        Measurement(
+            "sim",
+            5,
+            "p2pchat sim --peers 5",
+            [
+                {
+                    "frames_per_message": 10.0,
+                    "bytes_per_message": 4000.0,
+                    "median_ms": 200.0,
+                    "max_ms": 300.0,
+                    "stable_median_ms": 1500.0,
+                    "lost": 0,
+                    "identical": True,
+                    "wall_s": 1.0,
+                    "memory_per_peer_kb": 100.0,
+                    "load_1min": 1.0,
+                },
+                {
+                    "frames_per_message": 12.0,
+                    "bytes_per_message": 4400.0,
+                    "median_ms": 220.0,
+                    "max_ms": 310.0,
+                    "stable_median_ms": 1600.0,
+                    "lost": 0,
+                    "identical": True,
+                    "wall_s": 1.2,
+                    "memory_per_peer_kb": 110.0,
+                    "load_1min": 1.5,
+                },
+                {
+                    "frames_per_message": 11.0,
+                    "bytes_per_message": 4200.0,
+                    "median_ms": 210.0,
+                    "max_ms": 305.0,
+                    "stable_median_ms": 1550.0,
+                    "lost": 0,
+                    "identical": True,
+                    "wall_s": 1.1,
+                    "memory_per_peer_kb": 105.0,
+                    "load_1min": 2.0,
+                },
+            ],
+        ),
+        Measurement(
+            "sim",
+            25,
+            "p2pchat sim --peers 25",
+            [
+                {
+                    "frames_per_message": 40.0,
+                    "bytes_per_message": 90000.0,
+                    "median_ms": 400.0,
+                    "max_ms": 500.0,
+                    "stable_median_ms": 2500.0,
+                    "lost": 1,
+                    "identical": False,
+                    "wall_s": 9.0,
+                    "memory_per_peer_kb": 300.0,
+                },
+                {"error": "timed out", "elapsed_s": 30.0},
+            ],
+        ),
     ]
     bench = [
-        Measurement("bench", 5, "p2pchat bench --peers 5 --topology line", [
-            {"delivered_per_s": 900.0, "p50_ms": 12.0, "max_ms": 40.0, "bytes_per_delivery": 300.0,
-             "rss_mb": 60.0, "lost": 0},
-        ]),
+        Measurement(
+            "bench",
+            5,
+            "p2pchat bench --peers 5 --topology line",
+            [
+                {
+                    "delivered_per_s": 900.0,
+                    "p50_ms": 12.0,
+                    "max_ms": 40.0,
+                    "bytes_per_delivery": 300.0,
+                    "rss_mb": 60.0,
+                    "lost": 0,
+                },
+            ],
+        ),
     ]
-    catchup = [Measurement("catchup", 10_000, "python benchmarks/catchup_bench.py --messages 10000",
-                           [{"messages_per_s": 21000.0}, {"messages_per_s": 25000.0}])]
-    memory = [Measurement("memory", 10_000, "python benchmarks/memory_bench.py --counts 10000",
-                          [{"bytes_per_entry": 800.0, "rss_bytes_per_entry": 900.0}])]
+    catchup = [
+        Measurement(
+            "catchup",
+            10_000,
+            "python benchmarks/catchup_bench.py --messages 10000",
+            [{"messages_per_s": 21000.0}, {"messages_per_s": 25000.0}],
+        )
+    ]
+    memory = [
+        Measurement(
+            "memory",
+            10_000,
+            "python benchmarks/memory_bench.py --counts 10000",
+            [{"bytes_per_entry": 800.0, "rss_bytes_per_entry": 900.0}],
+        )
+    ]
     return {"sim": sim, "bench": bench, "catchup": catchup, "memory": memory}
 
 
@@ -66,8 +134,12 @@ def test_tables_show_the_median_and_the_range_over_runs() -> None:
     twenty_five = next(line for line in lines if line.startswith("| 25 |"))
     assert "1 (1 failed)" in twenty_five and twenty_five.endswith("| NO |")
     assert "| 23,000 (21,000-25,000) |" in text  # catch-up messages/s
-    for command in ("p2pchat sim --peers 5", "p2pchat bench --peers 5 --topology line",
-                    "catchup_bench.py --messages 10000", "memory_bench.py --counts 10000"):
+    for command in (
+        "p2pchat sim --peers 5",
+        "p2pchat bench --peers 5 --topology line",
+        "catchup_bench.py --messages 10000",
+        "memory_bench.py --counts 10000",
+    ):
         assert command in text
     assert text.startswith("Produced by a test.")
 

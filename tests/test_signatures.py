@@ -35,6 +35,7 @@ from p2pchat.identity import (
 )
 from p2pchat.log import OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.message import (
+    LINK_SIZE,
     MAX_LAMPORT,
     MAX_NAME_BYTES,
     MAX_SENT_AT_MS,
@@ -66,6 +67,7 @@ def make(identity: Identity = ALICE, **overrides: object) -> Message:
         "room_id": ROOM,
     }
     fields.update(overrides)
+    fields.setdefault("previous", b"" if fields["seq"] == 1 else b"\x22" * LINK_SIZE)
     return Message.create(identity, **fields)  # type: ignore[arg-type]
 
 
@@ -73,7 +75,7 @@ def payload_fields(message: Message) -> list[object]:
     """The payload of a TEXT, LEAVE or AWAY entry as values (their body is the text)."""
     assert message.kind in (EntryKind.TEXT, EntryKind.LEAVE, EntryKind.AWAY)
     return [
-        2,
+        3,
         message.sender_id,
         message.seq,
         message.lamport,
@@ -82,6 +84,7 @@ def payload_fields(message: Message) -> list[object]:
         int(message.kind),
         message.text,
         dict(message.deps),
+        message.previous,
     ]
 
 
@@ -284,7 +287,7 @@ def test_message_survives_the_wire_and_still_verifies() -> None:
 
 FIELD_VALUES = {
     "sender": st.sampled_from([BOB.sender_id, CAROL.sender_id]),
-    "seq": st.integers(1, MAX_SEQ),
+    "seq": st.integers(2, MAX_SEQ),  # (seq 1 names no previous entry: it would not decode)
     "lamport": st.integers(1, MAX_LAMPORT),
     "sent_at": st.integers(0, MAX_SENT_AT_MS),
     "name": st.text(max_size=MAX_NAME_BYTES // 4),
@@ -292,6 +295,7 @@ FIELD_VALUES = {
     "kind": st.sampled_from([int(EntryKind.LEAVE), int(EntryKind.AWAY)]),
     "body": st.text(max_size=100),
     "deps": st.dictionaries(st.sampled_from([BOB.sender_id, CAROL.sender_id]), st.integers(1, 99)),
+    "previous": st.binary(min_size=LINK_SIZE, max_size=LINK_SIZE),
 }
 FIELD_INDEX = {
     "sender": 1,
@@ -302,6 +306,7 @@ FIELD_INDEX = {
     "kind": 6,
     "body": 7,
     "deps": 8,
+    "previous": 9,
 }
 
 
@@ -322,9 +327,9 @@ def test_same_content_encoded_differently_does_not_verify() -> None:
     """The signature covers bytes, not values: a non-shortest encoding of seq differs."""
     original = make(seq=3)
     items = [codec.dumps(value) for value in payload_fields(original)]
-    assert b"\x89" + b"".join(items) == original.payload  # 0x89: array of 9 items
+    assert b"\x8a" + b"".join(items) == original.payload  # 0x8a: array of 10 items
     items[2] = b"\x18\x03"  # seq 3 in the (legal, non-shortest) one-byte-argument form
-    re_encoded = b"\x89" + b"".join(items)
+    re_encoded = b"\x8a" + b"".join(items)
     decoded = Message.from_wire(re_encoded, original.signature)
     assert (decoded.seq, decoded.text, decoded.deps) == (3, original.text, original.deps)
     assert not decoded.verify(ROOM)
@@ -468,7 +473,10 @@ def test_forged_signature_under_identity_point_never_verifies(payload: bytes) ->
 
 @given(st.text(max_size=60), st.integers(1, 1000))
 def test_forged_message_from_identity_point_never_verifies(text: str, seq: int) -> None:
-    payload = codec.dumps([2, IDENTITY_POINT, seq, seq, 0, "mallory", int(EntryKind.TEXT), text, {}])
+    previous = b"" if seq == 1 else bytes(LINK_SIZE)
+    payload = codec.dumps(
+        [3, IDENTITY_POINT, seq, seq, 0, "mallory", int(EntryKind.TEXT), text, {}, previous]
+    )
     forged = Message.from_wire(payload, FORGED_UNDER_IDENTITY)  # the codec does not judge keys
     assert forged.sender_id == IDENTITY_POINT
     assert naive_verify(IDENTITY_POINT, forged.signed_bytes(ROOM), FORGED_UNDER_IDENTITY)
@@ -543,8 +551,11 @@ def test_entry_signed_for_another_room_is_refused_as_bad_signature(fields: dict[
     room_x = Room([ALICE, BOB])
     room_y = Room([ALICE, BOB], name="another room")
     assert room_y.room_id != room_x.room_id
-    # Field for field the same rooms (same founder, stamps and seqs) but for the genesis.
-    assert [e.payload for e in room_x.entries[1:]] == [e.payload for e in room_y.entries[1:]]
+    # Field for field the same rooms (same founder, stamps and seqs) but for the genesis
+    # (and the founder's links to it: each entry names its author's previous one).
+    assert [(e.seq, e.lamport, e.kind, e.change) for e in room_x.entries[1:]] == [
+        (e.seq, e.lamport, e.kind, e.change) for e in room_y.entries[1:]
+    ]
     x_before, for_x = written_in(room_x, fields)
     y_before, for_y = written_in(room_y, fields)
     assert for_x.payload == for_y.payload

@@ -11,7 +11,7 @@ from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
 from p2pchat.message import Message
 from p2pchat.peer import PeerConfig, load_node, restore_log
-from p2pchat.store import DATABASE_NAME, Store, StoreFormatError
+from p2pchat.store import DATABASE_NAME, FORMAT, Store, StoreFormatError
 
 ME = Identity(b"\x05" * 32)
 
@@ -128,6 +128,34 @@ def test_a_directory_of_the_previous_release_is_refused_and_left_intact(
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
     db.close()
     assert "entries" not in tables and "rooms" not in tables
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_directory_of_format_2_is_refused_and_left_intact(tmp_path: Path, read_only: bool) -> None:
+    """Format 2 held the same tables, but entries without hash chains: they cannot be
+    chained now (their authors signed them), so the directory is refused, unchanged."""
+    room, messages = history(2)
+    with Store(tmp_path) as store:
+        store.save_identity(b"\x07" * 32, "old")
+        store.save_messages(room, messages)
+        store._db.execute("UPDATE meta SET value = 2 WHERE key = 'format'")
+        store._db.commit()
+    database = tmp_path / DATABASE_NAME
+    before = database.read_bytes()
+    with pytest.raises(StoreFormatError, match=r"format 2.*not hash-chained.*Move the directory aside"):
+        Store(tmp_path, read_only=read_only)
+    assert database.read_bytes() == before
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == 2
+        assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == len(messages)
+    db.close()
+
+
+def test_a_new_directory_is_written_in_the_current_format(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        assert store._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == FORMAT == 3
+    with Store(tmp_path) as store:  # and it opens again
+        assert store.rooms() == []
 
 
 def test_a_directory_of_a_newer_format_is_refused(tmp_path: Path) -> None:
