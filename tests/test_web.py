@@ -318,7 +318,7 @@ def test_membership_lines_and_the_member_list(
     """The room's real membership entries: founding, an admission, a clean quit."""
     alice = web_peer(spawn, "alice")
     page = open_page(alice.ready["web"])
-    founded = """— alice founded the room "alice's room""""
+    founded = '— alice founded the room "alice\'s room"'
     expect(page.locator(".row.member")).to_have_text([founded])  # her genesis
     bob = web_peer(spawn, "bob", "--join", alice.url)
     # Alone in the room, alice decides her change admitting bob at once: one line says so.
