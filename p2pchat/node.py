@@ -11,17 +11,33 @@ are always arguments.
 
 Gossip rules:
 
-* **Push.** A message seen for the first time (our own or a neighbour's) is
-  queued for every other neighbour not known to hold it. Queues are flushed
-  as one MESSAGES frame per neighbour after ``batch_window`` seconds, or at
-  once when ``max_batch`` messages are waiting, so a burst never costs a frame
-  per message.
+* **Push, eager or lazy (Plumtree).** A message seen for the first time (our
+  own or a neighbour's) is queued for every other neighbour not known to hold
+  it: in full on the links that are *eager* for its author, as its bare id (an
+  IHAVE) on the links that are *lazy* for it. Queues are flushed as one PUSH
+  frame per neighbour after ``batch_window`` seconds, or at once when
+  ``max_batch`` messages are waiting, so a burst never costs a frame per
+  message; ids ride along with the next PUSH, or go on their own after
+  ``lazy_window``. Every link starts eager for every author. A message that
+  comes a second time in a PUSH, after a first copy that came in a PUSH on
+  another link, shows a redundant link: we ask its sender to push that author
+  lazily (PRUNE, riding with our next PUSH to it). Only that direction: the
+  other one is the neighbour's to prune. What is left eager converges to one
+  spanning tree per author along the fastest paths (one per author, as Riak's
+  plumtree keeps eager and lazy sets per root; a single shared tree would route
+  every author's messages through the middle of the tree, about twice as many
+  hops from a leaf). An announced message that has not come otherwise ``graft_timeout``
+  after its IHAVE is pulled with GRAFT from the announcer, which makes the link
+  eager for its author again: a broken or slow tree repairs itself. See Leitão,
+  Pereira and Rodrigues, "Epidemic Broadcast Trees" (SRDS 2007).
 * **Pull.** On connect (the heads in HELLO) and every ``anti_entropy_interval``
   with one random neighbour (HEADS with ``reply_wanted``), the receiver of the
   heads sends every message the other side lacks.
 * **Repair.** Heads and vector clocks reveal messages that exist but are not
   here; the log reports them as gaps and the node asks a neighbour that holds
-  them with WANT, again after ``want_timeout`` if they do not come.
+  them with WANT, once a gap has been open for ``gap_grace`` (a message named by
+  a later one's vector clock usually comes along its own author's tree a moment
+  later), again after ``want_timeout`` if they do not come.
 * **Heartbeat.** Every ``heartbeat_interval`` neighbours get our heads when
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
@@ -84,10 +100,12 @@ from .wire import (
     MAX_PEERS,
     Bye,
     Frame,
+    Graft,
     Head,
     Heads,
     Messages,
     Peers,
+    Push,
     Want,
     WantRange,
     encode_frame,
@@ -109,6 +127,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+PUSHED_FIRST_MEMORY = 4096
+"""How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
+
 
 class Rng(Protocol):
     """The randomness a node needs; ``random.Random`` fits."""
@@ -122,6 +143,21 @@ class Rng(Protocol):
 class NodeConfig:
     batch_window: float = 0.002
     max_batch: int = 500
+    batch_gather: float = 0.0
+    """A push to a link idle for a whole ``batch_window`` waits this fraction of the
+    window, so that what arrives in the same burst (from several neighbours) rides in
+    one frame. Worth it where a hop takes much longer than the window (the simulator's
+    wide-area rooms); on a fast network it is latency for nothing."""
+    lazy_push: bool = True
+    """Prune redundant links to lazy push (Plumtree); False floods every message on every
+    link for good (for comparison)."""
+    lazy_window: float = 0.5
+    """How long an id announced on a lazy link may wait for a PUSH to ride on."""
+    graft_timeout: float = 0.25
+    """How long an announced message may take to come by the tree before we pull it
+    (GRAFT), and then before we ask the next neighbour that announced it."""
+    max_announced: int = 20_000
+    """Announced messages we track at most (an IHAVE flood costs bounded memory)."""
     heartbeat_interval: float = 1.0
     admission_delay: float = 0.5
     """Seconds a newcomer's link must stay open before an open room proposes to admit it:
@@ -135,6 +171,9 @@ class NodeConfig:
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
     want_timeout: float = 1.0
+    gap_grace: float = 0.2
+    """How long a gap may stay open before we ask for it: a message revealed by a later
+    one's vector clock is usually on its way, along its own author's tree."""
     handshake_timeout: float = 10.0
     max_want_span: int = 10_000
     initial_frames: int = 8
@@ -243,6 +282,8 @@ class NodeStatistics:
     messages_in: int = 0
     duplicates_in: int = 0
     refused: int = 0
+    grafts_out: int = 0
+    prunes_out: int = 0
 
 
 @dataclass(slots=True)
@@ -252,9 +293,20 @@ class _Neighbour:
     opened_at: float
     dialed_url: str | None
     held: dict[bytes, int] = field(default_factory=dict)
-    """What we believe it holds: from its heads, what it sent us, what we pushed."""
+    """Per author, up to which seq we believe it holds everything: from its heads, what
+    it sent us, what it announced, what we pushed (see :func:`_note_held`)."""
     push: list[Message] = field(default_factory=list)
     push_due: float | None = None
+    lazy: set[bytes] = field(default_factory=set)
+    """Authors whose messages we push to it lazily (ids only): pruned links."""
+    pruned: set[bytes] = field(default_factory=set)
+    """Authors we sent it a PRUNE for (not again for every duplicate already in flight)."""
+    announce: list[MessageId] = field(default_factory=list)
+    """Ids to announce to it (IHAVE)."""
+    prune: dict[bytes, None] = field(default_factory=dict)
+    """Authors to prune on it."""
+    lazy_due: float | None = None
+    """When the ids and prunes queued for it go in a PUSH of their own, if none went by then."""
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
@@ -285,6 +337,16 @@ class _Neighbour:
         return self.link.remote.sender_id if self.link.remote else None
 
 
+@dataclass(slots=True)
+class _Announced:
+    """A message neighbours announced to us lazily and we do not hold yet."""
+
+    due: float
+    """When to pull it from the next announcer if it has not come by then."""
+    announcers: list[int]
+    """Connections that announced it, in the order the announcements came."""
+
+
 class Node:
     """Everything a peer decides, with no I/O of its own."""
 
@@ -308,6 +370,19 @@ class Node:
         self.config = config or NodeConfig()
         self._neighbours: dict[int, _Neighbour] = {}
         self._want_retry_at: dict[bytes, float] = {}
+        self._gap_seen: dict[bytes, tuple[int, float]] = {}
+        """Per sender with a gap: its first missing seq, and since when it is missing."""
+        self._announced: dict[MessageId, _Announced] = {}
+        """Messages neighbours announced (IHAVE) that we lack, by when to GRAFT them."""
+        self._next_graft_check: float | None = None
+        self._parents: dict[bytes, int] = {}
+        """Per author, the connection that pushed us the last of its messages first: our
+        parent in its tree."""
+        self._pushed_first: dict[MessageId, int] = {}
+        """Recent messages whose first copy came in a PUSH, and on which connection
+        (oldest first, bounded): only a second pushed copy of one of those can show a
+        redundant tree link. One that came first as an answer (anti-entropy, WANT,
+        GRAFT) says nothing about the tree."""
         self._syncing: dict[int, float] = {}
         """Connections streaming history to us, and until when we wait for progress."""
         self._next_heartbeat = 0.0
@@ -386,7 +461,8 @@ class Node:
         if neighbour is None:
             return []
         neighbour.link.close()
-        return [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
+        outputs: list[Output] = [PeerDown(conn, neighbour.remote_id, reason)] if neighbour.reported_up else []
+        return [*outputs, *self._regraft(conn)]
 
     def close(self, conn: int, reason: str = "bye", code: CloseCode = CloseCode.NORMAL) -> list[Output]:
         """Say goodbye on ``conn`` and ask the shell to close it."""
@@ -587,6 +663,10 @@ class Node:
         match frame:
             case Messages():
                 return self._on_messages(neighbour, frame.messages, now)
+            case Push():
+                return self._on_push(neighbour, frame, now)
+            case Graft():
+                return self._on_graft(neighbour, frame.ranges, now) if neighbour.trusted else []
             case Heads():
                 return self._on_heads(neighbour, frame.heads, frame.reply_wanted, now)
             case Want():
@@ -938,9 +1018,12 @@ class Node:
                 return other
         return None
 
-    def _on_messages(self, neighbour: _Neighbour, messages: Iterable[Message], now: float) -> list[Output]:
+    def _on_messages(
+        self, neighbour: _Neighbour, messages: Iterable[Message], now: float, *, pushed: bool = False
+    ) -> list[Output]:
         events: list[LogEvent] = []
         fresh: list[Message] = []
+        redundant: dict[bytes, None] = {}
         evidence: list[tuple[Equivocation, _Neighbour]] = []
         forged: Message | None = None
         messages = tuple(messages)
@@ -954,12 +1037,17 @@ class Node:
             self.stats.messages_in += 1
             receipt = self.log.receive(message, trusted=trusted, defer_stability=True)
             events.extend(receipt.events)
-            if message.seq > neighbour.held.get(message.sender_id, 0):
-                neighbour.held[message.sender_id] = message.seq
+            _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             if receipt.status is ReceiptStatus.NEW:
                 fresh.append(message)
+                self._announced.pop(message.id, None)
+                if pushed:
+                    self._note_pushed_first(message.id, neighbour.conn)
+                    self._parents[message.sender_id] = neighbour.conn
             elif receipt.status is ReceiptStatus.DUPLICATE:
                 self.stats.duplicates_in += 1
+                if pushed and self._tree_brought(message, besides=neighbour):
+                    redundant[message.sender_id] = None
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
                 for event in receipt.events:
@@ -980,6 +1068,7 @@ class Node:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
+        self._prune(neighbour, redundant, now)
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
@@ -1066,8 +1155,7 @@ class Node:
         while backlog and len(outputs) < frames:
             batch = [backlog.popleft() for _ in range(min(step, len(backlog)))]
             for message in batch:
-                if message.seq > neighbour.held.get(message.sender_id, 0):
-                    neighbour.held[message.sender_id] = message.seq
+                _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             outputs.append(self._send(conn, encode_frame(Messages(tuple(batch)))))
         if not backlog and neighbour.heads_after_backlog:
             neighbour.heads_after_backlog = False
@@ -1121,7 +1209,8 @@ class Node:
         """Run everything that is due at ``now``."""
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
-            if neighbour.push_due is not None and neighbour.push_due <= now:
+            dues = (neighbour.push_due, neighbour.lazy_due)
+            if any(due is not None and due <= now for due in dues):
                 outputs.extend(self._flush(neighbour, now))
             if _in_handshake(neighbour) and now - neighbour.opened_at >= self.config.handshake_timeout:
                 outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, "handshake timed out"))
@@ -1136,8 +1225,13 @@ class Node:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
                 outputs.append(self._send_heads(rng.choice(open_neighbours), now, reply_wanted=True))
-        if self._next_want_check is not None and now >= self._next_want_check and open_neighbours:
-            outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+        if self._next_want_check is not None and now >= self._next_want_check:
+            if open_neighbours:
+                outputs.extend(self._request_gaps(now, rng.choice(open_neighbours)))
+            else:  # (nobody to ask: again later, not at once, over and over)
+                self._next_want_check = now + self.config.want_timeout
+        if self._next_graft_check is not None and now >= self._next_graft_check:
+            outputs.extend(self._graft_due(now))
         return outputs
 
     def next_deadline(self) -> float:
@@ -1147,9 +1241,13 @@ class Node:
             deadlines.append(self._admission_due)
         if self._next_want_check is not None:
             deadlines.append(self._next_want_check)
+        if self._next_graft_check is not None:
+            deadlines.append(self._next_graft_check)
         for neighbour in self._neighbours.values():
             if neighbour.push_due is not None:
                 deadlines.append(neighbour.push_due)
+            if neighbour.lazy_due is not None:
+                deadlines.append(neighbour.lazy_due)
             if _in_handshake(neighbour):
                 deadlines.append(neighbour.opened_at + self.config.handshake_timeout)
         return min(deadlines)
@@ -1218,37 +1316,181 @@ class Node:
                 continue
             for message in messages:
                 if neighbour.held.get(message.sender_id, 0) < message.seq:
-                    neighbour.push.append(message)
+                    if message.sender_id in neighbour.lazy:
+                        neighbour.announce.append(message.id)
+                    else:
+                        neighbour.push.append(message)
+            if neighbour.announce and neighbour.lazy_due is None:
+                neighbour.lazy_due = now + self.config.lazy_window
             if not neighbour.push:
                 continue
-            # Adaptive batching: a link that sent nothing for a whole window sends at
-            # once (no added latency in a quiet room); a busy one waits out the window
-            # so that a burst rides in one frame.
+            # Adaptive batching: a link that sent nothing for a whole window sends
+            # almost at once (after batch_gather of the window: little added latency in
+            # a quiet room); a busy one waits out the window so that a burst rides in
+            # one frame.
             idle = now - neighbour.last_flush >= self.config.batch_window
-            if idle or len(neighbour.push) >= self.config.max_batch:
+            gather = self.config.batch_window * self.config.batch_gather
+            if (idle and gather <= 0) or len(neighbour.push) >= self.config.max_batch:
                 outputs.extend(self._flush(neighbour, now))
             elif neighbour.push_due is None:
-                neighbour.push_due = neighbour.last_flush + self.config.batch_window
+                neighbour.push_due = now + gather if idle else neighbour.last_flush + self.config.batch_window
         return outputs
 
     def _flush(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """One PUSH frame (more for a huge batch) with everything queued for ``neighbour``:
+        its eager messages and, riding along, the ids announced to it lazily."""
         neighbour.last_flush = now
         batch, neighbour.push, neighbour.push_due = neighbour.push, [], None
+        announce, neighbour.announce, neighbour.lazy_due = neighbour.announce, [], None
+        pruned, neighbour.prune = tuple(neighbour.prune), {}
+        held = neighbour.held
         for message in batch:
-            if message.seq > neighbour.held.get(message.sender_id, 0):
-                neighbour.held[message.sender_id] = message.seq
-        return self._send_messages(neighbour.conn, batch)
-
-    def _send_messages(self, conn: int, messages: Sequence[Message]) -> list[Output]:
+            _note_held(held, message.sender_id, message.seq, message.seq)
+        # (Not the ids it has sent us meanwhile.)
+        ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
+        if not batch and not ranges and not pruned:
+            return []
         step = min(self.config.max_batch, MAX_BATCH)
-        return [
-            self._send(conn, encode_frame(Messages(tuple(messages[i : i + step]))))
-            for i in range(0, len(messages), step)
-        ]
+        frames = [Push(tuple(batch[i : i + step])) for i in range(step, len(batch), step)]
+        frames.insert(0, Push(tuple(batch[:step]), ranges, pruned))
+        return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
+
+    # Lazy push: IHAVE, GRAFT, PRUNE ---------------------------------------------------
+    def _on_push(self, neighbour: _Neighbour, frame: Push, now: float) -> list[Output]:
+        neighbour.lazy.update(frame.pruned)
+        outputs = self._on_messages(neighbour, frame.messages, now, pushed=True) if frame.messages else []
+        if frame.announced and neighbour.link.is_open:
+            self._note_announced(neighbour, frame.announced, now)
+        return outputs
+
+    def _note_announced(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> None:
+        """Remember the announced messages we lack, to pull them if the tree does not
+        bring them in time. Only seqs the log could take count (a range may span up to
+        MAX_SEQ), and only so many in all."""
+        budget = MAX_BATCH
+        for announced in ranges:
+            sender_id = announced.sender_id
+            _note_held(neighbour.held, sender_id, announced.first, announced.last)
+            delivered = self.log.delivered_seq(sender_id)
+            first = max(announced.first, delivered + 1)
+            last = min(announced.last, delivered + self.log.config.max_ahead, first + budget - 1)
+            budget -= max(0, last - first + 1)
+            for seq in range(first, last + 1):
+                message_id = MessageId(sender_id, seq)
+                known = self._announced.get(message_id)
+                if known is not None:
+                    if neighbour.conn not in known.announcers:
+                        known.announcers.append(neighbour.conn)
+                elif len(self._announced) < self.config.max_announced and self.log.get(message_id) is None:
+                    due = now + self.config.graft_timeout
+                    self._announced[message_id] = _Announced(due, [neighbour.conn])
+                    if self._next_graft_check is None or self._next_graft_check > due:
+                        self._next_graft_check = due
+            if budget <= 0:
+                break
+
+    def _note_pushed_first(self, message_id: MessageId, conn: int) -> None:
+        pushed_first = self._pushed_first
+        pushed_first[message_id] = conn
+        if len(pushed_first) > PUSHED_FIRST_MEMORY:
+            del pushed_first[next(iter(pushed_first))]
+
+    def _tree_brought(self, message: Message, besides: _Neighbour) -> bool:
+        """Whether ``message`` came first in a PUSH over another link that is still
+        eager for its author: then ``besides`` pushing it too is redundant. (If that
+        link is one we pruned, with the PRUNE still on its way, ``besides`` may be the
+        only eager link left: pruning it too would cut us off the author's tree.)"""
+        conn = self._pushed_first.get(message.id)
+        first = self._neighbours.get(conn) if conn is not None else None
+        return (
+            self.config.lazy_push
+            and first is not None
+            and first is not besides
+            and first.link.is_open
+            and message.sender_id not in first.pruned
+        )
+
+    def _graft_due(self, now: float) -> list[Output]:
+        """GRAFT what was announced and has not come by its deadline, each from the next
+        neighbour that announced it; that link becomes eager for its author again."""
+        by_conn: dict[int, list[MessageId]] = {}
+        next_check = float("inf")
+        for message_id, announced in list(self._announced.items()):
+            if self.log.get(message_id) is not None:
+                del self._announced[message_id]
+                continue
+            if announced.due > now:
+                next_check = min(next_check, announced.due)
+                continue
+            while announced.announcers:
+                conn = announced.announcers.pop(0)
+                neighbour = self._neighbours.get(conn)
+                if neighbour is not None and neighbour.link.is_open and neighbour.trusted:
+                    by_conn.setdefault(conn, []).append(message_id)
+                    break
+            if announced.announcers:
+                announced.due = now + self.config.graft_timeout
+                next_check = min(next_check, announced.due)
+            else:
+                # Nobody else announced it: gap repair and anti-entropy take over.
+                del self._announced[message_id]
+        self._next_graft_check = next_check if next_check != float("inf") else None
+        outputs: list[Output] = []
+        for conn, ids in by_conn.items():
+            neighbour = self._neighbours[conn]
+            for message_id in ids:
+                neighbour.pruned.discard(message_id.sender_id)  # (it pushes them to us again)
+            self.stats.grafts_out += 1
+            outputs.append(self._send(conn, encode_frame(Graft(_id_ranges(ids)))))
+        return outputs
+
+    def _regraft(self, lost: int) -> list[Output]:
+        """Our parent in some authors' trees is gone: graft those authors at once on the
+        links we had pruned them on, rather than wait for their next message to be
+        announced and missed. A GRAFT for the next seq, which nobody may hold yet, asks
+        for nothing but the eager push; the duplicates this brings prune all but the
+        fastest link again."""
+        orphaned = [author for author, conn in self._parents.items() if conn == lost]
+        outputs: list[Output] = []
+        for author in orphaned:
+            del self._parents[author]
+        for neighbour in self._neighbours.values():
+            authors = [a for a in orphaned if a in neighbour.pruned]
+            if not authors or not neighbour.link.is_open or not neighbour.trusted:
+                continue
+            neighbour.pruned.difference_update(authors)
+            upcoming = ((a, self.log.delivered_seq(a) + 1) for a in authors)
+            ranges = tuple(WantRange(author, seq, seq) for author, seq in upcoming)
+            self.stats.grafts_out += 1
+            outputs.append(self._send(neighbour.conn, encode_frame(Graft(ranges))))
+        return outputs
+
+    def _on_graft(self, neighbour: _Neighbour, ranges: Sequence[WantRange], now: float) -> list[Output]:
+        """The neighbour pulls what we announced: we push it those authors eagerly again."""
+        for wanted in ranges:
+            neighbour.lazy.discard(wanted.sender_id)
+        return self._on_want(neighbour, ranges, now)
+
+    def _prune(self, neighbour: _Neighbour, authors: Iterable[bytes], now: float) -> None:
+        """Messages of ``authors`` came twice, the second time in a PUSH from ``neighbour``:
+        ask it to push them to us lazily. Only that direction: what we push to it is its
+        to prune (it may well be its fastest path; our own pushes to a neighbour that
+        holds a message already are suppressed anyway, see ``_Neighbour.held``)."""
+        new = [a for a in authors if a not in neighbour.pruned]
+        if not new or not neighbour.link.is_open:
+            return
+        # (It rides with the next PUSH to the neighbour: until then it pushes us a few
+        # more copies, which cost bytes, not frames.)
+        neighbour.pruned.update(new)
+        neighbour.prune.update(dict.fromkeys(new))
+        self.stats.prunes_out += len(new)
+        if neighbour.lazy_due is None:
+            neighbour.lazy_due = now + self.config.lazy_window
 
     def _request_gaps(self, now: float, preferred: _Neighbour) -> list[Output]:
         """Ask for missing messages, at most once per sender per ``want_timeout``."""
         gaps = self.log.gaps()
+        self._gap_seen = {s: seen for s, seen in self._gap_seen.items() if s in gaps}
         if not gaps:
             self._next_want_check = None
             return []
@@ -1257,6 +1499,12 @@ class Node:
             return []  # history is streaming in; what is still missing after it, we ask for
         by_target: dict[int, list[WantRange]] = {}
         for sender_id, ranges in gaps.items():
+            seen = self._gap_seen.get(sender_id)
+            if seen is None or seen[0] != ranges[0][0]:
+                seen = self._gap_seen[sender_id] = (ranges[0][0], now)
+            if now < seen[1] + self.config.gap_grace:
+                self._next_want_check = min(self._next_want_check, seen[1] + self.config.gap_grace)
+                continue
             if self._want_retry_at.get(sender_id, float("-inf")) > now:
                 continue
             target = self._holder(sender_id, ranges[0][0], preferred)
@@ -1322,6 +1570,26 @@ def text_count(log: OrderedLog) -> int:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _note_held(held: dict[bytes, int], sender_id: bytes, first: int, last: int) -> None:
+    """A neighbour holds ``first..last`` of ``sender_id``: raise what we believe it holds
+    without holes, only if that range continues it. (Taking a higher seq for all below
+    it would stop our pushes of a message it lacks, which a tree has no other path for.)"""
+    if first <= held.get(sender_id, 0) + 1 and last > held.get(sender_id, 0):
+        held[sender_id] = last
+
+
+def _id_ranges(ids: Iterable[MessageId]) -> tuple[WantRange, ...]:
+    """Message ids as ranges of consecutive seqs per sender (an IHAVE or a GRAFT)."""
+    ranges: list[WantRange] = []
+    for sender_id, seq in sorted(set(ids)):
+        last = ranges[-1] if ranges else None
+        if last is not None and last.sender_id == sender_id and last.last + 1 == seq:
+            ranges[-1] = WantRange(sender_id, last.first, seq)
+        else:
+            ranges.append(WantRange(sender_id, seq, seq))
+    return tuple(ranges)
 
 
 def _announceable(url: str) -> bool:

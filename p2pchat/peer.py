@@ -75,6 +75,7 @@ from .protocol import LINK_RANDOMNESS, CloseCode
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
+from .wire import PUSH as PUSH_FRAME
 
 __all__ = [
     "ConcurrentMarked",
@@ -861,7 +862,7 @@ EXIT_PATIENCE = 2.0
 
 
 def _preverify_frame(data: bytes, room_id: bytes) -> None:
-    """Check the signatures the node will check in a MESSAGES frame, for
+    """Check the signatures the node will check in a MESSAGES or PUSH frame, for
     identity.verify_signature to find.
 
     Those are the signatures of each author's last entry in the frame: the node
@@ -873,7 +874,9 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
     """
     try:
         frame = strict_loads(data)
-        if not (type(frame) is list and len(frame) == 2 and frame[0] == MESSAGES_FRAME):
+        if not isinstance(frame, list):
+            return
+        if (len(frame), frame[0]) not in ((2, MESSAGES_FRAME), (4, PUSH_FRAME)):
             return
         last: dict[bytes, tuple[bytes, bytes]] = {}
         for payload, signature in frame[1]:

@@ -10,6 +10,11 @@ a CBOR array whose first item is the frame type::
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
     PEERS     [6, [url...]]                        address exchange
     BYE       [7, reason]                          clean goodbye
+    PUSH      [8, [[payload, signature]...], [[sender_id, first, last]...], [sender_id...]]
+                                                   gossip: messages pushed eagerly, the ids
+                                                   of others announced lazily (IHAVE), and
+                                                   authors to push to us lazily (PRUNE)
+    GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
 
     head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}, at_ms]
 
@@ -17,6 +22,13 @@ HELLO is the only frame sent in clear: it holds nothing but what the key
 exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
 other frame, AUTH included, travels sealed, so an eavesdropper sees ids and
 ephemeral keys but no name, room, address, head or message.
+
+PUSH and GRAFT are the lazy-push gossip of :mod:`p2pchat.node` (Plumtree):
+MESSAGES is what a neighbour asked for (WANT, GRAFT, anti-entropy), PUSH is what
+it did not ask for, so a duplicate in a PUSH means two tree links carry the same
+author's messages to one peer, and one of them is pruned. Announced ids and
+prunes ride in the PUSH frames that go anyway (the paper's IHAVE and PRUNE
+messages, batched), and a PUSH may carry only them.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
@@ -63,31 +75,34 @@ __all__ = [
     "Auth",
     "Bye",
     "Frame",
+    "Graft",
     "Head",
     "Heads",
     "Hello",
     "Messages",
     "Peers",
+    "Push",
     "Want",
     "WantRange",
     "decode_frame",
     "encode_frame",
 ]
 
-PROTOCOL_VERSION: Final = 3
+PROTOCOL_VERSION: Final = 4
 NONCE_SIZE: Final = 16
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
 MAX_HEADS: Final = 4096
 MAX_WANTS: Final = 4096
 MAX_PEERS: Final = 64
+MAX_PRUNES: Final = 4096
 MAX_URL_BYTES: Final = 256
 MAX_REASON_BYTES: Final = 256
 MAX_MESSAGE_PAYLOAD: Final = 64 * 1024
 """Above the largest payload Message.create can produce (~59.2 KiB: 16 KiB of text plus
 MAX_DEPS deps entries), so every message a peer can sign can also be received."""
 
-HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
+HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +203,28 @@ class Bye:
     reason: str
 
 
-Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Gossip nobody asked for: messages pushed eagerly, ids announced lazily (IHAVE),
+    authors to push lazily from now on (PRUNE)."""
+
+    messages: tuple[Message, ...]
+    announced: tuple[WantRange, ...] = ()
+    """Messages the sender holds and pushes to us lazily: pull them with GRAFT if they
+    do not arrive otherwise."""
+    pruned: tuple[bytes, ...] = ()
+    """Authors whose messages the sender got twice, the second time from us: push it
+    their messages lazily from now on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Graft:
+    """Send me these messages, and push me their authors' messages eagerly from now on."""
+
+    ranges: tuple[WantRange, ...]
+
+
+Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye | Push | Graft
 
 
 # Encoding ---------------------------------------------------------------------
@@ -227,12 +263,25 @@ def encode_frame(frame: Frame) -> bytes:
         case Heads():
             item = [HEADS, [_head_item(h) for h in frame.heads], frame.reply_wanted]
         case Want():
-            item = [WANT, [[r.sender_id, r.first, r.last] for r in frame.ranges]]
+            item = [WANT, _range_items(frame.ranges)]
         case Peers():
             item = [PEERS, list(frame.urls)]
         case Bye():
             item = [BYE, frame.reason]
+        case Push():
+            item = [
+                PUSH,
+                [[m.payload, m.signature] for m in frame.messages],
+                _range_items(frame.announced),
+                list(frame.pruned),
+            ]
+        case Graft():
+            item = [GRAFT, _range_items(frame.ranges)]
     return codec.dumps(item)
+
+
+def _range_items(ranges: tuple[WantRange, ...]) -> list[object]:
+    return [[r.sender_id, r.first, r.last] for r in ranges]
 
 
 # Decoding ---------------------------------------------------------------------
@@ -378,10 +427,14 @@ def _parse_signed(value: object) -> Message:
     return Message.from_wire(payload, signature)
 
 
+def _parse_batch(value: object, what: str) -> tuple[Message, ...]:
+    items = codec.expect_array(value, f"{what} batch", max_length=MAX_BATCH)
+    return tuple(_parse_signed(m) for m in items)
+
+
 def _parse_messages(fields: list[object]) -> Messages:
     (batch,) = _fields(fields, "messages", 1)
-    items = codec.expect_array(batch, "messages batch", max_length=MAX_BATCH)
-    return Messages(tuple(_parse_signed(m) for m in items))
+    return Messages(_parse_batch(batch, "messages"))
 
 
 def _parse_heads_frame(fields: list[object]) -> Heads:
@@ -391,17 +444,42 @@ def _parse_heads_frame(fields: list[object]) -> Heads:
     return Heads(_parse_heads(heads), reply)
 
 
-def _parse_range(value: object) -> WantRange:
-    sender, first, last = codec.expect_array(value, "want range", length=3)
-    first_seq = codec.expect_int(first, "want first", lo=1, hi=MAX_SEQ)
-    last_seq = codec.expect_int(last, "want last", lo=first_seq, hi=MAX_SEQ)
-    return WantRange(_sender(sender, "want sender"), first_seq, last_seq)
+def _parse_range(value: object, what: str = "want") -> WantRange:
+    sender, first, last = codec.expect_array(value, f"{what} range", length=3)
+    first_seq = codec.expect_int(first, f"{what} first", lo=1, hi=MAX_SEQ)
+    last_seq = codec.expect_int(last, f"{what} last", lo=first_seq, hi=MAX_SEQ)
+    return WantRange(_sender(sender, f"{what} sender"), first_seq, last_seq)
+
+
+def _parse_ranges(value: object, what: str) -> tuple[WantRange, ...]:
+    items = codec.expect_array(value, f"{what} ranges", max_length=MAX_WANTS)
+    return tuple(_parse_range(r, what) for r in items)
 
 
 def _parse_want(fields: list[object]) -> Want:
     (ranges,) = _fields(fields, "want", 1)
-    items = codec.expect_array(ranges, "want ranges", max_length=MAX_WANTS)
-    return Want(tuple(_parse_range(r) for r in items))
+    return Want(_parse_ranges(ranges, "want"))
+
+
+def _parse_push(fields: list[object]) -> Push:
+    batch, announced, pruned = _fields(fields, "push", 3)
+    authors = codec.expect_array(pruned, "prune authors", max_length=MAX_PRUNES)
+    push = Push(
+        _parse_batch(batch, "push"),
+        _parse_ranges(announced, "ihave"),
+        tuple(_sender(a, "prune author") for a in authors),
+    )
+    if not (push.messages or push.announced or push.pruned):
+        raise CodecError("push: empty (no messages, ids or prunes)")
+    return push
+
+
+def _parse_graft(fields: list[object]) -> Graft:
+    (ranges,) = _fields(fields, "graft", 1)
+    graft = Graft(_parse_ranges(ranges, "graft"))
+    if not graft.ranges:
+        raise CodecError("graft: no ranges")
+    return graft
 
 
 def _parse_peers(fields: list[object]) -> Peers:
@@ -423,4 +501,6 @@ _PARSERS: dict[int, Callable[[list[object]], Frame]] = {
     WANT: _parse_want,
     PEERS: _parse_peers,
     BYE: _parse_bye,
+    PUSH: _parse_push,
+    GRAFT: _parse_graft,
 }

@@ -73,8 +73,8 @@ T = TypeVar("T")
 TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
-HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE = range(1, 8)
-VERSION = 3
+HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
+VERSION = 4
 """The protocol version, in HELLO."""
 PAYLOAD_VERSION = 3
 """The entry payload's version (its first field)."""
@@ -255,7 +255,7 @@ class Wire:
             data, _tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._pull, data, None)
         self.last_raw = data
         item = cbor2.loads(data)
-        assert isinstance(item, list) and item and item[0] in range(1, 8), item
+        assert isinstance(item, list) and item and item[0] in range(1, 10), item
         self.inbox.append(item)
         return item
 
@@ -727,20 +727,21 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "3", "<me>", NONCE, KEY],
-        [HELLO, 3, bytes(31), NONCE, KEY],
-        [HELLO, 3, "<me>", "0123456789abcdef", KEY],
-        [HELLO, 3, "<me>", NONCE[:15], KEY],
-        [HELLO, 3, "<me>", NONCE, KEY[:31]],
-        [HELLO, 3, "<me>", NONCE, "k" * 32],
-        [HELLO, 3, "<me>", NONCE, None],
-        [HELLO, 3, "<me>", NONCE],
-        [HELLO, 3, "<me>", NONCE, KEY, b""],
+        [HELLO, "4", "<me>", NONCE, KEY],
+        [HELLO, 4, bytes(31), NONCE, KEY],
+        [HELLO, 4, "<me>", "0123456789abcdef", KEY],
+        [HELLO, 4, "<me>", NONCE[:15], KEY],
+        [HELLO, 4, "<me>", NONCE, KEY[:31]],
+        [HELLO, 4, "<me>", NONCE, "k" * 32],
+        [HELLO, 4, "<me>", NONCE, None],
+        [HELLO, 4, "<me>", NONCE],
+        [HELLO, 4, "<me>", NONCE, KEY, b""],
         [HELLO, True, "<me>", NONCE, KEY],
-        [HELLO, 3.0, "<me>", NONCE, KEY],
+        [HELLO, 4.0, "<me>", NONCE, KEY],
         [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
         [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
-        [HELLO, 4, "<me>", NONCE, KEY],
+        [HELLO, 3, "<me>", NONCE, KEY],  # protocol 3: no lazy push
+        [HELLO, 5, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],
@@ -845,6 +846,29 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [BYE, "x" * 257],
         [BYE],
         [BYE, "bye", "extra"],
+    ],
+    "push": [
+        [PUSH, [], [], []],  # no messages, ids or prunes
+        [PUSH, "batch", [], []],
+        [PUSH, [], [[ID, 5, 3]], []],
+        [PUSH, [], [[ID, 0, 3]], []],
+        [PUSH, [], [["id", 1, 3]], []],
+        [PUSH, [], "ids", []],
+        [PUSH, [], [[ID, 1, 3]] * 4097, []],
+        [PUSH, [[b"\x00", bytes(64)]] * 2001, [], []],
+        [PUSH, [], [], [ID[:31]]],
+        [PUSH, [], [], ["id"]],
+        [PUSH, [], [], [ID] * 4097],
+        [PUSH, [], [], ID],
+        [PUSH, [], [[ID, 1, 3]]],  # without the prunes
+        [PUSH, []],
+    ],
+    "graft": [
+        [GRAFT, []],
+        [GRAFT, [[ID, 5, 3]]],
+        [GRAFT, [[ID[:31], 1, 3]]],
+        [GRAFT, "ranges"],
+        [GRAFT],
     ],
 }
 

@@ -51,7 +51,17 @@ SIG = bytes(range(64))
 """A well-formed (64-byte) but meaningless signature: decoding never checks signatures."""
 ROOM = bytes(range(100, 100 + ROOM_ID_SIZE))
 """The room the test messages are signed for (rooms are not on the wire)."""
-FRAME_TYPES = (wire.Hello, wire.Auth, wire.Messages, wire.Heads, wire.Want, wire.Peers, wire.Bye)
+FRAME_TYPES = (
+    wire.Hello,
+    wire.Auth,
+    wire.Messages,
+    wire.Heads,
+    wire.Want,
+    wire.Peers,
+    wire.Bye,
+    wire.Push,
+    wire.Graft,
+)
 
 
 # Raw CBOR building blocks ------------------------------------------------------
@@ -340,6 +350,13 @@ heads_frames = st.builds(wire.Heads, st.lists(heads, max_size=4).map(tuple), st.
 want_frames = st.builds(wire.Want, st.lists(want_ranges(), max_size=4).map(tuple))
 peers_frames = st.builds(wire.Peers, st.lists(urls, max_size=4).map(tuple))
 bye_frames = st.builds(wire.Bye, st.text(max_size=wire.MAX_REASON_BYTES // 4))
+push_frames = st.builds(
+    wire.Push,
+    st.lists(signed_messages(), max_size=3).map(tuple),
+    st.lists(want_ranges(), max_size=4).map(tuple),
+    st.lists(sender_ids, max_size=3).map(tuple),
+).filter(lambda push: bool(push.messages or push.announced or push.pruned))
+graft_frames = st.builds(wire.Graft, st.lists(want_ranges(), min_size=1, max_size=4).map(tuple))
 
 # Anything cbor2 can encode that a hostile peer might send.
 hostile_leaves = st.one_of(
@@ -436,7 +453,7 @@ def test_hostile_cbor_structures_raise_only_codec_error(value: object) -> None:
         Message.from_wire(data, SIG)
 
 
-@given(st.integers(0, 8), st.lists(hostile_values, max_size=7))
+@given(st.integers(0, 10), st.lists(hostile_values, max_size=7))
 def test_frame_shaped_hostile_values_raise_only_codec_error(kind: int, fields: list[object]) -> None:
     decode_or_codec_error(cbor2.dumps([kind, *fields]))
 
@@ -530,6 +547,50 @@ def test_peers_round_trip(frame: wire.Peers) -> None:
 @given(bye_frames)
 def test_bye_round_trips(frame: wire.Bye) -> None:
     assert_round_trip(frame)
+
+
+@given(push_frames)
+def test_push_round_trips_and_still_verifies(frame: wire.Push) -> None:
+    assert_round_trip(frame)
+    decoded = wire.decode_frame(wire.encode_frame(frame))
+    assert isinstance(decoded, wire.Push)
+    assert all(m.verify(ROOM) for m in decoded.messages)
+
+
+@given(graft_frames)
+def test_graft_round_trips(frame: wire.Graft) -> None:
+    assert_round_trip(frame)
+
+
+def push(batch: bytes = b"\x80", ihave: bytes = b"\x80", pruned: bytes = b"\x80") -> bytes:
+    return arr(enc(wire.PUSH), batch, ihave, pruned)
+
+
+def test_empty_push_and_graft_refused() -> None:
+    """The encoder never sends them; a peer that does is broken or probing."""
+    refuse_frame(push(), "push", "empty")
+    refuse_frame(arr(enc(wire.GRAFT), arr()), "graft", "no ranges")
+
+
+def test_push_ihave_and_graft_ranges_are_checked_like_want() -> None:
+    reversed_range = want_range(first=enc(5), last=enc(4))
+    assert wire.decode_frame(push(ihave=arr(want_range())))  # control
+    refuse_frame(push(ihave=arr(reversed_range)), "ihave last", "outside")
+    refuse_frame(arr(enc(wire.GRAFT), arr(reversed_range)), "graft last", "outside")
+    refuse_frame(arr(enc(wire.GRAFT), arr(want_range(first=enc(0)))), "graft first", "outside")
+    refuse_frame(push(ihave=arr(want_range(sender=enc(b"x" * 31)))), "ihave sender")
+    refuse_frame(push(batch=enc(3)), "push batch", "array")
+    too_many = arr(*[want_range()] * (wire.MAX_WANTS + 1))
+    refuse_frame(push(ihave=too_many), "ihave ranges")
+
+
+def test_prune_authors_must_be_sender_ids() -> None:
+    assert wire.decode_frame(push(pruned=arr(enc(BOB.sender_id))))  # control
+    refuse_frame(push(pruned=arr(enc(b"x" * 33))), "prune author")
+    refuse_frame(push(pruned=arr(enc("alice"))), "prune author")
+    refuse_frame(push(pruned=enc(BOB.sender_id)), "prune authors")
+    too_many = arr(*[enc(BOB.sender_id)] * (wire.MAX_PRUNES + 1))
+    refuse_frame(push(pruned=too_many), "prune authors")
 
 
 def test_extreme_but_valid_values_round_trip() -> None:
@@ -822,6 +883,8 @@ VALID_FRAME_ITEMS = {
     "want": [wire.WANT, []],
     "peers": [wire.PEERS, []],
     "bye": [wire.BYE, "done"],
+    "push": [wire.PUSH, [], [], [BOB.sender_id]],
+    "graft": [wire.GRAFT, [[BOB.sender_id, 1, 2]]],
 }
 
 
@@ -845,8 +908,8 @@ def test_wrong_item_counts_in_nested_structures_refused() -> None:
 
 @pytest.mark.parametrize(
     "kind",
-    [enc(0), enc(8), enc(255), enc(2**64 - 1), enc(-1), enc("1"), enc(b"\x01"), NULL],
-    ids=["0", "8", "255", "2**64-1", "-1", "text", "bytes", "null"],
+    [enc(0), enc(10), enc(255), enc(2**64 - 1), enc(-1), enc("1"), enc(b"\x01"), NULL],
+    ids=["0", "10", "255", "2**64-1", "-1", "text", "bytes", "null"],
 )
 def test_unknown_frame_type_refused(kind: bytes) -> None:
     refuse_frame(arr(kind, enc("x")), "unknown frame type")
