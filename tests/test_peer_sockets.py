@@ -604,6 +604,8 @@ async def test_neighbour_that_never_reads_is_disconnected_not_waited_for() -> No
             ws = await wrap_client_stream(client, stream, host_name, "/", message_queue_size=1)
             await _handshake_as_neighbour(ws)
             await host.wait_connected(2)
+            # It gets the room once admitted (its link stayed open a moment, guest answered).
+            await wait_until(lambda: len(host.log.members) == 3)
             # From here on the client never calls get_message: its queue fills, then
             # its socket buffer, then the host's socket buffer, then the host's outbox.
 
