@@ -53,6 +53,20 @@ class SimConfig:
     redial_delay: float = 0.5
 
 
+def reachable(links: Iterable[tuple[int, int]], start: int) -> set[int]:
+    """The peers ``links`` connect to ``start`` (itself included)."""
+    links = list(links)
+    reached, frontier = {start}, [start]
+    while frontier:
+        here = frontier.pop()
+        for a, b in links:
+            for x, y in ((a, b), (b, a)):
+                if x == here and y not in reached:
+                    reached.add(y)
+                    frontier.append(y)
+    return reached
+
+
 def make_topology(kind: str, peers: int, degree: int, rng: random.Random) -> list[tuple[int, int]]:
     """The links between peers 0..peers-1 as (dialer, listener) pairs."""
     if peers < 2:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from p2pchat.node import text_count
-from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology
+from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology, reachable
 from p2pchat.sim_cli import simulate
 
 
@@ -100,15 +100,7 @@ def test_stability_reaches_every_message_once_the_room_is_quiet() -> None:
 @pytest.mark.parametrize("kind", ["line", "ring", "random", "full"])
 def test_topologies_are_connected(kind: str) -> None:
     links = make_topology(kind, 9, 3, random.Random(1))
-    reached, frontier = {0}, [0]
-    while frontier:
-        here = frontier.pop()
-        for a, b in links:
-            for x, y in ((a, b), (b, a)):
-                if x == here and y not in reached:
-                    reached.add(y)
-                    frontier.append(y)
-    assert reached == set(range(9))
+    assert reachable(links, 0) == set(range(9))
 
 
 def test_sim_command_workload_reports_a_clean_run() -> None:

@@ -9,7 +9,7 @@ import pytest
 from test_sim import assert_healthy, run_chat
 
 from p2pchat.node import NodeConfig
-from p2pchat.sim import SimConfig, SimReport, Simulation
+from p2pchat.sim import SimConfig, SimReport, Simulation, reachable
 
 
 def chat(lazy_push: bool, seed: int) -> tuple[Simulation, SimReport]:
@@ -44,15 +44,7 @@ def tree_parent(sim: Simulation) -> int:
     for victim in sorted(degree, key=lambda i: -degree[i]):
         rest = [i for i in range(len(sim.peers)) if i != victim]
         links = [(a, b) for a, b in sim.links if victim not in (a, b)]
-        reached, frontier = {rest[0]}, [rest[0]]
-        while frontier:
-            here = frontier.pop()
-            for a, b in links:
-                for x, y in ((a, b), (b, a)):
-                    if x == here and y not in reached:
-                        reached.add(y)
-                        frontier.append(y)
-        if reached == set(rest):
+        if reachable(links, rest[0]) == set(rest):
             return victim
     raise AssertionError("no peer can go without disconnecting the rest")
 
