@@ -329,6 +329,9 @@ class _Neighbour:
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
     """Whether it may get entries, heads and addresses (see the module docstring)."""
+    asked: bool = False
+    """Whether we asked it for the history we lack while it was not trusted (see
+    ``Node._may_ask``)."""
     sent_everything: bool = False
     """It came without a room (it holds nothing) and we owed it the whole log at once."""
 
@@ -779,6 +782,11 @@ class Node:
             neighbour.trusted = True
             return self._open_sync(neighbour, now)
         neighbour.trusted = False
+        if self._may_ask(neighbour) and not neighbour.asked:
+            # We are not a member (yet, or again): ask it for what we lack. Our log may be
+            # too old to know it for the member it is; we learn that from what it sends.
+            neighbour.asked = True
+            return [self._send_heads(neighbour, now, reply_wanted=True)]
         if self.is_member and len(self.log.members) >= MAX_MEMBERS:
             reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
@@ -789,6 +797,19 @@ class Node:
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
+
+    def _may_ask(self, neighbour: _Neighbour) -> bool:
+        """Whether we may ask ``neighbour`` for entries (our heads with ``reply_wanted``, WANT).
+
+        A trusted one, always. While we are not an active member, also any neighbour of our
+        room: a newcomer whose log stopped before the epochs that admitted its neighbours
+        would otherwise trust none of them, and never learn that they are members (it tells
+        them only what it holds, which it had from the room). What it sends is judged as
+        anything else; it gets entries of ours only once trusted.
+        """
+        if not neighbour.link.is_open:
+            return False
+        return neighbour.trusted or (self.log.genesis is not None and not self.is_member)
 
     def _is_away(self, member: bytes | None) -> bool:
         """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
@@ -1220,7 +1241,7 @@ class Node:
         elif self._admission_due is not None and now >= self._admission_due:
             self._admission_due = None
             outputs.extend(self._admit_neighbours(now))
-        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open and n.trusted]
+        open_neighbours = [n for n in self._neighbours.values() if self._may_ask(n)]
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
@@ -1520,9 +1541,9 @@ class Node:
         """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
         candidates = [preferred, *self._neighbours.values()]
         for neighbour in candidates:
-            if neighbour.link.is_open and neighbour.trusted and neighbour.held.get(sender_id, 0) >= seq:
+            if self._may_ask(neighbour) and neighbour.held.get(sender_id, 0) >= seq:
                 return neighbour
-        return preferred if preferred.link.is_open and preferred.trusted else None
+        return preferred if self._may_ask(preferred) else None
 
     def _fail(
         self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
