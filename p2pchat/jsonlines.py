@@ -76,6 +76,7 @@ _ACTIONS = {
     EntryKind.GENESIS: "joined",
     EntryKind.CHANGE: "proposed",
     EntryKind.FLUSH: "flushed",
+    EntryKind.COMMIT: "committed",
     EntryKind.LEAVE: "left",
     EntryKind.AWAY: "away",
 }
@@ -83,7 +84,7 @@ _ACTIONS = {
 
 def member_object(message: Message, *, index: int, stable: bool) -> dict[str, Any]:
     """A membership entry: the founder's genesis ("joined"), a change proposed, a FLUSH
-    answering one, a member that left or went away. Who joined, came back or was removed
+    answering one, a COMMIT of one, a member that left or went away. Who joined, came back or was removed
     by a change is said when it is decided (a ``members`` event, and ``decided`` on the
     entry that completed it, see entry_object)."""
     obj: dict[str, Any] = {

@@ -752,6 +752,8 @@ class OrderedLog:
         log, but later entries may depend on it (rule 10)."""
         self._advance_chain(message, state, verdict)
         self._tombstones[message.key] = message
+        if message.kind is not EntryKind.TEXT:
+            self.roster.record_void(message, verdict.vector, verdict.epoch)
         self._mark_concurrency(message, verdict.vector, events)
         self._use_pending_announcement(state)
         events.append(Entombed(message))

@@ -11,20 +11,30 @@ The rules, as implemented:
 * **Epochs.** Epoch 0's only member is the founder (its GENESIS is seq 1). Inside
   an epoch the only membership event is a member's own LEAVE or AWAY: its last
   entry of the epoch. Admitting and removing members *close* the epoch.
-* **CHANGE and FLUSH.** Any member may write a CHANGE(epoch, round, +admitted,
-  -removed). Every member not being removed answers the first CHANGE of a round
-  it sees with one FLUSH (its vector clock is what it had delivered); a CHANGE
-  counts as its author's FLUSH, and an exit (LEAVE or AWAY) answers every round.
-  A member answers once per round, and answers a later round only once the change
-  it answered is *dead* in that entry's causal past; an entry breaking this is
-  invalid. Its other entries after its answer (chat lines, an exit) are valid
-  while the change is open, void if it is decided (above the cut below).
-* **Decided and dead.** A change is decided when every member not being removed
-  has answered it (with a FLUSH for it, or with an exit) and its FLUSHes come from
-  a strict majority of the epoch's members not counted by an exit. It is dead
-  once a member it needs answered a rival change of the same round. Two changes
-  can never both be decided: any two majorities of flushers share a member,
-  which answers once per round and moves on only from a dead change.
+* **CHANGE, FLUSH and COMMIT.** Any member may write a CHANGE(epoch, round,
+  +admitted, -removed). Every member not being removed *answers* it with a FLUSH
+  (its vector clock is what it had delivered); a CHANGE counts as its author's
+  FLUSH, and an exit (LEAVE or AWAY) answers every round above its author's last
+  answer. A member answers each round at most once and its rounds only go up. A
+  member whose last answer is to a change whose answers it now holds *all* of
+  writes a COMMIT for it: the second phase.
+* **Decided and dead.** A change is *complete* once every member not being removed
+  has answered it (with a FLUSH for it, or an exit), and *decided* once complete
+  and COMMITs come from a strict majority of the epoch's members not counted by an
+  exit. It is *dead* once it can never be decided: a member it needs answered a
+  rival of its round or a later round without answering it, or fewer members than
+  a majority can still commit it (those that committed it, plus those whose last
+  answer is to it and did not exit, plus those yet to answer). Decided and dead
+  only ever grow with the entries held, and never both hold, so every replica
+  reaches the same verdict whatever it holds first.
+* **Moving on.** A member may answer a later round at any time (a change stuck on
+  a member that crashed before answering is superseded by one removing it),
+  except while it holds a COMMIT of a change that is not dead in that entry's
+  causal past; nor may it exit then. So two changes can never both be decided:
+  their committers would be two strict majorities sharing a member, which
+  committed one and then answered the other while the first was not dead. Its
+  other entries after its answer (chat lines, an exit) are valid while the
+  change is open, void if it is decided (above the cut below).
 * **Cuts.** When a change is decided, each removed member's cut is the highest
   of its seqs that any answer names; every other member's cut is the seq of its
   answer. Entries of the epoch above their author's cut are *void*: they stay as
@@ -32,7 +42,8 @@ The rules, as implemented:
   place in the log. The next epoch's members are the old ones, minus the removed
   and the exited, plus the admitted.
 * **Which epoch an entry is in.** An entry belongs to the epoch after a decision
-  exactly when its causal past holds every answer of that decision. It is valid
+  exactly when its causal past holds every answer of that decision and COMMITs of
+  it from a strict majority (so it shows the change decided). It is valid
   only if its author is a member of its epoch, not above its cut there, and not
   after its own exit there. So the epochs follow one another in key order too:
   a later epoch's entries follow every answer, and every valid entry of an epoch
@@ -46,7 +57,7 @@ too long is proposed for removal) and answers them; this module only judges.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
@@ -121,6 +132,9 @@ class Decision:
     all of them belongs to the next epoch."""
     cuts: Mapping[bytes, int]
     """Per member of the epoch, the highest of its seqs valid in it."""
+    base: int
+    """The epoch's members not counted by an exit: COMMITs from more than half of
+    them decide the change (and show it decided to a later entry)."""
     last_key: MessageKey
     """The key of the decision's last answer in the order (where the change shows as done)."""
 
@@ -135,6 +149,11 @@ class Epoch:
     last_round: dict[bytes, int] = field(default_factory=dict)
     """Per member, the latest round it answered."""
     exits: dict[bytes, tuple[_Answer, EntryKind, MessageKey]] = field(default_factory=dict)
+    commits: dict[MessageId, dict[bytes, int]] = field(default_factory=dict)
+    """Per change, per member: the seq of its COMMIT (every valid one, even one that
+    came after the decision: a later entry may count it)."""
+    committed: dict[bytes, MessageId] = field(default_factory=dict)
+    """Per member, the change it committed last."""
     decision: Decision | None = None
 
     def answer_of(self, member: bytes, round_: int) -> _Answer | None:
@@ -211,8 +230,8 @@ class Roster:
         return [p for p in epoch.proposals.values() if self._status(epoch, p) is None]
 
     def answered(self, member: bytes) -> _Proposal | None:
-        """The open change ``member`` answered in the current epoch (it writes nothing
-        else until that change is decided or dead), if any."""
+        """The open change ``member`` answered last in the current epoch (its entries
+        after that answer are void if the change is decided), if any."""
         if not self.epochs:
             return None
         epoch = self.current
@@ -224,39 +243,86 @@ class Roster:
         proposal = epoch.proposals[answer.change]
         return proposal if self._status(epoch, proposal) is None else None
 
+    def holds_open_commit(self, member: bytes) -> bool:
+        """Whether ``member`` committed a change of the current epoch that is neither
+        decided nor dead (it may then neither answer another change nor exit)."""
+        return bool(self.epochs) and self._open_commit(self.current, member, _EVERYTHING) is not None
+
+    def waiting_on(self, proposal: _Proposal) -> frozenset[bytes]:
+        """The members an open change still needs an answer from."""
+        epoch = self.current
+        return frozenset(
+            member
+            for member in epoch.members - proposal.removed
+            if epoch.answer_of(member, proposal.change.round) is None
+        )
+
+    def first_proposer_after_rivals(self) -> bytes | None:
+        """When the latest round of the current epoch died of rival changes (members that
+        proposed at the same moment), the author of the first of them by key: it proposes
+        again at once, the others give it a moment (or rivals meet again every round)."""
+        if not self.epochs or self.open_proposals():
+            return None
+        epoch = self.current
+        if not epoch.proposals:
+            return None
+        top = max(p.change.round for p in epoch.proposals.values())
+        rivals = [p for p in epoch.proposals.values() if p.change.round == top]
+        if len(rivals) < 2:
+            return None
+        return min(rivals, key=lambda p: p.key).id.sender_id
+
     def next_round(self) -> int:
-        """The round a new change of the current epoch should use: above every round
-        with a change that is not dead."""
+        """The round a new change of the current epoch should use: above every round used."""
         if not self.epochs:
             return 0
         epoch = self.current
-        live = [p.change.round for p in epoch.proposals.values() if self._status(epoch, p) != "dead"]
-        dead = [p.change.round for p in epoch.proposals.values()]
-        return max([*live, *(r + 1 for r in dead)], default=0)
+        used = [p.change.round for p in epoch.proposals.values()]
+        return max(used, default=-1) + 1
 
-    def owed_answer(self, member: bytes) -> Flush | None:
-        """The FLUSH an honest ``member`` owes now, if any: for the first open change of
-        the current epoch (by key) that does not remove it, in a round above its last
-        answer, once the change it answered last is dead."""
-        if member not in self.active() or self.answered(member) is not None:
+    def owed_answer(self, member: bytes) -> tuple[EntryKind, Flush] | None:
+        """The entry an honest ``member`` owes now, if any: a COMMIT of the change it
+        answered last once it holds all that change's answers; else a FLUSH for the
+        open change of the highest round above its last answer (the first by key),
+        unless it holds a COMMIT of a change that is not dead."""
+        if member not in self.active():
             return None
         epoch = self.current
+        if self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return None
         last = epoch.last_round.get(member, -1)
-        for proposal in sorted(self.open_proposals(), key=lambda p: p.key):
-            if member not in proposal.removed and proposal.change.round > last:
-                return Flush(epoch.number, proposal.change.round, proposal.id)
-        return None
+        mine = self.answered(member)
+        uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
+        if mine is not None and uncommitted and self._tally(epoch, mine, _EVERYTHING).complete:
+            return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
+        candidates = [p for p in self.open_proposals() if member not in p.removed and p.change.round > last]
+        if not candidates:
+            return None
+        top = max(p.change.round for p in candidates)
+        chosen = min((p for p in candidates if p.change.round == top), key=lambda p: p.key)
+        return EntryKind.FLUSH, Flush(epoch.number, top, chosen.id)
 
     def proposal(
-        self, member: bytes, admitted: tuple[tuple[bytes, str], ...], removed: frozenset[bytes]
+        self,
+        member: bytes,
+        admitted: tuple[tuple[bytes, str], ...],
+        removed: frozenset[bytes],
+        *,
+        supersede: bool = False,
     ) -> Change | None:
         """A change ``member`` may honestly propose now (None if it may not, or if it
-        could not be decided): no change open, ``member`` active and not removed."""
-        if member not in self.active() or self.answered(member) is not None or self.open_proposals():
+        could not be decided): ``member`` active, not removed, holding no COMMIT of a
+        change that is not dead, and no change open, unless ``supersede`` (the shell
+        judged the open ones stuck on members it removes): then in a round above them."""
+        if member not in self.active() or member in removed or not (admitted or removed):
             return None
-        if member in removed or not (admitted or removed) or not self.could_decide(removed):
+        if not self.could_decide(removed):
             return None
         epoch = self.current
+        if self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return None
+        if self.open_proposals() and not supersede:
+            return None
         round_ = max(self.next_round(), epoch.last_round.get(member, -1) + 1)
         return Change(epoch.number, round_, admitted, tuple(sorted(removed)))
 
@@ -317,10 +383,16 @@ class Roster:
         """
         number = min(since, len(self.epochs) - 1)
         while number < len(self.epochs) - 1:
-            decision = self.epochs[number].decision
+            epoch = self.epochs[number]
+            decision = epoch.decision
             assert decision is not None
             if not _holds_all(vector, author, seq, decision.answers):
                 break
+            commits = epoch.commits.get(decision.change, {})
+            past = _past(vector, author, seq)
+            shown = sum(1 for member, commit in commits.items() if past(member, commit))
+            if 2 * shown <= decision.base:
+                break  # (it follows every answer, but was written before it knew the outcome)
             number += 1
         return number
 
@@ -344,51 +416,47 @@ class Roster:
         exit_ = epoch.exits.get(author)
         if exit_ is not None and exit_[0].seq < message.seq:
             return number, "written after its author left the epoch"
-        answered = self._alive_answer(epoch, author, message.seq, vector)
+        past = _past(vector, author, message.seq)
         if message.kind is EntryKind.CHANGE:
-            assert message.change is not None
-            return number, self._judge_change(epoch, message, vector, answered)
+            return number, self._judge_change(epoch, message, vector, past)
         if message.kind is EntryKind.FLUSH:
-            return number, self._judge_flush(epoch, message, vector, answered)
+            return number, self._judge_flush(epoch, message, past)
+        if message.kind is EntryKind.COMMIT:
+            return number, self._judge_commit(epoch, message, past)
+        if message.kind in (EntryKind.LEAVE, EntryKind.AWAY) and self._open_commit(epoch, author, past):
+            # (Its exit would answer a rival round, as if it had not committed.)
+            return number, "exits while holding a COMMIT of a change that is not dead"
         # A chat line or an exit after its author answered a change still open is valid
         # for now: if the change is decided it is above the author's cut, and void (its
         # peer sends the line again); if the change dies it stays. The log never calls
         # such an entry stable while the change is open (see writes_after_answers).
         return number, None
 
-    def _alive_answer(
-        self, epoch: Epoch, author: bytes, seq: int, vector: Mapping[bytes, int]
-    ) -> _Proposal | None:
-        """The change ``author`` last answered, unless the entry's causal past shows it dead."""
-        round_ = epoch.last_round.get(author)
-        if round_ is None:
+    def _open_commit(self, epoch: Epoch, member: bytes, held: _Held) -> _Proposal | None:
+        """The change ``member`` committed last, unless ``held`` shows it dead."""
+        change = epoch.committed.get(member)
+        if change is None:
             return None
-        answer = epoch.answers[round_][author]
-        if answer.seq >= seq:
-            return None  # (not before this entry: cannot happen in FIFO delivery)
-        assert answer.change is not None
-        proposal = epoch.proposals[answer.change]
-        return None if self._dead_in(epoch, proposal, vector, author, seq) else proposal
+        proposal = epoch.proposals[change]
+        return None if self._tally(epoch, proposal, held).dead else proposal
 
-    def _judge_round(
-        self, epoch: Epoch, author: bytes, round_: int, answered: _Proposal | None
-    ) -> str | None:
-        if answered is not None:
-            return "answers again while the change it answered is open"
+    def _judge_round(self, epoch: Epoch, author: bytes, round_: int, held: _Held) -> str | None:
+        if self._open_commit(epoch, author, held) is not None:
+            return "answers again while holding a COMMIT of a change that is not dead"
         last = epoch.last_round.get(author)
         if last is not None and last >= round_:
             return "answers a round it already answered, or an earlier one"
         return None
 
     def _judge_change(
-        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], answered: _Proposal | None
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], held: _Held
     ) -> str | None:
         change = message.change
         assert change is not None
         author = message.sender_id
         if change.epoch != epoch.number:
             return "a change of another epoch than its own"
-        problem = self._judge_round(epoch, author, change.round, answered)
+        problem = self._judge_round(epoch, author, change.round, held)
         if problem is not None:
             return problem
         removed = set(change.removed)
@@ -406,20 +474,34 @@ class Roster:
             return f"the room would have more than {MAX_MEMBERS} members"
         return None
 
-    def _judge_flush(
-        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], answered: _Proposal | None
-    ) -> str | None:
+    def _judge_flush(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
         flush = message.flush
         assert flush is not None
         author = message.sender_id
         proposal = epoch.proposals.get(flush.change)
         if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
             return "answers no change of its epoch and round"
-        if not _holds(vector, author, message.seq, proposal.id):
+        if not held(proposal.id.sender_id, proposal.id.seq):
             return "answers a change it had not seen"
         if author in proposal.removed:
             return "a member being removed answers its own removal"
-        return self._judge_round(epoch, author, flush.round, answered)
+        return self._judge_round(epoch, author, flush.round, held)
+
+    def _judge_commit(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
+        flush = message.flush
+        assert flush is not None
+        author = message.sender_id
+        proposal = epoch.proposals.get(flush.change)
+        if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+            return "commits no change of its epoch and round"
+        round_ = epoch.last_round.get(author)
+        if round_ is None or epoch.answers[round_][author].change != proposal.id:
+            return "commits a change that is not the one it answered last"
+        if author in epoch.commits.get(proposal.id, {}):
+            return "commits a change twice"
+        if not self._tally(epoch, proposal, held).complete:
+            return "commits a change without holding all its answers"
+        return None
 
     # Recording ------------------------------------------------------------------
     def record(self, message: Message, vector: Mapping[bytes, int], number: int) -> Decision | None:
@@ -451,67 +533,96 @@ class Roster:
             assert message.flush is not None
             answer = _Answer(author, message.seq, message.flush.change, full, message.key)
             self._answer(epoch, message.flush.round, answer)
+        elif message.kind is EntryKind.COMMIT:
+            assert message.flush is not None
+            self._commit(epoch, author, message.seq, message.flush.change)
+            return self._decide(epoch, message.key)
         else:  # LEAVE or AWAY
             answer = _Answer(author, message.seq, None, full, message.key)
             epoch.exits[author] = (answer, message.kind, message.key)
-        return self._decide(epoch)
+        return None  # (only a COMMIT decides: it needs every answer in its causal past)
+
+    def record_void(self, message: Message, vector: Mapping[bytes, int], number: int) -> None:
+        """Note a delivered entry of epoch ``number`` that is void: a COMMIT that came
+        after the decision (above its author's cut) still counts for which epoch a
+        later entry is in, the same on every replica."""
+        epoch = self.epochs[number] if number < len(self.epochs) else None
+        if epoch is None or message.kind is not EntryKind.COMMIT or epoch.decision is None:
+            return
+        assert message.flush is not None
+        if self._judge_commit(epoch, message, _past(vector, message.sender_id, message.seq)) is None:
+            self._commit(epoch, message.sender_id, message.seq, message.flush.change)
+
+    @staticmethod
+    def _commit(epoch: Epoch, member: bytes, seq: int, change: MessageId) -> None:
+        epoch.commits.setdefault(change, {})[member] = seq
+        epoch.committed[member] = change
 
     @staticmethod
     def _answer(epoch: Epoch, round_: int, answer: _Answer) -> None:
         epoch.answers.setdefault(round_, {})[answer.member] = answer
         epoch.last_round[answer.member] = round_
 
-    def _decide(self, epoch: Epoch) -> Decision | None:
+    def _decide(self, epoch: Epoch, key: MessageKey) -> Decision | None:
         for proposal in sorted(epoch.proposals.values(), key=lambda p: p.key):
             if self._status(epoch, proposal) == "decided":
-                return self._close(epoch, proposal)
+                return self._close(epoch, proposal, key)
         return None
 
     def _status(self, epoch: Epoch, proposal: _Proposal) -> str | None:
-        """ "decided", "dead", or None (open)."""
+        """ "decided", "dead", or None (open), from everything held."""
         if epoch.decision is not None:
             return "decided" if epoch.decision.change == proposal.id else "dead"
+        tally = self._tally(epoch, proposal, _EVERYTHING)
+        if tally.decided:
+            return "decided"
+        return "dead" if tally.dead else None
+
+    @staticmethod
+    def _tally(epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
+        """Where ``proposal`` stands among the entries ``held`` says are held."""
         round_ = proposal.change.round
-        flushes = 0
-        exits = 0
-        missing = False
+        commits = epoch.commits.get(proposal.id, {})
+        complete, blocked = True, False
+        committed = potential = exits = 0
         for member in epoch.members - proposal.removed:
-            answer = epoch.answer_of(member, round_)
-            if answer is None:
-                missing = True
-            elif answer.change is None:
-                exits += 1
-            elif answer.change != proposal.id:
-                return "dead"
+            own: _Answer | None = None
+            later = False
+            for answered_round, by_member in epoch.answers.items():
+                answer = by_member.get(member)
+                if answer is None or not held(member, answer.seq):
+                    continue
+                if answered_round == round_:
+                    own = answer
+                later = later or answered_round > round_
+            exit_ = epoch.exits.get(member)
+            exited = exit_ is not None and held(member, exit_[0].seq)
+            if own is not None and own.change != proposal.id:
+                complete, blocked = False, True  # it answered a rival of the round
+            elif own is not None:
+                if member in commits and held(member, commits[member]):
+                    committed += 1
+                    potential += 1
+                elif not later and not exited:
+                    potential += 1  # it may still commit
+            elif later:
+                complete, blocked = False, True  # it skipped the round: it can never answer it
+            elif exited:
+                exits += 1  # its exit answers the round
             else:
-                flushes += 1
-        if missing:
-            return None
-        return "decided" if 2 * flushes > len(epoch.members) - exits else None
+                complete = False
+                potential += 1
+        return _Tally(complete, blocked, committed, potential, len(epoch.members) - exits)
 
-    def _dead_in(
-        self, epoch: Epoch, proposal: _Proposal, vector: Mapping[bytes, int], author: bytes, seq: int
-    ) -> bool:
-        """Whether an entry's causal past shows ``proposal`` dead: a member it needs
-        answered a rival of the same round."""
-        rivals = epoch.answers.get(proposal.change.round, {})
-        for member, answer in rivals.items():
-            if answer.change is None or answer.change == proposal.id or member in proposal.removed:
-                continue
-            if _holds(vector, author, seq, MessageId(member, answer.seq)):
-                return True
-        return False
-
-    def _close(self, epoch: Epoch, proposal: _Proposal) -> Decision:
+    def _close(self, epoch: Epoch, proposal: _Proposal, key: MessageKey) -> Decision:
         round_ = proposal.change.round
         answers = {m: a for m in epoch.members - proposal.removed if (a := epoch.answer_of(m, round_))}
         cuts = {member: answer.seq for member, answer in answers.items()}
         for gone in proposal.removed:
             cuts[gone] = max((a.names(gone) for a in answers.values()), default=0)
-        # An exit counts only if it is not above its author's cut (an exit written after
-        # answering this change is void, as any entry there).
-        exited = {m for m, (exit_, _, _) in epoch.exits.items() if exit_.seq <= cuts.get(m, 0)}
-        last_key = max((a.key for a in answers.values()), default=proposal.key)
+        # An exit counts only if it answered the change (an exit written after answering
+        # this change is void, as any entry there).
+        exited = {m for m, answer in answers.items() if answer.change is None}
         decision = Decision(
             proposal.id,
             proposal.key,
@@ -519,10 +630,11 @@ class Roster:
             proposal.change.removed,
             {m: a.seq for m, a in answers.items()},
             cuts,
-            last_key,
+            len(epoch.members) - len(exited),
+            key,
         )
         epoch.decision = decision
-        self._decided_at[last_key] = decision
+        self._decided_at[key] = decision
         admitted = {member for member, _ in proposal.change.admitted}
         members = (epoch.members - proposal.removed - exited) | admitted
         for gone in proposal.removed:
@@ -532,6 +644,45 @@ class Roster:
             self._first_epoch.setdefault(member, epoch.number + 1)
         self.epochs.append(Epoch(epoch.number + 1, frozenset(members)))
         return decision
+
+
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """A change's answers and commits among some entries (see Roster._tally)."""
+
+    complete: bool
+    """Every member it needs answered it."""
+    blocked: bool
+    """A member it needs answered a rival of its round, or skipped the round."""
+    committed: int
+    potential: int
+    """Members that committed it or still may."""
+    base: int
+
+    @property
+    def decided(self) -> bool:
+        return self.complete and 2 * self.committed > self.base
+
+    @property
+    def dead(self) -> bool:
+        return self.blocked or 2 * self.potential <= self.base
+
+
+_Held = Callable[[bytes, int], bool]
+"""Whether the entry (member, seq) is among those considered."""
+
+
+def _everything(member: bytes, seq: int) -> bool:
+    return True
+
+
+_EVERYTHING: _Held = _everything
+"""Every entry recorded (the replica's own view)."""
+
+
+def _past(vector: Mapping[bytes, int], author: bytes, seq: int) -> _Held:
+    """The causal past of ``author``'s entry ``seq`` with full vector clock ``vector``."""
+    return lambda member, member_seq: _holds(vector, author, seq, MessageId(member, member_seq))
 
 
 def _holds(vector: Mapping[bytes, int], author: bytes, seq: int, entry: MessageId) -> bool:

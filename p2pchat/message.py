@@ -19,7 +19,7 @@ Every entry of a room's log is a message; ``kind`` says which (see
     TEXT, LEAVE, AWAY   text
     GENESIS             [room_name, policy]
     CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed]
-    FLUSH               [epoch, round, change_sender_id, change_seq]
+    FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq]
 
 ``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
 that *changed since its previous message* (its own entry is implied: ``seq-1``).
@@ -114,7 +114,10 @@ class EntryKind(enum.IntEnum):
     AWAY = 4
     """The author quit cleanly and stops holding stability back until it is back."""
     FLUSH = 5
-    """A member's answer to a CHANGE: its last entry of the epoch unless the change dies."""
+    """A member's answer to a CHANGE (what it had delivered is its vector clock)."""
+    COMMIT = 6
+    """A member saw every answer the CHANGE it answered needs: once a strict majority
+    committed, the change is decided (the second phase of rule 10)."""
 
 
 class RoomPolicy(enum.IntEnum):
@@ -162,7 +165,7 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Flush:
-    """The body of a FLUSH entry: which change it answers."""
+    """The body of a FLUSH or COMMIT entry: which change it answers or commits."""
 
     epoch: int
     round: int
@@ -190,7 +193,7 @@ class Message:
     change: Change | None = None
     """CHANGE: what it proposes."""
     flush: Flush | None = None
-    """FLUSH: the change it answers."""
+    """FLUSH: the change it answers; COMMIT: the change it commits."""
     policy: RoomPolicy = RoomPolicy.OPEN
     """GENESIS: the room's policy."""
     previous: bytes = NO_PREVIOUS
@@ -266,12 +269,12 @@ class Message:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
-        if (kind is EntryKind.CHANGE) != (change is not None) or (kind is EntryKind.FLUSH) != (
+        if (kind is EntryKind.CHANGE) != (change is not None) or (kind in _NAMING_A_CHANGE) != (
             flush is not None
         ):
-            raise ValueError("a CHANGE carries a change, a FLUSH a flush, other entries neither")
-        if kind in (EntryKind.CHANGE, EntryKind.FLUSH) and text:
-            raise ValueError("CHANGE and FLUSH entries carry no text")
+            raise ValueError("a CHANGE carries a change, a FLUSH or COMMIT a flush, other entries neither")
+        if (kind is EntryKind.CHANGE or kind in _NAMING_A_CHANGE) and text:
+            raise ValueError("CHANGE, FLUSH and COMMIT entries carry no text")
         if change is not None:
             _check_change(change)
         if kind is EntryKind.GENESIS and len(text.encode("utf-8")) > MAX_NAME_BYTES:
@@ -417,6 +420,8 @@ def _check_change(change: Change) -> None:
 
 
 _KINDS = tuple(EntryKind)
+_NAMING_A_CHANGE = (EntryKind.FLUSH, EntryKind.COMMIT)
+"""The kinds whose body names a change (a :class:`Flush`)."""
 _POLICIES = tuple(RoomPolicy)
 
 
@@ -432,7 +437,7 @@ def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flus
         return name, None, None, _POLICIES[number]
     if kind is EntryKind.CHANGE:
         return "", _parse_change(body), None, RoomPolicy.OPEN
-    if kind is EntryKind.FLUSH:
+    if kind in _NAMING_A_CHANGE:
         epoch, round_, sender, seq = codec.expect_array(body, "flush body", length=4)
         flush = Flush(
             codec.expect_int(epoch, "flush epoch", hi=MAX_EPOCH),

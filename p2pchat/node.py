@@ -131,6 +131,9 @@ PUSHED_FIRST_MEMORY = 4096
 """How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
 
 
+_MOST_ANSWERS_AT_ONCE = 3
+"""A FLUSH, then the COMMIT it made due, then a FLUSH for a later round: at most."""
+
 class Rng(Protocol):
     """The randomness a node needs; ``random.Random`` fits."""
 
@@ -168,6 +171,9 @@ class NodeConfig:
     recent_window: float = 6.0
     """A member heard within this many seconds counts as reachable: a change (an
     admission) is proposed only while every member is, since it needs every answer."""
+    rival_backoff: float = 3.0
+    """Seconds a member that proposed a change killed by a rival of the same round waits
+    before proposing again, unless it wrote the first of them (see Node._gives_way)."""
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
     want_timeout: float = 1.0
@@ -401,6 +407,8 @@ class Node:
         """When set (the shell stores entries), per sender the highest seq on disk: we
         announce having delivered no more than that (see _own_head)."""
         self._heard: dict[bytes, tuple[int, int, float, float | None]] = {}
+        self._rivals_seen: dict[tuple[int, int], float] = {}
+        """Per (epoch, round) a change would take after rivals died: when we first saw it."""
         """Per member: its delivered seq and announcement beat as we last saw them, when
         we first saw it as a member, and when we last heard from it (None: never)."""
         """Our wall clock at the last heartbeat: our announcements say we were alive then."""
@@ -921,30 +929,39 @@ class Node:
         return genesis.policy is not RoomPolicy.INVITE or invited or self._is_away(member)
 
     def _propose(
-        self, admitted: tuple[tuple[bytes, str], ...], removed: frozenset[bytes], now: float
+        self,
+        admitted: tuple[tuple[bytes, str], ...],
+        removed: frozenset[bytes],
+        now: float,
+        *,
+        supersede: bool = False,
     ) -> list[Output]:
         """Write a CHANGE, if one may be written now (see Roster.proposal)."""
-        change = self.log.roster.proposal(self.identity.sender_id, admitted, removed)
+        change = self.log.roster.proposal(self.identity.sender_id, admitted, removed, supersede=supersede)
         if change is None:
             return []
         try:
             message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
         except (NotAMember, RuntimeError):
             return []  # our own history is incomplete here: a member who can will propose it
-        return [OwnEntries((message,)), *outputs]
+        # (Our CHANGE is our answer: alone in the room, we owe its COMMIT at once.)
+        return [OwnEntries((message,)), *outputs, *self._answer_changes(now)]
 
     def _answer_changes(self, now: float) -> list[Output]:
-        """Answer the open change we owe a FLUSH (rule 10), if any."""
-        if not self.history_checked:
-            return []
-        flush = self.log.roster.owed_answer(self.identity.sender_id)
-        if flush is None:
-            return []
-        try:
-            message, outputs = self.write(EntryKind.FLUSH, "", now, self._wall_ms(now), flush=flush)
-        except (NotAMember, RuntimeError):
-            return []
-        return [OwnEntries((message,)), *outputs]
+        """Write the FLUSH and COMMIT we owe open changes (rule 10), if any: our answer may
+        complete a change, and then we owe its COMMIT at once."""
+        outputs: list[Output] = []
+        for _ in range(_MOST_ANSWERS_AT_ONCE):
+            owed = self.log.roster.owed_answer(self.identity.sender_id) if self.history_checked else None
+            if owed is None:
+                break
+            kind, flush = owed
+            try:
+                message, written = self.write(kind, "", now, self._wall_ms(now), flush=flush)
+            except (NotAMember, RuntimeError):
+                break
+            outputs += [OwnEntries((message,)), *written]
+        return outputs
 
     def _admit_neighbours(self, now: float) -> list[Output]:
         """Answer an open change, or propose one: admitting every neighbour that is not an
@@ -984,7 +1001,27 @@ class Node:
             return []  # someone may be gone: wait until it is back, or long enough unheard
         if not waiting and not silent:
             return []
-        return self._propose(tuple(sorted(waiting.items())), silent, now)
+        if self._gives_way(now):
+            return []
+        return self._propose(tuple(sorted(waiting.items())), silent, now, supersede=self._stuck_on(silent))
+
+    def _gives_way(self, now: float) -> bool:
+        """Whether we leave the next proposal to another member for now: after rival
+        changes killed a round, the author of the first of them proposes again at once;
+        the others wait ``rival_backoff`` (it may be gone)."""
+        roster = self.log.roster
+        first = roster.first_proposer_after_rivals()
+        if first is None or first == self.identity.sender_id or first not in roster.active():
+            return False
+        round_ = (roster.current.number, roster.next_round())
+        since = self._rivals_seen.setdefault(round_, now)
+        return now - since < self.config.rival_backoff
+
+    def _stuck_on(self, gone: frozenset[bytes]) -> bool:
+        """Whether every open change waits for an answer from one of ``gone``: a change
+        removing them may then supersede it, in a later round (rule 10)."""
+        proposals = self.log.roster.open_proposals()
+        return bool(proposals) and all(self.log.roster.waiting_on(p) & gone for p in proposals)
 
     def propose_removal(self, members: Iterable[bytes], now: float) -> list[Output]:
         """Propose to remove ``members`` (``/remove``). Raises ValueError with the reason
@@ -997,11 +1034,11 @@ class Node:
             raise ValueError("to leave, use /leave")
         if not removed <= self.log.members:
             raise ValueError("not an active member of the room")
-        if self.log.roster.open_proposals():
+        if self.log.roster.open_proposals() and not self._stuck_on(removed):
             raise ValueError("a membership change is being decided: try again when it is over")
         if not self.log.roster.could_decide(removed):
             raise ValueError("a removal needs the answers of a strict majority of the members")
-        outputs = self._propose((), removed, now)
+        outputs = self._propose((), removed, now, supersede=self._stuck_on(removed))
         if not outputs:
             raise ValueError("cannot write now (our own history is not complete here yet)")
         return outputs
@@ -1093,8 +1130,8 @@ class Node:
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
-        if any(isinstance(e, Delivered) and e.message.kind is EntryKind.CHANGE for e in events):
-            outputs.extend(self._answer_changes(now))
+        if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
+            outputs.extend(self._answer_changes(now))  # (an answer may complete or kill a change)
         if any(isinstance(e, Decided) for e in events):
             # A new epoch: admit whoever is still waiting, and trust who was admitted.
             outputs.extend(self._admit_neighbours(now))

@@ -2,8 +2,8 @@
 
 Shared by the terminal chats and the log printer: a membership entry of the log
 (genesis, change, flush, leave, away) becomes a notice line in its place, and the
-entry that completes a change (its last answer) also says who joined, came back or
-was removed. A FLUSH that completes nothing says nothing: it is bookkeeping.
+entry that decides a change (the COMMIT that makes a majority) also says who joined, came back or
+was removed. A FLUSH or COMMIT that completes nothing says nothing: it is bookkeeping.
 """
 
 from __future__ import annotations

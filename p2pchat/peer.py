@@ -383,8 +383,8 @@ class Peer:
         with trio.move_on_after(EXIT_PATIENCE):
             while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
                 await self._wait_changed()
-        if not self.node.may_write:
-            return
+        if not self.node.may_write or self.node.log.roster.holds_open_commit(self.node.identity.sender_id):
+            return  # (an exit while our COMMIT of an open change stands would be invalid)
         self._left = True
         try:
             message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))

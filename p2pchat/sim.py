@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from .identity import Identity, remember_verifications
 from .log import Delivered, OrderedLog, Stable
-from .message import Change, EntryKind, Message, MessageId, MessageKey
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
 
@@ -195,7 +195,8 @@ class Simulation:
         entries = [genesis]
         admitted = tuple((self._identity(i).sender_id, f"peer{i}") for i in range(1, self.config.peers))
         if admitted:
-            # The founder alone is epoch 0: its CHANGE is decided at once.
+            # The founder alone is epoch 0: its CHANGE is complete at once, its COMMIT
+            # decides it.
             admit = log.compose(
                 founder,
                 name="peer0",
@@ -205,7 +206,16 @@ class Simulation:
                 change=Change(0, 0, admitted),
             )
             log.receive(admit, trusted=True)
-            entries.append(admit)
+            commit = log.compose(
+                founder,
+                name="peer0",
+                text="",
+                sent_at_ms=0,
+                kind=EntryKind.COMMIT,
+                flush=Flush(0, 0, admit.id),
+            )
+            log.receive(commit, trusted=True)
+            entries += [admit, commit]
         return entries
 
     def _room_log(self) -> OrderedLog:

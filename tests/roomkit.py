@@ -25,8 +25,11 @@ class Room:
         self.entries: list[Message] = [genesis]
         admitted = tuple((member.sender_id, "member") for member in members)
         if admitted:
-            # The founder alone is epoch 0: its CHANGE is decided at once.
-            self.entries.append(self._founder_writes(log, EntryKind.CHANGE, Change(0, 0, admitted)))
+            # The founder alone is epoch 0: its CHANGE is complete at once, and decided by
+            # its COMMIT.
+            change = self._founder_writes(log, EntryKind.CHANGE, Change(0, 0, admitted))
+            self.entries.append(change)
+            self.entries.append(self._founder_writes(log, EntryKind.COMMIT, None, Flush(0, 0, change.id)))
         if founder_leaves:
             self.entries.append(self._founder_writes(log, EntryKind.LEAVE, None))
         assert log.room_id is not None
@@ -38,8 +41,12 @@ class Room:
         """The entry last made here per (author, seq): what the author's next one links to."""
 
     @staticmethod
-    def _founder_writes(log: OrderedLog, kind: EntryKind, change: Change | None) -> Message:
-        entry = log.compose(FOUNDER, name="founder", text="", sent_at_ms=0, kind=kind, change=change)
+    def _founder_writes(
+        log: OrderedLog, kind: EntryKind, change: Change | None, flush: Flush | None = None
+    ) -> Message:
+        entry = log.compose(
+            FOUNDER, name="founder", text="", sent_at_ms=0, kind=kind, change=change, flush=flush
+        )
         log.receive(entry, trusted=True)
         return entry
 
