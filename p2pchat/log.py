@@ -658,7 +658,7 @@ class OrderedLog:
                 continue
             del state.held[message.seq]
             self._held_bytes -= len(message.payload)
-            if verdict.valid:
+            if verdict.valid and message.kind is not EntryKind.COMMIT:
                 self._deliver(message, state, verdict, events)
             else:
                 self._entomb(message, state, verdict, events)
@@ -748,15 +748,22 @@ class OrderedLog:
         self._clock = max(self._clock, message.lamport)
 
     def _entomb(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
-        """Deliver an invalid entry of a member as a tombstone: it takes no place in the
-        log, but later entries may depend on it (rule 10)."""
+        """Deliver an invalid entry of a member, or a COMMIT, as a tombstone: it takes no
+        place in the log, but later entries may depend on it (rule 10). A COMMIT is
+        bookkeeping, always in this form: which COMMITs a replica holds when it decides
+        differs from replica to replica, so none of them may take a place."""
         self._advance_chain(message, state, verdict)
         self._tombstones[message.key] = message
-        if message.kind is not EntryKind.TEXT:
+        decision = None
+        if verdict.valid:
+            decision = self.roster.record(message, verdict.vector, verdict.epoch)
+        elif message.kind is EntryKind.COMMIT:
             self.roster.record_void(message, verdict.vector, verdict.epoch)
         self._mark_concurrency(message, verdict.vector, events)
         self._use_pending_announcement(state)
         events.append(Entombed(message))
+        if decision is not None:
+            self._close_epoch(verdict.epoch, decision, events)
 
     def _use_pending_announcement(self, state: _Sender) -> None:
         """An announcement that came before the entry it follows counts from now on."""

@@ -136,7 +136,7 @@ class Decision:
     """The epoch's members not counted by an exit: COMMITs from more than half of
     them decide the change (and show it decided to a later entry)."""
     last_key: MessageKey
-    """The key of the decision's last answer in the order (where the change shows as done)."""
+    """The key of the COMMIT that decided it here (COMMITs take no place in the log)."""
 
 
 @dataclass(slots=True)
@@ -334,7 +334,8 @@ class Roster:
         return exit_[0].seq if exit_ is not None else 0
 
     def decided_at(self, key: MessageKey) -> Decision | None:
-        """The decision the entry at ``key`` completed, if it completed one."""
+        """The decision of the CHANGE at ``key``, if it was decided (where the log shows
+        what it decided: the COMMITs that decide it take no place in the log)."""
         return self._decided_at.get(key)
 
     def could_decide(self, removed: frozenset[bytes]) -> bool:
@@ -634,7 +635,7 @@ class Roster:
             key,
         )
         epoch.decision = decision
-        self._decided_at[key] = decision
+        self._decided_at[proposal.key] = decision
         admitted = {member for member, _ in proposal.change.admitted}
         members = (epoch.members - proposal.removed - exited) | admitted
         for gone in proposal.removed:

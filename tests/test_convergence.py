@@ -141,14 +141,21 @@ OPERATIONS += ("away", "leave", "intrude", "crash") + ("remove",) * 2
 away, leaves, crashes (does nothing more) or proposes to remove someone."""
 
 
-def _answer(log: OrderedLog, identity: Identity) -> Flush | None:
+def _answer(log: OrderedLog, identity: Identity) -> tuple[EntryKind, Flush] | None:
+    """The FLUSH or COMMIT ``identity`` owes (rule 10), if any."""
     return log.roster.owed_answer(identity.sender_id)
 
 
 def _proposal(
     log: OrderedLog, identity: Identity, admit: tuple[bytes, ...], remove: tuple[bytes, ...]
 ) -> Change | None:
-    return log.roster.proposal(identity.sender_id, tuple((m, "x") for m in admit), frozenset(remove))
+    """A change ``identity`` may propose; superseding the open ones if they all wait for an
+    answer from a member it removes (as the shell does for members silent too long)."""
+    roster = log.roster
+    gone = frozenset(remove)
+    open_ = roster.open_proposals()
+    stuck = bool(open_) and all(roster.waiting_on(p) & gone for p in open_)
+    return roster.proposal(identity.sender_id, tuple((m, "x") for m in admit), gone, supersede=stuck)
 
 
 @st.composite
@@ -218,12 +225,9 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
             elif op == "flush":
                 # Whoever knows of the change and owes an answer gives it now (in turn).
                 for j in members[who % len(members) :] + members[: who % len(members)]:
-                    flush = _answer(logs[j], identities[j])
-                    if flush is not None:
-                        write(j, EntryKind.FLUSH, "", wall, flush=flush)
-                flush = None
-                if flush is not None:
-                    write(i, EntryKind.FLUSH, "", wall, flush=flush)
+                    owed = _answer(logs[j], identities[j])
+                    if owed is not None:
+                        write(j, owed[0], "", wall, flush=owed[1])
             elif op == "crash" and i != 0:
                 crashed.add(i)
             elif op in ("away", "leave"):
@@ -236,13 +240,15 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
     if settle:
         live = [i for i in range(k) if i not in crashed]
         _share(logs, live)
-        # The live members finish the open changes, then remove whoever crashed.
-        for _ in range(3):
-            for i in live:
-                flush = _answer(logs[i], identities[i])
-                if flush is not None:
-                    write(i, EntryKind.FLUSH, "", 0, flush=flush)
-            _share(logs, live)
+        # The live members finish the open changes, then remove whoever crashed (superseding
+        # a change that waits for a crashed member's answer).
+        for _ in range(6):
+            for _answers in range(3):  # a FLUSH, the COMMIT it makes due, a later round's FLUSH
+                for i in live:
+                    owed = _answer(logs[i], identities[i])
+                    if owed is not None:
+                        write(i, owed[0], "", 0, flush=owed[1])
+                _share(logs, live)
             gone = tuple(
                 sorted(
                     identities[c].sender_id
@@ -475,7 +481,10 @@ def test_long_histories_with_churn_converge_and_settle(data: st.DataObject) -> N
 
 # Removal under partition -----------------------------------------------------------
 
-REMOVAL_OPS = ("send",) * 4 + ("sync",) * 6 + ("propose",) * 2 + ("flush",) * 4
+REMOVAL_OPS = ("send",) * 4 + ("sync",) * 6 + ("propose",) * 2 + ("flush",) * 4 + ("supersede",)
+"""``supersede``: a member proposes a removal in a later round while a change is open, as
+the rules allow any member that holds no COMMIT of an open change (whether or not the
+open one is stuck): the adversarial case for two decisions in one epoch."""
 
 
 @st.composite
@@ -484,7 +493,8 @@ def removal_histories(draw: st.DrawFn) -> History:
     interleaving, and now and then one proposes to remove another, possibly a rival
     proposal of the same round, while the one being removed goes on writing and
     syncing with some of the others (a partition, not a crash). The others answer
-    the changes they see. Every entry is composed by its author's log."""
+    the changes they see, commit those they see complete, and may move on to a later
+    round of their own. Every entry is composed by its author's log."""
     people = IDENTITIES[:4]
     founder_log, genesis = OrderedLog.found(people[0], name="p0", room_name="room", sent_at_ms=0)
     admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(people) if i)
@@ -492,14 +502,19 @@ def removal_histories(draw: st.DrawFn) -> History:
         people[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=Change(0, 0, admitted)
     )
     founder_log.receive(change)
-    messages: list[Message] = [genesis, change]
+    commit = founder_log.compose(
+        people[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(0, 0, change.id)
+    )
+    founder_log.receive(commit)
+    messages: list[Message] = [genesis, change, commit]
     past: dict[MessageId, frozenset[MessageId]] = {
         genesis.id: frozenset(),
         change.id: frozenset({genesis.id}),
+        commit.id: frozenset({genesis.id, change.id}),
     }
     logs = [founder_log, *(OrderedLog(room_id=genesis.room_id()) for _ in people[1:])]
     for log in logs[1:]:
-        log.receive_many([genesis, change])
+        log.receive_many([genesis, change, commit])
     announcements: dict[Head, None] = {}
 
     def write(i: int, kind: EntryKind, **body: Any) -> None:
@@ -522,14 +537,17 @@ def removal_histories(draw: st.DrawFn) -> History:
         elif op == "send":
             if log.is_member(people[i].sender_id):
                 write(i, EntryKind.TEXT)
-        elif op == "propose":
-            proposal = log.roster.proposal(people[i].sender_id, (), frozenset({people[j].sender_id}))
+        elif op in ("propose", "supersede"):
+            proposal = _proposal(log, people[i], (), (people[j].sender_id,))
+            if op == "supersede":
+                gone = frozenset({people[j].sender_id})
+                proposal = log.roster.proposal(people[i].sender_id, (), gone, supersede=True)
             if proposal is not None:
                 write(i, EntryKind.CHANGE, change=proposal)
         else:
-            flush = log.roster.owed_answer(people[i].sender_id)
-            if flush is not None:
-                write(i, EntryKind.FLUSH, flush=flush)
+            owed = log.roster.owed_answer(people[i].sender_id)
+            if owed is not None:
+                write(i, owed[0], flush=owed[1])
         announcements[logs[i].announcement(people[i])] = None
     return History(
         room_id=genesis.room_id(),
