@@ -51,7 +51,8 @@ class Room:
         return entry
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """The founding entries that take a place in the log (a COMMIT takes none)."""
+        return sum(entry.kind is not EntryKind.COMMIT for entry in self.entries)
 
     def log(self, config: LogConfig | None = None) -> OrderedLog:
         """A fresh replica holding the room's founding entries."""

@@ -87,7 +87,7 @@ DIALER, ACCEPTOR = b"\x01", b"\x02"
 HEADER_BYTES = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 ENTRY_CONTEXT = b"p2pchat-entry-v2"
 """An entry's signature covers ``ENTRY_CONTEXT + room_id + payload``."""
-TEXT, GENESIS, CHANGE, LEAVE, AWAY, FLUSH = range(6)
+TEXT, GENESIS, CHANGE, LEAVE, AWAY, FLUSH, COMMIT = range(7)
 PROTOCOL_ERROR, UNSUPPORTED_DATA, POLICY_VIOLATION, TOO_BIG = 1002, 1003, 1008, 1009
 ONE_MIB = 1024 * 1024
 MAX_BATCH = 2000
@@ -788,7 +788,7 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}, b""),  # no change has seq 0
         entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}, b""),
         entry(3, ID, 1, 1, 0, "m", FLUSH, "flush", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", 6, "t", {}, b""),  # unknown kind (FLUSH is the last)
+        entry(3, ID, 1, 1, 0, "m", 7, "t", {}, b""),  # unknown kind (COMMIT is the last)
         entry(3, ID, 1, 1, 0, "m", LEAVE, [ID, "bob"], {}, b""),
         entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}),  # no previous
         entry(2, ID, 1, 1, 0, "m", TEXT, "t", {}),  # version 2's layout, before hash chains

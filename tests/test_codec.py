@@ -287,7 +287,7 @@ def signed_messages(draw: st.DrawFn) -> Message:
     )
     kind = draw(st.sampled_from(EntryKind))
     text = draw(names if kind is EntryKind.GENESIS else st.text(max_size=200))
-    if kind in (EntryKind.CHANGE, EntryKind.FLUSH):
+    if kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
         text = ""
     seq = draw(seqs)
     return Message.create(
@@ -302,7 +302,7 @@ def signed_messages(draw: st.DrawFn) -> Message:
         room_id=ROOM,
         kind=kind,
         change=draw(changes) if kind is EntryKind.CHANGE else None,
-        flush=draw(flushes) if kind is EntryKind.FLUSH else None,
+        flush=draw(flushes) if kind in (EntryKind.FLUSH, EntryKind.COMMIT) else None,
         policy=draw(st.sampled_from(RoomPolicy)),
     )
 
@@ -1248,8 +1248,8 @@ def test_hand_built_entries_of_every_kind_are_accepted() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [enc(6), enc(255), enc(2**64 - 1), enc(-1), TRUE, HALF_ONE, enc("0"), enc(b"\x00"), NULL, arr()],
-    ids=["6", "255", "2**64-1", "-1", "true", "float", "text", "bytes", "null", "array"],
+    [enc(7), enc(255), enc(2**64 - 1), enc(-1), TRUE, HALF_ONE, enc("0"), enc(b"\x00"), NULL, arr()],
+    ids=["7", "255", "2**64-1", "-1", "true", "float", "text", "bytes", "null", "array"],
 )
 def test_unknown_or_ill_typed_kind_refused(raw: bytes) -> None:
     refuse_payload(payload(kind=raw), "message kind")

@@ -464,11 +464,23 @@ def test_a_newcomers_entries_follow_its_admission() -> None:
         B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, admit.id)
     )
     log.receive(flush)
+    assert newcomer.sender_id not in log.members, "complete, but nobody committed it yet"
+    commits = []
+    for author, author_log in ((A, log), (B, b_log)):
+        author_log.receive_many([flush, *commits])
+        commit = author_log.compose(
+            author, name="x", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(1, 0, admit.id)
+        )
+        author_log.receive(commit)
+        commits.append(commit)
+        if author is A:
+            assert newcomer.sender_id not in log.members, "one COMMIT of two members is no majority"
+    log.receive(commits[-1])
     assert newcomer.sender_id in log.members
     n_log = PAIR.log()
-    n_log.receive_many([a1, a2, admit, flush])
+    n_log.receive_many([a1, a2, admit, flush, *commits])
     hello = send(n_log, newcomer)
-    assert hello.lamport > max(admit.lamport, flush.lamport)
+    assert hello.lamport > max(m.lamport for m in (admit, flush, *commits))
     assert delivered(log.receive(hello).events) == [hello]
     assert newcomer.sender_id in log.members
     # Admitted after the room's past, so an entry of it can never land above a1 or a2.
