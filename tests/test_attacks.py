@@ -1054,10 +1054,11 @@ async def test_replayed_genuine_messages_are_harmless_duplicates() -> None:
                 wire.admission(mallory)
                 # The room's history: genesis, the changes admitting alice and bob with
                 # their answers, two chat lines, and mallory's own admission (its CHANGE
-                # and two FLUSHes), every one of them already held by the victim.
+                # and two FLUSHes), every one of them already held by the victim; and the
+                # COMMITs that decided the changes (held, but taking no place in the log).
                 genuine = [m for frame in wire.inbox if frame[0] == MESSAGES for m in frame[1]]
                 assert {m[0] for m in genuine} >= set(before)
-                assert len({m[0] for m in genuine}) == len(before) + 3
+                assert len({m[0] for m in genuine}) > len(before) + 3
                 for _ in range(50):
                     wire.send([MESSAGES, genuine])
                 copies = MAX_BATCH // len(genuine)  # as many as one frame may carry
@@ -1312,12 +1313,6 @@ async def test_equivocating_pairs_keep_one_message_and_the_evidence() -> None:
             await assert_survived(victim, alice, bob, refused=rejected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="p2pchat bug: a change needs every member's answer and nothing ends one that lacks "
-    "it (no removal can be proposed while it is open, and members that answered may write "
-    "nothing else), so one admitted member that never answers freezes the room for good",
-)
 async def test_a_member_that_never_answers_does_not_freeze_the_room() -> None:
     """Mallory is admitted, stays connected and reads everything, but never answers a
     change. A newcomer then joins: the victim proposes to admit it, alice, bob and the
@@ -1363,7 +1358,7 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
         async with line() as (victim, alice, bob):
             mallory = Mallory()
             victim_id = victim.node.identity.sender_id
-            own = victim.log.delivered_seq(victim_id)  # genesis and two admissions (CHANGEs)
+            own = victim.log.delivered_seq(victim_id)  # genesis and two admissions (CHANGEs, COMMITs)
             waiting: list[bytes] = []
 
             def lie(wire: Wire) -> bool:
@@ -1381,11 +1376,11 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
                 return wire.still_open()
 
             assert await in_thread(lambda: attack(url(victim), lie))
-            # Its only entry since: the CHANGE admitting mallory.
-            assert victim.log.delivered_seq(victim_id) == own + 1
+            # Its only entries since: the CHANGE admitting mallory, and (soon) its COMMIT.
+            assert victim.log.delivered_seq(victim_id) in (own + 1, own + 2)
             sent = await victim.send("I can still talk")
-            # Its next seq (or one more, if it proposed mallory's removal meanwhile).
-            assert own + 2 <= sent.seq <= own + 3
+            # Its next seq (or more, if it proposed mallory's removal meanwhile).
+            assert own + 2 <= sent.seq <= own + 5
             assert victim.log.delivered_seq(victim_id) == sent.seq
             await holding([victim, alice, bob], [sent])
             await assert_survived(victim, alice, bob, refused=waiting)

@@ -182,7 +182,7 @@ def test_late_joiner_gets_history_by_anti_entropy() -> None:
 def test_gaps_are_repaired_with_want() -> None:
     a, b, pipe = make_pair()
     messages = [a.send_text(f"m{i}", pipe.now, 0)[0] for i in range(5)]
-    assert [m.seq for m in messages] == [3, 4, 5, 6, 7]  # (a's seqs 1 and 2: GENESIS, CHANGE)
+    assert [m.seq for m in messages] == [4, 5, 6, 7, 8]  # (a's seqs 1 to 3: GENESIS, CHANGE, COMMIT)
     pipe.inbox[2].clear()  # the push is lost on the way
     # b hears of the fifth only (as if relayed by a third peer): it must ask for the four before.
     pipe.route(2, b.receive_unsealed(2, encode_frame(Messages((messages[4],))), pipe.now))

@@ -218,11 +218,12 @@ async def test_five_peers_in_a_line_converge_with_concurrent_senders(target_conn
                 ids = [(m.sender_id, m.seq) for m in peer.messages() if m.is_text]
                 assert len(set(ids)) == len(ids) == senders * per_sender
             # Each sender's entries (its chat lines and its membership entries: p0's genesis,
-            # the CHANGE each peer wrote for the next, the FLUSHes) appear in seq order, 1..n,
-            # no holes.
+            # the CHANGE each peer wrote for the next, the FLUSHes, and the COMMITs, which
+            # take no place in the log) appear in seq order, 1..n, no holes.
             by_sender: dict[bytes, list[int]] = {}
             lines: dict[bytes, int] = {}
-            for message in peers[0].messages():
+            held = sorted([*peers[0].messages(), *peers[0].log.tombstones()], key=lambda m: m.key)
+            for message in held:
                 by_sender.setdefault(message.sender_id, []).append(message.seq)
                 lines[message.sender_id] = lines.get(message.sender_id, 0) + message.is_text
             assert sorted(by_sender) == sorted(bytes.fromhex(p.peer_id) for p in peers)
@@ -247,7 +248,7 @@ async def test_late_joiner_receives_the_full_history_in_order() -> None:
                 # b's CHANGE and a's FLUSH answering it.
                 assert log[: len(history)] == history
                 added = late.messages()[len(history) :]
-                assert sorted(m.kind for m in added) == [EntryKind.CHANGE, EntryKind.FLUSH]
+                assert sorted(m.kind for m in added) == [EntryKind.CHANGE, EntryKind.FLUSH]  # (COMMITs: none)
                 (change,) = [m.change for m in added if m.change is not None]
                 assert change.admitted == ((bytes.fromhex(late.peer_id), "late"),)
                 assert texts(late) == texts(a)
@@ -360,8 +361,10 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
                 room = s.room_id
             assert room is not None and room == friend.room_id
             with Store(data, read_only=True) as store:
-                stored = list(store.load_messages(room))
-                assert store.message_count(room) == len(stored)
+                held = list(store.load_messages(room))
+                assert store.message_count(room) == len(held)
+                # (The COMMIT deciding its admission is stored, but takes no place in the log.)
+                stored = [m for m in held if m.kind is not EntryKind.COMMIT]
                 assert sum(m.is_text for m in stored) == 5
                 # Everything it showed, then its AWAY (a clean quit), stamped last.
                 assert [m.key for m in stored][: len(first_log)] == first_log
@@ -381,7 +384,7 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
                     await s.send("before re-admission")
                 assert waited.cancelled_caught
             with Store(data, read_only=True) as store:
-                assert store.message_count(room) == len(stored)
+                assert store.message_count(room) == len(held)
 
             async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
                 assert s.peer_id == peer_id
