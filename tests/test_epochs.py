@@ -178,7 +178,7 @@ def test_a_member_holding_a_commit_waits_until_the_change_is_dead(data: st.DataO
 
 
 def test_an_exit_while_holding_an_open_commit_is_refused_the_same_everywhere() -> None:
-    room, _, lost = admission_stuck_on_p3(p3_answers=True)
+    room, _, _ = admission_stuck_on_p3(p3_answers=True)
     room.sync(3, 2)
     room.answer(2)  # p2 commits the stuck change
     away = room.write(2, EntryKind.AWAY)
