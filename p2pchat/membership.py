@@ -15,8 +15,9 @@ The rules, as implemented:
   +admitted, -removed). Every member not being removed *answers* it with a FLUSH
   (its vector clock is what it had delivered); a CHANGE counts as its author's
   FLUSH, and an exit (LEAVE or AWAY) answers every round above its author's last
-  answer. A member answers each round at most once and its rounds only go up. A
-  member whose last answer is to a change whose answers it now holds *all* of
+  answer. A member being removed may answer (and commit) it too, though it is
+  not needed. A member answers each round at most once and its rounds only go up.
+  A member whose last answer is to a change whose answers it now holds *all* of
   writes a COMMIT for it: the second phase.
 * **Decided and dead.** A change is *complete* once every member not being removed
   has answered it (with a FLUSH for it, or an exit), and *decided* once complete
@@ -24,7 +25,9 @@ The rules, as implemented:
   exit. It is *dead* once it can never be decided: a member it needs answered a
   rival of its round or a later round without answering it, or fewer members than
   a majority can still commit it (those that committed it, plus those whose last
-  answer is to it and did not exit, plus those yet to answer). Decided and dead
+  answer is to it and did not exit, plus those yet to answer; members being
+  removed included: in a room of four, a change removing one that is stuck after
+  its proposer crashed needs the removed member's COMMIT). Decided and dead
   only ever grow with the entries held, and never both hold, so every replica
   reaches the same verdict whatever it holds first.
 * **Moving on.** A member may answer a later round at any time (a change stuck on
@@ -295,7 +298,7 @@ class Roster:
         uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
         if mine is not None and uncommitted and self._tally(epoch, mine, _EVERYTHING).complete:
             return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
-        candidates = [p for p in self.open_proposals() if member not in p.removed and p.change.round > last]
+        candidates = [p for p in self.open_proposals() if p.change.round > last]
         if not candidates:
             return None
         top = max(p.change.round for p in candidates)
@@ -484,8 +487,6 @@ class Roster:
             return "answers no change of its epoch and round"
         if not held(proposal.id.sender_id, proposal.id.seq):
             return "answers a change it had not seen"
-        if author in proposal.removed:
-            return "a member being removed answers its own removal"
         return self._judge_round(epoch, author, flush.round, held)
 
     def _judge_commit(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
@@ -586,7 +587,7 @@ class Roster:
         commits = epoch.commits.get(proposal.id, {})
         complete, blocked = True, False
         committed = potential = exits = 0
-        for member in epoch.members - proposal.removed:
+        for member in epoch.members:
             own: _Answer | None = None
             later = False
             for answered_round, by_member in epoch.answers.items():
@@ -598,7 +599,17 @@ class Roster:
                 later = later or answered_round > round_
             exit_ = epoch.exits.get(member)
             exited = exit_ is not None and held(member, exit_[0].seq)
-            if own is not None and own.change != proposal.id:
+            if member in proposal.removed:
+                # Not needed, but it may answer and commit its own removal: without its
+                # COMMIT a majority may be out of reach (two members left of four, one
+                # crashed after it answered), so it counts among who may still commit.
+                answers_it = own is None or own.change == proposal.id
+                if member in commits and held(member, commits[member]):
+                    committed += 1
+                    potential += 1
+                elif answers_it and not later and not exited:
+                    potential += 1
+            elif own is not None and own.change != proposal.id:
                 complete, blocked = False, True  # it answered a rival of the round
             elif own is not None:
                 if member in commits and held(member, commits[member]):

@@ -185,3 +185,27 @@ def test_an_exit_while_holding_an_open_commit_is_refused_the_same_everywhere() -
     replica = room.replica(list(range(len(room.written))))
     assert replica.get(away.id) is not None and not replica.is_visible(away)
     assert not replica.is_visible(away) and not room.logs[2].is_visible(away)
+
+
+def test_a_member_being_removed_may_commit_its_removal_when_the_proposer_crashed() -> None:
+    """p0 proposes to remove p1, then crashes; p2 and p3 answer and commit. Three COMMITs of
+    four members are needed, and p0 cannot give one: p1's own (it may answer and commit its
+    removal) decides the change, instead of a stall for good. (Found by model checking.)"""
+    room = four_members()
+    gone = frozenset({PEOPLE[1].sender_id})
+    proposal = room.logs[0].roster.proposal(PEOPLE[0].sender_id, (), gone)
+    assert proposal is not None
+    change = room.write(0, EntryKind.CHANGE, change=proposal)
+    for i in (1, 2, 3):
+        room.sync(0, i)  # p0 crashes now
+    for _ in range(4):
+        for i in (1, 2, 3):
+            room.answer(i)
+        for i in (1, 2, 3):
+            for j in (1, 2, 3):
+                if i != j:
+                    room.sync(i, j)
+    for log in [*(room.logs[i] for i in (1, 2, 3)), room.replica(list(range(len(room.written))))]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == change.id
+        assert not log.is_member(PEOPLE[1].sender_id) and log.is_member(PEOPLE[0].sender_id)
