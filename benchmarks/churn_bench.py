@@ -230,11 +230,12 @@ def run_quit(seed: int, peers: int) -> Outcome:
     return outcome
 
 
-def run_crash_for_good(seed: int, peers: int, member_timeout: float) -> Outcome:
-    """A member crashes at CRASH_AT and never returns."""
+def run_crash_for_good(seed: int, peers: int, member_timeout: float, horizon: float | None = None) -> Outcome:
+    """A member crashes at CRASH_AT and never returns; watch until ``horizon`` (by default
+    long enough for the removal)."""
     outcome = Outcome()
     victim = peers // 2
-    horizon = CRASH_AT + 4 * member_timeout + 10.0
+    horizon = horizon if horizon is not None else CRASH_AT + 4 * member_timeout + 10.0
     run = Resender(build(seed, peers, member_timeout, [victim], horizon - 5.0))
     sim = run.sim
     sim.at(CRASH_AT, partial(sim.crash, victim))
