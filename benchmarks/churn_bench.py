@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, MessageId
 from p2pchat.node import NodeConfig
 from p2pchat.sim import SimConfig, Simulation
@@ -261,9 +262,20 @@ def run_crash_for_good(seed: int, peers: int, member_timeout: float, horizon: fl
         outcome.times["crash -> resumed"] = NEVER
     else:
         outcome.times["crash -> resumed"] = resume_time(run, CRASH_AT, decided, outcome, "crash for good")
+        check_removed(sim, victim, outcome)
         outcome.latencies["after the removal"] = stable_latencies(run, decided + 0.5, horizon - 5.0 - TAIL)
     check_report(run, outcome)
     return outcome
+
+
+def check_removed(sim: Simulation, member: int, outcome: Outcome) -> None:
+    """Note it if some live peer's roster does not call ``member`` removed."""
+    member_id = sim.peers[member].identity.sender_id
+    for peer in sim.live():
+        info = peer.node.log.roster.members().get(member_id)
+        if info is None or info.state is not MemberState.REMOVED:
+            state = "unknown" if info is None else info.state.value
+            outcome.problems.append(f"peer{peer.index} lists peer{member} as {state}, not removed")
 
 
 def crash_on_change(sim: Simulation, returning: int, state: dict[str, float]) -> None:
@@ -333,6 +345,8 @@ def run_crash_during_admission(seed: int, peers: int, member_timeout: float) -> 
     outcome.times["crash -> removed"] = gone - crashed
     if gone == NEVER:
         outcome.problems.append(f"crashed peer{victim} not removed everywhere by t={horizon:.0f} s")
+    else:
+        check_removed(sim, victim, outcome)
     check_report(run, outcome)
     return outcome
 
