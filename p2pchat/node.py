@@ -48,9 +48,13 @@ Gossip rules:
   a neighbour that is not an active member (a newcomer once its link stayed open
   ``admission_delay``, or a member back from AWAY or LEAVE), unless the room is
   full (``MAX_MEMBERS``), and removing every member not heard from for
-  ``member_timeout``. Every member answers the changes it sees with a FLUSH
-  (DESIGN.md rule 10, see :mod:`p2pchat.membership`). A change is proposed only
-  while every member it keeps was heard from recently: it needs all their answers.
+  ``member_timeout``. Every member answers the changes it sees with a FLUSH, then
+  a COMMIT once it holds every answer a change needs (DESIGN.md rule 10, see
+  :mod:`p2pchat.membership`). A change is proposed only while every member it
+  keeps was heard from recently: it needs all their answers. One stuck on a member
+  silent for ``member_timeout`` is superseded by a change in a later round that
+  removes it; after rival changes killed a round, the author of the first of them
+  proposes again and the others wait ``rival_backoff``.
 * **History only for members.** Entries, heads, WANT answers and peer
   addresses go only to a *trusted* neighbour: one that is an active member of
   the room in our log, or one away (a clean quit) on its way back, or any
@@ -534,8 +538,9 @@ class Node:
     ) -> Message:
         """Our next signed entry (not yet in the log: store it, then :meth:`publish`).
 
-        Raises :class:`~p2pchat.log.NotAMember` before our admission, and while a
-        membership change we answered is open.
+        Raises :class:`~p2pchat.log.NotAMember` before our admission. (A line written
+        while a membership change we answered is open is void if the change is decided;
+        our peer then sends it again.)
         """
         return self.log.compose(
             self.identity,

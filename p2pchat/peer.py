@@ -304,8 +304,8 @@ class Peer:
         """
         texts = list(texts)
         # Before our admission what we type is queued here, unstamped: stamped now it
-        # would land in the room's past (rule 10). So is what we type while a membership
-        # change we answered is being decided (it would be void).
+        # would land in the room's past (rule 10). (What we write while a membership
+        # change we answered is open is void if the change is decided: sent again then.)
         await self.wait_writable()
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
