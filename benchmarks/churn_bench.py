@@ -1,88 +1,459 @@
-"""How soon stability resumes when a member quits, and when one crashes and comes back.
+"""How soon stability resumes after churn: a quit, a crash for good, a crash during an
+admission, and a crash with a restart.
 
 Runs the deterministic simulator (virtual time, so the figures do not depend on the
-machine): PEERS peers in a ring chat at RATE messages per second; at QUIT_AT one of
-them quits cleanly (its AWAY entry is its last); at CRASH_AT another crashes without
-a word and restarts from its store RESTART_AFTER seconds later. For the messages
-written after each event it prints how long they took to become stable on every live
-peer: after a quit that is the ordinary time to stability (nobody waits for the
-member that left); after a crash, stability waits for the member until it is back,
-so the figure is dominated by the downtime (removing a vanished member is not
-implemented yet).
+machine): PEERS peers in a ring chat at RATE messages per second (the peers that churn
+write nothing, so every message has a live author). The scenarios:
 
-    python benchmarks/churn_bench.py [--seeds 5] [--peers 6]
+* **quit** -- at QUIT_AT the last peer quits cleanly (its AWAY entry is its last). The
+  time to stability before and after it, and the *resume* time: from the quit until
+  every message sent before it is stable on every live peer (nobody waits for a member
+  that said goodbye).
+* **crash for good** -- at CRASH_AT a member crashes without a word and never returns.
+  Once unheard for ``--member-timeout`` seconds it is proposed for removal. Reported:
+  the time from the crash until every live peer's roster has removed it, and until
+  every message sent before that is stable on every live peer (stability resumed).
+* **crash during an admission** -- the simulator founds every peer as a member and
+  cannot add a new one mid-run, so the admission is a *re*-admission: the last peer
+  quits, comes back from its store and is proposed for admission; as soon as that
+  CHANGE exists, a member that does not hold it yet crashes for good. Reported: the
+  time from the crash until the returning peer is a member again on every live peer
+  (a later round superseding the stuck change; it admits the peer too only if its
+  proposer has a link to it, otherwise a further change does) and until stability
+  resumes.
+* **crash and restart** -- a member crashes and restarts from its store RESTART_AFTER
+  seconds later: stability waits for it while it is down.
+
+Lines a member writes after answering a change are void if the change is decided; the
+peer shell then sends their text again, the simulator does not, so the benchmark does
+it (:class:`Resender`) and follows each such line to the copy that carries it. Every
+run also checks the simulator's report: nothing lost, identical logs, no stable
+position moved. A run that breaks one of these, or in which the removal or stability
+never comes, is printed as such (with the seed), not hidden.
+
+    python benchmarks/churn_bench.py [--seeds 5] [--peers 6] [--member-timeout 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import partial
 
-from p2pchat.message import MessageId
+from p2pchat.membership import MemberState
+from p2pchat.message import EntryKind, MessageId
+from p2pchat.node import NodeConfig
 from p2pchat.sim import SimConfig, Simulation
 
 RATE = 20.0
+START = 1.0
 QUIT_AT = 5.0
-CRASH_AT = 15.0
+CRASH_AT = 5.0
+RESTART_AT = 8.0
+"""(crash during an admission) when the peer that quit at QUIT_AT comes back."""
+RESTART_CRASH_AT = 15.0
 RESTART_AFTER = 5.0
 END = 28.0
+STEP = 0.05
+"""Virtual seconds between two looks at the peers' rosters (the precision of the times)."""
+TAIL = 3.0
+"""Lines written in the workload's last TAIL seconds wait for heartbeats to become stable
+(no later line carries the clocks): they are left out of the latency figures."""
+NEVER = math.inf
 
 
-def stable_latencies(sim: Simulation, start: float, end: float) -> list[float]:
-    """For messages sent in [start, end): seconds from sending until stable on every live peer."""
-    live = {p.index for p in sim.live()}
-    keys = {m.id: m.key for m in sim.live()[0].node.log}
-    result = []
-    for message_id, sent_at in sim.sent.items():
-        if not start <= sent_at < end:
-            continue
-        times = sim.stable_at.get(keys[MessageId(*message_id)], {})
-        if live <= times.keys():
-            result.append(max(times[i] for i in live) - sent_at)
+@dataclass
+class Outcome:
+    """One scenario run with one seed: named times in seconds (NEVER if it never came),
+    latency lists, and what went wrong (empty if nothing)."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    counts: dict[str, int | bool] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+# Measuring -------------------------------------------------------------------------
+
+
+class Resender:
+    """Does what the peer shell does and the simulator does not: once a chat line of
+    ours is void (written after our answer to a change that was then decided), send its
+    text again as a new entry. Called every STEP, so a line goes out again within STEP
+    of its voiding (the shell sends it at once)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.again: dict[MessageId, MessageId] = {}
+        """Each void line's id -> the id of the line that carries its text again."""
+        self._copies: set[MessageId] = set()
+
+    def __call__(self) -> None:
+        for peer in self.sim.live():
+            me, log = peer.identity.sender_id, peer.node.log
+            for message_id in list(self.sim.sent):
+                if message_id.sender_id != me or message_id in self.again:
+                    continue
+                message = log.get(message_id)
+                if message is not None and not log.is_visible(message):
+                    copy = self.sim.send(peer.index, message.text)
+                    if copy is not None:
+                        self.again[message_id] = copy.id
+                        self._copies.add(copy.id)
+
+    def originals(self, start: float, end: float) -> list[MessageId]:
+        """The workload's lines sent in [start, end) (not the copies we sent)."""
+        return [m for m, at in self.sim.sent.items() if start <= at < end and m not in self._copies]
+
+    def final(self, message_id: MessageId) -> MessageId:
+        """The entry that finally carries a line's text (itself unless it was voided)."""
+        while message_id in self.again:
+            message_id = self.again[message_id]
+        return message_id
+
+
+def stable_times(run: Resender, start: float, end: float) -> dict[MessageId, float | None]:
+    """For each line sent in [start, end): when it (or the copy that carries its text
+    again) was stable on every live peer; None if it never was."""
+    sim = run.sim
+    live = sim.live()
+    log = live[0].node.log
+    result: dict[MessageId, float | None] = {}
+    for message_id in run.originals(start, end):
+        message = log.get(run.final(message_id))
+        times = sim.stable_at.get(message.key, {}) if message is not None else {}
+        if all(p.index in times for p in live):
+            result[message_id] = max(times[p.index] for p in live)
+        else:
+            result[message_id] = None
     return result
 
 
-def run(seed: int, peers: int) -> tuple[list[float], list[float], list[float]]:
-    sim = Simulation(SimConfig(peers=peers, topology="ring", seed=seed, latency=(0.05, 0.1)))
-    workload = random.Random(seed)
-    writers = [i for i in range(peers) if i not in (peers - 1, peers - 2)]
-    for k in range(int((END - 2.0) * RATE)):
-        sim.send_at(1.0 + k / RATE, workload.choice(writers), f"message {k}")
-    sim.at(QUIT_AT, partial(sim.quit, peers - 1))
-    sim.at(CRASH_AT, partial(sim.crash, peers - 2))
-    sim.at(CRASH_AT + RESTART_AFTER, partial(sim.restart, peers - 2))
-    sim.run_until(END + 10.0)
+def stable_latencies(run: Resender, start: float, end: float) -> list[float]:
+    """For lines sent in [start, end): seconds from sending until stable on every live
+    peer (lines never stable are left out: :func:`resume_time` counts them)."""
+    return [
+        when - run.sim.sent[message_id]
+        for message_id, when in stable_times(run, start, end).items()
+        if when is not None
+    ]
+
+
+def resume_time(run: Resender, event: float, before: float, outcome: Outcome, what: str) -> float:
+    """Seconds from ``event`` until every line sent in [START, before) was stable on
+    every live peer; NEVER (and a problem noted) if some never was."""
+    times = stable_times(run, START, before)
+    missing = [m for m, when in times.items() if when is None]
+    if missing:
+        first = min(run.sim.sent[m] for m in missing)
+        outcome.problems.append(
+            f"{what}: {len(missing)} of {len(times)} lines sent before t={before:.2f} s "
+            f"never stable on every live peer (first sent at t={first:.2f} s)"
+        )
+        return NEVER
+    return max(when for when in times.values() if when is not None) - event
+
+
+def check_report(run: Resender, outcome: Outcome) -> None:
+    """Note any loss, divergence or moved stable position. A void line counts as lost
+    only if the copy that carries its text again is (the simulator's own count of lost
+    lines includes void ones: they never reach some peers' logs)."""
+    sim = run.sim
     report = sim.report()
-    assert report.lost == 0 and report.identical and report.stability_moved == 0, report
-    return (
-        stable_latencies(sim, 1.0, QUIT_AT),
-        stable_latencies(sim, QUIT_AT + 0.5, CRASH_AT - 5.0),  # (not held up by the crash)
-        stable_latencies(sim, CRASH_AT, CRASH_AT + RESTART_AFTER),
+    live = {p.index for p in sim.live()}
+    lost = [
+        m for m in run.originals(0.0, math.inf) if not live <= sim.delivered_at.get(run.final(m), {}).keys()
+    ]
+    outcome.counts["void lines sent again"] = len(run.again)
+    outcome.counts["lost (sim's count)"] = report.lost
+    outcome.counts["lines lost"] = len(lost)
+    outcome.counts["stable positions moved"] = report.stability_moved
+    if lost:
+        outcome.problems.append(f"{len(lost)} lines lost (not in every live peer's log)")
+    outcome.counts["logs identical"] = report.identical
+    if not report.identical:
+        outcome.problems.append("live peers' logs differ")
+    if report.stability_moved:
+        outcome.problems.append(f"{report.stability_moved} stable positions moved")
+
+
+def run_watching(sim: Simulation, until: float, watch: Callable[[], None]) -> None:
+    """Run to ``until`` in STEP slices, calling ``watch`` after each."""
+    while sim.now < until:
+        sim.run_until(min(sim.now + STEP, until))
+        watch()
+
+
+def first_time_everywhere(sim: Simulation, holds: Callable[[int], bool], seen: dict[int, float]) -> None:
+    """Note in ``seen`` the first time ``holds(peer)`` was true for each live peer."""
+    for peer in sim.live():
+        if peer.index not in seen and holds(peer.index):
+            seen[peer.index] = sim.now
+
+
+def when_everywhere(sim: Simulation, seen: dict[int, float]) -> float:
+    """When every live peer had got there (NEVER if one never did)."""
+    live = [p.index for p in sim.live()]
+    return max(seen[i] for i in live) if all(i in seen for i in live) else NEVER
+
+
+# Building -------------------------------------------------------------------------
+
+
+def build(
+    seed: int, peers: int, member_timeout: float | None, quiet: Iterable[int], end: float
+) -> Simulation:
+    """A ring of ``peers`` in which all but ``quiet`` chat at RATE from START to ``end``."""
+    node = NodeConfig(member_timeout=member_timeout)
+    sim = Simulation(SimConfig(peers=peers, topology="ring", seed=seed, latency=(0.05, 0.1), node=node))
+    workload = random.Random(seed)
+    writers = [i for i in range(peers) if i not in set(quiet)]
+    for k in range(int((end - START) * RATE)):
+        sim.send_at(START + k / RATE, workload.choice(writers), f"message {k}")
+    return sim
+
+
+def is_active(sim: Simulation, observer: int, member: int) -> bool:
+    return sim.peers[member].identity.sender_id in sim.peers[observer].node.log.roster.active()
+
+
+# Scenarios --------------------------------------------------------------------------
+
+
+def run_quit(seed: int, peers: int) -> Outcome:
+    """The last peer quits at QUIT_AT."""
+    outcome = Outcome()
+    quitter = peers - 1
+    run = Resender(build(seed, peers, None, [quitter], QUIT_AT + 8.0))
+    sim = run.sim
+    sim.at(QUIT_AT, partial(sim.quit, quitter))
+    run_watching(sim, QUIT_AT + 15.0, run)
+    outcome.latencies["before any churn"] = stable_latencies(run, START, QUIT_AT)
+    outcome.latencies["after the quit"] = stable_latencies(run, QUIT_AT + 0.5, QUIT_AT + 8.0 - TAIL)
+    outcome.times["quit -> resumed"] = resume_time(run, QUIT_AT, QUIT_AT, outcome, "quit")
+    check_report(run, outcome)
+    return outcome
+
+
+def run_crash_for_good(seed: int, peers: int, member_timeout: float, horizon: float | None = None) -> Outcome:
+    """A member crashes at CRASH_AT and never returns; watch until ``horizon`` (by default
+    long enough for the removal)."""
+    outcome = Outcome()
+    victim = peers // 2
+    horizon = horizon if horizon is not None else CRASH_AT + 4 * member_timeout + 10.0
+    run = Resender(build(seed, peers, member_timeout, [victim], horizon - 5.0))
+    sim = run.sim
+    sim.at(CRASH_AT, partial(sim.crash, victim))
+    removed: dict[int, float] = {}
+
+    def watch() -> None:
+        run()
+        first_time_everywhere(sim, lambda i: not is_active(sim, i, victim), removed)
+
+    run_watching(sim, horizon, watch)
+    decided = when_everywhere(sim, removed)
+    outcome.times["crash -> removed"] = decided - CRASH_AT
+    if decided == NEVER:
+        outcome.problems.append(f"crashed peer{victim} not removed everywhere by t={horizon:.0f} s")
+        outcome.times["crash -> resumed"] = NEVER
+    else:
+        outcome.times["crash -> resumed"] = resume_time(run, CRASH_AT, decided, outcome, "crash for good")
+        check_removed(sim, victim, outcome)
+        outcome.latencies["after the removal"] = stable_latencies(run, decided + 0.5, horizon - 5.0 - TAIL)
+    check_report(run, outcome)
+    return outcome
+
+
+def check_removed(sim: Simulation, member: int, outcome: Outcome) -> None:
+    """Note it if some live peer's roster does not call ``member`` removed."""
+    member_id = sim.peers[member].identity.sender_id
+    for peer in sim.live():
+        info = peer.node.log.roster.members().get(member_id)
+        if info is None or info.state is not MemberState.REMOVED:
+            state = "unknown" if info is None else info.state.value
+            outcome.problems.append(f"peer{peer.index} lists peer{member} as {state}, not removed")
+
+
+def crash_on_change(sim: Simulation, returning: int, state: dict[str, float]) -> None:
+    """As soon as some peer holds a CHANGE admitting ``returning``, crash the member
+    farthest from every holder (it holds none: it cannot have answered it)."""
+    if "crashed" in state:
+        return
+    newcomer = sim.peers[returning].identity.sender_id
+    holders = [p.index for p in sim.live() if holds_admission(sim, p.index, newcomer)]
+    others = [p.index for p in sim.live() if p.index not in holders and p.index != returning]
+    if not holders or not others:
+        return
+    victim = max(others, key=lambda i: min(abs(i - h) for h in holders))
+    state["crashed"], state["victim"] = sim.now, victim
+    sim.crash(victim)
+
+
+def holds_admission(sim: Simulation, index: int, newcomer: bytes) -> bool:
+    """Whether peer ``index`` holds a CHANGE admitting ``newcomer``."""
+    return any(
+        m.kind is EntryKind.CHANGE
+        and m.change is not None
+        and any(a == newcomer for a, _ in m.change.admitted)
+        for m in sim.peers[index].stored
     )
 
 
+def run_crash_during_admission(seed: int, peers: int, member_timeout: float) -> Outcome:
+    """The last peer quits, comes back at RESTART_AT; a member crashes before answering
+    the CHANGE admitting it."""
+    outcome = Outcome()
+    returning = peers - 1
+    horizon = RESTART_AT + 4 * member_timeout + 12.0
+    state: dict[str, float] = {}
+    run = Resender(build(seed, peers, member_timeout, [returning], horizon - 5.0))
+    sim = run.sim
+    sim.at(QUIT_AT, partial(sim.quit, returning))
+    sim.at(RESTART_AT, partial(sim.restart, returning))
+    admitted: dict[int, float] = {}
+    removed: dict[int, float] = {}
+
+    def watch() -> None:
+        run()
+        crash_on_change(sim, returning, state)
+        if "crashed" in state:
+            first_time_everywhere(sim, lambda i: is_active(sim, i, returning), admitted)
+            victim = int(state["victim"])
+            first_time_everywhere(sim, lambda i: not is_active(sim, i, victim), removed)
+
+    run_watching(sim, horizon, watch)
+    if "crashed" not in state:
+        outcome.problems.append(f"no CHANGE admitting peer{returning} by t={horizon:.0f} s: nobody crashed")
+        return outcome
+    crashed, victim = state["crashed"], int(state["victim"])
+    outcome.times["CHANGE seen, crash at"] = crashed
+    done = when_everywhere(sim, admitted)
+    outcome.times["crash -> admitted"] = done - crashed
+    if done == NEVER:
+        outcome.problems.append(
+            f"peer{returning} not a member again everywhere by t={horizon:.0f} s "
+            f"(peer{victim} crashed at t={crashed:.2f} s)"
+        )
+        outcome.times["crash -> resumed"] = NEVER
+    else:
+        outcome.times["crash -> resumed"] = resume_time(run, crashed, done, outcome, "crash during admission")
+    gone = when_everywhere(sim, removed)
+    outcome.times["crash -> removed"] = gone - crashed
+    if gone == NEVER:
+        outcome.problems.append(f"crashed peer{victim} not removed everywhere by t={horizon:.0f} s")
+    else:
+        check_removed(sim, victim, outcome)
+    check_report(run, outcome)
+    return outcome
+
+
+def run_crash_and_restart(seed: int, peers: int) -> Outcome:
+    """A member crashes at RESTART_CRASH_AT and restarts RESTART_AFTER seconds later."""
+    outcome = Outcome()
+    victim = peers // 2
+    back = RESTART_CRASH_AT + RESTART_AFTER
+    run = Resender(build(seed, peers, None, [victim], END))
+    sim = run.sim
+    sim.at(RESTART_CRASH_AT, partial(sim.crash, victim))
+    sim.at(back, partial(sim.restart, victim))
+    run_watching(sim, END + 10.0, run)
+    outcome.latencies["before the crash"] = stable_latencies(run, START, RESTART_CRASH_AT - 5.0)
+    outcome.latencies["while one is crashed"] = stable_latencies(run, RESTART_CRASH_AT, back)
+    outcome.times["restart -> resumed"] = resume_time(run, back, back, outcome, "crash and restart")
+    check_report(run, outcome)
+    return outcome
+
+
+# Printing ---------------------------------------------------------------------------
+
+
 def describe(values: list[float]) -> str:
+    if not values:
+        return "no messages"
     median, worst = statistics.median(values) * 1000, max(values) * 1000
     return f"median {median:6.0f} ms, max {worst:6.0f} ms ({len(values)} msgs)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def seconds(value: float) -> str:
+    return "NEVER" if value == NEVER else f"{value:6.2f} s"
+
+
+def print_outcome(seed: int, outcome: Outcome) -> None:
+    lines = [f"{name:22} {describe(values)}" for name, values in outcome.latencies.items()]
+    lines += [f"{name:22} {seconds(value)}" for name, value in outcome.times.items()]
+    if outcome.counts:
+        lines.append(", ".join(f"{name}: {value}" for name, value in outcome.counts.items()))
+    lines += [f"PROBLEM: {problem}" for problem in outcome.problems]
+    for number, line in enumerate(lines):
+        print(f"  {f'seed {seed}:' if number == 0 else '':9}{line}")
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    names = list(dict.fromkeys(name for o in outcomes for name in o.times))
+    for name in names:
+        values = [o.times[name] for o in outcomes if name in o.times]
+        print(f"  summary: {name:22} median {seconds(statistics.median(values))}, max {seconds(max(values))}")
+    for name in dict.fromkeys(name for o in outcomes for name in o.latencies):
+        pooled = [v for o in outcomes for v in o.latencies.get(name, [])]
+        print(f"  summary: {name:22} {describe(pooled)} (all seeds)")
+    bad = sum(1 for o in outcomes if o.problems)
+    print(
+        f"  summary: {bad} of {len(outcomes)} seeds had a problem"
+        if bad
+        else "  summary: no problem (every seed: 0 lost, identical logs, 0 stable positions moved)"
+    )
+
+
+def scenario(title: str, seeds: int, one_run: Callable[[int], Outcome]) -> list[Outcome]:
+    print(title)
+    outcomes = []
+    for seed in range(seeds):
+        outcome = one_run(seed)
+        print_outcome(seed, outcome)
+        outcomes.append(outcome)
+    print_summary(outcomes)
+    print()
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--peers", type=int, default=6)
-    args = parser.parse_args()
-    print(
-        f"{args.peers} peers in a ring, {RATE:.0f} msg/s; quit at {QUIT_AT:.0f} s; crash at {CRASH_AT:.0f} s,"
+    parser.add_argument(
+        "--member-timeout", type=float, default=10.0, help="seconds (NodeConfig.member_timeout)"
     )
-    print(f"back {RESTART_AFTER:.0f} s later; time from sending to stable on every live peer:")
-    for seed in range(args.seeds):
-        before, after_quit, during_crash = run(seed, args.peers)
-        print(f"seed {seed}: before any churn    {describe(before)}")
-        print(f"        after the quit       {describe(after_quit)}")
-        print(f"        while one is crashed {describe(during_crash)}")
+    parser.add_argument(
+        "--only", choices=["quit", "crash", "admission", "restart"], action="append", help="run only these"
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only or ["quit", "crash", "admission", "restart"])
+    n, timeout = args.peers, args.member_timeout
+    print(f"{n} peers in a ring, {RATE:.0f} msg/s, links 50-100 ms; times in virtual seconds")
+    print(f"(rosters looked at every {STEP * 1000:.0f} ms)\n")
+    outcomes: list[Outcome] = []
+    if "quit" in only:
+        title = f"quit at t={QUIT_AT:.0f} s: time from sending to stable on every live peer, and resume time"
+        outcomes += scenario(title, args.seeds, lambda s: run_quit(s, n))
+    if "crash" in only:
+        title = f"crash for good at t={CRASH_AT:.0f} s, member timeout {timeout:g} s"
+        outcomes += scenario(title, args.seeds, lambda s: run_crash_for_good(s, n, timeout))
+    if "admission" in only:
+        title = (
+            f"crash during an admission: peer{n - 1} quits at t={QUIT_AT:.0f} s, "
+            f"back at t={RESTART_AT:.0f} s; "
+            f"a member crashes once the CHANGE admitting it exists; member timeout {timeout:g} s"
+        )
+        outcomes += scenario(title, args.seeds, lambda s: run_crash_during_admission(s, n, timeout))
+    if "restart" in only:
+        title = f"crash at t={RESTART_CRASH_AT:.0f} s, restart {RESTART_AFTER:.0f} s later"
+        outcomes += scenario(title, args.seeds, lambda s: run_crash_and_restart(s, n))
+    return 1 if any(o.problems for o in outcomes) else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import __version__
-from .arguments import whole_number
+from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
 from .errors import WRITABLE, UserError, explain
 from .jsonlines import (
@@ -32,8 +32,11 @@ from .jsonlines import (
 )
 from .log import NotAMember, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES
+from .node import NodeConfig
+from .notices import members_changed_notice, membership_notice
 from .peer import (
     DialFailed,
+    MembersChanged,
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
@@ -171,6 +174,14 @@ def add_chat_parser(commands: Any) -> None:
         default=PeerConfig().target_connections,
         metavar="N",
         help="dial addresses learned from neighbours while fewer than N are connected (0: only --join)",
+    )
+    chat.add_argument(
+        "--member-timeout",
+        type=number(0, above=True),
+        default=NodeConfig().member_timeout,
+        metavar="SECONDS",
+        help="propose to remove a member unheard of for this long (default %(default)s s): "
+        "it takes the answers of every other member and of a strict majority",
     )
     from .demo import delay_range
 
@@ -406,6 +417,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     return PeerConfig(
         target_connections=args.connections,
         link_delay=(delay[0] / 1000, delay[1] / 1000) if delay else None,
+        node=NodeConfig(member_timeout=args.member_timeout),
     )
 
 
@@ -463,8 +475,14 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         nursery.start_soon(_send_stdin_lines, peer, False)
         async for event in events:
             if isinstance(event, MessageDelivered) and not event.message.is_text:
-                obj = peer_event_object(event, peer.log)
-                print(f"* {obj['name']} {obj['action']}", flush=True)
+                notice = membership_notice(peer.log, event.message, with_decision=False)
+                if notice:
+                    print(f"* {printable(notice)}", flush=True)
+            elif isinstance(event, MembersChanged):
+                print(
+                    f"* {printable(members_changed_notice(peer.log, event.removed, event.joined))}",
+                    flush=True,
+                )
             elif isinstance(event, MessageDelivered):
                 message = event.message
                 late = "" if event.index == len(peer.log) - 1 else f" (inserted at #{event.index})"

@@ -14,10 +14,13 @@ from typing import Any
 
 from .log import OrderedLog
 from .message import EntryKind, Message, MessageId
+from .notices import membership_notice
 from .peer import (
     ConcurrentMarked,
     DialFailed,
+    EntriesVoided,
     EquivocationFound,
+    MembersChanged,
     MessageDelivered,
     NeighbourDown,
     NeighbourUp,
@@ -69,29 +72,27 @@ def message_object(message: Message, *, index: int, concurrent: bool, stable: bo
     }
 
 
-_ACTIONS = {EntryKind.LEAVE: "left", EntryKind.AWAY: "away"}
+_ACTIONS = {
+    EntryKind.GENESIS: "joined",
+    EntryKind.CHANGE: "proposed",
+    EntryKind.FLUSH: "flushed",
+    EntryKind.COMMIT: "committed",
+    EntryKind.LEAVE: "left",
+    EntryKind.AWAY: "away",
+}
 
 
-def member_object(message: Message, *, index: int, stable: bool, returning: bool) -> dict[str, Any]:
-    """A membership entry: who joined (was admitted), came back, left or went away."""
-    if message.kind is EntryKind.ADMIT and message.subject is not None:
-        action = "back" if returning else "joined"
-        member, name, by = message.subject, message.text, message.sender_id.hex()
-    elif message.kind is EntryKind.GENESIS:
-        action, member, name, by = "joined", message.sender_id, message.name, None
-    else:
-        action, member, name, by = (
-            _ACTIONS[message.kind],
-            message.sender_id,
-            message.name,
-            message.sender_id.hex(),
-        )
-    obj = {
+def member_object(message: Message, *, index: int, stable: bool) -> dict[str, Any]:
+    """A membership entry: the founder's genesis ("joined"), a change proposed, a FLUSH
+    answering one, a COMMIT of one, a member that left or went away. Who joined, came back or was removed
+    by a change is said when it is decided (a ``members`` event, and ``decided`` on the
+    entry that completed it, see entry_object)."""
+    obj: dict[str, Any] = {
         "event": "member",
-        "action": action,
-        "peer_id": member.hex(),
-        "name": name,
-        "by": by,
+        "action": _ACTIONS[message.kind],
+        "peer_id": message.sender_id.hex(),
+        "name": message.name,
+        "by": None if message.kind is EntryKind.GENESIS else message.sender_id.hex(),
         "sender": message.sender_id.hex(),
         "seq": message.seq,
         "lamport": message.lamport,
@@ -102,9 +103,28 @@ def member_object(message: Message, *, index: int, stable: bool, returning: bool
     if message.kind is EntryKind.GENESIS:
         obj["room"] = message.room_id().hex()
         obj["room_name"] = message.text
-    elif message.text and message.kind is not EntryKind.ADMIT:
+    elif message.change is not None:
+        obj["epoch"] = message.change.epoch
+        obj["admit"] = [{"peer_id": m.hex(), "name": n} for m, n in message.change.admitted]
+        obj["remove"] = [m.hex() for m in message.change.removed]
+    elif message.flush is not None:
+        obj["epoch"] = message.flush.epoch
+        obj["change"] = {"sender": message.flush.change.sender_id.hex(), "seq": message.flush.change.seq}
+    elif message.text:
         obj["reason"] = message.text
     return obj
+
+
+def members_changed_object(event: MembersChanged, log: OrderedLog) -> dict[str, Any]:
+    """A membership change decided: who joined (or came back), who was removed."""
+    roster = log.roster
+    return {
+        "event": "members",
+        "epoch": event.epoch,
+        "joined": [{"peer_id": m.hex(), "name": roster.name_of(m) or n} for m, n in event.joined],
+        "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or ""} for m in event.removed],
+        "by": event.by.hex(),
+    }
 
 
 def entry_object(
@@ -113,8 +133,16 @@ def entry_object(
     """A ``message`` event for a chat line, a ``member`` event for a membership entry."""
     if message.is_text:
         return message_object(message, index=index, concurrent=concurrent, stable=stable)
-    returning = message.subject is not None and log.roster.has_exited(message.subject, before=message.key)
-    return member_object(message, index=index, stable=stable, returning=returning)
+    obj = member_object(message, index=index, stable=stable)
+    obj["notice"] = membership_notice(log, message)
+    decision = log.roster.decided_at(message.key)
+    if decision is not None:
+        roster = log.roster
+        obj["decided"] = {
+            "joined": [{"peer_id": m.hex(), "name": roster.name_of(m) or n} for m, n in decision.admitted],
+            "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or ""} for m in decision.removed],
+        }
+    return obj
 
 
 def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:
@@ -160,6 +188,11 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
             # retry_in: seconds until the next try, or null once the address is given up.
             retry = None if event.retry_in is None else round(event.retry_in, 1)
             return {"event": "dial_failed", "url": event.url, "reason": event.reason, "retry_in": retry}
+        case MembersChanged():
+            return members_changed_object(event, log)
+        case EntriesVoided():
+            voided = [{"sender": m.sender_id.hex(), "seq": m.seq} for m in event.messages]
+            return {"event": "voided", "messages": voided}
 
 
 def ready_object(peer: Peer) -> dict[str, Any]:

@@ -33,13 +33,25 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedList
 
 from .identity import Identity
-from .membership import MemberInfo, Roster
-from .message import MAX_LAMPORT, NO_PREVIOUS, EntryKind, Message, MessageId, MessageKey, RoomPolicy
+from .membership import Decision, MemberInfo, Roster
+from .message import (
+    MAX_LAMPORT,
+    NO_PREVIOUS,
+    Change,
+    EntryKind,
+    Flush,
+    Message,
+    MessageId,
+    MessageKey,
+    RoomPolicy,
+)
 from .wire import Head
 
 __all__ = [
     "Concurrent",
+    "Decided",
     "Delivered",
+    "Entombed",
     "Equivocation",
     "LogConfig",
     "LogEvent",
@@ -49,6 +61,7 @@ __all__ = [
     "Refusal",
     "Refused",
     "Stable",
+    "Voided",
 ]
 
 MAX_STRANGER_HEADS = 256
@@ -124,7 +137,31 @@ class Equivocation:
     rejected: Message
 
 
-LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation
+@dataclass(frozen=True, slots=True)
+class Voided:
+    """Entries that were in the log left it: a membership change put them above their
+    author's cut (they stay as tombstones). None of them was stable."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entombed:
+    """An entry was delivered as a tombstone: held (later entries may depend on it) but
+    without a place in the log (void or invalid, rule 10)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A membership change was decided: the epoch it closed, and how."""
+
+    epoch: int
+    decision: Decision
+
+
+LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation | Voided | Decided | Entombed
 
 
 class ReceiptStatus(enum.Enum):
@@ -170,9 +207,13 @@ class _Sender:
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
-    admitted: bool = False
-    """Its last delivered entry was valid and was not a LEAVE or AWAY: its next one is
-    valid too (as far as membership goes) without asking the roster."""
+    epoch: int = 0
+    """The epoch of its last delivered entry (its next one is in this one or later)."""
+    cover: dict[bytes, int] | None = None
+    """From its usable clock announcement, when newer than its last entry: what it had
+    delivered of the others (else its last entry's ``vector`` says it)."""
+    beat: int = 0
+    """The newest ``at_ms`` of its verified announcements: it was alive then (its clock)."""
     bound: int = 0
     """Every future message of this sender has a stamp above this value: the larger of
     its last delivered stamp and its best usable clock announcement."""
@@ -200,10 +241,12 @@ class OrderedLog:
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
         self._stranger_heads: dict[bytes, Head] = {}
-        self._scan_seen: object = None
-        self._settled_segments = 0
-        self._settled_upto = 0
-        """Leading membership segments of ``roster.scan()`` wholly in the stable prefix."""
+        self._tombstones: dict[MessageKey, Message] = {}
+        """Delivered entries that take no place in the log: void or invalid (rule 10)."""
+        self._closed_count = 0
+        """Positions of the log in closed epochs: all stable."""
+        self.text_count = 0
+        """Chat lines in the log (its entries less its membership entries)."""
         self._clock = 0
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
@@ -304,14 +347,56 @@ class OrderedLog:
         """This replica's vector clock: the highest delivered seq per sender."""
         return {s: st.delivered for s, st in self._senders.items() if st.delivered}
 
+    def delivered_since_own(
+        self, sender_id: bytes, cap: Mapping[bytes, int] | None = None
+    ) -> dict[bytes, int]:
+        """What we announce we delivered (rule 8): the senders whose delivered seq grew
+        since our last entry, each at most ``cap`` (what is on disk, if given: a restart
+        must not forget what we claimed). Nothing once we answered an open change or
+        left the epoch: what we deliver then is not in our answer, so no cut is bound to
+        cover it."""
+        if not self.is_member(sender_id) or self.roster.answered(sender_id) is not None:
+            return {}
+        state = self._senders.get(sender_id)
+        own = (state.vector if state is not None else None) or {}
+        grown = {}
+        for other, other_state in self._senders.items():
+            seq = other_state.delivered if cap is None else min(other_state.delivered, cap.get(other, 0))
+            if other != sender_id and seq > own.get(other, 0):
+                grown[other] = seq
+        return grown
+
+    def announcement(self, identity: Identity, at_ms: int = 0) -> Head:
+        """Our signed clock announcement: after our last entry, our clock and what we
+        delivered since, said at ``at_ms``."""
+        me = identity.sender_id
+        seq = self.delivered_seq(me)
+        return Head.announce(identity, seq, seq, self._clock, self.delivered_since_own(me), at_ms)
+
+    def last_beat(self, sender_id: bytes) -> int:
+        """The newest ``at_ms`` of ``sender_id``'s verified announcements (0: none)."""
+        state = self._senders.get(sender_id)
+        return state.beat if state is not None else 0
+
+    def tombstones(self) -> list[Message]:
+        """Delivered entries that take no place in the log (void or invalid), by key."""
+        return [self._tombstones[key] for key in sorted(self._tombstones)]
+
     def get(self, message_id: MessageId) -> Message | None:
         """A delivered or held message by id."""
         state = self._senders.get(message_id.sender_id)
         if state is None:
             return None
         if message_id.seq <= state.delivered:
-            return self._by_key[MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)]
+            key = MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)
+            found = self._by_key.get(key)
+            return found if found is not None else self._tombstones[key]
         return state.held.get(message_id.seq)
+
+    def is_visible(self, message: Message) -> bool:
+        """Whether ``message`` has a place in the log (delivered, neither void nor invalid)."""
+        found = self._by_key.get(message.key)
+        return found is not None and (found is message or found.payload == message.payload)
 
     def index_of(self, message: Message) -> int:
         """Current position of a delivered message."""
@@ -327,7 +412,7 @@ class OrderedLog:
         return i >= 0 and ranges[i][0] <= message_id.seq <= ranges[i][1]
 
     def is_stable(self, message: Message) -> bool:
-        return self.index_of(message) < self._stable_count
+        return self.is_visible(message) and self.index_of(message) < self._stable_count
 
     def blocked_senders(self) -> dict[bytes, Refusal]:
         return {s: st.blocked for s, st in self._senders.items() if st.blocked is not None}
@@ -374,7 +459,13 @@ class OrderedLog:
             else:
                 result.append(
                     Head(
-                        sender_id, held_seq, announced.clock_seq, announced.clock_lamport, announced.signature
+                        sender_id,
+                        held_seq,
+                        announced.clock_seq,
+                        announced.clock_lamport,
+                        announced.signature,
+                        announced.delivered,
+                        announced.at_ms,
                     )
                 )
         return result
@@ -413,19 +504,36 @@ class OrderedLog:
     @staticmethod
     def _is_news(state: _Sender, head: Head) -> bool:
         """Whether an announcement would change what we know (else it need not be verified)."""
+        if head.at_ms > state.beat:
+            return True  # (alive more recently: worth a verification, see last_beat)
         if head.clock_seq <= state.delivered:
-            return state.announced is None or head.clock_lamport > state.announced.clock_lamport
+            if state.announced is None or head.clock_lamport > state.announced.clock_lamport:
+                return True
+            if head.clock_seq != state.delivered:
+                return False
+            cover = state.cover if state.cover is not None else (state.vector or {})
+            return any(seq > cover.get(other, 0) for other, seq in head.delivered)
         return _is_later(head, state.pending)
 
     def _note_announcement(self, state: _Sender, head: Head) -> None:
         seq, lamport = head.clock_seq, head.clock_lamport
+        state.beat = max(state.beat, head.at_ms)
         if seq <= state.delivered:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
                 return
-            if state.announced is None or lamport > state.announced.clock_lamport:
-                state.announced = head
-                state.bound = max(state.bound, lamport)
+            if _is_later(head, state.announced):
+                state.announced = head  # (relayed as it is: the newest one we hold)
+            state.bound = max(state.bound, lamport)
+            if seq == state.delivered and head.delivered:
+                # What it had delivered: its message seq's vector, raised by the announcement.
+                cover = dict(state.vector or {})
+                for other, other_seq in head.delivered:
+                    cover[other] = max(cover.get(other, 0), other_seq)
+                old = state.cover if state.cover is not None else (state.vector or {})
+                state.cover = {o: max(n, old.get(o, 0)) for o, n in cover.items()} | {
+                    o: n for o, n in old.items() if o not in cover
+                }
         elif _is_later(head, state.pending):
             # Newest first: a later seq, or the same seq with a clock that moved on since.
             state.pending = head
@@ -439,7 +547,8 @@ class OrderedLog:
         text: str,
         sent_at_ms: int,
         kind: EntryKind = EntryKind.TEXT,
-        subject: bytes | None = None,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> Message:
         """Create and sign this replica's next entry (does not insert it).
 
@@ -454,6 +563,7 @@ class OrderedLog:
             raise OwnHistoryIncomplete("our own earlier messages are not all here yet; wait for repair")
         if self.room_id is None or not self.is_member(identity.sender_id):
             raise NotAMember("not a member of the room (yet): wait for admission")
+
         previous = state.vector or {}
         deps = {
             s: st.delivered
@@ -470,7 +580,8 @@ class OrderedLog:
             deps=deps,
             room_id=self.room_id,
             kind=kind,
-            subject=subject,
+            change=change,
+            flush=flush,
             previous=state.link,
         )
 
@@ -547,16 +658,22 @@ class OrderedLog:
                 continue
             del state.held[message.seq]
             self._held_bytes -= len(message.payload)
-            self._deliver(message, state, verdict, events)
+            if verdict.valid and message.kind is not EntryKind.COMMIT:
+                self._deliver(message, state, verdict, events)
+            else:
+                self._entomb(message, state, verdict, events)
             queue.append(sender_id)
             self._wake_waiters(sender_id, message.seq, queue)
 
-    def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | dict[bytes, int]:
+    def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | _Verdict:
         """The checks of rules 4 and 10, run when the message is next in its sender's chain.
 
-        Returns the message's full vector clock when it can be delivered, ``_WAIT``
-        when a dependency is still missing, or a Refusal. Every verdict depends only
-        on the message and its causal past, so every replica reaches the same one.
+        Returns the message's full vector clock, epoch and validity when it can be
+        delivered (an invalid entry of a member, past or present, is delivered as a
+        tombstone: a seq is never reused, and later entries may depend on it),
+        ``_WAIT`` when a dependency is still missing, or a Refusal. Every verdict
+        depends only on the message and its causal past, so every replica reaches
+        the same one.
         """
         previous_lamport = state.last_lamport
         if message.lamport <= previous_lamport:
@@ -582,18 +699,20 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
-        # A member stays one along its own chain until its next LEAVE or AWAY (each entry's
-        # causal past holds the previous one's): the roster is asked once per admission.
-        if not state.admitted:
-            if not self.roster.admits(message, full):
-                return Refusal.NOT_A_MEMBER
-            state.admitted = True
-        return full
+        epoch, problem = self.roster.judge(message, full, since=state.epoch)
+        if problem is None:
+            return _Verdict(full, epoch, True)
+        if not self.roster.was_member_by(message.sender_id, epoch):
+            # A stranger where the entry stands (every replica agrees: it is a fact of
+            # the entry's causal past): never held, a thousand throwaway keys cost
+            # nothing to keep. A member's invalid entry is a tombstone instead.
+            return Refusal.NOT_A_MEMBER
+        return _Verdict(full, epoch, False)
 
-    def _check_genesis(self, message: Message) -> Refusal | dict[bytes, int]:
+    def _check_genesis(self, message: Message) -> Refusal | _Verdict:
         if message.seq != 1 or message.lamport != 1 or message.deps or message.room_id() != self.room_id:
             return Refusal.NOT_OUR_GENESIS
-        return {}
+        return _Verdict({}, 0, True)
 
     def _wait_for(self, dep_sender: bytes, dep_seq: int, waiter: bytes) -> None:
         # Being named in a vector clock makes nobody a member (rule 10); the entry just waits.
@@ -618,43 +737,95 @@ class OrderedLog:
         state.held.clear()
         events.append(Refused(message, reason))
 
-    def _deliver(
-        self,
-        message: Message,
-        state: _Sender,
-        vector: dict[bytes, int],
-        events: list[LogEvent],
-    ) -> None:
+    def _advance_chain(self, message: Message, state: _Sender, verdict: _Verdict) -> None:
         state.delivered = message.seq
         state.link = message.entry_hash()
         state.lamports.append(message.lamport)
         state.bound = max(state.bound, message.lamport)
-        state.vector = vector
+        state.vector = verdict.vector
+        state.cover = None  # this entry's vector is newer than any announcement before it
+        state.epoch = verdict.epoch
         self._clock = max(self._clock, message.lamport)
+
+    def _entomb(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
+        """Deliver an invalid entry of a member, or a COMMIT, as a tombstone: it takes no
+        place in the log, but later entries may depend on it (rule 10). A COMMIT is
+        bookkeeping, always in this form: which COMMITs a replica holds when it decides
+        differs from replica to replica, so none of them may take a place."""
+        self._advance_chain(message, state, verdict)
+        self._tombstones[message.key] = message
+        decision = None
+        if verdict.valid:
+            decision = self.roster.record(message, verdict.vector, verdict.epoch)
+        elif message.kind is EntryKind.COMMIT:
+            self.roster.record_void(message, verdict.vector, verdict.epoch)
+        self._mark_concurrency(message, verdict.vector, events)
+        self._use_pending_announcement(state)
+        events.append(Entombed(message))
+        if decision is not None:
+            self._close_epoch(verdict.epoch, decision, events)
+
+    def _use_pending_announcement(self, state: _Sender) -> None:
+        """An announcement that came before the entry it follows counts from now on."""
+        if state.pending is not None and state.pending.clock_seq <= state.delivered:
+            pending, state.pending = state.pending, None
+            self._note_announcement(state, pending)
+
+    def _deliver(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
+        self._advance_chain(message, state, verdict)
+        vector = verdict.vector
         key = message.key
         self._by_key[key] = message
         self._order.add(key)
         index: int = self._order.bisect_left(key)
         if index < self._stable_count:
-            # Only possible when a member was unknown or an announcement lied (rule 8).
+            # Only possible when an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
+        decision: Decision | None = None
         if message.kind is EntryKind.TEXT:
+            self.text_count += 1
             self.roster.note_name(message.sender_id, message.name)
         else:
-            self.roster.record(message, vector)
-            if message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
-                state.admitted = False  # back only through a new admission
-            # The founder or the member admitted may have announced its clock before we
-            # knew it: use what we kept of that now.
-            early = self._stranger_heads.pop(message.subject or message.sender_id, None)
-            if early is not None:
-                self.observe_head(early, defer_stability=True)
+            decision = self.roster.record(message, vector, verdict.epoch)
+            # The founder or the members admitted may have announced their clocks
+            # before we knew them: use what we kept of that now.
+            for member in _announcing(message, decision):
+                early = self._stranger_heads.pop(member, None)
+                if early is not None:
+                    self.observe_head(early, defer_stability=True)
         concurrent = self._mark_concurrency(message, vector, events)
-        if state.pending is not None and state.pending.clock_seq <= state.delivered:
-            pending, state.pending = state.pending, None
-            self._note_announcement(state, pending)
+        self._use_pending_announcement(state)
         events.append(Delivered(message, index, concurrent))
+        if decision is not None:
+            self._close_epoch(verdict.epoch, decision, events)
+
+    def _close_epoch(self, epoch: int, decision: Decision, events: list[LogEvent]) -> None:
+        """A change was decided: void what is above the cuts; the epoch is all stable."""
+        voided: list[Message] = []
+        for member, cut in decision.cuts.items():
+            state = self._senders.get(member)
+            if state is None:
+                continue
+            for seq in range(cut + 1, state.delivered + 1):
+                key = MessageKey(state.lamports[seq - 1], member)
+                message = self._by_key.pop(key, None)
+                if message is None:
+                    continue  # a tombstone already
+                index: int = self._order.index(key)
+                if index < self._stable_count:
+                    self.stability_violations += 1  # impossible with honest announcements (rule 8)
+                    self._stable_count -= 1
+                self._order.remove(key)
+                self._tombstones[key] = message
+                self.text_count -= message.is_text
+                voided.append(message)
+        if voided:
+            events.append(Voided(tuple(voided)))
+        events.append(Decided(epoch, decision))
+        # Every entry now in the log belongs to a closed epoch (the next epoch's entries
+        # follow every answer of the decision just completed).
+        self._closed_count = len(self._order)
 
     def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.
@@ -688,13 +859,11 @@ class OrderedLog:
 
     # Stability ----------------------------------------------------------------
     def silent_members(self) -> list[bytes]:
-        """Members holding stability back: at the first tentative position, those of its
-        members with the lowest clock bound."""
+        """Members holding stability back: those that let the fewest positions be stable."""
         count, waiting_on = self._stable_prefix()
-        if count >= len(self._order) or not waiting_on:
+        if count >= len(self._order):
             return []
-        lowest = min(self._bound(m) for m in waiting_on)
-        return sorted(m for m in waiting_on if self._bound(m) == lowest)
+        return sorted(waiting_on)
 
     def advance_stability(self) -> list[LogEvent]:
         """Recompute the stable prefix (after a batch taken with ``defer_stability``)."""
@@ -711,46 +880,82 @@ class OrderedLog:
         """Rule 8 over rule 10's members: how many positions are final, and the members
         the first position past them waits for.
 
-        Between two membership entries the member set is constant; a position with
-        stamp L there is stable once each of those members is bound above L (its
-        entries up to a signed announcement whose clock is at least L are here). A
-        membership entry itself is judged with the members before it.
+        Every position in a closed epoch is stable. A position of the open epoch with
+        key (L, s) is stable once each of the epoch's members whose exit we do not
+        hold is *bound above L* (its entries up to a signed announcement whose clock
+        is at least L are here) and has *delivered everything up to it* (its last
+        entry's or announcement's vector covers every entry at or before it). The
+        second half is what makes removal safe: any later FLUSH of a member covers
+        those entries, so no cut can void one of them.
         """
+        start = self._closed_count
         order = self._order
-        scan = self.roster.scan()
-        if self._scan_seen is not scan:  # a membership entry came: judge every segment again
-            self._scan_seen, self._settled_segments, self._settled_upto = scan, 0, 0
-        # Segments wholly inside the stable prefix stay there (a stable position never
-        # moves), so they are skipped: this runs once per received batch.
-        first, start = self._settled_segments, self._settled_upto
-        active: frozenset[bytes] = scan[first - 1][1] if first else frozenset()
-        for index in range(first, len(scan)):
-            transition, after = scan[index]
-            upto: int = order.bisect_right(transition.key)
-            if upto > self._stable_count:
-                limit = self._limit(active, start, upto)
-                if limit < upto:
-                    return limit, active
-            else:
-                self._settled_segments, self._settled_upto = index + 1, upto
-            active, start = after, upto
-        return self._limit(active, start, len(order)), active
+        if start >= len(order) or not self.roster.epochs:
+            return len(order), frozenset()
+        epoch = self.roster.current
+        limits = {m: self._member_limit(m) for m in epoch.members if m not in epoch.exits}
+        # An entry written after its author answered a change still open is void if the
+        # change is decided: nothing from it on is stable until the change is over.
+        for member, answer_seq in self.roster.writes_after_answers():
+            state = self._senders.get(member)
+            if state is not None and state.delivered > answer_seq:
+                first_after = MessageKey(state.lamports[answer_seq], member)
+                limits[member] = min(limits.get(member, len(order)), order.bisect_left(first_after))
+        if not limits:
+            return len(order), frozenset()  # nobody can write in this epoch any more
+        lowest = min(limits.values())
+        waiting = frozenset(m for m, limit in limits.items() if limit == lowest)
+        return max(start, lowest), waiting
 
-    def _limit(self, members: frozenset[bytes], start: int, upto: int) -> int:
-        """How far positions ``start .. upto-1``, judged with ``members``, are stable."""
-        if not members:
-            return upto  # nobody can write here any more
-        frontier = min(self._bound(m) for m in members)
-        limit: int = self._order.bisect_right(MessageKey(frontier, _AFTER_ALL_SENDERS))
-        return max(start, min(upto, limit))
-
-    def _bound(self, member: bytes) -> int:
+    def _member_limit(self, member: bytes) -> int:
+        """How many positions, from the start, ``member`` lets be stable."""
         state = self._senders.get(member)
-        return state.bound if state is not None else 0
+        if state is None:
+            return 0
+        order = self._order
+        limit: int = order.bisect_right(MessageKey(state.bound, _AFTER_ALL_SENDERS))
+        cover = state.cover if state.cover is not None else (state.vector or {})
+        for other, other_state in self._senders.items():
+            if other == member:
+                continue
+            covered = cover.get(other, 0)
+            if other_state.delivered > covered:
+                first_missing = MessageKey(other_state.lamports[covered], other)
+                limit = min(limit, order.bisect_left(first_missing))
+        return limit
 
 
 def _is_later(head: Head, than: Head | None) -> bool:
-    return than is None or (head.clock_seq, head.clock_lamport) > (than.clock_seq, than.clock_lamport)
+    """Newest first: a later seq, or a clock that moved on since, or more delivered, or
+    said later."""
+    if than is None:
+        return True
+    newer = (head.clock_seq, head.clock_lamport, _reach(head), head.at_ms)
+    return newer > (than.clock_seq, than.clock_lamport, _reach(than), than.at_ms)
+
+
+def _reach(head: Head) -> int:
+    return sum(seq for _, seq in head.delivered)
+
+
+def _announcing(message: Message, decision: Decision | None) -> list[bytes]:
+    """Members whose early clock announcements a membership entry makes usable."""
+    members = [message.sender_id]
+    if message.change is not None:
+        members += [member for member, _ in message.change.admitted]
+    if decision is not None:
+        members += [member for member, _ in decision.admitted]
+    return members
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """Verdict of the checks: deliverable, with its full vector clock and its epoch;
+    ``valid`` False for a tombstone."""
+
+    vector: dict[bytes, int]
+    epoch: int
+    valid: bool
 
 
 class _Wait:

@@ -1,73 +1,88 @@
-"""Who is in a room, at every position of its log (DESIGN.md rule 10).
+"""Who is in a room: membership decided in epochs (DESIGN.md rule 10).
 
-Part of the pure core. Membership is decided by entries of the log itself,
-signed by their authors and ordered by the same key as chat lines, so every
-replica computes the same members from the same entries, whatever it heard
-first. Heads, clock announcements and vector clocks make nobody a member.
+Part of the pure core. Membership is decided by entries of the log itself, signed
+by their authors, so every replica computes the same members from the same
+entries, whatever it heard first. Heads, clock announcements and vector clocks
+make nobody a member. Every verdict here reads only an entry's causal past,
+which causal delivery guarantees is held when the entry is judged.
 
-The rules implemented here:
+The rules, as implemented:
 
-* **Founding.** A room starts with its GENESIS entry, the founder's seq 1; its
-  hash is the room id. The founder is the only member of epoch 0.
-* **Admission.** A member admits a newcomer with an ADMIT entry. An entry of
-  any other author is *valid* only if an ADMIT of that author is in the entry's
-  causal past (its vector clock names it), and that ADMIT causally follows the
-  author's last LEAVE or AWAY before the entry. The check reads only the
-  entry's causal past, which causal delivery guarantees is here, so every
-  replica reaches the same verdict. An invalid entry is refused (and, as any
-  refusal, blocks its author's chain): a stranger cannot write into the room,
-  and what a newcomer types before its admission is queued by its own peer,
-  never stamped into the room's past.
-* **Leaving.** LEAVE (for good) and AWAY (a clean quit) are the author's last
-  entries until it is admitted again; its seq then continues.
-* **Who counts for stability (rule 8).** At a position of the log, the members
-  are those admitted by an ADMIT sorted before it and not gone by a LEAVE or
-  AWAY sorted before it. The scan never under-counts in a way that can move a
-  stable position: a member whose ADMIT we do not hold yet was admitted by a
-  sponsor we count; the sponsor's clock (its entries or its signed
-  announcement, which we only use once we hold the entries it follows) reaches
-  a position only if the ADMIT is here or stamped after that position, and the
-  newcomer's entries causally follow the ADMIT. A stale ADMIT (written before
-  the sponsor saw the member's later AWAY) is ignored, as the validity rule
-  ignores it.
+* **Epochs.** Epoch 0's only member is the founder (its GENESIS is seq 1). Inside
+  an epoch the only membership event is a member's own LEAVE or AWAY: its last
+  entry of the epoch. Admitting and removing members *close* the epoch.
+* **CHANGE, FLUSH and COMMIT.** Any member may write a CHANGE(epoch, round,
+  +admitted, -removed). Every member not being removed *answers* it with a FLUSH
+  (its vector clock is what it had delivered); a CHANGE counts as its author's
+  FLUSH, and an exit (LEAVE or AWAY) answers every round above its author's last
+  answer. A member being removed may answer (and commit) it too, though it is
+  not needed. A member answers each round at most once and its rounds only go up.
+  A member whose last answer is to a change whose answers it now holds *all* of
+  writes a COMMIT for it: the second phase.
+* **Decided and dead.** A change is *complete* once every member not being removed
+  has answered it (with a FLUSH for it, or an exit), and *decided* once complete
+  and COMMITs come from a strict majority of the epoch's members not counted by an
+  exit. It is *dead* once it can never be decided: a member it needs answered a
+  rival of its round or a later round without answering it, or fewer members than
+  a majority can still commit it (those that committed it, plus those whose last
+  answer is to it and did not exit, plus those yet to answer; members being
+  removed included: in a room of four, a change removing one that is stuck after
+  its proposer crashed needs the removed member's COMMIT). Decided and dead
+  only ever grow with the entries held, and never both hold, so every replica
+  reaches the same verdict whatever it holds first.
+* **Moving on.** A member may answer a later round at any time (a change stuck on
+  a member that crashed before answering is superseded by one removing it),
+  except while it holds a COMMIT of a change that is not dead in that entry's
+  causal past; nor may it exit then. So two changes can never both be decided:
+  their committers would be two strict majorities sharing a member, which
+  committed one and then answered the other while the first was not dead. Its
+  other entries after its answer (chat lines, an exit) are valid while the
+  change is open, void if it is decided (above the cut below).
+* **Cuts.** When a change is decided, each removed member's cut is the highest
+  of its seqs that any answer names; every other member's cut is the seq of its
+  answer. Entries of the epoch above their author's cut are *void*: they stay as
+  tombstones (they still satisfy causal delivery and stamp checks) and take no
+  place in the log. The next epoch's members are the old ones, minus the removed
+  and the exited, plus the admitted.
+* **Which epoch an entry is in.** An entry belongs to the epoch after a decision
+  exactly when its causal past holds every answer of that decision and COMMITs of
+  it from a strict majority (so it shows the change decided). It is valid
+  only if its author is a member of its epoch, not above its cut there, and not
+  after its own exit there. So the epochs follow one another in key order too:
+  a later epoch's entries follow every answer, and every valid entry of an epoch
+  is in the causal past of an answer. All valid entries of a closed epoch are
+  therefore held once the decision is, and all are stable.
 
-Removal of a member that vanished without a word (rule 10's CHANGE and FLUSH
-entries) is not implemented yet: such a member holds stability back until it
-comes back.
+The shell proposes changes (an open room admits who connects; a member silent for
+too long is proposed for removal) and answers them; this module only judges.
 """
 
 from __future__ import annotations
 
 import enum
-from bisect import insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .message import EntryKind, Message, MessageKey
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 
-__all__ = ["MAX_MEMBERS", "MemberInfo", "MemberState", "Roster", "Transition"]
+__all__ = [
+    "MAX_MEMBERS",
+    "Decision",
+    "Epoch",
+    "MemberInfo",
+    "MemberState",
+    "Roster",
+]
 
 MAX_MEMBERS = 256
-"""Active members a room admits at most. A peer refuses to sponsor beyond it."""
+"""Members a room has at most. A change that would exceed it is invalid."""
 
 
 class MemberState(enum.Enum):
     ACTIVE = "active"
     AWAY = "away"
     LEFT = "left"
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A membership entry as the stability scan sees it."""
-
-    key: MessageKey
-    kind: EntryKind
-    member: bytes
-    """GENESIS: the founder; ADMIT: the member admitted; LEAVE/AWAY: the author."""
-    seen: int = 0
-    """ADMIT: the admitted member's seq its sponsor had delivered (from the ADMIT's vector);
-    LEAVE/AWAY: the author's seq of this entry."""
+    REMOVED = "removed"
 
 
 @dataclass(slots=True)
@@ -80,146 +95,620 @@ class MemberInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class _Admission:
-    sponsor: bytes
-    sponsor_seq: int
-    seen: int
+class _Answer:
+    """A member's answer in one epoch: a FLUSH, its own CHANGE, or its exit."""
+
+    member: bytes
+    seq: int
+    change: MessageId | None
+    """The change answered; None for an exit (which answers every round)."""
+    vector: Mapping[bytes, int]
+    """The answering entry's full vector clock: what its author had delivered."""
+    key: MessageKey
+
+    def names(self, member: bytes) -> int:
+        """The highest seq of ``member`` this answer had delivered."""
+        return self.seq if member == self.member else self.vector.get(member, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    id: MessageId
+    key: MessageKey
+    change: Change
+
+    @property
+    def removed(self) -> frozenset[bytes]:
+        return frozenset(self.change.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How an epoch closed."""
+
+    change: MessageId
+    change_key: MessageKey
+    admitted: tuple[tuple[bytes, str], ...]
+    removed: tuple[bytes, ...]
+    answers: Mapping[bytes, int]
+    """Per answering member, the seq of its answer: an entry whose causal past holds
+    all of them belongs to the next epoch."""
+    cuts: Mapping[bytes, int]
+    """Per member of the epoch, the highest of its seqs valid in it."""
+    base: int
+    """The epoch's members not counted by an exit: COMMITs from more than half of
+    them decide the change (and show it decided to a later entry)."""
+    last_key: MessageKey
+    """The key of the COMMIT that decided it here (COMMITs take no place in the log)."""
 
 
 @dataclass(slots=True)
+class Epoch:
+    number: int
+    members: frozenset[bytes]
+    proposals: dict[MessageId, _Proposal] = field(default_factory=dict)
+    answers: dict[int, dict[bytes, _Answer]] = field(default_factory=dict)
+    """Per round, per member: its answer (FLUSH or CHANGE) in that round."""
+    last_round: dict[bytes, int] = field(default_factory=dict)
+    """Per member, the latest round it answered."""
+    exits: dict[bytes, tuple[_Answer, EntryKind, MessageKey]] = field(default_factory=dict)
+    commits: dict[MessageId, dict[bytes, int]] = field(default_factory=dict)
+    """Per change, per member: the seq of its COMMIT (every valid one, even one that
+    came after the decision: a later entry may count it)."""
+    committed: dict[bytes, MessageId] = field(default_factory=dict)
+    """Per member, the change it committed last."""
+    decision: Decision | None = None
+
+    def answer_of(self, member: bytes, round_: int) -> _Answer | None:
+        """``member``'s answer in ``round_``: its FLUSH or CHANGE, else its exit."""
+        answer = self.answers.get(round_, {}).get(member)
+        if answer is not None:
+            return answer
+        exit_ = self.exits.get(member)
+        return exit_[0] if exit_ is not None else None
+
+
 class Roster:
-    """The membership entries of one room's delivered log."""
+    """The membership entries of one room's delivered log, judged in epochs."""
 
-    founder: bytes | None = None
-    _admissions: dict[bytes, list[_Admission]] = field(default_factory=dict)
-    _exits: dict[bytes, list[int]] = field(default_factory=dict)
-    """Per member, the seqs of its LEAVE and AWAY entries (ascending: FIFO delivery)."""
-    _transitions: list[Transition] = field(default_factory=list)
-    """Every membership entry delivered, sorted by key."""
-    _names: dict[bytes, str] = field(default_factory=dict)
-    _scanned: list[tuple[Transition, frozenset[bytes]]] | None = None
-    """``scan()`` as of the last membership entry (recomputed after the next one)."""
+    def __init__(self) -> None:
+        self.founder: bytes | None = None
+        self.epochs: list[Epoch] = []
+        self._names: dict[bytes, str] = {}
+        self._ever: set[bytes] = set()
+        """Everyone ever a member or admitted: their void entries are kept as tombstones."""
+        self._removed_in: dict[bytes, int] = {}
+        """Members removed, with the epoch they were removed from (latest)."""
+        self._first_epoch: dict[bytes, int] = {}
+        """The first epoch each member was a member of."""
+        self._decided_at: dict[MessageKey, Decision] = {}
+        """Each decision by the key of the entry that completed it (its last answer)."""
 
-    # Validity (checked once an entry's causal past is delivered) -------------------
-    def admits(self, message: Message, vector: Mapping[bytes, int]) -> bool:
-        """Whether ``message``'s author is a member where the message stands.
-
-        ``vector`` is the message's full vector clock: what its author had delivered
-        of the others (with its own chain, exactly its causal past). Its own entries
-        are never needed here: nobody admits itself.
-        """
-        author = message.sender_id
-        if message.kind is EntryKind.GENESIS:
-            return False  # a genesis is only valid as the room's own (checked by the log)
-        if message.kind is EntryKind.ADMIT and message.subject == author:
-            return False  # nobody admits itself
-        last_exit = _last_below(self._exits.get(author, ()), message.seq)
-        if author == self.founder and last_exit == 0:
-            return True
-        for admission in self._admissions.get(author, ()):
-            if admission.seen >= last_exit and vector.get(admission.sponsor, 0) >= admission.sponsor_seq:
-                return True
-        return False
-
-    # Recording delivered entries ------------------------------------------------
-    def note_name(self, author: bytes, name: str) -> None:
-        """A chat line's author: remember a name for it (the first one seen)."""
-        if author not in self._names:
-            self._names[author] = name
-
-    def record(self, message: Message, vector: Mapping[bytes, int]) -> Transition:
-        """Note a delivered membership entry (not a TEXT); ``vector`` is its full vector clock."""
-        author = message.sender_id
-        if message.kind is EntryKind.GENESIS:
-            self.founder = author
-            self._names[author] = message.name
-            transition = Transition(message.key, message.kind, author)
-        elif message.kind is EntryKind.ADMIT:
-            assert message.subject is not None
-            subject = message.subject
-            seen = vector.get(subject, 0)
-            self._admissions.setdefault(subject, []).append(_Admission(author, message.seq, seen))
-            self._names.setdefault(subject, message.text)
-            transition = Transition(message.key, message.kind, subject, seen)
-        else:
-            self._exits.setdefault(author, []).append(message.seq)
-            transition = Transition(message.key, message.kind, author, message.seq)
-        self._names[author] = message.name
-        insort(self._transitions, transition, key=lambda t: t.key)
-        self._scanned = None
-        return transition
-
-    # Reading ----------------------------------------------------------------------
+    # Reading --------------------------------------------------------------------
     @property
-    def transitions(self) -> list[Transition]:
-        return self._transitions
+    def current(self) -> Epoch:
+        return self.epochs[-1]
 
-    def has_exited(self, member: bytes, *, before: MessageKey) -> bool:
-        """Whether ``member`` left or went away at a position before ``before``."""
-        return any(
-            t.member == member and t.kind in (EntryKind.LEAVE, EntryKind.AWAY) and t.key < before
-            for t in self._transitions
-        )
+    def active(self) -> frozenset[bytes]:
+        """The members of the current epoch that have not exited it."""
+        if not self.epochs:
+            return frozenset()
+        epoch = self.current
+        return frozenset(m for m in epoch.members if m not in epoch.exits)
 
-    def last_exit(self, member: bytes) -> int:
-        """The seq of ``member``'s latest LEAVE or AWAY (0 if none)."""
-        exits = self._exits.get(member)
-        return exits[-1] if exits else 0
+    def was_member(self, member: bytes) -> bool:
+        return member in self._ever
+
+    def was_member_by(self, member: bytes, epoch: int) -> bool:
+        """Whether ``member`` was a member of some epoch up to ``epoch``: a fact of the
+        causal past of any entry of that epoch, so every replica agrees on it."""
+        return self._first_epoch.get(member, epoch + 1) <= epoch
+
+    def writes_after_answers(self) -> list[tuple[bytes, int]]:
+        """Members that answered a change of the current epoch that is still open, with
+        the seq of that answer: their entries above it are void if it is decided."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        found = []
+        for member, round_ in epoch.last_round.items():
+            answer = epoch.answers[round_][member]
+            assert answer.change is not None
+            if self._status(epoch, epoch.proposals[answer.change]) is None:
+                found.append((member, answer.seq))
+        return found
 
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
 
+    def note_name(self, author: bytes, name: str) -> None:
+        if author in self._ever:
+            self._names[author] = name
+
+    def open_proposals(self) -> list[_Proposal]:
+        """Changes of the current epoch that are neither decided nor dead."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        return [p for p in epoch.proposals.values() if self._status(epoch, p) is None]
+
+    def answered(self, member: bytes) -> _Proposal | None:
+        """The open change ``member`` answered last in the current epoch (its entries
+        after that answer are void if the change is decided), if any."""
+        if not self.epochs:
+            return None
+        epoch = self.current
+        round_ = epoch.last_round.get(member)
+        if round_ is None:
+            return None
+        answer = epoch.answers[round_][member]
+        assert answer.change is not None
+        proposal = epoch.proposals[answer.change]
+        return proposal if self._status(epoch, proposal) is None else None
+
+    def holds_open_commit(self, member: bytes) -> bool:
+        """Whether ``member`` committed a change of the current epoch that is neither
+        decided nor dead (it may then neither answer another change nor exit)."""
+        return bool(self.epochs) and self._open_commit(self.current, member, _EVERYTHING) is not None
+
+    def waiting_on(self, proposal: _Proposal) -> frozenset[bytes]:
+        """The members an open change still needs an answer from."""
+        epoch = self.current
+        return frozenset(
+            member
+            for member in epoch.members - proposal.removed
+            if epoch.answer_of(member, proposal.change.round) is None
+        )
+
+    def first_proposer_after_rivals(self) -> bytes | None:
+        """When the latest round of the current epoch died of rival changes (members that
+        proposed at the same moment), the author of the first of them by key: it proposes
+        again at once, the others give it a moment (or rivals meet again every round)."""
+        if not self.epochs or self.open_proposals():
+            return None
+        epoch = self.current
+        if not epoch.proposals:
+            return None
+        top = max(p.change.round for p in epoch.proposals.values())
+        rivals = [p for p in epoch.proposals.values() if p.change.round == top]
+        if len(rivals) < 2:
+            return None
+        return min(rivals, key=lambda p: p.key).id.sender_id
+
+    def next_round(self) -> int:
+        """The round a new change of the current epoch should use: above every round used."""
+        if not self.epochs:
+            return 0
+        epoch = self.current
+        used = [p.change.round for p in epoch.proposals.values()]
+        return max(used, default=-1) + 1
+
+    def owed_answer(self, member: bytes) -> tuple[EntryKind, Flush] | None:
+        """The entry an honest ``member`` owes now, if any: a COMMIT of the change it
+        answered last once it holds all that change's answers; else a FLUSH for the
+        open change of the highest round above its last answer (the first by key),
+        unless it holds a COMMIT of a change that is not dead."""
+        if member not in self.active():
+            return None
+        epoch = self.current
+        if self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return None
+        last = epoch.last_round.get(member, -1)
+        mine = self.answered(member)
+        uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
+        if mine is not None and uncommitted and self._tally(epoch, mine, _EVERYTHING).complete:
+            return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
+        candidates = [p for p in self.open_proposals() if p.change.round > last]
+        if not candidates:
+            return None
+        top = max(p.change.round for p in candidates)
+        chosen = min((p for p in candidates if p.change.round == top), key=lambda p: p.key)
+        return EntryKind.FLUSH, Flush(epoch.number, top, chosen.id)
+
+    def proposal(
+        self,
+        member: bytes,
+        admitted: tuple[tuple[bytes, str], ...],
+        removed: frozenset[bytes],
+        *,
+        supersede: bool = False,
+    ) -> Change | None:
+        """A change ``member`` may honestly propose now (None if it may not, or if it
+        could not be decided): ``member`` active, not removed, holding no COMMIT of a
+        change that is not dead, and no change open, unless ``supersede`` (the shell
+        judged the open ones stuck on members it removes): then in a round above them."""
+        if member not in self.active() or member in removed or not (admitted or removed):
+            return None
+        if not self.could_decide(removed):
+            return None
+        epoch = self.current
+        if self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return None
+        if self.open_proposals() and not supersede:
+            return None
+        round_ = max(self.next_round(), epoch.last_round.get(member, -1) + 1)
+        return Change(epoch.number, round_, admitted, tuple(sorted(removed)))
+
+    def exit_seq(self, member: bytes) -> int:
+        """The seq of ``member``'s exit from the current epoch (0 if none)."""
+        if not self.epochs:
+            return 0
+        exit_ = self.current.exits.get(member)
+        return exit_[0].seq if exit_ is not None else 0
+
+    def decided_at(self, key: MessageKey) -> Decision | None:
+        """The decision of the CHANGE at ``key``, if it was decided (where the log shows
+        what it decided: the COMMITs that decide it take no place in the log)."""
+        return self._decided_at.get(key)
+
+    def could_decide(self, removed: frozenset[bytes]) -> bool:
+        """Whether a change removing ``removed`` could be decided, should every other
+        member answer it: its FLUSHes would come from a strict majority."""
+        if not self.epochs:
+            return False
+        epoch = self.current
+        required = epoch.members - removed
+        exited = {m for m in required if m in epoch.exits}
+        return 2 * len(required - exited) > len(epoch.members) - len(exited)
+
     def members(self) -> dict[bytes, MemberInfo]:
-        """Everyone ever admitted, with their state at the end of the log."""
+        """Everyone ever a member, with their state at the end of the log."""
         info: dict[bytes, MemberInfo] = {}
-        for transition, active in self.scan():
-            member = transition.member
-            entry = info.setdefault(member, MemberInfo(member, self._names.get(member, "")))
-            if member in active or transition.kind is not EntryKind.ADMIT:
-                entry.state = _state_after(transition, active)  # (an ignored ADMIT changes nothing)
+        for member in self._ever:
+            info[member] = MemberInfo(member, self._names.get(member, ""), self._state(member))
         return info
 
-    def active(self) -> frozenset[bytes]:
-        """The members at the end of the log."""
-        scanned = self.scan()
-        return scanned[-1][1] if scanned else frozenset()
+    def _state(self, member: bytes) -> MemberState:
+        epoch = self.current
+        if member in epoch.members:
+            exit_ = epoch.exits.get(member)
+            if exit_ is None:
+                return MemberState.ACTIVE
+            return MemberState.LEFT if exit_[1] is EntryKind.LEAVE else MemberState.AWAY
+        for past in reversed(self.epochs[:-1]):
+            if member in past.members:
+                decision = past.decision
+                assert decision is not None
+                if member in decision.removed:
+                    return MemberState.REMOVED
+                exit_ = past.exits.get(member)
+                if exit_ is not None and exit_[1] is EntryKind.LEAVE:
+                    return MemberState.LEFT
+                return MemberState.AWAY
+        return MemberState.AWAY  # admitted by an open change, not yet a member
 
-    def scan(self) -> list[tuple[Transition, frozenset[bytes]]]:
-        """Each transition in key order, with the member set just after it."""
-        if self._scanned is None:
-            self._scanned = list(self._scan())
-        return self._scanned
+    # Judging --------------------------------------------------------------------
+    def epoch_of(self, author: bytes, seq: int, vector: Mapping[bytes, int], since: int = 0) -> int:
+        """The epoch of an entry: past every decision all of whose answers its causal
+        past (its vector clock and its author's earlier entries) holds.
 
-    def _scan(self) -> Iterable[tuple[Transition, frozenset[bytes]]]:
-        active: set[bytes] = set()
-        last_exit: dict[bytes, int] = {}
-        for transition in self._transitions:
-            member = transition.member
-            if transition.kind is EntryKind.ADMIT:
-                # A stale ADMIT (its sponsor had not seen the member's later exit) does
-                # not bring it back, exactly as the validity rule ignores it.
-                if transition.seen >= last_exit.get(member, 0):
-                    active.add(member)
-            elif transition.kind is EntryKind.GENESIS:
-                active.add(member)
+        ``since``: an epoch the entry is known to be in or after (its author's previous
+        entry's); decisions nest, so the search goes up from there.
+        """
+        number = min(since, len(self.epochs) - 1)
+        while number < len(self.epochs) - 1:
+            epoch = self.epochs[number]
+            decision = epoch.decision
+            assert decision is not None
+            if not _holds_all(vector, author, seq, decision.answers):
+                break
+            commits = epoch.commits.get(decision.change, {})
+            past = _past(vector, author, seq)
+            shown = sum(1 for member, commit in commits.items() if past(member, commit))
+            if 2 * shown <= decision.base:
+                break  # (it follows every answer, but was written before it knew the outcome)
+            number += 1
+        return number
+
+    def judge(self, message: Message, vector: Mapping[bytes, int], since: int = 0) -> tuple[int, str | None]:
+        """``message``'s epoch and, if it is invalid there, why (rule 10).
+
+        ``vector`` is its full vector clock without its author's own entry; ``since``
+        as for :meth:`epoch_of`.
+        """
+        if not self.epochs:
+            return 0, "written before the room's genesis"
+        number = self.epoch_of(message.sender_id, message.seq, vector, since)
+        epoch = self.epochs[number]
+        author = message.sender_id
+        if author not in epoch.members:
+            return number, "its author is not a member of its epoch"
+        if epoch.decision is not None:
+            if message.seq > epoch.decision.cuts.get(author, 0):
+                return number, "above its author's cut in a closed epoch"
+            return number, None
+        exit_ = epoch.exits.get(author)
+        if exit_ is not None and exit_[0].seq < message.seq:
+            return number, "written after its author left the epoch"
+        past = _past(vector, author, message.seq)
+        if message.kind is EntryKind.CHANGE:
+            return number, self._judge_change(epoch, message, vector, past)
+        if message.kind is EntryKind.FLUSH:
+            return number, self._judge_flush(epoch, message, past)
+        if message.kind is EntryKind.COMMIT:
+            return number, self._judge_commit(epoch, message, past)
+        if message.kind in (EntryKind.LEAVE, EntryKind.AWAY) and self._open_commit(epoch, author, past):
+            # (Its exit would answer a rival round, as if it had not committed.)
+            return number, "exits while holding a COMMIT of a change that is not dead"
+        # A chat line or an exit after its author answered a change still open is valid
+        # for now: if the change is decided it is above the author's cut, and void (its
+        # peer sends the line again); if the change dies it stays. The log never calls
+        # such an entry stable while the change is open (see writes_after_answers).
+        return number, None
+
+    def _open_commit(self, epoch: Epoch, member: bytes, held: _Held) -> _Proposal | None:
+        """The change ``member`` committed last, unless ``held`` shows it dead."""
+        change = epoch.committed.get(member)
+        if change is None:
+            return None
+        proposal = epoch.proposals[change]
+        return None if self._tally(epoch, proposal, held).dead else proposal
+
+    def _judge_round(self, epoch: Epoch, author: bytes, round_: int, held: _Held) -> str | None:
+        if self._open_commit(epoch, author, held) is not None:
+            return "answers again while holding a COMMIT of a change that is not dead"
+        last = epoch.last_round.get(author)
+        if last is not None and last >= round_:
+            return "answers a round it already answered, or an earlier one"
+        return None
+
+    def _judge_change(
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], held: _Held
+    ) -> str | None:
+        change = message.change
+        assert change is not None
+        author = message.sender_id
+        if change.epoch != epoch.number:
+            return "a change of another epoch than its own"
+        problem = self._judge_round(epoch, author, change.round, held)
+        if problem is not None:
+            return problem
+        removed = set(change.removed)
+        if author in removed or not removed <= epoch.members:
+            return "removes its author or a non-member"
+        exited = {
+            m
+            for m, (exit_, _, _) in epoch.exits.items()
+            if _holds(vector, author, message.seq, MessageId(m, exit_.seq))
+        }
+        staying = epoch.members - removed - exited
+        if any(member in staying for member, _ in change.admitted):
+            return "admits a member that is still active"
+        if len(staying | {member for member, _ in change.admitted}) > MAX_MEMBERS:
+            return f"the room would have more than {MAX_MEMBERS} members"
+        return None
+
+    def _judge_flush(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
+        flush = message.flush
+        assert flush is not None
+        author = message.sender_id
+        proposal = epoch.proposals.get(flush.change)
+        if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+            return "answers no change of its epoch and round"
+        if not held(proposal.id.sender_id, proposal.id.seq):
+            return "answers a change it had not seen"
+        return self._judge_round(epoch, author, flush.round, held)
+
+    def _judge_commit(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
+        flush = message.flush
+        assert flush is not None
+        author = message.sender_id
+        proposal = epoch.proposals.get(flush.change)
+        if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+            return "commits no change of its epoch and round"
+        round_ = epoch.last_round.get(author)
+        if round_ is None or epoch.answers[round_][author].change != proposal.id:
+            return "commits a change that is not the one it answered last"
+        if author in epoch.commits.get(proposal.id, {}):
+            return "commits a change twice"
+        if not self._tally(epoch, proposal, held).complete:
+            return "commits a change without holding all its answers"
+        return None
+
+    # Recording ------------------------------------------------------------------
+    def record(self, message: Message, vector: Mapping[bytes, int], number: int) -> Decision | None:
+        """Note a delivered, valid membership entry of epoch ``number``.
+
+        Returns the decision it completed, if any (the log then voids what is above
+        the cuts and opens the next epoch).
+        """
+        author = message.sender_id
+        self._names[author] = message.name
+        if message.kind is EntryKind.GENESIS:
+            self.founder = author
+            self._ever.add(author)
+            self._first_epoch.setdefault(author, 0)
+            self.epochs.append(Epoch(0, frozenset({author})))
+            return None
+        epoch = self.epochs[number]
+        if epoch.decision is not None:
+            return None  # (a valid entry of a closed epoch was delivered before its decision)
+        full = dict(vector)
+        if message.kind is EntryKind.CHANGE:
+            assert message.change is not None
+            epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change)
+            for member, name in message.change.admitted:
+                self._names.setdefault(member, name)
+            answer = _Answer(author, message.seq, message.id, full, message.key)
+            self._answer(epoch, message.change.round, answer)
+        elif message.kind is EntryKind.FLUSH:
+            assert message.flush is not None
+            answer = _Answer(author, message.seq, message.flush.change, full, message.key)
+            self._answer(epoch, message.flush.round, answer)
+        elif message.kind is EntryKind.COMMIT:
+            assert message.flush is not None
+            self._commit(epoch, author, message.seq, message.flush.change)
+            return self._decide(epoch, message.key)
+        else:  # LEAVE or AWAY
+            answer = _Answer(author, message.seq, None, full, message.key)
+            epoch.exits[author] = (answer, message.kind, message.key)
+        return None  # (only a COMMIT decides: it needs every answer in its causal past)
+
+    def record_void(self, message: Message, vector: Mapping[bytes, int], number: int) -> None:
+        """Note a delivered entry of epoch ``number`` that is void: a COMMIT that came
+        after the decision (above its author's cut) still counts for which epoch a
+        later entry is in, the same on every replica."""
+        epoch = self.epochs[number] if number < len(self.epochs) else None
+        if epoch is None or message.kind is not EntryKind.COMMIT or epoch.decision is None:
+            return
+        assert message.flush is not None
+        if self._judge_commit(epoch, message, _past(vector, message.sender_id, message.seq)) is None:
+            self._commit(epoch, message.sender_id, message.seq, message.flush.change)
+
+    @staticmethod
+    def _commit(epoch: Epoch, member: bytes, seq: int, change: MessageId) -> None:
+        epoch.commits.setdefault(change, {})[member] = seq
+        epoch.committed[member] = change
+
+    @staticmethod
+    def _answer(epoch: Epoch, round_: int, answer: _Answer) -> None:
+        epoch.answers.setdefault(round_, {})[answer.member] = answer
+        epoch.last_round[answer.member] = round_
+
+    def _decide(self, epoch: Epoch, key: MessageKey) -> Decision | None:
+        for proposal in sorted(epoch.proposals.values(), key=lambda p: p.key):
+            if self._status(epoch, proposal) == "decided":
+                return self._close(epoch, proposal, key)
+        return None
+
+    def _status(self, epoch: Epoch, proposal: _Proposal) -> str | None:
+        """ "decided", "dead", or None (open), from everything held."""
+        if epoch.decision is not None:
+            return "decided" if epoch.decision.change == proposal.id else "dead"
+        tally = self._tally(epoch, proposal, _EVERYTHING)
+        if tally.decided:
+            return "decided"
+        return "dead" if tally.dead else None
+
+    @staticmethod
+    def _tally(epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
+        """Where ``proposal`` stands among the entries ``held`` says are held."""
+        round_ = proposal.change.round
+        commits = epoch.commits.get(proposal.id, {})
+        complete, blocked = True, False
+        committed = potential = exits = 0
+        for member in epoch.members:
+            own: _Answer | None = None
+            later = False
+            for answered_round, by_member in epoch.answers.items():
+                answer = by_member.get(member)
+                if answer is None or not held(member, answer.seq):
+                    continue
+                if answered_round == round_:
+                    own = answer
+                later = later or answered_round > round_
+            exit_ = epoch.exits.get(member)
+            exited = exit_ is not None and held(member, exit_[0].seq)
+            if member in proposal.removed:
+                # Not needed, but it may answer and commit its own removal: without its
+                # COMMIT a majority may be out of reach (two members left of four, one
+                # crashed after it answered), so it counts among who may still commit.
+                answers_it = own is None or own.change == proposal.id
+                if member in commits and held(member, commits[member]):
+                    committed += 1
+                    potential += 1
+                elif answers_it and not later and not exited:
+                    potential += 1
+            elif own is not None and own.change != proposal.id:
+                complete, blocked = False, True  # it answered a rival of the round
+            elif own is not None:
+                if member in commits and held(member, commits[member]):
+                    committed += 1
+                    potential += 1
+                elif not later and not exited:
+                    potential += 1  # it may still commit
+            elif later:
+                complete, blocked = False, True  # it skipped the round: it can never answer it
+            elif exited:
+                exits += 1  # its exit answers the round
             else:
-                active.discard(member)
-                last_exit[member] = max(last_exit.get(member, 0), transition.seen)
-            yield transition, frozenset(active)
+                complete = False
+                potential += 1
+        return _Tally(complete, blocked, committed, potential, len(epoch.members) - exits)
+
+    def _close(self, epoch: Epoch, proposal: _Proposal, key: MessageKey) -> Decision:
+        round_ = proposal.change.round
+        answers = {m: a for m in epoch.members - proposal.removed if (a := epoch.answer_of(m, round_))}
+        cuts = {member: answer.seq for member, answer in answers.items()}
+        for gone in proposal.removed:
+            cuts[gone] = max((a.names(gone) for a in answers.values()), default=0)
+        # An exit counts only if it answered the change (an exit written after answering
+        # this change is void, as any entry there).
+        exited = {m for m, answer in answers.items() if answer.change is None}
+        decision = Decision(
+            proposal.id,
+            proposal.key,
+            proposal.change.admitted,
+            proposal.change.removed,
+            {m: a.seq for m, a in answers.items()},
+            cuts,
+            len(epoch.members) - len(exited),
+            key,
+        )
+        epoch.decision = decision
+        self._decided_at[proposal.key] = decision
+        admitted = {member for member, _ in proposal.change.admitted}
+        members = (epoch.members - proposal.removed - exited) | admitted
+        for gone in proposal.removed:
+            self._removed_in[gone] = epoch.number
+        self._ever |= admitted
+        for member in admitted:
+            self._first_epoch.setdefault(member, epoch.number + 1)
+        self.epochs.append(Epoch(epoch.number + 1, frozenset(members)))
+        return decision
 
 
-def _state_after(transition: Transition, active: frozenset[bytes]) -> MemberState:
-    if transition.member in active:
-        return MemberState.ACTIVE
-    if transition.kind is EntryKind.LEAVE:
-        return MemberState.LEFT
-    return MemberState.AWAY
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """A change's answers and commits among some entries (see Roster._tally)."""
+
+    complete: bool
+    """Every member it needs answered it."""
+    blocked: bool
+    """A member it needs answered a rival of its round, or skipped the round."""
+    committed: int
+    potential: int
+    """Members that committed it or still may."""
+    base: int
+
+    @property
+    def decided(self) -> bool:
+        return self.complete and 2 * self.committed > self.base
+
+    @property
+    def dead(self) -> bool:
+        return self.blocked or 2 * self.potential <= self.base
 
 
-def _last_below(seqs: Iterable[int], seq: int) -> int:
-    """The largest of ``seqs`` below ``seq`` (0 if none)."""
-    best = 0
-    for value in seqs:
-        if value < seq:
-            best = max(best, value)
-    return best
+_Held = Callable[[bytes, int], bool]
+"""Whether the entry (member, seq) is among those considered."""
+
+
+def _everything(member: bytes, seq: int) -> bool:
+    return True
+
+
+_EVERYTHING: _Held = _everything
+"""Every entry recorded (the replica's own view)."""
+
+
+def _past(vector: Mapping[bytes, int], author: bytes, seq: int) -> _Held:
+    """The causal past of ``author``'s entry ``seq`` with full vector clock ``vector``."""
+    return lambda member, member_seq: _holds(vector, author, seq, MessageId(member, member_seq))
+
+
+def _holds(vector: Mapping[bytes, int], author: bytes, seq: int, entry: MessageId) -> bool:
+    """Whether an entry (``author``'s ``seq``, with ``vector``) has ``entry`` in its causal past."""
+    if entry.sender_id == author:
+        return entry.seq < seq
+    return vector.get(entry.sender_id, 0) >= entry.seq
+
+
+def _holds_all(vector: Mapping[bytes, int], author: bytes, seq: int, answers: Mapping[bytes, int]) -> bool:
+    for member, answer_seq in answers.items():
+        if member == author:
+            if answer_seq >= seq:
+                return False
+        elif vector.get(member, 0) < answer_seq:
+            return False
+    return True

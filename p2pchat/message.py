@@ -14,7 +14,12 @@ Payload layout (a CBOR array)::
 
 Every entry of a room's log is a message; ``kind`` says which (see
 :class:`EntryKind`): a chat text, the room's genesis, or a membership entry
-(admission, leave, away). ``body`` depends on the kind.
+(change, flush, leave, away). ``body`` depends on the kind::
+
+    TEXT, LEAVE, AWAY   text
+    GENESIS             [room_name, policy]
+    CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed]
+    FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq]
 
 ``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
 that *changed since its previous message* (its own entry is implied: ``seq-1``).
@@ -47,7 +52,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import OrderedDict
-from collections.abc import ItemsView, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple, TypeVar
@@ -60,11 +65,14 @@ T = TypeVar("T")
 
 __all__ = [
     "LINK_SIZE",
+    "MAX_CHANGE_MEMBERS",
     "MAX_LAMPORT",
     "MAX_NAME_BYTES",
     "MAX_TEXT_BYTES",
     "ROOM_ID_SIZE",
+    "Change",
     "EntryKind",
+    "Flush",
     "Message",
     "MessageId",
     "MessageKey",
@@ -78,6 +86,9 @@ MAX_SENT_AT_MS = 2**53  # far beyond any real date; keeps JSON consumers exact
 MAX_TEXT_BYTES = 16 * 1024
 MAX_NAME_BYTES = 64
 MAX_DEPS = 1024
+MAX_CHANGE_MEMBERS = 256
+"""Members one CHANGE admits and removes, together, at most."""
+MAX_EPOCH = 2**63 - 1
 ROOM_ID_SIZE = 32
 LINK_SIZE = 16
 """Bytes of an entry hash, the link from an entry to its author's previous one."""
@@ -95,12 +106,18 @@ class EntryKind(enum.IntEnum):
     TEXT = 0
     GENESIS = 1
     """The founder's first entry: room name and policy. Its hash is the room id."""
-    ADMIT = 2
-    """A member admits a newcomer (or re-admits one that went away or left)."""
+    CHANGE = 2
+    """A member proposes to close the epoch: admit some ids, remove some members
+    (DESIGN.md rule 10). It counts as its author's FLUSH."""
     LEAVE = 3
     """The author leaves the room: its last entry until it is admitted again."""
     AWAY = 4
     """The author quit cleanly and stops holding stability back until it is back."""
+    FLUSH = 5
+    """A member's answer to a CHANGE (what it had delivered is its vector clock)."""
+    COMMIT = 6
+    """A member saw every answer the CHANGE it answered needs: once a strict majority
+    committed, the change is decided (the second phase of rule 10)."""
 
 
 class RoomPolicy(enum.IntEnum):
@@ -134,6 +151,28 @@ class MessageId(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """The body of a CHANGE entry."""
+
+    epoch: int
+    """The epoch it would close (every replica checks it against the entry's causal past)."""
+    round: int
+    """Rival changes of one epoch compete in rounds; a dead round moves to the next."""
+    admitted: tuple[tuple[bytes, str], ...] = ()
+    """Ids to admit, each with the name it gave."""
+    removed: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """The body of a FLUSH or COMMIT entry: which change it answers or commits."""
+
+    epoch: int
+    round: int
+    change: MessageId
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A signed entry of a room's log (a chat message or a membership entry)."""
 
@@ -144,15 +183,17 @@ class Message:
     """The sender's wall clock at send time, ms since the Unix epoch. Display only."""
     name: str
     text: str
-    """TEXT: the chat line; GENESIS: the room's name; ADMIT: the newcomer's name;
-    LEAVE and AWAY: the reason given."""
+    """TEXT: the chat line; GENESIS: the room's name; LEAVE and AWAY: the reason
+    given; CHANGE and FLUSH: empty."""
     deps: Mapping[bytes, int]
     """Vector clock entries changed since the sender's previous message."""
     payload: bytes = field(repr=False)
     signature: bytes = field(repr=False)
     kind: EntryKind = EntryKind.TEXT
-    subject: bytes | None = None
-    """ADMIT: the id of the member admitted."""
+    change: Change | None = None
+    """CHANGE: what it proposes."""
+    flush: Flush | None = None
+    """FLUSH: the change it answers; COMMIT: the change it commits."""
     policy: RoomPolicy = RoomPolicy.OPEN
     """GENESIS: the room's policy."""
     previous: bytes = NO_PREVIOUS
@@ -207,7 +248,8 @@ class Message:
         deps: Mapping[bytes, int],
         room_id: bytes,
         kind: EntryKind = EntryKind.TEXT,
-        subject: bytes | None = None,
+        change: Change | None = None,
+        flush: Flush | None = None,
         policy: RoomPolicy = RoomPolicy.OPEN,
         previous: bytes = NO_PREVIOUS,
     ) -> Message:
@@ -227,10 +269,14 @@ class Message:
             raise ValueError(f"name is over {MAX_NAME_BYTES} bytes")
         if not 0 <= sent_at_ms <= MAX_SENT_AT_MS:
             raise ValueError("sent_at_ms out of range")
-        if (kind is EntryKind.ADMIT) != (subject is not None):
-            raise ValueError("an ADMIT names exactly one member, other entries none")
-        if kind is EntryKind.ADMIT and len(text.encode("utf-8")) > MAX_NAME_BYTES:
-            raise ValueError(f"a member's name is over {MAX_NAME_BYTES} bytes")
+        if (kind is EntryKind.CHANGE) != (change is not None) or (kind in _NAMING_A_CHANGE) != (
+            flush is not None
+        ):
+            raise ValueError("a CHANGE carries a change, a FLUSH or COMMIT a flush, other entries neither")
+        if (kind is EntryKind.CHANGE or kind in _NAMING_A_CHANGE) and text:
+            raise ValueError("CHANGE, FLUSH and COMMIT entries carry no text")
+        if change is not None:
+            _check_change(change)
         if kind is EntryKind.GENESIS and len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"a room's name is over {MAX_NAME_BYTES} bytes")
         wire_deps = {s: n for s, n in deps.items() if n > 0} or NO_DEPS
@@ -240,7 +286,7 @@ class Message:
         for dep_sender, dep_seq in wire_deps.items():
             if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
                 raise ValueError("deps entry out of range")
-        body = _encode_body(kind, text, subject, policy)
+        body = _encode_body(kind, text, change, flush, policy)
         payload = codec.dumps(
             [
                 PAYLOAD_VERSION,
@@ -268,7 +314,8 @@ class Message:
             payload,
             identity.sign(signed_bytes(room, payload)),
             kind,
-            subject,
+            change,
+            flush,
             policy if kind is EntryKind.GENESIS else RoomPolicy.OPEN,  # as receivers decode it
             previous,
         )
@@ -296,16 +343,16 @@ class Message:
 
     @classmethod
     def _decode(cls, payload: bytes, signature: bytes) -> Message:
-        fields = codec.expect_array(codec.strict_loads(payload, max_depth=3), "message", length=10)
+        fields = codec.expect_array(codec.strict_loads(payload, max_depth=4), "message", length=10)
         version, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous = fields
         if version != PAYLOAD_VERSION or type(version) is not int:
             raise CodecError(f"message: unsupported payload version {version!r}")
         entry_kind = _parse_kind(kind)
         if entry_kind is EntryKind.TEXT:  # (the common case, without a detour)
             text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
-            subject, policy = None, RoomPolicy.OPEN
+            change, flush, policy = None, None, RoomPolicy.OPEN
         else:
-            text, subject, policy = _parse_body(entry_kind, body)
+            text, change, flush, policy = _parse_body(entry_kind, body)
         number = codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ)
         link = codec.expect_bytes(previous, "message previous", size=0 if number == 1 else LINK_SIZE)
         # Positional: this runs once per message received, a million times in a catch-up.
@@ -320,7 +367,8 @@ class Message:
             payload,
             signature,
             entry_kind,
-            subject,
+            change,
+            flush,
             policy,
             link,
         )
@@ -345,15 +393,35 @@ def room_id_of(genesis_payload: bytes) -> bytes:
     return hashlib.blake2b(genesis_payload, digest_size=ROOM_ID_SIZE).digest()
 
 
-def _encode_body(kind: EntryKind, text: str, subject: bytes | None, policy: RoomPolicy) -> object:
+def _encode_body(
+    kind: EntryKind, text: str, change: Change | None, flush: Flush | None, policy: RoomPolicy
+) -> object:
     if kind is EntryKind.GENESIS:
         return [text, int(policy)]
-    if kind is EntryKind.ADMIT:
-        return [subject, text]
+    if change is not None:
+        admitted = [[member, name] for member, name in change.admitted]
+        return [change.epoch, change.round, admitted, list(change.removed)]
+    if flush is not None:
+        return [flush.epoch, flush.round, flush.change.sender_id, flush.change.seq]
     return text
 
 
+def _check_change(change: Change) -> None:
+    """What every receiver's decoder refuses, refused when writing."""
+    ids = [member for member, _ in change.admitted] + list(change.removed)
+    if not ids or len(ids) > MAX_CHANGE_MEMBERS or len(set(ids)) != len(ids):
+        raise ValueError(f"a change names 1 to {MAX_CHANGE_MEMBERS} distinct members")
+    if any(len(member) != SENDER_ID_SIZE for member in ids):
+        raise ValueError("a change names members by their 32-byte ids")
+    if any(len(name.encode("utf-8")) > MAX_NAME_BYTES for _, name in change.admitted):
+        raise ValueError(f"a member's name is over {MAX_NAME_BYTES} bytes")
+    if not (0 <= change.epoch <= MAX_EPOCH and 0 <= change.round <= MAX_EPOCH):
+        raise ValueError("epoch or round out of range")
+
+
 _KINDS = tuple(EntryKind)
+_NAMING_A_CHANGE = (EntryKind.FLUSH, EntryKind.COMMIT)
+"""The kinds whose body names a change (a :class:`Flush`)."""
 _POLICIES = tuple(RoomPolicy)
 
 
@@ -361,27 +429,71 @@ def _parse_kind(value: object) -> EntryKind:
     return _KINDS[codec.expect_int(value, "message kind", hi=len(_KINDS) - 1)]
 
 
-def _parse_body(kind: EntryKind, body: object) -> tuple[str, bytes | None, RoomPolicy]:
+def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flush | None, RoomPolicy]:
     if kind is EntryKind.GENESIS:
         room_name, policy = codec.expect_array(body, "genesis body", length=2)
         name = codec.expect_str(room_name, "room name", max_bytes=MAX_NAME_BYTES)
         number = codec.expect_int(policy, "room policy", hi=len(_POLICIES) - 1)
-        return name, None, _POLICIES[number]
-    if kind is EntryKind.ADMIT:
-        member, member_name = codec.expect_array(body, "admit body", length=2)
-        subject = _shared(codec.expect_bytes(member, "admitted member", size=SENDER_ID_SIZE))
-        name = codec.expect_str(member_name, "admitted name", max_bytes=MAX_NAME_BYTES)
-        return name, subject, RoomPolicy.OPEN
-    return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, RoomPolicy.OPEN
+        return name, None, None, _POLICIES[number]
+    if kind is EntryKind.CHANGE:
+        return "", _parse_change(body), None, RoomPolicy.OPEN
+    if kind in _NAMING_A_CHANGE:
+        epoch, round_, sender, seq = codec.expect_array(body, "flush body", length=4)
+        flush = Flush(
+            codec.expect_int(epoch, "flush epoch", hi=MAX_EPOCH),
+            codec.expect_int(round_, "flush round", hi=MAX_EPOCH),
+            MessageId(
+                _shared(codec.expect_bytes(sender, "flushed change sender", size=SENDER_ID_SIZE)),
+                codec.expect_int(seq, "flushed change seq", lo=1, hi=MAX_SEQ),
+            ),
+        )
+        return "", None, flush, RoomPolicy.OPEN
+    return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, None, RoomPolicy.OPEN
 
 
-ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v1"
+def _parse_change(body: object) -> Change:
+    epoch, round_, admitted, removed = codec.expect_array(body, "change body", length=4)
+    pairs = []
+    for item in codec.expect_array(admitted, "admitted members", max_length=MAX_CHANGE_MEMBERS):
+        member, name = codec.expect_array(item, "admitted member", length=2)
+        pairs.append(
+            (
+                _shared(codec.expect_bytes(member, "admitted id", size=SENDER_ID_SIZE)),
+                codec.expect_str(name, "admitted name", max_bytes=MAX_NAME_BYTES),
+            )
+        )
+    gone = tuple(
+        _shared(codec.expect_bytes(member, "removed id", size=SENDER_ID_SIZE))
+        for member in codec.expect_array(removed, "removed members", max_length=MAX_CHANGE_MEMBERS)
+    )
+    change = Change(
+        codec.expect_int(epoch, "change epoch", hi=MAX_EPOCH),
+        codec.expect_int(round_, "change round", hi=MAX_EPOCH),
+        tuple(pairs),
+        gone,
+    )
+    try:
+        _check_change(change)
+    except ValueError as error:
+        raise CodecError(f"change: {error}") from None
+    return change
 
 
-def announcement_payload(sender_id: bytes, seq: int, lamport: int) -> bytes:
+ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v2"
+
+
+def announcement_payload(
+    sender_id: bytes, seq: int, lamport: int, delivered: Iterable[tuple[bytes, int]], at_ms: int = 0
+) -> bytes:
     """The bytes a member signs to announce its clock: "after my message ``seq``, my
-    Lamport clock stood at ``lamport``" (every later message of mine is stamped above)."""
-    return ANNOUNCEMENT_CONTEXT + sender_id + seq.to_bytes(8, "big") + lamport.to_bytes(8, "big")
+    Lamport clock stood at ``lamport``" (every later message of mine is stamped above),
+    "and I had delivered what my message ``seq`` had, raised by ``delivered``"
+    (the senders whose delivered seq grew since, DESIGN.md rule 8), "said at ``at_ms``"."""
+    parts = [ANNOUNCEMENT_CONTEXT, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
+    parts.append(at_ms.to_bytes(8, "big"))
+    for other, other_seq in sorted(delivered):
+        parts += [other, other_seq.to_bytes(8, "big")]
+    return b"".join(parts)
 
 
 class Deps(Mapping[bytes, int]):

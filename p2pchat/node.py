@@ -42,15 +42,24 @@ Gossip rules:
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
   room and across hops.
-* **Rooms and admission.** AUTH says which room each side is in: a newcomer
+* **Rooms and membership.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
-  is refused with a reason. In an open room, a member admits a neighbour that
-  is not an active member (a newcomer, or a member back from AWAY or LEAVE)
-  with an ADMIT entry, unless the room is full (``MAX_MEMBERS``).
+  is refused with a reason. In an open room, a member proposes a CHANGE admitting
+  a neighbour that is not an active member (a newcomer once its link stayed open
+  ``admission_delay``, or a member back from AWAY or LEAVE), unless the room is
+  full (``MAX_MEMBERS``), and removing every member not heard from for
+  ``member_timeout``. Every member answers the changes it sees with a FLUSH, then
+  a COMMIT once it holds every answer a change needs (DESIGN.md rule 10, see
+  :mod:`p2pchat.membership`). A change is proposed only while every member it
+  keeps was heard from recently: it needs all their answers. One stuck on a member
+  silent for ``member_timeout`` is superseded by a change in a later round that
+  removes it; after rival changes killed a round, the author of the first of them
+  proposes again and the others wait ``rival_backoff``.
 * **History only for members.** Entries, heads, WANT answers and peer
   addresses go only to a *trusted* neighbour: one that is an active member of
-  the room in our log (admitted just now, if we admitted it), or any neighbour
-  while we hold nothing of the room yet (a newcomer has nothing to reveal).
+  the room in our log, or one away (a clean quit) on its way back, or any
+  neighbour while we hold nothing of the room yet (a newcomer has nothing to
+  reveal).
   Trust is checked when the link opens and again at every heartbeat. A
   neighbour we cannot admit while we are a member (the room is full, or it is
   invite-only) gets a close reason and nothing else.
@@ -63,6 +72,7 @@ Gossip rules:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
@@ -74,9 +84,19 @@ from .chain import authenticate
 from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
 from .invites import InviteBook
-from .log import Equivocation, LogEvent, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
+from .log import (
+    Decided,
+    Delivered,
+    Equivocation,
+    LogEvent,
+    NotAMember,
+    OrderedLog,
+    ReceiptStatus,
+    Refusal,
+    Refused,
+)
 from .membership import MAX_MEMBERS, MemberState
-from .message import EntryKind, Message, MessageId, RoomPolicy
+from .message import Change, EntryKind, Flush, Message, MessageId, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
@@ -115,6 +135,9 @@ PUSHED_FIRST_MEMORY = 4096
 """How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
 
 
+_MOST_ANSWERS_AT_ONCE = 3
+"""A FLUSH, then the COMMIT it made due, then a FLUSH for a later round: at most."""
+
 class Rng(Protocol):
     """The randomness a node needs; ``random.Random`` fits."""
 
@@ -143,6 +166,18 @@ class NodeConfig:
     max_announced: int = 20_000
     """Announced messages we track at most (an IHAVE flood costs bounded memory)."""
     heartbeat_interval: float = 1.0
+    admission_delay: float = 0.5
+    """Seconds a newcomer's link must stay open before an open room proposes to admit it:
+    a link that opens and dies at once must not become a member that never answers."""
+    member_timeout: float | None = 30.0
+    """Seconds a member may go unheard (no entry, no fresh announcement, no open link to
+    us) before we propose to remove it (rule 10); None: never."""
+    recent_window: float = 6.0
+    """A member heard within this many seconds counts as reachable: a change (an
+    admission) is proposed only while every member is, since it needs every answer."""
+    rival_backoff: float = 3.0
+    """Seconds a member that proposed a change killed by a rival of the same round waits
+    before proposing again, unless it wrote the first of them (see Node._gives_way)."""
     keepalive_interval: float = 10.0
     anti_entropy_interval: float = 3.0
     want_timeout: float = 1.0
@@ -304,6 +339,9 @@ class _Neighbour:
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
     """Whether it may get entries, heads and addresses (see the module docstring)."""
+    asked: bool = False
+    """Whether we asked it for the history we lack while it was not trusted (see
+    ``Node._may_ask``)."""
     sent_everything: bool = False
     """It came without a room (it holds nothing) and we owed it the whole log at once."""
 
@@ -366,6 +404,18 @@ class Node:
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
+        self._beat_ms = 0
+        self._admission_due: float | None = None
+        """When a newcomer's link will have been open ``admission_delay``: admit it then."""
+        self.saved_vector: dict[bytes, int] | None = None
+        """When set (the shell stores entries), per sender the highest seq on disk: we
+        announce having delivered no more than that (see _own_head)."""
+        self._heard: dict[bytes, tuple[int, int, float, float | None]] = {}
+        self._rivals_seen: dict[tuple[int, int], float] = {}
+        """Per (epoch, round) a change would take after rivals died: when we first saw it."""
+        """Per member: its delivered seq and announcement beat as we last saw them, when
+        we first saw it as a member, and when we last heard from it (None: never)."""
+        """Our wall clock at the last heartbeat: our announcements say we were alive then."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -376,6 +426,8 @@ class Node:
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
         self.invites = InviteBook()
+        self._invited: set[bytes] = set()
+        """Neighbours whose invite we accepted: admitted as soon as a change can be made."""
         """The invites we issued for our room (the shell loads them from its store)."""
         self.history_checked = True
         """Whether we may trust that our own chain here is complete. A peer restarted from
@@ -465,25 +517,53 @@ class Node:
     # Sending ----------------------------------------------------------------------
     @property
     def is_member(self) -> bool:
-        """Whether we may write: we are an active member of our room."""
+        """Whether we are an active member of our room."""
         return self.log.room_id is not None and self.log.is_member(self.identity.sender_id)
 
+    @property
+    def may_write(self) -> bool:
+        """Whether a chat line of ours may be written now: we are an active member and
+        our chain here is known complete. (While a change we answered is open, a line
+        of ours is void if the change is decided; our peer then sends it again.)"""
+        return self.is_member and self.history_checked
+
     def compose(
-        self, text: str, wall_ms: int, kind: EntryKind = EntryKind.TEXT, subject: bytes | None = None
+        self,
+        text: str,
+        wall_ms: int,
+        kind: EntryKind = EntryKind.TEXT,
+        *,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> Message:
         """Our next signed entry (not yet in the log: store it, then :meth:`publish`).
 
-        Raises :class:`~p2pchat.log.NotAMember` before our admission.
+        Raises :class:`~p2pchat.log.NotAMember` before our admission. (A line written
+        while a membership change we answered is open is void if the change is decided;
+        our peer then sends it again.)
         """
         return self.log.compose(
-            self.identity, name=self.name, text=text, sent_at_ms=wall_ms, kind=kind, subject=subject
+            self.identity,
+            name=self.name,
+            text=text,
+            sent_at_ms=wall_ms,
+            kind=kind,
+            change=change,
+            flush=flush,
         )
 
     def write(
-        self, kind: EntryKind, text: str, now: float, wall_ms: int, subject: bytes | None = None
+        self,
+        kind: EntryKind,
+        text: str,
+        now: float,
+        wall_ms: int,
+        *,
+        change: Change | None = None,
+        flush: Flush | None = None,
     ) -> tuple[Message, list[Output]]:
-        """Write one entry of ours of any kind (a LEAVE, an AWAY, an ADMIT)."""
-        message = self.compose(text, wall_ms, kind, subject)
+        """Write one entry of ours of any kind (a LEAVE, an AWAY, a CHANGE, a FLUSH)."""
+        message = self.compose(text, wall_ms, kind, change=change, flush=flush)
         return message, self._own_outputs([message], [*self._deliver_own(message)], now)
 
     def publish(self, message: Message, now: float) -> list[Output]:
@@ -654,8 +734,14 @@ class Node:
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
-        admission = self._admit(remote.sender_id, remote.name, now)
-        outputs.extend(admission)
+        admission: list[Output] = []
+        if self.config.admission_delay <= 0 or self.log.roster.was_member(remote.sender_id):
+            # (A member coming back has answered changes before: no need to wait.)
+            admission = self._admit(remote.sender_id, remote.name, now)
+            outputs.extend(admission)
+        elif self.is_member and not self.log.is_member(remote.sender_id):
+            due = now + self.config.admission_delay
+            self._admission_due = due if self._admission_due is None else min(self._admission_due, due)
         invited = remote.invite and self._policy() is RoomPolicy.INVITE
         if invited and not admission and not self.log.is_member(remote.sender_id):
             refused = self._redeem(neighbour, remote.invite, now, outputs)
@@ -683,6 +769,7 @@ class Node:
             return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason)
         used = self.invites.redeem(secret, remote.sender_id, self._wall_ms(now))
         assert not isinstance(used, str)
+        self._invited.add(remote.sender_id)
         outputs.extend([InviteRedeemed(used.secret_hash, remote.sender_id), *admission])
         return None
 
@@ -692,7 +779,10 @@ class Node:
         if remote is None:
             return False
         # Holding nothing of the room (a newcomer before its first sync), we reveal nothing.
-        return self.log.genesis is None or self.log.is_member(remote)
+        # A member back from AWAY gets the room at once: it may write again only once a
+        # change re-admits it, which it may have to relay between members cut off from
+        # each other but for it.
+        return self.log.genesis is None or self.log.is_member(remote) or self._is_away(remote)
 
     def _check_trust(self, neighbour: _Neighbour, now: float) -> list[Output]:
         """Trust a neighbour once it qualifies (and open the sync with it); refuse one that
@@ -705,6 +795,11 @@ class Node:
             neighbour.trusted = True
             return self._open_sync(neighbour, now)
         neighbour.trusted = False
+        if self._may_ask(neighbour) and not neighbour.asked:
+            # We are not a member (yet, or again): ask it for what we lack. Our log may be
+            # too old to know it for the member it is; we learn that from what it sends.
+            neighbour.asked = True
+            return [self._send_heads(neighbour, now, reply_wanted=True)]
         if self.is_member and len(self.log.members) >= MAX_MEMBERS:
             reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
@@ -715,6 +810,19 @@ class Node:
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
+
+    def _may_ask(self, neighbour: _Neighbour) -> bool:
+        """Whether we may ask ``neighbour`` for entries (our heads with ``reply_wanted``, WANT).
+
+        A trusted one, always. While we are not an active member, also any neighbour of our
+        room: a newcomer whose log stopped before the epochs that admitted its neighbours
+        would otherwise trust none of them, and never learn that they are members (it tells
+        them only what it holds, which it had from the room). What it sends is judged as
+        anything else; it gets entries of ours only once trusted.
+        """
+        if not neighbour.link.is_open:
+            return False
+        return neighbour.trusted or (self.log.genesis is not None and not self.is_member)
 
     def _is_away(self, member: bytes | None) -> bool:
         """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
@@ -786,6 +894,8 @@ class Node:
                 outputs.extend(self.close(other.conn, f"moved to room {room_id.hex()[:16]}"))
         self.replace_log(OrderedLog(self.log.config, room_id=room_id))
         self.announce_limit = 0  # nothing of the new room is on disk yet
+        if self.saved_vector is not None:
+            self.saved_vector = {}
         outputs.append(RoomAdopted(room_id))
         return outputs
 
@@ -806,42 +916,164 @@ class Node:
         return None
 
     def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
-        """Admit a neighbour that is not an active member (rule 10): in an open room
-        anyone; in an invite-only room one that redeemed our invite (``invited``) or a
-        member back from AWAY."""
+        """Propose to admit a neighbour that is not an active member (rule 10): in an
+        open room anyone; in an invite-only room one that redeemed our invite
+        (``invited``) or a member back from AWAY. Empty if we cannot propose now (a
+        change is open: heartbeats propose again once it is over)."""
+        if not self._may_admit(member, invited=invited) or self._unheard(now, self.config.recent_window):
+            return []  # (a member that may be gone could never answer: heartbeats handle it)
+        return self._propose(((member, name),), frozenset(), now)
+
+    def _may_admit(self, member: bytes, *, invited: bool = False) -> bool:
         genesis = self.log.genesis
-        if genesis is None or not self.is_member:
-            return []
-        if not self.history_checked:
-            return []  # an ADMIT of ours now could reuse a seq of ours we do not hold yet
+        if genesis is None or not self.is_member or not self.history_checked:
+            return False  # (a change of ours now could reuse a seq of ours we do not hold yet)
         members = self.log.members
         if member in members or len(members) >= MAX_MEMBERS:
-            return []
-        if genesis.policy is RoomPolicy.INVITE and not invited and not self._is_away(member):
+            return False
+        return genesis.policy is not RoomPolicy.INVITE or invited or self._is_away(member)
+
+    def _propose(
+        self,
+        admitted: tuple[tuple[bytes, str], ...],
+        removed: frozenset[bytes],
+        now: float,
+        *,
+        supersede: bool = False,
+    ) -> list[Output]:
+        """Write a CHANGE, if one may be written now (see Roster.proposal)."""
+        change = self.log.roster.proposal(self.identity.sender_id, admitted, removed, supersede=supersede)
+        if change is None:
             return []
         try:
-            message, outputs = self.write(EntryKind.ADMIT, name, now, self._wall_ms(now), subject=member)
+            message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
         except (NotAMember, RuntimeError):
-            return []  # our own history is incomplete here: a member who can will admit it
-        return [OwnEntries((message,)), *outputs]
+            return []  # our own history is incomplete here: a member who can will propose it
+        # (Our CHANGE is our answer: alone in the room, we owe its COMMIT at once.)
+        return [OwnEntries((message,)), *outputs, *self._answer_changes(now)]
+
+    def _answer_changes(self, now: float) -> list[Output]:
+        """Write the FLUSH and COMMIT we owe open changes (rule 10), if any: our answer may
+        complete a change, and then we owe its COMMIT at once."""
+        outputs: list[Output] = []
+        for _ in range(_MOST_ANSWERS_AT_ONCE):
+            owed = self.log.roster.owed_answer(self.identity.sender_id) if self.history_checked else None
+            if owed is None:
+                break
+            kind, flush = owed
+            try:
+                message, written = self.write(kind, "", now, self._wall_ms(now), flush=flush)
+            except (NotAMember, RuntimeError):
+                break
+            outputs += [OwnEntries((message,)), *written]
+        return outputs
 
     def _admit_neighbours(self, now: float) -> list[Output]:
-        """Admit neighbours that are not active members (one whose AWAY arrived after its
-        first heads, say, would otherwise wait for its admission for good), then check
-        every neighbour's trust again."""
-        outputs: list[Output] = []
-        if self.is_member:
-            members = self.log.members
-            for neighbour in list(self._neighbours.values()):
-                remote = neighbour.link.remote
-                if not neighbour.link.is_open or remote is None or remote.sender_id in members:
-                    continue
-                if self.log.roster.last_exit(remote.sender_id) > neighbour.hello_seq:
-                    continue  # it said goodbye on this link: it is on its way out
-                outputs.extend(self._admit(remote.sender_id, remote.name, now))
+        """Answer an open change, or propose one: admitting every neighbour that is not an
+        active member (one whose AWAY arrived after its first heads, say, would otherwise
+        wait for its admission for good) and removing every member unheard for
+        ``member_timeout``. Then check every neighbour's trust again."""
+        outputs: list[Output] = self._answer_changes(now)
+        if self.is_member and not outputs:
+            outputs.extend(self._propose_changes(now))
         for neighbour in list(self._neighbours.values()):
             outputs.extend(self._check_trust(neighbour, now))
         return outputs
+
+    def _propose_changes(self, now: float) -> list[Output]:
+        waiting: dict[bytes, str] = {}
+        for neighbour in list(self._neighbours.values()):
+            remote = neighbour.link.remote
+            if not neighbour.link.is_open or remote is None:
+                continue
+            if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
+                continue  # it said goodbye on this link: it is on its way out
+            newcomer = not self.log.roster.was_member(remote.sender_id)
+            if newcomer and now - neighbour.opened_at < self.config.admission_delay:
+                continue  # (not open long enough yet: see NodeConfig.admission_delay)
+            if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
+                waiting[remote.sender_id] = remote.name
+        timeout = self.config.member_timeout
+        silent = self._unheard(now, timeout) if timeout is not None else frozenset()
+        if silent:
+            # Remove them all at once (a change needs every member it keeps). The first of
+            # the members still heard proposes; the others step in if it does not.
+            heard = sorted(self.log.members - silent)
+            assert timeout is not None
+            if heard[0] != self.identity.sender_id and not self._unheard(now, 2 * timeout):
+                return []
+        elif self._unheard(now, self.config.recent_window):
+            return []  # someone may be gone: wait until it is back, or long enough unheard
+        if not waiting and not silent:
+            return []
+        if self._gives_way(now):
+            return []
+        return self._propose(tuple(sorted(waiting.items())), silent, now, supersede=self._stuck_on(silent))
+
+    def _gives_way(self, now: float) -> bool:
+        """Whether we leave the next proposal to another member for now: after rival
+        changes killed a round, the author of the first of them proposes again at once;
+        the others wait ``rival_backoff`` (it may be gone)."""
+        roster = self.log.roster
+        first = roster.first_proposer_after_rivals()
+        if first is None or first == self.identity.sender_id or first not in roster.active():
+            return False
+        round_ = (roster.current.number, roster.next_round())
+        since = self._rivals_seen.setdefault(round_, now)
+        return now - since < self.config.rival_backoff
+
+    def _stuck_on(self, gone: frozenset[bytes]) -> bool:
+        """Whether every open change waits for an answer from one of ``gone``: a change
+        removing them may then supersede it, in a later round (rule 10)."""
+        proposals = self.log.roster.open_proposals()
+        return bool(proposals) and all(self.log.roster.waiting_on(p) & gone for p in proposals)
+
+    def propose_removal(self, members: Iterable[bytes], now: float) -> list[Output]:
+        """Propose to remove ``members`` (``/remove``). Raises ValueError with the reason
+        when no such change can be proposed now."""
+        removed = frozenset(members)
+        me = self.identity.sender_id
+        if not self.is_member:
+            raise ValueError("only an active member can propose a removal")
+        if me in removed:
+            raise ValueError("to leave, use /leave")
+        if not removed <= self.log.members:
+            raise ValueError("not an active member of the room")
+        if self.log.roster.open_proposals() and not self._stuck_on(removed):
+            raise ValueError("a membership change is being decided: try again when it is over")
+        if not self.log.roster.could_decide(removed):
+            raise ValueError("a removal needs the answers of a strict majority of the members")
+        outputs = self._propose((), removed, now, supersede=self._stuck_on(removed))
+        if not outputs:
+            raise ValueError("cannot write now (our own history is not complete here yet)")
+        return outputs
+
+    def _unheard(self, now: float, window: float) -> frozenset[bytes]:
+        """Active members other than us not heard from for ``window`` seconds.
+
+        Only a member's own signed words count: a new entry, or a newer liveness beat
+        in its announcement (relayed or not). A member never heard from since we first
+        saw it counts from then for removal (``member_timeout``), but as unheard for a
+        new change (a link that opened and died cannot answer one).
+        """
+        me = self.identity.sender_id
+        unheard = set()
+        for member in self.log.members:
+            if member == me:
+                continue
+            mark = (self.log.delivered_seq(member), self.log.last_beat(member))
+            seen = self._heard.get(member)
+            if seen is None:
+                self._heard[member] = (*mark, now, None)
+                seen = self._heard[member]
+            elif seen[:2] != mark:
+                self._heard[member] = seen = (*mark, seen[2], now)
+            since = seen[3] if seen[3] is not None else seen[2]
+            if seen[3] is None and window < (self.config.member_timeout or math.inf):
+                unheard.add(member)  # (never heard: no change may wait for its answer)
+            elif now - since >= window:
+                unheard.add(member)
+        return frozenset(unheard)
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
         for other in self._neighbours.values():
@@ -903,6 +1135,11 @@ class Node:
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
         outputs.extend(self._request_gaps(now, neighbour))
+        if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
+            outputs.extend(self._answer_changes(now))  # (an answer may complete or kill a change)
+        if any(isinstance(e, Decided) for e in events):
+            # A new epoch: admit whoever is still waiting, and trust who was admitted.
+            outputs.extend(self._admit_neighbours(now))
         return outputs
 
     def _spread_evidence(self, proof: Equivocation, source: _Neighbour, now: float) -> list[Output]:
@@ -1043,7 +1280,10 @@ class Node:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_interval
             outputs.extend(self._heartbeat(now))
-        open_neighbours = [n for n in self._neighbours.values() if n.link.is_open and n.trusted]
+        elif self._admission_due is not None and now >= self._admission_due:
+            self._admission_due = None
+            outputs.extend(self._admit_neighbours(now))
+        open_neighbours = [n for n in self._neighbours.values() if self._may_ask(n)]
         if now >= self._next_anti_entropy:
             self._next_anti_entropy = now + self.config.anti_entropy_interval
             if open_neighbours:
@@ -1060,6 +1300,8 @@ class Node:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""
         deadlines = [self._next_heartbeat, self._next_anti_entropy]
+        if self._admission_due is not None:
+            deadlines.append(self._admission_due)
         if self._next_want_check is not None:
             deadlines.append(self._next_want_check)
         if self._next_graft_check is not None:
@@ -1074,6 +1316,7 @@ class Node:
         return min(deadlines)
 
     def _heartbeat(self, now: float) -> list[Output]:
+        self._beat_ms = self._wall_ms(now)
         outputs: list[Output] = self._admit_neighbours(now)
         events = self.log.observe_head(self._own_head())
         if events:
@@ -1089,15 +1332,25 @@ class Node:
 
     # Helpers ----------------------------------------------------------------------
     def _own_head(self) -> Head:
-        """Our fresh clock announcement: after our last message our clock is log.clock.
-
-        Every later message of ours is stamped above it (stamps are clock + 1).
+        """Our fresh clock announcement: after our last message our clock is log.clock,
+        and what we delivered since (rule 8). Every later message of ours is stamped
+        above it. While what we hold is not all on disk yet (``announce_limit``,
+        ``saved_vector``), we announce no more than is.
         """
-        seq = self.log.delivered_seq(self.identity.sender_id)
+        me = self.identity.sender_id
+        seq = self.log.delivered_seq(me)
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
+        grown = tuple(sorted(self.log.delivered_since_own(me, self.saved_vector).items()))
+        beat = self._beat_ms
         cached = self._own_announcement
-        if cached is None or (cached.clock_seq, cached.clock_lamport) != (seq, clock):
-            cached = self._own_announcement = Head.announce(self.identity, seq, seq, clock)
+        if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered, cached.at_ms) != (
+            seq,
+            clock,
+            grown,
+            beat,
+        ):
+            cached = Head.announce(self.identity, seq, seq, clock, dict(grown), beat)
+            self._own_announcement = cached
         return cached
 
     def _heads(self) -> list[Head]:
@@ -1330,9 +1583,9 @@ class Node:
         """A neighbour believed to hold ``(sender_id, seq)``, the preferred one first."""
         candidates = [preferred, *self._neighbours.values()]
         for neighbour in candidates:
-            if neighbour.link.is_open and neighbour.trusted and neighbour.held.get(sender_id, 0) >= seq:
+            if self._may_ask(neighbour) and neighbour.held.get(sender_id, 0) >= seq:
                 return neighbour
-        return preferred if preferred.link.is_open and preferred.trusted else None
+        return preferred if self._may_ask(preferred) else None
 
     def _fail(
         self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
@@ -1374,9 +1627,8 @@ class Node:
 
 
 def text_count(log: OrderedLog) -> int:
-    """How many chat lines ``log`` holds: its entries less its membership entries (the
-    roster records one transition per membership entry delivered). Constant time."""
-    return len(log) - len(log.roster.transitions)
+    """How many chat lines ``log`` holds (constant time)."""
+    return log.text_count
 
 
 def _log_order(message: Message) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,13 +43,16 @@ from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .lockfile import DataDirectoryLock
 from .log import (
     Concurrent,
+    Decided,
     Delivered,
+    Entombed,
     Equivocation,
     LogConfig,
     NotAMember,
     OrderedLog,
     OwnHistoryIncomplete,
     Stable,
+    Voided,
 )
 from .message import MAX_NAME_BYTES, PAYLOAD_VERSION, EntryKind, Message, RoomPolicy, signed_bytes
 from .node import (
@@ -77,7 +80,9 @@ from .wire import PUSH as PUSH_FRAME
 __all__ = [
     "ConcurrentMarked",
     "DialFailed",
+    "EntriesVoided",
     "EquivocationFound",
+    "MembersChanged",
     "MessageDelivered",
     "NeighbourDown",
     "NeighbourUp",
@@ -179,6 +184,26 @@ class EquivocationFound:
 
 
 @dataclass(frozen=True, slots=True)
+class MembersChanged:
+    """A membership change was decided (rule 10): epoch ``epoch`` closed, ``joined``
+    were admitted (or came back), ``removed`` were removed."""
+
+    epoch: int
+    joined: tuple[tuple[bytes, str], ...]
+    removed: tuple[bytes, ...]
+    by: bytes
+    """The member that proposed the change."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesVoided:
+    """Entries left the log: they were above their author's cut when a change removed
+    it (a partitioned member's lines; ours are sent again once we are back)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DialFailed:
     """Dialing ``url`` failed for ``reason``; the next try is in ``retry_in`` seconds
     (``None``: given up, for addresses learned from neighbours)."""
@@ -196,6 +221,8 @@ PeerEvent = (
     | NeighbourDown
     | EquivocationFound
     | DialFailed
+    | MembersChanged
+    | EntriesVoided
 )
 
 
@@ -277,8 +304,9 @@ class Peer:
         """
         texts = list(texts)
         # Before our admission what we type is queued here, unstamped: stamped now it
-        # would land in the room's past (rule 10).
-        await self.wait_admitted()
+        # would land in the room's past (rule 10). (What we write while a membership
+        # change we answered is open is void if the change is decided: sent again then.)
+        await self.wait_writable()
         if self._closing:
             raise trio.ClosedResourceError("peer is shutting down")
         now, wall_ms = trio.current_time(), int(time.time() * 1000)
@@ -302,6 +330,13 @@ class Peer:
         """Return once we may write: we are an active member of our room, and our own
         chain here is known to be complete (see Node.history_checked)."""
         while not (self.node.is_member and self.node.history_checked):
+            if self._closing:
+                raise trio.ClosedResourceError("peer is shutting down")
+            await self._wait_changed()
+
+    async def wait_writable(self) -> None:
+        """Return once a chat line of ours may be written (see Node.may_write)."""
+        while not self.node.may_write:
             if self._closing:
                 raise trio.ClosedResourceError("peer is shutting down")
             await self._wait_changed()
@@ -343,6 +378,13 @@ class Peer:
             # The last active member stays a member: an AWAY would unblock nobody, and
             # with nobody left to re-admit it, it could never write here again.
             return
+        # While a change we answered is open, an exit of ours would be void if it is
+        # decided: give it a moment to end.
+        with trio.move_on_after(EXIT_PATIENCE):
+            while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
+                await self._wait_changed()
+        if not self.node.may_write or self.node.log.roster.holds_open_commit(self.node.identity.sender_id):
+            return  # (an exit while our COMMIT of an open change stands would be invalid)
         self._left = True
         try:
             message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))
@@ -500,8 +542,25 @@ class Peer:
                     self._unsaved.append(event.message)
                 # Its position now (later deliveries of the same frame may have moved it).
                 # (It can only have moved down since: past the stable count it is not stable.)
-                stable = event.index < log.stable_count and log.index_of(event.message) < log.stable_count
+                stable = event.index < log.stable_count and log.is_stable(event.message)
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
+            elif isinstance(event, Entombed):
+                if event.message.sender_id != me:
+                    self._unsaved.append(event.message)  # (held for good: others may need it)
+            elif isinstance(event, Decided):
+                decision = event.decision
+                self._publish(
+                    MembersChanged(
+                        event.epoch, decision.admitted, decision.removed, decision.change.sender_id
+                    )
+                )
+            elif isinstance(event, Voided):
+                self._publish(EntriesVoided(event.messages))
+                lost = [m.text for m in event.messages if m.sender_id == me and m.is_text]
+                if lost:
+                    # Our lines after our cut are void: they go out again as new entries
+                    # once we may write (re-admitted), in their order.
+                    self._nursery.start_soon(self._send_again, lost)
             elif isinstance(event, Stable):
                 self._publish(StableAdvanced(event.count))
             elif isinstance(event, Concurrent):
@@ -511,6 +570,16 @@ class Peer:
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
                 self._publish(EquivocationFound(event.kept, event.rejected))
+
+    async def _send_again(self, texts: list[str]) -> None:
+        with suppress(trio.ClosedResourceError):
+            await self.send_many(texts)
+
+    def remove(self, member: bytes) -> None:
+        """Propose to remove ``member`` from the room (``/remove``): decided once every
+        other member answers and a strict majority did. Raises ValueError with the
+        reason when no such change can be proposed now."""
+        self._apply(self.node.propose_removal([member], trio.current_time()))
 
     def _publish(self, event: PeerEvent) -> None:
         for subscriber in list(self._subscribers):
@@ -561,10 +630,17 @@ class Peer:
             self._durable_up_to(batch)
 
     def _durable_up_to(self, saved: list[Message]) -> None:
-        """Let the node announce a clock only once it is on disk (see Node.announce_limit)."""
+        """Let the node announce a clock, and entries delivered, only once they are on
+        disk (see Node.announce_limit and Node.saved_vector)."""
         highest = max(m.lamport for m in saved)
         limit = self.node.announce_limit
         self.node.announce_limit = highest if limit is None else max(limit, highest)
+        vector = self.node.saved_vector
+        if vector is None:
+            vector = self.node.saved_vector = {}
+        for message in saved:
+            if message.seq > vector.get(message.sender_id, 0):
+                vector[message.sender_id] = message.seq
 
     async def _trust_own_history_after(self, seconds: float) -> None:
         """Alone (nobody to --join), or after ``seconds`` without a neighbour's sync, we
@@ -588,6 +664,7 @@ class Peer:
         if len(self.node.log) == 0 and store.message_count(room_id):
             self.node.replace_log(restore_log(store, room_id, self.config.log))
             self.node.announce_limit = store.clock(room_id)
+            self.node.saved_vector = self.node.log.vector()
             self.node.invites = InviteBook(store.load_invites(room_id))  # ours there, if any
 
     async def _dialer(self, url: str, bootstrap: bool) -> None:
@@ -779,6 +856,8 @@ class Peer:
 
 
 PREVERIFY_MIN_BYTES = 16 * 1024
+EXIT_PATIENCE = 2.0
+"""Seconds a LEAVE or AWAY waits for a membership change we answered to end."""
 """Frames at least this big (about 90 messages) have their signatures checked ahead."""
 
 
@@ -898,6 +977,7 @@ def load_node(
     if store is not None:
         # Never announce a clock above what is on disk here (see Node.announce_limit).
         node.announce_limit = store.clock(room_id) if room_id is not None else 0
+        node.saved_vector = log.vector()
         if room_id is not None:
             node.invites = InviteBook(store.load_invites(room_id))
     return node

@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from .identity import Identity, remember_verifications
 from .log import Delivered, OrderedLog, Stable
-from .message import EntryKind, Message, MessageId, MessageKey
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
 
@@ -178,7 +178,7 @@ class Simulation:
         self.links = make_topology(config.topology, config.peers, config.degree, self._rng)
         self._room_template: SharingCopier[OrderedLog] | None = None
         self.room_entries = self._found_room()
-        """The founding entries every peer starts with (GENESIS, then an ADMIT per peer)."""
+        """The founding entries every peer starts with (GENESIS, then a CHANGE admitting them)."""
         self.peers = [self._make_peer(i) for i in range(config.peers)]
         self._stable_positions = [{} for _ in self.peers]
         for a, b in self.links:
@@ -193,17 +193,29 @@ class Simulation:
         founder = self._identity(0)
         log, genesis = OrderedLog.found(founder, name="peer0", room_name="sim", sent_at_ms=0)
         entries = [genesis]
-        for index in range(1, self.config.peers):
+        admitted = tuple((self._identity(i).sender_id, f"peer{i}") for i in range(1, self.config.peers))
+        if admitted:
+            # The founder alone is epoch 0: its CHANGE is complete at once, its COMMIT
+            # decides it.
             admit = log.compose(
                 founder,
                 name="peer0",
-                text=f"peer{index}",
+                text="",
                 sent_at_ms=0,
-                kind=EntryKind.ADMIT,
-                subject=self._identity(index).sender_id,
+                kind=EntryKind.CHANGE,
+                change=Change(0, 0, admitted),
             )
             log.receive(admit, trusted=True)
-            entries.append(admit)
+            commit = log.compose(
+                founder,
+                name="peer0",
+                text="",
+                sent_at_ms=0,
+                kind=EntryKind.COMMIT,
+                flush=Flush(0, 0, admit.id),
+            )
+            log.receive(commit, trusted=True)
+            entries += [admit, commit]
         return entries
 
     def _room_log(self) -> OrderedLog:

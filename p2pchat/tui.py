@@ -59,10 +59,10 @@ from .chatview import (
     visible_rows,
     wrap,
 )
-from .jsonlines import entry_object
 from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
-from .message import MAX_TEXT_BYTES, EntryKind, Message
+from .message import MAX_TEXT_BYTES, Message
 from .node import text_count
+from .notices import membership_notice
 from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
 __all__ = ["ChatScreen", "ChatSetup", "membership_line", "run_tui"]
@@ -88,6 +88,7 @@ HELP = [
     "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
     "/invite  a one-time join URL for one newcomer (invite-only rooms; 24 h)",
     "/leave  leave the room for good (a quit only says you are away until you are back)",
+    "/remove NAME  propose to remove a member that vanished (needs a majority's answers)",
     "//text sends a line that starts with /     Alt-Enter: a new line in one message",
     "PgUp/PgDn, wheel: scroll   End: the newest line   Up: what you sent before",
     "Dim lines with ·: tentative, an earlier message may still arrive.",
@@ -96,15 +97,11 @@ HELP = [
 EXPANDED_NOTICES_SECONDS = 30.0
 """A command's answer (/help, /who, ...) may use up to half the screen for this long."""
 
-_PHRASES = {"joined": "joined", "back": "is back", "left": "left", "away": "is away"}
-
 
 def membership_line(log: OrderedLog, message: Message) -> str:
-    """A membership entry as the conversation shows it: "carol joined", "erin is away"."""
-    if message.kind is EntryKind.GENESIS:
-        return f"{message.name} founded the room {message.text!r}"
-    obj = entry_object(log, message, index=0, concurrent=False, stable=False)
-    return f"{obj['name']} {_PHRASES.get(obj['action'], obj['action'])}"
+    """A membership entry as the conversation shows it: "alice proposes to admit carol ·
+    carol joined", "erin is away" ("" for a FLUSH that completes nothing)."""
+    return membership_notice(log, message)
 
 
 STYLE = Style.from_dict(
@@ -236,8 +233,10 @@ class ChatScreen:
             if message.is_text:
                 entry = Entry(when, name, message.text, self._is_me(message.sender_id), tentative, concurrent)
                 rows = message_rows(entry, width)
-            else:  # a membership entry: a notice in its place ("* bob joined")
+            elif name:  # a membership entry: a notice in its place ("* bob joined")
                 rows = self._membership_rows(name, when, tentative, width)
+            else:
+                rows = []  # (a FLUSH that completes nothing: bookkeeping, not shown)
             rows = ([day_row(when.date(), width)] if new_day else []) + rows
             if len(self._cache) > 4096:
                 self._cache.clear()
@@ -245,13 +244,8 @@ class ChatScreen:
         return rows
 
     def _membership_text(self, log: OrderedLog, message: Message) -> str:
-        """ "bob#3adf joined": the member by the name shown everywhere else, once known."""
-        if message.kind is EntryKind.GENESIS:
-            return printable(membership_line(log, message))
-        obj = entry_object(log, message, index=0, concurrent=False, stable=False)
-        member = bytes.fromhex(obj["peer_id"])
-        who = self.name_of(member) if member in self.names else printable(obj["name"])
-        return f"{who} {_PHRASES.get(obj['action'], obj['action'])}"
+        """ "bob left", "alice proposes to remove dave · dave was removed"."""
+        return printable(membership_line(log, message))
 
     @staticmethod
     def _membership_rows(text: str, when: datetime, tentative: bool, width: int) -> list[Row]:
@@ -514,6 +508,7 @@ class ChatScreen:
             "/nick": self._nick_command,
             "/whois": self._whois_command,
             "/invite": self._invite_command,
+            "/remove": self._remove_command,
         }
         handler = handlers.get(command)
         before = self.notices_written
@@ -603,6 +598,28 @@ class ChatScreen:
             peer.store.save_identity(peer.node.identity.seed, argument)
         self.learn_name(me, argument)
         self.note(f"you are now {self.name_of(me)} (was {old}); others see it with your next message")
+
+    def _remove_command(self, peer: Peer, argument: str) -> None:
+        if not argument:
+            self.warn("/remove: whom? for example /remove dave (/who lists everyone)")
+            return
+        wanted = argument.casefold()
+        shown = self.shown_names()
+        found = [
+            member
+            for member in peer.log.members
+            if shown.get(member, "").casefold() == wanted or self.names.get(member, "").casefold() == wanted
+        ]
+        if len(found) != 1:
+            problem = "no active member" if not found else "more than one member"
+            self.warn(f"/remove: {problem} called {argument}; /who lists everyone, /whois tells them apart")
+            return
+        try:
+            peer.remove(found[0])
+        except ValueError as exc:
+            self.warn(f"/remove: {exc}")
+            return
+        self.note(f"proposed to remove {argument}: every other member answers, then it is decided")
 
     def _whois_command(self, peer: Peer, argument: str) -> None:
         if not argument:

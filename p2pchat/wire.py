@@ -16,7 +16,7 @@ a CBOR array whose first item is the frame type::
                                                    authors to push to us lazily (PRUNE)
     GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
 
-    head = [sender_id, held_seq, clock_seq, clock_lamport, signature]
+    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}, at_ms]
 
 HELLO is the only frame sent in clear: it holds nothing but what the key
 exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
@@ -32,7 +32,10 @@ messages, batched), and a PUSH may carry only them.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
-clock_lamport". The second half travels from peer to peer so that stability
+clock_lamport, and I had delivered what that message had, raised by this map"
+(the senders whose delivered seq grew since), "and I said so at at_ms" (the member's
+wall clock: a member re-announces every heartbeat, so a newer ``at_ms`` shows it is
+alive even in a quiet room). The second half travels from peer to peer so that stability
 (DESIGN.md rule 8) advances even in a quiet room and across several hops; it is
 signed by the member itself (see message.announcement_payload), so a relaying
 peer cannot make stability advance early by inventing a clock. ``signature`` is
@@ -45,7 +48,7 @@ otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,7 +57,16 @@ from .channel import EPHEMERAL_KEY_SIZE
 from .codec import CodecError
 from .identity import SENDER_ID_SIZE, SIGNATURE_SIZE, Identity, verify_signature
 from .invites import INVITE_SECRET_SIZE
-from .message import MAX_LAMPORT, MAX_NAME_BYTES, MAX_SEQ, ROOM_ID_SIZE, Message, announcement_payload
+from .message import (
+    MAX_DEPS,
+    MAX_LAMPORT,
+    MAX_NAME_BYTES,
+    MAX_SENT_AT_MS,
+    MAX_SEQ,
+    ROOM_ID_SIZE,
+    Message,
+    announcement_payload,
+)
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -101,16 +113,33 @@ class Head:
     clock_lamport: int = 0
     signature: bytes = b""
     """The member's own signature over its clock announcement (empty: no announcement)."""
+    delivered: tuple[tuple[bytes, int], ...] = ()
+    """Announced too: the senders whose delivered seq grew since its message clock_seq,
+    with that seq, sorted by sender."""
+    at_ms: int = 0
+    """Announced too: the member's wall clock when it announced (liveness, not order)."""
 
     @classmethod
-    def announce(cls, identity: Identity, held_seq: int, clock_seq: int, clock_lamport: int) -> Head:
+    def announce(
+        cls,
+        identity: Identity,
+        held_seq: int,
+        clock_seq: int,
+        clock_lamport: int,
+        delivered: Mapping[bytes, int] | None = None,
+        at_ms: int = 0,
+    ) -> Head:
         """Our own head, with our clock announcement signed."""
-        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport)
-        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, identity.sign(payload))
+        grown = tuple(sorted(delivered.items())) if delivered else ()
+        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
+        signature = identity.sign(payload)
+        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms)
 
     def announcement_verifies(self) -> bool:
         """Whether the clock announcement is really the member's."""
-        payload = announcement_payload(self.sender_id, self.clock_seq, self.clock_lamport)
+        payload = announcement_payload(
+            self.sender_id, self.clock_seq, self.clock_lamport, self.delivered, self.at_ms
+        )
         return verify_signature(self.sender_id, payload, self.signature)
 
 
@@ -202,7 +231,15 @@ Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye | Push | Graft
 
 
 def _head_item(head: Head) -> list[object]:
-    return [head.sender_id, head.held_seq, head.clock_seq, head.clock_lamport, head.signature]
+    return [
+        head.sender_id,
+        head.held_seq,
+        head.clock_seq,
+        head.clock_lamport,
+        head.signature,
+        dict(head.delivered),
+        head.at_ms,
+    ]
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -279,8 +316,8 @@ def _sender(value: object, what: str) -> bytes:
 def _parse_head(value: object) -> Head:
     # Every heartbeat carries a head per member: the checks of the strict path, inline, for
     # a well-formed head; anything else takes the strict path for its error message.
-    if type(value) is list and len(value) == 5:
-        sender, held, clock_seq, clock_lamport, signature = value
+    if type(value) is list and len(value) == 7:
+        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = value
         if (
             type(sender) is bytes
             and len(sender) == SENDER_ID_SIZE
@@ -291,26 +328,50 @@ def _parse_head(value: object) -> Head:
             and type(clock_lamport) is int
             and 0 <= clock_lamport <= MAX_LAMPORT
             and type(signature) is bytes
-            and (len(signature) == SIGNATURE_SIZE or not (signature or clock_seq or clock_lamport))
+            and type(at_ms) is int
+            and 0 <= at_ms <= MAX_SENT_AT_MS
+            and type(delivered) is dict
+            and (
+                len(signature) == SIGNATURE_SIZE
+                or not (signature or clock_seq or clock_lamport or delivered or at_ms)
+            )
         ):
-            return Head(sender, held, clock_seq, clock_lamport, signature)
+            grown = _parse_delivered(delivered) if delivered else ()
+            return Head(sender, held, clock_seq, clock_lamport, signature, grown, at_ms)
     return _parse_head_strictly(value)
 
 
 def _parse_head_strictly(value: object) -> Head:
-    sender, held, clock_seq, clock_lamport, signature = codec.expect_array(value, "head", length=5)
+    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = codec.expect_array(
+        value, "head", length=7
+    )
     head = Head(
         sender_id=_sender(sender, "head sender"),
         held_seq=codec.expect_int(held, "head held_seq", hi=MAX_SEQ),
         clock_seq=codec.expect_int(clock_seq, "head clock_seq", hi=MAX_SEQ),
         clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
         signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
+        delivered=_parse_delivered(delivered),
+        at_ms=codec.expect_int(at_ms, "head at_ms", hi=MAX_SENT_AT_MS),
     )
     if len(head.signature) not in (0, SIGNATURE_SIZE):
         raise CodecError(f"head signature: expected 0 or {SIGNATURE_SIZE} bytes, got {len(head.signature)}")
-    if not head.signature and (head.clock_seq or head.clock_lamport):
+    if not head.signature and (head.clock_seq or head.clock_lamport or head.delivered or head.at_ms):
         raise CodecError("head: a clock announcement without a signature")
     return head
+
+
+def _parse_delivered(value: object) -> tuple[tuple[bytes, int], ...]:
+    entries = codec.expect_map(value, "head delivered", max_length=MAX_DEPS)
+    return tuple(
+        sorted(
+            (
+                _sender(sender, "head delivered sender"),
+                codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ),
+            )
+            for sender, seq in entries.items()
+        )
+    )
 
 
 def _parse_heads(value: object) -> tuple[Head, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from p2pchat.identity import Identity
 from p2pchat.log import LogConfig, OrderedLog
-from p2pchat.message import LINK_SIZE, EntryKind, Message
+from p2pchat.message import LINK_SIZE, Change, EntryKind, Flush, Message
 
 FOUNDER = Identity(b"\xf0" * 32)
 
@@ -23,10 +23,15 @@ class Room:
     ) -> None:
         log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name=name, sent_at_ms=0)
         self.entries: list[Message] = [genesis]
-        for member in members:
-            self.entries.append(self._founder_writes(log, EntryKind.ADMIT, "member", member.sender_id))
+        admitted = tuple((member.sender_id, "member") for member in members)
+        if admitted:
+            # The founder alone is epoch 0: its CHANGE is complete at once, and decided by
+            # its COMMIT.
+            change = self._founder_writes(log, EntryKind.CHANGE, Change(0, 0, admitted))
+            self.entries.append(change)
+            self.entries.append(self._founder_writes(log, EntryKind.COMMIT, None, Flush(0, 0, change.id)))
         if founder_leaves:
-            self.entries.append(self._founder_writes(log, EntryKind.LEAVE, "", None))
+            self.entries.append(self._founder_writes(log, EntryKind.LEAVE, None))
         assert log.room_id is not None
         self.room_id: bytes = log.room_id
         self.base = self.entries[-1].lamport
@@ -36,13 +41,18 @@ class Room:
         """The entry last made here per (author, seq): what the author's next one links to."""
 
     @staticmethod
-    def _founder_writes(log: OrderedLog, kind: EntryKind, text: str, subject: bytes | None) -> Message:
-        entry = log.compose(FOUNDER, name="founder", text=text, sent_at_ms=0, kind=kind, subject=subject)
+    def _founder_writes(
+        log: OrderedLog, kind: EntryKind, change: Change | None, flush: Flush | None = None
+    ) -> Message:
+        entry = log.compose(
+            FOUNDER, name="founder", text="", sent_at_ms=0, kind=kind, change=change, flush=flush
+        )
         log.receive(entry, trusted=True)
         return entry
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """The founding entries that take a place in the log (a COMMIT takes none)."""
+        return sum(entry.kind is not EntryKind.COMMIT for entry in self.entries)
 
     def log(self, config: LogConfig | None = None) -> OrderedLog:
         """A fresh replica holding the room's founding entries."""
@@ -62,7 +72,8 @@ class Room:
         *,
         relative: bool = True,
         kind: EntryKind = EntryKind.TEXT,
-        subject: bytes | None = None,
+        change: Change | None = None,
+        flush: Flush | None = None,
         previous: bytes | None = None,
     ) -> Message:
         """A validly signed entry with exactly these fields, honest or not.
@@ -90,7 +101,8 @@ class Room:
             deps=full_deps,
             room_id=self.room_id,
             kind=kind,
-            subject=subject,
+            change=change,
+            flush=flush,
             previous=previous,
         )
         self._made[identity.sender_id, seq] = entry

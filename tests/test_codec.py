@@ -37,8 +37,11 @@ from p2pchat.message import (
     MAX_SEQ,
     MAX_TEXT_BYTES,
     ROOM_ID_SIZE,
+    Change,
     EntryKind,
+    Flush,
     Message,
+    MessageId,
     RoomPolicy,
 )
 
@@ -153,6 +156,8 @@ def head_item(
     clock_seq: bytes | None = None,
     clock_lamport: bytes | None = None,
     signature: bytes | None = None,
+    delivered: bytes | None = None,
+    at_ms: bytes | None = None,
 ) -> bytes:
     return arr(
         sender if sender is not None else enc(BOB.sender_id),
@@ -160,6 +165,8 @@ def head_item(
         clock_seq if clock_seq is not None else enc(3),
         clock_lamport if clock_lamport is not None else enc(7),
         signature if signature is not None else bstr(SIG),
+        delivered if delivered is not None else cmap((enc(CAROL.sender_id), enc(2))),
+        at_ms if at_ms is not None else enc(1_700_000_000_000),
     )
 
 
@@ -242,7 +249,9 @@ def test_hand_built_valid_inputs_are_accepted() -> None:
     assert (message.sender_id, message.seq, message.lamport) == (ALICE.sender_id, 1, 1)
     assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
     assert isinstance(wire.decode_frame(hello()), wire.Hello)
-    assert wire.decode_frame(heads_frame()) == wire.Heads((wire.Head(BOB.sender_id, 3, 3, 7, SIG),))
+    assert wire.decode_frame(heads_frame()) == wire.Heads(
+        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000),)
+    )
     assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
     assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
 
@@ -277,7 +286,9 @@ def signed_messages(draw: st.DrawFn) -> Message:
         st.dictionaries(st.sampled_from([i.sender_id for i in IDENTITIES]) | sender_ids, seqs, max_size=4)
     )
     kind = draw(st.sampled_from(EntryKind))
-    text = draw(names if kind in (EntryKind.GENESIS, EntryKind.ADMIT) else st.text(max_size=200))
+    text = draw(names if kind is EntryKind.GENESIS else st.text(max_size=200))
+    if kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+        text = ""
     seq = draw(seqs)
     return Message.create(
         identity,
@@ -290,9 +301,26 @@ def signed_messages(draw: st.DrawFn) -> Message:
         deps=deps,
         room_id=ROOM,
         kind=kind,
-        subject=draw(sender_ids) if kind is EntryKind.ADMIT else None,
+        change=draw(changes) if kind is EntryKind.CHANGE else None,
+        flush=draw(flushes) if kind in (EntryKind.FLUSH, EntryKind.COMMIT) else None,
         policy=draw(st.sampled_from(RoomPolicy)),
     )
+
+
+changes = (
+    st.builds(
+        Change,
+        st.integers(0, 2**63 - 1),
+        st.integers(0, 2**63 - 1),
+        st.lists(st.tuples(sender_ids, names), max_size=3, unique_by=lambda p: p[0]).map(tuple),
+        st.lists(sender_ids, max_size=3, unique=True).map(tuple),
+    )
+    .filter(lambda c: c.admitted or c.removed)
+    .filter(lambda c: not {m for m, _ in c.admitted} & set(c.removed))
+)
+flushes = st.builds(
+    Flush, st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.builds(MessageId, sender_ids, seqs)
+)
 
 
 @st.composite
@@ -735,8 +763,8 @@ def test_very_deep_nesting_refused_without_recursion_error() -> None:
     refuse_frame(bye(nested(200_000)), "depth")
 
 
-def test_payload_nesting_limited_to_three() -> None:
-    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), arr(arr(enc(1)))))), "depth")
+def test_payload_nesting_limited_to_four() -> None:
+    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), arr(arr(arr(enc(1))))))), "depth")
 
 
 # Strictness: exact types ------------------------------------------------------------
@@ -872,7 +900,7 @@ def test_wrong_field_counts_refused(name: str) -> None:
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:9])), "expected 10 items, got 9")
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 10 items, got 11")
-    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "5 items")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "7 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
     refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
@@ -1094,10 +1122,14 @@ def test_sender_id_as_text_refused() -> None:
         {"deps": {b"\x01" * 31: 1}},
         {"deps": {BOB.sender_id: MAX_SEQ + 1}},
         {"deps": {n.to_bytes(32, "big"): 1 for n in range(MAX_DEPS + 1)}},
-        {"kind": EntryKind.ADMIT},
-        {"kind": EntryKind.TEXT, "subject": BOB.sender_id},
-        {"kind": EntryKind.LEAVE, "subject": BOB.sender_id},
-        {"kind": EntryKind.ADMIT, "subject": BOB.sender_id, "text": "n" * (MAX_NAME_BYTES + 1)},
+        {"kind": EntryKind.CHANGE},
+        {"kind": EntryKind.TEXT, "change": Change(0, 0, (), (BOB.sender_id,))},
+        {"kind": EntryKind.LEAVE, "flush": Flush(0, 0, MessageId(BOB.sender_id, 1))},
+        {"kind": EntryKind.CHANGE, "change": Change(0, 0, ((BOB.sender_id, "n" * (MAX_NAME_BYTES + 1)),))},
+        {"kind": EntryKind.CHANGE, "change": Change(0, 0)},
+        {"kind": EntryKind.CHANGE, "change": Change(0, 0, ((BOB.sender_id, "b"),), (BOB.sender_id,))},
+        {"kind": EntryKind.CHANGE, "change": Change(0, 0, (), (BOB.sender_id[:31],))},
+        {"kind": EntryKind.FLUSH, "flush": Flush(0, 0, MessageId(BOB.sender_id, 1)), "text": "x"},
         {"kind": EntryKind.GENESIS, "text": "r" * (MAX_NAME_BYTES + 1)},
     ],
     ids=[
@@ -1110,10 +1142,14 @@ def test_sender_id_as_text_refused() -> None:
         "deps-key",
         "deps-seq-over",
         "too-many-deps",
-        "admit-without-subject",
-        "text-with-subject",
-        "leave-with-subject",
+        "change-without-body",
+        "text-with-change",
+        "leave-with-flush",
         "admit-name-over",
+        "empty-change",
+        "admit-and-remove-one",
+        "short-removed-id",
+        "flush-with-text",
         "room-name-over",
     ],
 )
@@ -1156,8 +1192,9 @@ def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> 
 
 # Entry kinds and their bodies ----------------------------------------------------------
 
-GENESIS, ADMIT, LEAVE, AWAY = (
-    enc(int(k)) for k in (EntryKind.GENESIS, EntryKind.ADMIT, EntryKind.LEAVE, EntryKind.AWAY)
+GENESIS, CHANGE, LEAVE, AWAY, FLUSH = (
+    enc(int(k))
+    for k in (EntryKind.GENESIS, EntryKind.CHANGE, EntryKind.LEAVE, EntryKind.AWAY, EntryKind.FLUSH)
 )
 
 
@@ -1165,32 +1202,54 @@ def genesis_body(room_name: bytes = enc("room"), policy: bytes = enc(int(RoomPol
     return arr(room_name, policy)
 
 
-def admit_body(member: bytes | None = None, member_name: bytes = enc("bob")) -> bytes:
-    return arr(member if member is not None else enc(BOB.sender_id), member_name)
+def change_body(
+    epoch: bytes = enc(3),
+    round_: bytes = enc(1),
+    admitted: bytes | None = None,
+    removed: bytes | None = None,
+) -> bytes:
+    return arr(
+        epoch,
+        round_,
+        admitted if admitted is not None else arr(arr(enc(BOB.sender_id), enc("bob"))),
+        removed if removed is not None else arr(enc(ALICE.sender_id)),
+    )
+
+
+def flush_body(
+    epoch: bytes = enc(3), round_: bytes = enc(1), sender: bytes | None = None, seq: bytes = enc(9)
+) -> bytes:
+    return arr(epoch, round_, sender if sender is not None else enc(BOB.sender_id), seq)
 
 
 def test_hand_built_entries_of_every_kind_are_accepted() -> None:
     """Control for the body refusals below."""
     genesis = Message.from_wire(payload(kind=GENESIS, body=genesis_body()), SIG)
-    assert (genesis.kind, genesis.text, genesis.policy, genesis.subject) == (
+    assert (genesis.kind, genesis.text, genesis.policy, genesis.change) == (
         EntryKind.GENESIS,
         "room",
         RoomPolicy.OPEN,
         None,
     )
-    admit = Message.from_wire(payload(kind=ADMIT, body=admit_body()), SIG)
-    assert (admit.kind, admit.subject, admit.text) == (EntryKind.ADMIT, BOB.sender_id, "bob")
+    change = Message.from_wire(payload(kind=CHANGE, body=change_body()), SIG)
+    assert (change.kind, change.change, change.text) == (
+        EntryKind.CHANGE,
+        Change(3, 1, ((BOB.sender_id, "bob"),), (ALICE.sender_id,)),
+        "",
+    )
+    flush = Message.from_wire(payload(kind=FLUSH, body=flush_body()), SIG)
+    assert (flush.kind, flush.flush) == (EntryKind.FLUSH, Flush(3, 1, MessageId(BOB.sender_id, 9)))
     for kind, raw in ((EntryKind.LEAVE, LEAVE), (EntryKind.AWAY, AWAY)):
         exit_entry = Message.from_wire(payload(kind=raw, body=enc("bye")), SIG)
-        assert (exit_entry.kind, exit_entry.text, exit_entry.subject) == (kind, "bye", None)
+        assert (exit_entry.kind, exit_entry.text, exit_entry.change) == (kind, "bye", None)
     text = Message.from_wire(payload(), SIG)
-    assert (text.kind, text.text, text.subject) == (EntryKind.TEXT, "hi", None)
+    assert (text.kind, text.text, text.change, text.flush) == (EntryKind.TEXT, "hi", None, None)
 
 
 @pytest.mark.parametrize(
     "raw",
-    [enc(5), enc(255), enc(2**64 - 1), enc(-1), TRUE, HALF_ONE, enc("0"), enc(b"\x00"), NULL, arr()],
-    ids=["5", "255", "2**64-1", "-1", "true", "float", "text", "bytes", "null", "array"],
+    [enc(7), enc(255), enc(2**64 - 1), enc(-1), TRUE, HALF_ONE, enc("0"), enc(b"\x00"), NULL, arr()],
+    ids=["7", "255", "2**64-1", "-1", "true", "float", "text", "bytes", "null", "array"],
 )
 def test_unknown_or_ill_typed_kind_refused(raw: bytes) -> None:
     refuse_payload(payload(kind=raw), "message kind")
@@ -1263,67 +1322,93 @@ def test_genesis_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 31, 33, 64])
-def test_admit_subject_must_be_a_32_byte_id(size: int) -> None:
-    refuse_payload(
-        payload(kind=ADMIT, body=admit_body(member=enc(b"\x07" * size))),
-        "admitted member",
-        "expected 32 bytes",
-        f"got {size}",
-    )
+def test_change_and_flush_ids_must_be_32_bytes(size: int) -> None:
+    short = enc(b"\x07" * size)
+    refuse_payload(payload(kind=CHANGE, body=change_body(admitted=arr(arr(short, enc("b"))))), "admitted id")
+    refuse_payload(payload(kind=CHANGE, body=change_body(removed=arr(short))), "removed id")
+    refuse_payload(payload(kind=FLUSH, body=flush_body(sender=short)), "flushed change sender")
 
 
 @pytest.mark.parametrize(
     "body, words",
     [
-        (enc(BOB.sender_id), ("admit body", "array", "bytes")),
-        (enc("bob"), ("admit body", "array", "str")),
-        (arr(enc(BOB.sender_id)), ("admit body", "expected 2 items, got 1")),
-        (arr(enc(BOB.sender_id), enc("bob"), enc("extra")), ("admit body", "expected 2 items, got 3")),
-        (arr(enc("bob"), enc(BOB.sender_id)), ("admitted member", "byte string", "str")),
-        (admit_body(member=enc("b" * 32)), ("admitted member", "byte string", "str")),
-        (admit_body(member=NULL), ("admitted member", "byte string")),
-        (admit_body(member_name=enc(b"bob")), ("admitted name", "text", "bytes")),
-        (admit_body(member_name=NULL), ("admitted name", "text")),
-        (admit_body(member_name=enc("n" * (MAX_NAME_BYTES + 1))), ("admitted name", "over the limit")),
+        (enc(BOB.sender_id), ("change body", "array", "bytes")),
+        (arr(enc(0), enc(0), arr()), ("change body", "expected 4 items, got 3")),
+        (change_body(epoch=enc(-1)), ("change epoch",)),
+        (change_body(epoch=TRUE), ("change epoch", "bool")),
+        (change_body(round_=HALF_ONE), ("change round", "float")),
+        (change_body(admitted=arr(), removed=arr()), ("change", "1 to")),
+        (change_body(admitted=arr(arr(enc(BOB.sender_id)))), ("admitted member", "expected 2 items")),
+        (change_body(admitted=arr(arr(enc(BOB.sender_id), enc(b"bob")))), ("admitted name", "bytes")),
+        (
+            change_body(admitted=arr(arr(enc(BOB.sender_id), enc("n" * (MAX_NAME_BYTES + 1))))),
+            ("admitted name", "over the limit"),
+        ),
+        (change_body(removed=arr(enc(BOB.sender_id))), ("change", "distinct")),
+        (change_body(removed=arr(enc(ALICE.sender_id), enc(ALICE.sender_id))), ("change", "distinct")),
+        (change_body(removed=enc(ALICE.sender_id)), ("removed members", "array")),
     ],
     ids=[
         "bytes",
-        "text",
-        "1-item",
         "3-items",
-        "swapped",
-        "member-text",
-        "member-null",
+        "epoch-negative",
+        "epoch-bool",
+        "round-float",
+        "empty",
+        "pair-short",
         "name-bytes",
-        "name-null",
         "name-over",
+        "admit-and-remove",
+        "removed-twice",
+        "removed-not-array",
     ],
 )
-def test_admit_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
-    assert Message.from_wire(payload(kind=ADMIT, body=admit_body(member_name=enc("n" * MAX_NAME_BYTES))), SIG)
-    refuse_payload(payload(kind=ADMIT, body=body), *words)
+def test_change_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
+    assert Message.from_wire(payload(kind=CHANGE, body=change_body()), SIG)  # control
+    refuse_payload(payload(kind=CHANGE, body=body), *words)
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (enc("flush"), ("flush body", "array", "str")),
+        (arr(enc(0), enc(0), enc(BOB.sender_id)), ("flush body", "expected 4 items, got 3")),
+        (flush_body(seq=enc(0)), ("flushed change seq",)),
+        (flush_body(seq=FALSE), ("flushed change seq", "bool")),
+        (flush_body(epoch=NULL), ("flush epoch",)),
+        (flush_body(round_=enc("1")), ("flush round", "str")),
+    ],
+    ids=["text", "3-items", "seq-0", "seq-bool", "epoch-null", "round-text"],
+)
+def test_flush_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
+    assert Message.from_wire(payload(kind=FLUSH, body=flush_body()), SIG)  # control
+    refuse_payload(payload(kind=FLUSH, body=body), *words)
 
 
 @pytest.mark.parametrize(
     "kind, body",
     [
         (enc(int(EntryKind.TEXT)), genesis_body()),
-        (enc(int(EntryKind.TEXT)), admit_body()),
+        (enc(int(EntryKind.TEXT)), change_body()),
         (GENESIS, enc("room")),
-        (GENESIS, admit_body()),
-        (ADMIT, genesis_body()),
-        (ADMIT, enc("bob")),
-        (LEAVE, admit_body()),
+        (GENESIS, change_body()),
+        (CHANGE, genesis_body()),
+        (CHANGE, enc("bob")),
+        (CHANGE, flush_body()),
+        (FLUSH, change_body()),
+        (LEAVE, change_body()),
         (AWAY, genesis_body()),
     ],
     ids=[
         "text-genesis-body",
-        "text-admit-body",
+        "text-change-body",
         "genesis-text-body",
-        "genesis-admit-body",
-        "admit-genesis-body",
-        "admit-text-body",
-        "leave-admit-body",
+        "genesis-change-body",
+        "change-genesis-body",
+        "change-text-body",
+        "change-flush-body",
+        "flush-change-body",
+        "leave-change-body",
         "away-genesis-body",
     ],
 )
@@ -1333,11 +1418,11 @@ def test_body_of_another_kind_refused(kind: bytes, body: bytes) -> None:
 
 
 def test_body_nesting_within_payload_depth() -> None:
-    """A body array is the payload's second level; an array in it is the third and last
-    allowed (refused by its type), and anything nested deeper by the depth limit."""
+    """A body array is the payload's second level; a change's admitted pairs are the
+    fourth and last allowed, and anything nested deeper is refused by the depth limit."""
     refuse_payload(payload(kind=GENESIS, body=arr(arr(enc("room")), enc(0))), "room name", "list")
-    refuse_payload(payload(kind=GENESIS, body=arr(arr(arr(enc("room"))), enc(0))), "depth")
-    refuse_payload(payload(kind=ADMIT, body=arr(enc(BOB.sender_id), arr(arr(enc("bob"))))), "depth")
+    deep = arr(arr(arr(enc(BOB.sender_id)), enc("bob")))
+    refuse_payload(payload(kind=CHANGE, body=change_body(admitted=deep)), "depth")
 
 
 @given(signed_messages())
@@ -1347,9 +1432,10 @@ def test_every_kind_round_trips_through_a_frame_and_verifies(message: Message) -
     frame = wire.decode_frame(wire.encode_frame(wire.Messages((message,))))
     assert isinstance(frame, wire.Messages)
     (decoded,) = frame.messages
-    assert (decoded.kind, decoded.subject, decoded.policy, decoded.text) == (
+    assert (decoded.kind, decoded.change, decoded.flush, decoded.policy, decoded.text) == (
         message.kind,
-        message.subject,
+        message.change,
+        message.flush,
         message.policy,
         message.text,
     )
@@ -1426,3 +1512,44 @@ def test_create_signs_under_room_and_genesis_under_no_room() -> None:
     genesis = Message.create(ALICE, room_id=ROOM, kind=EntryKind.GENESIS, **fields)  # type: ignore[arg-type]
     assert genesis.verify(ROOM) and genesis.verify(b"") and genesis.verify(genesis.room_id())
     assert len(genesis.room_id()) == ROOM_ID_SIZE
+
+
+@pytest.mark.parametrize(
+    "delivered, words",
+    [
+        (arr(), ("head delivered", "map")),
+        (cmap((enc(CAROL.sender_id), enc(0))), ("head delivered seq",)),
+        (cmap((enc(CAROL.sender_id), TRUE)), ("head delivered seq", "bool")),
+        (cmap((enc(CAROL.sender_id[:31]), enc(1))), ("head delivered sender", "32 bytes")),
+        (cmap((enc("carol"), enc(1))), ("head delivered sender", "str")),
+    ],
+    ids=["array", "seq-0", "seq-bool", "short-id", "text-id"],
+)
+def test_head_delivered_map_strictness(delivered: bytes, words: tuple[str, ...]) -> None:
+    assert wire.decode_frame(heads_frame(arr(head_item())))  # control
+    refuse_frame(heads_frame(arr(head_item(delivered=delivered))), *words)
+
+
+def test_a_delivered_map_or_beat_needs_a_signed_announcement() -> None:
+    unsigned = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""))
+    refuse_frame(heads_frame(arr(unsigned)), "without a signature")
+    beat_only = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""), delivered=cmap())
+    refuse_frame(heads_frame(arr(beat_only)), "without a signature")
+
+
+@pytest.mark.parametrize(
+    "at_ms", [enc(-1), TRUE, HALF_ONE, enc("0"), enc(2**53 + 1)], ids=["neg", "bool", "float", "text", "over"]
+)
+def test_head_at_ms_strictness(at_ms: bytes) -> None:
+    refuse_frame(heads_frame(arr(head_item(at_ms=at_ms))), "head at_ms")
+
+
+def test_the_delivered_map_is_signed() -> None:
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
+    assert head.announcement_verifies()
+    assert not wire.Head(
+        BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 3),), 5_000
+    ).announcement_verifies()
+    assert not wire.Head(
+        BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 2),), 6_000
+    ).announcement_verifies()

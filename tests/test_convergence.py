@@ -29,15 +29,19 @@ from hypothesis import strategies as st
 from p2pchat.identity import Identity
 from p2pchat.log import (
     Concurrent,
+    Decided,
     Delivered,
+    Entombed,
     LogEvent,
+    NotAMember,
     OrderedLog,
     ReceiptStatus,
     Refusal,
     Refused,
     Stable,
+    Voided,
 )
-from p2pchat.message import EntryKind, Message, MessageId, MessageKey
+from p2pchat.message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from p2pchat.wire import Head
 
 MAX_PEOPLE = 5
@@ -66,14 +70,16 @@ class History:
     (with ``settle``) each active member's final one, after everyone has everything."""
     final: int
     """How many of ``heads``, at the end, are final announcements."""
+    settled: bool = True
+    """With ``settle``: whether the room could settle (no change left open, nobody
+    crashed still a member: else stability rightly waits)."""
 
     def _name(self, message_id: MessageId) -> str:
         return f"p{self.people.index(message_id.sender_id)}#{message_id.seq}"
 
     def __repr__(self) -> str:
         messages = [
-            f"{self._name(m.id)} L{m.lamport} {m.kind.name}"
-            f"{'(p' + str(self.people.index(m.subject)) + ')' if m.subject else ''} "
+            f"{self._name(m.id)} L{m.lamport} {m.kind.name}{_body(self, m)} "
             f"past={{{', '.join(sorted(map(self._name, self.past[m.id])))}}}"
             for m in self.messages
         ]
@@ -101,16 +107,16 @@ class History:
 
 
 def _announcement(log: OrderedLog, identity: Identity) -> Head:
-    seq = log.delivered_seq(identity.sender_id)
-    return Head.announce(identity, seq, seq, log.clock)
+    return log.announcement(identity)
 
 
 def _sync(logs: list[OrderedLog], i: int, j: int) -> None:
-    """Person i delivers everything person j has delivered."""
-    for message in logs[j].messages():
+    """Person i delivers everything person j has delivered (tombstones too)."""
+    for message in sorted([*logs[j].messages(), *logs[j].tombstones()], key=lambda m: m.key):
         receipt = logs[i].receive(message)
         assert receipt.status in (ReceiptStatus.NEW, ReceiptStatus.DUPLICATE)
-    assert {m.id for m in logs[j]} <= {m.id for m in logs[i]}
+    held = {m.id for m in (*logs[i], *logs[i].tombstones())}
+    assert {m.id for m in (*logs[j], *logs[j].tombstones())} <= held
 
 
 def _intrude(log: OrderedLog, stranger: Identity, wall: int) -> Message:
@@ -129,8 +135,27 @@ def _intrude(log: OrderedLog, stranger: Identity, wall: int) -> Message:
     )
 
 
-OPERATIONS = ("send",) * 4 + ("sync",) * 4 + ("admit",) * 3 + ("away", "leave", "intrude")
-"""Weighted: people mostly write, sync and admit; now and then one goes away or leaves."""
+OPERATIONS = ("send",) * 4 + ("sync",) * 4 + ("admit",) * 3 + ("flush",) * 5
+OPERATIONS += ("away", "leave", "intrude", "crash") + ("remove",) * 2
+"""Weighted: people mostly write, sync, admit and answer changes; now and then one goes
+away, leaves, crashes (does nothing more) or proposes to remove someone."""
+
+
+def _answer(log: OrderedLog, identity: Identity) -> tuple[EntryKind, Flush] | None:
+    """The FLUSH or COMMIT ``identity`` owes (rule 10), if any."""
+    return log.roster.owed_answer(identity.sender_id)
+
+
+def _proposal(
+    log: OrderedLog, identity: Identity, admit: tuple[bytes, ...], remove: tuple[bytes, ...]
+) -> Change | None:
+    """A change ``identity`` may propose; superseding the open ones if they all wait for an
+    answer from a member it removes (as the shell does for members silent too long)."""
+    roster = log.roster
+    gone = frozenset(remove)
+    open_ = roster.open_proposals()
+    stuck = bool(open_) and all(roster.waiting_on(p) & gone for p in open_)
+    return roster.proposal(identity.sender_id, tuple((m, "x") for m in admit), gone, supersede=stuck)
 
 
 @st.composite
@@ -155,19 +180,24 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
     past: dict[MessageId, frozenset[MessageId]] = {genesis.id: frozenset()}
     announcements: dict[Head, None] = {}
 
-    def write(i: int, kind: EntryKind, text: str, wall: int, subject: bytes | None = None) -> None:
+    def write(i: int, kind: EntryKind, text: str, wall: int, **body: Any) -> None:
         log, identity = logs[i], identities[i]
-        before = frozenset(m.id for m in log)
-        message = log.compose(identity, name=f"p{i}", text=text, sent_at_ms=wall, kind=kind, subject=subject)
+        before = frozenset(m.id for m in (*log, *log.tombstones()))
+        try:
+            message = log.compose(identity, name=f"p{i}", text=text, sent_at_ms=wall, kind=kind, **body)
+        except NotAMember:
+            return  # (answered an open change: an honest member writes nothing until it ends)
         assert log.receive(message).status is ReceiptStatus.NEW
         messages.append(message)
         past[message.id] = before
 
+    crashed: set[int] = set()
     for op, who, whom, wall in operations:
-        members = [i for i in range(k) if logs[i].is_member(identities[i].sender_id)]
+        live = [i for i in range(k) if i not in crashed]
+        members = [i for i in live if logs[i].is_member(identities[i].sender_id)]
         if op == "sync":
             i, j = who % k, whom % k
-            if i != j:
+            if i != j and i not in crashed:
                 _sync(logs, i, j)
         elif op == "intrude" and len(intruders) < MAX_STRANGERS:
             i = who % k
@@ -176,28 +206,72 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
             continue  # everybody is gone: the room is over
         else:
             i = members[who % len(members)]
-            outsiders = [j for j in range(k) if not logs[i].is_member(identities[j].sender_id)]
+            log = logs[i]
+            outsiders = [
+                j for j in range(k) if j not in crashed and not log.is_member(identities[j].sender_id)
+            ]
+            others = sorted(log.members - {identities[i].sender_id})
             if op == "send":
                 write(i, EntryKind.TEXT, f"message {len(messages)}", wall)
             elif op == "admit" and outsiders:
                 j = outsiders[whom % len(outsiders)]
-                write(i, EntryKind.ADMIT, f"p{j}", wall, identities[j].sender_id)
+                change = _proposal(log, identities[i], (identities[j].sender_id,), ())
+                if change is not None:
+                    write(i, EntryKind.CHANGE, "", wall, change=change)
+            elif op == "remove" and others:
+                change = _proposal(log, identities[i], (), (others[whom % len(others)],))
+                if change is not None:
+                    write(i, EntryKind.CHANGE, "", wall, change=change)
+            elif op == "flush":
+                # Whoever knows of the change and owes an answer gives it now (in turn).
+                for j in members[who % len(members) :] + members[: who % len(members)]:
+                    owed = _answer(logs[j], identities[j])
+                    if owed is not None:
+                        write(j, owed[0], "", wall, flush=owed[1])
+            elif op == "crash" and i != 0:
+                crashed.add(i)
             elif op in ("away", "leave"):
                 write(i, EntryKind.AWAY if op == "away" else EntryKind.LEAVE, op, wall)
         i = who % k
-        announcements[_announcement(logs[i], identities[i])] = None
+        if i not in crashed:
+            announcements[_announcement(logs[i], identities[i])] = None
 
     final_heads: tuple[Head, ...] = ()
     if settle:
-        for j in range(1, k):
-            _sync(logs, 0, j)
-        for i in range(1, k):
-            _sync(logs, i, 0)
-        final_heads = tuple(
-            _announcement(log, identity)
-            for log, identity in zip(logs, identities, strict=True)
-            if log.is_member(identity.sender_id)
+        live = [i for i in range(k) if i not in crashed]
+        _share(logs, live)
+        # The live members finish the open changes, then remove whoever crashed (superseding
+        # a change that waits for a crashed member's answer).
+        for _ in range(6):
+            for _answers in range(3):  # a FLUSH, the COMMIT it makes due, a later round's FLUSH
+                for i in live:
+                    owed = _answer(logs[i], identities[i])
+                    if owed is not None:
+                        write(i, owed[0], "", 0, flush=owed[1])
+                _share(logs, live)
+            gone = tuple(
+                sorted(
+                    identities[c].sender_id
+                    for c in crashed
+                    if logs[live[0]].is_member(identities[c].sender_id)
+                )
+            )
+            proposers = [i for i in live if logs[i].is_member(identities[i].sender_id)]
+            if gone and proposers:
+                change = _proposal(logs[proposers[0]], identities[proposers[0]], (), gone)
+                if change is not None:
+                    write(proposers[0], EntryKind.CHANGE, "", 0, change=change)
+                    _share(logs, live)
+        reference = logs[live[0]]
+        settled = not reference.roster.open_proposals() and not any(
+            reference.is_member(identities[c].sender_id) for c in crashed
         )
+        if settled:
+            final_heads = tuple(
+                _announcement(logs[i], identities[i])
+                for i in live
+                if logs[i].is_member(identities[i].sender_id)
+            )
     return History(
         room_id=room_id,
         people=tuple(identity.sender_id for identity in identities),
@@ -206,7 +280,32 @@ def histories(draw: st.DrawFn, settle: bool = False, min_length: int = 1) -> His
         past=past,
         heads=(*announcements, *final_heads),
         final=len(final_heads),
+        settled=not settle
+        or bool(final_heads)
+        or not any(logs[i].is_member(identities[i].sender_id) for i in range(k)),
     )
+
+
+def _share(logs: list[OrderedLog], live: list[int]) -> None:
+    """Everyone live delivers everything anyone live has."""
+    for j in live[1:]:
+        _sync(logs, live[0], j)
+    for i in live[1:]:
+        _sync(logs, i, live[0])
+
+
+def _body(history: History, message: Message) -> str:
+    def who(member: bytes) -> str:
+        return f"p{history.people.index(member)}" if member in history.people else "?"
+
+    if message.change is not None:
+        change = message.change
+        admitted = "".join(f"+{who(m)}" for m, _ in change.admitted)
+        removed = "".join(f"-{who(m)}" for m in change.removed)
+        return f"(e{change.epoch}r{change.round}{admitted}{removed})"
+    if message.flush is not None:
+        return f"(e{message.flush.epoch}r{message.flush.round} {history._name(message.flush.change)})"
+    return ""
 
 
 Item = tuple[str, int]
@@ -281,6 +380,11 @@ class Replica:
                 self.flagged.update(event.ids)
             elif isinstance(event, Stable):
                 assert event.count == self.log.stable_count
+            elif isinstance(event, Voided):
+                for message in event.messages:
+                    self.mirror.remove(message.key)
+            elif isinstance(event, (Decided, Entombed)):
+                pass  # (a decision; an entry kept as a tombstone: checked against the log below)
             elif isinstance(event, Refused) and event.message.id in self.intruder_ids:
                 assert event.reason is Refusal.NOT_A_MEMBER
                 self.refused.add(event.message.id)
@@ -301,7 +405,8 @@ class Replica:
         assert keys[: len(self.pinned)] == self.pinned, "a stable position moved"
         self.pinned = keys[: log.stable_count]
 
-        delivered = {m.id for m in log}
+        visible = {m.id for m in log}
+        delivered = visible | {m.id for m in log.tombstones()}
         assert delivered.isdisjoint(self.intruder_ids), "a stranger's entry was delivered"
         fifo_closure = {
             MessageId(s, seq) for s in self.history.people for seq in range(1, log.delivered_seq(s) + 1)
@@ -309,7 +414,7 @@ class Replica:
         assert delivered == fifo_closure
         for message_id in delivered:
             assert self.history.past[message_id] <= delivered, "not causally closed"
-        for message_id in delivered:
+        for message_id in visible:
             truth = not self.concurrent_with[message_id].isdisjoint(delivered)
             assert log.is_concurrent(message_id) == truth
             assert (message_id in self.flagged) == truth
@@ -319,18 +424,20 @@ def check_final(history: History, replica: Replica) -> None:
     log = replica.log
     assert log.held_count == 0, "something is held for good"
     assert replica.refused == replica.intruder_ids, "every stranger's entry is refused"
-    assert len(log) == len(history.messages), "every honest entry is delivered"
+    tombstones = log.tombstones()
+    assert len(log) + len(tombstones) == len(history.messages), "every honest entry is delivered"
     keys = [m.key for m in log]
-    assert keys == sorted(m.key for m in history.messages)
+    assert sorted([*keys, *(m.key for m in tombstones)]) == sorted(m.key for m in history.messages)
     position = {m.id: index for index, m in enumerate(log)}
-    for message in history.messages:
+    for message in log:
         for earlier in history.past[message.id]:
-            assert position[earlier] < position[message.id], "order contradicts causality"
+            if earlier in position:
+                assert position[earlier] < position[message.id], "order contradicts causality"
     for person in history.people:
         seqs = [m.seq for m in log if m.sender_id == person]
-        assert seqs == list(range(1, len(seqs) + 1)), "order contradicts per-sender FIFO"
+        assert seqs == sorted(seqs), "order contradicts per-sender FIFO"
     truth = history.concurrent_with()
-    for message in history.messages:
+    for message in log:
         assert log.is_concurrent(message.id) == bool(truth[message.id])
 
 
@@ -342,7 +449,7 @@ def test_replicas_converge_whatever_the_delivery_order(data: st.DataObject) -> N
         replica = Replica(history)
         replica.feed(stream)
         check_final(history, replica)
-        logs.append([m.key for m in replica.log])
+        logs.append(([m.key for m in replica.log], [m.key for m in replica.log.tombstones()]))
     assert all(keys == logs[0] for keys in logs)
 
 
@@ -353,7 +460,8 @@ def test_final_announcements_of_the_active_members_make_the_whole_log_stable(dat
         replica = Replica(history)
         replica.feed(stream)
         check_final(history, replica)
-        assert replica.log.stable_count == len(replica.log)
+        if history.settled:
+            assert replica.log.stable_count == len(replica.log)
 
 
 @given(data=st.data())
@@ -365,6 +473,100 @@ def test_long_histories_with_churn_converge_and_settle(data: st.DataObject) -> N
         replica = Replica(history)
         replica.feed(stream)
         check_final(history, replica)
-        assert replica.log.stable_count == len(replica.log)
-        logs.append([m.key for m in replica.log])
+        if history.settled:
+            assert replica.log.stable_count == len(replica.log)
+        logs.append(([m.key for m in replica.log], [m.key for m in replica.log.tombstones()]))
+    assert all(keys == logs[0] for keys in logs)
+
+
+# Removal under partition -----------------------------------------------------------
+
+REMOVAL_OPS = ("send",) * 4 + ("sync",) * 6 + ("propose",) * 2 + ("flush",) * 4 + ("supersede",)
+"""``supersede``: a member proposes a removal in a later round while a change is open, as
+the rules allow any member that holds no COMMIT of an open change (whether or not the
+open one is stuck): the adversarial case for two decisions in one epoch."""
+
+
+@st.composite
+def removal_histories(draw: st.DrawFn) -> History:
+    """Four members (the founder and three it admitted) write and sync in a random
+    interleaving, and now and then one proposes to remove another, possibly a rival
+    proposal of the same round, while the one being removed goes on writing and
+    syncing with some of the others (a partition, not a crash). The others answer
+    the changes they see, commit those they see complete, and may move on to a later
+    round of their own. Every entry is composed by its author's log."""
+    people = IDENTITIES[:4]
+    founder_log, genesis = OrderedLog.found(people[0], name="p0", room_name="room", sent_at_ms=0)
+    admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(people) if i)
+    change = founder_log.compose(
+        people[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=Change(0, 0, admitted)
+    )
+    founder_log.receive(change)
+    commit = founder_log.compose(
+        people[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(0, 0, change.id)
+    )
+    founder_log.receive(commit)
+    messages: list[Message] = [genesis, change, commit]
+    past: dict[MessageId, frozenset[MessageId]] = {
+        genesis.id: frozenset(),
+        change.id: frozenset({genesis.id}),
+        commit.id: frozenset({genesis.id, change.id}),
+    }
+    logs = [founder_log, *(OrderedLog(room_id=genesis.room_id()) for _ in people[1:])]
+    for log in logs[1:]:
+        log.receive_many([genesis, change, commit])
+    announcements: dict[Head, None] = {}
+
+    def write(i: int, kind: EntryKind, **body: Any) -> None:
+        log = logs[i]
+        before = frozenset(m.id for m in (*log, *log.tombstones()))
+        try:
+            message = log.compose(people[i], name=f"p{i}", text="", sent_at_ms=0, kind=kind, **body)
+        except NotAMember:
+            return
+        assert log.receive(message).status is ReceiptStatus.NEW
+        messages.append(message)
+        past[message.id] = before
+
+    operation = st.tuples(st.sampled_from(REMOVAL_OPS), st.integers(0, 3), st.integers(0, 3))
+    for op, i, j in draw(st.lists(operation, min_size=10, max_size=40), label="operations"):
+        log = logs[i]
+        if op == "sync":
+            if i != j:
+                _sync(logs, i, j)
+        elif op == "send":
+            if log.is_member(people[i].sender_id):
+                write(i, EntryKind.TEXT)
+        elif op in ("propose", "supersede"):
+            proposal = _proposal(log, people[i], (), (people[j].sender_id,))
+            if op == "supersede":
+                gone = frozenset({people[j].sender_id})
+                proposal = log.roster.proposal(people[i].sender_id, (), gone, supersede=True)
+            if proposal is not None:
+                write(i, EntryKind.CHANGE, change=proposal)
+        else:
+            owed = log.roster.owed_answer(people[i].sender_id)
+            if owed is not None:
+                write(i, owed[0], flush=owed[1])
+        announcements[logs[i].announcement(people[i])] = None
+    return History(
+        room_id=genesis.room_id(),
+        people=tuple(p.sender_id for p in people),
+        messages=tuple(messages),
+        intruders=(),
+        past=past,
+        heads=tuple(announcements),
+        final=0,
+    )
+
+
+@given(data=st.data())
+def test_removals_under_partition_never_move_a_stable_position(data: st.DataObject) -> None:
+    history = data.draw(removal_histories())
+    logs = []
+    for r in range(data.draw(st.integers(2, 3), label="replicas")):
+        replica = Replica(history)
+        replica.feed(data.draw(streams(history), label=f"stream {r}"))
+        check_final(history, replica)
+        logs.append(([m.key for m in replica.log], [m.key for m in replica.log.tombstones()]))
     assert all(keys == logs[0] for keys in logs)

@@ -159,6 +159,9 @@ class PeerProcess:
         else:
             self.live += 1
             self.neighbours += {"peer_up": 1, "peer_down": -1}.get(kind, 0)
+            if kind == "voided":
+                # A decided membership change voided these (rule 10): they leave the log.
+                self.delivered -= {(m["sender"], m["seq"]) for m in event["messages"]}
         self.events.append(event)
 
     @property
@@ -255,8 +258,17 @@ async def read_log(data: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def stored_keys(data: Path) -> set[Key]:
+    """Every entry the database holds, visible or a tombstone, as (sender hex, seq)."""
+    db = sqlite3.connect(data / "p2pchat.sqlite3")
+    try:
+        return {(sender.hex(), seq) for sender, seq in db.execute("SELECT sender, seq FROM entries")}
+    finally:
+        db.close()
+
+
 def check_log_shape(entries: list[dict[str, Any]]) -> None:
-    """Sorted by (lamport, sender), no duplicates, per sender seq 1..n and lamport rising."""
+    """Sorted by (lamport, sender), no duplicates, per sender seqs rising and lamport rising."""
     keys = [(e["sender"], e["seq"]) for e in entries]
     assert len(set(keys)) == len(keys), "duplicate (sender, seq) in a log"
     order = [(e["lamport"], e["sender"]) for e in entries]
@@ -266,7 +278,11 @@ def check_log_shape(entries: list[dict[str, Any]]) -> None:
         by_sender.setdefault(entry["sender"], []).append(entry)
     for sender, own in by_sender.items():
         own.sort(key=lambda e: e["seq"])
-        assert [e["seq"] for e in own] == list(range(1, len(own) + 1)), f"holes in {sender[:8]}'s seqs"
+        # Seqs rise without repeats. A seq may be missing from the log only as a tombstone:
+        # an entry a membership decision voided (a line written while a change its author
+        # had answered was open), which its peer sent again as a new entry.
+        seqs = [e["seq"] for e in own]
+        assert seqs == sorted(set(seqs)), f"repeated seqs from {sender[:8]}"
         lamports = [e["lamport"] for e in own]
         assert all(a < b for a, b in itertools.pairwise(lamports)), (
             f"{sender[:8]}'s lamports do not increase with seq"
@@ -280,11 +296,16 @@ class Witness:
         self.seen: dict[Key, tuple[int, str]] = {}
         self.own_shown: dict[Key, tuple[int, str]] = {}
         """Own message events printed by their sender: committed, so never to be lost."""
+        self.voided: set[Key] = set()
+        """Entries a decided membership change voided, as any process printed (decisions are
+        the same everywhere): they leave every log, and their texts are sent again."""
         self.lamports_used: dict[tuple[str, int], int] = {}
 
     def absorb(self, proc: PeerProcess) -> None:
         fresh, proc.absorbed = proc.events[proc.absorbed :], len(proc.events)
         for event in fresh:
+            if event["event"] == "voided":
+                self.voided |= {(m["sender"], m["seq"]) for m in event["messages"]}
             if event["event"] not in ENTRY_EVENTS:
                 continue
             key = (event["sender"], event["seq"])
@@ -304,11 +325,15 @@ class Witness:
         where: str,
         sender: str | None = None,
         skip: Collection[tuple[str, int]] = (),
+        tombstones: Collection[Key] = (),
     ) -> None:
         """Every own entry shown (by ``sender``, or by anyone; but those in ``skip``) is in
-        the log, unchanged."""
+        the log, unchanged, or stored as a tombstone (``tombstones``: held, but voided by a
+        decided membership change, so ``p2pchat log`` does not show it)."""
         stored = {(e["sender"], e["seq"]): entry_value(e) for e in entries}
         for key, value in self.own_shown.items():
+            if key not in stored and (key in self.voided or key in tombstones):
+                continue
             if (sender is None or key[0] == sender) and key not in skip:
                 assert stored.get(key) == value, f"{where}: shown {key} {value} but stored {stored.get(key)}"
         for key, value in stored.items():
@@ -582,7 +607,7 @@ async def test_sigkill_while_receiving_never_equivocates(tmp_path: Path) -> None
 
 
 def ring_report(current: list[PeerProcess], witness: Witness) -> str:
-    everything = set().union(*(p.delivered for p in current)) | set(witness.own_shown)
+    everything = set().union(*(p.delivered for p in current)) | (set(witness.own_shown) - witness.voided)
     names = {p.peer_id: p.name for p in current}
     lines = []
     for proc in current:
@@ -643,7 +668,10 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
         async def check_store() -> None:
             entries = await read_log(victim.data)
             check_log_shape(entries)
-            witness.check_committed(entries, f"{victim.name}'s store after a kill", sender=victim.peer_id)
+            tombstones = stored_keys(victim.data) - {(e["sender"], e["seq"]) for e in entries}
+            witness.check_committed(
+                entries, f"{victim.name}'s store after a kill", sender=victim.peer_id, tombstones=tombstones
+            )
 
         again = PeerProcess(victim.name, victim.data, victim.listen, victim.joins, 0, victim.incarnation + 1)
         everyone.append(again)
@@ -710,7 +738,7 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
                     return (
                         all(p.caught_up() for p in current)
                         and all(s == sets[0] for s in sets)
-                        and set(witness.own_shown) <= sets[0]
+                        and set(witness.own_shown) - witness.voided <= sets[0]
                     )
 
                 with trio.move_on_after(30):
@@ -745,7 +773,7 @@ async def test_ring_of_five_with_kills_converges(tmp_path: Path) -> None:
                     )
                 for other in keys[1:]:
                     assert other == keys[0], "peers' final logs differ"
-                shown = set(witness.own_shown) - final_aways
+                shown = set(witness.own_shown) - final_aways - witness.voided
                 assert shown <= set(keys[0])
                 assert len(shown) == len(keys[0]), "an entry in the logs was never shown"
             finally:

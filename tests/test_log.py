@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 
 import pytest
-from roomkit import Room
+from roomkit import FOUNDER, Room
 
 from p2pchat.identity import Identity
 from p2pchat.log import (
@@ -28,13 +28,13 @@ from p2pchat.log import (
     Refused,
     Stable,
 )
-from p2pchat.message import EntryKind, Message
+from p2pchat.message import Change, EntryKind, Flush, Message
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
 ROOM = Room([A, B, C, D])
 R = len(ROOM)
-"""The founding entries (genesis, four admissions, the founder's leave) come first in every log."""
+"""The founding entries (genesis, the change admitting four, the founder's leave) come first in every log."""
 
 
 def make(
@@ -355,15 +355,21 @@ def _log_with_two_from_a() -> tuple[OrderedLog, list[Message]]:
     return log, messages
 
 
-def _announce(identity: Identity, seq: int, lamport: int) -> Head:
-    """``identity``'s signed clock announcement, lamport counted from the founding entries."""
-    return Head.announce(identity, seq, seq, PAIR.base + lamport)
+def _announce(identity: Identity, seq: int, lamport: int, delivered: dict[bytes, int] | None = None) -> Head:
+    """``identity``'s signed clock announcement, lamport counted from the founding entries.
+
+    Unless ``delivered`` says otherwise it claims to have delivered everything of the
+    others (rule 8 asks for both halves: the clock, and what was delivered).
+    """
+    if delivered is None:
+        delivered = {m.sender_id: 1000 for m in (A, B, C, D, FOUNDER) if m is not identity}
+    return Head.announce(identity, seq, seq, PAIR.base + lamport, delivered)
 
 
 P = len(PAIR)
-STABLE_FOUNDING = 3
-"""Genesis and both admissions: A's messages and the founder's leave are stamped past them.
-The founder's leave itself waits for B (B could write an entry that sorts before it)."""
+STABLE_FOUNDING = 2
+"""Genesis and the change admitting A and B (epoch 0, closed). The founder's leave, in
+epoch 1, waits for B (B could write an entry that sorts before it)."""
 
 
 def test_nothing_is_stable_while_a_member_is_silent() -> None:
@@ -387,6 +393,8 @@ def test_announcement_counts_only_once_its_message_is_delivered() -> None:
     assert log.observe_head(_announce(B, 1, 5)) == []
     assert log.stable_count == STABLE_FOUNDING
     log.receive(b1)
+    assert log.stable_count == P + 1, "A has not said it delivered b1"
+    log.observe_head(_announce(A, 2, 2))
     assert log.stable_count == P + 3
 
 
@@ -396,6 +404,7 @@ def test_newer_announcement_for_the_same_seq_is_not_lost() -> None:
     log.observe_head(_announce(B, 1, 1))
     log.observe_head(_announce(B, 1, 2))
     log.receive(PAIR.make(B, 1, 1))
+    log.observe_head(_announce(A, 2, 2))
     assert log.stable_count == P + 3, "the clock 2 announcement makes a2 stable too"
 
 
@@ -445,12 +454,33 @@ def test_an_entry_from_a_stranger_is_refused_and_never_held() -> None:
 def test_a_newcomers_entries_follow_its_admission() -> None:
     newcomer = Identity(b"\x07" * 32)
     log, (a1, a2) = _log_with_two_from_a()
-    admit = log.compose(A, name="a", text="n", sent_at_ms=0, kind=EntryKind.ADMIT, subject=newcomer.sender_id)
+    change = Change(1, 0, ((newcomer.sender_id, "n"),))
+    admit = log.compose(A, name="a", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=change)
     log.receive(admit)
+    assert newcomer.sender_id not in log.members, "B has not flushed yet"
+    b_log = PAIR.log()
+    b_log.receive_many([a1, a2, admit])
+    flush = b_log.compose(
+        B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, admit.id)
+    )
+    log.receive(flush)
+    assert newcomer.sender_id not in log.members, "complete, but nobody committed it yet"
+    commits = []
+    for author, author_log in ((A, log), (B, b_log)):
+        author_log.receive_many([flush, *commits])
+        commit = author_log.compose(
+            author, name="x", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(1, 0, admit.id)
+        )
+        author_log.receive(commit)
+        commits.append(commit)
+        if author is A:
+            assert newcomer.sender_id not in log.members, "one COMMIT of two members is no majority"
+    log.receive(commits[-1])
+    assert newcomer.sender_id in log.members
     n_log = PAIR.log()
-    n_log.receive_many([a1, a2, admit])
+    n_log.receive_many([a1, a2, admit, flush, *commits])
     hello = send(n_log, newcomer)
-    assert hello.lamport > admit.lamport
+    assert hello.lamport > max(m.lamport for m in (admit, flush, *commits))
     assert delivered(log.receive(hello).events) == [hello]
     assert newcomer.sender_id in log.members
     # Admitted after the room's past, so an entry of it can never land above a1 or a2.

@@ -360,6 +360,7 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
         text="a lie",
         deps=genuine.deps,
         room_id=bob.log.room_id or b"",
+        previous=genuine.previous,  # (the same predecessor: a fork of bob's feed)
     )
     # Carol gets the other version first (as if relayed by alice, whose link carries it).
     carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)

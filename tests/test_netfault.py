@@ -181,13 +181,28 @@ def test_an_index_against_the_order_is_caught() -> None:
     assert any("order says 0" in v for v in violations(story))
 
 
-def test_a_gap_in_a_senders_seqs_is_not_fifo() -> None:
+def test_a_senders_seqs_shown_out_of_order_are_not_fifo() -> None:
+    # (A gap alone is allowed: a COMMIT takes no place in the log.)
     story = Story()
     story.start(0, 1)
     story.show(1, 1, 1, 1, 0)
     story.show(1, 1, 2, 2, 1)
     story.show(0, 1, 2, 2, 0)
+    story.show(0, 1, 1, 1, 0)
     assert any("not FIFO" in v for v in violations(story))
+
+
+def test_a_voided_entry_leaves_the_log_but_never_a_stable_position() -> None:
+    story = Story()
+    story.start(0, 1)
+    story.show(0, 1, 1, 1, 0)
+    story.show(0, 1, 2, 2, 1)
+    story.stable(0, 1)
+    story.event(0, event="voided", messages=[{"sender": "id1", "seq": 2}])
+    story.show(0, 1, 3, 3, 1)  # (its text again, as a new entry: at index 1 once #2 is gone)
+    assert not any("index" in v or "voided" in v for v in violations(story))
+    story.event(0, event="voided", messages=[{"sender": "id1", "seq": 1}])
+    assert any("voided at stable position 0" in v for v in violations(story))
 
 
 def test_a_reply_shown_before_what_it_answers_breaks_causality() -> None:

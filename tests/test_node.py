@@ -63,7 +63,8 @@ def sealed(node: Node, output: Send) -> bytes | None:
 
 
 ROOM_ENTRIES = 2
-"""What a two-peer room holds besides chat lines: the founder's GENESIS and its ADMIT of the other."""
+"""What a two-peer room holds besides chat lines: the founder's GENESIS and its CHANGE
+admitting the other (decided at once: the founder is the only member)."""
 
 
 def make_node(index: int, *, found: bool = False, **config: object) -> Node:
@@ -72,6 +73,7 @@ def make_node(index: int, *, found: bool = False, **config: object) -> Node:
         log, _ = OrderedLog.found(IDS[index], name=f"peer{index}", room_name=f"room{index}", sent_at_ms=0)
     else:
         log = OrderedLog()
+    config.setdefault("admission_delay", 0.0)  # (admitted at once: these tests are about the rest)
     return Node(IDS[index], f"peer{index}", log, config=NodeConfig(**config))  # type: ignore[arg-type]
 
 
@@ -102,8 +104,8 @@ def test_handshake_opens_both_sides_and_reports_the_peer() -> None:
     # The newcomer took the founder's room, and the founder admitted it.
     assert b.log.room_id == a.log.room_id is not None
     assert RoomAdopted(a.log.room_id) in pipe.events[2]
-    assert [m.kind for m in a.log] == [EntryKind.GENESIS, EntryKind.ADMIT]
-    assert a.log[1].subject == IDS[1].sender_id
+    assert [m.kind for m in a.log] == [EntryKind.GENESIS, EntryKind.CHANGE]
+    assert a.log[1].change is not None and a.log[1].change.admitted == ((IDS[1].sender_id, "peer1"),)
     assert keys(a) == keys(b)
     assert a.log.members == b.log.members == {IDS[0].sender_id, IDS[1].sender_id}
     assert a.closed(1, "gone") == [PeerDown(1, IDS[1].sender_id, "gone")]  # one for its PeerUp
@@ -180,11 +182,11 @@ def test_late_joiner_gets_history_by_anti_entropy() -> None:
 def test_gaps_are_repaired_with_want() -> None:
     a, b, pipe = make_pair()
     messages = [a.send_text(f"m{i}", pipe.now, 0)[0] for i in range(5)]
-    assert [m.seq for m in messages] == [3, 4, 5, 6, 7]  # (a's seqs 1 and 2: GENESIS, ADMIT)
+    assert [m.seq for m in messages] == [4, 5, 6, 7, 8]  # (a's seqs 1 to 3: GENESIS, CHANGE, COMMIT)
     pipe.inbox[2].clear()  # the push is lost on the way
     # b hears of the fifth only (as if relayed by a third peer): it must ask for the four before.
     pipe.route(2, b.receive_unsealed(2, encode_frame(Messages((messages[4],))), pipe.now))
-    assert b.log.gaps() == {IDS[0].sender_id: [(3, 6)]}
+    assert b.log.gaps() == {IDS[0].sender_id: [(4, 7)]}
     pipe.run()
     assert texts(b) == []  # the gap may still be on its way: b waits gap_grace before asking
     pipe.now += b.config.gap_grace

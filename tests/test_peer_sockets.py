@@ -83,7 +83,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 async def assert_converged(peers: list[Peer], total: int) -> list[MessageKey]:
     """Every peer holds ``total`` chat lines, and all hold the same entries in one order.
 
-    Membership entries (an ADMIT, an AWAY) may still be on their way when the last chat
+    Membership entries (a CHANGE, a FLUSH, an AWAY) may still be on their way when the last chat
     line arrives, so identical logs are awaited, for a bounded time, before comparing.
     Returns the keys of the common log (membership entries included).
     """
@@ -218,10 +218,12 @@ async def test_five_peers_in_a_line_converge_with_concurrent_senders(target_conn
                 ids = [(m.sender_id, m.seq) for m in peer.messages() if m.is_text]
                 assert len(set(ids)) == len(ids) == senders * per_sender
             # Each sender's entries (its chat lines and its membership entries: p0's genesis,
-            # the ADMIT each peer wrote for the next) appear in seq order, 1..n, no holes.
+            # the CHANGE each peer wrote for the next, the FLUSHes, and the COMMITs, which
+            # take no place in the log) appear in seq order, 1..n, no holes.
             by_sender: dict[bytes, list[int]] = {}
             lines: dict[bytes, int] = {}
-            for message in peers[0].messages():
+            held = sorted([*peers[0].messages(), *peers[0].log.tombstones()], key=lambda m: m.key)
+            for message in held:
                 by_sender.setdefault(message.sender_id, []).append(message.seq)
                 lines[message.sender_id] = lines.get(message.sender_id, 0) + message.is_text
             assert sorted(by_sender) == sorted(bytes.fromhex(p.peer_id) for p in peers)
@@ -242,12 +244,13 @@ async def test_late_joiner_receives_the_full_history_in_order() -> None:
             async with open_peer("late", join=[b.url or ""]) as late:
                 await late.wait_admitted()
                 log = await assert_converged([a, b, late], count)
-                # The whole history, in the same order, then only the latecomer's admission.
+                # The whole history, in the same order, then only the latecomer's admission:
+                # b's CHANGE and a's FLUSH answering it.
                 assert log[: len(history)] == history
                 added = late.messages()[len(history) :]
-                assert [(m.kind, m.subject) for m in added] == [
-                    (EntryKind.ADMIT, bytes.fromhex(late.peer_id))
-                ]
+                assert sorted(m.kind for m in added) == [EntryKind.CHANGE, EntryKind.FLUSH]  # (COMMITs: none)
+                (change,) = [m.change for m in added if m.change is not None]
+                assert change.admitted == ((bytes.fromhex(late.peer_id), "late"),)
                 assert texts(late) == texts(a)
 
 
@@ -325,7 +328,9 @@ async def test_partition_heals_after_the_middle_peer_restarts(tmp_path: Path) ->
             assert after_restart.seq == own[-1].seq + 1  # seq continues, never reused
             assert after_restart.lamport > b_clock
             readmissions = [
-                m for m in b.peer.messages() if m.kind is EntryKind.ADMIT and m.subject.hex() == b_id
+                m
+                for m in b.peer.messages()
+                if m.change is not None and bytes.fromhex(b_id) in {member for member, _ in m.change.admitted}
             ]
             assert after_restart.lamport > readmissions[-1].lamport  # stamped after its re-admission
             log = await assert_converged([a.peer, b.peer, c.peer], 15 + 40 + 1)
@@ -356,8 +361,10 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
                 room = s.room_id
             assert room is not None and room == friend.room_id
             with Store(data, read_only=True) as store:
-                stored = list(store.load_messages(room))
-                assert store.message_count(room) == len(stored)
+                held = list(store.load_messages(room))
+                assert store.message_count(room) == len(held)
+                # (The COMMIT deciding its admission is stored, but takes no place in the log.)
+                stored = [m for m in held if m.kind is not EntryKind.COMMIT]
                 assert sum(m.is_text for m in stored) == 5
                 # Everything it showed, then its AWAY (a clean quit), stamped last.
                 assert [m.key for m in stored][: len(first_log)] == first_log
@@ -377,7 +384,7 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
                     await s.send("before re-admission")
                 assert waited.cancelled_caught
             with Store(data, read_only=True) as store:
-                assert store.message_count(room) == len(stored)
+                assert store.message_count(room) == len(held)
 
             async with open_peer("s", data_dir=data, join=[friend.url or ""]) as s:
                 assert s.peer_id == peer_id
@@ -600,6 +607,8 @@ async def test_neighbour_that_never_reads_is_disconnected_not_waited_for() -> No
             ws = await wrap_client_stream(client, stream, host_name, "/", message_queue_size=1)
             await _handshake_as_neighbour(ws)
             await host.wait_connected(2)
+            # It gets the room once admitted (its link stayed open a moment, guest answered).
+            await wait_until(lambda: len(host.log.members) == 3)
             # From here on the client never calls get_message: its queue fills, then
             # its socket buffer, then the host's socket buffer, then the host's outbox.
 

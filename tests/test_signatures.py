@@ -22,7 +22,7 @@ import hashlib
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from roomkit import FOUNDER, Room
+from roomkit import Room
 
 from p2pchat import codec, wire
 from p2pchat.codec import CodecError
@@ -42,8 +42,11 @@ from p2pchat.message import (
     MAX_SEQ,
     ROOM_ID_SIZE,
     SIGNING_CONTEXT,
+    Change,
     EntryKind,
+    Flush,
     Message,
+    MessageId,
     signed_bytes,
 )
 
@@ -215,9 +218,14 @@ def test_honest_message_verifies() -> None:
         assert verify_signature(ALICE.sender_id, SIGNING_CONTEXT + ROOM + message.payload, message.signature)
 
 
+ADMIT_CAROL = Change(1, 0, ((CAROL.sender_id, "carol"),))
+"""Epoch 1 of a :class:`Room` of Alice and Bob (epoch 0 is the founder alone)."""
+BOBS_CHANGE = MessageId(BOB.sender_id, 1)
+"""In the replay tests, Bob's first entry: ``ADMIT_CAROL``, which a FLUSH answers."""
 ENTRIES = {
     "text": {},
-    "admit": {"kind": EntryKind.ADMIT, "subject": CAROL.sender_id, "text": "carol"},
+    "change": {"kind": EntryKind.CHANGE, "change": ADMIT_CAROL, "text": ""},
+    "flush": {"kind": EntryKind.FLUSH, "flush": Flush(1, 0, BOBS_CHANGE), "text": ""},
     "leave": {"kind": EntryKind.LEAVE, "text": "bye"},
     "away": {"kind": EntryKind.AWAY, "text": ""},
 }
@@ -506,25 +514,34 @@ def test_forgeries_under_every_small_order_key_are_refused(point: bytes) -> None
 # Replays into another room -----------------------------------------------------------------
 
 
-def sibling_room(members: list[Identity], room_name: str) -> tuple[bytes, list[Message]]:
-    """A room founded like :class:`Room` (same founder, stamps and seqs) under another name:
-    every entry written in one is, field for field, a valid entry of the other."""
-    log, genesis = OrderedLog.found(FOUNDER, name="founder", room_name=room_name, sent_at_ms=0)
-    entries = [genesis]
-    for kind, subject in [*((EntryKind.ADMIT, m.sender_id) for m in members), (EntryKind.LEAVE, None)]:
-        text = "member" if kind is EntryKind.ADMIT else ""
-        entry = log.compose(FOUNDER, name="founder", text=text, sent_at_ms=0, kind=kind, subject=subject)
-        log.receive(entry, trusted=True)
-        entries.append(entry)
-    assert log.room_id is not None
-    return log.room_id, entries
-
-
-def replica(room_id: bytes, entries: list[Message]) -> OrderedLog:
-    log = OrderedLog(room_id=room_id)
-    for entry in entries:
+def replica(room: Room, before: list[Message]) -> OrderedLog:
+    """A replica of ``room`` holding its founding entries and then ``before``, all taken."""
+    log = OrderedLog(room_id=room.room_id)
+    for entry in [*room.entries, *before]:
         assert log.receive(entry).status is ReceiptStatus.NEW
     return log
+
+
+def written_in(room: Room, fields: dict[str, object]) -> tuple[list[Message], Message]:
+    """Alice's first entry of kind ``fields`` in ``room``, and what it answers: for a FLUSH,
+    Bob's first entry, the CHANGE it flushes (signed for ``room`` too); else nothing."""
+    before = []
+    deps: dict[bytes, int] = {}
+    lamport = 1
+    if fields.get("kind") is EntryKind.FLUSH:
+        before.append(room.make(BOB, 1, 1, text="", kind=EntryKind.CHANGE, change=ADMIT_CAROL))
+        deps, lamport = {BOB.sender_id: 1}, 2
+    entry = room.make(
+        ALICE,
+        1,
+        lamport,
+        deps,
+        text=str(fields.get("text", "hello")),
+        kind=fields.get("kind", EntryKind.TEXT),  # type: ignore[arg-type]
+        change=fields.get("change"),  # type: ignore[arg-type]
+        flush=fields.get("flush"),  # type: ignore[arg-type]
+    )
+    return before, entry
 
 
 @pytest.mark.parametrize("fields", ENTRIES.values(), ids=ENTRIES.keys())
@@ -532,31 +549,24 @@ def test_entry_signed_for_another_room_is_refused_as_bad_signature(fields: dict[
     """Alice is a member of rooms X and Y, founded alike. Her entry for X, replayed into Y,
     has exactly the payload of a valid entry of Y: only the room-bound signature tells."""
     room_x = Room([ALICE, BOB])
-    y_id, y_entries = sibling_room([ALICE, BOB], "another room")
-    assert y_id != room_x.room_id
-    kind = fields.get("kind", EntryKind.TEXT)
-    subject = fields.get("subject")
-    text = str(fields.get("text", "hello"))
-    for_x = room_x.make(ALICE, 1, 1, text=text, kind=kind, subject=subject)  # type: ignore[arg-type]
-    for_y = Message.create(
-        ALICE,
-        seq=1,
-        lamport=for_x.lamport,
-        sent_at_ms=0,
-        name=for_x.name,
-        text=text,
-        deps=for_x.deps,
-        room_id=y_id,
-        kind=kind,  # type: ignore[arg-type]
-        subject=subject,  # type: ignore[arg-type]
-    )
+    room_y = Room([ALICE, BOB], name="another room")
+    assert room_y.room_id != room_x.room_id
+    # Field for field the same rooms (same founder, stamps and seqs) but for the genesis
+    # (and the founder's links to it: each entry names its author's previous one).
+    assert [(e.seq, e.lamport, e.kind, e.change) for e in room_x.entries[1:]] == [
+        (e.seq, e.lamport, e.kind, e.change) for e in room_y.entries[1:]
+    ]
+    x_before, for_x = written_in(room_x, fields)
+    y_before, for_y = written_in(room_y, fields)
     assert for_x.payload == for_y.payload
+    assert [m.payload for m in x_before] == [m.payload for m in y_before]
 
-    x_log = room_x.log()
+    x_log = replica(room_x, x_before)
     assert x_log.receive(for_x).status is ReceiptStatus.NEW  # control: valid in its own room
     assert x_log.delivered_seq(ALICE.sender_id) == 1
+    assert x_log.is_visible(for_x), "the control entry is valid (not a tombstone) in its room"
 
-    y_log = replica(y_id, y_entries)
+    y_log = replica(room_y, y_before)
     replayed = Message.from_wire(for_x.payload, for_x.signature)  # as it comes off the wire
     receipt = y_log.receive(replayed)
     assert receipt.status is ReceiptStatus.REFUSED
@@ -567,11 +577,12 @@ def test_entry_signed_for_another_room_is_refused_as_bad_signature(fields: dict[
     assert not y_log.evidence
     assert y_log.receive(for_y).status is ReceiptStatus.NEW
     assert y_log.delivered_seq(ALICE.sender_id) == 1
+    assert y_log.is_visible(for_y)
     # Once Y holds Alice's seq 1, X's version carries the same payload: a duplicate, which
     # changes nothing (the entry Y keeps is the one signed for Y), and no equivocation.
     assert y_log.receive(replayed).status is ReceiptStatus.DUPLICATE
     kept = y_log.get(for_y.id)
-    assert kept is not None and kept.signature == for_y.signature and kept.verify(y_id)
+    assert kept is not None and kept.signature == for_y.signature and kept.verify(room_y.room_id)
     assert not y_log.evidence
 
 

@@ -128,6 +128,9 @@ def two_chats(
         # (On a small screen the notice scrolls away under the long URL: the status bar says it.)
         bob.wait_for(lambda s: f"connected to {first}" in s or re.search(r"│ p(eers)? 1 │", s))
         alice.wait_for(lambda s: "peers 1" in s or "p 1" in s)
+        # Admitted (once its link stayed open a moment): both screens say so.
+        for terminal in (alice, bob):
+            terminal.wait_for(lambda s: f"{second} joined" in s)
         yield alice, bob
     finally:
         for terminal in (bob, alice):

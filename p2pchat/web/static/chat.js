@@ -91,8 +91,8 @@ function drawRow(row, index, now) {
   element.style.left = "0";
   element.style.right = "0";
   if (row.kind === "member") {
-    const by = row.by && row.by !== row.peerId ? ` by ${nameOf(room, row.by)}` : "";
-    element.append(span("text", `— ${row.name || nameOf(room, row.peerId)} ${row.action}${by}`));
+    const text = row.notice || `${row.name || nameOf(room, row.peerId)} ${row.action}`;
+    element.append(span("text", `— ${text}`));
   } else {
     element.append(span("time", localTime(row.sentAt)), span("name", row.name), span("text", row.text));
     if (row.concurrent) {

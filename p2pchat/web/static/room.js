@@ -54,6 +54,16 @@ function member(room, peerId) {
   return entry;
 }
 
+function decided(room, joined, removed, by) {
+  for (const j of joined || []) {
+    const who = member(room, j.peer_id);
+    who.state = "active";
+    if (j.name) who.name = j.name;
+    who.by = by || null;
+  }
+  for (const r of removed || []) member(room, r.peer_id).state = "removed";
+}
+
 const APPLY = {
   ready(room, obj) {
     reset(room);
@@ -78,7 +88,8 @@ const APPLY = {
     if (!who.lastSentAt || obj.sent_at > who.lastSentAt) who.lastSentAt = obj.sent_at;
   },
   member(room, obj, now) {
-    // A membership entry of the log: a line in the conversation and a member's new state.
+    // A membership entry of the log: a line in the conversation (its notice, as the
+    // terminal shows it) and members' new states.
     const row = {
       kind: "member",
       sender: obj.sender,
@@ -87,6 +98,7 @@ const APPLY = {
       name: obj.name,
       peerId: obj.peer_id,
       action: obj.action,
+      notice: obj.notice || "",
       by: obj.by,
       concurrent: false,
       deps: null,
@@ -95,8 +107,19 @@ const APPLY = {
     noteStable(room, obj.index, obj.stable);
     const who = member(room, obj.peer_id);
     if (obj.name) who.name = obj.name;
-    who.state = obj.action === "joined" || obj.action === "back" ? "active" : obj.action;
-    who.by = obj.by || null;
+    if (obj.action === "joined") who.state = "active"; // the founder's genesis
+    else if (obj.action === "left" || obj.action === "away") who.state = obj.action;
+    if (obj.decided) decided(room, obj.decided.joined, obj.decided.removed, obj.by);
+  },
+  members(room, obj) {
+    // A membership change was decided: who joined (or came back), who was removed.
+    decided(room, obj.joined, obj.removed, obj.by);
+  },
+  voided(room, obj) {
+    // Entries a removal voided leave the log (they were never stable).
+    const gone = new Set(obj.messages.map((m) => rowId(m.sender, m.seq)));
+    room.rows = room.rows.filter((row) => !gone.has(rowId(row.sender, row.seq)));
+    for (const id of gone) room.byId.delete(id);
   },
   stable(room, obj) {
     if (obj.count > room.stableCount) room.stableCount = obj.count;

@@ -1,0 +1,211 @@
+"""How a membership change is decided (DESIGN.md rule 10), in the pure core.
+
+A change is decided by two phases of entries: every member it keeps answers it
+(FLUSH), then members holding every answer commit it (COMMIT), and COMMITs from a
+strict majority decide it. The hard cases are a member that crashes before it
+answers (the change must be superseded by one removing it) and a replica that holds
+an answer nobody else ever got (it must not decide what the others moved past).
+Each test builds the entries with the members' own logs, then delivers them to
+fresh replicas in every order hypothesis draws: all replicas must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pchat.identity import Identity
+from p2pchat.log import OrderedLog
+from p2pchat.message import Change, EntryKind, Flush, Message, MessageId
+
+PEOPLE = [Identity(bytes([0x40 + i]) * 32) for i in range(5)]
+NEWCOMER = Identity(b"\x4f" * 32)
+
+
+@dataclass
+class Room:
+    """Four members (p0 founded the room and admitted p1..p3), each with its own log."""
+
+    logs: list[OrderedLog]
+    written: list[Message] = field(default_factory=list)
+
+    def write(self, i: int, kind: EntryKind, **body: object) -> Message:
+        message = self.logs[i].compose(PEOPLE[i], name=f"p{i}", text="", sent_at_ms=0, kind=kind, **body)  # type: ignore[arg-type]
+        self.logs[i].receive(message)
+        self.written.append(message)
+        return message
+
+    def answer(self, i: int) -> Message | None:
+        """What member ``i`` owes now (a FLUSH or a COMMIT), written."""
+        owed = self.logs[i].roster.owed_answer(PEOPLE[i].sender_id)
+        return None if owed is None else self.write(i, owed[0], flush=owed[1])
+
+    def sync(self, i: int, j: int) -> None:
+        """``j`` gets everything ``i`` holds."""
+        self.logs[j].receive_many([*self.logs[i], *self.logs[i].tombstones()])
+
+    def replica(self, order: list[int]) -> OrderedLog:
+        """A fresh replica fed every entry written, in ``order``."""
+        log = OrderedLog(room_id=self.logs[0].room_id)
+        log.receive_many(self.written[k] for k in order)
+        return log
+
+
+def four_members() -> Room:
+    founder, genesis = OrderedLog.found(PEOPLE[0], name="p0", room_name="room", sent_at_ms=0)
+    logs = [founder, *(OrderedLog(room_id=genesis.room_id()) for _ in PEOPLE[1:4])]
+    room = Room(logs, [genesis])
+    admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(PEOPLE[1:4], start=1))
+    change = room.write(0, EntryKind.CHANGE, change=Change(0, 0, admitted))
+    room.write(0, EntryKind.COMMIT, flush=Flush(0, 0, change.id))
+    for i in (1, 2, 3):
+        room.sync(0, i)
+        assert logs[i].is_member(PEOPLE[i].sender_id)
+    return room
+
+
+def admission_stuck_on_p3(*, p3_answers: bool) -> tuple[Room, Message, Message | None]:
+    """p0 proposes to admit the newcomer; p1 and p2 answer; p3 crashes, after writing a
+    FLUSH that reaches nobody (``p3_answers``) or before answering at all."""
+    room = four_members()
+    admit = room.logs[0].roster.proposal(PEOPLE[0].sender_id, ((NEWCOMER.sender_id, "new"),), frozenset())
+    assert admit is not None
+    change = room.write(0, EntryKind.CHANGE, change=admit)
+    for i in (1, 2, 3):
+        room.sync(0, i)
+    room.answer(1)
+    room.answer(2)
+    lost = room.answer(3) if p3_answers else None
+    for i in (0, 1, 2):
+        for j in (0, 1, 2):
+            if i != j:
+                room.sync(i, j)
+    # Without p3's answer nobody can commit: the change is stuck.
+    assert all(room.answer(i) is None for i in (0, 1, 2))
+    assert room.logs[1].roster.waiting_on(room.logs[1].roster.open_proposals()[0]) == {PEOPLE[3].sender_id}
+    return room, change, lost
+
+
+def supersede(room: Room, by: int) -> Message:
+    """Member ``by`` proposes, in a later round, to remove p3 and admit the newcomer; the
+    others answer and commit; everyone alive shares everything."""
+    roster = room.logs[by].roster
+    gone = frozenset({PEOPLE[3].sender_id})
+    assert all(roster.waiting_on(p) & gone for p in roster.open_proposals())
+    proposal = roster.proposal(PEOPLE[by].sender_id, ((NEWCOMER.sender_id, "new"),), gone, supersede=True)
+    assert proposal is not None and proposal.round == 1
+    change = room.write(by, EntryKind.CHANGE, change=proposal)
+    settle(room)
+    return change
+
+
+def settle(room: Room) -> None:
+    """p0, p1 and p2 answer what they owe and share everything, until nothing is owed."""
+    for _ in range(6):
+        for i in (0, 1, 2):
+            for j in (0, 1, 2):
+                if i != j:
+                    room.sync(i, j)
+        if all(room.answer(i) is None for i in (0, 1, 2)):
+            return
+    raise AssertionError("answers still owed after six rounds")
+
+
+@settings(max_examples=60, deadline=None)
+@given(p3_answers=st.booleans(), by=st.sampled_from([0, 1, 2]), data=st.data())
+def test_a_change_stuck_on_a_crashed_member_is_superseded_and_every_replica_agrees(
+    p3_answers: bool, by: int, data: st.DataObject
+) -> None:
+    room, stuck, lost = admission_stuck_on_p3(p3_answers=p3_answers)
+    winner = supersede(room, by)
+    for i in (0, 1, 2):
+        decision = room.logs[i].roster.epochs[1].decision
+        assert decision is not None and decision.change == winner.id
+        assert room.logs[i].is_member(NEWCOMER.sender_id)
+        assert not room.logs[i].is_member(PEOPLE[3].sender_id)
+    # Replicas that get everything, p3's lost answer included, in any order: the stuck
+    # change is never decided anywhere (its answers are all there, but nobody could
+    # commit it before moving on), p3's answer is void, and the logs are identical.
+    orders = [data.draw(st.permutations(range(len(room.written))), label=f"order {r}") for r in range(3)]
+    replicas = [room.replica(order) for order in orders]
+    expected = [m.key for m in room.logs[0]]
+    for log in replicas:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == winner.id != stuck.id
+        assert [m.key for m in log] == expected
+        assert log.stability_violations == 0
+        if lost is not None:
+            assert log.get(lost.id) is not None and not log.is_visible(lost)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_member_holding_a_commit_waits_until_the_change_is_dead(data: st.DataObject) -> None:
+    """p3's answer reaches p2 only: p2 commits the stuck change, so it may not answer the
+    superseding one until enough members moved on that the stuck one can never gather a
+    majority of COMMITs (then it is dead, and p2 answers)."""
+    room, stuck, lost = admission_stuck_on_p3(p3_answers=True)
+    assert lost is not None
+    room.sync(3, 2)
+    commit = room.answer(2)
+    assert commit is not None and commit.kind is EntryKind.COMMIT
+    roster = room.logs[2].roster
+    assert roster.holds_open_commit(PEOPLE[2].sender_id)
+    # p0 supersedes; p1 follows; p2 holds its COMMIT until it sees them both moved on.
+    proposal = room.logs[0].roster.proposal(
+        PEOPLE[0].sender_id, ((NEWCOMER.sender_id, "new"),), frozenset({PEOPLE[3].sender_id}), supersede=True
+    )
+    assert proposal is not None
+    winner = room.write(0, EntryKind.CHANGE, change=proposal)
+    room.sync(0, 2)
+    assert room.answer(2) is None  # p1 may still commit the stuck change: not dead yet
+    room.sync(0, 1)
+    assert room.answer(1) is not None  # p1 moves on (it had not committed)
+    room.sync(1, 2)
+    flush = room.answer(2)
+    assert flush is not None and flush.kind is EntryKind.FLUSH and flush.flush is not None
+    assert flush.flush.change == winner.id
+    settle(room)
+    orders = [data.draw(st.permutations(range(len(room.written))), label=f"order {r}") for r in range(2)]
+    for log in [room.logs[0], *(room.replica(order) for order in orders)]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == winner.id
+        # p3's answer was named by p2's FLUSH for the winner: inside p3's cut, not void.
+        assert decision.cuts[PEOPLE[3].sender_id] >= lost.seq
+        assert MessageId(stuck.sender_id, stuck.seq) != decision.change
+
+
+def test_an_exit_while_holding_an_open_commit_is_refused_the_same_everywhere() -> None:
+    room, _, _ = admission_stuck_on_p3(p3_answers=True)
+    room.sync(3, 2)
+    room.answer(2)  # p2 commits the stuck change
+    away = room.write(2, EntryKind.AWAY)
+    replica = room.replica(list(range(len(room.written))))
+    assert replica.get(away.id) is not None and not replica.is_visible(away)
+    assert not replica.is_visible(away) and not room.logs[2].is_visible(away)
+
+
+def test_a_member_being_removed_may_commit_its_removal_when_the_proposer_crashed() -> None:
+    """p0 proposes to remove p1, then crashes; p2 and p3 answer and commit. Three COMMITs of
+    four members are needed, and p0 cannot give one: p1's own (it may answer and commit its
+    removal) decides the change, instead of a stall for good. (Found by model checking.)"""
+    room = four_members()
+    gone = frozenset({PEOPLE[1].sender_id})
+    proposal = room.logs[0].roster.proposal(PEOPLE[0].sender_id, (), gone)
+    assert proposal is not None
+    change = room.write(0, EntryKind.CHANGE, change=proposal)
+    for i in (1, 2, 3):
+        room.sync(0, i)  # p0 crashes now
+    for _ in range(4):
+        for i in (1, 2, 3):
+            room.answer(i)
+        for i in (1, 2, 3):
+            for j in (1, 2, 3):
+                if i != j:
+                    room.sync(i, j)
+    for log in [*(room.logs[i] for i in (1, 2, 3)), room.replica(list(range(len(room.written))))]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == change.id
+        assert not log.is_member(PEOPLE[1].sender_id) and log.is_member(PEOPLE[0].sender_id)
