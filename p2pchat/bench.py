@@ -168,8 +168,13 @@ def _on_event(peer: _Process, event: dict[str, Any], now: float) -> None:
         peer.neighbours += 1
     elif kind == "peer_down":
         peer.neighbours -= 1
-    elif kind == "member" and event["peer_id"] == peer.peer_id:
-        peer.admitted = event["action"] in ("joined", "back")
+    elif kind == "member" and event["peer_id"] == peer.peer_id and event["action"] == "joined":
+        peer.admitted = True  # (the founder: its genesis)
+    elif kind == "members":  # a membership change decided
+        if any(m["peer_id"] == peer.peer_id for m in event["joined"]):
+            peer.admitted = True
+        if any(m["peer_id"] == peer.peer_id for m in event["removed"]):
+            peer.admitted = False
     elif kind == "message" and not event.get("replayed"):
         key = (event["sender"], event["seq"])
         if key in peer.delivered:
