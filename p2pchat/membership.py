@@ -420,6 +420,12 @@ class Roster:
         exit_ = epoch.exits.get(author)
         if exit_ is not None and exit_[0].seq < message.seq:
             return number, "written after its author left the epoch"
+        if message.kind is EntryKind.TEXT:
+            # A chat line after its author answered a change still open is valid for now:
+            # if the change is decided it is above the author's cut, and void (its peer
+            # sends the line again); if the change dies it stays. The log never calls such
+            # an entry stable while the change is open (see writes_after_answers).
+            return number, None
         past = _past(vector, author, message.seq)
         if message.kind is EntryKind.CHANGE:
             return number, self._judge_change(epoch, message, vector, past)
@@ -430,11 +436,7 @@ class Roster:
         if message.kind in (EntryKind.LEAVE, EntryKind.AWAY) and self._open_commit(epoch, author, past):
             # (Its exit would answer a rival round, as if it had not committed.)
             return number, "exits while holding a COMMIT of a change that is not dead"
-        # A chat line or an exit after its author answered a change still open is valid
-        # for now: if the change is decided it is above the author's cut, and void (its
-        # peer sends the line again); if the change dies it stays. The log never calls
-        # such an entry stable while the change is open (see writes_after_answers).
-        return number, None
+        return number, None  # (an exit after its author's answer: as a chat line there)
 
     def _open_commit(self, epoch: Epoch, member: bytes, held: _Held) -> _Proposal | None:
         """The change ``member`` committed last, unless ``held`` shows it dead."""

@@ -1,8 +1,14 @@
-"""Shared test configuration: hypothesis profiles."""
+"""Shared test configuration: hypothesis profiles, and the log's self-checks."""
 
 import os
 
 from hypothesis import HealthCheck, settings
+
+import p2pchat.log
+
+# Every time the log's quick look says no position can become stable, the full rule 8
+# computation must agree (in this process: the simulator and the property tests).
+p2pchat.log._CROSS_CHECK = True
 
 settings.register_profile(
     "ci",
