@@ -480,24 +480,29 @@ class Roster:
             return f"the room would have more than {MAX_MEMBERS} members"
         return None
 
-    def _judge_flush(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
+    @staticmethod
+    def _named(epoch: Epoch, message: Message) -> _Proposal | None:
+        """The change of ``epoch`` a FLUSH or COMMIT names, if it names one of its round."""
         flush = message.flush
         assert flush is not None
-        author = message.sender_id
         proposal = epoch.proposals.get(flush.change)
         if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+            return None
+        return proposal
+
+    def _judge_flush(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
+        proposal = self._named(epoch, message)
+        if proposal is None:
             return "answers no change of its epoch and round"
         if not held(proposal.id.sender_id, proposal.id.seq):
             return "answers a change it had not seen"
-        return self._judge_round(epoch, author, flush.round, held)
+        return self._judge_round(epoch, message.sender_id, proposal.change.round, held)
 
     def _judge_commit(self, epoch: Epoch, message: Message, held: _Held) -> str | None:
-        flush = message.flush
-        assert flush is not None
-        author = message.sender_id
-        proposal = epoch.proposals.get(flush.change)
-        if flush.epoch != epoch.number or proposal is None or proposal.change.round != flush.round:
+        proposal = self._named(epoch, message)
+        if proposal is None:
             return "commits no change of its epoch and round"
+        author = message.sender_id
         round_ = epoch.last_round.get(author)
         if round_ is None or epoch.answers[round_][author].change != proposal.id:
             return "commits a change that is not the one it answered last"

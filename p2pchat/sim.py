@@ -197,25 +197,15 @@ class Simulation:
         if admitted:
             # The founder alone is epoch 0: its CHANGE is complete at once, its COMMIT
             # decides it.
-            admit = log.compose(
-                founder,
-                name="peer0",
-                text="",
-                sent_at_ms=0,
-                kind=EntryKind.CHANGE,
-                change=Change(0, 0, admitted),
-            )
-            log.receive(admit, trusted=True)
-            commit = log.compose(
-                founder,
-                name="peer0",
-                text="",
-                sent_at_ms=0,
-                kind=EntryKind.COMMIT,
-                flush=Flush(0, 0, admit.id),
-            )
-            log.receive(commit, trusted=True)
-            entries += [admit, commit]
+            def write(kind: EntryKind, change: Change | None = None, flush: Flush | None = None) -> Message:
+                entry = log.compose(
+                    founder, name="peer0", text="", sent_at_ms=0, kind=kind, change=change, flush=flush
+                )
+                log.receive(entry, trusted=True)
+                return entry
+
+            admit = write(EntryKind.CHANGE, change=Change(0, 0, admitted))
+            entries += [admit, write(EntryKind.COMMIT, flush=Flush(0, 0, admit.id))]
         return entries
 
     def _room_log(self) -> OrderedLog:
