@@ -900,18 +900,9 @@ class OrderedLog:
             state = self._senders.get(member)
             if state is None or (state.bound, _AFTER_ALL_SENDERS) < first:
                 return True
-            cover = state.cover if state.cover is not None else (state.vector or {})
-            for other, other_state in self._senders.items():
-                covered = cover.get(other, 0)
-                missing = other != member and other_state.delivered > covered
-                if missing and MessageKey(other_state.lamports[covered], other) <= first:
-                    return True
-        for member, answer_seq in self.roster.writes_after_answers():
-            state = self._senders.get(member)
-            after = state is not None and state.delivered > answer_seq
-            if after and MessageKey(state.lamports[answer_seq], member) <= first:  # type: ignore[union-attr]
+            if any(key <= first for key in self._first_undelivered(member, state)):
                 return True
-        return False
+        return any(key <= first for _, key in self._first_after_answers())
 
     def _stable_prefix(self) -> tuple[int, frozenset[bytes]]:
         """Rule 8 over rule 10's members: how many positions are final, and the members
@@ -931,13 +922,8 @@ class OrderedLog:
             return len(order), frozenset()
         epoch = self.roster.current
         limits = {m: self._member_limit(m) for m in epoch.members if m not in epoch.exits}
-        # An entry written after its author answered a change still open is void if the
-        # change is decided: nothing from it on is stable until the change is over.
-        for member, answer_seq in self.roster.writes_after_answers():
-            state = self._senders.get(member)
-            if state is not None and state.delivered > answer_seq:
-                first_after = MessageKey(state.lamports[answer_seq], member)
-                limits[member] = min(limits.get(member, len(order)), order.bisect_left(first_after))
+        for member, first_after in self._first_after_answers():
+            limits[member] = min(limits.get(member, len(order)), order.bisect_left(first_after))
         if not limits:
             return len(order), frozenset()  # nobody can write in this epoch any more
         lowest = min(limits.values())
@@ -951,15 +937,28 @@ class OrderedLog:
             return 0
         order = self._order
         limit: int = order.bisect_right(MessageKey(state.bound, _AFTER_ALL_SENDERS))
+        for first_missing in self._first_undelivered(member, state):
+            limit = min(limit, order.bisect_left(first_missing))
+        return limit
+
+    def _first_undelivered(self, member: bytes, state: _Sender) -> Iterator[MessageKey]:
+        """Per other sender, the key of its first entry ``member`` has not said it
+        delivered (its last entry's or announcement's vector): no position from there
+        on is stable yet (rule 8)."""
         cover = state.cover if state.cover is not None else (state.vector or {})
         for other, other_state in self._senders.items():
-            if other == member:
-                continue
             covered = cover.get(other, 0)
-            if other_state.delivered > covered:
-                first_missing = MessageKey(other_state.lamports[covered], other)
-                limit = min(limit, order.bisect_left(first_missing))
-        return limit
+            if other != member and other_state.delivered > covered:
+                yield MessageKey(other_state.lamports[covered], other)
+
+    def _first_after_answers(self) -> Iterator[tuple[bytes, MessageKey]]:
+        """Per member that answered a change still open, the key of its first entry
+        after that answer: void if the change is decided, so nothing from it on is
+        stable until the change is over."""
+        for member, answer_seq in self.roster.writes_after_answers():
+            state = self._senders.get(member)
+            if state is not None and state.delivered > answer_seq:
+                yield member, MessageKey(state.lamports[answer_seq], member)
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

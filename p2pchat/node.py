@@ -1039,11 +1039,12 @@ class Node:
             raise ValueError("to leave, use /leave")
         if not removed <= self.log.members:
             raise ValueError("not an active member of the room")
-        if self.log.roster.open_proposals() and not self._stuck_on(removed):
+        supersede = self._stuck_on(removed)
+        if self.log.roster.open_proposals() and not supersede:
             raise ValueError("a membership change is being decided: try again when it is over")
         if not self.log.roster.could_decide(removed):
             raise ValueError("a removal needs the answers of a strict majority of the members")
-        outputs = self._propose((), removed, now, supersede=self._stuck_on(removed))
+        outputs = self._propose((), removed, now, supersede=supersede)
         if not outputs:
             raise ValueError("cannot write now (our own history is not complete here yet)")
         return outputs
