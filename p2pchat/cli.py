@@ -62,6 +62,8 @@ starts a new line within one message. Commands:
   /peers        neighbours connected now
   /who          everyone in the room (active, away, left), who holds stability back
   /leave        leave the room for good (a quit only marks you away)
+  /remove NAME  propose to remove a member that vanished (see --member-timeout)
+  /invite       a one-time join URL (invite-only rooms)
   /join URL     connect to another peer (ws://HOST:PORT)
   /nick NAME    change your display name
   /whois NAME   the full key of everyone shown as NAME
