@@ -77,6 +77,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Protocol, TypeVar
 
 from .address import invite_of, split_peer_url, with_peer_id
@@ -113,6 +114,7 @@ from .wire import (
     Want,
     WantRange,
     encode_frame,
+    message_batches,
 )
 
 __all__ = [
@@ -1214,10 +1216,10 @@ class Node:
         neighbour = self._neighbours.get(conn)
         if neighbour is None or not neighbour.link.is_open or not neighbour.trusted:
             return []
-        backlog, step = neighbour.backlog, min(self.config.max_batch, MAX_BATCH)
+        backlog = neighbour.backlog
         outputs: list[Output] = []
         while backlog and len(outputs) < frames:
-            batch = [backlog.popleft() for _ in range(min(step, len(backlog)))]
+            batch = _take_batch(backlog, self.config.max_batch)
             for message in batch:
                 _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             outputs.append(self._send(conn, encode_frame(Messages(tuple(batch)))))
@@ -1414,9 +1416,8 @@ class Node:
         ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
         if not batch and not ranges and not pruned:
             return []
-        step = min(self.config.max_batch, MAX_BATCH)
-        frames = [Push(tuple(batch[i : i + step])) for i in range(step, len(batch), step)]
-        frames.insert(0, Push(tuple(batch[:step]), ranges, pruned))
+        batches = list(message_batches(batch, self.config.max_batch)) or [()]
+        frames = [Push(batches[0], ranges, pruned)] + [Push(more) for more in batches[1:]]
         return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
 
     # Lazy push: IHAVE, GRAFT, PRUNE ---------------------------------------------------
@@ -1634,6 +1635,14 @@ def text_count(log: OrderedLog) -> int:
 
 def _log_order(message: Message) -> tuple[int, bytes]:
     return message.key
+
+
+def _take_batch(backlog: deque[Message], max_count: int) -> tuple[Message, ...]:
+    """Take from the front of ``backlog`` the entries one MESSAGES frame can carry."""
+    batch = next(message_batches(islice(backlog, max_count), max_count), ())
+    for _ in batch:
+        backlog.popleft()
+    return batch
 
 
 def _note_held(held: dict[bytes, int], sender_id: bytes, first: int, last: int) -> None:

@@ -48,7 +48,7 @@ otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,6 +86,7 @@ __all__ = [
     "WantRange",
     "decode_frame",
     "encode_frame",
+    "message_batches",
 ]
 
 PROTOCOL_VERSION: Final = 4
@@ -101,6 +102,10 @@ MAX_REASON_BYTES: Final = 256
 MAX_MESSAGE_PAYLOAD: Final = 64 * 1024
 """Above the largest payload Message.create can produce (~59.2 KiB: 16 KiB of text plus
 MAX_DEPS deps entries), so every message a peer can sign can also be received."""
+MAX_BATCH_BYTES: Final = MAX_FRAME_BYTES // 2
+"""Payload and signature bytes one MESSAGES or PUSH frame carries at most: half the frame
+limit, which leaves room for a PUSH frame's announced ranges and prunes and for the
+CBOR framing of each entry (a few bytes)."""
 
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
 
@@ -240,6 +245,25 @@ def _head_item(head: Head) -> list[object]:
         dict(head.delivered),
         head.at_ms,
     ]
+
+
+def message_batches(messages: Iterable[Message], max_count: int) -> Iterator[tuple[Message, ...]]:
+    """Split ``messages``, in order, into batches that each fit one frame: at most
+    ``max_count`` (and MAX_BATCH) entries and MAX_BATCH_BYTES of entry bytes. Capping the
+    count alone is not enough: 100 texts of 16 KiB are over the frame limit, and a
+    receiver closes a link that sends an oversized frame (so the batch would never pass)."""
+    max_count = min(max_count, MAX_BATCH)
+    batch: list[Message] = []
+    size = 0
+    for message in messages:
+        cost = len(message.payload) + len(message.signature)
+        if batch and (len(batch) >= max_count or size + cost > MAX_BATCH_BYTES):
+            yield tuple(batch)
+            batch, size = [], 0
+        batch.append(message)
+        size += cost
+    if batch:
+        yield tuple(batch)
 
 
 def encode_frame(frame: Frame) -> bytes:

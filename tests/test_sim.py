@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from p2pchat.message import EntryKind
+from p2pchat.message import MAX_TEXT_BYTES, EntryKind
 from p2pchat.node import text_count
 from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology, reachable
 from p2pchat.sim_cli import simulate
@@ -148,3 +148,20 @@ def test_sharing_copies_share_only_what_cannot_change() -> None:
     first.items[2][1].append(8)
     first.items[3].add(9)
     assert template == _Mutable([frozen, pair, mixed, {6}]) == second
+
+
+def test_a_burst_of_the_largest_texts_crosses_in_frames_under_the_limit() -> None:
+    # 100 texts of 16 KiB are 1.6 MiB: more than one frame may carry. Sent live (PUSH)
+    # and again after a partition (anti-entropy MESSAGES), they must be split by bytes,
+    # not only by count, or the receiver closes the link at each oversized frame.
+    sim = Simulation(SimConfig(peers=3, topology="line", seed=3))
+    big = "x" * MAX_TEXT_BYTES
+    for k in range(100):
+        sim.send_at(1.0 + k * 0.001, 0, f"{k} {big}"[:MAX_TEXT_BYTES])
+    sim.at(1.05, lambda: sim.partition([0, 1], [2]))
+    for k in range(100):
+        sim.send_at(1.1 + k * 0.001, 1, f"{k} {big}"[:MAX_TEXT_BYTES])
+    sim.at(2.0, sim.heal)
+    sim.run_until(3.0)
+    assert sim.settle(60), sim.report()
+    assert_healthy(sim)
