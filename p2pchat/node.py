@@ -407,17 +407,17 @@ class Node:
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
         self._beat_ms = 0
+        """Our wall clock at the last heartbeat: our announcements say we were alive then."""
         self._admission_due: float | None = None
         """When a newcomer's link will have been open ``admission_delay``: admit it then."""
         self.saved_vector: dict[bytes, int] | None = None
         """When set (the shell stores entries), per sender the highest seq on disk: we
         announce having delivered no more than that (see _own_head)."""
         self._heard: dict[bytes, tuple[int, int, float, float | None]] = {}
-        self._rivals_seen: dict[tuple[int, int], float] = {}
-        """Per (epoch, round) a change would take after rivals died: when we first saw it."""
         """Per member: its delivered seq and announcement beat as we last saw them, when
         we first saw it as a member, and when we last heard from it (None: never)."""
-        """Our wall clock at the last heartbeat: our announcements say we were alive then."""
+        self._rivals_seen: dict[tuple[int, int], float] = {}
+        """Per (epoch, round) a change would take after rivals died: when we first saw it."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -428,9 +428,13 @@ class Node:
         """Our room is only the one we used last, opened while we dial peers to join: the
         first of them in another room takes us to its room (the shell sets this)."""
         self.invites = InviteBook()
+        """The invites we issued for our room (the shell loads them from its store)."""
         self._invited: set[bytes] = set()
         """Neighbours whose invite we accepted: admitted as soon as a change can be made."""
-        """The invites we issued for our room (the shell loads them from its store)."""
+        self.offenders: dict[bytes, str] = {}
+        """Ids we hold proof against (they signed two versions of one of their entries),
+        with what they did: we propose their removal, never their admission, and refuse
+        them as neighbours (see _expel)."""
         self.history_checked = True
         """Whether we may trust that our own chain here is complete. A peer restarted from
         an old copy of its data must not write before a neighbour has sent what it lacked
@@ -701,6 +705,9 @@ class Node:
         assert remote is not None
         if remote.sender_id == self.identity.sender_id:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "connected to ourselves")
+        offence = self.offenders.get(remote.sender_id)
+        if offence is not None:
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"refused: {offence}")
         until = self.banned_until(remote.sender_id, now)
         if until is not None:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"banned for {until - now:.0f} s more")
@@ -931,7 +938,7 @@ class Node:
         if genesis is None or not self.is_member or not self.history_checked:
             return False  # (a change of ours now could reuse a seq of ours we do not hold yet)
         members = self.log.members
-        if member in members or len(members) >= MAX_MEMBERS:
+        if member in members or member in self.offenders or len(members) >= MAX_MEMBERS:
             return False
         return genesis.policy is not RoomPolicy.INVITE or invited or self._is_away(member)
 
@@ -995,22 +1002,26 @@ class Node:
                 continue  # (not open long enough yet: see NodeConfig.admission_delay)
             if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
                 waiting[remote.sender_id] = remote.name
+        # Offenders go at once, whoever holds the proof proposes (rivals sort themselves
+        # out, see _gives_way); they are not waited for, heard or not.
+        offenders = self.log.members & frozenset(self.offenders)
         timeout = self.config.member_timeout
-        silent = self._unheard(now, timeout) if timeout is not None else frozenset()
-        if silent:
+        silent = self._unheard(now, timeout) - offenders if timeout is not None else frozenset()
+        if silent and not offenders:
             # Remove them all at once (a change needs every member it keeps). The first of
             # the members still heard proposes; the others step in if it does not.
             heard = sorted(self.log.members - silent)
             assert timeout is not None
             if heard[0] != self.identity.sender_id and not self._unheard(now, 2 * timeout):
                 return []
-        elif self._unheard(now, self.config.recent_window):
+        elif not silent and self._unheard(now, self.config.recent_window) - offenders:
             return []  # someone may be gone: wait until it is back, or long enough unheard
-        if not waiting and not silent:
+        removed = silent | offenders
+        if not waiting and not removed:
             return []
         if self._gives_way(now):
             return []
-        return self._propose(tuple(sorted(waiting.items())), silent, now, supersede=self._stuck_on(silent))
+        return self._propose(tuple(sorted(waiting.items())), removed, now, supersede=self._stuck_on(removed))
 
     def _gives_way(self, now: float) -> bool:
         """Whether we leave the next proposal to another member for now: after rival
@@ -1137,6 +1148,7 @@ class Node:
         self._prune(neighbour, redundant, now)
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
+            outputs.extend(self._expel(proof, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
             outputs.extend(self._answer_changes(now))  # (an answer may complete or kill a change)
@@ -1163,6 +1175,30 @@ class Node:
             pair = [proof.kept] if neighbour is source else [proof.kept, proof.rejected]
             neighbour.push.extend(pair)
             outputs.extend(self._flush(neighbour, now))
+        return outputs
+
+    def _expel(self, proof: Equivocation, now: float) -> list[Output]:
+        """Act on proof that an author signed two versions of one entry: it is no
+        neighbour of ours any more, and we propose to remove it from the room.
+
+        The proof is the pair of entries, each signed by the author: no replica can be
+        talked into it, and every replica gets it (_spread_evidence). So every honest
+        member that holds it proposes the removal, none proposes the offender's admission
+        again, and the removal is decided the way any change is (rule 10). While the
+        change is open, the offender cannot hold it up: the change does not wait for the
+        answer of a member it removes, and it supersedes a change stuck on the offender.
+        """
+        offender = proof.kept.sender_id
+        if offender == self.identity.sender_id or offender in self.offenders:
+            return []
+        what = f"signed two versions of its entry {proof.kept.seq}"
+        self.offenders[offender] = what
+        outputs: list[Output] = []
+        for neighbour in list(self._neighbours.values()):
+            if neighbour.remote_id == offender and neighbour.link.is_open:
+                outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, what))
+        if self.is_member and offender in self.log.members:
+            outputs.extend(self._propose_changes(now))
         return outputs
 
     def _on_heads(

@@ -1280,39 +1280,39 @@ async def test_lamport_out_of_range_is_a_decode_error(lamport: int) -> None:
             await assert_survived(victim, alice, bob, refused=[message[0]])
 
 
-async def test_equivocating_pairs_keep_one_message_and_the_evidence() -> None:
+async def test_an_equivocator_is_cut_off_and_removed_and_the_evidence_kept() -> None:
+    """Mallory sends seq 1, then both versions of seq 2 in one batch: two validly signed
+    entries naming the same predecessor. The victim keeps the first, keeps the pair as
+    evidence, closes mallory's link saying why and refuses it from then on, and the room
+    removes mallory at once (not after MEMBER_TIMEOUT: it stays connected elsewhere)."""
     with trio.fail_after(TIMEOUT):
         async with line() as (victim, alice, bob):
             mallory = Mallory()
             first: list[list[bytes]] = []
-            second: list[list[bytes]] = []
+            second: list[bytes] = []
 
-            def equivocate(wire: Wire) -> bool:
+            def equivocate(wire: Wire) -> None:
                 wire.handshake(mallory, stay=True)
                 wire.admission(mallory)
-                first.extend(mallory.entry(n, f"first {n}") for n in (1, 2, 3))
-                # Each second version names the same predecessor as the first version:
-                # two validly signed entries with the same predecessor.
-                second.append(mallory.entry(1, "second 1"))
-                second.extend(mallory.entry(n, f"second {n}", previous=link_to(first[n - 2])) for n in (2, 3))
-                wire.send([MESSAGES, [first[0]]])  # seq 1: one frame after the other
-                wire.send([MESSAGES, [second[0]]])
-                wire.send([MESSAGES, [first[1], second[1]]])  # seq 2: both in one batch
-                wire.send([MESSAGES, [second[2]]])  # seq 3: the other version first
-                wire.send([MESSAGES, [first[2]]])
-                return wire.still_open() and wire.leave(mallory, 4)
+                first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
+                second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
+                wire.send([MESSAGES, [first[0]]])
+                wire.send([MESSAGES, [first[1], second]])
 
-            await in_thread(lambda: attack(url(victim), equivocate))
-            kept = [first[0][0], first[1][0], second[2][0]]
-            rejected = [second[0][0], second[1][0], first[2][0]]
-            await holding(
-                [victim, alice, bob], [Message.from_wire(*m) for m in (first[0], first[1], second[2])]
-            )
+            code, reason = await attack_code(url(victim), equivocate)
+            assert code == POLICY_VIOLATION and "signed two versions of its entry 2" in reason, reason
+            kept = [first[0][0], first[1][0]]
+            await holding([victim, alice, bob], [Message.from_wire(*m) for m in first])
             for peer in (victim, alice, bob):
                 assert [m.payload for m in peer.messages() if m.sender_id == mallory.id and m.is_text] == kept
             evidence = {(e.kept.payload, e.rejected.payload) for e in victim.log.evidence}
-            assert evidence == set(zip(kept, rejected, strict=True))
-            await assert_survived(victim, alice, bob, refused=rejected)
+            assert evidence == {(first[1][0], second[0])}
+            assert mallory.id in victim.node.offenders
+            code, reason = await attack_code(url(victim), lambda wire: wire.hello_and_auth(mallory))
+            assert code == POLICY_VIOLATION and "refused: signed two versions" in reason, reason
+            with trio.fail_after(MEMBER_TIMEOUT * 0.9):  # removed for the proof, not for silence
+                await departed(victim, alice, bob)
+            await assert_survived(victim, alice, bob, refused=[second[0]])
 
 
 async def test_a_member_that_never_answers_does_not_freeze_the_room() -> None:

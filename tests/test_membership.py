@@ -371,4 +371,40 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
         assert (genuine.id, genuine.id) in proofs, f"{node.name} has no evidence"
         kept = node.log.get(genuine.id)
         assert kept is not None and kept.text in ("the truth", "a lie")
-    assert not mesh.closed, "spreading evidence is not misbehaviour"
+    # Spreading evidence is not misbehaviour: only links to the equivocator close.
+    assert all("signed two versions" in close.reason for close in mesh.closed)
+
+
+def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
+    mesh = three_members()
+    alice, bob, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    (genuine,) = mesh.say(1, "the truth")
+    twin = Message.create(
+        PEOPLE[1],
+        seq=genuine.seq,
+        lamport=genuine.lamport,
+        sent_at_ms=0,
+        name="bob",
+        text="a lie",
+        deps=genuine.deps,
+        room_id=bob.log.room_id or b"",
+        previous=genuine.previous,
+    )
+    carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
+    mesh.inject(carol_conn, encode_frame(Messages((twin,))))
+    mesh.run(3.0)
+    for node in (alice, carol):
+        assert node.offenders == {bob_id: f"signed two versions of its entry {genuine.seq}"}
+        assert bob_id not in node.log.members, f"{node.name} still counts bob"
+    assert any("signed two versions" in close.reason for close in mesh.closed)
+    # The two honest members chat on, and everything they hold becomes stable.
+    mesh.say(0, "alice goes on")
+    mesh.say(2, "carol goes on")
+    mesh.run(3.0)
+    for node in (alice, carol):
+        texts = [m.text for m in node.log if m.is_text]
+        assert texts[-2:] in (["alice goes on", "carol goes on"], ["carol goes on", "alice goes on"])
+        assert node.log.stable_count == len(node.log), f"{node.name}: stability stalled"
+        assert not node._may_admit(bob_id)
+    assert [m.key for m in alice.log] == [m.key for m in carol.log]
