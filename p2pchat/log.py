@@ -759,7 +759,7 @@ class OrderedLog:
         decision = None
         if verdict.valid:
             decision = self.roster.record(message, verdict.vector, verdict.epoch)
-        elif message.kind is EntryKind.COMMIT:
+        else:
             self.roster.record_void(message, verdict.vector, verdict.epoch)
         self._mark_concurrency(message, verdict.vector, events)
         self._use_pending_announcement(state)

@@ -44,6 +44,15 @@ The rules, as implemented:
   tombstones (they still satisfy causal delivery and stamp checks) and take no
   place in the log. The next epoch's members are the old ones, minus the removed
   and the exited, plus the admitted.
+* **An exit carries over.** A member that answered the decided change and exited
+  after its answer (it quit while the change was open) has its exit voided with
+  the rest above its cut, but it still wrote nothing after it: so it is a member
+  of the next epoch that has already exited it, counted as soon as a replica holds
+  the exit, as any exit is. (Without this it would hold stability back until it
+  was removed.) The same holds whether a replica took the exit before or after the
+  decision: in both cases the exit is judged as of the open epoch, on its causal
+  past alone; an exit that was invalid there (its author held a COMMIT of a change
+  that was not dead) carries nothing.
 * **Which epoch an entry is in.** An entry belongs to the epoch after a decision
   exactly when its causal past holds every answer of that decision and COMMITs of
   it from a strict majority (so it shows the change decided). It is valid
@@ -552,15 +561,40 @@ class Roster:
         return None  # (only a COMMIT decides: it needs every answer in its causal past)
 
     def record_void(self, message: Message, vector: Mapping[bytes, int], number: int) -> None:
-        """Note a delivered entry of epoch ``number`` that is void: a COMMIT that came
-        after the decision (above its author's cut) still counts for which epoch a
-        later entry is in, the same on every replica."""
+        """Note a delivered entry of epoch ``number`` that is void because it came after
+        the decision (above its author's cut): a COMMIT still counts for which epoch a
+        later entry is in, and an exit carries over into the next epoch, the same on
+        every replica."""
         epoch = self.epochs[number] if number < len(self.epochs) else None
-        if epoch is None or message.kind is not EntryKind.COMMIT or epoch.decision is None:
+        if epoch is None or epoch.decision is None:
             return
-        assert message.flush is not None
-        if self._judge_commit(epoch, message, _past(vector, message.sender_id, message.seq)) is None:
-            self._commit(epoch, message.sender_id, message.seq, message.flush.change)
+        author = message.sender_id
+        past = _past(vector, author, message.seq)
+        if message.kind is EntryKind.COMMIT:
+            assert message.flush is not None
+            if self._judge_commit(epoch, message, past) is None:
+                self._commit(epoch, author, message.seq, message.flush.change)
+        elif message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
+            # Judged as the open epoch would have: its first exit there, and not while
+            # holding a COMMIT of a change not dead in its causal past.
+            if author in epoch.exits or self._open_commit(epoch, author, past) is not None:
+                return
+            answer = _Answer(author, message.seq, None, dict(vector), message.key)
+            self._carry_exit(number, answer, message.kind)
+
+    def _carry_exit(self, number: int, answer: _Answer, kind: EntryKind) -> None:
+        """An exit from epoch ``number`` above its author's cut: its author exited the
+        next epoch too, if it is a member there (see "An exit carries over")."""
+        epoch = self.epochs[number]
+        decision = epoch.decision
+        assert decision is not None
+        following = self.epochs[number + 1]
+        member = answer.member
+        if member not in following.members or member in following.exits:
+            return
+        if answer.seq <= decision.cuts.get(member, 0):
+            return  # (within the cut: a valid exit of the closed epoch, not carried)
+        following.exits[member] = (answer, kind, answer.key)
 
     @staticmethod
     def _commit(epoch: Epoch, member: bytes, seq: int, change: MessageId) -> None:
@@ -662,6 +696,9 @@ class Roster:
         for member in admitted:
             self._first_epoch.setdefault(member, epoch.number + 1)
         self.epochs.append(Epoch(epoch.number + 1, frozenset(members)))
+        for answer, kind, _ in list(epoch.exits.values()):
+            if answer.member not in exited:
+                self._carry_exit(epoch.number, answer, kind)
         return decision
 
 

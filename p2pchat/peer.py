@@ -379,7 +379,8 @@ class Peer:
             # with nobody left to re-admit it, it could never write here again.
             return
         # While a change we answered is open, an exit of ours would be void if it is
-        # decided: give it a moment to end.
+        # decided (and carried over into the next epoch, see p2pchat.membership): give
+        # it a moment to end, so that the exit stands where we wrote it.
         with trio.move_on_after(EXIT_PATIENCE):
             while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
                 await self._wait_changed()
@@ -856,9 +857,9 @@ class Peer:
 
 
 PREVERIFY_MIN_BYTES = 16 * 1024
+"""Frames at least this big (about 90 messages) have their signatures checked ahead."""
 EXIT_PATIENCE = 2.0
 """Seconds a LEAVE or AWAY waits for a membership change we answered to end."""
-"""Frames at least this big (about 90 messages) have their signatures checked ahead."""
 
 
 def _preverify_frame(data: bytes, room_id: bytes) -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
+from p2pchat.membership import MemberState
 from p2pchat.message import Change, EntryKind, Flush, Message, MessageId
 
 PEOPLE = [Identity(bytes([0x40 + i]) * 32) for i in range(5)]
@@ -209,3 +210,50 @@ def test_a_member_being_removed_may_commit_its_removal_when_the_proposer_crashed
         decision = log.roster.epochs[1].decision
         assert decision is not None and decision.change == change.id
         assert not log.is_member(PEOPLE[1].sender_id) and log.is_member(PEOPLE[0].sender_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_an_exit_written_after_answering_carries_over_into_the_next_epoch(data: st.DataObject) -> None:
+    """p3 answers an admission, then quits (its AWAY) before anyone commits. The change is
+    decided without it: its AWAY is above its cut, void. It wrote nothing after it, so it
+    is away in the next epoch too, on every replica, whether the AWAY came before or after
+    the decision there: the next epoch's stability does not wait for p3 (it used to, until
+    p3 was removed for silence)."""
+    room = four_members()
+    room.logs.append(OrderedLog(room_id=room.logs[0].room_id))
+    newcomer = PEOPLE[4]
+    admit = room.logs[0].roster.proposal(PEOPLE[0].sender_id, ((newcomer.sender_id, "p4"),), frozenset())
+    assert admit is not None
+    change = room.write(0, EntryKind.CHANGE, change=admit)
+    for i in (1, 2, 3):
+        room.sync(0, i)
+    flush = room.answer(3)
+    assert flush is not None and flush.kind is EntryKind.FLUSH
+    room.sync(3, 0)  # its FLUSH gets out; its AWAY (below) only after the decision
+    away = room.write(3, EntryKind.AWAY)
+    settle(room)
+    for i in (0, 1, 2):
+        room.sync(i, 4)
+    room.sync(3, 0)
+    lines = []
+    for _ in range(2):  # (the second round says the first was delivered everywhere)
+        lines.append([room.write(i, EntryKind.TEXT) for i in (0, 1, 2, 4)])
+        for i in (0, 1, 2, 4):
+            for j in (0, 1, 2, 4):
+                if i != j:
+                    room.sync(i, j)
+    orders = [data.draw(st.permutations(range(len(room.written))), label=f"order {r}") for r in range(3)]
+    expected = [m.key for m in room.logs[0]]
+    for log in [room.logs[0], room.logs[4], *(room.replica(order) for order in orders)]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == change.id
+        assert decision.cuts[PEOPLE[3].sender_id] == flush.seq
+        assert not log.is_visible(away)
+        assert log.roster.active() == {PEOPLE[i].sender_id for i in (0, 1, 2, 4)}
+        assert log.member_info()[PEOPLE[3].sender_id].state is MemberState.AWAY
+        assert [m.key for m in log] == expected
+        assert all(log.is_visible(line) for line in lines[0] + lines[1])
+        assert all(log.is_stable(line) for line in lines[0]), "stability waits for p3"
+        assert PEOPLE[3].sender_id not in log.silent_members()
+        assert log.stability_violations == 0
