@@ -16,6 +16,7 @@ from .log import OrderedLog
 from .message import EntryKind, Message, MessageId
 from .notices import membership_notice
 from .peer import (
+    ClockLieFound,
     ConcurrentMarked,
     DialFailed,
     EntriesVoided,
@@ -183,6 +184,17 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "seq": kept.seq,
                 "kept": kept.text,
                 "rejected": rejected.text,
+            }
+        case ClockLieFound():
+            message = event.message
+            return {
+                "event": "clock_lie",
+                "sender": message.sender_id.hex(),
+                "name": message.name,
+                "announced_seq": event.announced_seq,
+                "announced_clock": event.announced_clock,
+                "seq": message.seq,
+                "lamport": message.lamport,
             }
         case DialFailed():
             # retry_in: seconds until the next try, or null once the address is given up.

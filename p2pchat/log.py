@@ -48,6 +48,7 @@ from .message import (
 from .wire import Head
 
 __all__ = [
+    "ClockLie",
     "Concurrent",
     "Decided",
     "Delivered",
@@ -140,6 +141,18 @@ class Equivocation:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockLie:
+    """Evidence: a member signed ``announcement`` (its clock was ``clock_lamport`` after
+    its entry ``clock_seq``), then signed ``message``, a later entry stamped no higher.
+    An honest member's next stamp is above every clock it announced (its vector clock
+    names what it had delivered), so the two signatures prove the lie; the peers that
+    relied on the promise may already have called positions below it stable."""
+
+    announcement: Head
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class Voided:
     """Entries that were in the log left it: a membership change put them above their
     author's cut (they stay as tombstones). None of them was stable."""
@@ -163,7 +176,7 @@ class Decided:
     decision: Decision
 
 
-LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation | Voided | Decided | Entombed
+LogEvent = Delivered | Concurrent | Stable | Refused | Equivocation | ClockLie | Voided | Decided | Entombed
 
 
 class ReceiptStatus(enum.Enum):
@@ -219,6 +232,9 @@ class _Sender:
     bound: int = 0
     """Every future message of this sender has a stamp above this value: the larger of
     its last delivered stamp and its best usable clock announcement."""
+    promise: Head | None = None
+    """The announcement that set ``bound``, when one set it above the last stamp: the
+    proof if the sender's next entry breaks it."""
     link: bytes = NO_PREVIOUS
     """The entry hash of its last delivered entry: what its next one names as previous."""
 
@@ -252,6 +268,11 @@ class OrderedLog:
         self._clock = 0
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
+        self.lies: list[ClockLie] = []
+        """The first clock lie found of each member that told one."""
+        self._liars: dict[bytes, Head] = {}
+        """Members caught lying about their clock, with the promise they broke: their
+        announcements count no more, and our heads relay that promise instead."""
         self.stability_violations = 0
         self.bad_announcements = 0
         """Clock announcements dropped because their signature did not verify."""
@@ -447,7 +468,8 @@ class OrderedLog:
         return found
 
     def heads(self) -> list[Head]:
-        """Per sender: the highest seq held without holes, and its last clock announcement."""
+        """Per sender: the highest seq held without holes, and its last clock announcement
+        (for a member caught lying about its clock: the promise it broke, the proof)."""
         result = []
         for sender_id, state in self._senders.items():
             if not state.delivered and not state.held and state.announced is None:
@@ -455,7 +477,7 @@ class OrderedLog:
             held_seq = state.delivered
             while held_seq + 1 in state.held:
                 held_seq += 1
-            announced = state.announced
+            announced = self._liars.get(sender_id, state.announced)
             if announced is None:
                 result.append(Head(sender_id, held_seq))
             else:
@@ -486,13 +508,33 @@ class OrderedLog:
                 return []
             state = self._senders.setdefault(head.sender_id, _Sender())
         state.known = max(state.known, head.held_seq, head.clock_seq)
-        if head.clock_lamport and self._is_news(state, head):
+        events: list[LogEvent] = []
+        usable = head.clock_lamport and head.sender_id not in self._liars
+        if usable and (self._is_news(state, head) or self._would_prove_lie(state, head)):
             # Only the member can sign its clock: a relay cannot make stability run ahead.
             if head.announcement_verifies():
-                self._note_announcement(state, head)
+                self._note_announcement(state, head, events)
             else:
                 self.bad_announcements += 1
-        return [] if defer_stability else self._advance_stability()
+        return events if defer_stability else [*events, *self._advance_stability()]
+
+    def _would_prove_lie(self, state: _Sender, head: Head) -> bool:
+        """Whether ``head`` announces a clock that an entry after it, delivered here, is
+        stamped no higher than (cheap: checked before the signature)."""
+        seq = head.clock_seq
+        return seq < state.delivered and head.clock_lamport >= state.lamports[seq]
+
+    def _caught_lying(self, head: Head, message: Message, events: list[LogEvent]) -> None:
+        """Keep the proof, and trust no announcement of the liar any more: its bound is
+        its own last stamp again (what is stable stays stable; no more is, on its word)."""
+        state = self._senders[message.sender_id]
+        state.bound = max(state.lamports, default=0)
+        state.promise = state.announced = state.pending = state.cover = None
+        if message.sender_id not in self._liars:
+            self._liars[message.sender_id] = head
+            lie = ClockLie(head, message)
+            self.lies.append(lie)
+            events.append(lie)
 
     def _remember_stranger_head(self, head: Head) -> None:
         """Keep the latest head of an id we know nothing of yet (bounded), in case its
@@ -517,16 +559,23 @@ class OrderedLog:
             return any(seq > cover.get(other, 0) for other, seq in head.delivered)
         return _is_later(head, state.pending)
 
-    def _note_announcement(self, state: _Sender, head: Head) -> None:
+    def _note_announcement(self, state: _Sender, head: Head, events: list[LogEvent]) -> None:
         seq, lamport = head.clock_seq, head.clock_lamport
         state.beat = max(state.beat, head.at_ms)
         if seq <= state.delivered:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
                 return
+            if seq < state.delivered and lamport >= state.lamports[seq]:
+                # A promise its next entry, delivered here already, broke: proof, not a bound.
+                entry = self.get(MessageId(head.sender_id, seq + 1))
+                if entry is not None:
+                    self._caught_lying(head, entry, events)
+                return
             if _is_later(head, state.announced):
                 state.announced = head  # (relayed as it is: the newest one we hold)
-            state.bound = max(state.bound, lamport)
+            if lamport > state.bound:
+                state.bound, state.promise = lamport, head
             if seq == state.delivered and head.delivered:
                 # What it had delivered: its message seq's vector, raised by the announcement.
                 cover = dict(state.vector or {})
@@ -739,11 +788,19 @@ class OrderedLog:
         state.held.clear()
         events.append(Refused(message, reason))
 
-    def _advance_chain(self, message: Message, state: _Sender, verdict: _Verdict) -> None:
+    def _advance_chain(
+        self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]
+    ) -> None:
+        promise = state.promise
         state.delivered = message.seq
         state.link = message.entry_hash()
         state.lamports.append(message.lamport)
-        state.bound = max(state.bound, message.lamport)
+        if message.lamport > state.bound:
+            state.bound, state.promise = message.lamport, None
+        elif promise is not None:
+            # Delivered all the same (every replica must hold the same entries, and most
+            # never saw the promise): the node expels the member for it instead.
+            self._caught_lying(promise, message, events)
         state.vector = verdict.vector
         state.cover = None  # this entry's vector is newer than any announcement before it
         state.epoch = verdict.epoch
@@ -754,7 +811,7 @@ class OrderedLog:
         place in the log, but later entries may depend on it (rule 10). A COMMIT is
         bookkeeping, always in this form: which COMMITs a replica holds when it decides
         differs from replica to replica, so none of them may take a place."""
-        self._advance_chain(message, state, verdict)
+        self._advance_chain(message, state, verdict, events)
         self._tombstones[message.key] = message
         decision = None
         if verdict.valid:
@@ -762,19 +819,19 @@ class OrderedLog:
         else:
             self.roster.record_void(message, verdict.vector, verdict.epoch)
         self._mark_concurrency(message, verdict.vector, events)
-        self._use_pending_announcement(state)
+        self._use_pending_announcement(state, events)
         events.append(Entombed(message))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)
 
-    def _use_pending_announcement(self, state: _Sender) -> None:
+    def _use_pending_announcement(self, state: _Sender, events: list[LogEvent]) -> None:
         """An announcement that came before the entry it follows counts from now on."""
         if state.pending is not None and state.pending.clock_seq <= state.delivered:
             pending, state.pending = state.pending, None
-            self._note_announcement(state, pending)
+            self._note_announcement(state, pending, events)
 
     def _deliver(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
-        self._advance_chain(message, state, verdict)
+        self._advance_chain(message, state, verdict, events)
         vector = verdict.vector
         key = message.key
         self._by_key[key] = message
@@ -797,7 +854,7 @@ class OrderedLog:
                 if early is not None:
                     self.observe_head(early, defer_stability=True)
         concurrent = self._mark_concurrency(message, vector, events)
-        self._use_pending_announcement(state)
+        self._use_pending_announcement(state, events)
         events.append(Delivered(message, index, concurrent))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)

@@ -86,6 +86,7 @@ from .channel import SEAL_OVERHEAD
 from .identity import Identity, short_id
 from .invites import InviteBook
 from .log import (
+    ClockLie,
     Decided,
     Delivered,
     Equivocation,
@@ -432,9 +433,9 @@ class Node:
         self._invited: set[bytes] = set()
         """Neighbours whose invite we accepted: admitted as soon as a change can be made."""
         self.offenders: dict[bytes, str] = {}
-        """Ids we hold proof against (they signed two versions of one of their entries),
-        with what they did: we propose their removal, never their admission, and refuse
-        them as neighbours (see _expel)."""
+        """Ids we hold proof against (they signed two versions of one of their entries,
+        or broke a promise about their clock), with what they did: we propose their
+        removal, never their admission, and refuse them as neighbours (see _expel)."""
         self.history_checked = True
         """Whether we may trust that our own chain here is complete. A peer restarted from
         an old copy of its data must not write before a neighbour has sent what it lacked
@@ -1148,7 +1149,9 @@ class Node:
         self._prune(neighbour, redundant, now)
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
-            outputs.extend(self._expel(proof, now))
+            what = f"signed two versions of its entry {proof.kept.seq}"
+            outputs.extend(self._expel(proof.kept.sender_id, what, now))
+        outputs.extend(self._act_on_lies(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
             outputs.extend(self._answer_changes(now))  # (an answer may complete or kill a change)
@@ -1177,21 +1180,40 @@ class Node:
             outputs.extend(self._flush(neighbour, now))
         return outputs
 
-    def _expel(self, proof: Equivocation, now: float) -> list[Output]:
-        """Act on proof that an author signed two versions of one entry: it is no
-        neighbour of ours any more, and we propose to remove it from the room.
+    def _act_on_lies(self, events: Iterable[LogEvent], now: float) -> list[Output]:
+        """Expel each member the log caught breaking a clock promise, and pass the proof
+        on: the entry stamped below the promise goes to every neighbour at once, and the
+        promise rides in our heads from now on (in place of the liar's latest
+        announcement, see OrderedLog.heads), so a neighbour finds the lie in turn."""
+        outputs: list[Output] = []
+        for lie in (e for e in events if isinstance(e, ClockLie)):
+            message, promise = lie.message, lie.announcement
+            for neighbour in self._neighbours.values():
+                if neighbour.link.is_open and neighbour.trusted:
+                    neighbour.push.append(message)
+                    outputs.extend(self._flush(neighbour, now))
+            what = (
+                f"announced clock {promise.clock_lamport} after its entry {promise.clock_seq}, "
+                f"then stamped its entry {message.seq} {message.lamport}"
+            )
+            outputs.extend(self._expel(message.sender_id, what, now))
+        return outputs
 
-        The proof is the pair of entries, each signed by the author: no replica can be
-        talked into it, and every replica gets it (_spread_evidence). So every honest
-        member that holds it proposes the removal, none proposes the offender's admission
-        again, and the removal is decided the way any change is (rule 10). While the
-        change is open, the offender cannot hold it up: the change does not wait for the
-        answer of a member it removes, and it supersedes a change stuck on the offender.
+    def _expel(self, offender: bytes, what: str, now: float) -> list[Output]:
+        """Act on proof that ``offender`` signed two versions of one entry, or broke a
+        promise about its clock: it is no neighbour of ours any more, and we propose to
+        remove it from the room.
+
+        The proof is two entries (or an entry and an announcement), each signed by the
+        offender: no replica can be talked into it, and every replica gets it (it is
+        passed on). So every honest member that holds it proposes the removal, none
+        proposes the offender's admission again, and the removal is decided the way
+        any change is (rule 10). While the change is open, the offender cannot hold it
+        up: the change does not wait for the answer of a member it removes, and it
+        supersedes a change stuck on the offender.
         """
-        offender = proof.kept.sender_id
         if offender == self.identity.sender_id or offender in self.offenders:
             return []
-        what = f"signed two versions of its entry {proof.kept.seq}"
         self.offenders[offender] = what
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
@@ -1225,6 +1247,7 @@ class Node:
                 neighbour.held[head.sender_id] = head.held_seq
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
+        outputs.extend(self._act_on_lies(events, now))
         already_sent = first and neighbour.sent_everything  # (what came since went by push)
         if reply_wanted and neighbour.trusted and not neighbour.backlog and not already_sent:
             # (A request while a transfer is under way is answered by that transfer.)

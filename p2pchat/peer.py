@@ -42,6 +42,7 @@ from .identity import SENDER_ID_SIZE, Identity, preverify, short_id
 from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .lockfile import DataDirectoryLock
 from .log import (
+    ClockLie,
     Concurrent,
     Decided,
     Delivered,
@@ -78,6 +79,7 @@ from .wire import MESSAGES as MESSAGES_FRAME
 from .wire import PUSH as PUSH_FRAME
 
 __all__ = [
+    "ClockLieFound",
     "ConcurrentMarked",
     "DialFailed",
     "EntriesVoided",
@@ -184,6 +186,17 @@ class EquivocationFound:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockLieFound:
+    """``message.sender_id`` announced its clock was ``announced_clock`` after its entry
+    ``announced_seq``, then stamped ``message`` no higher: proof, kept by the log
+    (``log.lies``) and passed on; the member is expelled for it."""
+
+    announced_seq: int
+    announced_clock: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class MembersChanged:
     """A membership change was decided (rule 10): epoch ``epoch`` closed, ``joined``
     were admitted (or came back), ``removed`` were removed."""
@@ -220,6 +233,7 @@ PeerEvent = (
     | NeighbourUp
     | NeighbourDown
     | EquivocationFound
+    | ClockLieFound
     | DialFailed
     | MembersChanged
     | EntriesVoided
@@ -571,6 +585,17 @@ class Peer:
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
                 self._publish(EquivocationFound(event.kept, event.rejected))
+            elif isinstance(event, ClockLie):
+                promise, message = event.announcement, event.message
+                logger.warning(
+                    "%s announced clock %d after its entry %d, then stamped its entry %d %d",
+                    short_id(message.sender_id),
+                    promise.clock_lamport,
+                    promise.clock_seq,
+                    message.seq,
+                    message.lamport,
+                )
+                self._publish(ClockLieFound(promise.clock_seq, promise.clock_lamport, message))
 
     async def _send_again(self, texts: list[str]) -> None:
         with suppress(trio.ClosedResourceError):

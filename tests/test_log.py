@@ -17,6 +17,7 @@ from roomkit import FOUNDER, Room
 
 from p2pchat.identity import Identity
 from p2pchat.log import (
+    ClockLie,
     Concurrent,
     Delivered,
     Equivocation,
@@ -415,6 +416,44 @@ def test_an_announcement_not_signed_by_its_member_is_ignored() -> None:
     assert log.observe_head(lie) == []
     assert log.stable_count == STABLE_FOUNDING and log.bad_announcements == 1
     assert log.observe_head(_announce(B, 0, 5)) == [Stable(P + 2)]
+
+
+def test_a_stamp_below_a_clock_its_author_announced_is_proof_of_a_lie() -> None:
+    # B promises: after its entry 0 (none yet) its clock is 5, so it will stamp above 5.
+    # Then it signs b1 stamped 1, with a vector clock that backs the low stamp.
+    log, (a1, _) = _log_with_two_from_a()
+    promise = _announce(B, 0, 5)
+    assert log.observe_head(promise) == [Stable(P + 2)]
+    b1 = PAIR.make(B, 1, 1)
+    receipt = log.receive(b1)
+    assert ClockLie(promise, b1) in receipt.events
+    assert log.lies == [ClockLie(promise, b1)]
+    # Delivered all the same, as a replica that never saw the promise delivers it: the
+    # logs stay identical; only the replica that trusted the promise sees a stable move.
+    unaware, _ = _log_with_two_from_a()
+    unaware.receive(b1)
+    assert [m.key for m in log] == [m.key for m in unaware] and log.is_visible(b1)
+    assert log.index_of(b1) == log.index_of(a1) + 1 < P + 2  # (inside what was stable here)
+    assert log.stability_violations == 1 and unaware.stability_violations == 0 and not unaware.lies
+    # A liar's word counts no more: its later announcements make nothing stable.
+    count = log.stable_count
+    assert log.observe_head(_announce(B, 1, 9)) == []
+    assert log.stable_count == count
+
+
+def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> None:
+    log, _ = _log_with_two_from_a()
+    b1 = PAIR.make(B, 1, 1)
+    log.receive(b1)
+    promise = _announce(B, 0, 1)  # (clock 1 after nothing: b1 must be stamped 2 or more)
+    assert log.observe_head(promise) == [ClockLie(promise, b1)]
+    assert log.observe_head(promise) == []  # (once per liar)
+    # An honest promise is none: B's clock after b1 is 1, its next entry is stamped 2.
+    honest, _ = _log_with_two_from_a()
+    honest.receive(b1)
+    honest.observe_head(_announce(B, 1, 1))
+    honest.receive(PAIR.make(B, 2, 3, {A.sender_id: 2}))
+    assert not honest.lies
 
 
 def test_a_member_going_away_stops_holding_stability_back() -> None:

@@ -17,11 +17,12 @@ import pytest
 import trio
 
 from p2pchat.identity import Identity
+from p2pchat.jsonlines import peer_event_object
 from p2pchat.log import NotAMember, OrderedLog, Refusal, Refused
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import Close, LogEvents, Node, Output, Send
-from p2pchat.peer import MessageDelivered, open_peer
+from p2pchat.peer import ClockLieFound, MessageDelivered, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
 from p2pchat.wire import MAX_HEADS, Head, Heads, Messages, encode_frame
@@ -408,3 +409,43 @@ def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
         assert node.log.stable_count == len(node.log), f"{node.name}: stability stalled"
         assert not node._may_admit(bob_id)
     assert [m.key for m in alice.log] == [m.key for m in carol.log]
+
+
+def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
+    mesh = three_members()
+    alice, bob, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    # Bob promises alice alone a clock far ahead of his, then writes stamped below it.
+    seq = bob.log.delivered_seq(bob_id)
+    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12)
+    alice_from_bob = next(
+        conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 1
+    )
+    mesh.inject(alice_from_bob, encode_frame(Heads((promise,), False)))
+    (low,) = mesh.say(1, "stamped below my promise")
+    assert low.lamport <= promise.clock_lamport
+    mesh.run(4.0)
+    for node in (alice, carol):  # (carol never saw the promise: alice's heads relay it)
+        proofs = [(lie.announcement.signature, lie.message) for lie in node.log.lies]
+        assert proofs == [(promise.signature, low)]
+        assert bob_id in node.offenders and "announced clock" in node.offenders[bob_id]
+        assert bob_id not in node.log.members, f"{node.name} still counts bob"
+    # The line itself is in every log, in the same place: the logs stay identical.
+    assert [m.key for m in alice.log] == [m.key for m in carol.log] and alice.log.is_visible(low)
+    mesh.say(0, "alice goes on")
+    mesh.say(2, "carol goes on")
+    mesh.run(3.0)
+    for node in (alice, carol):
+        assert node.log.stable_count == len(node.log), f"{node.name}: stability stalled"
+    # chat --json shows the proof.
+    lie = alice.log.lies[0]
+    shown = peer_event_object(ClockLieFound(promise.clock_seq, promise.clock_lamport, lie.message), alice.log)
+    assert shown == {
+        "event": "clock_lie",
+        "sender": bob_id.hex(),
+        "name": "bob",
+        "announced_seq": seq,
+        "announced_clock": promise.clock_lamport,
+        "seq": low.seq,
+        "lamport": low.lamport,
+    }
