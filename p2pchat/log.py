@@ -396,6 +396,12 @@ class OrderedLog:
         seq = self.delivered_seq(me)
         return Head.announce(identity, seq, seq, self._clock, self.delivered_since_own(me), at_ms)
 
+    def promised_ahead(self, sender_id: bytes) -> bool:
+        """Whether a clock ``sender_id`` announced is ahead of this replica's clock: for
+        our own id, an entry of ours now would break a promise of ours (see compose)."""
+        state = self._senders.get(sender_id)
+        return state is not None and state.bound > self._clock
+
     def last_beat(self, sender_id: bytes) -> int:
         """The newest ``at_ms`` of ``sender_id``'s verified announcements (0: none)."""
         state = self._senders.get(sender_id)
@@ -605,13 +611,19 @@ class OrderedLog:
 
         Raises :class:`NotAMember` unless we are an active member (a newcomer's peer
         queues what is typed until its admission), and :class:`OwnHistoryIncomplete`
-        while some of our own earlier entries are held here, not delivered.
+        while some of our own earlier entries are held here, not delivered, or while a
+        clock we announced before is ahead of ours.
         """
         state = self._senders.get(identity.sender_id) or _Sender()
         # Only our own signed messages prove our history is incomplete here. ``known`` is
         # not proof: any neighbour can raise it with a head or a vector clock and so mute us.
         if state.held:
             raise OwnHistoryIncomplete("our own earlier messages are not all here yet; wait for repair")
+        if self.promised_ahead(identity.sender_id):
+            # A clock we announced before (a copy of our data from before it, restored)
+            # is ahead of ours: an entry now would break that promise, and be taken for a
+            # lie. What made our clock that high is in the room; repair brings it.
+            raise OwnHistoryIncomplete("a clock we announced before is ahead of ours; wait for repair")
         if self.room_id is None or not self.is_member(identity.sender_id):
             raise NotAMember("not a member of the room (yet): wait for admission")
 

@@ -529,10 +529,13 @@ class Node:
 
     @property
     def may_write(self) -> bool:
-        """Whether a chat line of ours may be written now: we are an active member and
-        our chain here is known complete. (While a change we answered is open, a line
-        of ours is void if the change is decided; our peer then sends it again.)"""
-        return self.is_member and self.history_checked
+        """Whether a chat line of ours may be written now: we are an active member, our
+        chain here is known complete, and no clock we announced before is ahead of ours
+        (a copy of our data from before it, restored: repair brings our clock up). While
+        a change we answered is open, a line of ours is void if the change is decided;
+        our peer then sends it again."""
+        me = self.identity.sender_id
+        return self.is_member and self.history_checked and not self.log.promised_ahead(me)
 
     def compose(
         self,

@@ -24,6 +24,7 @@ from p2pchat.log import (
     LogConfig,
     LogEvent,
     OrderedLog,
+    OwnHistoryIncomplete,
     ReceiptStatus,
     Refusal,
     Refused,
@@ -454,6 +455,35 @@ def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> No
     honest.observe_head(_announce(B, 1, 1))
     honest.receive(PAIR.make(B, 2, 3, {A.sender_id: 2}))
     assert not honest.lies
+
+
+def test_a_copy_restored_from_before_a_promise_writes_only_once_it_keeps_it() -> None:
+    # B wrote b1 after a1, then delivered a2 and a3 and promised clock base+3; a copy
+    # of B's log from before a2 is restored. An entry now would be stamped below the
+    # promise: the copy waits until repair brings a3, then its entry keeps the promise.
+    log, (a1, a2) = _log_with_two_from_a()
+    a3 = PAIR.make(A, 3, 3)
+    b_now = PAIR.log()
+    b_now.receive(a1)
+    b1 = b_now.compose(B, name="b", text="b1", sent_at_ms=0)
+    b_now.receive(b1)
+    restored = PAIR.log()
+    restored.receive_many([a1, b1])
+    b_now.receive_many([a2, a3])
+    promise = Head.announce(B, 1, 1, b_now.clock)
+    restored.observe_head(promise)  # (relayed back to it by a neighbour)
+    assert restored.promised_ahead(B.sender_id)
+    with pytest.raises(OwnHistoryIncomplete, match="clock we announced"):
+        restored.compose(B, name="b", text="too early", sent_at_ms=0)
+    restored.receive(a2)
+    assert restored.promised_ahead(B.sender_id)
+    restored.receive(a3)
+    b2 = restored.compose(B, name="b", text="in time", sent_at_ms=0)
+    assert b2.lamport > promise.clock_lamport
+    log.receive_many([a3, b1])
+    log.observe_head(promise)
+    log.receive(b2)
+    assert not log.lies
 
 
 def test_a_member_going_away_stops_holding_stability_back() -> None:
