@@ -402,6 +402,11 @@ class OrderedLog:
         state = self._senders.get(sender_id)
         return state is not None and state.bound > self._clock
 
+    def announcement_of(self, sender_id: bytes) -> Head | None:
+        """The clock announcement of ``sender_id`` in use here (the newest usable one)."""
+        state = self._senders.get(sender_id)
+        return state.announced if state is not None else None
+
     def last_beat(self, sender_id: bytes) -> int:
         """The newest ``at_ms`` of ``sender_id``'s verified announcements (0: none)."""
         state = self._senders.get(sender_id)

@@ -169,6 +169,11 @@ class NodeConfig:
     max_announced: int = 20_000
     """Announced messages we track at most (an IHAVE flood costs bounded memory)."""
     heartbeat_interval: float = 1.0
+    announce_interval: float = 0.25
+    """Having delivered others' entries, we sign a fresh clock announcement (what we
+    delivered, rule 8) at most this often, and it rides on the PUSH frames that go
+    anyway, relayed by every member it is news to: stability then follows the messages
+    instead of waiting a heartbeat per hop."""
     admission_delay: float = 0.5
     """Seconds a newcomer's link must stay open before an open room proposes to admit it:
     a link that opens and dies at once must not become a member that never answers."""
@@ -320,6 +325,9 @@ class _Neighbour:
     """Authors to prune on it."""
     lazy_due: float | None = None
     """When the ids and prunes queued for it go in a PUSH of their own, if none went by then."""
+    fresh: dict[bytes, Head] = field(default_factory=dict)
+    """Clock announcements that were news to us (ours included), per member, to ride on
+    the next PUSH to it (never in a frame of their own: heartbeats carry them too)."""
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
@@ -407,6 +415,8 @@ class Node:
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
         self._own_announcement: Head | None = None
+        self._own_spread_at = float("-inf")
+        """When we last queued a fresh announcement of ours on every link."""
         self._beat_ms = 0
         """Our wall clock at the last heartbeat: our announcements say we were alive then."""
         self._admission_due: float | None = None
@@ -1137,6 +1147,8 @@ class Node:
                 if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
                     forged = message
                     break
+        if fresh and self.is_member:
+            events.extend(self._announce_soon(now))
         events.extend(self.log.advance_stability())
         if forged is not None:
             # Honest peers verify before relaying: a bad signature is the neighbour's fault.
@@ -1243,8 +1255,8 @@ class Node:
             self.history_checked = True
         events: list[LogEvent] = []
         reported: dict[bytes, int] = {}
+        events.extend(self._observe_heads(heads, neighbour))
         for head in heads:
-            events.extend(self.log.observe_head(head, defer_stability=True))
             reported[head.sender_id] = head.held_seq
             if head.held_seq > neighbour.held.get(head.sender_id, 0):
                 neighbour.held[head.sender_id] = head.held_seq
@@ -1478,8 +1490,9 @@ class Node:
         ranges = _id_ranges(i for i in announce if i.seq > held.get(i.sender_id, 0))
         if not batch and not ranges and not pruned:
             return []
+        fresh, neighbour.fresh = tuple(neighbour.fresh.values()), {}
         batches = list(message_batches(batch, self.config.max_batch)) or [()]
-        frames = [Push(batches[0], ranges, pruned)] + [Push(more) for more in batches[1:]]
+        frames = [Push(batches[0], ranges, pruned, fresh)] + [Push(more) for more in batches[1:]]
         return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
 
     # Lazy push: IHAVE, GRAFT, PRUNE ---------------------------------------------------
@@ -1488,7 +1501,45 @@ class Node:
         outputs = self._on_messages(neighbour, frame.messages, now, pushed=True) if frame.messages else []
         if frame.announced and neighbour.link.is_open:
             self._note_announced(neighbour, frame.announced, now)
+        if frame.heads and neighbour.link.is_open:
+            events = self._observe_heads(frame.heads, neighbour)
+            events.extend(self.log.advance_stability())
+            if events:
+                outputs.append(LogEvents(tuple(events)))
+            outputs.extend(self._act_on_lies(events, now))
         return outputs
+
+    def _observe_heads(self, heads: Iterable[Head], source: _Neighbour) -> list[LogEvent]:
+        """Learn from heads (stability left to the caller), and pass each announcement
+        that was news to us on to our other neighbours, riding on their next PUSH."""
+        events: list[LogEvent] = []
+        log = self.log
+        for head in heads:
+            events.extend(log.observe_head(head, defer_stability=True))
+            if head.signature and log.announcement_of(head.sender_id) is head:
+                self._spread_announcement(head, besides=source)
+        return events
+
+    def _spread_announcement(self, head: Head, besides: _Neighbour | None) -> None:
+        """Queue ``head`` for the next PUSH on the links that push its member's messages
+        eagerly: its announcements follow its messages' tree, so each peer gets each one
+        about once (the heartbeat's heads reach the rest)."""
+        member = head.sender_id
+        for neighbour in self._neighbours.values():
+            if neighbour is besides or member in neighbour.lazy:
+                continue
+            if neighbour.trusted and neighbour.link.is_open:
+                neighbour.fresh[member] = head
+
+    def _announce_soon(self, now: float) -> list[LogEvent]:
+        """We delivered others' entries: once per ``announce_interval``, say so (a fresh
+        signed announcement of ours, on the next PUSH of every link)."""
+        if now - self._own_spread_at < self.config.announce_interval:
+            return []
+        self._own_spread_at = now
+        own = self._own_head()
+        self._spread_announcement(own, besides=None)
+        return self.log.observe_head(own, defer_stability=True)
 
     def _note_announced(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> None:
         """Remember the announced messages we lack, to pull them if the tree does not

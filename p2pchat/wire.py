@@ -10,10 +10,11 @@ a CBOR array whose first item is the frame type::
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
     PEERS     [6, [url...]]                        address exchange
     BYE       [7, reason]                          clean goodbye
-    PUSH      [8, [[payload, signature]...], [[sender_id, first, last]...], [sender_id...]]
+    PUSH      [8, [[payload, signature]...], [[sender_id, first, last]...], [sender_id...], [head...]]
                                                    gossip: messages pushed eagerly, the ids
-                                                   of others announced lazily (IHAVE), and
-                                                   authors to push to us lazily (PRUNE)
+                                                   of others announced lazily (IHAVE),
+                                                   authors to push to us lazily (PRUNE), and
+                                                   fresh clock announcements
     GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
 
     head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}, at_ms]
@@ -28,7 +29,9 @@ MESSAGES is what a neighbour asked for (WANT, GRAFT, anti-entropy), PUSH is what
 it did not ask for, so a duplicate in a PUSH means two tree links carry the same
 author's messages to one peer, and one of them is pruned. Announced ids and
 prunes ride in the PUSH frames that go anyway (the paper's IHAVE and PRUNE
-messages, batched), and a PUSH may carry only them.
+messages, batched), and a PUSH may carry only them. So do clock announcements that
+are news to the sender (never alone: a PUSH with only heads is refused): they reach
+the room at the speed of its messages instead of one hop per heartbeat.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
@@ -89,7 +92,7 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 NONCE_SIZE: Final = 16
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
@@ -220,6 +223,9 @@ class Push:
     pruned: tuple[bytes, ...] = ()
     """Authors whose messages the sender got twice, the second time from us: push it
     their messages lazily from now on."""
+    heads: tuple[Head, ...] = ()
+    """Clock announcements (heads) that were news to the sender, riding along: so that
+    stability advances as fast as messages travel (DESIGN.md rule 8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +304,7 @@ def encode_frame(frame: Frame) -> bytes:
                 [[m.payload, m.signature] for m in frame.messages],
                 _range_items(frame.announced),
                 list(frame.pruned),
+                [_head_item(h) for h in frame.heads],
             ]
         case Graft():
             item = [GRAFT, _range_items(frame.ranges)]
@@ -486,12 +493,13 @@ def _parse_want(fields: list[object]) -> Want:
 
 
 def _parse_push(fields: list[object]) -> Push:
-    batch, announced, pruned = _fields(fields, "push", 3)
+    batch, announced, pruned, heads = _fields(fields, "push", 4)
     authors = codec.expect_array(pruned, "prune authors", max_length=MAX_PRUNES)
     push = Push(
         _parse_batch(batch, "push"),
         _parse_ranges(announced, "ihave"),
         tuple(_sender(a, "prune author") for a in authors),
+        _parse_heads(heads),
     )
     if not (push.messages or push.announced or push.pruned):
         raise CodecError("push: empty (no messages, ids or prunes)")

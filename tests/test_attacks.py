@@ -74,7 +74,7 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 4
+VERSION = 5
 """The protocol version, in HELLO."""
 PAYLOAD_VERSION = 3
 """The entry payload's version (its first field)."""
@@ -727,21 +727,22 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "4", "<me>", NONCE, KEY],
-        [HELLO, 4, bytes(31), NONCE, KEY],
-        [HELLO, 4, "<me>", "0123456789abcdef", KEY],
-        [HELLO, 4, "<me>", NONCE[:15], KEY],
-        [HELLO, 4, "<me>", NONCE, KEY[:31]],
-        [HELLO, 4, "<me>", NONCE, "k" * 32],
-        [HELLO, 4, "<me>", NONCE, None],
-        [HELLO, 4, "<me>", NONCE],
-        [HELLO, 4, "<me>", NONCE, KEY, b""],
+        [HELLO, "5", "<me>", NONCE, KEY],
+        [HELLO, 5, bytes(31), NONCE, KEY],
+        [HELLO, 5, "<me>", "0123456789abcdef", KEY],
+        [HELLO, 5, "<me>", NONCE[:15], KEY],
+        [HELLO, 5, "<me>", NONCE, KEY[:31]],
+        [HELLO, 5, "<me>", NONCE, "k" * 32],
+        [HELLO, 5, "<me>", NONCE, None],
+        [HELLO, 5, "<me>", NONCE],
+        [HELLO, 5, "<me>", NONCE, KEY, b""],
         [HELLO, True, "<me>", NONCE, KEY],
-        [HELLO, 4.0, "<me>", NONCE, KEY],
+        [HELLO, 5.0, "<me>", NONCE, KEY],
         [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
         [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
         [HELLO, 3, "<me>", NONCE, KEY],  # protocol 3: no lazy push
-        [HELLO, 5, "<me>", NONCE, KEY],
+        [HELLO, 4, "<me>", NONCE, KEY],  # protocol 4: no announcements riding on PUSH
+        [HELLO, 6, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],
@@ -848,18 +849,24 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [BYE, "bye", "extra"],
     ],
     "push": [
-        [PUSH, [], [], []],  # no messages, ids or prunes
-        [PUSH, "batch", [], []],
-        [PUSH, [], [[ID, 5, 3]], []],
-        [PUSH, [], [[ID, 0, 3]], []],
-        [PUSH, [], [["id", 1, 3]], []],
-        [PUSH, [], "ids", []],
-        [PUSH, [], [[ID, 1, 3]] * 4097, []],
-        [PUSH, [[b"\x00", bytes(64)]] * 2001, [], []],
-        [PUSH, [], [], [ID[:31]]],
-        [PUSH, [], [], ["id"]],
-        [PUSH, [], [], [ID] * 4097],
-        [PUSH, [], [], ID],
+        [PUSH, [], [], [], []],  # no messages, ids or prunes
+        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), {}, 0]]],  # only a head: no frame of its own
+        [PUSH, "batch", [], [], []],
+        [PUSH, [], [[ID, 5, 3]], [], []],
+        [PUSH, [], [[ID, 0, 3]], [], []],
+        [PUSH, [], [["id", 1, 3]], [], []],
+        [PUSH, [], "ids", [], []],
+        [PUSH, [], [[ID, 1, 3]] * 4097, [], []],
+        [PUSH, [[b"\x00", bytes(64)]] * 2001, [], [], []],
+        [PUSH, [], [], [ID[:31]], []],
+        [PUSH, [], [], ["id"], []],
+        [PUSH, [], [], [ID] * 4097, []],
+        [PUSH, [], [], ID, []],
+        [PUSH, [], [], [ID], "heads"],
+        [PUSH, [], [], [ID], [[ID, 1]]],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(63), {}, 0]]],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), {}, 0]] * 4097],
+        [PUSH, [], [[ID, 1, 3]], []],  # without the heads
         [PUSH, [], [[ID, 1, 3]]],  # without the prunes
         [PUSH, []],
     ],

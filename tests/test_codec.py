@@ -562,14 +562,28 @@ def test_graft_round_trips(frame: wire.Graft) -> None:
     assert_round_trip(frame)
 
 
-def push(batch: bytes = b"\x80", ihave: bytes = b"\x80", pruned: bytes = b"\x80") -> bytes:
-    return arr(enc(wire.PUSH), batch, ihave, pruned)
+def push(
+    batch: bytes = b"\x80", ihave: bytes = b"\x80", pruned: bytes = b"\x80", heads: bytes = b"\x80"
+) -> bytes:
+    return arr(enc(wire.PUSH), batch, ihave, pruned, heads)
 
 
 def test_empty_push_and_graft_refused() -> None:
     """The encoder never sends them; a peer that does is broken or probing."""
     refuse_frame(push(), "push", "empty")
     refuse_frame(arr(enc(wire.GRAFT), arr()), "graft", "no ranges")
+    # Heads ride along; they never make a PUSH of their own.
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
+    only_heads = cbor2.loads(wire.encode_frame(wire.Heads((head,))))[1]
+    refuse_frame(push(heads=enc(only_heads)), "push", "empty")
+
+
+def test_a_push_carries_clock_announcements_along() -> None:
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
+    frame = wire.Push((), (), (CAROL.sender_id,), (head,))
+    decoded = wire.decode_frame(wire.encode_frame(frame))
+    assert decoded == frame and isinstance(decoded, wire.Push) and decoded.heads[0].announcement_verifies()
+    refuse_frame(push(pruned=arr(enc(CAROL.sender_id)), heads=enc("heads")), "heads")
 
 
 def test_push_ihave_and_graft_ranges_are_checked_like_want() -> None:
@@ -883,7 +897,7 @@ VALID_FRAME_ITEMS = {
     "want": [wire.WANT, []],
     "peers": [wire.PEERS, []],
     "bye": [wire.BYE, "done"],
-    "push": [wire.PUSH, [], [], [BOB.sender_id]],
+    "push": [wire.PUSH, [], [], [BOB.sender_id], []],
     "graft": [wire.GRAFT, [[BOB.sender_id, 1, 2]]],
 }
 

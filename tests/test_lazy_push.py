@@ -216,7 +216,7 @@ def test_announcements_are_bounded_whatever_range_a_neighbour_claims() -> None:
 def test_a_malformed_push_closes_the_link_with_a_reason() -> None:
     mesh = triangle()
     node = mesh.nodes[C]
-    empty = b"\x84\x08\x80\x80\x80"  # [PUSH, [], [], []]: nothing in it
+    empty = b"\x85\x08\x80\x80\x80\x80"  # [PUSH, [], [], [], []]: nothing in it
     outputs = node.receive_unsealed(mesh.conn(C, B), empty, mesh.now)
     closes = [o for o in outputs if isinstance(o, Close)]
     assert len(closes) == 1 and closes[0].code is CloseCode.PROTOCOL_ERROR

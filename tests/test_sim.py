@@ -8,13 +8,14 @@ duplicated, and no position ever reported stable has moved.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
 import pytest
 
 from p2pchat.message import MAX_TEXT_BYTES, EntryKind
-from p2pchat.node import text_count
+from p2pchat.node import NodeConfig, text_count
 from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology, reachable
 from p2pchat.sim_cli import simulate
 
@@ -165,3 +166,22 @@ def test_a_burst_of_the_largest_texts_crosses_in_frames_under_the_limit() -> Non
     sim.run_until(3.0)
     assert sim.settle(60), sim.report()
     assert_healthy(sim)
+
+
+@pytest.mark.parametrize("announce_interval", [0.1, math.inf])
+def test_announcements_ride_on_pushes_so_stability_follows_the_messages(announce_interval: float) -> None:
+    # Heartbeats (and the heads they carry) are switched off. The two ends of a line of
+    # four write; the two in the middle only read and relay, so what they delivered
+    # reaches the others only in the fresh announcements riding on their PUSH frames.
+    quiet = {"heartbeat_interval": 1000.0, "anti_entropy_interval": 1000.0}
+    node = NodeConfig(**quiet, announce_interval=announce_interval)
+    sim = Simulation(SimConfig(peers=4, topology="line", seed=5, latency=(0.05, 0.05), node=node))
+    sim.run_until(1.0)
+    for k in range(40):
+        sim.send_at(1.0 + k * 0.1, (k % 2) * 3, f"line {k}")
+    sim.run_until(5.5)
+    behind = [len(p.node.log) - p.node.log.stable_count for p in sim.live()]
+    if announce_interval == math.inf:  # (the control: nothing tells what the middle delivered)
+        assert min(behind) >= 40
+    else:  # (a few entries: the last ones, which no PUSH followed)
+        assert max(behind) <= 6, f"stability lags by {behind} entries"
