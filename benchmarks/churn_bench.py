@@ -1,5 +1,5 @@
 """How soon stability resumes after churn: a quit, a crash for good, a crash during an
-admission, and a crash with a restart.
+admission, a quit during an admission, and a crash with a restart.
 
 Runs the deterministic simulator (virtual time, so the figures do not depend on the
 machine): PEERS peers in a ring chat at RATE messages per second (the peers that churn
@@ -21,6 +21,13 @@ write nothing, so every message has a live author). The scenarios:
   (a later round superseding the stuck change; it admits the peer too only if its
   proposer has a link to it, otherwise a further change does) and until stability
   resumes.
+* **quit during an admission** -- as above, but instead of a crash, a member that has
+  answered the CHANGE (and not committed it) quits cleanly before it is decided. Its
+  AWAY is void in the epoch the change closes, and carries over into the next one.
+  Reported: the time from the quit until every line sent up to AFTER_QUIT seconds after
+  it (the next epoch's first lines) is stable on every live peer. (Without the carry-over
+  the quitter is a member of the next epoch that never speaks: those lines waited for
+  ``--member-timeout`` and its removal.)
 * **crash and restart** -- a member crashes and restarts from its store RESTART_AFTER
   seconds later: stability waits for it while it is down.
 
@@ -64,6 +71,9 @@ TAIL = 3.0
 """Lines written in the workload's last TAIL seconds wait for heartbeats to become stable
 (no later line carries the clocks): they are left out of the latency figures."""
 NEVER = math.inf
+AFTER_QUIT = 3.0
+"""(quit during an admission) the lines whose stability is waited for: up to this long
+after the quit, so that they include lines of the next epoch."""
 
 
 @dataclass
@@ -351,6 +361,82 @@ def run_crash_during_admission(seed: int, peers: int, member_timeout: float) -> 
     return outcome
 
 
+def quit_after_answering(sim: Simulation, returning: int, state: dict[str, float]) -> None:
+    """As soon as a member (not the one returning) has answered the CHANGE admitting
+    ``returning``, and not committed it, while another member already committed it (so
+    it is on its way to be decided, not killed by a rival), have it quit."""
+    if "quit" in state:
+        return
+    newcomer = sim.peers[returning].identity.sender_id
+    for peer in sim.live():
+        me = peer.identity.sender_id
+        roster = peer.node.log.roster
+        answered = roster.answered(me)
+        if peer.index == returning or answered is None or roster.holds_open_commit(me):
+            continue
+        if not any(a == newcomer for a, _ in answered.change.admitted):
+            continue
+        committed_elsewhere = any(
+            other is not peer and other.node.log.roster.current.commits.get(answered.id)
+            for other in sim.live()
+        )
+        if committed_elsewhere:
+            state["quit"], state["quitter"] = sim.now, peer.index
+            sim.quit(peer.index)
+            return
+
+
+def run_quit_during_admission(seed: int, peers: int, member_timeout: float) -> Outcome:
+    """The last peer quits, comes back at RESTART_AT; a member quits after answering the
+    CHANGE admitting it, before the change is decided."""
+    outcome = Outcome()
+    returning = peers - 1
+    horizon = RESTART_AT + 2 * member_timeout + 12.0
+    state: dict[str, float] = {}
+    run = Resender(build(seed, peers, member_timeout, [returning], horizon - 5.0))
+    sim = run.sim
+    sim.at(QUIT_AT, partial(sim.quit, returning))
+    sim.at(RESTART_AT, partial(sim.restart, returning))
+
+    def watch() -> None:
+        run()
+        quit_after_answering(sim, returning, state)
+
+    run_watching(sim, horizon, watch)
+    if "quit" not in state:
+        outcome.problems.append(f"no member answered a CHANGE admitting peer{returning}: nobody quit")
+        return outcome
+    quit_at, quitter = state["quit"], int(state["quitter"])
+    member_id = sim.peers[quitter].identity.sender_id
+    outcome.times["answered, quit at"] = quit_at
+    # The quitter's own lines after its answer are void once the change is decided, and
+    # nobody sends them again (it quit): they are not waited for.
+    times = stable_times(run, START, quit_at + AFTER_QUIT)
+    void = {m for m, when in times.items() if when is None and m.sender_id == member_id}
+    outcome.counts["its AWAY carried over"] = away_carried_over(sim, member_id)
+    outcome.counts["its void lines"] = len(void)
+    rest = [when for m, when in times.items() if m not in void]
+    if None in rest:
+        outcome.problems.append(f"quit during admission: {rest.count(None)} lines never stable everywhere")
+        outcome.times["quit -> resumed"] = NEVER
+    else:
+        outcome.times["quit -> resumed"] = max(w for w in rest if w is not None) - quit_at
+    for peer in sim.live():
+        info = peer.node.log.roster.members().get(member_id)
+        if info is None or info.state is not MemberState.AWAY:
+            state_now = "unknown" if info is None else info.state.value
+            outcome.problems.append(f"peer{peer.index} lists peer{quitter} as {state_now}, not away")
+    check_report(run, outcome)
+    return outcome
+
+
+def away_carried_over(sim: Simulation, member: bytes) -> bool:
+    """Whether ``member``'s AWAY was void in the epoch it was written in (a change it had
+    answered was decided) and so carried over, rather than answering the change itself."""
+    log = sim.live()[0].node.log
+    return any(m.sender_id == member and m.kind is EntryKind.AWAY for m in log.tombstones())
+
+
 def run_crash_and_restart(seed: int, peers: int) -> Outcome:
     """A member crashes at RESTART_CRASH_AT and restarts RESTART_AFTER seconds later."""
     outcome = Outcome()
@@ -428,10 +514,13 @@ def main(argv: list[str] | None = None) -> int:
         "--member-timeout", type=float, default=10.0, help="seconds (NodeConfig.member_timeout)"
     )
     parser.add_argument(
-        "--only", choices=["quit", "crash", "admission", "restart"], action="append", help="run only these"
+        "--only",
+        choices=["quit", "crash", "admission", "quit-admission", "restart"],
+        action="append",
+        help="run only these",
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["quit", "crash", "admission", "restart"])
+    only = set(args.only or ["quit", "crash", "admission", "quit-admission", "restart"])
     n, timeout = args.peers, args.member_timeout
     print(f"{n} peers in a ring, {RATE:.0f} msg/s, links 50-100 ms; times in virtual seconds")
     print(f"(rosters looked at every {STEP * 1000:.0f} ms)\n")
@@ -449,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
             f"a member crashes once the CHANGE admitting it exists; member timeout {timeout:g} s"
         )
         outcomes += scenario(title, args.seeds, lambda s: run_crash_during_admission(s, n, timeout))
+    if "quit-admission" in only:
+        title = (
+            f"quit during an admission: peer{n - 1} quits at t={QUIT_AT:.0f} s, back at "
+            f"t={RESTART_AT:.0f} s; a member that answered the CHANGE admitting it quits "
+            f"before it is decided; member timeout {timeout:g} s"
+        )
+        outcomes += scenario(title, args.seeds, lambda s: run_quit_during_admission(s, n, timeout))
     if "restart" in only:
         title = f"crash at t={RESTART_CRASH_AT:.0f} s, restart {RESTART_AFTER:.0f} s later"
         outcomes += scenario(title, args.seeds, lambda s: run_crash_and_restart(s, n))

@@ -453,9 +453,10 @@ class Simulation:
 
     # Workload -------------------------------------------------------------------------
     def send(self, index: int, text: str) -> Message | None:
-        """Peer ``index`` sends ``text`` now (ignored if it is down)."""
+        """Peer ``index`` sends ``text`` now (ignored if it is down, or no member: it quit
+        and lingers while its AWAY goes out)."""
         peer = self.peers[index]
-        if not peer.alive:
+        if not peer.alive or not peer.node.is_member:
             return None
         message, outputs = peer.node.send_text(text, self.now, int(self.now * 1000))
         self.sent[message.id] = self.now

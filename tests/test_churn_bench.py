@@ -34,3 +34,13 @@ def test_a_member_that_never_answers_is_reported_when_nobody_removes_it() -> Non
     outcome = churn_bench.run_crash_for_good(seed=0, peers=4, member_timeout=1000.0, horizon=20.0)
     assert outcome.times["crash -> removed"] == math.inf
     assert any("not removed" in problem for problem in outcome.problems)
+
+
+def test_a_member_that_quits_after_answering_a_change_is_away_in_the_next_epoch() -> None:
+    outcome = churn_bench.run_quit_during_admission(seed=0, peers=6, member_timeout=10.0)
+    assert outcome.problems == []
+    assert outcome.counts["its AWAY carried over"] is True  # (the case this scenario is for)
+    # Stability of the next epoch's lines did not wait for a removal of the quitter.
+    assert outcome.times["quit -> resumed"] < 10.0
+    assert outcome.counts["lines lost"] == 0
+    assert outcome.counts["stable positions moved"] == 0
