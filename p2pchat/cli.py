@@ -22,6 +22,7 @@ from . import __version__
 from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
 from .errors import WRITABLE, UserError, explain
+from .heap import freeze_startup_heap
 from .jsonlines import (
     dumps,
     iso_time,
@@ -390,6 +391,7 @@ async def chat(args: argparse.Namespace) -> int:
             room=args.room,
             private=args.private,
         ) as peer:
+            freeze_startup_heap()  # (what it holds now lives as long as it does)
             async with trio.open_nursery() as nursery:
                 web_url = await _start_web(args, peer, data_dir, nursery)
                 nursery.start_soon(output, peer, nursery, web_url)

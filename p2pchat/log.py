@@ -29,6 +29,7 @@ import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
@@ -237,6 +238,9 @@ class _Sender:
     proof if the sender's next entry breaks it."""
     link: bytes = NO_PREVIOUS
     """The entry hash of its last delivered entry: what its next one names as previous."""
+    judged: int = -1
+    """The roster version (OrderedLog._roster_version) at which its last entry was found a
+    valid chat line of the last epoch; -1 if it was not one (see OrderedLog._judge)."""
 
     @property
     def last_lamport(self) -> int:
@@ -266,6 +270,11 @@ class OrderedLog:
         self.text_count = 0
         """Chat lines in the log (its entries less its membership entries)."""
         self._clock = 0
+        self._roster_version = 0
+        self._holding_back: bytes | None = None
+        """The member that last held the stable prefix back (see _cannot_advance)."""
+        """Counts the entries recorded in the roster: while it stands still, what the
+        roster says of a chat line stands still too (see _judge)."""
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
         self.lies: list[ClockLie] = []
@@ -767,7 +776,7 @@ class OrderedLog:
         # message and everything its vector clock names. Anything else is forged.
         if message.lamport != expected + 1:
             return Refusal.FORGED_STAMP
-        epoch, problem = self.roster.judge(message, full, since=state.epoch)
+        epoch, problem = self._judge(message, state, full)
         if problem is None:
             return _Verdict(full, epoch, True)
         if not self.roster.was_member_by(message.sender_id, epoch):
@@ -776,6 +785,25 @@ class OrderedLog:
             # nothing to keep. A member's invalid entry is a tombstone instead.
             return Refusal.NOT_A_MEMBER
         return _Verdict(full, epoch, False)
+
+    def _judge(self, message: Message, state: _Sender, full: dict[bytes, int]) -> tuple[int, str | None]:
+        """The roster's verdict on ``message`` (rule 10), asked once per roster change
+        and author for a run of chat lines.
+
+        A chat line's verdict in the last epoch depends only on the roster and on
+        whether its author exited the epoch before it. So when the author's previous
+        entry was a valid chat line of the last epoch and the roster has recorded
+        nothing since (an exit would be recorded), this one is valid there too.
+        """
+        version = self._roster_version
+        if message.kind is EntryKind.TEXT and state.judged == version:
+            if _CROSS_CHECK:
+                assert self.roster.judge(message, full, since=state.epoch) == (state.epoch, None)
+            return state.epoch, None
+        epoch, problem = self.roster.judge(message, full, since=state.epoch)
+        settled = problem is None and message.kind is EntryKind.TEXT and epoch == len(self.roster.epochs) - 1
+        state.judged = version if settled else -1
+        return epoch, problem
 
     def _check_genesis(self, message: Message) -> Refusal | _Verdict:
         if message.seq != 1 or message.lamport != 1 or message.deps or message.room_id() != self.room_id:
@@ -831,6 +859,7 @@ class OrderedLog:
         self._advance_chain(message, state, verdict, events)
         self._tombstones[message.key] = message
         decision = None
+        self._roster_version += 1
         if verdict.valid:
             decision = self.roster.record(message, verdict.vector, verdict.epoch)
         else:
@@ -863,6 +892,7 @@ class OrderedLog:
             self.text_count += 1
             self.roster.note_name(message.sender_id, message.name)
         else:
+            self._roster_version += 1
             decision = self.roster.record(message, vector, verdict.epoch)
             # The founder or the members admitted may have announced their clocks
             # before we knew them: use what we kept of that now.
@@ -968,15 +998,25 @@ class OrderedLog:
             return False
         epoch = self.roster.current
         first = order[self._stable_count]
+        # The member that held it back last time most often still does: asked first.
+        last = self._holding_back
+        if last in epoch.members and last not in epoch.exits and self._holds_back(last, first):
+            return True
         for member in epoch.members:
-            if member in epoch.exits:
+            if member in epoch.exits or member == last:
                 continue
-            state = self._senders.get(member)
-            if state is None or (state.bound, _AFTER_ALL_SENDERS) < first:
-                return True
-            if any(key <= first for key in self._first_undelivered(member, state)):
+            if self._holds_back(member, first):
+                self._holding_back = member
                 return True
         return any(key <= first for _, key in self._first_after_answers())
+
+    def _holds_back(self, member: bytes, first: MessageKey) -> bool:
+        """Whether ``member`` lets no position from ``first``'s on be stable: its clock
+        is below first's stamp, or it has not said it delivered an entry at or before it."""
+        state = self._senders.get(member)
+        if state is None or (state.bound, _AFTER_ALL_SENDERS) < first:
+            return True
+        return any(key <= first for key in self._first_undelivered(member, state))
 
     def _stable_prefix(self) -> tuple[int, frozenset[bytes]]:
         """Rule 8 over rule 10's members: how many positions are final, and the members
@@ -1009,21 +1049,26 @@ class OrderedLog:
         state = self._senders.get(member)
         if state is None:
             return 0
-        order = self._order
-        limit: int = order.bisect_right(MessageKey(state.bound, _AFTER_ALL_SENDERS))
+        # The first key it holds back, then one bisect: the smallest of the positions
+        # the keys bisect to is where the smallest key does. (No key in the log equals
+        # (bound, _AFTER_ALL_SENDERS), so bisecting left or right of it is the same.)
+        first_held: tuple[int, bytes] = (state.bound, _AFTER_ALL_SENDERS)
         for first_missing in self._first_undelivered(member, state):
-            limit = min(limit, order.bisect_left(first_missing))
+            if first_missing < first_held:
+                first_held = first_missing
+        limit: int = self._order.bisect_left(first_held)
         return limit
 
-    def _first_undelivered(self, member: bytes, state: _Sender) -> Iterator[MessageKey]:
+    def _first_undelivered(self, member: bytes, state: _Sender) -> Iterator[tuple[int, bytes]]:
         """Per other sender, the key of its first entry ``member`` has not said it
         delivered (its last entry's or announcement's vector): no position from there
-        on is stable yet (rule 8)."""
+        on is stable yet (rule 8). (Plain tuples: they compare as the keys they are, and
+        cost less to make than a MessageKey; this runs per member per frame.)"""
         cover = state.cover if state.cover is not None else (state.vector or {})
         for other, other_state in self._senders.items():
             covered = cover.get(other, 0)
-            if other != member and other_state.delivered > covered:
-                yield MessageKey(other_state.lamports[covered], other)
+            if other_state.delivered > covered and other != member:
+                yield (other_state.lamports[covered], other)
 
     def _first_after_answers(self) -> Iterator[tuple[bytes, MessageKey]]:
         """Per member that answered a change still open, the key of its first entry
@@ -1058,10 +1103,10 @@ def _announcing(message: Message, decision: Decision | None) -> list[bytes]:
     return members
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
+class _Verdict(NamedTuple):
     """Verdict of the checks: deliverable, with its full vector clock and its epoch;
-    ``valid`` False for a tombstone."""
+    ``valid`` False for a tombstone. (A named tuple: one is made per entry delivered,
+    at a third of a frozen dataclass's cost.)"""
 
     vector: dict[bytes, int]
     epoch: int

@@ -59,6 +59,7 @@ from .chatview import (
     visible_rows,
     wrap,
 )
+from .heap import freeze_startup_heap
 from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, Message
 from .node import text_count
@@ -385,6 +386,7 @@ class ChatScreen:
             room=setup.room,
             private=setup.private,
         ) as peer:
+            freeze_startup_heap()  # (what it holds now lives as long as it does)
             self.peer = peer
             for message in peer.log:
                 self.learn_name(message.sender_id, message.name, message.seq)

@@ -17,7 +17,9 @@ a CBOR array whose first item is the frame type::
                                                    fresh clock announcements
     GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
 
-    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, {sender_id: seq}, at_ms]
+    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, [sender, seq, ...], at_ms]
+    sender = the position (from 0) in the frame's heads of the head of that sender,
+             or, only for a sender without a head in the frame, its sender_id
 
 HELLO is the only frame sent in clear: it holds nothing but what the key
 exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
@@ -35,7 +37,7 @@ the room at the speed of its messages instead of one hop per heartbeat.
 
 A head says: "of this sender I hold seq 1..held_seq without holes, and the last
 clock it announced was: after its message clock_seq, its Lamport clock stood at
-clock_lamport, and I had delivered what that message had, raised by this map"
+clock_lamport, and I had delivered what that message had, raised by these seqs"
 (the senders whose delivered seq grew since), "and I said so at at_ms" (the member's
 wall clock: a member re-announces every heartbeat, so a newer ``at_ms`` shows it is
 alive even in a quiet room). The second half travels from peer to peer so that stability
@@ -43,6 +45,9 @@ alive even in a quiet room). The second half travels from peer to peer so that s
 signed by the member itself (see message.announcement_payload), so a relaying
 peer cannot make stability advance early by inventing a clock. ``signature`` is
 empty exactly when there is no announcement (clock_seq = clock_lamport = 0).
+A frame carries a head for nearly every sender the maps name, and each map is
+repeated every heartbeat: by position a sender costs one or two bytes there
+instead of 33.
 
 :func:`decode_frame` accepts only frames built exactly like the ones
 :func:`encode_frame` produces and raises :class:`~p2pchat.codec.CodecError`
@@ -241,15 +246,21 @@ Frame = Hello | Auth | Messages | Heads | Want | Peers | Bye | Push | Graft
 # Encoding ---------------------------------------------------------------------
 
 
-def _head_item(head: Head) -> list[object]:
+def _head_items(heads: tuple[Head, ...]) -> list[object]:
+    position: dict[bytes, int] = {}
+    for index, head in enumerate(heads):
+        position.setdefault(head.sender_id, index)
     return [
-        head.sender_id,
-        head.held_seq,
-        head.clock_seq,
-        head.clock_lamport,
-        head.signature,
-        dict(head.delivered),
-        head.at_ms,
+        [
+            head.sender_id,
+            head.held_seq,
+            head.clock_seq,
+            head.clock_lamport,
+            head.signature,
+            [x for sender, seq in head.delivered for x in (position.get(sender, sender), seq)],
+            head.at_ms,
+        ]
+        for head in heads
     ]
 
 
@@ -291,7 +302,7 @@ def encode_frame(frame: Frame) -> bytes:
         case Messages():
             item = [MESSAGES, [[m.payload, m.signature] for m in frame.messages]]
         case Heads():
-            item = [HEADS, [_head_item(h) for h in frame.heads], frame.reply_wanted]
+            item = [HEADS, _head_items(frame.heads), frame.reply_wanted]
         case Want():
             item = [WANT, _range_items(frame.ranges)]
         case Peers():
@@ -344,7 +355,8 @@ def _sender(value: object, what: str) -> bytes:
     return codec.expect_bytes(value, what, size=SENDER_ID_SIZE)
 
 
-def _parse_head(value: object) -> Head:
+def _parse_head(value: object) -> tuple[Head, list[object]]:
+    """A head without its delivered seqs, and those as they came (see _parse_heads)."""
     # Every heartbeat carries a head per member: the checks of the strict path, inline, for
     # a well-formed head; anything else takes the strict path for its error message.
     if type(value) is list and len(value) == 7:
@@ -361,18 +373,19 @@ def _parse_head(value: object) -> Head:
             and type(signature) is bytes
             and type(at_ms) is int
             and 0 <= at_ms <= MAX_SENT_AT_MS
-            and type(delivered) is dict
+            and type(delivered) is list
+            and len(delivered) <= 2 * MAX_DEPS
+            and len(delivered) % 2 == 0
             and (
                 len(signature) == SIGNATURE_SIZE
                 or not (signature or clock_seq or clock_lamport or delivered or at_ms)
             )
         ):
-            grown = _parse_delivered(delivered) if delivered else ()
-            return Head(sender, held, clock_seq, clock_lamport, signature, grown, at_ms)
+            return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms), delivered
     return _parse_head_strictly(value)
 
 
-def _parse_head_strictly(value: object) -> Head:
+def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
     sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = codec.expect_array(
         value, "head", length=7
     )
@@ -382,31 +395,61 @@ def _parse_head_strictly(value: object) -> Head:
         clock_seq=codec.expect_int(clock_seq, "head clock_seq", hi=MAX_SEQ),
         clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
         signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
-        delivered=_parse_delivered(delivered),
         at_ms=codec.expect_int(at_ms, "head at_ms", hi=MAX_SENT_AT_MS),
     )
+    entries = codec.expect_array(delivered, "head delivered", max_length=2 * MAX_DEPS)
+    if len(entries) % 2:
+        raise CodecError("head delivered: expected sender, seq pairs, got an odd number of items")
     if len(head.signature) not in (0, SIGNATURE_SIZE):
         raise CodecError(f"head signature: expected 0 or {SIGNATURE_SIZE} bytes, got {len(head.signature)}")
-    if not head.signature and (head.clock_seq or head.clock_lamport or head.delivered or head.at_ms):
+    if not head.signature and (head.clock_seq or head.clock_lamport or entries or head.at_ms):
         raise CodecError("head: a clock announcement without a signature")
-    return head
-
-
-def _parse_delivered(value: object) -> tuple[tuple[bytes, int], ...]:
-    entries = codec.expect_map(value, "head delivered", max_length=MAX_DEPS)
-    return tuple(
-        sorted(
-            (
-                _sender(sender, "head delivered sender"),
-                codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ),
-            )
-            for sender, seq in entries.items()
-        )
-    )
+    return head, entries
 
 
 def _parse_heads(value: object) -> tuple[Head, ...]:
-    return tuple(_parse_head(h) for h in codec.expect_array(value, "heads", max_length=MAX_HEADS))
+    items = codec.expect_array(value, "heads", max_length=MAX_HEADS)
+    parsed = [_parse_head(item) for item in items]
+    if not any(entries for _, entries in parsed):
+        return tuple(head for head, _ in parsed)
+    senders = [head.sender_id for head, _ in parsed]
+    listed = frozenset(senders)
+    return tuple(
+        Head(
+            head.sender_id,
+            head.held_seq,
+            head.clock_seq,
+            head.clock_lamport,
+            head.signature,
+            _parse_delivered(entries, senders, listed),
+            head.at_ms,
+        )
+        if entries
+        else head
+        for head, entries in parsed
+    )
+
+
+def _parse_delivered(
+    entries: list[object], senders: list[bytes], listed: frozenset[bytes]
+) -> tuple[tuple[bytes, int], ...]:
+    """A head's delivered seqs, sorted by sender: each sender by its head's position in
+    the frame (``senders``), or by id when the frame has no head of it (one encoding)."""
+    grown: list[tuple[bytes, int]] = []
+    for ref, seq in zip(entries[::2], entries[1::2], strict=True):
+        if type(ref) is int:
+            if not 0 <= ref < len(senders):
+                raise CodecError(f"head delivered sender: position {ref} is not a head of this frame")
+            sender = senders[ref]
+        else:
+            sender = _sender(ref, "head delivered sender")
+            if sender in listed:
+                raise CodecError("head delivered sender: named by id, but it has a head in this frame")
+        grown.append((sender, codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ)))
+    grown.sort()
+    if any(grown[i][0] == grown[i + 1][0] for i in range(len(grown) - 1)):
+        raise CodecError("head delivered: a sender named twice")
+    return tuple(grown)
 
 
 def _parse_url(value: object) -> str:

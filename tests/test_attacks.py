@@ -717,7 +717,7 @@ DUPLICATE_DEPS = (
 """A message payload whose deps map holds the same key twice."""
 KEY = bytes(range(32))
 NONCE = bytes(16)
-HEAD = [ID, 1, 1, 1, bytes(64), {}, 0]
+HEAD = [ID, 1, 1, 1, bytes(64), [], 0]
 
 
 def entry(*fields: object) -> list[Any]:
@@ -809,19 +809,22 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HEADS, {"h": HEAD}, False],
         [HEADS, [[ID, 1, 1]], False],
         [HEADS, [[ID, 1, 1, 1, bytes(64)]], False],  # the layout before delivered and at_ms
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {}]], False],
-        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), {}, 0]], False],
-        [HEADS, [[ID, -1, 1, 1, bytes(64), {}, 0]], False],
-        [HEADS, [[ID, 2**63, 1, 1, bytes(64), {}, 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(63), {}, 0]], False],
-        [HEADS, [[ID, 1, 1, 1, b"", {}, 0]], False],
-        [HEADS, [[ID, 1, 0, 0, b"", {}, 5]], False],  # an unsigned liveness beat
-        [HEADS, [[ID, 1, 0, 0, b"", {ID: 1}, 0]], False],  # an unsigned delivered vector
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID: 0}, 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID[:31]: 1}, 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {}, -1]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {}, 2**53 + 1]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), []]], False],
+        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), [], 0]], False],
+        [HEADS, [[ID, -1, 1, 1, bytes(64), [], 0]], False],
+        [HEADS, [[ID, 2**63, 1, 1, bytes(64), [], 0]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(63), [], 0]], False],
+        [HEADS, [[ID, 1, 1, 1, b"", [], 0]], False],
+        [HEADS, [[ID, 1, 0, 0, b"", [], 5]], False],  # an unsigned liveness beat
+        [HEADS, [[ID, 1, 0, 0, b"", [0, 1], 0]], False],  # an unsigned delivered vector
+        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID: 1}, 0]], False],  # (a map: the layout before positions)
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 0], 0]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID[:31], 1], 0]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [1, 1], 0]], False],  # no head at position 1
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0]], False],  # by id, though it has a head here
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0], 0]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], -1]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 2**53 + 1]], False],
         [HEADS, [HEAD]],
     ],
     "want": [
@@ -1379,8 +1382,8 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
 
             def lie(wire: Wire) -> bool:
                 wire.handshake(mallory, stay=True)
-                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), {}, 0]], True])
-                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", {}, 0]], False])
+                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), [], 0]], True])
+                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", [], 0]], False])
                 vector, clock = wire.admission(mallory)
                 assert mallory.admitted_by().sender_id == victim_id
                 # Mallory's own entry, validly signed, "depending" on a victim's entry far ahead.
@@ -1436,12 +1439,16 @@ async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
                 # Control: the victim's own announcement checks out against this layout.
                 heads = next(frame[1] for frame in wire.inbox if frame[0] == HEADS)
                 (own,) = [head for head in heads if head[0] == victim_id]
-                VerifyKey(victim_id).verify(announcement(own[0], *own[2:4], own[5], own[6]), own[4])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), {}, 0]], False])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), {}, 0]], False])
+                # (Its delivered seqs name a sender by the position of its head in the frame.)
+                pairs = zip(own[5][::2], own[5][1::2], strict=True)
+                own_delivered = {heads[r][0] if type(r) is int else r: s for r, s in pairs}
+                VerifyKey(victim_id).verify(announcement(own[0], *own[2:4], own_delivered, own[6]), own[4])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), [], 0]], False])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), [], 0]], False])
                 # Alice "delivered" far more of the victim than exists, alive far ahead.
                 delivered = {victim_id: 10**6}
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(far, delivered), delivered, far]], False])
+                lie_seqs = [victim_id, 10**6]  # (the victim has no head in this frame: by id)
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(far, delivered), lie_seqs, far]], False])
                 return wire.still_open()
 
             before = victim.log.bad_announcements
@@ -1465,7 +1472,7 @@ async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
 
             def ask(wire: Wire) -> float:
                 wire.handshake(Mallory())
-                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", {}, 0]], False])
+                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", [], 0]], False])
                 start = time.monotonic()
                 wire.send([WANT, [[alice_id, 1, 2**62]] * 1000])
                 assert wire.still_open(timeout=TIMEOUT)

@@ -165,7 +165,7 @@ def head_item(
         clock_seq if clock_seq is not None else enc(3),
         clock_lamport if clock_lamport is not None else enc(7),
         signature if signature is not None else bstr(SIG),
-        delivered if delivered is not None else cmap((enc(CAROL.sender_id), enc(2))),
+        delivered if delivered is not None else arr(enc(CAROL.sender_id), enc(2)),
         at_ms if at_ms is not None else enc(1_700_000_000_000),
     )
 
@@ -347,6 +347,27 @@ auth_frames = st.builds(
 )
 messages_frames = st.builds(wire.Messages, st.lists(signed_messages(), max_size=3).map(tuple))
 heads_frames = st.builds(wire.Heads, st.lists(heads, max_size=4).map(tuple), st.booleans())
+
+
+@st.composite
+def announcing_heads_frames(draw: st.DrawFn) -> wire.Heads:
+    """Heads with delivered maps naming senders with a head in the frame and without."""
+    pool = [i.sender_id for i in IDENTITIES] + draw(st.lists(sender_ids, max_size=2))
+    found = []
+    for sender in draw(st.lists(st.sampled_from(pool), max_size=5)):
+        delivered = draw(st.dictionaries(st.sampled_from(pool), seqs, max_size=4))
+        found.append(
+            wire.Head(
+                sender,
+                draw(counts),
+                draw(counts),
+                draw(st.integers(0, MAX_LAMPORT)),
+                draw(st.binary(min_size=64, max_size=64)),
+                tuple(sorted(delivered.items())),
+                draw(st.integers(0, 2**53)),
+            )
+        )
+    return wire.Heads(tuple(found), draw(st.booleans()))
 want_frames = st.builds(wire.Want, st.lists(want_ranges(), max_size=4).map(tuple))
 peers_frames = st.builds(wire.Peers, st.lists(urls, max_size=4).map(tuple))
 bye_frames = st.builds(wire.Bye, st.text(max_size=wire.MAX_REASON_BYTES // 4))
@@ -532,6 +553,21 @@ def test_messages_round_trip_and_still_verify(frame: wire.Messages) -> None:
 @given(heads_frames)
 def test_heads_round_trip(frame: wire.Heads) -> None:
     assert_round_trip(frame)
+
+
+@given(announcing_heads_frames())
+def test_heads_with_delivered_maps_round_trip(frame: wire.Heads) -> None:
+    assert_round_trip(frame)
+
+
+def test_a_delivered_map_names_a_sender_with_a_head_in_the_frame_by_position() -> None:
+    bob = wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((ALICE.sender_id, 4), (CAROL.sender_id, 2)), 5)
+    alice = wire.Head(ALICE.sender_id, 4, 4, 8, SIG, ((BOB.sender_id, 3),), 6)
+    data = wire.encode_frame(wire.Heads((bob, alice), False))
+    items = cbor2.loads(data)[1]
+    assert items[0][5] == [1, 4, CAROL.sender_id, 2]  # (Carol has no head here: by id)
+    assert items[1][5] == [0, 3]
+    assert wire.decode_frame(data) == wire.Heads((bob, alice), False)
 
 
 @given(want_frames)
@@ -1531,23 +1567,45 @@ def test_create_signs_under_room_and_genesis_under_no_room() -> None:
 @pytest.mark.parametrize(
     "delivered, words",
     [
-        (arr(), ("head delivered", "map")),
-        (cmap((enc(CAROL.sender_id), enc(0))), ("head delivered seq",)),
-        (cmap((enc(CAROL.sender_id), TRUE)), ("head delivered seq", "bool")),
-        (cmap((enc(CAROL.sender_id[:31]), enc(1))), ("head delivered sender", "32 bytes")),
-        (cmap((enc("carol"), enc(1))), ("head delivered sender", "str")),
+        (cmap((enc(CAROL.sender_id), enc(2))), ("head delivered", "array")),
+        (arr(enc(CAROL.sender_id)), ("head delivered", "odd number")),
+        (arr(enc(CAROL.sender_id), enc(0)), ("head delivered seq",)),
+        (arr(enc(CAROL.sender_id), TRUE), ("head delivered seq", "bool")),
+        (arr(enc(CAROL.sender_id[:31]), enc(1)), ("head delivered sender", "32 bytes")),
+        (arr(enc("carol"), enc(1)), ("head delivered sender", "str")),
     ],
-    ids=["array", "seq-0", "seq-bool", "short-id", "text-id"],
+    ids=["map", "odd", "seq-0", "seq-bool", "short-id", "text-id"],
 )
 def test_head_delivered_map_strictness(delivered: bytes, words: tuple[str, ...]) -> None:
     assert wire.decode_frame(heads_frame(arr(head_item())))  # control
     refuse_frame(heads_frame(arr(head_item(delivered=delivered))), *words)
 
 
+@pytest.mark.parametrize(
+    "delivered, words",
+    [
+        (arr(enc(1), enc(2)), ("head delivered sender", "position 1")),
+        (arr(enc(-1), enc(2)), ("head delivered sender", "position -1")),
+        (arr(TRUE, enc(2)), ("head delivered sender", "bool")),
+        (arr(enc(BOB.sender_id), enc(2)), ("head delivered sender", "has a head in this frame")),
+        (arr(enc(0), enc(0)), ("head delivered seq",)),
+    ],
+    ids=["past-the-heads", "negative", "bool", "listed-by-id", "seq-0"],
+)
+def test_head_delivered_positions_strictness(delivered: bytes, words: tuple[str, ...]) -> None:
+    assert wire.decode_frame(heads_frame(arr(head_item(delivered=arr(enc(0), enc(2))))))  # control
+    refuse_frame(heads_frame(arr(head_item(delivered=delivered))), *words)
+
+
+def test_a_sender_named_twice_in_a_delivered_map_is_refused() -> None:
+    twice = head_item(delivered=arr(enc(0), enc(2), enc(1), enc(3)))
+    refuse_frame(heads_frame(arr(twice, head_item())), "named twice")  # (two heads of Bob)
+
+
 def test_a_delivered_map_or_beat_needs_a_signed_announcement() -> None:
     unsigned = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""))
     refuse_frame(heads_frame(arr(unsigned)), "without a signature")
-    beat_only = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""), delivered=cmap())
+    beat_only = head_item(clock_seq=enc(0), clock_lamport=enc(0), signature=bstr(b""), delivered=arr())
     refuse_frame(heads_frame(arr(beat_only)), "without a signature")
 
 
