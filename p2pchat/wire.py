@@ -315,7 +315,7 @@ def encode_frame(frame: Frame) -> bytes:
                 [[m.payload, m.signature] for m in frame.messages],
                 _range_items(frame.announced),
                 list(frame.pruned),
-                [_head_item(h) for h in frame.heads],
+                _head_items(frame.heads),
             ]
         case Graft():
             item = [GRAFT, _range_items(frame.ranges)]

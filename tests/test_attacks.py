@@ -853,7 +853,7 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
     ],
     "push": [
         [PUSH, [], [], [], []],  # no messages, ids or prunes
-        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), {}, 0]]],  # only a head: no frame of its own
+        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), [], 0]]],  # only a head: no frame of its own
         [PUSH, "batch", [], [], []],
         [PUSH, [], [[ID, 5, 3]], [], []],
         [PUSH, [], [[ID, 0, 3]], [], []],
@@ -867,8 +867,8 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [PUSH, [], [], ID, []],
         [PUSH, [], [], [ID], "heads"],
         [PUSH, [], [], [ID], [[ID, 1]]],
-        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(63), {}, 0]]],
-        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), {}, 0]] * 4097],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(63), [], 0]]],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), [], 0]] * 4097],
         [PUSH, [], [[ID, 1, 3]], []],  # without the heads
         [PUSH, [], [[ID, 1, 3]]],  # without the prunes
         [PUSH, []],
