@@ -313,6 +313,16 @@ def holds_admission(sim: Simulation, index: int, newcomer: bytes) -> bool:
     )
 
 
+def readmission(seed: int, peers: int, member_timeout: float, returning: int, horizon: float) -> Resender:
+    """A run in which ``returning`` (a quiet peer) quits at QUIT_AT and comes back at
+    RESTART_AT, to be re-admitted."""
+    run = Resender(build(seed, peers, member_timeout, [returning], horizon - 5.0))
+    sim = run.sim
+    sim.at(QUIT_AT, partial(sim.quit, returning))
+    sim.at(RESTART_AT, partial(sim.restart, returning))
+    return run
+
+
 def run_crash_during_admission(seed: int, peers: int, member_timeout: float) -> Outcome:
     """The last peer quits, comes back at RESTART_AT; a member crashes before answering
     the CHANGE admitting it."""
@@ -320,10 +330,8 @@ def run_crash_during_admission(seed: int, peers: int, member_timeout: float) -> 
     returning = peers - 1
     horizon = RESTART_AT + 4 * member_timeout + 12.0
     state: dict[str, float] = {}
-    run = Resender(build(seed, peers, member_timeout, [returning], horizon - 5.0))
+    run = readmission(seed, peers, member_timeout, returning, horizon)
     sim = run.sim
-    sim.at(QUIT_AT, partial(sim.quit, returning))
-    sim.at(RESTART_AT, partial(sim.restart, returning))
     admitted: dict[int, float] = {}
     removed: dict[int, float] = {}
 
@@ -393,10 +401,8 @@ def run_quit_during_admission(seed: int, peers: int, member_timeout: float) -> O
     returning = peers - 1
     horizon = RESTART_AT + 2 * member_timeout + 12.0
     state: dict[str, float] = {}
-    run = Resender(build(seed, peers, member_timeout, [returning], horizon - 5.0))
+    run = readmission(seed, peers, member_timeout, returning, horizon)
     sim = run.sim
-    sim.at(QUIT_AT, partial(sim.quit, returning))
-    sim.at(RESTART_AT, partial(sim.restart, returning))
 
     def watch() -> None:
         run()

@@ -348,10 +348,11 @@ async def test_join_enters_the_room_of_the_peer_joined_and_keeps_each_rooms_hist
                 assert seqs == list(range(1, len(seqs) + 1))
 
 
-def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
-    mesh = three_members()  # bob and carol both connected to alice
+def bob_equivocates(mesh: Mesh) -> Message:
+    """Bob says a line (on its way to alice); carol gets another version of it first, as
+    if relayed by alice, whose link carries it. Returns the genuine one."""
     bob = mesh.nodes[1]
-    (genuine,) = mesh.say(1, "the truth")  # on its way to alice
+    (genuine,) = mesh.say(1, "the truth")
     twin = Message.create(
         PEOPLE[1],
         seq=genuine.seq,
@@ -363,9 +364,14 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
         room_id=bob.log.room_id or b"",
         previous=genuine.previous,  # (the same predecessor: a fork of bob's feed)
     )
-    # Carol gets the other version first (as if relayed by alice, whose link carries it).
     carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
     mesh.inject(carol_conn, encode_frame(Messages((twin,))))
+    return genuine
+
+
+def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
+    mesh = three_members()  # bob and carol both connected to alice
+    genuine = bob_equivocates(mesh)
     mesh.run(2.0)
     for node in mesh.nodes:
         proofs = {(e.kept.id, e.rejected.id) for e in node.log.evidence}
@@ -378,22 +384,9 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
 
 def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
     mesh = three_members()
-    alice, bob, carol = mesh.nodes
+    alice, _, carol = mesh.nodes
     bob_id = PEOPLE[1].sender_id
-    (genuine,) = mesh.say(1, "the truth")
-    twin = Message.create(
-        PEOPLE[1],
-        seq=genuine.seq,
-        lamport=genuine.lamport,
-        sent_at_ms=0,
-        name="bob",
-        text="a lie",
-        deps=genuine.deps,
-        room_id=bob.log.room_id or b"",
-        previous=genuine.previous,
-    )
-    carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
-    mesh.inject(carol_conn, encode_frame(Messages((twin,))))
+    genuine = bob_equivocates(mesh)
     mesh.run(3.0)
     for node in (alice, carol):
         assert node.offenders == {bob_id: f"signed two versions of its entry {genuine.seq}"}
