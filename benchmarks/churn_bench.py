@@ -530,30 +530,40 @@ def main(argv: list[str] | None = None) -> int:
     n, timeout = args.peers, args.member_timeout
     print(f"{n} peers in a ring, {RATE:.0f} msg/s, links 50-100 ms; times in virtual seconds")
     print(f"(rosters looked at every {STEP * 1000:.0f} ms)\n")
+    readmission_at = f"peer{n - 1} quits at t={QUIT_AT:.0f} s, back at t={RESTART_AT:.0f} s"
+    scenarios: list[tuple[str, str, Callable[[int], Outcome]]] = [
+        (
+            "quit",
+            f"quit at t={QUIT_AT:.0f} s: time from sending to stable on every live peer, and resume time",
+            lambda s: run_quit(s, n),
+        ),
+        (
+            "crash",
+            f"crash for good at t={CRASH_AT:.0f} s, member timeout {timeout:g} s",
+            lambda s: run_crash_for_good(s, n, timeout),
+        ),
+        (
+            "admission",
+            f"crash during an admission: {readmission_at}; a member crashes once the CHANGE "
+            f"admitting it exists; member timeout {timeout:g} s",
+            lambda s: run_crash_during_admission(s, n, timeout),
+        ),
+        (
+            "quit-admission",
+            f"quit during an admission: {readmission_at}; a member that answered the CHANGE "
+            f"admitting it quits before it is decided; member timeout {timeout:g} s",
+            lambda s: run_quit_during_admission(s, n, timeout),
+        ),
+        (
+            "restart",
+            f"crash at t={RESTART_CRASH_AT:.0f} s, restart {RESTART_AFTER:.0f} s later",
+            lambda s: run_crash_and_restart(s, n),
+        ),
+    ]
     outcomes: list[Outcome] = []
-    if "quit" in only:
-        title = f"quit at t={QUIT_AT:.0f} s: time from sending to stable on every live peer, and resume time"
-        outcomes += scenario(title, args.seeds, lambda s: run_quit(s, n))
-    if "crash" in only:
-        title = f"crash for good at t={CRASH_AT:.0f} s, member timeout {timeout:g} s"
-        outcomes += scenario(title, args.seeds, lambda s: run_crash_for_good(s, n, timeout))
-    if "admission" in only:
-        title = (
-            f"crash during an admission: peer{n - 1} quits at t={QUIT_AT:.0f} s, "
-            f"back at t={RESTART_AT:.0f} s; "
-            f"a member crashes once the CHANGE admitting it exists; member timeout {timeout:g} s"
-        )
-        outcomes += scenario(title, args.seeds, lambda s: run_crash_during_admission(s, n, timeout))
-    if "quit-admission" in only:
-        title = (
-            f"quit during an admission: peer{n - 1} quits at t={QUIT_AT:.0f} s, back at "
-            f"t={RESTART_AT:.0f} s; a member that answered the CHANGE admitting it quits "
-            f"before it is decided; member timeout {timeout:g} s"
-        )
-        outcomes += scenario(title, args.seeds, lambda s: run_quit_during_admission(s, n, timeout))
-    if "restart" in only:
-        title = f"crash at t={RESTART_CRASH_AT:.0f} s, restart {RESTART_AFTER:.0f} s later"
-        outcomes += scenario(title, args.seeds, lambda s: run_crash_and_restart(s, n))
+    for name, title, one_run in scenarios:
+        if name in only:
+            outcomes += scenario(title, args.seeds, one_run)
     return 1 if any(o.problems for o in outcomes) else 0
 
 
