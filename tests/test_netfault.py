@@ -215,6 +215,24 @@ def test_a_reply_shown_before_what_it_answers_breaks_causality() -> None:
     assert any("depends on" in v for v in violations(story))
 
 
+def test_a_dependency_voided_before_it_reached_a_peer_is_not_waited_for() -> None:
+    # p0 shows p1's #1, answers it, then a change voids p1's #1 at p0. p2 gets p1's #1
+    # only after that change: never shown there. p0's answer is not "before" it at p2;
+    # neither is p1's #2 (its text again). The same at p2 without the void is a violation.
+    def story_of(voided: bool) -> Story:
+        story = Story(3)
+        story.start(0, 1, 2)
+        story.show(0, 1, 1, 1, 0)
+        story.show(0, 0, 1, 2, 1)
+        if voided:
+            story.event(0, event="voided", messages=[{"sender": "id1", "seq": 1}])
+        story.show(2, 0, 1, 2, 0)
+        return story
+
+    assert not any("depends on" in v for v in violations(story_of(voided=True)))
+    assert any("depends on" in v for v in violations(story_of(voided=False)))
+
+
 def test_content_differing_for_one_sender_and_seq_is_caught() -> None:
     story = chat_of_two()
     story.records[-1]["event"]["text"] = "something else"

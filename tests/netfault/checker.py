@@ -217,7 +217,7 @@ class _Checker:
         if seq <= state.last_seq.get(sender, 0):
             self.violation(f"{where}: {sender[:8]}#{seq} after #{state.last_seq.get(sender, 0)} (not FIFO)")
         for other, needed in self.vectors.get(key, {}).items():
-            if state.last_seq.get(other, 0) < needed:
+            if self.missing_before(state, other, needed):
                 self.violation(f"{where}: {sender[:8]}#{seq} shown before {other[:8]}#{needed} it depends on")
                 break
         sort_key = (lamport, sender)
@@ -246,6 +246,17 @@ class _Checker:
         self.first_shown[state.peer].setdefault(key, t)
         if event.get("replayed") and event.get("stable") and index == state.stable:
             self.on_stable(state, index + 1, t, where)
+
+    def missing_before(self, state: StreamState, other: str, needed: int) -> bool:
+        """Whether ``other``'s entries up to ``needed`` include one this stream must have
+        shown by now and has not: one shown somewhere and not voided. (A voided entry
+        that reached this peer only after the change voiding it is never shown here, and
+        a COMMIT is never shown anywhere: an author that showed one before voiding it
+        still names it in what it depends on.)"""
+        return any(
+            (other, s) in self.content and (other, s) not in self.voided
+            for s in range(state.last_seq.get(other, 0) + 1, needed + 1)
+        )
 
     def on_voided(self, state: StreamState, keys: list[Key], where: str) -> None:
         """Entries leave the log: never one at a stable position."""
@@ -462,7 +473,11 @@ class _Checker:
         return None
 
     def measure_heal(self, healed: float, window_end: float) -> None:
-        existing = {key for shown in self.first_shown.values() for key, t in shown.items() if t <= healed}
+        # (Voided entries are not waited for: a peer that got one only after the change
+        # voiding it never shows it.)
+        existing = {
+            key for shown in self.first_shown.values() for key, t in shown.items() if t <= healed
+        } - self.voided
         running = [
             s
             for s in (self.stream_at(p, healed) for p in self.current)
