@@ -618,6 +618,11 @@ class Node:
 
     def _own_outputs(self, messages: Sequence[Message], events: list[LogEvent], now: float) -> list[Output]:
         events.extend(self.log.advance_stability())
+        # Our entry says what we delivered (its vector clock): it supersedes an
+        # announcement of ours still waiting for a PUSH.
+        me = self.identity.sender_id
+        for neighbour in self._neighbours.values():
+            neighbour.fresh.pop(me, None)
         return [LogEvents(tuple(events)), *self._queue_push(messages, now, source=None)]
 
     # Receiving --------------------------------------------------------------------
