@@ -169,11 +169,15 @@ class NodeConfig:
     max_announced: int = 20_000
     """Announced messages we track at most (an IHAVE flood costs bounded memory)."""
     heartbeat_interval: float = 1.0
-    announce_interval: float = 0.25
+    announce_interval: float = 0.5
     """Having delivered others' entries, we sign a fresh clock announcement (what we
     delivered, rule 8) at most this often, and it rides on the PUSH frames that go
     anyway, relayed by every member it is news to: stability then follows the messages
-    instead of waiting a heartbeat per hop."""
+    instead of waiting a heartbeat per hop. In a room of more than ``announce_load / 2``
+    members, at most every ``members / announce_load`` seconds instead."""
+    announce_load: float = 50.0
+    """Fresh announcements per second a member receives (and verifies) at most, from the
+    whole room: the work stays linear in the room's size, not quadratic."""
     admission_delay: float = 0.5
     """Seconds a newcomer's link must stay open before an open room proposes to admit it:
     a link that opens and dies at once must not become a member that never answers."""
@@ -1539,7 +1543,9 @@ class Node:
     def _announce_soon(self, now: float) -> list[LogEvent]:
         """We delivered others' entries: once per ``announce_interval``, say so (a fresh
         signed announcement of ours, on the next PUSH of every link)."""
-        if now - self._own_spread_at < self.config.announce_interval:
+        config = self.config
+        interval = max(config.announce_interval, len(self.log.members) / config.announce_load)
+        if now - self._own_spread_at < interval:
             return []
         self._own_spread_at = now
         own = self._own_head()
