@@ -277,11 +277,9 @@ class OrderedLog:
         roster says of a chat line stands still too (see _judge)."""
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
-        self.lies: list[ClockLie] = []
-        """The first clock lie found of each member that told one."""
-        self._liars: dict[bytes, Head] = {}
-        """Members caught lying about their clock, with the promise they broke: their
-        announcements count no more, and our heads relay that promise instead."""
+        self._liars: dict[bytes, ClockLie] = {}
+        """Members caught lying about their clock, with the proof (see lies): their
+        announcements count no more, and our heads relay the promise they broke."""
         self.stability_violations = 0
         self.bad_announcements = 0
         """Clock announcements dropped because their signature did not verify."""
@@ -405,6 +403,11 @@ class OrderedLog:
         seq = self.delivered_seq(me)
         return Head.announce(identity, seq, seq, self._clock, self.delivered_since_own(me), at_ms)
 
+    @property
+    def lies(self) -> list[ClockLie]:
+        """The first clock lie found of each member that told one, in the order found."""
+        return list(self._liars.values())
+
     def promised_ahead(self, sender_id: bytes) -> bool:
         """Whether a clock ``sender_id`` announced is ahead of this replica's clock: for
         our own id, an entry of ours now would break a promise of ours (see compose)."""
@@ -497,7 +500,8 @@ class OrderedLog:
             held_seq = state.delivered
             while held_seq + 1 in state.held:
                 held_seq += 1
-            announced = self._liars.get(sender_id, state.announced)
+            lie = self._liars.get(sender_id)
+            announced = state.announced if lie is None else lie.announcement
             if announced is None:
                 result.append(Head(sender_id, held_seq))
             else:
@@ -551,9 +555,8 @@ class OrderedLog:
         state.bound = max(state.lamports, default=0)
         state.promise = state.announced = state.pending = state.cover = None
         if message.sender_id not in self._liars:
-            self._liars[message.sender_id] = head
             lie = ClockLie(head, message)
-            self.lies.append(lie)
+            self._liars[message.sender_id] = lie
             events.append(lie)
 
     def _remember_stranger_head(self, head: Head) -> None:
@@ -586,7 +589,7 @@ class OrderedLog:
             # Sanity: an announced clock is at least the stamp of the message it follows.
             if seq and lamport < state.lamports[seq - 1]:
                 return
-            if seq < state.delivered and lamport >= state.lamports[seq]:
+            if self._would_prove_lie(state, head):
                 # A promise its next entry, delivered here already, broke: proof, not a bound.
                 entry = self.get(MessageId(head.sender_id, seq + 1))
                 if entry is not None:

@@ -1262,16 +1262,12 @@ class Node:
         else:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
             self.history_checked = True
-        events: list[LogEvent] = []
         reported: dict[bytes, int] = {}
-        events.extend(self._observe_heads(heads, neighbour))
+        outputs = self._learn_from_heads(heads, neighbour, now)
         for head in heads:
             reported[head.sender_id] = head.held_seq
             if head.held_seq > neighbour.held.get(head.sender_id, 0):
                 neighbour.held[head.sender_id] = head.held_seq
-        events.extend(self.log.advance_stability())
-        outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        outputs.extend(self._act_on_lies(events, now))
         already_sent = first and neighbour.sent_everything  # (what came since went by push)
         if reply_wanted and neighbour.trusted and not neighbour.backlog and not already_sent:
             # (A request while a transfer is under way is answered by that transfer.)
@@ -1511,12 +1507,16 @@ class Node:
         if frame.announced and neighbour.link.is_open:
             self._note_announced(neighbour, frame.announced, now)
         if frame.heads and neighbour.link.is_open:
-            events = self._observe_heads(frame.heads, neighbour)
-            events.extend(self.log.advance_stability())
-            if events:
-                outputs.append(LogEvents(tuple(events)))
-            outputs.extend(self._act_on_lies(events, now))
+            outputs.extend(self._learn_from_heads(frame.heads, neighbour, now))
         return outputs
+
+    def _learn_from_heads(self, heads: Iterable[Head], source: _Neighbour, now: float) -> list[Output]:
+        """Heads from ``source`` (a HEADS frame's, or riding on a PUSH): what they say,
+        the stability that follows, and any clock lie they prove."""
+        events = self._observe_heads(heads, source)
+        events.extend(self.log.advance_stability())
+        outputs: list[Output] = [LogEvents(tuple(events))] if events else []
+        return [*outputs, *self._act_on_lies(events, now)]
 
     def _observe_heads(self, heads: Iterable[Head], source: _Neighbour) -> list[LogEvent]:
         """Learn from heads (stability left to the caller), and pass each announcement
