@@ -71,6 +71,8 @@ MAX_STRANGER_HEADS = 256
 
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
+_ALL_COVERED = (MAX_LAMPORT + 1, _AFTER_ALL_SENDERS)
+"""Above every key: a member has said it delivered every entry delivered here."""
 _CROSS_CHECK = False
 """Tests may set this: every shortcut of the stability computation checked against it."""
 
@@ -271,10 +273,14 @@ class OrderedLog:
         """Chat lines in the log (its entries less its membership entries)."""
         self._clock = 0
         self._roster_version = 0
-        self._holding_back: bytes | None = None
-        """The member that last held the stable prefix back (see _cannot_advance)."""
         """Counts the entries recorded in the roster: while it stands still, what the
         roster says of a chat line stands still too (see _judge)."""
+        self._holding_back: bytes | None = None
+        """The member that last held the stable prefix back (see _cannot_advance)."""
+        self._uncovered: dict[bytes, tuple[int, bytes]] = {}
+        """Per member, the first key of an entry it has not said it delivered (see
+        _first_uncovered), kept up to date as entries are delivered; dropped when what the
+        member said it delivered changes."""
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
         self._liars: dict[bytes, ClockLie] = {}
@@ -554,6 +560,7 @@ class OrderedLog:
         state = self._senders[message.sender_id]
         state.bound = max(state.lamports, default=0)
         state.promise = state.announced = state.pending = state.cover = None
+        self._uncovered.pop(message.sender_id, None)
         if message.sender_id not in self._liars:
             lie = ClockLie(head, message)
             self._liars[message.sender_id] = lie
@@ -608,6 +615,7 @@ class OrderedLog:
                 state.cover = {o: max(n, old.get(o, 0)) for o, n in cover.items()} | {
                     o: n for o, n in old.items() if o not in cover
                 }
+                self._uncovered.pop(head.sender_id, None)
         elif _is_later(head, state.pending):
             # Newest first: a later seq, or the same seq with a clock that moved on since.
             state.pending = head
@@ -851,6 +859,7 @@ class OrderedLog:
             self._caught_lying(promise, message, events)
         state.vector = verdict.vector
         state.cover = None  # this entry's vector is newer than any announcement before it
+        self._note_uncovered(message)
         state.epoch = verdict.epoch
         self._clock = max(self._clock, message.lamport)
 
@@ -1019,7 +1028,7 @@ class OrderedLog:
         state = self._senders.get(member)
         if state is None or (state.bound, _AFTER_ALL_SENDERS) < first:
             return True
-        return any(key <= first for key in self._first_undelivered(member, state))
+        return self._first_uncovered(member, state) <= first
 
     def _stable_prefix(self) -> tuple[int, frozenset[bytes]]:
         """Rule 8 over rule 10's members: how many positions are final, and the members
@@ -1055,23 +1064,45 @@ class OrderedLog:
         # The first key it holds back, then one bisect: the smallest of the positions
         # the keys bisect to is where the smallest key does. (No key in the log equals
         # (bound, _AFTER_ALL_SENDERS), so bisecting left or right of it is the same.)
-        first_held: tuple[int, bytes] = (state.bound, _AFTER_ALL_SENDERS)
-        for first_missing in self._first_undelivered(member, state):
-            if first_missing < first_held:
-                first_held = first_missing
+        first_held = min((state.bound, _AFTER_ALL_SENDERS), self._first_uncovered(member, state))
         limit: int = self._order.bisect_left(first_held)
         return limit
 
-    def _first_undelivered(self, member: bytes, state: _Sender) -> Iterator[tuple[int, bytes]]:
-        """Per other sender, the key of its first entry ``member`` has not said it
-        delivered (its last entry's or announcement's vector): no position from there
-        on is stable yet (rule 8). (Plain tuples: they compare as the keys they are, and
-        cost less to make than a MessageKey; this runs per member per frame.)"""
-        cover = state.cover if state.cover is not None else (state.vector or {})
-        for other, other_state in self._senders.items():
-            covered = cover.get(other, 0)
-            if other_state.delivered > covered and other != member:
-                yield (other_state.lamports[covered], other)
+    def _first_uncovered(self, member: bytes, state: _Sender) -> tuple[int, bytes]:
+        """The smallest key of an entry delivered here that ``member`` has not said it
+        delivered (its last entry's or announcement's vector): no position from there on
+        is stable yet (rule 8). Per other sender, that is its first entry past what the
+        member covers. (Plain tuples: they compare as the keys they are.)
+
+        Asked per member per frame, so kept (``_uncovered``): a delivery can only lower
+        it (``_note_uncovered``), and it is found again only when what the member covers
+        changes."""
+        first = self._uncovered.get(member)
+        if first is None:
+            first = _ALL_COVERED
+            cover = state.cover if state.cover is not None else (state.vector or {})
+            for other, other_state in self._senders.items():
+                covered = cover.get(other, 0)
+                if other_state.delivered > covered and other != member:
+                    first = min(first, (other_state.lamports[covered], other))
+            self._uncovered[member] = first
+        return first
+
+    def _note_uncovered(self, message: Message) -> None:
+        """``message`` was delivered (as an entry or a tombstone): it is the first entry of
+        its sender that a member has not said it delivered when the member covers all
+        its sender's entries before it. (Its sender's vector changed: its own is found
+        again when asked.)"""
+        sender, seq = message.sender_id, message.seq
+        uncovered = self._uncovered
+        uncovered.pop(sender, None)
+        key = (message.lamport, sender)
+        for member, first in uncovered.items():
+            if key < first:
+                state = self._senders[member]
+                cover = state.cover if state.cover is not None else (state.vector or {})
+                if cover.get(sender, 0) == seq - 1:
+                    uncovered[member] = key
 
     def _first_after_answers(self) -> Iterator[tuple[bytes, MessageKey]]:
         """Per member that answered a change still open, the key of its first entry

@@ -183,6 +183,7 @@ class Roster:
     def __init__(self) -> None:
         self.founder: bytes | None = None
         self.epochs: list[Epoch] = []
+        self._active: tuple[tuple[int, int], frozenset[bytes]] = ((-1, 0), frozenset())
         self._names: dict[bytes, str] = {}
         self._ever: set[bytes] = set()
         """Everyone ever a member or admitted: their void entries are kept as tombstones."""
@@ -203,7 +204,12 @@ class Roster:
         if not self.epochs:
             return frozenset()
         epoch = self.current
-        return frozenset(m for m in epoch.members if m not in epoch.exits)
+        # Asked per entry and per frame: kept while the epoch and its exits stay the same
+        # (exits are only ever added to).
+        version = (epoch.number, len(epoch.exits))
+        if self._active[0] != version:
+            self._active = (version, frozenset(m for m in epoch.members if m not in epoch.exits))
+        return self._active[1]
 
     def was_member(self, member: bytes) -> bool:
         return member in self._ever

@@ -332,9 +332,17 @@ class _Neighbour:
     fresh: dict[bytes, Head] = field(default_factory=dict)
     """Clock announcements that were news to us (ours included), per member, to ride on
     the next PUSH to it (never in a frame of their own: heartbeats carry them too)."""
+    shared: dict[bytes, bytes] = field(default_factory=dict)
+    """Per member, the signature of the newest clock announcement of it this link has
+    carried, either way: our heads repeat a member's held seq on every heartbeat, but its
+    announcement (a signature and a delivered vector as long as the room) only when it is
+    not the one the link carried already."""
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
+    heads_whole_at: float = float("-inf")
+    """When our heads last went to it whole, every announcement included (see
+    ``Node._heads_for``)."""
     frame_budget: TokenBucket | None = None
     byte_budget: TokenBucket | None = None
     backlog: deque[Message] = field(default_factory=deque)
@@ -1450,7 +1458,28 @@ class Node:
         heads = heads if heads is not None else tuple(self._heads())
         neighbour.heads_sent = heads
         neighbour.heads_sent_at = now
-        return self._send(neighbour.conn, encode_frame(Heads(heads, reply_wanted)))
+        sent = self._heads_for(neighbour, heads, now)
+        return self._send(neighbour.conn, encode_frame(Heads(sent, reply_wanted)))
+
+    def _heads_for(self, neighbour: _Neighbour, heads: tuple[Head, ...], now: float) -> tuple[Head, ...]:
+        """``heads`` as they go to ``neighbour``: an announcement the link has carried
+        already goes as the bare head (sender and held seq). In a busy room most of them
+        have: the fresh ones ride on the PUSH frames. Once per ``keepalive_interval`` they
+        go whole all the same: the neighbour may have had no use for one when it came (a
+        member it had not admitted yet) and may have one now."""
+        shared, lazy = neighbour.shared, neighbour.lazy
+        whole = now - neighbour.heads_whole_at >= self.config.keepalive_interval
+        if whole:
+            neighbour.heads_whole_at = now
+        sent: list[Head] = []
+        for head in heads:
+            if head.signature:
+                if not whole and (head.sender_id in lazy or shared.get(head.sender_id) == head.signature):
+                    head = Head(head.sender_id, head.held_seq)
+                else:
+                    shared[head.sender_id] = head.signature
+            sent.append(head)
+        return tuple(sent)
 
     def _queue_push(self, messages: Sequence[Message], now: float, source: _Neighbour | None) -> list[Output]:
         if not messages:
@@ -1496,6 +1525,8 @@ class Node:
         if not batch and not ranges and not pruned:
             return []
         fresh, neighbour.fresh = tuple(neighbour.fresh.values()), {}
+        for head in fresh:
+            neighbour.shared[head.sender_id] = head.signature
         batches = list(message_batches(batch, self.config.max_batch)) or [()]
         frames = [Push(batches[0], ranges, pruned, fresh)] + [Push(more) for more in batches[1:]]
         return [self._send(neighbour.conn, encode_frame(frame)) for frame in frames]
@@ -1525,8 +1556,10 @@ class Node:
         log = self.log
         for head in heads:
             events.extend(log.observe_head(head, defer_stability=True))
-            if head.signature and log.announcement_of(head.sender_id) is head:
-                self._spread_announcement(head, besides=source)
+            if head.signature:
+                source.shared[head.sender_id] = head.signature
+                if log.announcement_of(head.sender_id) is head:
+                    self._spread_announcement(head, besides=source)
         return events
 
     def _spread_announcement(self, head: Head, besides: _Neighbour | None) -> None:

@@ -436,16 +436,25 @@ def _parse_delivered(
     """A head's delivered seqs, sorted by sender: each sender by its head's position in
     the frame (``senders``), or by id when the frame has no head of it (one encoding)."""
     grown: list[tuple[bytes, int]] = []
-    for ref, seq in zip(entries[::2], entries[1::2], strict=True):
+    count = len(senders)
+    pairs = iter(entries)
+    # (Heads come by the thousand: the common shapes checked inline, anything else
+    # through the codec's checks, for their error messages.)
+    for ref, seq in zip(pairs, pairs, strict=True):  # (an even count: checked already)
         if type(ref) is int:
-            if not 0 <= ref < len(senders):
+            if not 0 <= ref < count:
                 raise CodecError(f"head delivered sender: position {ref} is not a head of this frame")
             sender = senders[ref]
         else:
-            sender = _sender(ref, "head delivered sender")
+            if type(ref) is bytes and len(ref) == SENDER_ID_SIZE:
+                sender = ref
+            else:
+                sender = _sender(ref, "head delivered sender")
             if sender in listed:
                 raise CodecError("head delivered sender: named by id, but it has a head in this frame")
-        grown.append((sender, codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ)))
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            seq = codec.expect_int(seq, "head delivered seq", lo=1, hi=MAX_SEQ)
+        grown.append((sender, seq))
     grown.sort()
     if any(grown[i][0] == grown[i + 1][0] for i in range(len(grown) - 1)):
         raise CodecError("head delivered: a sender named twice")
