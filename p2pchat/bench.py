@@ -278,15 +278,26 @@ async def _measure(
 
 async def _send_lines(proc: _Process, messages: int, rate: float | None, size: int) -> None:
     assert proc.process.stdin is not None
-    filler = "x" * size
+    filler = random.Random(proc.index)
     if rate is None:
-        lines = [f"{proc.index}:{n}:{filler}"[:size] + "\n" for n in range(messages)]
+        lines = [_line(proc.index, n, size, filler) for n in range(messages)]
         await proc.process.stdin.send_all("".join(lines).encode())
         return
     start = trio.current_time()
     for n in range(messages):
         await trio.sleep_until(start + n / rate)
-        await proc.process.stdin.send_all((f"{proc.index}:{n}:{filler}"[:size] + "\n").encode())
+        await proc.process.stdin.send_all(_line(proc.index, n, size, filler).encode())
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz" + " " * 6
+
+
+def _line(index: int, n: int, size: int, filler: random.Random) -> str:
+    """Message ``n`` of peer ``index``: its id, then random letters and spaces up to
+    ``size`` characters. (Not one letter over and over: frames are deflated, and a
+    filler that compresses to nothing would flatter the bytes on the wire.)"""
+    text = f"{index}:{n}:" + "".join(filler.choices(_LETTERS, k=size))
+    return text[:size] + "\n"
 
 
 def _summarize(

@@ -83,6 +83,8 @@ from typing import Protocol, TypeVar
 from .address import invite_of, split_peer_url, with_peer_id
 from .chain import authenticate
 from .channel import SEAL_OVERHEAD
+from .codec import CodecError
+from .deflate import deflate_frame, inflate_frame
 from .identity import Identity, short_id
 from .invites import InviteBook
 from .log import (
@@ -662,8 +664,9 @@ class Node:
         return outputs
 
     def unseal(self, conn: int, data: bytes | str, now: float) -> bytes | list[Output]:
-        """The plaintext of a sealed frame that arrived on the open link ``conn``, or the
-        outputs that close the link if it does not open (or exceeds the rate limit).
+        """The plaintext of a sealed frame that arrived on the open link ``conn`` (the
+        frame as the neighbour sent it, perhaps deflated), or the outputs that close the
+        link if it does not open (or exceeds the rate limit).
 
         The shell may call this ahead of :meth:`receive_unsealed` (to check signatures
         in another thread), in the order the frames arrived.
@@ -682,13 +685,30 @@ class Node:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
         return plaintext
 
+    def _inflate(self, neighbour: _Neighbour, plaintext: bytes, now: float) -> bytes | list[Output]:
+        """The frame in ``plaintext``, inflated if it came deflated (once: a frame
+        deflated twice does not decode), or the outputs that close the link."""
+        try:
+            frame = inflate_frame(plaintext)
+        except CodecError as exc:
+            # It opened, so the proven neighbour sent it: refuse its id for a while.
+            return self._fail(neighbour, CloseCode.PROTOCOL_ERROR, str(exc), ban=now)
+        # The work of a deflated frame is in its inflated size: what the budget counts.
+        extra = len(frame) - len(plaintext)
+        if extra > 0 and not self._within_budget(neighbour, extra, now):
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+        return frame
+
     def receive_unsealed(self, conn: int, plaintext: bytes, now: float) -> list[Output]:
-        """Act on a frame opened by :meth:`unseal`."""
+        """Act on a frame opened by :meth:`unseal` (deflated or not, as it was sent)."""
         neighbour = self._neighbours.get(conn)
         if neighbour is None or not neighbour.link.is_open:
             return []
+        inflated = self._inflate(neighbour, plaintext, now)
+        if isinstance(inflated, list):
+            return inflated
         try:
-            frame = neighbour.link.parse(plaintext)
+            frame = neighbour.link.parse(inflated)
         except ProtocolError as exc:
             # It opened, so the proven neighbour sent it: refuse its id for a while.
             return self._fail(neighbour, exc.code, exc.reason, ban=now)
@@ -1286,10 +1306,14 @@ class Node:
         return outputs
 
     def _owe_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> None:
-        """Anti-entropy: owe the neighbour everything its own heads say it lacks."""
+        """Anti-entropy: owe the neighbour everything its own heads say it lacks, but
+        what we have sent it on this link already: its heads may have left before our
+        PUSH of those arrived, and a link loses nothing (what it did lose, say a frame
+        it refused, its heads and our heads name as a gap, and WANT repairs)."""
         missing: list[Message] = []
+        held = neighbour.held
         for head in self.log.heads():
-            theirs = reported.get(head.sender_id, 0)
+            theirs = max(reported.get(head.sender_id, 0), held.get(head.sender_id, 0))
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
         # In log order, which is causal: the receiver can deliver each one on arrival
@@ -1757,8 +1781,10 @@ class Node:
         who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
         return [Close(neighbour.conn, code, f"{who}: {reason}")]
 
-    def _send(self, conn: int, data: bytes) -> Send:
-        """A frame for ``conn`` (to be sealed by the shell, see :class:`Send`)."""
+    def _send(self, conn: int, frame: bytes) -> Send:
+        """A frame for ``conn`` (deflated if it is worth it; to be sealed by the shell,
+        see :class:`Send`)."""
+        data = deflate_frame(frame)
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data) + SEAL_OVERHEAD  # what it will weigh on the wire
         return Send(conn, data)

@@ -21,6 +21,9 @@ a CBOR array whose first item is the frame type::
     sender = the position (from 0) in the frame's heads of the head of that sender,
              or, only for a sender without a head in the frame, its sender_id
 
+A frame of 256 bytes or more may travel deflated (see :mod:`p2pchat.deflate`):
+the receiving link inflates it before it is decoded.
+
 HELLO is the only frame sent in clear: it holds nothing but what the key
 exchange needs (see :mod:`p2pchat.protocol` and :mod:`p2pchat.channel`). Every
 other frame, AUTH included, travels sealed, so an eavesdropper sees ids and
@@ -45,9 +48,11 @@ alive even in a quiet room). The second half travels from peer to peer so that s
 signed by the member itself (see message.announcement_payload), so a relaying
 peer cannot make stability advance early by inventing a clock. ``signature`` is
 empty exactly when there is no announcement (clock_seq = clock_lamport = 0).
-A frame carries a head for nearly every sender the maps name, and each map is
-repeated every heartbeat: by position a sender costs one or two bytes there
-instead of 33.
+A frame carries a head for nearly every sender the maps name: by position a
+sender costs one or two bytes there instead of 33. A heartbeat's HEADS frame
+repeats every member's held seq, but a member's announcement only where the link
+has not carried it either way and the member's messages do not come by that link
+(their tree brings it); once per keepalive interval it repeats them all.
 
 :func:`decode_frame` accepts only frames built exactly like the ones
 :func:`encode_frame` produces and raises :class:`~p2pchat.codec.CodecError`
@@ -97,7 +102,7 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 5
+PROTOCOL_VERSION: Final = 6
 NONCE_SIZE: Final = 16
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000

@@ -49,6 +49,7 @@ import os
 import random
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from functools import partial
@@ -74,8 +75,10 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 5
+VERSION = 6
 """The protocol version, in HELLO."""
+DEFLATED = b"\x00"
+"""A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
 PAYLOAD_VERSION = 3
 """The entry payload's version (its first field)."""
 LINK_PERSON, LINK_SIZE = b"p2pchat-link-v1", 16
@@ -253,6 +256,8 @@ class Wire:
                 sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._pull, header, self._receive_key)
                 self._receive_key = None
             data, _tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._pull, data, None)
+        if data[:1] == DEFLATED:
+            data = zlib.decompress(data[1:], wbits=-15)
         self.last_raw = data
         item = cbor2.loads(data)
         assert isinstance(item, list) and item and item[0] in range(1, 10), item
@@ -610,6 +615,38 @@ async def test_oversized_frames_are_refused_with_1009() -> None:
             await assert_survived(victim, alice, bob)
 
 
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+async def test_deflate_bombs_and_broken_streams_are_refused() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with line() as (victim, alice, bob):
+            mallory = Mallory()
+            message = mallory.message(seq=1, lamport=1, text="deflated")
+            batch = cbor2.dumps([MESSAGES, [message]])
+            bomb = DEFLATED + raw_deflate(batch + bytes(16 * ONE_MIB))  # ~16 KiB that inflate to 16 MiB
+            cut = DEFLATED + raw_deflate(batch)[:-2]
+            trailing = DEFLATED + raw_deflate(batch) + b"\x01"
+            nested = DEFLATED + raw_deflate(DEFLATED + raw_deflate(batch))
+            for frame, reason in ((bomb, "over the limit"), (cut, "cut short"), (trailing, "after the end")):
+
+                def after_handshake(wire: Wire, frame: bytes = frame) -> None:
+                    wire.handshake(Mallory())
+                    wire.send(frame)
+
+                code, said = await attack_code(url(victim), after_handshake)
+                assert code == PROTOCOL_ERROR and reason in said, (reason, said)
+
+            def twice(wire: Wire) -> None:
+                wire.handshake(Mallory())
+                wire.send(nested)
+
+            assert (await attack_code(url(victim), twice))[0] == PROTOCOL_ERROR
+            await assert_survived(victim, alice, bob, refused=[message[0]])
+
+
 async def test_truncated_cbor() -> None:
     with trio.fail_after(TIMEOUT):
         async with line() as (victim, alice, bob):
@@ -732,22 +769,23 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "5", "<me>", NONCE, KEY],
-        [HELLO, 5, bytes(31), NONCE, KEY],
-        [HELLO, 5, "<me>", "0123456789abcdef", KEY],
-        [HELLO, 5, "<me>", NONCE[:15], KEY],
-        [HELLO, 5, "<me>", NONCE, KEY[:31]],
-        [HELLO, 5, "<me>", NONCE, "k" * 32],
-        [HELLO, 5, "<me>", NONCE, None],
-        [HELLO, 5, "<me>", NONCE],
-        [HELLO, 5, "<me>", NONCE, KEY, b""],
+        [HELLO, "6", "<me>", NONCE, KEY],
+        [HELLO, 6, bytes(31), NONCE, KEY],
+        [HELLO, 6, "<me>", "0123456789abcdef", KEY],
+        [HELLO, 6, "<me>", NONCE[:15], KEY],
+        [HELLO, 6, "<me>", NONCE, KEY[:31]],
+        [HELLO, 6, "<me>", NONCE, "k" * 32],
+        [HELLO, 6, "<me>", NONCE, None],
+        [HELLO, 6, "<me>", NONCE],
+        [HELLO, 6, "<me>", NONCE, KEY, b""],
         [HELLO, True, "<me>", NONCE, KEY],
-        [HELLO, 5.0, "<me>", NONCE, KEY],
+        [HELLO, 6.0, "<me>", NONCE, KEY],
         [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
         [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
         [HELLO, 3, "<me>", NONCE, KEY],  # protocol 3: no lazy push
         [HELLO, 4, "<me>", NONCE, KEY],  # protocol 4: no announcements riding on PUSH
-        [HELLO, 6, "<me>", NONCE, KEY],
+        [HELLO, 5, "<me>", NONCE, KEY],  # protocol 5: no deflated frames
+        [HELLO, 7, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],

@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from itertools import pairwise
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from roomkit import Room
 
 from p2pchat import codec, identity, wire
 from p2pchat.chain import authenticate
+from p2pchat.deflate import DEFLATED, deflate_frame
 from p2pchat.identity import Identity
 from p2pchat.log import Equivocation, OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.message import LINK_SIZE, Message, MessageId, entry_hash
@@ -240,11 +242,16 @@ def test_a_link_vouches_only_for_its_authors_entry_one_seq_below() -> None:
     assert authenticate([changed_text(RUN[2]), skipping], ROOM.room_id, nothing_held) == [False, True]
 
 
-def test_the_preverifying_thread_checks_one_signature_per_author() -> None:
-    data = wire.encode_frame(wire.Messages(tuple(HISTORY)))
+@pytest.mark.parametrize("kind", ["messages", "push"])
+def test_the_preverifying_thread_checks_one_signature_per_author(kind: str) -> None:
+    batch = tuple(HISTORY)
+    announcement = wire.Head.announce(A, 1, 1, 5, {}, 0)  # (a PUSH's fifth field)
+    frame = wire.Messages(batch) if kind == "messages" else wire.Push(batch, heads=(announcement,))
+    data = wire.encode_frame(frame)
+    assert deflate_frame(data)[0] == DEFLATED  # (as it comes, deflated)
     before = set(identity._preverified)
     try:
-        _preverify_frame(data, ROOM.room_id)
+        _preverify_frame(deflate_frame(data), ROOM.room_id)
         added = set(identity._preverified) - before
         assert added == {m.signature for m in HISTORY[-3:]}
         # Only a hint: what it cannot read, or reads wrongly, the node checks itself.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from roomkit import Room
 
 from p2pchat import wire
+from p2pchat.deflate import inflate_frame
 from p2pchat.identity import Identity
 from p2pchat.log import Delivered
 from p2pchat.message import MessageId
@@ -63,7 +64,7 @@ class Mesh:
             if isinstance(output, Send):
                 target, conn, latency = self._remote[(index, output.conn)]
                 if not output.clear:
-                    frame = wire.decode_frame(output.data)
+                    frame = wire.decode_frame(inflate_frame(output.data))
                     self.frames.append((self.now, index, target, frame))
                     if self.drop(index, target, frame):
                         continue
@@ -207,7 +208,7 @@ def test_announcements_are_bounded_whatever_range_a_neighbour_claims() -> None:
     boast = Push((), (WantRange(IDS[A].sender_id, 1, MAX_SEQ),))
     outputs = node.receive_unsealed(mesh.conn(C, B), encode_frame(boast), mesh.now)
     outputs += node.tick(mesh.now + 1.0, random.Random(0))
-    grafts = [wire.decode_frame(o.data) for o in outputs if isinstance(o, Send)]
+    grafts = [wire.decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send)]
     assert grafts and all(isinstance(g, Graft) for g in grafts)
     asked = sum(r.last - r.first + 1 for g in grafts if isinstance(g, Graft) for r in g.ranges)
     assert 0 < asked <= MAX_BATCH

@@ -7,12 +7,22 @@ from collections.abc import Iterable
 
 import pytest
 
+from p2pchat.deflate import inflate_frame
 from p2pchat.identity import Identity
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind
 from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
-from p2pchat.wire import NONCE_SIZE, PROTOCOL_VERSION, Hello, Messages, encode_frame
+from p2pchat.wire import (
+    NONCE_SIZE,
+    PROTOCOL_VERSION,
+    Head,
+    Heads,
+    Hello,
+    Messages,
+    decode_frame,
+    encode_frame,
+)
 
 IDS = [Identity(bytes([i + 1]) * 32) for i in range(4)]
 
@@ -297,3 +307,34 @@ def test_bad_signature_from_a_neighbour_disconnects_it() -> None:
     closes = [o for o in outputs if isinstance(o, Close)]
     assert closes and closes[0].code == CloseCode.POLICY_VIOLATION
     assert keys(b) == before and texts(b) == []
+
+
+def heads_sent(node: Node, outputs: Iterable[Output]) -> dict[bytes, Head]:
+    """The heads in the first HEADS frame among ``outputs`` (the heartbeat's), by member."""
+    for output in outputs:
+        if isinstance(output, Send) and not output.clear:
+            frame = decode_frame(inflate_frame(output.data))
+            if isinstance(frame, Heads):
+                return {head.sender_id: head for head in frame.heads}
+    return {}
+
+
+def test_a_heartbeat_repeats_an_announcement_only_where_the_link_lacks_it() -> None:
+    a, b, pipe = make_pair()
+    for _ in range(3):  # heartbeats both ways: each has the other's announcement
+        pipe.now += 1.0
+        pipe.run()
+    b_id, a_id = IDS[1].sender_id, IDS[0].sender_id
+    assert a.log.announcement_of(b_id) is not None
+    pipe.route(1, a.send_text("news", pipe.now, 0)[1])  # (a's own announcement changes)
+    pipe.now += 1.0
+    heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
+    # b's own announcement came from b: only its held seq goes back. a's is new to b.
+    assert heads[b_id].signature == b"" and heads[b_id].held_seq == b.log.delivered_seq(b_id)
+    assert heads[a_id].signature and heads[a_id].clock_seq == a.log.delivered_seq(a_id)
+    # Once per keepalive interval every announcement goes whole, in case one was of no
+    # use to the neighbour when it came.
+    pipe.route(1, a.send_text("more news", pipe.now, 0)[1])
+    pipe.now += NodeConfig().keepalive_interval
+    heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
+    assert heads[b_id].signature == a.log.announcement_of(b_id).signature  # type: ignore[union-attr]

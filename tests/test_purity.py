@@ -14,6 +14,7 @@ CORE = [
     "log",
     "codec",
     "wire",
+    "deflate",
     "channel",
     "address",
     "invites",
