@@ -20,6 +20,7 @@ CORE = [
     "protocol",
     "node",
     "ratelimit",
+    "evidence",
 ]
 FORBIDDEN = {
     "trio",
