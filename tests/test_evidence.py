@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from test_attacks import (
     link_to,
     url,
 )
+from test_crash import ROOT, PeerProcess, stop_all
 from test_membership import PEOPLE, Mesh, bob_equivocates, newcomer, three_members
 
 from p2pchat.cli import main
@@ -326,6 +328,23 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
 # End to end: a real peer restarted from its data directory --------------------------------------
 
 
+def equivocation_attack(
+    mallory: Mallory, first: list[list[bytes]], second: list[bytes]
+) -> Callable[[Wire], None]:
+    """Mallory joins, is admitted, then sends its entry 1, then both versions of its entry 2
+    in one batch (``first`` and ``second`` get what it signed)."""
+
+    def equivocate(wire: Wire) -> None:
+        wire.handshake(mallory, stay=True)
+        wire.admission(mallory)
+        first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
+        second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
+        wire.send([MESSAGES, [first[0]]])
+        wire.send([MESSAGES, [first[1], second]])
+
+    return equivocate
+
+
 async def test_an_equivocator_is_still_refused_after_the_victim_restarts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -336,15 +355,7 @@ async def test_an_equivocator_is_still_refused_after_the_victim_restarts(
     mallory = Mallory()
     first: list[list[bytes]] = []
     second: list[bytes] = []
-
-    def equivocate(wire: Wire) -> None:
-        wire.handshake(mallory, stay=True)
-        wire.admission(mallory)
-        first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
-        second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
-        wire.send([MESSAGES, [first[0]]])
-        wire.send([MESSAGES, [first[1], second]])
-
+    equivocate = equivocation_attack(mallory, first, second)
     with trio.fail_after(TIMEOUT * 2):
         async with line(PeerConfig(node=VICTIM.node), data_dir=data) as (victim, alice, bob):
             code, reason = await attack_code(url(victim), equivocate)
@@ -373,3 +384,51 @@ async def test_an_equivocator_is_still_refused_after_the_victim_restarts(
     last = capsys.readouterr().out.splitlines()[-1]
     who = f"mallory ({mallory.id.hex()[:8]})"
     assert last == f"    ! {who} signed two versions of its entry 2: proof kept, expelled"
+
+
+def stored_proofs(data: Path) -> int:
+    """How many proofs the store in ``data`` holds (read while its peer runs)."""
+    db = sqlite3.connect(f"file:{data / DATABASE_NAME}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM evidence").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_the_proof_outlives_a_sigkill(tmp_path: Path) -> None:
+    """The victim is a real ``p2pchat chat`` process, alone in its room. Once the proof
+    is on disk it is killed (SIGKILL, nothing saved on the way out) and started again on
+    its data directory: it still refuses mallory, saying why."""
+    data = tmp_path / "victim"
+    mallory = Mallory()
+    first: list[list[bytes]] = []
+    second: list[bytes] = []
+    victim = PeerProcess("victim", data, "127.0.0.1:0", (), None, 0)
+    again = PeerProcess("victim", data, "127.0.0.1:0", (), None, 1)
+    with trio.fail_after(TIMEOUT * 2):
+        async with trio.open_nursery() as nursery:
+            try:
+                await victim.start(nursery)
+                code, reason = await attack_code(victim.url, equivocation_attack(mallory, first, second))
+                assert code == POLICY_VIOLATION, (code, reason, victim.stderr_tail())
+                assert reason.endswith(": signed two versions of its entry 2"), reason
+                while stored_proofs(data) == 0:  # (saved with the next batch, within moments)
+                    await trio.sleep(0.02)
+                await victim.kill()
+                await again.start(nursery)
+                code, reason = await attack_code(again.url, lambda wire: wire.hello_and_auth(mallory))
+                assert code == POLICY_VIOLATION, (code, reason, again.stderr_tail())
+                assert reason.endswith(": refused: signed two versions of its entry 2"), reason
+                assert await again.terminate() == 0, again.stderr_tail()
+            finally:
+                await stop_all([victim, again])
+                nursery.cancel_scope.cancel()
+    result = await trio.run_process(
+        [sys.executable, "-m", "p2pchat.cli", "log", "--data", str(data), "--json"],
+        capture_stdout=True,
+        cwd=ROOT,
+    )
+    shown = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(e["event"], e["sender"], e["kept"], e["rejected"]) for e in shown if "kept" in e] == [
+        ("equivocation", mallory.id.hex(), "first 2", "second 2")
+    ]
