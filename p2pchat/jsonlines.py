@@ -36,6 +36,7 @@ __all__ = [
     "logged_message_object",
     "message_object",
     "peer_event_object",
+    "proof_event",
     "proof_objects",
     "ready_object",
     "statistics_object",
