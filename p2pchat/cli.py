@@ -22,16 +22,19 @@ from . import __version__
 from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
 from .errors import WRITABLE, UserError, explain
+from .evidence import offence, offender_of
 from .heap import freeze_startup_heap
+from .identity import short_id
 from .jsonlines import (
     dumps,
     iso_time,
     logged_message_object,
     peer_event_object,
+    proof_objects,
     ready_object,
     statistics_object,
 )
-from .log import NotAMember, OwnHistoryIncomplete
+from .log import ClockLie, Equivocation, NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES
 from .node import NodeConfig
 from .notices import members_changed_notice, membership_notice
@@ -208,7 +211,8 @@ def add_log_parser(commands: Any) -> None:
     log = commands.add_parser(
         "log",
         help="print a peer's stored log",
-        description="Print a peer's stored log in the shared order (it may run while the peer runs). "
+        description="Print a peer's stored log in the shared order (it may run while the peer runs), "
+        "then the proofs it keeps against members it expelled. "
         "Control characters in the text are shown escaped; --json keeps the exact text.",
         epilog=LOG_EXAMPLES,
     )
@@ -592,7 +596,21 @@ def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
                     index, message.lamport, obj["sent_at"], message.name, message.text, obj["concurrent"]
                 )
             )
+    _print_proofs(log, as_json=as_json)
     return 0
+
+
+def _print_proofs(log: OrderedLog, *, as_json: bool) -> None:
+    """After the entries, the proofs kept against members (see p2pchat.evidence)."""
+    if as_json:
+        for obj in proof_objects(log):
+            print(json.dumps(obj, ensure_ascii=False))
+        return
+    proofs: list[Equivocation | ClockLie] = [*log.evidence, *log.lies]
+    for proof in proofs:
+        offender = offender_of(proof)
+        who = printable(log.roster.name_of(offender) or "")
+        print(f"    ! {who} ({short_id(offender)}) {offence(proof)}: proof kept, expelled")
 
 
 def log_line(index: int, lamport: int, sent_at: str, name: str, text: str, concurrent: bool) -> str:

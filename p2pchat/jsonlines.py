@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .log import OrderedLog
+from .log import ClockLie, Equivocation, OrderedLog
 from .message import EntryKind, Message, MessageId
 from .notices import membership_notice
 from .peer import (
@@ -36,6 +36,8 @@ __all__ = [
     "logged_message_object",
     "message_object",
     "peer_event_object",
+    "proof_event",
+    "proof_objects",
     "ready_object",
     "statistics_object",
     "status_object",
@@ -152,6 +154,23 @@ def logged_message_object(log: OrderedLog, index: int) -> dict[str, Any]:
     return entry_object(
         log, message, index=index, concurrent=log.is_concurrent(message.id), stable=index < log.stable_count
     )
+
+
+def proof_objects(log: OrderedLog) -> list[dict[str, Any]]:
+    """The proofs against members ``log`` holds (a log restored from a store holds the
+    stored ones): ``equivocation`` and ``clock_lie`` events, as ``chat --json`` prints
+    them when they are found."""
+    events: list[PeerEvent] = [proof_event(proof) for proof in log.evidence]
+    events += [proof_event(lie) for lie in log.lies]
+    return [peer_event_object(event, log) for event in events]
+
+
+def proof_event(proof: Equivocation | ClockLie) -> EquivocationFound | ClockLieFound:
+    """The peer event that reports ``proof``."""
+    if isinstance(proof, Equivocation):
+        return EquivocationFound(proof.kept, proof.rejected)
+    promise = proof.announcement
+    return ClockLieFound(promise.clock_seq, promise.clock_lamport, proof.message)
 
 
 def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:

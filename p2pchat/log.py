@@ -283,6 +283,8 @@ class OrderedLog:
         member said it delivered changes."""
         self._stable_count = 0
         self.evidence: list[Equivocation] = []
+        self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
+        """(id, the other version's payload) of each proof in ``evidence``."""
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
@@ -726,8 +728,36 @@ class OrderedLog:
         if not trusted and not message.verify(room_id):
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
         evidence = Equivocation(kept=existing, rejected=message)
-        self.evidence.append(evidence)
+        if not self._keep_evidence(evidence):
+            # Known already (neighbours pass a proof on to every new link): no news.
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.EQUIVOCATION),))
         return Receipt(ReceiptStatus.REFUSED, (evidence, Refused(message, Refusal.EQUIVOCATION)))
+
+    def _keep_evidence(self, proof: Equivocation) -> bool:
+        """Add ``proof`` to ``evidence`` unless the same pair is there already."""
+        pair = (proof.kept.id, proof.rejected.payload)
+        if pair in self._evidence_pairs:
+            return False
+        self._evidence_pairs.add(pair)
+        self.evidence.append(proof)
+        return True
+
+    def restore_proofs(self, proofs: Iterable[Equivocation | ClockLie]) -> None:
+        """Take back proofs kept across a restart (the caller checked them again, see
+        :func:`p2pchat.evidence.proof_from`), after the entries are restored: each
+        equivocation joins ``evidence``; a clock lie counts as when it was caught (the
+        liar's announcements count no more, our heads relay the promise it broke)."""
+        for proof in proofs:
+            if isinstance(proof, Equivocation):
+                self._keep_evidence(proof)
+                continue
+            liar = proof.message.sender_id
+            if liar in self._liars:
+                continue
+            if liar in self._senders:
+                self._caught_lying(proof.announcement, proof.message, [])
+            else:
+                self._liars[liar] = proof  # (none of its entries here: nothing to relay it with)
 
     # Delivery -----------------------------------------------------------------
     def _deliver_ready(self, queue: list[bytes], events: list[LogEvent]) -> None:

@@ -496,6 +496,38 @@ def announcement_payload(
     return b"".join(parts)
 
 
+def parse_announcement_payload(
+    payload: bytes,
+) -> tuple[bytes, int, int, tuple[tuple[bytes, int], ...], int]:
+    """The fields :func:`announcement_payload` signed, read back strictly: ``(sender_id,
+    seq, lamport, delivered, at_ms)``. Raises CodecError unless ``payload`` is exactly
+    what announcement_payload makes of them (values in the ranges a head may carry,
+    delivered sorted by sender, each sender once)."""
+    fixed = len(ANNOUNCEMENT_CONTEXT) + SENDER_ID_SIZE + 3 * 8
+    pair = SENDER_ID_SIZE + 8
+    if not payload.startswith(ANNOUNCEMENT_CONTEXT) or len(payload) < fixed or (len(payload) - fixed) % pair:
+        raise CodecError("clock announcement: not the layout of a signed announcement")
+    cursor = len(ANNOUNCEMENT_CONTEXT)
+    sender_id = payload[cursor : cursor + SENDER_ID_SIZE]
+    cursor += SENDER_ID_SIZE
+    seq, lamport, at_ms = (_uint64(payload, cursor + 8 * i) for i in range(3))
+    delivered = tuple(
+        (payload[start : start + SENDER_ID_SIZE], _uint64(payload, start + SENDER_ID_SIZE))
+        for start in range(fixed, len(payload), pair)
+    )
+    if seq > MAX_SEQ or lamport > MAX_LAMPORT or at_ms > MAX_SENT_AT_MS or len(delivered) > MAX_DEPS:
+        raise CodecError("clock announcement: a value out of range")
+    if any(not 1 <= other_seq <= MAX_SEQ for _, other_seq in delivered):
+        raise CodecError("clock announcement: a delivered seq out of range")
+    if any(delivered[i][0] >= delivered[i + 1][0] for i in range(len(delivered) - 1)):
+        raise CodecError("clock announcement: delivered senders not sorted, or one named twice")
+    return sender_id, seq, lamport, delivered, at_ms
+
+
+def _uint64(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset : offset + 8], "big")
+
+
 class Deps(Mapping[bytes, int]):
     """A vector-clock delta, stored flat: ``(sender, seq, sender, seq, ...)``.
 

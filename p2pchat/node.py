@@ -85,6 +85,7 @@ from .chain import authenticate
 from .channel import SEAL_OVERHEAD
 from .codec import CodecError
 from .deflate import deflate_frame, inflate_frame
+from .evidence import first_per_offender, offence, offender_of
 from .identity import Identity, short_id
 from .invites import InviteBook
 from .log import (
@@ -369,6 +370,8 @@ class _Neighbour:
     ``Node._may_ask``)."""
     sent_everything: bool = False
     """It came without a room (it holds nothing) and we owed it the whole log at once."""
+    evidence_sent: set[bytes] = field(default_factory=set)
+    """Equivocators whose two versions this link has carried (see Node._offer_evidence)."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -460,6 +463,7 @@ class Node:
         """Ids we hold proof against (they signed two versions of one of their entries,
         or broke a promise about their clock), with what they did: we propose their
         removal, never their admission, and refuse them as neighbours (see _expel)."""
+        self._recall_offenders()
         self.history_checked = True
         """Whether we may trust that our own chain here is complete. A peer restarted from
         an old copy of its data must not write before a neighbour has sent what it lacked
@@ -853,7 +857,7 @@ class Node:
             if neighbour.trusted:
                 return []
             neighbour.trusted = True
-            return self._open_sync(neighbour, now)
+            return [*self._open_sync(neighbour, now), *self._offer_evidence(neighbour, now)]
         neighbour.trusted = False
         if self._may_ask(neighbour) and not neighbour.asked:
             # We are not a member (yet, or again): ask it for what we lack. Our log may be
@@ -965,6 +969,18 @@ class Node:
         self.invites = InviteBook()  # (ours were for the room we leave; the shell reloads the new room's)
         self._own_announcement = None
         self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
+        self._recall_offenders()
+
+    def _recall_offenders(self) -> None:
+        """Every member our log holds proof against is an offender, with the reason
+        :meth:`_expel` gives: a log restored from the store holds the proofs found before
+        the restart (see OrderedLog.restore_proofs), so the offender stays refused, never
+        admitted, and its removal is proposed at the next heartbeat if still due."""
+        proofs: list[Equivocation | ClockLie] = [*self.log.evidence, *self.log.lies]
+        for proof in proofs:
+            offender = offender_of(proof)
+            if offender != self.identity.sender_id:
+                self.offenders.setdefault(offender, offence(proof))
 
     def _room_refusal(self, remote_room: bytes) -> str | None:
         """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""
@@ -1201,8 +1217,7 @@ class Node:
         self._prune(neighbour, redundant, now)
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
-            what = f"signed two versions of its entry {proof.kept.seq}"
-            outputs.extend(self._expel(proof.kept.sender_id, what, now))
+            outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
         outputs.extend(self._act_on_lies(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
@@ -1229,8 +1244,25 @@ class Node:
                 continue
             pair = [proof.kept] if neighbour is source else [proof.kept, proof.rejected]
             neighbour.push.extend(pair)
+            neighbour.evidence_sent.add(proof.kept.sender_id)
             outputs.extend(self._flush(neighbour, now))
         return outputs
+
+    def _offer_evidence(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Both versions of an entry of each equivocator we hold proof against, once per
+        link, to a neighbour just trusted: :meth:`_spread_evidence` reached only the links
+        open when the proof came, so a peer that connects later (or after a restart of
+        ours: the store keeps the proofs) gets it this way. A neighbour that holds it
+        already refuses the second version, as a duplicate proof, and does nothing more."""
+        offered = False
+        for proof in first_per_offender(self.log.evidence):
+            offender = offender_of(proof)
+            if offender in neighbour.evidence_sent or offender == neighbour.remote_id:
+                continue
+            neighbour.evidence_sent.add(offender)
+            neighbour.push.extend([proof.kept, proof.rejected])
+            offered = True
+        return self._flush(neighbour, now) if offered else []
 
     def _act_on_lies(self, events: Iterable[LogEvent], now: float) -> list[Output]:
         """Expel each member the log caught breaking a clock promise, and pass the proof
@@ -1239,16 +1271,12 @@ class Node:
         announcement, see OrderedLog.heads), so a neighbour finds the lie in turn."""
         outputs: list[Output] = []
         for lie in (e for e in events if isinstance(e, ClockLie)):
-            message, promise = lie.message, lie.announcement
+            message = lie.message
             for neighbour in self._neighbours.values():
                 if neighbour.link.is_open and neighbour.trusted:
                     neighbour.push.append(message)
                     outputs.extend(self._flush(neighbour, now))
-            what = (
-                f"announced clock {promise.clock_lamport} after its entry {promise.clock_seq}, "
-                f"then stamped its entry {message.seq} {message.lamport}"
-            )
-            outputs.extend(self._expel(message.sender_id, what, now))
+            outputs.extend(self._expel(message.sender_id, offence(lie), now))
         return outputs
 
     def _expel(self, offender: bytes, what: str, now: float) -> list[Output]:

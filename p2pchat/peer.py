@@ -39,6 +39,7 @@ from .addresses import is_wildcard, ws_urls
 from .codec import CodecError, strict_loads
 from .deflate import DEFLATED, inflate_frame
 from .dialerrors import DialError, dial_failure_reason, find_dial_error
+from .evidence import InvalidProof, Proof, SignedProof, proof_from, signed_proof
 from .identity import SENDER_ID_SIZE, Identity, preverify, short_id
 from .invites import DEFAULT_TTL_SECONDS, INVITE_SECRET_SIZE, InviteBook
 from .lockfile import DataDirectoryLock
@@ -277,6 +278,8 @@ class Peer:
         self._next_conn = 1
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
         self._unsaved: list[Message] = []
+        self._unsaved_proofs: list[SignedProof] = []
+        """Proofs found since the last save: stored with the entries of the same batch."""
         self._dialing: set[str] = set()
         self._tick_scope: trio.CancelScope | None = None
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
@@ -585,6 +588,7 @@ class Peer:
                 logger.warning(
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
+                self._unsaved_proofs.append(signed_proof(event))
                 self._publish(EquivocationFound(event.kept, event.rejected))
             elif isinstance(event, ClockLie):
                 promise, message = event.announcement, event.message
@@ -596,6 +600,7 @@ class Peer:
                     message.seq,
                     message.lamport,
                 )
+                self._unsaved_proofs.append(signed_proof(event))
                 self._publish(ClockLieFound(promise.clock_seq, promise.clock_lamport, message))
 
     async def _send_again(self, texts: list[str]) -> None:
@@ -646,14 +651,18 @@ class Peer:
 
         Our own messages are committed durably (fsync), in the same transaction as
         the received messages they may depend on: an own message stored without them
-        could not be delivered after a crash.
+        could not be delivered after a crash. Proofs found meanwhile go in the same
+        transaction (a crash loses them with the batch; neighbours we passed them on
+        to pass them back when we reconnect, see Node._offer_evidence).
         """
         room_id = self.node.log.room_id
         if self.store is None or room_id is None:
             return
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
+        proofs, self._unsaved_proofs = self._unsaved_proofs, []
+        if batch or proofs:
+            self.store.save_messages(room_id, batch, durable=bool(own), proofs=proofs)
         if batch:
-            self.store.save_messages(room_id, batch, durable=bool(own))
             self._durable_up_to(batch)
 
     def _durable_up_to(self, saved: list[Message]) -> None:
@@ -945,12 +954,32 @@ def default_data_dir(name: str) -> Path:
 
 
 def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -> OrderedLog:
-    """The ordered log of room ``room_id`` in ``store`` (verified when it was stored)."""
+    """The ordered log of room ``room_id`` in ``store`` (verified when it was stored),
+    with the proofs against members kept there (checked again, see restored_proofs)."""
     log = OrderedLog(config, room_id=room_id)
     for message in store.load_messages(room_id):
         log.receive(message, trusted=True, defer_stability=True)
+    log.restore_proofs(restored_proofs(store, room_id))
     log.advance_stability()
     return log
+
+
+def restored_proofs(store: Store, room_id: bytes) -> list[Proof]:
+    """The proofs stored for ``room_id`` that still prove what they claim. The others
+    (a data directory edited by hand, or damaged) are dropped with a warning: they
+    must not make us expel a member."""
+    proofs = []
+    for stored in store.load_proofs(room_id):
+        try:
+            proofs.append(proof_from(stored, room_id))
+        except InvalidProof as exc:
+            logger.warning(
+                "dropped a stored %s proof against %s: %s",
+                stored.kind.value,
+                short_id(stored.offender) or "nobody",
+                exc,
+            )
+    return proofs
 
 
 class NoSuchRoom(LookupError):

@@ -1,4 +1,4 @@
-"""SQLite storage for one peer: its identity and, per room, its entries and clock.
+"""SQLite storage for one peer: its identity and, per room, its entries, clock and proofs.
 
 The store keeps exactly the bytes that were signed (payload and signature) so a
 restarted peer can serve its history to others unchanged. It runs in WAL mode:
@@ -9,6 +9,12 @@ Sync policy: ``synchronous=FULL`` for transactions that hold a message of our
 own (a message must never be shown or gossiped before it is on disk, or a crash
 could make us reuse its seq), ``NORMAL`` for batches of received messages (a
 crash can lose the last batch; those messages are fetched again from peers).
+
+Proofs against members (two versions of one entry, a broken clock promise; see
+:mod:`p2pchat.evidence`) are kept per room in their own table, as the bytes their
+offender signed, so that a restarted peer still refuses the offender. The table came
+after format 3 and is created where it is missing: a directory written before it opens
+unchanged, and gains it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .evidence import ProofKind, SignedProof
 from .invites import Invite
 from .message import Message
 
@@ -52,6 +59,16 @@ CREATE TABLE IF NOT EXISTS invites (
     room BLOB NOT NULL,
     expires_ms INTEGER NOT NULL,
     used_by BLOB
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    room BLOB NOT NULL,
+    offender BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    first BLOB NOT NULL,
+    first_signature BLOB NOT NULL,
+    second BLOB NOT NULL,
+    second_signature BLOB NOT NULL,
+    PRIMARY KEY (room, offender, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -177,19 +194,31 @@ class Store:
             )
 
     # Messages -------------------------------------------------------------------
-    def save_messages(self, room_id: bytes, messages: Iterable[Message], *, durable: bool = False) -> int:
-        """Store entries of ``room_id`` (already stored ones are ignored) in one transaction.
+    def save_messages(
+        self,
+        room_id: bytes,
+        messages: Iterable[Message],
+        *,
+        durable: bool = False,
+        proofs: Iterable[SignedProof] = (),
+    ) -> int:
+        """Store entries of ``room_id`` (already stored ones are ignored) in one transaction,
+        with ``proofs`` found among them (see :meth:`save_proofs`).
 
         ``durable`` waits for the disk (fsync) before returning: use it for our own.
-        Returns how many rows were new.
+        Returns how many entry rows were new.
         """
         rows = [(room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in messages]
-        if not rows:
+        proofs = list(proofs)
+        if not rows and not proofs:
             return 0
         if durable:
             self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._db:
+                self._insert_proofs(room_id, proofs)
+                if not rows:
+                    return 0
                 before = self._db.total_changes
                 self._db.executemany(
                     "INSERT OR IGNORE INTO entries (room, sender, seq, lamport, payload, signature) "
@@ -207,6 +236,53 @@ class Store:
         finally:
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
+
+    # Proofs -------------------------------------------------------------------------
+    def save_proofs(self, room_id: bytes, proofs: Iterable[SignedProof]) -> None:
+        """Keep proofs against members of ``room_id``, in one transaction.
+
+        Idempotent and bounded: one proof per offender and kind (the first stored; one
+        is enough to expel it), so a room holds at most two per member it ever had.
+        """
+        proofs = list(proofs)
+        if proofs:
+            with self._db:
+                self._insert_proofs(room_id, proofs)
+
+    def _insert_proofs(self, room_id: bytes, proofs: list[SignedProof]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO evidence "
+            "(room, offender, kind, first, first_signature, second, second_signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (room_id, p.offender, p.kind.value, p.first, p.first_signature, p.second, p.second_signature)
+                for p in proofs
+            ],
+        )
+
+    def load_proofs(self, room_id: bytes) -> list[SignedProof]:
+        """The proofs kept for ``room_id``, as stored: not checked (see
+        :func:`p2pchat.evidence.proof_from`; a value that is no blob comes back empty, and
+        fails that check). A row of a kind this release does not know is skipped."""
+        if not self._has_table("evidence"):
+            return []  # (a directory from before the table, opened read-only)
+        rows = self._db.execute(
+            "SELECT offender, kind, first, first_signature, second, second_signature "
+            "FROM evidence WHERE room = ? ORDER BY offender, kind",
+            (room_id,),
+        ).fetchall()
+        kinds = {kind.value: kind for kind in ProofKind}
+        return [
+            SignedProof(_blob(offender), kinds[kind], _blob(a), _blob(a_sig), _blob(b), _blob(b_sig))
+            for offender, kind, a, a_sig, b, b_sig in rows
+            if kind in kinds
+        ]
+
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
 
     def save_invite(self, room_id: bytes, invite: Invite) -> None:
         """Keep an invite we issued (only the hash of its secret), durably."""
@@ -252,6 +328,12 @@ class Store:
         """The largest Lamport stamp ever stored in ``room_id``: our clock there never goes below it."""
         row = self._db.execute("SELECT clock FROM rooms WHERE room = ?", (room_id,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _blob(value: object) -> bytes:
+    """A BLOB column's value (SQLite keeps whatever type was written: a hand-edited row
+    may hold text or a number instead)."""
+    return bytes(value) if isinstance(value, bytes | memoryview) else b""
 
 
 def _make_private(database: Path) -> None:

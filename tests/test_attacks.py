@@ -53,6 +53,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cbor2
@@ -446,10 +447,13 @@ async def attack_code(url: str, body: Callable[[Wire], object], timeout: float =
 
 
 @asynccontextmanager
-async def line(victim_config: PeerConfig = VICTIM) -> AsyncIterator[tuple[Peer, Peer, Peer]]:
-    """alice - victim - bob, with one message from each honest peer already everywhere."""
+async def line(
+    victim_config: PeerConfig = VICTIM, data_dir: Path | None = None
+) -> AsyncIterator[tuple[Peer, Peer, Peer]]:
+    """alice - victim - bob, with one message from each honest peer already everywhere
+    (the victim keeps its data in ``data_dir``, if given)."""
     async with (
-        open_peer("victim", config=victim_config) as victim,
+        open_peer("victim", config=victim_config, data_dir=data_dir) as victim,
         open_peer("alice", join=[url(victim)], config=HONEST) as alice,
         open_peer("bob", join=[url(victim)], config=HONEST) as bob,
     ):

@@ -253,7 +253,10 @@ async def read_log(data: Path) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert b"Traceback" not in result.stderr, result.stderr.decode()
-    entries = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    shown = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    entries = [e for e in shown if e["event"] in ENTRY_EVENTS]
+    # After the entries come the proofs kept against members: honest peers have none.
+    assert entries == shown, f"proof against an honest peer: {shown[len(entries) :]}"
     assert [e["index"] for e in entries] == list(range(len(entries)))
     return entries
 

@@ -21,6 +21,7 @@ CORE = [
     "protocol",
     "node",
     "ratelimit",
+    "evidence",
 ]
 FORBIDDEN = {
     "trio",

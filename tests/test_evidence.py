@@ -1,0 +1,434 @@
+"""Proofs against members outlive a restart (issue #9): kept, checked again, acted on.
+
+A peer that holds proof that a member signed two versions of one entry, or broke a
+promise about its clock, expels it. These tests check that the proof is stored as the
+bytes the offender signed, comes back from the store only if it still proves its
+claim (a hand-edited data directory must not expel an honest member), and that a
+restarted peer acts on it as before: it refuses the offender's handshake with the same
+reason, never proposes its admission, and passes the proof on to neighbours that never
+had it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+from roomkit import Room
+from test_attacks import (
+    MESSAGES,
+    POLICY_VIOLATION,
+    TIMEOUT,
+    VICTIM,
+    Mallory,
+    Wire,
+    attack_code,
+    holding,
+    line,
+    link_to,
+    url,
+)
+from test_crash import ROOT, PeerProcess, stop_all
+from test_membership import PEOPLE, Mesh, bob_equivocates, newcomer, three_members
+
+from p2pchat.cli import main
+from p2pchat.evidence import (
+    InvalidProof,
+    Proof,
+    ProofKind,
+    SignedProof,
+    offence,
+    proof_from,
+    signed_proof,
+)
+from p2pchat.identity import Identity
+from p2pchat.log import ClockLie, Equivocation, OrderedLog
+from p2pchat.message import Message, announcement_payload, parse_announcement_payload
+from p2pchat.node import Node
+from p2pchat.peer import PeerConfig, open_peer, restore_log
+from p2pchat.store import DATABASE_NAME, SCHEMA, Store
+from p2pchat.wire import Head, Heads, encode_frame
+
+A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
+ROOM = Room([A, B])
+
+
+def equivocation() -> Equivocation:
+    """B signs two versions of its entry 1."""
+    return Equivocation(ROOM.make(B, 1, 1, text="yes"), ROOM.make(B, 1, 1, text="no"))
+
+
+def clock_lie() -> ClockLie:
+    """B announces its clock is base + 5 after nothing, then stamps its entry 1 base + 1."""
+    promise = Head.announce(B, 0, 0, ROOM.base + 5, {A.sender_id: 1}, 1_234)
+    return ClockLie(promise, ROOM.make(B, 1, 1))
+
+
+def signed_fields(proof: Proof) -> tuple[object, ...]:
+    """What a proof says, signatures included (a head's unsigned held_seq aside)."""
+    if isinstance(proof, Equivocation):
+        return (proof.kept.payload, proof.kept.signature, proof.rejected.payload, proof.rejected.signature)
+    head = proof.announcement
+    fields = (head.sender_id, head.clock_seq, head.clock_lamport, head.delivered, head.at_ms, head.signature)
+    return (*fields, proof.message.payload, proof.message.signature)
+
+
+# The proofs, as bytes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [equivocation, clock_lie])
+def test_a_proof_comes_back_from_its_signed_bytes(make: Callable[[], Proof]) -> None:
+    proof = make()
+    signed = signed_proof(proof)
+    assert signed.offender == B.sender_id
+    back = proof_from(signed, ROOM.room_id)
+    assert type(back) is type(proof) and signed_fields(back) == signed_fields(proof)
+    assert offence(back) == offence(proof)
+
+
+def test_the_announcement_bytes_read_back_exactly_and_strictly() -> None:
+    delivered = ((A.sender_id, 3), (B.sender_id, 9))
+    payload = announcement_payload(A.sender_id, 4, 17, delivered, 99)
+    assert parse_announcement_payload(payload) == (A.sender_id, 4, 17, delivered, 99)
+    unsorted = payload[: -2 * 40] + payload[-40:] + payload[-80:-40]
+    twice = payload[:-40] + payload[-80:-40]
+    for bad in (payload[:-1], payload + b"\x00", b"x" + payload[1:], unsorted, twice):
+        with pytest.raises(ValueError):
+            parse_announcement_payload(bad)
+
+
+def tampered(signed: SignedProof, **fields: object) -> SignedProof:
+    return replace(signed, **fields)  # type: ignore[arg-type]
+
+
+def flip(data: bytes, at: int = -1) -> bytes:
+    """``data`` with one byte changed."""
+    index = at % len(data)
+    return data[:index] + bytes([data[index] ^ 1]) + data[index + 1 :]
+
+
+def test_a_proof_that_does_not_prove_its_claim_is_refused() -> None:
+    eq, lie = signed_proof(equivocation()), signed_proof(clock_lie())
+    honest_next = ROOM.make(B, 2, 7, text="after the promise")  # stamped above the clock promised
+    honest = signed_proof(ClockLie(clock_lie().announcement, honest_next))
+    same = signed_proof(Equivocation(equivocation().kept, equivocation().kept))
+    other_seq = signed_proof(Equivocation(equivocation().kept, ROOM.make(B, 2, 2)))
+    cases = {
+        "a changed text": tampered(eq, second=eq.second.replace(b"no", b"on")),
+        "a signature of the other version": tampered(eq, second_signature=eq.first_signature),
+        "a changed clock": tampered(lie, first=flip(lie.first, 40)),
+        "a changed announcement signature": tampered(lie, first_signature=flip(lie.first_signature)),
+        "against another member": tampered(eq, offender=A.sender_id),
+        "not bytes at all": tampered(lie, first=b"", second=b"\x00"),
+        "the promise kept": honest,
+        "the same entry twice": same,
+        "two different seqs": other_seq,
+    }
+    for what, signed in cases.items():
+        with pytest.raises(InvalidProof):
+            proof_from(signed, ROOM.room_id)
+            pytest.fail(f"{what}: taken as proof")
+    # Signed for another room: no proof here.
+    with pytest.raises(InvalidProof):
+        proof_from(eq, bytes(32))
+
+
+# The store ----------------------------------------------------------------------------------------
+
+
+def test_proofs_round_trip_through_the_store_once_per_offender_and_kind(tmp_path: Path) -> None:
+    eq, lie = equivocation(), clock_lie()
+    room = ROOM.room_id
+    entries = [*ROOM.entries, eq.kept]
+    with Store(tmp_path) as store:
+        # With the entries of the batch they came with, in one transaction.
+        store.save_messages(room, entries, proofs=[signed_proof(eq)])
+        store.save_proofs(room, [signed_proof(lie), signed_proof(eq)])  # (eq again: ignored)
+        # A second proof of the same kind against B is not kept: one is enough.
+        another = Equivocation(eq.kept, ROOM.make(B, 1, 1, text="maybe"))
+        store.save_proofs(room, [signed_proof(another)])
+        store.save_proofs(bytes(32), [signed_proof(eq)])  # (another room's: apart)
+    with Store(tmp_path, read_only=True) as store:
+        assert {(p.kind, p.second) for p in store.load_proofs(room)} == {
+            (ProofKind.EQUIVOCATION, eq.rejected.payload),
+            (ProofKind.CLOCK_LIE, lie.message.payload),
+        }
+        log = restore_log(store, room)
+    assert [signed_fields(e) for e in log.evidence] == [signed_fields(eq)]
+    assert [signed_fields(x) for x in log.lies] == [signed_fields(lie)]
+
+
+def test_a_tampered_proof_is_dropped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    eq, lie = equivocation(), clock_lie()
+    room = ROOM.room_id
+    with Store(tmp_path) as store:
+        store.save_messages(room, [*ROOM.entries, eq.kept], proofs=[signed_proof(eq), signed_proof(lie)])
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        # Someone edits the data directory: the second version's text, and a signature
+        # replaced by text (SQLite keeps any type in any column).
+        db.execute(
+            "UPDATE evidence SET second = ? WHERE kind = 'equivocation'",
+            (eq.rejected.payload.replace(b"no", b"on"),),
+        )
+        db.execute("UPDATE evidence SET first_signature = 'forged' WHERE kind = 'clock_lie'")
+    db.close()
+    caplog.set_level(logging.WARNING, logger="p2pchat.peer")
+    with Store(tmp_path) as store:
+        log = restore_log(store, room)
+        node = Node(A, "a", log)
+    assert log.evidence == [] and log.lies == []
+    assert node.offenders == {}, "a tampered proof expelled a member"
+    dropped = [r.getMessage() for r in caplog.records if "dropped a stored" in r.getMessage()]
+    assert len(dropped) == 2, dropped
+    assert any("equivocation" in d and "does not verify" in d for d in dropped)
+    assert any("clock_lie" in d for d in dropped)
+
+
+def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Path) -> None:
+    """A data directory written before proofs were stored (format 3, no evidence table)."""
+    before = SCHEMA.replace(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS evidence") : SCHEMA.index(
+        "CREATE TABLE IF NOT EXISTS meta"
+    )], "")
+    assert "evidence" not in before
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        db.executescript(before)
+        db.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+            [(ROOM.room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in ROOM.entries],
+        )
+    db.close()
+    with Store(tmp_path, read_only=True) as store:  # (`p2pchat log` on it: nothing created)
+        assert store.load_proofs(ROOM.room_id) == []
+        assert len(restore_log(store, ROOM.room_id)) == len(ROOM)
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'evidence'").fetchall()
+    db.close()
+    eq = equivocation()
+    with Store(tmp_path) as store:
+        assert store.message_count(ROOM.room_id) == len(ROOM.entries)
+        store.save_proofs(ROOM.room_id, [signed_proof(eq)])
+    with Store(tmp_path, read_only=True) as store:
+        assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
+
+
+# A restarted node --------------------------------------------------------------------------------
+
+
+def restarted(node: Node) -> Node:
+    """``node`` as a restart rebuilds it: its entries in log order, and its proofs through
+    the bytes the store keeps (what restore_log does, without SQLite)."""
+    room = node.log.room_id
+    assert room is not None
+    log = OrderedLog(room_id=room)
+    for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
+        log.receive(message, trusted=True, defer_stability=True)
+    log.restore_proofs([proof_from(signed_proof(p), room) for p in [*node.log.evidence, *node.log.lies]])
+    log.advance_stability()
+    return Node(node.identity, node.name, log)
+
+
+def forgetful(node: Node) -> Node:
+    """``node`` restarted the way it was before proofs were stored: entries only."""
+    room = node.log.room_id
+    assert room is not None
+    log = OrderedLog(room_id=room)
+    for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
+        log.receive(message, trusted=True)
+    return Node(node.identity, node.name, log)
+
+
+def refusals(mesh: Mesh) -> list[str]:
+    """Why the links of ``mesh`` were closed (without the "<peer>: " in front)."""
+    return [close.reason.partition(": ")[2] for close in mesh.closed]
+
+
+def test_a_restarted_node_refuses_an_equivocator_and_never_admits_it() -> None:
+    mesh = three_members()
+    alice = mesh.nodes[0]
+    bob_id = PEOPLE[1].sender_id
+    genuine = bob_equivocates(mesh)
+    mesh.run(3.0)
+    reason = f"signed two versions of its entry {genuine.seq}"
+    assert alice.offenders == {bob_id: reason} and bob_id not in alice.log.members
+    again = restarted(alice)
+    assert again.offenders == {bob_id: reason}
+    assert [(e.kept.id, e.rejected.id) for e in again.log.evidence] == [(genuine.id, genuine.id)]
+    assert not again._may_admit(bob_id)
+    after = Mesh([again, newcomer(PEOPLE[1], "bob")])
+    after.connect(1, 0)
+    after.run(1.0)
+    assert f"refused: {reason}" in refusals(after)
+    assert bob_id not in again.log.members
+    # The same restart without the proofs (as before they were stored) lets bob back in.
+    before = Mesh([forgetful(alice), newcomer(PEOPLE[1], "bob")])
+    before.connect(1, 0)
+    assert not any(r.startswith("refused") for r in refusals(before))
+    assert before.nodes[0]._may_admit(bob_id)
+
+
+def test_a_restarted_node_passes_the_equivocation_on_to_a_newcomer() -> None:
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    genuine = bob_equivocates(mesh)
+    mesh.run(3.0)
+    dave = newcomer(Identity(b"\x77" * 32), "dave")
+    after = Mesh([restarted(alice), restarted(carol), dave])
+    after.connect(1, 0)
+    after.connect(2, 0)
+    after.run(3.0)
+    assert dave.is_member, "dave was not admitted"
+    assert [(e.kept.id, e.rejected.id) for e in dave.log.evidence] == [(genuine.id, genuine.id)]
+    assert dave.offenders == {PEOPLE[1].sender_id: f"signed two versions of its entry {genuine.seq}"}
+    # Carol had it already: offered again, it is no news (kept once, nothing closed for it).
+    assert len(after.nodes[1].log.evidence) == 1
+    assert not any("signed two versions" in r for r in refusals(after))
+
+
+def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
+    mesh = three_members()
+    alice, bob, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    seq = bob.log.delivered_seq(bob_id)
+    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12)
+    alice_from_bob = next(
+        conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 1
+    )
+    mesh.inject(alice_from_bob, encode_frame(Heads((promise,), False)))
+    (low,) = mesh.say(1, "stamped below my promise")
+    mesh.run(4.0)
+    reason = alice.offenders[bob_id]
+    assert reason.startswith(f"announced clock {promise.clock_lamport}")
+    again = restarted(alice)
+    assert again.offenders == {bob_id: reason}
+    assert [(lie.announcement.signature, lie.message) for lie in again.log.lies] == [(promise.signature, low)]
+    # Our heads carry the promise it broke, as before the restart.
+    (head,) = [h for h in again.log.heads() if h.sender_id == bob_id]
+    relayed = (head.clock_seq, head.clock_lamport, head.signature)
+    assert relayed == (seq, promise.clock_lamport, promise.signature)
+    # So a newcomer that never saw the promise finds the lie by itself, and bob is refused.
+    dave = newcomer(Identity(b"\x77" * 32), "dave")
+    after = Mesh([again, restarted(carol), dave, newcomer(PEOPLE[1], "bob")])
+    after.connect(1, 0)
+    after.connect(2, 0)
+    after.run(3.0)
+    assert dave.is_member, "dave was not admitted"
+    assert [(lie.announcement.signature, lie.message) for lie in dave.log.lies] == [(promise.signature, low)]
+    assert bob_id in dave.offenders
+    after.connect(3, 0)
+    assert f"refused: {reason}" in refusals(after)
+
+
+# End to end: a real peer restarted from its data directory --------------------------------------
+
+
+def equivocation_attack(
+    mallory: Mallory, first: list[list[bytes]], second: list[bytes]
+) -> Callable[[Wire], None]:
+    """Mallory joins, is admitted, then sends its entry 1, then both versions of its entry 2
+    in one batch (``first`` and ``second`` get what it signed)."""
+
+    def equivocate(wire: Wire) -> None:
+        wire.handshake(mallory, stay=True)
+        wire.admission(mallory)
+        first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
+        second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
+        wire.send([MESSAGES, [first[0]]])
+        wire.send([MESSAGES, [first[1], second]])
+
+    return equivocate
+
+
+async def test_an_equivocator_is_still_refused_after_the_victim_restarts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in test_attacks: mallory equivocates to the victim (between alice and bob), and
+    is expelled. The victim stops, starts again from its data directory, and still
+    refuses mallory's handshake, saying why; ``p2pchat log`` shows the proof."""
+    data = tmp_path / "victim"
+    mallory = Mallory()
+    first: list[list[bytes]] = []
+    second: list[bytes] = []
+    equivocate = equivocation_attack(mallory, first, second)
+    with trio.fail_after(TIMEOUT * 2):
+        async with line(PeerConfig(node=VICTIM.node), data_dir=data) as (victim, alice, bob):
+            code, reason = await attack_code(url(victim), equivocate)
+            assert code == POLICY_VIOLATION, (code, reason)
+            assert reason.endswith(": signed two versions of its entry 2"), reason
+            await holding([victim, alice, bob], [Message.from_wire(*m) for m in first])
+        async with open_peer("victim", data_dir=data, config=VICTIM) as victim:
+            assert victim.node.offenders == {mallory.id: "signed two versions of its entry 2"}
+            pairs = [(e.kept.payload, e.rejected.payload) for e in victim.log.evidence]
+            assert pairs == [(first[1][0], second[0])]
+            code, reason = await attack_code(url(victim), lambda wire: wire.hello_and_auth(mallory))
+            assert code == POLICY_VIOLATION, (code, reason)
+            assert reason.endswith(": refused: signed two versions of its entry 2"), reason
+    capsys.readouterr()
+    assert main(["log", "--data", str(data), "--json"]) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert shown[-1] == {
+        "event": "equivocation",
+        "sender": mallory.id.hex(),
+        "name": "mallory",
+        "seq": 2,
+        "kept": "first 2",
+        "rejected": "second 2",
+    }
+    assert main(["log", "--data", str(data)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    who = f"mallory ({mallory.id.hex()[:8]})"
+    assert last == f"    ! {who} signed two versions of its entry 2: proof kept, expelled"
+
+
+def stored_proofs(data: Path) -> int:
+    """How many proofs the store in ``data`` holds (read while its peer runs)."""
+    db = sqlite3.connect(f"file:{data / DATABASE_NAME}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM evidence").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_the_proof_outlives_a_sigkill(tmp_path: Path) -> None:
+    """The victim is a real ``p2pchat chat`` process, alone in its room. Once the proof
+    is on disk it is killed (SIGKILL, nothing saved on the way out) and started again on
+    its data directory: it still refuses mallory, saying why."""
+    data = tmp_path / "victim"
+    mallory = Mallory()
+    first: list[list[bytes]] = []
+    second: list[bytes] = []
+    victim = PeerProcess("victim", data, "127.0.0.1:0", (), None, 0)
+    again = PeerProcess("victim", data, "127.0.0.1:0", (), None, 1)
+    with trio.fail_after(TIMEOUT * 2):
+        async with trio.open_nursery() as nursery:
+            try:
+                await victim.start(nursery)
+                code, reason = await attack_code(victim.url, equivocation_attack(mallory, first, second))
+                assert code == POLICY_VIOLATION, (code, reason, victim.stderr_tail())
+                assert reason.endswith(": signed two versions of its entry 2"), reason
+                while stored_proofs(data) == 0:  # (saved with the next batch, within moments)
+                    await trio.sleep(0.02)
+                await victim.kill()
+                await again.start(nursery)
+                code, reason = await attack_code(again.url, lambda wire: wire.hello_and_auth(mallory))
+                assert code == POLICY_VIOLATION, (code, reason, again.stderr_tail())
+                assert reason.endswith(": refused: signed two versions of its entry 2"), reason
+                assert await again.terminate() == 0, again.stderr_tail()
+            finally:
+                await stop_all([victim, again])
+                nursery.cancel_scope.cancel()
+    result = await trio.run_process(
+        [sys.executable, "-m", "p2pchat.cli", "log", "--data", str(data), "--json"],
+        capture_stdout=True,
+        cwd=ROOT,
+    )
+    shown = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(e["event"], e["sender"], e["kept"], e["rejected"]) for e in shown if "kept" in e] == [
+        ("equivocation", mallory.id.hex(), "first 2", "second 2")
+    ]
