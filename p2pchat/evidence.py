@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from .codec import CodecError
 from .log import ClockLie, Equivocation
-from .message import Message, announcement_payload, parse_announcement_payload
+from .message import NO_ROOM, Message, announcement_payload, parse_announcement_payload
 from .wire import Head
 
 __all__ = [
@@ -108,8 +108,9 @@ def first_per_offender(proofs: Iterable[P]) -> list[P]:
     return first
 
 
-def signed_proof(proof: Proof) -> SignedProof:
-    """``proof`` as the bytes its offender signed (what the store keeps)."""
+def signed_proof(proof: Proof, room_id: bytes) -> SignedProof:
+    """``proof``, found in room ``room_id``, as the bytes its offender signed (what the
+    store keeps)."""
     if isinstance(proof, Equivocation):
         kept, rejected = proof.kept, proof.rejected
         return SignedProof(
@@ -122,7 +123,7 @@ def signed_proof(proof: Proof) -> SignedProof:
         )
     head, message = proof.announcement, proof.message
     signed = announcement_payload(
-        head.sender_id, head.clock_seq, head.clock_lamport, head.delivered, head.at_ms
+        room_id, head.sender_id, head.clock_seq, head.clock_lamport, head.delivered, head.at_ms
     )
     return SignedProof(
         message.sender_id, ProofKind.CLOCK_LIE, signed, head.signature, message.payload, message.signature
@@ -141,7 +142,10 @@ def proof_from(signed: SignedProof, room_id: bytes) -> Proof:
         if signed.kind is ProofKind.EQUIVOCATION:
             proof: Proof = Equivocation(Message.from_wire(signed.first, signed.first_signature), second)
         else:
-            proof = ClockLie(_announcement(signed.first, signed.first_signature), second)
+            announced_in, announcement = _announcement(signed.first, signed.first_signature)
+            if announced_in != (room_id or NO_ROOM):
+                raise InvalidProof("the announcement is about another room")
+            proof = ClockLie(announcement, second)
     except CodecError as exc:
         raise InvalidProof(f"does not decode: {exc}") from exc
     if offender_of(proof) != signed.offender:
@@ -155,12 +159,12 @@ def proof_from(signed: SignedProof, room_id: bytes) -> Proof:
     return proof
 
 
-def _announcement(payload: bytes, signature: bytes) -> Head:
-    """A clock announcement rebuilt from the bytes its member signed. (The head's
-    ``held_seq`` is not signed: it is what the relay held, and set to the announced
-    seq here; heads we send carry our own.)"""
-    sender_id, seq, lamport, delivered, at_ms = parse_announcement_payload(payload)
-    return Head(sender_id, seq, seq, lamport, signature, delivered, at_ms)
+def _announcement(payload: bytes, signature: bytes) -> tuple[bytes, Head]:
+    """A clock announcement rebuilt from the bytes its member signed, with the room it
+    names. (The head's ``held_seq`` is not signed: it is what the relay held, and set
+    to the announced seq here; heads we send carry our own.)"""
+    room_id, sender_id, seq, lamport, delivered, at_ms = parse_announcement_payload(payload)
+    return room_id, Head(sender_id, seq, seq, lamport, signature, delivered, at_ms)
 
 
 def _equivocation_problem(proof: Equivocation, room_id: bytes) -> str | None:
@@ -184,6 +188,6 @@ def _clock_lie_problem(proof: ClockLie, room_id: bytes) -> str | None:
         return "the entry is not later than the announcement"
     if message.lamport > promise.clock_lamport:
         return "the entry is stamped above the announced clock: the promise was kept"
-    if not (promise.announcement_verifies() and message.verify(room_id)):
-        return "a signature does not verify (the entry's in this room)"
+    if not (promise.announcement_verifies(room_id) and message.verify(room_id)):
+        return "a signature does not verify in this room"
     return None

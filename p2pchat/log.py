@@ -409,7 +409,8 @@ class OrderedLog:
         delivered since, said at ``at_ms``."""
         me = identity.sender_id
         seq = self.delivered_seq(me)
-        return Head.announce(identity, seq, seq, self._clock, self.delivered_since_own(me), at_ms)
+        delivered = self.delivered_since_own(me)
+        return Head.announce(identity, seq, seq, self._clock, delivered, at_ms, room_id=self.room_id or b"")
 
     @property
     def lies(self) -> list[ClockLie]:
@@ -544,7 +545,7 @@ class OrderedLog:
         usable = head.clock_lamport and head.sender_id not in self._liars
         if usable and (self._is_news(state, head) or self._would_prove_lie(state, head)):
             # Only the member can sign its clock: a relay cannot make stability run ahead.
-            if head.announcement_verifies():
+            if head.announcement_verifies(self.room_id or b""):
                 self._note_announcement(state, head, events)
             else:
                 self.bad_announcements += 1

@@ -479,17 +479,32 @@ def _parse_change(body: object) -> Change:
     return change
 
 
-ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v2"
+ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v3"
+NO_ROOM = bytes(ROOM_ID_SIZE)
+"""The room an announcement names while its member is in none (no use to anyone)."""
 
 
 def announcement_payload(
-    sender_id: bytes, seq: int, lamport: int, delivered: Iterable[tuple[bytes, int]], at_ms: int = 0
+    room_id: bytes,
+    sender_id: bytes,
+    seq: int,
+    lamport: int,
+    delivered: Iterable[tuple[bytes, int]],
+    at_ms: int = 0,
 ) -> bytes:
-    """The bytes a member signs to announce its clock: "after my message ``seq``, my
-    Lamport clock stood at ``lamport``" (every later message of mine is stamped above),
-    "and I had delivered what my message ``seq`` had, raised by ``delivered``"
-    (the senders whose delivered seq grew since, DESIGN.md rule 8), "said at ``at_ms``"."""
-    parts = [ANNOUNCEMENT_CONTEXT, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
+    """The bytes a member signs to announce its clock: "in room ``room_id``, after my
+    message ``seq``, my Lamport clock stood at ``lamport``" (every later message of mine
+    there is stamped above), "and I had delivered what my message ``seq`` had, raised by
+    ``delivered``" (the senders whose delivered seq grew since, DESIGN.md rule 8), "said
+    at ``at_ms``".
+
+    The room is part of it because one identity writes in many rooms, each with its own
+    clock: an announcement carried from one room into another would otherwise look like
+    a broken promise there, and get an honest member expelled."""
+    room = room_id or NO_ROOM
+    if len(room) != ROOM_ID_SIZE:
+        raise ValueError(f"room id must be {ROOM_ID_SIZE} bytes")
+    parts = [ANNOUNCEMENT_CONTEXT, room, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
     parts.append(at_ms.to_bytes(8, "big"))
     for other, other_seq in sorted(delivered):
         parts += [other, other_seq.to_bytes(8, "big")]
@@ -498,16 +513,18 @@ def announcement_payload(
 
 def parse_announcement_payload(
     payload: bytes,
-) -> tuple[bytes, int, int, tuple[tuple[bytes, int], ...], int]:
-    """The fields :func:`announcement_payload` signed, read back strictly: ``(sender_id,
-    seq, lamport, delivered, at_ms)``. Raises CodecError unless ``payload`` is exactly
-    what announcement_payload makes of them (values in the ranges a head may carry,
-    delivered sorted by sender, each sender once)."""
-    fixed = len(ANNOUNCEMENT_CONTEXT) + SENDER_ID_SIZE + 3 * 8
+) -> tuple[bytes, bytes, int, int, tuple[tuple[bytes, int], ...], int]:
+    """The fields :func:`announcement_payload` signed, read back strictly: ``(room_id,
+    sender_id, seq, lamport, delivered, at_ms)``. Raises CodecError unless ``payload`` is
+    exactly what announcement_payload makes of them (values in the ranges a head may
+    carry, delivered sorted by sender, each sender once)."""
+    fixed = len(ANNOUNCEMENT_CONTEXT) + ROOM_ID_SIZE + SENDER_ID_SIZE + 3 * 8
     pair = SENDER_ID_SIZE + 8
     if not payload.startswith(ANNOUNCEMENT_CONTEXT) or len(payload) < fixed or (len(payload) - fixed) % pair:
         raise CodecError("clock announcement: not the layout of a signed announcement")
     cursor = len(ANNOUNCEMENT_CONTEXT)
+    room_id = payload[cursor : cursor + ROOM_ID_SIZE]
+    cursor += ROOM_ID_SIZE
     sender_id = payload[cursor : cursor + SENDER_ID_SIZE]
     cursor += SENDER_ID_SIZE
     seq, lamport, at_ms = (_uint64(payload, cursor + 8 * i) for i in range(3))
@@ -521,7 +538,7 @@ def parse_announcement_payload(
         raise CodecError("clock announcement: a delivered seq out of range")
     if any(delivered[i][0] >= delivered[i + 1][0] for i in range(len(delivered) - 1)):
         raise CodecError("clock announcement: delivered senders not sorted, or one named twice")
-    return sender_id, seq, lamport, delivered, at_ms
+    return room_id, sender_id, seq, lamport, delivered, at_ms
 
 
 def _uint64(data: bytes, offset: int) -> int:

@@ -431,7 +431,10 @@ class Node:
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
-        self._own_announcement: Head | None = None
+        self._own_announcement: tuple[tuple[bytes, int, int, tuple[tuple[bytes, int], ...], int], Head] | None
+        self._own_announcement = None
+        """Our last signed announcement, with what it says (room, seq, clock, delivered,
+        beat): signed again only when that changes."""
         self._own_spread_at = float("-inf")
         """When we last queued a fresh announcement of ours on every link."""
         self._beat_ms = 0
@@ -1484,16 +1487,13 @@ class Node:
         clock = self.log.clock if self.announce_limit is None else min(self.log.clock, self.announce_limit)
         grown = tuple(sorted(self.log.delivered_since_own(me, self.saved_vector).items()))
         beat = self._beat_ms
+        room = self.log.room_id or b""
+        said = (room, seq, clock, grown, beat)
         cached = self._own_announcement
-        if cached is None or (cached.clock_seq, cached.clock_lamport, cached.delivered, cached.at_ms) != (
-            seq,
-            clock,
-            grown,
-            beat,
-        ):
-            cached = Head.announce(self.identity, seq, seq, clock, dict(grown), beat)
-            self._own_announcement = cached
-        return cached
+        if cached is None or cached[0] != said:
+            head = Head.announce(self.identity, seq, seq, clock, dict(grown), beat, room_id=room)
+            cached = self._own_announcement = (said, head)
+        return cached[1]
 
     def _heads(self) -> list[Head]:
         own = self._own_head()

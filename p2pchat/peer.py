@@ -588,7 +588,7 @@ class Peer:
                 logger.warning(
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
-                self._unsaved_proofs.append(signed_proof(event))
+                self._unsaved_proofs.append(signed_proof(event, self.node.log.room_id or b""))
                 self._publish(EquivocationFound(event.kept, event.rejected))
             elif isinstance(event, ClockLie):
                 promise, message = event.announcement, event.message
@@ -600,7 +600,7 @@ class Peer:
                     message.seq,
                     message.lamport,
                 )
-                self._unsaved_proofs.append(signed_proof(event))
+                self._unsaved_proofs.append(signed_proof(event, self.node.log.room_id or b""))
                 self._publish(ClockLieFound(promise.clock_seq, promise.clock_lamport, message))
 
     async def _send_again(self, texts: list[str]) -> None:

@@ -146,17 +146,20 @@ class Head:
         clock_lamport: int,
         delivered: Mapping[bytes, int] | None = None,
         at_ms: int = 0,
+        *,
+        room_id: bytes,
     ) -> Head:
-        """Our own head, with our clock announcement signed."""
+        """Our own head, with our clock announcement in room ``room_id`` signed."""
         grown = tuple(sorted(delivered.items())) if delivered else ()
-        payload = announcement_payload(identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
+        payload = announcement_payload(room_id, identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
         signature = identity.sign(payload)
         return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms)
 
-    def announcement_verifies(self) -> bool:
-        """Whether the clock announcement is really the member's."""
+    def announcement_verifies(self, room_id: bytes) -> bool:
+        """Whether the clock announcement is really the member's, about room ``room_id``
+        (the room is signed, not sent: an announcement from another room fails)."""
         payload = announcement_payload(
-            self.sender_id, self.clock_seq, self.clock_lamport, self.delivered, self.at_ms
+            room_id, self.sender_id, self.clock_seq, self.clock_lamport, self.delivered, self.at_ms
         )
         return verify_signature(self.sender_id, payload, self.signature)
 

@@ -1465,15 +1465,18 @@ async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
             await alice.send("hello")
             await victim.wait_delivered(1)
             victim_id = victim.node.identity.sender_id
+            room = victim.node.log.room_id
+            assert room is not None
             far = 2**52  # a liveness beat far in the future
 
             def announcement(
                 member: bytes, seq: int, clock: int, delivered: dict[bytes, int], at_ms: int
             ) -> bytes:
-                """What a member signs to announce its clock: context, member, seq, clock,
-                at_ms, then the delivered map's (sender, seq) pairs in sender order
+                """What a member signs to announce its clock: context, room, member, seq,
+                clock, at_ms, then the delivered map's (sender, seq) pairs in sender order
                 (integers as 8 bytes, big-endian)."""
-                parts = [b"p2pchat-clock-v2", member, *(n.to_bytes(8, "big") for n in (seq, clock, at_ms))]
+                numbers = (n.to_bytes(8, "big") for n in (seq, clock, at_ms))
+                parts = [b"p2pchat-clock-v3", room, member, *numbers]
                 for sender, other_seq in sorted(delivered.items()):
                     parts += [sender, other_seq.to_bytes(8, "big")]
                 return b"".join(parts)

@@ -245,7 +245,7 @@ def test_a_link_vouches_only_for_its_authors_entry_one_seq_below() -> None:
 @pytest.mark.parametrize("kind", ["messages", "push"])
 def test_the_preverifying_thread_checks_one_signature_per_author(kind: str) -> None:
     batch = tuple(HISTORY)
-    announcement = wire.Head.announce(A, 1, 1, 5, {}, 0)  # (a PUSH's fifth field)
+    announcement = wire.Head.announce(A, 1, 1, 5, {}, 0, room_id=ROOM.room_id)  # (a PUSH's fifth field)
     frame = wire.Messages(batch) if kind == "messages" else wire.Push(batch, heads=(announcement,))
     data = wire.encode_frame(frame)
     assert deflate_frame(data)[0] == DEFLATED  # (as it comes, deflated)

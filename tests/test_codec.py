@@ -609,16 +609,17 @@ def test_empty_push_and_graft_refused() -> None:
     refuse_frame(push(), "push", "empty")
     refuse_frame(arr(enc(wire.GRAFT), arr()), "graft", "no ranges")
     # Heads ride along; they never make a PUSH of their own.
-    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000, room_id=ROOM)
     only_heads = cbor2.loads(wire.encode_frame(wire.Heads((head,))))[1]
     refuse_frame(push(heads=enc(only_heads)), "push", "empty")
 
 
 def test_a_push_carries_clock_announcements_along() -> None:
-    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000, room_id=ROOM)
     frame = wire.Push((), (), (CAROL.sender_id,), (head,))
     decoded = wire.decode_frame(wire.encode_frame(frame))
-    assert decoded == frame and isinstance(decoded, wire.Push) and decoded.heads[0].announcement_verifies()
+    assert decoded == frame and isinstance(decoded, wire.Push)
+    assert decoded.heads[0].announcement_verifies(ROOM)
     refuse_frame(push(pruned=arr(enc(CAROL.sender_id)), heads=enc("heads")), "heads")
 
 
@@ -1617,11 +1618,13 @@ def test_head_at_ms_strictness(at_ms: bytes) -> None:
 
 
 def test_the_delivered_map_is_signed() -> None:
-    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000)
-    assert head.announcement_verifies()
+    head = wire.Head.announce(BOB, 3, 3, 7, {CAROL.sender_id: 2}, 5_000, room_id=ROOM)
+    assert head.announcement_verifies(ROOM)
     assert not wire.Head(
         BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 3),), 5_000
-    ).announcement_verifies()
+    ).announcement_verifies(ROOM)
     assert not wire.Head(
         BOB.sender_id, 3, 3, 7, head.signature, ((CAROL.sender_id, 2),), 6_000
-    ).announcement_verifies()
+    ).announcement_verifies(ROOM)
+    # The room is signed too: the same announcement from another room does not verify.
+    assert not head.announcement_verifies(bytes(32))

@@ -67,7 +67,7 @@ def equivocation() -> Equivocation:
 
 def clock_lie() -> ClockLie:
     """B announces its clock is base + 5 after nothing, then stamps its entry 1 base + 1."""
-    promise = Head.announce(B, 0, 0, ROOM.base + 5, {A.sender_id: 1}, 1_234)
+    promise = Head.announce(B, 0, 0, ROOM.base + 5, {A.sender_id: 1}, 1_234, room_id=ROOM.room_id)
     return ClockLie(promise, ROOM.make(B, 1, 1))
 
 
@@ -86,7 +86,7 @@ def signed_fields(proof: Proof) -> tuple[object, ...]:
 @pytest.mark.parametrize("make", [equivocation, clock_lie])
 def test_a_proof_comes_back_from_its_signed_bytes(make: Callable[[], Proof]) -> None:
     proof = make()
-    signed = signed_proof(proof)
+    signed = signed_proof(proof, ROOM.room_id)
     assert signed.offender == B.sender_id
     back = proof_from(signed, ROOM.room_id)
     assert type(back) is type(proof) and signed_fields(back) == signed_fields(proof)
@@ -95,8 +95,8 @@ def test_a_proof_comes_back_from_its_signed_bytes(make: Callable[[], Proof]) -> 
 
 def test_the_announcement_bytes_read_back_exactly_and_strictly() -> None:
     delivered = ((A.sender_id, 3), (B.sender_id, 9))
-    payload = announcement_payload(A.sender_id, 4, 17, delivered, 99)
-    assert parse_announcement_payload(payload) == (A.sender_id, 4, 17, delivered, 99)
+    payload = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99)
+    assert parse_announcement_payload(payload) == (ROOM.room_id, A.sender_id, 4, 17, delivered, 99)
     unsorted = payload[: -2 * 40] + payload[-40:] + payload[-80:-40]
     twice = payload[:-40] + payload[-80:-40]
     for bad in (payload[:-1], payload + b"\x00", b"x" + payload[1:], unsorted, twice):
@@ -115,11 +115,11 @@ def flip(data: bytes, at: int = -1) -> bytes:
 
 
 def test_a_proof_that_does_not_prove_its_claim_is_refused() -> None:
-    eq, lie = signed_proof(equivocation()), signed_proof(clock_lie())
+    eq, lie = signed_proof(equivocation(), ROOM.room_id), signed_proof(clock_lie(), ROOM.room_id)
     honest_next = ROOM.make(B, 2, 7, text="after the promise")  # stamped above the clock promised
-    honest = signed_proof(ClockLie(clock_lie().announcement, honest_next))
-    same = signed_proof(Equivocation(equivocation().kept, equivocation().kept))
-    other_seq = signed_proof(Equivocation(equivocation().kept, ROOM.make(B, 2, 2)))
+    honest = signed_proof(ClockLie(clock_lie().announcement, honest_next), ROOM.room_id)
+    same = signed_proof(Equivocation(equivocation().kept, equivocation().kept), ROOM.room_id)
+    other_seq = signed_proof(Equivocation(equivocation().kept, ROOM.make(B, 2, 2)), ROOM.room_id)
     cases = {
         "a changed text": tampered(eq, second=eq.second.replace(b"no", b"on")),
         "a signature of the other version": tampered(eq, second_signature=eq.first_signature),
@@ -149,12 +149,12 @@ def test_proofs_round_trip_through_the_store_once_per_offender_and_kind(tmp_path
     entries = [*ROOM.entries, eq.kept]
     with Store(tmp_path) as store:
         # With the entries of the batch they came with, in one transaction.
-        store.save_messages(room, entries, proofs=[signed_proof(eq)])
-        store.save_proofs(room, [signed_proof(lie), signed_proof(eq)])  # (eq again: ignored)
+        store.save_messages(room, entries, proofs=[signed_proof(eq, ROOM.room_id)])
+        store.save_proofs(room, [signed_proof(lie, room), signed_proof(eq, room)])  # (eq again: ignored)
         # A second proof of the same kind against B is not kept: one is enough.
         another = Equivocation(eq.kept, ROOM.make(B, 1, 1, text="maybe"))
-        store.save_proofs(room, [signed_proof(another)])
-        store.save_proofs(bytes(32), [signed_proof(eq)])  # (another room's: apart)
+        store.save_proofs(room, [signed_proof(another, ROOM.room_id)])
+        store.save_proofs(bytes(32), [signed_proof(eq, ROOM.room_id)])  # (another room's: apart)
     with Store(tmp_path, read_only=True) as store:
         assert {(p.kind, p.second) for p in store.load_proofs(room)} == {
             (ProofKind.EQUIVOCATION, eq.rejected.payload),
@@ -169,7 +169,8 @@ def test_a_tampered_proof_is_dropped_with_a_warning(tmp_path: Path, caplog: pyte
     eq, lie = equivocation(), clock_lie()
     room = ROOM.room_id
     with Store(tmp_path) as store:
-        store.save_messages(room, [*ROOM.entries, eq.kept], proofs=[signed_proof(eq), signed_proof(lie)])
+        proofs = [signed_proof(eq, room), signed_proof(lie, room)]
+        store.save_messages(room, [*ROOM.entries, eq.kept], proofs=proofs)
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         # Someone edits the data directory: the second version's text, and a signature
         # replaced by text (SQLite keeps any type in any column).
@@ -213,7 +214,7 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
     eq = equivocation()
     with Store(tmp_path) as store:
         assert store.message_count(ROOM.room_id) == len(ROOM.entries)
-        store.save_proofs(ROOM.room_id, [signed_proof(eq)])
+        store.save_proofs(ROOM.room_id, [signed_proof(eq, ROOM.room_id)])
     with Store(tmp_path, read_only=True) as store:
         assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
 
@@ -229,7 +230,8 @@ def restarted(node: Node) -> Node:
     log = OrderedLog(room_id=room)
     for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
         log.receive(message, trusted=True, defer_stability=True)
-    log.restore_proofs([proof_from(signed_proof(p), room) for p in [*node.log.evidence, *node.log.lies]])
+    proofs = [*node.log.evidence, *node.log.lies]
+    log.restore_proofs([proof_from(signed_proof(p, room), room) for p in proofs])
     log.advance_stability()
     return Node(node.identity, node.name, log)
 
@@ -296,7 +298,8 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
     alice, bob, carol = mesh.nodes
     bob_id = PEOPLE[1].sender_id
     seq = bob.log.delivered_seq(bob_id)
-    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12)
+    room = bob.log.room_id or b""
+    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12, room_id=room)
     alice_from_bob = next(
         conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 1
     )

@@ -369,7 +369,7 @@ def _announce(identity: Identity, seq: int, lamport: int, delivered: dict[bytes,
     """
     if delivered is None:
         delivered = {m.sender_id: 1000 for m in (A, B, C, D, FOUNDER) if m is not identity}
-    return Head.announce(identity, seq, seq, PAIR.base + lamport, delivered)
+    return Head.announce(identity, seq, seq, PAIR.base + lamport, delivered, room_id=PAIR.room_id)
 
 
 P = len(PAIR)
@@ -416,7 +416,8 @@ def test_newer_announcement_for_the_same_seq_is_not_lost() -> None:
 
 def test_an_announcement_not_signed_by_its_member_is_ignored() -> None:
     log, _ = _log_with_two_from_a()
-    forged = Head.announce(C, 0, 0, PAIR.base + 5)  # signed by C, claiming to be B's clock
+    # Signed by C, claiming to be B's clock:
+    forged = Head.announce(C, 0, 0, PAIR.base + 5, room_id=PAIR.room_id)
     lie = Head(B.sender_id, 0, 0, PAIR.base + 5, forged.signature)
     assert log.observe_head(lie) == []
     assert log.stable_count == STABLE_FOUNDING and log.bad_announcements == 1
@@ -461,6 +462,19 @@ def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> No
     assert not honest.lies
 
 
+def test_an_announcement_from_another_room_is_no_promise_here() -> None:
+    # B is also a member of another room, where its clock is far ahead. Its announcement
+    # from there, carried here by anyone, proves nothing: it names the other room.
+    log, _ = _log_with_two_from_a()
+    b1 = PAIR.make(B, 1, 1)
+    log.receive(b1)
+    elsewhere = Head.announce(B, 0, 0, 1_000, room_id=bytes(range(32)))
+    assert log.observe_head(elsewhere) == []
+    assert not log.lies and log.bad_announcements == 1
+    log.receive(PAIR.make(B, 2, 2))  # (stamped far below the other room's clock)
+    assert not log.lies
+
+
 def test_a_copy_restored_from_before_a_promise_writes_only_once_it_keeps_it() -> None:
     # B wrote b1 after a1, then delivered a2 and a3 and promised clock base+3; a copy
     # of B's log from before a2 is restored. An entry now would be stamped below the
@@ -474,7 +488,7 @@ def test_a_copy_restored_from_before_a_promise_writes_only_once_it_keeps_it() ->
     restored = PAIR.log()
     restored.receive_many([a1, b1])
     b_now.receive_many([a2, a3])
-    promise = Head.announce(B, 1, 1, b_now.clock)
+    promise = Head.announce(B, 1, 1, b_now.clock, room_id=PAIR.room_id)
     restored.observe_head(promise)  # (relayed back to it by a neighbour)
     assert restored.promised_ahead(B.sender_id)
     with pytest.raises(OwnHistoryIncomplete, match="clock we announced"):
@@ -508,7 +522,7 @@ def test_a_sender_named_in_a_vector_clock_is_not_a_member() -> None:
     # Only members count for stability: an id in a vector clock or a head is no member.
     stranger = Identity(b"\x07" * 32)
     log, _ = _log_with_two_from_a()
-    log.observe_head(Head.announce(stranger, 3, 3, 1))
+    log.observe_head(Head.announce(stranger, 3, 3, 1, room_id=PAIR.room_id))
     assert stranger.sender_id not in log.members
     assert log.heads() == [h for h in log.heads() if h.sender_id != stranger.sender_id]
     assert log.observe_head(_announce(B, 0, 2)) == [Stable(P + 2)]

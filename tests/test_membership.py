@@ -410,7 +410,8 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
     bob_id = PEOPLE[1].sender_id
     # Bob promises alice alone a clock far ahead of his, then writes stamped below it.
     seq = bob.log.delivered_seq(bob_id)
-    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12)
+    room = bob.log.room_id or b""
+    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12, room_id=room)
     alice_from_bob = next(
         conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 1
     )
