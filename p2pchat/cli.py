@@ -442,6 +442,8 @@ async def _json_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         log = peer.log
         for index in range(len(log)):
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
+        for proof in proof_objects(log):  # (proofs kept from before a restart)
+            _emit(dumps({**proof, "replayed": True}))
         nursery.start_soon(_send_stdin_lines, peer)
         try:
             async for event in events:

@@ -422,6 +422,11 @@ async def test_the_proof_outlives_a_sigkill(tmp_path: Path) -> None:
                 code, reason = await attack_code(again.url, lambda wire: wire.hello_and_auth(mallory))
                 assert code == POLICY_VIOLATION, (code, reason, again.stderr_tail())
                 assert reason.endswith(": refused: signed two versions of its entry 2"), reason
+                # Its JSON output shows the proof it kept, after the entries it replays.
+                replayed = [e for e in again.events if e.get("replayed") and e["event"] == "equivocation"]
+                assert [(e["sender"], e["kept"], e["rejected"]) for e in replayed] == [
+                    (mallory.id.hex(), "first 2", "second 2")
+                ]
                 assert await again.terminate() == 0, again.stderr_tail()
             finally:
                 await stop_all([victim, again])
