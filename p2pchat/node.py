@@ -1519,14 +1519,14 @@ class Node:
         have: the fresh ones ride on the PUSH frames. Once per ``keepalive_interval`` they
         go whole all the same: the neighbour may have had no use for one when it came (a
         member it had not admitted yet) and may have one now."""
-        shared, lazy = neighbour.shared, neighbour.lazy
+        shared = neighbour.shared
         whole = now - neighbour.heads_whole_at >= self.config.keepalive_interval
         if whole:
             neighbour.heads_whole_at = now
         sent: list[Head] = []
         for head in heads:
             if head.signature:
-                if not whole and (head.sender_id in lazy or shared.get(head.sender_id) == head.signature):
+                if not whole and shared.get(head.sender_id) == head.signature:
                     head = Head(head.sender_id, head.held_seq)
                 else:
                     shared[head.sender_id] = head.signature

@@ -51,8 +51,7 @@ empty exactly when there is no announcement (clock_seq = clock_lamport = 0).
 A frame carries a head for nearly every sender the maps name: by position a
 sender costs one or two bytes there instead of 33. A heartbeat's HEADS frame
 repeats every member's held seq, but a member's announcement only where the link
-has not carried it either way and the member's messages do not come by that link
-(their tree brings it); once per keepalive interval it repeats them all.
+has not carried it either way; once per keepalive interval it repeats them all.
 
 :func:`decode_frame` accepts only frames built exactly like the ones
 :func:`encode_frame` produces and raises :class:`~p2pchat.codec.CodecError`
