@@ -610,18 +610,30 @@ class OrderedLog:
             if lamport > state.bound:
                 state.bound, state.promise = lamport, head
             if seq == state.delivered and head.delivered:
-                # What it had delivered: its message seq's vector, raised by the announcement.
-                cover = dict(state.vector or {})
-                for other, other_seq in head.delivered:
-                    cover[other] = max(cover.get(other, 0), other_seq)
-                old = state.cover if state.cover is not None else (state.vector or {})
-                state.cover = {o: max(n, old.get(o, 0)) for o, n in cover.items()} | {
-                    o: n for o, n in old.items() if o not in cover
-                }
-                self._uncovered.pop(head.sender_id, None)
+                self._raise_cover(head.sender_id, state, head.delivered)
         elif _is_later(head, state.pending):
             # Newest first: a later seq, or the same seq with a clock that moved on since.
             state.pending = head
+
+    def _raise_cover(self, member: bytes, state: _Sender, delivered: Iterable[tuple[bytes, int]]) -> None:
+        """What ``member`` had delivered: its last entry's vector, raised by what its
+        announcements since say (``delivered``, and those before). (Cover only grows while
+        its last entry stays the same: it starts from that entry's vector.)"""
+        old = state.cover if state.cover is not None else (state.vector or {})
+        raised: dict[bytes, int] | None = None
+        for other, other_seq in delivered:
+            if other_seq > old.get(other, 0):
+                if raised is None:
+                    raised = dict(old)
+                raised[other] = other_seq
+        if raised is None:
+            return
+        state.cover = raised
+        # Its first uncovered entry stays first unless its own sender is covered further
+        # now: every other sender's first uncovered entry can only be later than before.
+        first = self._uncovered.get(member)
+        if first is not None and raised.get(first[1], 0) > old.get(first[1], 0):
+            del self._uncovered[member]
 
     # Sending ------------------------------------------------------------------
     def compose(
@@ -1110,13 +1122,18 @@ class OrderedLog:
         changes."""
         first = self._uncovered.get(member)
         if first is None:
-            first = _ALL_COVERED
-            cover = state.cover if state.cover is not None else (state.vector or {})
-            for other, other_state in self._senders.items():
-                covered = cover.get(other, 0)
-                if other_state.delivered > covered and other != member:
-                    first = min(first, (other_state.lamports[covered], other))
-            self._uncovered[member] = first
+            first = self._uncovered[member] = self._find_first_uncovered(member, state)
+        elif _CROSS_CHECK:
+            assert first == self._find_first_uncovered(member, state), "a stale first uncovered key"
+        return first
+
+    def _find_first_uncovered(self, member: bytes, state: _Sender) -> tuple[int, bytes]:
+        first = _ALL_COVERED
+        cover = state.cover if state.cover is not None else (state.vector or {})
+        for other, other_state in self._senders.items():
+            covered = cover.get(other, 0)
+            if other_state.delivered > covered and other != member:
+                first = min(first, (other_state.lamports[covered], other))
         return first
 
     def _note_uncovered(self, message: Message) -> None:
@@ -1150,8 +1167,11 @@ def _is_later(head: Head, than: Head | None) -> bool:
     said later."""
     if than is None:
         return True
-    newer = (head.clock_seq, head.clock_lamport, _reach(head), head.at_ms)
-    return newer > (than.clock_seq, than.clock_lamport, _reach(than), than.at_ms)
+    clock, than_clock = (head.clock_seq, head.clock_lamport), (than.clock_seq, than.clock_lamport)
+    if clock != than_clock:
+        return clock > than_clock
+    # (Summed only for two announcements of one clock: the rarer case.)
+    return (_reach(head), head.at_ms) > (_reach(than), than.at_ms)
 
 
 def _reach(head: Head) -> int:
