@@ -45,7 +45,7 @@ from benchroom import BenchRoom, found_room
 from p2pchat import wire
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog, ReceiptStatus
-from p2pchat.message import LINK_SIZE, EntryKind, Message
+from p2pchat.message import LINK_SIZE, Change, EntryKind, Message
 
 T = TypeVar("T")
 BATCH = 100
@@ -181,10 +181,10 @@ def wire_sizes(identity: Identity, others: Sequence[bytes], room_id: bytes) -> l
     )
     admit = Message.create(
         identity,
-        text="bob",
+        text="",
         deps={others[0]: 77},
-        kind=EntryKind.ADMIT,
-        subject=others[0],
+        kind=EntryKind.CHANGE,
+        change=Change(0, 0, ((others[0], "bob"),)),
         **fields,  # type: ignore[arg-type]
     )
     batch = wire.encode_frame(wire.Messages((one,) * BATCH))
@@ -192,7 +192,7 @@ def wire_sizes(identity: Identity, others: Sequence[bytes], room_id: bytes) -> l
         ("payload, no changed vector-clock entry (deps = {})", len(unchanged.payload)),
         ("payload, 1 changed vector-clock entry", len(one.payload)),
         (f"payload, {len(others)} changed vector-clock entries", len(every.payload)),
-        ("ADMIT entry payload (name 'bob'), 1 changed entry", len(admit.payload)),
+        ("CHANGE entry payload admitting one (name 'bob'), 1 changed entry", len(admit.payload)),
         ("signature", len(one.signature)),
         ("one message alone in a MESSAGES frame (1 entry)", len(wire.encode_frame(wire.Messages((one,))))),
         (f"per message in a MESSAGES frame of {BATCH} (1 entry)", round(len(batch) / BATCH)),
@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{subtracted:.2f} s ({n / subtracted:,.0f} inserts/s)."
     )
     print(
-        f"Final log: {len(log):,} entries ({len(room.entries)} founding the room), "
+        f"Final log: {len(log):,} entries ({len(room.placed)} founding the room), "
         f"{concurrent:,} ({concurrent / n:.1%}) marked "
         f"concurrent, stable prefix {log.stable_count:,}."
     )

@@ -91,7 +91,7 @@ def measure(count: int) -> None:
     del messages
     gc.collect()
     log_rss = rss_bytes() - before_rss
-    assert len(log) == len(room.entries) + count and not log.held_count and not log.blocked_senders()
+    assert len(log) == len(room.placed) + count and not log.held_count and not log.blocked_senders()
     # Rebuild-free estimate of what the Message objects cost: measure a fresh batch.
     sample = 20_000
     gc.collect()
