@@ -29,6 +29,7 @@ import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice, product
 from typing import NamedTuple
 
 from sortedcontainers import SortedList
@@ -68,6 +69,11 @@ __all__ = [
 
 MAX_STRANGER_HEADS = 256
 """Heads of unknown ids kept for when their admission arrives (see observe_head)."""
+MAX_OTHER_STAMPS = 4
+"""Stamps of other versions of one forked entry kept for stamp checks (an equivocator
+can sign any number of versions; an honest author saw one of the first few to spread)."""
+MAX_STAMP_COMBINATIONS = 256
+"""Versions of an entry's forked dependencies tried together, at most."""
 
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
@@ -225,6 +231,9 @@ class _Sender:
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
+    retry: Message | None = None
+    """The entry that blocked it, when refused for its stamp only: checked again if a
+    fork of one of its dependencies comes to light (see OrderedLog._retry_after_fork)."""
     epoch: int = 0
     """The epoch of its last delivered entry (its next one is in this one or later)."""
     cover: dict[bytes, int] | None = None
@@ -285,6 +294,9 @@ class OrderedLog:
         self.evidence: list[Equivocation] = []
         self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
         """(id, the other version's payload) of each proof in ``evidence``."""
+        self._other_stamps: dict[MessageId, list[int]] = {}
+        """Per forked entry, the stamps of its versions we did not keep (a few at most):
+        an honest author that saw one of those stamped its next entry from it."""
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
@@ -744,7 +756,9 @@ class OrderedLog:
         if not self._keep_evidence(evidence):
             # Known already (neighbours pass a proof on to every new link): no news.
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.EQUIVOCATION),))
-        return Receipt(ReceiptStatus.REFUSED, (evidence, Refused(message, Refusal.EQUIVOCATION)))
+        events: list[LogEvent] = [evidence, Refused(message, Refusal.EQUIVOCATION)]
+        self._retry_after_fork(message.id, events)
+        return Receipt(ReceiptStatus.REFUSED, tuple(events))
 
     def _keep_evidence(self, proof: Equivocation) -> bool:
         """Add ``proof`` to ``evidence`` unless the same pair is there already."""
@@ -753,7 +767,46 @@ class OrderedLog:
             return False
         self._evidence_pairs.add(pair)
         self.evidence.append(proof)
+        others = self._other_stamps.setdefault(proof.kept.id, [])
+        stamp = proof.rejected.lamport
+        if stamp != proof.kept.lamport and stamp not in others and len(others) < MAX_OTHER_STAMPS:
+            others.append(stamp)
         return True
+
+    def _stamp_fits_a_fork(self, message: Message, previous_lamport: int) -> bool:
+        """Whether ``message``'s stamp is exact for another version of an entry it
+        depends on, one its author signed twice (DESIGN.md rule 4 with a fork).
+
+        An honest author that saw the version we did not keep stamped its entry from
+        that version's stamp: refusing it would block an honest member for its sender's
+        lie, and only at the replicas that kept the other version. Any version of the
+        forked entry will do (each is validly signed by its author; we cannot tell which
+        one the author saw); every other dependency counts with the one stamp it has.
+        """
+        stamps: list[list[int]] = []
+        for dep_sender, dep_seq in message.deps.items():
+            kept = self._senders[dep_sender].lamports[dep_seq - 1]
+            stamps.append([kept, *self._other_stamps.get(MessageId(dep_sender, dep_seq), ())])
+        if all(len(choice) == 1 for choice in stamps):
+            return False
+        combinations = islice(product(*stamps), MAX_STAMP_COMBINATIONS)
+        return any(message.lamport == max(previous_lamport, *combination) + 1 for combination in combinations)
+
+    def _retry_after_fork(self, fork: MessageId, events: list[LogEvent]) -> None:
+        """A second version of ``fork`` came to light: an author blocked for the stamp of
+        an entry that depends on it may have stamped it from that version. Check that
+        entry again; if it passes now, the author is no longer blocked (its later
+        entries, refused meanwhile, come back by repair: its heads name them)."""
+        for sender_id, state in self._senders.items():
+            message = state.retry
+            if message is None or message.deps.get(fork.sender_id) != fork.seq:
+                continue
+            if message.seq != state.delivered + 1 or isinstance(self._check(message, state), Refusal):
+                continue
+            state.blocked = state.retry = None
+            state.held[message.seq] = message
+            self._held_bytes += len(message.payload)
+            self._deliver_ready([sender_id], events)
 
     def restore_proofs(self, proofs: Iterable[Equivocation | ClockLie]) -> None:
         """Take back proofs kept across a restart (the caller checked them again, see
@@ -828,7 +881,7 @@ class OrderedLog:
             expected = max(expected, dep_state.lamports[dep_seq - 1])
         # The sender's clock was the largest stamp it had delivered: its own previous
         # message and everything its vector clock names. Anything else is forged.
-        if message.lamport != expected + 1:
+        if message.lamport != expected + 1 and not self._stamp_fits_a_fork(message, previous_lamport):
             return Refusal.FORGED_STAMP
         epoch, problem = self._judge(message, state, full)
         if problem is None:
@@ -883,6 +936,7 @@ class OrderedLog:
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
+        state.retry = message if reason is Refusal.FORGED_STAMP else None
         self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()
         events.append(Refused(message, reason))

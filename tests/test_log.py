@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from roomkit import FOUNDER, Room
 
 from p2pchat.identity import Identity
@@ -30,7 +32,7 @@ from p2pchat.log import (
     Refused,
     Stable,
 )
-from p2pchat.message import Change, EntryKind, Flush, Message
+from p2pchat.message import Change, EntryKind, Flush, Message, MessageKey
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
@@ -640,3 +642,48 @@ def test_founding_entries_are_never_flagged_concurrent() -> None:
     log = ROOM.log()
     log.receive(a1)
     assert not any(log.is_concurrent(m.id) for m in log)
+
+
+# A fork of a dependency -------------------------------------------------------------
+
+TRIO = Room([A, B, C])
+
+
+def _fork_and_reply() -> tuple[Message, Message, Message, Message]:
+    """B writes b1; A signs two versions of its seq 1 (a1 stamped base+1, a1' stamped
+    base+2 after seeing b1); B, honest, saw a1' and replies stamped from it."""
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    a1 = TRIO.make(A, 1, 1, text="one version")
+    a1_other = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="another version", previous=b"")
+    reply = TRIO.make(B, 2, 3, {A.sender_id: 1}, text="reply to the other version")
+    return b1, a1, a1_other, reply
+
+
+@given(order=st.permutations(range(3)))
+def test_an_honest_reply_to_a_forked_entry_is_taken_whatever_version_was_kept(order: list[int]) -> None:
+    b1, a1, a1_other, reply = _fork_and_reply()
+    c1 = TRIO.make(C, 1, 4, {B.sender_id: 2}, text="c1, after the reply")
+    # X keeps a1, Y keeps a1': the reply, stamped from a1', is exact only at Y at first.
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([b1, a1])
+    y.receive_many([b1, a1_other])
+    for log, other_version in ((x, a1_other), (y, a1)):
+        arrivals = [reply, other_version, c1]
+        log.receive_many([arrivals[index] for index in order])
+        # Once it holds both versions, the honest reply is in, and nobody is blocked.
+        assert log.get(reply.id) == reply and log.get(c1.id) == c1, order
+        assert not log.blocked_senders() and log.evidence, order
+    # The honest members' entries stand in the same places on both replicas.
+    def honest(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id != A.sender_id]
+
+    assert honest(x) == honest(y)
+
+
+def test_a_stamp_no_version_explains_is_still_refused() -> None:
+    b1, a1, a1_other, _ = _fork_and_reply()
+    log = TRIO.log()
+    log.receive_many([b1, a1, a1_other])
+    inflated = TRIO.make(B, 2, 9, {A.sender_id: 1}, text="jumps the queue")
+    assert refusals(log.receive(inflated).events) == [(inflated, Refusal.FORGED_STAMP)]
+    assert log.blocked_senders() == {B.sender_id: Refusal.FORGED_STAMP}
