@@ -382,6 +382,41 @@ def test_evidence_of_an_equivocation_reaches_every_peer() -> None:
     assert all("signed two versions" in close.reason for close in mesh.closed)
 
 
+def test_an_honest_reply_to_the_version_a_peer_did_not_keep_is_taken_there_too() -> None:
+    mesh = three_members()  # bob and carol both connected to alice
+    alice, bob, carol = mesh.nodes
+    (line,) = mesh.say(2, "carol's line")  # (on its way: bob has not seen it yet)
+    (genuine,) = mesh.say(1, "the truth")
+    # Bob's other version of the same entry, written as if after carol's line: a later stamp.
+    twin = Message.create(
+        PEOPLE[1],
+        seq=genuine.seq,
+        lamport=max(genuine.lamport - 1, line.lamport) + 1,
+        sent_at_ms=0,
+        name="bob",
+        text="a lie",
+        deps={**genuine.deps, PEOPLE[2].sender_id: line.seq},
+        room_id=bob.log.room_id or b"",
+        previous=genuine.previous,
+    )
+    assert twin.lamport != genuine.lamport
+    carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
+    mesh.inject(carol_conn, encode_frame(Messages((twin,))))  # carol gets the twin first
+    assert carol.log.get(twin.id) == twin
+    (reply,) = mesh.say(2, "carol replies to what she saw")
+    assert reply.lamport == twin.lamport + 1  # (stamped from the twin: alice keeps the other)
+    (more,) = mesh.say(2, "and more")  # (refused at alice while carol is blocked there)
+    mesh.run(3.0)
+    for node in (alice, carol):
+        assert node.log.get(reply.id) == reply, f"{node.name} does not hold carol's reply"
+        assert node.log.get(more.id) == more, f"{node.name} never got carol's next line back"
+        assert PEOPLE[2].sender_id not in node.log.blocked_senders(), f"{node.name} blocks carol"
+    honest = {PEOPLE[0].sender_id, PEOPLE[2].sender_id}
+    assert [m.key for m in alice.log if m.sender_id in honest] == [
+        m.key for m in carol.log if m.sender_id in honest
+    ]
+
+
 def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
     mesh = three_members()
     alice, _, carol = mesh.nodes
