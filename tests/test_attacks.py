@@ -1337,6 +1337,23 @@ async def test_lamport_out_of_range_is_a_decode_error(lamport: int) -> None:
             await assert_survived(victim, alice, bob, refused=[message[0]])
 
 
+def equivocation_attack(
+    mallory: Mallory, first: list[list[bytes]], second: list[bytes]
+) -> Callable[[Wire], None]:
+    """Mallory joins, is admitted, then sends its entry 1, then both versions of its entry 2
+    in one batch (``first`` and ``second`` get what it signed)."""
+
+    def equivocate(wire: Wire) -> None:
+        wire.handshake(mallory, stay=True)
+        wire.admission(mallory)
+        first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
+        second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
+        wire.send([MESSAGES, [first[0]]])
+        wire.send([MESSAGES, [first[1], second]])
+
+    return equivocate
+
+
 async def test_an_equivocator_is_cut_off_and_removed_and_the_evidence_kept() -> None:
     """Mallory sends seq 1, then both versions of seq 2 in one batch: two validly signed
     entries naming the same predecessor. The victim keeps the first, keeps the pair as
@@ -1347,16 +1364,7 @@ async def test_an_equivocator_is_cut_off_and_removed_and_the_evidence_kept() -> 
             mallory = Mallory()
             first: list[list[bytes]] = []
             second: list[bytes] = []
-
-            def equivocate(wire: Wire) -> None:
-                wire.handshake(mallory, stay=True)
-                wire.admission(mallory)
-                first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
-                second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
-                wire.send([MESSAGES, [first[0]]])
-                wire.send([MESSAGES, [first[1], second]])
-
-            code, reason = await attack_code(url(victim), equivocate)
+            code, reason = await attack_code(url(victim), equivocation_attack(mallory, first, second))
             assert code == POLICY_VIOLATION and "signed two versions of its entry 2" in reason, reason
             kept = [first[0][0], first[1][0]]
             await holding([victim, alice, bob], [Message.from_wire(*m) for m in first])

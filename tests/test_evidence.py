@@ -23,20 +23,18 @@ import pytest
 import trio
 from roomkit import Room
 from test_attacks import (
-    MESSAGES,
     POLICY_VIOLATION,
     TIMEOUT,
     VICTIM,
     Mallory,
-    Wire,
     attack_code,
+    equivocation_attack,
     holding,
     line,
-    link_to,
     url,
 )
 from test_crash import ROOT, PeerProcess, stop_all
-from test_membership import PEOPLE, Mesh, bob_equivocates, newcomer, three_members
+from test_membership import PEOPLE, Mesh, bob_breaks_a_promise, bob_equivocates, newcomer, three_members
 
 from p2pchat.cli import main
 from p2pchat.evidence import (
@@ -54,7 +52,7 @@ from p2pchat.message import Message, announcement_payload, parse_announcement_pa
 from p2pchat.node import Node
 from p2pchat.peer import PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
-from p2pchat.wire import Head, Heads, encode_frame
+from p2pchat.wire import Head
 
 A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
 ROOM = Room([A, B])
@@ -298,13 +296,7 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
     alice, bob, carol = mesh.nodes
     bob_id = PEOPLE[1].sender_id
     seq = bob.log.delivered_seq(bob_id)
-    room = bob.log.room_id or b""
-    promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12, room_id=room)
-    alice_from_bob = next(
-        conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 1
-    )
-    mesh.inject(alice_from_bob, encode_frame(Heads((promise,), False)))
-    (low,) = mesh.say(1, "stamped below my promise")
+    promise, low = bob_breaks_a_promise(mesh)
     mesh.run(4.0)
     reason = alice.offenders[bob_id]
     assert reason.startswith(f"announced clock {promise.clock_lamport}")
@@ -330,22 +322,6 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
 
 # End to end: a real peer restarted from its data directory --------------------------------------
 
-
-def equivocation_attack(
-    mallory: Mallory, first: list[list[bytes]], second: list[bytes]
-) -> Callable[[Wire], None]:
-    """Mallory joins, is admitted, then sends its entry 1, then both versions of its entry 2
-    in one batch (``first`` and ``second`` get what it signed)."""
-
-    def equivocate(wire: Wire) -> None:
-        wire.handshake(mallory, stay=True)
-        wire.admission(mallory)
-        first[:] = [mallory.entry(1, "first 1"), mallory.entry(2, "first 2")]
-        second[:] = mallory.entry(2, "second 2", previous=link_to(first[0]))
-        wire.send([MESSAGES, [first[0]]])
-        wire.send([MESSAGES, [first[1], second]])
-
-    return equivocate
 
 
 async def test_an_equivocator_is_still_refused_after_the_victim_restarts(

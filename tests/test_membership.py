@@ -439,12 +439,11 @@ def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
     assert [m.key for m in alice.log] == [m.key for m in carol.log]
 
 
-def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
-    mesh = three_members()
-    alice, bob, carol = mesh.nodes
-    bob_id = PEOPLE[1].sender_id
-    # Bob promises alice alone a clock far ahead of his, then writes stamped below it.
-    seq = bob.log.delivered_seq(bob_id)
+def bob_breaks_a_promise(mesh: Mesh) -> tuple[Head, Message]:
+    """Bob promises alice alone a clock far ahead of his (a signed announcement on her
+    link from him), then writes a line stamped below it. Returns both."""
+    bob = mesh.nodes[1]
+    seq = bob.log.delivered_seq(PEOPLE[1].sender_id)
     room = bob.log.room_id or b""
     promise = Head.announce(PEOPLE[1], seq, seq, bob.log.clock + 50, {}, 10**12, room_id=room)
     alice_from_bob = next(
@@ -453,6 +452,14 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
     mesh.inject(alice_from_bob, encode_frame(Heads((promise,), False)))
     (low,) = mesh.say(1, "stamped below my promise")
     assert low.lamport <= promise.clock_lamport
+    return promise, low
+
+
+def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    promise, low = bob_breaks_a_promise(mesh)
     mesh.run(4.0)
     for node in (alice, carol):  # (carol never saw the promise: alice's heads relay it)
         proofs = [(lie.announcement.signature, lie.message) for lie in node.log.lies]
@@ -473,7 +480,7 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
         "event": "clock_lie",
         "sender": bob_id.hex(),
         "name": "bob",
-        "announced_seq": seq,
+        "announced_seq": promise.clock_seq,
         "announced_clock": promise.clock_lamport,
         "seq": low.seq,
         "lamport": low.lamport,
