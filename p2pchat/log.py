@@ -69,9 +69,10 @@ __all__ = [
 
 MAX_STRANGER_HEADS = 256
 """Heads of unknown ids kept for when their admission arrives (see observe_head)."""
-MAX_OTHER_STAMPS = 4
-"""Stamps of other versions of one forked entry kept for stamp checks (an equivocator
-can sign any number of versions; an honest author saw one of the first few to spread)."""
+MAX_VERSIONS_KEPT = 4
+"""Other versions of one forked entry kept as evidence (and their stamps, for the stamp
+checks of honest entries that depend on them): an equivocator can sign any number of
+versions; an honest author saw one of the first few to spread, most likely."""
 MAX_STAMP_COMBINATIONS = 256
 """Versions of an entry's forked dependencies tried together, at most."""
 
@@ -294,6 +295,8 @@ class OrderedLog:
         self.evidence: list[Equivocation] = []
         self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
         """(id, the other version's payload) of each proof in ``evidence``."""
+        self._versions_kept: dict[MessageId, int] = {}
+        """Per forked entry, how many other versions ``evidence`` holds."""
         self._other_stamps: dict[MessageId, list[int]] = {}
         """Per forked entry, the stamps of its versions we did not keep (a few at most):
         an honest author that saw one of those stamped its next entry from it."""
@@ -761,15 +764,22 @@ class OrderedLog:
         return Receipt(ReceiptStatus.REFUSED, tuple(events))
 
     def _keep_evidence(self, proof: Equivocation) -> bool:
-        """Add ``proof`` to ``evidence`` unless the same pair is there already."""
+        """Add ``proof`` to ``evidence`` unless the same pair is there already, or we
+        hold MAX_VERSIONS_KEPT versions of that entry already: an equivocator may sign
+        any number of them, and one pair is proof enough (the first few are kept for
+        the stamps of honest entries that depend on them)."""
         pair = (proof.kept.id, proof.rejected.payload)
         if pair in self._evidence_pairs:
             return False
+        versions = self._versions_kept.get(proof.kept.id, 0)
+        if versions >= MAX_VERSIONS_KEPT:
+            return False
+        self._versions_kept[proof.kept.id] = versions + 1
         self._evidence_pairs.add(pair)
         self.evidence.append(proof)
         others = self._other_stamps.setdefault(proof.kept.id, [])
         stamp = proof.rejected.lamport
-        if stamp != proof.kept.lamport and stamp not in others and len(others) < MAX_OTHER_STAMPS:
+        if stamp != proof.kept.lamport and stamp not in others:
             others.append(stamp)
         return True
 

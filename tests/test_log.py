@@ -19,6 +19,7 @@ from roomkit import FOUNDER, Room
 
 from p2pchat.identity import Identity
 from p2pchat.log import (
+    MAX_VERSIONS_KEPT,
     ClockLie,
     Concurrent,
     Delivered,
@@ -687,3 +688,12 @@ def test_a_stamp_no_version_explains_is_still_refused() -> None:
     inflated = TRIO.make(B, 2, 9, {A.sender_id: 1}, text="jumps the queue")
     assert refusals(log.receive(inflated).events) == [(inflated, Refusal.FORGED_STAMP)]
     assert log.blocked_senders() == {B.sender_id: Refusal.FORGED_STAMP}
+
+
+def test_a_thousand_versions_of_one_entry_cost_a_few() -> None:
+    log = TRIO.log()
+    first = TRIO.make(A, 1, 1, text="version 0")
+    log.receive(first)
+    for n in range(1, 200):
+        log.receive(TRIO.make(A, 1, 1, text=f"version {n}", previous=b""))
+    assert len(log.evidence) == MAX_VERSIONS_KEPT and log.get(first.id) == first
