@@ -1337,14 +1337,10 @@ class Node:
         return outputs
 
     def _owe_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> None:
-        """Anti-entropy: owe the neighbour everything its own heads say it lacks, but
-        what we have sent it on this link already: its heads may have left before our
-        PUSH of those arrived, and a link loses nothing (what it did lose, say a frame
-        it refused, its heads and our heads name as a gap, and WANT repairs)."""
+        """Anti-entropy: owe the neighbour everything its own heads say it lacks."""
         missing: list[Message] = []
-        held = neighbour.held
         for head in self.log.heads():
-            theirs = max(reported.get(head.sender_id, 0), held.get(head.sender_id, 0))
+            theirs = reported.get(head.sender_id, 0)
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
         # In log order, which is causal: the receiver can deliver each one on arrival
