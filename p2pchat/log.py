@@ -807,7 +807,7 @@ class OrderedLog:
         an entry that depends on it may have stamped it from that version. Check that
         entry again; if it passes now, the author is no longer blocked (its later
         entries, refused meanwhile, come back by repair: its heads name them)."""
-        for sender_id, state in self._senders.items():
+        for sender_id, state in list(self._senders.items()):  # (delivering may add senders)
             message = state.retry
             if message is None or message.deps.get(fork.sender_id) != fork.seq:
                 continue
