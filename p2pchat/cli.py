@@ -34,7 +34,7 @@ from .jsonlines import (
     ready_object,
     statistics_object,
 )
-from .log import ClockLie, Equivocation, NotAMember, OrderedLog, OwnHistoryIncomplete
+from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES
 from .node import NodeConfig
 from .notices import members_changed_notice, membership_notice
@@ -608,8 +608,7 @@ def _print_proofs(log: OrderedLog, *, as_json: bool) -> None:
         for obj in proof_objects(log):
             print(json.dumps(obj, ensure_ascii=False))
         return
-    proofs: list[Equivocation | ClockLie] = [*log.evidence, *log.lies]
-    for proof in proofs:
+    for proof in log.proofs:
         offender = offender_of(proof)
         who = printable(log.roster.name_of(offender) or "")
         print(f"    ! {who} ({short_id(offender)}) {offence(proof)}: proof kept, expelled")

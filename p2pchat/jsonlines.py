@@ -160,8 +160,7 @@ def proof_objects(log: OrderedLog) -> list[dict[str, Any]]:
     """The proofs against members ``log`` holds (a log restored from a store holds the
     stored ones): ``equivocation`` and ``clock_lie`` events, as ``chat --json`` prints
     them when they are found."""
-    events: list[PeerEvent] = [proof_event(proof) for proof in log.evidence]
-    events += [proof_event(lie) for lie in log.lies]
+    events: list[PeerEvent] = [proof_event(proof) for proof in log.proofs]
     return [peer_event_object(event, log) for event in events]
 
 

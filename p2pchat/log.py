@@ -295,11 +295,10 @@ class OrderedLog:
         self.evidence: list[Equivocation] = []
         self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
         """(id, the other version's payload) of each proof in ``evidence``."""
-        self._versions_kept: dict[MessageId, int] = {}
-        """Per forked entry, how many other versions ``evidence`` holds."""
         self._other_stamps: dict[MessageId, list[int]] = {}
-        """Per forked entry, the stamps of its versions we did not keep (a few at most):
-        an honest author that saw one of those stamped its next entry from it."""
+        """Per forked entry, the stamp of each other version ``evidence`` holds (at most
+        MAX_VERSIONS_KEPT): an honest author that saw one of those stamped its next entry
+        from it."""
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
@@ -431,6 +430,11 @@ class OrderedLog:
     def lies(self) -> list[ClockLie]:
         """The first clock lie found of each member that told one, in the order found."""
         return list(self._liars.values())
+
+    @property
+    def proofs(self) -> list[Equivocation | ClockLie]:
+        """Every proof held against members: the equivocations, then the clock lies."""
+        return [*self.evidence, *self.lies]
 
     def promised_ahead(self, sender_id: bytes) -> bool:
         """Whether a clock ``sender_id`` announced is ahead of this replica's clock: for
@@ -771,16 +775,12 @@ class OrderedLog:
         pair = (proof.kept.id, proof.rejected.payload)
         if pair in self._evidence_pairs:
             return False
-        versions = self._versions_kept.get(proof.kept.id, 0)
-        if versions >= MAX_VERSIONS_KEPT:
+        others = self._other_stamps.setdefault(proof.kept.id, [])
+        if len(others) >= MAX_VERSIONS_KEPT:
             return False
-        self._versions_kept[proof.kept.id] = versions + 1
+        others.append(proof.rejected.lamport)
         self._evidence_pairs.add(pair)
         self.evidence.append(proof)
-        others = self._other_stamps.setdefault(proof.kept.id, [])
-        stamp = proof.rejected.lamport
-        if stamp != proof.kept.lamport and stamp not in others:
-            others.append(stamp)
         return True
 
     def _stamp_fits_a_fork(self, message: Message, previous_lamport: int) -> bool:
@@ -796,7 +796,8 @@ class OrderedLog:
         stamps: list[list[int]] = []
         for dep_sender, dep_seq in message.deps.items():
             kept = self._senders[dep_sender].lamports[dep_seq - 1]
-            stamps.append([kept, *self._other_stamps.get(MessageId(dep_sender, dep_seq), ())])
+            others = set(self._other_stamps.get(MessageId(dep_sender, dep_seq), ())) - {kept}
+            stamps.append([kept, *others])
         if all(len(choice) == 1 for choice in stamps):
             return False
         combinations = islice(product(*stamps), MAX_STAMP_COMBINATIONS)

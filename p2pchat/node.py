@@ -979,8 +979,7 @@ class Node:
         :meth:`_expel` gives: a log restored from the store holds the proofs found before
         the restart (see OrderedLog.restore_proofs), so the offender stays refused, never
         admitted, and its removal is proposed at the next heartbeat if still due."""
-        proofs: list[Equivocation | ClockLie] = [*self.log.evidence, *self.log.lies]
-        for proof in proofs:
+        for proof in self.log.proofs:
             offender = offender_of(proof)
             if offender != self.identity.sender_id:
                 self.offenders.setdefault(offender, offence(proof))
