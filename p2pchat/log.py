@@ -47,7 +47,7 @@ from .message import (
     MessageKey,
     RoomPolicy,
 )
-from .wire import Head
+from .wire import LINK_SIZE, Head
 
 __all__ = [
     "ClockLie",
@@ -424,7 +424,16 @@ class OrderedLog:
         me = identity.sender_id
         seq = self.delivered_seq(me)
         delivered = self.delivered_since_own(me)
-        return Head.announce(identity, seq, seq, self._clock, delivered, at_ms, room_id=self.room_id or b"")
+        return Head.announce(
+            identity,
+            seq,
+            seq,
+            self._clock,
+            delivered,
+            at_ms,
+            room_id=self.room_id or b"",
+            link=self.link_of(me, seq),
+        )
 
     @property
     def lies(self) -> list[ClockLie]:
@@ -530,8 +539,9 @@ class OrderedLog:
                 held_seq += 1
             lie = self._liars.get(sender_id)
             announced = state.announced if lie is None else lie.announcement
+            link = self._link_at(sender_id, state, held_seq)
             if announced is None:
-                result.append(Head(sender_id, held_seq))
+                result.append(Head(sender_id, held_seq, link=link))
             else:
                 result.append(
                     Head(
@@ -542,9 +552,51 @@ class OrderedLog:
                         announced.signature,
                         announced.delivered,
                         announced.at_ms,
+                        link,
                     )
                 )
         return result
+
+    def link_of(self, sender_id: bytes, seq: int) -> bytes:
+        """What a head of ours says of ``sender_id``'s entry ``seq``, which we hold: the
+        start of its entry hash, or nothing for seq 0 (see wire.Head.link)."""
+        state = self._senders.get(sender_id)
+        return self._link_at(sender_id, state, seq) if state is not None else b""
+
+    def _link_at(self, sender_id: bytes, state: _Sender, seq: int) -> bytes:
+        if not seq:
+            return b""
+        if seq == state.delivered:
+            link = state.link  # (the common case: no hashing)
+        elif seq < state.delivered:
+            link = self._delivered_link(sender_id, seq)
+        else:
+            link = state.held[seq].entry_hash()
+        return link[:LINK_SIZE]
+
+    def other_version_at(self, head: Head) -> int | None:
+        """The seq of an entry of ``head``'s sender that the peer sending the head holds
+        in another version than ours, if the head shows one (see wire.Head.link).
+
+        Either its link for the entry ``held_seq`` differs from ours, or we refused the
+        sender's next entry for naming another predecessor than ours (BROKEN_CHAIN) and
+        the head holds entries past ours, chained to that other version, most likely.
+        Cheap enough for every head: one hash at most.
+        """
+        state = self._senders.get(head.sender_id)
+        if state is None or not head.link:
+            return None
+        seq = head.held_seq
+        if seq <= state.delivered or seq in state.held:
+            return seq if self._link_at(head.sender_id, state, seq) != head.link else None
+        if state.blocked is Refusal.BROKEN_CHAIN and state.delivered:
+            return state.delivered
+        return None
+
+    def _delivered_link(self, sender_id: bytes, seq: int) -> bytes:
+        message = self.get(MessageId(sender_id, seq))
+        assert message is not None  # (delivered: held as an entry or a tombstone)
+        return message.entry_hash()
 
     # Clocks -------------------------------------------------------------------
     def observe_head(self, head: Head, *, defer_stability: bool = False) -> list[LogEvent]:

@@ -137,12 +137,17 @@ __all__ = [
 
 T = TypeVar("T")
 
+MAX_VERSION_CHECKS = 16
+"""Entries one link may make us ask it for, because it holds them in another version than
+ours (see Node._ask_for_versions). Heads are not signed: a relay that lies in them costs
+us this many small requests, no more."""
 PUSHED_FIRST_MEMORY = 4096
 """How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
 
 
 _MOST_ANSWERS_AT_ONCE = 3
 """A FLUSH, then the COMMIT it made due, then a FLUSH for a later round: at most."""
+
 
 class Rng(Protocol):
     """The randomness a node needs; ``random.Random`` fits."""
@@ -372,6 +377,9 @@ class _Neighbour:
     """It came without a room (it holds nothing) and we owed it the whole log at once."""
     evidence_sent: set[bytes] = field(default_factory=set)
     """Equivocators whose two versions this link has carried (see Node._offer_evidence)."""
+    versions_asked: set[MessageId] = field(default_factory=set)
+    """Entries we asked this link for because it holds another version of them (see
+    Node._ask_for_versions): at most MAX_VERSION_CHECKS."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -1220,6 +1228,14 @@ class Node:
         for proof, source in evidence:
             outputs.extend(self._spread_evidence(proof, source, now))
             outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
+        # An entry whose link names another predecessor than ours: the neighbour that
+        # brought it (or the one it chained from) holds that other version, the proof.
+        broken = (
+            MessageId(e.message.sender_id, e.message.seq - 1)
+            for e in events
+            if isinstance(e, Refused) and e.reason is Refusal.BROKEN_CHAIN and e.message.seq > 1
+        )
+        outputs.extend(self._ask_for_versions(neighbour, broken))
         outputs.extend(self._act_on_lies(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
@@ -1486,7 +1502,8 @@ class Node:
         said = (room, seq, clock, grown, beat)
         cached = self._own_announcement
         if cached is None or cached[0] != said:
-            head = Head.announce(self.identity, seq, seq, clock, dict(grown), beat, room_id=room)
+            link = self.log.link_of(me, seq)
+            head = Head.announce(self.identity, seq, seq, clock, dict(grown), beat, room_id=room, link=link)
             cached = self._own_announcement = (said, head)
         return cached[1]
 
@@ -1522,7 +1539,7 @@ class Node:
         for head in heads:
             if head.signature:
                 if not whole and shared.get(head.sender_id) == head.signature:
-                    head = Head(head.sender_id, head.held_seq)
+                    head = Head(head.sender_id, head.held_seq, link=head.link)
                 else:
                     shared[head.sender_id] = head.signature
             sent.append(head)
@@ -1588,13 +1605,36 @@ class Node:
             outputs.extend(self._learn_from_heads(frame.heads, neighbour, now))
         return outputs
 
-    def _learn_from_heads(self, heads: Iterable[Head], source: _Neighbour, now: float) -> list[Output]:
+    def _learn_from_heads(self, heads: Sequence[Head], source: _Neighbour, now: float) -> list[Output]:
         """Heads from ``source`` (a HEADS frame's, or riding on a PUSH): what they say,
-        the stability that follows, and any clock lie they prove."""
+        the stability that follows, any clock lie they prove, and any entry they show
+        ``source`` holds in another version than ours."""
         events = self._observe_heads(heads, source)
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        return [*outputs, *self._act_on_lies(events, now)]
+        forks = (MessageId(head.sender_id, seq) for head in heads if (seq := self.log.other_version_at(head)))
+        return [*outputs, *self._act_on_lies(events, now), *self._ask_for_versions(source, forks)]
+
+    def _ask_for_versions(self, neighbour: _Neighbour, entries: Iterable[MessageId]) -> list[Output]:
+        """Ask ``neighbour`` for its version of ``entries``: each one, we have reason to
+        think, it holds in another version than ours. Its version, signed by the author,
+        is then the proof that the author signed two (the log finds it on arrival, and we
+        expel the author): without asking, two peers that each received one version would
+        never exchange it (each holds "that seq" already), and the room would show two
+        texts for good with nobody the wiser. Each entry once per link, at most
+        MAX_VERSION_CHECKS per link; never our own entries, nor those of an author
+        already proven an offender."""
+        asked = neighbour.versions_asked
+        ranges: list[WantRange] = []
+        for entry in entries:
+            author = entry.sender_id
+            if author == self.identity.sender_id or author in self.offenders or entry in asked:
+                continue
+            if len(asked) >= MAX_VERSION_CHECKS or not neighbour.link.is_open:
+                break
+            asked.add(entry)
+            ranges.append(WantRange(author, entry.seq, entry.seq))
+        return [self._send(neighbour.conn, encode_frame(Want(tuple(ranges))))] if ranges else []
 
     def _observe_heads(self, heads: Iterable[Head], source: _Neighbour) -> list[LogEvent]:
         """Learn from heads (stability left to the caller), and pass each announcement

@@ -17,7 +17,7 @@ a CBOR array whose first item is the frame type::
                                                    fresh clock announcements
     GRAFT     [9, [[sender_id, first, last]...]]   send me these; push me their authors eagerly
 
-    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, [sender, seq, ...], at_ms]
+    head = [sender_id, held_seq, clock_seq, clock_lamport, signature, [sender, seq, ...], at_ms, link]
     sender = the position (from 0) in the frame's heads of the head of that sender,
              or, only for a sender without a head in the frame, its sender_id
 
@@ -43,7 +43,10 @@ clock it announced was: after its message clock_seq, its Lamport clock stood at
 clock_lamport, and I had delivered what that message had, raised by these seqs"
 (the senders whose delivered seq grew since), "and I said so at at_ms" (the member's
 wall clock: a member re-announces every heartbeat, so a newer ``at_ms`` shows it is
-alive even in a quiet room). The second half travels from peer to peer so that stability
+alive even in a quiet room)", and "my entry held_seq of this sender has a hash that
+begins with link" (LINK_SIZE bytes; empty: no claim, as for held_seq 0): a peer that holds another
+version of that entry has found an author that signed two (it asks for this one,
+which is the proof). The part from clock_seq to at_ms travels from peer to peer so that stability
 (DESIGN.md rule 8) advances even in a quiet room and across several hops; it is
 signed by the member itself (see message.announcement_payload), so a relaying
 peer cannot make stability advance early by inventing a clock. ``signature`` is
@@ -81,6 +84,7 @@ from .message import (
 )
 
 __all__ = [
+    "LINK_SIZE",
     "MAX_FRAME_BYTES",
     "NONCE_SIZE",
     "PROTOCOL_VERSION",
@@ -101,8 +105,11 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 6
+PROTOCOL_VERSION: Final = 7
 NONCE_SIZE: Final = 16
+LINK_SIZE: Final = 16
+"""Bytes of an entry hash a head carries (Head.link): 128 bits, so an author cannot make
+two versions of an entry whose links agree (2**64 signatures for a birthday collision)."""
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
 MAX_HEADS: Final = 4096
@@ -135,6 +142,12 @@ class Head:
     with that seq, sorted by sender."""
     at_ms: int = 0
     """Announced too: the member's wall clock when it announced (liveness, not order)."""
+    link: bytes = b""
+    """The first LINK_SIZE bytes of the entry hash of the sender's entry ``held_seq``, as
+    the peer sending the head holds it (empty: no claim). Not signed: it is what the
+    relay holds, and a peer holding another version of that entry asks the relay for
+    its version (see Node._check_versions) -- an author that signed two versions of an
+    entry is caught even where no peer ever received both in the course of gossip."""
 
     @classmethod
     def announce(
@@ -147,12 +160,14 @@ class Head:
         at_ms: int = 0,
         *,
         room_id: bytes,
+        link: bytes = b"",
     ) -> Head:
-        """Our own head, with our clock announcement in room ``room_id`` signed."""
+        """Our own head, with our clock announcement in room ``room_id`` signed (and
+        ``link``, our entry ``held_seq``'s, unsigned as in every head)."""
         grown = tuple(sorted(delivered.items())) if delivered else ()
         payload = announcement_payload(room_id, identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
         signature = identity.sign(payload)
-        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms)
+        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms, link)
 
     def announcement_verifies(self, room_id: bytes) -> bool:
         """Whether the clock announcement is really the member's, about room ``room_id``
@@ -266,6 +281,7 @@ def _head_items(heads: tuple[Head, ...]) -> list[object]:
             head.signature,
             [x for sender, seq in head.delivered for x in (position.get(sender, sender), seq)],
             head.at_ms,
+            head.link,
         ]
         for head in heads
     ]
@@ -366,8 +382,8 @@ def _parse_head(value: object) -> tuple[Head, list[object]]:
     """A head without its delivered seqs, and those as they came (see _parse_heads)."""
     # Every heartbeat carries a head per member: the checks of the strict path, inline, for
     # a well-formed head; anything else takes the strict path for its error message.
-    if type(value) is list and len(value) == 7:
-        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = value
+    if type(value) is list and len(value) == 8:
+        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link = value
         if (
             type(sender) is bytes
             and len(sender) == SENDER_ID_SIZE
@@ -387,14 +403,16 @@ def _parse_head(value: object) -> tuple[Head, list[object]]:
                 len(signature) == SIGNATURE_SIZE
                 or not (signature or clock_seq or clock_lamport or delivered or at_ms)
             )
+            and type(link) is bytes
+            and (not link or (held and len(link) == LINK_SIZE))
         ):
-            return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms), delivered
+            return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms, link), delivered
     return _parse_head_strictly(value)
 
 
 def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
-    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms = codec.expect_array(
-        value, "head", length=7
+    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link = codec.expect_array(
+        value, "head", length=8
     )
     head = Head(
         sender_id=_sender(sender, "head sender"),
@@ -403,7 +421,10 @@ def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
         clock_lamport=codec.expect_int(clock_lamport, "head clock_lamport", hi=MAX_LAMPORT),
         signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
         at_ms=codec.expect_int(at_ms, "head at_ms", hi=MAX_SENT_AT_MS),
+        link=codec.expect_bytes(link, "head link", max_size=LINK_SIZE),
     )
+    if head.link and (len(head.link) != LINK_SIZE or not head.held_seq):
+        raise CodecError(f"head link: expected {LINK_SIZE} bytes or none (none for held_seq 0)")
     entries = codec.expect_array(delivered, "head delivered", max_length=2 * MAX_DEPS)
     if len(entries) % 2:
         raise CodecError("head delivered: expected sender, seq pairs, got an odd number of items")
@@ -430,6 +451,7 @@ def _parse_heads(value: object) -> tuple[Head, ...]:
             head.signature,
             _parse_delivered(entries, senders, listed),
             head.at_ms,
+            head.link,
         )
         if entries
         else head

@@ -76,7 +76,7 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 6
+VERSION = 7
 """The protocol version, in HELLO."""
 DEFLATED = b"\x00"
 """A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
@@ -763,7 +763,7 @@ DUPLICATE_DEPS = (
 """A message payload whose deps map holds the same key twice."""
 KEY = bytes(range(32))
 NONCE = bytes(16)
-HEAD = [ID, 1, 1, 1, bytes(64), [], 0]
+HEAD = [ID, 1, 1, 1, bytes(64), [], 0, bytes(16)]
 
 
 def entry(*fields: object) -> list[Any]:
@@ -773,23 +773,24 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "6", "<me>", NONCE, KEY],
-        [HELLO, 6, bytes(31), NONCE, KEY],
-        [HELLO, 6, "<me>", "0123456789abcdef", KEY],
-        [HELLO, 6, "<me>", NONCE[:15], KEY],
-        [HELLO, 6, "<me>", NONCE, KEY[:31]],
-        [HELLO, 6, "<me>", NONCE, "k" * 32],
-        [HELLO, 6, "<me>", NONCE, None],
-        [HELLO, 6, "<me>", NONCE],
-        [HELLO, 6, "<me>", NONCE, KEY, b""],
+        [HELLO, "7", "<me>", NONCE, KEY],
+        [HELLO, 7, bytes(31), NONCE, KEY],
+        [HELLO, 7, "<me>", "0123456789abcdef", KEY],
+        [HELLO, 7, "<me>", NONCE[:15], KEY],
+        [HELLO, 7, "<me>", NONCE, KEY[:31]],
+        [HELLO, 7, "<me>", NONCE, "k" * 32],
+        [HELLO, 7, "<me>", NONCE, None],
+        [HELLO, 7, "<me>", NONCE],
+        [HELLO, 7, "<me>", NONCE, KEY, b""],
         [HELLO, True, "<me>", NONCE, KEY],
-        [HELLO, 6.0, "<me>", NONCE, KEY],
+        [HELLO, 7.0, "<me>", NONCE, KEY],
         [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
         [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
         [HELLO, 3, "<me>", NONCE, KEY],  # protocol 3: no lazy push
         [HELLO, 4, "<me>", NONCE, KEY],  # protocol 4: no announcements riding on PUSH
         [HELLO, 5, "<me>", NONCE, KEY],  # protocol 5: no deflated frames
-        [HELLO, 7, "<me>", NONCE, KEY],
+        [HELLO, 6, "<me>", NONCE, KEY],  # protocol 6: no links in heads
+        [HELLO, 8, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],
@@ -857,21 +858,25 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HEADS, [[ID, 1, 1]], False],
         [HEADS, [[ID, 1, 1, 1, bytes(64)]], False],  # the layout before delivered and at_ms
         [HEADS, [[ID, 1, 1, 1, bytes(64), []]], False],
-        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), [], 0]], False],
-        [HEADS, [[ID, -1, 1, 1, bytes(64), [], 0]], False],
-        [HEADS, [[ID, 2**63, 1, 1, bytes(64), [], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(63), [], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, b"", [], 0]], False],
-        [HEADS, [[ID, 1, 0, 0, b"", [], 5]], False],  # an unsigned liveness beat
-        [HEADS, [[ID, 1, 0, 0, b"", [0, 1], 0]], False],  # an unsigned delivered vector
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID: 1}, 0]], False],  # (a map: the layout before positions)
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 0], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID[:31], 1], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [1, 1], 0]], False],  # no head at position 1
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0]], False],  # by id, though it has a head here
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [0], 0]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], -1]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 2**53 + 1]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0]], False],  # the layout before links
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(15)]], False],
+        [HEADS, [[ID, 0, 0, 0, b"", [], 0, bytes(16)]], False],  # a link for seq 0
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, "link"]], False],
+        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), [], 0, bytes(16)]], False],
+        [HEADS, [[ID, -1, 1, 1, bytes(64), [], 0, bytes(16)]], False],
+        [HEADS, [[ID, 2**63, 1, 1, bytes(64), [], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(63), [], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, b"", [], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 0, 0, b"", [], 5, bytes(16)]], False],  # an unsigned liveness beat
+        [HEADS, [[ID, 1, 0, 0, b"", [0, 1], 0, bytes(16)]], False],  # an unsigned delivered vector
+        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID: 1}, 0, bytes(16)]], False],  # (a map: before positions)
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 0], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID[:31], 1], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [1, 1], 0, bytes(16)]], False],  # no head at position 1
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0, bytes(16)]], False],  # by id, though it has a head here
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0], 0, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], -1, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 2**53 + 1, bytes(16)]], False],
         [HEADS, [HEAD]],
     ],
     "want": [
@@ -900,7 +905,7 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
     ],
     "push": [
         [PUSH, [], [], [], []],  # no messages, ids or prunes
-        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), [], 0]]],  # only a head: no frame of its own
+        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), [], 0, bytes(16)]]],  # only a head: no frame of its own
         [PUSH, "batch", [], [], []],
         [PUSH, [], [[ID, 5, 3]], [], []],
         [PUSH, [], [[ID, 0, 3]], [], []],
@@ -1437,8 +1442,8 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
 
             def lie(wire: Wire) -> bool:
                 wire.handshake(mallory, stay=True)
-                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), [], 0]], True])
-                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", [], 0]], False])
+                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), [], 0, b""]], True])
+                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", [], 0, b""]], False])
                 vector, clock = wire.admission(mallory)
                 assert mallory.admitted_by().sender_id == victim_id
                 # Mallory's own entry, validly signed, "depending" on a victim's entry far ahead.
@@ -1501,12 +1506,13 @@ async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
                 pairs = zip(own[5][::2], own[5][1::2], strict=True)
                 own_delivered = {heads[r][0] if type(r) is int else r: s for r, s in pairs}
                 VerifyKey(victim_id).verify(announcement(own[0], *own[2:4], own_delivered, own[6]), own[4])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), [], 0]], False])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), [], 0]], False])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), [], 0, b""]], False])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), [], 0, b""]], False])
                 # Alice "delivered" far more of the victim than exists, alive far ahead.
                 delivered = {victim_id: 10**6}
                 lie_seqs = [victim_id, 10**6]  # (the victim has no head in this frame: by id)
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(far, delivered), lie_seqs, far]], False])
+                lie = [alice_id, 1, 1, 10**9, claim(far, delivered), lie_seqs, far, b""]
+                wire.send([HEADS, [lie], False])
                 return wire.still_open()
 
             before = victim.log.bad_announcements
@@ -1530,7 +1536,7 @@ async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
 
             def ask(wire: Wire) -> float:
                 wire.handshake(Mallory())
-                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", [], 0]], False])
+                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", [], 0, b""]], False])
                 start = time.monotonic()
                 wire.send([WANT, [[alice_id, 1, 2**62]] * 1000])
                 assert wire.still_open(timeout=TIMEOUT)

@@ -49,6 +49,8 @@ ALICE, BOB, CAROL = (Identity(bytes([n]) * 32) for n in (1, 2, 3))
 IDENTITIES = (ALICE, BOB, CAROL)
 SIG = bytes(range(64))
 """A well-formed (64-byte) but meaningless signature: decoding never checks signatures."""
+LINK = bytes(range(100, 100 + wire.LINK_SIZE))
+"""A well-formed head link (the start of an entry hash), just as meaningless."""
 ROOM = bytes(range(100, 100 + ROOM_ID_SIZE))
 """The room the test messages are signed for (rooms are not on the wire)."""
 FRAME_TYPES = (
@@ -158,6 +160,7 @@ def head_item(
     signature: bytes | None = None,
     delivered: bytes | None = None,
     at_ms: bytes | None = None,
+    link: bytes | None = None,
 ) -> bytes:
     return arr(
         sender if sender is not None else enc(BOB.sender_id),
@@ -167,6 +170,7 @@ def head_item(
         signature if signature is not None else bstr(SIG),
         delivered if delivered is not None else arr(enc(CAROL.sender_id), enc(2)),
         at_ms if at_ms is not None else enc(1_700_000_000_000),
+        link if link is not None else bstr(LINK),
     )
 
 
@@ -250,7 +254,7 @@ def test_hand_built_valid_inputs_are_accepted() -> None:
     assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
     assert isinstance(wire.decode_frame(hello()), wire.Hello)
     assert wire.decode_frame(heads_frame()) == wire.Heads(
-        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000),)
+        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000, LINK),)
     )
     assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
     assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
@@ -356,18 +360,27 @@ def announcing_heads_frames(draw: st.DrawFn) -> wire.Heads:
     found = []
     for sender in draw(st.lists(st.sampled_from(pool), max_size=5)):
         delivered = draw(st.dictionaries(st.sampled_from(pool), seqs, max_size=4))
+        held = draw(counts)
+        links = (
+            st.just(b"") | st.binary(min_size=wire.LINK_SIZE, max_size=wire.LINK_SIZE)
+            if held
+            else st.just(b"")
+        )
         found.append(
             wire.Head(
                 sender,
-                draw(counts),
+                held,
                 draw(counts),
                 draw(st.integers(0, MAX_LAMPORT)),
                 draw(st.binary(min_size=64, max_size=64)),
                 tuple(sorted(delivered.items())),
                 draw(st.integers(0, 2**53)),
+                draw(links),
             )
         )
     return wire.Heads(tuple(found), draw(st.booleans()))
+
+
 want_frames = st.builds(wire.Want, st.lists(want_ranges(), max_size=4).map(tuple))
 peers_frames = st.builds(wire.Peers, st.lists(urls, max_size=4).map(tuple))
 bye_frames = st.builds(wire.Bye, st.text(max_size=wire.MAX_REASON_BYTES // 4))
@@ -951,7 +964,7 @@ def test_wrong_field_counts_refused(name: str) -> None:
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:9])), "expected 10 items, got 9")
     refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 10 items, got 11")
-    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "7 items")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "8 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
     refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
@@ -1232,6 +1245,20 @@ def test_create_with_the_most_deps_allowed_is_decodable() -> None:
         ALICE, seq=1, lamport=2, sent_at_ms=0, name="a", text="b", deps=deps, room_id=ROOM
     )
     assert Message.from_wire(message.payload, message.signature) == message
+
+
+@pytest.mark.parametrize(
+    ("link", "held"),
+    [(bstr(LINK[:15]), enc(3)), (bstr(LINK + b"x"), enc(3)), (bstr(LINK), enc(0)), (enc("x" * 16), enc(3))],
+    ids=["short", "long", "for-seq-0", "text"],
+)
+def test_head_link_is_16_bytes_or_none_and_none_for_seq_0(link: bytes, held: bytes) -> None:
+    refuse_frame(heads_frame(arr(head_item(held=held, link=link))), "head link")
+
+
+def test_a_head_without_a_link_makes_no_claim() -> None:
+    frame = wire.decode_frame(heads_frame(arr(head_item(link=bstr(b"")))))
+    assert isinstance(frame, wire.Heads) and frame.heads[0].link == b""
 
 
 def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> None:

@@ -18,14 +18,24 @@ import trio
 
 from p2pchat.identity import Identity
 from p2pchat.jsonlines import peer_event_object
-from p2pchat.log import NotAMember, OrderedLog, Refusal, Refused
+from p2pchat.log import NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.membership import MemberState
-from p2pchat.message import EntryKind, Message, MessageKey
-from p2pchat.node import Close, LogEvents, Node, Output, Send
+from p2pchat.message import EntryKind, Message, MessageId, MessageKey
+from p2pchat.node import MAX_VERSION_CHECKS, Close, LogEvents, Node, Output, Send
 from p2pchat.peer import ClockLieFound, MessageDelivered, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
-from p2pchat.wire import MAX_HEADS, Head, Heads, Messages, encode_frame
+from p2pchat.wire import (
+    LINK_SIZE,
+    MAX_HEADS,
+    Head,
+    Heads,
+    Messages,
+    Want,
+    WantRange,
+    decode_frame,
+    encode_frame,
+)
 
 PEOPLE = [Identity(bytes([0x10 + i]) * 32) for i in range(3)]
 
@@ -52,6 +62,14 @@ class Mesh:
         self.route(b, self.nodes[b].open(cb, self.now, bytes([cb]) * LINK_RANDOMNESS))
         self.run()
         return ca, cb
+
+    def disconnect(self, conn: int) -> None:
+        """Cut the connection ``conn`` is one end of: both nodes hear it is gone."""
+        index, other = self.links.pop(conn)
+        other_index, _ = self.links.pop(other)
+        del self.inbox[conn], self.inbox[other]
+        self.route(index, self.nodes[index].closed(conn))
+        self.route(other_index, self.nodes[other_index].closed(other))
 
     def route(self, index: int, outputs: Iterable[Output]) -> None:
         for output in outputs:
@@ -415,6 +433,134 @@ def test_an_honest_reply_to_the_version_a_peer_did_not_keep_is_taken_there_too()
     assert [m.key for m in alice.log if m.sender_id in honest] == [
         m.key for m in carol.log if m.sender_id in honest
     ]
+
+
+def bob_forks_while_carol_is_away(mesh: Mesh, *, more: bool = False) -> tuple[Message, Message]:
+    """Carol's link to alice is cut; bob says a line, which reaches alice; carol (alone) gets
+    another version of it, and with ``more`` bob's next entry chained to that version.
+    Returns the genuine entry and carol's version."""
+    alice, bob, carol = mesh.nodes
+    mesh.disconnect(next(conn for conn, (index, _) in mesh.links.items() if index == 2))
+    (genuine,) = mesh.say(1, "the truth")
+    mesh.run(0.5)
+    twin = Message.create(
+        PEOPLE[1],
+        seq=genuine.seq,
+        lamport=genuine.lamport,
+        sent_at_ms=0,
+        name="bob",
+        text="a lie",
+        deps=genuine.deps,
+        room_id=bob.log.room_id or b"",
+        previous=genuine.previous,
+    )
+    taken = [twin]
+    if more:
+        taken.append(
+            Message.create(
+                PEOPLE[1],
+                seq=genuine.seq + 1,
+                lamport=genuine.lamport + 1,
+                sent_at_ms=0,
+                name="bob",
+                text="more lies",
+                deps={},
+                room_id=bob.log.room_id or b"",
+                previous=twin.entry_hash(),
+            )
+        )
+    for message in taken:
+        assert carol.log.receive(message).status is ReceiptStatus.NEW
+    assert alice.log.get(genuine.id) == genuine and carol.log.get(genuine.id) == twin
+    return genuine, twin
+
+
+@pytest.mark.parametrize("more", [False, True], ids=["one-entry", "and-a-chained-one"])
+def test_peers_that_each_kept_one_version_find_the_fork_when_they_meet(more: bool) -> None:
+    """Each of alice and carol holds "bob's entry k" already when they meet, so gossip
+    alone would never carry the other version to either (the room would show two texts
+    for that line for good, nobody expelled): the links in their heads differ, and each
+    asks the other for its version, which is the proof."""
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    genuine, twin = bob_forks_while_carol_is_away(mesh, more=more)
+    mesh.connect(2, 0)
+    mesh.run(3.0)
+    for node in (alice, carol):
+        assert {(e.kept.payload, e.rejected.payload) for e in node.log.evidence} & {
+            (genuine.payload, twin.payload),
+            (twin.payload, genuine.payload),
+        }, f"{node.name} found no fork"
+        assert node.offenders == {bob_id: f"signed two versions of its entry {genuine.seq}"}
+        if not more:  # (with more: carol's answers depend on the entry alice cannot chain)
+            assert bob_id not in node.log.members, f"{node.name} still counts bob"
+
+
+def test_an_entry_chained_to_a_version_we_lack_makes_us_ask_for_that_version() -> None:
+    """Bob's entry k+1 names a predecessor alice does not hold (she kept another version
+    of k): refused with a broken chain, and alice asks the neighbour that brought it for
+    its entry k, the version k+1 chains to."""
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    genuine, twin = bob_forks_while_carol_is_away(mesh, more=True)
+    chained = carol.log.get(MessageId(PEOPLE[1].sender_id, genuine.seq + 1))
+    assert chained is not None and chained.previous == twin.entry_hash()
+    alice_from_bob = next(conn for conn, (index, _) in mesh.links.items() if index == 0)
+    outputs = alice.receive_unsealed(alice_from_bob, encode_frame(Messages((chained,))), mesh.now)
+    assert alice.log.blocked_senders() == {PEOPLE[1].sender_id: Refusal.BROKEN_CHAIN}
+    asked = [decode_frame(o.data) for o in outputs if isinstance(o, Send) and o.conn == alice_from_bob]
+    assert Want((WantRange(PEOPLE[1].sender_id, genuine.seq, genuine.seq),)) in asked
+    # Once only: the same entry again does not ask again.
+    again = alice.receive_unsealed(alice_from_bob, encode_frame(Messages((chained,))), mesh.now)
+    assert not [o for o in again if isinstance(o, Send) and isinstance(decode_frame(o.data), Want)]
+
+
+def test_a_head_shows_where_its_peer_holds_another_version() -> None:
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    genuine, twin = bob_forks_while_carol_is_away(mesh)
+    (carols_head,) = [h for h in carol.log.heads() if h.sender_id == bob_id]
+    (alices_head,) = [h for h in alice.log.heads() if h.sender_id == bob_id]
+    assert (carols_head.held_seq, carols_head.link) == (genuine.seq, twin.entry_hash()[:LINK_SIZE])
+    assert alices_head.link == genuine.entry_hash()[:LINK_SIZE]
+    assert alice.log.other_version_at(carols_head) == genuine.seq
+    assert carol.log.other_version_at(alices_head) == genuine.seq
+    assert alice.log.other_version_at(alices_head) is None
+    # Heads about an earlier entry, one past what we hold, or without a link say nothing.
+    earlier = genuine.seq - 1
+    assert alice.log.other_version_at(Head(bob_id, earlier, link=carol.log.link_of(bob_id, earlier))) is None
+    assert alice.log.other_version_at(Head(bob_id, genuine.seq + 1, link=bytes(LINK_SIZE))) is None
+    assert alice.log.other_version_at(Head(bob_id, genuine.seq)) is None
+
+
+def test_a_relay_lying_in_its_heads_costs_a_few_requests_and_no_proof() -> None:
+    """Heads are not signed: a neighbour can name any link for any entry. We ask it, at
+    most MAX_VERSION_CHECKS times over the link's life, and expel nobody."""
+    mesh = three_members()
+    alice = mesh.nodes[0]
+    bob_id = PEOPLE[1].sender_id
+    mesh.say(1, *(f"line {i}" for i in range(30)))
+    mesh.run(1.0)
+    top = alice.log.delivered_seq(bob_id)
+    alice_from_carol = next(
+        conn for conn, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 2
+    )
+    wanted: list[WantRange] = []
+    for seq in range(top - 25, top + 1):
+        for _ in range(2):  # (each lie twice: asked once)
+            lie = Heads((Head(bob_id, seq, link=bytes(LINK_SIZE)),), False)
+            outputs = alice.receive_unsealed(alice_from_carol, encode_frame(lie), mesh.now)
+            for output in outputs:
+                if isinstance(output, Send) and output.conn == alice_from_carol:
+                    frame = decode_frame(output.data)
+                    if isinstance(frame, Want):
+                        wanted.extend(frame.ranges)
+    assert len(wanted) == MAX_VERSION_CHECKS == len(set(wanted))
+    assert all(r.sender_id == bob_id and r.first == r.last for r in wanted)
+    mesh.run(2.0)
+    assert not alice.offenders and not alice.log.evidence and alice.is_open(alice_from_carol)
 
 
 def test_an_equivocator_is_removed_and_refused_and_the_room_goes_on() -> None:
