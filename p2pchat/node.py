@@ -1530,20 +1530,35 @@ class Node:
         already goes as the bare head (sender and held seq). In a busy room most of them
         have: the fresh ones ride on the PUSH frames. Once per ``keepalive_interval`` they
         go whole all the same: the neighbour may have had no use for one when it came (a
-        member it had not admitted yet) and may have one now."""
-        shared = neighbour.shared
+        member it had not admitted yet) and may have one now. So do the links (the
+        first heads on a link are whole: peers that meet compare the versions they
+        hold at once, and again every interval; a link's other heads go without)."""
         whole = now - neighbour.heads_whole_at >= self.config.keepalive_interval
         if whole:
             neighbour.heads_whole_at = now
-        sent: list[Head] = []
-        for head in heads:
-            if head.signature:
-                if not whole and shared.get(head.sender_id) == head.signature:
-                    head = Head(head.sender_id, head.held_seq, link=head.link)
-                else:
-                    shared[head.sender_id] = head.signature
-            sent.append(head)
-        return tuple(sent)
+            for head in heads:
+                if head.signature:
+                    neighbour.shared[head.sender_id] = head.signature
+            return heads
+        return tuple(self._lean_head(neighbour, head) for head in heads)
+
+    @staticmethod
+    def _lean_head(neighbour: _Neighbour, head: Head) -> Head:
+        """``head`` without its link, and without its announcement if the link carried it."""
+        if not head.signature or neighbour.shared.get(head.sender_id) == head.signature:
+            return Head(head.sender_id, head.held_seq)
+        neighbour.shared[head.sender_id] = head.signature
+        if not head.link:
+            return head
+        return Head(
+            head.sender_id,
+            head.held_seq,
+            head.clock_seq,
+            head.clock_lamport,
+            head.signature,
+            head.delivered,
+            head.at_ms,
+        )
 
     def _queue_push(self, messages: Sequence[Message], now: float, source: _Neighbour | None) -> list[Output]:
         if not messages:
