@@ -709,6 +709,99 @@ def test_an_equivocator_going_on_from_the_version_we_did_not_keep_blocks_no_hone
     assert unforked(x) == unforked(y) and x.is_visible(a2) and y.is_visible(a2)
 
 
+def test_an_entry_on_the_other_branch_stamped_within_what_we_called_stable_takes_no_place() -> None:
+    """A's version a1 (kept at X) is stamped after b1; its other version, and a2 going on
+    from that, are stamped low. At X, a2 would land among positions X may have called
+    stable on a1's stamp: it is held as a tombstone instead (B's reply to it is taken),
+    while Y, which kept the low version, shows it."""
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    a1 = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="the version X keeps")
+    a1_low = TRIO.make(A, 1, 1, text="the low version", previous=b"")
+    a2 = TRIO.make(A, 2, 2, text="goes on from the low version")
+    assert a2.previous == a1_low.entry_hash() and a2.lamport <= a1.lamport
+    reply = TRIO.make(B, 2, 3, {A.sender_id: 2}, text="reply to a2")
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([b1, a1, a1_low, a2, reply])
+    y.receive_many([b1, a1_low, a2, reply, a1])
+    assert x.get(a2.id) == a2 and not x.is_visible(a2) and a2 in x.tombstones()
+    assert y.is_visible(a2)
+    for log in (x, y):
+        assert log.is_visible(reply) and not log.blocked_senders() and log.stability_violations == 0
+
+    def others(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id != A.sender_id]
+
+    assert others(x) == others(y)
+
+
+def _forked_history(low: bool) -> tuple[list[Message], list[Head]]:
+    """B writes three lines and C one, and both say so; A signs two versions of its seq
+    1 and goes on from the second; B and C, honest, reply along that branch, and every
+    member announces its clock at the end. With ``low`` the second version, and A's
+    entry after it, are stamped below B's lines, which the replicas that kept the first
+    version may have called stable by then (on the first version's stamp and B's and
+    C's announcements). Returns the entries and the announcements."""
+    room = TRIO.room_id
+    b1, b2, b3 = (TRIO.make(B, seq, seq, text=f"b{seq}") for seq in (1, 2, 3))
+    c1 = TRIO.make(C, 1, 1, text="c1")
+    seen = {B.sender_id: 3, C.sender_id: 1}
+    if low:
+        a1 = TRIO.make(A, 1, 4, seen, text="one version")
+        a1_other = TRIO.make(A, 1, 1, text="another version", previous=b"")
+    else:
+        a1 = TRIO.make(A, 1, 1, text="one version")
+        a1_other = TRIO.make(A, 1, 4, seen, text="another version", previous=b"")
+    a2 = TRIO.make(A, 2, a1_other.lamport + 1, text="a2, after the other version", relative=False)
+    b4 = TRIO.make(B, 4, max(a2.lamport, b3.lamport) + 1, {A.sender_id: 2}, relative=False)
+    c2 = TRIO.make(C, 2, b4.lamport + 1, {A.sender_id: 2, B.sender_id: 4}, text="c2", relative=False)
+    b5 = TRIO.make(B, 5, c2.lamport + 1, {C.sender_id: 2}, text="b5", relative=False)
+    entries = [b1, b2, b3, c1, a1, a1_other, a2, b4, c2, b5]
+    top = b5.lamport
+    heads = [
+        Head.announce(B, 3, 3, b3.lamport, {C.sender_id: 1}, 1, room_id=room),
+        Head.announce(C, 1, 1, b3.lamport, {B.sender_id: 3}, 1, room_id=room),
+        Head.announce(A, 2, 2, top, {B.sender_id: 5, C.sender_id: 2}, 2, room_id=room),
+        Head.announce(B, 5, 5, top, {}, 2, room_id=room),
+        Head.announce(C, 2, 2, top, {B.sender_id: 5}, 2, room_id=room),
+    ]
+    return entries, heads
+
+
+@given(low=st.booleans(), orders=st.lists(st.permutations(range(15)), min_size=3, max_size=3))
+def test_replicas_converge_on_every_honest_entry_around_a_fork_and_stable_positions_hold(
+    low: bool, orders: list[list[int]]
+) -> None:
+    """Three replicas take an equivocator's two versions, the branch it goes on from,
+    honest replies along it and the members' clock announcements, each in its own
+    order (so each keeps the version it got first). Every honest entry is taken
+    everywhere, in the same place; nobody honest is blocked; a position called stable
+    never moves (each replica's stable keys only ever grow at the end)."""
+    entries, heads = _forked_history(low)
+    arrivals: list[Message | Head] = [*entries, *heads]
+    honest = {B.sender_id, C.sender_id}
+    logs = [TRIO.log() for _ in orders]
+    for log, order in zip(logs, orders, strict=True):
+        stable: list[MessageKey] = []
+        for index in order:
+            arrival = arrivals[index]
+            if isinstance(arrival, Message):
+                log.receive(arrival)
+            else:
+                log.observe_head(arrival)
+            now = [m.key for m in log][: log.stable_count]
+            assert now[: len(stable)] == stable, "a stable position moved"
+            stable = now
+        assert log.stability_violations == 0
+        assert not log.blocked_senders().keys() & honest
+        assert log.evidence, "the fork went unnoticed"
+        assert all(log.is_visible(m) for m in entries if m.sender_id in honest)
+
+    def honest_keys(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id in honest]
+
+    assert honest_keys(logs[0]) == honest_keys(logs[1]) == honest_keys(logs[2])
+
+
 def test_an_entry_chained_to_an_unknown_version_is_still_refused() -> None:
     b1, a1, a1_other, _ = _fork_and_reply()
     a2 = TRIO.make(A, 2, 3, text="goes on from the other version")
