@@ -76,8 +76,6 @@ class SignedProof:
     first_signature: bytes
     second: bytes
     second_signature: bytes
-    relied: bool = False
-    """For a clock lie: we relied on the promise when the entry came (ClockLie.relied)."""
 
 
 def offender_of(proof: Proof) -> bytes:
@@ -128,13 +126,7 @@ def signed_proof(proof: Proof, room_id: bytes) -> SignedProof:
         room_id, head.sender_id, head.clock_seq, head.clock_lamport, head.delivered, head.at_ms
     )
     return SignedProof(
-        message.sender_id,
-        ProofKind.CLOCK_LIE,
-        signed,
-        head.signature,
-        message.payload,
-        message.signature,
-        proof.relied,
+        message.sender_id, ProofKind.CLOCK_LIE, signed, head.signature, message.payload, message.signature
     )
 
 
@@ -153,7 +145,7 @@ def proof_from(signed: SignedProof, room_id: bytes) -> Proof:
             announced_in, announcement = _announcement(signed.first, signed.first_signature)
             if announced_in != (room_id or NO_ROOM):
                 raise InvalidProof("the announcement is about another room")
-            proof = ClockLie(announcement, second, signed.relied)
+            proof = ClockLie(announcement, second)
     except CodecError as exc:
         raise InvalidProof(f"does not decode: {exc}") from exc
     if offender_of(proof) != signed.offender:

@@ -160,10 +160,6 @@ class ClockLie:
 
     announcement: Head
     message: Message
-    relied: bool = field(default=False, compare=False)
-    """Whether this replica relied on the promise when the entry came (its clock set the
-    author's bound here): the entry then takes no place here (see OrderedLog._check),
-    and must take none after a restart either (the store keeps this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,17 +636,15 @@ class OrderedLog:
         seq = head.clock_seq
         return seq < state.delivered and head.clock_lamport >= state.lamports[seq]
 
-    def _caught_lying(
-        self, head: Head, message: Message, events: list[LogEvent], *, relied: bool = False
-    ) -> None:
-        """Keep the proof, and trust no announcement of the liar any more. Its bound stays
-        where the broken promise put it: positions may be stable on it, and its entries
-        stamped within it take no place here (see _check)."""
+    def _caught_lying(self, head: Head, message: Message, events: list[LogEvent]) -> None:
+        """Keep the proof, and trust no announcement of the liar any more: its bound is
+        its own last stamp again (what is stable stays stable; no more is, on its word)."""
         state = self._senders[message.sender_id]
+        state.bound = max(state.lamports, default=0)
         state.promise = state.announced = state.pending = state.cover = None
         self._uncovered.pop(message.sender_id, None)
         if message.sender_id not in self._liars:
-            lie = ClockLie(head, message, relied)
+            lie = ClockLie(head, message)
             self._liars[message.sender_id] = lie
             events.append(lie)
 
@@ -899,13 +893,6 @@ class OrderedLog:
         left to the caller (:meth:`advance_stability`)."""
         proofs = list(proofs)
         self.restore_proofs(proof for proof in proofs if isinstance(proof, Equivocation))
-        for lie in proofs:
-            if isinstance(lie, ClockLie) and lie.relied:
-                # We relied on the promise before: it bounds the liar again from the entry
-                # it follows on, so the entry that broke it is a tombstone again, and the
-                # lie is caught again as it was.
-                state = self._senders.setdefault(lie.message.sender_id, _Sender())
-                state.pending = lie.announcement
         for message in entries:
             self.receive(message, trusted=True, defer_stability=True)
         self.restore_proofs(proof for proof in proofs if isinstance(proof, ClockLie))
@@ -1001,13 +988,12 @@ class OrderedLog:
             return Refusal.FORGED_STAMP
         epoch, problem = self._judge(message, state, full)
         if problem is None:
-            # A stamp within the author's bound here (a clock it announced, or, on the
-            # other branch of a fork, the stamp of the version we kept) could land among
-            # positions we called stable on that bound: such an entry takes no place here.
-            # An honest author stamps every entry above every clock it announced, so this
-            # is an entry that broke a promise (caught as it is delivered) or one going on
-            # from a version of an entry its author signed twice.
-            return _Verdict(full, epoch, message.lamport > state.bound)
+            # On the other branch, a stamp within the author's bound here (a stamp of the
+            # version we kept, or a clock it announced) could land among positions we
+            # called stable on that bound: such an entry takes no place here. (An honest
+            # author's entries are always stamped above its bound; this one's branch
+            # exists only because its author signed two versions of an entry.)
+            return _Verdict(full, epoch, on_our_branch or message.lamport > state.bound)
         if not self.roster.was_member_by(message.sender_id, epoch):
             # A stranger where the entry stands (every replica agrees: it is a fact of
             # the entry's causal past): never held, a thousand throwaway keys cost
@@ -1073,10 +1059,9 @@ class OrderedLog:
         if message.lamport > state.bound:
             state.bound, state.promise = message.lamport, None
         elif promise is not None:
-            # Held all the same, as a tombstone here (every replica must hold the same
-            # entries, and most never saw the promise, so they show it): the node expels
-            # the member for it.
-            self._caught_lying(promise, message, events, relied=True)
+            # Delivered all the same (every replica must hold the same entries, and most
+            # never saw the promise): the node expels the member for it instead.
+            self._caught_lying(promise, message, events)
         state.vector = verdict.vector
         state.cover = None  # this entry's vector is newer than any announcement before it
         self._note_uncovered(message)

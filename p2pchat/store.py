@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS evidence (
     first_signature BLOB NOT NULL,
     second BLOB NOT NULL,
     second_signature BLOB NOT NULL,
-    relied INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, offender, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
@@ -118,10 +117,6 @@ class Store:
             self._check_format(data_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
-            if "relied" not in self._columns("evidence"):
-                # (A table written by the release before: its clock lies were all shown.)
-                self._db.execute("ALTER TABLE evidence ADD COLUMN relied INTEGER NOT NULL DEFAULT 0")
-                self._db.commit()
         self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _check_format(self, data_dir: str | Path) -> None:
@@ -257,19 +252,10 @@ class Store:
     def _insert_proofs(self, room_id: bytes, proofs: list[SignedProof]) -> None:
         self._db.executemany(
             "INSERT OR IGNORE INTO evidence "
-            "(room, offender, kind, first, first_signature, second, second_signature, relied) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "(room, offender, kind, first, first_signature, second, second_signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (
-                    room_id,
-                    p.offender,
-                    p.kind.value,
-                    p.first,
-                    p.first_signature,
-                    p.second,
-                    p.second_signature,
-                    int(p.relied),
-                )
+                (room_id, p.offender, p.kind.value, p.first, p.first_signature, p.second, p.second_signature)
                 for p in proofs
             ],
         )
@@ -280,23 +266,17 @@ class Store:
         fails that check). A row of a kind this release does not know is skipped."""
         if not self._has_table("evidence"):
             return []  # (a directory from before the table, opened read-only)
-        relied = "relied" if "relied" in self._columns("evidence") else "0"  # (read-only, older)
         rows = self._db.execute(
-            f"SELECT offender, kind, first, first_signature, second, second_signature, {relied} "
+            "SELECT offender, kind, first, first_signature, second, second_signature "
             "FROM evidence WHERE room = ? ORDER BY offender, kind",
             (room_id,),
         ).fetchall()
         kinds = {kind.value: kind for kind in ProofKind}
         return [
-            SignedProof(
-                _blob(offender), kinds[kind], _blob(a), _blob(a_sig), _blob(b), _blob(b_sig), relied_flag == 1
-            )
-            for offender, kind, a, a_sig, b, b_sig, relied_flag in rows
+            SignedProof(_blob(offender), kinds[kind], _blob(a), _blob(a_sig), _blob(b), _blob(b_sig))
+            for offender, kind, a, a_sig, b, b_sig in rows
             if kind in kinds
         ]
-
-    def _columns(self, table: str) -> set[str]:
-        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def _has_table(self, name: str) -> bool:
         row = self._db.execute(

@@ -230,39 +230,6 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
         assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
 
 
-def test_a_relied_on_promise_is_kept_as_such_and_an_older_table_gains_the_column(tmp_path: Path) -> None:
-    """Whether we relied on a broken promise decides whether the entry that broke it has
-    a place in our log: the store keeps it. A table from the release before (no such
-    column) is read as "not relied on", and gains the column when opened for writing."""
-    lie = clock_lie()
-    relied = ClockLie(lie.announcement, lie.message, relied=True)
-    room = ROOM.room_id
-    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
-        db.executescript(SCHEMA.replace("    relied INTEGER NOT NULL DEFAULT 0,\n", ""))
-        old = signed_proof(lie, room)
-        db.execute(
-            "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                room,
-                old.offender,
-                old.kind.value,
-                old.first,
-                old.first_signature,
-                old.second,
-                old.second_signature,
-            ),
-        )
-    db.close()
-    with Store(tmp_path, read_only=True) as store:
-        assert [p.relied for p in store.load_proofs(room)] == [False]
-    with Store(tmp_path) as store:
-        store.save_proofs(bytes(32), [signed_proof(relied, room)])  # (a room of its own)
-    with Store(tmp_path, read_only=True) as store:
-        assert [p.relied for p in store.load_proofs(room)] == [False]
-        assert [p.relied for p in store.load_proofs(bytes(32))] == [True]
-        assert proof_from(store.load_proofs(bytes(32))[0], room) == relied
-
-
 # A restarted node --------------------------------------------------------------------------------
 
 
@@ -334,19 +301,6 @@ def test_a_restarted_node_takes_back_an_equivocators_entries_on_the_version_it_d
     assert not again.log.blocked_senders()
     assert [m.key for m in again.log] == [m.key for m in alice.log]
     assert again.log.get(chained) == alice.log.get(chained)
-
-
-def test_a_node_that_relied_on_a_broken_promise_holds_the_line_as_a_tombstone_after_a_restart() -> None:
-    mesh = three_members()
-    alice, _, carol = mesh.nodes
-    _, low = bob_breaks_a_promise(mesh)
-    mesh.run(4.0)
-    assert not alice.log.is_visible(low) and carol.log.is_visible(low)
-    for node in (alice, carol):
-        again = restarted(node)
-        assert [m.key for m in again.log] == [m.key for m in node.log], f"{node.name} moved on restart"
-        assert again.log.is_visible(low) == node.log.is_visible(low)
-        assert [lie.relied for lie in again.log.lies] == [lie.relied for lie in node.log.lies]
 
 
 def test_a_restarted_node_passes_the_equivocation_on_to_a_newcomer() -> None:

@@ -618,13 +618,8 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
         assert proofs == [(promise.signature, low)]
         assert bob_id in node.offenders and "announced clock" in node.offenders[bob_id]
         assert bob_id not in node.log.members, f"{node.name} still counts bob"
-    # Alice relied on the promise: there the line would land among positions she may
-    # have called stable on it, so it is held as a tombstone. Carol never relied on it
-    # and shows it. Nothing else differs, and no stable position moved anywhere.
-    assert [lie.relied for lie in alice.log.lies] == [True] and not alice.log.is_visible(low)
-    assert [lie.relied for lie in carol.log.lies] == [False] and carol.log.is_visible(low)
-    assert [m.key for m in alice.log] == [m.key for m in carol.log if m.id != low.id]
-    assert alice.log.stability_violations == carol.log.stability_violations == 0
+    # The line itself is in every log, in the same place: the logs stay identical.
+    assert [m.key for m in alice.log] == [m.key for m in carol.log] and alice.log.is_visible(low)
     mesh.say(0, "alice goes on")
     mesh.say(2, "carol goes on")
     mesh.run(3.0)
