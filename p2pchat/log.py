@@ -276,10 +276,8 @@ class OrderedLog:
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
         self._stranger_heads: dict[bytes, Head] = {}
-        self._tombstones: dict[MessageId, Message] = {}
-        """Delivered entries that take no place in the log: void or invalid (rule 10). By
-        id: a tombstone on an equivocator's other branch may share its key with an entry
-        of the same author (see _check), never its id."""
+        self._tombstones: dict[MessageKey, Message] = {}
+        """Delivered entries that take no place in the log: void or invalid (rule 10)."""
         self._closed_count = 0
         """Positions of the log in closed epochs: all stable."""
         self.text_count = 0
@@ -469,7 +467,7 @@ class OrderedLog:
 
     def tombstones(self) -> list[Message]:
         """Delivered entries that take no place in the log (void or invalid), by key."""
-        return sorted(self._tombstones.values(), key=lambda message: (message.key, message.seq))
+        return [self._tombstones[key] for key in sorted(self._tombstones)]
 
     def get(self, message_id: MessageId) -> Message | None:
         """A delivered or held message by id."""
@@ -479,9 +477,7 @@ class OrderedLog:
         if message_id.seq <= state.delivered:
             key = MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)
             found = self._by_key.get(key)
-            if found is not None and found.seq == message_id.seq:
-                return found
-            return self._tombstones[message_id]
+            return found if found is not None else self._tombstones[key]
         return state.held.get(message_id.seq)
 
     def is_visible(self, message: Message) -> bool:
@@ -988,12 +984,7 @@ class OrderedLog:
             return Refusal.FORGED_STAMP
         epoch, problem = self._judge(message, state, full)
         if problem is None:
-            # On the other branch, a stamp within the author's bound here (a stamp of the
-            # version we kept, or a clock it announced) could land among positions we
-            # called stable on that bound: such an entry takes no place here. (An honest
-            # author's entries are always stamped above its bound; this one's branch
-            # exists only because its author signed two versions of an entry.)
-            return _Verdict(full, epoch, on_our_branch or message.lamport > state.bound)
+            return _Verdict(full, epoch, True)
         if not self.roster.was_member_by(message.sender_id, epoch):
             # A stranger where the entry stands (every replica agrees: it is a fact of
             # the entry's causal past): never held, a thousand throwaway keys cost
@@ -1074,7 +1065,7 @@ class OrderedLog:
         bookkeeping, always in this form: which COMMITs a replica holds when it decides
         differs from replica to replica, so none of them may take a place."""
         self._advance_chain(message, state, verdict, events)
-        self._tombstones[message.id] = message
+        self._tombstones[message.key] = message
         decision = None
         self._roster_version += 1
         if verdict.valid:
@@ -1132,16 +1123,15 @@ class OrderedLog:
                 continue
             for seq in range(cut + 1, state.delivered + 1):
                 key = MessageKey(state.lamports[seq - 1], member)
-                message = self._by_key.get(key)
-                if message is None or message.seq != seq:
+                message = self._by_key.pop(key, None)
+                if message is None:
                     continue  # a tombstone already
-                del self._by_key[key]
                 index: int = self._order.index(key)
                 if index < self._stable_count:
                     self.stability_violations += 1  # impossible with honest announcements (rule 8)
                     self._stable_count -= 1
                 self._order.remove(key)
-                self._tombstones[message.id] = message
+                self._tombstones[key] = message
                 self.text_count -= message.is_text
                 voided.append(message)
         if voided:
