@@ -233,9 +233,8 @@ class _Sender:
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
     retry: Message | None = None
-    """The entry that blocked it, when refused for its stamp only, or for going on from
-    a version of its predecessor we do not hold: checked again if a fork of one of its
-    dependencies, or of its predecessor, comes to light (see OrderedLog._retry_after_fork)."""
+    """The entry that blocked it, when refused for its stamp only: checked again if a
+    fork of one of its dependencies comes to light (see OrderedLog._retry_after_fork)."""
     epoch: int = 0
     """The epoch of its last delivered entry (its next one is in this one or later)."""
     cover: dict[bytes, int] | None = None
@@ -300,9 +299,6 @@ class OrderedLog:
         """Per forked entry, the stamp of each other version ``evidence`` holds (at most
         MAX_VERSIONS_KEPT): an honest author that saw one of those stamped its next entry
         from it."""
-        self._other_links: dict[MessageId, dict[bytes, int]] = {}
-        """Per forked entry, the entry hash of each other version ``evidence`` holds, with
-        its stamp: the author's next entry may go on from one of them (see _check)."""
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
@@ -835,7 +831,6 @@ class OrderedLog:
         if len(others) >= MAX_VERSIONS_KEPT:
             return False
         others.append(proof.rejected.lamport)
-        self._other_links.setdefault(proof.kept.id, {})[proof.rejected.entry_hash()] = proof.rejected.lamport
         self._evidence_pairs.add(pair)
         self.evidence.append(proof)
         return True
@@ -862,16 +857,12 @@ class OrderedLog:
 
     def _retry_after_fork(self, fork: MessageId, events: list[LogEvent]) -> None:
         """A second version of ``fork`` came to light: an author blocked for the stamp of
-        an entry that depends on it may have stamped it from that version, and the
-        author of ``fork`` may have gone on from that version. Check that entry again;
-        if it passes now, the author is no longer blocked (its later entries, refused
-        meanwhile, come back by repair: its heads name them)."""
+        an entry that depends on it may have stamped it from that version. Check that
+        entry again; if it passes now, the author is no longer blocked (its later
+        entries, refused meanwhile, come back by repair: its heads name them)."""
         for sender_id, state in list(self._senders.items()):  # (delivering may add senders)
             message = state.retry
-            if message is None:
-                continue
-            goes_on = sender_id == fork.sender_id and message.seq == fork.seq + 1
-            if not goes_on and message.deps.get(fork.sender_id) != fork.seq:
+            if message is None or message.deps.get(fork.sender_id) != fork.seq:
                 continue
             if message.seq != state.delivered + 1 or isinstance(self._check(message, state), Refusal):
                 continue
@@ -880,19 +871,6 @@ class OrderedLog:
             self._held_bytes += len(message.payload)
             self._deliver_ready([sender_id], events)
 
-    def restore(self, entries: Iterable[Message], proofs: Iterable[Equivocation | ClockLie]) -> None:
-        """Take back what a store kept: ``entries`` (verified when they were stored) and
-        the ``proofs`` against members (checked again by the caller, see
-        :func:`p2pchat.evidence.proof_from`). The equivocations come first: an
-        equivocator's entry may go on from the version this replica did not keep (see
-        _check). The clock lies come last: they need the liar's entries. Stability is
-        left to the caller (:meth:`advance_stability`)."""
-        proofs = list(proofs)
-        self.restore_proofs(proof for proof in proofs if isinstance(proof, Equivocation))
-        for message in entries:
-            self.receive(message, trusted=True, defer_stability=True)
-        self.restore_proofs(proof for proof in proofs if isinstance(proof, ClockLie))
-
     def restore_proofs(self, proofs: Iterable[Equivocation | ClockLie]) -> None:
         """Take back proofs kept across a restart (the caller checked them again, see
         :func:`p2pchat.evidence.proof_from`), after the entries are restored: each
@@ -900,8 +878,7 @@ class OrderedLog:
         liar's announcements count no more, our heads relay the promise it broke)."""
         for proof in proofs:
             if isinstance(proof, Equivocation):
-                if self._keep_evidence(proof):
-                    self._retry_after_fork(proof.kept.id, [])  # (restored after the entries)
+                self._keep_evidence(proof)
                 continue
             liar = proof.message.sender_id
             if liar in self._liars:
@@ -946,33 +923,20 @@ class OrderedLog:
         the same one.
         """
         previous_lamport = state.last_lamport
-        on_our_branch = message.previous == state.link
-        if not on_our_branch:
-            # Both entries are the author's (each signed, or linked to a signed one): it
-            # signed another entry with this one's predecessor's seq. Unless that other
-            # entry is known here (a proven fork), its chain ends here.
-            branch = self._other_links.get(MessageId(message.sender_id, message.seq - 1), {})
-            if message.previous not in branch:
-                return Refusal.BROKEN_CHAIN
-            # It goes on from the version we did not keep: judged from that version's
-            # stamp, as every replica that kept that version judges it (they compute the
-            # same expected stamp: the previous stamp and the deps' stamps, nothing else).
-            previous_lamport = branch[message.previous]
         if message.lamport <= previous_lamport:
             return Refusal.STAMP_NOT_INCREASING
+        if message.previous != state.link:
+            # Both entries are the author's (each signed, or linked to a signed one): it
+            # signed another entry with this one's predecessor's seq. Its chain ends here.
+            return Refusal.BROKEN_CHAIN
         if message.kind is EntryKind.GENESIS:
             return self._check_genesis(message)
         full = dict(state.vector or {})
         expected = previous_lamport
         for dep_sender, dep_seq in message.deps.items():
-            if dep_sender == message.sender_id:
+            if dep_sender == message.sender_id or dep_seq <= full.get(dep_sender, 0):
                 return Refusal.DEPS_REGRESS
-            if dep_seq > full.get(dep_sender, 0):
-                full[dep_sender] = dep_seq
-            elif on_our_branch:
-                return Refusal.DEPS_REGRESS
-            # (else the other version's vector clock was behind ours there: the dep is
-            # delivered here, and its stamp counts as it does where that version was kept)
+            full[dep_sender] = dep_seq
             dep_state = self._senders.get(dep_sender)
             if dep_state is None or dep_state.delivered < dep_seq:
                 self._wait_for(dep_sender, dep_seq, message.sender_id)
@@ -1035,7 +999,7 @@ class OrderedLog:
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
-        state.retry = message if reason in (Refusal.FORGED_STAMP, Refusal.BROKEN_CHAIN) else None
+        state.retry = message if reason is Refusal.FORGED_STAMP else None
         self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()
         events.append(Refused(message, reason))

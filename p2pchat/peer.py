@@ -957,7 +957,9 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
     """The ordered log of room ``room_id`` in ``store`` (verified when it was stored),
     with the proofs against members kept there (checked again, see restored_proofs)."""
     log = OrderedLog(config, room_id=room_id)
-    log.restore(store.load_messages(room_id), restored_proofs(store, room_id))
+    for message in store.load_messages(room_id):
+        log.receive(message, trusted=True, defer_stability=True)
+    log.restore_proofs(restored_proofs(store, room_id))
     log.advance_stability()
     return log
 

@@ -674,51 +674,11 @@ def test_an_honest_reply_to_a_forked_entry_is_taken_whatever_version_was_kept(or
         # Once it holds both versions, the honest reply is in, and nobody is blocked.
         assert log.get(reply.id) == reply and log.get(c1.id) == c1, order
         assert not log.blocked_senders() and log.evidence, order
-
     # The honest members' entries stand in the same places on both replicas.
     def honest(log: OrderedLog) -> list[MessageKey]:
         return [m.key for m in log if m.sender_id != A.sender_id]
 
     assert honest(x) == honest(y)
-
-
-@given(order=st.permutations(range(3)))
-def test_an_equivocator_going_on_from_the_version_we_did_not_keep_blocks_no_honest_reply(
-    order: list[int],
-) -> None:
-    """A goes on from a1' (its seq 2 names a1' as previous); B replies to that. A replica
-    that kept a1 refuses a2 (a broken chain) until a1' comes to light, then takes it, as
-    the replicas that kept a1' do, and with it B's reply: B is blocked nowhere."""
-    b1, a1, a1_other, _ = _fork_and_reply()
-    a2 = TRIO.make(A, 2, 3, text="goes on from the other version")
-    assert a2.previous == a1_other.entry_hash()
-    reply = TRIO.make(B, 2, 4, {A.sender_id: 2}, text="reply to a2")
-    x, y = TRIO.log(), TRIO.log()
-    x.receive_many([b1, a1])
-    y.receive_many([b1, a1_other, a2, reply, a1])
-    arrivals = [a2, reply, a1_other]
-    x.receive_many([arrivals[index] for index in order])
-    for log in (x, y):
-        assert log.get(reply.id) == reply and log.get(a2.id) == a2, order
-        assert not log.blocked_senders() and log.evidence, order
-
-    # Everything but the forked entry itself stands in the same place on both replicas.
-    def unforked(log: OrderedLog) -> list[MessageKey]:
-        return [m.key for m in log if m.id != a1.id]
-
-    assert unforked(x) == unforked(y) and x.is_visible(a2) and y.is_visible(a2)
-
-
-def test_an_entry_chained_to_an_unknown_version_is_still_refused() -> None:
-    b1, a1, a1_other, _ = _fork_and_reply()
-    a2 = TRIO.make(A, 2, 3, text="goes on from the other version")
-    log = TRIO.log()
-    log.receive_many([b1, a1])
-    assert refusals(log.receive(a2).events) == [(a2, Refusal.BROKEN_CHAIN)]
-    log.receive(a1_other)  # (a2 comes back with it)
-    assert log.get(a2.id) == a2 and not log.blocked_senders()
-    stray = TRIO.make(A, 3, 4, text="after a version nobody holds", previous=bytes(len(a2.previous)))
-    assert refusals(log.receive(stray).events) == [(stray, Refusal.BROKEN_CHAIN)]
 
 
 def test_a_stamp_no_version_explains_is_still_refused() -> None:
