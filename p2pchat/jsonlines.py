@@ -213,6 +213,8 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "announced_clock": event.announced_clock,
                 "seq": message.seq,
                 "lamport": message.lamport,
+                # False where the promise was relied on: the entry is held without a place.
+                "shown": log.is_visible(message),
             }
         case DialFailed():
             # retry_in: seconds until the next try, or null once the address is given up.

@@ -173,9 +173,13 @@ class Voided:
 @dataclass(frozen=True, slots=True)
 class Entombed:
     """An entry was delivered as a tombstone: held (later entries may depend on it) but
-    without a place in the log (void or invalid, rule 10)."""
+    without a place in the log (void or invalid, rule 10; or ``placeless``)."""
 
     message: Message
+    placeless: bool = False
+    """A valid entry held without a place because it is stamped within its author's
+    bound here (it broke a clock promise we relied on, see OrderedLog._check): a choice
+    of this replica, which a restart must make again (the store keeps it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +280,11 @@ class OrderedLog:
         self._held_bytes = 0
         self._stranger_heads: dict[bytes, Head] = {}
         self._tombstones: dict[MessageKey, Message] = {}
-        """Delivered entries that take no place in the log: void or invalid (rule 10)."""
+        """Delivered entries that take no place in the log: void or invalid (rule 10), or
+        valid but placeless (see _check)."""
+        self._placeless: set[MessageId] = set()
+        """The valid entries held without a place here (see _check): delivered as such, or
+        restored as such (see receive's ``placeless``)."""
         self._closed_count = 0
         """Positions of the log in closed epochs: all stable."""
         self.text_count = 0
@@ -461,6 +469,11 @@ class OrderedLog:
         state = self._senders.get(sender_id)
         return state.beat if state is not None else 0
 
+    @property
+    def placeless(self) -> frozenset[MessageId]:
+        """The valid entries held here without a place (see Entombed.placeless)."""
+        return frozenset(self._placeless)
+
     def tombstones(self) -> list[Message]:
         """Delivered entries that take no place in the log (void or invalid), by key."""
         return [self._tombstones[key] for key in sorted(self._tombstones)]
@@ -629,10 +642,10 @@ class OrderedLog:
         return seq < state.delivered and head.clock_lamport >= state.lamports[seq]
 
     def _caught_lying(self, head: Head, message: Message, events: list[LogEvent]) -> None:
-        """Keep the proof, and trust no announcement of the liar any more: its bound is
-        its own last stamp again (what is stable stays stable; no more is, on its word)."""
+        """Keep the proof, and trust no announcement of the liar any more. Its bound stays
+        where the broken promise put it: positions may be stable on it, and its entries
+        stamped within it take no place here (see _check)."""
         state = self._senders[message.sender_id]
-        state.bound = max(state.lamports, default=0)
         state.promise = state.announced = state.pending = state.cover = None
         self._uncovered.pop(message.sender_id, None)
         if message.sender_id not in self._liars:
@@ -760,7 +773,14 @@ class OrderedLog:
         )
 
     # Receiving ----------------------------------------------------------------
-    def receive(self, message: Message, *, trusted: bool = False, defer_stability: bool = False) -> Receipt:
+    def receive(
+        self,
+        message: Message,
+        *,
+        trusted: bool = False,
+        defer_stability: bool = False,
+        placeless: bool = False,
+    ) -> Receipt:
         """Take one message from anywhere (the network, the store, ourselves).
 
         ``trusted`` skips signature verification, for messages this peer verified
@@ -768,6 +788,9 @@ class OrderedLog:
         found authentic; anything else from the network must leave it False.
         ``defer_stability`` leaves the stable prefix alone: a caller taking a batch
         calls :meth:`advance_stability` once at the end instead of once a message.
+        ``placeless``, for an entry restored from a store that held it without a place
+        (``Entombed.placeless``), holds it so again: whether it broke a clock promise we
+        relied on is this replica's history, not the log's.
         """
         room_id = self.room_id
         if room_id is None:
@@ -792,6 +815,8 @@ class OrderedLog:
             return Receipt(ReceiptStatus.IGNORED)  # full: repair brings it again later
         if state is None:
             state = self._senders.setdefault(message.sender_id, _Sender())
+        if placeless:
+            self._placeless.add(message.id)
         state.held[message.seq] = message
         self._held_bytes += len(message.payload)
         state.known = max(state.known, message.seq)
@@ -905,7 +930,7 @@ class OrderedLog:
                 continue
             del state.held[message.seq]
             self._held_bytes -= len(message.payload)
-            if verdict.valid and message.kind is not EntryKind.COMMIT:
+            if verdict.valid and verdict.placed and message.kind is not EntryKind.COMMIT:
                 self._deliver(message, state, verdict, events)
             else:
                 self._entomb(message, state, verdict, events)
@@ -948,7 +973,13 @@ class OrderedLog:
             return Refusal.FORGED_STAMP
         epoch, problem = self._judge(message, state, full)
         if problem is None:
-            return _Verdict(full, epoch, True)
+            # A stamp within the author's bound here (a clock it announced, which we may
+            # have called positions stable on) could land among stable positions: the
+            # entry is valid (the roster records it as every replica does) but takes no
+            # place here. An honest author stamps every entry above every clock it
+            # announced, so only an entry that broke a promise we relied on comes here.
+            placed = message.lamport > state.bound and message.id not in self._placeless
+            return _Verdict(full, epoch, True, placed)
         if not self.roster.was_member_by(message.sender_id, epoch):
             # A stranger where the entry stands (every replica agrees: it is a fact of
             # the entry's causal past): never held, a thousand throwaway keys cost
@@ -1014,8 +1045,9 @@ class OrderedLog:
         if message.lamport > state.bound:
             state.bound, state.promise = message.lamport, None
         elif promise is not None:
-            # Delivered all the same (every replica must hold the same entries, and most
-            # never saw the promise): the node expels the member for it instead.
+            # Held all the same (every replica must hold the same entries, and most never
+            # saw the promise, so they show it), here without a place (see _check): the
+            # node expels the member for it.
             self._caught_lying(promise, message, events)
         state.vector = verdict.vector
         state.cover = None  # this entry's vector is newer than any announcement before it
@@ -1024,21 +1056,25 @@ class OrderedLog:
         self._clock = max(self._clock, message.lamport)
 
     def _entomb(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:
-        """Deliver an invalid entry of a member, or a COMMIT, as a tombstone: it takes no
-        place in the log, but later entries may depend on it (rule 10). A COMMIT is
+        """Deliver an invalid entry of a member, a COMMIT, or a placeless entry (see _check)
+        as a tombstone: it takes no place in the log, but later entries may depend on it
+        (rule 10), and a valid one counts in the roster as everywhere. A COMMIT is
         bookkeeping, always in this form: which COMMITs a replica holds when it decides
         differs from replica to replica, so none of them may take a place."""
         self._advance_chain(message, state, verdict, events)
         self._tombstones[message.key] = message
         decision = None
-        self._roster_version += 1
         if verdict.valid:
-            decision = self.roster.record(message, verdict.vector, verdict.epoch)
+            decision = self._record_valid(message, verdict.vector, verdict.epoch)
         else:
+            self._roster_version += 1
             self.roster.record_void(message, verdict.vector, verdict.epoch)
         self._mark_concurrency(message, verdict.vector, events)
         self._use_pending_announcement(state, events)
-        events.append(Entombed(message))
+        placeless = verdict.valid and not verdict.placed and message.kind is not EntryKind.COMMIT
+        if placeless:
+            self._placeless.add(message.id)
+        events.append(Entombed(message, placeless))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)
 
@@ -1059,24 +1095,28 @@ class OrderedLog:
             # Only possible when an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
-        decision: Decision | None = None
-        if message.kind is EntryKind.TEXT:
-            self.text_count += 1
-            self.roster.note_name(message.sender_id, message.name)
-        else:
-            self._roster_version += 1
-            decision = self.roster.record(message, vector, verdict.epoch)
-            # The founder or the members admitted may have announced their clocks
-            # before we knew them: use what we kept of that now.
-            for member in _announcing(message, decision):
-                early = self._stranger_heads.pop(member, None)
-                if early is not None:
-                    self.observe_head(early, defer_stability=True)
+        self.text_count += message.is_text
+        decision = self._record_valid(message, vector, verdict.epoch)
         concurrent = self._mark_concurrency(message, vector, events)
         self._use_pending_announcement(state, events)
         events.append(Delivered(message, index, concurrent))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)
+
+    def _record_valid(self, message: Message, vector: dict[bytes, int], epoch: int) -> Decision | None:
+        """What a valid entry tells the roster (with a place in the log or without)."""
+        if message.kind is EntryKind.TEXT:
+            self.roster.note_name(message.sender_id, message.name)
+            return None
+        self._roster_version += 1
+        decision = self.roster.record(message, vector, epoch)
+        # The founder or the members admitted may have announced their clocks
+        # before we knew them: use what we kept of that now.
+        for member in _announcing(message, decision):
+            early = self._stranger_heads.pop(member, None)
+            if early is not None:
+                self.observe_head(early, defer_stability=True)
+        return decision
 
     def _close_epoch(self, epoch: int, decision: Decision, events: list[LogEvent]) -> None:
         """A change was decided: void what is above the cuts; the epoch is all stable."""
@@ -1313,6 +1353,9 @@ class _Verdict(NamedTuple):
     vector: dict[bytes, int]
     epoch: int
     valid: bool
+    placed: bool = True
+    """False for a tombstone (``valid`` False), or for a valid entry held without a place
+    (stamped within its author's bound here, see OrderedLog._check)."""
 
 
 class _Wait:

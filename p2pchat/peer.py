@@ -57,7 +57,7 @@ from .log import (
     Stable,
     Voided,
 )
-from .message import MAX_NAME_BYTES, PAYLOAD_VERSION, EntryKind, Message, RoomPolicy, signed_bytes
+from .message import MAX_NAME_BYTES, PAYLOAD_VERSION, EntryKind, Message, MessageId, RoomPolicy, signed_bytes
 from .node import (
     Close,
     Discovered,
@@ -280,6 +280,8 @@ class Peer:
         self._unsaved: list[Message] = []
         self._unsaved_proofs: list[SignedProof] = []
         """Proofs found since the last save: stored with the entries of the same batch."""
+        self._unsaved_placeless: set[MessageId] = set()
+        """Of ``_unsaved``, the entries held without a place here (Entombed.placeless)."""
         self._dialing: set[str] = set()
         self._tick_scope: trio.CancelScope | None = None
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
@@ -566,6 +568,8 @@ class Peer:
             elif isinstance(event, Entombed):
                 if event.message.sender_id != me:
                     self._unsaved.append(event.message)  # (held for good: others may need it)
+                    if event.placeless:
+                        self._unsaved_placeless.add(event.message.id)
             elif isinstance(event, Decided):
                 decision = event.decision
                 self._publish(
@@ -660,8 +664,9 @@ class Peer:
             return
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
         proofs, self._unsaved_proofs = self._unsaved_proofs, []
+        placeless, self._unsaved_placeless = self._unsaved_placeless, set()
         if batch or proofs:
-            self.store.save_messages(room_id, batch, durable=bool(own), proofs=proofs)
+            self.store.save_messages(room_id, batch, durable=bool(own), proofs=proofs, placeless=placeless)
         if batch:
             self._durable_up_to(batch)
 
@@ -957,8 +962,9 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
     """The ordered log of room ``room_id`` in ``store`` (verified when it was stored),
     with the proofs against members kept there (checked again, see restored_proofs)."""
     log = OrderedLog(config, room_id=room_id)
+    placeless = store.load_placeless(room_id)
     for message in store.load_messages(room_id):
-        log.receive(message, trusted=True, defer_stability=True)
+        log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
     log.restore_proofs(restored_proofs(store, room_id))
     log.advance_stability()
     return log

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .evidence import ProofKind, SignedProof
 from .invites import Invite
-from .message import Message
+from .message import Message, MessageId
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
 
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS entries (
     lamport INTEGER NOT NULL,
     payload BLOB NOT NULL,
     signature BLOB NOT NULL,
+    placeless INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, sender, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_order ON entries (room, lamport, sender);
@@ -117,6 +118,10 @@ class Store:
             self._check_format(data_dir)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            if "placeless" not in self._columns("entries"):
+                # (Written by the release before: it held no entry without a place.)
+                self._db.execute("ALTER TABLE entries ADD COLUMN placeless INTEGER NOT NULL DEFAULT 0")
+                self._db.commit()
         self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _check_format(self, data_dir: str | Path) -> None:
@@ -201,14 +206,20 @@ class Store:
         *,
         durable: bool = False,
         proofs: Iterable[SignedProof] = (),
+        placeless: Collection[MessageId] = (),
     ) -> int:
         """Store entries of ``room_id`` (already stored ones are ignored) in one transaction,
-        with ``proofs`` found among them (see :meth:`save_proofs`).
+        with ``proofs`` found among them (see :meth:`save_proofs`). The entries whose ids
+        are in ``placeless`` are marked as held without a place in our log
+        (``log.Entombed.placeless``): a restart holds them so again.
 
         ``durable`` waits for the disk (fsync) before returning: use it for our own.
         Returns how many entry rows were new.
         """
-        rows = [(room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in messages]
+        rows = [
+            (room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature, int(m.id in placeless))
+            for m in messages
+        ]
         proofs = list(proofs)
         if not rows and not proofs:
             return 0
@@ -221,8 +232,9 @@ class Store:
                     return 0
                 before = self._db.total_changes
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO entries (room, sender, seq, lamport, payload, signature) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO entries "
+                    "(room, sender, seq, lamport, payload, signature, placeless) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 added = self._db.total_changes - before
@@ -319,6 +331,19 @@ class Store:
         )
         for payload, signature in cursor:
             yield Message.from_wire(bytes(payload), bytes(signature))
+
+    def load_placeless(self, room_id: bytes) -> set[MessageId]:
+        """The stored entries of ``room_id`` held without a place in our log (see
+        :meth:`save_messages`); none in a directory from before the mark, opened read-only."""
+        if "placeless" not in self._columns("entries"):
+            return set()
+        rows = self._db.execute(
+            "SELECT sender, seq FROM entries WHERE room = ? AND placeless = 1", (room_id,)
+        )
+        return {MessageId(bytes(sender), seq) for sender, seq in rows}
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def message_count(self, room_id: bytes) -> int:
         row = self._db.execute("SELECT count(*) FROM entries WHERE room = ?", (room_id,)).fetchone()

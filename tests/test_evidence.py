@@ -192,14 +192,19 @@ def test_a_tampered_proof_is_dropped_with_a_warning(tmp_path: Path, caplog: pyte
 
 def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Path) -> None:
     """A data directory written before proofs were stored (format 3, no evidence table)."""
-    before = SCHEMA.replace(SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS evidence") : SCHEMA.index(
-        "CREATE TABLE IF NOT EXISTS meta"
-    )], "")
+    before = SCHEMA.replace(
+        SCHEMA[
+            SCHEMA.index("CREATE TABLE IF NOT EXISTS evidence") : SCHEMA.index(
+                "CREATE TABLE IF NOT EXISTS meta"
+            )
+        ],
+        "",
+    )
     assert "evidence" not in before
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         db.executescript(before)
         db.executemany(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO entries (room, sender, seq, lamport, payload, signature) VALUES (?, ?, ?, ?, ?, ?)",
             [(ROOM.room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in ROOM.entries],
         )
     db.close()
@@ -217,6 +222,32 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
         assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
 
 
+def test_entries_held_without_a_place_stay_so_and_an_older_table_gains_the_mark(tmp_path: Path) -> None:
+    """Which entries our log holds without a place (it relied on a promise they broke) is
+    ours, not the log's: the store keeps it. An entries table from the release before
+    (no such column) reads as "none", and gains the column when opened for writing."""
+    lie = clock_lie()
+    room = ROOM.room_id
+    without = SCHEMA.replace("    placeless INTEGER NOT NULL DEFAULT 0,\n", "")
+    assert "placeless" not in without
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        db.executescript(without)
+        db.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+            [(room, m.sender_id, m.seq, m.lamport, m.payload, m.signature) for m in ROOM.entries],
+        )
+    db.close()
+    with Store(tmp_path, read_only=True) as store:
+        assert store.load_placeless(room) == set()
+    with Store(tmp_path) as store:
+        store.save_messages(room, [lie.message], placeless={lie.message.id})
+    with Store(tmp_path, read_only=True) as store:
+        assert store.load_placeless(room) == {lie.message.id}
+        log = restore_log(store, room)
+    assert log.placeless == {lie.message.id} and not log.is_visible(lie.message)
+    assert lie.message in log.tombstones()
+
+
 # A restarted node --------------------------------------------------------------------------------
 
 
@@ -226,8 +257,9 @@ def restarted(node: Node) -> Node:
     room = node.log.room_id
     assert room is not None
     log = OrderedLog(room_id=room)
+    placeless = node.log.placeless
     for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
-        log.receive(message, trusted=True, defer_stability=True)
+        log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
     proofs = [*node.log.evidence, *node.log.lies]
     log.restore_proofs([proof_from(signed_proof(p, room), room) for p in proofs])
     log.advance_stability()
@@ -271,6 +303,18 @@ def test_a_restarted_node_refuses_an_equivocator_and_never_admits_it() -> None:
     before.connect(1, 0)
     assert not any(r.startswith("refused") for r in refusals(before))
     assert before.nodes[0]._may_admit(bob_id)
+
+
+def test_a_node_that_relied_on_a_broken_promise_holds_the_line_without_a_place_after_a_restart() -> None:
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    _, low = bob_breaks_a_promise(mesh)
+    mesh.run(4.0)
+    assert not alice.log.is_visible(low) and carol.log.is_visible(low)
+    for node in (alice, carol):
+        again = restarted(node)
+        assert [m.key for m in again.log] == [m.key for m in node.log], f"{node.name} moved on restart"
+        assert again.log.placeless == node.log.placeless
 
 
 def test_a_restarted_node_passes_the_equivocation_on_to_a_newcomer() -> None:
@@ -321,7 +365,6 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
 
 
 # End to end: a real peer restarted from its data directory --------------------------------------
-
 
 
 async def test_an_equivocator_is_still_refused_after_the_victim_restarts(

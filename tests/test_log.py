@@ -437,17 +437,38 @@ def test_a_stamp_below_a_clock_its_author_announced_is_proof_of_a_lie() -> None:
     receipt = log.receive(b1)
     assert ClockLie(promise, b1) in receipt.events
     assert log.lies == [ClockLie(promise, b1)]
-    # Delivered all the same, as a replica that never saw the promise delivers it: the
-    # logs stay identical; only the replica that trusted the promise sees a stable move.
+    # Held without a place here: it would land inside what this replica called stable on
+    # the promise. A replica that never saw the promise shows it, in the place its stamp
+    # gives (after nothing it called stable: B's bound there is B's own stamps).
+    assert log.placeless == {b1.id} and b1 in log.tombstones() and not log.is_visible(b1)
     unaware, _ = _log_with_two_from_a()
     unaware.receive(b1)
-    assert [m.key for m in log] == [m.key for m in unaware] and log.is_visible(b1)
-    assert log.index_of(b1) == log.index_of(a1) + 1 < P + 2  # (inside what was stable here)
-    assert log.stability_violations == 1 and unaware.stability_violations == 0 and not unaware.lies
+    assert unaware.is_visible(b1) and unaware.index_of(b1) == unaware.index_of(a1) + 1
+    assert [m.key for m in log] == [m.key for m in unaware if m.id != b1.id]
+    assert log.stability_violations == 0 and unaware.stability_violations == 0 and not unaware.lies
     # A liar's word counts no more: its later announcements make nothing stable.
     count = log.stable_count
     assert log.observe_head(_announce(B, 1, 9)) == []
     assert log.stable_count == count
+
+
+def test_a_liars_membership_entry_without_a_place_counts_in_the_roster_as_everywhere() -> None:
+    """B promises a clock, then leaves with a LEAVE stamped below it: the replica that
+    relied on the promise holds the LEAVE without a place, but B has left there too, as
+    at a replica that shows it (the rosters, so every later decision, stay the same)."""
+    log, _ = _log_with_two_from_a()
+    log.observe_head(_announce(B, 0, 5))
+    leave = PAIR.make(B, 1, 1, kind=EntryKind.LEAVE, text="bye")
+    log.receive(leave)
+    unaware, _ = _log_with_two_from_a()
+    unaware.receive(leave)
+    assert log.placeless == {leave.id} and unaware.is_visible(leave)
+    assert log.members == unaware.members and B.sender_id not in log.members
+    after = PAIR.make(B, 2, 9, text="after leaving")
+    log.receive(after)
+    unaware.receive(after)
+    assert not log.is_visible(after) and not unaware.is_visible(after)  # (void everywhere)
+    assert [m.key for m in log] == [m.key for m in unaware if m.id != leave.id]
 
 
 def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> None:
@@ -463,6 +484,65 @@ def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> No
     honest.observe_head(_announce(B, 1, 1))
     honest.receive(PAIR.make(B, 2, 3, {A.sender_id: 2}))
     assert not honest.lies
+
+
+def _history_with_a_lie() -> tuple[list[Message], list[Head]]:
+    """B writes three lines and C one, and both say so; A promises (after nothing, its
+    clock is past B's lines), then writes a1 stamped below that promise; B and C,
+    honest, reply to a1; every member announces its clock at the end."""
+    room = TRIO.room_id
+    b1, b2, b3 = (TRIO.make(B, seq, seq, text=f"b{seq}") for seq in (1, 2, 3))
+    c1 = TRIO.make(C, 1, 1, text="c1")
+    seen = {FOUNDER.sender_id: TRIO.founder_seq, B.sender_id: 3, C.sender_id: 1}
+    promise = Head.announce(A, 0, 0, b3.lamport + 1, seen, 1, room_id=room)
+    a1 = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="a1, below the promise")
+    b4 = TRIO.make(B, 4, 4, {A.sender_id: 1}, text="b4, reply to a1")
+    c2 = TRIO.make(C, 2, 5, {A.sender_id: 1, B.sender_id: 4}, text="c2")
+    top = c2.lamport
+    heads = [
+        promise,
+        Head.announce(B, 3, 3, b3.lamport, {C.sender_id: 1}, 1, room_id=room),
+        Head.announce(C, 1, 1, b3.lamport, {B.sender_id: 3}, 1, room_id=room),
+        Head.announce(A, 1, 1, top, {B.sender_id: 4, C.sender_id: 2}, 2, room_id=room),
+        Head.announce(B, 4, 4, top, {C.sender_id: 2}, 2, room_id=room),
+        Head.announce(C, 2, 2, top, {}, 2, room_id=room),
+    ]
+    return [b1, b2, b3, c1, a1, b4, c2], heads
+
+
+@given(orders=st.lists(st.permutations(range(13)), min_size=3, max_size=3))
+def test_replicas_take_every_honest_entry_around_a_broken_promise_and_stable_positions_hold(
+    orders: list[list[int]],
+) -> None:
+    """Three replicas take a liar's promise, the entry that breaks it, honest replies to
+    that entry and the members' announcements, each in its own order: those that relied
+    on the promise hold the entry without a place, the others show it. Every honest
+    entry is taken everywhere, in the same place; nobody honest is blocked; a position
+    called stable never moves; the rosters agree."""
+    entries, heads = _history_with_a_lie()
+    arrivals: list[Message | Head] = [*entries, *heads]
+    honest = {B.sender_id, C.sender_id}
+    logs = [TRIO.log() for _ in orders]
+    for log, order in zip(logs, orders, strict=True):
+        stable: list[MessageKey] = []
+        for index in order:
+            arrival = arrivals[index]
+            if isinstance(arrival, Message):
+                log.receive(arrival)
+            else:
+                log.observe_head(arrival)
+            now = [m.key for m in log][: log.stable_count]
+            assert now[: len(stable)] == stable, "a stable position moved"
+            stable = now
+        assert log.stability_violations == 0
+        assert not log.blocked_senders().keys() & honest
+        assert all(log.is_visible(m) for m in entries if m.sender_id in honest)
+
+    def honest_keys(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id in honest]
+
+    assert honest_keys(logs[0]) == honest_keys(logs[1]) == honest_keys(logs[2])
+    assert logs[0].members == logs[1].members == logs[2].members
 
 
 def test_an_announcement_from_another_room_is_no_promise_here() -> None:
@@ -674,6 +754,7 @@ def test_an_honest_reply_to_a_forked_entry_is_taken_whatever_version_was_kept(or
         # Once it holds both versions, the honest reply is in, and nobody is blocked.
         assert log.get(reply.id) == reply and log.get(c1.id) == c1, order
         assert not log.blocked_senders() and log.evidence, order
+
     # The honest members' entries stand in the same places on both replicas.
     def honest(log: OrderedLog) -> list[MessageKey]:
         return [m.key for m in log if m.sender_id != A.sender_id]

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from p2pchat.identity import Identity
-from p2pchat.jsonlines import peer_event_object
+from p2pchat.jsonlines import peer_event_object, proof_objects
 from p2pchat.log import NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
@@ -612,8 +612,15 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
         assert proofs == [(promise.signature, low)]
         assert bob_id in node.offenders and "announced clock" in node.offenders[bob_id]
         assert bob_id not in node.log.members, f"{node.name} still counts bob"
-    # The line itself is in every log, in the same place: the logs stay identical.
-    assert [m.key for m in alice.log] == [m.key for m in carol.log] and alice.log.is_visible(low)
+    # Alice relied on the promise: there the line would land among positions she may
+    # have called stable on it, so it is held without a place. Carol never relied on it
+    # and shows it. Nothing else differs, and no stable position moved anywhere.
+    assert alice.log.placeless == {low.id} and not alice.log.is_visible(low)
+    lies = [e["shown"] for n in (alice, carol) for e in proof_objects(n.log) if e["event"] == "clock_lie"]
+    assert lies == [False, True]
+    assert not carol.log.placeless and carol.log.is_visible(low)
+    assert [m.key for m in alice.log] == [m.key for m in carol.log if m.id != low.id]
+    assert alice.log.stability_violations == carol.log.stability_violations == 0
     mesh.say(0, "alice goes on")
     mesh.say(2, "carol goes on")
     mesh.run(3.0)
@@ -630,4 +637,5 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
         "announced_clock": promise.clock_lamport,
         "seq": low.seq,
         "lamport": low.lamport,
+        "shown": False,
     }
