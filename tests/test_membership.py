@@ -366,12 +366,10 @@ async def test_join_enters_the_room_of_the_peer_joined_and_keeps_each_rooms_hist
                 assert seqs == list(range(1, len(seqs) + 1))
 
 
-def bob_equivocates(mesh: Mesh) -> Message:
-    """Bob says a line (on its way to alice); carol gets another version of it first, as
-    if relayed by alice, whose link carries it. Returns the genuine one."""
-    bob = mesh.nodes[1]
-    (genuine,) = mesh.say(1, "the truth")
-    twin = Message.create(
+def twin_of(genuine: Message, room_id: bytes) -> Message:
+    """Another version of bob's entry ``genuine``: same seq, stamp, deps and predecessor
+    (a fork of bob's feed), another text."""
+    return Message.create(
         PEOPLE[1],
         seq=genuine.seq,
         lamport=genuine.lamport,
@@ -379,9 +377,16 @@ def bob_equivocates(mesh: Mesh) -> Message:
         name="bob",
         text="a lie",
         deps=genuine.deps,
-        room_id=bob.log.room_id or b"",
-        previous=genuine.previous,  # (the same predecessor: a fork of bob's feed)
+        room_id=room_id,
+        previous=genuine.previous,
     )
+
+
+def bob_equivocates(mesh: Mesh) -> Message:
+    """Bob says a line (on its way to alice); carol gets another version of it first, as
+    if relayed by alice, whose link carries it. Returns the genuine one."""
+    (genuine,) = mesh.say(1, "the truth")
+    twin = twin_of(genuine, mesh.nodes[1].log.room_id or b"")
     carol_conn = next(conn for conn, (index, _) in mesh.links.items() if index == 2)
     mesh.inject(carol_conn, encode_frame(Messages((twin,))))
     return genuine
@@ -443,17 +448,7 @@ def bob_forks_while_carol_is_away(mesh: Mesh, *, more: bool = False) -> tuple[Me
     mesh.disconnect(next(conn for conn, (index, _) in mesh.links.items() if index == 2))
     (genuine,) = mesh.say(1, "the truth")
     mesh.run(0.5)
-    twin = Message.create(
-        PEOPLE[1],
-        seq=genuine.seq,
-        lamport=genuine.lamport,
-        sent_at_ms=0,
-        name="bob",
-        text="a lie",
-        deps=genuine.deps,
-        room_id=bob.log.room_id or b"",
-        previous=genuine.previous,
-    )
+    twin = twin_of(genuine, bob.log.room_id or b"")
     taken = [twin]
     if more:
         taken.append(
