@@ -596,8 +596,10 @@ class OrderedLog:
         the head holds entries past ours, chained to that other version, most likely.
         Cheap enough for every head: one hash at most.
         """
+        if not head.link:
+            return None  # (most heads: links ride only in a link's whole heads)
         state = self._senders.get(head.sender_id)
-        if state is None or not head.link:
+        if state is None:
             return None
         seq = head.held_seq
         if seq <= state.delivered or seq in state.held:
