@@ -582,7 +582,9 @@ class OrderedLog:
         if seq == state.delivered:
             link = state.link  # (the common case: no hashing)
         elif seq < state.delivered:
-            link = self._delivered_link(sender_id, seq)
+            delivered = self.get(MessageId(sender_id, seq))
+            assert delivered is not None  # (held as an entry or a tombstone)
+            link = delivered.entry_hash()
         else:
             link = state.held[seq].entry_hash()
         return link[:LINK_SIZE]
@@ -607,11 +609,6 @@ class OrderedLog:
         if state.blocked is Refusal.BROKEN_CHAIN and state.delivered:
             return state.delivered
         return None
-
-    def _delivered_link(self, sender_id: bytes, seq: int) -> bytes:
-        message = self.get(MessageId(sender_id, seq))
-        assert message is not None  # (delivered: held as an entry or a tombstone)
-        return message.entry_hash()
 
     # Clocks -------------------------------------------------------------------
     def observe_head(self, head: Head, *, defer_stability: bool = False) -> list[LogEvent]:

@@ -146,7 +146,7 @@ class Head:
     """The first LINK_SIZE bytes of the entry hash of the sender's entry ``held_seq``, as
     the peer sending the head holds it (empty: no claim). Not signed: it is what the
     relay holds, and a peer holding another version of that entry asks the relay for
-    its version (see Node._check_versions) -- an author that signed two versions of an
+    its version (see Node._ask_for_versions) -- an author that signed two versions of an
     entry is caught even where no peer ever received both in the course of gossip."""
 
     @classmethod
