@@ -124,6 +124,10 @@ STYLE = Style.from_dict(
 SCROLL_WHEEL_ROWS = 3
 DIAL_NOTICE_EVERY = 30.0
 """Seconds between repeated notices about the same unreachable address (same reason)."""
+FOLD_WINDOW = 2
+"""A recurring notice the same as one of the last this many folds into it (a count), so a
+peer that refuses us and is redialed ("connected", "disconnected: ...", again and again)
+does not push the notices that matter (our URL, a trust warning) off the screen."""
 
 
 def notice_rows(terminal_rows: int) -> int:
@@ -136,6 +140,18 @@ def input_rows(terminal_rows: int) -> int:
     return max(1, min(6, terminal_rows // 3))
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One line of the notice area (``count`` times in a row, if it recurs)."""
+
+    style: str
+    text: str
+    count: int = 1
+
+    def shown(self) -> str:
+        return self.text if self.count == 1 else f"{self.text} ({self.count} times)"
+
+
 @dataclass
 class ChatScreen:
     """What the screen shows, and the bridge between the two event loops."""
@@ -144,8 +160,8 @@ class ChatScreen:
     token: trio.lowlevel.TrioToken | None = None
     outbox: trio.MemorySendChannel[str] | None = None
     quit: trio.Event | None = None
-    notices: list[tuple[str, str]] = field(default_factory=list)
-    """(style, text) of the recent notices, oldest first."""
+    notices: list[Notice] = field(default_factory=list)
+    """The recent notices, oldest first."""
     names: dict[bytes, str] = field(default_factory=dict)
     """The latest name each key used (from its newest message, or its handshake)."""
     name_seqs: dict[bytes, int] = field(default_factory=dict)
@@ -282,7 +298,8 @@ class ChatScreen:
     def notice_rows(self, width: int, height: int, last: int | None = None) -> list[Row]:
         """The newest notices, wrapped, as the last ``height`` rows (of the ``last`` notices)."""
         rows: list[Row] = []
-        for style, text in self.notices[-(last or height) :]:
+        for notice in self.notices[-(last or height) :]:
+            style, text = notice.style, notice.shown()
             first, *rest = wrap(printable(text), width)
             rows.append([(style, first)])
             rows.extend([(style, "  " + piece)] for piece in wrap(" ".join(rest), width - 2) if rest)
@@ -334,13 +351,25 @@ class ChatScreen:
             self.app.invalidate()
 
     def note(self, *lines: str, style: str = "class:notice") -> None:
-        self.notices.extend((style, line) for line in lines)
+        self.notices.extend(Notice(style, line) for line in lines)
         self.notices_written += len(lines)
         del self.notices[:-100]
         self.redraw()
 
     def warn(self, *lines: str) -> None:
         self.note(*lines, style="class:warning")
+
+    def note_recurring(self, line: str, style: str = "class:notice") -> None:
+        """A notice that may come again and again (links, log lines): one the same as
+        one of the last FOLD_WINDOW notices is counted there and moves to the bottom."""
+        recent = self.notices[-FOLD_WINDOW:]
+        same = next((n for n in recent if n.style == style and n.text == line), None)
+        if same is None:
+            self.note(line, style=style)
+            return
+        self.notices.remove(same)
+        self.notices.append(Notice(style, line, same.count + 1))
+        self.redraw()
 
     # Input (asyncio side) -> trio ---------------------------------------------------------
     def submit(self, text: str) -> None:
@@ -419,7 +448,9 @@ class ChatScreen:
                 elif isinstance(event, NeighbourUp):
                     self.learn_name(event.sender_id, event.name)
                     self._reached(peer)
-                    self.note(f"* connected to {self.name_of(event.sender_id)} ({event.url or 'dialed us'})")
+                    self.note_recurring(
+                        f"* connected to {self.name_of(event.sender_id)} ({event.url or 'dialed us'})"
+                    )
                 elif isinstance(event, NeighbourDown):
                     self._neighbour_down(peer, event)
                 elif isinstance(event, DialFailed):
@@ -447,7 +478,7 @@ class ChatScreen:
             return
         if event.sender_id == peer.node.identity.sender_id:
             return
-        self.note(f"* {self.name_of(event.sender_id)} disconnected: {event.reason}")
+        self.note_recurring(f"* {self.name_of(event.sender_id)} disconnected: {event.reason}")
 
     def _dial_failed(self, event: DialFailed) -> None:
         now = trio.current_time()
@@ -755,10 +786,8 @@ class _ScreenLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = f"log {record.levelname.lower()}: {record.getMessage()}"
-            if record.levelno >= logging.WARNING:
-                self.screen.warn(text)
-            else:
-                self.screen.note(text)
+            style = "class:warning" if record.levelno >= logging.WARNING else "class:notice"
+            self.screen.note_recurring(text, style)
         except Exception:  # logging must never break the chat
             self.handleError(record)
 

@@ -244,3 +244,43 @@ def test_the_screen_names_shared_names_by_fingerprint_and_marks_the_view_when_sc
     assert "line 29" not in " ".join(rows) and "more below" in rows[-1]
     screen.view.inserted(30, 31)
     assert "1 new below" in texts(screen.conversation_rows(60, 8))[-1]
+
+
+def test_a_peer_refusing_us_again_and_again_leaves_the_first_notices_on_screen() -> None:
+    screen = ChatScreen()
+    screen.note("You are carol. Others can join you with: --join ws://127.0.0.1:2/#c0ffee")
+    screen.note("ws://127.0.0.1:1/ names no peer id: trusting whoever answers there (trust on first use)")
+    refused = "* alice disconnected: connection closed (1008: this room is invite-only)"
+    for _ in range(5):  # redialed with backoff, refused each time
+        screen.note_recurring("* connected to alice (ws://127.0.0.1:1/)")
+        screen.note_recurring(refused)
+    rows = texts(screen.notice_rows(120, 6))
+    assert rows == [
+        "You are carol. Others can join you with: --join ws://127.0.0.1:2/#c0ffee",
+        "ws://127.0.0.1:1/ names no peer id: trusting whoever answers there (trust on first use)",
+        "* connected to alice (ws://127.0.0.1:1/) (5 times)",
+        f"{refused} (5 times)",
+    ]
+    screen.note_recurring("* connected to alice (ws://127.0.0.1:1/)")  # and this time it holds
+    assert texts(screen.notice_rows(120, 6))[-2:] == [
+        f"{refused} (5 times)",
+        "* connected to alice (ws://127.0.0.1:1/) (6 times)",
+    ]
+
+
+def test_only_recurring_notices_fold_and_only_into_the_last_ones() -> None:
+    screen = ChatScreen()
+    screen.note("/who answer")
+    screen.note("/who answer")  # a command's answer is shown again in full
+    screen.note_recurring("* bob disconnected: gone")
+    screen.note("something else")
+    screen.note("and more")
+    screen.note_recurring("* bob disconnected: gone")  # not among the last two: a new line
+    assert texts(screen.notice_rows(120, 10)) == [
+        "/who answer",
+        "/who answer",
+        "* bob disconnected: gone",
+        "something else",
+        "and more",
+        "* bob disconnected: gone",
+    ]
