@@ -100,6 +100,9 @@ __all__ = [
 
 logger = logging.getLogger("p2pchat.peer")
 
+REFUSAL_CODES = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.TRY_AGAIN_LATER})
+"""Close codes with which the other side refuses us (see PeerConfig.refusal_backoff_max)."""
+
 
 @dataclass(frozen=True)
 class PeerConfig:
@@ -117,6 +120,11 @@ class PeerConfig:
     """Redials of a lost link are at most this far apart (a random wait up to it), so a
     link cut by a partition comes back within about this long after the heal. A redial
     of an unreachable address costs one TCP handshake attempt."""
+    refusal_backoff_max: float = 30.0
+    """A peer that closes our link with a refusal (policy, e.g. an invite-only room we
+    are not a member of, or "try again later") is redialed with backoff growing up to
+    this instead: our redials cost it a handshake each, and a refusal seldom changes
+    within seconds."""
     liveness_timeout: float = 3.0
     """A link on which nothing arrived (no frame, no pong) for this long is dead: it is
     closed and redialed. A cable pulled, packets silently dropped or a sleeping laptop
@@ -263,6 +271,8 @@ class _Connection:
     frames: int = 0
     close_code: int = CloseCode.NORMAL
     close_reason: str = ""
+    refusal: str | None = None
+    """Why the other side closed the link with a refusal code (see REFUSAL_CODES)."""
 
 
 class Peer:
@@ -717,22 +727,28 @@ class Peer:
                     await self._wait_changed()
                     continue
                 started = trio.current_time()
-                # Exponential backoff with full jitter, so restarted peers do not redial in step.
-                wait = self._rng.uniform(0, delay)
+                refusal = None
                 try:
-                    await self._dial_and_run(url)
+                    refusal = await self._dial_and_run(url)
                 except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
                     gave_up = not bootstrap and failures >= self.config.discovered_attempts
+                    wait = self._rng.uniform(0, delay)
                     self._dial_failed(url, exc, None if gave_up else wait)
                     if gave_up:
                         return
                 else:
                     failures = 0
-                    if trio.current_time() - started > 10:
+                    if refusal is None and trio.current_time() - started > 10:
                         delay = self.config.backoff_initial
+                    wait = self._rng.uniform(0, delay)
+                    if refusal is not None:
+                        logger.info("%s refused us (%s): redialing in %.2f s", url, refusal, wait)
+                # Exponential backoff with full jitter, so restarted peers do not redial in
+                # step; refusals back off further (PeerConfig.refusal_backoff_max).
                 await trio.sleep(wait)
-                delay = min(delay * 2, self.config.backoff_max)
+                cap = self.config.backoff_max if refusal is None else self.config.refusal_backoff_max
+                delay = min(delay * 2, max(cap, self.config.backoff_max))
         finally:
             self._dialing.discard(url)
 
@@ -749,20 +765,24 @@ class Peer:
         logger.info("can't reach %s: %s; %s", url, failure.reason, then)
         self._publish(DialFailed(url, failure.reason, retry_in))
 
-    async def _dial_and_run(self, url: str) -> None:
+    async def _dial_and_run(self, url: str) -> str | None:
+        """Dial ``url`` and run the link until it ends: the other side's refusal, if it
+        closed the link with one (raises if the dial fails)."""
+        refusal = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     websocket = await dial(nursery, url, timeout=self.config.dial_timeout)
                 except Exception as exc:
                     raise DialError(dial_failure_reason(exc)) from exc
-                await self._run_connection(websocket, nursery, dialed_url=url)
+                refusal = await self._run_connection(websocket, nursery, dialed_url=url)
                 nursery.cancel_scope.cancel()
         except* LocalProtocolError as group:
             # trio-websocket's reader answers a ping that arrives while we close with a pong
             # wsproto refuses, and raises (the pitfall the transport module describes): the
             # connection was ending anyway, so it ended normally.
             logger.debug("connection to %s ended while closing: %r", url, group.exceptions[0])
+        return refusal
 
     async def _accept(self, websocket: WebSocketConnection, nursery: trio.Nursery) -> None:
         if len(self._connections) >= self.config.max_connections or self._closing:
@@ -772,7 +792,8 @@ class Peer:
 
     async def _run_connection(
         self, websocket: WebSocketConnection, nursery: trio.Nursery, dialed_url: str | None
-    ) -> None:
+    ) -> str | None:
+        """Run one link until it ends; the other side's refusal, if it closed it with one."""
         conn = self._next_conn
         self._next_conn += 1
         send, receive = trio.open_memory_channel[tuple[float, bytes, bool]](self.config.send_queue_frames)
@@ -800,6 +821,7 @@ class Peer:
             if cancelled:
                 with trio.CancelScope(shield=True):
                     await close_quickly(websocket, connection.close_code, reason, timeout=0.5)
+        return connection.refusal
 
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.
@@ -836,6 +858,8 @@ class Peer:
                     why = exc.reason
                     if why:
                         reason = f"connection closed ({why.code} {why.reason or ''})"
+                        if why.code in REFUSAL_CODES:
+                            connection.refusal = why.reason or str(why.code)
         return reason
 
     async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes]) -> None:

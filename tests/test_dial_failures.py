@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 
+import pytest
 import trio
 from trio_websocket import HandshakeError
 
+from p2pchat.address import split_peer_url
 from p2pchat.dialerrors import dial_failure_reason
 from p2pchat.peer import DialFailed, PeerConfig, open_peer
 
@@ -57,3 +60,29 @@ async def test_a_learned_address_is_given_up_after_a_few_tries_and_says_so() -> 
                 if isinstance(event, DialFailed) and event.retry_in is None:
                     break
             assert alice.statistics().dialing == 0  # the dialer has stopped
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "p2pchat.peer" and "refused us" in r.msg]
+
+
+async def test_a_peer_that_refuses_us_is_redialed_with_a_longer_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="p2pchat.peer")
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, refusal_backoff_max=0.2)
+    with trio.fail_after(30):
+        async with open_peer("alice", private=True) as alice:
+            plain = split_peer_url(alice.url or "")[0]
+            # carol is no member of alice's invite-only room: every link she dials is refused.
+            async with open_peer("carol", join=[plain], config=config):
+                while len(refusals(caplog)) < 10:
+                    await trio.sleep(0.05)
+    found = refusals(caplog)
+    assert all(r.args and "invite-only" in str(r.args[1]) for r in found)
+    waits = [float(r.args[2]) for r in found if r.args]  # type: ignore[arg-type,index]
+    # (Full jitter: a wait is random up to the delay, which doubles from 0.01 s per try.
+    # By the sixth it is at the refusal cap; five waits all under the plain 0.02 s cap
+    # would happen one time in 10^5.)
+    assert max(waits[5:]) > config.backoff_max
+    assert max(waits) <= config.refusal_backoff_max
