@@ -73,6 +73,11 @@ MAX_VERSIONS_KEPT = 4
 """Other versions of one forked entry kept as evidence (and their stamps, for the stamp
 checks of honest entries that depend on them): an equivocator can sign any number of
 versions; an honest author saw one of the first few to spread, most likely."""
+MAX_BRANCHES = 16
+"""Times an equivocator's chain may go on from a version of an entry we did not keep
+(see OrderedLog._branch); past that its chain ends, as any broken chain: each switch
+keeps a full vector clock, and an equivocator that forks at every seq must not make us
+keep one per entry."""
 MAX_STAMP_COMBINATIONS = 256
 """Versions of an entry's forked dependencies tried together, at most."""
 
@@ -237,8 +242,17 @@ class _Sender:
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
     retry: Message | None = None
-    """The entry that blocked it, when refused for its stamp only: checked again if a
-    fork of one of its dependencies comes to light (see OrderedLog._retry_after_fork)."""
+    """The entry that blocked it, when refused for its stamp only, or for going on from
+    a version of its predecessor we do not hold: checked again if a fork of one of its
+    dependencies, or of its predecessor, comes to light (see OrderedLog._retry_after_fork)."""
+    branch_vectors: dict[int, dict[bytes, int]] | None = None
+    """Full vector clocks of its delivered entries that went on from a version of their
+    predecessor we did not keep (an equivocator's other branch, see OrderedLog._branch):
+    there its vector clock is not the sum of the deltas of the entries we kept. At most
+    MAX_BRANCHES."""
+    base: tuple[int, int, dict[bytes, int]] | None = None
+    """(seq, delivered, full vector clock) of the last branch base computed for it (see
+    OrderedLog._state_at)."""
     epoch: int = 0
     """The epoch of its last delivered entry (its next one is in this one or later)."""
     cover: dict[bytes, int] | None = None
@@ -279,9 +293,10 @@ class OrderedLog:
         self._wait_entries: set[tuple[bytes, int, bytes]] = set()
         self._held_bytes = 0
         self._stranger_heads: dict[bytes, Head] = {}
-        self._tombstones: dict[MessageKey, Message] = {}
+        self._tombstones: dict[MessageId, Message] = {}
         """Delivered entries that take no place in the log: void or invalid (rule 10), or
-        valid but placeless (see _check)."""
+        valid but placeless (see _check). By id: a placeless entry on an equivocator's
+        other branch may share its key with an entry of the same author, never its id."""
         self._placeless: set[MessageId] = set()
         """The valid entries held without a place here (see _check): delivered as such, or
         restored as such (see receive's ``placeless``)."""
@@ -303,10 +318,10 @@ class OrderedLog:
         self.evidence: list[Equivocation] = []
         self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
         """(id, the other version's payload) of each proof in ``evidence``."""
-        self._other_stamps: dict[MessageId, list[int]] = {}
-        """Per forked entry, the stamp of each other version ``evidence`` holds (at most
-        MAX_VERSIONS_KEPT): an honest author that saw one of those stamped its next entry
-        from it."""
+        self._other_versions: dict[MessageId, dict[bytes, Message]] = {}
+        """Per forked entry, the other versions we hold (at most MAX_VERSIONS_KEPT), by
+        entry hash: an honest author that saw one of those stamped its next entry from
+        it, and the equivocator may go on from one (see _branch)."""
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
@@ -476,7 +491,7 @@ class OrderedLog:
 
     def tombstones(self) -> list[Message]:
         """Delivered entries that take no place in the log (void or invalid), by key."""
-        return [self._tombstones[key] for key in sorted(self._tombstones)]
+        return sorted(self._tombstones.values(), key=lambda message: (message.key, message.seq))
 
     def get(self, message_id: MessageId) -> Message | None:
         """A delivered or held message by id."""
@@ -486,7 +501,9 @@ class OrderedLog:
         if message_id.seq <= state.delivered:
             key = MessageKey(state.lamports[message_id.seq - 1], message_id.sender_id)
             found = self._by_key.get(key)
-            return found if found is not None else self._tombstones[key]
+            if found is not None and found.seq == message_id.seq:
+                return found
+            return self._tombstones[message_id]
         return state.held.get(message_id.seq)
 
     def is_visible(self, message: Message) -> bool:
@@ -512,6 +529,11 @@ class OrderedLog:
 
     def blocked_senders(self) -> dict[bytes, Refusal]:
         return {s: st.blocked for s, st in self._senders.items() if st.blocked is not None}
+
+    def blocked_for(self, sender_id: bytes) -> Refusal | None:
+        """Why ``sender_id``'s chain is blocked here, if it is."""
+        state = self._senders.get(sender_id)
+        return state.blocked if state is not None else None
 
     def messages_between(self, sender_id: bytes, first: int, last: int) -> list[Message]:
         """The messages we hold (delivered or not) of ``sender_id`` with seq in [first, last]."""
@@ -595,7 +617,8 @@ class OrderedLog:
 
         Either its link for the entry ``held_seq`` differs from ours, or we refused the
         sender's next entry for naming another predecessor than ours (BROKEN_CHAIN) and
-        the head holds entries past ours, chained to that other version, most likely.
+        the head holds entries past ours, chained to that other version, most likely:
+        then the entry whose version we lack (see missing_version).
         Cheap enough for every head: one hash at most.
         """
         if not head.link:
@@ -606,9 +629,8 @@ class OrderedLog:
         seq = head.held_seq
         if seq <= state.delivered or seq in state.held:
             return seq if self._link_at(head.sender_id, state, seq) != head.link else None
-        if state.blocked is Refusal.BROKEN_CHAIN and state.delivered:
-            return state.delivered
-        return None
+        missing = self.missing_version_for(head.sender_id)
+        return missing.seq if missing is not None else None
 
     # Clocks -------------------------------------------------------------------
     def observe_head(self, head: Head, *, defer_stability: bool = False) -> list[LogEvent]:
@@ -849,15 +871,36 @@ class OrderedLog:
         any number of them, and one pair is proof enough (the first few are kept for
         the stamps of honest entries that depend on them)."""
         pair = (proof.kept.id, proof.rejected.payload)
-        if pair in self._evidence_pairs:
+        if pair in self._evidence_pairs or not self._keep_version(proof.rejected):
             return False
-        others = self._other_stamps.setdefault(proof.kept.id, [])
-        if len(others) >= MAX_VERSIONS_KEPT:
-            return False
-        others.append(proof.rejected.lamport)
         self._evidence_pairs.add(pair)
         self.evidence.append(proof)
         return True
+
+    def _keep_version(self, version: Message) -> bool:
+        """Hold ``version``, another version of an entry we kept, unless we hold
+        MAX_VERSIONS_KEPT of them already; whether we hold it now."""
+        versions = self._other_versions.setdefault(version.id, {})
+        link = version.entry_hash()
+        if link not in versions:
+            if len(versions) >= MAX_VERSIONS_KEPT:
+                return False
+            versions[link] = version
+        return True
+
+    @property
+    def other_versions(self) -> list[Message]:
+        """The other versions of forked entries we hold (what a store keeps, so that a
+        restart judges the entries going on from them as before: see restore_versions)."""
+        return [version for versions in self._other_versions.values() for version in versions.values()]
+
+    def restore_versions(self, versions: Iterable[Message]) -> None:
+        """Take back other versions of forked entries a store kept (``other_versions``,
+        verified when they were stored), before the entries: an equivocator's entries
+        that went on from one of them are judged from it again (see _branch). The proofs
+        come back after the entries (restore_proofs)."""
+        for version in versions:
+            self._keep_version(version)
 
     def _stamp_fits_a_fork(self, message: Message, previous_lamport: int) -> bool:
         """Whether ``message``'s stamp is exact for another version of an entry it
@@ -872,7 +915,8 @@ class OrderedLog:
         stamps: list[list[int]] = []
         for dep_sender, dep_seq in message.deps.items():
             kept = self._senders[dep_sender].lamports[dep_seq - 1]
-            others = set(self._other_stamps.get(MessageId(dep_sender, dep_seq), ())) - {kept}
+            versions = self._other_versions.get(MessageId(dep_sender, dep_seq), {})
+            others = {version.lamport for version in versions.values()} - {kept}
             stamps.append([kept, *others])
         if all(len(choice) == 1 for choice in stamps):
             return False
@@ -881,12 +925,16 @@ class OrderedLog:
 
     def _retry_after_fork(self, fork: MessageId, events: list[LogEvent]) -> None:
         """A second version of ``fork`` came to light: an author blocked for the stamp of
-        an entry that depends on it may have stamped it from that version. Check that
-        entry again; if it passes now, the author is no longer blocked (its later
-        entries, refused meanwhile, come back by repair: its heads name them)."""
+        an entry that depends on it may have stamped it from that version, and the
+        author of ``fork`` may have gone on from that version. Check that entry again;
+        if it passes now, the author is no longer blocked (its later entries, refused
+        meanwhile, come back by repair: its heads name them)."""
         for sender_id, state in list(self._senders.items()):  # (delivering may add senders)
             message = state.retry
-            if message is None or message.deps.get(fork.sender_id) != fork.seq:
+            if message is None:
+                continue
+            goes_on = sender_id == fork.sender_id and message.seq > fork.seq
+            if not goes_on and message.deps.get(fork.sender_id) != fork.seq:
                 continue
             if message.seq != state.delivered + 1 or isinstance(self._check(message, state), Refusal):
                 continue
@@ -946,13 +994,17 @@ class OrderedLog:
         depends only on the message and its causal past, so every replica reaches
         the same one.
         """
+        if message.previous != state.link:
+            # Both entries are the author's (each signed, or linked to a signed one): it
+            # signed another entry with this one's predecessor's seq. Unless we hold that
+            # other entry, its chain ends here; if we do, it is judged from there.
+            branch = self._branch(message, state)
+            if not isinstance(branch, _Sender):
+                return branch
+            state = branch
         previous_lamport = state.last_lamport
         if message.lamport <= previous_lamport:
             return Refusal.STAMP_NOT_INCREASING
-        if message.previous != state.link:
-            # Both entries are the author's (each signed, or linked to a signed one): it
-            # signed another entry with this one's predecessor's seq. Its chain ends here.
-            return Refusal.BROKEN_CHAIN
         if message.kind is EntryKind.GENESIS:
             return self._check_genesis(message)
         full = dict(state.vector or {})
@@ -985,6 +1037,117 @@ class OrderedLog:
             # nothing to keep. A member's invalid entry is a tombstone instead.
             return Refusal.NOT_A_MEMBER
         return _Verdict(full, epoch, False)
+
+    def _branch(self, message: Message, state: _Sender) -> _Sender | Refusal | _Wait:
+        """For an entry going on from a version of its predecessor that we did not keep,
+        but hold as evidence (an equivocator's other branch): its author's state as a
+        replica that kept that version has it -- seq, stamp, full vector clock and epoch
+        after that version -- checked as that replica checked it. (Computed from the
+        entries alone, so every replica judges the entry the same; ``bound`` stays ours:
+        see _check.) A Refusal if we hold no such version, or it would have been refused
+        there, or a fork on the way is one the rosters could disagree on (see
+        _branch_versions); _WAIT if a dependency of it is not delivered here yet."""
+        branch = self._branch_versions(message, state)
+        if not isinstance(branch, list):
+            return Refusal.BROKEN_CHAIN
+        if len(state.branch_vectors or ()) >= MAX_BRANCHES:
+            return Refusal.BROKEN_CHAIN
+        base = self._state_at(message.sender_id, state, message.seq - 1 - len(branch))
+        for version in reversed(branch):
+            verdict = self._check(version, base)
+            if isinstance(verdict, _Wait):
+                return verdict
+            if isinstance(verdict, Refusal):
+                return Refusal.BROKEN_CHAIN
+            base = _Sender(
+                delivered=version.seq,
+                lamports=[version.lamport],
+                vector=verdict.vector,
+                link=version.entry_hash(),
+                epoch=verdict.epoch,
+                bound=state.bound,
+            )
+        return base
+
+    def _branch_versions(self, message: Message, state: _Sender) -> list[Message] | MessageId | None:
+        """The other versions ``message`` goes on from, newest first, back to the chain
+        we kept; or the id of the first one we lack; None if the branch cannot be taken.
+
+        Only forks of chat lines count: where a version (ours or the other) is a
+        membership entry, the rosters of the replicas that kept different versions
+        differ, and no entry after it can be judged the same on both; such a branch
+        stays refused, as any broken chain."""
+        sender = message.sender_id
+        branch: list[Message] = []
+        link, seq = message.previous, message.seq - 1
+        while seq > 0:
+            version = self._other_versions.get(MessageId(sender, seq), {}).get(link)
+            if version is None:
+                return MessageId(sender, seq)
+            ours = self.get(version.id)
+            if version.kind is not EntryKind.TEXT or ours is None or ours.kind is not EntryKind.TEXT:
+                return None
+            branch.append(version)
+            link, seq = version.previous, seq - 1
+            if link == self._entry_hash_at(sender, state, seq):
+                return branch  # back on the chain we kept
+        return None  # (seq 1 names no predecessor: a version of it is never "ours" above)
+
+    def missing_version(self, message: Message) -> MessageId | None:
+        """For an entry refused for naming a predecessor we do not hold (BROKEN_CHAIN):
+        the entry of its author whose other version it goes on from, which we lack (a
+        neighbour holding that chain has it); None if we lack none."""
+        state = self._senders.get(message.sender_id)
+        if state is None or message.seq != state.delivered + 1:
+            return None
+        found = self._branch_versions(message, state)
+        return found if isinstance(found, MessageId) and self._other_versions_lacking(found) else None
+
+    def missing_version_for(self, sender_id: bytes) -> MessageId | None:
+        """missing_version of the entry ``sender_id``'s chain here is blocked on, if any."""
+        state = self._senders.get(sender_id)
+        if state is None or state.blocked is not Refusal.BROKEN_CHAIN or state.retry is None:
+            return None
+        return self.missing_version(state.retry)
+
+    def _other_versions_lacking(self, entry: MessageId) -> bool:
+        """Whether we may still take another version of ``entry`` (MAX_VERSIONS_KEPT)."""
+        return len(self._other_versions.get(entry, ())) < MAX_VERSIONS_KEPT
+
+    def _state_at(self, sender: bytes, state: _Sender, seq: int) -> _Sender:
+        """``sender``'s state after its delivered entry ``seq`` (a branch's base, see
+        _branch): its stamp, its full vector clock (the deltas of its entries summed up,
+        from the last one that went on from another branch), our bound on it; its epoch
+        is left at 0, a floor (an entry's epoch follows from its vector clock). The
+        vector is remembered until the sender's next delivery: an entry waiting at the
+        head of a branch is checked again at each arrival of its author's."""
+        cached = state.base
+        if cached is not None and cached[:2] == (seq, state.delivered):
+            vector = cached[2]
+        else:
+            start, vector = 0, {}
+            for branched, full in (state.branch_vectors or {}).items():
+                if start < branched <= seq:
+                    start, vector = branched, full
+            vector = dict(vector)
+            for number in range(start + 1, seq + 1):
+                entry = self.get(MessageId(sender, number))
+                assert entry is not None  # (delivered: held as an entry or a tombstone)
+                vector.update(entry.deps.items())  # (each delta only raises the clock)
+            state.base = (seq, state.delivered, vector)
+        link = self._entry_hash_at(sender, state, seq)
+        stamps = [state.lamports[seq - 1]] if seq else []
+        return _Sender(delivered=seq, lamports=stamps, vector=dict(vector), link=link, bound=state.bound)
+
+    def _entry_hash_at(self, sender: bytes, state: _Sender, seq: int) -> bytes:
+        """The entry hash of ``sender``'s delivered entry ``seq`` (NO_PREVIOUS for 0)."""
+        if seq == state.delivered:
+            return state.link
+        if not seq:
+            return NO_PREVIOUS
+        entry = self.get(MessageId(sender, seq))
+        assert entry is not None
+        return entry.entry_hash()
 
     def _judge(self, message: Message, state: _Sender, full: dict[bytes, int]) -> tuple[int, str | None]:
         """The roster's verdict on ``message`` (rule 10), asked once per roster change
@@ -1029,7 +1192,7 @@ class OrderedLog:
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
         state.blocked = reason
-        state.retry = message if reason is Refusal.FORGED_STAMP else None
+        state.retry = message if reason in (Refusal.FORGED_STAMP, Refusal.BROKEN_CHAIN) else None
         self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()
         events.append(Refused(message, reason))
@@ -1038,6 +1201,11 @@ class OrderedLog:
         self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]
     ) -> None:
         promise = state.promise
+        if message.previous != state.link:  # (on another branch: see _branch)
+            if state.branch_vectors is None:
+                state.branch_vectors = {}
+            state.branch_vectors[message.seq] = verdict.vector
+            state.judged = -1  # (_check judged it on the branch's state, not this one)
         state.delivered = message.seq
         state.link = message.entry_hash()
         state.lamports.append(message.lamport)
@@ -1061,7 +1229,7 @@ class OrderedLog:
         bookkeeping, always in this form: which COMMITs a replica holds when it decides
         differs from replica to replica, so none of them may take a place."""
         self._advance_chain(message, state, verdict, events)
-        self._tombstones[message.key] = message
+        self._tombstones[message.id] = message
         decision = None
         if verdict.valid:
             decision = self._record_valid(message, verdict.vector, verdict.epoch)
@@ -1126,15 +1294,16 @@ class OrderedLog:
                 continue
             for seq in range(cut + 1, state.delivered + 1):
                 key = MessageKey(state.lamports[seq - 1], member)
-                message = self._by_key.pop(key, None)
-                if message is None:
+                message = self._by_key.get(key)
+                if message is None or message.seq != seq:
                     continue  # a tombstone already
+                del self._by_key[key]
                 index: int = self._order.index(key)
                 if index < self._stable_count:
                     self.stability_violations += 1  # impossible with honest announcements (rule 8)
                     self._stable_count -= 1
                 self._order.remove(key)
-                self._tombstones[key] = message
+                self._tombstones[message.id] = message
                 self.text_count -= message.is_text
                 voided.append(message)
         if voided:

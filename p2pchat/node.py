@@ -141,6 +141,13 @@ MAX_VERSION_CHECKS = 16
 """Entries one link may make us ask it for, because it holds them in another version than
 ours (see Node._ask_for_versions). Heads are not signed: a relay that lies in them costs
 us this many small requests, no more."""
+BRANCH_SPAN = 16
+"""Entries asked for at once when an equivocator's chain here waits on a version of one of
+its entries we lack (see Node._ask_for_versions): that one and the 15 before it, which the
+branch may go on from too."""
+MAX_BRANCH_ASKS = 64
+"""Such asks per link: a branch up to 64 x BRANCH_SPAN entries deep is repaired over one
+link. (Only an author that signed every version on it can make one deep.)"""
 PUSHED_FIRST_MEMORY = 4096
 """How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
 
@@ -380,6 +387,9 @@ class _Neighbour:
     versions_asked: set[MessageId] = field(default_factory=set)
     """Entries we asked this link for because it holds another version of them (see
     Node._ask_for_versions): at most MAX_VERSION_CHECKS."""
+    branch_asked: set[MessageId] = field(default_factory=set)
+    """The same, for the versions an equivocator's chain here waits on: at most
+    MAX_BRANCH_ASKS."""
 
     @property
     def remote_id(self) -> bytes | None:
@@ -1229,11 +1239,19 @@ class Node:
             outputs.extend(self._spread_evidence(proof, source, now))
             outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
         # An entry whose link names another predecessor than ours: the neighbour that
-        # brought it (or the one it chained from) holds that other version, the proof.
+        # brought it (or the one it chained from) holds that other version, the proof
+        # (and, if the author goes on from there, what we judge its entry from).
+        # A version that came may be one the author's chain here goes on from, with more
+        # below it that we lack: asked for at once, not at the next heads.
         broken = (
-            MessageId(e.message.sender_id, e.message.seq - 1)
+            missing
             for e in events
-            if isinstance(e, Refused) and e.reason is Refusal.BROKEN_CHAIN and e.message.seq > 1
+            if (
+                isinstance(e, Refused)
+                and e.reason is Refusal.BROKEN_CHAIN
+                and (missing := self.log.missing_version(e.message)) is not None
+            )
+            or (isinstance(e, Equivocation) and (missing := self.log.missing_version_for(e.kept.sender_id)))
         )
         outputs.extend(self._ask_for_versions(neighbour, broken))
         outputs.extend(self._act_on_lies(events, now))
@@ -1638,12 +1656,22 @@ class Node:
         never exchange it (each holds "that seq" already), and the room would show two
         texts for good with nobody the wiser. Each entry once per link, at most
         MAX_VERSION_CHECKS per link; never our own entries, nor those of an author
-        already proven an offender."""
+        already proven an offender, unless its chain here is refused for going on from
+        a version we lack (see OrderedLog.missing_version): we take its branch from
+        that version, and the honest entries that depend on it. Those asks cover the
+        BRANCH_SPAN entries up to it (the branch may go deeper), on their own budget."""
         asked = neighbour.versions_asked
         ranges: list[WantRange] = []
         for entry in entries:
             author = entry.sender_id
-            if author == self.identity.sender_id or author in self.offenders or entry in asked:
+            if author == self.identity.sender_id:
+                continue
+            if self.log.blocked_for(author) is Refusal.BROKEN_CHAIN:
+                if entry not in neighbour.branch_asked and len(neighbour.branch_asked) < MAX_BRANCH_ASKS:
+                    neighbour.branch_asked.add(entry)
+                    ranges.append(WantRange(author, max(1, entry.seq - BRANCH_SPAN + 1), entry.seq))
+                continue
+            if author in self.offenders or entry in asked:
                 continue
             if len(asked) >= MAX_VERSION_CHECKS or not neighbour.link.is_open:
                 break

@@ -292,6 +292,8 @@ class Peer:
         """Proofs found since the last save: stored with the entries of the same batch."""
         self._unsaved_placeless: set[MessageId] = set()
         """Of ``_unsaved``, the entries held without a place here (Entombed.placeless)."""
+        self._unsaved_versions: list[Message] = []
+        """Other versions of forked entries the log took since the last save."""
         self._dialing: set[str] = set()
         self._tick_scope: trio.CancelScope | None = None
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
@@ -603,6 +605,7 @@ class Peer:
                     "%s signed two versions of its entry %d", short_id(event.kept.sender_id), event.kept.seq
                 )
                 self._unsaved_proofs.append(signed_proof(event, self.node.log.room_id or b""))
+                self._unsaved_versions.append(event.rejected)
                 self._publish(EquivocationFound(event.kept, event.rejected))
             elif isinstance(event, ClockLie):
                 promise, message = event.announcement, event.message
@@ -675,8 +678,11 @@ class Peer:
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
         proofs, self._unsaved_proofs = self._unsaved_proofs, []
         placeless, self._unsaved_placeless = self._unsaved_placeless, set()
-        if batch or proofs:
-            self.store.save_messages(room_id, batch, durable=bool(own), proofs=proofs, placeless=placeless)
+        versions, self._unsaved_versions = self._unsaved_versions, []
+        if batch or proofs or versions:
+            self.store.save_messages(
+                room_id, batch, durable=bool(own), proofs=proofs, placeless=placeless, versions=versions
+            )
         if batch:
             self._durable_up_to(batch)
 
@@ -986,6 +992,9 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
     """The ordered log of room ``room_id`` in ``store`` (verified when it was stored),
     with the proofs against members kept there (checked again, see restored_proofs)."""
     log = OrderedLog(config, room_id=room_id)
+    # The other versions come before the entries going on from them; each is checked
+    # again (unlike entries, they are not what our log was built from).
+    log.restore_versions(v for v in store.load_versions(room_id) if v.verify(room_id))
     placeless = store.load_placeless(room_id)
     for message in store.load_messages(room_id):
         log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)

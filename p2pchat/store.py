@@ -14,7 +14,8 @@ Proofs against members (two versions of one entry, a broken clock promise; see
 :mod:`p2pchat.evidence`) are kept per room in their own table, as the bytes their
 offender signed, so that a restarted peer still refuses the offender. The table came
 after format 3 and is created where it is missing: a directory written before it opens
-unchanged, and gains it.
+unchanged, and gains it. So does the table of other versions of forked entries, which
+an equivocator's entries on its other branch are judged from after a restart.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ CREATE TABLE IF NOT EXISTS evidence (
     second BLOB NOT NULL,
     second_signature BLOB NOT NULL,
     PRIMARY KEY (room, offender, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions (
+    room BLOB NOT NULL,
+    sender BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (room, sender, seq, signature)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -207,11 +216,14 @@ class Store:
         durable: bool = False,
         proofs: Iterable[SignedProof] = (),
         placeless: Collection[MessageId] = (),
+        versions: Iterable[Message] = (),
     ) -> int:
         """Store entries of ``room_id`` (already stored ones are ignored) in one transaction,
         with ``proofs`` found among them (see :meth:`save_proofs`). The entries whose ids
         are in ``placeless`` are marked as held without a place in our log
-        (``log.Entombed.placeless``): a restart holds them so again.
+        (``log.Entombed.placeless``): a restart holds them so again. ``versions`` are
+        other versions of forked entries (``OrderedLog.other_versions``), kept with the
+        entries that may go on from them.
 
         ``durable`` waits for the disk (fsync) before returning: use it for our own.
         Returns how many entry rows were new.
@@ -220,14 +232,19 @@ class Store:
             (room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature, int(m.id in placeless))
             for m in messages
         ]
-        proofs = list(proofs)
-        if not rows and not proofs:
+        proofs, versions = list(proofs), list(versions)
+        if not rows and not proofs and not versions:
             return 0
         if durable:
             self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._db:
                 self._insert_proofs(room_id, proofs)
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO versions (room, sender, seq, payload, signature) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(room_id, v.sender_id, v.seq, v.payload, v.signature) for v in versions],
+                )
                 if not rows:
                     return 0
                 before = self._db.total_changes
@@ -331,6 +348,16 @@ class Store:
         )
         for payload, signature in cursor:
             yield Message.from_wire(bytes(payload), bytes(signature))
+
+    def load_versions(self, room_id: bytes) -> list[Message]:
+        """The other versions of forked entries of ``room_id`` stored with the entries
+        (see :meth:`save_messages`); none in a directory from before them, opened read-only."""
+        if not self._has_table("versions"):
+            return []
+        rows = self._db.execute(
+            "SELECT payload, signature FROM versions WHERE room = ? ORDER BY sender, seq", (room_id,)
+        )
+        return [Message.from_wire(bytes(payload), bytes(signature)) for payload, signature in rows]
 
     def load_placeless(self, room_id: bytes) -> set[MessageId]:
         """The stored entries of ``room_id`` held without a place in our log (see

@@ -34,7 +34,15 @@ from test_attacks import (
     url,
 )
 from test_crash import ROOT, PeerProcess, stop_all
-from test_membership import PEOPLE, Mesh, bob_breaks_a_promise, bob_equivocates, newcomer, three_members
+from test_membership import (
+    PEOPLE,
+    Mesh,
+    bob_breaks_a_promise,
+    bob_equivocates,
+    bob_forks_while_carol_is_away,
+    newcomer,
+    three_members,
+)
 
 from p2pchat.cli import main
 from p2pchat.evidence import (
@@ -48,7 +56,7 @@ from p2pchat.evidence import (
 )
 from p2pchat.identity import Identity
 from p2pchat.log import ClockLie, Equivocation, OrderedLog
-from p2pchat.message import Message, announcement_payload, parse_announcement_payload
+from p2pchat.message import Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node
 from p2pchat.peer import PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
@@ -211,15 +219,19 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
     with Store(tmp_path, read_only=True) as store:  # (`p2pchat log` on it: nothing created)
         assert store.load_proofs(ROOM.room_id) == []
         assert len(restore_log(store, ROOM.room_id)) == len(ROOM)
+        assert store.load_versions(ROOM.room_id) == []
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'evidence'").fetchall()
+        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'versions'").fetchall()
     db.close()
     eq = equivocation()
     with Store(tmp_path) as store:
         assert store.message_count(ROOM.room_id) == len(ROOM.entries)
         store.save_proofs(ROOM.room_id, [signed_proof(eq, ROOM.room_id)])
+        store.save_messages(ROOM.room_id, [], versions=[eq.rejected])
     with Store(tmp_path, read_only=True) as store:
         assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
+        assert store.load_versions(ROOM.room_id) == [eq.rejected]
 
 
 def test_entries_held_without_a_place_stay_so_and_an_older_table_gains_the_mark(tmp_path: Path) -> None:
@@ -257,6 +269,7 @@ def restarted(node: Node) -> Node:
     room = node.log.room_id
     assert room is not None
     log = OrderedLog(room_id=room)
+    log.restore_versions(node.log.other_versions)  # (before the entries going on from them)
     placeless = node.log.placeless
     for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
         log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
@@ -315,6 +328,51 @@ def test_a_node_that_relied_on_a_broken_promise_holds_the_line_without_a_place_a
         again = restarted(node)
         assert [m.key for m in again.log] == [m.key for m in node.log], f"{node.name} moved on restart"
         assert again.log.placeless == node.log.placeless
+
+
+def test_a_restarted_node_takes_back_an_equivocators_entries_on_the_version_it_did_not_keep() -> None:
+    """Alice kept bob's genuine entry k; bob went on from his other version (k+1 names
+    it), and carol's lines depend on that. Restarted, alice holds it all again: the
+    other version comes back before the entries, so k+1 goes on from it as it did
+    before the restart, and nobody is blocked."""
+    mesh = three_members()
+    alice = mesh.nodes[0]
+    genuine, _ = bob_forks_while_carol_is_away(mesh, more=True)
+    mesh.connect(2, 0)
+    mesh.run(3.0)
+    chained = MessageId(PEOPLE[1].sender_id, genuine.seq + 1)
+    assert alice.log.get(chained) is not None and not alice.log.blocked_senders()
+    again = restarted(alice)
+    assert not again.log.blocked_senders()
+    assert [m.key for m in again.log] == [m.key for m in alice.log]
+    assert again.log.get(chained) == alice.log.get(chained)
+
+
+def test_the_store_keeps_the_versions_an_equivocators_branch_goes_on_from(tmp_path: Path) -> None:
+    """What a peer stores of the fork (its entries, the proofs, the other versions it
+    holds) gives back, through restore_log, alice's log as it was: bob's entry k+1 on
+    the version alice did not keep is taken again, and nobody is blocked."""
+    mesh = three_members()
+    alice = mesh.nodes[0]
+    genuine, _ = bob_forks_while_carol_is_away(mesh, more=True)
+    mesh.connect(2, 0)
+    mesh.run(3.0)
+    room = alice.log.room_id
+    assert room is not None and alice.log.other_versions
+    with Store(tmp_path) as store:
+        store.save_messages(
+            room,
+            [*alice.log.messages(), *alice.log.tombstones()],
+            proofs=[signed_proof(p, room) for p in [*alice.log.evidence, *alice.log.lies]],
+            placeless=alice.log.placeless,
+            versions=alice.log.other_versions,
+        )
+    with Store(tmp_path, read_only=True) as store:
+        again = restore_log(store, room)
+    assert not again.blocked_senders()
+    assert [m.key for m in again] == [m.key for m in alice.log]
+    chained = MessageId(PEOPLE[1].sender_id, genuine.seq + 1)
+    assert again.get(chained) == alice.log.get(chained) is not None
 
 
 def test_a_restarted_node_passes_the_equivocation_on_to_a_newcomer() -> None:

@@ -33,7 +33,7 @@ from p2pchat.log import (
     Refused,
     Stable,
 )
-from p2pchat.message import Change, EntryKind, Flush, Message, MessageKey
+from p2pchat.message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
@@ -760,6 +760,261 @@ def test_an_honest_reply_to_a_forked_entry_is_taken_whatever_version_was_kept(or
         return [m.key for m in log if m.sender_id != A.sender_id]
 
     assert honest(x) == honest(y)
+
+
+@given(order=st.permutations(range(3)))
+def test_an_equivocator_going_on_from_the_version_we_did_not_keep_blocks_no_honest_reply(
+    order: list[int],
+) -> None:
+    """A goes on from a1' (its seq 2 names a1' as previous); B replies to that. A replica
+    that kept a1 refuses a2 (a broken chain) until a1' comes to light, then takes it, as
+    the replicas that kept a1' do, and with it B's reply: B is blocked nowhere."""
+    b1, a1, a1_other, _ = _fork_and_reply()
+    a2 = TRIO.make(A, 2, 3, text="goes on from the other version")
+    assert a2.previous == a1_other.entry_hash()
+    reply = TRIO.make(B, 2, 4, {A.sender_id: 2}, text="reply to a2")
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([b1, a1])
+    y.receive_many([b1, a1_other, a2, reply, a1])
+    arrivals = [a2, reply, a1_other]
+    x.receive_many([arrivals[index] for index in order])
+    for log in (x, y):
+        assert log.get(reply.id) == reply and log.get(a2.id) == a2, order
+        assert not log.blocked_senders() and log.evidence, order
+
+    # Everything but the forked entry itself stands in the same place on both replicas.
+    def unforked(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.id != a1.id]
+
+    assert unforked(x) == unforked(y) and x.is_visible(a2) and y.is_visible(a2)
+
+
+def test_an_entry_chained_to_an_unknown_version_is_still_refused() -> None:
+    b1, a1, a1_other, _ = _fork_and_reply()
+    a2 = TRIO.make(A, 2, 3, text="goes on from the other version")
+    log = TRIO.log()
+    log.receive_many([b1, a1])
+    assert refusals(log.receive(a2).events) == [(a2, Refusal.BROKEN_CHAIN)]
+    log.receive(a1_other)  # (a2 comes back with it)
+    assert log.get(a2.id) == a2 and not log.blocked_senders()
+    stray = TRIO.make(A, 3, 4, text="after a version nobody holds", previous=bytes(len(a2.previous)))
+    assert refusals(log.receive(stray).events) == [(stray, Refusal.BROKEN_CHAIN)]
+
+
+def test_an_entry_on_the_other_branch_gets_the_vector_clock_of_the_version_it_goes_on_from() -> None:
+    """X keeps a1, which saw b1; Y keeps a1', which saw nothing; a2 goes on from a1'. Its
+    full vector clock is a1' and its own delta, on both replicas: a2 has not seen b1, so
+    both flag the two concurrent. (Summed up from the version X kept, X would say a2
+    saw b1, and flag neither.)"""
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    c1 = TRIO.make(C, 1, 1, text="c1")
+    c2 = TRIO.make(C, 2, 2, text="c2")
+    a1 = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="saw b1")
+    a1_other = TRIO.make(A, 1, 1, text="saw nothing", previous=b"")
+    a2 = TRIO.make(A, 2, 3, {C.sender_id: 2}, text="after the version that saw nothing")
+    assert a2.previous == a1_other.entry_hash()
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([b1, c1, c2, a1, a1_other, a2])
+    y.receive_many([b1, c1, c2, a1_other, a2, a1])
+    for log in (x, y):
+        assert log.is_visible(a2) and not log.blocked_senders()
+        assert log.is_concurrent(a2.id) and log.is_concurrent(b1.id)
+    assert x._senders[A.sender_id].vector == y._senders[A.sender_id].vector
+
+
+def test_a_branch_two_forks_deep_names_the_version_we_lack_first() -> None:
+    """A forked seq 1 and seq 2, and goes on from both others (a3 after a2' after a1').
+    X, which kept a1 and a2, refuses a3 and says which version it lacks: a2', then a1'
+    (a head of a neighbour on that chain makes it ask for the same); with both, a3 is in."""
+    a1, a2 = TRIO.make(A, 1, 1, text="a1"), TRIO.make(A, 2, 2, text="a2")
+    a1_other = TRIO.make(A, 1, 1, text="a1'", previous=b"")
+    a2_other = TRIO.make(A, 2, 2, text="a2' after a1'", previous=a1_other.entry_hash())
+    a3 = TRIO.make(A, 3, 3, text="a3 after a2'", previous=a2_other.entry_hash())
+    x = TRIO.log()
+    x.receive_many([a1, a2])
+    assert refusals(x.receive(a3).events) == [(a3, Refusal.BROKEN_CHAIN)]
+    head = Head(A.sender_id, 3, link=a3.entry_hash()[:16])
+    assert x.missing_version(a3) == a2.id and x.other_version_at(head) == 2
+    x.receive(a2_other)
+    assert x.blocked_for(A.sender_id) is Refusal.BROKEN_CHAIN
+    assert x.missing_version(a3) == a1.id and x.other_version_at(head) == 1
+    x.receive(a1_other)
+    assert x.get(a3.id) == a3 and not x.blocked_senders() and x.missing_version(a3) is None
+
+
+@pytest.mark.parametrize("kept_here", [EntryKind.LEAVE, EntryKind.TEXT], ids=["kept-leave", "kept-text"])
+def test_a_branch_from_a_fork_of_a_membership_entry_stays_refused(kept_here: EntryKind) -> None:
+    """A signs a LEAVE and a chat line with the same seq. Replicas that kept different
+    ones disagree on whether A is a member: no entry after the fork can be judged the
+    same on both, so its branch stays refused (as any broken chain) where the other
+    version was kept, and nothing is taken that the rosters would judge differently."""
+    other_kind = EntryKind.TEXT if kept_here is EntryKind.LEAVE else EntryKind.LEAVE
+    a1 = TRIO.make(A, 1, 1, kind=kept_here, text="the version X keeps")
+    a1_other = TRIO.make(A, 1, 1, kind=other_kind, text="the other version", previous=b"")
+    a2 = TRIO.make(A, 2, 2, text="goes on from the other version")
+    x = TRIO.log()
+    x.receive_many([a1, a1_other, a2])
+    assert x.evidence and x.get(a2.id) is None
+    assert x.blocked_for(A.sender_id) is Refusal.BROKEN_CHAIN and x.missing_version(a2) is None
+
+
+def test_an_entry_waiting_at_the_head_of_a_branch_costs_no_walk_through_its_authors_history() -> None:
+    """The state a branch goes on from is computed once per delivery of its author: an
+    entry on the branch that waits for a dependency is checked again at each arrival of
+    its author's later entries, and must not sum up the author's whole history each time."""
+    history = [TRIO.make(A, seq, seq, text=f"a{seq}") for seq in range(1, 41)]
+    last = history[-1]
+    other = TRIO.make(A, 41, 41, text="a41'", previous=last.entry_hash())
+    kept = TRIO.make(A, 41, 41, text="a41", previous=last.entry_hash())
+    c1 = TRIO.make(C, 1, 50, text="c1, never delivered here", relative=False)
+    waits = TRIO.make(
+        A,
+        42,
+        51,
+        {c1.sender_id: 1},
+        text="after a41', waits for c1",
+        relative=False,
+        previous=other.entry_hash(),
+    )
+    x = TRIO.log()
+    x.receive_many([*history, kept, other])
+    looked_up: list[MessageId] = []
+    get = x.get
+    x.get = lambda message_id: looked_up.append(message_id) or get(message_id)  # type: ignore[method-assign]
+    x.receive(waits)
+    first = len(looked_up)
+    for seq in range(43, 53):  # more of A's entries, held behind the waiting one
+        x.receive(TRIO.make(A, seq, seq + 10, text=f"a{seq}", relative=False))
+    assert x.get(waits.id) is waits and not x.blocked_senders()  # (held, waiting for c1)
+    assert first >= 40 and len(looked_up) - first <= 10 * 5
+
+
+def _restarted(log: OrderedLog) -> OrderedLog:
+    """``log`` restored as a peer restores it from its store: the other versions first,
+    then the entries in log order, then the proofs."""
+    again = TRIO.log()
+    again.restore_versions(log.other_versions)
+    placeless = log.placeless
+    for message in sorted([*log.messages(), *log.tombstones()], key=lambda m: m.key):
+        again.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
+    again.restore_proofs([*log.evidence, *log.lies])
+    again.advance_stability()
+    return again
+
+
+def test_an_entry_going_on_from_a_third_version_is_taken_again_after_a_restart() -> None:
+    """X kept a1, then learnt two other versions; a2 goes on from the second of them.
+    Restarted, X takes a2 again: every version the branch needs came back first."""
+    b1, a1, a1_other, _ = _fork_and_reply()
+    a1_third = TRIO.make(A, 1, 1, text="a third version", previous=b"")
+    a2 = TRIO.make(A, 2, 2, {B.sender_id: 1}, text="goes on from the third version")
+    reply = TRIO.make(B, 2, 3, {A.sender_id: 2}, text="reply to a2")
+    assert a2.previous == a1_third.entry_hash()
+    x = TRIO.log()
+    x.receive_many([b1, a1, a1_other, a1_third, a2, reply])
+    assert x.get(a2.id) == a2 and x.is_visible(reply) and not x.blocked_senders()
+    again = _restarted(x)
+    assert not again.blocked_senders()
+    assert [m.key for m in again] == [m.key for m in x] and again.get(a2.id) == a2
+    assert again._senders[A.sender_id].vector == x._senders[A.sender_id].vector
+
+
+def test_an_entry_on_the_other_branch_stamped_within_what_we_called_stable_takes_no_place() -> None:
+    """A's version a1 (kept at X) is stamped after b1; its other version, and a2 going on
+    from that, are stamped low. At X, a2 would land among positions X may have called
+    stable on a1's stamp: it is held without a place instead (B's reply to it is taken),
+    while Y, which kept the low version, shows it."""
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    a1 = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="the version X keeps")
+    a1_low = TRIO.make(A, 1, 1, text="the low version", previous=b"")
+    a2 = TRIO.make(A, 2, 2, text="goes on from the low version")
+    assert a2.previous == a1_low.entry_hash() and a2.lamport <= a1.lamport
+    reply = TRIO.make(B, 2, 3, {A.sender_id: 2}, text="reply to a2")
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([b1, a1, a1_low, a2, reply])
+    y.receive_many([b1, a1_low, a2, reply, a1])
+    assert x.get(a2.id) == a2 and not x.is_visible(a2) and a2 in x.tombstones()
+    assert x.get(a1.id) == a1  # (a2 shares a1's key: each is found by its id)
+    assert y.is_visible(a2)
+    for log in (x, y):
+        assert log.is_visible(reply) and not log.blocked_senders() and log.stability_violations == 0
+
+    def others(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id != A.sender_id]
+
+    assert others(x) == others(y)
+
+
+def _forked_history(low: bool) -> tuple[list[Message], list[Head]]:
+    """B writes three lines and C one, and both say so; A signs two versions of its seq
+    1 and goes on from the second; B and C, honest, reply along that branch, and every
+    member announces its clock at the end. With ``low`` the second version, and A's
+    entry after it, are stamped below B's lines, which the replicas that kept the first
+    version may have called stable by then (on the first version's stamp and B's and
+    C's announcements). Returns the entries and the announcements."""
+    room = TRIO.room_id
+    b1, b2, b3 = (TRIO.make(B, seq, seq, text=f"b{seq}") for seq in (1, 2, 3))
+    c1 = TRIO.make(C, 1, 1, text="c1")
+    seen = {B.sender_id: 3, C.sender_id: 1}
+    if low:
+        a1 = TRIO.make(A, 1, 4, seen, text="one version")
+        a1_other = TRIO.make(A, 1, 1, text="another version", previous=b"")
+    else:
+        a1 = TRIO.make(A, 1, 1, text="one version")
+        a1_other = TRIO.make(A, 1, 4, seen, text="another version", previous=b"")
+    a2 = TRIO.make(A, 2, a1_other.lamport + 1, text="a2, after the other version", relative=False)
+    b4 = TRIO.make(B, 4, max(a2.lamport, b3.lamport) + 1, {A.sender_id: 2}, relative=False)
+    c2 = TRIO.make(C, 2, b4.lamport + 1, {A.sender_id: 2, B.sender_id: 4}, text="c2", relative=False)
+    b5 = TRIO.make(B, 5, c2.lamport + 1, {C.sender_id: 2}, text="b5", relative=False)
+    entries = [b1, b2, b3, c1, a1, a1_other, a2, b4, c2, b5]
+    top = b5.lamport
+    heads = [
+        Head.announce(B, 3, 3, b3.lamport, {C.sender_id: 1}, 1, room_id=room),
+        Head.announce(C, 1, 1, b3.lamport, {B.sender_id: 3}, 1, room_id=room),
+        Head.announce(A, 2, 2, top, {B.sender_id: 5, C.sender_id: 2}, 2, room_id=room),
+        Head.announce(B, 5, 5, top, {}, 2, room_id=room),
+        Head.announce(C, 2, 2, top, {B.sender_id: 5}, 2, room_id=room),
+    ]
+    return entries, heads
+
+
+@given(low=st.booleans(), orders=st.lists(st.permutations(range(15)), min_size=3, max_size=3))
+def test_replicas_converge_on_every_honest_entry_around_a_fork_and_stable_positions_hold(
+    low: bool, orders: list[list[int]]
+) -> None:
+    """Three replicas take an equivocator's two versions, the branch it goes on from,
+    honest replies along it and the members' clock announcements, each in its own
+    order (so each keeps the version it got first). Every honest entry is taken
+    everywhere, in the same place, with the same concurrency flags; nobody honest is
+    blocked; a position called stable never moves (each replica's stable keys only
+    ever grow at the end); and a restart changes none of it."""
+    entries, heads = _forked_history(low)
+    arrivals: list[Message | Head] = [*entries, *heads]
+    honest = {B.sender_id, C.sender_id}
+    logs = [TRIO.log() for _ in orders]
+    for log, order in zip(logs, orders, strict=True):
+        stable: list[MessageKey] = []
+        for index in order:
+            arrival = arrivals[index]
+            if isinstance(arrival, Message):
+                log.receive(arrival)
+            else:
+                log.observe_head(arrival)
+            now = [m.key for m in log][: log.stable_count]
+            assert now[: len(stable)] == stable, "a stable position moved"
+            stable = now
+        assert log.stability_violations == 0
+        assert not log.blocked_senders().keys() & honest
+        assert log.evidence, "the fork went unnoticed"
+        assert all(log.is_visible(m) for m in entries if m.sender_id in honest)
+
+    def honest_view(log: OrderedLog) -> list[tuple[MessageKey, bool]]:
+        return [(m.key, log.is_concurrent(m.id)) for m in log if m.sender_id in honest]
+
+    assert honest_view(logs[0]) == honest_view(logs[1]) == honest_view(logs[2])
+    for log in logs:
+        again = _restarted(log)
+        assert [m.key for m in again] == [m.key for m in log] and not again.blocked_senders()
 
 
 def test_a_stamp_no_version_explains_is_still_refused() -> None:

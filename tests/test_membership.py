@@ -21,7 +21,7 @@ from p2pchat.jsonlines import peer_event_object, proof_objects
 from p2pchat.log import NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
-from p2pchat.node import MAX_VERSION_CHECKS, Close, LogEvents, Node, Output, Send
+from p2pchat.node import BRANCH_SPAN, MAX_VERSION_CHECKS, Close, LogEvents, Node, Output, Send
 from p2pchat.peer import ClockLieFound, MessageDelivered, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
@@ -488,14 +488,23 @@ def test_peers_that_each_kept_one_version_find_the_fork_when_they_meet(more: boo
             (twin.payload, genuine.payload),
         }, f"{node.name} found no fork"
         assert node.offenders == {bob_id: f"signed two versions of its entry {genuine.seq}"}
-        if not more:  # (with more: carol's answers depend on the entry alice cannot chain)
-            assert bob_id not in node.log.members, f"{node.name} still counts bob"
+        # (With more, carol's answer to bob's removal depends on bob's entry k+1, which
+        # goes on from the version alice did not keep: alice takes it all the same.)
+        assert bob_id not in node.log.members, f"{node.name} still counts bob"
+        assert not node.log.blocked_senders().keys() - {bob_id}, f"{node.name} blocks an honest member"
+
+    # Only the forked entry differs: the rest of bob's chain, and everything else, agree.
+    def unforked(node: Node) -> list[MessageKey]:
+        return [m.key for m in node.log if m.id != genuine.id]
+
+    assert unforked(alice) == unforked(carol)
 
 
 def test_an_entry_chained_to_a_version_we_lack_makes_us_ask_for_that_version() -> None:
     """Bob's entry k+1 names a predecessor alice does not hold (she kept another version
     of k): refused with a broken chain, and alice asks the neighbour that brought it for
-    its entry k, the version k+1 chains to."""
+    its entry k, the version k+1 chains to (and the entries before it, which the branch
+    may go on from too: BRANCH_SPAN at once)."""
     mesh = three_members()
     alice, _, carol = mesh.nodes
     genuine, twin = bob_forks_while_carol_is_away(mesh, more=True)
@@ -505,10 +514,66 @@ def test_an_entry_chained_to_a_version_we_lack_makes_us_ask_for_that_version() -
     outputs = alice.receive_unsealed(alice_from_bob, encode_frame(Messages((chained,))), mesh.now)
     assert alice.log.blocked_senders() == {PEOPLE[1].sender_id: Refusal.BROKEN_CHAIN}
     asked = [decode_frame(o.data) for o in outputs if isinstance(o, Send) and o.conn == alice_from_bob]
-    assert Want((WantRange(PEOPLE[1].sender_id, genuine.seq, genuine.seq),)) in asked
+    first = max(1, genuine.seq - BRANCH_SPAN + 1)
+    assert Want((WantRange(PEOPLE[1].sender_id, first, genuine.seq),)) in asked
     # Once only: the same entry again does not ask again.
     again = alice.receive_unsealed(alice_from_bob, encode_frame(Messages((chained,))), mesh.now)
     assert not [o for o in again if isinstance(o, Send) and isinstance(decode_frame(o.data), Want)]
+
+
+def test_an_offenders_entry_chained_to_a_version_we_lack_still_makes_us_ask_for_it() -> None:
+    """Bob is proven an offender already (an earlier fork), so forks of his entries are
+    no news to alice; but his entry k+1 goes on from a version of k she lacks, and the
+    honest entries that depend on it wait on it: she asks for that version all the same."""
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    genuine, _ = bob_forks_while_carol_is_away(mesh, more=True)
+    chained = carol.log.get(MessageId(bob_id, genuine.seq + 1))
+    assert chained is not None
+    alice.offenders[bob_id] = "signed two versions of its entry 1"  # (as if proven before)
+    alice_from_bob = next(conn for conn, (index, _) in mesh.links.items() if index == 0)
+    outputs = alice.receive_unsealed(alice_from_bob, encode_frame(Messages((chained,))), mesh.now)
+    assert alice.log.blocked_for(bob_id) is Refusal.BROKEN_CHAIN
+    asked = [decode_frame(o.data) for o in outputs if isinstance(o, Send) and o.conn == alice_from_bob]
+    assert Want((WantRange(bob_id, max(1, genuine.seq - BRANCH_SPAN + 1), genuine.seq),)) in asked
+
+
+@pytest.mark.parametrize("depth", [3, 20])
+def test_a_deep_branch_of_an_equivocator_is_repaired_at_once_and_the_honest_reply_taken(depth: int) -> None:
+    """While carol is away, bob signs ``depth`` entries from his seq k on that differ from
+    the ones alice holds, and carol replies to the last. When they meet, alice lacks a
+    version at every level of that branch: she asks for them BRANCH_SPAN at a time as
+    each comes (not one per heads round), and takes carol's reply within a second."""
+    mesh = three_members()
+    alice, bob, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    mesh.disconnect(next(conn for conn, (index, _) in mesh.links.items() if index == 2))
+    genuine = mesh.say(1, *[f"truth {i}" for i in range(depth - 1)])
+    mesh.run(0.5)
+    room = bob.log.room_id
+    assert room is not None
+    previous, lamport = genuine[0].previous, genuine[0].lamport
+    for i in range(depth):
+        lie = Message.create(
+            PEOPLE[1],
+            seq=genuine[0].seq + i,
+            lamport=lamport + i,
+            sent_at_ms=0,
+            name="bob",
+            text=f"lie {i}",
+            deps={},
+            room_id=room,
+            previous=previous,
+        )
+        previous = lie.entry_hash()
+        assert carol.log.receive(lie).status is ReceiptStatus.NEW
+    (reply,) = mesh.say(2, "carol replies to the last lie")
+    assert reply.deps.get(bob_id) == genuine[0].seq + depth - 1
+    mesh.connect(2, 0)
+    mesh.run(1.0)
+    assert alice.log.is_visible(reply) and not alice.log.blocked_senders()
+    assert len(alice.log.other_versions) == depth - 1  # (the last seq alice never had)
 
 
 def test_a_head_shows_where_its_peer_holds_another_version() -> None:
