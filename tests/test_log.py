@@ -510,6 +510,32 @@ def _history_with_a_lie() -> tuple[list[Message], list[Head]]:
     return [b1, b2, b3, c1, a1, b4, c2], heads
 
 
+def honest_replicas(
+    arrivals: list[Message | Head], orders: list[list[int]], honest: set[bytes]
+) -> list[OrderedLog]:
+    """One replica per order, each given ``arrivals`` (entries and heads) in its order.
+    After each arrival, a position it called stable has not moved (its stable keys only
+    grow at the end); at the end none of the ``honest`` is blocked and every entry of
+    theirs has a place."""
+    logs = []
+    for order in orders:
+        log = TRIO.log()
+        stable: list[MessageKey] = []
+        for arrival in (arrivals[index] for index in order):
+            if isinstance(arrival, Message):
+                log.receive(arrival)
+            else:
+                log.observe_head(arrival)
+            now = [m.key for m in log][: log.stable_count]
+            assert now[: len(stable)] == stable, "a stable position moved"
+            stable = now
+        assert log.stability_violations == 0
+        assert not log.blocked_senders().keys() & honest
+        assert all(log.is_visible(m) for m in arrivals if isinstance(m, Message) and m.sender_id in honest)
+        logs.append(log)
+    return logs
+
+
 @given(orders=st.lists(st.permutations(range(13)), min_size=3, max_size=3))
 def test_replicas_take_every_honest_entry_around_a_broken_promise_and_stable_positions_hold(
     orders: list[list[int]],
@@ -520,23 +546,8 @@ def test_replicas_take_every_honest_entry_around_a_broken_promise_and_stable_pos
     entry is taken everywhere, in the same place; nobody honest is blocked; a position
     called stable never moves; the rosters agree."""
     entries, heads = _history_with_a_lie()
-    arrivals: list[Message | Head] = [*entries, *heads]
     honest = {B.sender_id, C.sender_id}
-    logs = [TRIO.log() for _ in orders]
-    for log, order in zip(logs, orders, strict=True):
-        stable: list[MessageKey] = []
-        for index in order:
-            arrival = arrivals[index]
-            if isinstance(arrival, Message):
-                log.receive(arrival)
-            else:
-                log.observe_head(arrival)
-            now = [m.key for m in log][: log.stable_count]
-            assert now[: len(stable)] == stable, "a stable position moved"
-            stable = now
-        assert log.stability_violations == 0
-        assert not log.blocked_senders().keys() & honest
-        assert all(log.is_visible(m) for m in entries if m.sender_id in honest)
+    logs = honest_replicas([*entries, *heads], orders, honest)
 
     def honest_keys(log: OrderedLog) -> list[MessageKey]:
         return [m.key for m in log if m.sender_id in honest]
@@ -880,7 +891,12 @@ def test_an_entry_waiting_at_the_head_of_a_branch_costs_no_walk_through_its_auth
     x.receive_many([*history, kept, other])
     looked_up: list[MessageId] = []
     get = x.get
-    x.get = lambda message_id: looked_up.append(message_id) or get(message_id)  # type: ignore[method-assign]
+
+    def counted_get(message_id: MessageId) -> Message | None:
+        looked_up.append(message_id)
+        return get(message_id)
+
+    x.get = counted_get  # type: ignore[method-assign]
     x.receive(waits)
     first = len(looked_up)
     for seq in range(43, 53):  # more of A's entries, held behind the waiting one
@@ -989,24 +1005,9 @@ def test_replicas_converge_on_every_honest_entry_around_a_fork_and_stable_positi
     blocked; a position called stable never moves (each replica's stable keys only
     ever grow at the end); and a restart changes none of it."""
     entries, heads = _forked_history(low)
-    arrivals: list[Message | Head] = [*entries, *heads]
     honest = {B.sender_id, C.sender_id}
-    logs = [TRIO.log() for _ in orders]
-    for log, order in zip(logs, orders, strict=True):
-        stable: list[MessageKey] = []
-        for index in order:
-            arrival = arrivals[index]
-            if isinstance(arrival, Message):
-                log.receive(arrival)
-            else:
-                log.observe_head(arrival)
-            now = [m.key for m in log][: log.stable_count]
-            assert now[: len(stable)] == stable, "a stable position moved"
-            stable = now
-        assert log.stability_violations == 0
-        assert not log.blocked_senders().keys() & honest
-        assert log.evidence, "the fork went unnoticed"
-        assert all(log.is_visible(m) for m in entries if m.sender_id in honest)
+    logs = honest_replicas([*entries, *heads], orders, honest)
+    assert all(log.evidence for log in logs), "the fork went unnoticed"
 
     def honest_view(log: OrderedLog) -> list[tuple[MessageKey, bool]]:
         return [(m.key, log.is_concurrent(m.id)) for m in log if m.sender_id in honest]
