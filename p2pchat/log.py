@@ -820,7 +820,7 @@ class OrderedLog:
         if state is not None:
             existing = self.get(message.id)
             if existing is not None:
-                return self._same_id(existing, message, room_id, trusted)
+                return self._same_id(existing, message, room_id, trusted, defer_stability)
             if state.blocked is not None:
                 return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
         if not trusted and not message.verify(room_id):
@@ -852,17 +852,57 @@ class OrderedLog:
     def receive_many(self, messages: Iterable[Message]) -> list[tuple[Message, Receipt]]:
         return [(m, self.receive(m)) for m in messages]
 
-    def _same_id(self, existing: Message, message: Message, room_id: bytes, trusted: bool) -> Receipt:
+    def _same_id(
+        self, existing: Message, message: Message, room_id: bytes, trusted: bool, defer_stability: bool
+    ) -> Receipt:
         if existing.payload == message.payload:
             return Receipt(ReceiptStatus.DUPLICATE)
         if not trusted and not message.verify(room_id):
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        state = self._senders[existing.sender_id]
+        if existing.seq == state.delivered + 1 and self._gives_way(message, state):
+            return self._replace_held(existing, message, state, defer_stability)
         evidence = Equivocation(kept=existing, rejected=message)
         if not self._keep_evidence(evidence):
             # Known already (neighbours pass a proof on to every new link): no news.
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.EQUIVOCATION),))
         events: list[LogEvent] = [evidence, Refused(message, Refusal.EQUIVOCATION)]
         self._retry_after_fork(message.id, events)
+        return Receipt(ReceiptStatus.REFUSED, tuple(events))
+
+    def _gives_way(self, message: Message, state: _Sender) -> bool:
+        """Whether ``message``, another version of the entry next in its author's chain
+        here (held, waiting), replaces it: both are chat lines, it can be delivered now,
+        and it is not a version we gave up before (so an equivocator cannot make us swap back and forth:
+        each swap keeps one more version, at most MAX_VERSIONS_KEPT)."""
+        if message.entry_hash() in self._other_versions.get(message.id, {}):
+            return False
+        if message.kind is not EntryKind.TEXT or state.held[message.seq].kind is not EntryKind.TEXT:
+            return (
+                False  # (the author's entries after it would be a branch never taken: see _branch_versions)
+            )
+        return isinstance(self._check(message, state), _Verdict)
+
+    def _replace_held(
+        self, held: Message, message: Message, state: _Sender, defer_stability: bool
+    ) -> Receipt:
+        """Another version of the entry next in its author's chain here, which waits (for
+        a dependency), that can be delivered now: it is held instead, and delivered, and
+        the first becomes the evidence. Which version a replica keeps is its own affair
+        either way, but the first may wait for good: it can depend on an honest entry
+        that replied to the author's entry of that seq as its writer saw it, the other
+        version (then neither would ever be delivered here). See _gives_way."""
+        evidence = Equivocation(kept=message, rejected=held)
+        if not self._keep_evidence(evidence):
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.EQUIVOCATION),))
+        state.held[message.seq] = message
+        self._held_bytes += len(message.payload) - len(held.payload)
+        events: list[LogEvent] = [evidence, Refused(held, Refusal.EQUIVOCATION)]
+        self._deliver_ready([message.sender_id], events)
+        self._retry_after_fork(message.id, events)
+        if not defer_stability:
+            events.extend(self._advance_stability())
+        # (Refused, as any equivocation: the proof travels, and the node acts on it.)
         return Receipt(ReceiptStatus.REFUSED, tuple(events))
 
     def _keep_evidence(self, proof: Equivocation) -> bool:
@@ -1151,7 +1191,8 @@ class OrderedLog:
 
     def _judge(self, message: Message, state: _Sender, full: dict[bytes, int]) -> tuple[int, str | None]:
         """The roster's verdict on ``message`` (rule 10), asked once per roster change
-        and author for a run of chat lines.
+        and author for a run of chat lines (see _Sender.judged, set on delivery: a check
+        may be a probe, see _gives_way and _retry_after_fork).
 
         A chat line's verdict in the last epoch depends only on the roster and on
         whether its author exited the epoch before it. So when the author's previous
@@ -1163,10 +1204,7 @@ class OrderedLog:
             if _CROSS_CHECK:
                 assert self.roster.judge(message, full, since=state.epoch) == (state.epoch, None)
             return state.epoch, None
-        epoch, problem = self.roster.judge(message, full, since=state.epoch)
-        settled = problem is None and message.kind is EntryKind.TEXT and epoch == len(self.roster.epochs) - 1
-        state.judged = version if settled else -1
-        return epoch, problem
+        return self.roster.judge(message, full, since=state.epoch)
 
     def _check_genesis(self, message: Message) -> Refusal | _Verdict:
         if message.seq != 1 or message.lamport != 1 or message.deps or message.room_id() != self.room_id:
@@ -1205,7 +1243,6 @@ class OrderedLog:
             if state.branch_vectors is None:
                 state.branch_vectors = {}
             state.branch_vectors[message.seq] = verdict.vector
-            state.judged = -1  # (_check judged it on the branch's state, not this one)
         state.delivered = message.seq
         state.link = message.entry_hash()
         state.lamports.append(message.lamport)
@@ -1220,6 +1257,10 @@ class OrderedLog:
         state.cover = None  # this entry's vector is newer than any announcement before it
         self._note_uncovered(message)
         state.epoch = verdict.epoch
+        settled = (
+            verdict.valid and message.kind is EntryKind.TEXT and verdict.epoch == len(self.roster.epochs) - 1
+        )
+        state.judged = self._roster_version if settled else -1
         self._clock = max(self._clock, message.lamport)
 
     def _entomb(self, message: Message, state: _Sender, verdict: _Verdict, events: list[LogEvent]) -> None:

@@ -1266,9 +1266,10 @@ class Node:
     def _spread_evidence(self, proof: Equivocation, source: _Neighbour, now: float) -> list[Output]:
         """Tell every neighbour, once, that an author signed two versions of one seq.
 
-        Both versions go to each neighbour (the one that sent us the second only gets
-        the first back): whichever it holds, the other one is its evidence too. So the
-        evidence reaches every peer, however the two versions were spread.
+        Both versions go to each neighbour (the one that sent us one of them too: it
+        holds the other as a duplicate; after OrderedLog._replace_held, the version it
+        sent is the one we kept): whichever it holds, the other one is its evidence too.
+        So the evidence reaches every peer, however the two versions were spread.
         """
         message_id = proof.kept.id
         if message_id in self._evidence_spread:
@@ -1278,8 +1279,7 @@ class Node:
         for neighbour in self._neighbours.values():
             if not neighbour.link.is_open:
                 continue
-            pair = [proof.kept] if neighbour is source else [proof.kept, proof.rejected]
-            neighbour.push.extend(pair)
+            neighbour.push.extend([proof.kept, proof.rejected])
             neighbour.evidence_sent.add(proof.kept.sender_id)
             outputs.extend(self._flush(neighbour, now))
         return outputs

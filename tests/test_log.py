@@ -219,6 +219,25 @@ def test_equivocation_against_a_held_message_never_delivers_both() -> None:
     assert [e.rejected for e in log.evidence] == [rejected]
 
 
+def test_a_held_version_that_could_never_be_delivered_gives_way_to_the_other() -> None:
+    """X gets a1 first: it depends on c1, which replied to a1' (the version C saw), so
+    a1 waits for c1 and c1 for A's seq 1, for good. When a1' comes, it is held instead
+    (a1 is the evidence): a1', c1 and c2 are delivered, as where a1' came first."""
+    a1_other = TRIO.make(A, 1, 1, text="a1', the version C saw")
+    c1 = TRIO.make(C, 1, 2, {A.sender_id: 1}, text="c1 replies to a1'")
+    a1 = TRIO.make(A, 1, 3, {C.sender_id: 1}, text="a1 depends on c1", previous=b"")
+    c2 = TRIO.make(C, 2, 3, text="c2")
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([a1, c1, c2])
+    assert x.held_count == 3  # (deadlocked: each waits on the other)
+    x.receive(a1_other)
+    y.receive_many([a1_other, c1, c2, a1])
+    for log in (x, y):
+        assert log.held_count == 0 and not log.blocked_senders() and log.evidence
+        assert all(log.is_visible(m) for m in (a1_other, c1, c2))
+    assert [m.key for m in x] == [m.key for m in y]
+
+
 # Signatures ---------------------------------------------------------------------
 
 
@@ -903,6 +922,21 @@ def test_an_entry_waiting_at_the_head_of_a_branch_costs_no_walk_through_its_auth
         x.receive(TRIO.make(A, seq, seq + 10, text=f"a{seq}", relative=False))
     assert x.get(waits.id) is waits and not x.blocked_senders()  # (held, waiting for c1)
     assert first >= 40 and len(looked_up) - first <= 10 * 5
+
+
+def test_a_held_chat_line_never_gives_way_to_a_membership_entry() -> None:
+    """A's a1 waits for b1, and a2 after it; C replied to a2. A LEAVE with a1's seq comes:
+    swapped in, it would make a2 a branch from a membership fork, never taken (and C's
+    reply would wait for good). It stays the evidence; b1 comes, and all is delivered."""
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    a1 = TRIO.make(A, 1, 2, {B.sender_id: 1}, text="a1")
+    a2 = TRIO.make(A, 2, 3, text="a2")
+    c1 = TRIO.make(C, 1, 4, {A.sender_id: 2}, text="c1 replies to a2")
+    leave = TRIO.make(A, 1, 1, kind=EntryKind.LEAVE, text="", previous=b"")
+    log = TRIO.log()
+    log.receive_many([a1, a2, c1, leave, b1])
+    assert all(log.is_visible(m) for m in (b1, a1, a2, c1)) and not log.blocked_senders()
+    assert [(e.kept, e.rejected) for e in log.evidence] == [(a1, leave)]
 
 
 def _restarted(log: OrderedLog) -> OrderedLog:
