@@ -872,15 +872,15 @@ class OrderedLog:
 
     def _gives_way(self, message: Message, state: _Sender) -> bool:
         """Whether ``message``, another version of the entry next in its author's chain
-        here (held, waiting), replaces it: both are chat lines, it can be delivered now,
-        and it is not a version we gave up before (so an equivocator cannot make us swap back and forth:
-        each swap keeps one more version, at most MAX_VERSIONS_KEPT)."""
+        here (held, waiting), replaces it: it can be delivered now; it is not a version
+        we gave up before (an equivocator cannot make us swap back and forth: each swap
+        keeps one more version, at most MAX_VERSIONS_KEPT); and both are chat lines (the
+        author's entries after a swapped membership entry would be a branch never taken,
+        see _branch_versions)."""
         if message.entry_hash() in self._other_versions.get(message.id, {}):
             return False
         if message.kind is not EntryKind.TEXT or state.held[message.seq].kind is not EntryKind.TEXT:
-            return (
-                False  # (the author's entries after it would be a branch never taken: see _branch_versions)
-            )
+            return False
         return isinstance(self._check(message, state), _Verdict)
 
     def _replace_held(
@@ -1131,7 +1131,7 @@ class OrderedLog:
             link, seq = version.previous, seq - 1
             if link == self._entry_hash_at(sender, state, seq):
                 return branch  # back on the chain we kept
-        return None  # (seq 1 names no predecessor: a version of it is never "ours" above)
+        return None  # (an entry 1 that names a predecessor: nothing can explain it)
 
     def missing_version(self, message: Message) -> MessageId | None:
         """For an entry refused for naming a predecessor we do not hold (BROKEN_CHAIN):

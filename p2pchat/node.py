@@ -1188,7 +1188,7 @@ class Node:
         events: list[LogEvent] = []
         fresh: list[Message] = []
         redundant: dict[bytes, None] = {}
-        evidence: list[tuple[Equivocation, _Neighbour]] = []
+        evidence: list[Equivocation] = []
         forged: Message | None = None
         messages = tuple(messages)
         # One signature per author's run, the rest by hash links (see p2pchat.chain).
@@ -1216,7 +1216,7 @@ class Node:
                 self.stats.refused += 1
                 for event in receipt.events:
                     if isinstance(event, Equivocation):
-                        evidence.append((event, neighbour))
+                        evidence.append(event)
                 if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
                     forged = message
                     break
@@ -1235,8 +1235,8 @@ class Node:
         outputs = [LogEvents(tuple(events))] if events else []
         outputs.extend(self._queue_push(fresh, now, source=neighbour))
         self._prune(neighbour, redundant, now)
-        for proof, source in evidence:
-            outputs.extend(self._spread_evidence(proof, source, now))
+        for proof in evidence:
+            outputs.extend(self._spread_evidence(proof, now))
             outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
         # An entry whose link names another predecessor than ours: the neighbour that
         # brought it (or the one it chained from) holds that other version, the proof
@@ -1263,7 +1263,7 @@ class Node:
             outputs.extend(self._admit_neighbours(now))
         return outputs
 
-    def _spread_evidence(self, proof: Equivocation, source: _Neighbour, now: float) -> list[Output]:
+    def _spread_evidence(self, proof: Equivocation, now: float) -> list[Output]:
         """Tell every neighbour, once, that an author signed two versions of one seq.
 
         Both versions go to each neighbour (the one that sent us one of them too: it
@@ -1667,7 +1667,12 @@ class Node:
             if author == self.identity.sender_id:
                 continue
             if self.log.blocked_for(author) is Refusal.BROKEN_CHAIN:
-                if entry not in neighbour.branch_asked and len(neighbour.branch_asked) < MAX_BRANCH_ASKS:
+                branch_asked = neighbour.branch_asked
+                if (
+                    neighbour.link.is_open
+                    and entry not in branch_asked
+                    and len(branch_asked) < MAX_BRANCH_ASKS
+                ):
                     neighbour.branch_asked.add(entry)
                     ranges.append(WantRange(author, max(1, entry.seq - BRANCH_SPAN + 1), entry.seq))
                 continue
