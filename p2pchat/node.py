@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -1238,22 +1238,7 @@ class Node:
         for proof in evidence:
             outputs.extend(self._spread_evidence(proof, now))
             outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
-        # An entry whose link names another predecessor than ours: the neighbour that
-        # brought it (or the one it chained from) holds that other version, the proof
-        # (and, if the author goes on from there, what we judge its entry from).
-        # A version that came may be one the author's chain here goes on from, with more
-        # below it that we lack: asked for at once, not at the next heads.
-        broken = (
-            missing
-            for e in events
-            if (
-                isinstance(e, Refused)
-                and e.reason is Refusal.BROKEN_CHAIN
-                and (missing := self.log.missing_version(e.message)) is not None
-            )
-            or (isinstance(e, Equivocation) and (missing := self.log.missing_version_for(e.kept.sender_id)))
-        )
-        outputs.extend(self._ask_for_versions(neighbour, broken))
+        outputs.extend(self._ask_for_versions(neighbour, self._versions_lacking(events)))
         outputs.extend(self._act_on_lies(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
@@ -1262,6 +1247,24 @@ class Node:
             # A new epoch: admit whoever is still waiting, and trust who was admitted.
             outputs.extend(self._admit_neighbours(now))
         return outputs
+
+    def _versions_lacking(self, events: Iterable[LogEvent]) -> Iterator[MessageId]:
+        """The entries whose other version ``events`` show we lack, from the neighbour
+        that brought them (see OrderedLog.missing_version).
+
+        An entry whose link names another predecessor than ours: that neighbour (or the
+        one it chained from) holds the other version, the proof, and, if the author goes
+        on from there, what we judge its entry from. And a version that came may be one
+        the author's chain here goes on from, with more below it that we lack: asked for
+        at once, not at the next heads."""
+        for event in events:
+            missing = None
+            if isinstance(event, Refused) and event.reason is Refusal.BROKEN_CHAIN:
+                missing = self.log.missing_version(event.message)
+            elif isinstance(event, Equivocation):
+                missing = self.log.missing_version_for(event.kept.sender_id)
+            if missing is not None:
+                yield missing
 
     def _spread_evidence(self, proof: Equivocation, now: float) -> list[Output]:
         """Tell every neighbour, once, that an author signed two versions of one seq.
