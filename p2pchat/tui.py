@@ -87,7 +87,7 @@ class ChatSetup:
 HELP = [
     "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
     "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
-    "/invite  a one-time join URL for one newcomer (invite-only rooms; 24 h)",
+    "/url  the URL others join you with    /invite  a one-time one (invite-only rooms; 24 h)",
     "/leave  leave the room for good (a quit only says you are away until you are back)",
     "/remove NAME  propose to remove a member that vanished (needs a majority's answers)",
     "//text sends a line that starts with /     Alt-Enter: a new line in one message",
@@ -184,6 +184,8 @@ class ChatScreen:
     """Members holding stability back, and since when (monotonic seconds)."""
     leaving: bool = False
     """/leave: leave the room for good when the chat ends (instead of going away)."""
+    web_url: str | None = None
+    """Where the chat is served as a web page (--web), once it is."""
 
     # Names --------------------------------------------------------------------------------
     def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
@@ -420,17 +422,14 @@ class ChatScreen:
             for message in peer.log:
                 self.learn_name(message.sender_id, message.name, message.seq)
             self.learn_name(peer.node.identity.sender_id, name)
-            self.note(f"You are {name}. Others can join you with: --join {peer.url}")
-            if len(peer.urls) > 1:
-                self.note(f"(also reachable at {', '.join(peer.urls[1:])})")
-            for url in peer.unpinned:
-                self.note(f"{url} names no peer id: trusting whoever answers there (trust on first use)")
+            first, *more = self._where_you_are(peer)
+            self.note(f"You are {name}. {first}", *more)
             async with trio.open_nursery() as nursery:
                 if web is not None:
                     from .web.chat import serve_chat_web
 
-                    web_url = await nursery.start(serve_chat_web, peer, web, data_dir)
-                    self.note(f"Open the chat in a browser: {web_url}")
+                    self.web_url = await nursery.start(serve_chat_web, peer, web, data_dir)
+                    self.note(f"Open the chat in a browser: {self.web_url}")
                 nursery.start_soon(self._pump_events, peer)
                 nursery.start_soon(self._pump_input, peer, receive)
                 nursery.start_soon(self._refresh)
@@ -541,6 +540,7 @@ class ChatScreen:
             "/nick": self._nick_command,
             "/whois": self._whois_command,
             "/invite": self._invite_command,
+            "/url": self._url_command,
             "/remove": self._remove_command,
         }
         handler = handlers.get(command)
@@ -601,6 +601,23 @@ class ChatScreen:
             if member in silent and len(log) > log.stable_count:
                 flags.append("holding stability back")
             self.note(f"  {self.name_of(member):<16} {', '.join(flags)}".rstrip())
+
+    def _where_you_are(self, peer: Peer) -> list[str]:
+        """The start-up notices a user may need again (/url): the URL to share, the
+        other addresses, and the URLs we joined that name no peer id."""
+        lines = [f"Others can join you with: --join {peer.url}"]
+        if len(peer.urls) > 1:
+            lines.append(f"(also reachable at {', '.join(peer.urls[1:])})")
+        lines.extend(
+            f"{url} names no peer id: trusting whoever answers there (trust on first use)"
+            for url in peer.unpinned
+        )
+        return lines
+
+    def _url_command(self, peer: Peer, argument: str) -> None:
+        self.note(*self._where_you_are(peer))
+        if self.web_url is not None:
+            self.note(f"Open the chat in a browser: {self.web_url}")
 
     def _invite_command(self, peer: Peer, argument: str) -> None:
         try:

@@ -234,6 +234,7 @@ def test_tentative_lines_become_stable(tmp_path: Path) -> None:
 
 def test_commands_help_who_and_peers(tmp_path: Path) -> None:
     with two_chats(tmp_path) as (alice, bob):
+        own = alice.url()
         alice.type("/help")
         alice.wait_for(lambda s: "/join URL" in s and "tentative" in s and "/nick NAME" in s)
         alice.type("/peers")
@@ -243,6 +244,8 @@ def test_commands_help_who_and_peers(tmp_path: Path) -> None:
         bob.wait_for(
             lambda s: re.search(r"alice\s+active, connected", s) and re.search(r"bob\s+active, you", s)
         )
+        alice.type("/url")  # (the help pushed the start-up notice out; the status bar cuts the id)
+        alice.wait_for(lambda s: "Others can join you with: --join" in s and own in s)
         bob.type("/nonsense")
         bob.wait_for(lambda s: "unknown command /nonsense" in s)
 
