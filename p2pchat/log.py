@@ -905,6 +905,35 @@ class OrderedLog:
         # (Refused, as any equivocation: the proof travels, and the node acts on it.)
         return Receipt(ReceiptStatus.REFUSED, tuple(events))
 
+    def _swap_in_a_ready_version(self, waiting: Message, state: _Sender, events: list[LogEvent]) -> bool:
+        """For ``waiting``, next in its author's chain here and waiting for a dependency:
+        if we hold another version of it as evidence that can be delivered now, hold that
+        one instead (``waiting`` becomes the evidence) and say so.
+
+        The other half of _gives_way, for a version that could not take the place when it
+        came: it came while ``waiting`` was held behind a gap, or it was waiting itself
+        then (its probe registered its author as a waiter on what it lacked, so the
+        author's chain is checked again when that comes). ``waiting`` may wait for good:
+        on an honest reply to the other version. Chat lines only, as there; the version
+        taken is delivered at once, so nothing swaps back."""
+        versions = self._other_versions.get(waiting.id)
+        if not versions or waiting.kind is not EntryKind.TEXT:
+            return False
+        ready = [
+            link
+            for link, version in versions.items()
+            if version.kind is EntryKind.TEXT and isinstance(self._check(version, state), _Verdict)
+        ]
+        if not ready:
+            return False
+        version = versions.pop(ready[0])  # (held now; its slot goes to the one it replaces)
+        state.held[waiting.seq] = version
+        self._held_bytes += len(version.payload) - len(waiting.payload)
+        evidence = Equivocation(kept=version, rejected=waiting)
+        if self._keep_evidence(evidence):
+            events.extend((evidence, Refused(waiting, Refusal.EQUIVOCATION)))
+        return True
+
     def _keep_evidence(self, proof: Equivocation) -> bool:
         """Add ``proof`` to ``evidence`` unless the same pair is there already, or we
         hold MAX_VERSIONS_KEPT versions of that entry already: an equivocator may sign
@@ -1011,6 +1040,8 @@ class OrderedLog:
                 continue
             verdict = self._check(message, state)
             if isinstance(verdict, _Wait):
+                if self._other_versions and self._swap_in_a_ready_version(message, state, events):
+                    queue.append(sender_id)  # (held instead: delivered on the next turn)
                 continue
             if isinstance(verdict, Refusal):
                 self._block(state, message, verdict, events)
@@ -1246,6 +1277,8 @@ class OrderedLog:
         state.delivered = message.seq
         state.link = message.entry_hash()
         state.lamports.append(message.lamport)
+        if self._other_versions and (versions := self._other_versions.get(message.id)):
+            versions.pop(state.link, None)  # (kept now, after a swap or a restart: not "other")
         if message.lamport > state.bound:
             state.bound, state.promise = message.lamport, None
         elif promise is not None:

@@ -238,6 +238,75 @@ def test_a_held_version_that_could_never_be_delivered_gives_way_to_the_other() -
     assert [m.key for m in x] == [m.key for m in y]
 
 
+def test_a_version_held_behind_a_gap_gives_way_once_the_gap_fills() -> None:
+    """X gets a2 before a1: held behind the gap, it cannot give way when a2' comes (a2'
+    is the evidence). a1 comes; a2 now waits for c1, and c1 (a reply to a2') for A's
+    seq 2, for good. a2' is held instead, as where it came first."""
+    a1 = TRIO.make(A, 1, 1, text="a1")
+    a2_other = TRIO.make(A, 2, 2, text="a2', the version C saw")
+    c1 = TRIO.make(C, 1, 3, {A.sender_id: 2}, text="c1 replies to a2'")
+    a2 = TRIO.make(A, 2, 4, {C.sender_id: 1}, text="a2 depends on c1", previous=a1.entry_hash())
+    c2 = TRIO.make(C, 2, 4, text="c2")
+    x, y = TRIO.log(), TRIO.log()
+    x.receive_many([a2, a2_other, c1, c2])
+    events = x.receive(a1).events
+    assert Equivocation(kept=a2_other, rejected=a2) in events
+    y.receive_many([a1, a2_other, c1, c2, a2])
+    for log in (x, y):
+        assert log.held_count == 0 and not log.blocked_senders()
+        assert all(log.is_visible(m) for m in (a1, a2_other, c1, c2))
+    assert [m.key for m in x] == [m.key for m in y]
+    assert x.other_versions == [a2]  # (the one kept is no "other" version)
+    assert [m.key for m in _restarted(x)] == [m.key for m in x]
+
+
+def test_a_version_that_waited_itself_gives_way_when_what_it_waited_for_comes() -> None:
+    """a2 waits for c1, a reply to a2'; a2' comes while b1, which it depends on, is not
+    here: it cannot take a2's place yet. b1 comes: a2' is held instead, and delivered."""
+    a1 = TRIO.make(A, 1, 1, text="a1")
+    b1 = TRIO.make(B, 1, 1, text="b1")
+    a2_other = TRIO.make(A, 2, 2, {B.sender_id: 1}, text="a2', the version C saw")
+    c1 = TRIO.make(C, 1, 3, {A.sender_id: 2}, text="c1 replies to a2'")
+    a2 = TRIO.make(A, 2, 4, {C.sender_id: 1}, text="a2 depends on c1", previous=a1.entry_hash())
+    log = TRIO.log()
+    log.receive_many([a1, a2, a2_other, c1])
+    assert log.held_count == 2  # (a2 and c1, each waiting on the other)
+    log.receive(b1)
+    assert log.held_count == 0 and not log.blocked_senders()
+    assert all(log.is_visible(m) for m in (a1, b1, a2_other, c1))
+    assert [(e.kept, e.rejected) for e in log.evidence] == [(a2, a2_other), (a2_other, a2)]
+
+
+@given(orders=st.lists(st.permutations(range(9)), min_size=3, max_size=3))
+def test_no_order_of_arrival_deadlocks_a_version_on_a_reply_to_the_other(orders: list[list[int]]) -> None:
+    """A signs two versions of its seq 2: a2', which C replied to (c1), and a2, which
+    depends on c1. Three replicas take them, B's and C's lines and the members'
+    announcements, each in its own order: wherever a2 comes first (after a gap, or
+    before what a2' depends on), it gives way; every honest entry is taken everywhere,
+    in the same place; nobody honest is blocked; a stable position never moves."""
+    room = TRIO.room_id
+    a1, b1 = TRIO.make(A, 1, 1, text="a1"), TRIO.make(B, 1, 1, text="b1")
+    a2_other = TRIO.make(A, 2, 2, {B.sender_id: 1}, text="a2', the version C saw")
+    c1 = TRIO.make(C, 1, 3, {A.sender_id: 2}, text="c1 replies to a2'")
+    a2 = TRIO.make(A, 2, 4, {C.sender_id: 1}, text="a2 depends on c1", previous=a1.entry_hash())
+    c2 = TRIO.make(C, 2, 4, text="c2")
+    top = c2.lamport
+    heads = [
+        Head.announce(A, 2, 2, top, {B.sender_id: 1, C.sender_id: 2}, 1, room_id=room),
+        Head.announce(B, 1, 1, top, {A.sender_id: 2, C.sender_id: 2}, 1, room_id=room),
+        Head.announce(C, 2, 2, top, {B.sender_id: 1}, 1, room_id=room),
+    ]
+    honest = {B.sender_id, C.sender_id}
+    logs = honest_replicas([a1, b1, a2_other, c1, a2, c2, *heads], orders, honest)
+    for log in logs:
+        assert log.held_count == 0
+
+    def honest_keys(log: OrderedLog) -> list[MessageKey]:
+        return [m.key for m in log if m.sender_id in honest]
+
+    assert honest_keys(logs[0]) == honest_keys(logs[1]) == honest_keys(logs[2])
+
+
 # Signatures ---------------------------------------------------------------------
 
 
