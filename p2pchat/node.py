@@ -990,6 +990,7 @@ class Node:
         self.invites = InviteBook()  # (ours were for the room we leave; the shell reloads the new room's)
         self._own_announcement = None
         self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
+        self.offenders = {}  # (proofs are per room: the new log's are recalled)
         self._recall_offenders()
 
     def _recall_offenders(self) -> None:
