@@ -325,6 +325,9 @@ class OrderedLog:
         self._liars: dict[bytes, ClockLie] = {}
         """Members caught lying about their clock, with the proof (see lies): their
         announcements count no more, and our heads relay the promise they broke."""
+        self._new_announcements: dict[bytes, Head] = {}
+        """Per member, its announcement in use here if it changed since the caller last
+        took them (take_new_announcements): what a store keeps for a restart."""
         self.stability_violations = 0
         self.bad_announcements = 0
         """Clock announcements dropped because their signature did not verify."""
@@ -473,6 +476,18 @@ class OrderedLog:
         our own id, an entry of ours now would break a promise of ours (see compose)."""
         state = self._senders.get(sender_id)
         return state is not None and state.bound > self._clock
+
+    def take_new_announcements(self) -> list[Head]:
+        """The members' announcements in use here that changed since the last call.
+
+        A store keeps them, and a restart observes them again after the entries (see
+        :func:`p2pchat.peer.restore_log`): stability rests on them (rule 8), and the
+        entries alone would show positions called stable before as tentative. The newest
+        is enough: it carries the member's clock and everything it delivered since its
+        last entry."""
+        fresh = list(self._new_announcements.values())
+        self._new_announcements.clear()
+        return fresh
 
     def announcement_of(self, sender_id: bytes) -> Head | None:
         """The clock announcement of ``sender_id`` in use here (the newest usable one)."""
@@ -712,6 +727,7 @@ class OrderedLog:
                 return
             if _is_later(head, state.announced):
                 state.announced = head  # (relayed as it is: the newest one we hold)
+                self._new_announcements[head.sender_id] = head
             if lamport > state.bound:
                 state.bound, state.promise = lamport, head
             if seq == state.delivered and head.delivered:

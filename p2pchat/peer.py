@@ -679,9 +679,16 @@ class Peer:
         proofs, self._unsaved_proofs = self._unsaved_proofs, []
         placeless, self._unsaved_placeless = self._unsaved_placeless, set()
         versions, self._unsaved_versions = self._unsaved_versions, []
-        if batch or proofs or versions:
+        announcements = self.node.log.take_new_announcements()
+        if batch or proofs or versions or announcements:
             self.store.save_messages(
-                room_id, batch, durable=bool(own), proofs=proofs, placeless=placeless, versions=versions
+                room_id,
+                batch,
+                durable=bool(own),
+                proofs=proofs,
+                placeless=placeless,
+                versions=versions,
+                announcements=announcements,
             )
         if batch:
             self._durable_up_to(batch)
@@ -999,7 +1006,15 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
     for message in store.load_messages(room_id):
         log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
     log.restore_proofs(restored_proofs(store, room_id))
+    # The members' announcements last: stable positions rest on them (rule 8). Each is
+    # verified again; one a liar made counts no more (its proof came back just above).
+    bad = log.bad_announcements
+    for head in store.load_announcements(room_id):
+        log.observe_head(head, defer_stability=True)
+    if log.bad_announcements > bad:
+        logger.warning("dropped %d stored clock announcements: bad signature", log.bad_announcements - bad)
     log.advance_stability()
+    log.take_new_announcements()  # (kept already)
     return log
 
 

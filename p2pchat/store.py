@@ -15,7 +15,9 @@ Proofs against members (two versions of one entry, a broken clock promise; see
 offender signed, so that a restarted peer still refuses the offender. The table came
 after format 3 and is created where it is missing: a directory written before it opens
 unchanged, and gains it. So does the table of other versions of forked entries, which
-an equivocator's entries on its other branch are judged from after a restart.
+an equivocator's entries on its other branch are judged from after a restart, and the
+table of the members' latest clock announcements, which the stable flags of a
+restarted peer (and of ``p2pchat log``) rest on as they did before.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .evidence import ProofKind, SignedProof
+from .identity import SENDER_ID_SIZE
 from .invites import Invite
 from .message import Message, MessageId
+from .wire import Head
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
 
@@ -79,6 +83,16 @@ CREATE TABLE IF NOT EXISTS versions (
     payload BLOB NOT NULL,
     signature BLOB NOT NULL,
     PRIMARY KEY (room, sender, seq, signature)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS announcements (
+    room BLOB NOT NULL,
+    sender BLOB NOT NULL,
+    clock_seq INTEGER NOT NULL,
+    clock_lamport INTEGER NOT NULL,
+    delivered BLOB NOT NULL,
+    at_ms INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (room, sender)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -217,13 +231,16 @@ class Store:
         proofs: Iterable[SignedProof] = (),
         placeless: Collection[MessageId] = (),
         versions: Iterable[Message] = (),
+        announcements: Iterable[Head] = (),
     ) -> int:
         """Store entries of ``room_id`` (already stored ones are ignored) in one transaction,
         with ``proofs`` found among them (see :meth:`save_proofs`). The entries whose ids
         are in ``placeless`` are marked as held without a place in our log
         (``log.Entombed.placeless``): a restart holds them so again. ``versions`` are
         other versions of forked entries (``OrderedLog.other_versions``), kept with the
-        entries that may go on from them.
+        entries that may go on from them. ``announcements`` are members' signed clock
+        announcements (``OrderedLog.take_new_announcements``): each replaces the one
+        kept for its member.
 
         ``durable`` waits for the disk (fsync) before returning: use it for our own.
         Returns how many entry rows were new.
@@ -233,7 +250,8 @@ class Store:
             for m in messages
         ]
         proofs, versions = list(proofs), list(versions)
-        if not rows and not proofs and not versions:
+        announced = [_announcement_row(room_id, head) for head in announcements if head.signature]
+        if not rows and not proofs and not versions and not announced:
             return 0
         if durable:
             self._db.execute("PRAGMA synchronous=FULL")
@@ -244,6 +262,12 @@ class Store:
                     "INSERT OR IGNORE INTO versions (room, sender, seq, payload, signature) "
                     "VALUES (?, ?, ?, ?, ?)",
                     [(room_id, v.sender_id, v.seq, v.payload, v.signature) for v in versions],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO announcements "
+                    "(room, sender, clock_seq, clock_lamport, delivered, at_ms, signature) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    announced,
                 )
                 if not rows:
                     return 0
@@ -359,6 +383,25 @@ class Store:
         )
         return [Message.from_wire(bytes(payload), bytes(signature)) for payload, signature in rows]
 
+    def load_announcements(self, room_id: bytes) -> list[Head]:
+        """The members' clock announcements kept for ``room_id`` (see :meth:`save_messages`),
+        as stored: not checked (``OrderedLog.observe_head`` verifies each signature; a
+        damaged value comes back as one that fails it). None in a directory from before
+        the table, opened read-only."""
+        if not self._has_table("announcements"):
+            return []
+        rows = self._db.execute(
+            "SELECT sender, clock_seq, clock_lamport, delivered, at_ms, signature "
+            "FROM announcements WHERE room = ? ORDER BY sender",
+            (room_id,),
+        )
+        heads = []
+        for sender, clock_seq, clock_lamport, delivered, at_ms, signature in rows:
+            seq, lamport, beat = (_whole(n) for n in (clock_seq, clock_lamport, at_ms))
+            grown = _unpack_delivered(_blob(delivered))
+            heads.append(Head(_blob(sender), seq, seq, lamport, _blob(signature), grown, beat))
+        return heads
+
     def load_placeless(self, room_id: bytes) -> set[MessageId]:
         """The stored entries of ``room_id`` held without a place in our log (see
         :meth:`save_messages`); none in a directory from before the mark, opened read-only."""
@@ -380,6 +423,29 @@ class Store:
         """The largest Lamport stamp ever stored in ``room_id``: our clock there never goes below it."""
         row = self._db.execute("SELECT clock FROM rooms WHERE room = ?", (room_id,)).fetchone()
         return int(row[0]) if row else 0
+
+
+_DELIVERED_RECORD = SENDER_ID_SIZE + 8
+"""A stored announcement's delivered seqs: each a sender id and its seq (8 bytes, big-endian)."""
+
+
+def _announcement_row(room_id: bytes, head: Head) -> tuple[object, ...]:
+    delivered = b"".join(sender + seq.to_bytes(8, "big") for sender, seq in head.delivered)
+    clock = (head.clock_seq, head.clock_lamport)
+    return (room_id, head.sender_id, *clock, delivered, head.at_ms, head.signature)
+
+
+def _unpack_delivered(data: bytes) -> tuple[tuple[bytes, int], ...]:
+    """The delivered seqs packed by _announcement_row (none if ``data`` is no whole records)."""
+    if len(data) % _DELIVERED_RECORD:
+        return ()
+    records = (data[i : i + _DELIVERED_RECORD] for i in range(0, len(data), _DELIVERED_RECORD))
+    return tuple((rec[:SENDER_ID_SIZE], int.from_bytes(rec[SENDER_ID_SIZE:], "big")) for rec in records)
+
+
+def _whole(value: object) -> int:
+    """An INTEGER column's value (0 for anything else a hand-edited row may hold)."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 def _blob(value: object) -> bytes:

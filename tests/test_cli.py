@@ -340,6 +340,30 @@ def test_closing_stdin_leaves_the_peer_running(spawn: Callable[..., ChatProcess]
     assert bob.stop() == 0
 
 
+def test_log_shows_stable_every_position_the_peer_showed_stable(
+    spawn: Callable[..., ChatProcess], tmp_path: Path
+) -> None:
+    # bob writes nothing: that he holds alice's lines, the stability of their positions
+    # rests on (rule 8), only his clock announcements say. The store keeps them.
+    alice = spawn("alice")
+    bob = spawn("bob", "--join", alice.url)
+    joined = bob.ready["peer_id"]
+    alice.wait_for(lambda e: e["event"] == "members" and joined in [j["peer_id"] for j in e["joined"]])
+    alice.say("first", "second")
+    last = alice.wait_messages(2)[-1]
+    for process in (alice, bob):
+        process.wait_for(lambda e: e["event"] == "stable" and e["count"] > last["index"])
+    assert alice.stop() == 0
+    bob.wait_for(lambda e: e["event"] == "member" and e["action"] == "away")
+    assert bob.stop() == 0
+    for process in (alice, bob):
+        reported = max(e["count"] for e in process.events if e["event"] == "stable")
+        result = run_cli(tmp_path, "log", "--data", process.data, "--json")
+        assert result.returncode == 0, result.stderr
+        objects = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [o["stable"] for o in objects[:reported]] == [True] * reported, process.data.name
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signals_stop_the_peer_with_exit_code_0(spawn: Callable[..., ChatProcess], signum: int) -> None:
     alice = spawn("alice")

@@ -219,19 +219,22 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
     with Store(tmp_path, read_only=True) as store:  # (`p2pchat log` on it: nothing created)
         assert store.load_proofs(ROOM.room_id) == []
         assert len(restore_log(store, ROOM.room_id)) == len(ROOM)
-        assert store.load_versions(ROOM.room_id) == []
+        assert store.load_versions(ROOM.room_id) == store.load_announcements(ROOM.room_id) == []
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
-        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'evidence'").fetchall()
-        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'versions'").fetchall()
+        for table in ("evidence", "versions", "announcements"):
+            assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchall()
     db.close()
     eq = equivocation()
+    announced = Head.announce(A, 1, 1, 9, {B.sender_id: 2}, 5, room_id=ROOM.room_id)
     with Store(tmp_path) as store:
         assert store.message_count(ROOM.room_id) == len(ROOM.entries)
         store.save_proofs(ROOM.room_id, [signed_proof(eq, ROOM.room_id)])
         store.save_messages(ROOM.room_id, [], versions=[eq.rejected])
+        store.save_messages(ROOM.room_id, [], announcements=[announced])
     with Store(tmp_path, read_only=True) as store:
         assert [p.second for p in store.load_proofs(ROOM.room_id)] == [eq.rejected.payload]
         assert store.load_versions(ROOM.room_id) == [eq.rejected]
+        assert store.load_announcements(ROOM.room_id) == [announced]
 
 
 def test_entries_held_without_a_place_stay_so_and_an_older_table_gains_the_mark(tmp_path: Path) -> None:

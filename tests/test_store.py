@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
+from roomkit import Room
 
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
 from p2pchat.message import Message
 from p2pchat.peer import PeerConfig, load_node, restore_log
 from p2pchat.store import DATABASE_NAME, FORMAT, Store, StoreFormatError
+from p2pchat.wire import Head
 
 ME = Identity(b"\x05" * 32)
 
@@ -175,3 +178,51 @@ def test_the_store_is_in_wal_mode(tmp_path: Path) -> None:
 def test_read_only_open_of_a_missing_store_says_so(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no p2pchat data"):
         Store(tmp_path / "nothing", read_only=True)
+
+
+ALICE, BOB = Identity(b"\x0a" * 32), Identity(b"\x0b" * 32)
+
+
+def _stable_on_announcements() -> tuple[Room, OrderedLog, list[Message]]:
+    """A room of alice and bob: a line each, stable only by their clock announcements
+    (neither entry's vector clock says the other was delivered)."""
+    room = Room([ALICE, BOB])
+    log = room.log()
+    lines = [room.make(ALICE, 1, 1, text="a1"), room.make(BOB, 1, 1, text="b1")]
+    log.receive_many(lines)
+    assert log.stable_count < len(log)
+    top = max(line.lamport for line in lines)
+    log.observe_head(Head.announce(ALICE, 1, 1, top, {BOB.sender_id: 1}, 1, room_id=room.room_id))
+    log.observe_head(Head.announce(BOB, 1, 1, top, {ALICE.sender_id: 1}, 1, room_id=room.room_id))
+    assert log.stable_count == len(log)
+    return room, log, lines
+
+
+def test_a_restart_shows_stable_what_was_stable(tmp_path: Path) -> None:
+    room, log, lines = _stable_on_announcements()
+    with Store(tmp_path) as store:
+        announcements = log.take_new_announcements()
+        assert sorted(head.sender_id for head in announcements) == sorted([ALICE.sender_id, BOB.sender_id])
+        store.save_messages(room.room_id, [*room.entries, *lines], announcements=announcements)
+        assert log.take_new_announcements() == []  # (taken: only newer ones come next)
+    with Store(tmp_path, read_only=True) as store:
+        again = restore_log(store, room.room_id)
+    assert again.stable_count == len(again) == len(log)
+
+
+def test_a_tampered_announcement_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    room, log, lines = _stable_on_announcements()
+    with Store(tmp_path) as store:
+        store.save_messages(room.room_id, [*room.entries, *lines], announcements=log.take_new_announcements())
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        # Someone edits the data directory: bob's clock, and alice's delivered seqs.
+        db.execute("UPDATE announcements SET clock_lamport = 99 WHERE sender = ?", (BOB.sender_id,))
+        db.execute("UPDATE announcements SET delivered = 'text' WHERE sender = ?", (ALICE.sender_id,))
+    db.close()
+    caplog.set_level(logging.WARNING, logger="p2pchat.peer")
+    with Store(tmp_path) as store:
+        again = restore_log(store, room.room_id)
+    assert again.stable_count < len(again)
+    assert [r.getMessage() for r in caplog.records] == ["dropped 2 stored clock announcements: bad signature"]
