@@ -943,12 +943,23 @@ class OrderedLog:
         if not ready:
             return False
         version = versions.pop(ready[0])  # (held now; its slot goes to the one it replaces)
+        versions[waiting.entry_hash()] = waiting
         state.held[waiting.seq] = version
         self._held_bytes += len(version.payload) - len(waiting.payload)
-        evidence = Equivocation(kept=version, rejected=waiting)
-        if self._keep_evidence(evidence):
-            events.extend((evidence, Refused(waiting, Refusal.EQUIVOCATION)))
+        self._relabel_evidence(kept=version, given_up=waiting)
+        events.extend((Equivocation(kept=version, rejected=waiting), Refused(waiting, Refusal.EQUIVOCATION)))
         return True
+
+    def _relabel_evidence(self, kept: Message, given_up: Message) -> None:
+        """The proofs that named ``given_up`` as the version we keep name ``kept`` now
+        (each is still two versions its author signed; which one we keep is ours to say)."""
+        for index, proof in enumerate(self.evidence):
+            if proof.kept.payload != given_up.payload:
+                continue
+            other = given_up if proof.rejected.payload == kept.payload else proof.rejected
+            self._evidence_pairs.discard((proof.kept.id, proof.rejected.payload))
+            self._evidence_pairs.add((kept.id, other.payload))
+            self.evidence[index] = Equivocation(kept=kept, rejected=other)
 
     def _keep_evidence(self, proof: Equivocation) -> bool:
         """Add ``proof`` to ``evidence`` unless the same pair is there already, or we
@@ -962,13 +973,20 @@ class OrderedLog:
         self.evidence.append(proof)
         return True
 
-    def _keep_version(self, version: Message) -> bool:
+    def _keep_version(self, version: Message, capped: bool = True) -> bool:
         """Hold ``version``, another version of an entry we kept, unless we hold
-        MAX_VERSIONS_KEPT of them already; whether we hold it now."""
+        MAX_VERSIONS_KEPT of them already (``capped``); whether we hold it now. The
+        version we delivered is no "other" one (a proof may name it as such: see
+        _swap_in_a_ready_version)."""
+        state = self._senders.get(version.sender_id)
+        if state is not None and version.seq <= state.delivered:
+            ours = self.get(version.id)
+            if ours is not None and ours.payload == version.payload:
+                return True
         versions = self._other_versions.setdefault(version.id, {})
         link = version.entry_hash()
         if link not in versions:
-            if len(versions) >= MAX_VERSIONS_KEPT:
+            if capped and len(versions) >= MAX_VERSIONS_KEPT:
                 return False
             versions[link] = version
         return True
@@ -985,7 +1003,10 @@ class OrderedLog:
         that went on from one of them are judged from it again (see _branch). The proofs
         come back after the entries (restore_proofs)."""
         for version in versions:
-            self._keep_version(version)
+            # (Uncapped: a store holds one more than the cap where a version we kept was
+            # given up for another, see _swap_in_a_ready_version; it is dropped again when
+            # the entry is delivered, see _advance_chain.)
+            self._keep_version(version, capped=False)
 
     def _stamp_fits_a_fork(self, message: Message, previous_lamport: int) -> bool:
         """Whether ``message``'s stamp is exact for another version of an entry it
@@ -1035,6 +1056,10 @@ class OrderedLog:
         liar's announcements count no more, our heads relay the promise it broke)."""
         for proof in proofs:
             if isinstance(proof, Equivocation):
+                ours = self.get(proof.kept.id)
+                if ours is not None and ours.payload == proof.rejected.payload:
+                    # (Stored before a swap: its "kept" is the version we gave up.)
+                    proof = Equivocation(kept=proof.rejected, rejected=proof.kept)
                 self._keep_evidence(proof)
                 continue
             liar = proof.message.sender_id

@@ -55,7 +55,7 @@ from p2pchat.evidence import (
     signed_proof,
 )
 from p2pchat.identity import Identity
-from p2pchat.log import ClockLie, Equivocation, OrderedLog
+from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
 from p2pchat.message import Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node
 from p2pchat.peer import PeerConfig, open_peer, restore_log
@@ -64,6 +64,7 @@ from p2pchat.wire import Head
 
 A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
 ROOM = Room([A, B])
+C3 = Identity(b"\x3c" * 32)
 
 
 def equivocation() -> Equivocation:
@@ -349,6 +350,39 @@ def test_a_restarted_node_takes_back_an_equivocators_entries_on_the_version_it_d
     assert not again.log.blocked_senders()
     assert [m.key for m in again.log] == [m.key for m in alice.log]
     assert again.log.get(chained) == alice.log.get(chained)
+
+
+def test_versions_given_up_in_a_swap_survive_a_restart_through_the_store(tmp_path: Path) -> None:
+    """B signs five versions of its entry 2. X holds b2 behind a gap; b2' comes (the
+    evidence); a1, a reply to b2', and b1 come: b2 waits for a1 for good, and gives way
+    to b2'. Three more versions come (up to the cap of other versions), then B's entry 3
+    going on from the last of them, and A's honest reply to it. What X stores (as a peer
+    does: every rejected version, the first proof per offender) gives it all back."""
+    trio_room = Room([A, B, C3])
+    b1 = trio_room.make(B, 1, 1, text="b1")
+    b2_other = trio_room.make(B, 2, 2, text="b2'")
+    a1 = trio_room.make(A, 1, 3, {B.sender_id: 2}, text="a1 replies to b2'")
+    b2 = trio_room.make(B, 2, 4, {A.sender_id: 1}, text="b2 depends on a1", previous=b1.entry_hash())
+    more = [trio_room.make(B, 2, 2, text=f"b2 v{i}", previous=b1.entry_hash()) for i in (3, 4, 5)]
+    b3 = trio_room.make(B, 3, 3, text="b3", previous=more[-1].entry_hash())
+    c1 = trio_room.make(C3, 1, 4, {B.sender_id: 3}, text="c1 replies to b3")
+    x = trio_room.log()
+    events = [event for m in [b2, b2_other, a1, b1, *more, b3, c1] for event in x.receive(m).events]
+    assert x.is_visible(c1) and x.is_visible(b2_other)
+    proofs = [e for e in events if isinstance(e, Equivocation)]
+    with Store(tmp_path) as store:
+        store.save_messages(
+            trio_room.room_id,
+            [*trio_room.entries, *(e.message for e in events if isinstance(e, Delivered | Entombed))],
+            proofs=[signed_proof(proof, trio_room.room_id) for proof in proofs],
+            versions=[proof.rejected for proof in proofs],
+        )
+        again = restore_log(store, trio_room.room_id)
+    assert [m.key for m in again] == [m.key for m in x] and again.is_visible(c1)
+    assert not again.blocked_senders()
+    assert sorted(v.payload for v in again.other_versions) == sorted(v.payload for v in x.other_versions)
+    assert b2_other.payload not in {v.payload for v in again.other_versions}  # (the one kept)
+    assert [(p.kept.text, p.rejected.text) for p in again.evidence] == [("b2'", "b2 depends on a1")]
 
 
 def test_the_store_keeps_the_versions_an_equivocators_branch_goes_on_from(tmp_path: Path) -> None:
