@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import trio
 from . import __version__
 from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
+from .commands import Command, member_called, parse_line
 from .errors import WRITABLE, UserError, explain
 from .evidence import offence, offender_of
 from .heap import freeze_startup_heap
@@ -380,10 +382,19 @@ def _quiet_stdout() -> None:
 # chat ----------------------------------------------------------------------------------
 
 
+@dataclass
+class _Session:
+    """How a line-oriented chat ends: a signal, or ``/leave`` (then for good)."""
+
+    stop: trio.Event = field(default_factory=trio.Event)
+    leaving: bool = False
+
+
 async def chat(args: argparse.Namespace) -> int:
     data_dir = args.data_dir
     output = _json_output if args.json else _text_output
     config = peer_config(args)
+    session = _Session()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # Leaving open_peer says goodbye to every neighbour and stores what is unsaved.
         async with open_peer(
@@ -398,14 +409,24 @@ async def chat(args: argparse.Namespace) -> int:
             freeze_startup_heap()  # (what it holds now lives as long as it does)
             async with trio.open_nursery() as nursery:
                 web_url = await _start_web(args, peer, data_dir, nursery)
-                nursery.start_soon(output, peer, nursery, web_url)
-                async for _ in signals:
-                    break
-                await peer.go_away()  # (its member event is printed before the output stops)
+                nursery.start_soon(output, peer, nursery, session, web_url)
+                nursery.start_soon(_stop_on_signal, signals, session)
+                await session.stop.wait()
+                # (The member event of our LEAVE or AWAY is printed before the output stops.)
+                if session.leaving:
+                    await peer.leave("left with /leave")
+                else:
+                    await peer.go_away()
                 nursery.cancel_scope.cancel()
             if args.json:
                 _emit(dumps(statistics_object(peer)))
     return 0
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], session: _Session) -> None:
+    async for _ in signals:
+        session.stop.set()
+        return
 
 
 async def _start_web(
@@ -436,7 +457,9 @@ def _emit(line: str) -> None:
         raise SystemExit(0) from None
 
 
-async def _json_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = None) -> None:
+async def _json_output(
+    peer: Peer, nursery: trio.Nursery, session: _Session, web_url: str | None = None
+) -> None:
     async with peer.subscribe() as events:
         _emit(dumps({**ready_object(peer), "web": web_url} if web_url else ready_object(peer)))
         log = peer.log
@@ -444,7 +467,7 @@ async def _json_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         for proof in proof_objects(log):  # (proofs kept from before a restart)
             _emit(dumps({**proof, "replayed": True}))
-        nursery.start_soon(_send_stdin_lines, peer)
+        nursery.start_soon(_send_stdin_lines, peer, session)
         try:
             async for event in events:
                 # peer.log, not the log replayed above: a pristine room that yields to a
@@ -470,7 +493,9 @@ def _json_lines(
     return [dumps(peer_event_object(event, peer.log)) for event in pending]
 
 
-async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = None) -> None:
+async def _text_output(
+    peer: Peer, nursery: trio.Nursery, session: _Session, web_url: str | None = None
+) -> None:
     """A plain line-oriented chat for terminals without the full-screen UI."""
     async with peer.subscribe() as events:
         print(
@@ -482,7 +507,7 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
         for url in peer.unpinned:
             notice = f"* {url} names no peer id: trusting whoever answers there (trust on first use)"
             print(notice, flush=True)
-        nursery.start_soon(_send_stdin_lines, peer, False)
+        nursery.start_soon(_send_stdin_lines, peer, session, False)
         async for event in events:
             if isinstance(event, MessageDelivered) and not event.message.is_text:
                 notice = membership_notice(peer.log, event.message, with_decision=False)
@@ -511,8 +536,9 @@ async def _text_output(peer: Peer, nursery: trio.Nursery, web_url: str | None = 
                 print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
 
 
-async def _send_stdin_lines(peer: Peer, as_json: bool = True) -> None:
-    """Send each stdin line as a message. End of input leaves the peer running."""
+async def _send_stdin_lines(peer: Peer, session: _Session, as_json: bool = True) -> None:
+    """Send each stdin line as a message, in order, and run the commands among them
+    (see :mod:`p2pchat.commands`). End of input leaves the peer running."""
     async for lines in _stdin_lines():
         texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
         texts = [text for text in texts if text]
@@ -521,24 +547,57 @@ async def _send_stdin_lines(peer: Peer, as_json: bool = True) -> None:
             reason = f"text is over {MAX_TEXT_BYTES} bytes"
             _emit(dumps({"event": "error", "reason": reason, "unsent": too_long}))
             texts = [text for text in texts if len(text.encode("utf-8")) <= MAX_TEXT_BYTES]
-        if "/invite" in texts:
-            # Not a chat line: print an invite (a JSON event with --json).
-            texts = [text for text in texts if text != "/invite"]
-            _emit_invite(peer, as_json)
-        if not texts:
-            continue
+        batch: list[str] = []  # (the lines before a command go out before it runs)
+        for text in texts:
+            try:
+                line = parse_line(text)
+            except ValueError as exc:
+                _say_error(str(exc), as_json)
+                continue
+            if isinstance(line, str):
+                batch.append(line)
+                continue
+            await _send_lines(peer, batch)
+            batch = []
+            _run_command(peer, session, line, as_json)
+            if session.stop.is_set():
+                return  # (/leave: what follows is not sent)
+        await _send_lines(peer, batch)
+
+
+async def _send_lines(peer: Peer, texts: list[str]) -> None:
+    if not texts:
+        return
+    try:
+        await peer.send_many(texts)
+    except OwnHistoryIncomplete as exc:
+        # Say so and keep running: the repair comes from neighbours.
+        _emit(dumps({"event": "error", "reason": str(exc), "unsent": texts}))
+
+
+def _run_command(peer: Peer, session: _Session, command: Command, as_json: bool) -> None:
+    if command.name == "invite":
+        _emit_invite(peer, as_json)
+    elif command.name == "leave":
+        session.leaving = True
+        session.stop.set()
+    elif command.name == "remove":
         try:
-            await peer.send_many(texts)
-        except OwnHistoryIncomplete as exc:
-            # Say so and keep running: the repair comes from neighbours.
-            _emit(dumps({"event": "error", "reason": str(exc), "unsent": texts}))
+            peer.remove(member_called(peer.log, command.argument))
+        except ValueError as exc:
+            _say_error(f"/remove: {exc}", as_json)
+        # (The proposal is an entry: its member event, "proposed", follows.)
+
+
+def _say_error(reason: str, as_json: bool) -> None:
+    _emit(dumps({"event": "error", "reason": reason}) if as_json else f"* {reason}")
 
 
 def _emit_invite(peer: Peer, as_json: bool) -> None:
     try:
         url = peer.invite()
     except NotAMember as exc:
-        _emit(dumps({"event": "error", "reason": str(exc)}) if as_json else f"* /invite: {exc}")
+        _say_error(f"/invite: {exc}" if not as_json else str(exc), as_json)
         return
     _emit(dumps({"event": "invite", "url": url}) if as_json else f"* invite (one newcomer, 24 h): {url}")
 

@@ -364,6 +364,33 @@ def test_log_shows_stable_every_position_the_peer_showed_stable(
         assert [o["stable"] for o in objects[:reported]] == [True] * reported, process.data.name
 
 
+def test_leave_remove_and_unknown_commands_in_the_json_chat(spawn: Callable[..., ChatProcess]) -> None:
+    alice = spawn("alice")
+    bob = spawn("bob", "--join", alice.url)
+    carol = spawn("carol", "--join", alice.url)
+    dave = spawn("dave", "--join", alice.url)  # (three stay: a removal needs a majority)
+    others = {bob.ready["peer_id"], carol.ready["peer_id"], dave.ready["peer_id"]}
+    admitted: set[str] = set()
+    while admitted != others:
+        decided = alice.wait_for(lambda e: e["event"] == "members")
+        admitted |= {j["peer_id"] for j in decided["joined"]}
+    alice.say("/leeve", "//leave is a command", "/remove")
+    alice.wait_for(lambda e: e["event"] == "error" and e["reason"].startswith("/remove: whom?"))
+    errors = [e["reason"] for e in alice.events if e["event"] == "error"]
+    assert len(errors) == 2 and errors[0].startswith("unknown command /leeve"), errors
+    assert [m["text"] for m in alice.wait_messages(1)] == ["/leave is a command"]  # (the only line sent)
+    bob.say("/leave", "never sent")
+    assert bob.proc.wait(timeout=TIMEOUT) == 0  # (it leaves, and stops)
+    left = alice.wait_for(lambda e: e["event"] == "member" and e["peer_id"] == bob.ready["peer_id"])
+    assert left["action"] == "left"
+    alice.say("/remove carol")
+    proposed = alice.wait_for(lambda e: e["event"] == "member" and e["action"] == "proposed")
+    assert proposed["remove"] == [carol.ready["peer_id"]]
+    assert "never sent" not in [m["text"] for m in alice.messages()]
+    for process in (alice, carol, dave):
+        assert process.stop() == 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signals_stop_the_peer_with_exit_code_0(spawn: Callable[..., ChatProcess], signum: int) -> None:
     alice = spawn("alice")
