@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,10 +385,17 @@ def _quiet_stdout() -> None:
 
 @dataclass
 class _Session:
-    """How a line-oriented chat ends: a signal, or ``/leave`` (then for good)."""
+    """A line-oriented chat: what stdin asked for and is not done yet, and how it ends
+    (a signal, or ``/leave``: then for good)."""
 
     stop: trio.Event = field(default_factory=trio.Event)
     leaving: bool = False
+    to_do: deque[str | Command] = field(default_factory=deque)
+    """Lines not sent yet and commands not run yet, in stdin order (see _send_stdin_lines)."""
+    arrived: trio.Event = field(default_factory=trio.Event)
+
+    def unsent(self) -> list[str]:
+        return [item for item in self.to_do if isinstance(item, str)]
 
 
 async def chat(args: argparse.Namespace) -> int:
@@ -418,6 +426,8 @@ async def chat(args: argparse.Namespace) -> int:
                 else:
                     await peer.go_away()
                 nursery.cancel_scope.cancel()
+            if unsent := session.unsent():
+                _say_error("not sent: the peer stopped before it could write them", args.json, unsent)
             if args.json:
                 _emit(dumps(statistics_object(peer)))
     return 0
@@ -537,50 +547,78 @@ async def _text_output(
 
 
 async def _send_stdin_lines(peer: Peer, session: _Session, as_json: bool = True) -> None:
-    """Send each stdin line as a message, in order, and run the commands among them
-    (see :mod:`p2pchat.commands`). End of input leaves the peer running."""
-    async for lines in _stdin_lines():
-        texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
-        texts = [text for text in texts if text]
-        too_long = [text for text in texts if len(text.encode("utf-8")) > MAX_TEXT_BYTES]
-        if too_long:
-            reason = f"text is over {MAX_TEXT_BYTES} bytes"
-            _emit(dumps({"event": "error", "reason": reason, "unsent": too_long}))
-            texts = [text for text in texts if len(text.encode("utf-8")) <= MAX_TEXT_BYTES]
-        batch: list[str] = []  # (the lines before a command go out before it runs)
-        for text in texts:
+    """Send each stdin line as a message and run the commands among them (see
+    :mod:`p2pchat.commands`), in order. End of input leaves the peer running.
+
+    Reading goes on while lines wait to be sent (before our admission, say): a
+    ``/leave`` then ends the chat at once, and what was not sent is reported (at the
+    end, see chat). Lines after a ``/leave`` are not read."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_work_through, peer, session, as_json)
+        async for lines in _stdin_lines():
+            texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+            texts = [text for text in texts if text]
+            too_long = [text for text in texts if len(text.encode("utf-8")) > MAX_TEXT_BYTES]
+            if too_long:
+                _say_error(f"text is over {MAX_TEXT_BYTES} bytes", as_json, too_long)
+                texts = [text for text in texts if len(text.encode("utf-8")) <= MAX_TEXT_BYTES]
+            for text in texts:
+                try:
+                    item = parse_line(text)
+                except ValueError as exc:
+                    _say_error(str(exc), as_json)
+                    continue
+                session.to_do.append(item)
+                if item == Command("leave"):
+                    session.arrived.set()
+                    if peer.node.why_not_writable() is not None:
+                        _leave(session)  # (at once: the lines before it may never go out)
+                    return
+            session.arrived.set()
+
+
+async def _work_through(peer: Peer, session: _Session, as_json: bool) -> None:
+    """Send the waiting lines and run the waiting commands of ``session``, in order:
+    the lines before a command go out before it runs."""
+    while True:
+        await session.arrived.wait()
+        session.arrived = trio.Event()
+        to_do = session.to_do
+        while to_do:
+            head = to_do[0]
+            if isinstance(head, Command):
+                to_do.popleft()
+                _run_command(peer, session, head, as_json)
+                continue
+            texts = _leading_lines(to_do)
+            if (reason := peer.node.why_not_writable()) is not None:
+                _say_queued(texts, reason, as_json)
             try:
-                line = parse_line(text)
-            except ValueError as exc:
-                _say_error(str(exc), as_json)
-                continue
-            if isinstance(line, str):
-                batch.append(line)
-                continue
-            await _send_lines(peer, batch)
-            batch = []
-            _run_command(peer, session, line, as_json)
-            if session.stop.is_set():
-                return  # (/leave: what follows is not sent)
-        await _send_lines(peer, batch)
+                await peer.send_many(texts)
+            except OwnHistoryIncomplete as exc:
+                # Say so and keep running: the repair comes from neighbours.
+                _say_error(str(exc), as_json, texts)
+            except trio.ClosedResourceError:
+                return  # (the peer is stopping: what is left is reported as unsent)
+            for _ in texts:
+                to_do.popleft()
 
 
-async def _send_lines(peer: Peer, texts: list[str]) -> None:
-    if not texts:
-        return
-    try:
-        await peer.send_many(texts)
-    except OwnHistoryIncomplete as exc:
-        # Say so and keep running: the repair comes from neighbours.
-        _emit(dumps({"event": "error", "reason": str(exc), "unsent": texts}))
+def _leading_lines(to_do: deque[str | Command]) -> list[str]:
+    """The lines at the front of ``to_do``, up to its first command."""
+    lines: list[str] = []
+    for item in to_do:
+        if not isinstance(item, str):
+            break
+        lines.append(item)
+    return lines
 
 
 def _run_command(peer: Peer, session: _Session, command: Command, as_json: bool) -> None:
     if command.name == "invite":
         _emit_invite(peer, as_json)
     elif command.name == "leave":
-        session.leaving = True
-        session.stop.set()
+        _leave(session)
     elif command.name == "remove":
         try:
             peer.remove(member_called(peer.log, command.argument))
@@ -589,8 +627,24 @@ def _run_command(peer: Peer, session: _Session, command: Command, as_json: bool)
         # (The proposal is an entry: its member event, "proposed", follows.)
 
 
-def _say_error(reason: str, as_json: bool) -> None:
-    _emit(dumps({"event": "error", "reason": reason}) if as_json else f"* {reason}")
+def _leave(session: _Session) -> None:
+    """End the chat by leaving the room for good (see chat)."""
+    session.leaving = True
+    session.stop.set()
+
+
+def _say_queued(texts: list[str], reason: str, as_json: bool) -> None:
+    if as_json:
+        _emit(dumps({"event": "queued", "reason": reason, "texts": texts}))
+    else:
+        _emit(f"* queued ({len(texts)}): {reason}")
+
+
+def _say_error(reason: str, as_json: bool, unsent: list[str] | None = None) -> None:
+    if as_json:
+        _emit(dumps({"event": "error", "reason": reason, **({"unsent": unsent} if unsent else {})}))
+    else:
+        _emit(f"* {reason}" + (f" ({len(unsent)} lines)" if unsent else ""))
 
 
 def _emit_invite(peer: Peer, as_json: bool) -> None:

@@ -586,6 +586,18 @@ class Node:
         me = self.identity.sender_id
         return self.is_member and self.history_checked and not self.log.promised_ahead(me)
 
+    def why_not_writable(self) -> str | None:
+        """Why a chat line of ours must wait (see may_write), for the user; None if it
+        need not."""
+        me = self.identity.sender_id
+        if not self.is_member:
+            return "not an active member of the room: it is sent once a member admits us (on a link to one)"
+        if not self.history_checked:
+            return "our own entries are being checked with a neighbour: it is sent once they are"
+        if self.log.promised_ahead(me):
+            return "a clock we announced is ahead of our copy of the room: it is sent once repair catches up"
+        return None
+
     def compose(
         self,
         text: str,

@@ -391,6 +391,27 @@ def test_leave_remove_and_unknown_commands_in_the_json_chat(spawn: Callable[...,
         assert process.stop() == 0
 
 
+def test_lines_that_must_wait_are_reported_queued_and_then_unsent(spawn: Callable[..., ChatProcess]) -> None:
+    alice = spawn("alice")
+    bob = spawn("bob", "--join", alice.url)
+    joined = bob.ready["peer_id"]
+    alice.wait_for(lambda e: e["event"] == "members" and joined in [j["peer_id"] for j in e["joined"]])
+    assert alice.stop() == 0
+    bob.wait_for(lambda e: e["event"] == "member" and e["action"] == "away")
+    assert bob.stop() == 0
+    # alice is away, and nobody is there to admit her again: her line must wait.
+    again = spawn("alice")
+    again.say("anybody here?")
+    queued = again.wait_for(lambda e: e["event"] == "queued")
+    assert queued["texts"] == ["anybody here?"] and "admits us" in queued["reason"]
+    again.say("/leave")  # (read while the line waits: it ends the chat at once)
+    assert again.proc.wait(timeout=TIMEOUT) == 0
+    again.wait_for(lambda e: e["event"] == "statistics")
+    unsent = [e for e in again.events if e["event"] == "error"]
+    assert [e["unsent"] for e in unsent] == [["anybody here?"]], unsent
+    assert not [e for e in again.events if e["event"] == "message" and not e.get("replayed")]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signals_stop_the_peer_with_exit_code_0(spawn: Callable[..., ChatProcess], signum: int) -> None:
     alice = spawn("alice")
