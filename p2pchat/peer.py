@@ -271,8 +271,17 @@ class _Connection:
     frames: int = 0
     close_code: int = CloseCode.NORMAL
     close_reason: str = ""
-    refusal: str | None = None
-    """Why the other side closed the link with a refusal code (see REFUSAL_CODES)."""
+    refusal: LinkRefusal | None = None
+    """Why the link was closed with a refusal code (see REFUSAL_CODES), by either side."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRefusal:
+    """A link closed with a refusal code: by the other side, or by us (``ours``: it is
+    not who the URL names, say, or not in our room)."""
+
+    reason: str
+    ours: bool = False
 
 
 class Peer:
@@ -564,6 +573,8 @@ class Peer:
             return
         logger.info("closing conn %d: %s", conn, reason)
         connection.close_code, connection.close_reason = code, reason
+        if code in REFUSAL_CODES and connection.refusal is None:
+            connection.refusal = LinkRefusal(reason, ours=True)
         connection.outbox.close()  # the writer sends what is queued, then closes
 
     def _on_log_events(self, events: Iterable[object]) -> None:
@@ -751,12 +762,23 @@ class Peer:
                     if gave_up:
                         return
                 else:
-                    failures = 0
                     if refusal is None and trio.current_time() - started > 10:
                         delay = self.config.backoff_initial
                     wait = self._rng.uniform(0, delay)
-                    if refusal is not None:
-                        logger.info("%s refused us (%s): redialing in %.2f s", url, refusal, wait)
+                    if refusal is not None and refusal.ours:
+                        # What answered is no peer for us there (not who the URL names,
+                        # ourselves, another room): a dial that failed.
+                        failures += 1
+                        gave_up = not bootstrap and failures >= self.config.discovered_attempts
+                        then = "giving up" if gave_up else f"redialing in {wait:.2f} s"
+                        logger.info("refused %s (%s): %s", url, refusal.reason, then)
+                        self._publish(DialFailed(url, refusal.reason, None if gave_up else wait))
+                        if gave_up:
+                            return
+                    else:
+                        failures = 0
+                        if refusal is not None:
+                            logger.info("%s refused us (%s): redialing in %.2f s", url, refusal.reason, wait)
                 # Exponential backoff with full jitter, so restarted peers do not redial in
                 # step; refusals back off further (PeerConfig.refusal_backoff_max).
                 await trio.sleep(wait)
@@ -778,7 +800,7 @@ class Peer:
         logger.info("can't reach %s: %s; %s", url, failure.reason, then)
         self._publish(DialFailed(url, failure.reason, retry_in))
 
-    async def _dial_and_run(self, url: str) -> str | None:
+    async def _dial_and_run(self, url: str) -> LinkRefusal | None:
         """Dial ``url`` and run the link until it ends: the other side's refusal, if it
         closed the link with one (raises if the dial fails)."""
         refusal = None
@@ -805,8 +827,9 @@ class Peer:
 
     async def _run_connection(
         self, websocket: WebSocketConnection, nursery: trio.Nursery, dialed_url: str | None
-    ) -> str | None:
-        """Run one link until it ends; the other side's refusal, if it closed it with one."""
+    ) -> LinkRefusal | None:
+        """Run one link until it ends; the refusal it ended with, if one side closed it
+        with one."""
         conn = self._next_conn
         self._next_conn += 1
         send, receive = trio.open_memory_channel[tuple[float, bytes, bool]](self.config.send_queue_frames)
@@ -871,8 +894,8 @@ class Peer:
                     why = exc.reason
                     if why:
                         reason = f"connection closed ({why.code} {why.reason or ''})"
-                        if why.code in REFUSAL_CODES:
-                            connection.refusal = why.reason or str(why.code)
+                        if why.code in REFUSAL_CODES and connection.refusal is None:
+                            connection.refusal = LinkRefusal(why.reason or str(why.code))
         return reason
 
     async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes]) -> None:

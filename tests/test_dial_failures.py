@@ -86,3 +86,22 @@ async def test_a_peer_that_refuses_us_is_redialed_with_a_longer_backoff(
     # would happen one time in 10^5.)
     assert max(waits[5:]) > config.backoff_max
     assert max(waits) <= config.refusal_backoff_max
+
+
+async def test_a_url_naming_another_peer_is_a_failed_dial_redialed_ever_more_slowly() -> None:
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, refusal_backoff_max=0.2)
+    with trio.fail_after(30):
+        async with open_peer("alice") as alice:
+            wrong = split_peer_url(alice.url or "")[0] + "#" + "ab" * 32
+            async with open_peer("carol", join=[wrong], config=config) as carol, carol.subscribe() as events:
+                failures: list[DialFailed] = []
+                async for event in events:
+                    if isinstance(event, DialFailed):
+                        failures.append(event)
+                        if len(failures) == 10:
+                            break
+    assert all(f.url == wrong and "expected peer abababab" in f.reason for f in failures), failures
+    waits = [f.retry_in or 0.0 for f in failures]
+    # (As for a peer that refuses us: see the test above.)
+    assert max(waits[5:]) > config.backoff_max
+    assert max(waits) <= config.refusal_backoff_max
