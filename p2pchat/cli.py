@@ -317,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
     if args.command == "chat":
+        if args.private and (args.join or args.room):
+            # (Checked before the data directory is made: nothing is written for a mistake.)
+            with_what = "--join (the room you join has its own policy)" if args.join else "--room"
+            raise UserError(f"--private founds a new invite-only room: not with {with_what}.")
         args.data_dir = chat_data_dir(args)
         if full_screen:
             from .tui import ChatSetup, run_tui

@@ -115,6 +115,12 @@ MISTAKES = {
     ),
     "sim-no-peers": Mistake(["sim", "--peers", "0"], "at least 1", code=2),
     "bench-zero-rate": Mistake(["bench", "--rate", "0"], "above 0", code=2),
+    "private-with-join": Mistake(
+        [*CHAT, "--data", "{tmp}/a", "--private", "--join", "ws://127.0.0.1:1"], "not with --join"
+    ),
+    "private-with-room": Mistake(
+        [*CHAT, "--data", "{tmp}/a", "--private", "--room", "ab"], "not with --room"
+    ),
     "log-missing": Mistake(["log", "--data", "{tmp}/nobody"], "no p2pchat data"),
     "log-unknown-name": Mistake(["log", "--name", "nobody"], "no p2pchat data"),
     "log-needs-a-peer": Mistake(["log"], "--data", code=2),
@@ -139,6 +145,8 @@ def test_a_mistake_is_one_or_two_clear_lines_and_a_nonzero_exit(tmp_path: Path, 
         )  # fmt: skip
     assert done.returncode == case.code, done.stderr
     assert "Traceback" not in done.stderr
+    if "--private" in case.args:
+        assert not (tmp_path / "a").exists()  # (refused before anything is written)
     assert case.message in done.stderr
     if case.code == 1:
         # What is wrong and what to do: at most two lines, naming the command.
