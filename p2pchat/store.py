@@ -32,7 +32,7 @@ from pathlib import Path
 from .evidence import ProofKind, SignedProof
 from .identity import SENDER_ID_SIZE
 from .invites import Invite
-from .message import Message, MessageId
+from .message import EntryKind, Message, MessageId
 from .wire import Head
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
@@ -200,7 +200,24 @@ class Store:
             "SELECT r.room, r.name, r.last_used, (SELECT count(*) FROM entries e WHERE e.room = r.room) "
             "FROM rooms r ORDER BY r.last_used DESC"
         ).fetchall()
-        return [RoomRecord(bytes(room), str(name), int(used), int(n)) for room, name, used, n in rows]
+        return [
+            RoomRecord(bytes(room), str(name) or self._founded_as(bytes(room)), int(used), int(n))
+            for room, name, used, n in rows
+        ]
+
+    def _founded_as(self, room_id: bytes) -> str:
+        """The name ``room_id``'s genesis gives it, if that entry is stored ('' if not:
+        a room joined before its history came)."""
+        row = self._db.execute(
+            "SELECT payload, signature FROM entries WHERE room = ? AND seq = 1 AND lamport = 1", (room_id,)
+        ).fetchone()  # (only a genesis has stamp 1: every other entry depends on it)
+        if row is None:
+            return ""
+        try:
+            genesis = Message.from_wire(_blob(row[0]), _blob(row[1]))
+        except ValueError:
+            return ""  # (a damaged row: the name is only for show)
+        return genesis.text if genesis.kind is EntryKind.GENESIS else ""
 
     def last_room(self) -> bytes | None:
         rooms = self.rooms()

@@ -554,7 +554,7 @@ def test_rooms_lists_the_rooms_and_log_room_picks_one(
     assert len(lines) == 2
     # The most recently used first: alice's room (opened just now), then the other one.
     # Genesis and line: alone in her room, alice stays a member when she stops (no AWAY).
-    assert lines[0].startswith(ours) and " 2 entries" in lines[0]
+    assert lines[0].startswith(ours) and " 2 entries" in lines[0] and lines[0].endswith("alice's room")
     assert lines[1].startswith(other) and " 3 entries" in lines[1] and lines[1].endswith("book club")
 
     def logged(*args: str) -> list[Event]:
