@@ -707,8 +707,9 @@ def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
         if as_json:
             print(json.dumps(obj, ensure_ascii=False))
         elif not message.is_text:
-            who = printable(obj["name"])
-            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} * {who} {obj['action']}")
+            # As the chat shows it ("bob joined"); a bare answer to a change has no notice.
+            what = printable(obj.get("notice") or f"{obj['name']} {obj['action']}")
+            print(f"{index:5d} L{message.lamport:<5d} {obj['sent_at']} * {what}")
         else:
             print(
                 log_line(

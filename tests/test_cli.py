@@ -362,6 +362,11 @@ def test_log_shows_stable_every_position_the_peer_showed_stable(
         assert result.returncode == 0, result.stderr
         objects = [json.loads(line) for line in result.stdout.splitlines()]
         assert [o["stable"] for o in objects[:reported]] == [True] * reported, process.data.name
+    plain = run_cli(tmp_path, "log", "--data", alice.data).stdout.splitlines()
+    assert [line.split(" * ")[1] for line in plain if " * " in line][:2] == [
+        'alice founded the room "alice\'s room"',
+        "bob joined",  # (as the chat says it: the entry is alice's proposal, decided)
+    ]
 
 
 def test_leave_remove_and_unknown_commands_in_the_json_chat(spawn: Callable[..., ChatProcess]) -> None:
