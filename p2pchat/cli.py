@@ -341,6 +341,7 @@ def dispatch(args: argparse.Namespace, full_screen: bool) -> int:
         args.data_dir = args.data if args.data is not None else default_data_dir(args.name)
         return print_log(args.data_dir, args.room, as_json=args.json)
     if args.command == "rooms":
+        args.data_dir = args.data  # (named in what a failure says)
         return print_rooms(args.data)
     if args.command == "demo":
         from .demo import run_demo_command

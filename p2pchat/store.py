@@ -134,7 +134,16 @@ class Store:
             if not self.path.exists():
                 raise FileNotFoundError(f"no p2pchat data in {data_dir}")
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            self._check_format(data_dir)
+            try:
+                self._check_format(data_dir)
+            except sqlite3.OperationalError:
+                # A database in WAL mode opens read-only only where SQLite may make its
+                # -shm file. Where it may not (a read-only copy, a backup), read it as it
+                # is. (A writer with more rights, meanwhile, could make a read fail; it
+                # cannot be harmed.)
+                self._db.close()
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
+                self._check_format(data_dir)
         else:
             _make_private(self.path)
             self._db = sqlite3.connect(self.path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import command, environment, run_cli
+from test_cli import command, environment, found_room_in_store, run_cli
 
 TIMEOUT = 30.0
 LOG_LINES = 2000
@@ -68,6 +68,14 @@ def make_database(tmp: Path) -> None:
          str(tmp / "rodb")],
         check=True, timeout=TIMEOUT,
     )  # fmt: skip
+
+
+def skip_unless_it_works(prefix: list[str]) -> None:
+    """Skip the test if the command ``prefix`` (see read_only) cannot run here."""
+    if prefix and (
+        shutil.which(prefix[0]) is None or subprocess.run([*prefix, "true"], check=False).returncode
+    ):
+        pytest.skip(f"needs {' '.join(prefix[:2])} to work here")
 
 
 def read_only(path: Path) -> list[str]:
@@ -133,10 +141,7 @@ def test_a_mistake_is_one_or_two_clear_lines_and_a_nonzero_exit(tmp_path: Path, 
     prefix = list(case.wrap)
     if case.read_only:
         prefix += read_only(tmp_path / case.read_only)
-    if prefix and (
-        shutil.which(prefix[0]) is None or subprocess.run([*prefix, "true"], check=False).returncode
-    ):
-        pytest.skip(f"needs {' '.join(prefix[:2])} to work here")
+    skip_unless_it_works(prefix)
     with port_in_use() as port:
         args = [arg.replace("{tmp}", str(tmp_path)).replace("{port}", str(port)) for arg in case.args]
         done = subprocess.run(
@@ -365,3 +370,17 @@ def test_a_line_over_the_size_limit_is_reported_and_the_peer_goes_on(tmp_path: P
     assert "over 16384 bytes" in error["reason"] and error["unsent"] == ["y" * 20000]
     assert any(e["event"] == "message" and e["text"] == "small enough" for e in events)
     assert proc.returncode == 0 and "Traceback" not in stderr
+
+
+def test_rooms_and_log_read_a_read_only_copy(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    room = found_room_in_store(copy, "archive", ["kept"], used_at_ms=1_000)
+    prefix = read_only(copy)
+    skip_unless_it_works(prefix)
+    for args in (("rooms", "--data", copy), ("log", "--data", copy, "--json")):
+        done = subprocess.run(
+            [*prefix, *command(*args)], capture_output=True, text=True, timeout=TIMEOUT,
+            env=environment(tmp_path), check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert room in done.stdout if args[0] == "rooms" else '"text": "kept"' in done.stdout
