@@ -911,8 +911,7 @@ class OrderedLog:
         evidence = Equivocation(kept=message, rejected=held)
         if not self._keep_evidence(evidence):
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.EQUIVOCATION),))
-        state.held[message.seq] = message
-        self._held_bytes += len(message.payload) - len(held.payload)
+        self._hold_instead(state, held, message)
         events: list[LogEvent] = [evidence, Refused(held, Refusal.EQUIVOCATION)]
         self._deliver_ready([message.sender_id], events)
         self._retry_after_fork(message.id, events)
@@ -944,11 +943,15 @@ class OrderedLog:
             return False
         version = versions.pop(ready[0])  # (held now; its slot goes to the one it replaces)
         versions[waiting.entry_hash()] = waiting
-        state.held[waiting.seq] = version
-        self._held_bytes += len(version.payload) - len(waiting.payload)
+        self._hold_instead(state, waiting, version)
         self._relabel_evidence(kept=version, given_up=waiting)
         events.extend((Equivocation(kept=version, rejected=waiting), Refused(waiting, Refusal.EQUIVOCATION)))
         return True
+
+    def _hold_instead(self, state: _Sender, held: Message, version: Message) -> None:
+        """Hold ``version`` where ``held``, another version of the same entry, was."""
+        state.held[version.seq] = version
+        self._held_bytes += len(version.payload) - len(held.payload)
 
     def _relabel_evidence(self, kept: Message, given_up: Message) -> None:
         """The proofs that named ``given_up`` as the version we keep name ``kept`` now

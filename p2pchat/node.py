@@ -583,12 +583,11 @@ class Node:
         (a copy of our data from before it, restored: repair brings our clock up). While
         a change we answered is open, a line of ours is void if the change is decided;
         our peer then sends it again."""
-        me = self.identity.sender_id
-        return self.is_member and self.history_checked and not self.log.promised_ahead(me)
+        return self.why_not_writable() is None
 
     def why_not_writable(self) -> str | None:
-        """Why a chat line of ours must wait (see may_write), for the user; None if it
-        need not."""
+        """Why a chat line of ours must wait (see may_write), in words for the user; None
+        if it need not."""
         me = self.identity.sender_id
         if not self.is_member:
             return "not an active member of the room: it is sent once a member admits us (on a link to one)"
