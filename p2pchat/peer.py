@@ -801,8 +801,8 @@ class Peer:
         self._publish(DialFailed(url, failure.reason, retry_in))
 
     async def _dial_and_run(self, url: str) -> LinkRefusal | None:
-        """Dial ``url`` and run the link until it ends: the other side's refusal, if it
-        closed the link with one (raises if the dial fails)."""
+        """Dial ``url`` and run the link until it ends: the refusal it ended with, if
+        either side closed it with one (raises if the dial fails)."""
         refusal = None
         try:
             async with trio.open_nursery() as nursery:
