@@ -523,32 +523,55 @@ async def _text_output(
             notice = f"* {url} names no peer id: trusting whoever answers there (trust on first use)"
             print(notice, flush=True)
         nursery.start_soon(_send_stdin_lines, peer, session, False)
-        async for event in events:
-            if isinstance(event, MessageDelivered) and not event.message.is_text:
-                notice = membership_notice(peer.log, event.message, with_decision=False)
+        printer = _TextPrinter(peer, shown=len(peer.log))
+        try:
+            async for event in events:
+                printer.show(event)
+        finally:
+            # Stopping: what is already waiting (our LEAVE or AWAY, say) is still printed.
+            while True:
+                try:
+                    printer.show(events.receive_nowait())
+                except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                    break
+
+
+@dataclass
+class _TextPrinter:
+    """The line chat's output: one line (or a few) per event worth showing."""
+
+    peer: Peer
+    shown: int
+    """Entries delivered before the next event."""
+
+    def show(self, event: PeerEvent) -> None:
+        log = self.peer.log
+        if isinstance(event, MessageDelivered):
+            # Inserted above entries delivered before it, not merely delivered before this
+            # line is printed (a burst of our own lines is delivered at once).
+            late = "" if event.index >= self.shown else f" (inserted at #{event.index})"
+            self.shown += 1
+            if not event.message.is_text:
+                notice = membership_notice(log, event.message, with_decision=False)
                 if notice:
                     print(f"* {printable(notice)}", flush=True)
-            elif isinstance(event, MembersChanged):
-                print(
-                    f"* {printable(members_changed_notice(peer.log, event.removed, event.joined))}",
-                    flush=True,
-                )
-            elif isinstance(event, MessageDelivered):
-                message = event.message
-                late = "" if event.index == len(peer.log) - 1 else f" (inserted at #{event.index})"
-                mark = " ∥" if event.concurrent else ""
-                when = iso_time(message.sent_at_ms)[11:19]
-                # Other people's text never reaches the terminal raw: escapes shown, lines indented.
-                head = f"[{when}] {printable(message.name)}: "
-                first, *rest = printable(message.text).split("\n")
-                lines = [head + first, *(" " * len(head) + line for line in rest)]
-                print("\n".join(lines) + mark + late, flush=True)
-            elif isinstance(event, NeighbourUp):
-                print(f"* connected to {printable(event.name)} ({event.url})", flush=True)
-            elif isinstance(event, NeighbourDown):
-                print(f"* disconnected: {event.reason}", flush=True)
-            elif isinstance(event, DialFailed):
-                print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
+                return
+            message = event.message
+            mark = " ∥" if event.concurrent else ""
+            when = iso_time(message.sent_at_ms)[11:19]
+            # Other people's text never reaches the terminal raw: escapes shown, lines indented.
+            head = f"[{when}] {printable(message.name)}: "
+            first, *rest = printable(message.text).split("\n")
+            lines = [head + first, *(" " * len(head) + line for line in rest)]
+            print("\n".join(lines) + mark + late, flush=True)
+        elif isinstance(event, MembersChanged):
+            print(f"* {printable(members_changed_notice(log, event.removed, event.joined))}", flush=True)
+        elif isinstance(event, NeighbourUp):
+            print(f"* connected to {printable(event.name)} ({event.url})", flush=True)
+        elif isinstance(event, NeighbourDown):
+            print(f"* disconnected: {event.reason}", flush=True)
+        elif isinstance(event, DialFailed):
+            print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
 
 
 async def _send_stdin_lines(peer: Peer, session: _Session, as_json: bool = True) -> None:

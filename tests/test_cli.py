@@ -231,6 +231,23 @@ def run_cli(tmp_path: Path, *args: str | Path, timeout: float = TIMEOUT) -> subp
     )
 
 
+# the line chat (no terminal, no --json) ------------------------------------------------------
+
+
+def test_the_line_chat_sends_lines_runs_commands_and_leaves(tmp_path: Path) -> None:
+    lines = "one\ntwo\n/leeve\n//three\n/leave\nnever sent\n"
+    done = subprocess.run(
+        command("chat", "--name", "zed", "--data", tmp_path / "zed"), input=lines, capture_output=True,
+        text=True, encoding="utf-8", timeout=TIMEOUT, env=environment(tmp_path), check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.splitlines()
+    said = [line.split("] ", 1)[1] for line in shown if line.startswith("[")]
+    assert said == ["zed: one", "zed: two", "zed: /three"]  # (none "inserted": they came in order)
+    assert any(line.startswith("* unknown command /leeve") for line in shown)
+    assert shown[-1] == "* zed left (left with /leave)"
+
+
 # chat --json -----------------------------------------------------------------------------------
 
 
