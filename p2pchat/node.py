@@ -1020,7 +1020,8 @@ class Node:
         if ours is None and not remote_room:
             return "neither side is in a room yet: one of them must found one"
         if ours is not None and remote_room and remote_room != ours:
-            return f"that peer is in room {remote_room.hex()[:16]}, we are in room {ours.hex()[:16]}"
+            # (Rooms by id, not "we" and "that peer": both sides read it, see Peer._dialer.)
+            return f"different rooms: room {ours.hex()[:16]} takes no peer of room {remote_room.hex()[:16]}"
         return None
 
     def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
