@@ -130,6 +130,20 @@ peer that refuses us and is redialed ("connected", "disconnected: ...", again an
 does not push the notices that matter (our URL, a trust warning) off the screen."""
 
 
+def _starts_words(text: str, pieces: list[str]) -> list[bool]:
+    """For each of ``pieces`` (``text`` wrapped) after the first: whether ``text`` broke
+    at a space before it (else a word was cut there)."""
+    starts: list[bool] = []
+    position = 0
+    for index, piece in enumerate(pieces):
+        found = text.find(piece, position) if piece else -1
+        if index:
+            starts.append(found <= 0 or text[found - 1].isspace())
+        if found >= 0:
+            position = found + len(piece)
+    return starts
+
+
 def notice_rows(terminal_rows: int) -> int:
     """Rows for notices: a fifth of the screen, 1 to 6."""
     return min(6, max(1, terminal_rows // 5))
@@ -301,10 +315,13 @@ class ChatScreen:
         """The newest notices, wrapped, as the last ``height`` rows (of the ``last`` notices)."""
         rows: list[Row] = []
         for notice in self.notices[-(last or height) :]:
-            style, text = notice.style, notice.shown()
-            first, *rest = wrap(printable(text), width)
-            rows.append([(style, first)])
-            rows.extend([(style, "  " + piece)] for piece in wrap(" ".join(rest), width - 2) if rest)
+            style, text = notice.style, printable(notice.shown())
+            pieces = wrap(text, width - 2, first_width=width)
+            rows.append([(style, pieces[0])])
+            # Rows after the first are indented where they start a word; a word cut at
+            # the edge (a URL, a key) goes on at the margin, whole when copied.
+            for piece, new_word in zip(pieces[1:], _starts_words(text, pieces), strict=True):
+                rows.append([(style, ("  " if new_word else "") + piece)])
         return rows[-height:]
 
     def status(self) -> StyleAndTextTuples:

@@ -284,3 +284,14 @@ def test_only_recurring_notices_fold_and_only_into_the_last_ones() -> None:
         "and more",
         "* bob disconnected: gone",
     ]
+
+
+def test_a_url_cut_at_the_edge_of_the_notices_stays_whole() -> None:
+    screen = ChatScreen()
+    url = "ws://127.0.0.1:36235/#" + "9a17b3209453" * 5
+    screen.note(f"Others can join you with: --join {url}")
+    rows = texts(screen.notice_rows(50, 6))
+    assert rows[0] == "Others can join you with: --join"  # (the URL starts a new row, indented)
+    assert rows[1].startswith("  ws://") and all(len(row) <= 50 for row in rows)
+    assert "".join(row.strip() for row in rows[1:]) == url  # (no space inside: it copies whole)
+    assert not rows[2].startswith(" ")  # (the rest of a cut word goes on at the margin)
