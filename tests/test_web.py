@@ -146,6 +146,22 @@ def test_two_peers_two_pages_type_in_one_read_in_the_other(
     expect(alice_page.locator("#text")).to_have_value("")
 
 
+def test_commands_typed_on_the_page_are_not_sent_as_messages(
+    spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
+) -> None:
+    alice = web_peer(spawn, "alice")
+    page = open_page(alice.ready["web"])
+    type_message(page, "/leave")
+    expect(page.locator("#errors")).to_contain_text("/leave works in the chat this page belongs to")
+    type_message(page, "/leeve")
+    expect(page.locator("#errors")).to_contain_text("unknown command /leeve")
+    type_message(page, "/invite")
+    expect(page.locator("#errors")).to_contain_text("invite (one newcomer, 24 h): ws://127.0.0.1:")
+    type_message(page, "//leave is text")
+    expect(row_with(page, "/leave is text")).to_be_visible()
+    assert [m["text"] for m in alice.wait_messages(1)] == ["/leave is text"]  # (the only one sent)
+
+
 def test_three_delayed_peers_end_in_one_order_and_every_line_turns_stable(
     spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
 ) -> None:

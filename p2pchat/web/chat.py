@@ -25,8 +25,9 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..commands import Command, member_called, parse_line
 from ..jsonlines import dumps, logged_message_object, peer_event_object, ready_object, status_object
-from ..log import OwnHistoryIncomplete
+from ..log import NotAMember, OwnHistoryIncomplete
 from ..message import MAX_TEXT_BYTES
 from ..peer import Peer
 from ..transport import parse_host_port
@@ -120,12 +121,36 @@ async def _receive_texts(peer: Peer, websocket: WebSocket, scope: trio.CancelSco
                 await websocket.send_text(dumps({"event": "error", "reason": reason}))
                 continue
             try:
+                line = parse_line(text)
+            except ValueError as exc:
+                line = None
+                answer = {"event": "error", "reason": str(exc)}
+            if not isinstance(line, str):
+                answer = answer if line is None else _run_command(peer, line)
+                await websocket.send_text(dumps(answer))
+                continue
+            text = line
+            try:
                 await peer.send_many([text])
             except OwnHistoryIncomplete as exc:
                 await websocket.send_text(dumps({"event": "error", "reason": str(exc), "unsent": [text]}))
     except (WebSocketDisconnect, RuntimeError, KeyError):
         # The page went away (closing frames surface as these in Starlette).
         scope.cancel()
+
+
+def _run_command(peer: Peer, command: Command) -> dict[str, Any]:
+    """A command typed on the page (see p2pchat.commands), and the object answering it.
+    ``/leave`` stops the peer: the page cannot, the chat it serves can."""
+    try:
+        if command.name == "invite":
+            return {"event": "invite", "url": peer.invite()}
+        if command.name == "remove":
+            peer.remove(member_called(peer.log, command.argument))
+            return {"event": "notice", "text": f"proposed to remove {command.argument}"}
+    except (ValueError, NotAMember) as exc:
+        return {"event": "error", "reason": f"/{command.name}: {exc}"}
+    return {"event": "error", "reason": f"/{command.name} works in the chat this page belongs to, not here"}
 
 
 async def serve_chat_web(

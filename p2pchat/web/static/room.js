@@ -142,6 +142,13 @@ const APPLY = {
   error(room, obj) {
     room.errors.push(obj.reason);
   },
+  // The answers to commands typed on the page (/invite, /remove), shown where errors are.
+  invite(room, obj) {
+    room.errors.push(`invite (one newcomer, 24 h): ${obj.url}`);
+  },
+  notice(room, obj) {
+    room.errors.push(obj.text);
+  },
 };
 
 export function applyObject(room, obj, now) {
