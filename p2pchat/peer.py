@@ -484,7 +484,10 @@ class Peer:
         ours = {address_of(own) for own in (self.url, *self.urls) if own}
         if address_of(url) in ours or url in self._dialing:
             return
-        if split_peer_url(url)[1] is None:
+        expected = split_peer_url(url)[1]
+        if expected == self.node.identity.sender_id and not bootstrap:
+            return  # (our own address from before a restart, passed on by a neighbour)
+        if expected is None:
             self.unpinned.append(url)  # (the chat shows a notice; a warning would garble it)
             logger.info("%s names no peer id: trusting whoever answers there (trust on first use)", url)
         self._dialing.add(url)

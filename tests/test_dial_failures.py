@@ -62,6 +62,14 @@ async def test_a_learned_address_is_given_up_after_a_few_tries_and_says_so() -> 
             assert alice.statistics().dialing == 0  # the dialer has stopped
 
 
+async def test_our_own_old_address_learned_from_a_neighbour_is_not_dialed() -> None:
+    with trio.fail_after(10):
+        async with open_peer("alice") as alice:
+            old = f"ws://127.0.0.1:{closed_port()}/#{alice.peer_id}"  # (from before a restart)
+            alice.join(old, bootstrap=False)
+            assert alice.statistics().dialing == 0
+
+
 def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "p2pchat.peer" and "refused us" in r.msg]
 
