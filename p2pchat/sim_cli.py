@@ -108,15 +108,15 @@ def run_sim(args: argparse.Namespace) -> int:
             f"latency to last peer   median {report.median_ms:.0f} ms, p99 {report.p99_ms:.0f} ms, "
             f"max {report.max_ms:.0f} ms"
         )
-        print(
-            f"time until stable      median {report.stable_median_ms:.0f} ms, "
-            f"max {report.stable_max_ms:.0f} ms"
-        )
-        if report.whole_count < report.sent:
+        if report.whole_count < report.sent:  # (the latency of those written while whole)
             print(
                 f"  written unpartitioned median {report.whole_median_ms:.0f} ms, "
                 f"max {report.whole_max_ms:.0f} ms ({report.whole_count} messages)"
             )
+        print(
+            f"time until stable      median {report.stable_median_ms:.0f} ms, "
+            f"max {report.stable_max_ms:.0f} ms"
+        )
         print(f"lost {report.lost}, duplicates {report.duplicates}, never stable {report.unstable}")
         print(f"identical logs         {'yes' if report.identical else 'NO'}")
         print(f"stable positions moved {report.stability_moved}")
