@@ -108,7 +108,7 @@ def run_sim(args: argparse.Namespace) -> int:
             f"latency to last peer   median {report.median_ms:.0f} ms, p99 {report.p99_ms:.0f} ms, "
             f"max {report.max_ms:.0f} ms"
         )
-        if report.whole_count < report.sent:  # (the latency of those written while whole)
+        if 0 < report.whole_count < report.sent:  # (the latency of those written while whole)
             print(
                 f"  written unpartitioned median {report.whole_median_ms:.0f} ms, "
                 f"max {report.whole_max_ms:.0f} ms ({report.whole_count} messages)"
