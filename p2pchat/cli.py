@@ -427,7 +427,7 @@ async def chat(args: argparse.Namespace) -> int:
                 await session.stop.wait()
                 # (The member event of our LEAVE or AWAY is printed before the output stops.)
                 if session.leaving:
-                    await peer.leave("left with /leave")
+                    await peer.leave("with /leave")
                 else:
                     await peer.go_away()
                 nursery.cancel_scope.cancel()

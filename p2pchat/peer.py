@@ -896,7 +896,11 @@ class Peer:
                 except ConnectionClosed as exc:
                     why = exc.reason
                     if why:
-                        reason = f"connection closed ({why.code} {why.reason or ''})"
+                        reason = (
+                            f"connection closed ({why.code} {why.reason})"
+                            if why.reason
+                            else (f"connection closed ({why.code})")
+                        )
                         if why.code in REFUSAL_CODES and connection.refusal is None:
                             connection.refusal = LinkRefusal(why.reason or str(why.code))
         return reason

@@ -200,6 +200,8 @@ class ChatScreen:
     """/leave: leave the room for good when the chat ends (instead of going away)."""
     web_url: str | None = None
     """Where the chat is served as a web page (--web), once it is."""
+    unsent: list[str] = field(default_factory=list)
+    """Lines typed and not sent yet (before our admission, say): said at the exit."""
 
     # Names --------------------------------------------------------------------------------
     def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
@@ -452,9 +454,9 @@ class ChatScreen:
                 nursery.start_soon(self._refresh)
                 await self.quit.wait()
                 nursery.cancel_scope.cancel()
-            self.note("leaving ...")
+            self.note("leaving the room ..." if self.leaving else "stopping ...")
             if self.leaving:
-                await peer.leave("left with /leave")
+                await peer.leave("with /leave")
 
     async def _pump_events(self, peer: Peer) -> None:
         async with peer.subscribe() as events:
@@ -538,11 +540,13 @@ class ChatScreen:
                 continue
             if not peer.is_member:
                 self.note("(queued: it is sent once a member of the room has admitted you)")
+            self.unsent.append(text)
             try:
                 await peer.send(text)
             except OwnHistoryIncomplete as exc:
                 self.warn(f"! not sent: {exc}; it is back in the input")
                 self.restore_draft(text)
+            self.unsent.remove(text)  # (not if the chat ends first: said at the exit)
 
     def _command(self, peer: Peer, line: str) -> None:
         command, _, argument = line.partition(" ")
@@ -858,6 +862,8 @@ async def _run(setup: ChatSetup, verbose: bool) -> int:
     finally:
         root.removeHandler(handler)
     result.unwrap()
+    for text in screen.unsent:  # (the screen is gone: said where it was)
+        print(f"p2pchat chat: not sent (the peer stopped before it could write it): {printable(text)}")
     return 0
 
 

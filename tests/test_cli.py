@@ -245,7 +245,7 @@ def test_the_line_chat_sends_lines_runs_commands_and_leaves(tmp_path: Path) -> N
     said = [line.split("] ", 1)[1] for line in shown if line.startswith("[")]
     assert said == ["zed: one", "zed: two", "zed: /three"]  # (none "inserted": they came in order)
     assert any(line.startswith("* unknown command /leeve") for line in shown)
-    assert shown[-1] == "* zed left (left with /leave)"
+    assert shown[-1] == "* zed left (with /leave)"
 
 
 # chat --json -----------------------------------------------------------------------------------

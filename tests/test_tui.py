@@ -481,3 +481,16 @@ def test_example_chat_client_quits_on_ctrl_c_without_a_traceback() -> None:
         child.close(force=True)
     assert child.exitstatus == 0
     assert "Traceback" not in output
+
+
+def test_a_line_typed_before_admission_is_said_unsent_at_the_exit(tmp_path: Path) -> None:
+    # Nobody answers at the --join address: bob is never admitted, his line waits.
+    bob = Terminal("--name", "bob", "--data", str(tmp_path / "bob"), "--join", "ws://127.0.0.1:1/")
+    try:
+        bob.wait_for(lambda s: "bob @" in s)
+        bob.type("hello, anyone?")
+        bob.wait_until_shown("(queued")
+    finally:
+        assert bob.close() == 0
+    after = bob.child.before.decode("utf-8", "replace") if isinstance(bob.child.before, bytes) else ""
+    assert "not sent (the peer stopped before it could write it): hello, anyone?" in after
