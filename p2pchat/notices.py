@@ -8,20 +8,32 @@ was removed. A FLUSH or COMMIT that completes nothing says nothing: it is bookke
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .log import OrderedLog
 from .membership import Decision
 from .message import EntryKind, Message
 
-__all__ = ["decision_notice", "members_changed_notice", "membership_notice"]
+__all__ = ["Label", "decision_notice", "members_changed_notice", "membership_notice"]
+
+Label = Callable[[bytes, str], str]
+"""How a member is named in a notice, from its id and its name (a chat that tells two
+people of one name apart passes its own, see ChatScreen.shown_names)."""
 
 
-def membership_notice(log: OrderedLog, message: Message, *, with_decision: bool = True) -> str:
+def _as_named(member: bytes, name: str) -> str:
+    return name
+
+
+def membership_notice(
+    log: OrderedLog, message: Message, *, with_decision: bool = True, label: Label = _as_named
+) -> str:
     """The notice for a membership entry of ``log`` ("" for one that says nothing).
 
     ``with_decision``: the entry that completes a change also says what it decided (a
     view drawn from the log); a stream of events says that when it happens instead.
     """
-    name = message.name
+    name = label(message.sender_id, message.name)
     decision = log.roster.decided_at(message.key) if with_decision else None
     parts: list[str] = []
     if message.kind is EntryKind.GENESIS:
@@ -30,22 +42,22 @@ def membership_notice(log: OrderedLog, message: Message, *, with_decision: bool 
         change = message.change
         proposals = []
         if change.admitted:
-            proposals.append("to admit " + ", ".join(n for _, n in change.admitted))
+            proposals.append("to admit " + ", ".join(label(m, n) for m, n in change.admitted))
         if change.removed:
-            proposals.append("to remove " + ", ".join(_name(log, m) for m in change.removed))
+            proposals.append("to remove " + ", ".join(label(m, _name(log, m)) for m in change.removed))
         parts.append(f"{name} proposes " + " and ".join(proposals))
     elif message.kind is EntryKind.LEAVE:
         parts.append(f"{name} left" + (f" ({message.text})" if message.text else ""))
     elif message.kind is EntryKind.AWAY:
         parts.append(f"{name} is away")
     if decision is not None:
-        parts.append(decision_notice(log, decision))
+        parts.append(decision_notice(log, decision, label))
     return " · ".join(p for p in parts if p)
 
 
-def decision_notice(log: OrderedLog, decision: Decision) -> str:
+def decision_notice(log: OrderedLog, decision: Decision, label: Label = _as_named) -> str:
     """ "bob joined, carol is back, dave was removed" for a decided change."""
-    return members_changed_notice(log, decision.removed, decision.admitted, decision)
+    return members_changed_notice(log, decision.removed, decision.admitted, decision, label)
 
 
 def members_changed_notice(
@@ -53,6 +65,7 @@ def members_changed_notice(
     removed: tuple[bytes, ...],
     admitted: tuple[tuple[bytes, str], ...],
     decision: Decision | None = None,
+    label: Label = _as_named,
 ) -> str:
     roster = log.roster
     closed = [e for e in roster.epochs if e.decision is not None]
@@ -60,8 +73,8 @@ def members_changed_notice(
     words = []
     for member, name in admitted:
         before = any(member in e.members for e in roster.epochs[: epoch + 1])
-        words.append(f"{roster.name_of(member) or name} {'is back' if before else 'joined'}")
-    words += [f"{_name(log, member)} was removed" for member in removed]
+        words.append(f"{label(member, roster.name_of(member) or name)} {'is back' if before else 'joined'}")
+    words += [f"{label(member, _name(log, member))} was removed" for member in removed]
     return ", ".join(words)
 
 

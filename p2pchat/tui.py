@@ -66,7 +66,7 @@ from .node import text_count
 from .notices import membership_notice
 from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
 
-__all__ = ["ChatScreen", "ChatSetup", "membership_line", "run_tui"]
+__all__ = ["ChatScreen", "ChatSetup", "run_tui"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +97,6 @@ HELP = [
 ]
 EXPANDED_NOTICES_SECONDS = 30.0
 """A command's answer (/help, /who, ...) may use up to half the screen for this long."""
-
-
-def membership_line(log: OrderedLog, message: Message) -> str:
-    """A membership entry as the conversation shows it: "alice proposes to admit carol ·
-    carol joined", "erin is away" ("" for a FLUSH that completes nothing)."""
-    return membership_notice(log, message)
 
 
 STYLE = Style.from_dict(
@@ -280,7 +274,13 @@ class ChatScreen:
 
     def _membership_text(self, log: OrderedLog, message: Message) -> str:
         """ "bob left", "alice proposes to remove dave · dave was removed"."""
-        return printable(membership_line(log, message))
+        return printable(membership_notice(log, message, label=self._label))
+
+    def _label(self, member: bytes, name: str) -> str:
+        """A member as notices name it: as everywhere on screen (bob#74e7 where two are bob)."""
+        if member not in self.names:
+            return name  # (not learned yet: shown_names would give its fingerprint alone)
+        return self.shown_names().get(member) or name
 
     @staticmethod
     def _membership_rows(text: str, when: datetime, tentative: bool, width: int) -> list[Row]:

@@ -139,7 +139,8 @@ def two_chats(
         alice.wait_for(lambda s: "peers 1" in s or "p 1" in s)
         # Admitted (once its link stayed open a moment): both screens say so.
         for terminal in (alice, bob):
-            terminal.wait_for(lambda s: f"{second} joined" in s)
+            # (bob, or ivy#20ea where both are ivy)
+            terminal.wait_for(lambda s: re.search(rf"{second}(#[0-9a-f]{{4}})? joined", s))
         yield alice, bob
     finally:
         for terminal in (bob, alice):
@@ -397,6 +398,8 @@ def test_two_people_with_one_name_are_told_apart_by_key_fingerprint(tmp_path: Pa
         screen = first.wait_for(lambda s: len(re.findall(pattern, s)) == 2)
         fingerprints = dict((which, print_) for print_, which in re.findall(pattern, screen))
         assert fingerprints["first"] != fingerprints["second"]
+        # The membership lines tell them apart too: the second ivy's admission.
+        first.wait_for(lambda s: f"* ivy#{fingerprints['second']} joined" in s)
         first.type("/whois ivy")
         screen = first.wait_for(
             lambda s: len(re.findall(r"ivy#[0-9a-f]{4}( \(you\))?: [0-9a-f]{64}", s)) == 2
