@@ -137,7 +137,7 @@ def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
     pipe = Pipe(a, b)
     pipe.run()
     assert a.open_count == b.open_count == 0
-    assert pipe.closed and all("in room" in close.reason for close in pipe.closed)
+    assert pipe.closed and all("different rooms: room" in close.reason for close in pipe.closed)
     assert not [e for events in pipe.events.values() for e in events if isinstance(e, PeerUp)]
     for conn, node in pipe.nodes.items():
         assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
