@@ -981,11 +981,8 @@ class OrderedLog:
         MAX_VERSIONS_KEPT of them already (``capped``); whether we hold it now. The
         version we delivered is no "other" one (a proof may name it as such: see
         _swap_in_a_ready_version)."""
-        state = self._senders.get(version.sender_id)
-        if state is not None and version.seq <= state.delivered:
-            ours = self.get(version.id)
-            if ours is not None and ours.payload == version.payload:
-                return True
+        if self._delivered_as(version):
+            return True
         versions = self._other_versions.setdefault(version.id, {})
         link = version.entry_hash()
         if link not in versions:
@@ -993,6 +990,14 @@ class OrderedLog:
                 return False
             versions[link] = version
         return True
+
+    def _delivered_as(self, version: Message) -> bool:
+        """Whether ``version`` is the version of its entry we delivered."""
+        state = self._senders.get(version.sender_id)
+        if state is None or version.seq > state.delivered:
+            return False
+        ours = self.get(version.id)
+        return ours is not None and ours.payload == version.payload
 
     @property
     def other_versions(self) -> list[Message]:
@@ -1059,8 +1064,7 @@ class OrderedLog:
         liar's announcements count no more, our heads relay the promise it broke)."""
         for proof in proofs:
             if isinstance(proof, Equivocation):
-                ours = self.get(proof.kept.id)
-                if ours is not None and ours.payload == proof.rejected.payload:
+                if self._delivered_as(proof.rejected):
                     # (Stored before a swap: its "kept" is the version we gave up.)
                     proof = Equivocation(kept=proof.rejected, rejected=proof.kept)
                 self._keep_evidence(proof)

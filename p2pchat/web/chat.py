@@ -123,11 +123,10 @@ async def _receive_texts(peer: Peer, websocket: WebSocket, scope: trio.CancelSco
             try:
                 line = parse_line(text)
             except ValueError as exc:
-                line = None
-                answer = {"event": "error", "reason": str(exc)}
-            if not isinstance(line, str):
-                answer = answer if line is None else _run_command(peer, line)
-                await websocket.send_text(dumps(answer))
+                await websocket.send_text(dumps({"event": "error", "reason": str(exc)}))
+                continue
+            if isinstance(line, Command):
+                await websocket.send_text(dumps(_run_command(peer, line)))
                 continue
             text = line
             try:
