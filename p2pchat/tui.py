@@ -59,6 +59,7 @@ from .chatview import (
     visible_rows,
     wrap,
 )
+from .commands import member_called
 from .heap import freeze_startup_heap
 from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, Message
@@ -674,23 +675,18 @@ class ChatScreen:
         if not argument:
             self.warn("/remove: whom? for example /remove dave (/who lists everyone)")
             return
-        wanted = argument.casefold()
-        shown = self.shown_names()
-        found = [
-            member
-            for member in peer.log.members
-            if shown.get(member, "").casefold() == wanted or self.names.get(member, "").casefold() == wanted
-        ]
-        if len(found) != 1:
-            problem = "no active member" if not found else "more than one member"
-            self.warn(f"/remove: {problem} called {argument}; /who lists everyone, /whois tells them apart")
+        try:
+            member = member_called(peer.log, argument, names=self.names, labels=self.shown_names())
+        except ValueError as exc:
+            self.warn(f"/remove: {exc}; /who lists everyone")
             return
         try:
-            peer.remove(found[0])
+            peer.remove(member)
         except ValueError as exc:
             self.warn(f"/remove: {exc}")
             return
-        self.note(f"proposed to remove {argument}: every other member answers, then it is decided")
+        who = self.name_of(member)
+        self.note(f"proposed to remove {who}: every other member answers, then it is decided")
 
     def _whois_command(self, peer: Peer, argument: str) -> None:
         if not argument:

@@ -44,3 +44,21 @@ def test_remove_names_a_member_by_name_or_by_the_start_of_its_id() -> None:
         member_called(log, "")
     lone = Room([OTHER_BOB]).log()
     assert member_called(lone, "Member") == OTHER_BOB.sender_id
+
+
+def test_remove_takes_a_member_as_a_chat_shows_it() -> None:
+    log = Room([ALICE, BOB, OTHER_BOB]).log()
+    bob, other = BOB.sender_id, OTHER_BOB.sender_id
+    names = {ALICE.sender_id: "alice", bob: "bob", other: "Bob"}
+    labels = {ALICE.sender_id: "alice", bob: f"bob#{bob.hex()[:4]}", other: f"Bob#{other.hex()[:4]}"}
+    with pytest.raises(ValueError, match=rf"called bob \(bob#{bob.hex()[:4]}, Bob#{other.hex()[:4]}\)"):
+        member_called(log, "bob", names=names, labels=labels)
+    assert member_called(log, f"BOB#{bob.hex()[:4]}", names=names, labels=labels) == bob
+    assert member_called(log, " Alice ", names=names, labels=labels) == ALICE.sender_id
+    assert member_called(log, f"#{other.hex()[:5]}", names=names) == other
+    # Without the labels (the line chats), name#digits still tells two bobs apart.
+    assert member_called(log, f"bob#{other.hex()[:2]}", names=names) == other
+    with pytest.raises(ValueError, match=rf"\(bob#{bob.hex()[:8]}, Bob#{other.hex()[:8]}\)"):
+        member_called(log, "bob", names=names)
+    with pytest.raises(ValueError, match="no active member is called bob#zz"):
+        member_called(log, "bob#zz", names=names)

@@ -406,6 +406,14 @@ def test_two_people_with_one_name_are_told_apart_by_key_fingerprint(tmp_path: Pa
         )
         assert f"ivy#{fingerprints['first']} (you)" in screen
         second.wait_for(lambda s: f"ivy#{fingerprints['second']} @ ws://" in s)  # the status bar too
+        # /remove takes the name as shown, or the start of a key, as /whois shows it.
+        first.type("/remove IVY")
+        first.wait_until_shown("/remove: more than one member is called IVY (ivy#")
+        second_key = re.search(rf"ivy#{fingerprints['second']}: ([0-9a-f]{{64}})", screen)
+        assert second_key
+        first.type(f"/remove {second_key.group(1)[:6]}")
+        # (Found: in a room of two, the proposal itself is refused.)
+        first.wait_until_shown("/remove: a removal needs the answers of a strict majority")
 
 
 def test_nick_changes_the_name_others_see(tmp_path: Path) -> None:
