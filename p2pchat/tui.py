@@ -85,19 +85,47 @@ class ChatSetup:
     private: bool = False
 
 
-HELP = [
-    "/peers  neighbours now     /who  everyone in the room    /join URL  connect",
-    "/nick NAME  your name      /whois NAME  their full key   /quit  (or Ctrl-C)",
-    "/url  the URL others join you with    /invite  a one-time one (invite-only rooms; 24 h)",
-    "/leave  leave the room for good (a quit only says you are away until you are back)",
-    "/remove NAME  propose to remove a member that vanished (needs a majority's answers)",
-    "//text sends a line that starts with /     Alt-Enter: a new line in one message",
-    "PgUp/PgDn, wheel: scroll   End: the newest line   Up: what you sent before",
-    "Dim lines with ·: tentative, an earlier message may still arrive.",
-    "∥: written concurrently (neither author had seen the other).",
+HELP_COMMANDS = [
+    ("/who", "everyone in the room"),
+    ("/peers", "neighbours now"),
+    ("/join URL", "connect to a peer"),
+    ("/url", "your join URL, again"),
+    ("/invite", "a one-time join URL"),
+    ("/nick NAME", "change your name"),
+    ("/whois NAME", "their full key"),
+    ("/remove NAME", "remove a vanished member"),
+    ("/leave", "leave the room for good"),
+    ("/quit", "quit (or Ctrl-C)"),
 ]
+HELP_HINTS = [
+    "/quit: away until you are back; /leave: for good",
+    "/remove: decided by a majority's answers",
+    "//text sends /text; Alt-Enter: a new line",
+    "PgUp/PgDn, wheel: scroll; End: the newest line",
+    "Up: what you sent before",
+    "Dim, with ·: tentative (it may still move)",
+    "∥: written concurrently (neither saw the other)",
+]
+"""What /help says: short lines, so that it fits a small screen (see help_lines)."""
+
+
+def help_lines(width: int) -> list[str]:
+    """/help's answer for a screen ``width`` wide: the commands in two columns where
+    they fit, else one per line; then the hints."""
+    name_width = max(len(name) for name, _ in HELP_COMMANDS) + 2
+    entries = [f"{name:<{name_width}}{what}" for name, what in HELP_COMMANDS]
+    longest = max(len(entry) for entry in entries)
+    column = longest + 2
+    if column + longest > width:
+        return [*entries, *HELP_HINTS]
+    half = (len(entries) + 1) // 2
+    pairs = zip(entries[:half], [*entries[half:], ""][:half], strict=True)
+    return [f"{left:<{column}}{right}".rstrip() for left, right in pairs] + HELP_HINTS
+
+
 EXPANDED_NOTICES_SECONDS = 30.0
-"""A command's answer (/help, /who, ...) may use up to half the screen for this long."""
+"""A command's answer (/help, /who, ...) may use most of the screen for this long (see
+ChatScreen.notice_height), or until the next line is typed."""
 
 
 STYLE = Style.from_dict(
@@ -553,7 +581,7 @@ class ChatScreen:
         command, _, argument = line.partition(" ")
         argument = argument.strip()
         handlers: dict[str, Callable[[Peer, str], None]] = {
-            "/help": lambda p, a: self.note(*HELP),
+            "/help": lambda p, a: self.note(*help_lines(self.conversation_width)),
             "/quit": self._quit_command,
             "/leave": self._leave_command,
             "/peers": self._peers_command,
@@ -575,12 +603,13 @@ class ChatScreen:
         self.redraw()
 
     def notice_height(self, terminal_rows: int, width: int) -> int:
-        """Rows for notices: a fifth of the screen, more for a command's answer (at most half)."""
+        """Rows for notices: a fifth of the screen; more for a while for a command's answer,
+        up to all but the status bar, the input and one row of the conversation."""
         count, until = self.expanded
         base = notice_rows(terminal_rows)
         if count and time.monotonic() < until:
             rows = len(self.notice_rows(width, 10_000, last=count))
-            return max(base, min(rows, terminal_rows // 2))
+            return max(base, min(rows, terminal_rows - 3))
         return base
 
     def _quit_command(self, peer: Peer, argument: str) -> None:

@@ -338,6 +338,20 @@ def test_a_long_line_wraps_at_word_boundaries(tmp_path: Path) -> None:
         alice.close()
 
 
+@pytest.mark.parametrize(("rows", "columns"), [(20, 50), (24, 80)], ids=["50x20", "80x24"])
+def test_help_fits_the_screen_whole(tmp_path: Path, rows: int, columns: int) -> None:
+    alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"), rows=rows, columns=columns)
+    try:
+        alice.wait_for(lambda s: " │ " in s)
+        alice.type("/help")
+        # Every command and the last hint at once, the first line not scrolled away.
+        commands = ("/who", "/peers", "/join URL", "/url", "/invite", "/nick NAME", "/whois NAME")
+        commands += ("/remove NAME", "/leave", "/quit")
+        alice.wait_for(lambda s: all(command in s for command in commands) and "neither saw the other" in s)
+    finally:
+        alice.close()
+
+
 def test_multi_line_compose_slash_escape_and_input_history(tmp_path: Path) -> None:
     with two_chats(tmp_path) as (alice, bob):
         alice.child.send("top line" + ALT_ENTER + "second line")
