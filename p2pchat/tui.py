@@ -495,9 +495,9 @@ class ChatScreen:
                 elif isinstance(event, NeighbourUp):
                     self.learn_name(event.sender_id, event.name)
                     self._reached(peer)
-                    self.note_recurring(
-                        f"* connected to {self.name_of(event.sender_id)} ({event.url or 'dialed us'})"
-                    )
+                    # (The URL's id cut short: the name says who it is, /peers gives it whole.)
+                    where = _short_url(event.url) or "dialed us"
+                    self.note_recurring(f"* connected to {self.name_of(event.sender_id)} ({where})")
                 elif isinstance(event, NeighbourDown):
                     self._neighbour_down(peer, event)
                 elif isinstance(event, DialFailed):
@@ -770,7 +770,7 @@ class _RowsControl(UIControl):
 
 def _short_url(url: str | None) -> str:
     """A join URL with its peer id cut to 8 digits, for a status bar too narrow for all of
-    it (the full one is in the notice at the top)."""
+    it (the full one is in the notice at the top), or a neighbour's in a notice."""
     if url is None:
         return ""
     base, sep, peer_id = url.partition("#")

@@ -266,8 +266,11 @@ def test_join_command_connects_to_another_peer(tmp_path: Path) -> None:
     alice = Terminal("--name", "alice", "--data", str(tmp_path / "alice"))
     carol = Terminal("--name", "carol", "--data", str(tmp_path / "carol"))
     try:
-        carol.type(f"/join {alice.url()}")
-        carol.wait_for(lambda s: "connected to alice" in s)
+        url = alice.url()
+        carol.type(f"/join {url}")
+        # One row: the id in the URL cut short (the name says who it is; /peers has it all).
+        base, peer_id = url.split("#")
+        carol.wait_for(lambda s: f"connected to alice ({base}#{peer_id[:8]}…)" in s)
         alice.wait_for(lambda s: "peers 1" in s)
     finally:
         carol.close()
