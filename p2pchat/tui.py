@@ -314,7 +314,7 @@ class ChatScreen:
     @staticmethod
     def _membership_rows(text: str, when: datetime, tentative: bool, width: int) -> list[Row]:
         text = f"{when:%H:%M:%S} * {text}" + ("  ·" if tentative else "")
-        first, *rest = wrap(text, width)
+        first, *rest = wrap(text, width - 2, first_width=width)  # (the rest are indented 2)
         return [[("class:notice", first)], *([("class:notice", "  " + piece)] for piece in rest)]
 
     def _marker_row(self, width: int) -> Row:

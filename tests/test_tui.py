@@ -522,3 +522,19 @@ def test_a_line_typed_before_admission_is_said_unsent_at_the_exit(tmp_path: Path
         assert bob.close() == 0
     after = bob.child.before.decode("utf-8", "replace") if isinstance(bob.child.before, bytes) else ""
     assert "not sent (the peer stopped before it could write it): hello, anyone?" in after
+
+
+def test_membership_lines_wrap_within_the_screen() -> None:
+    from datetime import datetime
+
+    from prompt_toolkit.utils import get_cwidth
+
+    from p2pchat.tui import ChatScreen
+
+    text = "alice proposes to remove dave, erin and frank · dave, erin and frank were removed: silent"
+    for width in (20, 33, 40, 57):
+        rows = ChatScreen._membership_rows(text, datetime(2026, 11, 28, 4, 5, 6), True, width)
+        assert len(rows) > 1
+        assert all(get_cwidth("".join(piece for _, piece in row)) <= width for row in rows), (width, rows)
+        shown = " ".join("".join(piece for _, piece in row) for row in rows).split()
+        assert shown == ["04:05:06", "*", *text.split(), "·"]  # (nothing lost, no word cut)
