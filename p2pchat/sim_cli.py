@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from .arguments import number, whole_number
+from .membership import MAX_MEMBERS
 from .node import NodeConfig
 from .sim import SimConfig, SimReport, Simulation
 
@@ -30,7 +31,12 @@ def add_sim_parser(commands: Any) -> None:
         "loss and whether every log is identical.",
         epilog="examples:\n  p2pchat sim\n  p2pchat sim --peers 50 --partition --seed 3 --json",
     )
-    sim.add_argument("--peers", type=whole_number(1), default=25, help="peers in the network")
+    sim.add_argument(
+        "--peers",
+        type=whole_number(1, MAX_MEMBERS),
+        default=25,
+        help=f"peers in the network, all members of one room (a room holds at most {MAX_MEMBERS})",
+    )
     sim.add_argument("--latency", type=number(0), default=100.0, help="ms per hop")
     sim.add_argument(
         "--rate", type=number(0, above=True), default=100.0, help="messages per second, whole group"

@@ -121,7 +121,9 @@ MISTAKES = {
     "demo-diagram-nowhere": Mistake(
         ["demo", "--diagram", "{tmp}/no/such/dir/x.svg"], "does not exist", code=2
     ),
-    "sim-no-peers": Mistake(["sim", "--peers", "0"], "at least 1", code=2),
+    "sim-no-peers": Mistake(["sim", "--peers", "0"], "between 1 and 256, got 0", code=2),
+    # (A room holds at most 256 members: more was a traceback from inside the simulator.)
+    "sim-too-many-peers": Mistake(["sim", "--peers", "1000"], "between 1 and 256, got 1000", code=2),
     "bench-zero-rate": Mistake(["bench", "--rate", "0"], "above 0", code=2),
     "private-with-join": Mistake(
         [*CHAT, "--data", "{tmp}/a", "--private", "--join", "ws://127.0.0.1:1"], "not with --join"
