@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from .arguments import number, whole_number
+from .membership import MAX_MEMBERS
 
 __all__ = ["BenchResult", "add_bench_parser", "chat_command", "json_events", "run_bench", "run_bench_command"]
 
@@ -91,7 +92,12 @@ def add_bench_parser(commands: Any) -> None:
         "and CPU per delivery.",
         epilog="examples:\n  p2pchat bench\n  p2pchat bench --peers 8 --rate 50 --json",
     )
-    bench.add_argument("--peers", type=whole_number(1), default=5, help="peer processes")
+    bench.add_argument(
+        "--peers",
+        type=whole_number(1, MAX_MEMBERS),
+        default=5,
+        help=f"peer processes, all members of one room (at most {MAX_MEMBERS})",
+    )
     bench.add_argument("--messages", type=whole_number(1), default=200, help="messages per peer")
     bench.add_argument(
         "--rate", type=number(0, above=True), help="messages per second per peer (default: flat out)"
