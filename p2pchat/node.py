@@ -1170,24 +1170,39 @@ class Node:
         saw it counts from then for removal (``member_timeout``), but as unheard for a
         new change (a link that opened and died cannot answer one).
         """
-        me = self.identity.sender_id
         unheard = set()
+        for member, (_, _, first_seen, heard) in self._hear(now).items():
+            since = heard if heard is not None else first_seen
+            if heard is None and window < (self.config.member_timeout or math.inf):
+                unheard.add(member)  # (never heard: no change may wait for its answer)
+            elif now - since >= window:
+                unheard.add(member)
+        return frozenset(unheard)
+
+    def last_heard(self, now: float) -> dict[bytes, float | None]:
+        """Per active member other than us, how many seconds ago we last heard from it
+        (its own signed words, see _unheard); None if not since we first saw it."""
+        return {
+            member: None if heard is None else now - heard
+            for member, (_, _, _, heard) in self._hear(now).items()
+        }
+
+    def _hear(self, now: float) -> dict[bytes, tuple[int, int, float, float | None]]:
+        """Bring ``_heard`` up to date for every active member other than us: (its
+        delivered seq, its newest beat, when we first saw it, when either last grew)."""
+        me = self.identity.sender_id
+        heard = {}
         for member in self.log.members:
             if member == me:
                 continue
             mark = (self.log.delivered_seq(member), self.log.last_beat(member))
             seen = self._heard.get(member)
             if seen is None:
-                self._heard[member] = (*mark, now, None)
-                seen = self._heard[member]
+                seen = (*mark, now, None)
             elif seen[:2] != mark:
-                self._heard[member] = seen = (*mark, seen[2], now)
-            since = seen[3] if seen[3] is not None else seen[2]
-            if seen[3] is None and window < (self.config.member_timeout or math.inf):
-                unheard.add(member)  # (never heard: no change may wait for its answer)
-            elif now - since >= window:
-                unheard.add(member)
-        return frozenset(unheard)
+                seen = (*mark, seen[2], now)
+            self._heard[member] = heard[member] = seen
+        return heard
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
         for other in self._neighbours.values():

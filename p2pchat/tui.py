@@ -638,6 +638,7 @@ class ChatScreen:
         connected = {sender for _, sender, _ in peer.node.neighbours() if sender}
         states = {member: info.state.value for member, info in log.member_info().items()}
         everyone = set(states) | {me}
+        heard = peer.node.last_heard(trio.current_time())
         shown = self.shown_names()
         active = sum(1 for state in states.values() if state == "active")
         self.note(f"{active} in the room ({len(everyone)} ever admitted):")
@@ -649,6 +650,8 @@ class ChatScreen:
                 flags.append("you")
             if member in connected:
                 flags.append("connected")
+            if member in heard:
+                flags.append(_heard_text(heard[member]))
             if member in silent and len(log) > log.stable_count:
                 flags.append("holding stability back")
             self.note(f"  {self.name_of(member):<16} {', '.join(flags)}".rstrip())
@@ -766,6 +769,17 @@ class _RowsControl(UIControl):
                 self._on_scroll(-SCROLL_WHEEL_ROWS)
                 return None
         return NotImplemented
+
+
+def _heard_text(seconds: float | None) -> str:
+    """When a member was last heard from (/who): "heard 5 s ago", "heard 3 min ago"."""
+    if seconds is None:
+        return "not heard from yet"
+    if seconds < 120:
+        return f"heard {seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"heard {seconds / 60:.0f} min ago"
+    return f"heard {seconds / 3600:.0f} h ago"
 
 
 def _short_url(url: str | None) -> str:

@@ -338,3 +338,15 @@ def test_a_heartbeat_repeats_an_announcement_only_where_the_link_lacks_it() -> N
     pipe.now += NodeConfig().keepalive_interval
     heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
     assert heads[b_id].signature == a.log.announcement_of(b_id).signature  # type: ignore[union-attr]
+
+
+def test_last_heard_counts_from_a_members_own_words() -> None:
+    a, b, pipe = make_pair()
+    other = b.identity.sender_id
+    assert set(a.last_heard(pipe.now)) == {other}  # (active members other than us)
+    pipe.route(2, b.send_text("hi", pipe.now, 0)[1])
+    pipe.run()
+    said = pipe.now
+    assert a.last_heard(said)[other] == 0.0  # its line: heard now
+    # Later, its entries unchanged and its links gone quiet: counted from the line.
+    assert a.last_heard(said + 42.0)[other] == 42.0
