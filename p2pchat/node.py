@@ -1202,6 +1202,10 @@ class Node:
             elif seen[:2] != mark:
                 seen = (*mark, seen[2], now)
             self._heard[member] = heard[member] = seen
+        if len(self._heard) > len(heard):
+            # Not members now (removed, left): a member admitted again is counted from
+            # its admission, not from what we heard of it before it was removed.
+            self._heard = heard
         return heard
 
     def _twin(self, neighbour: _Neighbour, remote_id: bytes) -> _Neighbour | None:
