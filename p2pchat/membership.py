@@ -55,7 +55,10 @@ The rules, as implemented:
   that was not dead) carries nothing.
 * **Which epoch an entry is in.** An entry belongs to the epoch after a decision
   exactly when its causal past holds every answer of that decision and COMMITs of
-  it from a strict majority (so it shows the change decided). It is valid
+  it from a strict majority (so it shows the change decided). Answers and COMMITs
+  are noted whenever they come, before the decision or after it (above their
+  author's cut, as a removed member's own are), each judged as the open epoch
+  would judge it: which COMMITs count must not depend on what came first. It is valid
   only if its author is a member of its epoch, not above its cut there, and not
   after its own exit there. So the epochs follow one another in key order too:
   a later epoch's entries follow every answer, and every valid entry of an epoch
@@ -453,6 +456,16 @@ class Roster:
             return number, "exits while holding a COMMIT of a change that is not dead"
         return number, None  # (an exit after its author's answer: as a chat line there)
 
+    def _judge_vote(
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], held: _Held
+    ) -> str | None:
+        """Why a CHANGE, FLUSH or COMMIT is invalid in ``epoch`` while it is open, if it is."""
+        if message.kind is EntryKind.CHANGE:
+            return self._judge_change(epoch, message, vector, held)
+        if message.kind is EntryKind.FLUSH:
+            return self._judge_flush(epoch, message, held)
+        return self._judge_commit(epoch, message, held)
+
     def _open_commit(self, epoch: Epoch, member: bytes, held: _Held) -> _Proposal | None:
         """The change ``member`` committed last, unless ``held`` shows it dead."""
         change = epoch.committed.get(member)
@@ -543,28 +556,38 @@ class Roster:
             self.epochs.append(Epoch(0, frozenset({author})))
             return None
         epoch = self.epochs[number]
+        if message.kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+            self._note_vote(epoch, message, vector)
         if epoch.decision is not None:
-            return None  # (a valid entry of a closed epoch was delivered before its decision)
-        full = dict(vector)
+            # (A valid entry of a closed epoch delivered after its decision: its answer or
+            # COMMIT is noted all the same, as where it came first, for the COMMITs and
+            # epochs judged later; nothing is decided again.)
+            return None
+        if message.kind is EntryKind.COMMIT:
+            return self._decide(epoch, message.key)
+        if message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
+            answer = _Answer(author, message.seq, None, dict(vector), message.key)
+            epoch.exits[author] = (answer, message.kind, message.key)
+        return None  # (only a COMMIT decides: it needs every answer in its causal past)
+
+    def _note_vote(self, epoch: Epoch, message: Message, vector: Mapping[bytes, int]) -> None:
+        """Note a CHANGE (a proposal and its author's answer), a FLUSH (an answer) or a
+        COMMIT of ``epoch``, judged valid there."""
+        author = message.sender_id
         if message.kind is EntryKind.CHANGE:
             assert message.change is not None
             epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change)
             for member, name in message.change.admitted:
                 self._names.setdefault(member, name)
-            answer = _Answer(author, message.seq, message.id, full, message.key)
+            answer = _Answer(author, message.seq, message.id, dict(vector), message.key)
             self._answer(epoch, message.change.round, answer)
         elif message.kind is EntryKind.FLUSH:
             assert message.flush is not None
-            answer = _Answer(author, message.seq, message.flush.change, full, message.key)
+            answer = _Answer(author, message.seq, message.flush.change, dict(vector), message.key)
             self._answer(epoch, message.flush.round, answer)
-        elif message.kind is EntryKind.COMMIT:
-            assert message.flush is not None
+        else:
+            assert message.kind is EntryKind.COMMIT and message.flush is not None
             self._commit(epoch, author, message.seq, message.flush.change)
-            return self._decide(epoch, message.key)
-        else:  # LEAVE or AWAY
-            answer = _Answer(author, message.seq, None, full, message.key)
-            epoch.exits[author] = (answer, message.kind, message.key)
-        return None  # (only a COMMIT decides: it needs every answer in its causal past)
 
     def record_void(self, message: Message, vector: Mapping[bytes, int], number: int) -> None:
         """Note a delivered entry of epoch ``number`` that is void because it came after
@@ -576,10 +599,13 @@ class Roster:
             return
         author = message.sender_id
         past = _past(vector, author, message.seq)
-        if message.kind is EntryKind.COMMIT:
-            assert message.flush is not None
-            if self._judge_commit(epoch, message, past) is None:
-                self._commit(epoch, author, message.seq, message.flush.change)
+        if message.kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+            # Judged as the open epoch would have, on its causal past alone, and noted if
+            # valid there: a replica that took it before the decision noted it, and what
+            # the COMMITs and epochs of later entries are judged on must not depend on
+            # which came first. (A removed member's answer and COMMIT: above its cut.)
+            if self._judge_vote(epoch, message, vector, past) is None:
+                self._note_vote(epoch, message, vector)
         elif message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             # Judged as the open epoch would have: its first exit there, and not while
             # holding a COMMIT of a change not dead in its causal past.
