@@ -208,3 +208,41 @@ def test_a_member_removed_after_a_crash_is_not_removed_again_once_back(seed: int
     admissions = [e for e in epochs if e.decision is not None and crashed in dict(e.decision.admitted)]
     assert (len(removals), len(admissions)) == (1, 1)  # (it founded the room: admitted on its return)
     assert all(peer.node.log.is_member(crashed) for peer in sim.peers)
+
+
+# Rooms where, before, the returning member was removed twice, or the logs ended
+# different (each was, on the code before, in one of these ways), and two more.
+CRASH_AND_RETURN = [
+    (4, "ring", 0, 0),
+    (4, "ring", 0, 1),
+    (4, "ring", 1, 0),
+    (4, "ring", 1, 1),
+    (4, "random", 2, 0),
+    (5, "random", 3, 0),
+    (6, "random", 2, 1),
+    (6, "random", 3, 0),
+    (5, "ring", 4, 0),
+    (6, "ring", 5, 1),
+]
+
+
+@pytest.mark.parametrize(("peers", "topology", "victim", "seed"), CRASH_AND_RETURN)
+def test_a_crash_and_a_return_in_many_rooms_end_in_one_log_and_one_room(
+    peers: int, topology: str, victim: int, seed: int
+) -> None:
+    # Removed once after the member timeout, admitted once on its return; every log the
+    # same at the end (a member's answer and COMMIT of its own removal counted the
+    # same everywhere), no position reported stable ever moved, everyone a member.
+    node = NodeConfig(member_timeout=5.0, recent_window=5.0)
+    sim = Simulation(SimConfig(peers=peers, topology=topology, seed=seed, node=node))
+    run_chat(sim, peers, 40, start=1.0, spacing=0.05, seed=seed)
+    sim.at(1.5, lambda: sim.crash(victim))
+    sim.at(16.5, lambda: sim.restart(victim))
+    sim.run_until(60.0)
+    report = sim.report()
+    assert (report.duplicates, report.identical, report.stability_moved) == (0, True, 0)
+    crashed = sim.peers[victim].identity.sender_id
+    witness = sim.peers[(victim + 1) % peers].node.log
+    removals = [e for e in witness.roster.epochs if e.decision is not None and crashed in e.decision.removed]
+    assert len(removals) == 1
+    assert all(witness.is_member(peer.identity.sender_id) for peer in sim.peers)
