@@ -57,7 +57,16 @@ from .log import (
     Stable,
     Voided,
 )
-from .message import MAX_NAME_BYTES, PAYLOAD_VERSION, EntryKind, Message, MessageId, RoomPolicy, signed_bytes
+from .message import (
+    MAX_NAME_BYTES,
+    PAYLOAD_VERSION,
+    EntryKind,
+    Message,
+    MessageId,
+    MessageKey,
+    RoomPolicy,
+    signed_bytes,
+)
 from .node import (
     Close,
     Discovered,
@@ -147,6 +156,18 @@ class PeerConfig:
 
 
 # Events for the application ----------------------------------------------------
+
+
+def _voided_below(events: list[object]) -> list[MessageKey | None]:
+    """Per event, the lowest key of the entries voided by the events after it."""
+    lowest: MessageKey | None = None
+    below: list[MessageKey | None] = []
+    for event in reversed(events):
+        below.append(lowest)
+        if isinstance(event, Voided):
+            voided = min(message.key for message in event.messages)
+            lowest = voided if lowest is None else min(lowest, voided)
+    return below[::-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +324,10 @@ class Peer:
         """Of ``_unsaved``, the entries held without a place here (Entombed.placeless)."""
         self._unsaved_versions: list[Message] = []
         """Other versions of forked entries the log took since the last save."""
+        self._own_saved = node.log.delivered_seq(node.identity.sender_id)
+        """Our entries up to this seq are on disk (restored, or saved as we wrote them):
+        one of ours the log takes from a neighbour above it (our chain recovered after a
+        restart from an old copy of our data) is saved as anyone else's is."""
         self._dialing: set[str] = set()
         self._tick_scope: trio.CancelScope | None = None
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
@@ -583,19 +608,22 @@ class Peer:
     def _on_log_events(self, events: Iterable[object]) -> None:
         log = self.node.log
         me = self.node.identity.sender_id
-        for event in events:
+        events = list(events)
+        voided_below = _voided_below(events)
+        for position, event in enumerate(events):
             if isinstance(event, Delivered):
-                if event.message.sender_id != me:
-                    self._unsaved.append(event.message)
-                # Its position now (later deliveries of the same frame may have moved it).
-                # (It can only have moved down since: past the stable count it is not stable.)
-                stable = event.index < log.stable_count and log.is_stable(event.message)
+                self._note_unsaved(event.message)
+                # Said stable only where its index is its position now: later deliveries of
+                # the same frame may only have moved it down (past the stable count it is
+                # not stable), but an entry voided later in the frame, below it, moves it up.
+                lowest = voided_below[position]
+                moved_up = lowest is not None and lowest < event.message.key
+                stable = not moved_up and event.index < log.stable_count and log.is_stable(event.message)
                 self._publish(MessageDelivered(event.message, event.index, event.concurrent, stable))
             elif isinstance(event, Entombed):
-                if event.message.sender_id != me:
-                    self._unsaved.append(event.message)  # (held for good: others may need it)
-                    if event.placeless:
-                        self._unsaved_placeless.add(event.message.id)
+                # (Held for good: others may need it.)
+                if self._note_unsaved(event.message) and event.placeless:
+                    self._unsaved_placeless.add(event.message.id)
             elif isinstance(event, Decided):
                 decision = event.decision
                 self._publish(
@@ -633,6 +661,15 @@ class Peer:
                 )
                 self._unsaved_proofs.append(signed_proof(event, self.node.log.room_id or b""))
                 self._publish(ClockLieFound(promise.clock_seq, promise.clock_lamport, message))
+
+    def _note_unsaved(self, message: Message) -> bool:
+        """Keep ``message`` for the next save, unless it is ours and on disk already."""
+        if message.sender_id == self.node.identity.sender_id:
+            if message.seq <= self._own_saved:
+                return False
+            self._own_saved = message.seq
+        self._unsaved.append(message)
+        return True
 
     async def _send_again(self, texts: list[str]) -> None:
         with suppress(trio.ClosedResourceError):
@@ -689,6 +726,8 @@ class Peer:
         room_id = self.node.log.room_id
         if self.store is None or room_id is None:
             return
+        if own:
+            self._own_saved = max(self._own_saved, *(message.seq for message in own))
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
         proofs, self._unsaved_proofs = self._unsaved_proofs, []
         placeless, self._unsaved_placeless = self._unsaved_placeless, set()
