@@ -372,7 +372,9 @@ class _Neighbour:
     this was written on this very link (it is quitting), not in an earlier session."""
     reported_up: bool = False
     """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
-    that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
+    that, e.g. from another room or a duplicate, never had a PeerUp and gets none). It is
+    output once both ends took the link: we did (the link is still open after our checks)
+    and it did (a frame of its own came after the handshake, see ``Node._on_accepted``)."""
     heads_seen: bool = False
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
@@ -748,7 +750,7 @@ class Node:
         except ProtocolError as exc:
             # It opened, so the proven neighbour sent it: refuse its id for a while.
             return self._fail(neighbour, exc.code, exc.reason, ban=now)
-        return self._dispatch(neighbour, frame, now)
+        return [*self._on_accepted(neighbour, frame), *self._dispatch(neighbour, frame, now)]
 
     def _count_in(self, neighbour: _Neighbour, data: bytes | str, now: float) -> bool:
         self.stats.frames_in += 1
@@ -824,8 +826,6 @@ class Node:
         url = _url_of(neighbour)
         if remote.listen_url and url:
             self._remember([url])
-        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, url))
-        neighbour.reported_up = True
         neighbour.hello_seq = self.log.delivered_seq(remote.sender_id)
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
@@ -843,7 +843,27 @@ class Node:
             refused = self._redeem(neighbour, remote.invite, now, outputs)
             if refused is not None:
                 return [*outputs, *refused]
-        return [*outputs, *self._check_trust(neighbour, now)]
+        outputs.extend(self._check_trust(neighbour, now))
+        said = any(isinstance(output, Send) and output.conn == neighbour.conn for output in outputs)
+        if neighbour.link.is_open and not said:
+            # We take the link but have nothing for it yet (it waits for its admission):
+            # an empty PEERS tells it so, and it reports us up (see _on_accepted).
+            outputs.append(self._send(neighbour.conn, encode_frame(Peers(()))))
+        return outputs
+
+    def _on_accepted(self, neighbour: _Neighbour, frame: Frame) -> list[Output]:
+        """A PeerUp for ``neighbour`` if this frame shows it took the link (see
+        ``_Neighbour.reported_up``): any frame of its own after the handshake but a BYE.
+
+        Until then the link is open but not reported: the other end may still refuse it
+        (an invite-only room we are no member of, an offender, a ban, a full room), and a
+        link refused by either end was never up for the user (its refusal is told as such:
+        the close reason, and the dialer's failed dial)."""
+        remote = neighbour.link.remote
+        if neighbour.reported_up or remote is None or isinstance(frame, Bye):
+            return []
+        neighbour.reported_up = True
+        return [PeerUp(neighbour.conn, remote.sender_id, remote.name, _url_of(neighbour))]
 
     def _policy(self) -> RoomPolicy | None:
         genesis = self.log.genesis
