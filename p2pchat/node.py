@@ -249,6 +249,10 @@ class Close:
     conn: int
     code: CloseCode
     reason: str
+    """Why, for the other side: the close frame carries it there."""
+    note: str | None = None
+    """Why, in our own words (our log, our failed dial), where the reason reads only from
+    the other side ("you are not a member"); None: the reason says it for both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -819,7 +823,7 @@ class Node:
         moving_here = self._yielded_to_by(remote.room_id, remote.pristine)
         refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
-            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
+            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, *refusal)]
         if self.log.room_id is None:
             self.log.adopt_room(remote.room_id)
             outputs.append(RoomAdopted(remote.room_id))
@@ -922,7 +926,8 @@ class Node:
         invite_only = self._policy() is RoomPolicy.INVITE
         if self.is_member and invite_only and not self._is_away(neighbour.remote_id):
             reason = "this room is invite-only and you are not a member: ask a member for an invite"
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+            note = "not a member of this invite-only room (only an invite of ours admits it)"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, note)
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
@@ -1034,14 +1039,18 @@ class Node:
             if offender != self.identity.sender_id:
                 self.offenders.setdefault(offender, offence(proof))
 
-    def _room_refusal(self, remote_room: bytes) -> str | None:
-        """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""
+    def _room_refusal(self, remote_room: bytes) -> tuple[str, str] | None:
+        """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served: for
+        it, and for us (see :class:`Close`)."""
         ours = self.log.room_id
         if ours is None and not remote_room:
-            return "neither side is in a room yet: one of them must found one"
+            reason = "neither side is in a room yet: one of them must found one"
+            return reason, reason
         if ours is not None and remote_room and remote_room != ours:
-            # (Rooms by id, not "we" and "that peer": both sides read it, see Peer._dialer.)
-            return f"different rooms: room {ours.hex()[:16]} takes no peer of room {remote_room.hex()[:16]}"
+            theirs, mine = remote_room.hex()[:16], ours.hex()[:16]
+            return f"this peer is in room {mine}, not in your room {theirs}", (
+                f"in room {theirs}, not in our room {mine}"
+            )
         return None
 
     def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
@@ -1918,15 +1927,24 @@ class Node:
         return preferred if self._may_ask(preferred) else None
 
     def _fail(
-        self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
+        self,
+        neighbour: _Neighbour,
+        code: CloseCode,
+        reason: str,
+        note: str | None = None,
+        *,
+        ban: float | None = None,
     ) -> list[Output]:
-        """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while."""
+        """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while.
+        With a ``note`` (see :class:`Close`), the reason goes to the neighbour as it is."""
         neighbour.link.close()
         if ban is not None and neighbour.remote_id is not None:
             self._banned[neighbour.remote_id] = ban + self.config.ban_seconds
             reason = f"{reason} (banned for {self.config.ban_seconds:.0f} s)"
         who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
-        return [Close(neighbour.conn, code, f"{who}: {reason}")]
+        if note is None:
+            return [Close(neighbour.conn, code, f"{who}: {reason}")]
+        return [Close(neighbour.conn, code, reason, f"{who}: {note}")]
 
     def _send(self, conn: int, frame: bytes) -> Send:
         """A frame for ``conn`` (deflated if it is worth it; to be sealed by the shell,

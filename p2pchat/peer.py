@@ -524,7 +524,7 @@ class Peer:
                 case Send():
                     self._send(output.conn, output.data, output.clear)
                 case Close():
-                    self._close(output.conn, output.code, output.reason)
+                    self._close(output.conn, output.code, output.reason, output.note)
                 case LogEvents():
                     self._on_log_events(output.events)
                 case PeerUp():
@@ -577,14 +577,17 @@ class Peer:
         except trio.ClosedResourceError:
             pass
 
-    def _close(self, conn: int, code: int, reason: str) -> None:
+    def _close(self, conn: int, code: int, reason: str, note: str | None = None) -> None:
+        """Close ``conn`` with ``reason`` (for the other side); ``note``, the same in our
+        words, is what we log and say (see node.Close)."""
         connection = self._connections.get(conn)
         if connection is None:
             return
-        logger.info("closing conn %d: %s", conn, reason)
+        said = reason if note is None else note
+        logger.info("closing conn %d: %s", conn, said)
         connection.close_code, connection.close_reason = code, reason
         if code in REFUSAL_CODES and connection.refusal is None:
-            connection.refusal = LinkRefusal(reason, ours=True)
+            connection.refusal = LinkRefusal(said, ours=True)
         connection.outbox.close()  # the writer sends what is queued, then closes
 
     def _on_log_events(self, events: Iterable[object]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pytest
 
 from p2pchat.deflate import inflate_frame
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, short_id
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind, RoomPolicy
 from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
@@ -137,7 +137,14 @@ def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
     pipe = Pipe(a, b)
     pipe.run()
     assert a.open_count == b.open_count == 0
-    assert pipe.closed and all("different rooms: room" in close.reason for close in pipe.closed)
+    assert {close.conn for close in pipe.closed} == {1, 2}
+    for close in pipe.closed:
+        # The reason goes to the refused side and reads from there; the note is ours.
+        ours, theirs = pipe.nodes[close.conn], pipe.nodes[3 - close.conn]
+        mine, its = (node.log.room_id.hex()[:16] for node in (ours, theirs) if node.log.room_id)
+        assert close.code is CloseCode.POLICY_VIOLATION
+        assert close.reason == f"this peer is in room {mine}, not in your room {its}"
+        assert close.note == f"{short_id(theirs.identity.sender_id)}: in room {its}, not in our room {mine}"
     assert not [e for events in pipe.events.values() for e in events if isinstance(e, PeerUp)]
     for conn, node in pipe.nodes.items():
         assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
