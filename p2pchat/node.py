@@ -827,9 +827,6 @@ class Node:
         if self.log.room_id is None:
             self.log.adopt_room(remote.room_id)
             outputs.append(RoomAdopted(remote.room_id))
-        url = _url_of(neighbour)
-        if remote.listen_url and url:
-            self._remember([url])
         neighbour.hello_seq = self.log.delivered_seq(remote.sender_id)
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
@@ -913,6 +910,7 @@ class Node:
             if neighbour.trusted:
                 return []
             neighbour.trusted = True
+            self._learn_address(neighbour)
             return [*self._open_sync(neighbour, now), *self._offer_evidence(neighbour, now)]
         neighbour.trusted = False
         if self._may_ask(neighbour) and not neighbour.asked:
@@ -931,6 +929,18 @@ class Node:
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
+
+    def _learn_address(self, neighbour: _Neighbour) -> None:
+        """Keep the listen URL of a neighbour we just trusted, to pass on to the others
+        (PEERS) and dial: a member of our room (or one away), or, while we hold nothing
+        of the room, one in the room we took. Never that of a neighbour we refused or that
+        waits for its admission: a stranger's address would reach every member."""
+        remote = neighbour.link.remote
+        url = _url_of(neighbour)
+        if remote is None or not remote.listen_url or url is None:
+            return
+        if self.log.genesis is not None or remote.room_id == self.log.room_id:
+            self._remember([url])
 
     def _may_ask(self, neighbour: _Neighbour) -> bool:
         """Whether we may ask ``neighbour`` for entries (our heads with ``reply_wanted``, WANT).

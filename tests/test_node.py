@@ -173,6 +173,27 @@ def test_a_stranger_refused_by_an_invite_only_room_is_never_reported_up() -> Non
     assert ups_and_downs(pipe) == {1: [], 2: []}
 
 
+def test_the_address_of_a_refused_stranger_is_not_passed_on() -> None:
+    log, _ = OrderedLog.found(IDS[0], name="peer0", room_name="room0", sent_at_ms=0, policy=RoomPolicy.INVITE)
+    member = Node(IDS[0], "peer0", log, config=NodeConfig(admission_delay=0.0))
+    stranger = Node(IDS[1], "peer1", OrderedLog(), listen_url="ws://127.0.0.1:9001")
+    pipe = Pipe(stranger, member)
+    pipe.run()
+    assert [close.conn for close in pipe.closed] == [2]  # refused: invite-only
+    # Never our neighbour: its address goes to nobody (the PEERS frame a member sends
+    # to every neighbour it trusts holds what it knows).
+    assert member.known_addresses() == []
+
+
+def test_the_address_of_an_admitted_newcomer_is_passed_on() -> None:
+    founder = make_node(0, found=True)
+    newcomer = Node(IDS[1], "peer1", OrderedLog(), listen_url="ws://127.0.0.1:9001")
+    pipe = Pipe(newcomer, founder)
+    pipe.run()
+    assert newcomer.is_member
+    assert f"ws://127.0.0.1:9001/#{IDS[1].sender_id.hex()}" in founder.known_addresses()
+
+
 def test_a_newcomer_waiting_for_its_admission_is_reported_up_on_both_ends() -> None:
     a, b = make_node(0, found=True, admission_delay=5.0), make_node(1, admission_delay=5.0)
     pipe = Pipe(a, b)
