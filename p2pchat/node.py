@@ -249,6 +249,10 @@ class Close:
     conn: int
     code: CloseCode
     reason: str
+    """Why, for the other side: the close frame carries it there."""
+    note: str | None = None
+    """Why, in our own words (our log, our failed dial), where the reason reads only from
+    the other side ("you are not a member"); None: the reason says it for both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +376,9 @@ class _Neighbour:
     this was written on this very link (it is quitting), not in an earlier session."""
     reported_up: bool = False
     """A PeerUp was output for it: its end gets a PeerDown (a link refused or failed before
-    that, e.g. from another room or a duplicate, never had a PeerUp and gets none)."""
+    that, e.g. from another room or a duplicate, never had a PeerUp and gets none). It is
+    output once both ends took the link: we did (the link is still open after our checks)
+    and it did (a frame of its own came after the handshake, see ``Node._on_accepted``)."""
     heads_seen: bool = False
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
@@ -748,7 +754,7 @@ class Node:
         except ProtocolError as exc:
             # It opened, so the proven neighbour sent it: refuse its id for a while.
             return self._fail(neighbour, exc.code, exc.reason, ban=now)
-        return self._dispatch(neighbour, frame, now)
+        return [*self._on_accepted(neighbour, frame), *self._dispatch(neighbour, frame, now)]
 
     def _count_in(self, neighbour: _Neighbour, data: bytes | str, now: float) -> bool:
         self.stats.frames_in += 1
@@ -817,15 +823,10 @@ class Node:
         moving_here = self._yielded_to_by(remote.room_id, remote.pristine)
         refusal = None if moving_here else self._room_refusal(remote.room_id)
         if refusal is not None:
-            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, refusal)]
+            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, *refusal)]
         if self.log.room_id is None:
             self.log.adopt_room(remote.room_id)
             outputs.append(RoomAdopted(remote.room_id))
-        url = _url_of(neighbour)
-        if remote.listen_url and url:
-            self._remember([url])
-        outputs.append(PeerUp(neighbour.conn, remote.sender_id, remote.name, url))
-        neighbour.reported_up = True
         neighbour.hello_seq = self.log.delivered_seq(remote.sender_id)
         # It answers our heads with what we lack, then its heads: until those come,
         # asking for gaps would only fetch the same messages twice.
@@ -843,7 +844,27 @@ class Node:
             refused = self._redeem(neighbour, remote.invite, now, outputs)
             if refused is not None:
                 return [*outputs, *refused]
-        return [*outputs, *self._check_trust(neighbour, now)]
+        outputs.extend(self._check_trust(neighbour, now))
+        said = any(isinstance(output, Send) and output.conn == neighbour.conn for output in outputs)
+        if neighbour.link.is_open and not said:
+            # We take the link but have nothing for it yet (it waits for its admission):
+            # an empty PEERS tells it so, and it reports us up (see _on_accepted).
+            outputs.append(self._send(neighbour.conn, encode_frame(Peers(()))))
+        return outputs
+
+    def _on_accepted(self, neighbour: _Neighbour, frame: Frame) -> list[Output]:
+        """A PeerUp for ``neighbour`` if this frame shows it took the link (see
+        ``_Neighbour.reported_up``): any frame of its own after the handshake but a BYE.
+
+        Until then the link is open but not reported: the other end may still refuse it
+        (an invite-only room we are no member of, an offender, a ban, a full room), and a
+        link refused by either end was never up for the user (its refusal is told as such:
+        the close reason, and the dialer's failed dial)."""
+        remote = neighbour.link.remote
+        if neighbour.reported_up or remote is None or isinstance(frame, Bye):
+            return []
+        neighbour.reported_up = True
+        return [PeerUp(neighbour.conn, remote.sender_id, remote.name, _url_of(neighbour))]
 
     def _policy(self) -> RoomPolicy | None:
         genesis = self.log.genesis
@@ -889,6 +910,7 @@ class Node:
             if neighbour.trusted:
                 return []
             neighbour.trusted = True
+            self._learn_address(neighbour)
             return [*self._open_sync(neighbour, now), *self._offer_evidence(neighbour, now)]
         neighbour.trusted = False
         if self._may_ask(neighbour) and not neighbour.asked:
@@ -902,10 +924,23 @@ class Node:
         invite_only = self._policy() is RoomPolicy.INVITE
         if self.is_member and invite_only and not self._is_away(neighbour.remote_id):
             reason = "this room is invite-only and you are not a member: ask a member for an invite"
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+            note = "not a member of this invite-only room (only an invite of ours admits it)"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, note)
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
+
+    def _learn_address(self, neighbour: _Neighbour) -> None:
+        """Keep the listen URL of a neighbour we just trusted, to pass on to the others
+        (PEERS) and dial: a member of our room (or one away), or, while we hold nothing
+        of the room, one in the room we took. Never that of a neighbour we refused or that
+        waits for its admission: a stranger's address would reach every member."""
+        remote = neighbour.link.remote
+        url = _url_of(neighbour)
+        if remote is None or not remote.listen_url or url is None:
+            return
+        if self.log.genesis is not None or remote.room_id == self.log.room_id:
+            self._remember([url])
 
     def _may_ask(self, neighbour: _Neighbour) -> bool:
         """Whether we may ask ``neighbour`` for entries (our heads with ``reply_wanted``, WANT).
@@ -1014,14 +1049,18 @@ class Node:
             if offender != self.identity.sender_id:
                 self.offenders.setdefault(offender, offence(proof))
 
-    def _room_refusal(self, remote_room: bytes) -> str | None:
-        """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served."""
+    def _room_refusal(self, remote_room: bytes) -> tuple[str, str] | None:
+        """Why a neighbour in room ``remote_room`` (empty: none yet) cannot be served: for
+        it, and for us (see :class:`Close`)."""
         ours = self.log.room_id
         if ours is None and not remote_room:
-            return "neither side is in a room yet: one of them must found one"
+            reason = "neither side is in a room yet: one of them must found one"
+            return reason, reason
         if ours is not None and remote_room and remote_room != ours:
-            # (Rooms by id, not "we" and "that peer": both sides read it, see Peer._dialer.)
-            return f"different rooms: room {ours.hex()[:16]} takes no peer of room {remote_room.hex()[:16]}"
+            theirs, mine = remote_room.hex()[:16], ours.hex()[:16]
+            return f"this peer is in room {mine}, not in your room {theirs}", (
+                f"in room {theirs}, not in our room {mine}"
+            )
         return None
 
     def _admit(self, member: bytes, name: str, now: float, *, invited: bool = False) -> list[Output]:
@@ -1917,15 +1956,24 @@ class Node:
         return preferred if self._may_ask(preferred) else None
 
     def _fail(
-        self, neighbour: _Neighbour, code: CloseCode, reason: str, *, ban: float | None = None
+        self,
+        neighbour: _Neighbour,
+        code: CloseCode,
+        reason: str,
+        note: str | None = None,
+        *,
+        ban: float | None = None,
     ) -> list[Output]:
-        """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while."""
+        """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while.
+        With a ``note`` (see :class:`Close`), the reason goes to the neighbour as it is."""
         neighbour.link.close()
         if ban is not None and neighbour.remote_id is not None:
             self._banned[neighbour.remote_id] = ban + self.config.ban_seconds
             reason = f"{reason} (banned for {self.config.ban_seconds:.0f} s)"
         who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
-        return [Close(neighbour.conn, code, f"{who}: {reason}")]
+        if note is None:
+            return [Close(neighbour.conn, code, f"{who}: {reason}")]
+        return [Close(neighbour.conn, code, reason, f"{who}: {note}")]
 
     def _send(self, conn: int, frame: bytes) -> Send:
         """A frame for ``conn`` (deflated if it is worth it; to be sealed by the shell,

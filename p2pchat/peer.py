@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -294,6 +294,8 @@ class _Connection:
     close_reason: str = ""
     refusal: LinkRefusal | None = None
     """Why the link was closed with a refusal code (see REFUSAL_CODES), by either side."""
+    up: bool = False
+    """The node reported the link up (both ends took it: see node.PeerUp)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +305,9 @@ class LinkRefusal:
 
     reason: str
     ours: bool = False
+    was_up: bool = False
+    """The link had been reported up (a NeighbourUp) before the refusal: its NeighbourDown
+    says why it ended. One refused before that was never up: the dialer says why."""
 
 
 class Peer:
@@ -544,11 +549,13 @@ class Peer:
                 case Send():
                     self._send(output.conn, output.data, output.clear)
                 case Close():
-                    self._close(output.conn, output.code, output.reason)
+                    self._close(output.conn, output.code, output.reason, output.note)
                 case LogEvents():
                     self._on_log_events(output.events)
                 case PeerUp():
                     logger.info("connected to %s (%s)", output.name, short_id(output.sender_id))
+                    if (connection := self._connections.get(output.conn)) is not None:
+                        connection.up = True
                     self._publish(NeighbourUp(output.sender_id, output.name, output.listen_url))
                 case PeerDown():
                     self._publish(NeighbourDown(output.sender_id, output.reason))
@@ -595,14 +602,17 @@ class Peer:
         except trio.ClosedResourceError:
             pass
 
-    def _close(self, conn: int, code: int, reason: str) -> None:
+    def _close(self, conn: int, code: int, reason: str, note: str | None = None) -> None:
+        """Close ``conn`` with ``reason`` (for the other side); ``note``, the same in our
+        words, is what we log and say (see node.Close)."""
         connection = self._connections.get(conn)
         if connection is None:
             return
-        logger.info("closing conn %d: %s", conn, reason)
+        said = reason if note is None else note
+        logger.info("closing conn %d: %s", conn, said)
         connection.close_code, connection.close_reason = code, reason
         if code in REFUSAL_CODES and connection.refusal is None:
-            connection.refusal = LinkRefusal(reason, ours=True)
+            connection.refusal = LinkRefusal(said, ours=True)
         connection.outbox.close()  # the writer sends what is queued, then closes
 
     def _on_log_events(self, events: Iterable[object]) -> None:
@@ -794,8 +804,13 @@ class Peer:
                     continue
                 started = trio.current_time()
                 refusal = None
+                provisional_room = self.node.log.room_id if self.node.provisional_room else None
                 try:
                     refusal = await self._dial_and_run(url)
+                    if provisional_room is not None and self.node.log.room_id != provisional_room:
+                        # We took its room on this link (see Node._follows); it refused the
+                        # room we were in: no refusal of us, redial into the room now ours.
+                        refusal = None
                 except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
                     gave_up = not bootstrap and failures >= self.config.discovered_attempts
@@ -821,6 +836,9 @@ class Peer:
                         failures = 0
                         if refusal is not None:
                             logger.info("%s refused us (%s): redialing in %.2f s", url, refusal.reason, wait)
+                            if not refusal.was_up:
+                                # (Never up, so no NeighbourDown told it: a dial that failed.)
+                                self._publish(DialFailed(url, refusal.reason, wait))
                 # Exponential backoff with full jitter, so restarted peers do not redial in
                 # step; refusals back off further (PeerConfig.refusal_backoff_max).
                 await trio.sleep(wait)
@@ -899,7 +917,8 @@ class Peer:
             if cancelled:
                 with trio.CancelScope(shield=True):
                     await close_quickly(websocket, connection.close_code, reason, timeout=0.5)
-        return connection.refusal
+        refusal = connection.refusal
+        return refusal if refusal is None else replace(refusal, was_up=connection.up)
 
     async def _reader(self, connection: _Connection) -> str:
         """Receive frames; big batches are verified ahead in a worker thread.

@@ -12,7 +12,7 @@ from trio_websocket import HandshakeError
 
 from p2pchat.address import split_peer_url
 from p2pchat.dialerrors import dial_failure_reason
-from p2pchat.peer import DialFailed, PeerConfig, open_peer
+from p2pchat.peer import DialFailed, NeighbourDown, NeighbourUp, PeerConfig, PeerEvent, open_peer
 
 
 def test_reasons_are_in_plain_words() -> None:
@@ -113,3 +113,35 @@ async def test_a_url_naming_another_peer_is_a_failed_dial_redialed_ever_more_slo
     # (As for a peer that refuses us: see the test above.)
     assert max(waits[5:]) > config.backoff_max
     assert max(waits) <= config.refusal_backoff_max
+
+
+def pending(events: trio.MemoryReceiveChannel[PeerEvent]) -> list[PeerEvent]:
+    """The events already published (none is awaited)."""
+    found = []
+    while True:
+        try:
+            found.append(events.receive_nowait())
+        except trio.WouldBlock:
+            return found
+
+
+async def test_a_link_the_other_side_refuses_is_a_failed_dial_never_a_connection() -> None:
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, refusal_backoff_max=0.05)
+    with trio.fail_after(30):
+        async with open_peer("alice", private=True) as alice, alice.subscribe() as at_alice:
+            plain = split_peer_url(alice.url or "")[0]
+            # carol is no member of alice's invite-only room: refused every time.
+            async with (
+                open_peer("carol", join=[plain], config=config) as carol,
+                carol.subscribe() as at_carol,
+            ):
+                failures: list[DialFailed] = []
+                async for event in at_carol:
+                    assert not isinstance(event, NeighbourUp | NeighbourDown), event
+                    if isinstance(event, DialFailed):
+                        failures.append(event)
+                        if len(failures) == 3:
+                            break
+                # alice refused each link before carol heard of it: she reported none either.
+                assert [e for e in pending(at_alice) if isinstance(e, NeighbourUp | NeighbourDown)] == []
+    assert all(f.url == plain and "invite-only" in f.reason and f.retry_in is not None for f in failures)

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 import pytest
 
 from p2pchat.deflate import inflate_frame
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, short_id
 from p2pchat.log import NotAMember, OrderedLog
-from p2pchat.message import EntryKind
+from p2pchat.message import EntryKind, RoomPolicy
 from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
 from p2pchat.wire import (
@@ -137,11 +137,69 @@ def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
     pipe = Pipe(a, b)
     pipe.run()
     assert a.open_count == b.open_count == 0
-    assert pipe.closed and all("different rooms: room" in close.reason for close in pipe.closed)
+    assert {close.conn for close in pipe.closed} == {1, 2}
+    for close in pipe.closed:
+        # The reason goes to the refused side and reads from there; the note is ours.
+        ours, theirs = pipe.nodes[close.conn], pipe.nodes[3 - close.conn]
+        mine, its = (node.log.room_id.hex()[:16] for node in (ours, theirs) if node.log.room_id)
+        assert close.code is CloseCode.POLICY_VIOLATION
+        assert close.reason == f"this peer is in room {mine}, not in your room {its}"
+        assert close.note == f"{short_id(theirs.identity.sender_id)}: in room {its}, not in our room {mine}"
     assert not [e for events in pipe.events.values() for e in events if isinstance(e, PeerUp)]
     for conn, node in pipe.nodes.items():
         assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
     assert texts(a) == texts(b) == ["busy"] and a.log.room_id != b.log.room_id
+
+
+def ups_and_downs(pipe: Pipe) -> dict[int, list[type]]:
+    """Per side, the PeerUp events it output, then a PeerDown if its end of the link
+    reports one when it goes."""
+    seen: dict[int, list[type]] = {}
+    for conn, node in pipe.nodes.items():
+        seen[conn] = [type(e) for e in pipe.events[conn] if isinstance(e, PeerUp)]
+        seen[conn] += [type(o) for o in node.closed(conn, "gone") if isinstance(o, PeerDown)]
+    return seen
+
+
+def test_a_stranger_refused_by_an_invite_only_room_is_never_reported_up() -> None:
+    log, _ = OrderedLog.found(IDS[0], name="peer0", room_name="room0", sent_at_ms=0, policy=RoomPolicy.INVITE)
+    a = Node(IDS[0], "peer0", log, config=NodeConfig(admission_delay=0.0))
+    b = make_node(1)
+    pipe = Pipe(a, b)  # b dials a: a refuses it only after both AUTH frames crossed
+    pipe.run()
+    assert [close.code for close in pipe.closed] == [CloseCode.POLICY_VIOLATION]
+    assert "invite-only" in pipe.closed[0].reason
+    # Neither end reports a link that one of them refused: no "connected", no "disconnected".
+    assert ups_and_downs(pipe) == {1: [], 2: []}
+
+
+def test_the_address_of_a_refused_stranger_is_not_passed_on() -> None:
+    log, _ = OrderedLog.found(IDS[0], name="peer0", room_name="room0", sent_at_ms=0, policy=RoomPolicy.INVITE)
+    member = Node(IDS[0], "peer0", log, config=NodeConfig(admission_delay=0.0))
+    stranger = Node(IDS[1], "peer1", OrderedLog(), listen_url="ws://127.0.0.1:9001")
+    pipe = Pipe(stranger, member)
+    pipe.run()
+    assert [close.conn for close in pipe.closed] == [2]  # refused: invite-only
+    # Never our neighbour: its address goes to nobody (the PEERS frame a member sends
+    # to every neighbour it trusts holds what it knows).
+    assert member.known_addresses() == []
+
+
+def test_the_address_of_an_admitted_newcomer_is_passed_on() -> None:
+    founder = make_node(0, found=True)
+    newcomer = Node(IDS[1], "peer1", OrderedLog(), listen_url="ws://127.0.0.1:9001")
+    pipe = Pipe(newcomer, founder)
+    pipe.run()
+    assert newcomer.is_member
+    assert f"ws://127.0.0.1:9001/#{IDS[1].sender_id.hex()}" in founder.known_addresses()
+
+
+def test_a_newcomer_waiting_for_its_admission_is_reported_up_on_both_ends() -> None:
+    a, b = make_node(0, found=True, admission_delay=5.0), make_node(1, admission_delay=5.0)
+    pipe = Pipe(a, b)
+    pipe.run(rounds=10)  # (0.1 s: long before the admission)
+    assert not b.is_member and a.open_count == b.open_count == 1
+    assert ups_and_downs(pipe) == {1: [PeerUp, PeerDown], 2: [PeerUp, PeerDown]}
 
 
 def test_a_pristine_room_yields_to_the_room_it_meets() -> None:

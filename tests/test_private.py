@@ -318,7 +318,7 @@ async def test_attacks_get_a_close_reason_and_no_data_and_the_peer_keeps_serving
             expected = {
                 "plaintext frame": "does not open",
                 "someone else's identity": "failed to prove its identity",
-                "wrong room": "different rooms: room",
+                "wrong room": "this peer is in room",
                 "replayed handshake": "does not open",
                 "replayed sealed frame": "does not open",
                 "reordered sealed frame": "does not open",
