@@ -56,6 +56,8 @@ NAMES = [
     "walter",
     "yolanda",
 ]
+ADMISSION_PATIENCE = 60.0
+"""Seconds the demo waits for every peer's admission before it starts writing anyway."""
 LINES = [
     "hi all",
     "anyone here?",
@@ -216,6 +218,7 @@ async def run_demo(
                 await peer.wait_connected(wanted)
         for peer in running:
             print(f"  {peer.name:<8} {peer.url}  id {peer.peer_id[:8]}", file=out)
+        await _wait_admitted(running, out)
         start = trio.current_time()
         if observer is not None:
             observer.started(running)
@@ -232,6 +235,20 @@ async def run_demo(
             diagram.write_text(_diagram(watches, start, names), encoding="utf-8")
             print(f"Space-time diagram written to {diagram}", file=out)
         return result
+
+
+async def _wait_admitted(peers: list[Peer], out: TextIO) -> None:
+    """Until every peer is a member of the room (an admission is a membership change every
+    member answers, so under loss it takes a few repairs): a peer not admitted yet could
+    not write, and would hold up every quiet pause of the rounds."""
+    began = trio.current_time()
+    with trio.move_on_after(ADMISSION_PATIENCE):
+        for peer in peers:
+            _live(out, f"admitting {peer.name} ...")
+            await peer.wait_admitted()
+    _live(out, "")
+    admitted = sum(peer.is_member for peer in peers)
+    print(f"  {admitted} of {len(peers)} peers admitted in {trio.current_time() - began:.1f} s", file=out)
 
 
 async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]) -> None:
