@@ -11,8 +11,9 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.demo import run_demo
+from p2pchat.demo import _node_config, run_demo
 from p2pchat.diagram import Arrival, Send, render_svg
+from p2pchat.node import NodeConfig
 
 SVG = "{http://www.w3.org/2000/svg}"
 ORDER_LINE = re.compile(r"\s*\d+\. L\d+ ")
@@ -134,3 +135,21 @@ async def test_demo_progress_line_is_cleared_before_what_follows() -> None:
         # What stays visible on a line is what follows its last carriage return.
         visible = line.rsplit("\r", 1)[-1].replace("\x1b[K", "")
         assert "round " not in visible and "stable [" not in visible, repr(line)
+
+
+async def test_demo_admits_every_peer_before_writing() -> None:
+    out = io.StringIO()
+    with trio.fail_after(60):
+        result = await run_demo(peers=3, messages=1, topology="line", delay_ms=(5, 20), seed=6, out=out)
+    assert result.identical
+    assert "3 of 3 peers admitted" in out.getvalue()
+
+
+def test_demo_under_loss_repairs_on_shorter_timers_than_a_reliable_link_needs() -> None:
+    default, lossless, lossy = NodeConfig(), _node_config(0.0), _node_config(0.3)
+    assert (lossless.anti_entropy_interval, lossless.keepalive_interval) == (
+        default.anti_entropy_interval,
+        default.keepalive_interval,
+    )
+    assert lossy.anti_entropy_interval <= 0.5 < default.anti_entropy_interval
+    assert lossy.keepalive_interval <= 1.0 < default.keepalive_interval
