@@ -28,6 +28,7 @@ import trio
 
 from .arguments import new_file, whole_number
 from .diagram import Arrival, Send, render_svg
+from .identity import Identity
 from .message import MessageId
 from .node import NodeConfig, text_count
 from .peer import MessageDelivered, Peer, PeerConfig, PeerEvent, open_peer
@@ -129,7 +130,17 @@ def add_demo_parser(commands: Any) -> None:
     demo.add_argument(
         "--loss", type=loss_fraction, default=0.0, metavar="P", help="fraction of frames dropped, 0 <= P < 1"
     )
-    demo.add_argument("--seed", type=int, default=None, help="make the run repeatable")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="repeat the script of a run: the random topology, who writes in each round and "
+        "what, whether the room goes quiet after it, the pauses, and the peers' ids. Not the "
+        "network: each frame's delay (and whether it is dropped) is drawn afresh, and "
+        "arrivals over real sockets race, so what a writer had seen, hence the Lamport "
+        "stamps, the final order and its digest, can differ from run to run (within a run "
+        "every peer still holds the same order)",
+    )
     demo.add_argument(
         "--diagram", type=new_file, metavar="FILE.svg", help="write an SVG space-time diagram here"
     )
@@ -179,6 +190,12 @@ def _joins(topology: str, peers: int, rng: random.Random) -> list[list[int]]:
     return joins
 
 
+def _identity(seed: int, name: str) -> Identity:
+    """A seeded run's key pair for ``name``: the same peer id in every run with that seed,
+    so that concurrent messages (same stamp) are ordered by the same tie-break."""
+    return Identity(hashlib.sha256(f"p2pchat demo {seed} {name}".encode()).digest())
+
+
 def _node_config(loss: float) -> NodeConfig:
     """The peers' protocol settings. With ``loss``, frames vanish inside open links (TCP
     never loses a frame without closing its connection, so the defaults only back that
@@ -221,7 +238,9 @@ async def run_demo(
         running: list[Peer] = []
         for index, name in enumerate(names):
             urls = [url for j in joins[index] if (url := running[j].url)]
-            running.append(await stack.enter_async_context(open_peer(name, join=urls, config=config)))
+            identity = None if seed is None else _identity(seed, name)
+            opened = open_peer(name, join=urls, config=config, identity=identity)
+            running.append(await stack.enter_async_context(opened))
         degree = [len(joins[i]) + sum(i in js for js in joins) for i in range(peers)]
         with trio.fail_after(15):
             for peer, wanted in zip(running, degree, strict=True):

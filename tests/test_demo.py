@@ -153,3 +153,20 @@ def test_demo_under_loss_repairs_on_shorter_timers_than_a_reliable_link_needs() 
     )
     assert lossy.anti_entropy_interval <= 0.5 < default.anti_entropy_interval
     assert lossy.keepalive_interval <= 1.0 < default.keepalive_interval
+
+
+async def test_a_seed_fixes_the_peers_ids_and_the_script() -> None:
+    async def run(seed: int) -> tuple[list[str], list[str]]:
+        out = io.StringIO()
+        with trio.fail_after(60):
+            result = await run_demo(
+                peers=3, messages=2, topology="line", delay_ms=(5, 20), seed=seed, out=out
+            )
+        assert result.identical
+        lines = out.getvalue().splitlines()
+        ids = [line.split(" id ")[1] for line in lines if " id " in line]
+        return ids, [line for line in lines if "rounds of writing" in line]
+
+    first, again, other = await run(8), await run(8), await run(9)
+    assert len(first[0]) == 3 and first == again
+    assert set(first[0]).isdisjoint(other[0])
