@@ -28,6 +28,7 @@ import trio
 
 from .arguments import new_file, whole_number
 from .diagram import Arrival, Send, render_svg
+from .identity import Identity
 from .message import MessageId
 from .node import NodeConfig, text_count
 from .peer import MessageDelivered, Peer, PeerConfig, PeerEvent, open_peer
@@ -56,6 +57,8 @@ NAMES = [
     "walter",
     "yolanda",
 ]
+ADMISSION_PATIENCE = 60.0
+"""Seconds the demo waits for every peer's admission before it starts writing anyway."""
 LINES = [
     "hi all",
     "anyone here?",
@@ -127,7 +130,17 @@ def add_demo_parser(commands: Any) -> None:
     demo.add_argument(
         "--loss", type=loss_fraction, default=0.0, metavar="P", help="fraction of frames dropped, 0 <= P < 1"
     )
-    demo.add_argument("--seed", type=int, default=None, help="make the run repeatable")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="repeat the script of a run: the random topology, who writes in each round and "
+        "what, whether the room goes quiet after it, the pauses, and the peers' ids. Not the "
+        "network: each frame's delay (and whether it is dropped) is drawn afresh, and "
+        "arrivals over real sockets race, so what a writer had seen, hence the Lamport "
+        "stamps, the final order and its digest, can differ from run to run (within a run "
+        "every peer still holds the same order)",
+    )
     demo.add_argument(
         "--diagram", type=new_file, metavar="FILE.svg", help="write an SVG space-time diagram here"
     )
@@ -177,6 +190,22 @@ def _joins(topology: str, peers: int, rng: random.Random) -> list[list[int]]:
     return joins
 
 
+def _identity(seed: int, name: str) -> Identity:
+    """A seeded run's key pair for ``name``: the same peer id in every run with that seed,
+    so that concurrent messages (same stamp) are ordered by the same tie-break."""
+    return Identity(hashlib.sha256(f"p2pchat demo {seed} {name}".encode()).digest())
+
+
+def _node_config(loss: float) -> NodeConfig:
+    """The peers' protocol settings. With ``loss``, frames vanish inside open links (TCP
+    never loses a frame without closing its connection, so the defaults only back that
+    up with a slow anti-entropy round every few seconds and whole heads every ten): the
+    backstops that then do all the repair run every half second and second instead."""
+    if not loss:
+        return NodeConfig(heartbeat_interval=0.3)
+    return NodeConfig(heartbeat_interval=0.3, anti_entropy_interval=0.5, keepalive_interval=1.0)
+
+
 async def run_demo(
     *,
     peers: int = 5,
@@ -193,7 +222,7 @@ async def run_demo(
     if peers < 2 or peers > len(NAMES):
         raise ValueError(f"--peers must be between 2 and {len(NAMES)}")
     config = PeerConfig(
-        node=NodeConfig(heartbeat_interval=0.3),
+        node=_node_config(loss),
         target_connections=0,
         link_delay=(delay_ms[0] / 1000, delay_ms[1] / 1000),
         link_loss=loss,
@@ -209,13 +238,16 @@ async def run_demo(
         running: list[Peer] = []
         for index, name in enumerate(names):
             urls = [url for j in joins[index] if (url := running[j].url)]
-            running.append(await stack.enter_async_context(open_peer(name, join=urls, config=config)))
+            identity = None if seed is None else _identity(seed, name)
+            opened = open_peer(name, join=urls, config=config, identity=identity)
+            running.append(await stack.enter_async_context(opened))
         degree = [len(joins[i]) + sum(i in js for js in joins) for i in range(peers)]
         with trio.fail_after(15):
             for peer, wanted in zip(running, degree, strict=True):
                 await peer.wait_connected(wanted)
         for peer in running:
             print(f"  {peer.name:<8} {peer.url}  id {peer.peer_id[:8]}", file=out)
+        await _wait_admitted(running, out)
         start = trio.current_time()
         if observer is not None:
             observer.started(running)
@@ -232,6 +264,20 @@ async def run_demo(
             diagram.write_text(_diagram(watches, start, names), encoding="utf-8")
             print(f"Space-time diagram written to {diagram}", file=out)
         return result
+
+
+async def _wait_admitted(peers: list[Peer], out: TextIO) -> None:
+    """Until every peer is a member of the room (an admission is a membership change every
+    member answers, so under loss it takes a few repairs): a peer not admitted yet could
+    not write, and would hold up every quiet pause of the rounds."""
+    began = trio.current_time()
+    with trio.move_on_after(ADMISSION_PATIENCE):
+        for peer in peers:
+            _live(out, f"admitting {peer.name} ...")
+            await peer.wait_admitted()
+    _live(out, "")
+    admitted = sum(peer.is_member for peer in peers)
+    print(f"  {admitted} of {len(peers)} peers admitted in {trio.current_time() - began:.1f} s", file=out)
 
 
 async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]) -> None:

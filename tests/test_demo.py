@@ -11,8 +11,9 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.demo import run_demo
+from p2pchat.demo import _node_config, run_demo
 from p2pchat.diagram import Arrival, Send, render_svg
+from p2pchat.node import NodeConfig
 
 SVG = "{http://www.w3.org/2000/svg}"
 ORDER_LINE = re.compile(r"\s*\d+\. L\d+ ")
@@ -134,3 +135,38 @@ async def test_demo_progress_line_is_cleared_before_what_follows() -> None:
         # What stays visible on a line is what follows its last carriage return.
         visible = line.rsplit("\r", 1)[-1].replace("\x1b[K", "")
         assert "round " not in visible and "stable [" not in visible, repr(line)
+
+
+async def test_demo_admits_every_peer_before_writing() -> None:
+    out = io.StringIO()
+    with trio.fail_after(60):
+        result = await run_demo(peers=3, messages=1, topology="line", delay_ms=(5, 20), seed=6, out=out)
+    assert result.identical
+    assert "3 of 3 peers admitted" in out.getvalue()
+
+
+def test_demo_under_loss_repairs_on_shorter_timers_than_a_reliable_link_needs() -> None:
+    default, lossless, lossy = NodeConfig(), _node_config(0.0), _node_config(0.3)
+    assert (lossless.anti_entropy_interval, lossless.keepalive_interval) == (
+        default.anti_entropy_interval,
+        default.keepalive_interval,
+    )
+    assert lossy.anti_entropy_interval <= 0.5 < default.anti_entropy_interval
+    assert lossy.keepalive_interval <= 1.0 < default.keepalive_interval
+
+
+async def test_a_seed_fixes_the_peers_ids_and_the_script() -> None:
+    async def run(seed: int) -> tuple[list[str], list[str]]:
+        out = io.StringIO()
+        with trio.fail_after(60):
+            result = await run_demo(
+                peers=3, messages=2, topology="line", delay_ms=(5, 20), seed=seed, out=out
+            )
+        assert result.identical
+        lines = out.getvalue().splitlines()
+        ids = [line.split(" id ")[1] for line in lines if " id " in line]
+        return ids, [line for line in lines if "rounds of writing" in line]
+
+    first, again, other = await run(8), await run(8), await run(9)
+    assert len(first[0]) == 3 and first == again
+    assert set(first[0]).isdisjoint(other[0])
