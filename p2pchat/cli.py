@@ -42,7 +42,9 @@ from .message import MAX_TEXT_BYTES
 from .node import NodeConfig
 from .notices import members_changed_notice, membership_notice
 from .peer import (
+    ClockLieFound,
     DialFailed,
+    EquivocationFound,
     MembersChanged,
     MessageDelivered,
     NeighbourDown,
@@ -482,6 +484,8 @@ async def _json_output(
             _emit(dumps({**logged_message_object(log, index), "replayed": True}))
         for proof in proof_objects(log):  # (proofs kept from before a restart)
             _emit(dumps({**proof, "replayed": True}))
+        if (own_offence := peer.node.own_offence()) is not None:
+            _emit(dumps({"event": "error", "reason": own_offence}))
         nursery.start_soon(_send_stdin_lines, peer, session)
         try:
             async for event in events:
@@ -505,7 +509,23 @@ def _json_lines(
             pending.append(events.receive_nowait())
         except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
             break
-    return [dumps(peer_event_object(event, peer.log)) for event in pending]
+    lines = []
+    for event in pending:
+        lines.append(dumps(peer_event_object(event, peer.log)))
+        if (own_offence := _own_offence_in(peer, event)) is not None:
+            lines.append(dumps({"event": "error", "reason": own_offence}))
+    return lines
+
+
+def _own_offence_in(peer: Peer, event: PeerEvent) -> str | None:
+    """What we did, in words (Node.own_offence), when ``event`` is the proof of it."""
+    if isinstance(event, EquivocationFound):
+        offender = event.kept.sender_id
+    elif isinstance(event, ClockLieFound):
+        offender = event.message.sender_id
+    else:
+        return None
+    return peer.node.own_offence() if offender == peer.node.identity.sender_id else None
 
 
 async def _text_output(
@@ -522,6 +542,8 @@ async def _text_output(
         for url in peer.unpinned:
             notice = f"* {url} names no peer id: trusting whoever answers there (trust on first use)"
             print(notice, flush=True)
+        if (own_offence := peer.node.own_offence()) is not None:
+            print(f"* error: {own_offence}", flush=True)
         nursery.start_soon(_send_stdin_lines, peer, session, False)
         printer = _TextPrinter(peer, shown=len(peer.log))
         try:
@@ -572,6 +594,8 @@ class _TextPrinter:
             print(f"* disconnected: {event.reason}", flush=True)
         elif isinstance(event, DialFailed):
             print(f"* {dial_failure_text(event.url, event.reason, event.retry_in)}", flush=True)
+        elif (own_offence := _own_offence_in(self.peer, event)) is not None:
+            print(f"* error: {own_offence}", flush=True)
 
 
 async def _send_stdin_lines(peer: Peer, session: _Session, as_json: bool = True) -> None:

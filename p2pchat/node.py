@@ -595,12 +595,32 @@ class Node:
         """Why a chat line of ours must wait (see may_write), in words for the user; None
         if it need not."""
         me = self.identity.sender_id
+        own_offence = self.own_offence()
+        if own_offence is not None:
+            return own_offence
+        refused = self.log.blocked_for(me)
+        if refused is not None:
+            return f"an earlier entry of ours was refused here ({refused.value}): none can follow it"
         if not self.is_member:
             return "not an active member of the room: it is sent once a member admits us (on a link to one)"
         if not self.history_checked:
             return "our own entries are being checked with a neighbour: it is sent once they are"
         if self.log.promised_ahead(me):
             return "a clock we announced is ahead of our copy of the room: it is sent once repair catches up"
+        return None
+
+    def own_offence(self) -> str | None:
+        """What we did that the room expels us for, in words for the user, if our log holds
+        proof of it (our own signatures): no member admits us again, ever. It happens to a
+        data directory restored from an old copy that wrote before it met the room."""
+        me = self.identity.sender_id
+        for proof in self.log.proofs:
+            if offender_of(proof) == me:
+                return (
+                    f"this identity {offence(proof)} (was its data directory restored from an "
+                    "old copy, and written with before it met the room?): the room expels it "
+                    "for good; chat on with a new identity (another --data directory)"
+                )
         return None
 
     def compose(

@@ -65,7 +65,17 @@ from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, Message
 from .node import text_count
 from .notices import membership_notice
-from .peer import DialFailed, MessageDelivered, NeighbourDown, NeighbourUp, Peer, PeerConfig, open_peer
+from .peer import (
+    ClockLieFound,
+    DialFailed,
+    EquivocationFound,
+    MessageDelivered,
+    NeighbourDown,
+    NeighbourUp,
+    Peer,
+    PeerConfig,
+    open_peer,
+)
 
 __all__ = ["ChatScreen", "ChatSetup", "run_tui"]
 
@@ -225,6 +235,8 @@ class ChatScreen:
     """Where the chat is served as a web page (--web), once it is."""
     unsent: list[str] = field(default_factory=list)
     """Lines typed and not sent yet (before our admission, say): said at the exit."""
+    said_offence: str | None = None
+    """Our own offence, once said (see _proof_found)."""
 
     # Names --------------------------------------------------------------------------------
     def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
@@ -472,6 +484,7 @@ class ChatScreen:
             self.learn_name(peer.node.identity.sender_id, name)
             first, *more = self._where_you_are(peer)
             self.note(f"You are {name}. {first}", *more)
+            self._proof_found(peer)  # (kept from before a restart)
             async with trio.open_nursery() as nursery:
                 if web is not None:
                     from .web.chat import serve_chat_web
@@ -502,7 +515,17 @@ class ChatScreen:
                     self._neighbour_down(peer, event)
                 elif isinstance(event, DialFailed):
                     self._dial_failed(event)
+                elif isinstance(event, EquivocationFound | ClockLieFound):
+                    self._proof_found(peer)
                 self.redraw()
+
+    def _proof_found(self, peer: Peer) -> None:
+        """Proof of a member's offence came: if it is ours, say what it means for us (the
+        removal that follows shows others' as a membership line)."""
+        own_offence = peer.node.own_offence()
+        if own_offence is not None and own_offence != self.said_offence:
+            self.said_offence = own_offence
+            self.warn(f"! {own_offence}")
 
     def _delivered(self, peer: Peer, event: MessageDelivered) -> None:
         message = event.message

@@ -348,6 +348,37 @@ async def test_a_peer_restored_from_an_old_copy_recovers_its_chain_before_writin
             assert [m.text for m in entries if m.is_text] == ["one", "two", "three", "four", "five", "six"]
 
 
+async def test_a_peer_that_wrote_alone_on_an_old_copy_is_told_why_the_room_expels_it(tmp_path: Path) -> None:
+    # Restored from an old copy and started without --join, nothing could tell it its
+    # chain went further: its next entry reuses a seq (equivocation), and the room expels
+    # it when it comes back. It says so in plain words, writes nothing more (its lines
+    # wait), and does not stop with "own message was not accepted".
+    alice_dir, bob_dir, backup = tmp_path / "alice", tmp_path / "bob", tmp_path / "backup"
+    with trio.fail_after(30):
+        async with open_peer("bob", data_dir=bob_dir) as bob:
+            assert bob.url is not None
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
+                await alice.send("one")
+                await bob.wait_delivered(len(alice.messages()))
+                shutil.copytree(alice_dir, backup)
+                await alice.send("two")
+                await bob.wait_delivered(len(alice.messages()))
+            shutil.rmtree(alice_dir)
+            shutil.copytree(backup, alice_dir)
+            async with open_peer("alice", data_dir=alice_dir) as alone:
+                await alone.send("alone, on the old copy")
+            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as restored:
+                while restored.node.own_offence() is None:
+                    await trio.sleep(0.05)
+                said = restored.node.why_not_writable()
+                assert said is not None and said.startswith("this identity signed two versions of its entry")
+                assert "another --data directory" in said
+                assert restored.node.identity.sender_id in bob.node.offenders
+                with trio.move_on_after(1) as waited:
+                    await restored.send("and now?")
+                assert waited.cancelled_caught  # (it waits: nothing of ours is taken now)
+
+
 async def test_join_enters_the_room_of_the_peer_joined_and_keeps_each_rooms_history(tmp_path: Path) -> None:
     alice_dir = tmp_path / "alice"
     with trio.fail_after(30):
