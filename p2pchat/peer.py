@@ -556,6 +556,7 @@ class Peer:
                     logger.info("connected to %s (%s)", output.name, short_id(output.sender_id))
                     if (connection := self._connections.get(output.conn)) is not None:
                         connection.up = True
+                    self._remember_address(output.listen_url)
                     self._publish(NeighbourUp(output.sender_id, output.name, output.listen_url))
                 case PeerDown():
                     self._publish(NeighbourDown(output.sender_id, output.reason))
@@ -671,6 +672,14 @@ class Peer:
                 )
                 self._unsaved_proofs.append(signed_proof(event, self.node.log.room_id or b""))
                 self._publish(ClockLieFound(promise.clock_seq, promise.clock_lamport, message))
+
+    def _remember_address(self, url: str | None) -> None:
+        """Keep a neighbour's address (its URL naming its id) with the room: a restart
+        without ``--join`` dials the latest ones (see serve_peer)."""
+        room_id = self.node.log.room_id
+        if self.store is None or room_id is None or url is None or split_peer_url(url)[1] is None:
+            return
+        self.store.remember_address(room_id, url, int(time.time() * 1000))
 
     def _note_unsaved(self, message: Message) -> bool:
         """Keep ``message`` for the next save, unless it is ours and on disk already."""
@@ -1251,6 +1260,11 @@ async def serve_peer(
             nursery.start_soon(peer._saver)
             for url in join:
                 peer.join(url)
+            if not join and store is not None and node.log.room_id is not None:
+                # Back in a room we know, with nobody named to join: the neighbours we had
+                # there, the latest first (each given up after a few failed dials).
+                for url in store.addresses(node.log.room_id)[: config.target_connections]:
+                    peer.join(url, bootstrap=False)
             nursery.start_soon(peer._trust_own_history_after, 0.0 if not join else config.own_history_wait)
             task_status.started(peer)
     finally:

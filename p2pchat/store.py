@@ -17,7 +17,8 @@ after format 3 and is created where it is missing: a directory written before it
 unchanged, and gains it. So does the table of other versions of forked entries, which
 an equivocator's entries on its other branch are judged from after a restart, and the
 table of the members' latest clock announcements, which the stable flags of a
-restarted peer (and of ``p2pchat log``) rest on as they did before.
+restarted peer (and of ``p2pchat log``) rest on as they did before, and the table of
+the neighbours' addresses, which a peer started again without ``--join`` dials.
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ CREATE TABLE IF NOT EXISTS announcements (
     signature BLOB NOT NULL,
     PRIMARY KEY (room, sender)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS addresses (
+    room BLOB NOT NULL,
+    url TEXT NOT NULL,
+    last_up INTEGER NOT NULL,
+    PRIMARY KEY (room, url)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -102,6 +109,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 3);
 """
 
 DATABASE_NAME = "p2pchat.sqlite3"
+MAX_ADDRESSES = 16
+"""Neighbours' addresses kept per room (the latest up)."""
 FORMAT = 3
 """3: entries are hash-chained (payload version 3). 2: the same tables, entries without."""
 
@@ -427,6 +436,30 @@ class Store:
             grown = _unpack_delivered(_blob(delivered))
             heads.append(Head(_blob(sender), seq, seq, lamport, _blob(signature), grown, beat))
         return heads
+
+    def remember_address(self, room_id: bytes, url: str, now_ms: int) -> None:
+        """Keep ``url``, the address of a neighbour of ``room_id`` (naming its peer id),
+        as last up at ``now_ms``; only the MAX_ADDRESSES latest per room are kept."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO addresses (room, url, last_up) VALUES (?, ?, ?)",
+                (room_id, url, now_ms),
+            )
+            self._db.execute(
+                "DELETE FROM addresses WHERE room = ? AND url NOT IN "
+                "(SELECT url FROM addresses WHERE room = ? ORDER BY last_up DESC LIMIT ?)",
+                (room_id, room_id, MAX_ADDRESSES),
+            )
+
+    def addresses(self, room_id: bytes) -> list[str]:
+        """The neighbours' addresses kept for ``room_id``, the latest up first; none in a
+        directory from before the table, opened read-only."""
+        if not self._has_table("addresses"):
+            return []
+        rows = self._db.execute(
+            "SELECT url FROM addresses WHERE room = ? ORDER BY last_up DESC, url", (room_id,)
+        )
+        return [str(url) for (url,) in rows]
 
     def load_placeless(self, room_id: bytes) -> set[MessageId]:
         """The stored entries of ``room_id`` held without a place in our log (see

@@ -776,3 +776,19 @@ async def _first(events: trio.MemoryReceiveChannel[object], count: int) -> Async
             seen += 1
             if seen == count:
                 return
+
+
+async def test_a_member_started_again_without_join_dials_its_neighbours_of_before(tmp_path: Path) -> None:
+    # Without --join, the chat reopens the room last used: it dials the neighbours it had
+    # there (their addresses are kept with the room), instead of sitting alone in it.
+    with trio.fail_after(30):
+        async with open_peer("bob", data_dir=tmp_path / "bob") as bob:
+            assert bob.url is not None
+            async with open_peer("alice", data_dir=tmp_path / "alice", join=[bob.url]) as alice:
+                await alice.send("before")
+                await bob.wait_delivered(len(alice.messages()))
+            async with open_peer("alice", data_dir=tmp_path / "alice") as again:
+                await again.wait_connected(1)
+                await again.send("back without --join")
+                await bob.wait_delivered(len(again.messages()))
+                assert [m.text for m in bob.messages()][-1] == "back without --join"

@@ -13,7 +13,7 @@ from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
 from p2pchat.message import Message
 from p2pchat.peer import PeerConfig, load_node, restore_log
-from p2pchat.store import DATABASE_NAME, FORMAT, Store, StoreFormatError
+from p2pchat.store import DATABASE_NAME, FORMAT, MAX_ADDRESSES, SCHEMA, Store, StoreFormatError
 from p2pchat.wire import Head
 
 ME = Identity(b"\x05" * 32)
@@ -226,3 +226,34 @@ def test_a_tampered_announcement_is_dropped_with_a_warning(
         again = restore_log(store, room.room_id)
     assert again.stable_count < len(again)
     assert [r.getMessage() for r in caplog.records] == ["dropped 2 stored clock announcements: bad signature"]
+
+
+def test_neighbours_addresses_are_kept_per_room_the_latest_first(tmp_path: Path) -> None:
+    room, other = b"\x01" * 32, b"\x02" * 32
+    with Store(tmp_path) as store:
+        for n in range(MAX_ADDRESSES + 3):
+            store.remember_address(room, f"ws://127.0.0.1:{9000 + n}/#{'ab' * 32}", now_ms=1000 + n)
+        store.remember_address(room, f"ws://127.0.0.1:9000/#{'ab' * 32}", now_ms=5000)  # (up again)
+        store.remember_address(other, f"ws://127.0.0.1:7000/#{'cd' * 32}", now_ms=1)
+        kept = store.addresses(room)
+    assert len(kept) == MAX_ADDRESSES
+    assert kept[0].startswith("ws://127.0.0.1:9000/")  # (the latest up first)
+    assert kept[1].startswith(f"ws://127.0.0.1:{9000 + MAX_ADDRESSES + 2}/")
+    assert f"ws://127.0.0.1:9001/#{'ab' * 32}" not in kept  # (the oldest went)
+    with Store(tmp_path, read_only=True) as store:
+        assert store.addresses(other) == [f"ws://127.0.0.1:7000/#{'cd' * 32}"]
+
+
+def test_a_directory_from_before_the_addresses_table_reads_none_and_gains_it(tmp_path: Path) -> None:
+    without = (
+        SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS addresses")]
+        + SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS meta") :]
+    )
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        db.executescript(without)
+    db.close()
+    with Store(tmp_path, read_only=True) as store:
+        assert store.addresses(b"\x01" * 32) == []
+    with Store(tmp_path) as store:
+        store.remember_address(b"\x01" * 32, "ws://127.0.0.1:1/#" + "ab" * 32, now_ms=1)
+        assert store.addresses(b"\x01" * 32) == ["ws://127.0.0.1:1/#" + "ab" * 32]
