@@ -26,7 +26,7 @@ from functools import partial
 from typing import Generic, TypeVar
 
 from .identity import Identity, remember_verifications
-from .log import Delivered, OrderedLog, Stable
+from .log import Delivered, Entombed, OrderedLog, Stable
 from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
@@ -301,6 +301,10 @@ class Simulation:
                     self.duplicates += 1
                 times.setdefault(peer.index, self.now)
                 peer.arrival.append(event.message.id)
+                peer.stored.append(event.message)
+            elif isinstance(event, Entombed):
+                # Held for good as the shell stores it (later entries may depend on it; a
+                # COMMIT of ours lost here would be written again after a restart).
                 peer.stored.append(event.message)
             elif isinstance(event, Stable):
                 self._record_stable(peer, event.count)
