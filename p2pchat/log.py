@@ -1601,12 +1601,19 @@ class OrderedLog:
 
     def _first_after_answers(self) -> Iterator[tuple[bytes, MessageKey]]:
         """Per member that answered a change still open, the key of its first entry
-        after that answer: void if the change is decided, so nothing from it on is
-        stable until the change is over."""
+        after that answer; per member a change still open removes, the key of its first
+        entry above what the answers held name: void if the change is decided, so
+        nothing from it on is stable until the change is over."""
         for member, answer_seq in self.roster.writes_after_answers():
             state = self._senders.get(member)
             if state is not None and state.delivered > answer_seq:
                 yield member, MessageKey(state.lamports[answer_seq], member)
+        # And per member being removed, its first entry above what the answers so far
+        # name: void if the change is decided, whoever says it delivered it.
+        for member, named in self.roster.removals_named():
+            state = self._senders.get(member)
+            if state is not None and state.delivered > named:
+                yield member, MessageKey(state.lamports[named], member)
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

@@ -236,6 +236,27 @@ class Roster:
                 found.append((member, answer.seq))
         return found
 
+    def removals_named(self) -> list[tuple[bytes, int]]:
+        """Per member that a change of the current epoch still open removes, the highest
+        of its seqs that the answers to that change held here name (for each such change).
+
+        If the change is decided, the member's entries above its cut are void, and its
+        cut is the highest seq any answer names. A member whose entries are all covered
+        names them in an answer it writes later; but one that answered already named what
+        it had then: so above what the answers held name, a removed member's entry is
+        not stable while the change is open, whoever covers it (rule 8 with rule 10)."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        named = []
+        for proposal in self.open_proposals():
+            round_ = proposal.change.round
+            staying = epoch.members - proposal.removed
+            answers = [epoch.answer_of(member, round_) for member in staying]
+            for gone in proposal.removed:
+                named.append((gone, max((a.names(gone) for a in answers if a is not None), default=0)))
+        return named
+
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
 

@@ -297,3 +297,25 @@ def test_random_churn_ends_in_one_log_one_room_and_no_proof(seed: int) -> None:
         log = peer.node.log
         assert log.held_count == 0 and not log.proofs
         assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+
+
+def test_a_member_back_while_its_removal_is_open_has_no_line_said_stable_and_then_voided() -> None:
+    # Peer 1 crashes and is back before its removal is decided: the others, having
+    # answered the removal (naming its seq 5), take its later lines (its own answer names
+    # them) and say they hold them; those lines were said stable, then voided by the
+    # decision (its cut is what the others' answers name). Found by random churn.
+    node = NodeConfig(member_timeout=3.0, recent_window=3.0)
+    config = SimConfig(
+        peers=3, topology="ring", seed=185, node=node, latency=(0.01, 0.2), loss=0.05, duplicate=0.05
+    )
+    sim = Simulation(config)
+    # (Who writes each line, as in the schedule that found it.)
+    writers = "020211202011221120221120000201110202001111022022110120221111"
+    for k, writer in enumerate(writers):
+        sim.send_at(1.0 + k * 0.1, int(writer), f"m{k}")
+    sim.at(2.314, lambda: sim.crash(1))
+    sim.at(5.856, lambda: sim.restart(1))
+    sim.run_until(60.0)
+    report = sim.report()
+    assert report.stability_moved == 0
+    assert report.identical
