@@ -43,7 +43,10 @@ The rules, as implemented:
   answer. Entries of the epoch above their author's cut are *void*: they stay as
   tombstones (they still satisfy causal delivery and stamp checks) and take no
   place in the log. The next epoch's members are the old ones, minus the removed
-  and the exited, plus the admitted.
+  and the exited, plus the admitted. So while a change is open, a removed member's
+  entries above the highest seq the answers held name are never stable, and
+  neither is a member's entry after its answer (see Roster.removals_named and
+  Roster.writes_after_answers): either may be voided.
 * **An exit carries over.** A member that answered the decided change and exited
   after its answer (it quit while the change was open) has its exit voided with
   the rest above its cut, but it still wrote nothing after it: so it is a member
