@@ -452,6 +452,7 @@ class Node:
         """Connections streaming history to us, and until when we wait for progress."""
         self._next_heartbeat = 0.0
         self._next_anti_entropy = self.config.anti_entropy_interval
+        self._next_rediscovery = self.config.keepalive_interval
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
@@ -1563,7 +1564,25 @@ class Node:
                 self._next_want_check = now + self.config.want_timeout
         if self._next_graft_check is not None and now >= self._next_graft_check:
             outputs.extend(self._graft_due(now))
+        if now >= self._next_rediscovery:
+            self._next_rediscovery = now + self.config.keepalive_interval
+            outputs.extend(self._rediscover())
         return outputs
+
+    def _rediscover(self) -> list[Output]:
+        """The addresses we know of active members we have no link to, again: the shell
+        dials them while it has fewer links than it wants. Otherwise members whose links
+        all lead through peers that are no members (removed, or waiting to be admitted
+        again: they relay nothing) would stay apart for good, each side's changes
+        waiting on answers from the other."""
+        connected = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
+        members = self.log.members - {self.identity.sender_id}
+        urls = []
+        for url in self._addresses:
+            member = split_peer_url(url)[1]
+            if member in members and member not in connected:
+                urls.append(url)
+        return [Discovered(tuple(urls))] if urls else []
 
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""

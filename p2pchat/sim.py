@@ -28,7 +28,7 @@ from typing import Generic, TypeVar
 from .identity import Identity, remember_verifications
 from .log import Delivered, Entombed, OrderedLog, Stable
 from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
-from .node import Close, LogEvents, Node, NodeConfig, Output, Send, text_count
+from .node import Close, Discovered, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
@@ -51,6 +51,10 @@ class SimConfig:
     seed: int = 0
     node: NodeConfig = field(default_factory=NodeConfig)
     redial_delay: float = 0.5
+    target_connections: int = 0
+    """As the shell's: a peer with fewer open links than this dials the addresses its
+    neighbours pass on (each once; not redialed when it closes). 0: the topology's
+    links only, the same on every run of a seed."""
 
 
 def reachable(links: Iterable[tuple[int, int]], start: int) -> set[int]:
@@ -168,6 +172,8 @@ class Simulation:
         self._endpoints: dict[int, _Endpoint] = {}
         self._link_latency: dict[frozenset[int], tuple[float, float]] = {}
         self._partition: list[set[int]] | None = None
+        self._discovered: set[tuple[int, int]] = set()
+        """(dialer, listener) links dialed from addresses passed on (not redialed)."""
         self.partitions: list[list[float | None]] = []
         """[begin, end] of every partition so far (end None while it lasts)."""
         self.sent: dict[MessageId, float] = {}
@@ -289,6 +295,8 @@ class Simulation:
                     self._close(output.conn, output.reason)
                 case LogEvents():
                     self._record(peer, output.events)
+                case Discovered():
+                    self._dial_discovered(index, output.urls)
                 case _:
                     pass
         self._schedule_tick(peer)
@@ -378,8 +386,21 @@ class Simulation:
             if endpoint.dialer
             else (endpoint.remote_peer, endpoint.peer)
         )
-        if "duplicate" not in reason:
+        if "duplicate" not in reason and (dialer, listener) not in self._discovered:
             self.at(self.now + self.config.redial_delay, lambda: self._redial(dialer, listener))
+
+    def _dial_discovered(self, index: int, urls: Iterable[str]) -> None:
+        """Dial addresses a neighbour passed on while ``index`` has too few links."""
+        for url in urls:
+            open_links = sum(1 for e in self._endpoints.values() if e.peer == index)
+            if open_links >= self.config.target_connections:
+                return
+            other = int(url.removeprefix("sim://").partition("/")[0])  # (sim://3/#<its id>)
+            linked = any(e.peer == index and e.remote_peer == other for e in self._endpoints.values())
+            if other == index or linked:
+                continue
+            self._discovered.add((index, other))
+            self.at(self.now, partial(self._redial, index, other))
 
     def _redial(self, a: int, b: int) -> None:
         connected = any(
@@ -389,6 +410,8 @@ class Simulation:
         if connected or not self.peers[a].alive:
             return
         if self._cut(a, b) or not self.peers[b].alive:
+            if (a, b) in self._discovered:
+                return  # (a passed-on address: given up)
             # Unreachable: try again later, with jitter (as the shell's backoff does).
             delay = self.config.redial_delay * (0.5 + self._rng.random())
             self.at(self.now + delay, lambda: self._redial(a, b))
