@@ -1570,13 +1570,15 @@ class Node:
         return outputs
 
     def _rediscover(self) -> list[Output]:
-        """The addresses we know of active members we have no link to, again: the shell
-        dials them while it has fewer links than it wants. Otherwise members whose links
-        all lead through peers that are no members (removed, or waiting to be admitted
-        again: they relay nothing) would stay apart for good, each side's changes
-        waiting on answers from the other."""
+        """When no link of ours leads to an active member, the addresses we know of
+        active members, again: the shell dials them while it has fewer links than it
+        wants. Otherwise members whose links all lead through peers that are no members
+        (removed, or waiting to be admitted again: they relay nothing) would stay apart
+        for good, each side's changes waiting on answers from the other."""
         connected = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
         members = self.log.members - {self.identity.sender_id}
+        if connected & members:
+            return []  # (linked to the room: gossip reaches everyone, and PEERS brings news)
         urls = []
         for url in self._addresses:
             member = split_peer_url(url)[1]
