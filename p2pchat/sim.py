@@ -399,7 +399,8 @@ class Simulation:
             linked = any(e.peer == index and e.remote_peer == other for e in self._endpoints.values())
             if other == index or linked:
                 continue
-            self._discovered.add((index, other))
+            if (index, other) not in self.links and (other, index) not in self.links:
+                self._discovered.add((index, other))  # (a topology link is redialed as ever)
             self.at(self.now, partial(self._redial, index, other))
 
     def _redial(self, a: int, b: int) -> None:
