@@ -22,7 +22,7 @@ from p2pchat.log import Delivered, NotAMember, OrderedLog, ReceiptStatus, Refusa
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import BRANCH_SPAN, MAX_VERSION_CHECKS, Close, LogEvents, Node, Output, Send
-from p2pchat.peer import ClockLieFound, MessageDelivered, open_peer, restore_log
+from p2pchat.peer import ClockLieFound, MessageDelivered, Peer, open_peer, restore_log
 from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
 from p2pchat.store import Store
@@ -314,23 +314,41 @@ def test_churn_in_the_simulator_loses_nothing_and_moves_no_stable_position(seed:
         assert states[sim.peers[4].identity.sender_id].state is MemberState.AWAY
 
 
+async def _write_with_a_backup_between(
+    bob: Peer, alice_dir: Path, backup: Path, before: list[str], after: list[str]
+) -> bytes:
+    """Alice joins bob and writes ``before``; her data directory is copied to ``backup``
+    while she runs; she writes ``after`` and quits. Returns her peer id."""
+    assert bob.url is not None
+    async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
+        for text in before:
+            await alice.send(text)
+        await bob.wait_delivered(len(alice.messages()))
+        shutil.copytree(alice_dir, backup)
+        for text in after:
+            await alice.send(text)
+        await bob.wait_delivered(len(alice.messages()))
+        return alice.node.identity.sender_id
+
+
+def _restore(backup: Path, data_dir: Path) -> None:
+    """Her data is lost; the old copy is put back."""
+    shutil.rmtree(data_dir)
+    shutil.copytree(backup, data_dir)
+
+
 async def test_a_peer_restored_from_an_old_copy_recovers_its_chain_before_writing(tmp_path: Path) -> None:
     alice_dir, bob_dir, backup = tmp_path / "alice", tmp_path / "bob", tmp_path / "backup"
     with trio.fail_after(30):
         async with open_peer("bob", data_dir=bob_dir) as bob:
             assert bob.url is not None
-            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
-                await alice.send("one")
-                await alice.send("two")
-                await bob.wait_delivered(len(alice.messages()))
-                shutil.copytree(alice_dir, backup)  # a backup, taken while alice runs
-                for text in ("three", "four", "five"):
-                    await alice.send(text)
+            alice_id = await _write_with_a_backup_between(
+                bob, alice_dir, backup, ["one", "two"], ["three", "four", "five"]
+            )
             # Alice quit (her AWAY is her last entry); her data is lost, the backup restored.
             away = bob.log.messages()[-1]
-            assert away.kind is EntryKind.AWAY and away.sender_id == alice.node.identity.sender_id
-            shutil.rmtree(alice_dir)
-            shutil.copytree(backup, alice_dir)
+            assert away.kind is EntryKind.AWAY and away.sender_id == alice_id
+            _restore(backup, alice_dir)
             async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as restored:
                 message = await restored.send("six")
                 assert message.seq == away.seq + 1, "her seq continues after what bob holds"
@@ -357,14 +375,8 @@ async def test_a_peer_that_wrote_alone_on_an_old_copy_is_told_why_the_room_expel
     with trio.fail_after(30):
         async with open_peer("bob", data_dir=bob_dir) as bob:
             assert bob.url is not None
-            async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as alice:
-                await alice.send("one")
-                await bob.wait_delivered(len(alice.messages()))
-                shutil.copytree(alice_dir, backup)
-                await alice.send("two")
-                await bob.wait_delivered(len(alice.messages()))
-            shutil.rmtree(alice_dir)
-            shutil.copytree(backup, alice_dir)
+            await _write_with_a_backup_between(bob, alice_dir, backup, ["one"], ["two"])
+            _restore(backup, alice_dir)
             async with open_peer("alice", data_dir=alice_dir) as alone:
                 await alone.send("alone, on the old copy")
             async with open_peer("alice", data_dir=alice_dir, join=[bob.url]) as restored:
