@@ -315,6 +315,10 @@ class OrderedLog:
         _first_uncovered), kept up to date as entries are delivered; dropped when what the
         member said it delivered changes."""
         self._stable_count = 0
+        self._first_open: MessageKey | None = None
+        """The key at position ``_stable_count`` (the first not yet stable), once asked for;
+        None when not known (it changes with the stable count and with what is put in the
+        log at or below it, or taken out)."""
         self.evidence: list[Equivocation] = []
         self._evidence_pairs: set[tuple[MessageId, bytes]] = set()
         """(id, the other version's payload) of each proof in ``evidence``."""
@@ -834,9 +838,10 @@ class OrderedLog:
             return Receipt(ReceiptStatus.IGNORED)  # we do not know which room yet
         state = self._senders.get(message.sender_id)
         if state is not None:
-            existing = self.get(message.id)
-            if existing is not None:
-                return self._same_id(existing, message, room_id, trusted, defer_stability)
+            if message.seq <= state.delivered or message.seq in state.held:  # (else: new here)
+                existing = self.get(message.id)
+                if existing is not None:
+                    return self._same_id(existing, message, room_id, trusted, defer_stability)
             if state.blocked is not None:
                 return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
         if not trusted and not message.verify(room_id):
@@ -1148,7 +1153,7 @@ class OrderedLog:
             # entry is valid (the roster records it as every replica does) but takes no
             # place here. An honest author stamps every entry above every clock it
             # announced, so only an entry that broke a promise we relied on comes here.
-            placed = message.lamport > state.bound and message.id not in self._placeless
+            placed = message.lamport > state.bound and not (self._placeless and message.id in self._placeless)
             return _Verdict(full, epoch, True, placed)
         if not self.roster.was_member_by(message.sender_id, epoch):
             # A stranger where the entry stands (every replica agrees: it is a fact of
@@ -1380,6 +1385,8 @@ class OrderedLog:
         self._by_key[key] = message
         self._order.add(key)
         index: int = self._order.bisect_left(key)
+        if index <= self._stable_count:
+            self._first_open = None
         if index < self._stable_count:
             # Only possible when an announcement lied (rule 8).
             self.stability_violations += 1
@@ -1425,6 +1432,7 @@ class OrderedLog:
                     self.stability_violations += 1  # impossible with honest announcements (rule 8)
                     self._stable_count -= 1
                 self._order.remove(key)
+                self._first_open = None
                 self._tombstones[message.id] = message
                 self.text_count -= message.is_text
                 voided.append(message)
@@ -1486,6 +1494,7 @@ class OrderedLog:
         if count <= self._stable_count:
             return []
         self._stable_count = count
+        self._first_open = None
         return [Stable(count)]
 
     def _cannot_advance(self) -> bool:
@@ -1499,7 +1508,11 @@ class OrderedLog:
         if not self.roster.epochs:
             return False
         epoch = self.roster.current
-        first = order[self._stable_count]
+        first = self._first_open
+        if first is None:
+            first = self._first_open = order[self._stable_count]
+        elif _CROSS_CHECK:
+            assert first == order[self._stable_count], "a stale first open key"
         # The member that held it back last time most often still does: asked first.
         last = self._holding_back
         if last in epoch.members and last not in epoch.exits and self._holds_back(last, first):
