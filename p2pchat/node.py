@@ -1465,10 +1465,18 @@ class Node:
         return outputs
 
     def _owe_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> None:
-        """Anti-entropy: owe the neighbour everything its own heads say it lacks."""
+        """Anti-entropy: owe the neighbour everything its own heads say it lacks, but
+        what we sent it on this link already.
+
+        Its heads may have left it before our last pushes reached it (in a burst, a few
+        thousand entries can be on their way): those are not owed again. A link delivers
+        every frame in order or closes, and a new link syncs from the start; an entry
+        the neighbour could not take (too far ahead, or its buffer full) it asks for
+        again once heads show it the gap (WANT), as it would any other.
+        """
         missing: list[Message] = []
         for head in self.log.heads():
-            theirs = reported.get(head.sender_id, 0)
+            theirs = max(reported.get(head.sender_id, 0), neighbour.held.get(head.sender_id, 0))
             if head.held_seq > theirs:
                 missing.extend(self.log.messages_between(head.sender_id, theirs + 1, head.held_seq))
         # In log order, which is causal: the receiver can deliver each one on arrival
