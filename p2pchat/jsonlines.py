@@ -14,7 +14,7 @@ from typing import Any
 
 from .log import ClockLie, Equivocation, OrderedLog
 from .message import EntryKind, Message, MessageId
-from .notices import membership_notice
+from .notices import membership_notice, reopened
 from .peer import (
     ClockLieFound,
     ConcurrentMarked,
@@ -127,6 +127,8 @@ def members_changed_object(event: MembersChanged, log: OrderedLog) -> dict[str, 
         "joined": [{"peer_id": m.hex(), "name": roster.name_of(m) or n} for m, n in event.joined],
         "removed": [{"peer_id": m.hex(), "name": roster.name_of(m) or ""} for m in event.removed],
         "by": event.by.hex(),
+        # A room every member had quit, reopened by those back ("removed": those still away).
+        "reopened": reopened(log, event.epoch),
     }
 
 

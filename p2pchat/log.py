@@ -789,7 +789,9 @@ class OrderedLog:
             # is ahead of ours: an entry now would break that promise, and be taken for a
             # lie. What made our clock that high is in the room; repair brings it.
             raise OwnHistoryIncomplete("a clock we announced before is ahead of ours; wait for repair")
-        if self.room_id is None or not self.is_member(identity.sender_id):
+        votes = (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT)
+        reopening = kind in votes and self.roster.reopening(identity.sender_id)  # (see membership)
+        if self.room_id is None or not (self.is_member(identity.sender_id) or reopening):
             raise NotAMember("not a member of the room (yet): wait for admission")
 
         previous = state.vector or {}
@@ -1101,12 +1103,18 @@ class OrderedLog:
                 continue
             del state.held[message.seq]
             self._held_bytes -= len(message.payload)
-            if verdict.valid and verdict.placed and message.kind is not EntryKind.COMMIT:
+            if verdict.valid and verdict.placed and not self._bookkeeping(message, verdict.epoch):
                 self._deliver(message, state, verdict, events)
             else:
                 self._entomb(message, state, verdict, events)
             queue.append(sender_id)
             self._wake_waiters(sender_id, message.seq, queue)
+
+    def _bookkeeping(self, message: Message, epoch: int) -> bool:
+        """Whether a valid entry takes no place in the log: a COMMIT (see _entomb), or a
+        vote of a reopening (written in an epoch that is all stable already, see
+        p2pchat.membership)."""
+        return message.kind is EntryKind.COMMIT or self.roster.is_vote_after_exit(message, epoch)
 
     def _check(self, message: Message, state: _Sender) -> Refusal | _Wait | _Verdict:
         """The checks of rules 4 and 10, run when the message is next in its sender's chain.

@@ -68,6 +68,23 @@ The rules, as implemented:
   is in the causal past of an answer. All valid entries of a closed epoch are
   therefore held once the decision is, and all are stable.
 
+* **Reopening a room every member exited.** Members that quit at the same moment
+  (or on two sides of a split) can each write an AWAY before seeing the other's:
+  then nobody is active, and nobody could admit anyone back. So once an entry's
+  causal past holds an exit of every member of its epoch, a member that exited by
+  AWAY may write votes again there, for a *reopening* change only: a CHANGE that
+  admits the members back (its author among them) and removes the other AWAY
+  members, and the FLUSH and COMMIT answering it. In a reopening change an AWAY
+  counts as no answer (each member admitted answers for itself) and a LEAVE counts
+  as usual, so it is decided by COMMITs from a strict majority of the members that
+  did not leave: two reopening changes can never both be decided, as for any
+  change. No other change can be decided in such an epoch either: a member holding
+  a COMMIT of a change not dead cannot exit, and nobody can vote after an exit
+  otherwise. Every entry of the epoch is held (each is in the causal past of its
+  author's exit), so all of them are stable already: the votes of a reopening take
+  no place in the log (tombstones, as COMMITs), and nothing stable moves. A removed
+  member's cut covers its exit; what it writes later in the epoch is void.
+
 The shell proposes changes (an open room admits who connects; a member silent for
 too long is proposed for removal) and answers them; this module only judges.
 """
@@ -131,6 +148,8 @@ class _Proposal:
     id: MessageId
     key: MessageKey
     change: Change
+    reopen: bool = False
+    """Written by a member that had exited the epoch: a reopening (see the module doc)."""
 
     @property
     def removed(self) -> frozenset[bytes]:
@@ -325,12 +344,41 @@ class Roster:
         used = [p.change.round for p in epoch.proposals.values()]
         return max(used, default=-1) + 1
 
+    def reopening(self, member: bytes) -> bool:
+        """Whether ``member`` may vote to reopen the current epoch: it went away from it,
+        and every member has exited it (see the module doc)."""
+        if not self.epochs:
+            return False
+        epoch = self.current
+        exit_ = epoch.exits.get(member)
+        return exit_ is not None and exit_[1] is EntryKind.AWAY and self._all_exited(epoch, _EVERYTHING)
+
+    def reopening_change(self, member: bytes, back: Mapping[bytes, str]) -> Change | None:
+        """The reopening ``member`` may propose now, admitting the members away that are
+        ``back`` (with their names; ``member`` among them) and removing the others
+        away; None if it may not, or if it could not be decided (``back`` is no strict
+        majority of the members that did not leave), or if one is open already."""
+        if not self.reopening(member) or member not in back or self.open_proposals():
+            return None
+        epoch = self.current
+        if self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return None
+        away = {m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY}
+        admitted = {m: name for m, name in back.items() if m in away}
+        if 2 * len(admitted) <= len(away):
+            return None
+        round_ = max(self.next_round(), epoch.last_round.get(member, -1) + 1)
+        removed = tuple(sorted(away - set(admitted)))
+        return Change(epoch.number, round_, tuple(sorted(admitted.items())), removed)
+
     def owed_answer(self, member: bytes) -> tuple[EntryKind, Flush] | None:
         """The entry an honest ``member`` owes now, if any: a COMMIT of the change it
         answered last once it holds all that change's answers; else a FLUSH for the
         open change of the highest round above its last answer (the first by key),
-        unless it holds a COMMIT of a change that is not dead."""
-        if member not in self.active():
+        unless it holds a COMMIT of a change that is not dead. (A member away from an
+        epoch every member exited owes answers to reopening changes only.)"""
+        reopening = self.reopening(member)
+        if member not in self.active() and not reopening:
             return None
         epoch = self.current
         if self._open_commit(epoch, member, _EVERYTHING) is not None:
@@ -340,7 +388,9 @@ class Roster:
         uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
         if mine is not None and uncommitted and self._tally(epoch, mine, _EVERYTHING).complete:
             return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
-        candidates = [p for p in self.open_proposals() if p.change.round > last]
+        candidates = [
+            p for p in self.open_proposals() if p.change.round > last and (p.reopen or not reopening)
+        ]
         if not candidates:
             return None
         top = max(p.change.round for p in candidates)
@@ -370,6 +420,14 @@ class Roster:
             return None
         round_ = max(self.next_round(), epoch.last_round.get(member, -1) + 1)
         return Change(epoch.number, round_, admitted, tuple(sorted(removed)))
+
+    def is_vote_after_exit(self, message: Message, number: int) -> bool:
+        """Whether ``message`` (valid in epoch ``number``) is a vote written after its
+        author's exit: a vote of a reopening, which takes no place in the log."""
+        if message.kind not in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+            return False
+        exit_ = self.epochs[number].exits.get(message.sender_id)
+        return exit_ is not None and exit_[0].seq < message.seq
 
     def exit_seq(self, member: bytes) -> int:
         """The seq of ``member``'s exit from the current epoch (0 if none)."""
@@ -411,8 +469,8 @@ class Roster:
             if member in past.members:
                 decision = past.decision
                 assert decision is not None
-                if member in decision.removed:
-                    return MemberState.REMOVED
+                if member in decision.removed and not past.proposals[decision.change].reopen:
+                    return MemberState.REMOVED  # (one a reopening left out is still away)
                 exit_ = past.exits.get(member)
                 if exit_ is not None and exit_[1] is EntryKind.LEAVE:
                     return MemberState.LEFT
@@ -461,7 +519,7 @@ class Roster:
             return number, None
         exit_ = epoch.exits.get(author)
         if exit_ is not None and exit_[0].seq < message.seq:
-            return number, "written after its author left the epoch"
+            return number, self._judge_after_exit(epoch, message, vector, exit_[1])
         if message.kind is EntryKind.TEXT:
             # A chat line after its author answered a change still open is valid for now:
             # if the change is decided it is above the author's cut, and void (its peer
@@ -479,6 +537,45 @@ class Roster:
             # (Its exit would answer a rival round, as if it had not committed.)
             return number, "exits while holding a COMMIT of a change that is not dead"
         return number, None  # (an exit after its author's answer: as a chat line there)
+
+    def _judge_after_exit(
+        self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], exit_kind: EntryKind
+    ) -> str | None:
+        """Why an entry written after its author's exit from ``epoch`` is invalid: all are,
+        but a vote of a reopening (see the module doc)."""
+        refused = "written after its author left the epoch"
+        votes = (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT)
+        if exit_kind is not EntryKind.AWAY or message.kind not in votes:
+            return refused
+        past = _past(vector, message.sender_id, message.seq)
+        if not self._all_exited(epoch, past):
+            return refused
+        if message.kind is EntryKind.CHANGE:
+            problem = self._judge_reopening(epoch, message)
+        else:
+            named = self._named(epoch, message)
+            problem = None if named is None or named.reopen else "answers a change that reopens nothing"
+        return problem or self._judge_vote(epoch, message, vector, past)
+
+    @staticmethod
+    def _all_exited(epoch: Epoch, held: _Held) -> bool:
+        """Whether ``held`` holds an exit of every member of ``epoch``."""
+        exits = epoch.exits
+        return all(m in exits and held(m, exits[m][0].seq) for m in epoch.members)
+
+    @staticmethod
+    def _judge_reopening(epoch: Epoch, message: Message) -> str | None:
+        """Why a CHANGE written after its author's AWAY does not reopen ``epoch``: it must
+        admit its author, and admit or remove every member that went away (the
+        members that left are gone for good)."""
+        change = message.change
+        assert change is not None
+        away = {m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY}
+        admitted = {member for member, _ in change.admitted}
+        removed = set(change.removed)
+        if message.sender_id not in admitted or admitted & removed or admitted | removed != away:
+            return "a reopening must admit its author and admit or remove every member away"
+        return None
 
     def _judge_vote(
         self, epoch: Epoch, message: Message, vector: Mapping[bytes, int], held: _Held
@@ -600,7 +697,9 @@ class Roster:
         author = message.sender_id
         if message.kind is EntryKind.CHANGE:
             assert message.change is not None
-            epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change)
+            exit_ = epoch.exits.get(author)
+            reopen = exit_ is not None and exit_[0].seq < message.seq
+            epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change, reopen)
             for member, name in message.change.admitted:
                 self._names.setdefault(member, name)
             answer = _Answer(author, message.seq, message.id, dict(vector), message.key)
@@ -628,7 +727,12 @@ class Roster:
             # valid there: a replica that took it before the decision noted it, and what
             # the COMMITs and epochs of later entries are judged on must not depend on
             # which came first. (A removed member's answer and COMMIT: above its cut.)
-            if self._judge_vote(epoch, message, vector, past) is None:
+            exit_ = epoch.exits.get(author)
+            if exit_ is not None and exit_[0].seq < message.seq:
+                problem = self._judge_after_exit(epoch, message, vector, exit_[1])
+            else:
+                problem = self._judge_vote(epoch, message, vector, past)
+            if problem is None:
                 self._note_vote(epoch, message, vector)
         elif message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             # Judged as the open epoch would have: its first exit there, and not while
@@ -696,6 +800,8 @@ class Roster:
                 later = later or answered_round > round_
             exit_ = epoch.exits.get(member)
             exited = exit_ is not None and held(member, exit_[0].seq)
+            if proposal.reopen and exit_ is not None and exit_[1] is EntryKind.AWAY:
+                exited = False  # (in a reopening an AWAY answers nothing: it votes, or not)
             if member in proposal.removed:
                 # Not needed, but it may answer and commit its own removal: without its
                 # COMMIT a majority may be out of reach (two members left of four, one

@@ -92,6 +92,7 @@ from .log import (
     ClockLie,
     Decided,
     Delivered,
+    Entombed,
     Equivocation,
     LogEvent,
     NotAMember,
@@ -474,6 +475,9 @@ class Node:
         we first saw it as a member, and when we last heard from it (None: never)."""
         self._rivals_seen: dict[tuple[int, int], float] = {}
         """Per (epoch, round) a change would take after rivals died: when we first saw it."""
+        self._exited = False
+        """We wrote our LEAVE or AWAY in this run: we are on our way out, and vote in no
+        reopening (see _propose_reopening)."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -602,6 +606,8 @@ class Node:
         refused = self.log.blocked_for(me)
         if refused is not None:
             return f"an earlier entry of ours was refused here ({refused.value}): none can follow it"
+        if not self.is_member and self.log.roster.reopening(me):
+            return "every member quit the room: it is sent once a majority of them is back and reopens it"
         if not self.is_member:
             return "not an active member of the room: it is sent once a member admits us (on a link to one)"
         if not self.history_checked:
@@ -661,6 +667,7 @@ class Node:
     ) -> tuple[Message, list[Output]]:
         """Write one entry of ours of any kind (a LEAVE, an AWAY, a CHANGE, a FLUSH)."""
         message = self.compose(text, wall_ms, kind, change=change, flush=flush)
+        self._exited = self._exited or kind in (EntryKind.LEAVE, EntryKind.AWAY)
         return message, self._own_outputs([message], [*self._deliver_own(message)], now)
 
     def publish(self, message: Message, now: float) -> list[Output]:
@@ -1125,6 +1132,8 @@ class Node:
         """Write the FLUSH and COMMIT we owe open changes (rule 10), if any: our answer may
         complete a change, and then we owe its COMMIT at once."""
         outputs: list[Output] = []
+        if self._exited and not self.is_member:
+            return []  # (on our way out: a reopening is for members that are back)
         for _ in range(_MOST_ANSWERS_AT_ONCE):
             owed = self.log.roster.owed_answer(self.identity.sender_id) if self.history_checked else None
             if owed is None:
@@ -1145,6 +1154,8 @@ class Node:
         outputs: list[Output] = self._answer_changes(now)
         if self.is_member and not outputs:
             outputs.extend(self._propose_changes(now))
+        elif not outputs:
+            outputs.extend(self._propose_reopening(now))
         for neighbour in list(self._neighbours.values()):
             outputs.extend(self._check_trust(neighbour, now))
         return outputs
@@ -1183,13 +1194,39 @@ class Node:
             return []
         return self._propose(tuple(sorted(waiting.items())), removed, now, supersede=self._stuck_on(removed))
 
+    def _propose_reopening(self, now: float) -> list[Output]:
+        """Every member exited the room while we were away (they quit at the same moment,
+        say): propose to reopen it, admitting us and the members away on a link to us,
+        once we are a strict majority of those that did not leave (rule 10, see
+        p2pchat.membership); the others away are removed, and admitted again when back."""
+        roster = self.log.roster
+        me = self.identity.sender_id
+        if self._exited or not self.history_checked or not roster.reopening(me) or self._gives_way(now):
+            return []
+        back = {me: self.name}
+        for neighbour in self._neighbours.values():
+            remote = neighbour.link.remote
+            linked = neighbour.link.is_open and neighbour.trusted and remote is not None
+            if linked and remote is not None and roster.reopening(remote.sender_id):
+                back[remote.sender_id] = remote.name
+        change = roster.reopening_change(me, back)
+        if change is None:
+            return []
+        try:
+            message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
+        except (NotAMember, RuntimeError):
+            return []
+        return [OwnEntries((message,)), *outputs, *self._answer_changes(now)]
+
     def _gives_way(self, now: float) -> bool:
         """Whether we leave the next proposal to another member for now: after rival
         changes killed a round, the author of the first of them proposes again at once;
         the others wait ``rival_backoff`` (it may be gone)."""
         roster = self.log.roster
         first = roster.first_proposer_after_rivals()
-        if first is None or first == self.identity.sender_id or first not in roster.active():
+        if first is None or first == self.identity.sender_id:
+            return False
+        if first not in roster.active() and not roster.reopening(first):
             return False
         round_ = (roster.current.number, roster.next_round())
         since = self._rivals_seen.setdefault(round_, now)
@@ -1333,8 +1370,9 @@ class Node:
         outputs.extend(self._ask_for_versions(neighbour, self._versions_lacking(events)))
         outputs.extend(self._act_on_lies(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
-        if any(isinstance(e, Delivered) and e.message.kind is not EntryKind.TEXT for e in events):
-            outputs.extend(self._answer_changes(now))  # (an answer may complete or kill a change)
+        if any(isinstance(e, (Delivered, Entombed)) and e.message.kind is not EntryKind.TEXT for e in events):
+            # (An answer may complete or kill a change; the votes of a reopening are tombstones.)
+            outputs.extend(self._answer_changes(now))
         if any(isinstance(e, Decided) for e in events):
             # A new epoch: admit whoever is still waiting, and trust who was admitted.
             outputs.extend(self._admit_neighbours(now))

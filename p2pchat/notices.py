@@ -14,7 +14,7 @@ from .log import OrderedLog
 from .membership import Decision
 from .message import EntryKind, Message
 
-__all__ = ["Label", "decision_notice", "members_changed_notice", "membership_notice"]
+__all__ = ["Label", "decision_notice", "members_changed_notice", "membership_notice", "reopened"]
 
 Label = Callable[[bytes, str], str]
 """How a member is named in a notice, from its id and its name (a chat that tells two
@@ -74,8 +74,17 @@ def members_changed_notice(
     for member, name in admitted:
         before = any(member in e.members for e in roster.epochs[: epoch + 1])
         words.append(f"{label(member, roster.name_of(member) or name)} {'is back' if before else 'joined'}")
-    words += [f"{label(member, _name(log, member))} was removed" for member in removed]
+    # (Members a reopening of a room everyone had quit left out are away, not gone.)
+    gone = "is still away" if reopened(log, epoch) else "was removed"
+    words += [f"{label(member, _name(log, member))} {gone}" for member in removed]
     return ", ".join(words)
+
+
+def reopened(log: OrderedLog, epoch: int) -> bool:
+    """Whether epoch ``epoch`` was closed by a reopening (see p2pchat.membership)."""
+    closed = log.roster.epochs[epoch] if epoch < len(log.roster.epochs) else None
+    decision = closed.decision if closed is not None else None
+    return decision is not None and closed is not None and closed.proposals[decision.change].reopen
 
 
 def _name(log: OrderedLog, member: bytes) -> str:

@@ -309,3 +309,46 @@ def test_a_removed_members_answer_and_commit_count_the_same_whenever_they_come(d
         log.receive(message)
     assert [m.key for m in log] == reference
     assert log.held_count == 0
+
+
+# A room every member quit at once, reopened --------------------------------------------
+
+
+@functools.cache
+def _reopened_room(seed: int) -> tuple[Simulation, tuple[Message, ...]]:
+    """Every entry of a simulated room of four whose members all quit at the same
+    moment (each wrote its AWAY before it saw another's), then came back together: each
+    may propose to reopen it (rivals), and three lines are written after."""
+    sim = Simulation(SimConfig(peers=4, topology="full", seed=seed, node=NodeConfig(member_timeout=None)))
+    for k in range(12):
+        sim.send_at(1.0 + k * 0.1, k % 4, f"message {k}")
+    for index in range(4):
+        sim.at(3.0, functools.partial(sim.quit, index))
+        sim.at(6.0, functools.partial(sim.restart, index))
+    for k in range(3):
+        sim.send_at(20.0 + k * 0.2, k, f"back {k}")
+    sim.run_until(40.0)
+    log = sim.peers[0].node.log
+    entries = {m.id: m for m in log} | {m.id: m for m in log.tombstones()}
+    return sim, tuple(entries.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.sampled_from([0, 1, 2]), data=st.data())
+def test_a_reopening_is_judged_the_same_in_every_order(seed: int, data: st.DataObject) -> None:
+    sim, entries = _reopened_room(seed)
+    reference = sim.peers[0].node.log
+    assert [p.identity.sender_id for p in sim.peers if reference.is_member(p.identity.sender_id)]
+    reopened = [
+        e for e in reference.roster.epochs if e.decision is not None and e.proposals[e.decision.change].reopen
+    ]
+    assert len(reopened) == 1  # (what this test is about)
+    log = sim._room_log()
+    for message in data.draw(st.permutations(entries)):
+        log.receive(message)
+    assert [m.key for m in log] == [m.key for m in reference]
+    assert [e.members for e in log.roster.epochs] == [e.members for e in reference.roster.epochs]
+    decisions = [e.decision.change if e.decision else None for e in log.roster.epochs]
+    assert decisions == [e.decision.change if e.decision else None for e in reference.roster.epochs]
+    assert log.held_count == 0 and log.stability_violations == 0
+    assert {"back 0", "back 1", "back 2"} <= {m.text for m in log if m.is_text}

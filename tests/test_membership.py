@@ -804,3 +804,33 @@ async def test_a_member_started_again_without_join_dials_its_neighbours_of_befor
                 await again.send("back without --join")
                 await bob.wait_delivered(len(again.messages()))
                 assert [m.text for m in bob.messages()][-1] == "back without --join"
+
+
+async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_back(tmp_path: Path) -> None:
+    # Each wrote its AWAY before it saw the other's: nobody was active, and nobody could
+    # admit anyone again, for good. Back (after their quit, not while quitting), the
+    # two are a majority of the room and reopen it, and chat on.
+    with trio.fail_after(40):
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+            assert alice.url is not None
+            async with open_peer("bob", data_dir=tmp_path / "bob", join=[alice.url]) as bob:
+                await bob.send("before")
+                await alice.wait_delivered(len(bob.messages()))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(alice.go_away)
+                    nursery.start_soon(bob.go_away)
+                while sum(m.kind is EntryKind.AWAY for m in alice.messages()) < 2:
+                    await trio.sleep(0.05)
+                await trio.sleep(1.5)  # (a heartbeat: quitting, neither reopens the room)
+                assert not alice.node.is_member and not bob.node.is_member
+                assert alice.node.log.roster.reopening(bob.node.identity.sender_id)
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+            assert alice.url is not None
+            async with open_peer("bob", data_dir=tmp_path / "bob", join=[alice.url]) as bob:
+                await alice.send("after, from alice")
+                await bob.send("after, from bob")
+                for peer in (alice, bob):
+                    while {"after, from alice", "after, from bob"} - {m.text for m in peer.messages()}:
+                        await peer.wait_delivered(len(peer.messages()) + 1)
+                    assert peer.node.is_member
+                assert [m.key for m in alice.messages()] == [m.key for m in bob.messages()]

@@ -17,8 +17,10 @@ from functools import partial
 
 import pytest
 
+from p2pchat.membership import MemberState
 from p2pchat.message import MAX_TEXT_BYTES, EntryKind
 from p2pchat.node import NodeConfig, text_count
+from p2pchat.notices import members_changed_notice, reopened
 from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology, reachable
 from p2pchat.sim_cli import simulate
 
@@ -423,3 +425,82 @@ def test_random_churn_with_exits_ends_in_one_log(seed: int) -> None:
     assert (report.identical, report.stability_moved) == (True, 0)
     for peer in sim.live():
         assert peer.node.log.held_count == 0 and not peer.node.log.proofs
+
+
+def _everyone_quits_at_once(peers: int, seed: int) -> Simulation:
+    """A room of ``peers`` chats, then every member quits at the same moment: each
+    writes its AWAY before it sees anyone else's, so nobody is active any more."""
+    node = NodeConfig(member_timeout=None)
+    sim = Simulation(SimConfig(peers=peers, topology="full", seed=seed, node=node))
+    run_chat(sim, peers, 20, start=1.0, spacing=0.1, seed=seed)
+    for index in range(peers):
+        sim.at(4.0, partial(sim.quit, index))
+    return sim
+
+
+def _lines_after(sim: Simulation, start: float, peers: list[int], count: int) -> list[str]:
+    texts = [f"back {k}" for k in range(count)]
+    for k, text in enumerate(texts):
+        sim.send_at(start + 0.2 * k, peers[k % len(peers)], text)
+    return texts
+
+
+@pytest.mark.parametrize("peers", [2, 3, 5])
+def test_a_room_every_member_quit_at_once_is_reopened_by_the_members_back(peers: int) -> None:
+    # Found by using two real peers: both stopped together, and came back as members
+    # away from a room nobody could admit them to again, for good.
+    sim = _everyone_quits_at_once(peers, seed=peers)
+    sim.run_until(8.0)
+    stored = sim.peers[0].stored
+    log_before = [m.id for m in sim.peers[0].node.log]
+    assert sum(m.kind is EntryKind.AWAY for m in stored) == peers  # (every member away)
+    for index in range(peers):
+        sim.at(10.0, partial(sim.restart, index))
+    texts = _lines_after(sim, 15.0, list(range(peers)), 10)
+    sim.run_until(40.0)
+    report = sim.report()
+    assert (report.identical, report.stability_moved) == (True, 0)
+    for peer in sim.live():
+        log = peer.node.log
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+        assert set(texts) <= {m.text for m in log if m.is_text}
+        # What every replica had shown before stays where it was (the votes that
+        # reopened the room take no place in it).
+        assert [m.id for m in log][: len(log_before)] == log_before
+        assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
+
+
+def test_a_room_every_member_quit_is_reopened_only_once_a_majority_is_back() -> None:
+    sim = _everyone_quits_at_once(3, seed=7)
+    sim.at(10.0, partial(sim.restart, 0))
+    sim.run_until(20.0)
+    alone = sim.peers[0].node
+    assert not alone.is_member and alone.log.roster.reopening(alone.identity.sender_id)
+    assert not alone.log.roster.current.proposals or all(
+        not p.reopen for p in alone.log.roster.current.proposals.values()
+    )  # (one of three is no majority: it proposes nothing)
+    sim.at(20.0, partial(sim.restart, 1))
+    texts = _lines_after(sim, 26.0, [0, 1], 4)
+    sim.run_until(35.0)
+    for index in (0, 1):
+        log = sim.peers[index].node.log
+        assert sim.peers[index].node.is_member
+        assert set(texts) <= {m.text for m in log if m.is_text}
+    # The third, away the whole time, was removed by the reopening; back, it is
+    # admitted again like any removed member, and gets everything.
+    third = sim.peers[2].identity.sender_id
+    log = sim.peers[0].node.log
+    assert not log.is_member(third)
+    assert log.member_info()[third].state is MemberState.AWAY  # (left out, not removed)
+    reopening = log.roster.epochs[-2].decision
+    assert reopening is not None and reopening.removed == (third,)
+    notice = members_changed_notice(log, reopening.removed, reopening.admitted, reopening)
+    assert notice.endswith("is still away") and reopened(log, len(log.roster.epochs) - 2)
+    sim.at(35.0, partial(sim.restart, 2))
+    later = _lines_after(sim, 45.0, [2, 0], 4)
+    sim.run_until(60.0)
+    report = sim.report()
+    assert (report.identical, report.stability_moved) == (True, 0)
+    for peer in sim.live():
+        assert set(texts + later) <= {m.text for m in peer.node.log if m.is_text}
+        assert peer.node.log.is_member(third)
