@@ -816,10 +816,13 @@ class Peer:
                 provisional_room = self.node.log.room_id if self.node.provisional_room else None
                 try:
                     refusal = await self._dial_and_run(url)
-                    if provisional_room is not None and self.node.log.room_id != provisional_room:
-                        # We took its room on this link (see Node._follows); it refused the
-                        # room we were in: no refusal of us, redial into the room now ours.
-                        refusal = None
+                    moved_to = self.node.log.room_id
+                    if refusal is not None and provisional_room not in (None, moved_to) and moved_to:
+                        # We took its room on this link (see Node._follows), and it refused
+                        # the room we were in: a refused dial like any other (said, and
+                        # backed off from), though the next one is into the room now ours.
+                        moved = f"moved to its room {moved_to.hex()[:16]}"
+                        refusal = replace(refusal, reason=f"{refusal.reason}; {moved}")
                 except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
                     gave_up = not bootstrap and failures >= self.config.discovered_attempts
