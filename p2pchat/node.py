@@ -229,6 +229,10 @@ class NodeConfig:
     """How long a misbehaving peer's id is refused after it broke the protocol."""
 
 
+_RATE_LIMITED = ("you exceeded this peer's rate limit", "exceeded our rate limit")
+"""The close reason for a neighbour that sends too fast, and our note (see Close)."""
+
+
 # Outputs ------------------------------------------------------------------------
 
 
@@ -721,7 +725,7 @@ class Node:
         if not _in_handshake(neighbour):
             return []
         if not self._count_in(neighbour, data, now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, *_RATE_LIMITED)
         try:
             _, reply = neighbour.link.receive(data)
         except ProtocolError as exc:
@@ -752,7 +756,7 @@ class Node:
             return self._fail(neighbour, exc.code, exc.reason)
         # Counted once it opened: only the neighbour's own frames can get it banned.
         if not self._count_in(neighbour, data, now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, *_RATE_LIMITED, ban=now)
         return plaintext
 
     def _inflate(self, neighbour: _Neighbour, plaintext: bytes, now: float) -> bytes | list[Output]:
@@ -766,7 +770,7 @@ class Node:
         # The work of a deflated frame is in its inflated size: what the budget counts.
         extra = len(frame) - len(plaintext)
         if extra > 0 and not self._within_budget(neighbour, extra, now):
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "rate limit exceeded", ban=now)
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, *_RATE_LIMITED, ban=now)
         return frame
 
     def receive_unsealed(self, conn: int, plaintext: bytes, now: float) -> list[Output]:
@@ -828,10 +832,15 @@ class Node:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "connected to ourselves")
         offence = self.offenders.get(remote.sender_id)
         if offence is not None:
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"refused: {offence}")
+            return self._fail(
+                neighbour, CloseCode.POLICY_VIOLATION, f"refused: your key {offence}", f"refused: {offence}"
+            )
         until = self.banned_until(remote.sender_id, now)
         if until is not None:
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"banned for {until - now:.0f} s more")
+            left = f"{until - now:.0f} s more"
+            return self._fail(
+                neighbour, CloseCode.POLICY_VIOLATION, f"you are banned here for {left}", f"banned for {left}"
+            )
         twin = self._twin(neighbour, remote.sender_id)
         if twin is not None:
             # Both ends dialed each other. Both keep the link dialed by the smaller id.
@@ -906,12 +915,19 @@ class Node:
         assert remote is not None
         reason = self.invites.check(secret, self._wall_ms(now))
         if reason is not None:
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"invite refused: {reason}")
+            return self._fail(
+                neighbour,
+                CloseCode.POLICY_VIOLATION,
+                f"this peer refused your invite: {reason}",
+                f"refused its invite: {reason}",
+            )
         admission = self._admit(remote.sender_id, remote.name, now, invited=True)
         if not admission:
             # (The invite stays unused: it may be presented again.)
-            reason = "cannot admit anyone right now (not synced, or the room is full): try again later"
-            return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason)
+            why = "(not synced, or the room is full)"
+            reason = f"this peer cannot admit anyone right now {why}: try again later"
+            note = f"its invite is kept for later: we cannot admit anyone right now {why}"
+            return self._fail(neighbour, CloseCode.TRY_AGAIN_LATER, reason, note)
         used = self.invites.redeem(secret, remote.sender_id, self._wall_ms(now))
         assert not isinstance(used, str)
         self._invited.add(remote.sender_id)
@@ -947,8 +963,9 @@ class Node:
             neighbour.asked = True
             return [self._send_heads(neighbour, now, reply_wanted=True)]
         if self.is_member and len(self.log.members) >= MAX_MEMBERS:
-            reason = f"the room is full ({MAX_MEMBERS} members): not admitted"
-            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason)
+            reason = f"this peer's room is full ({MAX_MEMBERS} members): you are not admitted"
+            note = f"not admitted: our room is full ({MAX_MEMBERS} members)"
+            return self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, note)
         invite_only = self._policy() is RoomPolicy.INVITE
         if self.is_member and invite_only and not self._is_away(neighbour.remote_id):
             reason = "this room is invite-only and you are not a member: ask a member for an invite"
@@ -1355,10 +1372,12 @@ class Node:
         if forged is not None:
             # Honest peers verify before relaying: a bad signature is the neighbour's fault.
             # What it sent before that is genuine and still goes on to the others.
-            reason = f"relayed a message with a bad signature ({forged!r})"
+            entry = f"{short_id(forged.sender_id)}#{forged.seq}"
+            reason = f"you relayed an entry with a bad signature ({entry})"
+            note = f"relayed an entry with a bad signature ({forged!r})"
             outputs: list[Output] = [LogEvents(tuple(events))] if events else []
             outputs.extend(self._queue_push(fresh, now, source=neighbour))
-            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, ban=now)]
+            return [*outputs, *self._fail(neighbour, CloseCode.POLICY_VIOLATION, reason, note, ban=now)]
         if neighbour.conn in self._syncing:
             self._syncing[neighbour.conn] = now + self.config.sync_patience  # progress
         outputs = [LogEvents(tuple(events))] if events else []
@@ -1467,7 +1486,9 @@ class Node:
         outputs: list[Output] = []
         for neighbour in list(self._neighbours.values()):
             if neighbour.remote_id == offender and neighbour.link.is_open:
-                outputs.extend(self._fail(neighbour, CloseCode.POLICY_VIOLATION, what))
+                outputs.extend(
+                    self._fail(neighbour, CloseCode.POLICY_VIOLATION, f"expelled: your key {what}", what)
+                )
         if self.is_member and offender in self.log.members:
             outputs.extend(self._propose_changes(now))
         return outputs
@@ -2052,14 +2073,18 @@ class Node:
         ban: float | None = None,
     ) -> list[Output]:
         """Close ``neighbour``; with ``ban`` (the time now), refuse its id for a while.
-        With a ``note`` (see :class:`Close`), the reason goes to the neighbour as it is."""
+
+        ``reason`` goes to the neighbour as it is, so it must read right there ("this
+        peer ...", "you ..."); ``note``, the same in our words (see :class:`Close`), is
+        ``reason`` unless given, and gets the neighbour's short id in front."""
         neighbour.link.close()
+        if note is None:
+            note = reason
         if ban is not None and neighbour.remote_id is not None:
             self._banned[neighbour.remote_id] = ban + self.config.ban_seconds
-            reason = f"{reason} (banned for {self.config.ban_seconds:.0f} s)"
+            banned = f" (banned for {self.config.ban_seconds:.0f} s)"
+            reason, note = reason + banned, note + banned
         who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
-        if note is None:
-            return [Close(neighbour.conn, code, f"{who}: {reason}")]
         return [Close(neighbour.conn, code, reason, f"{who}: {note}")]
 
     def _send(self, conn: int, frame: bytes) -> Send:

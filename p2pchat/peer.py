@@ -34,7 +34,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from wsproto.utilities import LocalProtocolError
 
-from .address import address_of, invite_url, peer_url, split_peer_url
+from .address import address_of, invite_of, invite_url, peer_url, split_peer_url
 from .addresses import is_wildcard, ws_urls
 from .codec import CodecError, strict_loads
 from .deflate import DEFLATED, inflate_frame
@@ -57,6 +57,7 @@ from .log import (
     Stable,
     Voided,
 )
+from .membership import MemberState
 from .message import (
     MAX_NAME_BYTES,
     PAYLOAD_VERSION,
@@ -811,15 +812,23 @@ class Peer:
                 if self._connected_to(url):
                     await self._wait_changed()
                     continue
+                issuer_left = self._issuer_left(url)
+                if issuer_left is not None:
+                    logger.info("not dialing %s again: %s", url, issuer_left)
+                    self._publish(DialFailed(url, issuer_left, None))
+                    return
                 started = trio.current_time()
                 refusal = None
                 provisional_room = self.node.log.room_id if self.node.provisional_room else None
                 try:
                     refusal = await self._dial_and_run(url)
-                    if provisional_room is not None and self.node.log.room_id != provisional_room:
-                        # We took its room on this link (see Node._follows); it refused the
-                        # room we were in: no refusal of us, redial into the room now ours.
-                        refusal = None
+                    moved_to = self.node.log.room_id
+                    if refusal is not None and provisional_room not in (None, moved_to) and moved_to:
+                        # We took its room on this link (see Node._follows), and it refused
+                        # the room we were in: a refused dial like any other (said, and
+                        # backed off from), though the next one is into the room now ours.
+                        moved = f"moved to its room {moved_to.hex()[:16]}"
+                        refusal = replace(refusal, reason=f"{refusal.reason}; {moved}")
                 except Exception as exc:  # one link's failure never stops the peer
                     failures += 1
                     gave_up = not bootstrap and failures >= self.config.discovered_attempts
@@ -855,6 +864,23 @@ class Peer:
                 delay = min(delay * 2, max(cap, self.config.backoff_max))
         finally:
             self._dialing.discard(url)
+
+    def _issuer_left(self, url: str) -> str | None:
+        """Why the invite URL ``url`` is dialed no more, or None: the peer that issued it
+        left our room (its LEAVE is in our log). A LEAVE is its author's last entry and
+        stops its peer; should it ever come back (with a new invite: the room is
+        invite-only), its address comes like any member's, without our old secret. (Not
+        while our room is provisional: the invite may be for another room.)"""
+        if self.node.provisional_room:
+            return None
+        try:
+            issuer = split_peer_url(url)[1] if invite_of(url) is not None else None
+        except ValueError:
+            return None
+        info = self.node.log.member_info().get(issuer) if issuer is not None else None
+        if issuer is None or info is None or info.state is not MemberState.LEFT:
+            return None
+        return f"the peer that issued this invite ({short_id(issuer)}) left the room"
 
     def _dial_failed(self, url: str, exc: Exception, retry_in: float | None) -> None:
         """Say why ``url`` could not be reached (the UI shows it; ``-v`` logs it)."""

@@ -24,7 +24,7 @@ from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_
 from .address import split_peer_url
 from .wire import MAX_FRAME_BYTES
 
-__all__ = ["Handler", "dial", "parse_host_port", "serve_websockets", "url_of"]
+__all__ = ["Handler", "close_reason", "dial", "parse_host_port", "serve_websockets", "url_of"]
 
 logger = logging.getLogger("p2pchat.transport")
 
@@ -143,9 +143,18 @@ async def _close_when_cancelled(stream: trio.SocketStream) -> None:
         await trio.aclose_forcefully(stream)
 
 
+MAX_CLOSE_REASON_BYTES = 123
+"""A WebSocket close frame carries at most this many bytes of reason (RFC 6455 5.5)."""
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame carries, on a character boundary."""
+    return reason.encode()[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+
+
 async def close_quickly(
     connection: WebSocketConnection, code: int, reason: str, timeout: float = 2.0
 ) -> None:
     """Close with a code and reason, but never wait longer than ``timeout``."""
     with trio.move_on_after(timeout):
-        await connection.aclose(code, reason[:120])
+        await connection.aclose(code, close_reason(reason))

@@ -1379,7 +1379,7 @@ async def test_an_equivocator_is_cut_off_and_removed_and_the_evidence_kept() -> 
             assert evidence == {(first[1][0], second[0])}
             assert mallory.id in victim.node.offenders
             code, reason = await attack_code(url(victim), lambda wire: wire.hello_and_auth(mallory))
-            assert code == POLICY_VIOLATION and "refused: signed two versions" in reason, reason
+            assert code == POLICY_VIOLATION and "refused: your key signed two versions" in reason, reason
             with trio.fail_after(MEMBER_TIMEOUT * 0.9):  # removed for the proof, not for silence
                 await departed(victim, alice, bob)
             await assert_survived(victim, alice, bob, refused=[second[0]])

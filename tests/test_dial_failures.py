@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -145,3 +146,33 @@ async def test_a_link_the_other_side_refuses_is_a_failed_dial_never_a_connection
                 # alice refused each link before carol heard of it: she reported none either.
                 assert [e for e in pending(at_alice) if isinstance(e, NeighbourUp | NeighbourDown)] == []
     assert all(f.url == plain and "invite-only" in f.reason and f.retry_in is not None for f in failures)
+
+
+async def test_a_provisional_room_refused_by_the_peer_joined_is_a_failed_dial(tmp_path: Path) -> None:
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, refusal_backoff_max=0.2)
+    with trio.fail_after(30):
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alone:
+            await alone.send("in alice's own room")  # (not pristine: she moves, bob does not)
+        async with open_peer("bob", data_dir=tmp_path / "bob") as bob:
+            await bob.send("in bob's room")
+            assert bob.url is not None
+            # Her last room is provisional: the first link takes her to bob's room, and bob
+            # refuses that link (it came from her old room). She says so, then redials.
+            async with (
+                open_peer("alice", data_dir=tmp_path / "alice", join=[bob.url], config=config) as alice,
+                alice.subscribe() as events,
+            ):
+                before = alice.room_id
+                seen: list[PeerEvent] = []
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, NeighbourUp):
+                        break
+                assert alice.room_id == bob.room_id != before
+    failures = [e for e in seen if isinstance(e, DialFailed)]
+    assert len(failures) == 1, seen
+    (failure,) = failures
+    assert before is not None and bob.room_id is not None
+    assert failure.url == bob.url and failure.retry_in is not None
+    assert f"not in your room {before.hex()[:16]}" in failure.reason
+    assert failure.reason.endswith(f"moved to its room {bob.room_id.hex()[:16]}")

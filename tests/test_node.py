@@ -7,8 +7,10 @@ from collections.abc import Iterable
 
 import pytest
 
+from p2pchat.address import invite_url
 from p2pchat.deflate import inflate_frame
 from p2pchat.identity import Identity, short_id
+from p2pchat.invites import INVITE_SECRET_SIZE
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind, RoomPolicy
 from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
@@ -30,13 +32,13 @@ IDS = [Identity(bytes([i + 1]) * 32) for i in range(4)]
 class Pipe:
     """Two nodes joined by an in-memory connection; frames are delivered in order by hand."""
 
-    def __init__(self, a: Node, b: Node) -> None:
+    def __init__(self, a: Node, b: Node, dialed_url: str = "ws://b") -> None:
         self.nodes = {1: a, 2: b}
         self.inbox: dict[int, list[bytes]] = {1: [], 2: []}
         self.closed: list[Close] = []
         self.events: dict[int, list[object]] = {1: [], 2: []}
         self.now = 0.0
-        self.route(1, a.open(1, self.now, b"\x01" * LINK_RANDOMNESS, dialed_url="ws://b"))
+        self.route(1, a.open(1, self.now, b"\x01" * LINK_RANDOMNESS, dialed_url=dialed_url))
         self.route(2, b.open(2, self.now, b"\x02" * LINK_RANDOMNESS))
 
     def route(self, source: int, outputs: Iterable[Output]) -> None:
@@ -149,6 +151,47 @@ def test_a_neighbour_from_another_room_is_refused_with_a_reason() -> None:
     for conn, node in pipe.nodes.items():
         assert node.closed(conn, "gone") == []  # never reported up, so no PeerDown either
     assert texts(a) == texts(b) == ["busy"] and a.log.room_id != b.log.room_id
+
+
+def refused(founder: Node, *, dialed_url: str = "ws://b") -> Close:
+    """How ``founder`` closes the link a newcomer (IDS[1]) dials to it."""
+    pipe = Pipe(make_node(1), founder, dialed_url)
+    pipe.run()
+    (close,) = [close for close in pipe.closed if close.conn == 2]
+    return close
+
+
+def test_every_refusal_reads_right_at_both_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reason goes to the refused side (its dial_failed says it): it speaks to it, never
+    # starts with its own id. The note is what the refusing side logs: who, and why.
+    newcomer = short_id(IDS[1].sender_id)
+    founder = make_node(0, found=True)
+    founder._banned[IDS[1].sender_id] = 60.0
+    banned = refused(founder)
+    founder = make_node(0, found=True)
+    founder.offenders[IDS[1].sender_id] = "signed two versions of its entry 1"
+    offender = refused(founder)
+    log, _ = OrderedLog.found(IDS[0], name="peer0", room_name="room0", sent_at_ms=0, policy=RoomPolicy.INVITE)
+    founder = Node(IDS[0], "peer0", log, config=NodeConfig(admission_delay=0.0))
+    invite = refused(founder, dialed_url=invite_url("ws://b", IDS[0].sender_id, bytes(INVITE_SECRET_SIZE)))
+    monkeypatch.setattr("p2pchat.node.MAX_MEMBERS", 1)
+    full = refused(make_node(0, found=True))
+    unknown = "unknown invite: forged, or issued by another peer or for another room"
+    assert [(close.reason, close.note) for close in (banned, offender, invite, full)] == [
+        ("you are banned here for 60 s more", f"{newcomer}: banned for 60 s more"),
+        (
+            "refused: your key signed two versions of its entry 1",
+            f"{newcomer}: refused: signed two versions of its entry 1",
+        ),
+        (f"this peer refused your invite: {unknown}", f"{newcomer}: refused its invite: {unknown}"),
+        (
+            "this peer's room is full (1 members): you are not admitted",
+            f"{newcomer}: not admitted: our room is full (1 members)",
+        ),
+    ]
+    for close in (banned, offender, invite, full):
+        assert close.code is CloseCode.POLICY_VIOLATION
+        assert len(close.reason.encode()) <= 123  # (what a close frame carries)
 
 
 def ups_and_downs(pipe: Pipe) -> dict[int, list[type]]:

@@ -31,10 +31,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from p2pchat import node as node_module
 from p2pchat.address import invite_of, invite_url, peer_url, split_peer_url
-from p2pchat.identity import Identity
+from p2pchat.identity import Identity, short_id
 from p2pchat.invites import INVITE_SECRET_SIZE, Invite, InviteBook
+from p2pchat.membership import MemberState
 from p2pchat.message import RoomPolicy
-from p2pchat.peer import Peer, open_peer
+from p2pchat.peer import DialFailed, Peer, PeerConfig, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS, Link, ProtocolError
 from p2pchat.store import Store
 from p2pchat.wire import Heads, Messages, encode_frame
@@ -558,6 +559,38 @@ async def test_a_member_who_left_an_invite_only_room_gets_only_a_close_reason() 
                 code, reason, frames = await in_thread(url, closing(attempt))
                 assert code == 1008 and frames == 0
                 assert "invite-only" in reason or "already used" in reason
+
+
+async def test_an_invite_url_is_dialed_no_more_once_its_issuer_left() -> None:
+    # Only alice could take carol in on it; once alice left (her LEAVE is in carol's log,
+    # and her peer stopped), a dial there can never succeed: carol says so once, and stops.
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.05)
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_peer("alice", private=True) as alice:
+            alice_id = alice.node.identity.sender_id
+            invite = alice.invite()
+            async with (
+                open_peer("carol", join=[invite], config=config) as carol,
+                carol.subscribe() as events,
+            ):
+                await carol.wait_admitted()
+                await alice.leave("bye")
+                failures: list[DialFailed] = []
+                with trio.move_on_after(5):
+                    async for event in events:
+                        if isinstance(event, DialFailed):
+                            failures.append(event)
+                            if event.retry_in is None:
+                                break
+                assert carol.log.member_info()[alice_id].state is MemberState.LEFT
+                assert failures and failures[-1].retry_in is None, failures[-3:]
+                said = f"the peer that issued this invite ({short_id(alice_id)}) left the room"
+                assert [f.reason for f in failures if f.reason == said] == [said]  # once
+                assert failures[-1].reason == said and failures[-1].url == invite
+                assert carol.statistics().dialing == 0
+                await trio.sleep(0.2)  # (many redials' worth of the backoff: none comes)
+                later = [events.receive_nowait() for _ in range(events.statistics().current_buffer_used)]
+                assert [e for e in later if isinstance(e, DialFailed)] == []
 
 
 async def test_peer_exchange_announces_addresses_with_ids_and_dials_them() -> None:
