@@ -312,6 +312,34 @@ class Roster:
         decided nor dead (it may then neither answer another change nor exit)."""
         return bool(self.epochs) and self._open_commit(self.current, member, _EVERYTHING) is not None
 
+    def exit_strands(self, member: bytes) -> bool:
+        """Whether an exit of ``member`` now would leave the open change it answered
+        short of the COMMITs that decide it, for good: the members the change keeps,
+        ``member`` aside, cannot make a strict majority of COMMITs.
+
+        An exit after an answer commits nothing and counts no less in the majority (it
+        is void if the change is decided), and its author cannot commit once it exited,
+        even back: so in a room of three or four, a removal that ``member`` answered
+        would then wait for good on the removed member's own COMMIT (say it crashed).
+        Staying a member instead, it commits the change once back. (The removed members
+        count only with a COMMIT already held.)"""
+        proposal = self.answered(member)
+        if proposal is None or member in proposal.removed:
+            return False
+        epoch = self.current
+        round_ = proposal.change.round
+        tally = self._tally(epoch, proposal, _EVERYTHING)
+        commits = epoch.commits.get(proposal.id, {})
+        hopeful = sum(1 for other in proposal.removed if other in commits)
+        for other in epoch.members - proposal.removed - {member}:
+            own = epoch.answers.get(round_, {}).get(other)
+            later = epoch.last_round.get(other, -1) > round_
+            if other in commits or (
+                not later and other not in epoch.exits and (own is None or own.change == proposal.id)
+            ):
+                hopeful += 1
+        return 2 * hopeful <= tally.base
+
     def waiting_on(self, proposal: _Proposal) -> frozenset[bytes]:
         """The members an open change still needs an answer from."""
         epoch = self.current

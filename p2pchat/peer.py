@@ -456,8 +456,13 @@ class Peer:
         with trio.move_on_after(EXIT_PATIENCE):
             while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
                 await self._wait_changed()
-        if not self.node.may_write or self.node.log.roster.holds_open_commit(self.node.identity.sender_id):
+        me, roster = self.node.identity.sender_id, self.node.log.roster
+        if not self.node.may_write or roster.holds_open_commit(me):
             return  # (an exit while our COMMIT of an open change stands would be invalid)
+        if kind is EntryKind.AWAY and roster.exit_strands(me):
+            # (The change we answered would wait for good on COMMITs nobody can write:
+            # we stop without an AWAY, still a member, and commit it once back.)
+            return
         self._left = True
         try:
             message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))

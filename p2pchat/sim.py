@@ -454,12 +454,19 @@ class Simulation:
             self._close(conn, "peer crashed")
 
     def quit(self, index: int, linger: float = 0.5) -> None:
-        """A clean quit: the peer writes its AWAY entry, lingers while it goes out, stops."""
+        """A clean quit: the peer writes its AWAY entry, lingers while it goes out, stops.
+
+        As the shell's, it writes none while its COMMIT of an open change stands (the exit
+        would be invalid), nor when the exit would keep a change it answered from ever
+        being decided (see Roster.exit_strands): it stops as if it crashed, and commits
+        the change once back."""
         peer = self.peers[index]
         if not peer.alive or not peer.node.is_member:
             return
-        _, outputs = peer.node.write(EntryKind.AWAY, "quit", self.now, int(self.now * 1000))
-        self._apply(index, outputs)
+        me, roster = peer.identity.sender_id, peer.node.log.roster
+        if not roster.holds_open_commit(me) and not roster.exit_strands(me):
+            _, outputs = peer.node.write(EntryKind.AWAY, "quit", self.now, int(self.now * 1000))
+            self._apply(index, outputs)
         self.at(self.now + linger, partial(self.crash, index))
 
     def restart(self, index: int) -> None:

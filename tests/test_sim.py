@@ -504,3 +504,42 @@ def test_a_room_every_member_quit_is_reopened_only_once_a_majority_is_back() -> 
     for peer in sim.live():
         assert set(texts + later) <= {m.text for m in peer.node.log if m.is_text}
         assert peer.node.log.is_member(third)
+
+
+@pytest.mark.parametrize(("peers", "quitter"), [(3, 0), (3, 1), (4, 0), (4, 1)])
+def test_a_member_that_quits_right_after_answering_a_removal_lets_it_be_decided(
+    peers: int, quitter: int
+) -> None:
+    # The last peer crashes for good and is proposed for removal; a member quits as soon
+    # as it answered, and is back a little later. Its AWAY (after its answer) would
+    # count in the majority but commit nothing, and it could not commit once back: in a
+    # room of three or four the removal waited for good on the crashed member's COMMIT,
+    # nobody was admitted again, stability stopped. Found by random churn.
+    node = NodeConfig(member_timeout=3.0, recent_window=3.0)
+    sim = Simulation(SimConfig(peers=peers, topology="full", seed=1, node=node, latency=(0.1, 0.2)))
+    for k in range(20):
+        sim.send_at(1.0 + k * 0.1, k % (peers - 1), f"m{k}")
+    gone = sim.peers[peers - 1].identity.sender_id
+    sim.at(1.5, lambda: sim.crash(peers - 1))
+    quits: list[float] = []
+
+    def quit_once_it_answered() -> None:
+        peer = sim.peers[quitter]
+        if peer.node.log.roster.answered(peer.identity.sender_id) is None:
+            sim.at(sim.now + 0.01, quit_once_it_answered)
+            return
+        quits.append(sim.now)
+        sim.quit(quitter)
+        sim.at(sim.now + 5.0, lambda: sim.restart(quitter))
+
+    sim.at(2.0, quit_once_it_answered)
+    sim.run_until(60.0)
+    assert quits
+    report = sim.report()
+    assert (report.identical, report.stability_moved, report.duplicates) == (True, 0, 0)
+    for peer in sim.live():
+        log = peer.node.log
+        assert not log.roster.open_proposals()
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+        assert not log.is_member(gone)
+        assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
