@@ -995,10 +995,24 @@ class Node:
         would otherwise trust none of them, and never learn that they are members (it tells
         them only what it holds, which it had from the room). What it sends is judged as
         anything else; it gets entries of ours only once trusted.
+
+        A member, too, asks a neighbour of its room that holds entries it lacks: a member
+        whose log stopped before the epochs that admitted its neighbours (cut off while
+        the room removed it and admitted it again, linked back only to members it did
+        not know of) would otherwise never catch up.
         """
         if not neighbour.link.is_open:
             return False
-        return neighbour.trusted or (self.log.genesis is not None and not self.is_member)
+        if neighbour.trusted:
+            return True
+        if self.log.genesis is None:
+            return False
+        return not self.is_member or self._holds_more(neighbour)
+
+    def _holds_more(self, neighbour: _Neighbour) -> bool:
+        """Whether ``neighbour`` said it holds an entry we have not delivered."""
+        delivered = self.log.delivered_seq
+        return any(seq > delivered(sender) for sender, seq in neighbour.held.items())
 
     def _is_away(self, member: bytes | None) -> bool:
         """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""

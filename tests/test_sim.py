@@ -543,3 +543,35 @@ def test_a_member_that_quits_right_after_answering_a_removal_lets_it_be_decided(
         assert all(log.is_member(other.identity.sender_id) for other in sim.live())
         assert not log.is_member(gone)
         assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
+
+
+def test_a_member_cut_off_while_the_room_moved_on_catches_up_through_a_member_new_to_it() -> None:
+    # Ring of five. Peer 3 crashes and is removed (peer 4 answers that). Then peer 4 is
+    # cut off: the others remove it and admit peer 3 back; peer 0 leaves. Healed, peer 4
+    # is linked to peer 3 alone, a member it does not know of (its log stops before the
+    # admission): it asked nobody for what it lacked, took what was pushed and held it
+    # for good, while the others removed and admitted it over and over.
+    node = NodeConfig(member_timeout=3.0, recent_window=3.0, admission_delay=0.0)
+    sim = Simulation(SimConfig(peers=5, topology="ring", seed=1, node=node))
+    for k in range(40):
+        sim.send_at(1.0 + k * 0.5, k % 3, f"m{k}")
+    sim.at(1.5, partial(sim.crash, 3))
+    sim.at(8.0, partial(sim.partition, {4}, {0, 1, 2, 3}))
+    sim.at(8.5, partial(sim.restart, 3))
+
+    def leave() -> None:
+        _, outputs = sim.peers[0].node.write(EntryKind.LEAVE, "bye", sim.now, int(sim.now * 1000))
+        sim._apply(0, outputs)
+        sim.at(sim.now + 0.5, partial(sim.crash, 0))
+
+    sim.at(22.0, leave)
+    sim.at(25.0, sim.heal)
+    sim.run_until(90.0)
+    report = sim.report()
+    assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
+    epochs = {peer.node.log.roster.current.number for peer in sim.live()}
+    assert len(epochs) == 1 and epochs.pop() < 10
+    for peer in sim.live():
+        log = peer.node.log
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+        assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
