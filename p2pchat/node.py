@@ -1647,19 +1647,23 @@ class Node:
             outputs.extend(self._graft_due(now))
         if now >= self._next_rediscovery:
             self._next_rediscovery = now + self.config.keepalive_interval
-            outputs.extend(self._rediscover())
+            outputs.extend(self._rediscover(now))
         return outputs
 
-    def _rediscover(self) -> list[Output]:
+    def _rediscover(self, now: float) -> list[Output]:
         """When no link of ours leads to an active member, the addresses we know of
         active members, again: the shell dials them while it has fewer links than it
         wants. Otherwise members whose links all lead through peers that are no members
         (removed, or waiting to be admitted again: they relay nothing) would stay apart
-        for good, each side's changes waiting on answers from the other."""
+        for good, each side's changes waiting on answers from the other. The same holds
+        for members linked to each other and otherwise only through such peers: so while
+        linked to members, the addresses of those we have not heard from for
+        ``recent_window`` and have no link to."""
         connected = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
         members = self.log.members - {self.identity.sender_id}
         if connected & members:
-            return []  # (linked to the room: gossip reaches everyone, and PEERS brings news)
+            # (Linked to the room: gossip reaches everyone heard from, PEERS brings news.)
+            members = self._unheard(now, self.config.recent_window)
         urls = []
         for url in self._addresses:
             member = split_peer_url(url)[1]

@@ -575,3 +575,18 @@ def test_a_member_cut_off_while_the_room_moved_on_catches_up_through_a_member_ne
         log = peer.node.log
         assert all(log.is_member(other.identity.sender_id) for other in sim.live())
         assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
+
+
+# Seed 2205 never converged: two groups of members, each linked within itself, were
+# linked to each other only through a member both had removed (it relays nothing); a
+# peer offered its shell the addresses of members only when no link of its led to a
+# member at all, so nobody dialed across.
+@pytest.mark.parametrize("seed", [2205])
+def test_random_churn_with_exits_and_few_links_ends_in_one_log(seed: int) -> None:
+    sim = _random_churn_with_exits(seed, target_connections=2)
+    report = sim.report()
+    assert (report.identical, report.stability_moved) == (True, 0)
+    for peer in sim.live():
+        log = peer.node.log
+        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
