@@ -246,17 +246,20 @@ class Roster:
 
     def writes_after_answers(self) -> list[tuple[bytes, int]]:
         """Members that answered a change of the current epoch that is still open, with
-        the seq of that answer: their entries above it are void if it is decided."""
+        the seq of that answer: their entries above it are void if it is decided. A
+        member that answered several open changes (it moved on to a later round while
+        an earlier one can still be decided) is given its earliest such answer: its cut
+        is its answer in whichever round is decided."""
         if not self.epochs:
             return []
         epoch = self.current
-        found = []
-        for member, round_ in epoch.last_round.items():
-            answer = epoch.answers[round_][member]
-            assert answer.change is not None
-            if self._status(epoch, epoch.proposals[answer.change]) is None:
-                found.append((member, answer.seq))
-        return found
+        open_ids = {proposal.id for proposal in self.open_proposals()}
+        found: dict[bytes, int] = {}
+        for by_member in epoch.answers.values():
+            for member, answer in by_member.items():
+                if answer.change in open_ids and answer.seq < found.get(member, answer.seq + 1):
+                    found[member] = answer.seq
+        return list(found.items())
 
     def removals_named(self) -> list[tuple[bytes, int]]:
         """Per member that a change of the current epoch still open removes, the highest

@@ -352,3 +352,33 @@ def test_a_reopening_is_judged_the_same_in_every_order(seed: int, data: st.DataO
     assert decisions == [e.decision.change if e.decision else None for e in reference.roster.epochs]
     assert log.held_count == 0 and log.stability_violations == 0
     assert {"back 0", "back 1", "back 2"} <= {m.text for m in log if m.is_text}
+
+
+def test_a_member_that_moved_on_to_a_later_round_holds_its_lines_back_from_its_first_open_answer() -> None:
+    # p2 answers a removal in round 0, writes a line, then proposes a rival in round 1.
+    # Round 0 can still be decided (p2's answer stands; the others and the member being
+    # removed may commit it), and then p2's cut is its round-0 answer: the line is void.
+    # Only its last answer was held back from stability: the line was said stable, then
+    # voided (found by random churn: 8 peers, two removals by hand at once, 9 stable
+    # positions moved).
+    room = four_members()
+    gone = frozenset({PEOPLE[3].sender_id})
+    removal = room.logs[0].roster.proposal(PEOPLE[0].sender_id, (), gone)
+    assert removal is not None
+    room.write(0, EntryKind.CHANGE, change=removal)
+    room.sync(0, 2)
+    flush = room.answer(2)
+    assert flush is not None and flush.kind is EntryKind.FLUSH
+    line = room.logs[2].compose(PEOPLE[2], name="p2", text="after its answer", sent_at_ms=0)
+    room.logs[2].receive(line)
+    room.written.append(line)
+    rival = room.logs[2].roster.proposal(
+        PEOPLE[2].sender_id, ((NEWCOMER.sender_id, "new"),), gone, supersede=True
+    )
+    assert rival is not None and rival.round == 1
+    room.write(2, EntryKind.CHANGE, change=rival)
+    room.sync(2, 0)
+    roster = room.logs[0].roster
+    assert len(roster.open_proposals()) == 2  # (round 0 is not dead: it may still be decided)
+    assert (PEOPLE[2].sender_id, flush.seq) in roster.writes_after_answers()
+    assert not room.logs[0].is_stable(line)
