@@ -35,7 +35,7 @@ from typing import NamedTuple
 from sortedcontainers import SortedList
 
 from .identity import Identity
-from .membership import Decision, MemberInfo, Roster
+from .membership import VOTES, Decision, MemberInfo, Roster
 from .message import (
     MAX_LAMPORT,
     NO_PREVIOUS,
@@ -789,8 +789,7 @@ class OrderedLog:
             # is ahead of ours: an entry now would break that promise, and be taken for a
             # lie. What made our clock that high is in the room; repair brings it.
             raise OwnHistoryIncomplete("a clock we announced before is ahead of ours; wait for repair")
-        votes = (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT)
-        reopening = kind in votes and self.roster.reopening(identity.sender_id)  # (see membership)
+        reopening = kind in VOTES and self.roster.reopening(identity.sender_id)  # (see membership)
         if self.room_id is None or not (self.is_member(identity.sender_id) or reopening):
             raise NotAMember("not a member of the room (yet): wait for admission")
 

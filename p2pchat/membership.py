@@ -99,6 +99,7 @@ from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 
 __all__ = [
     "MAX_MEMBERS",
+    "VOTES",
     "Decision",
     "Epoch",
     "MemberInfo",
@@ -108,6 +109,8 @@ __all__ = [
 
 MAX_MEMBERS = 256
 """Members a room has at most. A change that would exceed it is invalid."""
+VOTES = frozenset({EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT})
+"""The kinds of entry that propose, answer or commit a change."""
 
 
 class MemberState(enum.Enum):
@@ -455,7 +458,7 @@ class Roster:
     def is_vote_after_exit(self, message: Message, number: int) -> bool:
         """Whether ``message`` (valid in epoch ``number``) is a vote written after its
         author's exit: a vote of a reopening, which takes no place in the log."""
-        if message.kind not in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+        if message.kind not in VOTES:
             return False
         exit_ = self.epochs[number].exits.get(message.sender_id)
         return exit_ is not None and exit_[0].seq < message.seq
@@ -575,8 +578,7 @@ class Roster:
         """Why an entry written after its author's exit from ``epoch`` is invalid: all are,
         but a vote of a reopening (see the module doc)."""
         refused = "written after its author left the epoch"
-        votes = (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT)
-        if exit_kind is not EntryKind.AWAY or message.kind not in votes:
+        if exit_kind is not EntryKind.AWAY or message.kind not in VOTES:
             return refused
         past = _past(vector, message.sender_id, message.seq)
         if not self._all_exited(epoch, past):
@@ -708,7 +710,7 @@ class Roster:
             self.epochs.append(Epoch(0, frozenset({author})))
             return None
         epoch = self.epochs[number]
-        if message.kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+        if message.kind in VOTES:
             self._note_vote(epoch, message, vector)
         if epoch.decision is not None:
             # (A valid entry of a closed epoch delivered after its decision: its answer or
@@ -753,7 +755,7 @@ class Roster:
             return
         author = message.sender_id
         past = _past(vector, author, message.seq)
-        if message.kind in (EntryKind.CHANGE, EntryKind.FLUSH, EntryKind.COMMIT):
+        if message.kind in VOTES:
             # Judged as the open epoch would have, on its causal past alone, and noted if
             # valid there: a replica that took it before the decision noted it, and what
             # the COMMITs and epochs of later entries are judged on must not depend on
