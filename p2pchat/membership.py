@@ -397,7 +397,7 @@ class Roster:
         epoch = self.current
         if self._open_commit(epoch, member, _EVERYTHING) is not None:
             return None
-        away = {m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY}
+        away = _away(epoch)
         admitted = {m: name for m, name in back.items() if m in away}
         if 2 * len(admitted) <= len(away):
             return None
@@ -603,7 +603,7 @@ class Roster:
         members that left are gone for good)."""
         change = message.change
         assert change is not None
-        away = {m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY}
+        away = _away(epoch)
         admitted = {member for member, _ in change.admitted}
         removed = set(change.removed)
         if message.sender_id not in admitted or admitted & removed or admitted | removed != away:
@@ -921,6 +921,11 @@ class _Tally:
 
 _Held = Callable[[bytes, int], bool]
 """Whether the entry (member, seq) is among those considered."""
+
+
+def _away(epoch: Epoch) -> set[bytes]:
+    """The members that exited ``epoch`` by AWAY (they may come back)."""
+    return {m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY}
 
 
 def _everything(member: bytes, seq: int) -> bool:

@@ -1150,8 +1150,10 @@ class Node:
     ) -> list[Output]:
         """Write a CHANGE, if one may be written now (see Roster.proposal)."""
         change = self.log.roster.proposal(self.identity.sender_id, admitted, removed, supersede=supersede)
-        if change is None:
-            return []
+        return self._write_change(change, now) if change is not None else []
+
+    def _write_change(self, change: Change, now: float) -> list[Output]:
+        """Write our CHANGE, and the answers it makes due."""
         try:
             message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
         except (NotAMember, RuntimeError):
@@ -1241,13 +1243,7 @@ class Node:
             if linked and remote is not None and roster.reopening(remote.sender_id):
                 back[remote.sender_id] = remote.name
         change = roster.reopening_change(me, back)
-        if change is None:
-            return []
-        try:
-            message, outputs = self.write(EntryKind.CHANGE, "", now, self._wall_ms(now), change=change)
-        except (NotAMember, RuntimeError):
-            return []
-        return [OwnEntries((message,)), *outputs, *self._answer_changes(now)]
+        return self._write_change(change, now) if change is not None else []
 
     def _gives_way(self, now: float) -> bool:
         """Whether we leave the next proposal to another member for now: after rival
