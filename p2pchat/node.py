@@ -1239,7 +1239,7 @@ class Node:
         back = {me: self.name}
         for neighbour in self._neighbours.values():
             remote = neighbour.link.remote
-            linked = neighbour.link.is_open and neighbour.trusted and remote is not None
+            linked = neighbour.link.is_open and neighbour.trusted
             if linked and remote is not None and roster.reopening(remote.sender_id):
                 back[remote.sender_id] = remote.name
         change = roster.reopening_change(me, back)
