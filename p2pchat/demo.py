@@ -31,7 +31,7 @@ from .diagram import Arrival, Send, render_svg
 from .identity import Identity
 from .message import MessageId
 from .node import NodeConfig, text_count
-from .peer import MessageDelivered, Peer, PeerConfig, PeerEvent, open_peer
+from .peer import EntriesVoided, MessageDelivered, Peer, PeerConfig, PeerEvent, open_peer
 
 __all__ = ["DemoObserver", "DemoResult", "add_demo_parser", "run_demo", "run_demo_command"]
 
@@ -287,6 +287,9 @@ async def _watch(watch: _Watch, start: float, task_status: trio.TaskStatus[None]
         async for event in events:
             if watch.observer is not None:
                 watch.observer.peer_event(watch.lane, trio.current_time() - start, event)
+            if isinstance(event, EntriesVoided):
+                # (They left the log: a line delivered after them is not above them.)
+                watch.entries_seen -= len(event.messages)
             if not isinstance(event, MessageDelivered):
                 continue
             # Inserted above something already shown? Counted from the entries delivered
