@@ -851,7 +851,9 @@ class Node:
                 return outputs
         else:
             outputs = []
-        if self._yields_to(remote.room_id, remote.pristine) or self._follows(neighbour, remote.room_id):
+        if self._yields_to(remote.room_id, remote.pristine) or self._follows(
+            neighbour, remote.room_id, remote.pristine
+        ):
             outputs.extend(self._move_to_room(remote.room_id, keep=neighbour))
         if remote.room_id == self.log.room_id:
             self.provisional_room = False  # settled: a neighbour is in our room
@@ -1055,14 +1057,20 @@ class Node:
             return False
         return not theirs_pristine or remote_room < ours
 
-    def _follows(self, neighbour: _Neighbour, remote_room: bytes) -> bool:
+    def _follows(self, neighbour: _Neighbour, remote_room: bytes, theirs_pristine: bool) -> bool:
         """Whether we move to the room of a peer we dialed: our room is only the one we
-        used last (``provisional_room``), and the user asked to join that peer."""
+        used last (``provisional_room``), and the user asked to join that peer.
+
+        Unless that peer gives up its pristine room for ours (:meth:`_yielded_to_by`): it
+        cannot know our room is provisional, and if both of us moved, each would sit in
+        the other's room, linked to nobody in it. Its room held nothing yet, so the two
+        of us end in one room all the same."""
         return (
             self.provisional_room
             and neighbour.dialed_url is not None
             and bool(remote_room)
             and remote_room != self.log.room_id
+            and not self._yielded_to_by(remote_room, theirs_pristine)
         )
 
     def _yielded_to_by(self, remote_room: bytes, theirs_pristine: bool) -> bool:

@@ -257,6 +257,26 @@ def test_a_pristine_room_yields_to_the_room_it_meets() -> None:
     assert keys(a) == keys(b)
 
 
+@pytest.mark.parametrize("joiner_wrote", [True, False])
+def test_a_provisional_joiner_and_the_pristine_room_it_joins_end_in_one_room(joiner_wrote: bool) -> None:
+    # The joiner's room is only the one it used last (provisional): it follows the peer
+    # it dialed. The peer dialed holds nothing but its genesis (pristine): it yields to a
+    # room with history. Both rules must not fire at once, or each moves to the other's
+    # room and the two sit linked in two empty rooms.
+    joiner, fresh = make_node(0, found=True), make_node(1, found=True)
+    if joiner_wrote:
+        joiner.send_text("said before joining", 0.0, 0)
+    joiner.provisional_room = True
+    pipe = Pipe(joiner, fresh)
+    pipe.run()
+    assert joiner.log.room_id == fresh.log.room_id
+    assert joiner.is_member and fresh.is_member
+    pipe.route(2, fresh.send_text("hello", pipe.now, 0)[1])
+    pipe.run()
+    expected = ["said before joining", "hello"] if joiner_wrote else ["hello"]
+    assert texts(joiner) == texts(fresh) == expected
+
+
 def test_messages_flow_both_ways_and_logs_match() -> None:
     a, b, pipe = make_pair()
     for i in range(20):
