@@ -129,7 +129,8 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Concurrent:
-    """Messages already in the log turned out to be concurrent with a newer one."""
+    """Messages already in the log turned out to be concurrent with a newer one (only
+    entries with a place in the log: a tombstone, such as a COMMIT, is shown nowhere)."""
 
     ids: tuple[MessageId, ...]
 
@@ -1471,7 +1472,8 @@ class OrderedLog:
                 if ranges and ranges[-1][0] <= first and ranges[-1][1] >= other.delivered:
                     continue  # all of them are flagged already (the common case)
                 for seq in _add_range(other.concurrent_ranges, first, other.delivered):
-                    newly.append(MessageId(other_id, seq))
+                    if (flagged := MessageId(other_id, seq)) not in self._tombstones:
+                        newly.append(flagged)  # (a tombstone, a COMMIT say, is shown nowhere)
         if not concurrent:
             return False
         own = self._senders[message.sender_id].concurrent_ranges

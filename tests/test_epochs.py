@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pchat.identity import Identity
-from p2pchat.log import OrderedLog
+from p2pchat.log import Concurrent, OrderedLog
 from p2pchat.membership import MemberState
 from p2pchat.message import Change, EntryKind, Flush, Message, MessageId
 from p2pchat.node import NodeConfig
@@ -116,6 +116,30 @@ def settle(room: Room) -> None:
         if all(room.answer(i) is None for i in (0, 1, 2)):
             return
     raise AssertionError("answers still owed after six rounds")
+
+
+def test_concurrent_events_name_only_entries_with_a_place_in_the_log() -> None:
+    # The four COMMITs of an admission are written concurrently, and they are tombstones:
+    # a user interface that looked one up among the lines would find nothing.
+    room = four_members()
+    admit = room.logs[0].roster.proposal(PEOPLE[0].sender_id, ((NEWCOMER.sender_id, "new"),), frozenset())
+    room.write(0, EntryKind.CHANGE, change=admit)
+    for i in (1, 2, 3):
+        room.sync(0, i)
+        room.answer(i)
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                room.sync(i, j)
+    commits = [room.answer(i) for i in range(4)]
+    assert all(commit is not None and commit.kind is EntryKind.COMMIT for commit in commits)
+    replica = OrderedLog(room_id=room.logs[0].room_id)
+    named: list[MessageId] = []
+    for _, receipt in replica.receive_many(room.written):
+        named.extend(i for event in receipt.events if isinstance(event, Concurrent) for i in event.ids)
+    shown = {message.id for message in replica}
+    assert named and set(named) <= shown
+    assert any(replica.is_concurrent(commit.id) for commit in commits if commit is not None)
 
 
 @settings(max_examples=60, deadline=None)
