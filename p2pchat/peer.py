@@ -1281,7 +1281,7 @@ async def serve_peer(
         async with trio.open_nursery() as nursery:
             peer = Peer(node, store, config, nursery)
             host, port = parse_host_port(listen)
-            listeners = await nursery.start(serve_websockets, peer._accept, host, port)
+            listeners = await _listen(nursery, peer, host, port, store)
             bases = [url_of(listeners[0])]
             if is_wildcard(host):  # tell others an address that reaches this machine
                 bases = ws_urls(host, listeners[0].socket.getsockname()[1])
@@ -1303,6 +1303,29 @@ async def serve_peer(
             store.close()
         if lock is not None:
             lock.release()
+
+
+async def _listen(
+    nursery: trio.Nursery, peer: Peer, host: str, port: int, store: Store | None
+) -> list[trio.SocketListener]:
+    """Serve ``peer`` on ``host:port``. Port 0 means the port this data directory's peer
+    listened on last, if it is free (its neighbours kept that address: a peer that comes
+    back where it was is found again, say to reopen a room every member quit), else any."""
+    remembered = store.listen_port() if store is not None and not port else 0
+    for candidate in [remembered, 0] if remembered else [port]:
+        try:
+            listeners: list[trio.SocketListener] = await nursery.start(
+                serve_websockets, peer._accept, host, candidate
+            )
+        except OSError as exc:
+            if not candidate or candidate == port:
+                raise
+            logger.info("port %d, used last, is taken (%s): listening on another", candidate, exc)
+            continue
+        if store is not None and not port:
+            store.remember_listen_port(listeners[0].socket.getsockname()[1])
+        return listeners
+    raise AssertionError("unreachable: the last candidate raises")
 
 
 @asynccontextmanager

@@ -451,6 +451,17 @@ class Store:
                 (room_id, room_id, MAX_ADDRESSES),
             )
 
+    def listen_port(self) -> int:
+        """The port this peer listened on last (0: none kept), for a restart to take again."""
+        if not self._has_table("meta"):
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'listen_port'").fetchone()
+        return int(row[0]) if row is not None and 0 < int(row[0]) < 65536 else 0
+
+    def remember_listen_port(self, port: int) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('listen_port', ?)", (port,))
+
     def addresses(self, room_id: bytes) -> list[str]:
         """The neighbours' addresses kept for ``room_id``, the latest up first; none in a
         directory from before the table, opened read-only."""

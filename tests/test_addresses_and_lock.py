@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import trio
 
 from p2pchat.addresses import interface_addresses, ws_urls
 from p2pchat.lockfile import DataDirectoryInUse, DataDirectoryLock
+from p2pchat.peer import open_peer
 
 
 def test_a_specific_address_is_advertised_as_it_is() -> None:
@@ -47,3 +50,24 @@ def test_the_lock_is_exclusive_names_the_holder_and_is_released(tmp_path: Path) 
         assert f"in use by process {os.getpid()}" in str(caught.value)
     with DataDirectoryLock(data):  # free again
         pass
+
+
+async def test_a_restarted_peer_listens_where_it_did_before_if_it_can(tmp_path: Path) -> None:
+    # Its neighbours kept that address: back there, it is found again (say, to reopen a
+    # room every member quit). Taken by someone else meanwhile: any other port will do.
+    with trio.fail_after(20):
+        async with open_peer("alice", data_dir=tmp_path) as alice:
+            first = alice.url
+        async with open_peer("alice", data_dir=tmp_path) as alice:
+            assert alice.url == first
+        port = urlsplit(first).port
+        assert port is not None
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            async with open_peer("alice", data_dir=tmp_path) as alice:
+                assert alice.url is not None and urlsplit(alice.url).port not in (port, None)
+        async with open_peer("alice", data_dir=tmp_path) as alice:
+            assert alice.url != first  # (the port it had last, now)
+        async with open_peer("alice", data_dir=tmp_path, listen=f"127.0.0.1:{port}") as alice:
+            assert alice.url == first  # (a port given is taken as it is)

@@ -809,7 +809,8 @@ async def test_a_member_started_again_without_join_dials_its_neighbours_of_befor
 async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_back(tmp_path: Path) -> None:
     # Each wrote its AWAY before it saw the other's: nobody was active, and nobody could
     # admit anyone again, for good. Back (after their quit, not while quitting), the
-    # two are a majority of the room and reopen it, and chat on.
+    # two are a majority of the room and reopen it, and chat on. Neither is told whom to
+    # join: each listens where it did before, and dials the neighbour it had there.
     with trio.fail_after(40):
         async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
             assert alice.url is not None
@@ -825,8 +826,7 @@ async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_b
                 assert not alice.node.is_member and not bob.node.is_member
                 assert alice.node.log.roster.reopening(bob.node.identity.sender_id)
         async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
-            assert alice.url is not None
-            async with open_peer("bob", data_dir=tmp_path / "bob", join=[alice.url]) as bob:
+            async with open_peer("bob", data_dir=tmp_path / "bob") as bob:
                 await alice.send("after, from alice")
                 await bob.send("after, from bob")
                 for peer in (alice, bob):
