@@ -825,12 +825,14 @@ async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_b
                 await trio.sleep(1.5)  # (a heartbeat: quitting, neither reopens the room)
                 assert not alice.node.is_member and not bob.node.is_member
                 assert alice.node.log.roster.reopening(bob.node.identity.sender_id)
-        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
-            async with open_peer("bob", data_dir=tmp_path / "bob") as bob:
-                await alice.send("after, from alice")
-                await bob.send("after, from bob")
-                for peer in (alice, bob):
-                    while {"after, from alice", "after, from bob"} - {m.text for m in peer.messages()}:
-                        await peer.wait_delivered(len(peer.messages()) + 1)
-                    assert peer.node.is_member
-                assert [m.key for m in alice.messages()] == [m.key for m in bob.messages()]
+        async with (
+            open_peer("alice", data_dir=tmp_path / "alice") as alice,
+            open_peer("bob", data_dir=tmp_path / "bob") as bob,
+        ):
+            await alice.send("after, from alice")
+            await bob.send("after, from bob")
+            for peer in (alice, bob):
+                while {"after, from alice", "after, from bob"} - {m.text for m in peer.messages()}:
+                    await peer.wait_delivered(len(peer.messages()) + 1)
+                assert peer.node.is_member
+            assert [m.key for m in alice.messages()] == [m.key for m in bob.messages()]
