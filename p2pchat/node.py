@@ -465,6 +465,8 @@ class Node:
         self._next_heartbeat = 0.0
         self._next_anti_entropy = self.config.anti_entropy_interval
         self._next_rediscovery = self.config.keepalive_interval
+        self._rediscoveries = 0
+        """Members cut off from us offered beyond the link target so far (see _rediscover)."""
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
@@ -1650,10 +1652,10 @@ class Node:
             outputs.extend(self._graft_due(now))
         if now >= self._next_rediscovery:
             self._next_rediscovery = now + self.config.keepalive_interval
-            outputs.extend(self._rediscover(now, rng))
+            outputs.extend(self._rediscover(now))
         return outputs
 
-    def _rediscover(self, now: float, rng: Rng) -> list[Output]:
+    def _rediscover(self, now: float) -> list[Output]:
         """When no link of ours leads to an active member, the addresses we know of
         active members, again: the shell dials them while it has fewer links than it
         wants. Otherwise members whose links all lead through peers that are no members
@@ -1665,9 +1667,8 @@ class Node:
 
         Those links count toward the shell's target, though: two groups of members,
         each at its target within itself and through such peers, never dial across. So
-        one of the members cut off from us (see _cut_off), at random (members of one
-        group pick different ones, and a dead one is not picked for good), is offered
-        beyond the target as well."""
+        one of the members cut off from us (see _cut_off), each of them in turn, is
+        offered beyond the target as well."""
         connected = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
         members = self.log.members - {self.identity.sender_id}
         linked = bool(connected & members)
@@ -1678,7 +1679,10 @@ class Node:
         outputs: list[Output] = []
         far = self._addresses_of(self._cut_off(now, linked) - connected)
         if far:
-            url = rng.choice(far)
+            # (Our id sets where we start, so members of one group pick different ones;
+            # the next round picks the next one, so a dead one is not picked for good.)
+            self._rediscoveries += 1
+            url = far[(self._rediscoveries + self.identity.sender_id[0]) % len(far)]
             outputs.append(Discovered((url,), beyond_target=True))
             urls = [other for other in urls if other != url]
         if urls:

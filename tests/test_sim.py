@@ -655,7 +655,7 @@ def test_only_a_member_that_hears_part_of_the_room_dials_one_member_beyond_its_t
     sim.run_until(39.0)
     _assert_split(sim)
     for index in range(6):
-        offers = sim.peers[index].node._rediscover(sim.now, random.Random(seed))
+        offers = sim.peers[index].node._rediscover(sim.now)
         beyond = [
             _peer_of(url) for o in offers if isinstance(o, Discovered) and o.beyond_target for url in o.urls
         ]
