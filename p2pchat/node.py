@@ -284,7 +284,14 @@ class PeerDown:
 
 @dataclass(frozen=True, slots=True)
 class Discovered:
+    """Addresses to dial while the shell has fewer links than it wants."""
+
     urls: tuple[str, ...]
+    beyond_target: bool = False
+    """Dial these even with as many links as wanted (unless the shell dials learned
+    addresses not at all): members of our room unheard for long (see
+    ``Node._rediscover``); links to peers that are no members count toward the target
+    too, and relay nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +465,8 @@ class Node:
         self._next_heartbeat = 0.0
         self._next_anti_entropy = self.config.anti_entropy_interval
         self._next_rediscovery = self.config.keepalive_interval
+        self._rediscoveries = 0
+        """Members cut off from us offered beyond the link target so far (see _rediscover)."""
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
@@ -1662,18 +1671,50 @@ class Node:
         for good, each side's changes waiting on answers from the other. The same holds
         for members linked to each other and otherwise only through such peers: so while
         linked to members, the addresses of those we have not heard from for
-        ``recent_window`` and have no link to."""
+        ``recent_window`` and have no link to.
+
+        Those links count toward the shell's target, though: two groups of members,
+        each at its target within itself and through such peers, never dial across. So
+        one of the members cut off from us (see _cut_off), each of them in turn, is
+        offered beyond the target as well."""
         connected = {n.remote_id for n in self._neighbours.values() if n.link.is_open}
         members = self.log.members - {self.identity.sender_id}
-        if connected & members:
+        linked = bool(connected & members)
+        if linked:
             # (Linked to the room: gossip reaches everyone heard from, PEERS brings news.)
             members = self._unheard(now, self.config.recent_window)
-        urls = []
-        for url in self._addresses:
-            member = split_peer_url(url)[1]
-            if member in members and member not in connected:
-                urls.append(url)
-        return [Discovered(tuple(urls))] if urls else []
+        urls = self._addresses_of(members - connected)
+        outputs: list[Output] = []
+        far = self._addresses_of(self._cut_off(now, linked) - connected)
+        if far:
+            # (Our id sets where we start, so members of one group pick different ones;
+            # the next round picks the next one, so a dead one is not picked for good.)
+            self._rediscoveries += 1
+            url = far[(self._rediscoveries + self.identity.sender_id[0]) % len(far)]
+            outputs.append(Discovered((url,), beyond_target=True))
+            urls = [other for other in urls if other != url]
+        if urls:
+            outputs.append(Discovered(tuple(urls)))
+        return outputs
+
+    def _addresses_of(self, members: frozenset[bytes]) -> list[str]:
+        """The addresses we know of ``members``, in the order we learned them."""
+        return [url for url in self._addresses if split_peer_url(url)[1] in members]
+
+    def _cut_off(self, now: float, linked: bool) -> frozenset[bytes]:
+        """Members of our room we may be cut off from: while we are one, those unheard
+        for ``member_timeout`` (``recent_window`` if members are never removed), as long
+        as we hear some member or none of our links leads to one. A member linked to
+        members it hears none of is the one behind (they took it for removed, say): it
+        catches up over those links (see _may_ask), and dialing more members would only
+        give it more links that carry nothing."""
+        if not self.is_member:
+            return frozenset()  # (a newcomer, or one removed: the room admits it over its links)
+        timeout = self.config.member_timeout
+        unheard = self._unheard(now, self.config.recent_window if timeout is None else timeout)
+        if linked and not self.log.members - unheard - {self.identity.sender_id}:
+            return frozenset()
+        return unheard
 
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""

@@ -567,7 +567,7 @@ class Peer:
                 case PeerDown():
                     self._publish(NeighbourDown(output.sender_id, output.reason))
                 case Discovered():
-                    self._on_discovered(output.urls)
+                    self._on_discovered(output)
                 case OwnEntries():
                     self._save(own=list(output.messages))
                 case RoomAdopted():
@@ -713,9 +713,15 @@ class Peer:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(subscriber)
 
-    def _on_discovered(self, urls: Iterable[str]) -> None:
-        for url in urls:
-            if self.node.open_count + len(self._dialing) >= self.config.target_connections:
+    def _on_discovered(self, discovered: Discovered) -> None:
+        target = self.config.target_connections
+        for url in discovered.urls:
+            if discovered.beyond_target:
+                # (A member cut off from us: dialed whatever links we have, unless we dial
+                # learned addresses not at all, or could not take the link.)
+                if target == 0 or len(self._connections) >= self.config.max_connections:
+                    break
+            elif self.node.open_count + len(self._dialing) >= target:
                 break
             if not self._connected_to(url):
                 self.join(url, bootstrap=False)

@@ -296,7 +296,7 @@ class Simulation:
                 case LogEvents():
                     self._record(peer, output.events)
                 case Discovered():
-                    self._dial_discovered(index, output.urls)
+                    self._dial_discovered(index, output.urls, output.beyond_target)
                 case _:
                     pass
         self._schedule_tick(peer)
@@ -389,11 +389,14 @@ class Simulation:
         if "duplicate" not in reason and (dialer, listener) not in self._discovered:
             self.at(self.now + self.config.redial_delay, lambda: self._redial(dialer, listener))
 
-    def _dial_discovered(self, index: int, urls: Iterable[str]) -> None:
-        """Dial addresses a neighbour passed on while ``index`` has too few links."""
+    def _dial_discovered(self, index: int, urls: Iterable[str], beyond_target: bool = False) -> None:
+        """Dial addresses a neighbour passed on while ``index`` has too few links (or
+        ``beyond_target``: whatever it has, as the shell does, see Discovered)."""
+        if self.config.target_connections == 0:
+            return  # (the fixed topology only)
         for url in urls:
             open_links = sum(1 for e in self._endpoints.values() if e.peer == index)
-            if open_links >= self.config.target_connections:
+            if open_links >= self.config.target_connections and not beyond_target:
                 return
             other = int(url.removeprefix("sim://").partition("/")[0])  # (sim://3/#<its id>)
             linked = any(e.peer == index and e.remote_peer == other for e in self._endpoints.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from trio_websocket import HandshakeError
 
 from p2pchat.address import split_peer_url
 from p2pchat.dialerrors import dial_failure_reason
+from p2pchat.node import Discovered
 from p2pchat.peer import DialFailed, NeighbourDown, NeighbourUp, PeerConfig, PeerEvent, open_peer
 
 
@@ -69,6 +71,27 @@ async def test_our_own_old_address_learned_from_a_neighbour_is_not_dialed() -> N
             old = f"ws://127.0.0.1:{closed_port()}/#{alice.peer_id}"  # (from before a restart)
             alice.join(old, bootstrap=False)
             assert alice.statistics().dialing == 0
+
+
+async def test_a_member_cut_off_from_us_is_dialed_beyond_the_links_wanted() -> None:
+    # With as many links as it wants, a peer dials a learned address only when the node
+    # offers it beyond the target (a member unheard for long, see Node._rediscover), and
+    # never when it dials learned addresses not at all (target 0).
+    config = PeerConfig(target_connections=1, backoff_initial=0.01, backoff_max=0.02)
+    with trio.fail_after(10):
+        async with (
+            open_peer("alice", config=config) as alice,
+            open_peer("bob", join=[alice.url or ""]) as bob,
+        ):
+            await alice.wait_connected(1)
+            far = f"ws://127.0.0.1:{closed_port()}/#{bob.peer_id[::-1]}"  # (no peer of ours)
+            alice._apply([Discovered((far,))])
+            assert alice.statistics().dialing == 0
+            alice._apply([Discovered((far,), beyond_target=True)])
+            assert alice.statistics().dialing == 1
+        async with open_peer("carol", config=replace(config, target_connections=0)) as carol:
+            carol._apply([Discovered((far,), beyond_target=True)])
+            assert carol.statistics().dialing == 0
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

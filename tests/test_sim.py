@@ -19,7 +19,7 @@ import pytest
 
 from p2pchat.membership import MemberState
 from p2pchat.message import MAX_TEXT_BYTES, EntryKind
-from p2pchat.node import NodeConfig, text_count
+from p2pchat.node import Discovered, NodeConfig, text_count
 from p2pchat.notices import members_changed_notice, reopened
 from p2pchat.sim import SharingCopier, SimConfig, Simulation, make_topology, reachable
 from p2pchat.sim_cli import simulate
@@ -590,3 +590,78 @@ def test_random_churn_with_exits_and_few_links_ends_in_one_log(seed: int) -> Non
         log = peer.node.log
         assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
         assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+
+
+def _split_through_removed_members(seed: int) -> Simulation:
+    """A ring of six, two links wanted (each peer has them at once). Peers 2 and 5 are
+    cut off and removed, while the others link to each other past them; then the cut
+    moves, {0, 1, 2, 5} apart from {3, 4}, which drops those links (passed-on addresses
+    are not redialed); healed, the ring's links come back. Members 0 and 1 are linked
+    only to each other and to 2 and 5, members 3 and 4 to each other and to 2 and 5,
+    every member at its target; 2 and 5 are no members, relay nothing, and cannot be
+    admitted again (that needs every member heard), and neither half is a majority that
+    could remove the other."""
+    node = NodeConfig(member_timeout=3.0, recent_window=3.0)
+    sim = Simulation(SimConfig(peers=6, topology="ring", seed=seed, node=node, target_connections=2))
+    members = [0, 1, 3, 4]
+    for k in range(40):
+        sim.send_at(1.0 + k * 0.1, members[k % 4], f"m{k}")
+    sim.at(5.0, partial(sim.partition, {2}, {5}, set(members)))
+    sim.at(25.0, partial(sim.partition, {0, 1, 2, 5}, {3, 4}))
+    sim.at(32.0, sim.heal)  # (after a rediscovery at 30 s, well before the next)
+    for k in range(10):
+        sim.send_at(37.0 + k * 0.2, members[k % 4], f"after {k}")
+    return sim
+
+
+def _links(sim: Simulation, index: int) -> set[int]:
+    return {e.remote_peer for e in sim._endpoints.values() if e.peer == index}
+
+
+def _peer_of(url: str) -> int:
+    return int(url.removeprefix("sim://").partition("/")[0])  # (sim://3/#<its id>)
+
+
+def _assert_split(sim: Simulation) -> None:
+    """The split of _split_through_removed_members: each half of the room at its target,
+    joined only through 2 and 5, no members."""
+    log = sim.peers[0].node.log
+    assert not any(log.is_member(sim.peers[index].identity.sender_id) for index in (2, 5))
+    for index, other in ((0, 1), (1, 0), (3, 4), (4, 3)):
+        links = _links(sim, index)
+        assert links - {2, 5} == {other} and len(links) >= 2
+
+
+# Found by random churn (explorer seed 793, twelve peers in a ring): links to peers that
+# are no members count toward the target, so the two halves of the room, each at its
+# target, never dialed across, though each knew the other's addresses.
+@pytest.mark.parametrize("seed", range(2))
+def test_members_split_by_peers_that_are_no_members_dial_across_beyond_their_target(seed: int) -> None:
+    sim = _split_through_removed_members(seed)
+    sim.run_until(39.0)
+    _assert_split(sim)
+    sim.run_until(90.0)
+    report = sim.report()
+    assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
+    for peer in sim.live():
+        log = peer.node.log
+        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_only_a_member_that_hears_part_of_the_room_dials_one_member_beyond_its_target(seed: int) -> None:
+    sim = _split_through_removed_members(seed)
+    sim.run_until(39.0)
+    _assert_split(sim)
+    for index in range(6):
+        offers = sim.peers[index].node._rediscover(sim.now)
+        beyond = [
+            _peer_of(url) for o in offers if isinstance(o, Discovered) and o.beyond_target for url in o.urls
+        ]
+        if index in (2, 5):
+            # Members in their own logs, linked to members that removed them: they hear
+            # none of those, and more such links would carry nothing.
+            assert beyond == []
+        else:  # (one member of the other half, not all of them)
+            assert len(beyond) == 1 and (beyond[0] in (3, 4)) == (index in (0, 1))
