@@ -721,10 +721,16 @@ class Peer:
                 # learned addresses not at all, or could not take the link.)
                 if target == 0 or len(self._connections) >= self.config.max_connections:
                     break
-            elif self.node.open_count + len(self._dialing) >= target:
+            elif self.node.open_count + self._dials_pending() >= target:
                 break
             if not self._connected_to(url):
                 self.join(url, bootstrap=False)
+
+    def _dials_pending(self) -> int:
+        """Addresses we are dialing and not linked to. (A dialer stays while its link is
+        up, to redial it: counted with the open links too, it made a peer with one link
+        of two wanted dial nothing more.)"""
+        return sum(1 for url in self._dialing if not self._connected_to(url))
 
     def _connected_to(self, url: str) -> bool:
         wanted = address_of(url)

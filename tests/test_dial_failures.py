@@ -94,6 +94,21 @@ async def test_a_member_cut_off_from_us_is_dialed_beyond_the_links_wanted() -> N
             assert carol.statistics().dialing == 0
 
 
+async def test_a_link_we_dialed_counts_once_toward_the_links_wanted() -> None:
+    # Carol wants two links and has one, to alice, which she dialed: an address learned
+    # now is dialed (her dialer of alice, up, is that one link, not a second).
+    config = PeerConfig(target_connections=2, backoff_initial=0.01, backoff_max=0.02)
+    with trio.fail_after(10):
+        async with (
+            open_peer("alice") as alice,
+            open_peer("carol", join=[alice.url or ""], config=config) as carol,
+        ):
+            await carol.wait_connected(1)
+            far = f"ws://127.0.0.1:{closed_port()}/#{alice.peer_id[::-1]}"  # (no peer of ours)
+            carol._apply([Discovered((far,))])
+            assert carol.statistics().dialing == 2
+
+
 def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "p2pchat.peer" and "refused us" in r.msg]
 
