@@ -37,9 +37,10 @@ Each seed prints one line:
     themselves;
   - *room of two*, *no majority*: a member down for good cannot be removed, too few of
     the epoch's active members are up (a strict majority must commit);
-  - *LEAVE lost, others away*: a member left for good, its LEAVE never arrived, and
-    others of its epoch exited: too few are up to remove it, and the room cannot be
-    reopened (not every member exited);
+  - *LEAVE lost, others away*: a member left for good and its LEAVE was never
+    delivered, while others of its epoch quit (AWAY) and came back: too few active
+    members are up to remove it, and the room cannot be reopened (not every member
+    exited);
   - a member split, live members connected only through peers that are no members
     (which relay nothing): *fixed-link split* with ``tc=0`` (nobody dials around
     them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
@@ -642,74 +643,108 @@ def member_components(sim: Simulation) -> list[set[int]]:
 
 
 def diagnose(sim: TracedSimulation) -> tuple[str, str]:
-    """Why a run did not converge: (category, one sentence)."""
-    live = sim.live()
-    for peer in live:
+    """Why a run did not converge: (category, one sentence). The first pattern that fits
+    names the category; the others that fit too are named after it."""
+    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim)]
+    if not findings:
+        return "unclassified", "no known pattern: see the state and the trace (-v)"
+    (category, sentence), others = (
+        findings[0],
+        sorted({c for c, _ in findings[1:]} - {findings[0][0], "unclassified"}),
+    )
+    return category, sentence + (f" (also: {', '.join(others)})" if others else "")
+
+
+def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    for peer in sim.live():
         if peer.node.open_count == 0 and not any(sim.peers[t].alive for t in _known(peer) if t != peer.index):
-            return "lonely peer", (
-                f"P{peer.index} has no link and knows the address of no live peer "
-                f"(known: {sorted(_known(peer))})"
+            yield (
+                "lonely peer",
+                (
+                    f"P{peer.index} has no link and knows the address of no live peer "
+                    f"(known: {sorted(_known(peer))})"
+                ),
             )
+
+
+def _no_majority(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Active members of a stuck peer's epoch down for good, too many to remove."""
+    live = sim.live()
     stuck = [p for p in live if p.node.log.stable_count != len(p.node.log) or p.node.log.held_count]
-    stuck = stuck or live
-    for peer in stuck:
+    for peer in stuck or live:
         log = peer.node.log
         epoch = log.roster.current
         active = [m for m in epoch.members if m not in epoch.exits]
         down = [m for m in active if not sim.is_up(m)]
-        if not down:
-            continue
         up = len(active) - len(down)
-        lost = []
+        if not down or 2 * up > len(active):
+            continue
+        lost = []  # (down for good after a LEAVE this peer has not delivered)
         for member in down:
             gone = next(p for p in sim.peers if p.identity.sender_id == member)
             leaves = [m for m in gone.stored if m.sender_id == member and m.kind is EntryKind.LEAVE]
-            if leaves and log.get(leaves[-1].id) is None:
-                lost.append(sim.name(member))
-        if 2 * up > len(active):
-            continue
-        where = f"P{peer.index}'s epoch {epoch.number} (members {sim.names(epoch.members)})"
-        if lost and epoch.exits:
-            return "LEAVE lost, others away", (
-                f"in {where} {','.join(lost)} left for good and its LEAVE never reached P{peer.index}; "
-                f"{sim.names(epoch.exits)} exited (away): {up} of the {len(active)} active members are "
-                "up, too few to remove it (a strict majority must commit), and the room cannot be "
-                "reopened (not every member exited)"
-            )
-        why = f"its LEAVE never reached P{peer.index}" if lost else "down for good"
-        return "room of two" if len(active) == 2 else "no majority", (
-            f"in {where} {sim.names(down)} ({why}) cannot be removed: {up} of {len(active)} "
-            "active members are up, a strict majority must commit"
-        )
-    components = member_components(sim)
-    if len(components) > 1:
-        groups = " | ".join(",".join(f"P{i}" for i in sorted(c)) for c in components)
-        split = f"live members connected only through peers that are no members ({groups})"
-        tc = sim.config.target_connections
-        if tc == 0:
-            return "fixed-link split", f"{split}, and with target_connections 0 nobody dials around them"
-        for component in components:
-            if not any(
-                sim.peers[t].alive and t not in component for p in component for t in _known(sim.peers[p])
-            ):
-                group = ",".join(f"P{i}" for i in sorted(component))
-                return (
-                    "isolated group",
-                    f"{split}: nobody in {group} knows the address of a live peer outside it",
+            if leaves and log.delivered_seq(member) < leaves[-1].seq:
+                held = " (held: an entry of its before it is missing)" if log.get(leaves[-1].id) else ""
+                lost.append(
+                    f"{sim.name(member)}'s LEAVE #{leaves[-1].seq} is not delivered at P{peer.index}{held}"
                 )
-        full = [
-            f"P{p.index}"
-            for p in live
-            if p.node.open_count >= tc
-            and any(not _member_or_away(p, sim.peers[q]) for q in _links(sim, p.index) if sim.peers[q].alive)
-        ]
-        if full:
-            return "links to non-members", (
+        where = f"P{peer.index}'s epoch {epoch.number} (members {sim.names(epoch.members)})"
+        back = [m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY and sim.is_up(m)]
+        if lost and back:
+            yield (
+                "LEAVE lost, others away",
+                (
+                    f"in {where} {'; '.join(lost)}; {sim.names(back)} exited by AWAY and came back: {up} of "
+                    f"the {len(active)} active members are up, too few to remove {sim.names(down)} (a strict "
+                    "majority must commit), and the room cannot be reopened (not every member exited)"
+                ),
+            )
+        else:
+            why = "; ".join(lost) if lost else "down for good"
+            yield (
+                "room of two" if len(active) == 2 else "no majority",
+                (
+                    f"in {where} {sim.names(down)} cannot be removed ({why}): {up} of {len(active)} "
+                    "active members are up, a strict majority must commit"
+                ),
+            )
+        return
+
+
+def _split(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Live members connected only through peers that are no members."""
+    components = member_components(sim)
+    if len(components) < 2:
+        return
+    groups = " | ".join(",".join(f"P{i}" for i in sorted(c)) for c in components)
+    split = f"live members connected only through peers that are no members ({groups})"
+    tc = sim.config.target_connections
+    if tc == 0:
+        yield "fixed-link split", f"{split}, and with target_connections 0 nobody dials around them"
+        return
+    for component in components:
+        if not any(
+            sim.peers[t].alive and t not in component for p in component for t in _known(sim.peers[p])
+        ):
+            group = ",".join(f"P{i}" for i in sorted(component))
+            yield "isolated group", f"{split}: nobody in {group} knows the address of a live peer outside it"
+            return
+    full = [
+        f"P{p.index}"
+        for p in sim.live()
+        if p.node.open_count >= tc
+        and any(not _member_or_away(p, sim.peers[q]) for q in _links(sim, p.index) if sim.peers[q].alive)
+    ]
+    if full:
+        yield (
+            "links to non-members",
+            (
                 f"{split}; {','.join(full)} at the link target ({tc}) with links to non-members, "
                 "so nobody dials across"
-            )
-        return "unclassified", f"{split}; addresses across are known and peers are below the link target"
-    return "unclassified", "no known pattern: see the state and the trace (-v)"
+            ),
+        )
+    else:
+        yield "unclassified", f"{split}; addresses across are known and peers are below the link target"
 
 
 def state(sim: Simulation) -> str:
