@@ -1,0 +1,934 @@
+"""Randomized churn explorer: many seeds of random churn in the simulator, each checked
+for safety and for liveness.
+
+Not a benchmark: a search for schedules that break the room's promises. Every seed
+draws a random room and a random schedule of faults, runs it in the deterministic
+simulator (virtual time: a seed is the same run every time, on any machine) and looks
+at the result. Three generators (MODE):
+
+* ``churn`` -- tests/test_sim.py's ``_random_churn``: 3 to 6 peers; crashes, quits and
+  partitions; lost and doubled frames.
+* ``exits`` -- tests/test_sim.py's ``_random_churn_with_exits``: 3 to 8 peers, also
+  members that leave for good and removals by hand, frames held back; peers dial the
+  addresses passed on while they have fewer than ``--tc`` links (default 4).
+* ``var`` -- wider (defined here): 3 to 12 peers, line topologies too, up to 10 % loss,
+  short member timeouts, bursts of up to six events of fourteen kinds (flapping peers,
+  three-way splits, several crashes or quits at once, a crash, a removal or a LEAVE
+  during a split, ...). Its knobs fix what is otherwise drawn from the seed.
+
+Each seed prints one line:
+
+* ``OK`` -- every live peer holds the same log, all of it stable, nothing held, every
+  live peer a member in everyone's eyes.
+* ``SAFETY`` -- the room broke a promise: a position a peer reported stable moved (an
+  entry inserted above it or voided, or a different order after a restart), two peers
+  reported different entries stable at the same position, an entry was delivered twice,
+  or an honest peer was convicted of equivocation (every simulated peer is honest). The
+  moment each happened and the run's trace (faults, membership entries, decisions)
+  follow the line.
+* ``LIVENESS`` -- the run ended without converging: what did not converge, and a
+  diagnosis of why. If it converges within ``--grace`` more virtual seconds: *converges
+  later*, or *false suspicion* when meanwhile a member up and reachable for the whole
+  member timeout was proposed for removal (the timeout shorter than a crossing of the
+  room). Otherwise, the known limits:
+
+  - *lonely peer*: no link, and it knows the address of no live peer (its only
+    neighbour left); *isolated group*: the same for a group of members linked among
+    themselves;
+  - *room of two*, *no majority*: a member down for good cannot be removed, too few of
+    the epoch's active members are up (a strict majority must commit);
+  - *LEAVE lost, others away*: a member left for good and its LEAVE was never
+    delivered, while others of its epoch quit (AWAY) and came back: too few active
+    members are up to remove it, and the room cannot be reopened (not every member
+    exited);
+  - a member split, live members connected only through peers that are no members
+    (which relay nothing): *fixed-link split* with ``tc=0`` (nobody dials around
+    them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
+    dials across);
+
+  or *unclassified*.
+* ``ERROR`` -- the run raised (the log's self-checks are on, as in the tests).
+
+A summary line ends the output; the exit status is 1 if any seed was SAFETY or ERROR.
+
+    python benchmarks/churn_explorer.py var 1301-1700
+    python benchmarks/churn_explorer.py exits 3301-3600 --tc 3
+    python benchmarks/churn_explorer.py var 42 --peers 12 --topology line -v
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from unittest import mock
+
+import p2pchat.log
+from p2pchat.log import Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
+from p2pchat.membership import VOTES, MemberState
+from p2pchat.message import EntryKind, Message, MessageKey
+from p2pchat.node import Node, NodeConfig, Output
+from p2pchat.sim import SimConfig, SimPeer, Simulation
+
+MODES = ("churn", "exits", "var")
+VAR_KINDS = (
+    "crash",
+    "quit",
+    "partition",
+    "leave",
+    "remove",
+    "flap",
+    "crashpart",
+    "remove2",
+    "multiquit",
+    "longpart",
+    "threeway",
+    "multicrash",
+    "removepart",
+    "leavepart",
+)
+GRACE_STEP = 10.0
+"""Virtual seconds between two looks at a run given more time (--grace)."""
+SHOWN = 12
+"""Safety violations printed per seed (the first ones; the trace has them all)."""
+
+
+# Tracing ----------------------------------------------------------------------------
+
+
+class TracedSimulation(Simulation):
+    """A :class:`Simulation` that notes the faults, the membership entries each peer
+    writes and the decisions, and catches a stable position moving when it happens
+    (the simulator's own check, :meth:`Simulation.stability_moved`, looks at the end)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.trace: list[str] = []
+        self.violations: list[str] = []
+        """Safety violations, as they happened."""
+        self.false_suspicions: list[str] = []
+        """Removals proposed (not by hand) of a member linked to the proposer through live
+        peers while no fault happened for the whole member timeout before."""
+        self.by_hand: set[bytes] = set()
+        """Members proposed for removal by hand (Node.propose_removal)."""
+        self._last_fault = 0.0
+        """When a peer last crashed or restarted, or a partition began or healed."""
+        self._names: dict[bytes, str] = {}
+        self._noted: set[object] = set()
+        self._stable_anywhere: dict[int, tuple[MessageKey, int]] = {}
+        """Per position, the first key any peer reported stable there, and that peer."""
+        super().__init__(config)
+        self._names = {peer.identity.sender_id: f"P{peer.index}" for peer in self.peers}
+
+    # Names --------------------------------------------------------------------------
+    def name(self, sender_id: bytes) -> str:
+        return self._names.get(sender_id, sender_id.hex()[:6])
+
+    def names(self, sender_ids: Iterable[bytes]) -> str:
+        return "[" + ",".join(sorted((self.name(s) for s in sender_ids), key=_peer_order)) + "]"
+
+    def entry(self, message: Message) -> str:
+        return f"{self.name(message.sender_id)}#{message.seq} {message.kind.name} L{message.lamport}"
+
+    def key_entry(self, log: OrderedLog, key: MessageKey) -> str:
+        """The entry stamped ``key`` in ``log`` (a tombstone if void), or the bare key."""
+        for message in [*log, *log.tombstones()]:
+            if message.key == key:
+                void = "" if log.is_visible(message) else " (void)"
+                return self.entry(message) + void
+        return f"{self.name(key.sender_id)}@L{key.lamport} (not held)"
+
+    def note(self, text: str) -> None:
+        self.trace.append(f"{self.now:8.3f}  {text}")
+
+    # Faults -------------------------------------------------------------------------
+    def crash(self, index: int) -> None:
+        self.note(f"crash P{index}")
+        self._last_fault = self.now
+        super().crash(index)
+
+    def restart(self, index: int) -> None:
+        self.note(f"restart P{index}")
+        self._last_fault = self.now
+        super().restart(index)
+        log = self.peers[index].node.log
+        for position, key in sorted(self._stable_positions[index].items()):
+            if position < len(log) and log[position].key != key:
+                self._violation(
+                    f"P{index} restarted with {self.key_entry(log, log[position].key)} at position "
+                    f"{position}, which it had reported stable as {self.key_entry(log, key)}"
+                )
+                break
+
+    def quit(self, index: int, linger: float = 0.5) -> None:
+        if self.peers[index].alive and self.peers[index].node.is_member:
+            self.note(f"quit P{index}")
+        super().quit(index, linger)
+
+    def partition(self, *groups: Iterable[int]) -> None:
+        sets = [sorted(group) for group in groups]
+        self.note("partition " + " | ".join(",".join(f"P{i}" for i in group) for group in sets))
+        self._last_fault = self.now
+        super().partition(*sets)
+
+    def heal(self) -> None:
+        self.note("heal")
+        self._last_fault = self.now
+        super().heal()
+
+    # What the peers' logs say ---------------------------------------------------------
+    def _violation(self, text: str) -> None:
+        self.violations.append(f"{self.now:.3f} {text}")
+        self.note(f"!!! {text}")
+
+    def _record(self, peer: SimPeer, events: Iterable[object]) -> None:
+        for event in events:
+            self._before(peer, event)
+            recorded = len(self._stable_positions[peer.index])
+            super()._record(peer, [event])
+            if isinstance(event, Stable):
+                self._after_stable(peer, recorded)
+
+    def _before(self, peer: SimPeer, event: object) -> None:
+        positions = self._stable_positions[peer.index]
+        log = peer.node.log
+        if isinstance(event, Delivered | Entombed):
+            self._note_own_vote(peer, event.message)
+        if isinstance(event, Delivered) and event.index < len(positions):
+            if positions[event.index] != event.message.key:
+                self._violation(
+                    f"P{peer.index} delivered {self.entry(event.message)} at position {event.index}, "
+                    f"one of the {len(positions)} it had reported stable (it was "
+                    f"{self.key_entry(log, positions[event.index])})"
+                )
+        elif isinstance(event, Voided):
+            stable = {key: position for position, key in positions.items()}
+            for message in event.messages:
+                if message.key in stable:
+                    self._violation(
+                        f"P{peer.index} voided {self.entry(message)}, reported stable at position "
+                        f"{stable[message.key]}"
+                    )
+        elif isinstance(event, Decided):
+            self._note_decision(peer, event)
+
+    def _after_stable(self, peer: SimPeer, recorded: int) -> None:
+        positions = self._stable_positions[peer.index]
+        log = peer.node.log
+        for position in range(recorded, len(positions)):
+            key = positions[position]
+            first, by = self._stable_anywhere.setdefault(position, (key, peer.index))
+            if first != key:
+                other = self.peers[by].node.log
+                self._violation(
+                    f"P{peer.index} reported position {position} stable as {self.key_entry(log, key)}, "
+                    f"P{by} as {self.key_entry(other, first)}"
+                )
+
+    def _note_own_vote(self, peer: SimPeer, message: Message) -> None:
+        if message.sender_id != peer.identity.sender_id or message.kind is EntryKind.TEXT:
+            return
+        if message.id in self._noted:
+            return
+        self._noted.add(message.id)
+        what = f"P{peer.index} writes {message.kind.name} #{message.seq} L{message.lamport}"
+        if message.change is not None:
+            change = message.change
+            what += (
+                f" ep{change.epoch} r{change.round} +{self.names(a for a, _ in change.admitted)}"
+                f" -{self.names(change.removed)}"
+            )
+            self._check_suspicion(peer, change.removed)
+        elif message.flush is not None:
+            flush = message.flush
+            what += (
+                f" ep{flush.epoch} r{flush.round} for {self.name(flush.change.sender_id)}#{flush.change.seq}"
+            )
+        if message.kind in VOTES or message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
+            self.note(what)
+
+    def _note_decision(self, peer: SimPeer, event: Decided) -> None:
+        decision = event.decision
+        if (event.epoch, decision.change) in self._noted:
+            return
+        self._noted.add((event.epoch, decision.change))
+        cuts = ", ".join(
+            f"{self.name(m)}:{seq}" for m, seq in sorted(decision.cuts.items(), key=self._by_name)
+        )
+        self.note(
+            f"P{peer.index} first to decide epoch {event.epoch} "
+            f"(change {self.name(decision.change.sender_id)}#{decision.change.seq}): "
+            f"+{self.names(a for a, _ in decision.admitted)} -{self.names(decision.removed)} cuts {cuts}"
+        )
+
+    def _check_suspicion(self, peer: SimPeer, removed: Iterable[bytes]) -> None:
+        """Note a proposal (not by hand) to remove a member linked to the proposer through
+        live peers now, when no peer crashed or restarted and no partition began or healed
+        for the whole member timeout: nothing kept them apart but slowness."""
+        timeout = self.config.node.member_timeout
+        if timeout is None or self._last_fault > self.now - timeout:
+            return
+        linked = _reachable_over_links(self, peer.index)
+        for member in removed:
+            index = _peer_order(self.name(member))
+            if member not in self.by_hand and index in linked:
+                self.false_suspicions.append(f"{self.now:.3f} P{peer.index} proposed removing P{index}")
+
+    def _by_name(self, item: tuple[bytes, int]) -> int:
+        return _peer_order(self.name(item[0]))
+
+    def is_up(self, sender_id: bytes) -> bool:
+        return any(p.alive and p.identity.sender_id == sender_id for p in self.peers)
+
+
+def _reachable_over_links(sim: Simulation, start: int) -> set[int]:
+    """The live peers open links connect to ``start`` (itself included)."""
+    reached, todo = {start}, [start]
+    while todo:
+        here = todo.pop()
+        for e in sim._endpoints.values():
+            if e.peer == here and e.remote_peer not in reached and sim.peers[e.remote_peer].alive:
+                reached.add(e.remote_peer)
+                todo.append(e.remote_peer)
+    return reached
+
+
+def _peer_order(name: str) -> int:
+    return int(name[1:]) if name.startswith("P") and name[1:].isdigit() else 1 << 30
+
+
+# Generators -------------------------------------------------------------------------
+
+
+def _test_sim() -> ModuleType:
+    """tests/test_sim.py, whose generators the churn and exits modes run."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module("test_sim")
+
+
+@contextmanager
+def _traced(
+    module: ModuleType, target_connections: int | None, built: list[TracedSimulation]
+) -> Iterator[None]:
+    """While it lasts, the simulations ``module`` builds are traced and go to ``built``
+    (and dial while they have fewer than ``target_connections`` links, if given)."""
+    propose_removal = Node.propose_removal
+
+    def build(config: SimConfig) -> TracedSimulation:
+        if target_connections is not None:
+            config = dataclasses.replace(config, target_connections=target_connections)
+        built.append(TracedSimulation(config))
+        return built[-1]
+
+    def by_hand(node: Node, members: Iterable[bytes], now: float) -> list[Output]:
+        members = list(members)
+        built[-1].by_hand.update(members)
+        return propose_removal(node, members, now)
+
+    with mock.patch.object(module, "Simulation", build), mock.patch.object(Node, "propose_removal", by_hand):
+        yield
+
+
+@dataclass(frozen=True)
+class VarKnobs:
+    """What the ``var`` generator would otherwise draw from the seed (None: drawn)."""
+
+    peers: int | None = None
+    topology: str | None = None
+    adm: float | None = None
+    """NodeConfig.admission_delay."""
+    loss: float | None = None
+    tc: int | None = None
+    """SimConfig.target_connections."""
+    kinds: tuple[str, ...] = VAR_KINDS
+    events: int | None = None
+    lines: int = 80
+    extra: float = 0.0
+    """Virtual seconds run past the schedule's end."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A seed's simulation, run to the end of its schedule."""
+
+    sim: TracedSimulation
+    description: str
+    """The room and the schedule drawn, in a line."""
+
+
+def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
+    """A wider generator than the tests': larger rooms, higher loss, bursts of events.
+
+    (The draws from the seed come in a fixed order: a seed names the same run as it
+    did in the explorations before this script.)"""
+    rng = random.Random(seed * 7919 + 17)
+    peers = knobs.peers if knobs.peers is not None else rng.choice([3, 4, 5, 6, 8, 10, 12])
+    topology = knobs.topology or rng.choice(["ring", "random", "full", "line"])
+    timeout = rng.choice([3.0, 5.0, 8.0])
+    adm = knobs.adm if knobs.adm is not None else rng.choice([0.0, 0.5, 1.0, 3.0])
+    node = NodeConfig(member_timeout=timeout, recent_window=timeout, admission_delay=adm)
+    loss = knobs.loss if knobs.loss is not None else rng.choice([0.0, 0.02, 0.05, 0.1])
+    latency = (0.01, rng.choice([0.05, 0.2, 0.5]))
+    duplicate, reorder = rng.choice([0.0, 0.05, 0.1]), rng.choice([0.0, 0.1, 0.2])
+    tc = knobs.tc if knobs.tc is not None else rng.choice([0, 2, 3, 4])
+    config = SimConfig(
+        peers=peers,
+        topology=topology,
+        seed=seed,
+        node=node,
+        latency=latency,
+        loss=loss,
+        duplicate=duplicate,
+        reorder=reorder,
+        target_connections=tc,
+    )
+    sim = TracedSimulation(config)
+    built.append(sim)
+    drawn_events = rng.randint(1, 6)
+    events = knobs.events if knobs.events is not None else drawn_events
+    left: set[int] = set()
+
+    def crash(victim: int) -> None:
+        if sim.peers[victim].alive:
+            sim.crash(victim)
+
+    def restart(victim: int) -> None:
+        if not sim.peers[victim].alive and victim not in left:
+            sim.restart(victim)
+
+    def quit_(victim: int) -> None:
+        if sim.peers[victim].alive and sim.peers[victim].node.is_member:
+            sim.quit(victim)
+
+    def leave(victim: int) -> None:
+        # (As the shell's /leave: not while a change it answered, or committed, is open.)
+        peer = sim.peers[victim]
+        me, roster = peer.identity.sender_id, peer.node.log.roster
+        if len(left) >= peers - 2:
+            return
+        if (
+            peer.alive
+            and peer.node.may_write
+            and roster.answered(me) is None
+            and not roster.holds_open_commit(me)
+        ):
+            sim.note(f"leave P{victim} (down for good 0.5 s later)")
+            _, outputs = peer.node.write(EntryKind.LEAVE, "bye", sim.now, int(sim.now * 1000))
+            sim._apply(victim, outputs)
+            left.add(victim)
+            sim.at(sim.now + 0.5, partial(sim.crash, victim))
+
+    def remove(by: int, victims: list[int]) -> None:
+        peer = sim.peers[by]
+        if peer.alive:
+            names = ",".join(f"P{v}" for v in victims)
+            sim.by_hand.update(sim.peers[v].identity.sender_id for v in victims)
+            try:
+                outputs = peer.node.propose_removal(
+                    [sim.peers[v].identity.sender_id for v in victims], sim.now
+                )
+            except ValueError as e:
+                sim.note(f"P{by} may not propose removing {names}: {e}")
+            else:
+                sim.note(f"P{by} proposes removing {names}")
+                sim._apply(by, outputs)
+
+    def schedule(when: float, action: Callable[[], None]) -> None:
+        sim.at(when, action)
+
+    horizon = when = 1.0
+    plan = []
+    for _ in range(events):
+        when += rng.uniform(0.2, 2 * timeout) if rng.random() < 0.5 else rng.uniform(0.0, 0.5)
+        kind = rng.choice(knobs.kinds)
+        victim, back = rng.randrange(peers), when + rng.uniform(0.5, 4 * timeout)
+        others = [p for p in range(peers) if p != victim]
+        if kind == "crash":
+            schedule(when, partial(crash, victim))
+            schedule(back, partial(restart, victim))
+        elif kind == "quit":
+            schedule(when, partial(quit_, victim))
+            schedule(back + 1, partial(restart, victim))
+        elif kind == "flap":
+            t = when
+            for _ in range(rng.randint(2, 4)):
+                schedule(t, partial(crash, victim))
+                t += rng.uniform(0.01, 1.0)
+                schedule(t, partial(restart, victim))
+                t += rng.uniform(0.01, 1.5)
+            back = t
+        elif kind == "leave":
+            schedule(when, partial(leave, victim))
+        elif kind == "remove":
+            schedule(when, partial(remove, rng.choice(others), [victim]))
+        elif kind == "remove2":
+            if peers >= 4:
+                second = rng.choice(others)
+                bystanders = [p for p in range(peers) if p not in (victim, second)]
+                by1, by2 = rng.choice(bystanders), rng.choice(bystanders)
+                delay = rng.choice([0.0, 0.0, rng.uniform(0, 0.3)])
+                schedule(when, partial(remove, by1, [victim]))
+                schedule(when + delay, partial(remove, by2, [second]))
+        elif kind in ("partition", "longpart", "threeway", "crashpart", "removepart", "leavepart"):
+            groups: tuple[set[int], ...]
+            if kind == "threeway" and peers >= 4:
+                order = list(range(peers))
+                rng.shuffle(order)
+                a, b = sorted(rng.sample(range(1, peers), 2))
+                groups = (set(order[:a]), set(order[a:b]), set(order[b:]))
+            else:
+                cut = set(rng.sample(range(peers), rng.randint(1, peers // 2)))
+                groups = (cut, set(range(peers)) - cut)
+            if kind == "longpart":
+                back = when + rng.uniform(4 * timeout, 10 * timeout)
+            schedule(when, partial(sim.partition, *groups))
+            schedule(back, sim.heal)
+            mid = when + rng.uniform(0.1, max(0.2, back - when))
+            if kind == "crashpart":
+                schedule(mid, partial(crash, victim))
+                up = rng.choice([mid + rng.uniform(0.1, 2.0), back + rng.uniform(0.0, 2.0)])
+                schedule(up, partial(restart, victim))
+                back = max(back, up)
+            elif kind == "removepart":
+                schedule(mid, partial(remove, rng.choice(others), [victim]))
+            elif kind == "leavepart":
+                schedule(mid, partial(leave, victim))
+        elif kind in ("multiquit", "multicrash"):
+            action = quit_ if kind == "multiquit" else crash
+            for v in rng.sample(range(peers), rng.randint(2, max(2, peers // 2))):
+                schedule(when, partial(action, v))
+                up = back + 1 + rng.uniform(0, 1) if kind == "multiquit" else back + rng.uniform(0, 1)
+                schedule(up, partial(restart, v))
+        plan.append(kind)
+        horizon = max(horizon, back + 2)
+    for k in range(knobs.lines):
+        sim.send_at(1.0 + k * (horizon - 1.0) / knobs.lines, rng.randrange(peers), f"m{k}")
+    end = max(when, horizon) + 10 * timeout + 40 + (peers > 6) * 20
+    sim.run_until(end + knobs.extra)
+    description = (
+        f"peers={peers} topo={topology} to={timeout} adm={adm} loss={loss} lat={latency[1]} "
+        f"dup={duplicate} reo={reorder} tc={tc} plan={','.join(plan)}"
+    )
+    return Run(sim, description)
+
+
+def generate(mode: str, seed: int, tc: int | None, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
+    """Run one seed of ``mode`` to the end of its schedule (the simulation goes to
+    ``built`` as soon as it exists, for a look at it if the run raises)."""
+    if mode == "var":
+        return var_run(seed, knobs, built)
+    module = _test_sim()
+    with _traced(module, tc if mode == "churn" else None, built):
+        if mode == "churn":
+            module._random_churn(seed)
+        else:
+            module._random_churn_with_exits(seed, 4 if tc is None else tc)
+    sim = built[0]
+    config = sim.config
+    description = f"peers={config.peers} topo={config.topology} to={config.node.member_timeout} "
+    description += f"loss={config.loss} tc={config.target_connections}"
+    return Run(sim, description)
+
+
+# Verdicts ---------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    status: str
+    """OK, SAFETY, LIVENESS or ERROR."""
+    safety: list[str] = field(default_factory=list)
+    liveness: list[str] = field(default_factory=list)
+    """What had not converged at the end of the schedule."""
+    category: str = ""
+    """Why it had not, in a few words (the summary counts them)."""
+    diagnosis: str = ""
+    details: list[str] = field(default_factory=list)
+
+
+def safety_problems(sim: TracedSimulation) -> list[str]:
+    """What the room promised never to do and did (see the module doc)."""
+    problems = list(sim.violations)
+    for peer in sim.peers:
+        log = peer.node.log
+        for position, key in sorted(sim._stable_positions[peer.index].items()):
+            if position >= len(log) or log[position].key != key:
+                now = log[position].key if position < len(log) else None
+                problems.append(
+                    f"at the end P{peer.index}'s position {position} (reported stable as "
+                    f"{sim.key_entry(log, key)}) holds "
+                    + (sim.key_entry(log, now) if now is not None else "nothing (the log is shorter)")
+                )
+                break
+    if sim.duplicates:
+        problems.append(f"{sim.duplicates} entries delivered twice")
+    for peer in sim.live():
+        if peer.node.log.proofs:
+            accused = sim.names(
+                (proof.kept if isinstance(proof, Equivocation) else proof.message).sender_id
+                for proof in peer.node.log.proofs
+            )
+            problems.append(f"P{peer.index} holds proofs of equivocation against {accused}")
+    return problems
+
+
+def liveness_problems(sim: Simulation) -> list[str]:
+    """What a live room should have reached by now and did not."""
+    problems = []
+    live = sim.live()
+    if len({tuple(m.key for m in p.node.log) for p in live}) > 1:
+        problems.append("logs differ")
+    for peer in live:
+        log = peer.node.log
+        if log.held_count:
+            problems.append(f"held@P{peer.index}={log.held_count}")
+        if log.stable_count != len(log):
+            problems.append(f"unstable@P{peer.index}={len(log) - log.stable_count}")
+        strangers = [q.index for q in live if not log.is_member(q.identity.sender_id)]
+        if strangers:
+            problems.append(f"nonmember@P{peer.index}:{strangers}")
+    return problems
+
+
+def _known(peer: SimPeer) -> set[int]:
+    return {int(url.removeprefix("sim://").partition("/")[0]) for url in peer.node.known_addresses()}
+
+
+def _links(sim: Simulation, index: int) -> list[int]:
+    return sorted(e.remote_peer for e in sim._endpoints.values() if e.peer == index)
+
+
+def _member_or_away(a: SimPeer, b: SimPeer) -> bool:
+    """Whether ``a`` gives ``b`` entries (it takes it for a member, or one away)."""
+    info = a.node.log.member_info().get(b.identity.sender_id)
+    return a.node.log.is_member(b.identity.sender_id) or (info is not None and info.state is MemberState.AWAY)
+
+
+def member_components(sim: Simulation) -> list[set[int]]:
+    """The live peers, grouped by links on which both ends give each other entries."""
+    live = {p.index for p in sim.live()}
+    edges = {
+        (e.peer, e.remote_peer)
+        for e in sim._endpoints.values()
+        if e.peer in live
+        and e.remote_peer in live
+        and _member_or_away(sim.peers[e.peer], sim.peers[e.remote_peer])
+        and _member_or_away(sim.peers[e.remote_peer], sim.peers[e.peer])
+    }
+    components: list[set[int]] = []
+    for start in sorted(live):
+        if any(start in c for c in components):
+            continue
+        seen, todo = {start}, [start]
+        while todo:
+            here = todo.pop()
+            for a, b in edges:
+                for x, y in ((a, b), (b, a)):
+                    if x == here and y not in seen:
+                        seen.add(y)
+                        todo.append(y)
+        components.append(seen)
+    return components
+
+
+def diagnose(sim: TracedSimulation) -> tuple[str, str]:
+    """Why a run did not converge: (category, one sentence). The first pattern that fits
+    names the category; the others that fit too are named after it."""
+    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim)]
+    if not findings:
+        return "unclassified", "no known pattern: see the state and the trace (-v)"
+    (category, sentence), others = (
+        findings[0],
+        sorted({c for c, _ in findings[1:]} - {findings[0][0], "unclassified"}),
+    )
+    return category, sentence + (f" (also: {', '.join(others)})" if others else "")
+
+
+def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    for peer in sim.live():
+        if peer.node.open_count == 0 and not any(sim.peers[t].alive for t in _known(peer) if t != peer.index):
+            yield (
+                "lonely peer",
+                (
+                    f"P{peer.index} has no link and knows the address of no live peer "
+                    f"(known: {sorted(_known(peer))})"
+                ),
+            )
+
+
+def _no_majority(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Active members of a stuck peer's epoch down for good, too many to remove."""
+    live = sim.live()
+    stuck = [p for p in live if p.node.log.stable_count != len(p.node.log) or p.node.log.held_count]
+    for peer in stuck or live:
+        log = peer.node.log
+        epoch = log.roster.current
+        active = [m for m in epoch.members if m not in epoch.exits]
+        down = [m for m in active if not sim.is_up(m)]
+        up = len(active) - len(down)
+        if not down or 2 * up > len(active):
+            continue
+        lost = []  # (down for good after a LEAVE this peer has not delivered)
+        for member in down:
+            gone = next(p for p in sim.peers if p.identity.sender_id == member)
+            leaves = [m for m in gone.stored if m.sender_id == member and m.kind is EntryKind.LEAVE]
+            if leaves and log.delivered_seq(member) < leaves[-1].seq:
+                held = " (held: an entry of its before it is missing)" if log.get(leaves[-1].id) else ""
+                lost.append(
+                    f"{sim.name(member)}'s LEAVE #{leaves[-1].seq} is not delivered at P{peer.index}{held}"
+                )
+        where = f"P{peer.index}'s epoch {epoch.number} (members {sim.names(epoch.members)})"
+        back = [m for m, (_, kind, _) in epoch.exits.items() if kind is EntryKind.AWAY and sim.is_up(m)]
+        if lost and back:
+            yield (
+                "LEAVE lost, others away",
+                (
+                    f"in {where} {'; '.join(lost)}; {sim.names(back)} exited by AWAY and came back: {up} of "
+                    f"the {len(active)} active members are up, too few to remove {sim.names(down)} (a strict "
+                    "majority must commit), and the room cannot be reopened (not every member exited)"
+                ),
+            )
+        else:
+            why = "; ".join(lost) if lost else "down for good"
+            yield (
+                "room of two" if len(active) == 2 else "no majority",
+                (
+                    f"in {where} {sim.names(down)} cannot be removed ({why}): {up} of {len(active)} "
+                    "active members are up, a strict majority must commit"
+                ),
+            )
+        return
+
+
+def _split(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Live members connected only through peers that are no members."""
+    components = member_components(sim)
+    if len(components) < 2:
+        return
+    groups = " | ".join(",".join(f"P{i}" for i in sorted(c)) for c in components)
+    split = f"live members connected only through peers that are no members ({groups})"
+    tc = sim.config.target_connections
+    if tc == 0:
+        yield "fixed-link split", f"{split}, and with target_connections 0 nobody dials around them"
+        return
+    for component in components:
+        if not any(
+            sim.peers[t].alive and t not in component for p in component for t in _known(sim.peers[p])
+        ):
+            group = ",".join(f"P{i}" for i in sorted(component))
+            yield "isolated group", f"{split}: nobody in {group} knows the address of a live peer outside it"
+            return
+    full = [
+        f"P{p.index}"
+        for p in sim.live()
+        if p.node.open_count >= tc
+        and any(not _member_or_away(p, sim.peers[q]) for q in _links(sim, p.index) if sim.peers[q].alive)
+    ]
+    if full:
+        yield (
+            "links to non-members",
+            (
+                f"{split}; {','.join(full)} at the link target ({tc}) with links to non-members, "
+                "so nobody dials across"
+            ),
+        )
+    else:
+        yield "unclassified", f"{split}; addresses across are known and peers are below the link target"
+
+
+def state(sim: Simulation) -> str:
+    """Every peer in a few characters: epoch, members, log length, stable, held, links."""
+    parts = []
+    for p in sim.peers:
+        log = p.node.log
+        if not p.alive:
+            parts.append(f"P{p.index}:down")
+            continue
+        parts.append(
+            f"P{p.index}:ep{log.roster.current.number}/m{len(log.members)}/L{len(log)}/S{log.stable_count}"
+            f"/H{log.held_count}/o{p.node.open_count}/known={sorted(_known(p))}/links={_links(sim, p.index)}"
+        )
+    return " ".join(parts)
+
+
+def judge(run: Run, grace: float) -> Verdict:
+    """Look at a run that reached the end of its schedule (and run it on if it must)."""
+    sim = run.sim
+    liveness = liveness_problems(sim)
+    if not liveness:
+        safety = safety_problems(sim)
+        return Verdict("SAFETY", safety, details=[f"state: {state(sim)}"]) if safety else Verdict("OK")
+    category, diagnosis = diagnose(sim)
+    details = [f"state: {state(sim)}"]
+    waited = 0.0
+    while waited < grace and liveness_problems(sim):
+        step = min(GRACE_STEP, grace - waited)
+        sim.run_until(sim.now + step)
+        waited += step
+    if not liveness_problems(sim):
+        category, diagnosis = "converges later", f"converged within {waited:g} more virtual seconds"
+        if sim.false_suspicions:
+            category = "false suspicion"
+            diagnosis += f"; proposed while up and reachable: {'; '.join(sim.false_suspicions)}"
+    elif grace:
+        diagnosis += f" (still after {grace:g} more virtual seconds)"
+    safety = safety_problems(sim)  # (after the longer run: it may have moved something too)
+    return Verdict("SAFETY" if safety else "LIVENESS", safety, liveness, category, diagnosis, details)
+
+
+# Command line -----------------------------------------------------------------------
+
+
+def parse_seeds(texts: Sequence[str]) -> list[int]:
+    """``7``, ``1301-1700``: the seeds, in order, each once."""
+    seeds: list[int] = []
+    for text in texts:
+        first, _, last = text.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a seed or a range of seeds: {text!r}") from None
+        if high < low:
+            raise argparse.ArgumentTypeError(f"an empty range: {text!r}")
+        seeds += range(low, high + 1)
+    return list(dict.fromkeys(seeds))
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k for k in text.split(",") if k)
+    unknown = [k for k in kinds if k not in VAR_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose among {','.join(VAR_KINDS)}")
+    return kinds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=MODES, help="the generator of schedules")
+    parser.add_argument("seeds", nargs="+", help="seeds: N or FIRST-LAST (inclusive), one or more")
+    parser.add_argument(
+        "--tc", type=int, help="target_connections (exits: default 4; churn: default 0; var: drawn)"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=300.0,
+        help="virtual seconds more for a run that did not converge, to tell slow from stuck (default 300)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="the trace of every seed that failed")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no line for the seeds that are OK")
+    var = parser.add_argument_group("var only (otherwise drawn from the seed)")
+    var.add_argument("--peers", type=int)
+    var.add_argument("--topology", choices=["ring", "random", "full", "line"])
+    var.add_argument("--adm", type=float, help="admission delay, seconds")
+    var.add_argument("--loss", type=float, help="probability that a frame is lost")
+    var.add_argument(
+        "--kinds", type=_kinds, help=f"events drawn among these (default all: {','.join(VAR_KINDS)})"
+    )
+    var.add_argument("--events", type=int, help="events in the schedule (default 1 to 6)")
+    var.add_argument("--lines", type=int, help="chat lines over the schedule (default 80)")
+    var.add_argument("--extra", type=float, help="virtual seconds run past the schedule's end (default 0)")
+    return parser
+
+
+VAR_ONLY = ("peers", "topology", "adm", "loss", "kinds", "events", "lines", "extra")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    given = {name: getattr(args, name) for name in VAR_ONLY if getattr(args, name) is not None}
+    if given and args.mode != "var":
+        parser.error(f"{', '.join('--' + n for n in given)}: var only")
+    knobs = VarKnobs(tc=args.tc, **given)
+    # Every time the log's quick look says no position can become stable, the full
+    # computation must agree (as in the tests, see tests/conftest.py).
+    cross_check, p2pchat.log._CROSS_CHECK = p2pchat.log._CROSS_CHECK, True
+    try:
+        return explore(args, seeds, knobs, given)
+    finally:
+        p2pchat.log._CROSS_CHECK = cross_check
+
+
+def explore(args: argparse.Namespace, seeds: Sequence[int], knobs: VarKnobs, given: dict[str, object]) -> int:
+    """Run and judge every seed, print a line for each and the summary; the exit status."""
+    counts: dict[str, int] = {}
+    categories: dict[str, list[int]] = {}
+    started = time.monotonic()
+    for seed in seeds:
+        t0 = time.monotonic()
+        built: list[TracedSimulation] = []
+        description = ""
+        try:
+            run = generate(args.mode, seed, args.tc, knobs, built)
+            description = run.description
+            verdict = judge(run, args.grace)
+        except Exception:
+            lines = traceback.format_exc().rstrip().splitlines()
+            verdict = Verdict("ERROR", lines[-1:], details=lines)
+        counts[verdict.status] = counts.get(verdict.status, 0) + 1
+        if verdict.category:
+            categories.setdefault(verdict.category, []).append(seed)
+        if verdict.status == "OK" and args.quiet:
+            continue
+        sim = built[0] if built else None
+        lost = f" lost={sim.report().lost}" if sim is not None and verdict.status != "ERROR" else ""
+        print(f"{seed} {verdict.status} {args.mode} {description}{lost} ({time.monotonic() - t0:.1f} s)")
+        for problem in verdict.safety[:SHOWN]:
+            print(f"    {problem}")
+        if len(verdict.safety) > SHOWN:
+            print(f"    ... and {len(verdict.safety) - SHOWN} more")
+        if verdict.liveness:
+            print(f"    not converged: {' '.join(verdict.liveness)}")
+            print(f"    diagnosis: {verdict.category}: {verdict.diagnosis}")
+        for detail in verdict.details:
+            print(f"    {detail}")
+        if sim is not None and (args.verbose or verdict.status in ("SAFETY", "ERROR")):
+            print("    trace:")
+            for line in sim.trace:
+                print(f"      {line}")
+        sys.stdout.flush()
+    wall = time.monotonic() - started
+    tally = ", ".join(f"{status} {counts.get(status, 0)}" for status in ("OK", "SAFETY", "LIVENESS", "ERROR"))
+    kinds = "; ".join(f"{c}: {' '.join(map(str, s))}" for c, s in sorted(categories.items()))
+    knobs_given = " ".join(
+        f"--{k}={','.join(v) if isinstance(v, tuple) else v}"
+        for k, v in [("tc", args.tc), *given.items()]
+        if v is not None
+    )
+    print(
+        f"SUMMARY {args.mode} {knobs_given + ' ' if knobs_given else ''}seeds {_ranges(seeds)} "
+        f"({len(seeds)}): {tally}" + (f" [{kinds}]" if kinds else "") + f"; wall {wall:.0f} s"
+    )
+    return 1 if counts.get("SAFETY") or counts.get("ERROR") else 0
+
+
+def _ranges(seeds: Sequence[int]) -> str:
+    parts: list[str] = []
+    for seed in seeds:
+        if parts and seed == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{seed}"
+        else:
+            parts.append(str(seed))
+    return ",".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
