@@ -13,7 +13,18 @@ from p2pchat.identity import Identity, short_id
 from p2pchat.invites import INVITE_SECRET_SIZE
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind, RoomPolicy
-from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
+from p2pchat.node import (
+    Close,
+    Discovered,
+    LogEvents,
+    Node,
+    NodeConfig,
+    Output,
+    PeerDown,
+    PeerUp,
+    RoomAdopted,
+    Send,
+)
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
 from p2pchat.wire import (
     NONCE_SIZE,
@@ -235,6 +246,27 @@ def test_the_address_of_an_admitted_newcomer_is_passed_on() -> None:
     pipe.run()
     assert newcomer.is_member
     assert f"ws://127.0.0.1:9001/#{IDS[1].sender_id.hex()}" in founder.known_addresses()
+
+
+def url_of(index: int) -> str:
+    """Node ``index``'s address, naming its id, as neighbours pass it on (see listening)."""
+    return f"ws://127.0.0.1:{9000 + index}/#{IDS[index].sender_id.hex()}"
+
+
+def test_addresses_kept_from_a_run_before_are_dialed_again_while_no_link_leads_to_a_member() -> None:
+    # The lonely peer: back after a restart, its only neighbour of before gone for good,
+    # it knows no other member's address but those its shell kept. Handed back, the
+    # members' ones are offered again (Discovered) while no link leads to a member; a
+    # stranger's (a neighbour never admitted) or a malformed one is not even kept: it
+    # would be passed on to members (PEERS).
+    founder, member, pipe = make_pair()
+    pipe.route(2, member.closed(2))
+    pipe.route(1, founder.closed(1))
+    stranger = url_of(2)
+    founder.learn_addresses([stranger, url_of(1), "ws://127.0.0.1:1/#nothex", f"{url_of(3)}.{'ab' * 16}"])
+    assert founder.known_addresses() == founder.member_addresses() == [url_of(1)]
+    offered = [o for o in founder.tick(pipe.now + 20.0, random.Random(0)) if isinstance(o, Discovered)]
+    assert offered == [Discovered((url_of(1),))]
 
 
 def test_a_newcomer_waiting_for_its_admission_is_reported_up_on_both_ends() -> None:
