@@ -1133,12 +1133,23 @@ class Node:
 
     def replace_log(self, log: OrderedLog) -> None:
         """Continue with ``log`` (the shell restored the room we just adopted from its store)."""
+        if log.room_id != self.log.room_id:
+            self._forget_addresses()
         self.log = log
         self.invites = InviteBook()  # (ours were for the room we leave; the shell reloads the new room's)
         self._own_announcement = None
         self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
         self.offenders = {}  # (proofs are per room: the new log's are recalled)
         self._recall_offenders()
+
+    def _forget_addresses(self) -> None:
+        """Forget the addresses we learned in the room we leave: passed on in the new one
+        (PEERS), they would tell its members whom we knew elsewhere. Not those of our open
+        links: the neighbour we move with (see _move_to_room) is in the new room, and
+        stays reachable (trusted there, its address is kept again anyway; a log the shell
+        restores after the move must not drop it)."""
+        linked = {_url_of(n) for n in self._neighbours.values() if n.link.is_open}
+        self._addresses = {url: None for url in self._addresses if url in linked}
 
     def _recall_offenders(self) -> None:
         """Every member our log holds proof against is an offender, with the reason
