@@ -594,6 +594,31 @@ class Node:
     def known_addresses(self) -> list[str]:
         return list(self._addresses)
 
+    def learn_addresses(self, urls: Iterable[str]) -> None:
+        """Keep addresses of members of our room that the shell kept from a run before
+        (see :meth:`member_addresses`): passed on to the neighbours we trust, and offered
+        to the shell again whenever no link of ours leads to a member (see _rediscover),
+        as if a neighbour had told us. A peer whose neighbours of before left for good
+        then still finds the members it heard of, instead of staying alone for good.
+
+        Only the addresses of members of our room, active or away, as our log says: one
+        the shell kept of a neighbour that was never admitted (a stranger) must reach no
+        member, as with the addresses neighbours tell us (see _learn_address)."""
+        members = self._members_and_away()
+        self._remember(url for url in urls if _announceable(url) and _peer_of(url) in members)
+
+    def member_addresses(self) -> list[str]:
+        """The addresses we know of the other members of our room, active or away (back
+        later), the latest learned first: for the shell to keep with the room and hand
+        back after a restart (:meth:`learn_addresses`)."""
+        return self._addresses_of(self._members_and_away())[::-1]
+
+    def _members_and_away(self) -> frozenset[bytes]:
+        """The other members of our room, active or away, as our log says."""
+        states = (MemberState.ACTIVE, MemberState.AWAY)
+        info = self.log.member_info()
+        return frozenset(m for m, i in info.items() if i.state in states) - {self.identity.sender_id}
+
     # Sending ----------------------------------------------------------------------
     @property
     def is_member(self) -> bool:
@@ -1108,12 +1133,23 @@ class Node:
 
     def replace_log(self, log: OrderedLog) -> None:
         """Continue with ``log`` (the shell restored the room we just adopted from its store)."""
+        if log.room_id != self.log.room_id:
+            self._forget_addresses()
         self.log = log
         self.invites = InviteBook()  # (ours were for the room we leave; the shell reloads the new room's)
         self._own_announcement = None
         self.history_checked = log.delivered_seq(self.identity.sender_id) == 0
         self.offenders = {}  # (proofs are per room: the new log's are recalled)
         self._recall_offenders()
+
+    def _forget_addresses(self) -> None:
+        """Forget the addresses we learned in the room we leave: passed on in the new one
+        (PEERS), they would tell its members whom we knew elsewhere. Not those of our open
+        links: the neighbour we move with (see _move_to_room) is in the new room, and
+        stays reachable (trusted there, its address is kept again anyway; a log the shell
+        restores after the move must not drop it)."""
+        linked = {_url_of(n) for n in self._neighbours.values() if n.link.is_open}
+        self._addresses = {url: None for url in self._addresses if url in linked}
 
     def _recall_offenders(self) -> None:
         """Every member our log holds proof against is an offender, with the reason
@@ -2224,6 +2260,14 @@ def _announceable(url: str) -> bool:
         return invite_of(url) is None
     except ValueError:
         return False
+
+
+def _peer_of(url: str) -> bytes | None:
+    """The peer id ``url`` names (None if none, or if it is no well-formed peer URL)."""
+    try:
+        return split_peer_url(url)[1]
+    except ValueError:
+        return None
 
 
 def _url_of(neighbour: _Neighbour) -> str | None:

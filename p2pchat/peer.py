@@ -335,6 +335,9 @@ class Peer:
         one of ours the log takes from a neighbour above it (our chain recovered after a
         restart from an old copy of our data) is saved as anyone else's is."""
         self._dialing: set[str] = set()
+        self._kept_addresses: set[tuple[bytes, str]] = set()
+        """(room, address) of members' addresses known to be in the store (see
+        _keep_member_addresses)."""
         self._tick_scope: trio.CancelScope | None = None
         """The ticker's sleep; its deadline is moved earlier when the node needs it sooner."""
         self._changed = trio.Event()
@@ -550,6 +553,7 @@ class Peer:
 
     # Carrying out the node's decisions --------------------------------------------------
     def _apply(self, outputs: Iterable[Output]) -> None:
+        learned = False  # (whether the node may know new addresses of members to keep)
         for output in outputs:
             match output:
                 case Send():
@@ -558,6 +562,8 @@ class Peer:
                     self._close(output.conn, output.code, output.reason, output.note)
                 case LogEvents():
                     self._on_log_events(output.events)
+                    # (Addresses learned before our log knew their peers for members.)
+                    learned = learned or any(isinstance(event, Decided) for event in output.events)
                 case PeerUp():
                     logger.info("connected to %s (%s)", output.name, short_id(output.sender_id))
                     if (connection := self._connections.get(output.conn)) is not None:
@@ -568,6 +574,7 @@ class Peer:
                     self._publish(NeighbourDown(output.sender_id, output.reason))
                 case Discovered():
                     self._on_discovered(output)
+                    learned = True
                 case OwnEntries():
                     self._save(own=list(output.messages))
                 case RoomAdopted():
@@ -575,6 +582,8 @@ class Peer:
                 case InviteRedeemed():
                     if self.store is not None:
                         self.store.use_invite(output.secret_hash, output.by)
+        if learned:
+            self._keep_member_addresses()
         self._notify()
 
     def _notify(self) -> None:
@@ -686,6 +695,35 @@ class Peer:
         if self.store is None or room_id is None or url is None or split_peer_url(url)[1] is None:
             return
         self.store.remember_address(room_id, url, int(time.time() * 1000))
+
+    def _keep_member_addresses(self) -> None:
+        """Keep the addresses the node learned of other members of our room (from its
+        neighbours: none of a stranger, see Node.member_addresses) with the room, besides
+        those of the neighbours that were up: a restart without ``--join`` hands them back
+        to the node (see _reopen_links)."""
+        room_id = self.node.log.room_id
+        if self.store is None or room_id is None:
+            return
+        new = [url for url in self.node.member_addresses() if (room_id, url) not in self._kept_addresses]
+        if new:
+            self.store.remember_learned(room_id, new, int(time.time() * 1000))
+            self._kept_addresses.update((room_id, url) for url in new)
+
+    def _reopen_links(self) -> None:
+        """Back in a room we know, with nobody named to join: dial the neighbours we had
+        there, the latest up first (then members we learned of), each given up after a
+        few failed dials; and hand the node every address kept with the room. It offers
+        the members among them again whenever no link of ours leads to a member (see
+        Node._rediscover): a peer whose neighbours of before are gone for good keeps
+        trying the other members it heard of, instead of staying alone for good."""
+        room_id = self.node.log.room_id
+        if self.store is None or room_id is None:
+            return
+        kept = self.store.addresses(room_id)
+        for url in kept[: self.config.target_connections]:
+            self.join(url, bootstrap=False)
+        self.node.learn_addresses(kept)
+        self._kept_addresses.update((room_id, url) for url in kept)
 
     def _note_unsaved(self, message: Message) -> bool:
         """Keep ``message`` for the next save, unless it is ours and on disk already."""
@@ -1303,11 +1341,8 @@ async def serve_peer(
             nursery.start_soon(peer._saver)
             for url in join:
                 peer.join(url)
-            if not join and store is not None and node.log.room_id is not None:
-                # Back in a room we know, with nobody named to join: the neighbours we had
-                # there, the latest first (each given up after a few failed dials).
-                for url in store.addresses(node.log.room_id)[: config.target_connections]:
-                    peer.join(url, bootstrap=False)
+            if not join:
+                peer._reopen_links()
             nursery.start_soon(peer._trust_own_history_after, 0.0 if not join else config.own_history_wait)
             task_status.started(peer)
     finally:

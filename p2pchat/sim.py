@@ -30,6 +30,7 @@ from .log import Delivered, Entombed, OrderedLog, Stable
 from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from .node import Close, Discovered, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
+from .store import MAX_LEARNED_ADDRESSES
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
 
@@ -473,12 +474,15 @@ class Simulation:
         self.at(self.now + linger, partial(self.crash, index))
 
     def restart(self, index: int) -> None:
-        """Start a crashed peer again from its stored messages, same identity."""
+        """Start a crashed peer again from its stored messages, same identity, and the
+        addresses of members it knew (the shell keeps the latest learned with the room,
+        and hands them to the node again when started without --join)."""
         old = self.peers[index]
         log = self._room_log()
         for message in old.stored:
             log.receive(message)
         node = Node(old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node)
+        node.learn_addresses(old.node.member_addresses()[:MAX_LEARNED_ADDRESSES])
         self.peers[index] = SimPeer(
             index, old.identity, old.name, old.rng, node, list(old.stored), True, None, old.arrival
         )

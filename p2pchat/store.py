@@ -18,7 +18,9 @@ unchanged, and gains it. So does the table of other versions of forked entries, 
 an equivocator's entries on its other branch are judged from after a restart, and the
 table of the members' latest clock announcements, which the stable flags of a
 restarted peer (and of ``p2pchat log``) rest on as they did before, and the table of
-the neighbours' addresses, which a peer started again without ``--join`` dials.
+the neighbours' addresses, which a peer started again without ``--join`` dials. That
+table's ``learned`` column (the members' addresses the node learned, besides the
+neighbours that were up) came later still, and is added where it is missing.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ CREATE TABLE IF NOT EXISTS addresses (
     room BLOB NOT NULL,
     url TEXT NOT NULL,
     last_up INTEGER NOT NULL,
+    learned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, url)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
@@ -110,7 +113,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 3);
 
 DATABASE_NAME = "p2pchat.sqlite3"
 MAX_ADDRESSES = 16
-"""Neighbours' addresses kept per room (the latest up)."""
+"""Neighbours' addresses kept per room as up (the latest up)."""
+MAX_LEARNED_ADDRESSES = 64
+"""Members' addresses the node learned kept per room (the latest learned), besides."""
 FORMAT = 3
 """3: entries are hash-chained (payload version 3). 2: the same tables, entries without."""
 
@@ -162,6 +167,10 @@ class Store:
             if "placeless" not in self._columns("entries"):
                 # (Written by the release before: it held no entry without a place.)
                 self._db.execute("ALTER TABLE entries ADD COLUMN placeless INTEGER NOT NULL DEFAULT 0")
+                self._db.commit()
+            if "learned" not in self._columns("addresses"):
+                # (Written by a release before: it kept only the neighbours that were up.)
+                self._db.execute("ALTER TABLE addresses ADD COLUMN learned INTEGER NOT NULL DEFAULT 0")
                 self._db.commit()
         self._db.execute("PRAGMA synchronous=NORMAL")
 
@@ -439,17 +448,45 @@ class Store:
 
     def remember_address(self, room_id: bytes, url: str, now_ms: int) -> None:
         """Keep ``url``, the address of a neighbour of ``room_id`` (naming its peer id),
-        as last up at ``now_ms``; only the MAX_ADDRESSES latest per room are kept."""
+        as last up at ``now_ms``; only the MAX_ADDRESSES latest up per room are kept as
+        up (an older one stays only if it is among the members' addresses learned, see
+        :meth:`remember_learned`)."""
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO addresses (room, url, last_up) VALUES (?, ?, ?)",
+                "INSERT INTO addresses (room, url, last_up) VALUES (?, ?, ?) "
+                "ON CONFLICT (room, url) DO UPDATE SET last_up = excluded.last_up",
                 (room_id, url, now_ms),
             )
             self._db.execute(
-                "DELETE FROM addresses WHERE room = ? AND url NOT IN "
-                "(SELECT url FROM addresses WHERE room = ? ORDER BY last_up DESC LIMIT ?)",
+                "UPDATE addresses SET last_up = 0 WHERE room = ? AND last_up > 0 AND url NOT IN "
+                "(SELECT url FROM addresses WHERE room = ? AND last_up > 0 "
+                "ORDER BY last_up DESC, url LIMIT ?)",
                 (room_id, room_id, MAX_ADDRESSES),
             )
+            self._drop_unkept(room_id)
+
+    def remember_learned(self, room_id: bytes, urls: Iterable[str], now_ms: int) -> None:
+        """Keep ``urls``, addresses of members of ``room_id`` the node learned (naming
+        their peer ids; see Node.member_addresses), as learned at ``now_ms`` unless kept
+        as learned already (then as learned when first kept); only the
+        MAX_LEARNED_ADDRESSES latest learned per room are kept as learned."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO addresses (room, url, last_up, learned) VALUES (?, ?, 0, ?) "
+                "ON CONFLICT (room, url) DO UPDATE SET learned = excluded.learned WHERE learned = 0",
+                [(room_id, url, now_ms) for url in urls],
+            )
+            self._db.execute(
+                "UPDATE addresses SET learned = 0 WHERE room = ? AND learned > 0 AND url NOT IN "
+                "(SELECT url FROM addresses WHERE room = ? AND learned > 0 "
+                "ORDER BY learned DESC, url LIMIT ?)",
+                (room_id, room_id, MAX_LEARNED_ADDRESSES),
+            )
+            self._drop_unkept(room_id)
+
+    def _drop_unkept(self, room_id: bytes) -> None:
+        """Drop the addresses of ``room_id`` kept neither as up nor as learned."""
+        self._db.execute("DELETE FROM addresses WHERE room = ? AND last_up = 0 AND learned = 0", (room_id,))
 
     def listen_port(self) -> int:
         """The port this peer listened on last (0: none kept), for a restart to take again."""
@@ -463,13 +500,14 @@ class Store:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('listen_port', ?)", (port,))
 
     def addresses(self, room_id: bytes) -> list[str]:
-        """The neighbours' addresses kept for ``room_id``, the latest up first; none in a
-        directory from before the table, opened read-only."""
+        """The addresses kept for ``room_id``: the neighbours' that were up, the latest up
+        first, then the other members' that the node learned, the latest learned first
+        (see :meth:`remember_learned`). None in a directory from before the table, opened
+        read-only; only the neighbours' in one from before the members' learned."""
         if not self._has_table("addresses"):
             return []
-        rows = self._db.execute(
-            "SELECT url FROM addresses WHERE room = ? ORDER BY last_up DESC, url", (room_id,)
-        )
+        order = "last_up DESC, learned DESC" if "learned" in self._columns("addresses") else "last_up DESC"
+        rows = self._db.execute(f"SELECT url FROM addresses WHERE room = ? ORDER BY {order}, url", (room_id,))
         return [str(url) for (url,) in rows]
 
     def load_placeless(self, room_id: bytes) -> set[MessageId]:

@@ -22,7 +22,7 @@ from p2pchat.log import Delivered, NotAMember, OrderedLog, ReceiptStatus, Refusa
 from p2pchat.membership import MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import BRANCH_SPAN, MAX_VERSION_CHECKS, Close, LogEvents, Node, Output, Send
-from p2pchat.peer import ClockLieFound, MessageDelivered, Peer, open_peer, restore_log
+from p2pchat.peer import ClockLieFound, MessageDelivered, Peer, PeerConfig, open_peer, restore_log
 from p2pchat.protocol import LINK_RANDOMNESS
 from p2pchat.sim import SimConfig, Simulation
 from p2pchat.store import Store
@@ -800,6 +800,33 @@ async def test_a_member_started_again_without_join_dials_its_neighbours_of_befor
                 await alice.send("before")
                 await bob.wait_delivered(len(alice.messages()))
             async with open_peer("alice", data_dir=tmp_path / "alice") as again:
+                await again.wait_connected(1)
+                await again.send("back without --join")
+                await bob.wait_delivered(len(again.messages()))
+                assert [m.text for m in bob.messages()][-1] == "back without --join"
+
+
+async def test_a_member_started_again_without_join_reaches_a_member_it_only_heard_of(tmp_path: Path) -> None:
+    # Carol wanted one link: linked to alice only, she heard of bob from alice (PEERS)
+    # and never dialed him. Then alice left for good. Started again without --join,
+    # carol must not sit alone for good: her store kept the address of bob, a member
+    # her node learned of, besides those of the neighbours that were up.
+    with trio.fail_after(30):
+        async with open_peer("bob", data_dir=tmp_path / "bob") as bob:
+            assert bob.url is not None
+            async with open_peer("alice", data_dir=tmp_path / "alice", join=[bob.url]) as alice:
+                assert alice.url is not None
+                one_link = PeerConfig(target_connections=1)
+                carol_dir = tmp_path / "carol"
+                async with open_peer("carol", data_dir=carol_dir, join=[alice.url], config=one_link) as carol:
+                    await carol.send("before")
+                    await bob.wait_delivered(len(carol.messages()))
+                    assert bob.url in carol.node.member_addresses()
+                    linked = [remote for _, remote, _ in carol.node.neighbours()]
+                    assert linked == [alice.node.identity.sender_id]
+                await alice.leave("for good")
+            async with open_peer("carol", data_dir=carol_dir) as again:
+                assert bob.url in again.node.known_addresses()
                 await again.wait_connected(1)
                 await again.send("back without --join")
                 await bob.wait_delivered(len(again.messages()))

@@ -13,7 +13,18 @@ from p2pchat.identity import Identity, short_id
 from p2pchat.invites import INVITE_SECRET_SIZE
 from p2pchat.log import NotAMember, OrderedLog
 from p2pchat.message import EntryKind, RoomPolicy
-from p2pchat.node import Close, LogEvents, Node, NodeConfig, Output, PeerDown, PeerUp, RoomAdopted, Send
+from p2pchat.node import (
+    Close,
+    Discovered,
+    LogEvents,
+    Node,
+    NodeConfig,
+    Output,
+    PeerDown,
+    PeerUp,
+    RoomAdopted,
+    Send,
+)
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
 from p2pchat.wire import (
     NONCE_SIZE,
@@ -235,6 +246,72 @@ def test_the_address_of_an_admitted_newcomer_is_passed_on() -> None:
     pipe.run()
     assert newcomer.is_member
     assert f"ws://127.0.0.1:9001/#{IDS[1].sender_id.hex()}" in founder.known_addresses()
+
+
+def url_of(index: int) -> str:
+    """Node ``index``'s address, naming its id, as neighbours pass it on (see listening)."""
+    return f"ws://127.0.0.1:{9000 + index}/#{IDS[index].sender_id.hex()}"
+
+
+def listening(index: int, log: OrderedLog | None = None) -> Node:
+    """Node ``index`` listening on port 9000 + index, a newcomer unless given a log."""
+    config = NodeConfig(admission_delay=0.0)
+    listen_url = f"ws://127.0.0.1:{9000 + index}"
+    return Node(IDS[index], f"peer{index}", log or OrderedLog(), listen_url=listen_url, config=config)
+
+
+def test_addresses_kept_from_a_run_before_are_dialed_again_while_no_link_leads_to_a_member() -> None:
+    # The lonely peer: back after a restart, its only neighbour of before gone for good,
+    # it knows no other member's address but those its shell kept. Handed back, the
+    # members' ones are offered again (Discovered) while no link leads to a member; a
+    # stranger's (a neighbour never admitted) or a malformed one is not even kept: it
+    # would be passed on to members (PEERS).
+    founder, member, pipe = make_pair()
+    pipe.route(2, member.closed(2))
+    pipe.route(1, founder.closed(1))
+    stranger = url_of(2)
+    founder.learn_addresses([stranger, url_of(1), "ws://127.0.0.1:1/#nothex", f"{url_of(3)}.{'ab' * 16}"])
+    assert founder.known_addresses() == founder.member_addresses() == [url_of(1)]
+    offered = [o for o in founder.tick(pipe.now + 20.0, random.Random(0)) if isinstance(o, Discovered)]
+    assert offered == [Discovered((url_of(1),))]
+
+
+def test_addresses_learned_in_a_room_are_not_passed_on_in_the_room_moved_to() -> None:
+    # Peer 0 knows member 1's address in its room; with its room provisional (the shell
+    # reopened it while dialing someone to --join) it dials peer 2 and moves to 2's room.
+    # Peer 2 must not hear of member 1 from it (PEERS, on a link opened once it trusts
+    # peer 0): whom peer 0 knew in another room is none of this room's business. Peer 2,
+    # the neighbour it moved with, stays known to it (passed on, dialed again should the
+    # link drop), also once the shell restores the room moved to from its store.
+    log, _ = OrderedLog.found(IDS[0], name="peer0", room_name="room0", sent_at_ms=0)
+    mover = listening(0, log)
+    first = Pipe(listening(1), mover)
+    first.run()
+    assert url_of(1) in mover.known_addresses()
+    first.route(2, mover.closed(2))
+    log, _ = OrderedLog.found(IDS[2], name="peer2", room_name="room2", sent_at_ms=0)
+    other_room = listening(2, log)
+    other_room.send_text("history here", 0.0, 0)
+    mover.provisional_room = True
+    moving = Pipe(mover, other_room, dialed_url=url_of(2))
+    moving.run()
+    assert mover.log.room_id == other_room.log.room_id
+    # (Its AUTH named the room it left: refused, and dialed again, as the shell does.)
+    assert [close.conn for close in moving.closed] == [2]
+    # Dialed again, as the shell does: admitted. Then once more: a link both ends trust
+    # from the start, on which each passes on the addresses it knows (PEERS).
+    for _ in range(2):
+        moving.route(1, mover.closed(1))
+        moving.route(2, other_room.closed(2))
+        moving = Pipe(mover, other_room, dialed_url=url_of(2))
+        moving.run()
+        assert mover.is_member and url_of(2) in mover.known_addresses()
+        restored = OrderedLog(room_id=mover.log.room_id)
+        restored.receive_many(mover.log.messages())
+        mover.replace_log(restored)  # (as the shell's Peer._open_room)
+        assert url_of(2) in mover.known_addresses()
+    for node in (mover, other_room):
+        assert not [url for url in node.known_addresses() if url.startswith("ws://127.0.0.1:9001")]
 
 
 def test_a_newcomer_waiting_for_its_admission_is_reported_up_on_both_ends() -> None:

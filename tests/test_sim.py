@@ -665,3 +665,42 @@ def test_only_a_member_that_hears_part_of_the_room_dials_one_member_beyond_its_t
             assert beyond == []
         else:  # (one member of the other half, not all of them)
             assert len(beyond) == 1 and (beyond[0] in (3, 4)) == (index in (0, 1))
+
+
+# "The lonely peer" (explorer seeds 737 and 855): a peer whose only neighbour left for
+# good came back with no address of another member (a restart began with an empty
+# address book), and the others, having removed it, never dialed it: alone for good.
+@pytest.mark.parametrize("seed", range(2))
+def test_a_peer_whose_only_neighbour_left_finds_a_member_it_heard_of_before_its_restart(seed: int) -> None:
+    # A line 0-1-2-3, one link wanted: peer 0 is linked to peer 1 only. A blip relinks
+    # them once peer 1 knows peer 2, so peer 0 hears of peer 2's address (PEERS) but
+    # never dials it. Then peer 0 crashes, the others remove it, peer 1 leaves for good.
+    node = NodeConfig(member_timeout=3.0, recent_window=3.0)
+    sim = Simulation(SimConfig(peers=4, topology="line", seed=seed, node=node, target_connections=1))
+    others = [2, 3]
+    for k in range(20):
+        sim.send_at(1.0 + k * 0.1, [0, *others][k % 3], f"m{k}")
+    sim.at(0.5, partial(sim.partition, {0}, {1, 2, 3}))
+    sim.at(1.0, sim.heal)
+    sim.run_until(3.0)
+    assert _links(sim, 0) == {1}
+    assert {_peer_of(url) for url in sim.peers[0].node.member_addresses()} >= {1, 2}
+    sim.crash(0)
+    sim.run_until(12.0)
+    gone = sim.peers[0].identity.sender_id
+    assert not any(gone in sim.peers[index].node.log.members for index in (1, 2, 3))
+    _, outputs = sim.peers[1].node.write(EntryKind.LEAVE, "bye", sim.now, int(sim.now * 1000))
+    sim._apply(1, outputs)
+    sim.at(sim.now + 0.5, partial(sim.crash, 1))
+    sim.at(15.0, partial(sim.restart, 0))
+    for k in range(10):
+        sim.send_at(16.0 + k * 0.2, others[k % 2], f"while back {k}")
+        sim.send_at(45.0 + k * 0.2, [0, *others][k % 3], f"after {k}")
+    sim.run_until(70.0)
+    assert _links(sim, 0) & {2, 3}
+    report = sim.report()
+    assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
+    for peer in sim.live():
+        log = peer.node.log
+        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())

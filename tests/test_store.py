@@ -13,7 +13,15 @@ from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
 from p2pchat.message import Message
 from p2pchat.peer import PeerConfig, load_node, restore_log
-from p2pchat.store import DATABASE_NAME, FORMAT, MAX_ADDRESSES, SCHEMA, Store, StoreFormatError
+from p2pchat.store import (
+    DATABASE_NAME,
+    FORMAT,
+    MAX_ADDRESSES,
+    MAX_LEARNED_ADDRESSES,
+    SCHEMA,
+    Store,
+    StoreFormatError,
+)
 from p2pchat.wire import Head
 
 ME = Identity(b"\x05" * 32)
@@ -242,6 +250,63 @@ def test_neighbours_addresses_are_kept_per_room_the_latest_first(tmp_path: Path)
     assert f"ws://127.0.0.1:9001/#{'ab' * 32}" not in kept  # (the oldest went)
     with Store(tmp_path, read_only=True) as store:
         assert store.addresses(other) == [f"ws://127.0.0.1:7000/#{'cd' * 32}"]
+
+
+def _at(port: int) -> str:
+    return f"ws://127.0.0.1:{port}/#{'ab' * 32}"
+
+
+def test_members_addresses_learned_are_kept_after_the_neighbours_up_the_latest_learned_first(
+    tmp_path: Path,
+) -> None:
+    # A peer keeps the addresses of the members its node learned of (never up for it),
+    # so that a restart finds members even when every neighbour it had is gone for good.
+    room, other = b"\x01" * 32, b"\x02" * 32
+    learned = [_at(9100 + n) for n in range(MAX_LEARNED_ADDRESSES + 2)]
+    with Store(tmp_path) as store:
+        store.remember_address(room, _at(9000), now_ms=1)  # (up before any was learned)
+        store.remember_learned(room, [_at(9000)], now_ms=2)
+        for n, url in enumerate(learned):
+            store.remember_learned(room, [url], now_ms=1000 + n)
+        store.remember_learned(room, [learned[-1], learned[5]], now_ms=9999)  # (known already)
+        store.remember_learned(other, [_at(7000)], now_ms=1)
+        store.remember_address(room, learned[10], now_ms=5000)  # (up now)
+    with Store(tmp_path, read_only=True) as store:
+        kept = store.addresses(room)
+        assert store.addresses(other) == [_at(7000)]
+    # Up ones first (the latest up first), then the others the latest learned first; of
+    # those learned, only the MAX_LEARNED_ADDRESSES latest.
+    newest = [url for url in learned[::-1] if url != learned[10]]
+    assert kept == [learned[10], _at(9000), *newest[: MAX_LEARNED_ADDRESSES - 1]]
+    assert learned[0] not in kept and learned[1] not in kept
+
+
+def test_an_address_no_longer_among_the_latest_up_stays_if_learned(tmp_path: Path) -> None:
+    room = b"\x01" * 32
+    with Store(tmp_path) as store:
+        store.remember_learned(room, [_at(9000)], now_ms=1)
+        for n in range(MAX_ADDRESSES + 1):
+            store.remember_address(room, _at(9000 + n), now_ms=10 + n)
+        kept = store.addresses(room)
+    assert len(kept) == MAX_ADDRESSES + 1 and kept[-1] == _at(9000)  # (now only learned)
+
+
+def test_a_directory_from_before_the_learned_addresses_reads_the_neighbours_and_gains_them(
+    tmp_path: Path,
+) -> None:
+    room = b"\x01" * 32
+    table = SCHEMA.index("CREATE TABLE IF NOT EXISTS addresses")
+    before = SCHEMA[:table] + SCHEMA[table:].replace("    learned INTEGER NOT NULL DEFAULT 0,\n", "", 1)
+    assert "learned" not in before
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
+        db.executescript(before)
+        db.execute("INSERT INTO addresses (room, url, last_up) VALUES (?, ?, 5)", (room, _at(9000)))
+    db.close()
+    with Store(tmp_path, read_only=True) as store:
+        assert store.addresses(room) == [_at(9000)]
+    with Store(tmp_path) as store:
+        store.remember_learned(room, [_at(9001)], now_ms=10)
+        assert store.addresses(room) == [_at(9000), _at(9001)]
 
 
 def test_a_directory_from_before_the_addresses_table_reads_none_and_gains_it(tmp_path: Path) -> None:
