@@ -577,6 +577,15 @@ def test_a_member_cut_off_while_the_room_moved_on_catches_up_through_a_member_ne
         assert log.stable_count == len(log) and log.held_count == 0 and not log.proofs
 
 
+def _assert_settled_in_one_room(sim: Simulation) -> None:
+    """Every live peer holds nothing back, holds no proof, shows every position stable,
+    and counts every other live peer as a member."""
+    for peer in sim.live():
+        log = peer.node.log
+        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
+        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+
+
 # Seed 2205 never converged: two groups of members, each linked within itself, were
 # linked to each other only through a member both had removed (it relays nothing); a
 # peer offered its shell the addresses of members only when no link of its led to a
@@ -586,10 +595,7 @@ def test_random_churn_with_exits_and_few_links_ends_in_one_log(seed: int) -> Non
     sim = _random_churn_with_exits(seed, target_connections=2)
     report = sim.report()
     assert (report.identical, report.stability_moved) == (True, 0)
-    for peer in sim.live():
-        log = peer.node.log
-        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
-        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+    _assert_settled_in_one_room(sim)
 
 
 def _split_through_removed_members(seed: int) -> Simulation:
@@ -643,10 +649,7 @@ def test_members_split_by_peers_that_are_no_members_dial_across_beyond_their_tar
     sim.run_until(90.0)
     report = sim.report()
     assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
-    for peer in sim.live():
-        log = peer.node.log
-        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
-        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+    _assert_settled_in_one_room(sim)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -700,7 +703,4 @@ def test_a_peer_whose_only_neighbour_left_finds_a_member_it_heard_of_before_its_
     assert _links(sim, 0) & {2, 3}
     report = sim.report()
     assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
-    for peer in sim.live():
-        log = peer.node.log
-        assert log.held_count == 0 and not log.proofs and log.stable_count == len(log)
-        assert all(log.is_member(other.identity.sender_id) for other in sim.live())
+    _assert_settled_in_one_room(sim)
