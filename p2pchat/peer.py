@@ -1358,21 +1358,18 @@ async def _listen(
     """Serve ``peer`` on ``host:port``. Port 0 means the port this data directory's peer
     listened on last, if it is free (its neighbours kept that address: a peer that comes
     back where it was is found again, say to reopen a room every member quit), else any."""
+    listeners: list[trio.SocketListener] | None = None
     remembered = store.listen_port() if store is not None and not port else 0
-    for candidate in [remembered, 0] if remembered else [port]:
+    if remembered:
         try:
-            listeners: list[trio.SocketListener] = await nursery.start(
-                serve_websockets, peer._accept, host, candidate
-            )
+            listeners = await nursery.start(serve_websockets, peer._accept, host, remembered)
         except OSError as exc:
-            if not candidate or candidate == port:
-                raise
-            logger.info("port %d, used last, is taken (%s): listening on another", candidate, exc)
-            continue
-        if store is not None and not port:
-            store.remember_listen_port(listeners[0].socket.getsockname()[1])
-        return listeners
-    raise AssertionError("unreachable: the last candidate raises")
+            logger.info("port %d, used last, is taken (%s): listening on another", remembered, exc)
+    if listeners is None:
+        listeners = await nursery.start(serve_websockets, peer._accept, host, port)
+    if store is not None and not port:
+        store.remember_listen_port(listeners[0].socket.getsockname()[1])
+    return listeners
 
 
 @asynccontextmanager
