@@ -710,7 +710,8 @@ class Peer:
             self._kept_addresses.update((room_id, url) for url in new)
 
     def _reopen_links(self) -> None:
-        """Back in a room we know, with nobody named to join: dial the neighbours we had
+        """Back in a room we know, with nobody named to join (or one it knows, see
+        _rejoins_last_room): dial the neighbours we had
         there, the latest up first (then members we learned of), each given up after a
         few failed dials; and hand the node every address kept with the room. It offers
         the members among them again whenever no link of ours leads to a member (see
@@ -1341,7 +1342,7 @@ async def serve_peer(
             nursery.start_soon(peer._saver)
             for url in join:
                 peer.join(url)
-            if not join:
+            if not join or _rejoins_last_room(node, join):
                 peer._reopen_links()
             nursery.start_soon(peer._trust_own_history_after, 0.0 if not join else config.own_history_wait)
             task_status.started(peer)
@@ -1350,6 +1351,25 @@ async def serve_peer(
             store.close()
         if lock is not None:
             lock.release()
+
+
+def _rejoins_last_room(node: Node, join: Iterable[str]) -> bool:
+    """Whether a peer we are told to join is one the room we used last knows (a member
+    now or before): most likely the same command run again. Then the room's other
+    neighbours are dialed too, as without ``--join``: a peer joined that is down for
+    now must not leave us alone, and an invite whose issuer left is given up once we
+    are back in the room (see Peer._issuer_left). Our room stays provisional: if the
+    peer joined turns out to be in another room first, we still move there."""
+    if not node.provisional_room:
+        return False
+    for url in join:
+        try:
+            named = split_peer_url(url)[1]
+        except ValueError:
+            continue
+        if named is not None and node.log.roster.was_member(named):
+            return True
+    return False
 
 
 async def _listen(

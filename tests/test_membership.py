@@ -833,6 +833,45 @@ async def test_a_member_started_again_without_join_reaches_a_member_it_only_hear
                 assert [m.text for m in bob.messages()][-1] == "back without --join"
 
 
+async def test_members_run_again_with_the_same_join_url_find_each_other_while_the_peer_joined_is_down(
+    tmp_path: Path,
+) -> None:
+    # Bob and carol joined alice; all three quit at the same moment. Bob and carol run
+    # the same command again (--join alice's URL), but alice stays down. Alice is a
+    # member of the room they used last, so they dial its other neighbours too: they
+    # find each other, reopen the room (two of three) and chat, instead of each sitting
+    # alone redialing alice for good.
+    with trio.fail_after(40):
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+            assert alice.url is not None
+            alice_url = alice.url
+            async with (
+                open_peer("bob", data_dir=tmp_path / "bob", join=[alice_url]) as bob,
+                open_peer("carol", data_dir=tmp_path / "carol", join=[alice_url]) as carol,
+            ):
+                await bob.send("before")
+                for peer in (alice, carol):
+                    await peer.wait_delivered(len(bob.messages()))
+                while carol.node.open_count < 2 or bob.node.open_count < 2:
+                    await trio.sleep(0.05)  # (carol dials bob once alice names him)
+                async with trio.open_nursery() as nursery:
+                    for peer in (alice, bob, carol):
+                        nursery.start_soon(peer.go_away)
+                while sum(m.kind is EntryKind.AWAY for m in alice.messages()) < 3:
+                    await trio.sleep(0.05)
+        async with (
+            open_peer("bob", data_dir=tmp_path / "bob", join=[alice_url]) as bob,
+            open_peer("carol", data_dir=tmp_path / "carol", join=[alice_url]) as carol,
+        ):
+            await bob.send("after, from bob")
+            await carol.send("after, from carol")
+            for peer in (bob, carol):
+                while {"after, from bob", "after, from carol"} - {m.text for m in peer.messages()}:
+                    await peer.wait_delivered(len(peer.messages()) + 1)
+                assert peer.node.is_member
+            assert [m.key for m in bob.messages()] == [m.key for m in carol.messages()]
+
+
 async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_back(tmp_path: Path) -> None:
     # Each wrote its AWAY before it saw the other's: nobody was active, and nobody could
     # admit anyone again, for good. Back (after their quit, not while quitting), the

@@ -593,6 +593,40 @@ async def test_an_invite_url_is_dialed_no_more_once_its_issuer_left() -> None:
                 assert [e for e in later if isinstance(e, DialFailed)] == []
 
 
+async def test_a_member_run_again_with_an_invite_whose_issuer_left_rejoins_through_the_others(
+    tmp_path: Path,
+) -> None:
+    # Carol came in on alice's invite; alice left for good, and carol quit. Run again with
+    # the same command, carol's room is provisional (the invite could be for another
+    # room), but its issuer is a member of the room she used last: she dials that room's
+    # other neighbours too, is back in it through bob, and gives the invite up.
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.05)
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_peer("bob", data_dir=tmp_path / "bob", private=True) as bob:
+            async with open_peer("alice", join=[bob.invite()]) as alice:
+                await alice.wait_admitted()
+                alice_id = alice.node.identity.sender_id
+                invite = alice.invite()
+                async with open_peer("carol", data_dir=tmp_path / "carol", join=[invite]) as carol:
+                    await carol.wait_admitted()
+                    while bob.url not in {url for _, _, url in carol.node.neighbours()}:
+                        await trio.sleep(0.02)
+                    await alice.leave("bye")
+                    while carol.log.member_info()[alice_id].state is not MemberState.LEFT:
+                        await trio.sleep(0.02)
+            async with (
+                open_peer("carol", data_dir=tmp_path / "carol", join=[invite], config=config) as carol,
+                carol.subscribe() as events,
+            ):
+                await carol.wait_admitted()
+                await chat_still_works(bob, carol, "back on the same command")
+                said = f"the peer that issued this invite ({short_id(alice_id)}) left the room"
+                async for event in events:  # (alice's other addresses are given up too)
+                    if isinstance(event, DialFailed) and event.url == invite and event.retry_in is None:
+                        assert event.reason == said
+                        break
+
+
 async def test_peer_exchange_announces_addresses_with_ids_and_dials_them() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_peer("alice") as alice, open_peer("bob", join=[alice.url or ""]) as bob:
