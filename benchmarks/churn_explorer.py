@@ -412,22 +412,9 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
             sim.quit(victim)
 
     def leave(victim: int) -> None:
-        # (As the shell's /leave: not while a change it answered, or committed, is open.)
-        peer = sim.peers[victim]
-        me, roster = peer.identity.sender_id, peer.node.log.roster
-        if len(left) >= peers - 2:
-            return
-        if (
-            peer.alive
-            and peer.node.may_write
-            and roster.answered(me) is None
-            and not roster.holds_open_commit(me)
-        ):
-            sim.note(f"leave P{victim} (down for good 0.5 s later)")
-            _, outputs = peer.node.write(EntryKind.LEAVE, "bye", sim.now, int(sim.now * 1000))
-            sim._apply(victim, outputs)
+        if len(left) < peers - 2 and sim.leave(victim):
+            sim.note(f"leave P{victim} (down for good once a neighbour holds its LEAVE)")
             left.add(victim)
-            sim.at(sim.now + 0.5, partial(sim.crash, victim))
 
     def remove(by: int, victims: list[int]) -> None:
         peer = sim.peers[by]

@@ -395,6 +395,8 @@ class _Neighbour:
     """Whether its first HEADS frame (the one that opens the sync) has arrived."""
     trusted: bool = False
     """Whether it may get entries, heads and addresses (see the module docstring)."""
+    told_leave_held: bool = False
+    """It is leaving (wire.Auth.leaving), and we told it we hold its LEAVE."""
     asked: bool = False
     """Whether we asked it for the history we lack while it was not trusted (see
     ``Node._may_ask``)."""
@@ -491,6 +493,11 @@ class Node:
         self._exited = False
         """We wrote our LEAVE or AWAY in this run: we are on our way out, and vote in no
         reopening (see _propose_reopening)."""
+        self._left = False
+        """We wrote our LEAVE in this run: every link we open says so (wire.Auth.leaving)."""
+        self._leave_seq: int | None = None
+        """The seq of the LEAVE we wrote in this run, until a neighbour's heads say it
+        holds it (see leave_handed_over)."""
         self.announce_limit: int | None = None
         """When set, our clock announcements never exceed it: the shell sets it to the
         clock it has made durable, so a crash cannot make us take back a promise
@@ -537,6 +544,7 @@ class Node:
             expected_id=expected,
             pristine=self._pristine(),
             invite=invite or b"",
+            leaving=self._left,
         )
         config = self.config
         self._neighbours[conn] = _Neighbour(
@@ -706,7 +714,35 @@ class Node:
         """Write one entry of ours of any kind (a LEAVE, an AWAY, a CHANGE, a FLUSH)."""
         message = self.compose(text, wall_ms, kind, change=change, flush=flush)
         self._exited = self._exited or kind in (EntryKind.LEAVE, EntryKind.AWAY)
-        return message, self._own_outputs([message], [*self._deliver_own(message)], now)
+        outputs = self._own_outputs([message], [*self._deliver_own(message)], now)
+        if kind is EntryKind.LEAVE:
+            self._left, self._leave_seq = True, message.seq
+            outputs.extend(self._ask_who_holds_our_leave(now))
+        return message, outputs
+
+    @property
+    def leave_handed_over(self) -> bool:
+        """Whether a neighbour has said (in its heads) that it holds the LEAVE we wrote;
+        True if we wrote none. A leaving peer waits for this (see Peer.leave): our LEAVE
+        is our last entry, and until someone else holds it, nobody can tell the room we
+        left, and the others count us for good (or until they can remove us)."""
+        return self._leave_seq is None
+
+    def _ask_who_holds_our_leave(self, now: float) -> list[Output]:
+        """Send our LEAVE on every open link now (not after a batching window), then our
+        heads asking for theirs: each neighbour answers once it has taken the LEAVE."""
+        outputs: list[Output] = []
+        for neighbour in self._neighbours.values():
+            if neighbour.link.is_open and neighbour.trusted and not neighbour.backlog:
+                outputs.extend(self._flush(neighbour, now))
+                outputs.append(self._send_heads(neighbour, now, reply_wanted=True))
+        return outputs
+
+    def _note_leave_held(self, heads: Sequence[Head]) -> None:
+        leave_seq = self._leave_seq
+        me = self.identity.sender_id
+        if leave_seq is not None and any(h.sender_id == me and h.held_seq >= leave_seq for h in heads):
+            self._leave_seq = None
 
     def publish(self, message: Message, now: float) -> list[Output]:
         """Deliver our own (already stored) message locally and queue it for every neighbour."""
@@ -905,14 +941,16 @@ class Node:
         # asking for gaps would only fetch the same messages twice.
         self._syncing[neighbour.conn] = now + self.config.sync_patience
         admission: list[Output] = []
-        if self.config.admission_delay <= 0 or self.log.roster.was_member(remote.sender_id):
+        # (A peer that left stays only until it knows we hold its LEAVE: see wire.Auth.)
+        admissible = not remote.leaving
+        if admissible and (self.config.admission_delay <= 0 or self.log.roster.was_member(remote.sender_id)):
             # (A member coming back has answered changes before: no need to wait.)
             admission = self._admit(remote.sender_id, remote.name, now)
             outputs.extend(admission)
-        elif self.is_member and not self.log.is_member(remote.sender_id):
+        elif admissible and self.is_member and not self.log.is_member(remote.sender_id):
             due = now + self.config.admission_delay
             self._admission_due = due if self._admission_due is None else min(self._admission_due, due)
-        invited = remote.invite and self._policy() is RoomPolicy.INVITE
+        invited = admissible and remote.invite and self._policy() is RoomPolicy.INVITE
         if invited and not admission and not self.log.is_member(remote.sender_id):
             refused = self._redeem(neighbour, remote.invite, now, outputs)
             if refused is not None:
@@ -986,6 +1024,8 @@ class Node:
         cannot qualify because we are a member and cannot admit it."""
         if not neighbour.link.is_open:
             return []
+        if self._holds_leave_of(neighbour):
+            return self._tell_leave_held(neighbour, now)
         if self._qualifies(neighbour):
             if neighbour.trusted:
                 return []
@@ -1010,6 +1050,27 @@ class Node:
         # (We cannot admit it now: it waits, connected, and gets nothing. A member back
         # from AWAY in an invite-only room waits for its re-admission too.)
         return []
+
+    def _holds_leave_of(self, neighbour: _Neighbour) -> bool:
+        """Whether ``neighbour`` is leaving (wire.Auth.leaving) and we hold its LEAVE."""
+        remote = neighbour.link.remote
+        if remote is None or not remote.leaving:
+            return False
+        info = self.log.member_info().get(remote.sender_id)
+        return info is not None and info.state is MemberState.LEFT
+
+    def _tell_leave_held(self, neighbour: _Neighbour, now: float) -> list[Output]:
+        """Its head alone tells a leaving neighbour that we hold its LEAVE, once: it
+        waits for that to stop (see leave_handed_over). No member now, it gets nothing
+        else of the room from us."""
+        neighbour.trusted = False
+        if neighbour.told_leave_held:
+            return []
+        neighbour.told_leave_held = True
+        remote = neighbour.link.remote
+        assert remote is not None
+        head = Head(remote.sender_id, self.log.delivered_seq(remote.sender_id))
+        return [self._send(neighbour.conn, encode_frame(Heads((head,))))]
 
     def _learn_address(self, neighbour: _Neighbour) -> None:
         """Keep the listen URL of a neighbour we just trusted, to pass on to the others
@@ -1254,6 +1315,8 @@ class Node:
                 continue
             if self.log.roster.exit_seq(remote.sender_id) > neighbour.hello_seq:
                 continue  # it said goodbye on this link: it is on its way out
+            if remote.leaving:
+                continue  # it left, and stays only until it knows we hold its LEAVE
             newcomer = not self.log.roster.was_member(remote.sender_id)
             if newcomer and now - neighbour.opened_at < self.config.admission_delay:
                 continue  # (not open long enough yet: see NodeConfig.admission_delay)
@@ -1923,6 +1986,7 @@ class Node:
         """Heads from ``source`` (a HEADS frame's, or riding on a PUSH): what they say,
         the stability that follows, any clock lie they prove, and any entry they show
         ``source`` holds in another version than ours."""
+        self._note_leave_held(heads)
         events = self._observe_heads(heads, source)
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []

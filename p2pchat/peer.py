@@ -154,6 +154,10 @@ class PeerConfig:
     own_history_wait: float = 10.0
     """A restarted peer with peers to join waits at most this long for a neighbour to send
     what it lacks before it writes (a stale copy of its data would reuse seqs)."""
+    leave_patience: float = 10.0
+    """A peer that leaves (:meth:`Peer.leave`) stays up at most this long, linked and
+    redialing, until a neighbour holds its LEAVE (say it left while cut off): before
+    that, nobody could tell the room it left."""
 
 
 # Events for the application ----------------------------------------------------
@@ -440,8 +444,17 @@ class Peer:
         return invite_url(base, self.node.identity.sender_id, secret)
 
     async def leave(self, reason: str = "") -> None:
-        """Leave the room for good (a LEAVE entry, our last), then stop the peer."""
+        """Leave the room for good (a LEAVE entry, our last), then stop the peer: once a
+        neighbour says it holds the LEAVE, or after ``PeerConfig.leave_patience``
+        seconds (meanwhile links come and go as ever, and each new one carries it)."""
         await self._write_last(EntryKind.LEAVE, reason)
+        if not self.node.leave_handed_over:
+            logger.info("left: waiting for a neighbour to hold our LEAVE")
+        with trio.move_on_after(self.config.leave_patience):
+            while not self.node.leave_handed_over:
+                await self._wait_changed()
+        if not self.node.leave_handed_over:
+            logger.warning("stopping, though no neighbour has said it holds our LEAVE yet")
         await self.aclose()
 
     async def _write_last(self, kind: EntryKind, reason: str) -> None:

@@ -98,6 +98,8 @@ class RemotePeer:
     room_id: bytes = b""
     pristine: bool = False
     invite: bytes = b""
+    leaving: bool = False
+    """It left the room and lingers until a neighbour holds its LEAVE (see wire.Auth)."""
 
 
 def auth_payload(
@@ -129,6 +131,7 @@ class Link:
         expected_id: bytes | None = None,
         pristine: bool = False,
         invite: bytes = b"",
+        leaving: bool = False,
     ) -> None:
         if invite and (expected_id is None or not dialer):
             raise ValueError("an invite is presented only by a dialer, to the peer its URL names")
@@ -142,6 +145,7 @@ class Link:
         self._room_id = room_id
         self._pristine = pristine
         self._invite = invite
+        self._leaving = leaving
         self.dialer = dialer
         self.expected_id = expected_id
         self._our_hello = encode_frame(
@@ -255,7 +259,15 @@ class Link:
     def _our_auth(self) -> bytes:
         assert self._channel is not None
         signature = self._identity.sign(self._transcript(signer_is_dialer=self.dialer, room=self._room_id))
-        auth = Auth(signature, self._name, self._listen_url, self._room_id, self._pristine, self._invite)
+        auth = Auth(
+            signature,
+            self._name,
+            self._listen_url,
+            self._room_id,
+            self._pristine,
+            self._invite,
+            self._leaving,
+        )
         return self._channel.seal(encode_frame(auth))
 
     def _transcript(self, *, signer_is_dialer: bool, room: bytes) -> bytes:
@@ -276,5 +288,5 @@ class Link:
             )
         self.state = LinkState.OPEN
         self.remote = RemotePeer(
-            claimed, frame.name, frame.listen_url, frame.room_id, frame.pristine, frame.invite
+            claimed, frame.name, frame.listen_url, frame.room_id, frame.pristine, frame.invite, frame.leaving
         )

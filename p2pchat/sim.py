@@ -473,6 +473,32 @@ class Simulation:
             self._apply(index, outputs)
         self.at(self.now + linger, partial(self.crash, index))
 
+    def leave(self, index: int, linger: float = 0.5, patience: float = 10.0) -> bool:
+        """/leave: the peer writes its LEAVE and stops once a neighbour holds it (at least
+        ``linger`` seconds later, while it goes out; at most ``patience``), as the
+        shell's (see Peer.leave). Whether it wrote one: as the shell's, not while a
+        change it answered, or committed, is open (the exit would be void, or invalid)."""
+        peer = self.peers[index]
+        me, roster = peer.identity.sender_id, peer.node.log.roster
+        if not peer.alive or not peer.node.may_write or roster.answered(me) is not None:
+            return False
+        if roster.holds_open_commit(me):
+            return False
+        _, outputs = peer.node.write(EntryKind.LEAVE, "bye", self.now, int(self.now * 1000))
+        self._apply(index, outputs)
+        deadline = self.now + patience
+
+        def stop_once_handed_over() -> None:
+            if peer is not self.peers[index] or not peer.alive:
+                return
+            if peer.node.leave_handed_over or self.now >= deadline:
+                self.crash(index)
+            else:
+                self.at(self.now + 0.1, stop_once_handed_over)
+
+        self.at(self.now + linger, stop_once_handed_over)
+        return True
+
     def restart(self, index: int) -> None:
         """Start a crashed peer again from its stored messages, same identity, and the
         addresses of members it knew (the shell keeps the latest learned with the room,

@@ -4,7 +4,7 @@ Part of the pure core. Each WebSocket binary message carries exactly one frame,
 a CBOR array whose first item is the frame type::
 
     HELLO     [1, version, sender_id, nonce, ephemeral_key]          in clear
-    AUTH      [2, signature, name, listen_url|null, room_id|b"", pristine, invite|b""]   sealed
+    AUTH      [2, signature, name, listen_url|null, room_id|b"", pristine, invite|b""(, true)]   sealed
     MESSAGES  [3, [[payload, signature]...]]       a batch of signed messages
     HEADS     [4, [head...], reply_wanted]         anti-entropy and heartbeat
     WANT      [5, [[sender_id, first, last]...]]   explicit gap repair
@@ -203,6 +203,11 @@ class Auth:
     """The sender's room holds nothing but its own genesis (see Node._yields_to)."""
     invite: bytes = b""
     """A dialer redeeming an invite: its secret (see p2pchat.invites); else empty."""
+    leaving: bool = False
+    """The sender left the room in this run and stays only until a neighbour holds its
+    LEAVE (see Node.leave_handed_over): never to be admitted again on this link. On
+    the wire a seventh field, ``true``, sent only then: every other AUTH is as a peer
+    of the release before reads it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +326,7 @@ def encode_frame(frame: Frame) -> bytes:
                 frame.room_id,
                 frame.pristine,
                 frame.invite,
+                *((True,) if frame.leaving else ()),
             ]
         case Messages():
             item = [MESSAGES, [[m.payload, m.signature] for m in frame.messages]]
@@ -512,6 +518,10 @@ def _parse_room(value: object) -> bytes:
 
 
 def _parse_auth(fields: list[object]) -> Auth:
+    if len(fields) == 7 and fields[6] is True:  # (leaving: see Auth.leaving)
+        fields, leaving = fields[:6], True
+    else:
+        leaving = False
     signature, name, url, room, pristine, invite = _fields(fields, "auth", 6)
     if type(pristine) is not bool:
         raise CodecError(f"auth pristine: expected a boolean, got {type(pristine).__name__}")
@@ -522,6 +532,7 @@ def _parse_auth(fields: list[object]) -> Auth:
         room_id=_parse_room(room),
         pristine=pristine,
         invite=_parse_invite(invite),
+        leaving=leaving,
     )
 
 

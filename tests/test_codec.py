@@ -19,6 +19,7 @@ cbor2 would never produce.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import cbor2
 import pytest
@@ -187,7 +188,8 @@ def hello(**raw: bytes) -> bytes:
     return arr(enc(wire.HELLO), *fields.values())
 
 
-def auth(**raw: bytes) -> bytes:
+def auth(*more: bytes, **raw: bytes) -> bytes:
+    """An AUTH frame: these fields (``raw`` replaces some), then ``more`` after them."""
     fields = {
         "signature": bstr(SIG),
         "name": enc("alice"),
@@ -199,7 +201,7 @@ def auth(**raw: bytes) -> bytes:
     unknown = raw.keys() - fields.keys()
     assert not unknown, unknown
     fields.update(raw)
-    return arr(enc(wire.AUTH), *fields.values())
+    return arr(enc(wire.AUTH), *fields.values(), *more)
 
 
 def heads_frame(heads: bytes | None = None, reply: bytes = FALSE) -> bytes:
@@ -348,6 +350,7 @@ auth_frames = st.builds(
     room_id=st.just(b"") | st.binary(min_size=ROOM_ID_SIZE, max_size=ROOM_ID_SIZE),
     pristine=st.booleans(),
     invite=st.just(b"") | st.binary(min_size=16, max_size=16),
+    leaving=st.booleans(),
 )
 messages_frames = st.builds(wire.Messages, st.lists(signed_messages(), max_size=3).map(tuple))
 heads_frames = st.builds(wire.Heads, st.lists(heads, max_size=4).map(tuple), st.booleans())
@@ -1529,6 +1532,20 @@ def test_auth_room_of_0_or_32_bytes_accepted(room: bytes) -> None:
     assert isinstance(frame, wire.Auth)
     assert frame.room_id == room
     assert_round_trip(frame)
+
+
+def test_auth_says_leaving_in_a_seventh_field_only_when_leaving() -> None:
+    # Every other AUTH has the six fields a peer of the release before reads.
+    staying = wire.Auth(SIG, "alice", None, ROOM)
+    assert len(cbor2.loads(wire.encode_frame(staying))) == 1 + 6
+    leaving = replace(staying, leaving=True)
+    assert cbor2.loads(wire.encode_frame(leaving))[1:] == [*cbor2.loads(wire.encode_frame(staying))[1:], True]
+    assert_round_trip(leaving)
+    frame = wire.decode_frame(auth(TRUE))
+    assert isinstance(frame, wire.Auth) and frame.leaving
+    for seventh in (FALSE, enc(1), NULL):  # (true or nothing)
+        refuse_frame(auth(seventh), "auth", "6 fields")
+    refuse_frame(auth(TRUE, TRUE), "auth", "6 fields")
 
 
 @pytest.mark.parametrize("size", [1, 16, 31, 33, 64])

@@ -872,6 +872,42 @@ async def test_members_run_again_with_the_same_join_url_find_each_other_while_th
             assert [m.key for m in bob.messages()] == [m.key for m in carol.messages()]
 
 
+async def test_a_member_that_leaves_while_alone_stays_until_a_neighbour_holds_its_leave(
+    tmp_path: Path,
+) -> None:
+    # Alice quit; bob, alone, types /leave. Had he stopped at once, nobody would ever
+    # hold his LEAVE: alice, back, would count him (and wait for him) for good. He
+    # stays, redials, and stops once alice, back where she was, says she holds it
+    # (his link told her he is leaving: she tells him, though he is no member now).
+    config = PeerConfig(leave_patience=30.0, backoff_max=0.5)
+    with trio.fail_after(40):
+        async with open_peer("alice", data_dir=tmp_path / "alice") as alice:
+            assert alice.url is not None
+            async with open_peer("bob", data_dir=tmp_path / "bob", join=[alice.url], config=config) as bob:
+                await bob.send("before")
+                await alice.wait_delivered(len(bob.messages()))
+                bob_id = bob.node.identity.sender_id
+                await alice.aclose()
+                while bob.node.open_count:
+                    await trio.sleep(0.05)
+                stopped = trio.Event()
+
+                async def leave() -> None:
+                    await bob.leave("while alone")
+                    stopped.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(leave)
+                    await trio.sleep(1.0)
+                    assert not stopped.is_set()  # (still up, waiting)
+                    async with open_peer("alice", data_dir=tmp_path / "alice") as back:
+                        while back.log.member_info()[bob_id].state is not MemberState.LEFT:
+                            await back.wait_delivered(len(back.messages()) + 1)
+                        with trio.fail_after(5):
+                            await stopped.wait()
+                        assert not back.log.is_member(bob_id)
+
+
 async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_back(tmp_path: Path) -> None:
     # Each wrote its AWAY before it saw the other's: nobody was active, and nobody could
     # admit anyone again, for good. Back (after their quit, not while quitting), the

@@ -370,19 +370,8 @@ def _random_churn_with_exits(seed: int, target_connections: int) -> Simulation:
             sim.quit(victim)
 
     def leave(victim: int) -> None:
-        # (As the shell's /leave: not while a change it answered, or committed, is open.)
-        peer = sim.peers[victim]
-        me, roster = peer.identity.sender_id, peer.node.log.roster
-        if (
-            peer.alive
-            and peer.node.may_write
-            and roster.answered(me) is None
-            and not roster.holds_open_commit(me)
-        ):
-            _, outputs = peer.node.write(EntryKind.LEAVE, "bye", sim.now, int(sim.now * 1000))
-            sim._apply(victim, outputs)
+        if sim.leave(victim):
             left.add(victim)
-            sim.at(sim.now + 0.5, partial(sim.crash, victim))
 
     def remove(by: int, victim: int) -> None:
         peer = sim.peers[by]
@@ -704,3 +693,28 @@ def test_a_peer_whose_only_neighbour_left_finds_a_member_it_heard_of_before_its_
     report = sim.report()
     assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
     _assert_settled_in_one_room(sim)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_member_that_leaves_while_cut_off_stays_until_a_neighbour_holds_its_leave(seed: int) -> None:
+    # Peer 3 writes its LEAVE while a partition cuts it off from everyone: had it
+    # stopped at once, nobody would ever hold the LEAVE, and the others would count it
+    # (hold every position tentative) until they removed it, a member timeout later.
+    # It stays up, redials, and stops once a neighbour holds the LEAVE.
+    node = NodeConfig(member_timeout=120.0)
+    sim = Simulation(SimConfig(peers=4, topology="ring", seed=seed, node=node))
+    run_chat(sim, senders=3, count=20, start=1.0, spacing=0.25, seed=seed)
+    leaver = sim.peers[3].identity.sender_id
+    sim.at(6.0, partial(sim.partition, {3}, {0, 1, 2}))
+    wrote: list[bool] = []
+    sim.at(6.5, lambda: wrote.append(sim.leave(3)))
+    sim.at(9.0, sim.heal)
+    sim.at(12.0, lambda: sim.send(0, "after it left"))
+    sim.run_until(30.0)
+    assert wrote == [True] and not sim.peers[3].alive
+    for peer in sim.live():
+        log = peer.node.log
+        assert log.member_info()[leaver].state is MemberState.LEFT
+        assert log.stable_count == len(log) and log.held_count == 0
+    report = sim.report()
+    assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
