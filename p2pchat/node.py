@@ -468,7 +468,7 @@ class Node:
         self._next_anti_entropy = self.config.anti_entropy_interval
         self._next_rediscovery = self.config.keepalive_interval
         self._rediscoveries = 0
-        """Members cut off from us offered beyond the link target so far (see _rediscover)."""
+        """Rounds of _rediscover so far: where each round starts in the addresses it offers."""
         self._next_want_check: float | None = None
         self._addresses: dict[str, None] = {}
         self._banned: dict[bytes, float] = {}
@@ -1788,12 +1788,16 @@ class Node:
         if far:
             # (Our id sets where we start, so members of one group pick different ones;
             # the next round picks the next one, so a dead one is not picked for good.)
-            self._rediscoveries += 1
-            url = far[(self._rediscoveries + self.identity.sender_id[0]) % len(far)]
+            url = far[(self._rediscoveries + 1 + self.identity.sender_id[0]) % len(far)]
             outputs.append(Discovered((url,), beyond_target=True))
             urls = [other for other in urls if other != url]
         if urls:
-            outputs.append(Discovered(tuple(urls)))
+            # In turn, from round to round: the shell dials them in this order until it
+            # has the links it wants, and with one link wanted, a dead address listed
+            # first would otherwise take the only slot in every round.
+            start = self._rediscoveries % len(urls)
+            outputs.append(Discovered((*urls[start:], *urls[:start])))
+        self._rediscoveries += 1
         return outputs
 
     def _addresses_of(self, members: frozenset[bytes]) -> list[str]:

@@ -718,3 +718,22 @@ def test_a_member_that_leaves_while_cut_off_stays_until_a_neighbour_holds_its_le
         assert log.stable_count == len(log) and log.held_count == 0
     report = sim.report()
     assert (report.identical, report.stability_moved, report.lost) == (True, 0, 0)
+
+
+def test_a_peer_cut_off_from_the_room_is_offered_the_members_addresses_each_first_in_turn() -> None:
+    # The shell dials offered addresses in order until it has the links it wants: with
+    # one link wanted, the same dead address first in every round would take the only
+    # slot every time, and the live members after it would never be dialed.
+    sim = Simulation(SimConfig(peers=4, topology="line", seed=3, target_connections=1))
+    node = sim.peers[0].node
+    node.learn_addresses(f"sim://{i}/#{sim.peers[i].identity.sender_id.hex()}" for i in (1, 2, 3))
+    sim.run_until(2.0)
+    sim.partition({0}, {1, 2, 3})
+    sim.run_until(4.0)
+    assert _links(sim, 0) == set()
+    firsts = []
+    for _ in range(6):
+        (offer,) = [o for o in node._rediscover(sim.now) if isinstance(o, Discovered) and not o.beyond_target]
+        assert sorted(_peer_of(url) for url in offer.urls) == [1, 2, 3]
+        firsts.append(_peer_of(offer.urls[0]))
+    assert sorted(firsts[:3]) == [1, 2, 3] and firsts[3:] == firsts[:3]
