@@ -397,6 +397,8 @@ class _Session:
 
     stop: trio.Event = field(default_factory=trio.Event)
     leaving: bool = False
+    leave_wait: trio.CancelScope = field(default_factory=trio.CancelScope)
+    """Around /leave's wait for a neighbour to hold our LEAVE: a signal then ends it."""
     to_do: deque[str | Command] = field(default_factory=deque)
     """Lines not sent yet and commands not run yet, in stdin order (see _send_stdin_lines)."""
     arrived: trio.Event = field(default_factory=trio.Event)
@@ -429,7 +431,8 @@ async def chat(args: argparse.Namespace) -> int:
                 await session.stop.wait()
                 # (The member event of our LEAVE or AWAY is printed before the output stops.)
                 if session.leaving:
-                    await peer.leave("with /leave")
+                    with session.leave_wait:
+                        await peer.leave("with /leave")
                 else:
                     await peer.go_away()
                 nursery.cancel_scope.cancel()
@@ -441,9 +444,12 @@ async def chat(args: argparse.Namespace) -> int:
 
 
 async def _stop_on_signal(signals: AsyncIterator[int], session: _Session) -> None:
+    """The first signal stops the chat; one while /leave waits for a neighbour to hold
+    our LEAVE (see Peer.leave) stops that wait."""
     async for _ in signals:
+        if session.stop.is_set():
+            session.leave_wait.cancel()
         session.stop.set()
-        return
 
 
 async def _start_web(

@@ -443,6 +443,23 @@ def test_signals_stop_the_peer_with_exit_code_0(spawn: Callable[..., ChatProcess
     assert "Traceback" not in "".join(alice.stderr)
 
 
+def test_a_signal_ends_the_wait_of_a_leave_nobody_could_take(spawn: Callable[..., ChatProcess]) -> None:
+    # Alice quit; bob, alone, types /leave: his peer waits for a neighbour to hold the
+    # LEAVE (up to 10 s). Ctrl-C ends that wait at once, as it ends the chat.
+    alice = spawn("alice")
+    bob = spawn("bob", "--join", alice.url)
+    bob.say("hello")
+    alice.wait_messages(1)
+    assert alice.stop() == 0
+    bob.wait_for(lambda e: e["event"] == "member" and e["action"] == "away")
+    bob.say("/leave")
+    bob.wait_for(lambda e: e["event"] == "member" and e["action"] == "left")
+    assert bob.proc.poll() is None  # (waiting)
+    bob.proc.send_signal(signal.SIGINT)
+    assert bob.proc.wait(timeout=5) == 0
+    assert "Traceback" not in "".join(bob.stderr)
+
+
 def test_log_prints_the_stored_log_after_the_peer_stopped(
     spawn: Callable[..., ChatProcess], tmp_path: Path
 ) -> None:
