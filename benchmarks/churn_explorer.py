@@ -30,7 +30,7 @@ Each seed prints one line:
   diagnosis of why. If it converges within ``--grace`` more virtual seconds: *converges
   later*, or *false suspicion* when meanwhile a member up and reachable for the whole
   member timeout was proposed for removal (the timeout shorter than a crossing of the
-  room). Otherwise, the known limits:
+  room). Otherwise, the known limits that fit the state it is stuck in then:
 
   - *lonely peer*: no link, and it knows the address of no live peer (its only
     neighbour left); *isolated group*: the same for a group of members linked among
@@ -46,7 +46,8 @@ Each seed prints one line:
     them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
     dials across);
 
-  or *unclassified*.
+  or *unclassified*. Members proposed for removal while up and reachable (as for *false
+  suspicion*) are named too, after the category: often how the room came to be stuck.
 * ``ERROR`` -- the run raised (the log's self-checks are on, as in the tests).
 
 A summary line ends the output; the exit status is 1 if any seed was SAFETY or ERROR.
@@ -646,11 +647,14 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     """Why a run did not converge: (category, one sentence). The first pattern that fits
     names the category; the others that fit too are named after it."""
     findings = [*_lonely(sim), *_no_majority(sim), *_split(sim)]
+    # Members proposed for removal while up and reachable are no reason to be stuck, but
+    # often how a room came to it (a member taken out that others reached the room through).
+    suspected = {"false suspicion"} if sim.false_suspicions else set()
     if not findings:
-        return "unclassified", "no known pattern: see the state and the trace (-v)"
+        findings = [("unclassified", "no known pattern: see the state and the trace (-v)")]
     (category, sentence), others = (
         findings[0],
-        sorted({c for c, _ in findings[1:]} - {findings[0][0], "unclassified"}),
+        sorted(({c for c, _ in findings[1:]} | suspected) - {findings[0][0], "unclassified"}),
     )
     return category, sentence + (f" (also: {', '.join(others)})" if others else "")
 
@@ -769,7 +773,6 @@ def judge(run: Run, grace: float) -> Verdict:
     if not liveness:
         safety = safety_problems(sim)
         return Verdict("SAFETY", safety, details=[f"state: {state(sim)}"]) if safety else Verdict("OK")
-    category, diagnosis = diagnose(sim)
     details = [f"state: {state(sim)}"]
     waited = 0.0
     while waited < grace and liveness_problems(sim):
@@ -781,8 +784,15 @@ def judge(run: Run, grace: float) -> Verdict:
         if sim.false_suspicions:
             category = "false suspicion"
             diagnosis += f"; proposed while up and reachable: {'; '.join(sim.false_suspicions)}"
-    elif grace:
-        diagnosis += f" (still after {grace:g} more virtual seconds)"
+    else:
+        # Diagnosed as it is stuck, after the grace: at the end of the schedule the room
+        # may still have been on its way (a change under way, entries in flight), and
+        # stuck later in another way than any pattern fits then.
+        category, diagnosis = diagnose(sim)
+        if grace:
+            diagnosis += f" (still after {grace:g} more virtual seconds)"
+            details.append(f"not converged after them: {' '.join(liveness_problems(sim))}")
+            details.append(f"state after them: {state(sim)}")
     safety = safety_problems(sim)  # (after the longer run: it may have moved something too)
     return Verdict("SAFETY" if safety else "LIVENESS", safety, liveness, category, diagnosis, details)
 
