@@ -45,6 +45,9 @@ Each seed prints one line:
     (which relay nothing): *fixed-link split* with ``tc=0`` (nobody dials around
     them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
     dials across);
+  - *entry lost with its author*: a peer holds entries of an author that is down behind
+    one of its entries that no live peer holds (the author went down before that one
+    reached anyone): they wait for good, held, though nothing else waits for them;
 
   or *unclassified*. Members proposed for removal while up and reachable (as for *false
   suspicion*) are named too, after the category: often how the room came to be stuck.
@@ -77,7 +80,7 @@ from unittest import mock
 import p2pchat.log
 from p2pchat.log import Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
-from p2pchat.message import EntryKind, Message, MessageKey
+from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import Node, NodeConfig, Output
 from p2pchat.sim import SimConfig, SimPeer, Simulation
 
@@ -646,7 +649,7 @@ def member_components(sim: Simulation) -> list[set[int]]:
 def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     """Why a run did not converge: (category, one sentence). The first pattern that fits
     names the category; the others that fit too are named after it."""
-    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim)]
+    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim), *_lost_with_author(sim)]
     # Members proposed for removal while up and reachable are no reason to be stuck, but
     # often how a room came to it (a member taken out that others reached the room through).
     suspected = {"false suspicion"} if sim.false_suspicions else set()
@@ -749,6 +752,31 @@ def _split(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
         )
     else:
         yield "unclassified", f"{split}; addresses across are known and peers are below the link target"
+
+
+def _lost_with_author(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Entries held behind one of their author's that no live peer holds, the author down:
+    the only copy went down with it (before it reached anyone), and they wait for good."""
+    live = sim.live()
+    for peer in live:
+        log = peer.node.log
+        for gone in (p for p in sim.peers if not p.alive):
+            author = gone.identity.sender_id
+            missing = MessageId(author, log.delivered_seq(author) + 1)
+            own = [m for m in gone.stored if m.sender_id == author and m.seq > missing.seq]
+            held = [m.seq for m in own if log.get(m.id) is not None]
+            if not held or any(p.node.log.get(missing) is not None for p in live):
+                continue
+            info = log.member_info().get(author)
+            where = f"{info.state.value} here" if info is not None else "no member here"
+            yield (
+                "entry lost with its author",
+                (
+                    f"P{peer.index} holds {sim.name(author)}#{held[0]}..#{held[-1]} ({len(held)}) behind "
+                    f"#{missing.seq}, which no live peer holds: {sim.name(author)} is down ({where}), "
+                    "its entry went down with it"
+                ),
+            )
 
 
 def state(sim: Simulation) -> str:

@@ -46,3 +46,13 @@ def test_a_run_still_stuck_after_the_grace_is_diagnosed_as_it_is_then(
     assert churn_explorer.main(["var", "1854", "--grace", "60"]) == 0
     out = capsys.readouterr().out
     assert "diagnosis: fixed-link split: " in out and "(also: false suspicion)" in out
+
+
+def test_entries_held_behind_one_lost_with_its_author_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """var 1974: P0 writes #10 as a split leaves it alone with P2; the IHAVE and the WANT
+    for it between them are lost, and P0 leaves and goes down for good before P2 asks
+    again. P2 holds P0#11..#13 behind #10 for good; everything else converges (P0 is
+    removed, with a cut below them)."""
+    assert churn_explorer.main(["var", "1974", "--grace", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "diagnosis: entry lost with its author: P2 holds P0#11..#13 (3) behind #10" in out
