@@ -123,7 +123,8 @@ class TracedSimulation(Simulation):
         """Removals proposed (not by hand) of a member linked to the proposer through live
         peers while no fault happened for the whole member timeout before."""
         self.by_hand: set[bytes] = set()
-        """Members proposed for removal by hand (Node.propose_removal)."""
+        """Members proposed for removal by hand (Node.propose_removal), when it was made
+        (not those it refused)."""
         self._last_fault = 0.0
         """When a peer last crashed or restarted, or a partition began or healed."""
         self._names: dict[bytes, str] = {}
@@ -337,8 +338,9 @@ def _traced(
 
     def by_hand(node: Node, members: Iterable[bytes], now: float) -> list[Output]:
         members = list(members)
+        outputs = propose_removal(node, members, now)  # (raises if it may not propose)
         built[-1].by_hand.update(members)
-        return propose_removal(node, members, now)
+        return outputs
 
     with mock.patch.object(module, "Simulation", build), mock.patch.object(Node, "propose_removal", by_hand):
         yield
@@ -437,15 +439,14 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
         peer = sim.peers[by]
         if peer.alive:
             names = ",".join(f"P{v}" for v in victims)
-            sim.by_hand.update(sim.peers[v].identity.sender_id for v in victims)
+            members = [sim.peers[v].identity.sender_id for v in victims]
             try:
-                outputs = peer.node.propose_removal(
-                    [sim.peers[v].identity.sender_id for v in victims], sim.now
-                )
+                outputs = peer.node.propose_removal(members, sim.now)
             except ValueError as e:
                 sim.note(f"P{by} may not propose removing {names}: {e}")
             else:
                 sim.note(f"P{by} proposes removing {names}")
+                sim.by_hand.update(members)
                 sim._apply(by, outputs)
 
     def schedule(when: float, action: Callable[[], None]) -> None:
