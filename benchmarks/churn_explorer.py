@@ -30,7 +30,7 @@ Each seed prints one line:
   diagnosis of why. If it converges within ``--grace`` more virtual seconds: *converges
   later*, or *false suspicion* when meanwhile a member up and reachable for the whole
   member timeout was proposed for removal (the timeout shorter than a crossing of the
-  room). Otherwise, the known limits:
+  room). Otherwise, the known limits that fit the state it is stuck in then:
 
   - *lonely peer*: no link, and it knows the address of no live peer (its only
     neighbour left); *isolated group*: the same for a group of members linked among
@@ -45,8 +45,12 @@ Each seed prints one line:
     (which relay nothing): *fixed-link split* with ``tc=0`` (nobody dials around
     them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
     dials across);
+  - *entry lost with its author*: a peer holds entries of an author that is down behind
+    one of its entries that no live peer holds (the author went down before that one
+    reached anyone): they wait for good, held, though nothing else waits for them;
 
-  or *unclassified*.
+  or *unclassified*. Members proposed for removal while up and reachable (as for *false
+  suspicion*) are named too, after the category: often how the room came to be stuck.
 * ``ERROR`` -- the run raised (the log's self-checks are on, as in the tests).
 
 A summary line ends the output; the exit status is 1 if any seed was SAFETY or ERROR.
@@ -76,7 +80,7 @@ from unittest import mock
 import p2pchat.log
 from p2pchat.log import Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
-from p2pchat.message import EntryKind, Message, MessageKey
+from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import Node, NodeConfig, Output
 from p2pchat.sim import SimConfig, SimPeer, Simulation
 
@@ -119,7 +123,8 @@ class TracedSimulation(Simulation):
         """Removals proposed (not by hand) of a member linked to the proposer through live
         peers while no fault happened for the whole member timeout before."""
         self.by_hand: set[bytes] = set()
-        """Members proposed for removal by hand (Node.propose_removal)."""
+        """Members proposed for removal by hand (Node.propose_removal), when it was made
+        (not those it refused)."""
         self._last_fault = 0.0
         """When a peer last crashed or restarted, or a partition began or healed."""
         self._names: dict[bytes, str] = {}
@@ -333,8 +338,9 @@ def _traced(
 
     def by_hand(node: Node, members: Iterable[bytes], now: float) -> list[Output]:
         members = list(members)
+        outputs = propose_removal(node, members, now)  # (raises if it may not propose)
         built[-1].by_hand.update(members)
-        return propose_removal(node, members, now)
+        return outputs
 
     with mock.patch.object(module, "Simulation", build), mock.patch.object(Node, "propose_removal", by_hand):
         yield
@@ -420,15 +426,14 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
         peer = sim.peers[by]
         if peer.alive:
             names = ",".join(f"P{v}" for v in victims)
-            sim.by_hand.update(sim.peers[v].identity.sender_id for v in victims)
+            members = [sim.peers[v].identity.sender_id for v in victims]
             try:
-                outputs = peer.node.propose_removal(
-                    [sim.peers[v].identity.sender_id for v in victims], sim.now
-                )
+                outputs = peer.node.propose_removal(members, sim.now)
             except ValueError as e:
                 sim.note(f"P{by} may not propose removing {names}: {e}")
             else:
                 sim.note(f"P{by} proposes removing {names}")
+                sim.by_hand.update(members)
                 sim._apply(by, outputs)
 
     def schedule(when: float, action: Callable[[], None]) -> None:
@@ -632,12 +637,15 @@ def member_components(sim: Simulation) -> list[set[int]]:
 def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     """Why a run did not converge: (category, one sentence). The first pattern that fits
     names the category; the others that fit too are named after it."""
-    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim)]
+    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim), *_lost_with_author(sim)]
+    # Members proposed for removal while up and reachable are no reason to be stuck, but
+    # often how a room came to it (a member taken out that others reached the room through).
+    suspected = {"false suspicion"} if sim.false_suspicions else set()
     if not findings:
-        return "unclassified", "no known pattern: see the state and the trace (-v)"
+        findings = [("unclassified", "no known pattern: see the state and the trace (-v)")]
     (category, sentence), others = (
         findings[0],
-        sorted({c for c, _ in findings[1:]} - {findings[0][0], "unclassified"}),
+        sorted(({c for c, _ in findings[1:]} | suspected) - {findings[0][0], "unclassified"}),
     )
     return category, sentence + (f" (also: {', '.join(others)})" if others else "")
 
@@ -734,6 +742,31 @@ def _split(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
         yield "unclassified", f"{split}; addresses across are known and peers are below the link target"
 
 
+def _lost_with_author(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """Entries held behind one of their author's that no live peer holds, the author down:
+    the only copy went down with it (before it reached anyone), and they wait for good."""
+    live = sim.live()
+    for peer in live:
+        log = peer.node.log
+        for gone in (p for p in sim.peers if not p.alive):
+            author = gone.identity.sender_id
+            missing = MessageId(author, log.delivered_seq(author) + 1)
+            own = [m for m in gone.stored if m.sender_id == author and m.seq > missing.seq]
+            held = [m.seq for m in own if log.get(m.id) is not None]
+            if not held or any(p.node.log.get(missing) is not None for p in live):
+                continue
+            info = log.member_info().get(author)
+            where = f"{info.state.value} here" if info is not None else "no member here"
+            yield (
+                "entry lost with its author",
+                (
+                    f"P{peer.index} holds {sim.name(author)}#{held[0]}..#{held[-1]} ({len(held)}) behind "
+                    f"#{missing.seq}, which no live peer holds: {sim.name(author)} is down ({where}), "
+                    "its entry went down with it"
+                ),
+            )
+
+
 def state(sim: Simulation) -> str:
     """Every peer in a few characters: epoch, members, log length, stable, held, links."""
     parts = []
@@ -756,7 +789,6 @@ def judge(run: Run, grace: float) -> Verdict:
     if not liveness:
         safety = safety_problems(sim)
         return Verdict("SAFETY", safety, details=[f"state: {state(sim)}"]) if safety else Verdict("OK")
-    category, diagnosis = diagnose(sim)
     details = [f"state: {state(sim)}"]
     waited = 0.0
     while waited < grace and liveness_problems(sim):
@@ -768,8 +800,15 @@ def judge(run: Run, grace: float) -> Verdict:
         if sim.false_suspicions:
             category = "false suspicion"
             diagnosis += f"; proposed while up and reachable: {'; '.join(sim.false_suspicions)}"
-    elif grace:
-        diagnosis += f" (still after {grace:g} more virtual seconds)"
+    else:
+        # Diagnosed as it is stuck, after the grace: at the end of the schedule the room
+        # may still have been on its way (a change under way, entries in flight), and
+        # stuck later in another way than any pattern fits then.
+        category, diagnosis = diagnose(sim)
+        if grace:
+            diagnosis += f" (still after {grace:g} more virtual seconds)"
+            details.append(f"not converged after them: {' '.join(liveness_problems(sim))}")
+            details.append(f"state after them: {state(sim)}")
     safety = safety_problems(sim)  # (after the longer run: it may have moved something too)
     return Verdict("SAFETY" if safety else "LIVENESS", safety, liveness, category, diagnosis, details)
 

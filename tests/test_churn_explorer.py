@@ -1,4 +1,5 @@
-"""benchmarks/churn_explorer.py: a few fixed seeds of each generator come out OK.
+"""benchmarks/churn_explorer.py: a few fixed seeds of each generator come out OK, and
+a few stuck ones get the diagnosis that fits.
 
 The explorer searches many seeds for schedules that break the room's promises (run it
 by hand, see benchmarks/README.md); here a handful that take about a second per mode,
@@ -31,3 +32,27 @@ def test_fixed_seeds_of_each_generator_end_in_one_stable_log(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[:-1]] == ["OK"] * len(SEEDS[mode])
     assert lines[-1].startswith(f"SUMMARY {mode} ") and f"OK {len(SEEDS[mode])}," in lines[-1]
+
+
+def test_a_run_still_stuck_after_the_grace_is_diagnosed_as_it_is_then(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """var 1854: twelve peers in a line, fixed links, a member timeout of 3 s. At the end of
+    its schedule the room is on its way (a change under way, its FLUSHes in flight): no
+    pattern fits. Members' beats cross the line about a hop per heartbeat, slower than the
+    timeout, so they go on proposing each other's removal, until P3, which P2 reaches the
+    others through, is removed: a fixed-link split for good, which the state after the
+    grace shows."""
+    assert churn_explorer.main(["var", "1854", "--grace", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "diagnosis: fixed-link split: " in out and "(also: false suspicion)" in out
+
+
+def test_entries_held_behind_one_lost_with_its_author_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """var 1974: P0 writes #10 as a split leaves it alone with P2; the IHAVE and the WANT
+    for it between them are lost, and P0 leaves and goes down for good before P2 asks
+    again. P2 holds P0#11..#13 behind #10 for good; everything else converges (P0 is
+    removed, with a cut below them)."""
+    assert churn_explorer.main(["var", "1974", "--grace", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "diagnosis: entry lost with its author: P2 holds P0#11..#13 (3) behind #10" in out
