@@ -46,8 +46,9 @@ Each seed prints one line:
     them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
     dials across);
   - *entry lost with its author*: a peer holds entries of an author that is down behind
-    one of its entries that no live peer holds (the author went down before that one
-    reached anyone): they wait for good, held, though nothing else waits for them;
+    one of its entries that no live peer holds (the author crashed before that one
+    reached anyone; one that leaves waits until a neighbour holds its LEAVE, and all
+    before it): they wait for good, held, though nothing else waits for them;
 
   or *unclassified*. Members proposed for removal while up and reachable (as for *false
   suspicion*) are named too, after the category: often how the room came to be stuck.
