@@ -739,6 +739,9 @@ class Node:
         return outputs
 
     def _note_leave_held(self, heads: Sequence[Head]) -> None:
+        """A head of ours at or past our LEAVE, from any neighbour: it holds the LEAVE.
+        (Heads are not signed: one that says so falsely makes us stop as peers did
+        before they waited, nothing worse.)"""
         leave_seq = self._leave_seq
         me = self.identity.sender_id
         if leave_seq is not None and any(h.sender_id == me and h.held_seq >= leave_seq for h in heads):
