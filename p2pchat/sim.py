@@ -502,7 +502,8 @@ class Simulation:
     def restart(self, index: int) -> None:
         """Start a crashed peer again from its stored messages, same identity, and the
         addresses of members it knew (the shell keeps the latest learned with the room,
-        and hands them to the node again when started without --join)."""
+        and hands them to the node again when started without --join); it dials its
+        topology links, and the addresses the shell would (see Peer._reopen_links)."""
         old = self.peers[index]
         log = self._room_log()
         for message in old.stored:
@@ -517,6 +518,11 @@ class Simulation:
         for a, b in self.links:
             if index in (a, b):
                 self._redial(a, b)
+        # As the shell's restart without --join (Peer._reopen_links): the neighbours it
+        # had, then members it heard of, up to its link target.
+        had = [url for _, _, url in old.node.neighbours() if url]
+        kept = list(dict.fromkeys([*had, *old.node.member_addresses()]))
+        self._dial_discovered(index, kept[: self.config.target_connections])
         self._schedule_tick(self.peers[index])
 
     # Workload -------------------------------------------------------------------------

@@ -737,3 +737,18 @@ def test_a_peer_cut_off_from_the_room_is_offered_the_members_addresses_each_firs
         assert sorted(_peer_of(url) for url in offer.urls) == [1, 2, 3]
         firsts.append(_peer_of(offer.urls[0]))
     assert sorted(firsts[:3]) == [1, 2, 3] and firsts[3:] == firsts[:3]
+
+
+def test_a_restarted_peer_dials_the_neighbours_it_had_as_the_shell_does() -> None:
+    # A line 0-1-2-3 with two links wanted: peer 0 dials peer 2 too (its address came
+    # from peer 1). Restarted while peer 1 is down, peer 0 dials peer 2 again at once,
+    # as the shell's restart without --join does, not only its topology link to peer 1.
+    sim = Simulation(SimConfig(peers=4, topology="line", seed=1, target_connections=2))
+    sim.run_until(5.0)
+    assert _links(sim, 0) == {1, 2}
+    sim.crash(0)
+    sim.crash(1)
+    sim.run_until(6.0)
+    sim.restart(0)
+    sim.run_until(7.0)
+    assert 2 in _links(sim, 0)
