@@ -1059,8 +1059,7 @@ class Node:
         remote = neighbour.link.remote
         if remote is None or not remote.leaving:
             return False
-        info = self.log.member_info().get(remote.sender_id)
-        return info is not None and info.state is MemberState.LEFT
+        return self._state_of(remote.sender_id) is MemberState.LEFT
 
     def _tell_leave_held(self, neighbour: _Neighbour, now: float) -> list[Output]:
         """Its head alone tells a leaving neighbour that we hold its LEAVE, once: it
@@ -1116,8 +1115,12 @@ class Node:
 
     def _is_away(self, member: bytes | None) -> bool:
         """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
-        info = self.log.member_info().get(member) if member is not None else None
-        return info is not None and info.state is MemberState.AWAY
+        return member is not None and self._state_of(member) is MemberState.AWAY
+
+    def _state_of(self, member: bytes) -> MemberState | None:
+        """``member``'s state in our room; None if it was never admitted."""
+        info = self.log.member_info().get(member)
+        return info.state if info is not None else None
 
     def _open_sync(self, neighbour: _Neighbour, now: float) -> list[Output]:
         """Our heads (asking for what we lack) and the addresses we know, to a neighbour
