@@ -41,7 +41,12 @@ Gossip rules:
 * **Heartbeat.** Every ``heartbeat_interval`` neighbours get our heads when
   they changed (and at least every ``keepalive_interval``). Heads carry every
   member's last clock announcement, relayed, so stability advances in a quiet
-  room and across hops.
+  room and across hops: whole where the link has not carried it yet, except on a
+  link that pushes the member's messages lazily. There a head names it by a digest
+  (8 bytes of its signature), and it goes whole only once the neighbour's own
+  heads show that the member's tree did not bring it in ``announcement_grace``.
+  A member signs a new beat (says it is alive) every heartbeat, in a room of more
+  than ``announce_load`` members less often (``_beat_interval``).
 * **Rooms and membership.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
   is refused with a reason. In an open room, a member proposes a CHANGE admitting
@@ -106,6 +111,7 @@ from .message import Change, EntryKind, Flush, Message, MessageId, RoomPolicy
 from .protocol import CloseCode, Link, LinkState, ProtocolError
 from .ratelimit import TokenBucket
 from .wire import (
+    DIGEST_SIZE,
     MAX_BATCH,
     MAX_PEERS,
     Bye,
@@ -151,6 +157,9 @@ MAX_BRANCH_ASKS = 64
 link. (Only an author that signed every version on it can make one deep.)"""
 PUSHED_FIRST_MEMORY = 4096
 """How many recent first-by-PUSH message ids a node remembers (see Node._pushed_first)."""
+SPREAD_MEMORY = 4
+"""How many of a member's latest announcements a node remembers having spread, with
+when (see Node._is_behind): a few seconds' worth."""
 
 
 _MOST_ANSWERS_AT_ONCE = 3
@@ -194,6 +203,9 @@ class NodeConfig:
     announce_load: float = 50.0
     """Fresh announcements per second a member receives (and verifies) at most, from the
     whole room: the work stays linear in the room's size, not quadratic."""
+    announcement_grace: float = 0.5
+    """How long a fresh announcement may take to reach a neighbour by its member's tree
+    before our heads give it to that neighbour over a lazy link (see ``_lean_head``)."""
     admission_delay: float = 0.5
     """Seconds a newcomer's link must stay open before an open room proposes to admit it:
     a link that opens and dies at once must not become a member that never answers."""
@@ -368,6 +380,14 @@ class _Neighbour:
     carried, either way: our heads repeat a member's held seq on every heartbeat, but its
     announcement (a signature and a delivered vector as long as the room) only when it is
     not the one the link carried already."""
+    digests: dict[bytes, bytes] = field(default_factory=dict)
+    """Per member, the digest of the announcement its latest heads said it holds and the
+    link has not carried (Head.digest)."""
+    echo: set[bytes] = field(default_factory=set)
+    """Members whose announcement its digest showed we share: our next heads say so."""
+    behind: set[bytes] = field(default_factory=set)
+    """Members of which its latest heads named an announcement older than the one we
+    held ``announcement_grace`` before they came: the tree did not bring it ours."""
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
@@ -478,8 +498,12 @@ class Node:
         beat): signed again only when that changes."""
         self._own_spread_at = float("-inf")
         """When we last queued a fresh announcement of ours on every link."""
+        self._spread: dict[bytes, deque[tuple[bytes, float]]] = {}
+        """Per member, the digests of the last few announcements of it we spread, and
+        when each came (see ``_is_behind``)."""
         self._beat_ms = 0
-        """Our wall clock at the last heartbeat: our announcements say we were alive then."""
+        """Our wall clock at our last beat: our announcements say we were alive then."""
+        self._beat_at = float("-inf")
         self._admission_due: float | None = None
         """When a newcomer's link will have been open ``admission_delay``: admit it then."""
         self.saved_vector: dict[bytes, int] | None = None
@@ -1642,6 +1666,7 @@ class Node:
             self.history_checked = True
         reported: dict[bytes, int] = {}
         outputs = self._learn_from_heads(heads, neighbour, now)
+        self._note_digests(neighbour, heads, now)
         for head in heads:
             reported[head.sender_id] = head.held_seq
             if head.held_seq > neighbour.held.get(head.sender_id, 0):
@@ -1654,6 +1679,50 @@ class Node:
             outputs.extend(self.drain(neighbour.conn, self.config.initial_frames, now))
         outputs.extend(self._request_gaps(now, neighbour))
         return outputs
+
+    def _note_digests(self, neighbour: _Neighbour, heads: Sequence[Head], now: float) -> None:
+        """Which announcements ``neighbour``'s heads say it holds (see ``_lean_head``)."""
+        digests, log = neighbour.digests, self.log
+        for head in heads:
+            member, digest = head.sender_id, head.digest
+            if not digest:
+                digests.pop(member, None)
+                # (It holds the one the link carried, or none.)
+                digest = neighbour.shared.get(member, b"")[:DIGEST_SIZE]
+            else:
+                digests[member] = digest
+            if self._is_behind(member, digest, now):
+                neighbour.behind.add(member)
+            else:
+                neighbour.behind.discard(member)
+            if not head.digest:
+                continue
+            ours = log.announcement_of(member)
+            if ours is None or ours.signature[:DIGEST_SIZE] != digest:
+                continue
+            if neighbour.shared.get(member) != ours.signature:
+                neighbour.shared[member] = ours.signature
+                neighbour.echo.add(member)  # (it cannot tell we hold it too otherwise)
+
+    def _is_behind(self, member: bytes, digest: bytes, now: float) -> bool:
+        """Whether a neighbour whose heads, come ``now``, name ``member``'s announcement
+        by ``digest`` lacks the one we held ``announcement_grace`` ago, or a later one:
+        long enough for the member's tree to have brought it (a member announces about
+        every second, so the newest alone would never have had the time).
+
+        A digest we never spread may name a later announcement than ours (one that
+        rode on another neighbour's push) or an older one: the neighbour is behind if
+        ours had the time to reach it. (If it held a later one, it gives us that next.)"""
+        settled = now - self.config.announcement_grace
+        spread = self._spread.get(member)
+        if not spread:
+            ours = self.log.announcement_of(member)
+            return ours is not None and ours.signature[:DIGEST_SIZE] != digest
+        for index in range(len(spread) - 1, -1, -1):
+            if spread[index][0] == digest:
+                # Behind if a later one than what it holds had the time to reach it.
+                return index < len(spread) - 1 and spread[index + 1][1] <= settled
+        return spread[-1][1] <= settled
 
     def _owe_missing(self, neighbour: _Neighbour, reported: dict[bytes, int]) -> None:
         """Anti-entropy: owe the neighbour everything its own heads say it lacks, but
@@ -1844,7 +1913,8 @@ class Node:
         return min(deadlines)
 
     def _heartbeat(self, now: float) -> list[Output]:
-        self._beat_ms = self._wall_ms(now)
+        if now - self._beat_at >= self._beat_interval() - self.config.heartbeat_interval / 2:
+            self._beat_at, self._beat_ms = now, self._wall_ms(now)
         outputs: list[Output] = self._admit_neighbours(now)
         events = self.log.observe_head(self._own_head())
         if events:
@@ -1857,6 +1927,15 @@ class Node:
             if heads != neighbour.heads_sent or stale:
                 outputs.append(self._send_heads(neighbour, now, reply_wanted=False, heads=heads))
         return outputs
+
+    def _beat_interval(self) -> float:
+        """How often we say we are alive (a new beat: our announcement signed again, and
+        spread to every member). Every heartbeat in a room of up to ``announce_load``
+        members; in a larger one no more often than the room can take (every member
+        verifies every beat) and no less often than a quarter of ``member_timeout``."""
+        config = self.config
+        interval = max(config.heartbeat_interval, len(self.log.members) / config.announce_load)
+        return min(interval, config.member_timeout / 4) if config.member_timeout else interval
 
     # Helpers ----------------------------------------------------------------------
     def _own_head(self) -> Head:
@@ -1912,14 +1991,34 @@ class Node:
                 if head.signature:
                     neighbour.shared[head.sender_id] = head.signature
             return heads
-        return tuple(self._lean_head(neighbour, head) for head in heads)
+        return tuple(self._lean_head(neighbour, head, now) for head in heads)
 
-    @staticmethod
-    def _lean_head(neighbour: _Neighbour, head: Head) -> Head:
-        """``head`` without its link, and without its announcement if the link carried it."""
-        if not head.signature or neighbour.shared.get(head.sender_id) == head.signature:
-            return Head(head.sender_id, head.held_seq)
-        neighbour.shared[head.sender_id] = head.signature
+    def _lean_head(self, neighbour: _Neighbour, head: Head, now: float) -> Head:
+        """``head`` without its link, and without its announcement if the link carried it.
+
+        Nor, on a link that pushes its member's messages lazily, while the member's tree
+        may still bring the announcement to the neighbour: there the head names it by its
+        digest, and the announcement goes whole only once the neighbour's heads, sent
+        after ``announcement_grace``, name another one (or none). Otherwise every fresh
+        announcement would cross every link of the room once (a flood), not each peer
+        about once along the tree: in a busy room of 50 members, four times the
+        announcement bytes and parsing of the tree alone.
+        """
+        member, signature = head.sender_id, head.signature
+        if not signature:
+            return Head(member, head.held_seq)
+        digest = signature[:DIGEST_SIZE]
+        if neighbour.shared.get(member) == signature:
+            if member in neighbour.echo:
+                neighbour.echo.discard(member)
+                return Head(member, head.held_seq, digest=digest)
+            return Head(member, head.held_seq)
+        if member in neighbour.lazy and member not in neighbour.behind:
+            if neighbour.digests.get(member) == digest:
+                neighbour.shared[member] = signature  # it holds it; tell it we do
+            return Head(member, head.held_seq, digest=digest)
+        neighbour.behind.discard(member)
+        neighbour.shared[member] = signature
         if not head.link:
             return head
         return Head(
@@ -1997,7 +2096,7 @@ class Node:
         the stability that follows, any clock lie they prove, and any entry they show
         ``source`` holds in another version than ours."""
         self._note_leave_held(heads)
-        events = self._observe_heads(heads, source)
+        events = self._observe_heads(heads, source, now)
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
         forks = (MessageId(head.sender_id, seq) for head in heads if (seq := self.log.other_version_at(head)))
@@ -2039,7 +2138,7 @@ class Node:
             ranges.append(WantRange(author, entry.seq, entry.seq))
         return [self._send(neighbour.conn, encode_frame(Want(tuple(ranges))))] if ranges else []
 
-    def _observe_heads(self, heads: Iterable[Head], source: _Neighbour) -> list[LogEvent]:
+    def _observe_heads(self, heads: Iterable[Head], source: _Neighbour, now: float) -> list[LogEvent]:
         """Learn from heads (stability left to the caller), and pass each announcement
         that was news to us on to our other neighbours, riding on their next PUSH."""
         events: list[LogEvent] = []
@@ -2049,14 +2148,18 @@ class Node:
             if head.signature:
                 source.shared[head.sender_id] = head.signature
                 if log.announcement_of(head.sender_id) is head:
-                    self._spread_announcement(head, besides=source)
+                    self._spread_announcement(head, now, besides=source)
         return events
 
-    def _spread_announcement(self, head: Head, besides: _Neighbour | None) -> None:
+    def _spread_announcement(self, head: Head, now: float, besides: _Neighbour | None) -> None:
         """Queue ``head`` for the next PUSH on the links that push its member's messages
         eagerly: its announcements follow its messages' tree, so each peer gets each one
         about once (the heartbeat's heads reach the rest)."""
         member = head.sender_id
+        spread = self._spread.get(member)
+        if spread is None:
+            spread = self._spread[member] = deque(maxlen=SPREAD_MEMORY)
+        spread.append((head.signature[:DIGEST_SIZE], now))
         for neighbour in self._neighbours.values():
             if neighbour is besides or member in neighbour.lazy:
                 continue
@@ -2072,7 +2175,7 @@ class Node:
             return []
         self._own_spread_at = now
         own = self._own_head()
-        self._spread_announcement(own, besides=None)
+        self._spread_announcement(own, now, besides=None)
         return self.log.observe_head(own, defer_stability=True)
 
     def _note_announced(self, neighbour: _Neighbour, ranges: Iterable[WantRange], now: float) -> None:

@@ -84,6 +84,7 @@ from .message import (
 )
 
 __all__ = [
+    "DIGEST_SIZE",
     "LINK_SIZE",
     "MAX_FRAME_BYTES",
     "NONCE_SIZE",
@@ -105,11 +106,14 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 7
+PROTOCOL_VERSION: Final = 8
 NONCE_SIZE: Final = 16
 LINK_SIZE: Final = 16
 """Bytes of an entry hash a head carries (Head.link): 128 bits, so an author cannot make
 two versions of an entry whose links agree (2**64 signatures for a birthday collision)."""
+DIGEST_SIZE: Final = 8
+"""Bytes of an announcement's signature a bare head names (Head.digest): enough to tell
+two announcements of one member apart, which is all the hint is for."""
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
 MAX_HEADS: Final = 4096
@@ -148,6 +152,12 @@ class Head:
     relay holds, and a peer holding another version of that entry asks the relay for
     its version (see Node._ask_for_versions) -- an author that signed two versions of an
     entry is caught even where no peer ever received both in the course of gossip."""
+    digest: bytes = b""
+    """In a head without its announcement: the first DIGEST_SIZE bytes of the signature
+    of the member's announcement that the peer sending the head holds (empty: it holds
+    none, or the link carried it already). A hint, not a claim anyone checks: it lets a
+    neighbour keep from sending an announcement we hold already (see Node._lean_head).
+    It travels in the signature's place, which a head without announcement leaves empty."""
 
     @classmethod
     def announce(
@@ -283,7 +293,7 @@ def _head_items(heads: tuple[Head, ...]) -> list[object]:
             head.held_seq,
             head.clock_seq,
             head.clock_lamport,
-            head.signature,
+            head.signature or head.digest,
             [x for sender, seq in head.delivered for x in (position.get(sender, sender), seq)],
             head.at_ms,
             head.link,
@@ -405,14 +415,13 @@ def _parse_head(value: object) -> tuple[Head, list[object]]:
             and type(delivered) is list
             and len(delivered) <= 2 * MAX_DEPS
             and len(delivered) % 2 == 0
-            and (
-                len(signature) == SIGNATURE_SIZE
-                or not (signature or clock_seq or clock_lamport or delivered or at_ms)
-            )
             and type(link) is bytes
             and (not link or (held and len(link) == LINK_SIZE))
         ):
-            return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms, link), delivered
+            if len(signature) == SIGNATURE_SIZE:
+                return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms, link), delivered
+            if len(signature) in (0, DIGEST_SIZE) and not (clock_seq or clock_lamport or delivered or at_ms):
+                return Head(sender, held, link=link, digest=signature), delivered
     return _parse_head_strictly(value)
 
 
@@ -434,10 +443,15 @@ def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
     entries = codec.expect_array(delivered, "head delivered", max_length=2 * MAX_DEPS)
     if len(entries) % 2:
         raise CodecError("head delivered: expected sender, seq pairs, got an odd number of items")
-    if len(head.signature) not in (0, SIGNATURE_SIZE):
-        raise CodecError(f"head signature: expected 0 or {SIGNATURE_SIZE} bytes, got {len(head.signature)}")
-    if not head.signature and (head.clock_seq or head.clock_lamport or entries or head.at_ms):
+    size = len(head.signature)
+    if size not in (0, DIGEST_SIZE, SIGNATURE_SIZE):
+        raise CodecError(
+            f"head signature: expected 0, {DIGEST_SIZE} (a digest) or {SIGNATURE_SIZE} bytes, got {size}"
+        )
+    if size != SIGNATURE_SIZE and (head.clock_seq or head.clock_lamport or entries or head.at_ms):
         raise CodecError("head: a clock announcement without a signature")
+    if size == DIGEST_SIZE:
+        head = Head(head.sender_id, head.held_seq, link=head.link, digest=head.signature)
     return head, entries
 
 

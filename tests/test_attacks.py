@@ -76,7 +76,7 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 7
+VERSION = 8
 """The protocol version, in HELLO."""
 DEFLATED = b"\x00"
 """A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
@@ -773,24 +773,25 @@ def entry(*fields: object) -> list[Any]:
 
 WRONG_FIELDS: dict[str, list[list[Any]]] = {
     "hello": [
-        [HELLO, "7", "<me>", NONCE, KEY],
-        [HELLO, 7, bytes(31), NONCE, KEY],
-        [HELLO, 7, "<me>", "0123456789abcdef", KEY],
-        [HELLO, 7, "<me>", NONCE[:15], KEY],
-        [HELLO, 7, "<me>", NONCE, KEY[:31]],
-        [HELLO, 7, "<me>", NONCE, "k" * 32],
-        [HELLO, 7, "<me>", NONCE, None],
-        [HELLO, 7, "<me>", NONCE],
-        [HELLO, 7, "<me>", NONCE, KEY, b""],
+        [HELLO, str(VERSION), "<me>", NONCE, KEY],
+        [HELLO, VERSION, bytes(31), NONCE, KEY],
+        [HELLO, VERSION, "<me>", "0123456789abcdef", KEY],
+        [HELLO, VERSION, "<me>", NONCE[:15], KEY],
+        [HELLO, VERSION, "<me>", NONCE, KEY[:31]],
+        [HELLO, VERSION, "<me>", NONCE, "k" * 32],
+        [HELLO, VERSION, "<me>", NONCE, None],
+        [HELLO, VERSION, "<me>", NONCE],
+        [HELLO, VERSION, "<me>", NONCE, KEY, b""],
         [HELLO, True, "<me>", NONCE, KEY],
-        [HELLO, 7.0, "<me>", NONCE, KEY],
+        [HELLO, float(VERSION), "<me>", NONCE, KEY],
         [HELLO, 2, "<me>", "m", None, NONCE, [], b""],  # protocol 2's HELLO: name and heads in clear
         [HELLO, 2, "<me>", NONCE, KEY],  # an older protocol version
         [HELLO, 3, "<me>", NONCE, KEY],  # protocol 3: no lazy push
         [HELLO, 4, "<me>", NONCE, KEY],  # protocol 4: no announcements riding on PUSH
         [HELLO, 5, "<me>", NONCE, KEY],  # protocol 5: no deflated frames
         [HELLO, 6, "<me>", NONCE, KEY],  # protocol 6: no links in heads
-        [HELLO, 8, "<me>", NONCE, KEY],
+        [HELLO, 7, "<me>", NONCE, KEY],  # protocol 7: no digests in heads
+        [HELLO, 9, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],

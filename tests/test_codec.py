@@ -278,6 +278,12 @@ heads = st.one_of(
         st.binary(min_size=64, max_size=64),
     ),
     st.builds(wire.Head, sender_ids, counts),  # no clock announcement, no signature
+    st.builds(  # no clock announcement, but a digest of one
+        wire.Head,
+        sender_ids,
+        counts,
+        digest=st.binary(min_size=wire.DIGEST_SIZE, max_size=wire.DIGEST_SIZE),
+    ),
 )
 # At most 4 UTF-8 bytes per character: max_size = limit // 4 always fits.
 names = st.text(max_size=MAX_NAME_BYTES // 4)
@@ -1269,6 +1275,19 @@ def test_head_signature_must_be_empty_or_64_bytes_and_present_with_a_clock() -> 
     refuse_frame(heads_frame(arr(head_item(signature=bstr(b"")))), "without a signature")
     unsigned = wire.Heads((wire.Head(BOB.sender_id, 3),))
     assert wire.decode_frame(wire.encode_frame(unsigned)) == unsigned
+
+
+def test_a_head_without_announcement_may_name_one_by_an_8_byte_digest() -> None:
+    bare = {"clock_seq": enc(0), "clock_lamport": enc(0), "delivered": arr(), "at_ms": enc(0)}
+    frame = wire.decode_frame(heads_frame(arr(head_item(signature=bstr(SIG[:8]), **bare))))
+    assert isinstance(frame, wire.Heads)
+    (head,) = frame.heads
+    assert (head.digest, head.signature) == (SIG[:8], b"")
+    refuse_frame(heads_frame(arr(head_item(signature=bstr(SIG[:9]), **bare))), "head signature", "9")
+    # A digest is no signature: a clock beside it is an unsigned announcement.
+    for field in bare:
+        fields = {**bare, field: arr(enc(CAROL.sender_id), enc(2)) if field == "delivered" else enc(5)}
+        refuse_frame(heads_frame(arr(head_item(signature=bstr(SIG[:8]), **fields))), "without a signature")
 
 
 # Entry kinds and their bodies ----------------------------------------------------------

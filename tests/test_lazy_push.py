@@ -273,3 +273,76 @@ def test_anti_entropy_does_not_send_again_what_is_on_its_way() -> None:
     assert sorted(copies) == sorted(sent)
     assert all(message_id in mesh.delivered[B] for message_id in sent)
     assert duplicates(mesh, B) == 0
+
+
+HEARTBEATS = NodeConfig(keepalive_interval=1000, anti_entropy_interval=1000)
+"""Heartbeat heads every second, but none sent whole for keepalive: the test sees what
+each heartbeat carries of its own accord."""
+
+
+def announcements_of(member: int, frames: Iterable[wire.Frame]) -> list[wire.Head]:
+    """The heads in HEADS frames that carry ``member``'s signed announcement whole."""
+    sender = IDS[member].sender_id
+    return [
+        h
+        for f in frames
+        if isinstance(f, wire.Heads)
+        for h in f.heads
+        if h.sender_id == sender and h.signature
+    ]
+
+
+def digests_of(member: int, frames: Iterable[wire.Frame]) -> list[bytes]:
+    sender = IDS[member].sender_id
+    return [
+        h.digest
+        for f in frames
+        if isinstance(f, wire.Heads)
+        for h in f.heads
+        if h.sender_id == sender and h.digest
+    ]
+
+
+def test_an_announcement_the_tree_brought_does_not_cross_a_lazy_link_again() -> None:
+    mesh = triangle(config=HEARTBEATS)
+    mesh.send(A, "one")
+    mesh.run(1.0)  # B-C is lazy for A from here on
+    since = mesh.now
+    mesh.send(B, "two")  # A delivers it and announces: its tree brings that to B and to C
+    mesh.run(6.0)  # (and A announces again on every heartbeat: a new beat)
+    member = IDS[A].sender_id
+    announcement = mesh.nodes[B].log.announcement_of(member)
+    assert announcement is not None and announcement.at_ms >= since * 1000
+    assert mesh.nodes[C].log.announcement_of(member) == announcement
+    between = mesh.frames_since(since, B, C) + mesh.frames_since(since, C, B)
+    # B and C name A's announcements by their digests. One goes whole, once: B never got
+    # the one A's push took to C alone, and C tells B (too late: the next one came).
+    assert announcement.signature[: wire.DIGEST_SIZE] in digests_of(A, between)
+    spread = {h.signature for _, source, _, f in mesh.frames for h in getattr(f, "heads", ()) if source == A}
+    assert len(spread) >= 6
+    assert len(announcements_of(A, between)) <= 1
+
+
+def test_an_announcement_the_tree_did_not_bring_crosses_the_lazy_link() -> None:
+    mesh = triangle(config=HEARTBEATS)
+    mesh.send(A, "one")
+    mesh.run(1.0)  # B-C is lazy for A from here on
+    member = IDS[A].sender_id
+
+    def carries_announcement_of_a(source: int, target: int, frame: wire.Frame) -> bool:
+        heads = frame.heads if isinstance(frame, wire.Heads | Push) else ()
+        return (source, target) == (A, C) and any(h.sender_id == member and h.signature for h in heads)
+
+    mesh.drop = carries_announcement_of_a  # A's tree never brings C A's announcement
+    since = mesh.now
+    mesh.send(B, "two")  # A delivers it: its announcement now has a higher clock
+    mesh.run(4.0)
+    held_by_b = mesh.nodes[B].log.announcement_of(member)
+    held_by_c = mesh.nodes[C].log.announcement_of(member)
+    assert held_by_b is not None and held_by_c is not None
+    # B gives C A's announcements over the lazy link, a heartbeat or two late (A signs a
+    # new one on every heartbeat, a new beat): C holds A's clock after "two".
+    assert (held_by_c.clock_seq, held_by_c.clock_lamport) == (held_by_b.clock_seq, held_by_b.clock_lamport)
+    assert held_by_c.at_ms >= held_by_b.at_ms - 2000
+    whole = announcements_of(A, mesh.frames_since(since, B, C))
+    assert any(h.clock_lamport == held_by_b.clock_lamport for h in whole)
