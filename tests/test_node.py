@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable
 
@@ -536,6 +537,27 @@ def test_a_heartbeat_repeats_an_announcement_only_where_the_link_lacks_it() -> N
     pipe.now += NodeConfig().keepalive_interval
     heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
     assert heads[b_id].signature == a.log.announcement_of(b_id).signature  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("config", "every"),
+    [
+        ({}, 1.0),  # a small room: every heartbeat
+        ({"announce_load": 0.5}, 4.0),  # 2 members, 0.5 beats a second: every 4 s
+        ({"announce_load": 0.1, "member_timeout": 8.0}, 2.0),  # capped at a quarter of the timeout
+    ],
+)
+def test_a_member_beats_as_often_as_the_room_can_take(config: dict[str, float], every: float) -> None:
+    a, _, pipe = make_pair(**config)
+    beats = set()
+    for _ in range(12):  # heartbeats, nobody writes
+        pipe.now += 1.0
+        pipe.run()
+        beats.add(a.log.last_beat(IDS[1].sender_id))
+    beats.discard(0)
+    spacing = {later - earlier for earlier, later in itertools.pairwise(sorted(beats))}
+    # (Each pipe.run takes a few ms of virtual time: heartbeats drift a little.)
+    assert spacing and all(0 <= gap - every * 1000 < 250 for gap in spacing), sorted(beats)
 
 
 def test_last_heard_counts_from_a_members_own_words() -> None:
