@@ -114,6 +114,7 @@ from .wire import (
     DIGEST_SIZE,
     MAX_BATCH,
     MAX_PEERS,
+    NO_ANNOUNCEMENT,
     Bye,
     Frame,
     Graft,
@@ -203,7 +204,7 @@ class NodeConfig:
     announce_load: float = 50.0
     """Fresh announcements per second a member receives (and verifies) at most, from the
     whole room: the work stays linear in the room's size, not quadratic."""
-    announcement_grace: float = 0.5
+    announcement_grace: float = 1.0
     """How long a fresh announcement may take to reach a neighbour by its member's tree
     before our heads give it to that neighbour over a lazy link (see ``_lean_head``)."""
     admission_delay: float = 0.5
@@ -1682,26 +1683,30 @@ class Node:
 
     def _note_digests(self, neighbour: _Neighbour, heads: Sequence[Head], now: float) -> None:
         """Which announcements ``neighbour``'s heads say it holds (see ``_lean_head``)."""
-        digests, log = neighbour.digests, self.log
+        digests, shared, log = neighbour.digests, neighbour.shared, self.log
         for head in heads:
             member, digest = head.sender_id, head.digest
-            if not digest:
-                digests.pop(member, None)
-                # (It holds the one the link carried, or none.)
-                digest = neighbour.shared.get(member, b"")[:DIGEST_SIZE]
-            else:
+            if digest:
                 digests[member] = digest
-            if self._is_behind(member, digest, now):
-                neighbour.behind.add(member)
             else:
-                neighbour.behind.discard(member)
-            if not head.digest:
-                continue
+                digests.pop(member, None)
             ours = log.announcement_of(member)
-            if ours is None or ours.signature[:DIGEST_SIZE] != digest:
+            carried = ours is not None and shared.get(member) == ours.signature
+            if digest == NO_ANNOUNCEMENT:
+                lacking = ours is not None  # (it had no use for the one the link carried)
+            elif carried:
+                lacking = False  # (a digest of an older one left before ours reached it)
+            else:
+                # No digest: it holds the one the link carried, if any.
+                reported = digest or shared.get(member, b"")[:DIGEST_SIZE]
+                lacking = self._is_behind(member, reported, now)
+            if lacking:
+                neighbour.behind.add(member)
+                shared.pop(member, None)
                 continue
-            if neighbour.shared.get(member) != ours.signature:
-                neighbour.shared[member] = ours.signature
+            neighbour.behind.discard(member)
+            if digest and ours is not None and not carried and ours.signature[:DIGEST_SIZE] == digest:
+                shared[member] = ours.signature
                 neighbour.echo.add(member)  # (it cannot tell we hold it too otherwise)
 
     def _is_behind(self, member: bytes, digest: bytes, now: float) -> bool:
@@ -1977,24 +1982,19 @@ class Node:
         return self._send(neighbour.conn, encode_frame(Heads(sent, reply_wanted)))
 
     def _heads_for(self, neighbour: _Neighbour, heads: tuple[Head, ...], now: float) -> tuple[Head, ...]:
-        """``heads`` as they go to ``neighbour``: an announcement the link has carried
-        already goes as the bare head (sender and held seq). In a busy room most of them
-        have: the fresh ones ride on the PUSH frames. Once per ``keepalive_interval`` they
-        go whole all the same: the neighbour may have had no use for one when it came (a
-        member it had not admitted yet) and may have one now. So do the links (the
-        first heads on a link are whole: peers that meet compare the versions they
-        hold at once, and again every interval; a link's other heads go without)."""
-        whole = now - neighbour.heads_whole_at >= self.config.keepalive_interval
-        if whole:
+        """``heads`` as they go to ``neighbour`` (see ``_lean_head``): an announcement the
+        link has carried already goes as the bare head (sender and held seq). In a busy
+        room most of them have: the fresh ones ride on the PUSH frames. The links go once
+        per ``keepalive_interval`` (the first heads on a link have them: peers that meet
+        compare the versions they hold at once, and again every interval)."""
+        with_links = now - neighbour.heads_whole_at >= self.config.keepalive_interval
+        if with_links:
             neighbour.heads_whole_at = now
-            for head in heads:
-                if head.signature:
-                    neighbour.shared[head.sender_id] = head.signature
-            return heads
-        return tuple(self._lean_head(neighbour, head, now) for head in heads)
+        return tuple(self._lean_head(neighbour, head, now, with_links) for head in heads)
 
-    def _lean_head(self, neighbour: _Neighbour, head: Head, now: float) -> Head:
-        """``head`` without its link, and without its announcement if the link carried it.
+    def _lean_head(self, neighbour: _Neighbour, head: Head, now: float, with_link: bool) -> Head:
+        """``head`` without its announcement if the link carried it (and without its link
+        unless ``with_link``).
 
         Nor, on a link that pushes its member's messages lazily, while the member's tree
         may still bring the announcement to the neighbour: there the head names it by its
@@ -2003,23 +2003,31 @@ class Node:
         announcement would cross every link of the room once (a flood), not each peer
         about once along the tree: in a busy room of 50 members, four times the
         announcement bytes and parsing of the tree alone.
+
+        A head of a member whose announcement we do not hold, though the link carried
+        one (we had no use for it when it came: a member we had not admitted yet, an
+        announcement ahead of what we held), says so once (NO_ANNOUNCEMENT): the
+        neighbour gives it again (see ``_note_digests``).
         """
         member, signature = head.sender_id, head.signature
+        link = head.link if with_link else b""
         if not signature:
-            return Head(member, head.held_seq)
+            if neighbour.shared.pop(member, None) is None:
+                return Head(member, head.held_seq, link=link)
+            return Head(member, head.held_seq, link=link, digest=NO_ANNOUNCEMENT)
         digest = signature[:DIGEST_SIZE]
         if neighbour.shared.get(member) == signature:
             if member in neighbour.echo:
                 neighbour.echo.discard(member)
-                return Head(member, head.held_seq, digest=digest)
-            return Head(member, head.held_seq)
+                return Head(member, head.held_seq, link=link, digest=digest)
+            return Head(member, head.held_seq, link=link)
         if member in neighbour.lazy and member not in neighbour.behind:
             if neighbour.digests.get(member) == digest:
                 neighbour.shared[member] = signature  # it holds it; tell it we do
-            return Head(member, head.held_seq, digest=digest)
+            return Head(member, head.held_seq, link=link, digest=digest)
         neighbour.behind.discard(member)
         neighbour.shared[member] = signature
-        if not head.link:
+        if head.link == link:
             return head
         return Head(
             head.sender_id,
@@ -2029,6 +2037,7 @@ class Node:
             head.signature,
             head.delivered,
             head.at_ms,
+            link,
         )
 
     def _queue_push(self, messages: Sequence[Message], now: float, source: _Neighbour | None) -> list[Output]:

@@ -88,6 +88,7 @@ __all__ = [
     "LINK_SIZE",
     "MAX_FRAME_BYTES",
     "NONCE_SIZE",
+    "NO_ANNOUNCEMENT",
     "PROTOCOL_VERSION",
     "Auth",
     "Bye",
@@ -114,6 +115,9 @@ two versions of an entry whose links agree (2**64 signatures for a birthday coll
 DIGEST_SIZE: Final = 8
 """Bytes of an announcement's signature a bare head names (Head.digest): enough to tell
 two announcements of one member apart, which is all the hint is for."""
+NO_ANNOUNCEMENT: Final = bytes(DIGEST_SIZE)
+"""The digest that says: I hold no announcement of this member (though the link carried
+one: I had no use for it when it came)."""
 MAX_FRAME_BYTES: Final = 1024 * 1024
 MAX_BATCH: Final = 2000
 MAX_HEADS: Final = 4096
@@ -154,10 +158,11 @@ class Head:
     entry is caught even where no peer ever received both in the course of gossip."""
     digest: bytes = b""
     """In a head without its announcement: the first DIGEST_SIZE bytes of the signature
-    of the member's announcement that the peer sending the head holds (empty: it holds
-    none, or the link carried it already). A hint, not a claim anyone checks: it lets a
-    neighbour keep from sending an announcement we hold already (see Node._lean_head).
-    It travels in the signature's place, which a head without announcement leaves empty."""
+    of the member's announcement that the peer sending the head holds (empty: the one
+    the link carried, or none; NO_ANNOUNCEMENT: none, though the link carried one). A
+    hint, not a claim anyone checks: it lets a neighbour keep from sending an
+    announcement we hold already, and ask for one we lack (see Node._lean_head). It
+    travels in the signature's place, which a head without announcement leaves empty."""
 
     @classmethod
     def announce(

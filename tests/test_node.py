@@ -28,6 +28,7 @@ from p2pchat.node import (
 )
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link, LinkState, ProtocolError
 from p2pchat.wire import (
+    NO_ANNOUNCEMENT,
     NONCE_SIZE,
     PROTOCOL_VERSION,
     Head,
@@ -531,12 +532,34 @@ def test_a_heartbeat_repeats_an_announcement_only_where_the_link_lacks_it() -> N
     # b's own announcement came from b: only its held seq goes back. a's is new to b.
     assert heads[b_id].signature == b"" and heads[b_id].held_seq == b.log.delivered_seq(b_id)
     assert heads[a_id].signature and heads[a_id].clock_seq == a.log.delivered_seq(a_id)
-    # Once per keepalive interval every announcement goes whole, in case one was of no
-    # use to the neighbour when it came.
+    # Once per keepalive interval the heads carry links (the versions held), but still
+    # no announcement the link carried.
     pipe.route(1, a.send_text("more news", pipe.now, 0)[1])
     pipe.now += NodeConfig().keepalive_interval
     heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
-    assert heads[b_id].signature == a.log.announcement_of(b_id).signature  # type: ignore[union-attr]
+    assert heads[b_id].signature == b"" and heads[b_id].link == a.log.link_of(b_id, heads[b_id].held_seq)
+
+
+def test_a_neighbour_that_holds_no_announcement_the_link_carried_gets_it_again() -> None:
+    a, b, pipe = make_pair()
+    for _ in range(3):  # heartbeats both ways: each has the other's announcement
+        pipe.now += 1.0
+        pipe.run()
+    b_id = IDS[1].sender_id
+    held = a.log.announcement_of(b_id)
+    assert held is not None
+    # Heads from b that say it holds no announcement of b_id, as a peer says of a member
+    # whose announcement it had no use for when it came. (b's own frames, nothing else,
+    # reach a from here on: a keeps the announcement of b it holds.)
+    pipe.now += 1.0
+    none = Head(b_id, b.log.delivered_seq(b_id), digest=NO_ANNOUNCEMENT)
+    a.receive_unsealed(1, encode_frame(Heads((none,))), pipe.now)
+    pipe.now += 1.0
+    heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
+    assert heads[b_id].signature == held.signature  # whole again
+    pipe.now += 1.0
+    heads = heads_sent(a, a.tick(pipe.now, random.Random(0)))
+    assert b_id not in heads or heads[b_id].signature == b""  # only once
 
 
 @pytest.mark.parametrize(
