@@ -568,6 +568,10 @@ class Simulation:
                 return True
         return self.converged()
 
+    def all_stable(self) -> bool:
+        """Whether every live peer holds every entry of its log as stable."""
+        return all(p.node.log.stable_count == len(p.node.log) for p in self.live())
+
     def stability_moved(self) -> int:
         """Positions reported stable whose message has changed since (must be 0)."""
         moved = 0

@@ -87,8 +87,14 @@ def simulate(
             sim.at(start + end * duration, sim.heal)
     sim.run_until(start + duration)
     sim.settle(start + duration + settle)
-    # Let stability catch up after the last delivery (heartbeats), then measure.
-    sim.run_until(sim.now + 5 * sim.config.node.heartbeat_interval)
+    # Let stability catch up after the last delivery (heartbeats), then measure: at
+    # least five heartbeats, and in a large room until every position is stable (each
+    # member announces only every members / announce_load seconds there), or ``settle``.
+    heartbeat = sim.config.node.heartbeat_interval
+    give_up = sim.now + settle
+    sim.run_until(sim.now + 5 * heartbeat)
+    while not sim.all_stable() and sim.now < give_up:
+        sim.run_until(sim.now + heartbeat)
     return sim.report()
 
 

@@ -97,7 +97,9 @@ def test_stability_reaches_every_message_once_the_room_is_quiet() -> None:
     run_chat(sim, 5, 30, start=1.0, spacing=0.05, seed=3)
     sim.run_until(3.0)
     assert sim.settle(30)
+    assert not sim.all_stable()  # (the last lines wait for announcements after them)
     sim.run_until(sim.now + 10)
+    assert sim.all_stable()
     for peer in sim.live():
         assert text_count(peer.node.log) == 30
         shown = len(sim.room_entries) - 1  # (the founding COMMIT takes no place in the log)
