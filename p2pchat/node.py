@@ -204,7 +204,7 @@ class NodeConfig:
     announce_load: float = 50.0
     """Fresh announcements per second a member receives (and verifies) at most, from the
     whole room: the work stays linear in the room's size, not quadratic."""
-    announcement_grace: float = 1.0
+    announcement_grace: float = 0.5
     """How long a fresh announcement may take to reach a neighbour by its member's tree
     before our heads give it to that neighbour over a lazy link (see ``_lean_head``)."""
     admission_delay: float = 0.5
