@@ -392,9 +392,8 @@ class _Neighbour:
     last_flush: float = float("-inf")
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
-    heads_whole_at: float = float("-inf")
-    """When our heads last went to it whole, every announcement included (see
-    ``Node._heads_for``)."""
+    links_sent_at: float = float("-inf")
+    """When our heads to it last carried the links (see ``Node._heads_for``)."""
     frame_budget: TokenBucket | None = None
     byte_budget: TokenBucket | None = None
     backlog: deque[Message] = field(default_factory=deque)
@@ -505,6 +504,7 @@ class Node:
         self._beat_ms = 0
         """Our wall clock at our last beat: our announcements say we were alive then."""
         self._beat_at = float("-inf")
+        """When we last signed a new beat (see ``_beat_interval``)."""
         self._admission_due: float | None = None
         """When a newcomer's link will have been open ``admission_delay``: admit it then."""
         self.saved_vector: dict[bytes, int] | None = None
@@ -1987,9 +1987,9 @@ class Node:
         room most of them have: the fresh ones ride on the PUSH frames. The links go once
         per ``keepalive_interval`` (the first heads on a link have them: peers that meet
         compare the versions they hold at once, and again every interval)."""
-        with_links = now - neighbour.heads_whole_at >= self.config.keepalive_interval
+        with_links = now - neighbour.links_sent_at >= self.config.keepalive_interval
         if with_links:
-            neighbour.heads_whole_at = now
+            neighbour.links_sent_at = now
         return tuple(self._lean_head(neighbour, head, now, with_links) for head in heads)
 
     def _lean_head(self, neighbour: _Neighbour, head: Head, now: float, with_link: bool) -> Head:
@@ -2163,7 +2163,8 @@ class Node:
     def _spread_announcement(self, head: Head, now: float, besides: _Neighbour | None) -> None:
         """Queue ``head`` for the next PUSH on the links that push its member's messages
         eagerly: its announcements follow its messages' tree, so each peer gets each one
-        about once (the heartbeat's heads reach the rest)."""
+        about once (the heartbeat's heads reach the rest, see ``_lean_head``). Remember
+        when it came, for ``_is_behind``."""
         member = head.sender_id
         spread = self._spread.get(member)
         if spread is None:
