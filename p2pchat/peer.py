@@ -114,6 +114,13 @@ REFUSAL_CODES = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.TRY_AGAIN_LATER
 """Close codes with which the other side refuses us (see PeerConfig.refusal_backoff_max)."""
 
 
+def _refuses(code: int, connection: _Connection) -> bool:
+    """Whether closing ``connection`` with ``code`` refuses the link: a refusal code, or a
+    protocol error before the link was up (the other side speaks another protocol
+    version, say: redialing at once will not change that, and the user should hear why)."""
+    return code in REFUSAL_CODES or (code == CloseCode.PROTOCOL_ERROR and not connection.up)
+
+
 @dataclass(frozen=True)
 class PeerConfig:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -640,7 +647,7 @@ class Peer:
         said = reason if note is None else note
         logger.info("closing conn %d: %s", conn, said)
         connection.close_code, connection.close_reason = code, reason
-        if code in REFUSAL_CODES and connection.refusal is None:
+        if _refuses(code, connection) and connection.refusal is None:
             connection.refusal = LinkRefusal(said, ours=True)
         connection.outbox.close()  # the writer sends what is queued, then closes
 
@@ -1063,7 +1070,7 @@ class Peer:
                             if why.reason
                             else (f"connection closed ({why.code})")
                         )
-                        if why.code in REFUSAL_CODES and connection.refusal is None:
+                        if _refuses(why.code, connection) and connection.refusal is None:
                             connection.refusal = LinkRefusal(why.reason or str(why.code))
         return reason
 

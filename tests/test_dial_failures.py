@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
+import cbor2
 import pytest
 import trio
-from trio_websocket import HandshakeError
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketRequest, serve_websocket
 
 from p2pchat.address import split_peer_url
 from p2pchat.dialerrors import dial_failure_reason
@@ -214,3 +216,50 @@ async def test_a_provisional_room_refused_by_the_peer_joined_is_a_failed_dial(tm
     assert failure.url == bob.url and failure.retry_in is not None
     assert f"not in your room {before.hex()[:16]}" in failure.reason
     assert failure.reason.endswith(f"moved to its room {bob.room_id.hex()[:16]}")
+
+
+async def serve_other_version(handler_mode: str, task_status: trio.TaskStatus[int]) -> None:
+    """A server speaking protocol version 7: it sends its HELLO, or closes as a peer of
+    another version does on ours."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        websocket = await request.accept()
+        if handler_mode == "hello":
+            hello = [1, 7, b"\x01" * 32, b"\x02" * 16, b"\x03" * 32]  # [HELLO, version, id, nonce, key]
+            await websocket.send_message(cbor2.dumps(hello))
+        else:
+            await websocket.get_message()  # (our HELLO)
+            await websocket.aclose(1002, "protocol version 8 is not supported (this peer speaks 7)")
+        with suppress(ConnectionClosed):
+            while True:
+                await websocket.get_message()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+        task_status.started(server.port)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("hello", "protocol version 7 is not supported (this peer speaks 8)"),  # we close
+        ("close", "protocol version 8 is not supported (this peer speaks 7)"),  # it closes
+    ],
+)
+async def test_a_peer_of_another_protocol_version_is_a_failed_dial_that_says_so(
+    mode: str, reason: str
+) -> None:
+    config = PeerConfig(backoff_initial=0.01, backoff_max=0.02, refusal_backoff_max=0.05)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_other_version, mode)
+            url = f"ws://127.0.0.1:{port}"
+            async with open_peer("alice", join=[url], config=config) as alice, alice.subscribe() as events:
+                failures: list[DialFailed] = []
+                async for event in events:
+                    if isinstance(event, DialFailed):
+                        failures.append(event)
+                        if len(failures) == 2:
+                            break
+            nursery.cancel_scope.cancel()
+    assert all(f.url == url and reason in f.reason and f.retry_in is not None for f in failures), failures
