@@ -38,18 +38,24 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def next_dial_failures(events: trio.MemoryReceiveChannel[PeerEvent], count: int) -> list[DialFailed]:
+    """The next ``count`` failed dials ``events`` publish (other events are passed over)."""
+    failures: list[DialFailed] = []
+    async for event in events:
+        if isinstance(event, DialFailed):
+            failures.append(event)
+            if len(failures) == count:
+                break
+    return failures
+
+
 async def test_a_peer_publishes_each_failed_dial_with_the_next_try() -> None:
     url = f"ws://127.0.0.1:{closed_port()}"
     config = PeerConfig(backoff_initial=0.05, backoff_max=0.2)
     with trio.fail_after(10):
         async with open_peer("alice", config=config) as alice, alice.subscribe() as events:
             alice.join(url)
-            failures: list[DialFailed] = []
-            async for event in events:
-                if isinstance(event, DialFailed):
-                    failures.append(event)
-                    if len(failures) == 3:
-                        break
+            failures = await next_dial_failures(events, 3)
     assert {f.url for f in failures} == {url}
     assert {f.reason for f in failures} == {"connection refused"}
     assert all(f.retry_in is not None and 0 <= f.retry_in <= 0.2 for f in failures)
@@ -143,12 +149,7 @@ async def test_a_url_naming_another_peer_is_a_failed_dial_redialed_ever_more_slo
         async with open_peer("alice") as alice:
             wrong = split_peer_url(alice.url or "")[0] + "#" + "ab" * 32
             async with open_peer("carol", join=[wrong], config=config) as carol, carol.subscribe() as events:
-                failures: list[DialFailed] = []
-                async for event in events:
-                    if isinstance(event, DialFailed):
-                        failures.append(event)
-                        if len(failures) == 10:
-                            break
+                failures = await next_dial_failures(events, 10)
     assert all(f.url == wrong and "expected peer abababab" in f.reason for f in failures), failures
     waits = [f.retry_in or 0.0 for f in failures]
     # (As for a peer that refuses us: see the test above.)
@@ -255,11 +256,6 @@ async def test_a_peer_of_another_protocol_version_is_a_failed_dial_that_says_so(
             port = await nursery.start(serve_other_version, mode)
             url = f"ws://127.0.0.1:{port}"
             async with open_peer("alice", join=[url], config=config) as alice, alice.subscribe() as events:
-                failures: list[DialFailed] = []
-                async for event in events:
-                    if isinstance(event, DialFailed):
-                        failures.append(event)
-                        if len(failures) == 2:
-                            break
+                failures = await next_dial_failures(events, 2)
             nursery.cancel_scope.cancel()
     assert all(f.url == url and reason in f.reason and f.retry_in is not None for f in failures), failures
