@@ -85,6 +85,7 @@ from .node import (
     text_count,
 )
 from .protocol import LINK_RANDOMNESS, CloseCode
+from .restore import restore
 from .store import Store
 from .transport import close_quickly, dial, parse_host_port, serve_websockets, url_of
 from .wire import MESSAGES as MESSAGES_FRAME
@@ -1198,22 +1199,18 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
     """The ordered log of room ``room_id`` in ``store`` (verified when it was stored),
     with the proofs against members kept there (checked again, see restored_proofs)."""
     log = OrderedLog(config, room_id=room_id)
-    # The other versions come before the entries going on from them; each is checked
-    # again (unlike entries, they are not what our log was built from).
-    log.restore_versions(v for v in store.load_versions(room_id) if v.verify(room_id))
-    placeless = store.load_placeless(room_id)
-    for message in store.load_messages(room_id):
-        log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
-    log.restore_proofs(restored_proofs(store, room_id))
-    # The members' announcements last: stable positions rest on them (rule 8). Each is
-    # verified again; one a liar made counts no more (its proof came back just above).
-    bad = log.bad_announcements
-    for head in store.load_announcements(room_id):
-        log.observe_head(head, defer_stability=True)
-    if log.bad_announcements > bad:
-        logger.warning("dropped %d stored clock announcements: bad signature", log.bad_announcements - bad)
-    log.advance_stability()
-    log.take_new_announcements()  # (kept already)
+    restore(
+        log,
+        # (Unlike the entries, the other versions are not what our log was built from:
+        # each is checked again.)
+        versions=(v for v in store.load_versions(room_id) if v.verify(room_id)),
+        entries=store.load_messages(room_id),
+        placeless=store.load_placeless(room_id),
+        proofs=restored_proofs(store, room_id),
+        announcements=store.load_announcements(room_id),
+    )
+    if log.bad_announcements:
+        logger.warning("dropped %d stored clock announcements: bad signature", log.bad_announcements)
     return log
 
 

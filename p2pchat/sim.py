@@ -25,12 +25,25 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, TypeVar
 
+from .deflate import deflate_frame
+from .evidence import Proof
 from .identity import Identity, remember_verifications
-from .log import Delivered, Entombed, OrderedLog, Stable
+from .log import (
+    ClockLie,
+    Delivered,
+    Entombed,
+    Equivocation,
+    NotAMember,
+    OrderedLog,
+    OwnHistoryIncomplete,
+    Stable,
+)
 from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
 from .node import Close, Discovered, LogEvents, Node, NodeConfig, Output, Send, text_count
 from .protocol import LINK_RANDOMNESS
+from .restore import restore
 from .store import MAX_LEARNED_ADDRESSES
+from .wire import Head, Messages, encode_frame
 
 __all__ = ["SimConfig", "SimReport", "Simulation", "make_topology"]
 
@@ -118,6 +131,34 @@ class SimPeer:
     alive: bool = True
     tick_at: float | None = None
     arrival: list[MessageId] = field(default_factory=list)
+    kept: Kept = field(default_factory=lambda: Kept())
+    """What the shell stores besides the entries (see p2pchat.restore)."""
+
+
+@dataclass
+class Kept:
+    """What a peer's store holds besides its entries, as the shell keeps it: every other
+    version of a forked entry, the entries held without a place, the first proof per
+    offender and kind, and the newest announcement of each member."""
+
+    versions: list[Message] = field(default_factory=list)
+    placeless: set[MessageId] = field(default_factory=set)
+    proofs: dict[tuple[bytes, type], Proof] = field(default_factory=dict)
+    announcements: dict[bytes, Head] = field(default_factory=dict)
+
+    def note(self, event: object) -> None:
+        if isinstance(event, Entombed) and event.placeless:
+            self.placeless.add(event.message.id)
+        elif isinstance(event, Equivocation):
+            self.versions.append(event.rejected)
+            self.proofs.setdefault((event.kept.sender_id, Equivocation), event)
+        elif isinstance(event, ClockLie):
+            self.proofs.setdefault((event.message.sender_id, ClockLie), event)
+
+    def with_announcements(self, log: OrderedLog) -> Kept:
+        """Itself, with the announcements ``log`` took since it was rebuilt from it."""
+        self.announcements.update((head.sender_id, head) for head in log.take_new_announcements())
+        return self
 
 
 @dataclass
@@ -317,6 +358,7 @@ class Simulation:
                 peer.stored.append(event.message)
             elif isinstance(event, Stable):
                 self._record_stable(peer, event.count)
+            peer.kept.note(event)
 
     def _record_stable(self, peer: SimPeer, count: int) -> None:
         positions = self._stable_positions[peer.index]
@@ -506,12 +548,19 @@ class Simulation:
         topology links, and the addresses the shell would (see Peer._reopen_links)."""
         old = self.peers[index]
         log = self._room_log()
-        for message in old.stored:
-            log.receive(message)
+        kept = old.kept.with_announcements(old.node.log)
+        restore(
+            log,
+            versions=kept.versions,
+            entries=old.stored,
+            placeless=kept.placeless,
+            proofs=kept.proofs.values(),
+            announcements=kept.announcements.values(),
+        )
         node = Node(old.identity, old.name, log, listen_url=f"sim://{index}", config=self.config.node)
         node.learn_addresses(old.node.member_addresses()[:MAX_LEARNED_ADDRESSES])
         self.peers[index] = SimPeer(
-            index, old.identity, old.name, old.rng, node, list(old.stored), True, None, old.arrival
+            index, old.identity, old.name, old.rng, node, list(old.stored), True, None, old.arrival, kept
         )
         positions = self._stable_positions[index]
         self._stable_positions[index] = positions  # stable claims from before must still hold
@@ -521,9 +570,59 @@ class Simulation:
         # As the shell's restart without --join (Peer._reopen_links): the neighbours it
         # had, then members it heard of, up to its link target.
         had = [url for _, _, url in old.node.neighbours() if url]
-        kept = list(dict.fromkeys([*had, *old.node.member_addresses()]))
-        self._dial_discovered(index, kept[: self.config.target_connections])
+        addresses = list(dict.fromkeys([*had, *old.node.member_addresses()]))
+        self._dial_discovered(index, addresses[: self.config.target_connections])
         self._schedule_tick(self.peers[index])
+
+    def equivocate(
+        self, index: int, backdated: bool = False, first_to: Iterable[int] | None = None
+    ) -> list[int] | None:
+        """Peer ``index`` lies: it writes a line, and signs a second version of it (same
+        seq and predecessor, another text) that it sends at once to the neighbours in
+        ``first_to`` (by default a random part of them): they get it before the first,
+        which the others get. ``backdated``: the second version says its author had seen
+        nothing new since its previous entry, so its stamp is as low as the stamp check
+        lets it be (below the first's, if the author had seen anything since).
+
+        Returns the neighbours sent the second version first; None if the peer cannot
+        write now, or has fewer than two links."""
+        peer = self.peers[index]
+        node = peer.node
+        links = {
+            e.remote_peer: e.conn
+            for e in self._endpoints.values()
+            if e.peer == index and node.is_open(e.conn)
+        }
+        if not peer.alive or len(links) < 2 or node.why_not_writable() is not None:
+            return None
+        try:
+            genuine = self.send(index, f"the truth {len(self.sent)}")
+        except (NotAMember, OwnHistoryIncomplete):
+            return None
+        if genuine is None:
+            return None
+        lamport, deps = genuine.lamport, genuine.deps
+        if backdated:
+            before = node.log.get(MessageId(genuine.sender_id, genuine.seq - 1)) if genuine.seq > 1 else None
+            lamport, deps = (before.lamport + 1 if before is not None else 1), {}
+        twin = Message.create(
+            peer.identity,
+            seq=genuine.seq,
+            lamport=lamport,
+            sent_at_ms=genuine.sent_at_ms,
+            name=genuine.name,
+            text="a lie",
+            deps=deps,
+            room_id=node.log.room_id or b"",
+            previous=genuine.previous,
+        )
+        if first_to is None:
+            first_to = self._rng.sample(sorted(links), self._rng.randint(1, len(links) - 1))
+        told = [remote for remote in first_to if remote in links]
+        frame = deflate_frame(encode_frame(Messages((twin,))))
+        for remote in told:
+            self._transmit(links[remote], frame, clear=False)
+        return told
 
     # Workload -------------------------------------------------------------------------
     def send(self, index: int, text: str) -> Message | None:

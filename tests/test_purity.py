@@ -22,6 +22,7 @@ CORE = [
     "node",
     "ratelimit",
     "evidence",
+    "restore",
     "commands",
 ]
 FORBIDDEN = {

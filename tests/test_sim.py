@@ -754,3 +754,58 @@ def test_a_restarted_peer_dials_the_neighbours_it_had_as_the_shell_does() -> Non
     sim.restart(0)
     sim.run_until(7.0)
     assert 2 in _links(sim, 0)
+
+
+def _liar_room(seed: int, backdated: bool) -> Simulation:
+    """Four members, all linked; P3 signs two versions of its line at 2.2 s, the second
+    going first to P1 (as the only one), and the room chats on."""
+    sim = Simulation(SimConfig(peers=4, topology="full", seed=seed))
+    for k in range(24):
+        sim.send_at(0.5 + k * 0.25, k % 3, f"m{k}")
+    sim.run_until(2.2)
+    assert sim.equivocate(3, backdated=backdated, first_to=[1]) == [1]
+    sim.run_until(8.0)
+    return sim
+
+
+@pytest.mark.parametrize("backdated", [False, True])
+def test_a_liar_in_the_simulator_is_proven_everywhere_and_removed(backdated: bool) -> None:
+    """Simulation.equivocate: every honest peer holds the proof, the liar is removed, and
+    the honest members' entries are the same everywhere, all stable (which version of the
+    liar's line each shows may differ: docs/equivocation.md)."""
+    sim = _liar_room(1, backdated)
+    liar = sim.peers[3].identity.sender_id
+    sim.run_until(40.0)
+    honest = sim.peers[:3]
+    for peer in honest:
+        log = peer.node.log
+        assert liar in {proof.kept.sender_id for proof in log.evidence}
+        assert not log.is_member(liar)
+        assert log.stable_count == len(log) and log.held_count == 0
+    entries = {tuple((m.key, m.signature) for m in p.node.log if m.sender_id != liar) for p in honest}
+    assert len(entries) == 1
+    assert sim.stability_moved() == 0
+
+
+@pytest.mark.parametrize("backdated", [False, True])
+def test_a_restart_in_the_simulator_keeps_what_the_shell_stores(backdated: bool) -> None:
+    """A restarted simulated peer is rebuilt as a restarted real one (p2pchat.restore):
+    P1, which got the liar's second version first, crashes and restarts with the same
+    log (every version held as it was), its stable positions, the proof against the
+    liar and the members' announcements. (The simulator used to replay the entries
+    alone: the proof was lost, and with it the liar's expulsion.)"""
+    sim = _liar_room(2, backdated)
+    before = sim.peers[1].node.log
+    entries = [(m.key, m.signature) for m in before]
+    proofs = [(p.kept.id, p.rejected.signature) for p in before.evidence]
+    assert proofs
+    versions = sorted(v.signature for v in before.other_versions)
+    stable = before.stable_count
+    sim.crash(1)
+    sim.restart(1)
+    after = sim.peers[1].node.log
+    assert [(m.key, m.signature) for m in after] == entries
+    assert [(p.kept.id, p.rejected.signature) for p in after.evidence] == proofs
+    assert sorted(v.signature for v in after.other_versions) == versions
+    assert after.stable_count == stable
+    assert sim.stability_moved() == 0
