@@ -242,6 +242,8 @@ class _Sender:
     concurrent_ranges: list[list[int]] = field(default_factory=list)
     """Disjoint sorted [first, last] seq ranges flagged concurrent."""
     blocked: Refusal | None = None
+    refused: Message | None = None
+    """The entry whose refusal blocked it (see OrderedLog._blocked_on)."""
     retry: Message | None = None
     """The entry that blocked it, when refused for its stamp only, or for going on from
     a version of its predecessor we do not hold: checked again if a fork of one of its
@@ -845,7 +847,7 @@ class OrderedLog:
                 if existing is not None:
                     return self._same_id(existing, message, room_id, trusted, defer_stability)
             if state.blocked is not None:
-                return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
+                return self._blocked_on(state, message, room_id, trusted, defer_stability)
         if not trusted and not message.verify(room_id):
             # Not recorded against the sender: anyone can send garbage in its name.
             return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
@@ -892,6 +894,46 @@ class OrderedLog:
         events: list[LogEvent] = [evidence, Refused(message, Refusal.EQUIVOCATION)]
         self._retry_after_fork(message.id, events)
         return Receipt(ReceiptStatus.REFUSED, tuple(events))
+
+    def _blocked_on(
+        self, state: _Sender, message: Message, room_id: bytes, trusted: bool, defer_stability: bool
+    ) -> Receipt:
+        """``message`` comes from an author whose chain is blocked here by the refusal of
+        one of its entries. Refused, unless it is another version of that very entry:
+        then the author signed two (the proof of it), and if this one passes the checks,
+        it takes the place, and the chain goes on from it.
+
+        The refusal depended on nothing but the refused entry and its causal past: every
+        replica refuses that version, so one that passes is the entry every replica takes
+        (those that never saw the refused one, and those that see it later, as evidence).
+        Refusing it here too would make this replica refuse what everyone else delivered,
+        and hold every honest entry that depends on it, for good. (A fork of the chain, a
+        version going on from another predecessor, is left to _branch.)"""
+        refused = state.refused
+        if (
+            refused is None
+            or state.blocked is Refusal.BROKEN_CHAIN
+            or refused.seq != message.seq
+            or refused.payload == message.payload
+        ):
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.SENDER_BLOCKED),))
+        if not trusted and not message.verify(room_id):
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        events: list[LogEvent] = []
+        evidence = Equivocation(kept=message, rejected=refused)
+        if self._keep_evidence(evidence):
+            events.append(evidence)
+        if isinstance(self._check(message, state), Refusal):
+            events.append(Refused(message, Refusal.SENDER_BLOCKED))
+            return Receipt(ReceiptStatus.REFUSED, tuple(events))
+        state.blocked = state.retry = state.refused = None
+        state.held[message.seq] = message
+        self._held_bytes += len(message.payload)
+        state.known = max(state.known, message.seq)
+        self._deliver_ready([message.sender_id], events)
+        if not defer_stability:
+            events.extend(self._advance_stability())
+        return Receipt(ReceiptStatus.NEW, tuple(events))
 
     def _gives_way(self, message: Message, state: _Sender) -> bool:
         """Whether ``message``, another version of the entry next in its author's chain
@@ -1059,7 +1101,7 @@ class OrderedLog:
                 continue
             if message.seq != state.delivered + 1 or isinstance(self._check(message, state), Refusal):
                 continue
-            state.blocked = state.retry = None
+            state.blocked = state.retry = state.refused = None
             state.held[message.seq] = message
             self._held_bytes += len(message.payload)
             self._deliver_ready([sender_id], events)
@@ -1321,7 +1363,7 @@ class OrderedLog:
 
     def _block(self, state: _Sender, message: Message, reason: Refusal, events: list[LogEvent]) -> None:
         """A refused message at the head of a chain blocks the rest of that chain (FIFO)."""
-        state.blocked = reason
+        state.blocked, state.refused = reason, message
         state.retry = message if reason in (Refusal.FORGED_STAMP, Refusal.BROKEN_CHAIN) else None
         self._held_bytes -= sum(len(m.payload) for m in state.held.values())
         state.held.clear()

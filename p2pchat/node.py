@@ -1504,6 +1504,8 @@ class Node:
             self.stats.messages_in += 1
             receipt = self.log.receive(message, trusted=trusted, defer_stability=True)
             events.extend(receipt.events)
+            # (A version that takes the place of a refused one is news, and a proof.)
+            evidence.extend(e for e in receipt.events if isinstance(e, Equivocation))
             _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             if receipt.status is ReceiptStatus.NEW:
                 fresh.append(message)
@@ -1517,9 +1519,6 @@ class Node:
                     redundant[message.sender_id] = None
             elif receipt.status is ReceiptStatus.REFUSED:
                 self.stats.refused += 1
-                for event in receipt.events:
-                    if isinstance(event, Equivocation):
-                        evidence.append(event)
                 if any(isinstance(e, Refused) and e.reason is Refusal.BAD_SIGNATURE for e in receipt.events):
                     forged = message
                     break

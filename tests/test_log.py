@@ -1137,3 +1137,40 @@ def test_a_thousand_versions_of_one_entry_cost_a_few() -> None:
     for n in range(1, 200):
         log.receive(TRIO.make(A, 1, 1, text=f"version {n}", previous=b""))
     assert len(log.evidence) == MAX_VERSIONS_KEPT and log.get(first.id) == first
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [1, 0, 2], [0, 2, 1], [2, 0, 1], [1, 2, 0], [2, 1, 0]])
+def test_a_version_that_passes_takes_the_place_of_a_refused_one(order: list[int]) -> None:
+    """B signs two versions of its entry 1: one stamped too high (refused everywhere:
+    FORGED_STAMP, which blocks B's chain), and an honest one, which A replies to. A
+    replica that got the refused one first takes the honest one too, with the proof
+    that B signed both, and delivers A's reply: it ends where a replica that never saw
+    the refused version does. (It used to refuse the honest version for good, B being
+    blocked, and hold A's reply forever.)"""
+    forged, honest = make(B, 1, 5, text="too high"), make(B, 1, 1, text="b1")
+    reply = make(A, 1, 2, {B.sender_id: 1}, text="a1 replies to b1")
+    clean = ROOM.log()
+    for message in (honest, reply):
+        clean.receive(message)
+    log = ROOM.log()
+    first = log.receive(forged)
+    assert refusals(first.events) == [(forged, Refusal.FORGED_STAMP)]
+    for index in order:
+        log.receive([forged, honest, reply][index])
+    assert [m.key for m in log] == [m.key for m in clean]
+    assert texts(log) == [honest, reply] and log.held_count == 0
+    assert not log.blocked_senders()
+    assert [(p.kept, p.rejected) for p in log.evidence] == [(honest, forged)]
+
+
+def test_a_refused_version_is_proof_even_when_the_other_is_refused_too() -> None:
+    """Two refused versions of one entry: the author stays blocked, and the pair is its
+    proof (it signed both)."""
+    first, second = make(B, 1, 5, text="one"), make(B, 1, 6, text="two")
+    log = ROOM.log()
+    log.receive(first)
+    receipt = log.receive(second)
+    assert receipt.status is ReceiptStatus.REFUSED
+    assert log.blocked_for(B.sender_id) is Refusal.FORGED_STAMP
+    assert [(p.kept, p.rejected) for p in log.evidence] == [(second, first)]
+    assert texts(log) == []
