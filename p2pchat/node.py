@@ -1544,6 +1544,7 @@ class Node:
             outputs.extend(self._expel(proof.kept.sender_id, offence(proof), now))
         outputs.extend(self._ask_for_versions(neighbour, self._versions_lacking(events)))
         outputs.extend(self._act_on_lies(events, now))
+        outputs.extend(self._remind_of_evidence(events, now))
         outputs.extend(self._request_gaps(now, neighbour))
         if any(isinstance(e, (Delivered, Entombed)) and e.message.kind is not EntryKind.TEXT for e in events):
             # (An answer may complete or kill a change; the votes of a reopening are tombstones.)
@@ -1593,20 +1594,47 @@ class Node:
         return outputs
 
     def _offer_evidence(self, neighbour: _Neighbour, now: float) -> list[Output]:
-        """Both versions of an entry of each equivocator we hold proof against, once per
-        link, to a neighbour just trusted: :meth:`_spread_evidence` reached only the links
-        open when the proof came, so a peer that connects later (or after a restart of
-        ours: the store keeps the proofs) gets it this way. A neighbour that holds it
-        already refuses the second version, as a duplicate proof, and does nothing more."""
+        """Our proof against each offender, once per link, to a neighbour just trusted:
+        :meth:`_spread_evidence` reached only the links open when the proof came, so a
+        peer that connects later (or after a restart of ours: the store keeps the proofs)
+        gets it this way. For an equivocator, both versions of its entry (a neighbour
+        that holds the proof already refuses the second version, as a duplicate proof,
+        and does nothing more); for a broken clock promise, the entry that broke it (our
+        heads carry the promise)."""
         offered = False
-        for proof in first_per_offender(self.log.evidence):
+        for proof in first_per_offender(self.log.proofs):
             offender = offender_of(proof)
             if offender in neighbour.evidence_sent or offender == neighbour.remote_id:
                 continue
             neighbour.evidence_sent.add(offender)
-            neighbour.push.extend([proof.kept, proof.rejected])
+            if isinstance(proof, Equivocation):
+                neighbour.push.extend([proof.kept, proof.rejected])
+            else:
+                neighbour.push.append(proof.message)
             offered = True
         return self._flush(neighbour, now) if offered else []
+
+    def _remind_of_evidence(self, events: Iterable[LogEvent], now: float) -> list[Output]:
+        """A member proposes to admit a member we hold proof against: the proof has not
+        reached it (a member that holds one never proposes that). We pass ours on again
+        to every neighbour, toward it: where the proof went once per link, one frame
+        lost, or a link closed as it went, and that part of the room would admit the
+        offender again after every removal, a change after a change, for good."""
+        admitted = {
+            member
+            for event in events
+            if isinstance(event, Delivered) and event.message.change is not None
+            for member, _ in event.message.change.admitted
+            if member in self.offenders
+        }
+        outputs: list[Output] = []
+        if not admitted:
+            return outputs
+        for neighbour in self._neighbours.values():
+            if neighbour.link.is_open and neighbour.trusted:
+                neighbour.evidence_sent.difference_update(admitted)
+                outputs.extend(self._offer_evidence(neighbour, now))
+        return outputs
 
     def _act_on_lies(self, events: Iterable[LogEvent], now: float) -> list[Output]:
         """Expel each member the log caught breaking a clock promise, and pass the proof
