@@ -4,7 +4,7 @@ for safety and for liveness.
 Not a benchmark: a search for schedules that break the room's promises. Every seed
 draws a random room and a random schedule of faults, runs it in the deterministic
 simulator (virtual time: a seed is the same run every time, on any machine) and looks
-at the result. Three generators (MODE):
+at the result. Four generators (MODE):
 
 * ``churn`` -- tests/test_sim.py's ``_random_churn``: 3 to 6 peers; crashes, quits and
   partitions; lost and doubled frames.
@@ -15,26 +15,37 @@ at the result. Three generators (MODE):
   short member timeouts, bursts of up to six events of fourteen kinds (flapping peers,
   three-way splits, several crashes or quits at once, a crash, a removal or a LEAVE
   during a split, ...). Its knobs fix what is otherwise drawn from the seed.
+* ``liars`` -- a member lies (defined here): 4 to 8 peers, one of them signs two
+  versions of a line one to three times (half of them with the second version's stamp
+  backdated as low as the stamp check allows), each version going first to some of its
+  neighbours, while honest members crash, quit or are split off. The ``var`` knobs but
+  ``--kinds`` apply.
 
 Each seed prints one line:
 
 * ``OK`` -- every live peer holds the same log, all of it stable, nothing held, every
   live peer a member in everyone's eyes.
 * ``SAFETY`` -- the room broke a promise: a position a peer reported stable moved (an
-  entry inserted above it or voided, or a different order after a restart), two peers
-  reported different entries stable at the same position, an entry was delivered twice,
-  or an honest peer was convicted of equivocation (every simulated peer is honest). The
-  moment each happened and the run's trace (faults, membership entries, decisions)
-  follow the line.
-* ``LIVENESS`` -- the run ended without converging: what did not converge, and a
+  entry inserted above it or voided, another version of it, or a different order after
+  a restart), two peers reported different entries stable at the same position, an
+  entry was delivered twice, or an honest peer was convicted of equivocation. With a
+  liar, peers are compared on the honest members' entries: two honest peers whose
+  stable entries of honest members differ. The moment each happened and the run's
+  trace (faults, membership entries, decisions) follow the line.
+* ``KNOWN`` -- (``liars``) as OK, the liar proven and removed everywhere, but honest
+  peers kept different versions of its line, and may have called them stable: the gap
+  docs/equivocation.md describes, not yet closed.
+* ``LIVENESS`` -- the run ended without converging (with a liar: the honest peers on
+  the honest members' entries, every honest peer holding the proof, the liar no
+  member): what did not converge, and a
   diagnosis of why. If it converges within ``--grace`` more virtual seconds: *converges
   later*, or *false suspicion* when meanwhile a member up and reachable for the whole
   member timeout was proposed for removal (the timeout shorter than a crossing of the
   room). Otherwise, the known limits that fit the state it is stuck in then:
 
   - *lonely peer*: no link, and it knows the address of no live peer (its only
-    neighbour left); *isolated group*: the same for a group of members linked among
-    themselves;
+    neighbour left), or of none but a liar it refuses; *isolated group*: the same for
+    a group of members linked among themselves;
   - *room of two*, *no majority*: a member down for good cannot be removed, too few of
     the epoch's active members are up (a strict majority must commit);
   - *LEAVE lost, others away*: a member left for good and its LEAVE was never
@@ -59,6 +70,7 @@ A summary line ends the output; the exit status is 1 if any seed was SAFETY or E
     python benchmarks/churn_explorer.py var 1301-1700
     python benchmarks/churn_explorer.py exits 3301-3600 --tc 3
     python benchmarks/churn_explorer.py var 42 --peers 12 --topology line -v
+    python benchmarks/churn_explorer.py liars 1-300 -q
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import itertools
 import random
 import sys
 import time
@@ -79,13 +92,13 @@ from types import ModuleType
 from unittest import mock
 
 import p2pchat.log
-from p2pchat.log import Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
+from p2pchat.log import ClockLie, Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import Node, NodeConfig, Output
 from p2pchat.sim import SimConfig, SimPeer, Simulation
 
-MODES = ("churn", "exits", "var")
+MODES = ("churn", "exits", "var", "liars")
 VAR_KINDS = (
     "crash",
     "quit",
@@ -102,6 +115,7 @@ VAR_KINDS = (
     "removepart",
     "leavepart",
 )
+STATUSES = ("OK", "KNOWN", "SAFETY", "LIVENESS", "ERROR")
 GRACE_STEP = 10.0
 """Virtual seconds between two looks at a run given more time (--grace)."""
 SHOWN = 12
@@ -130,8 +144,20 @@ class TracedSimulation(Simulation):
         """When a peer last crashed or restarted, or a partition began or healed."""
         self._names: dict[bytes, str] = {}
         self._noted: set[object] = set()
-        self._stable_anywhere: dict[int, tuple[MessageKey, int]] = {}
-        """Per position, the first key any peer reported stable there, and that peer."""
+        self._stable_anywhere: dict[int, tuple[MessageKey, bytes, int]] = {}
+        """Per position, the first entry any peer reported stable there (its key and
+        signature: two versions of a liar's entry may share a key), and that peer."""
+        self.liars: set[bytes] = set()
+        """Members that lie (the ``liars`` generator): their entries may differ between
+        honest peers (docs/equivocation.md), so positions are compared between peers on
+        what the honest members wrote (see ``honest_stable``)."""
+        self.lied: set[bytes] = set()
+        """The liars that did lie (one needs two links to), and how many times."""
+        self.lies = 0
+        self.liar_disagreements: list[str] = []
+        """Positions two peers reported stable as different entries, one of them a liar's."""
+        self._stable_signatures: dict[int, dict[int, bytes]] = {}
+        """Per peer, the signature of the entry at each position it reported stable."""
         super().__init__(config)
         self._names = {peer.identity.sender_id: f"P{peer.index}" for peer in self.peers}
 
@@ -168,7 +194,7 @@ class TracedSimulation(Simulation):
         super().restart(index)
         log = self.peers[index].node.log
         for position, key in sorted(self._stable_positions[index].items()):
-            if position < len(log) and log[position].key != key:
+            if position < len(log) and self.moved(index, position, log[position]):
                 self._violation(
                     f"P{index} restarted with {self.key_entry(log, log[position].key)} at position "
                     f"{position}, which it had reported stable as {self.key_entry(log, key)}"
@@ -191,6 +217,20 @@ class TracedSimulation(Simulation):
         self._last_fault = self.now
         super().heal()
 
+    def equivocate(
+        self, index: int, backdated: bool = False, first_to: Iterable[int] | None = None
+    ) -> list[int] | None:
+        seq = self.peers[index].node.log.delivered_seq(self.peers[index].identity.sender_id) + 1
+        told = super().equivocate(index, backdated, first_to)
+        if told is None:
+            self.note(f"P{index} cannot equivocate now")
+            return None
+        self.lied.add(self.peers[index].identity.sender_id)
+        self.lies += 1
+        to = ",".join(f"P{i}" for i in told)
+        self.note(f"P{index} equivocates on #{seq}{' (backdated)' if backdated else ''}, first to {to}")
+        return told
+
     # What the peers' logs say ---------------------------------------------------------
     def _violation(self, text: str) -> None:
         self.violations.append(f"{self.now:.3f} {text}")
@@ -210,7 +250,7 @@ class TracedSimulation(Simulation):
         if isinstance(event, Delivered | Entombed):
             self._note_own_vote(peer, event.message)
         if isinstance(event, Delivered) and event.index < len(positions):
-            if positions[event.index] != event.message.key:
+            if self.moved(peer.index, event.index, event.message):
                 self._violation(
                     f"P{peer.index} delivered {self.entry(event.message)} at position {event.index}, "
                     f"one of the {len(positions)} it had reported stable (it was "
@@ -230,15 +270,32 @@ class TracedSimulation(Simulation):
     def _after_stable(self, peer: SimPeer, recorded: int) -> None:
         positions = self._stable_positions[peer.index]
         log = peer.node.log
+        signatures = self._stable_signatures.setdefault(peer.index, {})
         for position in range(recorded, len(positions)):
-            key = positions[position]
-            first, by = self._stable_anywhere.setdefault(position, (key, peer.index))
-            if first != key:
+            key, signature = positions[position], log[position].signature
+            signatures[position] = signature
+            reported = self._stable_anywhere.setdefault(position, (key, signature, peer.index))
+            first, first_signature, by = reported
+            if (first, first_signature) != (key, signature):
                 other = self.peers[by].node.log
-                self._violation(
+                text = (
                     f"P{peer.index} reported position {position} stable as {self.key_entry(log, key)}, "
                     f"P{by} as {self.key_entry(other, first)}"
                 )
+                if self.liars:
+                    # (Compared on the honest members' entries instead, see honest_stable.)
+                    self.liar_disagreements.append(f"{self.now:.3f} {text}")
+                else:
+                    self._violation(text)
+
+    def moved(self, index: int, position: int, message: Message) -> bool:
+        """Whether ``message`` at ``position`` of peer ``index`` is not the entry the peer
+        reported stable there (another key, or another version of a liar's entry)."""
+        key = self._stable_positions[index].get(position)
+        if key is None:
+            return False
+        signature = self._stable_signatures.get(index, {}).get(position)
+        return key != message.key or (signature is not None and signature != message.signature)
 
     def _note_own_vote(self, peer: SimPeer, message: Message) -> None:
         if message.sender_id != peer.identity.sender_id or message.kind is EntryKind.TEXT:
@@ -516,11 +573,85 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     return Run(sim, description)
 
 
+def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
+    """One member lies: one to three times it signs two versions of a line (some with a
+    stamp backdated below the first), each version reaching some of its neighbours
+    first, while honest members crash, quit or are split off; every member chats."""
+    rng = random.Random(seed * 6151 + 29)
+    peers = knobs.peers if knobs.peers is not None else rng.choice([4, 5, 6, 8])
+    topology = knobs.topology or rng.choice(["ring", "random", "full"])
+    timeout = rng.choice([5.0, 8.0])
+    adm = knobs.adm if knobs.adm is not None else rng.choice([0.0, 1.0])
+    node = NodeConfig(member_timeout=timeout, recent_window=timeout, admission_delay=adm)
+    loss = knobs.loss if knobs.loss is not None else rng.choice([0.0, 0.02, 0.05])
+    latency = (0.01, rng.choice([0.05, 0.2]))
+    duplicate, reorder = rng.choice([0.0, 0.05]), rng.choice([0.0, 0.1])
+    tc = knobs.tc if knobs.tc is not None else rng.choice([0, 2, 3])
+    config = SimConfig(
+        peers=peers,
+        topology=topology,
+        seed=seed,
+        node=node,
+        latency=latency,
+        loss=loss,
+        duplicate=duplicate,
+        reorder=reorder,
+        target_connections=tc,
+    )
+    sim = TracedSimulation(config)
+    built.append(sim)
+    liar = rng.randrange(peers)
+    sim.liars.add(sim.peers[liar].identity.sender_id)
+    honest = [p for p in range(peers) if p != liar]
+    plan = [f"liar=P{liar}"]
+    when = 2.0
+    for _ in range(rng.randint(1, 3)):
+        when += rng.uniform(0.0, 2 * timeout)
+        backdated = rng.random() < 0.5
+        sim.at(when, partial(sim.equivocate, liar, backdated))
+        plan.append("backdated" if backdated else "fork")
+    horizon = when + 2
+    for _ in range(knobs.events if knobs.events is not None else rng.randint(0, 3)):
+        start = rng.uniform(1.0, when + timeout)
+        kind = rng.choice(["crash", "quit", "partition"])
+        victim, back = rng.choice(honest), start + rng.uniform(0.5, 3 * timeout)
+        if kind == "partition":
+            cut = set(rng.sample(range(peers), rng.randint(1, peers // 2)))
+            sim.at(start, partial(sim.partition, cut, set(range(peers)) - cut))
+            sim.at(back, sim.heal)
+        else:
+            down = sim.crash if kind == "crash" else sim.quit
+            sim.at(start, partial(_if_up, sim, victim, down))
+            sim.at(back, partial(_if_down, sim, victim, sim.restart))
+        plan.append(f"{kind}@{start:.1f}")
+        horizon = max(horizon, back + 2)
+    for k in range(knobs.lines):
+        sim.send_at(1.0 + k * (horizon - 1.0) / knobs.lines, rng.randrange(peers), f"m{k}")
+    sim.run_until(horizon + 10 * timeout + 40 + knobs.extra)
+    description = (
+        f"peers={peers} topo={topology} to={timeout} adm={adm} loss={loss} lat={latency[1]} "
+        f"dup={duplicate} reo={reorder} tc={tc} plan={','.join(plan)} lies={sim.lies}"
+    )
+    return Run(sim, description)
+
+
+def _if_up(sim: Simulation, index: int, action: Callable[[int], None]) -> None:
+    if sim.peers[index].alive and sim.peers[index].node.is_member:
+        action(index)
+
+
+def _if_down(sim: Simulation, index: int, action: Callable[[int], None]) -> None:
+    if not sim.peers[index].alive:
+        action(index)
+
+
 def generate(mode: str, seed: int, tc: int | None, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     """Run one seed of ``mode`` to the end of its schedule (the simulation goes to
     ``built`` as soon as it exists, for a look at it if the run raises)."""
     if mode == "var":
         return var_run(seed, knobs, built)
+    if mode == "liars":
+        return liars_run(seed, knobs, built)
     module = _test_sim()
     with _traced(module, tc if mode == "churn" else None, built):
         if mode == "churn":
@@ -556,7 +687,7 @@ def safety_problems(sim: TracedSimulation) -> list[str]:
     for peer in sim.peers:
         log = peer.node.log
         for position, key in sorted(sim._stable_positions[peer.index].items()):
-            if position >= len(log) or log[position].key != key:
+            if position >= len(log) or sim.moved(peer.index, position, log[position]):
                 now = log[position].key if position < len(log) else None
                 problems.append(
                     f"at the end P{peer.index}'s position {position} (reported stable as "
@@ -566,25 +697,67 @@ def safety_problems(sim: TracedSimulation) -> list[str]:
                 break
     if sim.duplicates:
         problems.append(f"{sim.duplicates} entries delivered twice")
-    for peer in sim.live():
-        if peer.node.log.proofs:
-            accused = sim.names(
-                (proof.kept if isinstance(proof, Equivocation) else proof.message).sender_id
-                for proof in peer.node.log.proofs
-            )
-            problems.append(f"P{peer.index} holds proofs of equivocation against {accused}")
+    for peer in honest_live(sim):
+        accused = {_offender(proof) for proof in peer.node.log.proofs} - sim.liars
+        if accused:
+            problems.append(f"P{peer.index} holds proofs of equivocation against {sim.names(accused)}")
+    if sim.liars:
+        stable = {peer.index: honest_stable(sim, peer) for peer in honest_live(sim)}
+        for a, b in itertools.combinations(sorted(stable), 2):
+            shorter, longer = sorted((stable[a], stable[b]), key=len)
+            if longer[: len(shorter)] != shorter:
+                problems.append(f"P{a} and P{b} hold different honest entries stable")
     return problems
 
 
-def liveness_problems(sim: Simulation) -> list[str]:
-    """What a live room should have reached by now and did not."""
+def _offender(proof: Equivocation | ClockLie) -> bytes:
+    return (proof.kept if isinstance(proof, Equivocation) else proof.message).sender_id
+
+
+def honest_live(sim: TracedSimulation) -> list[SimPeer]:
+    """The live peers but the liars."""
+    return [peer for peer in sim.live() if peer.identity.sender_id not in sim.liars]
+
+
+def honest_stable(sim: TracedSimulation, peer: SimPeer) -> tuple[tuple[MessageKey, bytes], ...]:
+    """The entries of honest members in ``peer``'s stable prefix, in order."""
+    log = peer.node.log
+    return tuple(
+        (m.key, m.signature) for m in itertools.islice(log, log.stable_count) if m.sender_id not in sim.liars
+    )
+
+
+def _entries(sim: TracedSimulation, peer: SimPeer, *, honest: bool) -> tuple[tuple[MessageKey, bytes], ...]:
+    return tuple((m.key, m.signature) for m in peer.node.log if not honest or m.sender_id not in sim.liars)
+
+
+def liveness_problems(sim: TracedSimulation) -> list[str]:
+    """What a live room should have reached by now and did not (with liars: the honest
+    peers, on what the honest members wrote, and the liars expelled)."""
     problems = []
-    live = sim.live()
-    if len({tuple(m.key for m in p.node.log) for p in live}) > 1:
+    live = honest_live(sim)
+    if sim.liars:
+        if len({_entries(sim, p, honest=True) for p in live}) > 1:
+            problems.append("logs differ")
+    elif len({tuple(m.key for m in p.node.log) for p in live}) > 1:
         problems.append("logs differ")
+    # Every liar some honest peer can prove, or whose lie shows (honest peers' logs
+    # differ), must end proven and removed everywhere. (A lie may leave no trace: its
+    # second version refused where it went, and gone with a crash before the first came.)
+    proven = {_offender(proof) for peer in live for proof in peer.node.log.proofs}
+    shows = len({_entries(sim, p, honest=False) for p in live}) > 1
+    expected = sim.lied if shows else sim.lied & proven
     for peer in live:
         log = peer.node.log
-        if log.held_count:
+        if expected & log.members:
+            problems.append(f"liar member@P{peer.index}")
+        if expected - {_offender(proof) for proof in log.proofs}:
+            problems.append(f"no proof@P{peer.index}")
+    for peer in live:
+        log = peer.node.log
+        # (A removed liar's own entries may stay held behind a gap nobody fills: its
+        # entries above its cut, which only it holds. Bounded, and they hold up nothing.)
+        if log.held_count and not (sim.liars and set(log.gaps()) <= sim.liars):
             problems.append(f"held@P{peer.index}={log.held_count}")
         if log.stable_count != len(log):
             problems.append(f"unstable@P{peer.index}={len(log) - log.stable_count}")
@@ -652,12 +825,17 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
 
 
 def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
-    for peer in sim.live():
-        if peer.node.open_count == 0 and not any(sim.peers[t].alive for t in _known(peer) if t != peer.index):
+    """A peer with no link that knows the address of no live peer (but liars: it refuses
+    one it holds a proof against, as it must)."""
+    for peer in honest_live(sim):
+        known = [sim.peers[t] for t in _known(peer) if t != peer.index]
+        if peer.node.open_count == 0 and not any(
+            p.alive and p.identity.sender_id not in sim.liars for p in known
+        ):
             yield (
                 "lonely peer",
                 (
-                    f"P{peer.index} has no link and knows the address of no live peer "
+                    f"P{peer.index} has no link and knows the address of no live honest peer "
                     f"(known: {sorted(_known(peer))})"
                 ),
             )
@@ -789,7 +967,9 @@ def judge(run: Run, grace: float) -> Verdict:
     liveness = liveness_problems(sim)
     if not liveness:
         safety = safety_problems(sim)
-        return Verdict("SAFETY", safety, details=[f"state: {state(sim)}"]) if safety else Verdict("OK")
+        if safety:
+            return Verdict("SAFETY", safety, details=[f"state: {state(sim)}"])
+        return known_gap(sim) or Verdict("OK")
     details = [f"state: {state(sim)}"]
     waited = 0.0
     while waited < grace and liveness_problems(sim):
@@ -812,6 +992,23 @@ def judge(run: Run, grace: float) -> Verdict:
             details.append(f"state after them: {state(sim)}")
     safety = safety_problems(sim)  # (after the longer run: it may have moved something too)
     return Verdict("SAFETY" if safety else "LIVENESS", safety, liveness, category, diagnosis, details)
+
+
+def known_gap(sim: TracedSimulation) -> Verdict | None:
+    """The gap docs/equivocation.md describes, if it showed: honest peers that kept
+    different versions of a liar's entry, and may have called them stable."""
+    live = honest_live(sim)
+    differ = len({_entries(sim, p, honest=False) for p in live}) > 1
+    if not differ and not sim.liar_disagreements:
+        return None
+    said = "honest peers show different versions of the liar's entries"
+    if sim.liar_disagreements:
+        said += f", and reported them stable: {sim.liar_disagreements[0]}"
+        if len(sim.liar_disagreements) > 1:
+            said += f" (and {len(sim.liar_disagreements) - 1} more positions)"
+    elif not differ:
+        said = "no log differs now"
+    return Verdict("KNOWN", category="liar's entry differs", diagnosis=said)
 
 
 # Command line -----------------------------------------------------------------------
@@ -857,7 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="the trace of every seed that failed")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line for the seeds that are OK")
-    var = parser.add_argument_group("var only (otherwise drawn from the seed)")
+    var = parser.add_argument_group("var and liars (otherwise drawn from the seed; --kinds: var only)")
     var.add_argument("--peers", type=int)
     var.add_argument("--topology", choices=["ring", "random", "full", "line"])
     var.add_argument("--adm", type=float, help="admission delay, seconds")
@@ -882,8 +1079,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
     given = {name: getattr(args, name) for name in VAR_ONLY if getattr(args, name) is not None}
-    if given and args.mode != "var":
-        parser.error(f"{', '.join('--' + n for n in given)}: var only")
+    if (given and args.mode not in ("var", "liars")) or ("kinds" in given and args.mode != "var"):
+        parser.error(f"{', '.join('--' + n for n in given)}: var and liars only (--kinds: var only)")
     knobs = VarKnobs(tc=args.tc, **given)
     # Every time the log's quick look says no position can become stable, the full
     # computation must agree (as in the tests, see tests/conftest.py).
@@ -925,6 +1122,8 @@ def explore(args: argparse.Namespace, seeds: Sequence[int], knobs: VarKnobs, giv
         if verdict.liveness:
             print(f"    not converged: {' '.join(verdict.liveness)}")
             print(f"    diagnosis: {verdict.category}: {verdict.diagnosis}")
+        elif verdict.diagnosis:
+            print(f"    {verdict.category}: {verdict.diagnosis}")
         for detail in verdict.details:
             print(f"    {detail}")
         if sim is not None and (args.verbose or verdict.status in ("SAFETY", "ERROR")):
@@ -933,7 +1132,7 @@ def explore(args: argparse.Namespace, seeds: Sequence[int], knobs: VarKnobs, giv
                 print(f"      {line}")
         sys.stdout.flush()
     wall = time.monotonic() - started
-    tally = ", ".join(f"{status} {counts.get(status, 0)}" for status in ("OK", "SAFETY", "LIVENESS", "ERROR"))
+    tally = ", ".join(f"{status} {counts.get(status, 0)}" for status in STATUSES)
     kinds = "; ".join(f"{c}: {' '.join(map(str, s))}" for c, s in sorted(categories.items()))
     knobs_given = " ".join(
         f"--{k}={','.join(v) if isinstance(v, tuple) else v}"

@@ -60,3 +60,23 @@ def test_a_leaving_peer_waits_until_its_entries_before_the_leave_reached_someone
     assert churn_explorer.main(["var", "1974"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["1974", "OK"], lines
+
+
+def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The liars generator: a member signs two versions of a line amid churn.
+
+    - 4: it is proven and removed everywhere, and every honest peer shows the same log.
+    - 7: the same, but two honest peers kept different versions of its line and called
+      them stable: the gap docs/equivocation.md describes, counted as KNOWN (the honest
+      members' entries are the same everywhere, in one order, or it would be SAFETY).
+    - 58: in a ring of four with fixed links, the proof's one frame to P2 was lost. P2,
+      without it, admitted the liar again after every removal (its neighbour), one change
+      after another for good, until a member holding the proof passed it on again when
+      it saw that admission."""
+    assert churn_explorer.main(["liars", "4", "7", "58"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    assert verdicts == {"4": "OK", "7": "KNOWN", "58": "OK"}
+    assert any("liar's entry differs: honest peers show different versions" in line for line in lines)
