@@ -431,27 +431,70 @@ class Run:
     """The room and the schedule drawn, in a line."""
 
 
-def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
-    """A wider generator than the tests': larger rooms, higher loss, bursts of events.
+@dataclass(frozen=True)
+class RoomChoices:
+    """What a generator draws a room from (each drawn in this order, one after another)."""
 
-    (The draws from the seed come in a fixed order: a seed names the same run as it
-    did in the explorations before this script.)"""
-    rng = random.Random(seed * 7919 + 17)
-    peers = knobs.peers if knobs.peers is not None else rng.choice([3, 4, 5, 6, 8, 10, 12])
-    topology = knobs.topology or rng.choice(["ring", "random", "full", "line"])
-    timeout = rng.choice([3.0, 5.0, 8.0])
-    adm = knobs.adm if knobs.adm is not None else rng.choice([0.0, 0.5, 1.0, 3.0])
+    peers: Sequence[int]
+    topologies: Sequence[str]
+    timeouts: Sequence[float]
+    """NodeConfig.member_timeout (and recent_window)."""
+    adms: Sequence[float]
+    """NodeConfig.admission_delay."""
+    losses: Sequence[float]
+    latencies: Sequence[float]
+    """The longest a frame takes (the shortest is 10 ms)."""
+    duplicates: Sequence[float]
+    reorders: Sequence[float]
+    tcs: Sequence[int]
+    """SimConfig.target_connections."""
+
+
+VAR_ROOMS = RoomChoices(
+    peers=(3, 4, 5, 6, 8, 10, 12),
+    topologies=("ring", "random", "full", "line"),
+    timeouts=(3.0, 5.0, 8.0),
+    adms=(0.0, 0.5, 1.0, 3.0),
+    losses=(0.0, 0.02, 0.05, 0.1),
+    latencies=(0.05, 0.2, 0.5),
+    duplicates=(0.0, 0.05, 0.1),
+    reorders=(0.0, 0.1, 0.2),
+    tcs=(0, 2, 3, 4),
+)
+LIAR_ROOMS = RoomChoices(
+    peers=(4, 5, 6, 8),
+    topologies=("ring", "random", "full"),
+    timeouts=(5.0, 8.0),
+    adms=(0.0, 1.0),
+    losses=(0.0, 0.02, 0.05),
+    latencies=(0.05, 0.2),
+    duplicates=(0.0, 0.05),
+    reorders=(0.0, 0.1),
+    tcs=(0, 2, 3),
+)
+
+
+def draw_room(
+    rng: random.Random, seed: int, knobs: VarKnobs, choices: RoomChoices, built: list[TracedSimulation]
+) -> tuple[TracedSimulation, str]:
+    """A simulated room drawn from ``choices`` (what ``knobs`` fixes is not drawn), and
+    the room in a few words. (The draws come in a fixed order: a seed names the same
+    run as it did in the explorations before.)"""
+    peers = knobs.peers if knobs.peers is not None else rng.choice(choices.peers)
+    topology = knobs.topology or rng.choice(choices.topologies)
+    timeout = rng.choice(choices.timeouts)
+    adm = knobs.adm if knobs.adm is not None else rng.choice(choices.adms)
     node = NodeConfig(member_timeout=timeout, recent_window=timeout, admission_delay=adm)
-    loss = knobs.loss if knobs.loss is not None else rng.choice([0.0, 0.02, 0.05, 0.1])
-    latency = (0.01, rng.choice([0.05, 0.2, 0.5]))
-    duplicate, reorder = rng.choice([0.0, 0.05, 0.1]), rng.choice([0.0, 0.1, 0.2])
-    tc = knobs.tc if knobs.tc is not None else rng.choice([0, 2, 3, 4])
+    loss = knobs.loss if knobs.loss is not None else rng.choice(choices.losses)
+    latency = rng.choice(choices.latencies)
+    duplicate, reorder = rng.choice(choices.duplicates), rng.choice(choices.reorders)
+    tc = knobs.tc if knobs.tc is not None else rng.choice(choices.tcs)
     config = SimConfig(
         peers=peers,
         topology=topology,
         seed=seed,
         node=node,
-        latency=latency,
+        latency=(0.01, latency),
         loss=loss,
         duplicate=duplicate,
         reorder=reorder,
@@ -459,6 +502,21 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     )
     sim = TracedSimulation(config)
     built.append(sim)
+    room = (
+        f"peers={peers} topo={topology} to={timeout} adm={adm} loss={loss} lat={latency} "
+        f"dup={duplicate} reo={reorder} tc={tc}"
+    )
+    return sim, room
+
+
+def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
+    """A wider generator than the tests': larger rooms, higher loss, bursts of events.
+
+    (The draws from the seed come in a fixed order: a seed names the same run as it
+    did in the explorations before this script.)"""
+    rng = random.Random(seed * 7919 + 17)
+    sim, room = draw_room(rng, seed, knobs, VAR_ROOMS, built)
+    peers, timeout = sim.config.peers, sim.config.node.member_timeout or 0.0
     drawn_events = rng.randint(1, 6)
     events = knobs.events if knobs.events is not None else drawn_events
     left: set[int] = set()
@@ -566,11 +624,7 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
         sim.send_at(1.0 + k * (horizon - 1.0) / knobs.lines, rng.randrange(peers), f"m{k}")
     end = max(when, horizon) + 10 * timeout + 40 + (peers > 6) * 20
     sim.run_until(end + knobs.extra)
-    description = (
-        f"peers={peers} topo={topology} to={timeout} adm={adm} loss={loss} lat={latency[1]} "
-        f"dup={duplicate} reo={reorder} tc={tc} plan={','.join(plan)}"
-    )
-    return Run(sim, description)
+    return Run(sim, f"{room} plan={','.join(plan)}")
 
 
 def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
@@ -578,28 +632,8 @@ def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     stamp backdated below the first), each version reaching some of its neighbours
     first, while honest members crash, quit or are split off; every member chats."""
     rng = random.Random(seed * 6151 + 29)
-    peers = knobs.peers if knobs.peers is not None else rng.choice([4, 5, 6, 8])
-    topology = knobs.topology or rng.choice(["ring", "random", "full"])
-    timeout = rng.choice([5.0, 8.0])
-    adm = knobs.adm if knobs.adm is not None else rng.choice([0.0, 1.0])
-    node = NodeConfig(member_timeout=timeout, recent_window=timeout, admission_delay=adm)
-    loss = knobs.loss if knobs.loss is not None else rng.choice([0.0, 0.02, 0.05])
-    latency = (0.01, rng.choice([0.05, 0.2]))
-    duplicate, reorder = rng.choice([0.0, 0.05]), rng.choice([0.0, 0.1])
-    tc = knobs.tc if knobs.tc is not None else rng.choice([0, 2, 3])
-    config = SimConfig(
-        peers=peers,
-        topology=topology,
-        seed=seed,
-        node=node,
-        latency=latency,
-        loss=loss,
-        duplicate=duplicate,
-        reorder=reorder,
-        target_connections=tc,
-    )
-    sim = TracedSimulation(config)
-    built.append(sim)
+    sim, room = draw_room(rng, seed, knobs, LIAR_ROOMS, built)
+    peers, timeout = sim.config.peers, sim.config.node.member_timeout or 0.0
     liar = rng.randrange(peers)
     sim.liars.add(sim.peers[liar].identity.sender_id)
     honest = [p for p in range(peers) if p != liar]
@@ -628,11 +662,7 @@ def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     for k in range(knobs.lines):
         sim.send_at(1.0 + k * (horizon - 1.0) / knobs.lines, rng.randrange(peers), f"m{k}")
     sim.run_until(horizon + 10 * timeout + 40 + knobs.extra)
-    description = (
-        f"peers={peers} topo={topology} to={timeout} adm={adm} loss={loss} lat={latency[1]} "
-        f"dup={duplicate} reo={reorder} tc={tc} plan={','.join(plan)} lies={sim.lies}"
-    )
-    return Run(sim, description)
+    return Run(sim, f"{room} plan={','.join(plan)} lies={sim.lies}")
 
 
 def _if_up(sim: Simulation, index: int, action: Callable[[int], None]) -> None:
