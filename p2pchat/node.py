@@ -1503,9 +1503,10 @@ class Node:
         for message, trusted in zip(messages, authentic, strict=True):
             self.stats.messages_in += 1
             receipt = self.log.receive(message, trusted=trusted, defer_stability=True)
-            events.extend(receipt.events)
-            # (A version that takes the place of a refused one is news, and a proof.)
-            evidence.extend(e for e in receipt.events if isinstance(e, Equivocation))
+            if receipt.events:
+                events.extend(receipt.events)
+                # (A version that takes the place of a refused one is news, and a proof.)
+                evidence.extend(e for e in receipt.events if isinstance(e, Equivocation))
             _note_held(neighbour.held, message.sender_id, message.seq, message.seq)
             if receipt.status is ReceiptStatus.NEW:
                 fresh.append(message)
@@ -1620,6 +1621,8 @@ class Node:
         to every neighbour, toward it: where the proof went once per link, one frame
         lost, or a link closed as it went, and that part of the room would admit the
         offender again after every removal, a change after a change, for good."""
+        if not self.offenders:
+            return []  # (the common case: no need to look at every event)
         admitted = {
             member
             for event in events
