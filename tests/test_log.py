@@ -1174,3 +1174,28 @@ def test_a_refused_version_is_proof_even_when_the_other_is_refused_too() -> None
     assert log.blocked_for(B.sender_id) is Refusal.FORGED_STAMP
     assert [(p.kept, p.rejected) for p in log.evidence] == [(second, first)]
     assert texts(log) == []
+
+
+@given(st.permutations(range(5)))
+def test_replicas_that_saw_a_refused_version_first_end_where_the_others_do(order: list[int]) -> None:
+    """B signs a refused version of its entry 1 and an honest one, then goes on (b2 on
+    the honest one); A replies to b1, C to b2 and a1. In any order of arrival, and
+    with each entry coming once more afterwards (as repair brings what a blocked chain
+    dropped), a replica ends with the log of one that never saw the refused version,
+    and with the proof against B."""
+    forged = make(B, 1, 5, text="too high")
+    honest = make(B, 1, 1, text="b1")
+    b2 = make(B, 2, 2, text="b2 goes on from b1")
+    a1 = make(A, 1, 2, {B.sender_id: 1}, text="a1 replies to b1")
+    c1 = make(C, 1, 3, {B.sender_id: 2, A.sender_id: 1}, text="c1 replies to b2 and a1")
+    entries = [forged, honest, b2, a1, c1]
+    clean = ROOM.log()
+    for message in entries[1:]:
+        clean.receive(message)
+    log = ROOM.log()
+    for index in [*order, *range(len(entries))]:
+        log.receive(entries[index])
+    assert [m.key for m in log] == [m.key for m in clean]
+    assert texts(log) == texts(clean) == [honest, a1, b2, c1]
+    assert log.held_count == 0 and not log.blocked_senders()
+    assert [(p.kept, p.rejected) for p in log.evidence] == [(honest, forged)]
