@@ -92,7 +92,8 @@ from types import ModuleType
 from unittest import mock
 
 import p2pchat.log
-from p2pchat.log import ClockLie, Decided, Delivered, Entombed, Equivocation, OrderedLog, Stable, Voided
+from p2pchat.evidence import offender_of
+from p2pchat.log import Decided, Delivered, Entombed, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import Node, NodeConfig, Output
@@ -728,7 +729,7 @@ def safety_problems(sim: TracedSimulation) -> list[str]:
     if sim.duplicates:
         problems.append(f"{sim.duplicates} entries delivered twice")
     for peer in honest_live(sim):
-        accused = {_offender(proof) for proof in peer.node.log.proofs} - sim.liars
+        accused = {offender_of(proof) for proof in peer.node.log.proofs} - sim.liars
         if accused:
             problems.append(f"P{peer.index} holds proofs of equivocation against {sim.names(accused)}")
     if sim.liars:
@@ -738,10 +739,6 @@ def safety_problems(sim: TracedSimulation) -> list[str]:
             if longer[: len(shorter)] != shorter:
                 problems.append(f"P{a} and P{b} hold different honest entries stable")
     return problems
-
-
-def _offender(proof: Equivocation | ClockLie) -> bytes:
-    return (proof.kept if isinstance(proof, Equivocation) else proof.message).sender_id
 
 
 def honest_live(sim: TracedSimulation) -> list[SimPeer]:
@@ -774,14 +771,14 @@ def liveness_problems(sim: TracedSimulation) -> list[str]:
     # Every liar some honest peer can prove, or whose lie shows (honest peers' logs
     # differ), must end proven and removed everywhere. (A lie may leave no trace: its
     # second version refused where it went, and gone with a crash before the first came.)
-    proven = {_offender(proof) for peer in live for proof in peer.node.log.proofs}
+    proven = {offender_of(proof) for peer in live for proof in peer.node.log.proofs}
     shows = len({_entries(sim, p, honest=False) for p in live}) > 1
     expected = sim.lied if shows else sim.lied & proven
     for peer in live:
         log = peer.node.log
         if expected & log.members:
             problems.append(f"liar member@P{peer.index}")
-        if expected - {_offender(proof) for proof in log.proofs}:
+        if expected - {offender_of(proof) for proof in log.proofs}:
             problems.append(f"no proof@P{peer.index}")
     for peer in live:
         log = peer.node.log
@@ -1036,8 +1033,6 @@ def known_gap(sim: TracedSimulation) -> Verdict | None:
         said += f", and reported them stable: {sim.liar_disagreements[0]}"
         if len(sim.liar_disagreements) > 1:
             said += f" (and {len(sim.liar_disagreements) - 1} more positions)"
-    elif not differ:
-        said = "no log differs now"
     return Verdict("KNOWN", category="liar's entry differs", diagnosis=said)
 
 
