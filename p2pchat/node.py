@@ -2392,7 +2392,9 @@ class Node:
 
         ``reason`` goes to the neighbour as it is, so it must read right there ("this
         peer ...", "you ..."); ``note``, the same in our words (see :class:`Close`), is
-        ``reason`` unless given, and gets the neighbour's short id in front."""
+        ``reason`` unless given, and gets the neighbour's short id in front once we know
+        it. (Not our connection number: the shell's log names the connection already,
+        and a failed dial, told to the user, names the URL.)"""
         neighbour.link.close()
         if note is None:
             note = reason
@@ -2400,8 +2402,9 @@ class Node:
             self._banned[neighbour.remote_id] = ban + self.config.ban_seconds
             banned = f" (banned for {self.config.ban_seconds:.0f} s)"
             reason, note = reason + banned, note + banned
-        who = short_id(neighbour.remote_id) if neighbour.remote_id else f"conn {neighbour.conn}"
-        return [Close(neighbour.conn, code, reason, f"{who}: {note}")]
+        if neighbour.remote_id is not None:
+            note = f"{short_id(neighbour.remote_id)}: {note}"
+        return [Close(neighbour.conn, code, reason, note)]
 
     def _send(self, conn: int, frame: bytes) -> Send:
         """A frame for ``conn`` (deflated if it is worth it; to be sealed by the shell,
