@@ -926,10 +926,7 @@ class OrderedLog:
         if isinstance(self._check(message, state), Refusal):
             events.append(Refused(message, Refusal.SENDER_BLOCKED))
             return Receipt(ReceiptStatus.REFUSED, tuple(events))
-        state.blocked = state.retry = state.refused = None
-        state.held[message.seq] = message
-        self._held_bytes += len(message.payload)
-        state.known = max(state.known, message.seq)
+        self._unblock(state, message)
         self._deliver_ready([message.sender_id], events)
         if not defer_stability:
             events.extend(self._advance_stability())
@@ -996,6 +993,15 @@ class OrderedLog:
         self._relabel_evidence(kept=version, given_up=waiting)
         events.extend((Equivocation(kept=version, rejected=waiting), Refused(waiting, Refusal.EQUIVOCATION)))
         return True
+
+    def _unblock(self, state: _Sender, message: Message) -> None:
+        """The author's chain, blocked by a refused entry, goes on from ``message`` (an
+        entry in its place, or the one refused, that passes the checks now): held, to be
+        delivered next."""
+        state.blocked = state.retry = state.refused = None
+        state.held[message.seq] = message
+        self._held_bytes += len(message.payload)
+        state.known = max(state.known, message.seq)
 
     def _hold_instead(self, state: _Sender, held: Message, version: Message) -> None:
         """Hold ``version`` where ``held``, another version of the same entry, was."""
@@ -1101,9 +1107,7 @@ class OrderedLog:
                 continue
             if message.seq != state.delivered + 1 or isinstance(self._check(message, state), Refusal):
                 continue
-            state.blocked = state.retry = state.refused = None
-            state.held[message.seq] = message
-            self._held_bytes += len(message.payload)
+            self._unblock(state, message)
             self._deliver_ready([sender_id], events)
 
     def restore_proofs(self, proofs: Iterable[Equivocation | ClockLie]) -> None:
