@@ -1062,6 +1062,10 @@ class Peer:
                         if _worth_preverifying(opened):
                             room_id = self.node.log.room_id or b""
                             await trio.to_thread.run_sync(_preverify_frame, opened, room_id)
+                        elif _stage_idle(receive):
+                            # Nothing ahead of it: handled here, a scheduling round sooner.
+                            self._process_frame(connection, opened)
+                            continue
                         await send.send(opened)
                 except ConnectionClosed as exc:
                     why = exc.reason
@@ -1077,9 +1081,12 @@ class Peer:
 
     async def _process(self, connection: _Connection, frames: trio.MemoryReceiveChannel[bytes]) -> None:
         async for plaintext in frames:
-            # Frames waiting for us prove the link alive, even while we are the slow side.
-            connection.last_heard = trio.current_time()
-            self._apply(self.node.receive_unsealed(connection.conn, plaintext, trio.current_time()))
+            self._process_frame(connection, plaintext)
+
+    def _process_frame(self, connection: _Connection, plaintext: bytes) -> None:
+        # Frames waiting for us prove the link alive, even while we are the slow side.
+        connection.last_heard = trio.current_time()
+        self._apply(self.node.receive_unsealed(connection.conn, plaintext, trio.current_time()))
 
     async def _watch_liveness(self, connection: _Connection, tasks: trio.Nursery) -> None:
         """Ping a quiet link; close it once nothing has arrived for ``liveness_timeout``.
@@ -1128,6 +1135,9 @@ class Peer:
                     # Room again: release more of a long transfer (see Node.drain).
                     room = self.config.send_queue_frames // 2 - queued
                     self._apply(self.node.drain(connection.conn, room, trio.current_time()))
+                elif not queued:
+                    # All written: what gathered meanwhile goes now (natural batching).
+                    self._apply(self.node.link_drained(connection.conn, trio.current_time()))
         except ConnectionClosed:
             return
         await close_quickly(connection.websocket, connection.close_code, connection.close_reason)
@@ -1138,6 +1148,13 @@ PREVERIFY_MIN_BYTES = 16 * 1024
 signatures checked ahead."""
 EXIT_PATIENCE = 2.0
 """Seconds a LEAVE or AWAY waits for a membership change we answered to end."""
+
+
+def _stage_idle(frames: trio.MemoryReceiveChannel[bytes]) -> bool:
+    """Whether the processing stage waits for a frame with none handed to it yet (a
+    frame handed to a waiting task leaves the count of waiting tasks at once)."""
+    statistics = frames.statistics()
+    return statistics.current_buffer_used == 0 and statistics.tasks_waiting_receive > 0
 
 
 def _worth_preverifying(frame: bytes) -> bool:
@@ -1280,7 +1297,9 @@ def load_node(
         log = OrderedLog(config.log)
     if store is not None and room_id is not None:
         store.use_room(room_id, "", now_ms)
-    node = Node(identity, name, log, config=config.node, wall_offset=time.time() - trio.current_time())
+    # (Our writers report when a link has written everything: see Peer._writer.)
+    node_config = replace(config.node, writes_reported=True)
+    node = Node(identity, name, log, config=node_config, wall_offset=time.time() - trio.current_time())
     # With peers to --join and no --room, the room last used is shown meanwhile, but we
     # enter the room of the peers we join, whichever it is.
     node.provisional_room = room is None and not found and room_id is not None
