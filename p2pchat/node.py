@@ -17,22 +17,19 @@ Gossip rules:
   IHAVE) on the links that are *lazy* for it. Queues are flushed as one PUSH
   frame per neighbour after ``batch_window`` seconds, or at once when
   ``max_batch`` messages are waiting, so a burst never costs a frame per
-  message; at once too on a link idle for a window, or (where the shell
-  reports its writes, ``writes_reported``) with nothing left to write. Ids
-  ride along with the next PUSH, or go on their own after ``lazy_window``.
-  Every link starts eager for every author. A message that comes a second time
-  in a PUSH, after a first copy that came in a PUSH on another link, shows a
-  redundant link: we ask its sender to push that author lazily (PRUNE, riding
-  with our next PUSH to it). Only that direction: the other one is the
-  neighbour's to prune. What is left eager converges to one spanning tree per
-  author along the fastest paths (one per author, as Riak's plumtree keeps
-  eager and lazy sets per root; a single shared tree would route every
-  author's messages through the middle of the tree, about twice as many hops
-  from a leaf). An announced message that has not come otherwise
-  ``graft_timeout`` after its IHAVE is pulled with GRAFT from the announcer,
-  which makes the link eager for its author again: a broken or slow tree
-  repairs itself. See Leitão, Pereira and Rodrigues, "Epidemic Broadcast
-  Trees" (SRDS 2007).
+  message; ids ride along with the next PUSH, or go on their own after
+  ``lazy_window``. Every link starts eager for every author. A message that
+  comes a second time in a PUSH, after a first copy that came in a PUSH on
+  another link, shows a redundant link: we ask its sender to push that author
+  lazily (PRUNE, riding with our next PUSH to it). Only that direction: the
+  other one is the neighbour's to prune. What is left eager converges to one
+  spanning tree per author along the fastest paths (one per author, as Riak's
+  plumtree keeps eager and lazy sets per root; a single shared tree would route
+  every author's messages through the middle of the tree, about twice as many
+  hops from a leaf). An announced message that has not come otherwise ``graft_timeout``
+  after its IHAVE is pulled with GRAFT from the announcer, which makes the link
+  eager for its author again: a broken or slow tree repairs itself. See Leitão,
+  Pereira and Rodrigues, "Epidemic Broadcast Trees" (SRDS 2007).
 * **Pull.** On connect (the heads in HELLO) and every ``anti_entropy_interval``
   with one random neighbour (HEADS with ``reply_wanted``), the receiver of the
   heads sends every message the other side lacks.
@@ -187,13 +184,6 @@ class NodeConfig:
     window, so that what arrives in the same burst (from several neighbours) rides in
     one frame. Worth it where a hop takes much longer than the window (the simulator's
     wide-area rooms); on a fast network it is latency for nothing."""
-    writes_reported: bool = False
-    """The shell tells the node when a link has written every frame handed to it
-    (:meth:`Node.link_drained`). A push to such a link then goes at once, even within
-    the window of the last one, and what gathered while the link was writing goes as
-    soon as it is done: batching then happens only where frames queue up, and costs a
-    quiet link no latency. (Without it, as in the simulator, which has no writer,
-    only the window decides.)"""
     lazy_push: bool = True
     """Prune redundant links to lazy push (Plumtree); False floods every message on every
     link for good (for comparison)."""
@@ -400,9 +390,6 @@ class _Neighbour:
     """Members of which its latest heads named an announcement older than the one we
     held ``announcement_grace`` before they came: the tree did not bring it ours."""
     last_flush: float = float("-inf")
-    writing: bool = False
-    """Frames handed to the shell for this link may not all be written yet (see
-    NodeConfig.writes_reported)."""
     heads_sent: tuple[Head, ...] | None = None
     heads_sent_at: float = float("-inf")
     links_sent_at: float = float("-inf")
@@ -1810,17 +1797,6 @@ class Node:
             outputs.append(self._send_heads(neighbour, now, reply_wanted=False))
         return outputs
 
-    def link_drained(self, conn: int, now: float) -> list[Output]:
-        """The shell has written every frame we gave it for ``conn`` (with
-        NodeConfig.writes_reported): what gathered meanwhile goes now, in one frame."""
-        neighbour = self._neighbours.get(conn)
-        if neighbour is None:
-            return []
-        neighbour.writing = False
-        if not neighbour.push or not neighbour.link.is_open or not neighbour.trusted:
-            return []
-        return self._flush(neighbour, now)
-
     def backlog(self, conn: int) -> int:
         """Messages still owed to ``conn``."""
         neighbour = self._neighbours.get(conn)
@@ -2114,11 +2090,8 @@ class Node:
             # Adaptive batching: a link that sent nothing for a whole window sends
             # almost at once (after batch_gather of the window: little added latency in
             # a quiet room); a busy one waits out the window so that a burst rides in
-            # one frame -- or, where the shell reports its writes, until it has written
-            # what it was given (see link_drained), whichever comes first.
-            idle = now - neighbour.last_flush >= self.config.batch_window or (
-                self.config.writes_reported and not neighbour.writing
-            )
+            # one frame.
+            idle = now - neighbour.last_flush >= self.config.batch_window
             gather = self.config.batch_window * self.config.batch_gather
             if (idle and gather <= 0) or len(neighbour.push) >= self.config.max_batch:
                 outputs.extend(self._flush(neighbour, now))
@@ -2436,9 +2409,6 @@ class Node:
     def _send(self, conn: int, frame: bytes) -> Send:
         """A frame for ``conn`` (deflated if it is worth it; to be sealed by the shell,
         see :class:`Send`)."""
-        neighbour = self._neighbours.get(conn)
-        if neighbour is not None:
-            neighbour.writing = True
         data = deflate_frame(frame)
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data) + SEAL_OVERHEAD  # what it will weigh on the wire

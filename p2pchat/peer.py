@@ -1135,9 +1135,6 @@ class Peer:
                     # Room again: release more of a long transfer (see Node.drain).
                     room = self.config.send_queue_frames // 2 - queued
                     self._apply(self.node.drain(connection.conn, room, trio.current_time()))
-                elif not queued:
-                    # All written: what gathered meanwhile goes now (natural batching).
-                    self._apply(self.node.link_drained(connection.conn, trio.current_time()))
         except ConnectionClosed:
             return
         await close_quickly(connection.websocket, connection.close_code, connection.close_reason)
@@ -1297,9 +1294,7 @@ def load_node(
         log = OrderedLog(config.log)
     if store is not None and room_id is not None:
         store.use_room(room_id, "", now_ms)
-    # (Our writers report when a link has written everything: see Peer._writer.)
-    node_config = replace(config.node, writes_reported=True)
-    node = Node(identity, name, log, config=node_config, wall_offset=time.time() - trio.current_time())
+    node = Node(identity, name, log, config=config.node, wall_offset=time.time() - trio.current_time())
     # With peers to --join and no --room, the room last used is shown meanwhile, but we
     # enter the room of the peers we join, whichever it is.
     node.provisional_room = room is None and not found and room_id is not None

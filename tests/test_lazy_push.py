@@ -349,29 +349,7 @@ def test_an_announcement_the_tree_did_not_bring_crosses_the_lazy_link() -> None:
     assert any(h.clock_lamport == held_by_b.clock_lamport for h in whole)
 
 
-def test_a_link_that_reports_its_writes_pushes_at_once_and_gathers_only_while_writing() -> None:
-    mesh = Mesh(2, {(A, B): 0.01}, replace(QUIET, batch_window=10.0, writes_reported=True))
-    mesh.run(1.0)
-    node, conn = mesh.nodes[A], mesh.conn(A, B)
-    mesh.apply(A, node.link_drained(conn, mesh.now))  # (the handshake's frames are written)
-    since = mesh.now
-    zero = mesh.send(A, "zero")
-    one = mesh.send(A, "one")
-    two = mesh.send(A, "two")
-    # "zero" went at once; "one" and "two" wait while the link writes it...
-    assert [pushed([f]) for f in mesh.frames_since(since, A, B)] == [{zero}]
-    # ...and go together once it is written, long before the window is over.
-    mesh.apply(A, node.link_drained(conn, mesh.now))
-    assert [pushed([f]) for f in mesh.frames_since(since, A, B)] == [{zero}, {one, two}]
-    mesh.apply(A, node.link_drained(conn, mesh.now))
-    # A link with nothing left to write sends at once, within the window of its last push.
-    three = mesh.send(A, "three")
-    assert [pushed([f]) for f in mesh.frames_since(since, A, B)] == [{zero}, {one, two}, {three}]
-    mesh.run(1.0)
-    assert {zero, one, two, three} <= mesh.delivered[B].keys()
-
-
-def test_without_reported_writes_pushes_within_the_window_wait_for_it() -> None:
+def test_a_push_within_the_window_of_the_last_one_waits_for_the_window_to_end() -> None:
     mesh = Mesh(2, {(A, B): 0.01}, replace(QUIET, batch_window=0.5))
     mesh.run(1.0)
     since = mesh.now

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
@@ -33,7 +34,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, Tex
 from p2pchat.identity import Identity
 from p2pchat.message import EntryKind, Message, MessageKey
 from p2pchat.node import NodeConfig
-from p2pchat.peer import NeighbourDown, Peer, PeerConfig, open_peer
+from p2pchat.peer import NeighbourDown, Peer, PeerConfig, _stage_idle, open_peer
 from p2pchat.protocol import LINK_RANDOMNESS, CloseCode, Link
 from p2pchat.store import Store
 from p2pchat.transport import dial, serve_websockets, url_of
@@ -419,6 +420,30 @@ async def test_store_keeps_identity_history_and_seq_across_restarts(tmp_path: Pa
 
 
 # trio-websocket pitfalls -----------------------------------------------------------------------
+
+
+async def test_the_reader_handles_a_frame_itself_only_while_the_processing_stage_waits_empty() -> None:
+    # A frame is handled by the reader task (sooner) only when nothing is ahead of it in
+    # the processing stage; the frame order relies on how trio hands values over.
+    send, receive = trio.open_memory_channel[bytes](2)
+    assert not _stage_idle(receive)  # (the stage has not started)
+    got: list[bytes] = []
+
+    async def stage() -> None:
+        async for frame in receive:
+            got.append(frame)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stage)
+        await trio.testing.wait_all_tasks_blocked()
+        assert _stage_idle(receive)
+        send.send_nowait(b"checked ahead")  # handed to the waiting stage, not taken yet
+        assert not _stage_idle(receive) and got == []
+        send.send_nowait(b"next")  # queued behind it
+        assert not _stage_idle(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [b"checked ahead", b"next"] and _stage_idle(receive)
+        send.close()
 
 
 async def test_pings_during_close_and_aborted_streams_do_not_kill_the_listener() -> None:
