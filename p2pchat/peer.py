@@ -1038,7 +1038,9 @@ class Peer:
         Two stages: this task takes frames off the socket, opens them (they are sealed
         once the handshake is done) and, for batches, checks their signatures on
         another core, while ``_process`` hands the previous frame to the node. Frames
-        stay in order; a frame is processed only after its check ran. The handshake
+        stay in order; a frame is processed only after its check ran. A frame too small
+        to check ahead, with none ahead of it in ``_process``, goes to the node from
+        here: one scheduling round sooner, at every hop (light load). The handshake
         frames are handled here, one at a time: until both HELLOs are in, there are no
         keys to open the next frame with.
         """
