@@ -1028,12 +1028,26 @@ def known_gap(sim: TracedSimulation) -> Verdict | None:
     differ = len({_entries(sim, p, honest=False) for p in live}) > 1
     if not differ and not sim.liar_disagreements:
         return None
-    said = "honest peers show different versions of the liar's entries"
+    how = _how_liar_entries_differ(sim, live)
+    said = f"honest peers show different versions of the liar's entries ({how})"
     if sim.liar_disagreements:
         said += f", and reported them stable: {sim.liar_disagreements[0]}"
         if len(sim.liar_disagreements) > 1:
             said += f" (and {len(sim.liar_disagreements) - 1} more positions)"
     return Verdict("KNOWN", category="liar's entry differs", diagnosis=said)
+
+
+def _how_liar_entries_differ(sim: TracedSimulation, live: Sequence[SimPeer]) -> str:
+    """How many of the liar's entries the honest peers show in two versions, and how many
+    some of them hold without a place (placeless: a stamp within a clock the liar
+    announced, see OrderedLog.placeless) where others show one."""
+    shown = [{m.id: m.signature for m in p.node.log if m.sender_id in sim.liars} for p in live]
+    versions = placeless = 0
+    for entry in set().union(*shown):
+        signatures = {view.get(entry) for view in shown}
+        versions += len(signatures - {None}) > 1
+        placeless += None in signatures
+    return f"{versions} in two versions, {placeless} without a place on some peers"
 
 
 # Command line -----------------------------------------------------------------------
