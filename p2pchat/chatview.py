@@ -190,6 +190,9 @@ class Entry:
     own: bool = False
     tentative: bool = False
     concurrent: bool = False
+    disputed: bool = False
+    """Its author is proven to have lied (two versions of a line, or a false clock): other
+    peers may show another version of it, or none."""
 
 
 def message_rows(entry: Entry, width: int) -> list[Row]:
@@ -216,6 +219,8 @@ def message_rows(entry: Entry, width: int) -> list[Row]:
     marks: Row = []
     if entry.concurrent:
         marks.append(("class:concurrent", " ∥"))
+    if entry.disputed:
+        marks.append(("class:disputed", " ≠"))
     if entry.tentative:
         marks.append(("class:tentative", "  ·"))
     if marks:

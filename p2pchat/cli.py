@@ -25,7 +25,7 @@ from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
 from .commands import Command, member_called, parse_line
 from .errors import WRITABLE, UserError, explain
-from .evidence import offence, offender_of
+from .evidence import disputed_from, offence, offender_of
 from .heap import freeze_startup_heap
 from .identity import short_id
 from .jsonlines import (
@@ -586,6 +586,8 @@ class _TextPrinter:
                 return
             message = event.message
             mark = " ∥" if event.concurrent else ""
+            if message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1):
+                mark += " ≠"  # (its author was caught lying: see p2pchat.evidence)
             when = iso_time(message.sent_at_ms)[11:19]
             # Other people's text never reaches the terminal raw: escapes shown, lines indented.
             head = f"[{when}] {printable(message.name)}: "
@@ -767,7 +769,13 @@ def print_log(data_dir: Path, room: str | None, *, as_json: bool) -> int:
         else:
             print(
                 log_line(
-                    index, message.lamport, obj["sent_at"], message.name, message.text, obj["concurrent"]
+                    index,
+                    message.lamport,
+                    obj["sent_at"],
+                    message.name,
+                    message.text,
+                    obj["concurrent"],
+                    disputed=obj.get("disputed", False),
                 )
             )
     _print_proofs(log, as_json=as_json)
@@ -786,12 +794,16 @@ def _print_proofs(log: OrderedLog, *, as_json: bool) -> None:
         print(f"    ! {who} ({short_id(offender)}) {offence(proof)}: proof kept, expelled")
 
 
-def log_line(index: int, lamport: int, sent_at: str, name: str, text: str, concurrent: bool) -> str:
+def log_line(
+    index: int, lamport: int, sent_at: str, name: str, text: str, concurrent: bool, *, disputed: bool = False
+) -> str:
     """One message of ``p2pchat log``: control characters escaped, lines of a
-    multi-line message indented under the first so the columns hold."""
+    multi-line message indented under the first so the columns hold; ∥ marks a line
+    written concurrently, ≠ one whose author was caught lying (others may show it
+    otherwise)."""
     head = f"{index:5d} L{lamport:<5d} {sent_at} {printable(name)}: "
     first, *rest = printable(text).split("\n")
-    mark = " ∥" if concurrent else ""
+    mark = (" ∥" if concurrent else "") + (" ≠" if disputed else "")
     indent = " " * (len(f"{index:5d} L{lamport:<5d} {sent_at} ") + 2)
     return "\n".join([head + first, *(indent + line for line in rest)]) + mark
 

@@ -38,6 +38,7 @@ __all__ = [
     "Proof",
     "ProofKind",
     "SignedProof",
+    "disputed_from",
     "first_per_offender",
     "offence",
     "offender_of",
@@ -93,6 +94,29 @@ def offence(proof: Proof) -> str:
         f"announced clock {promise.clock_lamport} after its entry {promise.clock_seq}, "
         f"then stamped its entry {message.seq} {message.lamport}"
     )
+
+
+def disputed_from(proofs: Iterable[Proof]) -> dict[bytes, int]:
+    """Per offender, the first of its seqs whose entries other peers may hold in another
+    version or place (the equivocation gap, docs/equivocation.md): its lines from there
+    on are not the same everywhere for certain, stable or not.
+
+    Two versions of an entry that go on from the same predecessor dispute that seq on;
+    from different predecessors, the fork is deeper, and how deep is not in the proof:
+    every entry of the offender. A clock lie disputes the entries past the head the
+    announcement named: a peer that relied on it holds them without a place, others
+    place them.
+    """
+    first: dict[bytes, int] = {}
+    for proof in proofs:
+        if isinstance(proof, Equivocation):
+            kept, rejected = proof.kept, proof.rejected
+            seq = kept.seq if kept.previous == rejected.previous else 1
+        else:
+            seq = proof.announcement.clock_seq + 1
+        offender = offender_of(proof)
+        first[offender] = min(seq, first.get(offender, seq))
+    return first
 
 
 def first_per_offender(proofs: Iterable[P]) -> list[P]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from .evidence import disputed_from
 from .log import ClockLie, Equivocation, OrderedLog
 from .message import EntryKind, Message, MessageId
 from .notices import membership_notice, reopened
@@ -137,8 +138,15 @@ def entry_object(
 ) -> dict[str, Any]:
     """A ``message`` event for a chat line, a ``member`` event for a membership entry."""
     if message.is_text:
-        return message_object(message, index=index, concurrent=concurrent, stable=stable)
-    obj = member_object(message, index=index, stable=stable)
+        obj = message_object(message, index=index, concurrent=concurrent, stable=stable)
+    else:
+        obj = member_object(message, index=index, stable=stable)
+    if message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1):
+        # (Only then: its author is proven to have lied, and other peers may show another
+        # version of this entry, or none; see docs/equivocation.md.)
+        obj["disputed"] = True
+    if message.is_text:
+        return obj
     obj["notice"] = membership_notice(log, message)
     decision = log.roster.decided_at(message.key)
     if decision is not None:
@@ -204,6 +212,7 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "seq": kept.seq,
                 "kept": kept.text,
                 "rejected": rejected.text,
+                "disputed_from": disputed_from([Equivocation(kept, rejected)])[kept.sender_id],
             }
         case ClockLieFound():
             message = event.message
@@ -217,6 +226,7 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "lamport": message.lamport,
                 # False where the promise was relied on: the entry is held without a place.
                 "shown": log.is_visible(message),
+                "disputed_from": event.announced_seq + 1,  # (see evidence.disputed_from)
             }
         case DialFailed():
             # retry_in: seconds until the next try, or null once the address is given up.

@@ -60,6 +60,7 @@ from .chatview import (
     wrap,
 )
 from .commands import member_called
+from .evidence import disputed_from, first_per_offender, offence, offender_of
 from .heap import freeze_startup_heap
 from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, Message
@@ -145,6 +146,7 @@ STYLE = Style.from_dict(
         "own": "bold ansigreen",
         "tentative": "#8a8a8a",
         "concurrent": "ansiyellow bold",
+        "disputed": "ansired bold",
         "notice": "ansicyan",
         "warning": "ansiyellow",
         "day": "#888888",
@@ -237,6 +239,8 @@ class ChatScreen:
     """Lines typed and not sent yet (before our admission, say): said at the exit."""
     said_offence: str | None = None
     """Our own offence, once said (see _proof_found)."""
+    offenders_told: set[bytes] = field(default_factory=set)
+    """Members whose proven offence we have explained (see _proof_found)."""
 
     # Names --------------------------------------------------------------------------------
     def learn_name(self, sender_id: bytes, name: str, seq: int | None = None) -> None:
@@ -296,12 +300,14 @@ class ChatScreen:
         new_day = previous is None or datetime.fromtimestamp(previous.sent_at_ms / 1000).date() != when.date()
         tentative = index >= log.stable_count
         concurrent = log.is_concurrent(message.id)
+        disputed = message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1)
         name = self.name_of(message.sender_id) if message.is_text else self._membership_text(log, message)
-        key = (message.id, width, tentative, concurrent, name, new_day)
+        key = (message.id, width, tentative, concurrent, disputed, name, new_day)
         rows = self._cache.get(key)
         if rows is None:
             if message.is_text:
-                entry = Entry(when, name, message.text, self._is_me(message.sender_id), tentative, concurrent)
+                own = self._is_me(message.sender_id)
+                entry = Entry(when, name, message.text, own, tentative, concurrent, disputed)
                 rows = message_rows(entry, width)
             elif name:  # a membership entry: a notice in its place ("* bob joined")
                 rows = self._membership_rows(name, when, tentative, width)
@@ -520,12 +526,22 @@ class ChatScreen:
                 self.redraw()
 
     def _proof_found(self, peer: Peer) -> None:
-        """Proof of a member's offence came: if it is ours, say what it means for us (the
-        removal that follows shows others' as a membership line)."""
+        """Proof of a member's offence came: if it is ours, say what it means for us; if
+        another's, what its ≠ marks mean (its removal follows as a membership line)."""
         own_offence = peer.node.own_offence()
         if own_offence is not None and own_offence != self.said_offence:
             self.said_offence = own_offence
             self.warn(f"! {own_offence}")
+        me = peer.node.identity.sender_id
+        for proof in first_per_offender(peer.log.proofs):
+            offender = offender_of(proof)
+            if offender == me or offender in self.offenders_told:
+                continue
+            self.offenders_told.add(offender)
+            self.warn(
+                f"! {self.name_of(offender)} {offence(proof)}: its lines marked ≠ may read "
+                "otherwise, or be missing, on other peers"
+            )
 
     def _delivered(self, peer: Peer, event: MessageDelivered) -> None:
         message = event.message

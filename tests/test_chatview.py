@@ -101,6 +101,8 @@ def test_a_long_line_wraps_at_words_with_a_hanging_indent() -> None:
 def test_marks_for_concurrent_and_tentative_follow_the_text() -> None:
     (row,) = texts(message_rows(Entry(WHEN, "bob", "hi", concurrent=True, tentative=True), 80))
     assert row == "09:30:05 bob: hi ∥  ·"
+    (row,) = texts(message_rows(Entry(WHEN, "bob", "hi", disputed=True, tentative=True), 80))
+    assert row == "09:30:05 bob: hi ≠  ·"  # (its author was caught lying)
 
 
 def test_a_narrow_screen_puts_the_text_below_the_name() -> None:

@@ -541,3 +541,28 @@ def test_membership_lines_wrap_within_the_screen() -> None:
         assert all(get_cwidth("".join(piece for _, piece in row)) <= width for row in rows), (width, rows)
         shown = " ".join("".join(piece for _, piece in row) for row in rows).split()
         assert shown == ["04:05:06", "*", *text.split(), "·"]  # (nothing lost, no word cut)
+
+
+def test_a_proven_liars_lines_carry_a_mark_and_a_notice_says_what_it_means() -> None:
+    from types import SimpleNamespace
+
+    from test_membership import PEOPLE, bob_equivocates, three_members
+
+    from p2pchat.tui import ChatScreen
+
+    mesh = three_members()
+    genuine = bob_equivocates(mesh)
+    mesh.run(4.0)
+    alice = mesh.nodes[0]
+    screen = ChatScreen(peer=SimpleNamespace(node=alice, log=alice.log))  # type: ignore[arg-type]
+    for message in alice.log:
+        screen.learn_name(message.sender_id, message.name, message.seq)
+    screen._proof_found(screen.peer)  # type: ignore[arg-type]
+    screen._proof_found(screen.peer)  # type: ignore[arg-type]  # (said once)
+    told = [n.text for n in screen.notices if "≠" in n.text]
+    said = f"! bob signed two versions of its entry {genuine.seq}: its lines marked ≠ may read otherwise"
+    assert told == [f"{said}, or be missing, on other peers"]
+    for index, message in enumerate(alice.log):
+        if message.is_text:
+            shown = "".join(piece for row in screen.rows_of(index, 80) for _, piece in row)
+            assert ("≠" in shown) == (message.sender_id == PEOPLE[1].sender_id), shown

@@ -372,6 +372,31 @@ def test_a_room_of_100000_messages_renders_only_what_is_on_screen(
     assert page.locator(".row").count() < 100
 
 
+def test_a_proven_liars_lines_are_marked_from_the_first_that_may_differ(
+    spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
+) -> None:
+    alice = web_peer(spawn, "alice")
+    page = open_page(alice.ready["web"])
+    page.evaluate(
+        """() => {
+            const sender = "e".repeat(64);
+            const line = (seq) => ({event: "message", sender, name: "erin", seq, lamport: seq,
+                                    text: `line ${seq}`, sent_at: "2026-01-01T00:00:00.000Z",
+                                    index: seq - 1, concurrent: false, stable: true, deps: {}});
+            window.p2pchat.receive([line(1), line(2)]);
+            window.p2pchat.receive([{event: "equivocation", sender, name: "erin", seq: 2,
+                                     kept: "line 2", rejected: "other 2", disputed_from: 2}]);
+            window.p2pchat.receive([line(3)]);
+        }"""
+    )
+    for text in ("line 2", "line 3"):
+        expect(row_with(page, text).locator(".mark.disputed")).to_have_text("≠")
+    expect(row_with(page, "line 1")).to_be_visible()
+    assert row_with(page, "line 1").locator(".mark.disputed").count() == 0
+    said = "erin signed two versions of its entry 2: its lines marked ≠"
+    expect(page.locator("#errors")).to_contain_text(said)
+
+
 def test_the_demo_page_draws_every_message_and_arrow_of_a_seeded_run(browser: Any, tmp_path: Path) -> None:
     peers, messages = 3, 3
     demo = subprocess.Popen(

@@ -103,6 +103,11 @@ function drawRow(row, index, now) {
       }
       element.append(mark);
     }
+    if (row.disputed) {
+      const mark = span("mark disputed", "≠");
+      mark.title = "its author was caught lying: other peers may show this line otherwise, or not at all";
+      element.append(mark);
+    }
     element.append(span("stamp", `L${row.lamport}`));
   }
   return element;

@@ -14,6 +14,7 @@ export function createRoom() {
     members: new Map(), // peer_id -> {peer_id, name, state, by, lastSentAt, holding}
     status: null,
     errors: [],
+    liars: new Map(), // peer_id -> the first of its seqs that other peers may show otherwise
     version: 0, // bumped on every change, so the view knows to redraw
   };
 }
@@ -31,6 +32,7 @@ function reset(room) {
   room.byId = new Map();
   room.stableCount = 0;
   room.members = new Map();
+  room.liars = new Map();
 }
 
 function insertRow(room, row, index, now, replayed) {
@@ -64,6 +66,16 @@ function decided(room, joined, removed, by) {
   for (const r of removed || []) member(room, r.peer_id).state = "removed";
 }
 
+function disputed(room, obj, offence) {
+  for (const row of room.rows) {
+    if (row.kind === "message" && row.sender === obj.sender && row.seq >= obj.disputed_from) row.disputed = true;
+  }
+  if (!room.liars.has(obj.sender)) {
+    room.liars.set(obj.sender, obj.disputed_from);
+    room.errors.push(`${obj.name} ${offence}: its lines marked ≠ may read otherwise, or be missing, on other peers`);
+  }
+}
+
 const APPLY = {
   ready(room, obj) {
     reset(room);
@@ -79,8 +91,11 @@ const APPLY = {
       text: obj.text,
       sentAt: obj.sent_at,
       concurrent: Boolean(obj.concurrent),
+      disputed: Boolean(obj.disputed),
       deps: obj.deps || null,
     };
+    const from = room.liars.get(obj.sender);
+    if (from !== undefined && obj.seq >= from) row.disputed = true;
     insertRow(room, row, obj.index, now, Boolean(obj.replayed));
     noteStable(room, obj.index, obj.stable);
     const who = member(room, obj.sender);
@@ -123,6 +138,14 @@ const APPLY = {
   },
   stable(room, obj) {
     if (obj.count > room.stableCount) room.stableCount = obj.count;
+  },
+  // Proof that a member lied: its entries from `disputed_from` on may read otherwise,
+  // or be missing, on other peers (see docs/equivocation.md). The room removes it.
+  equivocation(room, obj) {
+    disputed(room, obj, `signed two versions of its entry ${obj.seq}`);
+  },
+  clock_lie(room, obj) {
+    disputed(room, obj, `announced clock ${obj.announced_clock} after its entry ${obj.announced_seq}, then stamped its entry ${obj.seq} ${obj.lamport}`);
   },
   concurrent(room, obj) {
     for (const { sender, seq } of obj.messages) {
