@@ -34,7 +34,9 @@ Each seed prints one line:
   trace (faults, membership entries, decisions) follow the line.
 * ``KNOWN`` -- (``liars``) as OK, the liar proven and removed everywhere, but honest
   peers kept different versions of its line, and may have called them stable: the gap
-  docs/equivocation.md describes, not yet closed.
+  docs/equivocation.md describes, not yet closed. Each of them must show such a line
+  marked disputed (its author proven to have lied, see evidence.offenders): one shown
+  without the mark is SAFETY.
 * ``LIVENESS`` -- the run ended without converging (with a liar: the honest peers on
   the honest members' entries, every honest peer holding the proof, the liar no
   member): what did not converge, and a
@@ -92,7 +94,7 @@ from types import ModuleType
 from unittest import mock
 
 import p2pchat.log
-from p2pchat.evidence import offender_of
+from p2pchat.evidence import offender_of, offenders
 from p2pchat.log import Decided, Delivered, Entombed, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
@@ -1028,6 +1030,11 @@ def known_gap(sim: TracedSimulation) -> Verdict | None:
     differ = len({_entries(sim, p, honest=False) for p in live}) > 1
     if not differ and not sim.liar_disagreements:
         return None
+    unmarked = _unmarked_differences(sim, live)
+    if unmarked:
+        # (The peers cannot agree on these lines yet, but each must say so: see
+        # evidence.offenders.)
+        return Verdict("SAFETY", unmarked, details=[f"state: {state(sim)}"])
     how = _how_liar_entries_differ(sim, live)
     said = f"honest peers show different versions of the liar's entries ({how})"
     if sim.liar_disagreements:
@@ -1035,6 +1042,20 @@ def known_gap(sim: TracedSimulation) -> Verdict | None:
         if len(sim.liar_disagreements) > 1:
             said += f" (and {len(sim.liar_disagreements) - 1} more positions)"
     return Verdict("KNOWN", category="liar's entry differs", diagnosis=said)
+
+
+def _unmarked_differences(sim: TracedSimulation, live: Sequence[SimPeer]) -> list[str]:
+    """An entry of the liar that the honest peers show differently (or not all), shown
+    by one of them without the disputed mark (see jsonlines.entry_object)."""
+    shown = [{m.id: m.signature for m in p.node.log if m.sender_id in sim.liars} for p in live]
+    differ = {entry for entry in set().union(*shown) if len({view.get(entry) for view in shown}) > 1}
+    problems = []
+    for peer, view in zip(live, shown, strict=True):
+        marked = offenders(peer.node.log.proofs)
+        for entry in sorted(differ & view.keys()):
+            if entry.sender_id not in marked:
+                problems.append(f"P{peer.index} shows {entry} without the disputed mark; others otherwise")
+    return problems
 
 
 def _how_liar_entries_differ(sim: TracedSimulation, live: Sequence[SimPeer]) -> str:

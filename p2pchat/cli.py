@@ -25,7 +25,7 @@ from .arguments import number, whole_number
 from .chatview import dial_failure_text, name_problem, printable
 from .commands import Command, member_called, parse_line
 from .errors import WRITABLE, UserError, explain
-from .evidence import disputed_from, offence, offender_of
+from .evidence import offence, offender_of, offenders
 from .heap import freeze_startup_heap
 from .identity import short_id
 from .jsonlines import (
@@ -586,7 +586,7 @@ class _TextPrinter:
                 return
             message = event.message
             mark = " ∥" if event.concurrent else ""
-            if message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1):
+            if message.sender_id in offenders(log.proofs):
                 mark += " ≠"  # (its author was caught lying: see p2pchat.evidence)
             when = iso_time(message.sent_at_ms)[11:19]
             # Other people's text never reaches the terminal raw: escapes shown, lines indented.

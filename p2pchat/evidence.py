@@ -38,10 +38,10 @@ __all__ = [
     "Proof",
     "ProofKind",
     "SignedProof",
-    "disputed_from",
     "first_per_offender",
     "offence",
     "offender_of",
+    "offenders",
     "proof_from",
     "signed_proof",
 ]
@@ -96,27 +96,17 @@ def offence(proof: Proof) -> str:
     )
 
 
-def disputed_from(proofs: Iterable[Proof]) -> dict[bytes, int]:
-    """Per offender, the first of its seqs whose entries other peers may hold in another
-    version or place (the equivocation gap, docs/equivocation.md): its lines from there
-    on are not the same everywhere for certain, stable or not.
+def offenders(proofs: Iterable[Proof]) -> frozenset[bytes]:
+    """The members ``proofs`` prove to have lied: every entry of theirs is disputed, as
+    other peers may hold it in another version, or without a place, or not at all (the
+    equivocation gap, docs/equivocation.md), stable or not.
 
-    Two versions of an entry that go on from the same predecessor dispute that seq on;
-    from different predecessors, the fork is deeper, and how deep is not in the proof:
-    every entry of the offender. A clock lie disputes the entries past the head the
-    announcement named: a peer that relied on it holds them without a place, others
-    place them.
+    Every entry, not only those from the seq a proof names: a link carries one proof
+    per offender and kind (the first found, see first_per_offender), so the lowest
+    seq at which the offender's versions part is not known here; and one that signed
+    two versions of a seq from two predecessors forked lower still.
     """
-    first: dict[bytes, int] = {}
-    for proof in proofs:
-        if isinstance(proof, Equivocation):
-            kept, rejected = proof.kept, proof.rejected
-            seq = kept.seq if kept.previous == rejected.previous else 1
-        else:
-            seq = proof.announcement.clock_seq + 1
-        offender = offender_of(proof)
-        first[offender] = min(seq, first.get(offender, seq))
-    return first
+    return frozenset(offender_of(proof) for proof in proofs)
 
 
 def first_per_offender(proofs: Iterable[P]) -> list[P]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from .evidence import disputed_from
+from .evidence import offenders
 from .log import ClockLie, Equivocation, OrderedLog
 from .message import EntryKind, Message, MessageId
 from .notices import membership_notice, reopened
@@ -141,9 +141,9 @@ def entry_object(
         obj = message_object(message, index=index, concurrent=concurrent, stable=stable)
     else:
         obj = member_object(message, index=index, stable=stable)
-    if message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1):
+    if message.sender_id in offenders(log.proofs):
         # (Only then: its author is proven to have lied, and other peers may show another
-        # version of this entry, or none; see docs/equivocation.md.)
+        # version of this entry, or none; see evidence.offenders.)
         obj["disputed"] = True
     if message.is_text:
         return obj
@@ -212,7 +212,6 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "seq": kept.seq,
                 "kept": kept.text,
                 "rejected": rejected.text,
-                "disputed_from": disputed_from([Equivocation(kept, rejected)])[kept.sender_id],
             }
         case ClockLieFound():
             message = event.message
@@ -226,7 +225,6 @@ def peer_event_object(event: PeerEvent, log: OrderedLog) -> dict[str, Any]:
                 "lamport": message.lamport,
                 # False where the promise was relied on: the entry is held without a place.
                 "shown": log.is_visible(message),
-                "disputed_from": event.announced_seq + 1,  # (see evidence.disputed_from)
             }
         case DialFailed():
             # retry_in: seconds until the next try, or null once the address is given up.

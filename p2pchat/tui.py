@@ -60,7 +60,7 @@ from .chatview import (
     wrap,
 )
 from .commands import member_called
-from .evidence import disputed_from, first_per_offender, offence, offender_of
+from .evidence import first_per_offender, offence, offender_of, offenders
 from .heap import freeze_startup_heap
 from .log import NotAMember, OrderedLog, OwnHistoryIncomplete
 from .message import MAX_TEXT_BYTES, Message
@@ -300,7 +300,7 @@ class ChatScreen:
         new_day = previous is None or datetime.fromtimestamp(previous.sent_at_ms / 1000).date() != when.date()
         tentative = index >= log.stable_count
         concurrent = log.is_concurrent(message.id)
-        disputed = message.seq >= disputed_from(log.proofs).get(message.sender_id, message.seq + 1)
+        disputed = message.sender_id in offenders(log.proofs)
         name = self.name_of(message.sender_id) if message.is_text else self._membership_text(log, message)
         key = (message.id, width, tentative, concurrent, disputed, name, new_day)
         rows = self._cache.get(key)

@@ -50,13 +50,13 @@ from p2pchat.evidence import (
     Proof,
     ProofKind,
     SignedProof,
-    disputed_from,
     offence,
+    offenders,
     proof_from,
     signed_proof,
 )
 from p2pchat.identity import Identity
-from p2pchat.jsonlines import logged_message_object, peer_event_object, proof_event
+from p2pchat.jsonlines import logged_message_object
 from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
 from p2pchat.message import Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node
@@ -102,20 +102,9 @@ def test_a_proof_comes_back_from_its_signed_bytes(make: Callable[[], Proof]) -> 
     assert offence(back) == offence(proof)
 
 
-def test_the_lines_a_proof_disputes_start_where_the_peers_may_differ() -> None:
-    assert disputed_from([]) == {}
-    assert disputed_from([equivocation(), clock_lie()]) == {B.sender_id: 1}
-    one = ROOM.make(B, 1, 1)
-    same_predecessor = Equivocation(ROOM.make(B, 2, 2, text="yes"), ROOM.make(B, 2, 2, text="no"))
-    assert disputed_from([same_predecessor]) == {B.sender_id: 2}
-    # Versions going on from different predecessors: the fork is deeper than the proof.
-    elsewhere = ROOM.make(B, 2, 2, text="no", previous=bytes(len(one.entry_hash())))
-    assert disputed_from([Equivocation(ROOM.make(B, 2, 2, text="yes"), elsewhere)]) == {B.sender_id: 1}
-    # A clock lie disputes what follows the head its announcement named.
-    promise = Head.announce(B, 3, 3, ROOM.base + 9, {A.sender_id: 1}, 1_234, room_id=ROOM.room_id)
-    late = ClockLie(promise, ROOM.make(B, 4, 5))
-    assert disputed_from([late]) == {B.sender_id: 4}
-    assert disputed_from([late, same_predecessor]) == {B.sender_id: 2}
+def test_every_member_a_proof_holds_against_is_an_offender() -> None:
+    assert offenders([]) == frozenset()
+    assert offenders([equivocation(), clock_lie()]) == {B.sender_id}
 
 
 @pytest.mark.parametrize("lie", ["equivocation", "clock"])
@@ -133,13 +122,12 @@ def test_the_json_output_flags_the_liars_lines_that_other_peers_may_show_otherwi
         flags = {
             (m.sender_id, m.seq): logged_message_object(log, i).get("disputed") for i, m in enumerate(log)
         }
-        assert flags[(bob, 1)] is None  # (bob's answer to the founding, before the lie)
+        # Every line of bob's (where its versions part is not known for certain), no other.
+        assert flags[(bob, 1)] is True
         assert all(flag is None for (sender, _), flag in flags.items() if sender != bob)
         if log.is_visible(disputed):
             assert flags[(bob, disputed.seq)] is True
             shown += 1
-        (event,) = [peer_event_object(proof_event(proof), log) for proof in log.proofs]
-        assert event["disputed_from"] == disputed.seq
     assert shown
 
 
@@ -540,18 +528,22 @@ async def test_an_equivocator_is_still_refused_after_the_victim_restarts(
         "seq": 2,
         "kept": "first 2",
         "rejected": "second 2",
-        "disputed_from": 2,
     }
-    # Its lines from the one it signed twice on are flagged: other peers may show them otherwise.
-    lines = {o["seq"]: o.get("disputed") for o in shown if o["event"] == "message" and o["name"] == "mallory"}
-    assert lines[1] is None and lines[2] is True, lines
+    # Its lines are flagged: other peers may show them otherwise. Nobody else's are.
+    flags = {(o["name"], o["seq"]): o.get("disputed") for o in shown if o["event"] == "message"}
+    assert {key: flag for key, flag in flags.items() if key[0] == "mallory"} == {
+        ("mallory", 1): True,
+        ("mallory", 2): True,
+    }
+    assert not any(flag for key, flag in flags.items() if key[0] != "mallory"), flags
     assert main(["log", "--data", str(data)]) == 0
     printed = capsys.readouterr().out.splitlines()
     who = f"mallory ({mallory.id.hex()[:8]})"
     assert printed[-1] == f"    ! {who} signed two versions of its entry 2: proof kept, expelled"
     (line_1,) = [line for line in printed if "mallory: first 1" in line]
     (line_2,) = [line for line in printed if "mallory: first 2" in line]
-    assert line_2.endswith(" ≠") and not line_1.endswith(" ≠"), (line_1, line_2)
+    assert line_1.endswith(" ≠") and line_2.endswith(" ≠"), (line_1, line_2)
+    assert not [line for line in printed if line.endswith(" ≠") and "mallory:" not in line]
 
 
 def stored_proofs(data: Path) -> int:

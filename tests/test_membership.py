@@ -751,7 +751,6 @@ def test_a_member_that_breaks_a_clock_promise_is_removed_on_the_proof() -> None:
         "seq": low.seq,
         "lamport": low.lamport,
         "shown": False,
-        "disputed_from": promise.clock_seq + 1,
     }
 
 

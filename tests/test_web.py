@@ -372,7 +372,7 @@ def test_a_room_of_100000_messages_renders_only_what_is_on_screen(
     assert page.locator(".row").count() < 100
 
 
-def test_a_proven_liars_lines_are_marked_from_the_first_that_may_differ(
+def test_a_proven_liars_lines_are_marked_before_and_after_the_proof_came(
     spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
 ) -> None:
     alice = web_peer(spawn, "alice")
@@ -383,16 +383,17 @@ def test_a_proven_liars_lines_are_marked_from_the_first_that_may_differ(
             const line = (seq) => ({event: "message", sender, name: "erin", seq, lamport: seq,
                                     text: `line ${seq}`, sent_at: "2026-01-01T00:00:00.000Z",
                                     index: seq - 1, concurrent: false, stable: true, deps: {}});
-            window.p2pchat.receive([line(1), line(2)]);
+            const other = {...line(1), sender: "f".repeat(64), name: "frank", text: "frank's", index: 1};
+            window.p2pchat.receive([line(1), other]);
             window.p2pchat.receive([{event: "equivocation", sender, name: "erin", seq: 2,
-                                     kept: "line 2", rejected: "other 2", disputed_from: 2}]);
-            window.p2pchat.receive([line(3)]);
+                                     kept: "line 2", rejected: "other 2"}]);
+            window.p2pchat.receive([{...line(2), index: 2}]);
         }"""
     )
-    for text in ("line 2", "line 3"):
+    for text in ("line 1", "line 2"):  # (shown before the proof came, and after)
         expect(row_with(page, text).locator(".mark.disputed")).to_have_text("≠")
-    expect(row_with(page, "line 1")).to_be_visible()
-    assert row_with(page, "line 1").locator(".mark.disputed").count() == 0
+    expect(row_with(page, "frank's")).to_be_visible()
+    assert row_with(page, "frank's").locator(".mark.disputed").count() == 0
     said = "erin signed two versions of its entry 2: its lines marked ≠"
     expect(page.locator("#errors")).to_contain_text(said)
 

@@ -14,7 +14,7 @@ export function createRoom() {
     members: new Map(), // peer_id -> {peer_id, name, state, by, lastSentAt, holding}
     status: null,
     errors: [],
-    liars: new Map(), // peer_id -> the first of its seqs that other peers may show otherwise
+    liars: new Set(), // peer_ids proven to have lied: other peers may show their lines otherwise
     version: 0, // bumped on every change, so the view knows to redraw
   };
 }
@@ -32,7 +32,7 @@ function reset(room) {
   room.byId = new Map();
   room.stableCount = 0;
   room.members = new Map();
-  room.liars = new Map();
+  room.liars = new Set();
 }
 
 function insertRow(room, row, index, now, replayed) {
@@ -68,10 +68,10 @@ function decided(room, joined, removed, by) {
 
 function disputed(room, obj, offence) {
   for (const row of room.rows) {
-    if (row.kind === "message" && row.sender === obj.sender && row.seq >= obj.disputed_from) row.disputed = true;
+    if (row.kind === "message" && row.sender === obj.sender) row.disputed = true;
   }
   if (!room.liars.has(obj.sender)) {
-    room.liars.set(obj.sender, obj.disputed_from);
+    room.liars.add(obj.sender);
     room.errors.push(`${obj.name} ${offence}: its lines marked ≠ may read otherwise, or be missing, on other peers`);
   }
 }
@@ -94,8 +94,7 @@ const APPLY = {
       disputed: Boolean(obj.disputed),
       deps: obj.deps || null,
     };
-    const from = room.liars.get(obj.sender);
-    if (from !== undefined && obj.seq >= from) row.disputed = true;
+    if (room.liars.has(obj.sender)) row.disputed = true;
     insertRow(room, row, obj.index, now, Boolean(obj.replayed));
     noteStable(room, obj.index, obj.stable);
     const who = member(room, obj.sender);
@@ -139,8 +138,8 @@ const APPLY = {
   stable(room, obj) {
     if (obj.count > room.stableCount) room.stableCount = obj.count;
   },
-  // Proof that a member lied: its entries from `disputed_from` on may read otherwise,
-  // or be missing, on other peers (see docs/equivocation.md). The room removes it.
+  // Proof that a member lied: its lines may read otherwise, or be missing, on other
+  // peers (see docs/equivocation.md). The room removes it.
   equivocation(room, obj) {
     disputed(room, obj, `signed two versions of its entry ${obj.seq}`);
   },
