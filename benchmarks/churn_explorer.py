@@ -1044,10 +1044,15 @@ def known_gap(sim: TracedSimulation) -> Verdict | None:
     return Verdict("KNOWN", category="liar's entry differs", diagnosis=said)
 
 
+def _liar_entries(sim: TracedSimulation, live: Sequence[SimPeer]) -> list[dict[MessageId, bytes]]:
+    """Per peer of ``live``, the liar's entries its log shows: their signatures by id."""
+    return [{m.id: m.signature for m in p.node.log if m.sender_id in sim.liars} for p in live]
+
+
 def _unmarked_differences(sim: TracedSimulation, live: Sequence[SimPeer]) -> list[str]:
     """An entry of the liar that the honest peers show differently (or not all), shown
     by one of them without the disputed mark (see jsonlines.entry_object)."""
-    shown = [{m.id: m.signature for m in p.node.log if m.sender_id in sim.liars} for p in live]
+    shown = _liar_entries(sim, live)
     differ = {entry for entry in set().union(*shown) if len({view.get(entry) for view in shown}) > 1}
     problems = []
     for peer, view in zip(live, shown, strict=True):
@@ -1062,7 +1067,7 @@ def _how_liar_entries_differ(sim: TracedSimulation, live: Sequence[SimPeer]) -> 
     """How many of the liar's entries the honest peers show in two versions, and how many
     some of them hold without a place (placeless: a stamp within a clock the liar
     announced, see OrderedLog.placeless) where others show one."""
-    shown = [{m.id: m.signature for m in p.node.log if m.sender_id in sim.liars} for p in live]
+    shown = _liar_entries(sim, live)
     versions = placeless = 0
     for entry in set().union(*shown):
         signatures = {view.get(entry) for view in shown}

@@ -106,6 +106,14 @@ def web_peer(spawn: Callable[..., ChatProcess], name: str, *extra: str) -> ChatP
     return peer
 
 
+def fed_page(spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page], script: str) -> Page:
+    """The page of a fresh peer, after ``script`` (run in the page) fed it objects of the
+    ``chat --json`` contract through window.p2pchat.receive."""
+    page = open_page(web_peer(spawn, "alice").ready["web"])
+    page.evaluate(script)
+    return page
+
+
 def type_message(page: Page, text: str) -> None:
     page.fill("#text", text)
     page.press("#text", "Enter")
@@ -351,9 +359,9 @@ def test_membership_lines_and_the_member_list(
 def test_a_room_of_100000_messages_renders_only_what_is_on_screen(
     spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
 ) -> None:
-    alice = web_peer(spawn, "alice")
-    page = open_page(alice.ready["web"])
-    page.evaluate(
+    page = fed_page(
+        spawn,
+        open_page,
         """() => {
             const sender = "e".repeat(64);
             const objects = [];
@@ -363,7 +371,7 @@ def test_a_room_of_100000_messages_renders_only_what_is_on_screen(
                               concurrent: false, stable: true, deps: {}, replayed: true});
             }
             window.p2pchat.receive(objects);
-        }"""
+        }""",
     )
     expect(page.locator(".row.message").last.locator(".text")).to_have_text("line 99999")
     assert page.locator(".row").count() < 100
@@ -375,9 +383,9 @@ def test_a_room_of_100000_messages_renders_only_what_is_on_screen(
 def test_a_proven_liars_lines_are_marked_before_and_after_the_proof_came(
     spawn: Callable[..., ChatProcess], open_page: Callable[[str], Page]
 ) -> None:
-    alice = web_peer(spawn, "alice")
-    page = open_page(alice.ready["web"])
-    page.evaluate(
+    page = fed_page(
+        spawn,
+        open_page,
         """() => {
             const sender = "e".repeat(64);
             const line = (seq) => ({event: "message", sender, name: "erin", seq, lamport: seq,
@@ -388,7 +396,7 @@ def test_a_proven_liars_lines_are_marked_before_and_after_the_proof_came(
             window.p2pchat.receive([{event: "equivocation", sender, name: "erin", seq: 2,
                                      kept: "line 2", rejected: "other 2"}]);
             window.p2pchat.receive([{...line(2), index: 2}]);
-        }"""
+        }""",
     )
     for text in ("line 1", "line 2"):  # (shown before the proof came, and after)
         expect(row_with(page, text).locator(".mark.disputed")).to_have_text("≠")
