@@ -1059,7 +1059,8 @@ def _unmarked_differences(sim: TracedSimulation, live: Sequence[SimPeer]) -> lis
         marked = offenders(peer.node.log.proofs)
         for entry in sorted(differ & view.keys()):
             if entry.sender_id not in marked:
-                problems.append(f"P{peer.index} shows {entry} without the disputed mark; others otherwise")
+                what = f"{sim.name(entry.sender_id)}#{entry.seq}"
+                problems.append(f"P{peer.index} shows {what} without the disputed mark; others otherwise")
     return problems
 
 
