@@ -29,6 +29,7 @@ from datetime import date, datetime
 
 from prompt_toolkit.utils import get_cwidth
 
+from .membership import MemberState
 from .message import MAX_NAME_BYTES
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "fit_status",
     "message_rows",
     "name_problem",
+    "not_left_text",
     "printable",
     "wrap",
 ]
@@ -355,6 +357,16 @@ def dial_failure_text(url: str, reason: str, retry_in: float | None) -> str:
     """ "can't reach ws://...: connection refused; retrying in 8 s" (chat screen and plain chat)."""
     then = "giving up on it" if retry_in is None else f"retrying in {max(1, round(retry_in))} s"
     return f"can't reach {url}: {reason}; {then}"
+
+
+def not_left_text(why_not: str, state: MemberState | None) -> str:
+    """What /leave says when it could write no LEAVE (see Peer.leave): why, how the peer
+    stopped instead (``state``: ours in the room, None if never a member), and what to
+    do (chat screen and plain chat)."""
+    if state is None or state is MemberState.REMOVED:
+        return f"not left: {why_not}"
+    stopped = "away" if state is MemberState.AWAY else "still a member"
+    return f"not left: {why_not}; you stopped {stopped}: run the chat again and /leave once that is over"
 
 
 # Status bar --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import trio
 
 from . import __version__
 from .arguments import number, whole_number
-from .chatview import dial_failure_text, name_problem, printable
+from .chatview import dial_failure_text, name_problem, not_left_text, printable
 from .commands import Command, member_called, parse_line
 from .errors import WRITABLE, UserError, explain
 from .evidence import offence, offender_of, offenders
@@ -431,8 +431,11 @@ async def chat(args: argparse.Namespace) -> int:
                 await session.stop.wait()
                 # (The member event of our LEAVE or AWAY is printed before the output stops.)
                 if session.leaving:
+                    why_not = None  # (a signal may cut the wait short: the LEAVE is written)
                     with session.leave_wait:
-                        await peer.leave("with /leave")
+                        why_not = await peer.leave("with /leave")
+                    if why_not is not None:
+                        _say_error(not_left_text(why_not, peer.own_state), args.json)
                 else:
                     await peer.go_away()
                 nursery.cancel_scope.cancel()

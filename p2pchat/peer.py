@@ -413,6 +413,12 @@ class Peer:
         """Whether we are an active member of the room (may write)."""
         return self.node.is_member
 
+    @property
+    def own_state(self) -> MemberState | None:
+        """Our state in the room's membership (None if we were never admitted)."""
+        info = self.node.log.member_info().get(self.node.identity.sender_id)
+        return info.state if info is not None else None
+
     async def wait_admitted(self) -> None:
         """Return once we may write: we are an active member of our room, and our own
         chain here is known to be complete (see Node.history_checked)."""
@@ -451,11 +457,18 @@ class Peer:
         base = split_peer_url(self.url)[0]
         return invite_url(base, self.node.identity.sender_id, secret)
 
-    async def leave(self, reason: str = "") -> None:
+    async def leave(self, reason: str = "") -> str | None:
         """Leave the room for good (a LEAVE entry, our last), then stop the peer: once a
         neighbour says it holds the LEAVE, or after ``PeerConfig.leave_patience``
-        seconds (meanwhile links come and go as ever, and each new one carries it)."""
-        await self._write_last(EntryKind.LEAVE, reason)
+        seconds (meanwhile links come and go as ever, and each new one carries it).
+
+        Returns None once the LEAVE is written; otherwise why none could be written now
+        (in words for the user), and the peer stops as :meth:`aclose` does: away, if it
+        can write that, else still a member. Run again, it can leave then.
+        """
+        why_not = await self._write_last(EntryKind.LEAVE, reason)
+        if why_not is not None:
+            logger.warning("could not leave the room: %s", why_not)
         if not self.node.leave_handed_over:
             logger.info("left: waiting for a neighbour to hold our LEAVE")
         with trio.move_on_after(self.config.leave_patience):
@@ -464,16 +477,22 @@ class Peer:
         if not self.node.leave_handed_over:
             logger.warning("stopping, though no neighbour has said it holds our LEAVE yet")
         await self.aclose()
+        return why_not
 
-    async def _write_last(self, kind: EntryKind, reason: str) -> None:
-        """Write a LEAVE or AWAY, store it durably and give neighbours a moment to get it."""
-        if self._left or not self.node.is_member or not self.node.history_checked:
+    async def _write_last(self, kind: EntryKind, reason: str) -> str | None:
+        """Write a LEAVE or AWAY, store it durably and give neighbours a moment to get it.
+        Returns why it wrote none (None if it wrote one, or had exited already)."""
+        if self._left:
+            return None
+        if not self.node.is_member:
+            return "we are not an active member of the room"
+        if not self.node.history_checked:
             # (Before our chain is known complete, an entry of ours could reuse a seq.)
-            return
+            return "our own entries were still being checked with a neighbour"
         if kind is EntryKind.AWAY and self.node.log.members == {self.node.identity.sender_id}:
             # The last active member stays a member: an AWAY would unblock nobody, and
             # with nobody left to re-admit it, it could never write here again.
-            return
+            return "the last active member stays one"
         # While a change we answered is open, an exit of ours would be void if it is
         # decided (and carried over into the next epoch, see p2pchat.membership): give
         # it a moment to end, so that the exit stands where we wrote it.
@@ -481,19 +500,23 @@ class Peer:
             while self.node.log.roster.answered(self.node.identity.sender_id) is not None:
                 await self._wait_changed()
         me, roster = self.node.identity.sender_id, self.node.log.roster
-        if not self.node.may_write or roster.holds_open_commit(me):
-            return  # (an exit while our COMMIT of an open change stands would be invalid)
+        if (why_not := self.node.why_not_writable()) is not None:
+            return f"nothing of ours may be written now ({why_not})"
+        if roster.holds_open_commit(me):
+            # (An exit while our COMMIT of an open change stands would be invalid.)
+            return "a membership change we committed to is still being decided"
         if kind is EntryKind.AWAY and roster.exit_strands(me):
             # (The change we answered would wait for good on COMMITs nobody can write:
             # we stop without an AWAY, still a member, and commit it once back.)
-            return
+            return "the membership change we answered needs our COMMIT"
         self._left = True
         try:
             message, outputs = self.node.write(kind, reason, trio.current_time(), int(time.time() * 1000))
-        except (NotAMember, OwnHistoryIncomplete):
-            return
+        except (NotAMember, OwnHistoryIncomplete) as exc:
+            return str(exc)
         self._save(own=[message])
         self._apply(outputs)  # (closing the links flushes what is queued for them)
+        return None
 
     def messages(self) -> list[Message]:
         """A snapshot of the ordered log."""

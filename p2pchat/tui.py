@@ -54,6 +54,7 @@ from .chatview import (
     fit_status,
     message_rows,
     name_problem,
+    not_left_text,
     printable,
     text_width,
     visible_rows,
@@ -239,6 +240,8 @@ class ChatScreen:
     """Lines typed and not sent yet (before our admission, say): said at the exit."""
     said_offence: str | None = None
     """Our own offence, once said (see _proof_found)."""
+    not_left: str | None = None
+    """Why /leave wrote no LEAVE, said once the screen is gone (see Peer.leave)."""
     offenders_told: set[bytes] = field(default_factory=set)
     """Members whose proven offence we have explained (see _proof_found)."""
 
@@ -504,7 +507,9 @@ class ChatScreen:
                 nursery.cancel_scope.cancel()
             self.note("leaving the room ..." if self.leaving else "stopping ...")
             if self.leaving:
-                await peer.leave("with /leave")
+                why_not = await peer.leave("with /leave")
+                if why_not is not None:
+                    self.not_left = not_left_text(why_not, peer.own_state)
 
     async def _pump_events(self, peer: Peer) -> None:
         async with peer.subscribe() as events:
@@ -942,6 +947,8 @@ async def _run(setup: ChatSetup, verbose: bool) -> int:
     result.unwrap()
     for text in screen.unsent:  # (the screen is gone: said where it was)
         print(f"p2pchat chat: not sent (the peer stopped before it could write it): {printable(text)}")
+    if screen.not_left is not None:
+        print(f"p2pchat chat: {screen.not_left}")
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from p2pchat.chatview import not_left_text
 from p2pchat.identity import Identity
 from p2pchat.jsonlines import peer_event_object, proof_objects
 from p2pchat.log import Delivered, NotAMember, OrderedLog, ReceiptStatus, Refusal, Refused, Voided
@@ -893,7 +894,7 @@ async def test_a_member_that_leaves_while_alone_stays_until_a_neighbour_holds_it
                 stopped = trio.Event()
 
                 async def leave() -> None:
-                    await bob.leave("while alone")
+                    assert await bob.leave("while alone") is None  # (the LEAVE is written)
                     stopped.set()
 
                 async with trio.open_nursery() as nursery:
@@ -906,6 +907,27 @@ async def test_a_member_that_leaves_while_alone_stays_until_a_neighbour_holds_it
                         with trio.fail_after(5):
                             await stopped.wait()
                         assert not back.log.is_member(bob_id)
+
+
+async def test_a_leave_that_cannot_be_written_says_why_and_the_peer_stops_still_a_member(
+    tmp_path: Path,
+) -> None:
+    # Carol joins a room whose member will not admit her (invite-only, no invite): she is
+    # no member, so /leave can write no LEAVE. It says why instead of leaving silently.
+    with trio.fail_after(20):
+        async with open_peer("alice", data_dir=tmp_path / "alice", private=True) as alice:
+            assert alice.url is not None
+            async with open_peer("carol", data_dir=tmp_path / "carol", join=[alice.url]) as carol:
+                await carol.wait_connected(1)
+                assert not carol.is_member
+                why_not = await carol.leave("never admitted")
+                assert why_not == "we are not an active member of the room"
+                assert not any(m.kind is EntryKind.LEAVE for m in carol.messages())
+                assert carol.own_state is None
+                assert not_left_text(why_not, carol.own_state) == f"not left: {why_not}"
+    # (A member that could not leave is told how it stopped instead, and what to do.)
+    said = not_left_text("a membership change we committed to is still being decided", MemberState.ACTIVE)
+    assert said.endswith("; you stopped still a member: run the chat again and /leave once that is over")
 
 
 async def test_two_members_that_quit_at_the_same_moment_reopen_their_room_when_back(tmp_path: Path) -> None:
