@@ -140,13 +140,17 @@ def entry_object(
     if message.is_text:
         obj = message_object(message, index=index, concurrent=concurrent, stable=stable)
     else:
-        obj = member_object(message, index=index, stable=stable)
+        obj = _membership_object(log, message, index=index, stable=stable)
     if message.sender_id in offenders(log.proofs):
         # (Only then: its author is proven to have lied, and other peers may show another
         # version of this entry, or none; see evidence.offenders.)
         obj["disputed"] = True
-    if message.is_text:
-        return obj
+    return obj
+
+
+def _membership_object(log: OrderedLog, message: Message, *, index: int, stable: bool) -> dict[str, Any]:
+    """A ``member`` event, with the notice the chat shows and the decision it completes."""
+    obj = member_object(message, index=index, stable=stable)
     obj["notice"] = membership_notice(log, message)
     decision = log.roster.decided_at(message.key)
     if decision is not None:
