@@ -49,6 +49,10 @@ class BenchRoom:
         """What a writer's first entry adds to its vector clock: the founding entries."""
         return {FOUNDER.sender_id: self.founder_seq}
 
+    def first_links(self) -> dict[bytes, bytes]:
+        """The versions of what ``first_deps`` names (for an entry's ``seen``)."""
+        return {FOUNDER.sender_id: self.entries[-1].entry_hash()}
+
     def replica(self) -> OrderedLog:
         """A fresh log holding only the founding entries."""
         log = OrderedLog(room_id=self.room_id)

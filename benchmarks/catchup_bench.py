@@ -53,8 +53,10 @@ def build_history(count: int, room: BenchRoom) -> list[Message]:
         deps = (
             {identities[previous].sender_id: seqs[previous]} if n and SENDERS > 1 and seqs[previous] else {}
         )
+        named = {identities[previous].sender_id: links[previous]} if deps else {}
         if seqs[i] == 1:
             deps.update(room.first_deps())
+            named.update(room.first_links())
         message = Message.create(
             identities[i],
             seq=seqs[i],
@@ -65,6 +67,7 @@ def build_history(count: int, room: BenchRoom) -> list[Message]:
             deps=deps,
             room_id=room.room_id,
             previous=links[i],
+            links=named,
         )
         links[i] = message.entry_hash()
         messages.append(message)

@@ -239,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         messages: list[Message] = []
         frames: list[bytes] = []
         links = [b""] * len(identities)  # each sender's link to its previous message
+        hashes = room.first_links()  # (the founder's, then every entry's by (sender, seq))
+        versions: dict[tuple[bytes, int], bytes] = {(s, room.founder_seq): h for s, h in hashes.items()}
         for start in range(0, n, BATCH):
             batch = []
             for p in plan[start : start + BATCH]:
@@ -252,8 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     deps=p.deps,
                     room_id=room.room_id,
                     previous=links[p.sender],
+                    links={sender: versions[sender, seq] for sender, seq in p.deps.items()},
                 )
-                links[p.sender] = message.entry_hash()
+                links[p.sender] = versions[message.sender_id, message.seq] = message.entry_hash()
                 batch.append(message)
             messages.extend(batch)
             frames.append(wire.encode_frame(wire.Messages(tuple(batch))))

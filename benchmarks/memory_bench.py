@@ -22,7 +22,7 @@ import tracemalloc
 from benchroom import BenchRoom, found_room
 
 from p2pchat import codec
-from p2pchat.message import PAYLOAD_VERSION, EntryKind, Message
+from p2pchat.message import PAYLOAD_VERSION, EntryKind, Message, versions_digest
 
 SENDERS = 10
 
@@ -41,13 +41,17 @@ def build(count: int, room: BenchRoom) -> list[Message]:
     messages = []
     seqs = [0] * SENDERS
     last: list[Message | None] = [None] * SENDERS
+    last_link = [b""] * SENDERS
     for n in range(count):
         i = n % SENDERS
         seqs[i] += 1
         previous = (i - 1) % SENDERS
         deps = {IDS[previous]: seqs[previous]} if n else {}
+        named = {IDS[previous]: last_link[previous]} if n else {}
         if seqs[i] == 1:
             deps.update(room.first_deps())
+            named.update(room.first_links())
+        seen = versions_digest((s, deps[s], named[s]) for s in sorted(deps)) if deps else b""
         name, text = f"peer{i}", f"message number {n:>10} " + "x" * 24
         lamport = room.base + n + 1
         before = last[i]
@@ -61,8 +65,9 @@ def build(count: int, room: BenchRoom) -> list[Message]:
             name,
             int(EntryKind.TEXT),
             text,
-            deps,
+            dict(sorted(deps.items())),
             link,
+            seen,
         ]
         payload = codec.dumps(fields)
         # Decoded as a peer decodes what it receives (sender ids and names are shared).
@@ -70,6 +75,7 @@ def build(count: int, room: BenchRoom) -> list[Message]:
         message = Message.from_wire(payload, signature)
         messages.append(message)
         last[i] = message
+        last_link[i] = message.entry_hash()
     return messages
 
 

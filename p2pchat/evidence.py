@@ -137,7 +137,13 @@ def signed_proof(proof: Proof, room_id: bytes) -> SignedProof:
         )
     head, message = proof.announcement, proof.message
     signed = announcement_payload(
-        room_id, head.sender_id, head.clock_seq, head.clock_lamport, head.delivered, head.at_ms
+        room_id,
+        head.sender_id,
+        head.clock_seq,
+        head.clock_lamport,
+        head.delivered,
+        head.at_ms,
+        head.seen,
     )
     return SignedProof(
         message.sender_id, ProofKind.CLOCK_LIE, signed, head.signature, message.payload, message.signature
@@ -177,8 +183,8 @@ def _announcement(payload: bytes, signature: bytes) -> tuple[bytes, Head]:
     """A clock announcement rebuilt from the bytes its member signed, with the room it
     names. (The head's ``held_seq`` is not signed: it is what the relay held, and set
     to the announced seq here; heads we send carry our own.)"""
-    room_id, sender_id, seq, lamport, delivered, at_ms = parse_announcement_payload(payload)
-    return room_id, Head(sender_id, seq, seq, lamport, signature, delivered, at_ms)
+    room_id, sender_id, seq, lamport, delivered, at_ms, seen = parse_announcement_payload(payload)
+    return room_id, Head(sender_id, seq, seq, lamport, signature, delivered, at_ms, b"", b"", seen)
 
 
 def _equivocation_problem(proof: Equivocation, room_id: bytes) -> str | None:

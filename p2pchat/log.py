@@ -24,7 +24,9 @@ All methods are synchronous and deterministic; the log never reads a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import hashlib
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,7 +40,9 @@ from .identity import Identity
 from .membership import VOTES, Decision, MemberInfo, Roster
 from .message import (
     MAX_LAMPORT,
+    MAX_TAIL,
     NO_PREVIOUS,
+    SEEN_PERSON,
     Change,
     EntryKind,
     Flush,
@@ -46,6 +50,8 @@ from .message import (
     MessageId,
     MessageKey,
     RoomPolicy,
+    Tails,
+    versions_digest,
 )
 from .wire import LINK_SIZE, Head
 
@@ -83,6 +89,8 @@ MAX_STAMP_COMBINATIONS = 256
 
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
+_NO_LINK = bytes(LINK_SIZE)
+"""A link to no entry: what a tail names for an entry held without a place."""
 _ALL_COVERED = (MAX_LAMPORT + 1, _AFTER_ALL_SENDERS)
 """Above every key: a member has said it delivered every entry delivered here."""
 _CROSS_CHECK = False
@@ -261,6 +269,13 @@ class _Sender:
     cover: dict[bytes, int] | None = None
     """From its usable clock announcement, when newer than its last entry: what it had
     delivered of the others (else its last entry's ``vector`` says it)."""
+    capped: dict[bytes, int] | None = None
+    """Per other sender of which its cover (its last entry's or announcement's) named an
+    entry in another version than the one we hold: how far that cover counts here, the
+    seq up to which what it named was our version (see OrderedLog._match_versions)."""
+    awaiting: _AwaitedCover | None = None
+    """Its announcement's cover, while some entry it names is not delivered here yet: the
+    versions it names cannot be checked until then (see OrderedLog._match_announced)."""
     beat: int = 0
     """The newest ``at_ms`` of its verified announcements: it was alive then (its clock)."""
     bound: int = 0
@@ -278,6 +293,18 @@ class _Sender:
     @property
     def last_lamport(self) -> int:
         return self.lamports[-1] if self.lamports else 0
+
+
+@dataclass(slots=True)
+class _AwaitedCover:
+    """A member's announcement naming entries not all delivered here: what it names, and
+    how far its cover of each sender it raised counts until its versions are checked."""
+
+    delivered: tuple[tuple[bytes, int], ...]
+    seen: bytes
+    counted: dict[bytes, int]
+    waiting_on: MessageId
+    """An entry it names that is not delivered here: it is checked again when that comes."""
 
 
 class OrderedLog:
@@ -313,6 +340,20 @@ class OrderedLog:
         roster says of a chat line stands still too (see _judge)."""
         self._holding_back: bytes | None = None
         """The member that last held the stable prefix back (see _cannot_advance)."""
+        self._awaiting_match: dict[MessageId, set[bytes]] = {}
+        """Per entry not delivered yet that members' announcements name (``awaiting``):
+        those members, whose announcements are checked again once it is delivered."""
+        self._forked: set[bytes] = set()
+        """Senders of which we hold two versions of an entry, or whose chain here went on
+        from a version we do not show: the suspects when a cover names versions not all
+        ours (see _match_versions)."""
+        self._settled: dict[bytes, int] = {}
+        """Per sender, the seq up to which its entries stand in closed epochs (or are
+        void there): settled, whatever a cover names (see _counted)."""
+        self._named_versions: dict[MessageId, None] = {}
+        """Entries a member's cover named in a version we do not hold, since the caller
+        last took them (take_named_versions): the version is worth asking for (the author
+        signed two: proof), and until it is known the cover counts only below it."""
         self._uncovered: dict[bytes, tuple[int, bytes]] = {}
         """Per member, the first key of an entry it has not said it delivered (see
         _first_uncovered), kept up to date as entries are delivered; dropped when what the
@@ -466,7 +507,51 @@ class OrderedLog:
             at_ms,
             room_id=self.room_id or b"",
             link=self.link_of(me, seq),
+            delivered_links=self.links_of(delivered),
         )
+
+    def _tails(self, members: Iterable[bytes]) -> Tails:
+        """What an answer to a change removing ``members`` says of their last entries:
+        the links of up to MAX_TAIL of them, as delivered here (see membership)."""
+        tails = []
+        for member in members:
+            state = self._senders.get(member)
+            if state is not None and state.delivered:
+                first = max(1, state.delivered - MAX_TAIL + 1)
+                links = tuple(
+                    self._tail_link(member, state, seq) for seq in range(first, state.delivered + 1)
+                )
+                tails.append((member, links))
+        return tuple(tails)
+
+    def _tail_link(self, member: bytes, state: _Sender, seq: int) -> bytes:
+        """A tail's link to an entry: zeros for one we hold without a place (so that the
+        decision voids it everywhere, see membership), else its link."""
+        if self._placeless and MessageId(member, seq) in self._placeless:
+            return _NO_LINK
+        return self._link_at(member, state, seq)
+
+    def links_of(self, named: Mapping[bytes, int]) -> dict[bytes, bytes]:
+        """The link of each entry ``named`` names (sender: seq), as we hold it: what an
+        entry or announcement of ours that names them says (see p2pchat.message). Left
+        out (Message.create writes zeros: a version nobody holds) for one a link would not
+        vouch for (see _vouchable)."""
+        links = {}
+        for sender, seq in named.items():
+            state = self._senders.get(sender)
+            if state is not None and self._vouchable(sender, state, seq):
+                links[sender] = self._link_at(sender, state, seq)
+        return links
+
+    def _vouchable(self, sender: bytes, state: _Sender, seq: int) -> bool:
+        """Whether a link to ``sender``'s entry ``seq`` says what we hold of its entries up
+        to there: its chain here is one hash chain through it (see _branch), and none of
+        them is held without a place (stamped within a clock its author announced, see
+        _check): a replica that placed that entry must not count our cover of it, or it
+        could call it stable where we show nothing."""
+        if not _linear_through(state, seq):
+            return False
+        return not self._placeless or not any(p.sender_id == sender and p.seq <= seq for p in self._placeless)
 
     @property
     def lies(self) -> list[ClockLie]:
@@ -597,7 +682,8 @@ class OrderedLog:
             lie = self._liars.get(sender_id)
             announced = state.announced if lie is None else lie.announcement
             link = self._link_at(sender_id, state, held_seq)
-            if announced is None:
+            if announced is None or announced.seen is None:
+                # (A legacy announcement, from an old data directory, does not go on the wire.)
                 result.append(Head(sender_id, held_seq, link=link))
             else:
                 result.append(
@@ -610,6 +696,8 @@ class OrderedLog:
                         announced.delivered,
                         announced.at_ms,
                         link,
+                        b"",
+                        announced.seen,
                     )
                 )
         return result
@@ -690,10 +778,12 @@ class OrderedLog:
         stamped within it take no place here (see _check)."""
         state = self._senders[message.sender_id]
         state.promise = state.announced = state.pending = state.cover = None
+        self._drop_awaiting(message.sender_id, state)
         self._uncovered.pop(message.sender_id, None)
         if message.sender_id not in self._liars:
             lie = ClockLie(head, message)
             self._liars[message.sender_id] = lie
+            self._forked.add(message.sender_id)  # (its entries may be placeless on some replicas)
             events.append(lie)
 
     def _remember_stranger_head(self, head: Head) -> None:
@@ -738,30 +828,204 @@ class OrderedLog:
             if lamport > state.bound:
                 state.bound, state.promise = lamport, head
             if seq == state.delivered and head.delivered:
-                self._raise_cover(head.sender_id, state, head.delivered)
+                self._raise_cover(head.sender_id, state, head)
         elif _is_later(head, state.pending):
             # Newest first: a later seq, or the same seq with a clock that moved on since.
             state.pending = head
 
-    def _raise_cover(self, member: bytes, state: _Sender, delivered: Iterable[tuple[bytes, int]]) -> None:
+    def _raise_cover(self, member: bytes, state: _Sender, head: Head) -> None:
         """What ``member`` had delivered: its last entry's vector, raised by what its
-        announcements since say (``delivered``, and those before). (Cover only grows while
-        its last entry stays the same: it starts from that entry's vector.)"""
+        announcements since say (``head``'s, and those before), counted as far as the
+        versions it names are ours. (Cover only grows while its last entry stays the
+        same: it starts from that entry's vector.)"""
         old = state.cover if state.cover is not None else (state.vector or {})
         raised: dict[bytes, int] | None = None
-        for other, other_seq in delivered:
+        for other, other_seq in head.delivered:
             if other_seq > old.get(other, 0):
                 if raised is None:
                     raised = dict(old)
                 raised[other] = other_seq
         if raised is None:
             return
+        had_limits = state.capped is not None or state.awaiting is not None
+        counted = {
+            other: self._counted(state, other, old.get(other, 0))
+            for other in raised
+            if other not in old or raised[other] > old[other]
+        }
         state.cover = raised
+        self._drop_awaiting(member, state)  # (this one names at least as much)
+        if head.seen is None:
+            for other in counted:
+                self._uncap(state, other)  # (legacy: counted by seq)
+        else:
+            self._match_announced(member, state, head.delivered, head.seen, counted)
         # Its first uncovered entry stays first unless its own sender is covered further
         # now: every other sender's first uncovered entry can only be later than before.
+        # Unless how far its cover counts changed too (versions not all ours, or not
+        # checked yet, now or before): then it is found again.
         first = self._uncovered.get(member)
-        if first is not None and raised.get(first[1], 0) > old.get(first[1], 0):
+        if first is not None and (
+            raised.get(first[1], 0) > old.get(first[1], 0) or had_limits or state.capped or state.awaiting
+        ):
             del self._uncovered[member]
+
+    # Versions a cover names -----------------------------------------------------
+    #
+    # A member's cover (DESIGN.md rule 8: its last entry's vector clock, or its signed
+    # announcement) says "I delivered the entries of each sender up to seq n". An author
+    # that signed two versions of one entry splits replicas into those holding one and
+    # those holding the other; counted by seq, a cover from a replica holding the other
+    # version would let us call ours stable while that replica calls its own stable.
+    # So a cover also names the versions of what it names (``seen``, a digest of their
+    # entry hashes, each of which by the hash chain also fixes every earlier entry of
+    # its sender), and counts here only as far as those are the versions we hold: a
+    # cover whose digest is not ours counts, for each sender it raised, no further than
+    # that member's cover did before. An announcement naming entries not all delivered
+    # here yet is checked once they are. (Legacy entries and announcements name no
+    # versions: counted by seq, as they were.) The entries named are asked for
+    # (take_named_versions): another version of one, with ours, is the proof that
+    # expels its author.
+
+    def take_named_versions(self) -> list[MessageId]:
+        """Entries a member's cover named in versions not all ours since last asked."""
+        named, self._named_versions = list(self._named_versions), {}
+        return named
+
+    def _match_entry_versions(self, member: bytes, state: _Sender, message: Message) -> None:
+        """``member``'s entry ``message`` is delivered: what its vector clock names replaces
+        any announcement of it (and what that left unchecked)."""
+        if state.awaiting is None and state.capped is None and self._names_our_versions(message):
+            return  # (the common case, without a detour: nothing was held back, nothing is)
+        old = state.cover if state.cover is not None else (state.vector or {})
+        if state.awaiting is not None:
+            counted = {
+                other: self._counted(state, other, old.get(other, 0)) for other in state.awaiting.counted
+            }
+            self._drop_awaiting(member, state)
+            old = {**old, **counted}  # (what was unchecked counts no further than before)
+        raised = {other: self._counted(state, other, old.get(other, 0)) for other in message.deps}
+        if message.seen is None:
+            for other in raised:
+                self._uncap(state, other)  # (legacy: counted by seq)
+        elif raised:
+            self._match_versions(state, tuple(message.deps.items()), message.seen, raised)
+
+    def _names_our_versions(self, message: Message) -> bool:
+        """Whether ``message`` names our versions of what its deps name, checked without
+        a detour where nothing here is suspect (no sender known to have signed two
+        versions, nothing held without a place); False when it does not, or where a
+        detour is needed (see _match_versions)."""
+        seen = message.seen
+        if not seen or self._forked or self._placeless:
+            return False
+        senders = self._senders
+        parts: list[bytes] = []
+        for other, seq in message.deps.items():
+            state = senders.get(other)
+            if state is None or seq > state.delivered or state.branch_vectors:
+                return False
+            parts += (
+                other,
+                seq.to_bytes(8, "big"),
+                state.link if seq == state.delivered else self._link_at(other, state, seq),
+            )
+        return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=SEEN_PERSON).digest() == seen
+
+    def _match_announced(
+        self,
+        member: bytes,
+        state: _Sender,
+        delivered: tuple[tuple[bytes, int], ...],
+        seen: bytes,
+        counted: dict[bytes, int],
+    ) -> None:
+        """Check the versions ``member``'s announcement names, or wait until every entry
+        it names is delivered here (its cover of each sender in ``counted`` counts that
+        far meanwhile)."""
+        senders = self._senders
+        for other, seq in delivered:
+            other_state = senders.get(other)
+            if other_state is None or seq > other_state.delivered:
+                waiting_on = MessageId(other, seq)
+                state.awaiting = _AwaitedCover(delivered, seen, counted, waiting_on)
+                self._awaiting_match.setdefault(waiting_on, set()).add(member)
+                return
+        self._match_versions(state, delivered, seen, counted)
+
+    def _match_versions(
+        self, state: _Sender, named: tuple[tuple[bytes, int], ...], seen: bytes, counted: dict[bytes, int]
+    ) -> None:
+        """Whether the entries ``named`` (all delivered here) are the versions ``seen``
+        digests: then the member's cover of each sender in ``counted`` counts in full;
+        else no further than ``counted`` says, and each named entry is worth asking for."""
+        senders = self._senders
+        # (Where a link does not say what we hold, see _vouchable: no match.)
+        vouched = all(self._vouchable(other, senders[other], seq) for other, seq in named)
+        ours = vouched and versions_digest((o, n, self._link_at(o, senders[o], n)) for o, n in named)
+        if ours == seen:
+            for other in counted:
+                self._uncap(state, other)
+            return
+        # Which entry differs the digest does not tell. An honest author's entries exist in
+        # one version only, so with one faulty member it is an entry of a sender known
+        # here to have signed two versions (or whose chain here branched), if one is
+        # named: only its cover counts no further. Else every sender named is suspect.
+        suspects = {other for other, _ in named if other in self._forked} or set(counted)
+        capped = state.capped if state.capped is not None else {}
+        for other, count in counted.items():
+            if other in suspects:
+                capped[other] = min(count, capped.get(other, count))
+        state.capped = capped or None
+        for other, seq in named:
+            if other in counted and other in suspects:
+                self._named_versions[MessageId(other, seq)] = None
+
+    @staticmethod
+    def _uncap(state: _Sender, other: bytes) -> None:
+        if state.capped is not None:
+            state.capped.pop(other, None)
+            if not state.capped:
+                state.capped = None
+
+    def _counted(self, state: _Sender, other: bytes, covered: int) -> int:
+        """How far ``state``'s member's cover of ``other``, ``covered`` by seq, counts here:
+        as far as it named our versions, and at least as far as closed epochs settled
+        (positions there are stable whatever anyone names): all of it if ``other`` is no
+        member of the open epoch (none of its entries there has a place)."""
+        counted = covered
+        if state.capped is not None and (cap := state.capped.get(other)) is not None:
+            counted = min(counted, cap)
+        if state.awaiting is not None and (count := state.awaiting.counted.get(other)) is not None:
+            counted = min(counted, count)
+        if counted < covered:
+            if self.roster.epochs and other not in self.roster.current.members:
+                return covered  # (a non-member's entries here are all settled, or void)
+            counted = min(covered, max(counted, self._settled.get(other, 0)))
+        return counted
+
+    def _drop_awaiting(self, member: bytes, state: _Sender) -> None:
+        awaited = state.awaiting
+        if awaited is None:
+            return
+        state.awaiting = None
+        waiting = self._awaiting_match.get(awaited.waiting_on)
+        if waiting is not None:
+            waiting.discard(member)
+            if not waiting:
+                del self._awaiting_match[awaited.waiting_on]
+
+    def _match_awaited(self, message: Message) -> None:
+        """``message`` is delivered: the announcements that waited for it are checked
+        again (or wait for the next entry they name that is not here yet)."""
+        for member in self._awaiting_match.pop(message.id, ()):
+            state = self._senders.get(member)
+            awaited = state.awaiting if state is not None else None
+            if state is None or awaited is None:
+                continue
+            state.awaiting = None
+            self._match_announced(member, state, awaited.delivered, awaited.seen, awaited.counted)
+            self._uncovered.pop(member, None)
 
     # Sending ------------------------------------------------------------------
     def compose(
@@ -802,6 +1066,12 @@ class OrderedLog:
             for s, st in self._senders.items()
             if s != identity.sender_id and st.delivered > previous.get(s, 0)
         }
+        if change is not None and change.removed:
+            change = dataclasses.replace(change, tails=self._tails(change.removed))
+        if flush is not None and kind is EntryKind.FLUSH:
+            proposed = self.get(flush.change)
+            if proposed is not None and proposed.change is not None and proposed.change.removed:
+                flush = dataclasses.replace(flush, tails=self._tails(proposed.change.removed))
         return Message.create(
             identity,
             seq=state.delivered + 1,
@@ -815,6 +1085,7 @@ class OrderedLog:
             change=change,
             flush=flush,
             previous=state.link,
+            links=self.links_of(deps),
         )
 
     # Receiving ----------------------------------------------------------------
@@ -1039,6 +1310,7 @@ class OrderedLog:
         if self._delivered_as(version):
             return True
         versions = self._other_versions.setdefault(version.id, {})
+        self._forked.add(version.sender_id)
         link = version.entry_hash()
         if link not in versions:
             if capped and len(versions) >= MAX_VERSIONS_KEPT:
@@ -1380,6 +1652,7 @@ class OrderedLog:
         if message.previous != state.link:  # (on another branch: see _branch)
             if state.branch_vectors is None:
                 state.branch_vectors = {}
+                self._forked.add(message.sender_id)
             state.branch_vectors[message.seq] = verdict.vector
         state.delivered = message.seq
         state.link = message.entry_hash()
@@ -1393,9 +1666,13 @@ class OrderedLog:
             # saw the promise, so they show it), here without a place (see _check): the
             # node expels the member for it.
             self._caught_lying(promise, message, events)
+        if message.deps or state.capped or state.awaiting:
+            self._match_entry_versions(message.sender_id, state, message)
         state.vector = verdict.vector
         state.cover = None  # this entry's vector is newer than any announcement before it
         self._note_uncovered(message)
+        if self._awaiting_match:
+            self._match_awaited(message)
         state.epoch = verdict.epoch
         settled = (
             verdict.valid and message.kind is EntryKind.TEXT and verdict.epoch == len(self.roster.epochs) - 1
@@ -1496,6 +1773,19 @@ class OrderedLog:
         # Every entry now in the log belongs to a closed epoch (the next epoch's entries
         # follow every answer of the decision just completed).
         self._closed_count = len(self._order)
+        # So covers that named another version of an entry here no longer hold back what
+        # comes after it: each sender's entries up to its cut are settled (a removed
+        # member's are all settled, or void), and a cover counts at least that far (see
+        # _counted). Without this, a cover naming a version we do not hold would hold
+        # every later position back for good.
+        for member, cut in decision.cuts.items():
+            state = self._senders.get(member)
+            settled = max(cut, state.delivered) if state is not None and member in decision.removed else cut
+            self._settled[member] = max(self._settled.get(member, 0), settled)
+        for state in self._senders.values():
+            if state.capped is not None or state.awaiting is not None:
+                state.capped = None
+                self._uncovered.clear()  # (what counts changed: the cuts settled more)
 
     def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.
@@ -1645,8 +1935,11 @@ class OrderedLog:
     def _find_first_uncovered(self, member: bytes, state: _Sender) -> tuple[int, bytes]:
         first = _ALL_COVERED
         cover = state.cover if state.cover is not None else (state.vector or {})
+        versions_differ = state.capped or state.awaiting
         for other, other_state in self._senders.items():
             covered = cover.get(other, 0)
+            if versions_differ:
+                covered = self._counted(state, other, covered)
             if other_state.delivered > covered and other != member:
                 first = min(first, (other_state.lamports[covered], other))
         return first
@@ -1664,7 +1957,10 @@ class OrderedLog:
             if key < first:
                 state = self._senders[member]
                 cover = state.cover if state.cover is not None else (state.vector or {})
-                if cover.get(sender, 0) == seq - 1:
+                covered = cover.get(sender, 0)
+                if state.capped or state.awaiting:
+                    covered = self._counted(state, sender, covered)
+                if covered == seq - 1:
                     uncovered[member] = key
 
     def _first_after_answers(self) -> Iterator[tuple[bytes, MessageKey]]:
@@ -1682,6 +1978,13 @@ class OrderedLog:
             state = self._senders.get(member)
             if state is not None and state.delivered > named:
                 yield member, MessageKey(state.lamports[named], member)
+
+
+def _linear_through(state: _Sender, seq: int) -> bool:
+    """Whether the sender's entries delivered here up to ``seq`` form one hash chain
+    (none of them went on from a version of its predecessor we do not show)."""
+    branches = state.branch_vectors
+    return not branches or min(branches) > seq
 
 
 def _is_later(head: Head, than: Head | None) -> bool:

@@ -39,7 +39,16 @@ The rules, as implemented:
   other entries after its answer (chat lines, an exit) are valid while the
   change is open, void if it is decided (above the cut below).
 * **Cuts.** When a change is decided, each removed member's cut is the highest
-  of its seqs that any answer names; every other member's cut is the seq of its
+  of its seqs that any answer names, unless two answers name one of its entries of
+  the epoch in different versions (each answer names the versions of the removed
+  member's last entries it delivered, its *tails*; one held without a place, after a
+  broken clock promise, as none): then the cut is below the first such entry
+  (Roster._removal_cut). The removed member signed two versions, and the replicas
+  split between them; the answers are the same everywhere, so every replica voids
+  the same entries, whichever version it holds. None of them was stable anywhere: a
+  replica calls a position stable only once every member named the version it holds
+  there (see p2pchat.log, "Versions a cover names"), and an answer goes on from what
+  its author named before. Every other member's cut is the seq of its
   answer. Entries of the epoch above their author's cut are *void*: they stay as
   tombstones (they still satisfy causal delivery and stamp checks) and take no
   place in the log. The next epoch's members are the old ones, minus the removed
@@ -92,10 +101,10 @@ too long is proposed for removal) and answers them; this module only judges.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey, Tails
 
 __all__ = [
     "MAX_MEMBERS",
@@ -140,10 +149,20 @@ class _Answer:
     vector: Mapping[bytes, int]
     """The answering entry's full vector clock: what its author had delivered."""
     key: MessageKey
+    tails: Tails = ()
+    """Per member the change removes, the links of its last entries as the author had
+    delivered them (see message.Tails); none for an exit."""
 
     def names(self, member: bytes) -> int:
         """The highest seq of ``member`` this answer had delivered."""
         return self.seq if member == self.member else self.vector.get(member, 0)
+
+    def versions_of(self, member: bytes) -> Iterator[tuple[int, bytes]]:
+        """(seq, link) of ``member``'s entries this answer names the versions of."""
+        for tailed, links in self.tails:
+            if tailed == member:
+                first = self.names(member) - len(links) + 1
+                yield from ((first + i, link) for i, link in enumerate(links) if first + i >= 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -735,11 +754,12 @@ class Roster:
             epoch.proposals[message.id] = _Proposal(message.id, message.key, message.change, reopen)
             for member, name in message.change.admitted:
                 self._names.setdefault(member, name)
-            answer = _Answer(author, message.seq, message.id, dict(vector), message.key)
+            answer = _Answer(author, message.seq, message.id, dict(vector), message.key, message.change.tails)
             self._answer(epoch, message.change.round, answer)
         elif message.kind is EntryKind.FLUSH:
             assert message.flush is not None
-            answer = _Answer(author, message.seq, message.flush.change, dict(vector), message.key)
+            flush = message.flush
+            answer = _Answer(author, message.seq, flush.change, dict(vector), message.key, flush.tails)
             self._answer(epoch, message.flush.round, answer)
         else:
             assert message.kind is EntryKind.COMMIT and message.flush is not None
@@ -862,12 +882,36 @@ class Roster:
                 potential += 1
         return _Tally(complete, blocked, committed, potential, len(epoch.members) - exits)
 
+    def _removal_cut(self, epoch: Epoch, gone: bytes, answers: Iterable[_Answer]) -> int:
+        """A removed member's cut: the highest of its seqs that an answer names, but below
+        the first of its entries of this epoch that two answers name in different
+        versions (it signed two: an equivocator). Every replica holds the same answers,
+        so it voids the same entries, whichever version of them it holds; none of them
+        was stable anywhere (a position is stable only once every member named the
+        version held there, and each answer goes on from what its author named). Not
+        below the epoch: what a closed epoch holds is stable."""
+        answers = list(answers)
+        cut = max((a.names(gone) for a in answers), default=0)
+        versions: dict[int, bytes] = {}
+        fork = None
+        for answer in answers:
+            for seq, link in answer.versions_of(gone):
+                if versions.setdefault(seq, link) != link and (fork is None or seq < fork):
+                    fork = seq
+        if fork is None:
+            return cut
+        floor = max(
+            (e.decision.cuts.get(gone, 0) for e in self.epochs[: epoch.number] if e.decision is not None),
+            default=0,
+        )
+        return max(floor, min(cut, fork - 1))
+
     def _close(self, epoch: Epoch, proposal: _Proposal, key: MessageKey) -> Decision:
         round_ = proposal.change.round
         answers = {m: a for m in epoch.members - proposal.removed if (a := epoch.answer_of(m, round_))}
         cuts = {member: answer.seq for member, answer in answers.items()}
         for gone in proposal.removed:
-            cuts[gone] = max((a.names(gone) for a in answers.values()), default=0)
+            cuts[gone] = self._removal_cut(epoch, gone, answers.values())
         # An exit counts only if it answered the change (an exit written after answering
         # this change is void, as any entry there).
         exited = {m for m, answer in answers.items() if answer.change is None}

@@ -10,7 +10,7 @@ before verification, so there is no canonicalisation to get wrong.
 
 Payload layout (a CBOR array)::
 
-    [3, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous]
+    [4, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous, seen]
 
 Every entry of a room's log is a message; ``kind`` says which (see
 :class:`EntryKind`): a chat text, the room's genesis, or a membership entry
@@ -18,8 +18,14 @@ Every entry of a room's log is a message; ``kind`` says which (see
 
     TEXT, LEAVE, AWAY   text
     GENESIS             [room_name, policy]
-    CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed]
-    FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq]
+    CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed, tails]
+    FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq, tails]
+
+``tails`` (``[[member_id, [link...]]...]``; not in payload version 3) gives, for each
+member the change removes, the links (:func:`entry_hash`) of its last entries (up to
+MAX_TAIL, oldest first) as the author delivered them: every replica decides the removed
+member's cut from them alike, below the first entry two answers hold in different
+versions (see :mod:`p2pchat.membership`). A COMMIT's is empty.
 
 ``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
 that *changed since its previous message* (its own entry is implied: ``seq-1``).
@@ -27,6 +33,19 @@ It is mandatory: every stamp is checked exactly (DESIGN.md rule 4).
 The receiver rebuilds the full vector clock at delivery, because per-sender
 FIFO delivery guarantees the previous message is already delivered. A quiet
 room therefore pays a few bytes per message, not one entry per member.
+
+``seen`` names the *versions* of the entries ``deps`` names: a digest
+(:func:`versions_digest`) of each one's :func:`entry_hash` as the author delivered it
+(16 bytes; empty when ``deps`` is). An author that signs two versions of one seq (an
+equivocator) splits the room into replicas holding one or the other; a replica counts
+another member's cover of an entry (DESIGN.md rule 8) only where the versions it names
+are the ones held here (see :mod:`p2pchat.log`), so two replicas never both count it
+for their own, different version. One digest, not a link per entry: a delta names
+every sender heard from since the author's previous entry (about 20 in a busy room of
+25), and 16 bytes each would be most of a small entry; a replica only ever needs to
+know whether the versions named are all its own. Payload version 3 (entries written
+before this, still read from old data directories) has no ``seen``: its deps name
+seqs only.
 
 ``previous`` chains each author's entries into a feed (as Secure Scuttlebutt does):
 it is the :func:`entry_hash` of the author's entry ``seq-1``, and empty at seq 1.
@@ -79,7 +98,9 @@ __all__ = [
     "RoomPolicy",
 ]
 
-PAYLOAD_VERSION = 3
+PAYLOAD_VERSION = 4
+LEGACY_PAYLOAD_VERSION = 3
+"""Entries without ``seen``: read (an old data directory's), never written."""
 MAX_LAMPORT = 2**63 - 1
 MAX_SEQ = 2**63 - 1
 MAX_SENT_AT_MS = 2**53  # far beyond any real date; keeps JSON consumers exact
@@ -88,6 +109,8 @@ MAX_NAME_BYTES = 64
 MAX_DEPS = 1024
 MAX_CHANGE_MEMBERS = 256
 """Members one CHANGE admits and removes, together, at most."""
+MAX_TAIL = 16
+"""Links of a removed member's last entries an answer to the change names, at most."""
 MAX_EPOCH = 2**63 - 1
 ROOM_ID_SIZE = 32
 LINK_SIZE = 16
@@ -95,6 +118,9 @@ LINK_SIZE = 16
 _LINK_PERSON = b"p2pchat-link-v1"
 NO_PREVIOUS = b""
 """What a first entry (seq 1) names as its predecessor: nothing."""
+_NO_LINK = bytes(LINK_SIZE)
+SEEN_PERSON = b"p2pchat-seen-v1"
+"""The personalisation of versions_digest (the log computes it inline on its hot path)."""
 SIGNING_CONTEXT = b"p2pchat-entry-v2"
 GENESIS_ROOM = b""
 """The room id a genesis entry is signed under: its own hash *is* the room id."""
@@ -150,6 +176,10 @@ class MessageId(NamedTuple):
     seq: int
 
 
+Tails = tuple[tuple[bytes, tuple[bytes, ...]], ...]
+"""``((member_id, (link, ...)), ...)``: see the module docstring."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """The body of a CHANGE entry."""
@@ -161,6 +191,9 @@ class Change:
     admitted: tuple[tuple[bytes, str], ...] = ()
     """Ids to admit, each with the name it gave."""
     removed: tuple[bytes, ...] = ()
+    tails: Tails = ()
+    """Per member removed, the links of its last entries as the author delivered them,
+    oldest first (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +203,9 @@ class Flush:
     epoch: int
     round: int
     change: MessageId
+    tails: Tails = ()
+    """FLUSH: per member the change removes, the links of its last entries as the author
+    delivered them, oldest first (see the module docstring); COMMIT: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +234,19 @@ class Message:
     """GENESIS: the room's policy."""
     previous: bytes = NO_PREVIOUS
     """The entry_hash of the author's entry ``seq-1``; empty at seq 1."""
+    legacy: bool = False
+    """Payload version 3: written before entries named versions (it has no ``seen``)."""
+
+    @property
+    def seen(self) -> bytes | None:
+        """The :func:`versions_digest` of the entries ``deps`` names, in the versions the
+        author delivered (empty when ``deps`` is); None in a legacy entry, which names no
+        versions. Read from the payload when asked (its last field, of 16 bytes when
+        ``deps`` is not empty: checked when it was decoded), not kept: a peer may hold a
+        million entries, and it is asked once, at delivery."""
+        if self.legacy:
+            return None
+        return self.payload[-LINK_SIZE:] if self.deps else b""
 
     @property
     def key(self) -> MessageKey:
@@ -252,10 +301,14 @@ class Message:
         flush: Flush | None = None,
         policy: RoomPolicy = RoomPolicy.OPEN,
         previous: bytes = NO_PREVIOUS,
+        links: Mapping[bytes, bytes] | None = None,
     ) -> Message:
         """Encode and sign a new entry. Raises ValueError on out-of-range fields.
 
         ``previous`` is the :meth:`entry_hash` of the author's entry ``seq-1`` (none at seq 1).
+        ``links`` gives, per sender in ``deps``, the entry_hash of its entry named there,
+        for ``seen`` (see the module docstring); one not given counts as LINK_SIZE zero
+        bytes, a version nobody holds (only tests write that: a cover nobody counts).
         """
         if not 1 <= seq <= MAX_SEQ:
             raise ValueError("seq must be >= 1")
@@ -279,13 +332,19 @@ class Message:
             _check_change(change)
         if kind is EntryKind.GENESIS and len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"a room's name is over {MAX_NAME_BYTES} bytes")
-        wire_deps = {s: n for s, n in deps.items() if n > 0} or NO_DEPS
+        # Sorted: the canonical encoding sorts the map, and ``seen`` follows its order.
+        wire_deps = {s: n for s, n in sorted(deps.items()) if n > 0} or NO_DEPS
         # Not decoded back below, so refuse here what every receiver's from_wire would.
         if len(wire_deps) > MAX_DEPS:
             raise ValueError(f"deps has more than {MAX_DEPS} entries")
         for dep_sender, dep_seq in wire_deps.items():
             if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
                 raise ValueError("deps entry out of range")
+        given = links or {}
+        named = [(sender, seq_named, given.get(sender, _NO_LINK)) for sender, seq_named in wire_deps.items()]
+        if any(len(link) != LINK_SIZE for _, _, link in named):
+            raise ValueError(f"each link is {LINK_SIZE} bytes")
+        seen = versions_digest(named) if named else b""
         body = _encode_body(kind, text, change, flush, policy)
         payload = codec.dumps(
             [
@@ -299,6 +358,7 @@ class Message:
                 body,
                 wire_deps,
                 previous,
+                seen,
             ]
         )
         room = GENESIS_ROOM if kind is EntryKind.GENESIS else room_id
@@ -343,10 +403,13 @@ class Message:
 
     @classmethod
     def _decode(cls, payload: bytes, signature: bytes) -> Message:
-        fields = codec.expect_array(codec.strict_loads(payload, max_depth=4), "message", length=10)
-        version, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous = fields
-        if version != PAYLOAD_VERSION or type(version) is not int:
+        fields = codec.expect_array(codec.strict_loads(payload, max_depth=5), "message", max_length=11)
+        version = fields[0] if fields else None
+        if type(version) is not int or version not in (PAYLOAD_VERSION, LEGACY_PAYLOAD_VERSION):
             raise CodecError(f"message: unsupported payload version {version!r}")
+        if len(fields) != (expected := 11 if version == PAYLOAD_VERSION else 10):
+            raise CodecError(f"message: payload version {version} has {expected} fields, not {len(fields)}")
+        _, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous = fields[:10]
         entry_kind = _parse_kind(kind)
         if entry_kind is EntryKind.TEXT:  # (the common case, without a detour)
             text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
@@ -355,6 +418,9 @@ class Message:
             text, change, flush, policy = _parse_body(entry_kind, body)
         number = codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ)
         link = codec.expect_bytes(previous, "message previous", size=0 if number == 1 else LINK_SIZE)
+        named = _parse_deps(deps)
+        if version == PAYLOAD_VERSION:
+            codec.expect_bytes(fields[10], "message seen", size=LINK_SIZE if named else 0)
         # Positional: this runs once per message received, a million times in a catch-up.
         return cls(
             _shared(codec.expect_bytes(sender_id, "message sender", size=SENDER_ID_SIZE)),
@@ -363,7 +429,7 @@ class Message:
             codec.expect_int(sent_at_ms, "message sent_at", hi=MAX_SENT_AT_MS),
             _shared(codec.expect_str(name, "message name", max_bytes=MAX_NAME_BYTES)),
             text,
-            _parse_deps(deps),
+            named,
             payload,
             signature,
             entry_kind,
@@ -371,6 +437,7 @@ class Message:
             flush,
             policy,
             link,
+            version == LEGACY_PAYLOAD_VERSION,
         )
 
 
@@ -388,6 +455,15 @@ def entry_hash(payload: bytes, signature: bytes) -> bytes:
     return hashlib.blake2b(signature + payload, digest_size=LINK_SIZE, person=_LINK_PERSON).digest()
 
 
+def versions_digest(named: Iterable[tuple[bytes, int, bytes]]) -> bytes:
+    """What an entry's ``seen`` says of ``named`` (sender, seq, entry_hash), given in the
+    order of its deps (sorted by sender): BLAKE2b-128 over each, personalised. An
+    equivocator would need two versions of an entry whose digests agree: 2**64 work for
+    a collision, as for the links themselves."""
+    parts = [part for sender, seq, link in named for part in (sender, seq.to_bytes(8, "big"), link)]
+    return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=SEEN_PERSON).digest()
+
+
 def room_id_of(genesis_payload: bytes) -> bytes:
     """A room's id: the BLAKE2b-256 hash of its genesis payload."""
     return hashlib.blake2b(genesis_payload, digest_size=ROOM_ID_SIZE).digest()
@@ -400,10 +476,20 @@ def _encode_body(
         return [text, int(policy)]
     if change is not None:
         admitted = [[member, name] for member, name in change.admitted]
-        return [change.epoch, change.round, admitted, list(change.removed)]
+        return [change.epoch, change.round, admitted, list(change.removed), _encode_tails(change.tails)]
     if flush is not None:
-        return [flush.epoch, flush.round, flush.change.sender_id, flush.change.seq]
+        return [
+            flush.epoch,
+            flush.round,
+            flush.change.sender_id,
+            flush.change.seq,
+            _encode_tails(flush.tails),
+        ]
     return text
+
+
+def _encode_tails(tails: Tails) -> list[object]:
+    return [[member, list(links)] for member, links in tails]
 
 
 def _check_change(change: Change) -> None:
@@ -417,6 +503,21 @@ def _check_change(change: Change) -> None:
         raise ValueError(f"a member's name is over {MAX_NAME_BYTES} bytes")
     if not (0 <= change.epoch <= MAX_EPOCH and 0 <= change.round <= MAX_EPOCH):
         raise ValueError("epoch or round out of range")
+    _check_tails(change.tails)
+    if not {member for member, _ in change.tails} <= set(change.removed):
+        raise ValueError("a change names the tails of the members it removes only")
+
+
+def _check_tails(tails: Tails) -> None:
+    """What every receiver's decoder refuses in tails, refused when writing."""
+    members = [member for member, _ in tails]
+    if len(members) > MAX_CHANGE_MEMBERS or len(set(members)) != len(members):
+        raise ValueError(f"tails name up to {MAX_CHANGE_MEMBERS} distinct members")
+    for member, links in tails:
+        if len(member) != SENDER_ID_SIZE or not 1 <= len(links) <= MAX_TAIL:
+            raise ValueError(f"a tail names a 32-byte member and 1 to {MAX_TAIL} links")
+        if any(len(link) != LINK_SIZE for link in links):
+            raise ValueError(f"each link of a tail is {LINK_SIZE} bytes")
 
 
 _KINDS = tuple(EntryKind)
@@ -438,7 +539,8 @@ def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flus
     if kind is EntryKind.CHANGE:
         return "", _parse_change(body), None, RoomPolicy.OPEN
     if kind in _NAMING_A_CHANGE:
-        epoch, round_, sender, seq = codec.expect_array(body, "flush body", length=4)
+        fields = _body_fields(body, "flush body")
+        epoch, round_, sender, seq = fields[:4]
         flush = Flush(
             codec.expect_int(epoch, "flush epoch", hi=MAX_EPOCH),
             codec.expect_int(round_, "flush round", hi=MAX_EPOCH),
@@ -446,13 +548,47 @@ def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flus
                 _shared(codec.expect_bytes(sender, "flushed change sender", size=SENDER_ID_SIZE)),
                 codec.expect_int(seq, "flushed change seq", lo=1, hi=MAX_SEQ),
             ),
+            _parse_tails(fields[4]) if len(fields) == 5 else (),
         )
+        if kind is EntryKind.COMMIT and flush.tails:
+            raise CodecError("commit body: a COMMIT names no tails")
         return "", None, flush, RoomPolicy.OPEN
     return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, None, RoomPolicy.OPEN
 
 
+def _body_fields(body: object, what: str) -> list[object]:
+    """A CHANGE, FLUSH or COMMIT body: 4 items, and tails as a fifth but in payload
+    version 3 (its entries came before tails)."""
+    fields = codec.expect_array(body, what, max_length=5)
+    if len(fields) not in (4, 5):
+        raise CodecError(f"{what}: expected 4 items and tails, got {len(fields)} items")
+    return fields
+
+
+def _parse_tails(value: object) -> Tails:
+    tails = []
+    for item in codec.expect_array(value, "tails", max_length=MAX_CHANGE_MEMBERS):
+        member, links = codec.expect_array(item, "tail", length=2)
+        tails.append(
+            (
+                _shared(codec.expect_bytes(member, "tail member", size=SENDER_ID_SIZE)),
+                tuple(
+                    codec.expect_bytes(link, "tail link", size=LINK_SIZE)
+                    for link in codec.expect_array(links, "tail links", max_length=MAX_TAIL)
+                ),
+            )
+        )
+    parsed = tuple(tails)
+    try:
+        _check_tails(parsed)
+    except ValueError as error:
+        raise CodecError(f"tails: {error}") from None
+    return parsed
+
+
 def _parse_change(body: object) -> Change:
-    epoch, round_, admitted, removed = codec.expect_array(body, "change body", length=4)
+    fields = _body_fields(body, "change body")
+    epoch, round_, admitted, removed = fields[:4]
     pairs = []
     for item in codec.expect_array(admitted, "admitted members", max_length=MAX_CHANGE_MEMBERS):
         member, name = codec.expect_array(item, "admitted member", length=2)
@@ -471,6 +607,7 @@ def _parse_change(body: object) -> Change:
         codec.expect_int(round_, "change round", hi=MAX_EPOCH),
         tuple(pairs),
         gone,
+        _parse_tails(fields[4]) if len(fields) == 5 else (),
     )
     try:
         _check_change(change)
@@ -479,7 +616,9 @@ def _parse_change(body: object) -> Change:
     return change
 
 
-ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v3"
+ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v4"
+LEGACY_ANNOUNCEMENT_CONTEXT = b"p2pchat-clock-v3"
+"""Announcements that name no versions: read (an old data directory's), never written."""
 NO_ROOM = bytes(ROOM_ID_SIZE)
 """The room an announcement names while its member is in none (no use to anyone)."""
 
@@ -491,12 +630,15 @@ def announcement_payload(
     lamport: int,
     delivered: Iterable[tuple[bytes, int]],
     at_ms: int = 0,
+    seen: bytes | None = b"",
 ) -> bytes:
     """The bytes a member signs to announce its clock: "in room ``room_id``, after my
     message ``seq``, my Lamport clock stood at ``lamport``" (every later message of mine
     there is stamped above), "and I had delivered what my message ``seq`` had, raised by
-    ``delivered``" (the senders whose delivered seq grew since, DESIGN.md rule 8), "said
-    at ``at_ms``".
+    ``delivered``" (the senders whose delivered seq grew since, DESIGN.md rule 8, sorted
+    by sender), "in the versions ``seen`` digests" (:func:`versions_digest`, as an
+    entry's ``seen``; empty when ``delivered`` is), "said at ``at_ms``". ``seen`` None:
+    the legacy layout, which names no versions.
 
     The room is part of it because one identity writes in many rooms, each with its own
     clock: an announcement carried from one room into another would otherwise look like
@@ -504,25 +646,34 @@ def announcement_payload(
     room = room_id or NO_ROOM
     if len(room) != ROOM_ID_SIZE:
         raise ValueError(f"room id must be {ROOM_ID_SIZE} bytes")
-    parts = [ANNOUNCEMENT_CONTEXT, room, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
+    context = ANNOUNCEMENT_CONTEXT if seen is not None else LEGACY_ANNOUNCEMENT_CONTEXT
+    parts = [context, room, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
     parts.append(at_ms.to_bytes(8, "big"))
-    for other, other_seq in sorted(delivered):
+    for other, other_seq in delivered:
         parts += [other, other_seq.to_bytes(8, "big")]
+    if seen is not None:
+        if len(seen) != (LINK_SIZE if len(parts) > 6 else 0):
+            raise ValueError(f"an announcement's seen is {LINK_SIZE} bytes, none when it names no entries")
+        parts.append(seen)
     return b"".join(parts)
 
 
 def parse_announcement_payload(
     payload: bytes,
-) -> tuple[bytes, bytes, int, int, tuple[tuple[bytes, int], ...], int]:
+) -> tuple[bytes, bytes, int, int, tuple[tuple[bytes, int], ...], int, bytes | None]:
     """The fields :func:`announcement_payload` signed, read back strictly: ``(room_id,
-    sender_id, seq, lamport, delivered, at_ms)``. Raises CodecError unless ``payload`` is
-    exactly what announcement_payload makes of them (values in the ranges a head may
-    carry, delivered sorted by sender, each sender once)."""
-    fixed = len(ANNOUNCEMENT_CONTEXT) + ROOM_ID_SIZE + SENDER_ID_SIZE + 3 * 8
+    sender_id, seq, lamport, delivered, at_ms, seen)`` (seen None: the legacy layout).
+    Raises CodecError unless ``payload`` is exactly what announcement_payload makes of
+    them (values in the ranges a head may carry, delivered sorted by sender, each
+    sender once)."""
+    legacy = payload.startswith(LEGACY_ANNOUNCEMENT_CONTEXT)
+    context = LEGACY_ANNOUNCEMENT_CONTEXT if legacy else ANNOUNCEMENT_CONTEXT
+    fixed = len(context) + ROOM_ID_SIZE + SENDER_ID_SIZE + 3 * 8
     pair = SENDER_ID_SIZE + 8
-    if not payload.startswith(ANNOUNCEMENT_CONTEXT) or len(payload) < fixed or (len(payload) - fixed) % pair:
+    end = len(payload) if legacy or len(payload) <= fixed else len(payload) - LINK_SIZE
+    if not payload.startswith(context) or end < fixed or (end - fixed) % pair:
         raise CodecError("clock announcement: not the layout of a signed announcement")
-    cursor = len(ANNOUNCEMENT_CONTEXT)
+    cursor = len(context)
     room_id = payload[cursor : cursor + ROOM_ID_SIZE]
     cursor += ROOM_ID_SIZE
     sender_id = payload[cursor : cursor + SENDER_ID_SIZE]
@@ -530,15 +681,18 @@ def parse_announcement_payload(
     seq, lamport, at_ms = (_uint64(payload, cursor + 8 * i) for i in range(3))
     delivered = tuple(
         (payload[start : start + SENDER_ID_SIZE], _uint64(payload, start + SENDER_ID_SIZE))
-        for start in range(fixed, len(payload), pair)
+        for start in range(fixed, end, pair)
     )
+    seen = None if legacy else payload[end:]
+    if seen is not None and len(seen) != (LINK_SIZE if delivered else 0):
+        raise CodecError("clock announcement: a seen digest without delivered entries, or none with them")
     if seq > MAX_SEQ or lamport > MAX_LAMPORT or at_ms > MAX_SENT_AT_MS or len(delivered) > MAX_DEPS:
         raise CodecError("clock announcement: a value out of range")
     if any(not 1 <= other_seq <= MAX_SEQ for _, other_seq in delivered):
         raise CodecError("clock announcement: a delivered seq out of range")
     if any(delivered[i][0] >= delivered[i + 1][0] for i in range(len(delivered) - 1)):
         raise CodecError("clock announcement: delivered senders not sorted, or one named twice")
-    return room_id, sender_id, seq, lamport, delivered, at_ms
+    return room_id, sender_id, seq, lamport, delivered, at_ms, seen
 
 
 def _uint64(data: bytes, offset: int) -> int:

@@ -1561,7 +1561,8 @@ class Node:
 
         An entry whose link names another predecessor than ours: that neighbour (or the
         one it chained from) holds the other version, the proof, and, if the author goes
-        on from there, what we judge its entry from. And a version that came may be one
+        on from there, what we judge its entry from. An entry a member's cover named in
+        another version (see OrderedLog.take_named_versions). And a version that came may be one
         the author's chain here goes on from, with more below it that we lack: asked for
         at once, not at the next heads."""
         for event in events:
@@ -1572,6 +1573,9 @@ class Node:
                 missing = self.log.missing_version_for(event.kept.sender_id)
             if missing is not None:
                 yield missing
+        # And the entries a member's cover (its entry or announcement, relayed by this
+        # neighbour) named in a version we do not hold: the neighbour most likely holds it.
+        yield from self.log.take_named_versions()
 
     def _spread_evidence(self, proof: Equivocation, now: float) -> list[Output]:
         """Tell every neighbour, once, that an author signed two versions of one seq.
@@ -1989,7 +1993,18 @@ class Node:
         cached = self._own_announcement
         if cached is None or cached[0] != said:
             link = self.log.link_of(me, seq)
-            head = Head.announce(self.identity, seq, seq, clock, dict(grown), beat, room_id=room, link=link)
+            named = dict(grown)
+            head = Head.announce(
+                self.identity,
+                seq,
+                seq,
+                clock,
+                named,
+                beat,
+                room_id=room,
+                link=link,
+                delivered_links=self.log.links_of(named),
+            )
             cached = self._own_announcement = (said, head)
         return cached[1]
 
@@ -2068,6 +2083,8 @@ class Node:
             head.delivered,
             head.at_ms,
             link,
+            b"",
+            head.seen,
         )
 
     def _queue_push(self, messages: Sequence[Message], now: float, source: _Neighbour | None) -> list[Output]:
@@ -2138,7 +2155,8 @@ class Node:
         events = self._observe_heads(heads, source, now)
         events.extend(self.log.advance_stability())
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
-        forks = (MessageId(head.sender_id, seq) for head in heads if (seq := self.log.other_version_at(head)))
+        forks = [MessageId(head.sender_id, seq) for head in heads if (seq := self.log.other_version_at(head))]
+        forks += self.log.take_named_versions()  # (named by an announcement in another version)
         return [*outputs, *self._act_on_lies(events, now), *self._ask_for_versions(source, forks)]
 
     def _ask_for_versions(self, neighbour: _Neighbour, entries: Iterable[MessageId]) -> list[Output]:

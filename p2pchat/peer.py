@@ -1214,8 +1214,8 @@ def _preverify_frame(data: bytes, room_id: bytes) -> None:
     preverify((sender, signed_bytes(room_id, payload), sig) for sender, (payload, sig) in last.items())
 
 
-_PAYLOAD_START = bytes([0x80 + 10, PAYLOAD_VERSION, 0x58, SENDER_ID_SIZE])
-"""How every payload starts: an array of 10, the version, a 32-byte string (the author)."""
+_PAYLOAD_START = bytes([0x80 + 11, PAYLOAD_VERSION, 0x58, SENDER_ID_SIZE])
+"""How every payload starts: an array of 11, the version, a 32-byte string (the author)."""
 
 
 def _is_expected_dial_failure(exc: BaseException) -> bool:

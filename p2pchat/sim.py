@@ -615,6 +615,7 @@ class Simulation:
             deps=deps,
             room_id=node.log.room_id or b"",
             previous=genuine.previous,
+            links=node.log.links_of(deps),
         )
         if first_to is None:
             first_to = self._rng.sample(sorted(links), self._rng.randint(1, len(links) - 1))

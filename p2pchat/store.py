@@ -21,6 +21,8 @@ restarted peer (and of ``p2pchat log``) rest on as they did before, and the tabl
 the neighbours' addresses, which a peer started again without ``--join`` dials. That
 table's ``learned`` column (the members' addresses the node learned, besides the
 neighbours that were up) came later still, and is added where it is missing.
+Format 4 (entries and announcements that name the versions they cover) reads a format-3
+directory as it is, and marks it 4.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from .evidence import ProofKind, SignedProof
 from .identity import SENDER_ID_SIZE
 from .invites import Invite
-from .message import EntryKind, Message, MessageId
+from .message import LINK_SIZE, EntryKind, Message, MessageId
 from .wire import Head
 
 __all__ = ["RoomRecord", "Store", "StoreFormatError", "StoredIdentity"]
@@ -108,7 +110,7 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 3);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 4);
 """
 
 DATABASE_NAME = "p2pchat.sqlite3"
@@ -116,8 +118,12 @@ MAX_ADDRESSES = 16
 """Neighbours' addresses kept per room as up (the latest up)."""
 MAX_LEARNED_ADDRESSES = 64
 """Members' addresses the node learned kept per room (the latest learned), besides."""
-FORMAT = 3
-"""3: entries are hash-chained (payload version 3). 2: the same tables, entries without."""
+FORMAT = 4
+"""4: entries and announcements name the versions they cover (payload version 4). 3:
+entries are hash-chained (payload version 3), read as they are (and the directory marked
+4: a release that reads only 3 would misread the entries written since). 2: the same
+tables, entries without."""
+_CHAINED_FORMAT = 3
 
 
 class StoreFormatError(Exception):
@@ -172,6 +178,9 @@ class Store:
                 # (Written by a release before: it kept only the neighbours that were up.)
                 self._db.execute("ALTER TABLE addresses ADD COLUMN learned INTEGER NOT NULL DEFAULT 0")
                 self._db.commit()
+            # Format 3 is read as it is: its entries and announcements name no versions.
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'format' AND value < ?", (FORMAT, FORMAT))
+            self._db.commit()
         self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _check_format(self, data_dir: str | Path) -> None:
@@ -189,7 +198,7 @@ class Store:
             if row is not None and int(row[0]) > FORMAT:
                 self._db.close()
                 raise StoreFormatError(f"{data_dir} was written by a newer p2pchat (format {row[0]})")
-            if row is not None and int(row[0]) < FORMAT:
+            if row is not None and int(row[0]) < _CHAINED_FORMAT:
                 self._db.close()
                 raise StoreFormatError(
                     f"{data_dir} was written by an earlier p2pchat (format {row[0]}), whose entries "
@@ -442,8 +451,10 @@ class Store:
         heads = []
         for sender, clock_seq, clock_lamport, delivered, at_ms, signature in rows:
             seq, lamport, beat = (_whole(n) for n in (clock_seq, clock_lamport, at_ms))
-            grown = _unpack_delivered(_blob(delivered))
-            heads.append(Head(_blob(sender), seq, seq, lamport, _blob(signature), grown, beat))
+            grown, seen = _unpack_delivered(_blob(delivered))
+            heads.append(
+                Head(_blob(sender), seq, seq, lamport, _blob(signature), grown, beat, b"", b"", seen)
+            )
         return heads
 
     def remember_address(self, room_id: bytes, url: str, now_ms: int) -> None:
@@ -535,20 +546,33 @@ class Store:
 
 _DELIVERED_RECORD = SENDER_ID_SIZE + 8
 """A stored announcement's delivered seqs: each a sender id and its seq (8 bytes, big-endian)."""
+_NAMING_VERSIONS = b"\x04"
+"""How the delivered seqs of an announcement that names versions start: then its seen
+digest (none if it names no entries), then the records (see p2pchat.message). A legacy
+announcement's are the records alone (a multiple of their size: never this)."""
 
 
 def _announcement_row(room_id: bytes, head: Head) -> tuple[object, ...]:
     delivered = b"".join(sender + seq.to_bytes(8, "big") for sender, seq in head.delivered)
+    if head.seen is not None:
+        delivered = _NAMING_VERSIONS + head.seen + delivered
     clock = (head.clock_seq, head.clock_lamport)
     return (room_id, head.sender_id, *clock, delivered, head.at_ms, head.signature)
 
 
-def _unpack_delivered(data: bytes) -> tuple[tuple[bytes, int], ...]:
-    """The delivered seqs packed by _announcement_row (none if ``data`` is no whole records)."""
+def _unpack_delivered(data: bytes) -> tuple[tuple[tuple[bytes, int], ...], bytes | None]:
+    """The delivered seqs packed by _announcement_row, and the seen digest (None: a
+    legacy announcement's). Nothing if ``data`` is no whole records (a damaged row: the
+    announcement then fails its signature check)."""
+    seen: bytes | None = None
+    if data.startswith(_NAMING_VERSIONS) and len(data) % _DELIVERED_RECORD:
+        size = LINK_SIZE if len(data) > 1 else 0
+        seen, data = data[1 : 1 + size], data[1 + size :]
     if len(data) % _DELIVERED_RECORD:
-        return ()
+        return (), b""
     records = (data[i : i + _DELIVERED_RECORD] for i in range(0, len(data), _DELIVERED_RECORD))
-    return tuple((rec[:SENDER_ID_SIZE], int.from_bytes(rec[SENDER_ID_SIZE:], "big")) for rec in records)
+    delivered = tuple((rec[:SENDER_ID_SIZE], int.from_bytes(rec[SENDER_ID_SIZE:], "big")) for rec in records)
+    return delivered, seen
 
 
 def _whole(value: object) -> int:

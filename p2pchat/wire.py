@@ -81,6 +81,7 @@ from .message import (
     ROOM_ID_SIZE,
     Message,
     announcement_payload,
+    versions_digest,
 )
 
 __all__ = [
@@ -107,7 +108,7 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 8
+PROTOCOL_VERSION: Final = 9
 NONCE_SIZE: Final = 16
 LINK_SIZE: Final = 16
 """Bytes of an entry hash a head carries (Head.link): 128 bits, so an author cannot make
@@ -128,7 +129,8 @@ MAX_URL_BYTES: Final = 256
 MAX_REASON_BYTES: Final = 256
 MAX_MESSAGE_PAYLOAD: Final = 64 * 1024
 """Above the largest payload Message.create can produce (~59.2 KiB: 16 KiB of text plus
-MAX_DEPS deps entries), so every message a peer can sign can also be received."""
+MAX_DEPS deps entries and their digest), so every message a peer can sign can also be
+received."""
 MAX_BATCH_BYTES: Final = MAX_FRAME_BYTES // 2
 """Payload and signature bytes one MESSAGES or PUSH frame carries at most: half the frame
 limit, which leaves room for a PUSH frame's announced ranges and prunes and for the
@@ -163,6 +165,11 @@ class Head:
     hint, not a claim anyone checks: it lets a neighbour keep from sending an
     announcement we hold already, and ask for one we lack (see Node._lean_head). It
     travels in the signature's place, which a head without announcement leaves empty."""
+    seen: bytes | None = b""
+    """Announced too: the versions of the entries ``delivered`` names, as the member
+    delivered them (message.versions_digest; empty when delivered is). None only in an
+    announcement of the legacy layout, read from an old data directory: it names no
+    versions, and never goes on the wire."""
 
     @classmethod
     def announce(
@@ -176,20 +183,39 @@ class Head:
         *,
         room_id: bytes,
         link: bytes = b"",
+        delivered_links: Mapping[bytes, bytes] | None = None,
     ) -> Head:
         """Our own head, with our clock announcement in room ``room_id`` signed (and
-        ``link``, our entry ``held_seq``'s, unsigned as in every head)."""
+        ``link``, our entry ``held_seq``'s, unsigned as in every head).
+        ``delivered_links`` gives the entry hash of each entry ``delivered`` names, for
+        ``seen`` (one not given counts as zeros: a version nobody holds, which nobody
+        counts)."""
         grown = tuple(sorted(delivered.items())) if delivered else ()
-        payload = announcement_payload(room_id, identity.sender_id, clock_seq, clock_lamport, grown, at_ms)
+        given = delivered_links or {}
+        seen = versions_digest((o, n, given.get(o, bytes(LINK_SIZE))) for o, n in grown) if grown else b""
+        payload = announcement_payload(
+            room_id, identity.sender_id, clock_seq, clock_lamport, grown, at_ms, seen
+        )
         signature = identity.sign(payload)
-        return cls(identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms, link)
+        return cls(
+            identity.sender_id, held_seq, clock_seq, clock_lamport, signature, grown, at_ms, link, b"", seen
+        )
 
     def announcement_verifies(self, room_id: bytes) -> bool:
         """Whether the clock announcement is really the member's, about room ``room_id``
         (the room is signed, not sent: an announcement from another room fails)."""
-        payload = announcement_payload(
-            room_id, self.sender_id, self.clock_seq, self.clock_lamport, self.delivered, self.at_ms
-        )
+        try:
+            payload = announcement_payload(
+                room_id,
+                self.sender_id,
+                self.clock_seq,
+                self.clock_lamport,
+                self.delivered,
+                self.at_ms,
+                self.seen,
+            )
+        except ValueError:
+            return False  # (a seen of the wrong size: only from a damaged store)
         return verify_signature(self.sender_id, payload, self.signature)
 
 
@@ -302,9 +328,19 @@ def _head_items(heads: tuple[Head, ...]) -> list[object]:
             [x for sender, seq in head.delivered for x in (position.get(sender, sender), seq)],
             head.at_ms,
             head.link,
+            _wire_seen(head),
         ]
         for head in heads
     ]
+
+
+def _wire_seen(head: Head) -> bytes:
+    """A head's seen digest, as every receiver's parser takes it (see _parse_head)."""
+    if head.seen is None:
+        raise ValueError("an announcement of the legacy layout does not go on the wire")
+    if len(head.seen) != (LINK_SIZE if head.delivered else 0):
+        raise ValueError(f"a head's seen is {LINK_SIZE} bytes with delivered entries, none without")
+    return head.seen
 
 
 def message_batches(messages: Iterable[Message], max_count: int) -> Iterator[tuple[Message, ...]]:
@@ -403,8 +439,8 @@ def _parse_head(value: object) -> tuple[Head, list[object]]:
     """A head without its delivered seqs, and those as they came (see _parse_heads)."""
     # Every heartbeat carries a head per member: the checks of the strict path, inline, for
     # a well-formed head; anything else takes the strict path for its error message.
-    if type(value) is list and len(value) == 8:
-        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link = value
+    if type(value) is list and len(value) == 9:
+        sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link, seen = value
         if (
             type(sender) is bytes
             and len(sender) == SENDER_ID_SIZE
@@ -422,17 +458,21 @@ def _parse_head(value: object) -> tuple[Head, list[object]]:
             and len(delivered) % 2 == 0
             and type(link) is bytes
             and (not link or (held and len(link) == LINK_SIZE))
+            and type(seen) is bytes
+            and len(seen) == (LINK_SIZE if delivered else 0)
         ):
             if len(signature) == SIGNATURE_SIZE:
-                return Head(sender, held, clock_seq, clock_lamport, signature, (), at_ms, link), delivered
+                return Head(
+                    sender, held, clock_seq, clock_lamport, signature, (), at_ms, link, b"", seen
+                ), delivered
             if len(signature) in (0, DIGEST_SIZE) and not (clock_seq or clock_lamport or delivered or at_ms):
                 return Head(sender, held, link=link, digest=signature), delivered
     return _parse_head_strictly(value)
 
 
 def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
-    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link = codec.expect_array(
-        value, "head", length=8
+    sender, held, clock_seq, clock_lamport, signature, delivered, at_ms, link, seen = codec.expect_array(
+        value, "head", length=9
     )
     head = Head(
         sender_id=_sender(sender, "head sender"),
@@ -442,12 +482,15 @@ def _parse_head_strictly(value: object) -> tuple[Head, list[object]]:
         signature=codec.expect_bytes(signature, "head signature", max_size=SIGNATURE_SIZE),
         at_ms=codec.expect_int(at_ms, "head at_ms", hi=MAX_SENT_AT_MS),
         link=codec.expect_bytes(link, "head link", max_size=LINK_SIZE),
+        seen=codec.expect_bytes(seen, "head seen", max_size=LINK_SIZE),
     )
     if head.link and (len(head.link) != LINK_SIZE or not head.held_seq):
         raise CodecError(f"head link: expected {LINK_SIZE} bytes or none (none for held_seq 0)")
     entries = codec.expect_array(delivered, "head delivered", max_length=2 * MAX_DEPS)
     if len(entries) % 2:
         raise CodecError("head delivered: expected sender, seq pairs, got an odd number of items")
+    if len(head.seen or b"") != (LINK_SIZE if entries else 0):
+        raise CodecError(f"head seen: expected {LINK_SIZE} bytes with delivered entries, none without")
     size = len(head.signature)
     if size not in (0, DIGEST_SIZE, SIGNATURE_SIZE):
         raise CodecError(
@@ -477,6 +520,8 @@ def _parse_heads(value: object) -> tuple[Head, ...]:
             _parse_delivered(entries, senders, listed),
             head.at_ms,
             head.link,
+            b"",
+            head.seen,
         )
         if entries
         else head

@@ -40,6 +40,12 @@ class Room:
         self._made: dict[tuple[bytes, int], Message] = {}
         """The entry last made here per (author, seq): what the author's next one links to."""
 
+    def links_of(self, deps: Mapping[bytes, int]) -> dict[bytes, bytes]:
+        """The link of each entry ``deps`` names, where it is a founding entry or one made
+        here (the version last made of it); others are left out (written as zeros)."""
+        known = {(entry.sender_id, entry.seq): entry for entry in self.entries} | self._made
+        return {s: known[s, n].entry_hash() for s, n in deps.items() if (s, n) in known}
+
     @staticmethod
     def _founder_writes(
         log: OrderedLog, kind: EntryKind, change: Change | None, flush: Flush | None = None
@@ -75,13 +81,15 @@ class Room:
         change: Change | None = None,
         flush: Flush | None = None,
         previous: bytes | None = None,
+        links: Mapping[bytes, bytes] | None = None,
     ) -> Message:
         """A validly signed entry with exactly these fields, honest or not.
 
         With ``relative`` the stamp counts from ``base`` and a first entry depends on
         the founding entries (as an honest member's does); deps are taken as given.
         ``previous`` defaults to a link to the entry last made here for ``seq - 1`` (or
-        to a link to nothing in particular, if there is none).
+        to a link to nothing in particular, if there is none); ``links`` (the versions of
+        the entries ``deps`` names, for its seen digest) to ``links_of`` them.
         """
         if previous is None:
             before = self._made.get((identity.sender_id, seq - 1))
@@ -104,6 +112,7 @@ class Room:
             change=change,
             flush=flush,
             previous=previous,
+            links=self.links_of(full_deps) if links is None else links,
         )
         self._made[identity.sender_id, seq] = entry
         return entry

@@ -76,15 +76,19 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 8
+VERSION = 9
 """The protocol version, in HELLO."""
 DEFLATED = b"\x00"
 """A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
-PAYLOAD_VERSION = 3
+PAYLOAD_VERSION = 4
 """The entry payload's version (its first field)."""
 LINK_PERSON, LINK_SIZE = b"p2pchat-link-v1", 16
-"""An entry's last field names the author's previous entry: BLAKE2b-128 (personalised)
+"""An entry's tenth field names the author's previous entry: BLAKE2b-128 (personalised)
 of its signature then its payload; empty at seq 1."""
+SEEN_PERSON = b"p2pchat-seen-v1"
+"""An entry's last field names the versions of the entries its deps name: BLAKE2b-128
+(personalised) of each one's sender, seq (8 bytes, big-endian) and link, in sender order;
+empty when deps is. A clock announcement ends with the same digest of its delivered seqs."""
 AUTH_CONTEXT = b"p2pchat-auth-v3"
 DIALER, ACCEPTOR = b"\x01", b"\x02"
 """AUTH signs ``AUTH_CONTEXT + role + dialer's HELLO + acceptor's HELLO + signer's room``."""
@@ -122,6 +126,19 @@ def link_to(signed: list[bytes]) -> bytes:
     return hashlib.blake2b(signature + payload, digest_size=LINK_SIZE, person=LINK_PERSON).digest()
 
 
+def seen_digest(named: dict[bytes, int], links: dict[tuple[bytes, int], bytes]) -> bytes:
+    """The seen digest of the entries ``named`` (sender: seq), in the versions ``links``
+    gives (zeros for one it does not: a version nobody holds); empty if none are named."""
+    if not named:
+        return b""
+    parts = [
+        part
+        for sender, seq in sorted(named.items())
+        for part in (sender, seq.to_bytes(8, "big"), links.get((sender, seq), bytes(LINK_SIZE)))
+    ]
+    return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=SEEN_PERSON).digest()
+
+
 # The attacker -----------------------------------------------------------------------------------
 
 
@@ -146,6 +163,9 @@ class Mallory:
         decision that admitted it) and is stamped one above."""
         self.links: dict[int, bytes] = {}
         """The link to the entry of each seq mallory signed last (for its next entry)."""
+        self.held: dict[tuple[bytes, int], bytes] = {}
+        """The link to each entry the victim sent us, by (sender, seq): the versions mallory's
+        entries name (see seen_digest)."""
 
     def payload(
         self,
@@ -159,18 +179,27 @@ class Mallory:
         kind: object = TEXT,
         body: object = None,
         previous: bytes | None = None,
+        seen: bytes | None = None,
     ) -> bytes:
-        """``[3, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous]``; the
-        body is ``text`` unless given, deps ``{}`` by default, previous the link to what
-        mallory signed last for ``seq - 1`` (empty at seq 1)."""
+        """``[4, sender_id, seq, lamport, sent_at_ms, name, kind, body, deps, previous, seen]``;
+        the body is ``text`` unless given, deps ``{}`` by default, previous the link to what
+        mallory signed last for ``seq - 1`` (empty at seq 1), seen the digest of the versions
+        of what deps names that the victim sent us (16 bytes of zeros for deps that are no
+        vector clock at all)."""
         deps = {} if deps is None else deps
         if previous is None:
             previous = b"" if seq == 1 else self.links.get(seq - 1, bytes(LINK_SIZE))
+        if seen is None:
+            clock = isinstance(deps, dict) and all(
+                type(s) is bytes and type(n) is int and n >= 0 for s, n in deps.items()
+            )
+            seen = seen_digest(deps, self.held) if clock else bytes(LINK_SIZE) if deps else b""
         sender = self.id if sender is None else sender
         body = text if body is None else body
         sent_at = int(time.time() * 1000)
         return cbor2.dumps(
-            [version, sender, seq, lamport, sent_at, self.name, kind, body, deps, previous], canonical=True
+            [version, sender, seq, lamport, sent_at, self.name, kind, body, deps, previous, seen],
+            canonical=True,
         )
 
     def signed(self, payload: bytes, room: bytes | None = None) -> list[bytes]:
@@ -353,6 +382,8 @@ class Wire:
             for frame in self.inbox[seen:]:
                 for payload, signature in frame[1] if frame[0] == MESSAGES else ():
                     mallory.view.receive(Message.from_wire(payload, signature))
+                    _version, sender, number, *_ = cbor2.loads(payload)
+                    mallory.held.setdefault((sender, number), link_to([payload, signature]))
             seen = len(self.inbox)
             if mallory.view.is_member(mallory.id):
                 mallory.admission = (mallory.view.vector(), mallory.view.clock)
@@ -732,13 +763,23 @@ async def test_cbor_tags() -> None:
                 assert code == PROTOCOL_ERROR, name
             # Tags inside a validly signed message payload.
             tagged = [
-                mallory.signed(cbor2.dumps([3, mallory.id, 1, tag(2, b"\x01"), 0, "m", TEXT, "t", {}, b""])),
-                mallory.signed(cbor2.dumps([3, mallory.id, 1, 1, tag(1, 0), "m", TEXT, "t", {}, b""])),
-                mallory.signed(cbor2.dumps([3, mallory.id, 1, 1, 0, "m", tag(2, b"\x00"), "t", {}, b""])),
                 mallory.signed(
-                    cbor2.dumps([3, mallory.id, 1, 1, 0, "m", GENESIS, ["r", tag(2, b"")], {}, b""])
+                    cbor2.dumps([4, mallory.id, 1, tag(2, b"\x01"), 0, "m", TEXT, "t", {}, b"", b""])
                 ),
-                mallory.signed(cbor2.dumps(tag(55799, [3, mallory.id, 1, 1, 0, "m", TEXT, "t", {}, b""]))),
+                mallory.signed(cbor2.dumps([4, mallory.id, 1, 1, tag(1, 0), "m", TEXT, "t", {}, b"", b""])),
+                mallory.signed(
+                    cbor2.dumps([4, mallory.id, 1, 1, 0, "m", tag(2, b"\x00"), "t", {}, b"", b""])
+                ),
+                mallory.signed(
+                    cbor2.dumps([4, mallory.id, 1, 1, 0, "m", GENESIS, ["r", tag(2, b"")], {}, b"", b""])
+                ),
+                mallory.signed(
+                    cbor2.dumps(tag(55799, [4, mallory.id, 1, 1, 0, "m", TEXT, "t", {}, b"", b""]))
+                ),
+                # (The digest of the versions the deps name, tagged.)
+                mallory.signed(
+                    cbor2.dumps([4, mallory.id, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", tag(2, bytes(16))])
+                ),
             ]
             for signed in tagged:
 
@@ -754,16 +795,17 @@ async def test_cbor_tags() -> None:
 
 ID = bytes(range(32))
 DUPLICATE_DEPS = (
-    b"\x8a"
-    + b"".join(map(cbor2.dumps, [3, ID, 1, 1, 0, "m", TEXT, "t"]))
+    b"\x8b"
+    + b"".join(map(cbor2.dumps, [4, ID, 1, 1, 0, "m", TEXT, "t"]))
     + b"\xa2"
     + 2 * (cbor2.dumps(ID) + cbor2.dumps(1))
     + cbor2.dumps(b"")
+    + cbor2.dumps(bytes(16))
 )
 """A message payload whose deps map holds the same key twice."""
 KEY = bytes(range(32))
 NONCE = bytes(16)
-HEAD = [ID, 1, 1, 1, bytes(64), [], 0, bytes(16)]
+HEAD = [ID, 1, 1, 1, bytes(64), [], 0, bytes(16), b""]
 
 
 def entry(*fields: object) -> list[Any]:
@@ -791,7 +833,8 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HELLO, 5, "<me>", NONCE, KEY],  # protocol 5: no deflated frames
         [HELLO, 6, "<me>", NONCE, KEY],  # protocol 6: no links in heads
         [HELLO, 7, "<me>", NONCE, KEY],  # protocol 7: no digests in heads
-        [HELLO, 9, "<me>", NONCE, KEY],
+        [HELLO, 8, "<me>", NONCE, KEY],  # protocol 8: entries and heads name no versions
+        [HELLO, 10, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],
@@ -813,41 +856,53 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [MESSAGES, "batch"],
         [MESSAGES, [["payload", bytes(64)]]],
         [MESSAGES, [[b"\x80", bytes(64)]]],  # payload decodes to an empty array
-        entry(3, ID, "1", 1, 0, "m", TEXT, "t", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {ID: True}, b""),
-        entry(3, ID, 0, 1, 0, "m", TEXT, "t", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", TEXT, b"t", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", [ID, 1], b""),
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", None, b""),  # no vector clock: there is no plain mode
+        entry(4, ID, "1", 1, 0, "m", TEXT, "t", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: True}, b"", bytes(16)),
+        entry(4, ID, 0, 1, 0, "m", TEXT, "t", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", TEXT, b"t", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", [ID, 1], b"", bytes(16)),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", None, b"", b""),  # no vector clock: there is no plain mode
         entry(1, ID, 1, 1, 0, "m", "t", None),  # version 1's layout
         entry(1, ID, 1, 1, 0, "m", TEXT, "t", {}),
-        entry(3, ID, 1, 1, -5, "m", TEXT, "t", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", 255, "t", {}, b""),  # unknown kind
-        entry(3, ID, 1, 1, 0, "m", True, "t", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", GENESIS, "room", {}, b""),  # a genesis body is [name, policy]
-        entry(3, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}, b""),  # no such policy (0 open, 1 invite-only)
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], []], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], []], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", CHANGE, "bob", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], []], {}, b""),  # a change names someone
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID]], {}, b""),  # twice
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]]], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], []], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]]], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}, b""),  # no change has seq 0
-        entry(3, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", FLUSH, "flush", {}, b""),
-        entry(3, ID, 1, 1, 0, "m", 7, "t", {}, b""),  # unknown kind (COMMIT is the last)
-        entry(3, ID, 1, 1, 0, "m", LEAVE, [ID, "bob"], {}, b""),
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}),  # no previous
+        entry(4, ID, 1, 1, -5, "m", TEXT, "t", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", 255, "t", {}, b"", b""),  # unknown kind
+        entry(4, ID, 1, 1, 0, "m", True, "t", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", GENESIS, "room", {}, b"", b""),  # a genesis body is [name, policy]
+        entry(
+            4, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}, b"", b""
+        ),  # no such policy (0 open, 1 invite-only)
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, "bob", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], []], {}, b"", b""),  # a change names someone
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID]], {}, b"", b""),  # twice
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]]], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]]], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}, b"", b""),  # no change has seq 0
+        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", FLUSH, "flush", {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", 7, "t", {}, b"", b""),  # unknown kind (COMMIT is the last)
+        entry(4, ID, 1, 1, 0, "m", LEAVE, [ID, "bob"], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {}, b""),  # no seen digest (version 3's layout)
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {}),  # no previous, no seen digest
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}),  # version 3 without previous
+        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}, b"", b""),  # version 3 with a seen digest
         entry(2, ID, 1, 1, 0, "m", TEXT, "t", {}),  # version 2's layout, before hash chains
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}, None),
-        entry(3, ID, 1, 1, 0, "m", TEXT, "t", {}, bytes(16)),  # seq 1 links to nothing
-        entry(3, ID, 2, 2, 0, "m", TEXT, "t", {}, b""),  # seq 2 must link
-        entry(3, ID, 2, 2, 0, "m", TEXT, "t", {}, bytes(32)),  # a 16-byte link
-        [MESSAGES, [[cbor2.dumps([3, ID, 1, 1, 0, "m", TEXT, "t", {}, b""]), bytes(32)]]],
-        [MESSAGES, [[cbor2.dumps([3, ID, 1, 1, 0, "m", TEXT, "t", {}, b""])]]],
+        entry(5, ID, 1, 1, 0, "m", TEXT, "t", {}, b"", b""),  # a version to come
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {}, None, b""),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {}, bytes(16), b""),  # seq 1 links to nothing
+        entry(4, ID, 2, 2, 0, "m", TEXT, "t", {}, b"", b""),  # seq 2 must link
+        entry(4, ID, 2, 2, 0, "m", TEXT, "t", {}, bytes(32), b""),  # a 16-byte link
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", b""),  # deps without their digest
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", bytes(15)),  # a 16-byte digest
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", bytes(17)),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {}, b"", bytes(16)),  # a digest of no deps
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", "s" * 16),
+        entry(4, ID, 1, 1, 0, "m", TEXT, "t", {ID: 1}, b"", None),
+        [MESSAGES, [[cbor2.dumps([4, ID, 1, 1, 0, "m", TEXT, "t", {}, b"", b""]), bytes(32)]]],
+        [MESSAGES, [[cbor2.dumps([4, ID, 1, 1, 0, "m", TEXT, "t", {}, b"", b""])]]],
         [MESSAGES, [None] * 3],
         [MESSAGES, [[DUPLICATE_DEPS, bytes(64)]]],
         [MESSAGES, [[b"\x00", bytes(64)]] * (MAX_BATCH + 1)],
@@ -860,24 +915,37 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HEADS, [[ID, 1, 1, 1, bytes(64)]], False],  # the layout before delivered and at_ms
         [HEADS, [[ID, 1, 1, 1, bytes(64), []]], False],
         [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0]], False],  # the layout before links
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(15)]], False],
-        [HEADS, [[ID, 0, 0, 0, b"", [], 0, bytes(16)]], False],  # a link for seq 0
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, "link"]], False],
-        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), [], 0, bytes(16)]], False],
-        [HEADS, [[ID, -1, 1, 1, bytes(64), [], 0, bytes(16)]], False],
-        [HEADS, [[ID, 2**63, 1, 1, bytes(64), [], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(63), [], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, b"", [], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 0, 0, b"", [], 5, bytes(16)]], False],  # an unsigned liveness beat
-        [HEADS, [[ID, 1, 0, 0, b"", [0, 1], 0, bytes(16)]], False],  # an unsigned delivered vector
-        [HEADS, [[ID, 1, 1, 1, bytes(64), {ID: 1}, 0, bytes(16)]], False],  # (a map: before positions)
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 0], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID[:31], 1], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [1, 1], 0, bytes(16)]], False],  # no head at position 1
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0, bytes(16)]], False],  # by id, though it has a head here
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [0], 0, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], -1, bytes(16)]], False],
-        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 2**53 + 1, bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(16)]], False],  # protocol 8's: no seen digest
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(16), b"", b""]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(15), b""]], False],
+        [HEADS, [[ID, 0, 0, 0, b"", [], 0, bytes(16), b""]], False],  # a link for seq 0
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, "link", b""]], False],
+        [HEADS, [[ID[:31], 1, 1, 1, bytes(64), [], 0, bytes(16), b""]], False],
+        [HEADS, [[ID, -1, 1, 1, bytes(64), [], 0, bytes(16), b""]], False],
+        [HEADS, [[ID, 2**63, 1, 1, bytes(64), [], 0, bytes(16), b""]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(63), [], 0, bytes(16), b""]], False],
+        [HEADS, [[ID, 1, 1, 1, b"", [], 0, bytes(16), b""]], False],
+        [HEADS, [[ID, 1, 0, 0, b"", [], 5, bytes(16), b""]], False],  # an unsigned liveness beat
+        [HEADS, [[ID, 1, 0, 0, b"", [0, 1], 0, bytes(16), bytes(16)]], False],  # an unsigned delivered vector
+        [
+            HEADS,
+            [[ID, 1, 1, 1, bytes(64), {ID: 1}, 0, bytes(16), bytes(16)]],
+            False,
+        ],  # (a map: before positions)
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 0], 0, bytes(16), bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID[:31], 1], 0, bytes(16), bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [1, 1], 0, bytes(16), bytes(16)]], False],  # no head at position 1
+        # By id, though it has a head here.
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [ID, 1], 0, bytes(16), bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0], 0, bytes(16), bytes(16)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 1, 1], 0, bytes(16), bytes(16)]], False],  # (no triples)
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 1], 0, bytes(16), b""]], False],  # delivered without digest
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 1], 0, bytes(16), bytes(15)]], False],  # a 16-byte digest
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 1], 0, bytes(16), bytes(17)]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [0, 1], 0, bytes(16), "s" * 16]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 0, bytes(16), bytes(16)]], False],  # a digest of nothing
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], -1, bytes(16), b""]], False],
+        [HEADS, [[ID, 1, 1, 1, bytes(64), [], 2**53 + 1, bytes(16), b""]], False],
         [HEADS, [HEAD]],
     ],
     "want": [
@@ -906,7 +974,13 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
     ],
     "push": [
         [PUSH, [], [], [], []],  # no messages, ids or prunes
-        [PUSH, [], [], [], [[ID, 1, 1, 2, bytes(64), [], 0, bytes(16)]]],  # only a head: no frame of its own
+        [
+            PUSH,
+            [],
+            [],
+            [],
+            [[ID, 1, 1, 2, bytes(64), [], 0, bytes(16), b""]],
+        ],  # only a head: no frame of its own
         [PUSH, "batch", [], [], []],
         [PUSH, [], [[ID, 5, 3]], [], []],
         [PUSH, [], [[ID, 0, 3]], [], []],
@@ -920,8 +994,10 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [PUSH, [], [], ID, []],
         [PUSH, [], [], [ID], "heads"],
         [PUSH, [], [], [ID], [[ID, 1]]],
-        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(63), [], 0]]],
-        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), [], 0]] * 4097],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(63), [], 0, b"", b""]]],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), [], 0, b"", b""]] * 4097],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), [0, 1], 0, b"", bytes(15)]]],
+        [PUSH, [], [], [ID], [[ID, 1, 1, 2, bytes(64), [], 0, b""]]],  # protocol 8's head: no digest
         [PUSH, [], [[ID, 1, 3]], []],  # without the heads
         [PUSH, [], [[ID, 1, 3]]],  # without the prunes
         [PUSH, []],
@@ -1195,7 +1271,9 @@ async def test_message_without_vector_clock_is_a_decode_error() -> None:
             def send(wire: Wire) -> None:
                 wire.handshake(mallory, stay=True)
                 _vector, clock = wire.admission(mallory)
-                plain.append(cbor2.dumps([3, mallory.id, 1, clock + 1, 0, "m", TEXT, "plain", None, b""]))
+                plain.append(
+                    cbor2.dumps([4, mallory.id, 1, clock + 1, 0, "m", TEXT, "plain", None, b"", b""])
+                )
                 wire.send([MESSAGES, [mallory.signed(plain[0])]])
 
             code, reason = await attack_code(url(victim), send)
@@ -1443,8 +1521,8 @@ async def test_lies_about_the_victims_own_messages_do_not_mute_it() -> None:
 
             def lie(wire: Wire) -> bool:
                 wire.handshake(mallory, stay=True)
-                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), [], 0, b""]], True])
-                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", [], 0, b""]], False])
+                wire.send([HEADS, [[victim_id, own + 5, own + 5, 5, bytes(64), [], 0, b"", b""]], True])
+                wire.send([HEADS, [[victim_id, 2**62, 0, 0, b"", [], 0, b"", b""]], False])
                 vector, clock = wire.admission(mallory)
                 assert mallory.admitted_by().sender_id == victim_id
                 # Mallory's own entry, validly signed, "depending" on a victim's entry far ahead.
@@ -1484,19 +1562,21 @@ async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
             far = 2**52  # a liveness beat far in the future
 
             def announcement(
-                member: bytes, seq: int, clock: int, delivered: dict[bytes, int], at_ms: int
+                member: bytes, seq: int, clock: int, delivered: dict[bytes, int], at_ms: int, seen: bytes
             ) -> bytes:
                 """What a member signs to announce its clock: context, room, member, seq,
                 clock, at_ms, then the delivered map's (sender, seq) pairs in sender order
-                (integers as 8 bytes, big-endian)."""
+                (integers as 8 bytes, big-endian), then the seen digest of the versions
+                delivered (see SEEN_PERSON; none when nothing is)."""
                 numbers = (n.to_bytes(8, "big") for n in (seq, clock, at_ms))
-                parts = [b"p2pchat-clock-v3", room, member, *numbers]
+                parts = [b"p2pchat-clock-v4", room, member, *numbers]
                 for sender, other_seq in sorted(delivered.items()):
                     parts += [sender, other_seq.to_bytes(8, "big")]
-                return b"".join(parts)
+                return b"".join([*parts, seen])
 
-            def claim(at_ms: int, delivered: dict[bytes, int]) -> bytes:
-                return mallory.key.sign(announcement(alice_id, 1, 10**9, delivered, at_ms)).signature
+            def claim(at_ms: int, delivered: dict[bytes, int], seen: bytes = b"") -> bytes:
+                signed = announcement(alice_id, 1, 10**9, delivered, at_ms, seen)
+                return mallory.key.sign(signed).signature
 
             def lie(wire: Wire) -> bool:
                 wire.handshake(mallory)
@@ -1506,13 +1586,14 @@ async def test_forged_clock_announcements_do_not_make_anything_stable() -> None:
                 # (Its delivered seqs name a sender by the position of its head in the frame.)
                 pairs = zip(own[5][::2], own[5][1::2], strict=True)
                 own_delivered = {heads[r][0] if type(r) is int else r: s for r, s in pairs}
-                VerifyKey(victim_id).verify(announcement(own[0], *own[2:4], own_delivered, own[6]), own[4])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), [], 0, b""]], False])
-                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), [], 0, b""]], False])
+                signed = announcement(own[0], *own[2:4], own_delivered, own[6], own[8])
+                VerifyKey(victim_id).verify(signed, own[4])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, claim(0, {}), [], 0, b"", b""]], False])
+                wire.send([HEADS, [[alice_id, 1, 1, 10**9, bytes(64), [], 0, b"", b""]], False])
                 # Alice "delivered" far more of the victim than exists, alive far ahead.
-                delivered = {victim_id: 10**6}
+                delivered, seen = {victim_id: 10**6}, seen_digest({victim_id: 10**6}, {})
                 lie_seqs = [victim_id, 10**6]  # (the victim has no head in this frame: by id)
-                lie = [alice_id, 1, 1, 10**9, claim(far, delivered), lie_seqs, far, b""]
+                lie = [alice_id, 1, 1, 10**9, claim(far, delivered, seen), lie_seqs, far, b"", seen]
                 wire.send([HEADS, [lie], False])
                 return wire.still_open()
 
@@ -1537,7 +1618,7 @@ async def test_want_with_thousands_of_huge_ranges_costs_little() -> None:
 
             def ask(wire: Wire) -> float:
                 wire.handshake(Mallory())
-                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", [], 0, b""]], False])
+                wire.send([HEADS, [[alice_id, 2**62, 0, 0, b"", [], 0, b"", b""]], False])
                 start = time.monotonic()
                 wire.send([WANT, [[alice_id, 1, 2**62]] * 1000])
                 assert wire.still_open(timeout=TIMEOUT)

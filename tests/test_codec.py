@@ -30,6 +30,7 @@ from p2pchat import codec, wire
 from p2pchat.codec import MAX_DEPTH, CodecError
 from p2pchat.identity import Identity
 from p2pchat.message import (
+    LEGACY_PAYLOAD_VERSION,
     LINK_SIZE,
     MAX_DEPS,
     MAX_LAMPORT,
@@ -37,6 +38,7 @@ from p2pchat.message import (
     MAX_SENT_AT_MS,
     MAX_SEQ,
     MAX_TEXT_BYTES,
+    PAYLOAD_VERSION,
     ROOM_ID_SIZE,
     Change,
     EntryKind,
@@ -44,6 +46,8 @@ from p2pchat.message import (
     Message,
     MessageId,
     RoomPolicy,
+    announcement_payload,
+    versions_digest,
 )
 
 ALICE, BOB, CAROL = (Identity(bytes([n]) * 32) for n in (1, 2, 3))
@@ -54,6 +58,8 @@ LINK = bytes(range(100, 100 + wire.LINK_SIZE))
 """A well-formed head link (the start of an entry hash), just as meaningless."""
 ROOM = bytes(range(100, 100 + ROOM_ID_SIZE))
 """The room the test messages are signed for (rooms are not on the wire)."""
+SEEN = bytes(range(200, 200 + LINK_SIZE))
+"""A well-formed seen digest (of an entry's deps, or a head's delivered seqs): meaningless."""
 FRAME_TYPES = (
     wire.Hello,
     wire.Auth,
@@ -122,9 +128,10 @@ PAYLOAD_FIELDS = (
     "body",
     "deps",
     "previous",
+    "seen",
 )
 VALID_PAYLOAD = {
-    "version": enc(3),
+    "version": enc(PAYLOAD_VERSION),
     "sender": enc(ALICE.sender_id),
     "seq": enc(1),
     "lamport": enc(1),
@@ -134,6 +141,7 @@ VALID_PAYLOAD = {
     "body": enc("hi"),
     "deps": cmap(),
     "previous": enc(b""),
+    "seen": enc(b""),  # (no deps: no digest)
 }
 
 
@@ -162,7 +170,12 @@ def head_item(
     delivered: bytes | None = None,
     at_ms: bytes | None = None,
     link: bytes | None = None,
+    seen: bytes | None = None,
 ) -> bytes:
+    """A head (raw CBOR), valid except for the fields given; its seen digest is empty
+    by default where ``delivered`` is an empty array (as it must be), else SEEN."""
+    if seen is None:
+        seen = bstr(b"") if delivered == arr() else bstr(SEEN)
     return arr(
         sender if sender is not None else enc(BOB.sender_id),
         held if held is not None else enc(3),
@@ -172,6 +185,7 @@ def head_item(
         delivered if delivered is not None else arr(enc(CAROL.sender_id), enc(2)),
         at_ms if at_ms is not None else enc(1_700_000_000_000),
         link if link is not None else bstr(LINK),
+        seen,
     )
 
 
@@ -256,7 +270,7 @@ def test_hand_built_valid_inputs_are_accepted() -> None:
     assert wire.decode_frame(messages_frame(signed(payload()))) == wire.Messages((message,))
     assert isinstance(wire.decode_frame(hello()), wire.Hello)
     assert wire.decode_frame(heads_frame()) == wire.Heads(
-        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000, LINK),)
+        (wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((CAROL.sender_id, 2),), 1_700_000_000_000, LINK, seen=SEEN),)
     )
     assert wire.decode_frame(want_frame(want_range())) == wire.Want((wire.WantRange(BOB.sender_id, 1, 2),))
     assert wire.decode_frame(bye(enc("done"))) == wire.Bye("done")
@@ -385,6 +399,7 @@ def announcing_heads_frames(draw: st.DrawFn) -> wire.Heads:
                 tuple(sorted(delivered.items())),
                 draw(st.integers(0, 2**53)),
                 draw(links),
+                seen=draw(st.binary(min_size=LINK_SIZE, max_size=LINK_SIZE)) if delivered else b"",
             )
         )
     return wire.Heads(tuple(found), draw(st.booleans()))
@@ -583,8 +598,8 @@ def test_heads_with_delivered_maps_round_trip(frame: wire.Heads) -> None:
 
 
 def test_a_delivered_map_names_a_sender_with_a_head_in_the_frame_by_position() -> None:
-    bob = wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((ALICE.sender_id, 4), (CAROL.sender_id, 2)), 5)
-    alice = wire.Head(ALICE.sender_id, 4, 4, 8, SIG, ((BOB.sender_id, 3),), 6)
+    bob = wire.Head(BOB.sender_id, 3, 3, 7, SIG, ((ALICE.sender_id, 4), (CAROL.sender_id, 2)), 5, seen=SEEN)
+    alice = wire.Head(ALICE.sender_id, 4, 4, 8, SIG, ((BOB.sender_id, 3),), 6, seen=SEEN)
     data = wire.encode_frame(wire.Heads((bob, alice), False))
     items = cbor2.loads(data)[1]
     assert items[0][5] == [1, 4, CAROL.sender_id, 2]  # (Carol has no head here: by id)
@@ -836,8 +851,8 @@ def test_very_deep_nesting_refused_without_recursion_error() -> None:
     refuse_frame(bye(nested(200_000)), "depth")
 
 
-def test_payload_nesting_limited_to_four() -> None:
-    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), arr(arr(arr(enc(1))))))), "depth")
+def test_payload_nesting_limited_to_five() -> None:
+    refuse_payload(payload(deps=cmap((enc(BOB.sender_id), arr(arr(arr(arr(enc(1)))))))), "depth")
 
 
 # Strictness: exact types ------------------------------------------------------------
@@ -971,9 +986,9 @@ def test_wrong_field_counts_refused(name: str) -> None:
 
 
 def test_wrong_item_counts_in_nested_structures_refused() -> None:
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:9])), "expected 10 items, got 9")
-    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "expected 10 items, got 11")
-    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "8 items")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[:9])), "has 11 fields, not 9")
+    refuse_payload(arr(*(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS), NULL), "12 items", "over the limit")
+    refuse_frame(heads_frame(arr(arr(enc(BOB.sender_id), enc(1), enc(1)))), "head", "9 items")
     refuse_frame(want_frame(arr(enc(BOB.sender_id), enc(1))), "want range", "3 items")
     refuse_frame(messages_frame(arr(bstr(payload()))), "signed message", "2 items")
     refuse_frame(messages_frame(arr(bstr(payload()), bstr(SIG), NULL)), "signed message", "2 items")
@@ -1000,7 +1015,7 @@ def test_payload_must_be_an_array() -> None:
 
 
 def test_unsupported_payload_version_refused() -> None:
-    refuse_payload(payload(version=enc(4)), "version", "4")
+    refuse_payload(payload(version=enc(PAYLOAD_VERSION + 1)), "version", str(PAYLOAD_VERSION + 1))
     refuse_payload(payload(version=enc(0)), "version")
 
 
@@ -1016,15 +1031,56 @@ def test_payload_without_deps_map_refused(deps: bytes) -> None:
 def test_version_1_payload_is_refused() -> None:
     """The layout before rooms and entry kinds: eight fields, text in place of kind and body."""
     old = arr(enc(1), enc(ALICE.sender_id), enc(1), enc(1), enc(0), enc("alice"), enc("hi"), NULL)
-    refuse_payload(old, "expected 10 items, got 8")
+    refuse_payload(old, "unsupported payload version 1")
     refuse_payload(payload(version=enc(1)), "version", "1")
 
 
 def test_version_2_payload_is_refused() -> None:
     """The layout before hash chains: nine fields, no previous entry's hash."""
     old = arr(enc(2), *(VALID_PAYLOAD[f] for f in PAYLOAD_FIELDS[1:9]))
-    refuse_payload(old, "expected 10 items, got 9")
+    refuse_payload(old, "unsupported payload version 2")
     refuse_payload(payload(version=enc(2)), "version", "2")
+
+
+def legacy_payload(**raw: bytes) -> bytes:
+    """A payload of version 3 (ten fields: no seen digest), valid except for ``raw``."""
+    fields = {**VALID_PAYLOAD, "version": enc(LEGACY_PAYLOAD_VERSION), **raw}
+    return arr(*(fields[name] for name in PAYLOAD_FIELDS if name != "seen"))
+
+
+def test_version_3_payload_is_still_read_and_names_no_versions() -> None:
+    """The layout before seen digests (an old data directory's entries): ten fields, read
+    with ``seen`` None; with an eleventh it is refused, as a version-4 payload with ten."""
+    deps = cmap((enc(BOB.sender_id), enc(2)))
+    assert legacy_payload(deps=deps).startswith(b"\x8a\x03")  # (an array of 10, then 3)
+    old = Message.from_wire(legacy_payload(deps=deps), SIG)
+    assert (old.seen, dict(old.deps), old.text) == (None, {BOB.sender_id: 2}, "hi")
+    assert Message.from_wire(payload(), SIG).seen == b""
+    assert Message.from_wire(payload(deps=deps, seen=bstr(SEEN)), SIG).seen == SEEN
+    refuse_payload(payload(version=enc(3)), "payload version 3 has 10 fields, not 11")
+    refuse_payload(legacy_payload(version=enc(PAYLOAD_VERSION)), "payload version 4 has 11 fields, not 10")
+
+
+@pytest.mark.parametrize(
+    ("deps", "seen", "words"),
+    [
+        (cmap((enc(BOB.sender_id), enc(2))), bstr(SEEN[:15]), ("message seen", "expected 16 bytes, got 15")),
+        (
+            cmap((enc(BOB.sender_id), enc(2))),
+            bstr(SEEN + b"x"),
+            ("message seen", "expected 16 bytes, got 17"),
+        ),
+        (cmap((enc(BOB.sender_id), enc(2))), bstr(b""), ("message seen", "expected 16 bytes, got 0")),
+        (cmap(), bstr(SEEN), ("message seen", "expected 0 bytes, got 16")),
+        (cmap((enc(BOB.sender_id), enc(2))), enc("s" * LINK_SIZE), ("message seen", "byte string", "str")),
+        (cmap((enc(BOB.sender_id), enc(2))), NULL, ("message seen", "byte string")),
+    ],
+    ids=["short", "long", "missing", "without-deps", "text", "null"],
+)
+def test_seen_is_16_bytes_exactly_when_deps_name_entries(
+    deps: bytes, seen: bytes, words: tuple[str, ...]
+) -> None:
+    refuse_payload(payload(deps=deps, seen=seen), *words)
 
 
 @pytest.mark.parametrize(
@@ -1307,13 +1363,16 @@ def change_body(
     round_: bytes = enc(1),
     admitted: bytes | None = None,
     removed: bytes | None = None,
+    tails: bytes | None = None,
 ) -> bytes:
-    return arr(
+    """A CHANGE body; with ``tails``, of five items (else four, as payload version 3 had)."""
+    items = [
         epoch,
         round_,
         admitted if admitted is not None else arr(arr(enc(BOB.sender_id), enc("bob"))),
         removed if removed is not None else arr(enc(ALICE.sender_id)),
-    )
+    ]
+    return arr(*items, *([tails] if tails is not None else []))
 
 
 def flush_body(
@@ -1433,7 +1492,7 @@ def test_change_and_flush_ids_must_be_32_bytes(size: int) -> None:
     "body, words",
     [
         (enc(BOB.sender_id), ("change body", "array", "bytes")),
-        (arr(enc(0), enc(0), arr()), ("change body", "expected 4 items, got 3")),
+        (arr(enc(0), enc(0), arr()), ("change body", "got 3 items")),
         (change_body(epoch=enc(-1)), ("change epoch",)),
         (change_body(epoch=TRUE), ("change epoch", "bool")),
         (change_body(round_=HALF_ONE), ("change round", "float")),
@@ -1472,7 +1531,7 @@ def test_change_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
     "body, words",
     [
         (enc("flush"), ("flush body", "array", "str")),
-        (arr(enc(0), enc(0), enc(BOB.sender_id)), ("flush body", "expected 4 items, got 3")),
+        (arr(enc(0), enc(0), enc(BOB.sender_id)), ("flush body", "got 3 items")),
         (flush_body(seq=enc(0)), ("flushed change seq",)),
         (flush_body(seq=FALSE), ("flushed change seq", "bool")),
         (flush_body(epoch=NULL), ("flush epoch",)),
@@ -1483,6 +1542,50 @@ def test_change_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
 def test_flush_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
     assert Message.from_wire(payload(kind=FLUSH, body=flush_body()), SIG)  # control
     refuse_payload(payload(kind=FLUSH, body=body), *words)
+
+
+def tail(member: bytes = ALICE.sender_id, count: int = 2, size: int = LINK_SIZE) -> bytes:
+    """A removed member's tail: ``count`` links of ``size`` bytes."""
+    return arr(enc(member), arr(*(enc(bytes([i]) * size) for i in range(count))))
+
+
+def test_answers_name_the_removed_members_last_versions() -> None:
+    """A CHANGE and a FLUSH carry tails as a fifth item (an entry of payload version 3 did
+    not: four items are read as none)."""
+    change = Message.from_wire(payload(kind=CHANGE, body=change_body(tails=arr(tail()))), SIG)
+    assert change.change is not None and change.change.tails == (
+        (ALICE.sender_id, (bytes(16), bytes([1]) * 16)),
+    )
+    flush = Message.from_wire(
+        payload(kind=FLUSH, body=arr(enc(3), enc(1), enc(BOB.sender_id), enc(9), arr(tail()))), SIG
+    )
+    assert flush.flush is not None and flush.flush.tails == change.change.tails
+
+
+def answering(tails: bytes, kind: bytes = FLUSH) -> bytes:
+    return payload(kind=kind, body=arr(enc(3), enc(1), enc(BOB.sender_id), enc(9), tails))
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (answering(enc(b"")), ("tails", "array")),
+        (answering(arr(tail(count=0))), ("tails", "1 to 16 links")),
+        (answering(arr(tail(count=17))), ("tail links", "over the limit")),
+        (answering(arr(tail(size=15))), ("tail link", "expected 16 bytes")),
+        (answering(arr(tail(), tail())), ("tails", "distinct")),
+        (answering(arr(arr(enc(ALICE.sender_id)))), ("tail", "expected 2 items")),
+        (answering(arr(tail()), kind=enc(int(EntryKind.COMMIT))), ("commit", "no tails")),
+        (
+            payload(kind=CHANGE, body=change_body(tails=arr(tail(member=CAROL.sender_id)))),
+            ("change", "members it removes"),
+        ),
+    ],
+    ids=["not-array", "no-links", "17-links", "short-link", "twice", "tail-short", "commit", "not-removed"],
+)
+def test_tails_strictness(body: bytes, words: tuple[str, ...]) -> None:
+    assert Message.from_wire(answering(arr(tail())), SIG)  # control
+    refuse_payload(body, *words)
 
 
 @pytest.mark.parametrize(
@@ -1518,10 +1621,10 @@ def test_body_of_another_kind_refused(kind: bytes, body: bytes) -> None:
 
 
 def test_body_nesting_within_payload_depth() -> None:
-    """A body array is the payload's second level; a change's admitted pairs are the
-    fourth and last allowed, and anything nested deeper is refused by the depth limit."""
+    """A body array is the payload's second level; a change's tails' links are the fifth
+    and last allowed, and anything nested deeper is refused by the depth limit."""
     refuse_payload(payload(kind=GENESIS, body=arr(arr(enc("room")), enc(0))), "room name", "list")
-    deep = arr(arr(arr(enc(BOB.sender_id)), enc("bob")))
+    deep = arr(arr(arr(arr(enc(BOB.sender_id))), enc("bob")))
     refuse_payload(payload(kind=CHANGE, body=change_body(admitted=deep)), "depth")
 
 
@@ -1691,3 +1794,60 @@ def test_the_delivered_map_is_signed() -> None:
     ).announcement_verifies(ROOM)
     # The room is signed too: the same announcement from another room does not verify.
     assert not head.announcement_verifies(bytes(32))
+
+
+def test_the_versions_delivered_are_signed_as_a_digest() -> None:
+    """An announcement names the versions of what it says it delivered: the digest of each
+    (sender, seq, entry hash), in sender order; one not given counts as zeros."""
+    delivered = {CAROL.sender_id: 2, ALICE.sender_id: 4}
+    links = {CAROL.sender_id: LINK, ALICE.sender_id: SEEN}
+    head = wire.Head.announce(BOB, 3, 3, 7, delivered, 5_000, room_id=ROOM, delivered_links=links)
+    named = [(ALICE.sender_id, 4, SEEN), (CAROL.sender_id, 2, LINK)]
+    assert head.seen == versions_digest(named) and head.announcement_verifies(ROOM)
+    unlinked = wire.Head.announce(BOB, 3, 3, 7, delivered, 5_000, room_id=ROOM)
+    assert unlinked.seen == versions_digest((s, n, bytes(LINK_SIZE)) for s, n, _ in named)
+    assert wire.Head.announce(BOB, 3, 3, 7, {}, 5_000, room_id=ROOM).seen == b""
+    # Other versions named, or none: the signature does not cover them.
+    assert not replace(head, seen=unlinked.seen).announcement_verifies(ROOM)
+    assert not replace(head, seen=b"").announcement_verifies(ROOM)
+    assert not replace(head, seen=None).announcement_verifies(ROOM)  # (the legacy layout)
+    assert_round_trip(wire.Heads((head, unlinked)))
+    decoded = wire.decode_frame(wire.encode_frame(wire.Heads((head,))))
+    assert isinstance(decoded, wire.Heads) and decoded.heads[0].announcement_verifies(ROOM)
+
+
+@pytest.mark.parametrize(
+    "seen, words",
+    [
+        (bstr(SEEN[:15]), ("head seen", "16 bytes")),
+        (bstr(SEEN + b"x"), ("head seen", "16", "17")),
+        (bstr(b""), ("head seen", "16 bytes")),
+        (enc("s" * LINK_SIZE), ("head seen", "byte string", "str")),
+        (NULL, ("head seen", "byte string")),
+    ],
+    ids=["short", "long", "missing", "text", "null"],
+)
+def test_a_head_names_the_versions_it_delivered_in_16_bytes(seen: bytes, words: tuple[str, ...]) -> None:
+    assert wire.decode_frame(heads_frame(arr(head_item(seen=bstr(SEEN)))))  # control
+    refuse_frame(heads_frame(arr(head_item(seen=seen))), *words)
+    # Without delivered seqs, no digest.
+    refuse_frame(heads_frame(arr(head_item(delivered=arr(), seen=bstr(SEEN)))), "head seen")
+    # The layout of protocol 8, without the digest, is refused.
+    (old,) = cbor2.loads(heads_frame())[1]
+    refuse_frame(cbor2.dumps([wire.HEADS, [old[:-1]], False]), "head", "expected 9 items, got 8")
+
+
+def test_a_legacy_announcement_never_goes_on_the_wire() -> None:
+    """An announcement of the legacy layout (read from an old data directory) names no
+    versions: it verifies as it was signed, but is not sent."""
+    grown = ((CAROL.sender_id, 2),)
+    signature = BOB.sign(announcement_payload(ROOM, BOB.sender_id, 3, 7, grown, 5_000, None))
+    legacy = wire.Head(BOB.sender_id, 3, 3, 7, signature, grown, 5_000, seen=None)
+    assert legacy.announcement_verifies(ROOM)
+    assert not replace(legacy, seen=b"").announcement_verifies(ROOM)
+    with pytest.raises(ValueError, match="legacy"):
+        wire.encode_frame(wire.Heads((legacy,)))
+    # Nor does a head whose seen does not fit what it names: no receiver would take it.
+    for wrong in (b"", bytes(15), bytes(17)):
+        with pytest.raises(ValueError, match="seen"):
+            wire.encode_frame(wire.Heads((replace(legacy, seen=wrong),)))

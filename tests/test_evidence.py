@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from roomkit import Room
+from roomkit import FOUNDER, Room
 from test_attacks import (
     POLICY_VIOLATION,
     TIMEOUT,
@@ -109,37 +109,76 @@ def test_every_member_a_proof_holds_against_is_an_offender() -> None:
 
 @pytest.mark.parametrize("lie", ["equivocation", "clock"])
 def test_the_json_output_flags_the_liars_lines_that_other_peers_may_show_otherwise(lie: str) -> None:
-    mesh = three_members()
-    bob = PEOPLE[1].sender_id
+    """A replica holding a proof against B, while B is not removed yet (a removal voids
+    the line where its answers name it differently, see test_membership; a replica that
+    did not answer keeps what it holds): every line of B's is flagged, shown or not."""
+    log = ROOM.log()
+    b1 = ROOM.make(B, 1, 1, text="b1")
     if lie == "equivocation":
-        disputed = bob_equivocates(mesh)
+        disputed, other = ROOM.make(B, 2, 2, text="yes"), ROOM.make(B, 2, 2, text="no")
+        log.receive_many([b1, disputed, other])
+        assert log.evidence
     else:
-        _, disputed = bob_breaks_a_promise(mesh)  # (alice relied on it: no place there)
-    mesh.run(4.0)
-    shown = 0
-    for node in (mesh.nodes[0], mesh.nodes[2]):
-        log = node.log
-        flags = {
-            (m.sender_id, m.seq): logged_message_object(log, i).get("disputed") for i, m in enumerate(log)
-        }
-        # Every line of bob's (where its versions part is not known for certain), no other.
-        assert flags[(bob, 1)] is True
-        assert all(flag is None for (sender, _), flag in flags.items() if sender != bob)
-        if log.is_visible(disputed):
-            assert flags[(bob, disputed.seq)] is True
-            shown += 1
-    assert shown
+        disputed = ROOM.make(B, 2, 2, text="stamped within its promise")
+        log.receive_many([b1, disputed])
+        # B's promise, signed after b1, comes after the line that broke it (this replica
+        # never relied on it, so it shows the line): the pair is the proof.
+        founding = {FOUNDER.sender_id: ROOM.founder_seq}
+        promise = Head.announce(
+            B, 1, 1, ROOM.base + 5, founding, room_id=ROOM.room_id, delivered_links=ROOM.links_of(founding)
+        )
+        log.observe_head(promise)
+        assert log.lies
+    a1 = log.compose(A, name="a", text="a1", sent_at_ms=0)
+    log.receive(a1)
+    assert log.is_visible(disputed)
+    flags = {(m.sender_id, m.seq): logged_message_object(log, i).get("disputed") for i, m in enumerate(log)}
+    # Every line of B's (where its versions part is not known for certain), no other.
+    assert flags[(B.sender_id, 1)] is True and flags[(B.sender_id, 2)] is True
+    assert all(flag is None for (sender, _), flag in flags.items() if sender != B.sender_id)
 
 
 def test_the_announcement_bytes_read_back_exactly_and_strictly() -> None:
     delivered = ((A.sender_id, 3), (B.sender_id, 9))
-    payload = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99)
-    assert parse_announcement_payload(payload) == (ROOM.room_id, A.sender_id, 4, 17, delivered, 99)
-    unsorted = payload[: -2 * 40] + payload[-40:] + payload[-80:-40]
-    twice = payload[:-40] + payload[-80:-40]
-    for bad in (payload[:-1], payload + b"\x00", b"x" + payload[1:], unsorted, twice):
+    seen = bytes(range(16))  # (the digest of the versions delivered: any 16 bytes here)
+    payload = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99, seen)
+    assert payload.startswith(b"p2pchat-clock-v4") and payload.endswith(seen)
+    assert parse_announcement_payload(payload) == (ROOM.room_id, A.sender_id, 4, 17, delivered, 99, seen)
+    records, digest = payload[:-16], payload[-16:]
+    unsorted = records[: -2 * 40] + records[-40:] + records[-80:-40] + digest
+    twice = records[:-40] + records[-80:-40] + digest
+    for bad in (payload[:-1], payload + b"\x00", b"x" + payload[1:], unsorted, twice, records):
         with pytest.raises(ValueError):
             parse_announcement_payload(bad)
+    # Nothing delivered: no digest; a digest without delivered seqs is no announcement's.
+    bare = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, (), 99)
+    assert parse_announcement_payload(bare) == (ROOM.room_id, A.sender_id, 4, 17, (), 99, b"")
+    with pytest.raises(ValueError):
+        parse_announcement_payload(bare + seen)
+    for wrong in (b"", seen[:15], seen + b"\x00"):
+        with pytest.raises(ValueError):
+            announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99, wrong)
+    with pytest.raises(ValueError):
+        announcement_payload(ROOM.room_id, A.sender_id, 4, 17, (), 99, seen)
+
+
+def test_a_legacy_announcement_reads_back_naming_no_versions() -> None:
+    """The layout before seen digests (an old data directory's announcements): read back
+    with seen None, as strictly; it is never taken for the new layout, nor the new for it."""
+    delivered = ((A.sender_id, 3), (B.sender_id, 9))
+    legacy = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99, None)
+    assert legacy.startswith(b"p2pchat-clock-v3")
+    assert parse_announcement_payload(legacy) == (ROOM.room_id, A.sender_id, 4, 17, delivered, 99, None)
+    bare = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, (), 99, None)
+    assert parse_announcement_payload(bare) == (ROOM.room_id, A.sender_id, 4, 17, (), 99, None)
+    unsorted = legacy[: -2 * 40] + legacy[-40:] + legacy[-80:-40]
+    for bad in (legacy[:-1], legacy + bytes(16), unsorted):
+        with pytest.raises(ValueError):
+            parse_announcement_payload(bad)
+    # The same fields in the current layout: another context, and the digest after them.
+    current = announcement_payload(ROOM.room_id, A.sender_id, 4, 17, delivered, 99, bytes(16))
+    context = len(b"p2pchat-clock-v3")
+    assert current[context:] == legacy[context:] + bytes(16) and current[:context] != legacy[:context]
 
 
 def tampered(signed: SignedProof, **fields: object) -> SignedProof:
@@ -359,7 +398,10 @@ def test_a_node_that_relied_on_a_broken_promise_holds_the_line_without_a_place_a
     alice, _, carol = mesh.nodes
     _, low = bob_breaks_a_promise(mesh)
     mesh.run(4.0)
-    assert not alice.log.is_visible(low) and carol.log.is_visible(low)
+    # (Carol showed it until the removal voided it there too: its answers named it as
+    # alice holds it, without a place, and as carol does.)
+    assert not alice.log.is_visible(low) and not carol.log.is_visible(low)
+    assert alice.log.placeless == {low.id} and low in carol.log.tombstones()
     for node in (alice, carol):
         again = restarted(node)
         assert [m.key for m in again.log] == [m.key for m in node.log], f"{node.name} moved on restart"

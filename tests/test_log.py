@@ -33,7 +33,7 @@ from p2pchat.log import (
     Refused,
     Stable,
 )
-from p2pchat.message import Change, EntryKind, Flush, Message, MessageId, MessageKey
+from p2pchat.message import Change, EntryKind, Flush, Message, MessageId, MessageKey, versions_digest
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
@@ -452,15 +452,30 @@ def _log_with_two_from_a() -> tuple[OrderedLog, list[Message]]:
     return log, messages
 
 
-def _announce(identity: Identity, seq: int, lamport: int, delivered: dict[bytes, int] | None = None) -> Head:
+def _announce(
+    identity: Identity,
+    seq: int,
+    lamport: int,
+    delivered: dict[bytes, int] | None = None,
+    *,
+    log: OrderedLog | None = None,
+) -> Head:
     """``identity``'s signed clock announcement, lamport counted from the founding entries.
 
     Unless ``delivered`` says otherwise it claims to have delivered everything of the
-    others (rule 8 asks for both halves: the clock, and what was delivered).
+    others that ``log`` holds, in the versions ``log`` holds (rule 8 asks for both
+    halves: the clock, and what was delivered).
     """
     if delivered is None:
-        delivered = {m.sender_id: 1000 for m in (A, B, C, D, FOUNDER) if m is not identity}
-    return Head.announce(identity, seq, seq, PAIR.base + lamport, delivered, room_id=PAIR.room_id)
+        assert log is not None
+        everyone = (A, B, C, D, FOUNDER)
+        delivered = {
+            m.sender_id: n for m in everyone if m is not identity and (n := log.delivered_seq(m.sender_id))
+        }
+    links = log.links_of(delivered) if log is not None else PAIR.links_of(delivered)
+    return Head.announce(
+        identity, seq, seq, PAIR.base + lamport, delivered, room_id=PAIR.room_id, delivered_links=links
+    )
 
 
 P = len(PAIR)
@@ -477,31 +492,31 @@ def test_nothing_is_stable_while_a_member_is_silent() -> None:
 
 def test_clock_announcements_extend_the_stable_prefix() -> None:
     log, (a1, a2) = _log_with_two_from_a()
-    assert log.observe_head(_announce(B, 0, 1)) == [Stable(P + 1)]
+    assert log.observe_head(_announce(B, 0, 1, log=log)) == [Stable(P + 1)]
     assert log.is_stable(a1)
     assert not log.is_stable(a2)
-    assert log.observe_head(_announce(B, 0, 2)) == [Stable(P + 2)]
-    assert log.observe_head(_announce(B, 0, 2)) == []
+    assert log.observe_head(_announce(B, 0, 2, log=log)) == [Stable(P + 2)]
+    assert log.observe_head(_announce(B, 0, 2, log=log)) == []
 
 
 def test_announcement_counts_only_once_its_message_is_delivered() -> None:
     log, _ = _log_with_two_from_a()
     b1 = PAIR.make(B, 1, 1)
-    assert log.observe_head(_announce(B, 1, 5)) == []
+    assert log.observe_head(_announce(B, 1, 5, log=log)) == []
     assert log.stable_count == STABLE_FOUNDING
     log.receive(b1)
     assert log.stable_count == P + 1, "A has not said it delivered b1"
-    log.observe_head(_announce(A, 2, 2))
+    log.observe_head(_announce(A, 2, 2, log=log))
     assert log.stable_count == P + 3
 
 
 def test_newer_announcement_for_the_same_seq_is_not_lost() -> None:
     # B announces its clock after b1 twice, the second time after hearing more.
     log, _ = _log_with_two_from_a()
-    log.observe_head(_announce(B, 1, 1))
-    log.observe_head(_announce(B, 1, 2))
+    log.observe_head(_announce(B, 1, 1, log=log))
+    log.observe_head(_announce(B, 1, 2, log=log))
     log.receive(PAIR.make(B, 1, 1))
-    log.observe_head(_announce(A, 2, 2))
+    log.observe_head(_announce(A, 2, 2, log=log))
     assert log.stable_count == P + 3, "the clock 2 announcement makes a2 stable too"
 
 
@@ -512,14 +527,14 @@ def test_an_announcement_not_signed_by_its_member_is_ignored() -> None:
     lie = Head(B.sender_id, 0, 0, PAIR.base + 5, forged.signature)
     assert log.observe_head(lie) == []
     assert log.stable_count == STABLE_FOUNDING and log.bad_announcements == 1
-    assert log.observe_head(_announce(B, 0, 5)) == [Stable(P + 2)]
+    assert log.observe_head(_announce(B, 0, 5, log=log)) == [Stable(P + 2)]
 
 
 def test_a_stamp_below_a_clock_its_author_announced_is_proof_of_a_lie() -> None:
     # B promises: after its entry 0 (none yet) its clock is 5, so it will stamp above 5.
     # Then it signs b1 stamped 1, with a vector clock that backs the low stamp.
     log, (a1, _) = _log_with_two_from_a()
-    promise = _announce(B, 0, 5)
+    promise = _announce(B, 0, 5, log=log)
     assert log.observe_head(promise) == [Stable(P + 2)]
     b1 = PAIR.make(B, 1, 1)
     receipt = log.receive(b1)
@@ -536,7 +551,7 @@ def test_a_stamp_below_a_clock_its_author_announced_is_proof_of_a_lie() -> None:
     assert log.stability_violations == 0 and unaware.stability_violations == 0 and not unaware.lies
     # A liar's word counts no more: its later announcements make nothing stable.
     count = log.stable_count
-    assert log.observe_head(_announce(B, 1, 9)) == []
+    assert log.observe_head(_announce(B, 1, 9, log=log)) == []
     assert log.stable_count == count
 
 
@@ -545,7 +560,7 @@ def test_a_liars_membership_entry_without_a_place_counts_in_the_roster_as_everyw
     relied on the promise holds the LEAVE without a place, but B has left there too, as
     at a replica that shows it (the rosters, so every later decision, stay the same)."""
     log, _ = _log_with_two_from_a()
-    log.observe_head(_announce(B, 0, 5))
+    log.observe_head(_announce(B, 0, 5, log=log))
     leave = PAIR.make(B, 1, 1, kind=EntryKind.LEAVE, text="bye")
     log.receive(leave)
     unaware, _ = _log_with_two_from_a()
@@ -563,13 +578,13 @@ def test_a_promise_that_arrives_after_the_entry_breaking_it_is_proof_too() -> No
     log, _ = _log_with_two_from_a()
     b1 = PAIR.make(B, 1, 1)
     log.receive(b1)
-    promise = _announce(B, 0, 1)  # (clock 1 after nothing: b1 must be stamped 2 or more)
+    promise = _announce(B, 0, 1, log=log)  # (clock 1 after nothing: b1 must be stamped 2 or more)
     assert log.observe_head(promise) == [ClockLie(promise, b1)]
     assert log.observe_head(promise) == []  # (once per liar)
     # An honest promise is none: B's clock after b1 is 1, its next entry is stamped 2.
     honest, _ = _log_with_two_from_a()
     honest.receive(b1)
-    honest.observe_head(_announce(B, 1, 1))
+    honest.observe_head(_announce(B, 1, 1, log=log))
     honest.receive(PAIR.make(B, 2, 3, {A.sender_id: 2}))
     assert not honest.lies
 
@@ -697,7 +712,7 @@ def test_a_member_going_away_stops_holding_stability_back() -> None:
     assert log.stable_count == P + 2
     assert log.silent_members() == [A.sender_id]
     assert B.sender_id not in log.members
-    assert log.observe_head(_announce(A, 2, 3)) == [Stable(P + 3)]
+    assert log.observe_head(_announce(A, 2, 3, log=log)) == [Stable(P + 3)]
 
 
 def test_a_sender_named_in_a_vector_clock_is_not_a_member() -> None:
@@ -707,7 +722,7 @@ def test_a_sender_named_in_a_vector_clock_is_not_a_member() -> None:
     log.observe_head(Head.announce(stranger, 3, 3, 1, room_id=PAIR.room_id))
     assert stranger.sender_id not in log.members
     assert log.heads() == [h for h in log.heads() if h.sender_id != stranger.sender_id]
-    assert log.observe_head(_announce(B, 0, 2)) == [Stable(P + 2)]
+    assert log.observe_head(_announce(B, 0, 2, log=log)) == [Stable(P + 2)]
 
 
 def test_an_entry_from_a_stranger_is_refused_and_never_held() -> None:
@@ -886,6 +901,200 @@ def test_an_equivocator_going_on_from_the_version_we_did_not_keep_blocks_no_hone
         return [m.key for m in log if m.id != a1.id]
 
     assert unforked(x) == unforked(y) and x.is_visible(a2) and y.is_visible(a2)
+
+
+# Covers name versions ---------------------------------------------------------------
+
+
+def _fork_seen_both_ways(fork: bool = True) -> tuple[Message, Message, Message, Message]:
+    """C signs two versions of its seq 1, stamped alike: B saw ``y`` and wrote b1, A saw
+    ``x`` and wrote a1 (each names the version it saw). Without ``fork``, both saw x."""
+    y = TRIO.make(C, 1, 1, text="one version" if fork else "the only version")
+    b1 = TRIO.make(B, 1, 2, {C.sender_id: 1}, text="b1")
+    x = TRIO.make(C, 1, 1, text="another version" if fork else "the only version")
+    a1 = TRIO.make(A, 1, 2, {C.sender_id: 1}, text="a1")
+    return x, y, a1, b1
+
+
+def _stable_ids(log: OrderedLog) -> set[MessageId]:
+    return {m.id for m in log if log.is_stable(m)}
+
+
+def test_a_cover_naming_another_version_of_an_entry_does_not_make_ours_stable() -> None:
+    x, _, a1, b1 = _fork_seen_both_ways()
+    log = TRIO.log()
+    log.receive_many([x, a1])
+    assert x.id not in _stable_ids(log), "B has not said it delivered C's entry 1"
+    log.receive(b1)
+    # Counted by seq, b1 would cover C's entry 1, and x would be stable here while the
+    # replicas that kept y call y stable on a1's cover in turn.
+    assert x.id not in _stable_ids(log) and log.stability_violations == 0
+    # Which entry b1 names in another version is not known here: each is worth asking for.
+    assert x.id in log.take_named_versions()
+    assert log.take_named_versions() == []
+    # Without the fork the same entries make it stable (the check above can fail).
+    x, _, a1, b1 = _fork_seen_both_ways(fork=False)
+    log = TRIO.log()
+    log.receive_many([x, a1, b1])
+    assert x.id in _stable_ids(log) and log.take_named_versions() == []
+
+
+@given(order=st.permutations(range(3)), first=st.booleans())
+def test_two_replicas_never_both_call_their_own_version_stable(order: list[int], first: bool) -> None:
+    x, y, a1, b1 = _fork_seen_both_ways()
+    kept_x, kept_y = TRIO.log(), TRIO.log()
+    for log, own, other in ((kept_x, x, y), (kept_y, y, x)):
+        log.receive(own)
+        arrivals = [a1, b1, other]
+        log.receive_many([arrivals[index] for index in order])
+        if first:  # and the replies again, whatever came first
+            log.receive_many([a1, b1])
+    stable_x, stable_y = _stable_ids(kept_x), _stable_ids(kept_y)
+    assert not (x.id in stable_x and y.id in stable_y)
+    assert x.id not in stable_x and y.id not in stable_y, "each has a member naming the other version"
+
+
+def test_the_versions_an_entry_names_read_back_as_written_whatever_the_order_given() -> None:
+    """The payload's deps map is encoded sorted; ``seen`` digests the versions in that
+    order, also when the deps were given in another (a receiver digests its own
+    versions in the order it reads)."""
+    b1, c1 = TRIO.make(B, 1, 1), TRIO.make(C, 1, 1)
+    deps = dict(sorted({B.sender_id: 1, C.sender_id: 1}.items(), reverse=True))
+    links = {B.sender_id: b1.entry_hash(), C.sender_id: c1.entry_hash()}
+    entry = Message.create(
+        A, seq=1, lamport=9, sent_at_ms=0, name="n", text="t", deps=deps, room_id=TRIO.room_id, links=links
+    )
+    decoded = Message.from_wire(entry.payload, entry.signature)
+    assert list(decoded.deps.items()) == list(entry.deps.items()) == sorted(deps.items())
+    assert entry.seen == decoded.seen == versions_digest((s, 1, links[s]) for s in sorted(links))
+
+
+def _b_announces_a2(a2_link: bytes) -> Head:
+    """B's announcement: no entry of its own, clock base+5, and it delivered the founding
+    entries and A's entries up to 2, its entry 2 being the one ``a2_link`` names."""
+    delivered = {FOUNDER.sender_id: PAIR.founder_seq, A.sender_id: 2}
+    links = PAIR.links_of({FOUNDER.sender_id: PAIR.founder_seq}) | {A.sender_id: a2_link}
+    return Head.announce(B, 0, 0, PAIR.base + 5, delivered, room_id=PAIR.room_id, delivered_links=links)
+
+
+def test_an_announced_entry_counts_once_delivered_in_the_version_it_named() -> None:
+    a1, a2 = PAIR.make(A, 1, 1), PAIR.make(A, 2, 2)
+    log = PAIR.log()
+    log.receive(a1)
+    # B announces having delivered A's entry 2, which this replica does not hold yet:
+    # what it says of A's entries counts once a2 is here and is the version B named.
+    log.observe_head(_b_announces_a2(a2.entry_hash()))
+    assert a1.id not in _stable_ids(log)
+    log.receive(a2)
+    assert {a1.id, a2.id} <= _stable_ids(log)
+
+
+def test_an_announced_entry_delivered_in_another_version_does_not_count() -> None:
+    a1, a2 = PAIR.make(A, 1, 1), PAIR.make(A, 2, 2)
+    other = PAIR.make(A, 2, 2, text="another version of a2")
+    log = PAIR.log()
+    log.receive(a1)
+    log.observe_head(_b_announces_a2(other.entry_hash()))
+    log.receive(a2)
+    assert not _stable_ids(log) & {a1.id, a2.id}
+    assert a2.id in log.take_named_versions()
+
+
+def _remove_c(log_a: OrderedLog, log_b: OrderedLog) -> None:
+    """A proposes to remove C, B answers, both commit: each replica writes on its own
+    view and hears the other's entries."""
+    removal = Change(1, 0, (), (C.sender_id,))
+    change = log_a.compose(A, name="a", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=removal)
+    log_a.receive(change)
+    log_b.receive(change)
+    flush = log_b.compose(
+        B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, change.id)
+    )
+    log_b.receive(flush)
+    log_a.receive(flush)
+    for author, own, other in ((A, log_a, log_b), (B, log_b, log_a)):
+        commit = own.compose(
+            author, name="x", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(1, 0, change.id)
+        )
+        own.receive(commit)
+        other.receive(commit)
+    assert C.sender_id not in log_a.members and C.sender_id not in log_b.members
+
+
+def test_a_removal_voids_an_entry_its_answers_hold_in_two_versions() -> None:
+    """C signed two versions of its entry 1; A holds x, B holds y. The change removing
+    C and its answer name them (their tails), so every replica voids C's entries from
+    there, whichever version it holds: the logs end identical. (Cut at the highest seq
+    an answer names, each would keep its own version, and call it stable: the epoch is
+    closed.)"""
+    x, y, _, _ = _fork_seen_both_ways()
+    log_a, log_b = TRIO.log(), TRIO.log()
+    log_a.receive(x)
+    log_b.receive(y)
+    _remove_c(log_a, log_b)
+    assert [m.id for m in log_a] == [m.id for m in log_b]
+    assert list(log_a) == list(log_b)
+    assert not log_a.is_visible(x) and not log_b.is_visible(y)
+    assert log_a.stability_violations == log_b.stability_violations == 0
+    # And the room goes on: what A and B write next becomes stable on both, though
+    # each named C's entry in a version the other does not hold.
+    lines = []
+    for _ in range(2):
+        for author, own, other in ((A, log_a, log_b), (B, log_b, log_a)):
+            line = own.compose(author, name="n", text=f"after {len(lines)}", sent_at_ms=0)
+            own.receive(line)
+            other.receive(line)
+            lines.append(line)
+    for log in (log_a, log_b):
+        assert {m.id for m in lines[:2]} <= _stable_ids(log)
+    # Without the fork, both keep C's entry (the check above can fail).
+    x, _, _, _ = _fork_seen_both_ways(fork=False)
+    log_a, log_b = TRIO.log(), TRIO.log()
+    log_a.receive(x)
+    log_b.receive(x)
+    _remove_c(log_a, log_b)
+    assert log_a.is_visible(x) and log_b.is_visible(x) and list(log_a) == list(log_b)
+
+
+def _c_lies_about_its_clock(rely: bool) -> tuple[OrderedLog, OrderedLog, Message]:
+    """C promises clock base+5 before writing anything, then signs c1 stamped base+1.
+    Replica X (A's) relied on the promise when ``rely``: it holds c1 without a place.
+    Replica Y (B's) never saw the promise: it shows c1. Each member writes a line after
+    c1, on its own replica, and both replicas hear both lines."""
+    founding = {FOUNDER.sender_id: TRIO.founder_seq}
+    promise = Head.announce(
+        C, 0, 0, TRIO.base + 5, founding, room_id=TRIO.room_id, delivered_links=TRIO.links_of(founding)
+    )
+    c1 = TRIO.make(C, 1, 1, text="stamped within the promise")
+    log_x, log_y = TRIO.log(), TRIO.log()
+    if rely:
+        log_x.observe_head(promise)
+    log_x.receive(c1)
+    log_y.receive(c1)
+    assert log_x.is_visible(c1) is not rely and log_y.is_visible(c1)
+    a1 = log_x.compose(A, name="a", text="a1", sent_at_ms=0)
+    b1 = log_y.compose(B, name="b", text="b1", sent_at_ms=0)
+    for log in (log_x, log_y):
+        log.receive_many([a1, b1])
+    return log_x, log_y, c1
+
+
+def test_a_cover_of_an_entry_held_without_a_place_does_not_make_it_stable_elsewhere() -> None:
+    """Counted by seq, A's cover would let Y call c1 stable where X shows nothing."""
+    _, log_y, c1 = _c_lies_about_its_clock(rely=True)
+    assert c1.id not in _stable_ids(log_y)
+    # Had X not relied on the promise, the same covers make c1 stable (the check can fail).
+    _, log_y, c1 = _c_lies_about_its_clock(rely=False)
+    assert c1.id in _stable_ids(log_y)
+
+
+def test_a_removal_voids_an_entry_some_answer_holds_without_a_place() -> None:
+    """A's answer names c1 as held without a place (its tail), B's as shown: the removal
+    of C voids c1 on both replicas, and the logs end identical."""
+    log_x, log_y, c1 = _c_lies_about_its_clock(rely=True)
+    _remove_c(log_x, log_y)
+    assert list(log_x) == list(log_y) and not log_y.is_visible(c1)
+    assert log_x.stability_violations == log_y.stability_violations == 0
 
 
 def test_an_entry_chained_to_an_unknown_version_is_still_refused() -> None:

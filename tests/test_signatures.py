@@ -35,11 +35,13 @@ from p2pchat.identity import (
 )
 from p2pchat.log import OrderedLog, ReceiptStatus, Refusal, Refused
 from p2pchat.message import (
+    LEGACY_PAYLOAD_VERSION,
     LINK_SIZE,
     MAX_LAMPORT,
     MAX_NAME_BYTES,
     MAX_SENT_AT_MS,
     MAX_SEQ,
+    PAYLOAD_VERSION,
     ROOM_ID_SIZE,
     SIGNING_CONTEXT,
     Change,
@@ -75,7 +77,7 @@ def payload_fields(message: Message) -> list[object]:
     """The payload of a TEXT, LEAVE or AWAY entry as values (their body is the text)."""
     assert message.kind in (EntryKind.TEXT, EntryKind.LEAVE, EntryKind.AWAY)
     return [
-        3,
+        PAYLOAD_VERSION,
         message.sender_id,
         message.seq,
         message.lamport,
@@ -85,6 +87,7 @@ def payload_fields(message: Message) -> list[object]:
         message.text,
         dict(message.deps),
         message.previous,
+        message.seen,
     ]
 
 
@@ -294,8 +297,12 @@ FIELD_VALUES = {
     # Kinds whose body is text like the original's: the payload still decodes.
     "kind": st.sampled_from([int(EntryKind.LEAVE), int(EntryKind.AWAY)]),
     "body": st.text(max_size=100),
-    "deps": st.dictionaries(st.sampled_from([BOB.sender_id, CAROL.sender_id]), st.integers(1, 99)),
+    # (Some deps: the original names some, and so its seen digest is 16 bytes.)
+    "deps": st.dictionaries(
+        st.sampled_from([BOB.sender_id, CAROL.sender_id]), st.integers(1, 99), min_size=1
+    ),
     "previous": st.binary(min_size=LINK_SIZE, max_size=LINK_SIZE),
+    "seen": st.binary(min_size=LINK_SIZE, max_size=LINK_SIZE),
 }
 FIELD_INDEX = {
     "sender": 1,
@@ -307,6 +314,7 @@ FIELD_INDEX = {
     "body": 7,
     "deps": 8,
     "previous": 9,
+    "seen": 10,
 }
 
 
@@ -327,12 +335,23 @@ def test_same_content_encoded_differently_does_not_verify() -> None:
     """The signature covers bytes, not values: a non-shortest encoding of seq differs."""
     original = make(seq=3)
     items = [codec.dumps(value) for value in payload_fields(original)]
-    assert b"\x8a" + b"".join(items) == original.payload  # 0x8a: array of 10 items
+    assert b"\x8b" + b"".join(items) == original.payload  # 0x8b: array of 11 items
     items[2] = b"\x18\x03"  # seq 3 in the (legal, non-shortest) one-byte-argument form
-    re_encoded = b"\x8a" + b"".join(items)
+    re_encoded = b"\x8b" + b"".join(items)
     decoded = Message.from_wire(re_encoded, original.signature)
     assert (decoded.seq, decoded.text, decoded.deps) == (3, original.text, original.deps)
     assert not decoded.verify(ROOM)
+
+
+def test_a_legacy_entry_verifies_as_signed_and_its_seen_digest_is_covered() -> None:
+    """An entry of payload version 3 (no seen digest: an old data directory's) verifies
+    as it was signed; in version 4 the digest is signed like every other field."""
+    fields = payload_fields(make())
+    legacy = codec.dumps([LEGACY_PAYLOAD_VERSION, *fields[1:10]])
+    old = Message.from_wire(legacy, ALICE.sign(signed_bytes(ROOM, legacy)))
+    assert old.seen is None and old.verify(ROOM)
+    # Dropping the digest of a version-4 entry (and its version) breaks the signature.
+    assert not Message.from_wire(legacy, make().signature).verify(ROOM)
 
 
 @given(st.data())
@@ -475,7 +494,19 @@ def test_forged_signature_under_identity_point_never_verifies(payload: bytes) ->
 def test_forged_message_from_identity_point_never_verifies(text: str, seq: int) -> None:
     previous = b"" if seq == 1 else bytes(LINK_SIZE)
     payload = codec.dumps(
-        [3, IDENTITY_POINT, seq, seq, 0, "mallory", int(EntryKind.TEXT), text, {}, previous]
+        [
+            PAYLOAD_VERSION,
+            IDENTITY_POINT,
+            seq,
+            seq,
+            0,
+            "mallory",
+            int(EntryKind.TEXT),
+            text,
+            {},
+            previous,
+            b"",
+        ]
     )
     forged = Message.from_wire(payload, FORGED_UNDER_IDENTITY)  # the codec does not judge keys
     assert forged.sender_id == IDENTITY_POINT
@@ -524,12 +555,16 @@ def replica(room: Room, before: list[Message]) -> OrderedLog:
 
 def written_in(room: Room, fields: dict[str, object]) -> tuple[list[Message], Message]:
     """Alice's first entry of kind ``fields`` in ``room``, and what it answers: for a FLUSH,
-    Bob's first entry, the CHANGE it flushes (signed for ``room`` too); else nothing."""
+    Bob's first entry, the CHANGE it flushes (signed for ``room`` too); else nothing.
+
+    Each names no versions of the entries it depends on (links of zeros, as if its author
+    held none): the founder's entries differ from room to room (each chain starts at its
+    room's genesis), and so would the seen digest of an entry naming their versions."""
     before = []
     deps: dict[bytes, int] = {}
     lamport = 1
     if fields.get("kind") is EntryKind.FLUSH:
-        before.append(room.make(BOB, 1, 1, text="", kind=EntryKind.CHANGE, change=ADMIT_CAROL))
+        before.append(room.make(BOB, 1, 1, text="", kind=EntryKind.CHANGE, change=ADMIT_CAROL, links={}))
         deps, lamport = {BOB.sender_id: 1}, 2
     entry = room.make(
         ALICE,
@@ -540,6 +575,7 @@ def written_in(room: Room, fields: dict[str, object]) -> tuple[list[Message], Me
         kind=fields.get("kind", EntryKind.TEXT),  # type: ignore[arg-type]
         change=fields.get("change"),  # type: ignore[arg-type]
         flush=fields.get("flush"),  # type: ignore[arg-type]
+        links={},
     )
     return before, entry
 

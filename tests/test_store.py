@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from roomkit import Room
 
+from p2pchat import codec
 from p2pchat.identity import Identity
 from p2pchat.log import OrderedLog
-from p2pchat.message import Message
+from p2pchat.message import Message, signed_bytes
 from p2pchat.peer import PeerConfig, load_node, restore_log
 from p2pchat.store import (
     DATABASE_NAME,
@@ -162,9 +163,53 @@ def test_a_directory_of_format_2_is_refused_and_left_intact(tmp_path: Path, read
     db.close()
 
 
+def _legacy_entry(room: Room, author: Identity, lamport: int, text: str) -> Message:
+    """An entry as the release before wrote it (payload version 3: its deps name seqs,
+    not versions), first of its author, after the founding entries."""
+    founder = room.entries[-1]
+    payload = codec.dumps(
+        [
+            3,
+            author.sender_id,
+            1,
+            room.base + lamport,
+            0,
+            "old",
+            0,
+            text,
+            {founder.sender_id: founder.seq},
+            b"",
+        ]
+    )
+    return Message.from_wire(payload, author.sign(signed_bytes(room.room_id, payload)))
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_directory_of_format_3_is_read_as_it_is(tmp_path: Path, read_only: bool) -> None:
+    """Format 3 entries (and announcements) name no versions: read as they are, counted
+    by seq; a writable open marks the directory 4, so that the release before refuses
+    it rather than misread the entries written since."""
+    room = Room([ALICE, BOB])
+    old = _legacy_entry(room, ALICE, 1, "written before")
+    assert old.seen is None
+    log = room.log()
+    log.receive(old)
+    new = log.compose(BOB, name="bob", text="written now", sent_at_ms=0)
+    assert new.seen
+    with Store(tmp_path) as store:
+        store.save_messages(room.room_id, [*room.entries, old, new])
+        store._db.execute("UPDATE meta SET value = 3 WHERE key = 'format'")
+        store._db.commit()
+    with Store(tmp_path, read_only=read_only) as store:
+        again = restore_log(store, room.room_id)
+        version = store._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
+    assert [m.text for m in again if m.is_text] == ["written before", "written now"]
+    assert version == (3 if read_only else 4)
+
+
 def test_a_new_directory_is_written_in_the_current_format(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
-        assert store._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == FORMAT == 3
+        assert store._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0] == FORMAT == 4
     with Store(tmp_path) as store:  # and it opens again
         assert store.rooms() == []
 
@@ -200,8 +245,12 @@ def _stable_on_announcements() -> tuple[Room, OrderedLog, list[Message]]:
     log.receive_many(lines)
     assert log.stable_count < len(log)
     top = max(line.lamport for line in lines)
-    log.observe_head(Head.announce(ALICE, 1, 1, top, {BOB.sender_id: 1}, 1, room_id=room.room_id))
-    log.observe_head(Head.announce(BOB, 1, 1, top, {ALICE.sender_id: 1}, 1, room_id=room.room_id))
+    for member, other in ((ALICE, BOB), (BOB, ALICE)):
+        named = {other.sender_id: 1}
+        links = log.links_of(named)
+        log.observe_head(
+            Head.announce(member, 1, 1, top, named, 1, room_id=room.room_id, delivered_links=links)
+        )
     assert log.stable_count == len(log)
     return room, log, lines
 
