@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
@@ -42,7 +41,6 @@ from .message import (
     MAX_LAMPORT,
     MAX_TAIL,
     NO_PREVIOUS,
-    SEEN_PERSON,
     Change,
     EntryKind,
     Flush,
@@ -920,17 +918,15 @@ class OrderedLog:
         if not seen or self._forked or self._placeless:
             return False
         senders = self._senders
-        parts: list[bytes] = []
+        named = []
         for other, seq in message.deps.items():
             state = senders.get(other)
             if state is None or seq > state.delivered or state.branch_vectors:
                 return False
-            parts += (
-                other,
-                seq.to_bytes(8, "big"),
-                state.link if seq == state.delivered else self._link_at(other, state, seq),
+            named.append(
+                (other, seq, state.link if seq == state.delivered else self._link_at(other, state, seq))
             )
-        return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=SEEN_PERSON).digest() == seen
+        return versions_digest(named) == seen
 
     def _match_announced(
         self,

@@ -119,8 +119,7 @@ _LINK_PERSON = b"p2pchat-link-v1"
 NO_PREVIOUS = b""
 """What a first entry (seq 1) names as its predecessor: nothing."""
 _NO_LINK = bytes(LINK_SIZE)
-SEEN_PERSON = b"p2pchat-seen-v1"
-"""The personalisation of versions_digest (the log computes it inline on its hot path)."""
+_SEEN_PERSON = b"p2pchat-seen-v1"
 SIGNING_CONTEXT = b"p2pchat-entry-v2"
 GENESIS_ROOM = b""
 """The room id a genesis entry is signed under: its own hash *is* the room id."""
@@ -461,7 +460,7 @@ def versions_digest(named: Iterable[tuple[bytes, int, bytes]]) -> bytes:
     equivocator would need two versions of an entry whose digests agree: 2**64 work for
     a collision, as for the links themselves."""
     parts = [part for sender, seq, link in named for part in (sender, seq.to_bytes(8, "big"), link)]
-    return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=SEEN_PERSON).digest()
+    return hashlib.blake2b(b"".join(parts), digest_size=LINK_SIZE, person=_SEEN_PERSON).digest()
 
 
 def room_id_of(genesis_payload: bytes) -> bytes:
@@ -649,7 +648,7 @@ def announcement_payload(
     context = ANNOUNCEMENT_CONTEXT if seen is not None else LEGACY_ANNOUNCEMENT_CONTEXT
     parts = [context, room, sender_id, seq.to_bytes(8, "big"), lamport.to_bytes(8, "big")]
     parts.append(at_ms.to_bytes(8, "big"))
-    for other, other_seq in delivered:
+    for other, other_seq in sorted(delivered):
         parts += [other, other_seq.to_bytes(8, "big")]
     if seen is not None:
         if len(seen) != (LINK_SIZE if len(parts) > 6 else 0):

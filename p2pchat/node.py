@@ -1561,8 +1561,9 @@ class Node:
 
         An entry whose link names another predecessor than ours: that neighbour (or the
         one it chained from) holds the other version, the proof, and, if the author goes
-        on from there, what we judge its entry from. An entry a member's cover named in
-        another version (see OrderedLog.take_named_versions). And a version that came may be one
+        on from there, what we judge its entry from. So does an entry a member's cover
+        named in another version than ours (see OrderedLog.take_named_versions). And a
+        version that came may be one
         the author's chain here goes on from, with more below it that we lack: asked for
         at once, not at the next heads."""
         for event in events:
