@@ -414,7 +414,7 @@ class Message:
             text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
             change, flush, policy = None, None, RoomPolicy.OPEN
         else:
-            text, change, flush, policy = _parse_body(entry_kind, body)
+            text, change, flush, policy = _parse_body(entry_kind, body, version == LEGACY_PAYLOAD_VERSION)
         number = codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ)
         link = codec.expect_bytes(previous, "message previous", size=0 if number == 1 else LINK_SIZE)
         named = _parse_deps(deps)
@@ -529,16 +529,18 @@ def _parse_kind(value: object) -> EntryKind:
     return _KINDS[codec.expect_int(value, "message kind", hi=len(_KINDS) - 1)]
 
 
-def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flush | None, RoomPolicy]:
+def _parse_body(
+    kind: EntryKind, body: object, legacy: bool
+) -> tuple[str, Change | None, Flush | None, RoomPolicy]:
     if kind is EntryKind.GENESIS:
         room_name, policy = codec.expect_array(body, "genesis body", length=2)
         name = codec.expect_str(room_name, "room name", max_bytes=MAX_NAME_BYTES)
         number = codec.expect_int(policy, "room policy", hi=len(_POLICIES) - 1)
         return name, None, None, _POLICIES[number]
     if kind is EntryKind.CHANGE:
-        return "", _parse_change(body), None, RoomPolicy.OPEN
+        return "", _parse_change(body, legacy), None, RoomPolicy.OPEN
     if kind in _NAMING_A_CHANGE:
-        fields = _body_fields(body, "flush body")
+        fields = _body_fields(body, "flush body", legacy)
         epoch, round_, sender, seq = fields[:4]
         flush = Flush(
             codec.expect_int(epoch, "flush epoch", hi=MAX_EPOCH),
@@ -555,13 +557,10 @@ def _parse_body(kind: EntryKind, body: object) -> tuple[str, Change | None, Flus
     return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, None, RoomPolicy.OPEN
 
 
-def _body_fields(body: object, what: str) -> list[object]:
-    """A CHANGE, FLUSH or COMMIT body: 4 items, and tails as a fifth but in payload
-    version 3 (its entries came before tails)."""
-    fields = codec.expect_array(body, what, max_length=5)
-    if len(fields) not in (4, 5):
-        raise CodecError(f"{what}: expected 4 items and tails, got {len(fields)} items")
-    return fields
+def _body_fields(body: object, what: str, legacy: bool) -> list[object]:
+    """A CHANGE, FLUSH or COMMIT body: 4 items and tails, or the 4 items alone in a
+    ``legacy`` entry (payload version 3: its entries came before tails)."""
+    return codec.expect_array(body, what, length=4 if legacy else 5)
 
 
 def _parse_tails(value: object) -> Tails:
@@ -585,8 +584,8 @@ def _parse_tails(value: object) -> Tails:
     return parsed
 
 
-def _parse_change(body: object) -> Change:
-    fields = _body_fields(body, "change body")
+def _parse_change(body: object, legacy: bool) -> Change:
+    fields = _body_fields(body, "change body", legacy)
     epoch, round_, admitted, removed = fields[:4]
     pairs = []
     for item in codec.expect_array(admitted, "admitted members", max_length=MAX_CHANGE_MEMBERS):

@@ -871,16 +871,17 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         entry(
             4, ID, 1, 1, 0, "m", GENESIS, ["room", 2], {}, b"", b""
         ),  # no such policy (0 open, 1 invite-only)
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], []], {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID[:31], "bob"]], [], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "b" * 65]], [], []], {}, b"", b""),
         entry(4, ID, 1, 1, 0, "m", CHANGE, "bob", {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], []], {}, b"", b""),  # a change names someone
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID]], {}, b"", b""),  # twice
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [], [], []], {}, b"", b""),  # a change names someone
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID], []], {}, b"", b""),  # twice
         entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]]], {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], []], {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]]], {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1], {}, b"", b""),
-        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0], {}, b"", b""),  # no change has seq 0
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], []], {}, b"", b""),  # no tails (v3's shape)
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [-1, 0, [[ID, "bob"]], [], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", CHANGE, [1, 0, [[ID, "bob"]], [ID[:31]], []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID[:31], 1, []], {}, b"", b""),
+        entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID, 0, []], {}, b"", b""),  # no change has seq 0
         entry(4, ID, 1, 1, 0, "m", FLUSH, [1, 0, ID], {}, b"", b""),
         entry(4, ID, 1, 1, 0, "m", FLUSH, "flush", {}, b"", b""),
         entry(4, ID, 1, 1, 0, "m", 7, "t", {}, b"", b""),  # unknown kind (COMMIT is the last)
@@ -1289,7 +1290,7 @@ OUTSIDE_MEMBERSHIP: dict[str, Callable[[Mallory, Message], list[bytes]]] = {
         seq=1, lamport=alice_first.lamport + 1, text="early", deps={alice_first.sender_id: 1}
     ),
     "admits itself": lambda m, alice_first: m.message(
-        seq=1, lamport=1, text="", kind=CHANGE, body=[0, 0, [[m.id, m.name]], []], deps={}
+        seq=1, lamport=1, text="", kind=CHANGE, body=[0, 0, [[m.id, m.name]], [], []], deps={}
     ),
 }
 """Mallory's first entry, given alice's first chat line."""

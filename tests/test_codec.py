@@ -1358,14 +1358,19 @@ def genesis_body(room_name: bytes = enc("room"), policy: bytes = enc(int(RoomPol
     return arr(room_name, policy)
 
 
+NO_TAILS = arr()
+"""An answer's tails when the change removes nobody."""
+
+
 def change_body(
     epoch: bytes = enc(3),
     round_: bytes = enc(1),
     admitted: bytes | None = None,
     removed: bytes | None = None,
-    tails: bytes | None = None,
+    tails: bytes | None = NO_TAILS,
 ) -> bytes:
-    """A CHANGE body; with ``tails``, of five items (else four, as payload version 3 had)."""
+    """A CHANGE body, of five items; of four with ``tails`` None (as payload version 3
+    had)."""
     items = [
         epoch,
         round_,
@@ -1376,9 +1381,15 @@ def change_body(
 
 
 def flush_body(
-    epoch: bytes = enc(3), round_: bytes = enc(1), sender: bytes | None = None, seq: bytes = enc(9)
+    epoch: bytes = enc(3),
+    round_: bytes = enc(1),
+    sender: bytes | None = None,
+    seq: bytes = enc(9),
+    tails: bytes | None = NO_TAILS,
 ) -> bytes:
-    return arr(epoch, round_, sender if sender is not None else enc(BOB.sender_id), seq)
+    """A FLUSH (or COMMIT) body, of five items; of four with ``tails`` None."""
+    items = [epoch, round_, sender if sender is not None else enc(BOB.sender_id), seq]
+    return arr(*items, *([tails] if tails is not None else []))
 
 
 def test_hand_built_entries_of_every_kind_are_accepted() -> None:
@@ -1492,7 +1503,7 @@ def test_change_and_flush_ids_must_be_32_bytes(size: int) -> None:
     "body, words",
     [
         (enc(BOB.sender_id), ("change body", "array", "bytes")),
-        (arr(enc(0), enc(0), arr()), ("change body", "got 3 items")),
+        (arr(enc(0), enc(0), arr()), ("change body", "expected 5 items, got 3")),
         (change_body(epoch=enc(-1)), ("change epoch",)),
         (change_body(epoch=TRUE), ("change epoch", "bool")),
         (change_body(round_=HALF_ONE), ("change round", "float")),
@@ -1531,7 +1542,7 @@ def test_change_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
     "body, words",
     [
         (enc("flush"), ("flush body", "array", "str")),
-        (arr(enc(0), enc(0), enc(BOB.sender_id)), ("flush body", "got 3 items")),
+        (arr(enc(0), enc(0), enc(BOB.sender_id)), ("flush body", "expected 5 items, got 3")),
         (flush_body(seq=enc(0)), ("flushed change seq",)),
         (flush_body(seq=FALSE), ("flushed change seq", "bool")),
         (flush_body(epoch=NULL), ("flush epoch",)),
@@ -1560,6 +1571,17 @@ def test_answers_name_the_removed_members_last_versions() -> None:
         payload(kind=FLUSH, body=arr(enc(3), enc(1), enc(BOB.sender_id), enc(9), arr(tail()))), SIG
     )
     assert flush.flush is not None and flush.flush.tails == change.change.tails
+
+
+@pytest.mark.parametrize("kind", ["change", "flush"])
+def test_an_answer_has_tails_exactly_where_its_payload_version_has_them(kind: str) -> None:
+    """Version 4 bodies carry tails as a fifth item, always (empty when nobody is
+    removed); version 3 bodies never did: each refuses the other's shape."""
+    raw, make = (CHANGE, change_body) if kind == "change" else (FLUSH, flush_body)
+    assert Message.from_wire(payload(kind=raw, body=make()), SIG)
+    assert Message.from_wire(legacy_payload(kind=raw, body=make(tails=None)), SIG).legacy
+    refuse_payload(payload(kind=raw, body=make(tails=None)), f"{kind} body", "expected 5 items, got 4")
+    refuse_payload(legacy_payload(kind=raw, body=make()), f"{kind} body", "expected 4 items, got 5")
 
 
 def answering(tails: bytes, kind: bytes = FLUSH) -> bytes:
