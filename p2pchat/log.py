@@ -893,7 +893,13 @@ class OrderedLog:
     def _match_entry_versions(self, member: bytes, state: _Sender, message: Message) -> None:
         """``member``'s entry ``message`` is delivered: what its vector clock names replaces
         any announcement of it (and what that left unchecked)."""
-        if state.awaiting is None and state.capped is None and self._names_our_versions(message):
+        seen = message.seen
+        if (
+            seen
+            and state.awaiting is None
+            and state.capped is None
+            and self._our_digest(message.deps.items()) == seen
+        ):
             return  # (the common case, without a detour: nothing was held back, nothing is)
         old = state.cover if state.cover is not None else (state.vector or {})
         if state.awaiting is not None:
@@ -909,24 +915,18 @@ class OrderedLog:
         elif raised:
             self._match_versions(state, tuple(message.deps.items()), message.seen, raised)
 
-    def _names_our_versions(self, message: Message) -> bool:
-        """Whether ``message`` names our versions of what its deps name, checked without
-        a detour where nothing here is suspect (no sender known to have signed two
-        versions, nothing held without a place); False when it does not, or where a
-        detour is needed (see _match_versions)."""
-        seen = message.seen
-        if not seen or self._forked or self._placeless:
-            return False
+    def _our_digest(self, named: Iterable[tuple[bytes, int]]) -> bytes | None:
+        """What ``seen`` says of the entries ``named`` (sender, seq) in the versions we
+        hold, or None where that says nothing: an entry not delivered here, or one a link
+        does not vouch for (see _vouchable)."""
         senders = self._senders
-        named = []
-        for other, seq in message.deps.items():
+        ours = []
+        for other, seq in named:
             state = senders.get(other)
-            if state is None or seq > state.delivered or state.branch_vectors:
-                return False
-            named.append(
-                (other, seq, state.link if seq == state.delivered else self._link_at(other, state, seq))
-            )
-        return versions_digest(named) == seen
+            if state is None or seq > state.delivered or not self._vouchable(other, state, seq):
+                return None
+            ours.append((other, seq, self._link_at(other, state, seq)))
+        return versions_digest(ours)
 
     def _match_announced(
         self,
@@ -955,11 +955,7 @@ class OrderedLog:
         """Whether the entries ``named`` (all delivered here) are the versions ``seen``
         digests: then the member's cover of each sender in ``counted`` counts in full;
         else no further than ``counted`` says, and each named entry is worth asking for."""
-        senders = self._senders
-        # (Where a link does not say what we hold, see _vouchable: no match.)
-        vouched = all(self._vouchable(other, senders[other], seq) for other, seq in named)
-        ours = vouched and versions_digest((o, n, self._link_at(o, senders[o], n)) for o, n in named)
-        if ours == seen:
+        if self._our_digest(named) == seen:
             for other in counted:
                 self._uncap(state, other)
             return
