@@ -1059,7 +1059,8 @@ class Node:
                 return []
             neighbour.trusted = True
             self._learn_address(neighbour)
-            return [*self._open_sync(neighbour, now), *self._offer_evidence(neighbour, now)]
+            # Our proofs go once it holds what it lacks of the history (_offer_evidence).
+            return self._open_sync(neighbour, now)
         neighbour.trusted = False
         if self._may_ask(neighbour) and not neighbour.asked:
             # We are not a member (yet, or again): ask it for what we lack. Our log may be
@@ -1599,18 +1600,32 @@ class Node:
             outputs.extend(self._flush(neighbour, now))
         return outputs
 
-    def _offer_evidence(self, neighbour: _Neighbour, now: float) -> list[Output]:
-        """Our proof against each offender, once per link, to a neighbour just trusted:
+    def _offer_evidence(self, neighbour: _Neighbour, now: float, *, held_only: bool = False) -> list[Output]:
+        """Our proof against each offender, once per link, to a neighbour we trust:
         :meth:`_spread_evidence` reached only the links open when the proof came, so a
         peer that connects later (or after a restart of ours: the store keeps the proofs)
         gets it this way. For an equivocator, both versions of its entry (a neighbour
         that holds the proof already refuses the second version, as a duplicate proof,
         and does nothing more); for a broken clock promise, the entry that broke it (our
-        heads carry the promise)."""
+        heads carry the promise).
+
+        Offered once the neighbour holds what it lacked of the history: at the end of
+        the sync's transfer (:meth:`drain`), or, with ``held_only``, once its heads say
+        it holds a version of the entry (when no sync of ours to it is under way, or
+        it ended with the entry still missing there). Sent before, the version we do
+        not show could be the first of that entry to reach a peer coming back, and be
+        delivered there: the one we show can depend on entries of the history not
+        there yet, and a version that can be delivered takes the place of one that
+        waits (OrderedLog._gives_way). Such a peer answered no removal of the liar, so
+        nothing would void that version there: it would keep it where the room shows
+        the other."""
         offered = False
         for proof in first_per_offender(self.log.proofs):
             offender = offender_of(proof)
             if offender in neighbour.evidence_sent or offender == neighbour.remote_id:
+                continue
+            entry = proof.kept if isinstance(proof, Equivocation) else proof.message
+            if held_only and neighbour.held.get(offender, 0) < entry.seq:
                 continue
             neighbour.evidence_sent.add(offender)
             if isinstance(proof, Equivocation):
@@ -1713,6 +1728,8 @@ class Node:
             self._owe_missing(neighbour, reported)
             neighbour.heads_after_backlog = True
             outputs.extend(self.drain(neighbour.conn, self.config.initial_frames, now))
+        elif self.offenders and neighbour.trusted and not neighbour.heads_after_backlog:
+            outputs.extend(self._offer_evidence(neighbour, now, held_only=True))
         outputs.extend(self._request_gaps(now, neighbour))
         return outputs
 
@@ -1799,6 +1816,7 @@ class Node:
             outputs.append(self._send(conn, encode_frame(Messages(tuple(batch)))))
         if not backlog and neighbour.heads_after_backlog:
             neighbour.heads_after_backlog = False
+            outputs.extend(self._offer_evidence(neighbour, now))
             outputs.append(self._send_heads(neighbour, now, reply_wanted=False))
         return outputs
 

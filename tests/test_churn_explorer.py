@@ -79,13 +79,20 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
       without it, admitted the liar again after every removal (its neighbour), one change
       after another for good, until a member holding the proof passed it on again when
       it saw that admission.
-    - 21: still the gap docs/equivocation.md describes, counted as KNOWN: a peer away
-      while the liar was removed holds the line that broke the liar's clock promise
-      without a place, where the answers showed it (the honest members' entries are the
-      same everywhere, in one order, and the peers that differ mark the liar's lines
-      disputed, or it would be SAFETY)."""
-    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21"]) == 0
+    - 21: P0, away while the liar broke its clock promise, restarts after the removal
+      that kept the liar's line (the answers showed it). Its neighbours' proof (both
+      versions), sent as soon as they trusted it, came before the history it lacked:
+      the version the others show waited there for entries of that history, and the
+      other one, ready, took its place, without a place in the log (it broke the
+      promise): KNOWN. The proof now follows the history.
+    - 195: still the gap docs/equivocation.md describes, counted as KNOWN: P1 kept the
+      version the liar sent it first, quit, and comes back once the removal has kept
+      the other version (its answers agreed on it); P1 never answered, and keeps its
+      own (the honest members' entries are the same everywhere, in one order, and the
+      peers that differ mark the liar's lines disputed, or it would be SAFETY)."""
+    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195"]) == 0
     lines = capsys.readouterr().out.splitlines()
     verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
-    assert verdicts == {"4": "OK", "7": "OK", "41": "OK", "53": "OK", "58": "OK", "21": "KNOWN"}
+    expected = {"4": "OK", "7": "OK", "41": "OK", "53": "OK", "58": "OK", "21": "OK", "195": "KNOWN"}
+    assert verdicts == expected
     assert any("liar's entry differs: honest peers show different versions" in line for line in lines)

@@ -15,7 +15,7 @@ import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from test_membership import (
 )
 
 from p2pchat.cli import main
+from p2pchat.deflate import inflate_frame
 from p2pchat.evidence import (
     InvalidProof,
     Proof,
@@ -59,10 +60,10 @@ from p2pchat.identity import Identity
 from p2pchat.jsonlines import logged_message_object
 from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
 from p2pchat.message import Message, MessageId, announcement_payload, parse_announcement_payload
-from p2pchat.node import Node
+from p2pchat.node import Node, Output, Send
 from p2pchat.peer import PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
-from p2pchat.wire import Head
+from p2pchat.wire import Head, Heads, Messages, Push, decode_frame, encode_frame
 
 A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
 ROOM = Room([A, B])
@@ -531,6 +532,91 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
     assert bob_id in dave.offenders
     after.connect(3, 0)
     assert f"refused: {reason}" in refusals(after)
+
+
+@pytest.mark.parametrize("lie", ["two versions", "a broken promise"])
+def test_a_proof_reaches_a_returning_member_after_the_history_it_lacks(lie: str) -> None:
+    """Carol comes back holding the room as it was before bob lied. Alice's proof is two
+    versions of a line of bob's; sent first, before the lines carol lacks, it would be
+    the first version of that line to reach carol, and she might deliver it in the place
+    of the version alice shows (the one the room decided on): so the proof follows the
+    history, with the heads that end the sync."""
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    carol_before = restarted(carol)
+    bob_equivocates(mesh) if lie == "two versions" else bob_breaks_a_promise(mesh)
+    mesh.say(0, "alice goes on")
+    mesh.run(4.0)
+    assert alice.offenders, "alice holds no proof"
+    proof = [*alice.log.evidence, *alice.log.lies][0]
+    proven = {
+        m.payload
+        for m in ((proof.kept, proof.rejected) if isinstance(proof, Equivocation) else (proof.message,))
+    }
+    after = Mesh([restarted(alice), carol_before])
+    sent: list[object] = []
+    route = after.route
+
+    def spy(index: int, outputs: Iterable[Output]) -> None:
+        outputs = list(outputs)
+        if index == 0:
+            sent.extend(
+                decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send) and not o.clear
+            )
+        route(index, outputs)
+
+    after.route = spy  # type: ignore[method-assign]
+    after.connect(1, 0)
+    after.run(2.0)
+    history = [i for i, frame in enumerate(sent) if isinstance(frame, Messages)]
+    proofs = [
+        i
+        for i, frame in enumerate(sent)
+        if isinstance(frame, Push) and {m.payload for m in frame.messages} & proven
+    ]
+    assert history and proofs, sent
+    # (Later MESSAGES frames answer carol's requests once the sync is over.)
+    assert min(proofs) > min(history), "the proof went out before the history carol lacked"
+    assert isinstance(sent[min(proofs) + 1], Heads), "the heads that end the sync did not follow"
+    assert after.nodes[1].offenders.keys() == alice.offenders.keys()
+    assert [m.key for m in after.nodes[1].log] == [m.key for m in after.nodes[0].log]
+
+
+def test_a_neighbour_whose_heads_show_the_proven_entry_gets_the_proof_without_a_sync() -> None:
+    """With no transfer of ours to it under way (it did not ask), a trusted neighbour
+    gets our proof as soon as its heads say it holds a version of the entry: no
+    history can come before the proof there. Heads that say it lacks the entry do not
+    bring the proof."""
+    mesh = three_members()
+    alice, _, carol = mesh.nodes
+    bob_id = PEOPLE[1].sender_id
+    genuine = bob_equivocates(mesh)
+    mesh.run(3.0)
+    (conn,) = [c for c, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 2]
+    sent: list[object] = []
+    route = mesh.route
+
+    def spy(index: int, outputs: Iterable[Output]) -> None:
+        outputs = list(outputs)
+        if index == 0:
+            sent.extend(
+                decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send) and not o.clear
+            )
+        route(index, outputs)
+
+    mesh.route = spy  # type: ignore[method-assign]
+    neighbour = alice._neighbours[conn]
+    for held in (genuine.seq - 1, genuine.seq):
+        neighbour.evidence_sent.clear()  # (as if the proof had not gone on this link yet)
+        neighbour.held[bob_id] = 0
+        heads = tuple(replace(h, held_seq=held) if h.sender_id == bob_id else h for h in carol.log.heads())
+        sent.clear()
+        mesh.inject(conn, encode_frame(Heads(heads, False)))
+        pushed = [m for frame in sent if isinstance(frame, Push) for m in frame.messages]
+        if held < genuine.seq:
+            assert not any(m.id == genuine.id for m in pushed), "the proof went before the entry"
+        else:
+            assert sum(m.id == genuine.id for m in pushed) == 2, "both versions, as the proof"
 
 
 # End to end: a real peer restarted from its data directory --------------------------------------
