@@ -62,6 +62,10 @@ Each seed prints one line:
     one of its entries that no live peer holds (the author crashed before that one
     reached anyone; one that leaves waits until a neighbour holds its LEAVE, and all
     before it): they wait for good, held, though nothing else waits for them;
+  - *left to a removed member*: an open change only the COMMIT of a member it removes
+    can decide (a liar, or a member down): the members it keeps that may still commit
+    it are no strict majority, and those that committed it answer nothing else
+    (``docs/equivocation.md``, rounds that never decide);
 
   or *unclassified*. Members proposed for removal while up and reachable (as for *false
   suspicion*) are named too, after the category: often how the room came to be stuck.
@@ -840,7 +844,13 @@ def member_components(sim: Simulation) -> list[set[int]]:
 def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     """Why a run did not converge: (category, one sentence). The first pattern that fits
     names the category; the others that fit too are named after it."""
-    findings = [*_lonely(sim), *_no_majority(sim), *_split(sim), *_lost_with_author(sim)]
+    findings = [
+        *_lonely(sim),
+        *_no_majority(sim),
+        *_split(sim),
+        *_lost_with_author(sim),
+        *_left_to_removed(sim),
+    ]
     # Members proposed for removal while up and reachable are no reason to be stuck, but
     # often how a room came to it (a member taken out that others reached the room through).
     suspected = {"false suspicion"} if sim.false_suspicions else set()
@@ -973,6 +983,28 @@ def _lost_with_author(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
                     "its entry went down with it"
                 ),
             )
+
+
+def _left_to_removed(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """An open change that only the COMMIT of a member it removes can decide: the members
+    it keeps that could commit it are too few (the others answered later rounds, or
+    exited), and those that committed it may answer nothing else."""
+    for peer in honest_live(sim):
+        roster = peer.node.log.roster
+        for proposal in roster.open_proposals():
+            if roster.left_to_removed(proposal):
+                change = proposal.change
+                yield (
+                    "left to a removed member",
+                    (
+                        f"in P{peer.index}'s epoch {roster.current.number} the open change "
+                        f"{sim.name(proposal.id.sender_id)}#{proposal.id.seq} (round {change.round}, "
+                        f"removing {sim.names(change.removed)}) can be decided only by the COMMIT "
+                        "of a member it removes: the members it keeps that may commit it are no "
+                        "strict majority (rounds that never decide, docs/equivocation.md)"
+                    ),
+                )
+                return
 
 
 def state(sim: Simulation) -> str:

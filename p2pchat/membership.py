@@ -351,19 +351,33 @@ class Roster:
         proposal = self.answered(member)
         if proposal is None or member in proposal.removed:
             return False
+        return not self._commits_in_reach(proposal, without=member)
+
+    def left_to_removed(self, proposal: _Proposal) -> bool:
+        """Whether an open change can be decided only by the COMMIT of a member it
+        removes: the members it keeps that committed it, or still may, are no strict
+        majority (the others exited, or answered a later round). The members that
+        committed it may answer no other change meanwhile, so the epoch waits on that
+        COMMIT: docs/equivocation.md, rounds that never decide."""
+        return not self._commits_in_reach(proposal, without=None)
+
+    def _commits_in_reach(self, proposal: _Proposal, without: bytes | None) -> bool:
+        """Whether the members ``proposal`` keeps (``without`` aside) can still make a
+        strict majority of COMMITs for it, with the removed members' COMMITs already
+        held."""
         epoch = self.current
         round_ = proposal.change.round
         tally = self._tally(epoch, proposal, _EVERYTHING)
         commits = epoch.commits.get(proposal.id, {})
         hopeful = sum(1 for other in proposal.removed if other in commits)
-        for other in epoch.members - proposal.removed - {member}:
+        for other in epoch.members - proposal.removed - {without}:
             own = epoch.answers.get(round_, {}).get(other)
             later = epoch.last_round.get(other, -1) > round_
             if other in commits or (
                 not later and other not in epoch.exits and (own is None or own.change == proposal.id)
             ):
                 hopeful += 1
-        return 2 * hopeful <= tally.base
+        return 2 * hopeful > tally.base
 
     def waiting_on(self, proposal: _Proposal) -> frozenset[bytes]:
         """The members an open change still needs an answer from."""
