@@ -63,7 +63,7 @@ from p2pchat.message import Message, MessageId, announcement_payload, parse_anno
 from p2pchat.node import Node, Output, Send
 from p2pchat.peer import PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
-from p2pchat.wire import Head, Heads, Messages, Push, decode_frame, encode_frame
+from p2pchat.wire import Frame, Head, Heads, Messages, Push, decode_frame, encode_frame
 
 A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
 ROOM = Room([A, B])
@@ -534,6 +534,24 @@ def test_a_restarted_node_still_relays_a_broken_clock_promise() -> None:
     assert f"refused: {reason}" in refusals(after)
 
 
+def frames_sent_by(mesh: Mesh, index: int) -> list[Frame]:
+    """From now on, every frame node ``index`` of ``mesh`` sends, as the node wrote it
+    (decoded, before the link seals it), in order."""
+    sent: list[Frame] = []
+    route = mesh.route
+
+    def spy(at: int, outputs: Iterable[Output]) -> None:
+        outputs = list(outputs)
+        if at == index:
+            sent.extend(
+                decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send) and not o.clear
+            )
+        route(at, outputs)
+
+    mesh.route = spy  # type: ignore[method-assign]
+    return sent
+
+
 @pytest.mark.parametrize("lie", ["two versions", "a broken promise"])
 def test_a_proof_reaches_a_returning_member_after_the_history_it_lacks(lie: str) -> None:
     """Carol comes back holding the room as it was before bob lied. Alice's proof is two
@@ -554,18 +572,7 @@ def test_a_proof_reaches_a_returning_member_after_the_history_it_lacks(lie: str)
         for m in ((proof.kept, proof.rejected) if isinstance(proof, Equivocation) else (proof.message,))
     }
     after = Mesh([restarted(alice), carol_before])
-    sent: list[object] = []
-    route = after.route
-
-    def spy(index: int, outputs: Iterable[Output]) -> None:
-        outputs = list(outputs)
-        if index == 0:
-            sent.extend(
-                decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send) and not o.clear
-            )
-        route(index, outputs)
-
-    after.route = spy  # type: ignore[method-assign]
+    sent = frames_sent_by(after, 0)
     after.connect(1, 0)
     after.run(2.0)
     history = [i for i, frame in enumerate(sent) if isinstance(frame, Messages)]
@@ -593,18 +600,7 @@ def test_a_neighbour_whose_heads_show_the_proven_entry_gets_the_proof_without_a_
     genuine = bob_equivocates(mesh)
     mesh.run(3.0)
     (conn,) = [c for c, (index, other) in mesh.links.items() if index == 0 and mesh.links[other][0] == 2]
-    sent: list[object] = []
-    route = mesh.route
-
-    def spy(index: int, outputs: Iterable[Output]) -> None:
-        outputs = list(outputs)
-        if index == 0:
-            sent.extend(
-                decode_frame(inflate_frame(o.data)) for o in outputs if isinstance(o, Send) and not o.clear
-            )
-        route(index, outputs)
-
-    mesh.route = spy  # type: ignore[method-assign]
+    sent = frames_sent_by(mesh, 0)
     neighbour = alice._neighbours[conn]
     for held in (genuine.seq - 1, genuine.seq):
         neighbour.evidence_sent.clear()  # (as if the proof had not gone on this link yet)
