@@ -1610,15 +1610,15 @@ class Node:
         heads carry the promise).
 
         Offered once the neighbour holds what it lacked of the history: at the end of
-        the sync's transfer (:meth:`drain`), or, with ``held_only``, once its heads say
-        it holds a version of the entry (when no sync of ours to it is under way, or
-        it ended with the entry still missing there). Sent before, the version we do
-        not show could be the first of that entry to reach a peer coming back, and be
-        delivered there: the one we show can depend on entries of the history not
-        there yet, and a version that can be delivered takes the place of one that
-        waits (OrderedLog._gives_way). Such a peer answered no removal of the liar, so
-        nothing would void that version there: it would keep it where the room shows
-        the other."""
+        the sync's transfer (:meth:`drain`), or, with ``held_only``, at its heads once
+        they say it holds a version of the entry (no sync of ours to it is under way:
+        it did not ask us for one, having trusted us before we trusted it). Sent
+        before, the version we do not show could be the first of that entry to reach
+        a peer coming back, and be delivered there: the one we show can depend on
+        entries of the history not there yet, and a version that can be delivered
+        takes the place of one that waits (OrderedLog._gives_way). Such a peer
+        answered no removal of the liar, so nothing would void that version there: it
+        would keep it where the room shows the other."""
         offered = False
         for proof in first_per_offender(self.log.proofs):
             offender = offender_of(proof)
