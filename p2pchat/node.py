@@ -177,7 +177,13 @@ class Rng(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    batch_window: float = 0.002
+    batch_window: float = 0.001
+    """How long a busy link gathers pushes into one frame (see the module docstring).
+    1 ms rather than 2: at light load (``p2pchat bench --rate 10 --messages 100``, 8
+    alternating runs each) latency to the last peer was p50 4.7-5.3 ms against
+    4.9-6.9 ms, p99 8.9-10.4 against 8.9-12.9 ms; bursts lost nothing measurable
+    (5 peers in a line: 7,342 against 7,462 msg/s, 7 runs each; 10 and 20 peers
+    alike)."""
     max_batch: int = 500
     batch_gather: float = 0.0
     """A push to a link idle for a whole ``batch_window`` waits this fraction of the
