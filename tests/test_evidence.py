@@ -555,10 +555,11 @@ def frames_sent_by(mesh: Mesh, index: int) -> list[Frame]:
 @pytest.mark.parametrize("lie", ["two versions", "a broken promise"])
 def test_a_proof_reaches_a_returning_member_after_the_history_it_lacks(lie: str) -> None:
     """Carol comes back holding the room as it was before bob lied. Alice's proof is two
-    versions of a line of bob's; sent first, before the lines carol lacks, it would be
-    the first version of that line to reach carol, and she might deliver it in the place
-    of the version alice shows (the one the room decided on): so the proof follows the
-    history, with the heads that end the sync."""
+    versions of a line of bob's, or the line that broke his clock promise; sent first,
+    before the lines carol lacks, it could be the first version of that line to reach
+    carol, and she might deliver it in the place of the version alice shows (the one
+    the room decided on): so the proof follows the history, with the heads that end
+    the sync."""
     mesh = three_members()
     alice, _, carol = mesh.nodes
     carol_before = restarted(carol)
