@@ -48,8 +48,9 @@ Each seed prints one line:
   - *lonely peer*: no link, and it knows the address of no live peer (its only
     neighbour left), or of none but a liar it refuses; *isolated group*: the same for
     a group of members linked among themselves;
-  - *room of two*, *no majority*: a member down for good cannot be removed, too few of
-    the epoch's active members are up (a strict majority must commit);
+  - *room of two*, *no majority*: a member down for good (or the liar, which answers
+    no change that removes it) cannot be removed, too few of the epoch's active
+    members are up (a strict majority must commit);
   - *LEAVE lost, others away*: a member left for good and its LEAVE was never
     delivered, while others of its epoch quit (AWAY) and came back: too few active
     members are up to remove it, and the room cannot be reopened (not every member
@@ -889,14 +890,15 @@ def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
 
 
 def _no_majority(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
-    """Active members of a stuck peer's epoch down for good, too many to remove."""
+    """Active members of a stuck peer's epoch down for good, too many to remove. A liar
+    counts as down: it answers no change that removes it."""
     live = sim.live()
     stuck = [p for p in live if p.node.log.stable_count != len(p.node.log) or p.node.log.held_count]
     for peer in stuck or live:
         log = peer.node.log
         epoch = log.roster.current
         active = [m for m in epoch.members if m not in epoch.exits]
-        down = [m for m in active if not sim.is_up(m)]
+        down = [m for m in active if not sim.is_up(m) or m in sim.liars]
         up = len(active) - len(down)
         if not down or 2 * up > len(active):
             continue
@@ -921,12 +923,13 @@ def _no_majority(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
                 ),
             )
         else:
-            why = "; ".join(lost) if lost else "down for good"
+            liars = [sim.name(m) for m in down if m in sim.liars]
+            why = "; ".join([*lost, *(f"{name} is the liar" for name in liars)]) or "down for good"
             yield (
                 "room of two" if len(active) == 2 else "no majority",
                 (
                     f"in {where} {sim.names(down)} cannot be removed ({why}): {up} of {len(active)} "
-                    "active members are up, a strict majority must commit"
+                    "active members are up and answer, a strict majority must commit"
                 ),
             )
         return

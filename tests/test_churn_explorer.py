@@ -64,17 +64,23 @@ def test_a_leaving_peer_waits_until_its_entries_before_the_leave_reached_someone
     assert lines[0].split()[:2] == ["1974", "OK"], lines
 
 
-def test_a_change_only_a_removed_member_could_commit_is_diagnosed(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """liars 267: P1 proposed to remove the liar (round 1); P2, split off, was then
-    proposed for removal too, by P0 and P1 (rounds 2 and 3). Back, P2 and P3 answered
-    and committed round 1, and may answer nothing else; P0 and P1, having answered
-    later rounds, cannot commit it; the liar never does. Round 1 waits for good on the
-    liar's COMMIT (the rounds that never decide, docs/equivocation.md)."""
-    assert churn_explorer.main(["liars", "267"]) == 0
-    out = capsys.readouterr().out
-    assert "diagnosis: left to a removed member: " in out and "P1#11 (round 1, removing [P4])" in out
+LIAR_STALLS = {
+    # P1 proposed to remove the liar (round 1); P2, split off, was then proposed for
+    # removal too, by P0 and P1 (rounds 2 and 3). Back, P2 and P3 answered and
+    # committed round 1, and may answer nothing else; P0 and P1, having answered later
+    # rounds, cannot commit it; the liar never does. Round 1 waits for good on the
+    # liar's COMMIT (the rounds that never decide, docs/equivocation.md).
+    "267": "left to a removed member: in P0's epoch 1 the open change P1#11 (round 1, removing [P4])",
+    # P0 and P2 are away: the liar and P1 are the epoch's only active members, and P1
+    # alone is no strict majority to remove the liar.
+    "606": "room of two: in P0's epoch 1 (members [P0,P1,P2,P3]) [P3] cannot be removed (P3 is the liar)",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(LIAR_STALLS))
+def test_a_room_a_liar_stalls_is_diagnosed(seed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert churn_explorer.main(["liars", seed]) == 0
+    assert f"diagnosis: {LIAR_STALLS[seed]}" in capsys.readouterr().out
 
 
 def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
