@@ -63,9 +63,9 @@ Each seed prints one line:
     one of its entries that no live peer holds (the author crashed before that one
     reached anyone; one that leaves waits until a neighbour holds its LEAVE, and all
     before it): they wait for good, held, though nothing else waits for them;
-  - *left to a removed member*: an open change only the COMMIT of a member it removes
-    can decide (a liar, or a member down): the members it keeps that may still commit
-    it are no strict majority, and those that committed it answer nothing else
+  - *left to a removed member*: an open change only the COMMIT of a member it removes,
+    or of the liar, can decide: the other members it keeps that may still commit it
+    are no strict majority, and those that committed it answer nothing else
     (``docs/equivocation.md``, rounds that never decide);
 
   or *unclassified*. Members proposed for removal while up and reachable (as for *false
@@ -865,6 +865,8 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     suspected = {"false suspicion"} if sim.false_suspicions else set()
     if not findings:
         findings = [("unclassified", "no known pattern: see the state and the trace (-v)")]
+    # A pattern that names a known limit comes before one that only describes the state.
+    findings.sort(key=lambda finding: finding[0] == "unclassified")
     (category, sentence), others = (
         findings[0],
         sorted(({c for c, _ in findings[1:]} | suspected) - {findings[0][0], "unclassified"}),
@@ -997,13 +999,14 @@ def _lost_with_author(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
 
 
 def _left_to_removed(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
-    """An open change that only the COMMIT of a member it removes can decide: the members
-    it keeps that could commit it are too few (the others answered later rounds, or
-    exited), and those that committed it may answer nothing else."""
+    """An open change that only the COMMIT of a member it removes, or of the liar, can
+    decide: the other members it keeps that could commit it are too few (the rest
+    answered later rounds, or exited), and those that committed it may answer nothing
+    else."""
     for peer in honest_live(sim):
         roster = peer.node.log.roster
         for proposal in roster.open_proposals():
-            if roster.left_to_removed(proposal):
+            if roster.left_to(proposal, sim.liars):
                 change = proposal.change
                 yield (
                     "left to a removed member",
@@ -1011,8 +1014,9 @@ def _left_to_removed(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
                         f"in P{peer.index}'s epoch {roster.current.number} the open change "
                         f"{sim.name(proposal.id.sender_id)}#{proposal.id.seq} (round {change.round}, "
                         f"removing {sim.names(change.removed)}) can be decided only by the COMMIT "
-                        "of a member it removes: the members it keeps that may commit it are no "
-                        "strict majority (rounds that never decide, docs/equivocation.md)"
+                        "of a member it removes, or of the liar: the others it keeps that may "
+                        "commit it are no strict majority (rounds that never decide, "
+                        "docs/equivocation.md)"
                     ),
                 )
                 return

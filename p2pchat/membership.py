@@ -351,26 +351,28 @@ class Roster:
         proposal = self.answered(member)
         if proposal is None or member in proposal.removed:
             return False
-        return not self._commits_in_reach(proposal, without=member)
+        return not self._commits_in_reach(proposal, without=frozenset({member}))
 
-    def left_to_removed(self, proposal: _Proposal) -> bool:
+    def left_to(self, proposal: _Proposal, members: Iterable[bytes] = ()) -> bool:
         """Whether an open change can be decided only by the COMMIT of a member it
-        removes: the members it keeps that committed it, or still may, are no strict
-        majority (the others exited, or answered a later round). The members that
+        removes, or of one of ``members`` (say, a member proven to lie, which may never
+        send it; what they committed already does not count either): the other members
+        it keeps that committed it, or still may, are no strict majority (the rest
+        exited, or answered a later round). The members that
         committed it may answer no other change meanwhile, so the epoch waits on that
         COMMIT: docs/equivocation.md, rounds that never decide."""
-        return not self._commits_in_reach(proposal, without=None)
+        return not self._commits_in_reach(proposal, without=frozenset(members))
 
-    def _commits_in_reach(self, proposal: _Proposal, without: bytes | None) -> bool:
-        """Whether the members ``proposal`` keeps (``without`` aside) can still make a
-        strict majority of COMMITs for it, with the removed members' COMMITs already
-        held."""
+    def _commits_in_reach(self, proposal: _Proposal, without: frozenset[bytes]) -> bool:
+        """Whether the members ``proposal`` keeps can still make a strict majority of
+        COMMITs for it, with the removed members' COMMITs already held; the members
+        ``without`` count for nothing."""
         epoch = self.current
         round_ = proposal.change.round
         tally = self._tally(epoch, proposal, _EVERYTHING)
         commits = epoch.commits.get(proposal.id, {})
-        hopeful = sum(1 for other in proposal.removed if other in commits)
-        for other in epoch.members - proposal.removed - {without}:
+        hopeful = sum(1 for other in proposal.removed - without if other in commits)
+        for other in epoch.members - proposal.removed - without:
             own = epoch.answers.get(round_, {}).get(other)
             later = epoch.last_round.get(other, -1) > round_
             if other in commits or (

@@ -74,6 +74,10 @@ LIAR_STALLS = {
     # P0 and P2 are away: the liar and P1 are the epoch's only active members, and P1
     # alone is no strict majority to remove the liar.
     "606": "room of two: in P0's epoch 1 (members [P0,P1,P2,P3]) [P3] cannot be removed (P3 is the liar)",
+    # A change removing two members that P3 proposed and quit: P0, P7 and the two it
+    # removes committed it, P1 and P4 answered later rounds, and only the liar P5 may
+    # still commit it (a strict majority of eight needs five).
+    "623": "left to a removed member: in P0's epoch 1 the open change P3#2 (round 0, removing [P2,P6])",
 }
 
 
