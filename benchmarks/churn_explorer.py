@@ -127,13 +127,13 @@ STATUSES = ("OK", "KNOWN", "SAFETY", "LIVENESS", "ERROR")
 GRACE_STEP = 10.0
 """Virtual seconds between two looks at a run given more time (--grace)."""
 SHOWN = 12
+"""Safety violations printed per seed (the first ones; the trace has them all)."""
 BATCH_WINDOW = 0.002
 """NodeConfig.batch_window in the var and liars rooms: the default when the sweeps that
 benchmarks/README.md and docs/equivocation.md report were run. Its default went to
 1 ms since, for latency on loopback; in these rooms a hop takes 50 to 500 ms and the
 window makes no difference worth having, but every change of timing draws other
 schedules from the same seeds."""
-"""Safety violations printed per seed (the first ones; the trace has them all)."""
 
 
 # Tracing ----------------------------------------------------------------------------
