@@ -43,6 +43,7 @@ __all__ = [
     "offender_of",
     "offenders",
     "proof_from",
+    "proven_entry",
     "signed_proof",
 ]
 
@@ -81,7 +82,13 @@ class SignedProof:
 
 def offender_of(proof: Proof) -> bytes:
     """Who signed both halves of ``proof``."""
-    return proof.kept.sender_id if isinstance(proof, Equivocation) else proof.message.sender_id
+    return proven_entry(proof).sender_id
+
+
+def proven_entry(proof: Proof) -> Message:
+    """The entry ``proof`` is about: the version kept of the two its author signed, or
+    the entry that broke the author's clock promise."""
+    return proof.kept if isinstance(proof, Equivocation) else proof.message
 
 
 def offence(proof: Proof) -> str:

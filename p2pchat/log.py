@@ -40,6 +40,7 @@ from .membership import VOTES, Decision, MemberInfo, Roster
 from .message import (
     MAX_LAMPORT,
     MAX_TAIL,
+    NO_LINK,
     NO_PREVIOUS,
     Change,
     EntryKind,
@@ -87,8 +88,6 @@ MAX_STAMP_COMBINATIONS = 256
 
 # Larger than any 32-byte sender id: (L, _AFTER_ALL_SENDERS) sorts after every key stamped L.
 _AFTER_ALL_SENDERS = b"\xff" * 33
-_NO_LINK = bytes(LINK_SIZE)
-"""A link to no entry: what a tail names for an entry held without a place."""
 _ALL_COVERED = (MAX_LAMPORT + 1, _AFTER_ALL_SENDERS)
 """Above every key: a member has said it delivered every entry delivered here."""
 _CROSS_CHECK = False
@@ -526,7 +525,7 @@ class OrderedLog:
         """A tail's link to an entry: zeros for one we hold without a place (so that the
         decision voids it everywhere, see membership), else its link."""
         if self._placeless and MessageId(member, seq) in self._placeless:
-            return _NO_LINK
+            return NO_LINK
         return self._link_at(member, state, seq)
 
     def links_of(self, named: Mapping[bytes, int]) -> dict[bytes, bytes]:
@@ -1774,10 +1773,11 @@ class OrderedLog:
             state = self._senders.get(member)
             settled = max(cut, state.delivered) if state is not None and member in decision.removed else cut
             self._settled[member] = max(self._settled.get(member, 0), settled)
-        for state in self._senders.values():
-            if state.capped is not None or state.awaiting is not None:
-                state.capped = None
-                self._uncovered.clear()  # (what counts changed: the cuts settled more)
+        limited = [s for s in self._senders.values() if s.capped is not None or s.awaiting is not None]
+        for state in limited:
+            state.capped = None
+        if limited:
+            self._uncovered.clear()  # (what counts changed: the cuts settled more)
 
     def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.

@@ -358,9 +358,9 @@ class Roster:
         removes, or of one of ``members`` (say, a member proven to lie, which may never
         send it; what they committed already does not count either): the other members
         it keeps that committed it, or still may, are no strict majority (the rest
-        exited, or answered a later round). The members that
-        committed it may answer no other change meanwhile, so the epoch waits on that
-        COMMIT: docs/equivocation.md, rounds that never decide."""
+        exited, or answered a later round). The members that committed it may answer
+        no other change meanwhile, so the epoch waits on that COMMIT:
+        docs/equivocation.md, rounds that never decide."""
         return not self._commits_in_reach(proposal, without=frozenset(members))
 
     def _commits_in_reach(self, proposal: _Proposal, without: frozenset[bytes]) -> bool:

@@ -118,7 +118,8 @@ LINK_SIZE = 16
 _LINK_PERSON = b"p2pchat-link-v1"
 NO_PREVIOUS = b""
 """What a first entry (seq 1) names as its predecessor: nothing."""
-_NO_LINK = bytes(LINK_SIZE)
+NO_LINK = bytes(LINK_SIZE)
+"""A link to no entry: a version nobody holds (so nobody counts a cover naming it)."""
 _SEEN_PERSON = b"p2pchat-seen-v1"
 SIGNING_CONTEXT = b"p2pchat-entry-v2"
 GENESIS_ROOM = b""
@@ -340,7 +341,7 @@ class Message:
             if len(dep_sender) != SENDER_ID_SIZE or dep_seq > MAX_SEQ:
                 raise ValueError("deps entry out of range")
         given = links or {}
-        named = [(sender, seq_named, given.get(sender, _NO_LINK)) for sender, seq_named in wire_deps.items()]
+        named = [(sender, seq_named, given.get(sender, NO_LINK)) for sender, seq_named in wire_deps.items()]
         if any(len(link) != LINK_SIZE for _, _, link in named):
             raise ValueError(f"each link is {LINK_SIZE} bytes")
         seen = versions_digest(named) if named else b""

@@ -90,7 +90,7 @@ from .chain import authenticate
 from .channel import SEAL_OVERHEAD
 from .codec import CodecError
 from .deflate import deflate_frame, inflate_frame
-from .evidence import first_per_offender, offence, offender_of
+from .evidence import first_per_offender, offence, offender_of, proven_entry
 from .identity import Identity, short_id
 from .invites import InviteBook
 from .log import (
@@ -1630,8 +1630,7 @@ class Node:
             offender = offender_of(proof)
             if offender in neighbour.evidence_sent or offender == neighbour.remote_id:
                 continue
-            entry = proof.kept if isinstance(proof, Equivocation) else proof.message
-            if held_only and neighbour.held.get(offender, 0) < entry.seq:
+            if held_only and neighbour.held.get(offender, 0) < proven_entry(proof).seq:
                 continue
             neighbour.evidence_sent.add(offender)
             if isinstance(proof, Equivocation):

@@ -78,6 +78,7 @@ from .message import (
     MAX_NAME_BYTES,
     MAX_SENT_AT_MS,
     MAX_SEQ,
+    NO_LINK,
     ROOM_ID_SIZE,
     Message,
     announcement_payload,
@@ -192,7 +193,7 @@ class Head:
         counts)."""
         grown = tuple(sorted(delivered.items())) if delivered else ()
         given = delivered_links or {}
-        seen = versions_digest((o, n, given.get(o, bytes(LINK_SIZE))) for o, n in grown) if grown else b""
+        seen = versions_digest((o, n, given.get(o, NO_LINK)) for o, n in grown) if grown else b""
         payload = announcement_payload(
             room_id, identity.sender_id, clock_seq, clock_lamport, grown, at_ms, seen
         )
