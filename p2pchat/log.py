@@ -328,7 +328,20 @@ class OrderedLog:
         """The valid entries held without a place here (see _check): delivered as such, or
         restored as such (see receive's ``placeless``)."""
         self._closed_count = 0
-        """Positions of the log in closed epochs: all stable."""
+        """Positions of the log in closed epochs: all stable (but see _wanted_floor)."""
+        self._closed_end: MessageKey | None = None
+        """The last key of the closed epochs (the log's last at the last decision): the
+        entries of the epochs still open all sort after it (they follow every answer)."""
+        self._decided_versions: dict[MessageId, Message] = {}
+        """Entries of removed members shown here in the version the removal's answers
+        named, not the one our copy of the chain delivered (kept in _other_versions);
+        see _show_decided_versions."""
+        self._wanted_versions: dict[MessageId, bytes] = {}
+        """Entries of removed members that a decision kept in a version we do not hold
+        (the link its answers named): asked for, and shown once here."""
+        self._wanted_floor: MessageKey | None = None
+        """While versions are wanted: the lowest key any of them can have. No position
+        from there on is stable (one of them will take a place there or later)."""
         self.text_count = 0
         """Chat lines in the log (its entries less its membership entries)."""
         self._clock = 0
@@ -607,6 +620,8 @@ class OrderedLog:
             found = self._by_key.get(key)
             if found is not None and found.seq == message_id.seq:
                 return found
+            if self._decided_versions and (shown := self._decided_versions.get(message_id)) is not None:
+                return shown
             return self._tombstones[message_id]
         return state.held.get(message_id.seq)
 
@@ -1103,6 +1118,10 @@ class OrderedLog:
         if room_id is None:
             return Receipt(ReceiptStatus.IGNORED)  # we do not know which room yet
         state = self._senders.get(message.sender_id)
+        if self._wanted_versions and message.id in self._wanted_versions:
+            taken = self._take_wanted_version(message, room_id, trusted, defer_stability)
+            if taken is not None:
+                return taken
         if state is not None:
             if message.seq <= state.delivered or message.seq in state.held:  # (else: new here)
                 existing = self.get(message.id)
@@ -1758,12 +1777,17 @@ class OrderedLog:
                 self._tombstones[message.id] = message
                 self.text_count -= message.is_text
                 voided.append(message)
+        shown = self._show_decided_versions(decision, voided)
         if voided:
             events.append(Voided(tuple(voided)))
+        # (A key taken by another entry of the author's here, which only a liar's stamps
+        # can make: that entry keeps it, and the version is shown nowhere here.)
+        events.extend(self._place_decided(v) for v in shown if v.key not in self._by_key)
         events.append(Decided(epoch, decision))
         # Every entry now in the log belongs to a closed epoch (the next epoch's entries
         # follow every answer of the decision just completed).
-        self._closed_count = len(self._order)
+        self._closed_end = self._order[-1] if self._order else None
+        self._closed_count = self._closed_positions()
         # So covers that named another version of an entry here no longer hold back what
         # comes after it: each sender's entries up to its cut are settled (a removed
         # member's are all settled, or void), and a cover counts at least that far (see
@@ -1778,6 +1802,141 @@ class OrderedLog:
             state.capped = None
         if limited:
             self._uncovered.clear()  # (what counts changed: the cuts settled more)
+
+    # A replica that answered no removal (away, crashed, not yet admitted) can hold an
+    # entry of the removed member in another version than the one every answer named
+    # (the member signed two: its first version reached this replica, the other the
+    # rest of the room). The cut keeps that entry, and the decision closes its epoch:
+    # all stable. Kept as it is, this replica would show its version, stable, where
+    # every answerer shows the other. So it shows the answers' version in its place:
+    # the one it holds as evidence, or, until it comes (asked for, see
+    # wanted_versions), none, and no position from the lowest key it could have on is
+    # stable. Its own version stays what its copy of the chain went on from (the
+    # author's later entries here are above the cut or replaced as well), out of the
+    # log. None of these positions was stable here before: the answerers' covers named
+    # the other version (see _match_versions), unless the author's chain here went
+    # past the cover's digest unnoticed (older than the tails).
+
+    def _show_decided_versions(self, decision: Decision, voided: list[Message]) -> list[Message]:
+        """Per removed member, each entry up to its cut that the answers named in another
+        version than the one we show (or named with a place where we hold it without
+        one): ours leaves the log (into ``voided``); the versions to place instead are
+        returned, and those we lack are wanted."""
+        shown: list[Message] = []
+        for member, named in decision.versions.items():
+            state = self._senders.get(member)
+            floor = self._settled.get(member, 0)
+            for seq, link in sorted(named.items()):
+                if state is None or seq > state.delivered or seq <= floor or link == NO_LINK:
+                    continue
+                entry = MessageId(member, seq)
+                ours = self.get(entry)
+                if ours is None or ours.kind is not EntryKind.TEXT:
+                    continue  # (a membership entry counted in the roster as it is)
+                if ours.entry_hash()[:LINK_SIZE] == link:
+                    if entry in self._placeless:  # the same version, placed by the room
+                        shown.append(ours)
+                    continue
+                if self._unplace(ours):
+                    voided.append(ours)
+                version = next(
+                    (v for h, v in self._other_versions.get(entry, {}).items() if h[:LINK_SIZE] == link), None
+                )
+                if version is None:
+                    self._wanted_versions[entry] = link
+                    self._named_versions[entry] = None  # (asked for, see take_named_versions)
+                elif version.kind is EntryKind.TEXT:
+                    shown.append(version)
+        self._wanted_floor = self._lowest_wanted_key()
+        return shown
+
+    def _unplace(self, message: Message) -> bool:
+        """Take ``message`` (delivered) out of the log; whether it had a place there."""
+        if self._by_key.get(message.key) is not message:
+            return False
+        del self._by_key[message.key]
+        index: int = self._order.index(message.key)
+        if index < self._stable_count:
+            self.stability_violations += 1
+            self._stable_count -= 1
+        self._order.remove(message.key)
+        self._first_open = None
+        self._decided_versions.pop(message.id, None)
+        self._tombstones[message.id] = message
+        self.text_count -= message.is_text
+        return True
+
+    def _place_decided(self, version: Message) -> Delivered:
+        """Give ``version``, the version of its entry a decision named, a place."""
+        if self._tombstones.get(version.id) is version:  # (held without a place until now)
+            del self._tombstones[version.id]
+            self._placeless.discard(version.id)
+        key = version.key
+        self._by_key[key] = version
+        self._order.add(key)
+        self._decided_versions[version.id] = version
+        self._first_open = None
+        self.text_count += version.is_text
+        index: int = self._order.index(key)
+        if index < self._stable_count:
+            self.stability_violations += 1  # (see the comment above _show_decided_versions)
+            self._stable_count += 1
+        return Delivered(version, index, False)
+
+    def _lowest_wanted_key(self) -> MessageKey | None:
+        """The lowest key a wanted version can have: above its author's entry before it."""
+        lowest = None
+        for entry in self._wanted_versions:
+            state = self._senders[entry.sender_id]
+            before = state.lamports[entry.seq - 2] if entry.seq >= 2 else 0
+            key = MessageKey(before + 1, b"")
+            lowest = key if lowest is None else min(lowest, key)
+        return lowest
+
+    def _closed_positions(self) -> int:
+        """How many positions, from the start, are in closed epochs and stable."""
+        if self._closed_end is None:
+            return 0
+        count: int = self._order.bisect_right(self._closed_end)
+        if self._wanted_floor is not None:
+            count = min(count, self._order.bisect_left(self._wanted_floor))
+        return count
+
+    def shows_decided_version(self, message_id: MessageId) -> bool:
+        """Whether we show ``message_id`` in the version a decision named, not the one our
+        copy of its author's chain delivered (see _show_decided_versions)."""
+        return message_id in self._decided_versions
+
+    @property
+    def wanted_versions(self) -> list[MessageId]:
+        """Entries a decision kept in a version we do not hold yet: worth asking any
+        neighbour that holds them for (see _show_decided_versions)."""
+        return list(self._wanted_versions)
+
+    def _take_wanted_version(
+        self, message: Message, room_id: bytes, trusted: bool, defer_stability: bool
+    ) -> Receipt | None:
+        """``message`` may be the version a decision kept of an entry we show in none:
+        if it is (its link is the one named), it takes that place; else None."""
+        if message.entry_hash()[:LINK_SIZE] != self._wanted_versions[message.id]:
+            return None
+        if not trusted and not message.verify(room_id):
+            return Receipt(ReceiptStatus.REFUSED, (Refused(message, Refusal.BAD_SIGNATURE),))
+        del self._wanted_versions[message.id]
+        self._wanted_floor = self._lowest_wanted_key()
+        events: list[LogEvent] = []
+        ours = self.get(message.id)
+        if ours is not None:
+            proof = Equivocation(kept=ours, rejected=message)
+            if self._keep_evidence(proof):
+                events.append(proof)  # (so that it is stored with the proofs)
+        self._keep_version(message, capped=False)
+        if message.kind is EntryKind.TEXT and message.key not in self._by_key:
+            events.append(self._place_decided(message))
+        self._closed_count = max(self._closed_count, self._closed_positions())
+        if not defer_stability:
+            events.extend(self._advance_stability())
+        return Receipt(ReceiptStatus.NEW, tuple(events))
 
     def _mark_concurrency(self, message: Message, vector: dict[bytes, int], events: list[LogEvent]) -> bool:
         """Flag ``message`` and every delivered message concurrent with it.
@@ -1840,6 +1999,8 @@ class OrderedLog:
         limit is at most the first position not yet stable when the key there is past its
         clock, or past an entry it has not delivered (see ``_member_limit``)."""
         order = self._order
+        if self._wanted_floor is not None and order.bisect_left(self._wanted_floor) <= self._stable_count:
+            return True  # (a wanted version may take a place there, see _show_decided_versions)
         if self._stable_count >= len(order) or self._closed_count > self._stable_count:
             return False
         if not self.roster.epochs:
@@ -1882,6 +2043,17 @@ class OrderedLog:
         second half is what makes removal safe: any later FLUSH of a member covers
         those entries, so no cut can void one of them.
         """
+        count, waiting = self._open_prefix()
+        if self._wanted_floor is not None:
+            # No position from the lowest key a wanted version can have on (see
+            # _show_decided_versions); the members are not what it waits for.
+            wanted: int = self._order.bisect_left(self._wanted_floor)
+            if wanted < count:
+                return wanted, frozenset()
+        return count, waiting
+
+    def _open_prefix(self) -> tuple[int, frozenset[bytes]]:
+        """_stable_prefix, but for the versions a decision kept that we lack."""
         start = self._closed_count
         order = self._order
         if start >= len(order) or not self.roster.epochs:

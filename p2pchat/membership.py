@@ -196,6 +196,11 @@ class Decision:
     them decide the change (and show it decided to a later entry)."""
     last_key: MessageKey
     """The key of the COMMIT that decided it here (COMMITs take no place in the log)."""
+    versions: Mapping[bytes, Mapping[int, bytes]] = field(default_factory=dict)
+    """Per member the change removes, per seq of its up to its cut that the answers
+    name a version of: that version's link, the same in every answer (below the cut no
+    two answers differ, see Roster._removal_cut). A replica that answered nothing may
+    hold another version there: it shows this one instead (OrderedLog._close_epoch)."""
 
 
 @dataclass(slots=True)
@@ -926,8 +931,14 @@ class Roster:
         round_ = proposal.change.round
         answers = {m: a for m in epoch.members - proposal.removed if (a := epoch.answer_of(m, round_))}
         cuts = {member: answer.seq for member, answer in answers.items()}
+        versions: dict[bytes, dict[int, bytes]] = {}
         for gone in proposal.removed:
             cuts[gone] = self._removal_cut(epoch, gone, answers.values())
+            named = versions[gone] = {}
+            for answer in answers.values():
+                for seq, link in answer.versions_of(gone):
+                    if seq <= cuts[gone]:
+                        named.setdefault(seq, link)
         # An exit counts only if it answered the change (an exit written after answering
         # this change is void, as any entry there).
         exited = {m for m, answer in answers.items() if answer.change is None}
@@ -940,6 +951,7 @@ class Roster:
             cuts,
             len(epoch.members) - len(exited),
             key,
+            versions,
         )
         epoch.decision = decision
         self._decided_at[proposal.key] = decision

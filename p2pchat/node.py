@@ -2181,6 +2181,8 @@ class Node:
         outputs: list[Output] = [LogEvents(tuple(events))] if events else []
         forks = [MessageId(head.sender_id, seq) for head in heads if (seq := self.log.other_version_at(head))]
         forks += self.log.take_named_versions()  # (named by an announcement in another version)
+        # And the versions a decision kept that we lack, from a neighbour holding them.
+        forks += [w for w in self.log.wanted_versions if source.held.get(w.sender_id, 0) >= w.seq]
         return [*outputs, *self._act_on_lies(events, now), *self._ask_for_versions(source, forks)]
 
     def _ask_for_versions(self, neighbour: _Neighbour, entries: Iterable[MessageId]) -> list[Output]:
@@ -2193,9 +2195,11 @@ class Node:
         MAX_VERSION_CHECKS per link; never our own entries, nor those of an author
         already proven an offender, unless its chain here is refused for going on from
         a version we lack (see OrderedLog.missing_version): we take its branch from
-        that version, and the honest entries that depend on it. Those asks cover the
+        that version, and the honest entries that depend on it; or a decision kept a
+        version of it that we lack (OrderedLog.wanted_versions). Those asks cover the
         BRANCH_SPAN entries up to it (the branch may go deeper), on their own budget."""
         asked = neighbour.versions_asked
+        wanted = set(self.log.wanted_versions)
         ranges: list[WantRange] = []
         for entry in entries:
             author = entry.sender_id
@@ -2211,7 +2215,9 @@ class Node:
                     neighbour.branch_asked.add(entry)
                     ranges.append(WantRange(author, max(1, entry.seq - BRANCH_SPAN + 1), entry.seq))
                 continue
-            if author in self.offenders or entry in asked:
+            if entry in asked:
+                continue
+            if author in self.offenders and entry not in wanted:
                 continue
             if len(asked) >= MAX_VERSION_CHECKS or not neighbour.link.is_open:
                 break

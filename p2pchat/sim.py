@@ -347,6 +347,11 @@ class Simulation:
         for event in events:
             if isinstance(event, Delivered):
                 times = self.delivered_at.setdefault(event.message.id, {})
+                if peer.node.log.shows_decided_version(event.message.id):
+                    # Shown in place of the version this peer delivered (see
+                    # OrderedLog._show_decided_versions): no second delivery, and the
+                    # store keeps it with the other versions, not the entries.
+                    continue
                 if peer.index in times and peer.node.log.get(event.message.id) is not None:
                     self.duplicates += 1
                 times.setdefault(peer.index, self.now)

@@ -110,14 +110,26 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
       the version the others show waited there for entries of that history, and the
       other one, ready, took its place, without a place in the log (it broke the
       promise): KNOWN. The proof now follows the history.
-    - 195: still the gap docs/equivocation.md describes, counted as KNOWN: P1 kept the
-      version the liar sent it first, quit, and comes back once the removal has kept
-      the other version (its answers agreed on it); P1 never answered, and keeps its
-      own (the honest members' entries are the same everywhere, in one order, and the
-      peers that differ mark the liar's lines disputed, or it would be SAFETY)."""
-    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195"]) == 0
+    - 195: P1 kept the version the liar sent it first, quit, and comes back once the
+      removal has kept the other version (its answers agreed on it). P1 never
+      answered; it kept its own, and called it stable once the epoch closed: KNOWN.
+      It now shows the answers' version in its place.
+    - 191: still the gap docs/equivocation.md describes, counted as KNOWN: a decision
+      that kept the liar (it answered) closed the epoch with both versions in it (the
+      honest members' entries are the same everywhere, in one order, and the peers
+      that differ mark the liar's lines disputed, or it would be SAFETY)."""
+    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195", "191"]) == 0
     lines = capsys.readouterr().out.splitlines()
     verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
-    expected = {"4": "OK", "7": "OK", "41": "OK", "53": "OK", "58": "OK", "21": "OK", "195": "KNOWN"}
+    expected = {
+        "4": "OK",
+        "7": "OK",
+        "41": "OK",
+        "53": "OK",
+        "58": "OK",
+        "21": "OK",
+        "195": "OK",
+        "191": "KNOWN",
+    }
     assert verdicts == expected
     assert any("liar's entry differs: honest peers show different versions" in line for line in lines)

@@ -34,14 +34,17 @@ from test_attacks import (
     url,
 )
 from test_crash import ROOT, PeerProcess, stop_all
+from test_log import TRIO, removal_reaching_a_replica_with_the_other_version
 from test_membership import (
     PEOPLE,
     Mesh,
     bob_breaks_a_promise,
     bob_equivocates,
     bob_forks_while_carol_is_away,
+    founded_node,
     newcomer,
     three_members,
+    twin_of,
 )
 
 from p2pchat.cli import main
@@ -59,11 +62,11 @@ from p2pchat.evidence import (
 from p2pchat.identity import Identity
 from p2pchat.jsonlines import logged_message_object
 from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
-from p2pchat.message import Message, MessageId, announcement_payload, parse_announcement_payload
+from p2pchat.message import EntryKind, Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node, Output, Send
 from p2pchat.peer import PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
-from p2pchat.wire import Frame, Head, Heads, Messages, Push, decode_frame, encode_frame
+from p2pchat.wire import Frame, Head, Heads, Messages, Push, Want, decode_frame, encode_frame
 
 A, B = sorted((Identity(bytes([0x30 + i]) * 32) for i in range(2)), key=lambda i: i.sender_id)
 ROOM = Room([A, B])
@@ -458,6 +461,74 @@ def test_versions_given_up_in_a_swap_survive_a_restart_through_the_store(tmp_pat
     assert sorted(v.payload for v in again.other_versions) == sorted(v.payload for v in x.other_versions)
     assert b2_other.payload not in {v.payload for v in again.other_versions}  # (the one kept)
     assert [(p.kept.text, p.rejected.text) for p in again.evidence] == [("b2'", "b2 depends on a1")]
+
+
+@pytest.mark.parametrize("evidence_first", [False, True])
+def test_the_version_a_removal_named_is_shown_again_after_a_restart(
+    tmp_path: Path, evidence_first: bool
+) -> None:
+    """Z answered no removal and shows the version its answers named in the place of its
+    own (see test_log). What a peer stores (its entries, which keep the version it
+    delivered first, every rejected version and the proofs) gives the same log back."""
+    log_z, _, x, y, events = removal_reaching_a_replica_with_the_other_version(evidence_first)
+    proofs = [e for e in events if isinstance(e, Equivocation)]
+    assert proofs and all(p.rejected.payload == y.payload for p in proofs)
+    with Store(tmp_path) as store:
+        store.save_messages(
+            TRIO.room_id,
+            [*TRIO.entries, *(e.message for e in events if isinstance(e, Delivered | Entombed))],
+            proofs=[signed_proof(proof, TRIO.room_id) for proof in proofs],
+            versions=[proof.rejected for proof in proofs],
+        )
+        again = restore_log(store, TRIO.room_id)
+    assert list(again) == list(log_z) and again.is_visible(y) and not again.is_visible(x)
+    assert again.stable_count == len(again) and again.wanted_versions == []
+
+
+@pytest.mark.parametrize("proven_before", [False, True], ids=["", "bob-proven-before"])
+def test_a_member_back_from_away_asks_for_the_version_a_removal_kept_and_shows_it(
+    proven_before: bool,
+) -> None:
+    """Dave went away; bob then gave dave one version of a line and the room another,
+    and went silent; alice and carol removed him, their answers naming the room's
+    version. Nobody else holds dave's, so no proof comes to dave. Back, dave learns
+    the decision, asks alice for the version it kept, and shows it where its own was:
+    the same log as alice's, all of it stable. It asks also when it holds a proof
+    against bob already (``proven_before``: of another lie), though it asks an
+    offender's entries of nobody otherwise."""
+    dave_identity = Identity(bytes([0x13]) * 32)
+    mesh = Mesh([founded_node(), newcomer(PEOPLE[1], "bob"), newcomer(PEOPLE[2], "carol")])
+    mesh.nodes.append(newcomer(dave_identity, "dave"))
+    mesh.events[3] = []
+    for index in (1, 2, 3):
+        mesh.connect(index, 0)
+    mesh.run(3.0)
+    alice, bob, carol, dave = mesh.nodes
+    assert all(node.is_member for node in mesh.nodes)
+    _, outputs = dave.write(EntryKind.AWAY, "", mesh.now, 0)
+    mesh.route(3, outputs)
+    mesh.run(1.0)
+    for index in (1, 3):
+        mesh.disconnect(next(conn for conn, (at, _) in mesh.links.items() if at == index))
+    genuine, outputs = bob.send_text("the truth", mesh.now, 0)
+    alice.log.receive(genuine)
+    carol.log.receive(genuine)
+    dave.log.receive(twin_of(genuine, bob.log.room_id or b""))
+    mesh.route(0, alice.propose_removal([PEOPLE[1].sender_id], mesh.now))
+    mesh.run(3.0)
+    assert PEOPLE[1].sender_id not in alice.log.members and alice.log.is_stable(genuine)
+    assert not alice.offenders, "alice saw only one version"
+    if proven_before:
+        dave.offenders[PEOPLE[1].sender_id] = "broke a clock promise"
+    sent = frames_sent_by(mesh, 3)
+    mesh.connect(3, 0)
+    mesh.run(3.0)
+    asked = [r for frame in sent if isinstance(frame, Want) for r in frame.ranges]
+    assert (PEOPLE[1].sender_id, genuine.seq, genuine.seq) in [(r.sender_id, r.first, r.last) for r in asked]
+    assert dave.log.get(genuine.id) == genuine and dave.log.is_visible(genuine)
+    assert [m.key for m in dave.log] == [m.key for m in alice.log]
+    assert dave.log.stable_count == len(dave.log) and dave.log.wanted_versions == []
+    assert PEOPLE[1].sender_id in dave.offenders
 
 
 def test_the_store_keeps_the_versions_an_equivocators_branch_goes_on_from(tmp_path: Path) -> None:

@@ -1056,6 +1056,93 @@ def test_a_removal_voids_an_entry_its_answers_hold_in_two_versions() -> None:
     assert log_a.is_visible(x) and log_b.is_visible(x) and list(log_a) == list(log_b)
 
 
+def removal_reaching_a_replica_with_the_other_version(
+    evidence_first: bool,
+) -> tuple[OrderedLog, OrderedLog, Message, Message, list[LogEvent]]:
+    """C signed two versions of its entry 1: A and B hold y, and remove C; their answers
+    name y. Replica Z answered nothing (a member away, or one not admitted yet) and
+    holds x; with ``evidence_first`` it holds y too, as evidence, before the removal
+    comes. Z then takes in everything A's replica holds, y last. Returns Z, A's replica,
+    x, y and the events Z gave."""
+    x, y, _, _ = _fork_seen_both_ways()
+    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
+    log_a.receive(y)
+    log_b.receive(y)
+    events = list(log_z.receive(x).events)
+    if evidence_first:
+        events.extend(log_z.receive(y).events)
+    _remove_c(log_a, log_b)
+    for message in [*log_a, *log_a.tombstones()]:
+        if message.id != y.id:
+            events.extend(log_z.receive(message).events)
+    events.extend(log_z.receive(y).events)
+    return log_z, log_a, x, y, events
+
+
+@pytest.mark.parametrize("evidence_first", [False, True])
+def test_a_replica_that_answered_no_removal_shows_the_version_its_answers_named(evidence_first: bool) -> None:
+    """Kept as it was, Z would show x where A and B show y, and call it stable: the
+    removal closed the epoch, and a closed epoch is all stable. It shows y in x's place
+    (at once if it held y, else once y comes), and calls no position stable that y's
+    coming moved."""
+    log_z, log_a, x, y, events = removal_reaching_a_replica_with_the_other_version(evidence_first)
+    assert list(log_z) == list(log_a)
+    assert log_z.is_visible(y) and not log_z.is_visible(x) and log_z.is_stable(y)
+    assert log_z.stable_count == len(log_z) and log_z.stability_violations == 0
+    assert log_z.get(y.id) == y and log_z.wanted_versions == []
+    # Before y came, no stable count Z gave reached y's position.
+    if not evidence_first:
+        shown = next(i for i, e in enumerate(events) if isinstance(e, Delivered) and e.message == y)
+        before_y = [e.count for e in events[:shown] if isinstance(e, Stable)]
+        assert max(before_y, default=0) <= log_a.index_of(y)
+
+
+@given(order=st.permutations(range(5)))
+def test_a_replica_that_answered_no_removal_ends_with_the_room_in_any_order_of_arrival(
+    order: list[int],
+) -> None:
+    """Z holds x; everything A's replica holds after removing C (y among it) comes to Z
+    in any order: Z ends with A's log, all stable, and no position it reported stable
+    ever moved."""
+    x, y, _, _ = _fork_seen_both_ways()
+    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
+    log_a.receive(y)
+    log_b.receive(y)
+    log_z.receive(x)
+    _remove_c(log_a, log_b)
+    arrivals = [m for m in [*log_a, *log_a.tombstones()] if m.sender_id != FOUNDER.sender_id]
+    assert len(arrivals) == len(order)
+    reported: dict[int, MessageKey] = {}
+    for index in order:
+        for event in log_z.receive(arrivals[index]).events:
+            if isinstance(event, Stable):
+                reported.update((p, log_z[p].key) for p in range(event.count))
+                assert all(log_z[p].key == key for p, key in reported.items()), "a stable position moved"
+    assert list(log_z) == list(log_a) and log_z.stable_count == len(log_z)
+    assert all(log_z[p].key == key for p, key in reported.items())
+
+
+def test_a_version_a_removal_named_is_asked_for_and_holds_stability_back_until_it_comes() -> None:
+    x, y, _, _ = _fork_seen_both_ways()
+    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
+    log_a.receive(y)
+    log_b.receive(y)
+    log_z.receive(x)
+    _remove_c(log_a, log_b)
+    log_z.receive_many([m for m in [*log_a, *log_a.tombstones()] if m.id != y.id])
+    assert not log_z.is_visible(x) and not log_z.is_visible(y)
+    assert log_z.wanted_versions == [y.id] and y.id in log_z.take_named_versions()
+    # No position from the lowest key y can have on is stable: C's entry before it is
+    # the founding history, so none after it.
+    assert log_z.stable_count <= log_a.index_of(y)
+    # Another version than the one named does not take the place.
+    other = TRIO.make(C, 1, 1, text="a third version")
+    log_z.receive(other)
+    assert not log_z.is_visible(other) and log_z.wanted_versions == [y.id]
+    log_z.receive(y)
+    assert list(log_z) == list(log_a) and log_z.stable_count == len(log_z)
+
+
 def _c_lies_about_its_clock(rely: bool) -> tuple[OrderedLog, OrderedLog, Message]:
     """C promises clock base+5 before writing anything, then signs c1 stamped base+1.
     Replica X (A's) relied on the promise when ``rely``: it holds c1 without a place.
@@ -1095,6 +1182,26 @@ def test_a_removal_voids_an_entry_some_answer_holds_without_a_place() -> None:
     _remove_c(log_x, log_y)
     assert list(log_x) == list(log_y) and not log_y.is_visible(c1)
     assert log_x.stability_violations == log_y.stability_violations == 0
+
+
+def test_a_replica_that_answered_no_removal_gives_the_entry_it_held_without_a_place_its_place() -> None:
+    """Neither A nor B relied on C's promise: both show c1, and their answers to C's
+    removal name it so. Z relied on it and answered nothing: it held c1 without a
+    place, and gives it its place at the decision, as every answerer shows it."""
+    log_a, log_b, c1 = _c_lies_about_its_clock(rely=False)
+    founding = {FOUNDER.sender_id: TRIO.founder_seq}
+    promise = Head.announce(
+        C, 0, 0, TRIO.base + 5, founding, room_id=TRIO.room_id, delivered_links=TRIO.links_of(founding)
+    )
+    log_z = TRIO.log()
+    log_z.observe_head(promise)
+    log_z.receive(c1)
+    assert not log_z.is_visible(c1) and c1.id in log_z.placeless
+    _remove_c(log_a, log_b)
+    assert log_a.is_visible(c1) and log_b.is_visible(c1)
+    log_z.receive_many([m for m in [*log_a, *log_a.tombstones()] if m.id != c1.id])
+    assert list(log_z) == list(log_a) and log_z.is_visible(c1) and c1.id not in log_z.placeless
+    assert log_z.stable_count == len(log_z) and log_z.stability_violations == 0
 
 
 def test_an_entry_chained_to_an_unknown_version_is_still_refused() -> None:
