@@ -94,6 +94,13 @@ _CROSS_CHECK = False
 """Tests may set this: every shortcut of the stability computation checked against it."""
 
 
+MIN_TAIL = 16
+"""An answer to a removal names at least the removed member's last this many entries
+(all of them if fewer), stable here or not (see OrderedLog._tails)."""
+TAIL_BUDGET = 1024
+"""Links an answer names in all its tails, at most (17 KiB of its 64 KiB payload)."""
+
+
 class NotAMember(RuntimeError):
     """We cannot write now: we are not (or no longer) a member of the room."""
 
@@ -521,18 +528,35 @@ class OrderedLog:
         )
 
     def _tails(self, members: Iterable[bytes]) -> Tails:
-        """What an answer to a change removing ``members`` says of their last entries:
-        the links of up to MAX_TAIL of them, as delivered here (see membership)."""
+        """What an answer to a change removing ``members`` says of their entries: the
+        links of the last ones, as delivered here (see membership), from the first one
+        not stable here, or of the last MIN_TAIL if that is more.
+
+        From the first one not stable: an entry its author signed in two versions is
+        stable on no replica whose members hold both (the covers name the versions),
+        so every answer names it, however many entries its author wrote after it, up
+        to MAX_TAIL (and TAIL_BUDGET for all of ``members``: then the oldest go)."""
+        held = [
+            (m, state) for m in members if (state := self._senders.get(m)) is not None and state.delivered
+        ]
+        room = min(MAX_TAIL, max(1, TAIL_BUDGET // max(1, len(held))))
         tails = []
-        for member in members:
-            state = self._senders.get(member)
-            if state is not None and state.delivered:
-                first = max(1, state.delivered - MAX_TAIL + 1)
-                links = tuple(
-                    self._tail_link(member, state, seq) for seq in range(first, state.delivered + 1)
-                )
-                tails.append((member, links))
+        for member, state in held:
+            first = min(state.delivered - MIN_TAIL + 1, self._first_unstable_seq(state))
+            first = max(1, first, state.delivered - room + 1)
+            links = tuple(self._tail_link(member, state, seq) for seq in range(first, state.delivered + 1))
+            tails.append((member, links))
         return tuple(tails)
+
+    def _first_unstable_seq(self, state: _Sender) -> int:
+        """The seq of a sender's first delivered entry not stable here (one more than the
+        last if all are): its entries stamped below the first position not yet stable
+        are all stable, and stamps rise along a chain. (An entry stamped alike counts as
+        not stable: a longer tail, never a shorter one.)"""
+        if self._stable_count >= len(self._order):
+            return state.delivered + 1
+        first_open: MessageKey = self._order[self._stable_count]
+        return bisect_left(state.lamports, first_open.lamport) + 1
 
     def _tail_link(self, member: bytes, state: _Sender, seq: int) -> bytes:
         """A tail's link to an entry: zeros for one we hold without a place (so that the

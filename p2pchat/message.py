@@ -22,10 +22,11 @@ Every entry of a room's log is a message; ``kind`` says which (see
     FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq, tails]
 
 ``tails`` (``[[member_id, [link...]]...]``; not in payload version 3) gives, for each
-member the change removes, the links (:func:`entry_hash`) of its last entries (up to
-MAX_TAIL, oldest first) as the author delivered them: every replica decides the removed
-member's cut from them alike, below the first entry two answers hold in different
-versions (see :mod:`p2pchat.membership`). A COMMIT's is empty.
+member the change removes, the links (:func:`entry_hash`) of its last entries (oldest
+first, up to MAX_TAIL) as the author delivered them: every
+replica decides the removed member's cut from them alike, below the first entry two
+answers hold in different versions (see :mod:`p2pchat.membership`). A COMMIT's is
+empty.
 
 ``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
 that *changed since its previous message* (its own entry is implied: ``seq-1``).
@@ -87,6 +88,7 @@ __all__ = [
     "MAX_CHANGE_MEMBERS",
     "MAX_LAMPORT",
     "MAX_NAME_BYTES",
+    "MAX_TAIL",
     "MAX_TEXT_BYTES",
     "ROOM_ID_SIZE",
     "Change",
@@ -109,8 +111,9 @@ MAX_NAME_BYTES = 64
 MAX_DEPS = 1024
 MAX_CHANGE_MEMBERS = 256
 """Members one CHANGE admits and removes, together, at most."""
-MAX_TAIL = 16
-"""Links of a removed member's last entries an answer to the change names, at most."""
+MAX_TAIL = 256
+"""Links of a removed member's last entries an answer to the change names, at most (16
+before protocol 10)."""
 MAX_EPOCH = 2**63 - 1
 ROOM_ID_SIZE = 32
 LINK_SIZE = 16

@@ -76,7 +76,7 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 9
+VERSION = 10
 """The protocol version, in HELLO."""
 DEFLATED = b"\x00"
 """A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
@@ -834,7 +834,8 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HELLO, 6, "<me>", NONCE, KEY],  # protocol 6: no links in heads
         [HELLO, 7, "<me>", NONCE, KEY],  # protocol 7: no digests in heads
         [HELLO, 8, "<me>", NONCE, KEY],  # protocol 8: entries and heads name no versions
-        [HELLO, 10, "<me>", NONCE, KEY],
+        [HELLO, 9, "<me>", NONCE, KEY],  # protocol 9: tails of at most 16 links
+        [HELLO, 11, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],

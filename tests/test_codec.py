@@ -1557,7 +1557,7 @@ def test_flush_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
 
 def tail(member: bytes = ALICE.sender_id, count: int = 2, size: int = LINK_SIZE) -> bytes:
     """A removed member's tail: ``count`` links of ``size`` bytes."""
-    return arr(enc(member), arr(*(enc(bytes([i]) * size) for i in range(count))))
+    return arr(enc(member), arr(*(enc(bytes([i % 256]) * size) for i in range(count))))
 
 
 def test_answers_name_the_removed_members_last_versions() -> None:
@@ -1592,8 +1592,8 @@ def answering(tails: bytes, kind: bytes = FLUSH) -> bytes:
     "body, words",
     [
         (answering(enc(b"")), ("tails", "array")),
-        (answering(arr(tail(count=0))), ("tails", "1 to 16 links")),
-        (answering(arr(tail(count=17))), ("tail links", "over the limit")),
+        (answering(arr(tail(count=0))), ("tails", "1 to 256 links")),
+        (answering(arr(tail(count=257))), ("tail links", "over the limit")),
         (answering(arr(tail(size=15))), ("tail link", "expected 16 bytes")),
         (answering(arr(tail(), tail())), ("tails", "distinct")),
         (answering(arr(arr(enc(ALICE.sender_id)))), ("tail", "expected 2 items")),
@@ -1603,11 +1603,28 @@ def answering(tails: bytes, kind: bytes = FLUSH) -> bytes:
             ("change", "members it removes"),
         ),
     ],
-    ids=["not-array", "no-links", "17-links", "short-link", "twice", "tail-short", "commit", "not-removed"],
+    ids=[
+        "not-array",
+        "no-links",
+        "257-links",
+        "short-link",
+        "twice",
+        "tail-short",
+        "commit",
+        "not-removed",
+    ],
 )
 def test_tails_strictness(body: bytes, words: tuple[str, ...]) -> None:
     assert Message.from_wire(answering(arr(tail())), SIG)  # control
     refuse_payload(body, *words)
+
+
+def test_a_tail_may_name_up_to_256_links() -> None:
+    """Since protocol 10 a tail runs from the removed member's first entry not stable at
+    the answer's author (see OrderedLog._tails): up to 256 links, where it was 16. (All
+    the tails of an entry together are bounded by the payload's 64 KiB.)"""
+    longest = Message.from_wire(answering(arr(tail(count=256), tail(BOB.sender_id, count=256))), SIG)
+    assert longest.flush is not None and [len(links) for _, links in longest.flush.tails] == [256, 256]
 
 
 @pytest.mark.parametrize(

@@ -1143,6 +1143,28 @@ def test_a_version_a_removal_named_is_asked_for_and_holds_stability_back_until_i
     assert list(log_z) == list(log_a) and log_z.stable_count == len(log_z)
 
 
+@pytest.mark.parametrize("after", [3, 20])
+def test_a_removal_voids_an_entry_held_in_two_versions_however_many_its_author_wrote_after_it(
+    after: int,
+) -> None:
+    """As above, but C writes ``after`` more entries after its forked entry 1, going on
+    from x (B takes them on that branch). The answers name C's entries from the first
+    one not stable at their author, not only the last 16: x and y are stable at
+    neither, so the answers differ at entry 1, and the removal voids C's entries from
+    there on both replicas. (With the last 16 only, after 20 more entries the answers
+    would agree, and each would keep its own version of entry 1 for good.)"""
+    x, y, a1, b1 = _fork_seen_both_ways()
+    more = [TRIO.make(C, seq, seq, text=f"c{seq}") for seq in range(2, after + 2)]
+    log_a, log_b = TRIO.log(), TRIO.log()
+    log_a.receive_many([x, a1, *more, b1])
+    log_b.receive_many([y, b1, x, *more, a1])
+    assert log_a.is_visible(x) and log_b.is_visible(y) and all(log_b.is_visible(m) for m in more)
+    _remove_c(log_a, log_b)
+    assert list(log_a) == list(log_b)
+    assert not any(log.is_visible(m) for log in (log_a, log_b) for m in [x, y, *more])
+    assert log_a.stability_violations == log_b.stability_violations == 0
+
+
 def _c_lies_about_its_clock(rely: bool) -> tuple[OrderedLog, OrderedLog, Message]:
     """C promises clock base+5 before writing anything, then signs c1 stamped base+1.
     Replica X (A's) relied on the promise when ``rely``: it holds c1 without a place.
