@@ -430,6 +430,21 @@ def test_a_restarted_node_takes_back_an_equivocators_entries_on_the_version_it_d
     assert again.log.get(chained) == alice.log.get(chained)
 
 
+def restored_through_a_store(tmp_path: Path, room: Room, events: Iterable[object]) -> OrderedLog:
+    """A replica of ``room`` that gave ``events``, as a peer stores it (the entries
+    delivered, every rejected version, the proofs) and restore_log gives it back."""
+    events = list(events)
+    proofs = [e for e in events if isinstance(e, Equivocation)]
+    with Store(tmp_path) as store:
+        store.save_messages(
+            room.room_id,
+            [*room.entries, *(e.message for e in events if isinstance(e, Delivered | Entombed))],
+            proofs=[signed_proof(proof, room.room_id) for proof in proofs],
+            versions=[proof.rejected for proof in proofs],
+        )
+        return restore_log(store, room.room_id)
+
+
 def test_versions_given_up_in_a_swap_survive_a_restart_through_the_store(tmp_path: Path) -> None:
     """B signs five versions of its entry 2. X holds b2 behind a gap; b2' comes (the
     evidence); a1, a reply to b2', and b1 come: b2 waits for a1 for good, and gives way
@@ -447,15 +462,7 @@ def test_versions_given_up_in_a_swap_survive_a_restart_through_the_store(tmp_pat
     x = trio_room.log()
     events = [event for m in [b2, b2_other, a1, b1, *more, b3, c1] for event in x.receive(m).events]
     assert x.is_visible(c1) and x.is_visible(b2_other)
-    proofs = [e for e in events if isinstance(e, Equivocation)]
-    with Store(tmp_path) as store:
-        store.save_messages(
-            trio_room.room_id,
-            [*trio_room.entries, *(e.message for e in events if isinstance(e, Delivered | Entombed))],
-            proofs=[signed_proof(proof, trio_room.room_id) for proof in proofs],
-            versions=[proof.rejected for proof in proofs],
-        )
-        again = restore_log(store, trio_room.room_id)
+    again = restored_through_a_store(tmp_path, trio_room, events)
     assert [m.key for m in again] == [m.key for m in x] and again.is_visible(c1)
     assert not again.blocked_senders()
     assert sorted(v.payload for v in again.other_versions) == sorted(v.payload for v in x.other_versions)
@@ -473,14 +480,7 @@ def test_the_version_a_removal_named_is_shown_again_after_a_restart(
     log_z, _, x, y, events = removal_reaching_a_replica_with_the_other_version(evidence_first)
     proofs = [e for e in events if isinstance(e, Equivocation)]
     assert proofs and all(p.rejected.payload == y.payload for p in proofs)
-    with Store(tmp_path) as store:
-        store.save_messages(
-            TRIO.room_id,
-            [*TRIO.entries, *(e.message for e in events if isinstance(e, Delivered | Entombed))],
-            proofs=[signed_proof(proof, TRIO.room_id) for proof in proofs],
-            versions=[proof.rejected for proof in proofs],
-        )
-        again = restore_log(store, TRIO.room_id)
+    again = restored_through_a_store(tmp_path, TRIO, events)
     assert list(again) == list(log_z) and again.is_visible(y) and not again.is_visible(x)
     assert again.stable_count == len(again) and again.wanted_versions == []
 

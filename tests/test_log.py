@@ -1056,6 +1056,18 @@ def test_a_removal_voids_an_entry_its_answers_hold_in_two_versions() -> None:
     assert log_a.is_visible(x) and log_b.is_visible(x) and list(log_a) == list(log_b)
 
 
+def _c_removed_where_z_holds_the_other_version() -> tuple[Message, Message, OrderedLog, OrderedLog]:
+    """C signed two versions of its entry 1: A and B hold y, and remove C (their answers
+    name y); replica Z holds x. Returns x, y, A's replica and Z."""
+    x, y, _, _ = _fork_seen_both_ways()
+    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
+    log_a.receive(y)
+    log_b.receive(y)
+    log_z.receive(x)
+    _remove_c(log_a, log_b)
+    return x, y, log_a, log_z
+
+
 def removal_reaching_a_replica_with_the_other_version(
     evidence_first: bool,
 ) -> tuple[OrderedLog, OrderedLog, Message, Message, list[LogEvent]]:
@@ -1071,7 +1083,7 @@ def removal_reaching_a_replica_with_the_other_version(
     events = list(log_z.receive(x).events)
     if evidence_first:
         events.extend(log_z.receive(y).events)
-    _remove_c(log_a, log_b)
+    _remove_c(log_a, log_b)  # (after Z took y, with ``evidence_first``)
     for message in [*log_a, *log_a.tombstones()]:
         if message.id != y.id:
             events.extend(log_z.receive(message).events)
@@ -1104,12 +1116,7 @@ def test_a_replica_that_answered_no_removal_ends_with_the_room_in_any_order_of_a
     """Z holds x; everything A's replica holds after removing C (y among it) comes to Z
     in any order: Z ends with A's log, all stable, and no position it reported stable
     ever moved."""
-    x, y, _, _ = _fork_seen_both_ways()
-    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
-    log_a.receive(y)
-    log_b.receive(y)
-    log_z.receive(x)
-    _remove_c(log_a, log_b)
+    _, _, log_a, log_z = _c_removed_where_z_holds_the_other_version()
     arrivals = [m for m in [*log_a, *log_a.tombstones()] if m.sender_id != FOUNDER.sender_id]
     assert len(arrivals) == len(order)
     reported: dict[int, MessageKey] = {}
@@ -1123,12 +1130,7 @@ def test_a_replica_that_answered_no_removal_ends_with_the_room_in_any_order_of_a
 
 
 def test_a_version_a_removal_named_is_asked_for_and_holds_stability_back_until_it_comes() -> None:
-    x, y, _, _ = _fork_seen_both_ways()
-    log_a, log_b, log_z = TRIO.log(), TRIO.log(), TRIO.log()
-    log_a.receive(y)
-    log_b.receive(y)
-    log_z.receive(x)
-    _remove_c(log_a, log_b)
+    x, y, log_a, log_z = _c_removed_where_z_holds_the_other_version()
     log_z.receive_many([m for m in [*log_a, *log_a.tombstones()] if m.id != y.id])
     assert not log_z.is_visible(x) and not log_z.is_visible(y)
     assert log_z.wanted_versions == [y.id] and y.id in log_z.take_named_versions()
