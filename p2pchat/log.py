@@ -549,14 +549,20 @@ class OrderedLog:
         return tuple(tails)
 
     def _first_unstable_seq(self, state: _Sender) -> int:
-        """The seq of a sender's first delivered entry not stable here (one more than the
-        last if all are): its entries stamped below the first position not yet stable
-        are all stable, and stamps rise along a chain. (An entry stamped alike counts as
-        not stable: a longer tail, never a shorter one.)"""
+        """The seq of a sender's first delivered entry not stable here among its last
+        MAX_TAIL (one more than the last if all are): the first one stamped at or above
+        the first position not yet stable. (An entry stamped alike counts as not stable:
+        a longer tail, never a shorter one. Scanned rather than bisected: on a liar's
+        other branch the stamps need not rise from one version to the next.)"""
         if self._stable_count >= len(self._order):
             return state.delivered + 1
         first_open: MessageKey = self._order[self._stable_count]
-        return bisect_left(state.lamports, first_open.lamport) + 1
+        start = max(0, state.delivered - MAX_TAIL)
+        lamports = state.lamports
+        for index in range(start, state.delivered):
+            if lamports[index] >= first_open.lamport:
+                return index + 1
+        return state.delivered + 1
 
     def _tail_link(self, member: bytes, state: _Sender, seq: int) -> bytes:
         """A tail's link to an entry: zeros for one we hold without a place (so that the
@@ -1787,20 +1793,9 @@ class OrderedLog:
             if state is None:
                 continue
             for seq in range(cut + 1, state.delivered + 1):
-                key = MessageKey(state.lamports[seq - 1], member)
-                message = self._by_key.get(key)
-                if message is None or message.seq != seq:
-                    continue  # a tombstone already
-                del self._by_key[key]
-                index: int = self._order.index(key)
-                if index < self._stable_count:
-                    self.stability_violations += 1  # impossible with honest announcements (rule 8)
-                    self._stable_count -= 1
-                self._order.remove(key)
-                self._first_open = None
-                self._tombstones[message.id] = message
-                self.text_count -= message.is_text
-                voided.append(message)
+                message = self._by_key.get(MessageKey(state.lamports[seq - 1], member))
+                if message is not None and message.seq == seq and self._unplace(message):
+                    voided.append(message)  # (else a tombstone already)
         shown = self._show_decided_versions(decision, voided)
         if voided:
             events.append(Voided(tuple(voided)))
@@ -1875,13 +1870,14 @@ class OrderedLog:
         return shown
 
     def _unplace(self, message: Message) -> bool:
-        """Take ``message`` (delivered) out of the log; whether it had a place there."""
+        """Take ``message`` (delivered) out of the log, as a tombstone; whether it had a
+        place there."""
         if self._by_key.get(message.key) is not message:
             return False
         del self._by_key[message.key]
         index: int = self._order.index(message.key)
         if index < self._stable_count:
-            self.stability_violations += 1
+            self.stability_violations += 1  # impossible with honest announcements (rule 8)
             self._stable_count -= 1
         self._order.remove(message.key)
         self._first_open = None
