@@ -49,6 +49,7 @@ from .message import (
     MessageId,
     MessageKey,
     RoomPolicy,
+    Tail,
     Tails,
     versions_digest,
 )
@@ -331,6 +332,10 @@ class OrderedLog:
         """Delivered entries that take no place in the log: void or invalid (rule 10), or
         valid but placeless (see _check). By id: a placeless entry on an equivocator's
         other branch may share its key with an entry of the same author, never its id."""
+        self._placed_late: set[MessageId] = set()
+        """Entries given a place below positions already stable (only a liar's stamps do
+        that, see _deliver): stable by position, but no answer of ours names them so
+        (see _tails)."""
         self._placeless: set[MessageId] = set()
         """The valid entries held without a place here (see _check): delivered as such, or
         restored as such (see receive's ``placeless``)."""
@@ -529,38 +534,48 @@ class OrderedLog:
 
     def _tails(self, members: Iterable[bytes]) -> Tails:
         """What an answer to a change removing ``members`` says of their entries: the
-        links of the last ones, as delivered here (see membership), from the first one
-        not stable here, or of the last MIN_TAIL if that is more.
+        links of the last MIN_TAIL and of any before them not stable here, as delivered
+        here (see membership), oldest first, up to MAX_TAIL per member and TAIL_BUDGET
+        in all (then the oldest go).
 
-        From the first one not stable: an entry its author signed in two versions is
-        stable on no replica whose members hold both (the covers name the versions),
-        so every answer names it, however many entries its author wrote after it, up
-        to MAX_TAIL (and TAIL_BUDGET for all of ``members``: then the oldest go)."""
+        Not stable here: an entry its author signed in two versions is stable on no
+        replica whose members hold both (the covers name the versions), so every
+        answer names it, however many entries its author wrote after it; so is one
+        held here without a place (named as zeros). Each tail says how many of its
+        first links name entries stable here: a difference counts in the decision only
+        at an entry every answer holding it names as not stable, so that a member lying
+        in its answer cannot void an entry that an answerer holds stable."""
         held = [
             (m, state) for m in members if (state := self._senders.get(m)) is not None and state.delivered
         ]
         room = min(MAX_TAIL, max(1, TAIL_BUDGET // max(1, len(held))))
         tails = []
         for member, state in held:
-            first = min(state.delivered - MIN_TAIL + 1, self._first_unstable_seq(state))
-            first = max(1, first, state.delivered - room + 1)
+            unstable = self._first_unstable_seq(member, state)
+            first = max(1, min(state.delivered - MIN_TAIL + 1, unstable), state.delivered - room + 1)
             links = tuple(self._tail_link(member, state, seq) for seq in range(first, state.delivered + 1))
-            tails.append((member, links))
+            tails.append(Tail(member, links, max(0, unstable - first)))
         return tuple(tails)
 
-    def _first_unstable_seq(self, state: _Sender) -> int:
-        """The seq of a sender's first delivered entry not stable here among its last
-        MAX_TAIL (one more than the last if all are): the first one stamped at or above
-        the first position not yet stable. (An entry stamped alike counts as not stable:
-        a longer tail, never a shorter one. Scanned rather than bisected: on a liar's
-        other branch the stamps need not rise from one version to the next.)"""
-        if self._stable_count >= len(self._order):
-            return state.delivered + 1
-        first_open: MessageKey = self._order[self._stable_count]
+    def _first_unstable_seq(self, member: bytes, state: _Sender) -> int:
+        """The seq of ``member``'s first entry among its last MAX_TAIL not stable here,
+        one more than its last if all are: the first one stamped at or above the first
+        position not yet stable, held without a place, placed below positions that were
+        stable (a liar's backdated entry: stable here by position only), or held here in
+        two versions (whichever version counts here, the room may show the other). (An
+        entry stamped alike counts as not stable: a longer tail, never a shorter one.
+        Scanned, not bisected: on a liar's other branch the stamps need not rise from
+        one version to the next.)"""
         start = max(0, state.delivered - MAX_TAIL)
+        bound = self._order[self._stable_count].lamport if self._stable_count < len(self._order) else None
         lamports = state.lamports
+        odd = self._placeless | self._placed_late
+        versions = self._other_versions
         for index in range(start, state.delivered):
-            if lamports[index] >= first_open.lamport:
+            if bound is not None and lamports[index] >= bound:
+                return index + 1
+            entry = MessageId(member, index + 1)
+            if (odd and entry in odd) or (versions and entry in versions):
                 return index + 1
         return state.delivered + 1
 
@@ -1762,6 +1777,7 @@ class OrderedLog:
             # Only possible when an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
+            self._placed_late.add(message.id)
         self.text_count += message.is_text
         decision = self._record_valid(message, vector, verdict.epoch)
         concurrent = self._mark_concurrency(message, vector, events)

@@ -41,11 +41,14 @@ The rules, as implemented:
 * **Cuts.** When a change is decided, each removed member's cut is the highest
   of its seqs that any answer names, unless two answers name one of its entries of
   the epoch in different versions (each answer names the versions of the removed
-  member's last entries it delivered, its *tails*; one held without a place, after a
-  broken clock promise, as none): then the cut is below the first such entry
-  (Roster._removal_cut). The removed member signed two versions, and the replicas
-  split between them; the answers are the same everywhere, so every replica voids
-  the same entries, whichever version it holds. None of them was stable anywhere: a
+  member's last entries it delivered and of any before them not stable there, its
+  *tails*, and how many of those were stable; one held without a place, after a
+  broken clock promise, as none), and every answer holding that entry names it as
+  not stable: then the cut is below the first such entry (Roster._removal_cut). The
+  removed member signed two versions, and the replicas split between them; the
+  answers are the same everywhere, so every replica voids the same entries,
+  whichever version it holds. (A difference at an entry some answerer holds stable
+  is a lie of one of the two answers, and counts for nothing.) None of them was stable anywhere: a
   replica calls a position stable only once every member named the version it holds
   there (see p2pchat.log, "Versions a cover names"), and an answer goes on from what
   its author named before. Every other member's cut is the seq of its
@@ -159,10 +162,18 @@ class _Answer:
 
     def versions_of(self, member: bytes) -> Iterator[tuple[int, bytes]]:
         """(seq, link) of ``member``'s entries this answer names the versions of."""
-        for tailed, links in self.tails:
-            if tailed == member:
-                first = self.names(member) - len(links) + 1
-                yield from ((first + i, link) for i, link in enumerate(links) if first + i >= 1)
+        for tail in self.tails:
+            if tail.member == member:
+                first = self.names(member) - len(tail.links) + 1
+                yield from ((first + i, link) for i, link in enumerate(tail.links) if first + i >= 1)
+
+    def first_unstable(self, member: bytes) -> int:
+        """The first seq of ``member`` this answer names that was not stable at its author
+        (one more than what it holds if it names none so)."""
+        for tail in self.tails:
+            if tail.member == member:
+                return self.names(member) - len(tail.links) + 1 + tail.stable
+        return self.names(member) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -903,29 +914,36 @@ class Roster:
                 potential += 1
         return _Tally(complete, blocked, committed, potential, len(epoch.members) - exits)
 
-    def _removal_cut(self, epoch: Epoch, gone: bytes, answers: Iterable[_Answer]) -> int:
-        """A removed member's cut: the highest of its seqs that an answer names, but below
-        the first of its entries of this epoch that two answers name in different
-        versions (it signed two: an equivocator). Every replica holds the same answers,
-        so it voids the same entries, whichever version of them it holds; none of them
-        was stable anywhere (a position is stable only once every member named the
-        version held there, and each answer goes on from what its author named). Not
-        below the epoch: what a closed epoch holds is stable."""
+    def _removal_cut(
+        self, epoch: Epoch, gone: bytes, answers: Iterable[_Answer]
+    ) -> tuple[int, dict[int, bytes]]:
+        """A removed member's cut, and the versions of its entries up to the cut that the
+        answers name (see Decision.versions).
+
+        The cut is the highest of its seqs that an answer names, but below the first of
+        its entries of this epoch that two answers name in different versions (it
+        signed two: an equivocator). Every replica holds the same answers, so it voids
+        the same entries, whichever version of them it holds. Not below the epoch: what
+        a closed epoch holds is stable.
+
+        A difference counts only at an entry that every answer holding it names as not
+        stable at its author (see _checked_versions): an entry held in two versions is
+        stable on no answerer (the covers name versions), and an honest answer names
+        every entry not stable there (OrderedLog._tails). So a member that lies in its
+        answer, naming another version of an honest entry, can void none that an
+        answerer holds stable."""
         answers = list(answers)
         cut = max((a.names(gone) for a in answers), default=0)
-        versions: dict[int, bytes] = {}
-        fork = None
-        for answer in answers:
-            for seq, link in answer.versions_of(gone):
-                if versions.setdefault(seq, link) != link and (fork is None or seq < fork):
-                    fork = seq
-        if fork is None:
-            return cut
-        floor = max(
-            (e.decision.cuts.get(gone, 0) for e in self.epochs[: epoch.number] if e.decision is not None),
-            default=0,
-        )
-        return max(floor, min(cut, fork - 1))
+        # (An exit names no tails: it was written before the change, and holds nothing
+        # back, see the module doc.)
+        versions, fork = _checked_versions(gone, [a for a in answers if a.change is not None])
+        if fork is not None:
+            floor = max(
+                (e.decision.cuts.get(gone, 0) for e in self.epochs[: epoch.number] if e.decision is not None),
+                default=0,
+            )
+            cut = max(floor, min(cut, fork - 1))
+        return cut, {seq: link for seq, link in versions.items() if seq <= cut}
 
     def _close(self, epoch: Epoch, proposal: _Proposal, key: MessageKey) -> Decision:
         round_ = proposal.change.round
@@ -933,12 +951,7 @@ class Roster:
         cuts = {member: answer.seq for member, answer in answers.items()}
         versions: dict[bytes, dict[int, bytes]] = {}
         for gone in proposal.removed:
-            cuts[gone] = self._removal_cut(epoch, gone, answers.values())
-            named = versions[gone] = {}
-            for answer in answers.values():
-                for seq, link in answer.versions_of(gone):
-                    if seq <= cuts[gone]:
-                        named.setdefault(seq, link)
+            cuts[gone], versions[gone] = self._removal_cut(epoch, gone, answers.values())
         # An exit counts only if it answered the change (an exit written after answering
         # this change is void, as any entry there).
         exited = {m for m, answer in answers.items() if answer.change is None}
@@ -993,6 +1006,28 @@ class _Tally:
 
 _Held = Callable[[bytes, int], bool]
 """Whether the entry (member, seq) is among those considered."""
+
+
+def _checked_versions(gone: bytes, answers: list[_Answer]) -> tuple[dict[int, bytes], int | None]:
+    """The versions of ``gone``'s entries that every answer holding them names alike,
+    and the first of its entries two answers name differently where that counts: an
+    entry that every answer holding it names as not stable at its author. (A difference
+    counts nowhere else: one of the two answers lies, and what an answerer holds stable
+    stays. Nor does a version that an answer holding the entry does not name.)"""
+    windows = [(a.names(gone), dict(a.versions_of(gone)), a.first_unstable(gone)) for a in answers]
+    versions: dict[int, bytes] = {}
+    fork = None
+    for seq in sorted({seq for _, named, _ in windows for seq in named}):
+        holders = [(named, unstable) for held, named, unstable in windows if held >= seq]
+        if any(seq not in named for named, _ in holders):
+            continue
+        links = {named[seq] for named, _ in holders}
+        if len(links) == 1:
+            versions[seq] = links.pop()
+        elif all(unstable <= seq for _, unstable in holders):
+            fork = seq
+            break
+    return versions, fork
 
 
 def _away(epoch: Epoch) -> set[bytes]:

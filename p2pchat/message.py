@@ -21,11 +21,12 @@ Every entry of a room's log is a message; ``kind`` says which (see
     CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed, tails]
     FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq, tails]
 
-``tails`` (``[[member_id, [link...]]...]``; not in payload version 3) gives, for each
-member the change removes, the links (:func:`entry_hash`) of its last entries (oldest
-first, up to MAX_TAIL) as the author delivered them: every
-replica decides the removed member's cut from them alike, below the first entry two
-answers hold in different versions (see :mod:`p2pchat.membership`). A COMMIT's is
+``tails`` (``[[member_id, [link...], stable]...]``; not in payload version 3) gives,
+for each member the change removes, the links (:func:`entry_hash`) of its last entries
+(oldest first, up to MAX_TAIL) as the author delivered them, and how many of the first
+of them were stable there (an entry written before protocol 10 has no ``stable``: 0):
+every replica decides the removed member's cut from them alike, below the first entry
+two answers hold in different versions (see :mod:`p2pchat.membership`). A COMMIT's is
 empty.
 
 ``deps`` is a map ``{sender_id: seq}`` holding the entries of the sender's vector clock
@@ -98,6 +99,8 @@ __all__ = [
     "MessageId",
     "MessageKey",
     "RoomPolicy",
+    "Tail",
+    "Tails",
 ]
 
 PAYLOAD_VERSION = 4
@@ -179,8 +182,19 @@ class MessageId(NamedTuple):
     seq: int
 
 
-Tails = tuple[tuple[bytes, tuple[bytes, ...]], ...]
-"""``((member_id, (link, ...)), ...)``: see the module docstring."""
+class Tail(NamedTuple):
+    """What an answer to a removal names of one removed member's entries."""
+
+    member: bytes
+    links: tuple[bytes, ...]
+    """The links of its last entries, oldest first, as the answer's author delivered them."""
+    stable: int = 0
+    """How many of the first ``links`` name entries that were stable at the answer's
+    author (0 in an entry written before protocol 10, which did not say)."""
+
+
+Tails = tuple[Tail, ...]
+"""See the module docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,7 +506,7 @@ def _encode_body(
 
 
 def _encode_tails(tails: Tails) -> list[object]:
-    return [[member, list(links)] for member, links in tails]
+    return [[tail.member, list(tail.links), tail.stable] for tail in tails]
 
 
 def _check_change(change: Change) -> None:
@@ -507,18 +521,20 @@ def _check_change(change: Change) -> None:
     if not (0 <= change.epoch <= MAX_EPOCH and 0 <= change.round <= MAX_EPOCH):
         raise ValueError("epoch or round out of range")
     _check_tails(change.tails)
-    if not {member for member, _ in change.tails} <= set(change.removed):
+    if not {tail.member for tail in change.tails} <= set(change.removed):
         raise ValueError("a change names the tails of the members it removes only")
 
 
 def _check_tails(tails: Tails) -> None:
     """What every receiver's decoder refuses in tails, refused when writing."""
-    members = [member for member, _ in tails]
+    members = [tail.member for tail in tails]
     if len(members) > MAX_CHANGE_MEMBERS or len(set(members)) != len(members):
         raise ValueError(f"tails name up to {MAX_CHANGE_MEMBERS} distinct members")
-    for member, links in tails:
+    for member, links, stable in tails:
         if len(member) != SENDER_ID_SIZE or not 1 <= len(links) <= MAX_TAIL:
             raise ValueError(f"a tail names a 32-byte member and 1 to {MAX_TAIL} links")
+        if not 0 <= stable <= len(links):
+            raise ValueError("a tail says at most all of its links name stable entries")
         if any(len(link) != LINK_SIZE for link in links):
             raise ValueError(f"each link of a tail is {LINK_SIZE} bytes")
 
@@ -570,14 +586,20 @@ def _body_fields(body: object, what: str, legacy: bool) -> list[object]:
 def _parse_tails(value: object) -> Tails:
     tails = []
     for item in codec.expect_array(value, "tails", max_length=MAX_CHANGE_MEMBERS):
-        member, links = codec.expect_array(item, "tail", length=2)
+        # (Two items in an entry written before protocol 10: nothing said of stability.)
+        fields = codec.expect_array(item, "tail", max_length=3)
+        if len(fields) not in (2, 3):
+            raise CodecError(f"tail: expected 2 or 3 items, got {len(fields)}")
+        member, links = fields[:2]
+        stable = codec.expect_int(fields[2], "tail stable count", hi=MAX_TAIL) if len(fields) == 3 else 0
         tails.append(
-            (
+            Tail(
                 _shared(codec.expect_bytes(member, "tail member", size=SENDER_ID_SIZE)),
                 tuple(
                     codec.expect_bytes(link, "tail link", size=LINK_SIZE)
                     for link in codec.expect_array(links, "tail links", max_length=MAX_TAIL)
                 ),
+                stable,
             )
         )
     parsed = tuple(tails)

@@ -111,7 +111,8 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 10
 """10: an answer to a removal may name more than the removed member's last 16 entries
-(message.MAX_TAIL), which a peer speaking 9 would refuse as malformed."""
+(message.MAX_TAIL), and says how many of them were stable at its author (message.Tail),
+which a peer speaking 9 would refuse as malformed."""
 NONCE_SIZE: Final = 16
 LINK_SIZE: Final = 16
 """Bytes of an entry hash a head carries (Head.link): 128 bits, so an author cannot make

@@ -117,11 +117,16 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
     - 604: the liar wrote 22 more entries after its fork, so answers naming its last
       16 entries agreed, and the removal kept both versions, each where it was: KNOWN.
       The answers name its entries from the first one not stable at their author now.
+    - 684: an answerer held the liar's backdated version as void, below the positions
+      stable there, and the other version as evidence: its answer names that entry as
+      not stable (it holds two versions of it), so the two answers' difference there
+      counts and the removal voids it everywhere (a difference at an entry an answer
+      names as stable counts for nothing: it is a lie of one of the answers).
     - 191: still the gap docs/equivocation.md describes, counted as KNOWN: a decision
       that kept the liar (it answered) closed the epoch with both versions in it (the
       honest members' entries are the same everywhere, in one order, and the peers
       that differ mark the liar's lines disputed, or it would be SAFETY)."""
-    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195", "604", "191"]) == 0
+    assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195", "604", "684", "191"]) == 0
     lines = capsys.readouterr().out.splitlines()
     verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
     expected = {
@@ -133,6 +138,7 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
         "21": "OK",
         "195": "OK",
         "604": "OK",
+        "684": "OK",
         "191": "KNOWN",
     }
     assert verdicts == expected

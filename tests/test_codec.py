@@ -46,6 +46,7 @@ from p2pchat.message import (
     Message,
     MessageId,
     RoomPolicy,
+    Tail,
     announcement_payload,
     versions_digest,
 )
@@ -1565,7 +1566,7 @@ def test_answers_name_the_removed_members_last_versions() -> None:
     not: four items are read as none)."""
     change = Message.from_wire(payload(kind=CHANGE, body=change_body(tails=arr(tail()))), SIG)
     assert change.change is not None and change.change.tails == (
-        (ALICE.sender_id, (bytes(16), bytes([1]) * 16)),
+        Tail(ALICE.sender_id, (bytes(16), bytes([1]) * 16), 0),
     )
     flush = Message.from_wire(
         payload(kind=FLUSH, body=arr(enc(3), enc(1), enc(BOB.sender_id), enc(9), arr(tail()))), SIG
@@ -1596,7 +1597,7 @@ def answering(tails: bytes, kind: bytes = FLUSH) -> bytes:
         (answering(arr(tail(count=257))), ("tail links", "over the limit")),
         (answering(arr(tail(size=15))), ("tail link", "expected 16 bytes")),
         (answering(arr(tail(), tail())), ("tails", "distinct")),
-        (answering(arr(arr(enc(ALICE.sender_id)))), ("tail", "expected 2 items")),
+        (answering(arr(arr(enc(ALICE.sender_id)))), ("tail", "expected 2 or 3 items")),
         (answering(arr(tail()), kind=enc(int(EntryKind.COMMIT))), ("commit", "no tails")),
         (
             payload(kind=CHANGE, body=change_body(tails=arr(tail(member=CAROL.sender_id)))),
@@ -1624,7 +1625,22 @@ def test_a_tail_may_name_up_to_256_links() -> None:
     the answer's author (see OrderedLog._tails): up to 256 links, where it was 16. (All
     the tails of an entry together are bounded by the payload's 64 KiB.)"""
     longest = Message.from_wire(answering(arr(tail(count=256), tail(BOB.sender_id, count=256))), SIG)
-    assert longest.flush is not None and [len(links) for _, links in longest.flush.tails] == [256, 256]
+    assert longest.flush is not None and [len(t.links) for t in longest.flush.tails] == [256, 256]
+
+
+def test_a_tail_says_how_many_of_its_links_name_stable_entries() -> None:
+    """Since protocol 10 a tail has a third item: how many of its first links name
+    entries stable at the answer's author (see membership._checked_versions); a tail
+    of two items (an entry written before) says none, and more than its links, a
+    negative count or a fourth item are refused."""
+    links = arr(*(enc(bytes([i]) * LINK_SIZE) for i in range(3)))
+    said = Message.from_wire(answering(arr(arr(enc(ALICE.sender_id), links, enc(2)))), SIG).flush
+    assert said is not None and said.tails[0].stable == 2
+    unsaid = Message.from_wire(answering(arr(tail(count=3))), SIG).flush
+    assert unsaid is not None and unsaid.tails[0].stable == 0
+    refuse_payload(answering(arr(arr(enc(ALICE.sender_id), links, enc(4)))), "tails", "stable entries")
+    refuse_payload(answering(arr(arr(enc(ALICE.sender_id), links, enc(-1)))), "tail stable count")
+    refuse_payload(answering(arr(arr(enc(ALICE.sender_id), links, enc(1), enc(1)))), "tail")
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,17 @@ from p2pchat.log import (
     Refused,
     Stable,
 )
-from p2pchat.message import Change, EntryKind, Flush, Message, MessageId, MessageKey, versions_digest
+from p2pchat.message import (
+    Change,
+    EntryKind,
+    Flush,
+    Message,
+    MessageId,
+    MessageKey,
+    Tail,
+    Tails,
+    versions_digest,
+)
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
@@ -1000,16 +1010,30 @@ def test_an_announced_entry_delivered_in_another_version_does_not_count() -> Non
     assert a2.id in log.take_named_versions()
 
 
-def _remove_c(log_a: OrderedLog, log_b: OrderedLog) -> None:
+def _remove_c(log_a: OrderedLog, log_b: OrderedLog, b_names: Tails | None = None) -> None:
     """A proposes to remove C, B answers, both commit: each replica writes on its own
-    view and hears the other's entries."""
+    view and hears the other's entries. With ``b_names``, B lies in its answer: those
+    are the tails it names."""
     removal = Change(1, 0, (), (C.sender_id,))
     change = log_a.compose(A, name="a", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=removal)
     log_a.receive(change)
     log_b.receive(change)
-    flush = log_b.compose(
-        B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=Flush(1, 0, change.id)
-    )
+    answer = Flush(1, 0, change.id)
+    flush = log_b.compose(B, name="b", text="", sent_at_ms=0, kind=EntryKind.FLUSH, flush=answer)
+    if b_names is not None:
+        lie = dataclasses.replace(flush.flush or answer, tails=b_names)
+        flush = TRIO.make(
+            B,
+            flush.seq,
+            flush.lamport,
+            flush.deps,
+            "",
+            relative=False,
+            kind=EntryKind.FLUSH,
+            flush=lie,
+            previous=flush.previous,
+            links=log_b.links_of(flush.deps),
+        )
     log_b.receive(flush)
     log_a.receive(flush)
     for author, own, other in ((A, log_a, log_b), (B, log_b, log_a)):
@@ -1165,6 +1189,31 @@ def test_a_removal_voids_an_entry_held_in_two_versions_however_many_its_author_w
     assert list(log_a) == list(log_b)
     assert not any(log.is_visible(m) for log in (log_a, log_b) for m in [x, y, *more])
     assert log_a.stability_violations == log_b.stability_violations == 0
+
+
+def test_a_member_lying_in_its_answer_cannot_void_what_an_answerer_holds_stable() -> None:
+    """C wrote 20 lines, stable on A's and B's replicas; A removes C, and B, lying,
+    names another version of C's first line in its answer. Every answer holding that
+    line must name it for a difference to count: A's names only C's last 16 (and none
+    before them is unstable there), so nothing is voided. (Counted, B's lie would void
+    all 20 lines, stable on both replicas.)"""
+    lines = [TRIO.make(C, seq, seq, text=f"c{seq}") for seq in range(1, 21)]
+    log_a, log_b = TRIO.log(), TRIO.log()
+    for log in (log_a, log_b):
+        log.receive_many(lines)
+    replies = [
+        log_a.compose(A, name="a", text="a1", sent_at_ms=0),
+        log_b.compose(B, name="b", text="b1", sent_at_ms=0),
+    ]
+    for log in (log_a, log_b):
+        log.receive_many(replies)
+        assert all(log.is_stable(line) for line in lines)
+    true_links = tuple(log_b.link_of(C.sender_id, seq) for seq in range(2, 21))
+    _remove_c(log_a, log_b, b_names=(Tail(C.sender_id, (bytes([7]) * 16, *true_links)),))
+    for log in (log_a, log_b):
+        assert all(log.is_visible(line) for line in lines)
+        assert log.stability_violations == 0
+    assert list(log_a) == list(log_b)
 
 
 def _c_lies_about_its_clock(rely: bool) -> tuple[OrderedLog, OrderedLog, Message]:
