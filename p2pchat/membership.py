@@ -48,13 +48,13 @@ The rules, as implemented:
   removed member signed two versions, and the replicas split between them; the
   answers are the same everywhere, so every replica voids the same entries,
   whichever version it holds. (A difference at an entry some answerer holds stable
-  is a lie of one of the two answers, and counts for nothing.) None of them was stable anywhere: a
-  replica calls a position stable only once every member named the version it holds
-  there (see p2pchat.log, "Versions a cover names"), and an answer goes on from what
-  its author named before. Every other member's cut is the seq of its
-  answer. Entries of the epoch above their author's cut are *void*: they stay as
-  tombstones (they still satisfy causal delivery and stamp checks) and take no
-  place in the log. The next epoch's members are the old ones, minus the removed
+  is a lie of one of the two answers, and counts for nothing.) None of them was
+  stable anywhere: a replica calls a position stable only once every member named
+  the version it holds there (see p2pchat.log, "Versions a cover names"), and an
+  answer goes on from what its author named before. Every other member's cut is the
+  seq of its answer. Entries of the epoch above their author's cut are *void*: they
+  stay as tombstones (they still satisfy causal delivery and stamp checks) and take
+  no place in the log. The next epoch's members are the old ones, minus the removed
   and the exited, plus the admitted. So while a change is open, a removed member's
   entries above the highest seq the answers held name are never stable, and
   neither is a member's entry after its answer (see Roster.removals_named and
@@ -208,10 +208,10 @@ class Decision:
     last_key: MessageKey
     """The key of the COMMIT that decided it here (COMMITs take no place in the log)."""
     versions: Mapping[bytes, Mapping[int, bytes]] = field(default_factory=dict)
-    """Per member the change removes, per seq of its up to its cut that the answers
-    name a version of: that version's link, the same in every answer (below the cut no
-    two answers differ, see Roster._removal_cut). A replica that answered nothing may
-    hold another version there: it shows this one instead (OrderedLog._close_epoch)."""
+    """Per member the change removes, per seq of its up to its cut that every answer
+    holding it names alike: that version's link (see _checked_versions). A replica that
+    answered nothing may hold another version there: it shows this one instead
+    (OrderedLog._show_decided_versions)."""
 
 
 @dataclass(slots=True)
