@@ -1943,6 +1943,10 @@ class OrderedLog:
         copy of its author's chain delivered (see _show_decided_versions)."""
         return message_id in self._decided_versions
 
+    def wants_version(self, entry: MessageId) -> bool:
+        """Whether ``entry`` is among ``wanted_versions``."""
+        return entry in self._wanted_versions
+
     @property
     def wanted_versions(self) -> list[MessageId]:
         """Entries a decision kept in a version we do not hold yet: worth asking any

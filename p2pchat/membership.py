@@ -107,7 +107,7 @@ import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey, Tails
+from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey, Tail, Tails
 
 __all__ = [
     "MAX_MEMBERS",
@@ -162,18 +162,23 @@ class _Answer:
 
     def versions_of(self, member: bytes) -> Iterator[tuple[int, bytes]]:
         """(seq, link) of ``member``'s entries this answer names the versions of."""
-        for tail in self.tails:
-            if tail.member == member:
-                first = self.names(member) - len(tail.links) + 1
-                yield from ((first + i, link) for i, link in enumerate(tail.links) if first + i >= 1)
+        tail = self._tail_of(member)
+        if tail is not None:
+            first = self._first_named(member, tail)
+            yield from ((first + i, link) for i, link in enumerate(tail.links) if first + i >= 1)
 
     def first_unstable(self, member: bytes) -> int:
         """The first seq of ``member`` this answer names that was not stable at its author
         (one more than what it holds if it names none so)."""
-        for tail in self.tails:
-            if tail.member == member:
-                return self.names(member) - len(tail.links) + 1 + tail.stable
-        return self.names(member) + 1
+        tail = self._tail_of(member)
+        return self.names(member) + 1 if tail is None else self._first_named(member, tail) + tail.stable
+
+    def _tail_of(self, member: bytes) -> Tail | None:
+        return next((tail for tail in self.tails if tail.member == member), None)
+
+    def _first_named(self, member: bytes, tail: Tail) -> int:
+        """The seq of the first entry ``tail`` names (its links end at what we hold)."""
+        return self.names(member) - len(tail.links) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -2199,7 +2199,6 @@ class Node:
         version of it that we lack (OrderedLog.wanted_versions). Those asks cover the
         BRANCH_SPAN entries up to it (the branch may go deeper), on their own budget."""
         asked = neighbour.versions_asked
-        wanted = set(self.log.wanted_versions)
         ranges: list[WantRange] = []
         for entry in entries:
             author = entry.sender_id
@@ -2217,7 +2216,7 @@ class Node:
                 continue
             if entry in asked:
                 continue
-            if author in self.offenders and entry not in wanted:
+            if author in self.offenders and not self.log.wants_version(entry):
                 continue
             if len(asked) >= MAX_VERSION_CHECKS or not neighbour.link.is_open:
                 break
