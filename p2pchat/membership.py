@@ -17,17 +17,21 @@ The rules, as implemented:
   FLUSH, and an exit (LEAVE or AWAY) answers every round above its author's last
   answer. A member being removed may answer (and commit) it too, though it is
   not needed. A member answers each round at most once and its rounds only go up.
-  A member whose last answer is to a change whose answers it now holds *all* of
-  writes a COMMIT for it: the second phase.
+  A member that answered a change and now holds *all* its answers may write a
+  COMMIT for it, the second phase, unless it holds a COMMIT of another change that
+  is not dead (in that entry's causal past). An honest member commits the change it
+  answered last; or one it answered before, if every change it answered since is
+  dead or waits on a member holding a COMMIT of that one (see "Moving on").
 * **Decided and dead.** A change is *complete* once every member not being removed
   has answered it (with a FLUSH for it, or an exit), and *decided* once complete
   and COMMITs come from a strict majority of the epoch's members not counted by an
   exit. It is *dead* once it can never be decided: a member it needs answered a
   rival of its round or a later round without answering it, or fewer members than
-  a majority can still commit it (those that committed it, plus those whose last
-  answer is to it and did not exit, plus those yet to answer; members being
-  removed included: in a room of four, a change removing one that is stuck after
-  its proposer crashed needs the removed member's COMMIT). Decided and dead
+  a majority can still commit it (those that committed it, plus those that
+  answered it and did not exit, even if they answered later rounds, plus those
+  yet to answer; members being removed included: in a room of four, a change
+  removing one that is stuck after its proposer crashed needs the removed member's
+  COMMIT). Decided and dead
   only ever grow with the entries held, and never both hold, so every replica
   reaches the same verdict whatever it holds first.
 * **Moving on.** A member may answer a later round at any time (a change stuck on
@@ -35,9 +39,14 @@ The rules, as implemented:
   except while it holds a COMMIT of a change that is not dead in that entry's
   causal past; nor may it exit then. So two changes can never both be decided:
   their committers would be two strict majorities sharing a member, which
-  committed one and then answered the other while the first was not dead. Its
-  other entries after its answer (chat lines, an exit) are valid while the
-  change is open, void if it is decided (above the cut below).
+  committed both, the second while the first was not dead. Its other entries
+  after its answer (chat lines, an exit) are valid while the change is open, void
+  if it is decided (above the cut below). A member that moved on may still commit
+  the change it left: where members that committed it wait on it (they may answer
+  nothing else), and the later rounds died (rivals that proposed at the same
+  moment kill each other) or wait on those very members, the room would otherwise
+  wait for good on the COMMIT of a member the change removes (docs/equivocation.md,
+  rounds that never decide).
 * **Cuts.** When a change is decided, each removed member's cut is the highest
   of its seqs that any answer names, unless two answers name one of its entries of
   the epoch in different versions (each answer names the versions of the removed
@@ -261,6 +270,9 @@ class Roster:
         """The first epoch each member was a member of."""
         self._decided_at: dict[MessageKey, Decision] = {}
         """Each decision by the key of the entry that completed it (its last answer)."""
+        self._tallies: dict[tuple[int, MessageId], _Tally] = {}
+        """Each change's tally among every entry held (see _tally_all), until the next
+        entry is recorded."""
 
     # Reading --------------------------------------------------------------------
     @property
@@ -379,7 +391,7 @@ class Roster:
         removes, or of one of ``members`` (say, a member proven to lie, which may never
         send it; what they committed already does not count either): the other members
         it keeps that committed it, or still may, are no strict majority (the rest
-        exited, or answered a later round). The members that committed it may answer
+        exited, or skipped its round). The members that committed it may answer
         no other change meanwhile, so the epoch waits on that COMMIT:
         docs/equivocation.md, rounds that never decide."""
         return not self._commits_in_reach(proposal, without=frozenset(members))
@@ -390,14 +402,15 @@ class Roster:
         ``without`` count for nothing."""
         epoch = self.current
         round_ = proposal.change.round
-        tally = self._tally(epoch, proposal, _EVERYTHING)
+        tally = self._tally_all(epoch, proposal)
         commits = epoch.commits.get(proposal.id, {})
         hopeful = sum(1 for other in proposal.removed - without if other in commits)
         for other in epoch.members - proposal.removed - without:
             own = epoch.answers.get(round_, {}).get(other)
             later = epoch.last_round.get(other, -1) > round_
+            answered_it = own is not None and own.change == proposal.id
             if other in commits or (
-                not later and other not in epoch.exits and (own is None or own.change == proposal.id)
+                other not in epoch.exits and (answered_it or (own is None and not later))
             ):
                 hopeful += 1
         return 2 * hopeful > tally.base
@@ -415,14 +428,14 @@ class Roster:
         """When the latest round of the current epoch died of rival changes (members that
         proposed at the same moment), the author of the first of them by key: it proposes
         again at once, the others give it a moment (or rivals meet again every round)."""
-        if not self.epochs or self.open_proposals():
+        if not self.epochs or not self.current.proposals:
             return None
         epoch = self.current
-        if not epoch.proposals:
-            return None
         top = max(p.change.round for p in epoch.proposals.values())
         rivals = [p for p in epoch.proposals.values() if p.change.round == top]
-        if len(rivals) < 2:
+        # (An earlier round may still be open: one whose answerers moved on may be decided
+        # yet, see _tally; what matters is that the latest died of its rivals.)
+        if len(rivals) < 2 or any(self._status(epoch, p) is None for p in rivals):
             return None
         return min(rivals, key=lambda p: p.key).id.sender_id
 
@@ -476,8 +489,11 @@ class Roster:
         last = epoch.last_round.get(member, -1)
         mine = self.answered(member)
         uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
-        if mine is not None and uncommitted and self._tally(epoch, mine, _EVERYTHING).complete:
+        if mine is not None and uncommitted and self._tally_all(epoch, mine).complete:
             return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
+        earlier = self._stranded_by_later_rounds(epoch, member)
+        if earlier is not None:
+            return EntryKind.COMMIT, Flush(epoch.number, earlier.change.round, earlier.id)
         candidates = [
             p for p in self.open_proposals() if p.change.round > last and (p.reopen or not reopening)
         ]
@@ -486,6 +502,50 @@ class Roster:
         top = max(p.change.round for p in candidates)
         chosen = min((p for p in candidates if p.change.round == top), key=lambda p: p.key)
         return EntryKind.FLUSH, Flush(epoch.number, top, chosen.id)
+
+    def _stranded_by_later_rounds(self, epoch: Epoch, member: bytes) -> _Proposal | None:
+        """An open change ``member`` answered and then moved past, that its COMMIT, with
+        those of the other members in its place, decides now: every change it answered
+        since is dead (rival changes of one round, say), so it holds no answer it could
+        still commit, while members that committed the earlier one wait for it to be
+        decided or dead, for good (docs/equivocation.md, rounds that never decide)."""
+        for round_ in sorted(epoch.answers, reverse=True):
+            answer = epoch.answers[round_].get(member)
+            if answer is None or answer.change is None:
+                continue
+            proposal = epoch.proposals[answer.change]
+            if proposal.reopen or self._status(epoch, proposal) is not None:
+                continue
+            if not self._would_commit_stranded(epoch, member, proposal):
+                continue
+            tally = self._tally_all(epoch, proposal)
+            if not tally.complete:
+                continue
+            placed = sum(1 for other in epoch.members if self._would_commit_stranded(epoch, other, proposal))
+            if 2 * (tally.committed + placed) > tally.base:
+                return proposal
+        return None
+
+    def _would_commit_stranded(self, epoch: Epoch, member: bytes, proposal: _Proposal) -> bool:
+        """Whether ``member`` answered ``proposal``, did not commit it, and may and would
+        commit it now (see _stranded_by_later_rounds)."""
+        round_ = proposal.change.round
+        answer = epoch.answers.get(round_, {}).get(member)
+        if answer is None or answer.change != proposal.id or member in epoch.commits.get(proposal.id, {}):
+            return False
+        if member in epoch.exits or self._open_commit(epoch, member, _EVERYTHING) is not None:
+            return False
+        locked = {m for m in epoch.members if self._open_commit(epoch, m, _EVERYTHING) is proposal}
+        for later, by_member in epoch.answers.items():
+            other = by_member.get(member)
+            if later <= round_ or other is None or other.change is None:
+                continue
+            moved_to = epoch.proposals[other.change]
+            # (A later change that waits on a member holding a COMMIT of this one cannot be
+            # decided before this one is, or dies: that member may answer nothing else.)
+            if self._status(epoch, moved_to) != "dead" and not self.waiting_on(moved_to) & locked:
+                return False
+        return True
 
     def proposal(
         self,
@@ -682,7 +742,10 @@ class Roster:
         if change is None:
             return None
         proposal = epoch.proposals[change]
-        return None if self._tally(epoch, proposal, held).dead else proposal
+        tally = (
+            self._tally_all(epoch, proposal) if held is _EVERYTHING else self._tally(epoch, proposal, held)
+        )
+        return None if tally.dead else proposal
 
     def _judge_round(self, epoch: Epoch, author: bytes, round_: int, held: _Held) -> str | None:
         if self._open_commit(epoch, author, held) is not None:
@@ -741,11 +804,13 @@ class Roster:
         if proposal is None:
             return "commits no change of its epoch and round"
         author = message.sender_id
-        round_ = epoch.last_round.get(author)
-        if round_ is None or epoch.answers[round_][author].change != proposal.id:
-            return "commits a change that is not the one it answered last"
+        answer = epoch.answers.get(proposal.change.round, {}).get(author)
+        if answer is None or answer.change != proposal.id:
+            return "commits a change it did not answer"
         if author in epoch.commits.get(proposal.id, {}):
             return "commits a change twice"
+        if self._open_commit(epoch, author, held) is not None:
+            return "commits while holding a COMMIT of another change that is not dead"
         if not self._tally(epoch, proposal, held).complete:
             return "commits a change without holding all its answers"
         return None
@@ -759,6 +824,7 @@ class Roster:
         """
         author = message.sender_id
         self._names[author] = message.name
+        self._tallies.clear()
         if message.kind is EntryKind.GENESIS:
             self.founder = author
             self._ever.add(author)
@@ -774,7 +840,9 @@ class Roster:
             # epochs judged later; nothing is decided again.)
             return None
         if message.kind is EntryKind.COMMIT:
-            return self._decide(epoch, message.key)
+            decision = self._decide(epoch, message.key)
+            self._tallies.clear()
+            return decision
         if message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             answer = _Answer(author, message.seq, None, dict(vector), message.key)
             epoch.exits[author] = (answer, message.kind, message.key)
@@ -810,6 +878,7 @@ class Roster:
         epoch = self.epochs[number] if number < len(self.epochs) else None
         if epoch is None or epoch.decision is None:
             return
+        self._tallies.clear()
         author = message.sender_id
         past = _past(vector, author, message.seq)
         if message.kind in VOTES:
@@ -824,6 +893,7 @@ class Roster:
                 problem = self._judge_vote(epoch, message, vector, past)
             if problem is None:
                 self._note_vote(epoch, message, vector)
+                self._tallies.clear()
         elif message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             # Judged as the open epoch would have: its first exit there, and not while
             # holding a COMMIT of a change not dead in its causal past.
@@ -831,6 +901,7 @@ class Roster:
                 return
             answer = _Answer(author, message.seq, None, dict(vector), message.key)
             self._carry_exit(number, answer, message.kind)
+            self._tallies.clear()
 
     def _carry_exit(self, number: int, answer: _Answer, kind: EntryKind) -> None:
         """An exit from epoch ``number`` above its author's cut: its author exited the
@@ -866,10 +937,19 @@ class Roster:
         """ "decided", "dead", or None (open), from everything held."""
         if epoch.decision is not None:
             return "decided" if epoch.decision.change == proposal.id else "dead"
-        tally = self._tally(epoch, proposal, _EVERYTHING)
+        tally = self._tally_all(epoch, proposal)
         if tally.decided:
             return "decided"
         return "dead" if tally.dead else None
+
+    def _tally_all(self, epoch: Epoch, proposal: _Proposal) -> _Tally:
+        """_tally among every entry held, computed once per entry recorded: a room whose
+        members moved on through many rounds asks it of every change at every step."""
+        key = (epoch.number, proposal.id)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = self._tally(epoch, proposal, _EVERYTHING)
+        return tally
 
     @staticmethod
     def _tally(epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
@@ -896,11 +976,11 @@ class Roster:
                 # Not needed, but it may answer and commit its own removal: without its
                 # COMMIT a majority may be out of reach (two members left of four, one
                 # crashed after it answered), so it counts among who may still commit.
-                answers_it = own is None or own.change == proposal.id
+                answers_it = (own is not None and own.change == proposal.id) or (own is None and not later)
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
-                elif answers_it and not later and not exited:
+                elif answers_it and not exited:
                     potential += 1
             elif own is not None and own.change != proposal.id:
                 complete, blocked = False, True  # it answered a rival of the round
@@ -908,8 +988,10 @@ class Roster:
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
-                elif not later and not exited:
-                    potential += 1  # it may still commit
+                elif not exited:
+                    # It may still commit, even once it answered a later round: whenever it
+                    # holds no COMMIT of another change that is not dead (_judge_commit).
+                    potential += 1
             elif later:
                 complete, blocked = False, True  # it skipped the round: it can never answer it
             elif exited:

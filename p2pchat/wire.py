@@ -109,8 +109,10 @@ __all__ = [
     "message_batches",
 ]
 
-PROTOCOL_VERSION: Final = 10
-"""10: an answer to a removal may name more than the removed member's last 16 entries
+PROTOCOL_VERSION: Final = 11
+"""11: a member may commit a change it answered before its last answer (see
+p2pchat.membership, "Moving on"), which a peer speaking 10 would refuse, and then
+split from the room. 10: an answer to a removal may name more than the removed member's last 16 entries
 (message.MAX_TAIL), and says how many of them were stable at its author (message.Tail),
 which a peer speaking 9 would refuse as malformed."""
 NONCE_SIZE: Final = 16

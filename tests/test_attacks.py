@@ -76,7 +76,7 @@ TIMEOUT = 30
 
 # The wire format, written down again from the docstrings: deliberately not imported.
 HELLO, AUTH, MESSAGES, HEADS, WANT, PEERS, BYE, PUSH, GRAFT = range(1, 10)
-VERSION = 10
+VERSION = 11
 """The protocol version, in HELLO."""
 DEFLATED = b"\x00"
 """A frame may travel as this byte, then the frame compressed with raw DEFLATE."""
@@ -835,7 +835,8 @@ WRONG_FIELDS: dict[str, list[list[Any]]] = {
         [HELLO, 7, "<me>", NONCE, KEY],  # protocol 7: no digests in heads
         [HELLO, 8, "<me>", NONCE, KEY],  # protocol 8: entries and heads name no versions
         [HELLO, 9, "<me>", NONCE, KEY],  # protocol 9: tails of at most 16 links
-        [HELLO, 11, "<me>", NONCE, KEY],
+        [HELLO, 10, "<me>", NONCE, KEY],  # protocol 10: a COMMIT only for the last answer
+        [HELLO, 12, "<me>", NONCE, KEY],
     ],
     "auth": [  # sealed, after a good HELLO
         [AUTH, "signature", "m", None, b"", False, b""],

@@ -230,7 +230,7 @@ async def serve_other_version(handler_mode: str, task_status: trio.TaskStatus[in
             await websocket.send_message(cbor2.dumps(hello))
         else:
             await websocket.get_message()  # (our HELLO)
-            await websocket.aclose(1002, "protocol version 10 is not supported (this peer speaks 7)")
+            await websocket.aclose(1002, "protocol version 11 is not supported (this peer speaks 7)")
         with suppress(ConnectionClosed):
             while True:
                 await websocket.get_message()
@@ -243,8 +243,8 @@ async def serve_other_version(handler_mode: str, task_status: trio.TaskStatus[in
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("hello", "protocol version 7 is not supported (this peer speaks 10)"),  # we close
-        ("close", "protocol version 10 is not supported (this peer speaks 7)"),  # it closes
+        ("hello", "protocol version 7 is not supported (this peer speaks 11)"),  # we close
+        ("close", "protocol version 11 is not supported (this peer speaks 7)"),  # it closes
     ],
 )
 async def test_a_peer_of_another_protocol_version_is_a_failed_dial_that_says_so(

@@ -58,14 +58,15 @@ class Room:
         return log
 
 
-def four_members() -> Room:
+def four_members(count: int = 4) -> Room:
+    """p0 founded the room and admitted p1 up to p{count - 1}."""
     founder, genesis = OrderedLog.found(PEOPLE[0], name="p0", room_name="room", sent_at_ms=0)
-    logs = [founder, *(OrderedLog(room_id=genesis.room_id()) for _ in PEOPLE[1:4])]
+    logs = [founder, *(OrderedLog(room_id=genesis.room_id()) for _ in PEOPLE[1:count])]
     room = Room(logs, [genesis])
-    admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(PEOPLE[1:4], start=1))
+    admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(PEOPLE[1:count], start=1))
     change = room.write(0, EntryKind.CHANGE, change=Change(0, 0, admitted))
     room.write(0, EntryKind.COMMIT, flush=Flush(0, 0, change.id))
-    for i in (1, 2, 3):
+    for i in range(1, count):
         room.sync(0, i)
         assert logs[i].is_member(PEOPLE[i].sender_id)
     return room
@@ -171,10 +172,17 @@ def test_a_change_stuck_on_a_crashed_member_is_superseded_and_every_replica_agre
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_a_member_holding_a_commit_waits_until_the_change_is_dead(data: st.DataObject) -> None:
+def test_a_member_holding_a_commit_waits_and_the_members_that_moved_on_commit_it_too(
+    data: st.DataObject,
+) -> None:
     """p3's answer reaches p2 only: p2 commits the stuck change, so it may not answer the
-    superseding one until enough members moved on that the stuck one can never gather a
-    majority of COMMITs (then it is dead, and p2 answers)."""
+    superseding one while the stuck one may still be decided. p0 and p1 moved on to the
+    superseding change, which waits on p2: once they hold every answer of the stuck one
+    (p2 passes p3's on), they commit it, and it is decided (p3 is still a member, to be
+    removed in the next epoch). Until the rule that a member may commit a change it
+    moved past, p2 answered the superseding change once p0 and p1 had moved on (the
+    stuck one was then dead); the room that a removed member's COMMIT alone could
+    decide waited for good (see test_members_that_moved_on_to_a_round_its_rivals_...)."""
     room, stuck, lost = admission_stuck_on_p3(p3_answers=True)
     assert lost is not None
     room.sync(3, 2)
@@ -182,28 +190,29 @@ def test_a_member_holding_a_commit_waits_until_the_change_is_dead(data: st.DataO
     assert commit is not None and commit.kind is EntryKind.COMMIT
     roster = room.logs[2].roster
     assert roster.holds_open_commit(PEOPLE[2].sender_id)
-    # p0 supersedes; p1 follows; p2 holds its COMMIT until it sees them both moved on.
+    # p0 supersedes; p1 follows; p2 holds its COMMIT.
     proposal = room.logs[0].roster.proposal(
         PEOPLE[0].sender_id, ((NEWCOMER.sender_id, "new"),), frozenset({PEOPLE[3].sender_id}), supersede=True
     )
     assert proposal is not None
-    winner = room.write(0, EntryKind.CHANGE, change=proposal)
+    superseding = room.write(0, EntryKind.CHANGE, change=proposal)
     room.sync(0, 2)
-    assert room.answer(2) is None  # p1 may still commit the stuck change: not dead yet
+    assert room.answer(2) is None
     room.sync(0, 1)
     assert room.answer(1) is not None  # p1 moves on (it had not committed)
     room.sync(1, 2)
-    flush = room.answer(2)
-    assert flush is not None and flush.kind is EntryKind.FLUSH and flush.flush is not None
-    assert flush.flush.change == winner.id
+    assert room.answer(2) is None  # p0 and p1 may still commit the stuck change
+    assert room.answer(0) is None  # (it does not hold p3's answer yet)
     settle(room)
     orders = [data.draw(st.permutations(range(len(room.written))), label=f"order {r}") for r in range(2)]
-    for log in [room.logs[0], *(room.replica(order) for order in orders)]:
+    expected = [m.key for m in room.logs[0]]
+    for log in [room.logs[0], room.logs[1], room.logs[2], *(room.replica(order) for order in orders)]:
         decision = log.roster.epochs[1].decision
-        assert decision is not None and decision.change == winner.id
-        # p3's answer was named by p2's FLUSH for the winner: inside p3's cut, not void.
-        assert decision.cuts[PEOPLE[3].sender_id] >= lost.seq
-        assert MessageId(stuck.sender_id, stuck.seq) != decision.change
+        assert decision is not None and decision.change == MessageId(stuck.sender_id, stuck.seq)
+        assert decision.change != superseding.id
+        assert decision.cuts[PEOPLE[3].sender_id] == lost.seq  # (its answer, which p2 passed on)
+        assert log.is_member(PEOPLE[3].sender_id) and log.is_member(NEWCOMER.sender_id)
+        assert [m.key for m in log] == expected
 
 
 def test_an_exit_while_holding_an_open_commit_is_refused_the_same_everywhere() -> None:
@@ -238,6 +247,62 @@ def test_a_member_being_removed_may_commit_its_removal_when_the_proposer_crashed
         decision = log.roster.epochs[1].decision
         assert decision is not None and decision.change == change.id
         assert not log.is_member(PEOPLE[1].sender_id) and log.is_member(PEOPLE[0].sender_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_members_that_moved_on_to_a_round_its_rivals_killed_commit_the_round_they_left(
+    data: st.DataObject,
+) -> None:
+    """Five members; p4 is silent and p0 proposes its removal. p2 and p3 hold every answer
+    and commit it. p0 and p1 had not seen theirs yet: each proposed the removal again in
+    round 1, at the same moment, and the two rivals kill each other. Three COMMITs of five
+    decide round 0, and only p0, p1 and the removed p4 may still give the third: p2 and
+    p3 may answer no other change meanwhile. Every change p0 and p1 answered since is
+    dead, so they commit round 0, and it is decided (it used to wait for p4's COMMIT, for
+    good: churn explorer, liars seed 267)."""
+    room = four_members(5)
+    gone = frozenset({PEOPLE[4].sender_id})
+    proposal = room.logs[0].roster.proposal(PEOPLE[0].sender_id, (), gone)
+    assert proposal is not None
+    first = room.write(0, EntryKind.CHANGE, change=proposal)
+    for i in (1, 2, 3):
+        room.sync(0, i)
+        assert room.answer(i) is not None
+    for i, j in ((1, 2), (1, 3), (2, 3), (3, 2)):
+        room.sync(i, j)
+    for i in (2, 3):
+        commit = room.answer(i)
+        assert commit is not None and commit.kind is EntryKind.COMMIT
+    rivals = []
+    for i in (0, 1):
+        again = room.logs[i].roster.proposal(PEOPLE[i].sender_id, (), gone, supersede=True)
+        assert again is not None and again.round == 1
+        rivals.append(room.write(i, EntryKind.CHANGE, change=again))
+    for _ in range(3):
+        for i in range(4):
+            for j in range(4):
+                if i != j:
+                    room.sync(i, j)
+        for i in range(4):
+            room.answer(i)
+    lines = []
+    for _ in range(2):  # (the second round says the first was delivered everywhere)
+        lines.append([room.write(i, EntryKind.TEXT) for i in range(4)])
+        for i in range(4):
+            for j in range(4):
+                if i != j:
+                    room.sync(i, j)
+    orders = [data.draw(st.permutations(range(len(room.written))), label=f"order {r}") for r in range(2)]
+    expected = [m.key for m in room.logs[0]]
+    for log in [*room.logs[:4], *(room.replica(order) for order in orders)]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == first.id
+        assert all(rival.id != decision.change for rival in rivals)
+        assert not log.is_member(PEOPLE[4].sender_id)
+        assert [m.key for m in log] == expected
+        assert all(log.is_stable(line) for line in lines[0])
+        assert log.stability_violations == 0
 
 
 @settings(max_examples=60, deadline=None)
