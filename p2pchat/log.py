@@ -42,6 +42,7 @@ from .message import (
     MAX_TAIL,
     NO_LINK,
     NO_PREVIOUS,
+    ROOM_RULES,
     Change,
     EntryKind,
     Flush,
@@ -412,8 +413,10 @@ class OrderedLog:
         sent_at_ms: int,
         policy: RoomPolicy = RoomPolicy.OPEN,
         config: LogConfig | None = None,
+        rules: int = ROOM_RULES,
     ) -> tuple[OrderedLog, Message]:
-        """A new room founded by ``identity``: its log, holding the genesis entry."""
+        """A new room founded by ``identity``: its log, holding the genesis entry
+        (``rules``: see message.ROOM_RULES; only tests found a room by older ones)."""
         genesis = Message.create(
             identity,
             seq=1,
@@ -425,6 +428,7 @@ class OrderedLog:
             room_id=b"",
             kind=EntryKind.GENESIS,
             policy=policy,
+            rules=rules,
         )
         log = cls(config, room_id=genesis.room_id())
         log.receive(genesis, trusted=True)

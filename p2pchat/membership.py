@@ -46,7 +46,10 @@ The rules, as implemented:
   nothing else), and the later rounds died (rivals that proposed at the same
   moment kill each other) or wait on those very members, the room would otherwise
   wait for good on the COMMIT of a member the change removes (docs/equivocation.md,
-  rounds that never decide).
+  rounds that never decide). A room founded before protocol 11 (its GENESIS names
+  no rules: message.ROOM_RULES 1) keeps the rule it had: a member commits only the
+  change it answered last, and one that answered a later round cannot commit an
+  earlier one, nor counts among those that may.
 * **Cuts.** When a change is decided, each removed member's cut is the highest
   of its seqs that any answer names, unless two answers name one of its entries of
   the epoch in different versions (each answer names the versions of the removed
@@ -116,7 +119,7 @@ import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .message import Change, EntryKind, Flush, Message, MessageId, MessageKey, Tail, Tails
+from .message import ROOM_RULES, Change, EntryKind, Flush, Message, MessageId, MessageKey, Tail, Tails
 
 __all__ = [
     "MAX_MEMBERS",
@@ -270,6 +273,10 @@ class Roster:
         """The first epoch each member was a member of."""
         self._decided_at: dict[MessageKey, Decision] = {}
         """Each decision by the key of the entry that completed it (its last answer)."""
+        self.rules = ROOM_RULES
+        """The rules the room was founded with (message.ROOM_RULES): with 1, a member
+        commits only the change it answered last, and one that answered a later round may
+        not commit an earlier one (nor counts among those that may)."""
         self._tallies: dict[tuple[int, MessageId], _Tally] = {}
         """Each change's tally among every entry held (see _tally_all), until the next
         entry is recorded."""
@@ -408,7 +415,7 @@ class Roster:
         for other in epoch.members - proposal.removed - without:
             own = epoch.answers.get(round_, {}).get(other)
             later = epoch.last_round.get(other, -1) > round_
-            answered_it = own is not None and own.change == proposal.id
+            answered_it = own is not None and own.change == proposal.id and (self.rules > 1 or not later)
             if other in commits or (
                 other not in epoch.exits and (answered_it or (own is None and not later))
             ):
@@ -491,7 +498,7 @@ class Roster:
         uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
         if mine is not None and uncommitted and self._tally_all(epoch, mine).complete:
             return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
-        earlier = self._stranded_by_later_rounds(epoch, member)
+        earlier = self._stranded_by_later_rounds(epoch, member) if self.rules > 1 else None
         if earlier is not None:
             return EntryKind.COMMIT, Flush(epoch.number, earlier.change.round, earlier.id)
         candidates = [
@@ -807,6 +814,8 @@ class Roster:
         answer = epoch.answers.get(proposal.change.round, {}).get(author)
         if answer is None or answer.change != proposal.id:
             return "commits a change it did not answer"
+        if self.rules == 1 and epoch.last_round.get(author) != proposal.change.round:
+            return "commits a change that is not the one it answered last"
         if author in epoch.commits.get(proposal.id, {}):
             return "commits a change twice"
         if self._open_commit(epoch, author, held) is not None:
@@ -827,6 +836,7 @@ class Roster:
         self._tallies.clear()
         if message.kind is EntryKind.GENESIS:
             self.founder = author
+            self.rules = message.rules
             self._ever.add(author)
             self._first_epoch.setdefault(author, 0)
             self.epochs.append(Epoch(0, frozenset({author})))
@@ -951,9 +961,9 @@ class Roster:
             tally = self._tallies[key] = self._tally(epoch, proposal, _EVERYTHING)
         return tally
 
-    @staticmethod
-    def _tally(epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
+    def _tally(self, epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
         """Where ``proposal`` stands among the entries ``held`` says are held."""
+        moved_on_may_commit = self.rules > 1
         round_ = proposal.change.round
         commits = epoch.commits.get(proposal.id, {})
         complete, blocked = True, False
@@ -977,6 +987,7 @@ class Roster:
                 # COMMIT a majority may be out of reach (two members left of four, one
                 # crashed after it answered), so it counts among who may still commit.
                 answers_it = (own is not None and own.change == proposal.id) or (own is None and not later)
+                answers_it = answers_it and (moved_on_may_commit or not later)
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
@@ -988,7 +999,7 @@ class Roster:
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
-                elif not exited:
+                elif not exited and (moved_on_may_commit or not later):
                     # It may still commit, even once it answered a later round: whenever it
                     # holds no COMMIT of another change that is not dead (_judge_commit).
                     potential += 1

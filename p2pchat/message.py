@@ -17,7 +17,7 @@ Every entry of a room's log is a message; ``kind`` says which (see
 (change, flush, leave, away). ``body`` depends on the kind::
 
     TEXT, LEAVE, AWAY   text
-    GENESIS             [room_name, policy]
+    GENESIS             [room_name, policy, rules]
     CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed, tails]
     FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq, tails]
 
@@ -92,6 +92,7 @@ __all__ = [
     "MAX_TAIL",
     "MAX_TEXT_BYTES",
     "ROOM_ID_SIZE",
+    "ROOM_RULES",
     "Change",
     "EntryKind",
     "Flush",
@@ -150,6 +151,14 @@ class EntryKind(enum.IntEnum):
     COMMIT = 6
     """A member saw every answer the CHANGE it answered needs: once a strict majority
     committed, the change is decided (the second phase of rule 10)."""
+
+
+ROOM_RULES = 2
+"""The membership rules a room is founded with (the third item of its GENESIS body, which
+every replica reads alike): 2, a member may commit a change it answered before its last
+answer (p2pchat.membership, "Moving on"). 1, a GENESIS of two items (a room founded
+before protocol 11): a member commits only the change it answered last. A room keeps
+the rules it was founded with, so its history is judged the same way after an upgrade."""
 
 
 class RoomPolicy(enum.IntEnum):
@@ -253,6 +262,8 @@ class Message:
     """The entry_hash of the author's entry ``seq-1``; empty at seq 1."""
     legacy: bool = False
     """Payload version 3: written before entries named versions (it has no ``seen``)."""
+    rules: int = ROOM_RULES
+    """GENESIS: the membership rules the room was founded with (see ROOM_RULES)."""
 
     @property
     def seen(self) -> bytes | None:
@@ -319,10 +330,12 @@ class Message:
         policy: RoomPolicy = RoomPolicy.OPEN,
         previous: bytes = NO_PREVIOUS,
         links: Mapping[bytes, bytes] | None = None,
+        rules: int = ROOM_RULES,
     ) -> Message:
         """Encode and sign a new entry. Raises ValueError on out-of-range fields.
 
         ``previous`` is the :meth:`entry_hash` of the author's entry ``seq-1`` (none at seq 1).
+        ``rules`` (GENESIS): the membership rules the room is founded with (ROOM_RULES).
         ``links`` gives, per sender in ``deps``, the entry_hash of its entry named there,
         for ``seen`` (see the module docstring); one not given counts as LINK_SIZE zero
         bytes, a version nobody holds (only tests write that: a cover nobody counts).
@@ -349,6 +362,8 @@ class Message:
             _check_change(change)
         if kind is EntryKind.GENESIS and len(text.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"a room's name is over {MAX_NAME_BYTES} bytes")
+        if not 1 <= rules <= ROOM_RULES:
+            raise ValueError(f"a room's rules are 1 to {ROOM_RULES}")
         # Sorted: the canonical encoding sorts the map, and ``seen`` follows its order.
         wire_deps = {s: n for s, n in sorted(deps.items()) if n > 0} or NO_DEPS
         # Not decoded back below, so refuse here what every receiver's from_wire would.
@@ -362,7 +377,7 @@ class Message:
         if any(len(link) != LINK_SIZE for _, _, link in named):
             raise ValueError(f"each link is {LINK_SIZE} bytes")
         seen = versions_digest(named) if named else b""
-        body = _encode_body(kind, text, change, flush, policy)
+        body = _encode_body(kind, text, change, flush, policy, rules)
         payload = codec.dumps(
             [
                 PAYLOAD_VERSION,
@@ -395,6 +410,7 @@ class Message:
             flush,
             policy if kind is EntryKind.GENESIS else RoomPolicy.OPEN,  # as receivers decode it
             previous,
+            rules=rules if kind is EntryKind.GENESIS else ROOM_RULES,
         )
 
     # Decoding ---------------------------------------------------------------
@@ -430,9 +446,11 @@ class Message:
         entry_kind = _parse_kind(kind)
         if entry_kind is EntryKind.TEXT:  # (the common case, without a detour)
             text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
-            change, flush, policy = None, None, RoomPolicy.OPEN
+            change, flush, policy, rules = None, None, RoomPolicy.OPEN, ROOM_RULES
         else:
-            text, change, flush, policy = _parse_body(entry_kind, body, version == LEGACY_PAYLOAD_VERSION)
+            text, change, flush, policy, rules = _parse_body(
+                entry_kind, body, version == LEGACY_PAYLOAD_VERSION
+            )
         number = codec.expect_int(seq, "message seq", lo=1, hi=MAX_SEQ)
         link = codec.expect_bytes(previous, "message previous", size=0 if number == 1 else LINK_SIZE)
         named = _parse_deps(deps)
@@ -455,6 +473,7 @@ class Message:
             policy,
             link,
             version == LEGACY_PAYLOAD_VERSION,
+            rules,
         )
 
 
@@ -487,10 +506,10 @@ def room_id_of(genesis_payload: bytes) -> bytes:
 
 
 def _encode_body(
-    kind: EntryKind, text: str, change: Change | None, flush: Flush | None, policy: RoomPolicy
+    kind: EntryKind, text: str, change: Change | None, flush: Flush | None, policy: RoomPolicy, rules: int
 ) -> object:
     if kind is EntryKind.GENESIS:
-        return [text, int(policy)]
+        return [text, int(policy)] if rules == 1 else [text, int(policy), rules]
     if change is not None:
         admitted = [[member, name] for member, name in change.admitted]
         return [change.epoch, change.round, admitted, list(change.removed), _encode_tails(change.tails)]
@@ -551,14 +570,18 @@ def _parse_kind(value: object) -> EntryKind:
 
 def _parse_body(
     kind: EntryKind, body: object, legacy: bool
-) -> tuple[str, Change | None, Flush | None, RoomPolicy]:
+) -> tuple[str, Change | None, Flush | None, RoomPolicy, int]:
     if kind is EntryKind.GENESIS:
-        room_name, policy = codec.expect_array(body, "genesis body", length=2)
-        name = codec.expect_str(room_name, "room name", max_bytes=MAX_NAME_BYTES)
-        number = codec.expect_int(policy, "room policy", hi=len(_POLICIES) - 1)
-        return name, None, None, _POLICIES[number]
+        fields = codec.expect_array(body, "genesis body")
+        if len(fields) not in (2, 3):
+            raise CodecError(f"genesis body: expected 2 or 3 items, got {len(fields)}")
+        name = codec.expect_str(fields[0], "room name", max_bytes=MAX_NAME_BYTES)
+        number = codec.expect_int(fields[1], "room policy", hi=len(_POLICIES) - 1)
+        # (Two items: a room founded before its rules were named, rules 1; named, 2 on.)
+        rules = codec.expect_int(fields[2], "room rules", lo=2, hi=ROOM_RULES) if len(fields) == 3 else 1
+        return name, None, None, _POLICIES[number], rules
     if kind is EntryKind.CHANGE:
-        return "", _parse_change(body, legacy), None, RoomPolicy.OPEN
+        return "", _parse_change(body, legacy), None, RoomPolicy.OPEN, ROOM_RULES
     if kind in _NAMING_A_CHANGE:
         fields = _body_fields(body, "flush body", legacy)
         epoch, round_, sender, seq = fields[:4]
@@ -573,8 +596,9 @@ def _parse_body(
         )
         if kind is EntryKind.COMMIT and flush.tails:
             raise CodecError("commit body: a COMMIT names no tails")
-        return "", None, flush, RoomPolicy.OPEN
-    return codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES), None, None, RoomPolicy.OPEN
+        return "", None, flush, RoomPolicy.OPEN, ROOM_RULES
+    text = codec.expect_str(body, "message text", max_bytes=MAX_TEXT_BYTES)
+    return text, None, None, RoomPolicy.OPEN, ROOM_RULES
 
 
 def _body_fields(body: object, what: str, legacy: bool) -> list[object]:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from p2pchat import codec, wire
 from p2pchat.codec import MAX_DEPTH, CodecError
 from p2pchat.identity import Identity
+from p2pchat.log import OrderedLog
 from p2pchat.message import (
     LEGACY_PAYLOAD_VERSION,
     LINK_SIZE,
@@ -40,6 +41,7 @@ from p2pchat.message import (
     MAX_TEXT_BYTES,
     PAYLOAD_VERSION,
     ROOM_ID_SIZE,
+    ROOM_RULES,
     Change,
     EntryKind,
     Flush,
@@ -1455,8 +1457,12 @@ def test_text_leave_and_away_bodies_must_be_bounded_text(
     [
         (enc("room"), ("genesis body", "array", "str")),
         (cmap((enc("name"), enc("room"))), ("genesis body", "array", "dict")),
-        (arr(enc("room")), ("genesis body", "expected 2 items, got 1")),
-        (arr(enc("room"), enc(0), enc(0)), ("genesis body", "expected 2 items, got 3")),
+        (arr(enc("room")), ("genesis body", "expected 2 or 3 items, got 1")),
+        (arr(enc("room"), enc(0), enc(0)), ("room rules", "outside")),
+        (arr(enc("room"), enc(0), enc(1)), ("room rules", "outside")),
+        (arr(enc("room"), enc(0), enc(ROOM_RULES + 1)), ("room rules", "outside")),
+        (arr(enc("room"), enc(0), TRUE), ("room rules", "integer", "bool")),
+        (arr(enc("room"), enc(0), enc(2), enc(0)), ("genesis body", "expected 2 or 3 items, got 4")),
         (genesis_body(room_name=enc(b"room")), ("room name", "text", "bytes")),
         (genesis_body(room_name=NULL), ("room name", "text")),
         (genesis_body(room_name=enc("r" * (MAX_NAME_BYTES + 1))), ("room name", "over the limit")),
@@ -1473,7 +1479,11 @@ def test_text_leave_and_away_bodies_must_be_bounded_text(
         "text",
         "map",
         "1-item",
-        "3-items",
+        "rules-0",
+        "rules-1-named",
+        "rules-above",
+        "rules-bool",
+        "4-items",
         "name-bytes",
         "name-null",
         "name-over",
@@ -1490,6 +1500,19 @@ def test_text_leave_and_away_bodies_must_be_bounded_text(
 def test_genesis_body_strictness(body: bytes, words: tuple[str, ...]) -> None:
     assert Message.from_wire(payload(kind=GENESIS, body=genesis_body(enc("r" * MAX_NAME_BYTES))), SIG)
     refuse_payload(payload(kind=GENESIS, body=body), *words)
+
+
+def test_a_genesis_names_the_rules_its_room_was_founded_with() -> None:
+    # Two items: a room founded before protocol 11 (rules 1); three: the rules named.
+    old = Message.from_wire(payload(kind=GENESIS, body=genesis_body()), SIG)
+    named = Message.from_wire(payload(kind=GENESIS, body=arr(enc("room"), enc(0), enc(ROOM_RULES))), SIG)
+    assert (old.rules, named.rules) == (1, ROOM_RULES)
+    for rules in (1, ROOM_RULES):
+        _, genesis = OrderedLog.found(ALICE, name="a", room_name="room", sent_at_ms=0, rules=rules)
+        assert genesis.rules == rules
+        assert Message.from_wire(genesis.payload, genesis.signature).rules == rules
+    with pytest.raises(ValueError, match="rules"):
+        OrderedLog.found(ALICE, name="a", room_name="room", sent_at_ms=0, rules=ROOM_RULES + 1)
 
 
 @pytest.mark.parametrize("size", [0, 1, 31, 33, 64])

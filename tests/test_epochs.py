@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from p2pchat.identity import Identity
 from p2pchat.log import Concurrent, OrderedLog
 from p2pchat.membership import MemberState
-from p2pchat.message import Change, EntryKind, Flush, Message, MessageId
+from p2pchat.message import ROOM_RULES, Change, EntryKind, Flush, Message, MessageId
 from p2pchat.node import NodeConfig
 from p2pchat.sim import SimConfig, Simulation
 
@@ -58,9 +58,9 @@ class Room:
         return log
 
 
-def four_members(count: int = 4) -> Room:
-    """p0 founded the room and admitted p1 up to p{count - 1}."""
-    founder, genesis = OrderedLog.found(PEOPLE[0], name="p0", room_name="room", sent_at_ms=0)
+def four_members(count: int = 4, rules: int = ROOM_RULES) -> Room:
+    """p0 founded the room (by ``rules``) and admitted p1 up to p{count - 1}."""
+    founder, genesis = OrderedLog.found(PEOPLE[0], name="p0", room_name="room", sent_at_ms=0, rules=rules)
     logs = [founder, *(OrderedLog(room_id=genesis.room_id()) for _ in PEOPLE[1:count])]
     room = Room(logs, [genesis])
     admitted = tuple((p.sender_id, f"p{i}") for i, p in enumerate(PEOPLE[1:count], start=1))
@@ -249,19 +249,12 @@ def test_a_member_being_removed_may_commit_its_removal_when_the_proposer_crashed
         assert not log.is_member(PEOPLE[1].sender_id) and log.is_member(PEOPLE[0].sender_id)
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=st.data())
-def test_members_that_moved_on_to_a_round_its_rivals_killed_commit_the_round_they_left(
-    data: st.DataObject,
-) -> None:
-    """Five members; p4 is silent and p0 proposes its removal. p2 and p3 hold every answer
-    and commit it. p0 and p1 had not seen theirs yet: each proposed the removal again in
-    round 1, at the same moment, and the two rivals kill each other. Three COMMITs of five
-    decide round 0, and only p0, p1 and the removed p4 may still give the third: p2 and
-    p3 may answer no other change meanwhile. Every change p0 and p1 answered since is
-    dead, so they commit round 0, and it is decided (it used to wait for p4's COMMIT, for
-    good: churn explorer, liars seed 267)."""
-    room = four_members(5)
+def round_left_by_rivals(rules: int = ROOM_RULES) -> tuple[Room, Message, list[Message]]:
+    """Five members; p4 is silent and p0 proposes its removal (round 0). p2 and p3 hold
+    every answer and commit it. p0 and p1 had not seen theirs yet: each proposed the
+    removal again in round 1, at the same moment, and the two rivals kill each other.
+    Then everyone but p4 shares everything and writes what it owes, three times."""
+    room = four_members(5, rules)
     gone = frozenset({PEOPLE[4].sender_id})
     proposal = room.logs[0].roster.proposal(PEOPLE[0].sender_id, (), gone)
     assert proposal is not None
@@ -286,6 +279,20 @@ def test_members_that_moved_on_to_a_round_its_rivals_killed_commit_the_round_the
                     room.sync(i, j)
         for i in range(4):
             room.answer(i)
+    return room, first, rivals
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_members_that_moved_on_to_a_round_its_rivals_killed_commit_the_round_they_left(
+    data: st.DataObject,
+) -> None:
+    """round_left_by_rivals: three COMMITs of five decide round 0, and only p0, p1 and the
+    removed p4 may still give the third (p2 and p3 may answer no other change
+    meanwhile). Every change p0 and p1 answered since is dead, so they commit round 0,
+    and it is decided (it used to wait for p4's COMMIT, for good: churn explorer, liars
+    seed 267)."""
+    room, first, rivals = round_left_by_rivals()
     lines = []
     for _ in range(2):  # (the second round says the first was delivered everywhere)
         lines.append([room.write(i, EntryKind.TEXT) for i in range(4)])
@@ -303,6 +310,27 @@ def test_members_that_moved_on_to_a_round_its_rivals_killed_commit_the_round_the
         assert [m.key for m in log] == expected
         assert all(log.is_stable(line) for line in lines[0])
         assert log.stability_violations == 0
+
+
+def test_a_room_founded_by_the_rules_before_keeps_them() -> None:
+    """A room founded before protocol 11 (rules 1: a GENESIS of two items) is judged as it
+    was: a member commits only the change it answered last. In round_left_by_rivals,
+    round 0 then waits for p4's COMMIT; and a COMMIT of round 0 that p0 writes anyway is
+    refused on every replica (in a room by rules 2, valid)."""
+    for rules in (1, ROOM_RULES):
+        room, first, _ = round_left_by_rivals(rules)
+        decided = room.logs[0].roster.epochs[1].decision is not None
+        assert decided == (rules > 1)
+        if decided:
+            continue
+        assert all(room.logs[i].roster.owed_answer(PEOPLE[i].sender_id) is None for i in range(4))
+        late = room.logs[0].compose(
+            PEOPLE[0], name="p0", text="", sent_at_ms=0, kind=EntryKind.COMMIT, flush=Flush(1, 0, first.id)
+        )
+        replica = room.replica(list(range(len(room.written))))
+        replica.receive(late)
+        assert replica.roster.epochs[1].decision is None
+        assert replica.get(late.id) is None or not replica.is_visible(late)
 
 
 @settings(max_examples=60, deadline=None)
