@@ -523,26 +523,29 @@ class Roster:
             proposal = epoch.proposals[answer.change]
             if proposal.reopen or self._status(epoch, proposal) is not None:
                 continue
-            if not self._would_commit_stranded(epoch, member, proposal):
+            locked = {m for m in epoch.members if self._open_commit(epoch, m, _EVERYTHING) is proposal}
+            if not self._would_commit_stranded(epoch, member, proposal, locked):
                 continue
             tally = self._tally_all(epoch, proposal)
             if not tally.complete:
                 continue
-            placed = sum(1 for other in epoch.members if self._would_commit_stranded(epoch, other, proposal))
+            placed = sum(1 for m in epoch.members if self._would_commit_stranded(epoch, m, proposal, locked))
             if 2 * (tally.committed + placed) > tally.base:
                 return proposal
         return None
 
-    def _would_commit_stranded(self, epoch: Epoch, member: bytes, proposal: _Proposal) -> bool:
+    def _would_commit_stranded(
+        self, epoch: Epoch, member: bytes, proposal: _Proposal, locked: set[bytes]
+    ) -> bool:
         """Whether ``member`` answered ``proposal``, did not commit it, and may and would
-        commit it now (see _stranded_by_later_rounds)."""
+        commit it now (see _stranded_by_later_rounds); ``locked``: the members holding a
+        COMMIT of it that is not dead."""
         round_ = proposal.change.round
         answer = epoch.answers.get(round_, {}).get(member)
         if answer is None or answer.change != proposal.id or member in epoch.commits.get(proposal.id, {}):
             return False
         if member in epoch.exits or self._open_commit(epoch, member, _EVERYTHING) is not None:
             return False
-        locked = {m for m in epoch.members if self._open_commit(epoch, m, _EVERYTHING) is proposal}
         for later, by_member in epoch.answers.items():
             other = by_member.get(member)
             if later <= round_ or other is None or other.change is None:
