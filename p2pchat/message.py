@@ -21,6 +21,9 @@ Every entry of a room's log is a message; ``kind`` says which (see
     CHANGE              [epoch, round, [[member_id, name]...] admitted, [member_id...] removed, tails]
     FLUSH, COMMIT       [epoch, round, change_sender_id, change_seq, tails]
 
+``rules`` names the membership rules the room is founded with (ROOM_RULES); a room
+founded before protocol 11 has a GENESIS of two items, and keeps the rules it had.
+
 ``tails`` (``[[member_id, [link...], stable]...]``; not in payload version 3) gives,
 for each member the change removes, the links (:func:`entry_hash`) of its last entries
 (oldest first, up to MAX_TAIL) as the author delivered them, and how many of the first
