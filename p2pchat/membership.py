@@ -523,11 +523,11 @@ class Roster:
             proposal = epoch.proposals[answer.change]
             if proposal.reopen or self._status(epoch, proposal) is not None:
                 continue
+            tally = self._tally_all(epoch, proposal)
+            if not tally.complete or member in epoch.commits.get(proposal.id, {}):
+                continue
             locked = {m for m in epoch.members if self._open_commit(epoch, m, _EVERYTHING) is proposal}
             if not self._would_commit_stranded(epoch, member, proposal, locked):
-                continue
-            tally = self._tally_all(epoch, proposal)
-            if not tally.complete:
                 continue
             placed = sum(1 for m in epoch.members if self._would_commit_stranded(epoch, m, proposal, locked))
             if 2 * (tally.committed + placed) > tally.base:
