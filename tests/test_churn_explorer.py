@@ -67,6 +67,12 @@ LIAR_STALLS = {
     # P0 and P2 are away: the liar and P1 are the epoch's only active members, and P1
     # alone is no strict majority to remove the liar.
     "606": "room of two: in P0's epoch 1 (members [P0,P1,P2,P3]) [P3] cannot be removed (P3 is the liar)",
+    # A room of four: the liar P3 proposed to remove P1 (silent across a split) as P1,
+    # holding the proof, proposed to remove P3. P0 and P2 committed P3's change; P1
+    # answered its own, so only the liar's COMMIT can decide it (docs/equivocation.md,
+    # "What it leaves").
+    "1309": "left to a removed member: in P0's epoch 1 the open change P3#13 (round 0, removing [P1])"
+    " can be decided only by the COMMIT of a member it removes, or of the liar",
 }
 
 
