@@ -278,8 +278,8 @@ class Roster:
         commits only the change it answered last, and one that answered a later round may
         not commit an earlier one (nor counts among those that may)."""
         self._tallies: dict[tuple[int, MessageId], _Tally] = {}
-        """Each change's tally among every entry held (see _tally_all), until the next
-        entry is recorded."""
+        """Each change's tally among every entry held (see _tally_all): cleared wherever a
+        recorded entry changes what a tally reads (a vote, an exit, a decision)."""
 
     # Reading --------------------------------------------------------------------
     @property
@@ -836,7 +836,6 @@ class Roster:
         """
         author = message.sender_id
         self._names[author] = message.name
-        self._tallies.clear()
         if message.kind is EntryKind.GENESIS:
             self.founder = author
             self.rules = message.rules
@@ -854,11 +853,12 @@ class Roster:
             return None
         if message.kind is EntryKind.COMMIT:
             decision = self._decide(epoch, message.key)
-            self._tallies.clear()
+            self._tallies.clear()  # (_decide filled it; a decision changes every status)
             return decision
         if message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             answer = _Answer(author, message.seq, None, dict(vector), message.key)
             epoch.exits[author] = (answer, message.kind, message.key)
+            self._tallies.clear()
         return None  # (only a COMMIT decides: it needs every answer in its causal past)
 
     def _note_vote(self, epoch: Epoch, message: Message, vector: Mapping[bytes, int]) -> None:
@@ -882,6 +882,7 @@ class Roster:
         else:
             assert message.kind is EntryKind.COMMIT and message.flush is not None
             self._commit(epoch, author, message.seq, message.flush.change)
+        self._tallies.clear()
 
     def record_void(self, message: Message, vector: Mapping[bytes, int], number: int) -> None:
         """Note a delivered entry of epoch ``number`` that is void because it came after
@@ -891,7 +892,6 @@ class Roster:
         epoch = self.epochs[number] if number < len(self.epochs) else None
         if epoch is None or epoch.decision is None:
             return
-        self._tallies.clear()
         author = message.sender_id
         past = _past(vector, author, message.seq)
         if message.kind in VOTES:
@@ -906,7 +906,6 @@ class Roster:
                 problem = self._judge_vote(epoch, message, vector, past)
             if problem is None:
                 self._note_vote(epoch, message, vector)
-                self._tallies.clear()
         elif message.kind in (EntryKind.LEAVE, EntryKind.AWAY):
             # Judged as the open epoch would have: its first exit there, and not while
             # holding a COMMIT of a change not dead in its causal past.
@@ -914,7 +913,6 @@ class Roster:
                 return
             answer = _Answer(author, message.seq, None, dict(vector), message.key)
             self._carry_exit(number, answer, message.kind)
-            self._tallies.clear()
 
     def _carry_exit(self, number: int, answer: _Answer, kind: EntryKind) -> None:
         """An exit from epoch ``number`` above its author's cut: its author exited the
@@ -929,6 +927,7 @@ class Roster:
         if answer.seq <= decision.cuts.get(member, 0):
             return  # (within the cut: a valid exit of the closed epoch, not carried)
         following.exits[member] = (answer, kind, answer.key)
+        self._tallies.clear()
 
     @staticmethod
     def _commit(epoch: Epoch, member: bytes, seq: int, change: MessageId) -> None:
