@@ -6,6 +6,7 @@ terminal emulator (pyte) and the tests read the emulated screen.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import socket
@@ -34,6 +35,9 @@ class Terminal:
     def __init__(self, *args: str, rows: int = ROWS, columns: int = COLUMNS, verbose: bool = False) -> None:
         self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.Stream(self.screen)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        """Bytes to text across reads: a read may end inside a character (``∥`` is three
+        bytes), and decoding each read alone would show its pieces as U+FFFD."""
         self.shown: set[str] = set()
         """Every screen line seen so far (see pump)."""
         env = {**os.environ, "TERM": "xterm-256color"}
@@ -51,7 +55,7 @@ class Terminal:
                 data = self.child.read_nonblocking(512, timeout=0.05)
             except (pexpect.TIMEOUT, pexpect.EOF):
                 return
-            self.stream.feed(data.decode("utf-8", "replace"))
+            self.stream.feed(self.decoder.decode(data))
             # Every line shown, however briefly: a notice can scroll out of the notice
             # rows before the test looks (a newcomer refused and redialing, say).
             self.shown.update(self.screen.display)
