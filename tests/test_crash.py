@@ -18,7 +18,7 @@ The log holds membership entries too (the founder's genesis, admissions, the AWA
 clean stop writes): they are printed as ``member`` events, count in every seq, index and
 order check, and are held to the same never-lost, never-equivocated rules as chat lines.
 
-Run with ``pytest -s`` to see the counts (kills, restarts, messages).
+Run with ``pytest -n 0 -s`` to see the counts (kills, restarts, messages).
 """
 
 from __future__ import annotations
