@@ -139,6 +139,10 @@ class Delivered:
     message: Message
     index: int
     concurrent: bool
+    placed_late: bool = False
+    """Its place is below positions this replica already held stable (only a liar's
+    stamps do that, see OrderedLog._deliver): a store keeps the mark, so that a restart
+    holds it so again (see receive's ``placed_late``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +340,7 @@ class OrderedLog:
         self._placed_late: set[MessageId] = set()
         """Entries given a place below positions already stable (only a liar's stamps do
         that, see _deliver): stable by position, but no answer of ours names them so
-        (see _tails)."""
+        (see _tails). Delivered, or restored, as such (see receive's ``placed_late``)."""
         self._placeless: set[MessageId] = set()
         """The valid entries held without a place here (see _check): delivered as such, or
         restored as such (see receive's ``placeless``)."""
@@ -654,6 +658,12 @@ class OrderedLog:
     def placeless(self) -> frozenset[MessageId]:
         """The valid entries held here without a place (see Entombed.placeless)."""
         return frozenset(self._placeless)
+
+    @property
+    def placed_late(self) -> frozenset[MessageId]:
+        """The entries given a place here below positions already stable (see
+        Delivered.placed_late)."""
+        return frozenset(self._placed_late)
 
     def tombstones(self) -> list[Message]:
         """Delivered entries that take no place in the log (void or invalid), by key."""
@@ -1151,6 +1161,7 @@ class OrderedLog:
         trusted: bool = False,
         defer_stability: bool = False,
         placeless: bool = False,
+        placed_late: bool = False,
     ) -> Receipt:
         """Take one message from anywhere (the network, the store, ourselves).
 
@@ -1161,7 +1172,11 @@ class OrderedLog:
         calls :meth:`advance_stability` once at the end instead of once a message.
         ``placeless``, for an entry restored from a store that held it without a place
         (``Entombed.placeless``), holds it so again: whether it broke a clock promise we
-        relied on is this replica's history, not the log's.
+        relied on is this replica's history, not the log's. ``placed_late``, for an entry
+        restored from a store that held it placed below positions already stable
+        (``Delivered.placed_late``), marks it so again: a restarted replica no longer
+        knows which positions it held stable before, and its answers must go on naming
+        that entry as not stable (see _tails).
         """
         room_id = self.room_id
         if room_id is None:
@@ -1193,6 +1208,8 @@ class OrderedLog:
             state = self._senders.setdefault(message.sender_id, _Sender())
         if placeless:
             self._placeless.add(message.id)
+        if placed_late:
+            self._placed_late.add(message.id)
         state.held[message.seq] = message
         self._held_bytes += len(message.payload)
         state.known = max(state.known, message.seq)
@@ -1777,7 +1794,8 @@ class OrderedLog:
         index: int = self._order.bisect_left(key)
         if index <= self._stable_count:
             self._first_open = None
-        if index < self._stable_count:
+        placed_late = index < self._stable_count
+        if placed_late:
             # Only possible when an announcement lied (rule 8).
             self.stability_violations += 1
             self._stable_count += 1
@@ -1786,7 +1804,7 @@ class OrderedLog:
         decision = self._record_valid(message, vector, verdict.epoch)
         concurrent = self._mark_concurrency(message, vector, events)
         self._use_pending_announcement(state, events)
-        events.append(Delivered(message, index, concurrent))
+        events.append(Delivered(message, index, concurrent, placed_late))
         if decision is not None:
             self._close_epoch(verdict.epoch, decision, events)
 

@@ -340,6 +340,9 @@ class Peer:
         """Proofs found since the last save: stored with the entries of the same batch."""
         self._unsaved_placeless: set[MessageId] = set()
         """Of ``_unsaved``, the entries held without a place here (Entombed.placeless)."""
+        self._unsaved_placed_late: set[MessageId] = set()
+        """Of ``_unsaved``, the entries placed below positions already stable here
+        (Delivered.placed_late)."""
         self._unsaved_versions: list[Message] = []
         """Other versions of forked entries the log took since the last save."""
         self._own_saved = node.log.delivered_seq(node.identity.sender_id)
@@ -682,7 +685,8 @@ class Peer:
         voided_below = _voided_below(events)
         for position, event in enumerate(events):
             if isinstance(event, Delivered):
-                self._note_unsaved(event.message)
+                if self._note_unsaved(event.message) and event.placed_late:
+                    self._unsaved_placed_late.add(event.message.id)
                 # Said stable only where its index is its position now: later deliveries of
                 # the same frame may only have moved it down (past the stable count it is
                 # not stable), but an entry voided later in the frame, below it, moves it up.
@@ -851,6 +855,7 @@ class Peer:
         batch, self._unsaved = [*self._unsaved, *(own or ())], []
         proofs, self._unsaved_proofs = self._unsaved_proofs, []
         placeless, self._unsaved_placeless = self._unsaved_placeless, set()
+        placed_late, self._unsaved_placed_late = self._unsaved_placed_late, set()
         versions, self._unsaved_versions = self._unsaved_versions, []
         announcements = self.node.log.take_new_announcements()
         if batch or proofs or versions or announcements:
@@ -860,6 +865,7 @@ class Peer:
                 durable=bool(own),
                 proofs=proofs,
                 placeless=placeless,
+                placed_late=placed_late,
                 versions=versions,
                 announcements=announcements,
             )
@@ -1245,6 +1251,7 @@ def restore_log(store: Store, room_id: bytes, config: LogConfig | None = None) -
         versions=(v for v in store.load_versions(room_id) if v.verify(room_id)),
         entries=store.load_messages(room_id),
         placeless=store.load_placeless(room_id),
+        placed_late=store.load_placed_late(room_id),
         proofs=restored_proofs(store, room_id),
         announcements=store.load_announcements(room_id),
     )

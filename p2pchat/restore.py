@@ -8,6 +8,9 @@ the entries alone do not say (see :mod:`p2pchat.store`):
 * which entries it held without a place in the log (``Entombed.placeless``: an entry
   that broke a clock promise this peer relied on, which must not take a place after
   the restart either: that place may be above positions it called stable);
+* which entries it placed below positions it already held stable
+  (``Delivered.placed_late``: only a liar's stamps do that), which its answers must go
+  on naming as not stable after the restart;
 * the proofs against members (the liars stay expelled);
 * the members' latest clock announcements (stability rests on them, rule 8).
 
@@ -34,6 +37,7 @@ def restore(
     versions: Iterable[Message],
     entries: Iterable[Message],
     placeless: Collection[MessageId],
+    placed_late: Collection[MessageId],
     proofs: Iterable[Proof],
     announcements: Iterable[Head],
 ) -> None:
@@ -41,7 +45,7 @@ def restore(
 
     1. the other versions, before the entries that may go on from them;
     2. the entries, each as it was held (verified when it was kept: not again), those
-       held without a place held so again;
+       held without a place held so again, those placed late marked so again;
     3. the proofs, once the entries they name are back;
     4. the announcements last: each is verified again (one of a proven liar counts no
        more), and stability is computed once, from all of it.
@@ -50,7 +54,13 @@ def restore(
     can be edited by hand)."""
     log.restore_versions(versions)
     for message in entries:
-        log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
+        log.receive(
+            message,
+            trusted=True,
+            defer_stability=True,
+            placeless=message.id in placeless,
+            placed_late=message.id in placed_late,
+        )
     log.restore_proofs(proofs)
     for head in announcements:
         log.observe_head(head, defer_stability=True)

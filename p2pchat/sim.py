@@ -138,17 +138,21 @@ class SimPeer:
 @dataclass
 class Kept:
     """What a peer's store holds besides its entries, as the shell keeps it: every other
-    version of a forked entry, the entries held without a place, the first proof per
-    offender and kind, and the newest announcement of each member."""
+    version of a forked entry, the entries held without a place, those placed below
+    positions already stable, the first proof per offender and kind, and the newest
+    announcement of each member."""
 
     versions: list[Message] = field(default_factory=list)
     placeless: set[MessageId] = field(default_factory=set)
+    placed_late: set[MessageId] = field(default_factory=set)
     proofs: dict[tuple[bytes, type], Proof] = field(default_factory=dict)
     announcements: dict[bytes, Head] = field(default_factory=dict)
 
     def note(self, event: object) -> None:
         if isinstance(event, Entombed) and event.placeless:
             self.placeless.add(event.message.id)
+        elif isinstance(event, Delivered) and event.placed_late:
+            self.placed_late.add(event.message.id)
         elif isinstance(event, Equivocation):
             self.versions.append(event.rejected)
             self.proofs.setdefault((event.kept.sender_id, Equivocation), event)
@@ -559,6 +563,7 @@ class Simulation:
             versions=kept.versions,
             entries=old.stored,
             placeless=kept.placeless,
+            placed_late=kept.placed_late,
             proofs=kept.proofs.values(),
             announcements=kept.announcements.values(),
         )

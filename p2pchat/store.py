@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS entries (
     payload BLOB NOT NULL,
     signature BLOB NOT NULL,
     placeless INTEGER NOT NULL DEFAULT 0,
+    placed_late INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, sender, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_order ON entries (room, lamport, sender);
@@ -174,6 +175,10 @@ class Store:
                 # (Written by the release before: it held no entry without a place.)
                 self._db.execute("ALTER TABLE entries ADD COLUMN placeless INTEGER NOT NULL DEFAULT 0")
                 self._db.commit()
+            if "placed_late" not in self._columns("entries"):
+                # (Written by a release before: it did not keep that mark.)
+                self._db.execute("ALTER TABLE entries ADD COLUMN placed_late INTEGER NOT NULL DEFAULT 0")
+                self._db.commit()
             if "learned" not in self._columns("addresses"):
                 # (Written by a release before: it kept only the neighbours that were up.)
                 self._db.execute("ALTER TABLE addresses ADD COLUMN learned INTEGER NOT NULL DEFAULT 0")
@@ -283,13 +288,16 @@ class Store:
         durable: bool = False,
         proofs: Iterable[SignedProof] = (),
         placeless: Collection[MessageId] = (),
+        placed_late: Collection[MessageId] = (),
         versions: Iterable[Message] = (),
         announcements: Iterable[Head] = (),
     ) -> int:
         """Store entries of ``room_id`` (already stored ones are ignored) in one transaction,
         with ``proofs`` found among them (see :meth:`save_proofs`). The entries whose ids
         are in ``placeless`` are marked as held without a place in our log
-        (``log.Entombed.placeless``): a restart holds them so again. ``versions`` are
+        (``log.Entombed.placeless``): a restart holds them so again; those in
+        ``placed_late`` as placed below positions already stable in our log
+        (``log.Delivered.placed_late``): a restart marks them so again. ``versions`` are
         other versions of forked entries (``OrderedLog.other_versions``), kept with the
         entries that may go on from them. ``announcements`` are members' signed clock
         announcements (``OrderedLog.take_new_announcements``): each replaces the one
@@ -299,9 +307,12 @@ class Store:
         Returns how many entry rows were new.
         """
         rows = [
-            (room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature, int(m.id in placeless))
+            (
+                room_id, m.sender_id, m.seq, m.lamport, m.payload, m.signature,
+                int(m.id in placeless), int(m.id in placed_late),
+            )
             for m in messages
-        ]
+        ]  # fmt: skip
         proofs, versions = list(proofs), list(versions)
         announced = [_announcement_row(room_id, head) for head in announcements if head.signature]
         if not rows and not proofs and not versions and not announced:
@@ -327,8 +338,8 @@ class Store:
                 before = self._db.total_changes
                 self._db.executemany(
                     "INSERT OR IGNORE INTO entries "
-                    "(room, sender, seq, lamport, payload, signature, placeless) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "(room, sender, seq, lamport, payload, signature, placeless, placed_late) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 added = self._db.total_changes - before
@@ -528,6 +539,17 @@ class Store:
             return set()
         rows = self._db.execute(
             "SELECT sender, seq FROM entries WHERE room = ? AND placeless = 1", (room_id,)
+        )
+        return {MessageId(bytes(sender), seq) for sender, seq in rows}
+
+    def load_placed_late(self, room_id: bytes) -> set[MessageId]:
+        """The stored entries of ``room_id`` placed below positions already stable in our
+        log (see :meth:`save_messages`); none in a directory from before the mark, opened
+        read-only."""
+        if "placed_late" not in self._columns("entries"):
+            return set()
+        rows = self._db.execute(
+            "SELECT sender, seq FROM entries WHERE room = ? AND placed_late = 1", (room_id,)
         )
         return {MessageId(bytes(sender), seq) for sender, seq in rows}
 

@@ -64,7 +64,7 @@ from p2pchat.jsonlines import logged_message_object
 from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
 from p2pchat.message import EntryKind, Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node, Output, Send
-from p2pchat.peer import PeerConfig, open_peer, restore_log
+from p2pchat.peer import Peer, PeerConfig, open_peer, restore_log
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
 from p2pchat.wire import Frame, Head, Heads, Messages, Push, Want, decode_frame, encode_frame
 
@@ -312,14 +312,20 @@ def test_a_directory_without_the_evidence_table_opens_and_gains_it(tmp_path: Pat
         assert store.load_announcements(ROOM.room_id) == [announced]
 
 
-def test_entries_held_without_a_place_stay_so_and_an_older_table_gains_the_mark(tmp_path: Path) -> None:
-    """Which entries our log holds without a place (it relied on a promise they broke) is
-    ours, not the log's: the store keeps it. An entries table from the release before
-    (no such column) reads as "none", and gains the column when opened for writing."""
+def test_entries_held_without_a_place_or_placed_late_stay_so_and_an_older_table_gains_the_marks(
+    tmp_path: Path,
+) -> None:
+    """Which entries our log holds without a place (it relied on a promise they broke),
+    and which it placed below positions it already held stable, is ours, not the log's:
+    the store keeps both marks. An entries table from a release before (no such columns)
+    reads as "none", and gains the columns when opened for writing."""
     lie = clock_lie()
+    late = ROOM.make(A, 1, 1)
     room = ROOM.room_id
-    without = SCHEMA.replace("    placeless INTEGER NOT NULL DEFAULT 0,\n", "")
-    assert "placeless" not in without
+    without = SCHEMA.replace("    placeless INTEGER NOT NULL DEFAULT 0,\n", "").replace(
+        "    placed_late INTEGER NOT NULL DEFAULT 0,\n", ""
+    )
+    assert "placeless" not in without and "placed_late" not in without
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         db.executescript(without)
         db.executemany(
@@ -328,14 +334,39 @@ def test_entries_held_without_a_place_stay_so_and_an_older_table_gains_the_mark(
         )
     db.close()
     with Store(tmp_path, read_only=True) as store:
-        assert store.load_placeless(room) == set()
+        assert store.load_placeless(room) == set() and store.load_placed_late(room) == set()
     with Store(tmp_path) as store:
         store.save_messages(room, [lie.message], placeless={lie.message.id})
+        store.save_messages(room, [late], placed_late={late.id})
     with Store(tmp_path, read_only=True) as store:
         assert store.load_placeless(room) == {lie.message.id}
+        assert store.load_placed_late(room) == {late.id}
         log = restore_log(store, room)
     assert log.placeless == {lie.message.id} and not log.is_visible(lie.message)
     assert lie.message in log.tombstones()
+    assert log.placed_late == {late.id} and log.is_visible(late)
+
+
+async def test_a_peer_stores_the_mark_of_an_entry_placed_late(tmp_path: Path) -> None:
+    """The shell's half: a delivery placed below positions already stable
+    (Delivered.placed_late) is saved with its mark, and a restart marks it again; a
+    delivery in order is saved without. (The event is handed to the peer by hand: only a
+    liar's stamps cause one.)"""
+    room = ROOM.room_id
+    first, late = ROOM.make(B, 1, 1), ROOM.make(B, 2, 2)
+    with Store(tmp_path) as store:
+        store.save_messages(room, ROOM.entries)
+        node = Node(A, "a", ROOM.log())
+        async with trio.open_nursery() as nursery:
+            peer = Peer(node, store, PeerConfig(), nursery)
+            for message, placed_late in ((first, False), (late, True)):
+                events = node.log.receive(message).events
+                (delivered,) = [e for e in events if isinstance(e, Delivered)]
+                peer._on_log_events([replace(delivered, placed_late=placed_late)])
+            peer._save()
+        assert store.load_placed_late(room) == {late.id}
+        log = restore_log(store, room)
+    assert log.placed_late == {late.id} and log.is_visible(first) and log.is_visible(late)
 
 
 # A restarted node --------------------------------------------------------------------------------
@@ -348,9 +379,15 @@ def restarted(node: Node) -> Node:
     assert room is not None
     log = OrderedLog(room_id=room)
     log.restore_versions(node.log.other_versions)  # (before the entries going on from them)
-    placeless = node.log.placeless
+    placeless, late = node.log.placeless, node.log.placed_late
     for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
-        log.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
+        log.receive(
+            message,
+            trusted=True,
+            defer_stability=True,
+            placeless=message.id in placeless,
+            placed_late=message.id in late,
+        )
     proofs = [*node.log.evidence, *node.log.lies]
     log.restore_proofs([proof_from(signed_proof(p, room), room) for p in proofs])
     log.advance_stability()

@@ -565,6 +565,42 @@ def test_a_stamp_below_a_clock_its_author_announced_is_proof_of_a_lie() -> None:
     assert log.stable_count == count
 
 
+def _tail_of_a(log: OrderedLog) -> Tail:
+    """The tail B's answer names of A's entries, were B to propose removing A on ``log``."""
+    removal = Change(1, 0, (), (A.sender_id,))
+    change = log.compose(B, name="b", text="", sent_at_ms=0, kind=EntryKind.CHANGE, change=removal)
+    assert change.change is not None
+    (tail,) = change.change.tails
+    return tail
+
+
+def test_an_entry_placed_below_stable_positions_is_marked_so_again_after_a_restart() -> None:
+    """An entry given a place below positions a replica already held stable (only a
+    liar's stamps do that) is stable there by position, but its answers name it as not
+    stable. A restart no longer knows which positions were stable before: the store keeps
+    the mark (Delivered.placed_late), and a log restored with it answers as before."""
+    log, (a1, a2) = _log_with_two_from_a()
+    log.observe_head(_announce(B, 0, 2, log=log))
+    assert log.is_stable(a2) and not log.placed_late
+    assert _tail_of_a(log).stable == 2  # (both of A's entries: stable here)
+
+    def restored(placed_late: frozenset[MessageId]) -> OrderedLog:
+        again = PAIR.log()
+        for message in (a1, a2):
+            again.receive(message, trusted=True, defer_stability=True, placed_late=message.id in placed_late)
+        again.observe_head(_announce(B, 0, 2, log=again), defer_stability=True)
+        again.advance_stability()
+        return again
+
+    unmarked, marked = restored(frozenset()), restored(frozenset({a1.id}))
+    assert unmarked.stable_count == marked.stable_count == log.stable_count
+    assert marked.placed_late == {a1.id} and not unmarked.placed_late
+    assert _tail_of_a(unmarked).stable == 2
+    # From the entry placed late on, nothing of A's is named stable (see OrderedLog._tails).
+    tail = _tail_of_a(marked)
+    assert tail.stable == 0 and tail.links == _tail_of_a(unmarked).links
+
+
 def test_a_liars_membership_entry_without_a_place_counts_in_the_roster_as_everywhere() -> None:
     """B promises a clock, then leaves with a LEAVE stamped below it: the replica that
     relied on the promise holds the LEAVE without a place, but B has left there too, as
@@ -1402,9 +1438,15 @@ def _restarted(log: OrderedLog) -> OrderedLog:
     then the entries in log order, then the proofs."""
     again = TRIO.log()
     again.restore_versions(log.other_versions)
-    placeless = log.placeless
+    placeless, late = log.placeless, log.placed_late
     for message in sorted([*log.messages(), *log.tombstones()], key=lambda m: m.key):
-        again.receive(message, trusted=True, defer_stability=True, placeless=message.id in placeless)
+        again.receive(
+            message,
+            trusted=True,
+            defer_stability=True,
+            placeless=message.id in placeless,
+            placed_late=message.id in late,
+        )
     again.restore_proofs([*log.evidence, *log.lies])
     again.advance_stability()
     return again

@@ -17,6 +17,7 @@ from functools import partial
 
 import pytest
 
+from p2pchat.log import Delivered
 from p2pchat.membership import MemberState
 from p2pchat.message import MAX_TEXT_BYTES, EntryKind
 from p2pchat.node import Discovered, NodeConfig, text_count
@@ -809,3 +810,25 @@ def test_a_restart_in_the_simulator_keeps_what_the_shell_stores(backdated: bool)
     assert sorted(v.signature for v in after.other_versions) == versions
     assert after.stable_count == stable
     assert sim.stability_moved() == 0
+
+
+def test_a_restart_in_the_simulator_marks_an_entry_placed_late_again() -> None:
+    """What the shell stores of a delivery placed below positions already stable
+    (Delivered.placed_late: only a liar's stamps do that) the simulator keeps too, and
+    the restarted peer marks that entry again, so that its answers go on naming it as
+    not stable. (No schedule run so far has produced such a delivery: the event is
+    handed to the peer's keeper as the simulator hands it every event it records.)"""
+    sim = Simulation(SimConfig(peers=3, topology="full", seed=3))
+    for k in range(6):
+        sim.send_at(0.5 + k * 0.25, k % 3, f"m{k}")
+    sim.run_until(5.0)
+    peer = sim.peers[1]
+    log = peer.node.log
+    line = next(m for m in log if m.is_text and m.sender_id != peer.identity.sender_id)
+    peer.kept.note(Delivered(line, log.index_of(line), False, placed_late=True))
+    stable = log.stable_count
+    sim.crash(1)
+    sim.restart(1)
+    after = sim.peers[1].node.log
+    assert after.placed_late == {line.id} and after.is_visible(line)
+    assert after.stable_count == stable
