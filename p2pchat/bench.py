@@ -3,8 +3,11 @@
 Starts N ``p2pchat chat --json`` processes, each with its own SQLite store,
 connects them in a line (or a random connected graph), has each send M messages
 of B bytes -- paced at R per second, or as fast as possible -- and waits until
-every peer holds every message. It reads each process's JSON-lines output as it
-arrives and reports:
+every peer holds every message. Paced, each peer writes at moments of its own,
+drawn (seeded) as independent people would write: a Poisson process of rate R. With
+``--in-step`` every peer writes at the same moments instead, R times a second: each
+message then waits behind the others sent at the same moment, at every hop. It reads
+each process's JSON-lines output as it arrives and reports:
 
 * fully delivered messages per second (all N*M messages at all N peers),
 * latency from send to the last peer's delivery (p50, p99, max),
@@ -101,6 +104,12 @@ def add_bench_parser(commands: Any) -> None:
     bench.add_argument("--messages", type=whole_number(1), default=200, help="messages per peer")
     bench.add_argument(
         "--rate", type=number(0, above=True), help="messages per second per peer (default: flat out)"
+    )
+    bench.add_argument(
+        "--in-step",
+        action="store_true",
+        help="with --rate: every peer writes at the same moments (default: each at random moments "
+        "of its own, at that mean rate)",
     )
     bench.add_argument("--size", type=whole_number(1), default=50, help="bytes of text per message")
     bench.add_argument("--topology", choices=["line", "random"], default="line")
@@ -209,6 +218,7 @@ async def run_bench(
     timeout: float,
     seed: int = 1,
     quiet: bool = False,
+    in_step: bool = False,
 ) -> BenchResult:
     rng = random.Random(seed)
     links = _links(topology, peers, rng)
@@ -229,7 +239,8 @@ async def run_bench(
                     await proc.ready.wait()
                 _progress(f"started {index + 1}/{peers} peers", quiet)
             try:
-                return await _measure(procs, messages, rate, size, timeout, links, quiet)
+                timings = None if in_step else [random.Random(f"{seed}:{i}:timing") for i in range(peers)]
+                return await _measure(procs, messages, rate, size, timeout, links, quiet, timings)
             finally:
                 for proc in procs:
                     if proc.process.returncode is None:
@@ -251,6 +262,7 @@ async def _measure(
     timeout: float,
     links: list[list[int]],
     quiet: bool,
+    timings: list[random.Random] | None,
 ) -> BenchResult:
     expected_links = sum(len(js) for js in links)
     with trio.fail_after(30):
@@ -262,7 +274,8 @@ async def _measure(
     started = time.time()
     async with trio.open_nursery() as senders:
         for proc in procs:
-            senders.start_soon(_send_lines, proc, messages, rate, size)
+            timing = None if timings is None else timings[proc.index]
+            senders.start_soon(_send_lines, proc, messages, rate, size, timing)
     deadline = trio.current_time() + timeout
     while trio.current_time() < deadline:
         done = sum(len(p.delivered) for p in procs)
@@ -282,16 +295,22 @@ async def _measure(
     return _summarize(procs, total, started, finished, cpu_after - cpu_before, rss)
 
 
-async def _send_lines(proc: _Process, messages: int, rate: float | None, size: int) -> None:
+async def _send_lines(
+    proc: _Process, messages: int, rate: float | None, size: int, timing: random.Random | None
+) -> None:
+    """Write ``proc``'s lines: all at once without a ``rate``; else ``rate`` a second, at
+    start + n / rate without a ``timing`` (every peer in step), or at the moments of a
+    Poisson process drawn from it (independent writers: an exponential wait each)."""
     assert proc.process.stdin is not None
     filler = random.Random(proc.index)
     if rate is None:
         lines = [_line(proc.index, n, size, filler) for n in range(messages)]
         await proc.process.stdin.send_all("".join(lines).encode())
         return
-    start = trio.current_time()
+    start = when = trio.current_time()
     for n in range(messages):
-        await trio.sleep_until(start + n / rate)
+        when = start + n / rate if timing is None else when + timing.expovariate(rate)
+        await trio.sleep_until(when)
         await proc.process.stdin.send_all(_line(proc.index, n, size, filler).encode())
 
 
@@ -355,12 +374,14 @@ def run_bench_command(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             seed=args.seed,
             quiet=args.json,
+            in_step=args.in_step,
         )
     )
     if args.json:
         print(json.dumps(result.as_json()))
     else:
         rate = f"{args.rate:g}/s per peer" if args.rate else "flat out"
+        rate += ", in step" if args.rate and args.in_step else ""
         print(f"{result.peers} peers ({args.topology}), {result.messages} messages of {args.size} B, {rate}")
         print(f"  fully delivered      {result.delivered_per_s:,.0f} messages/s ({result.seconds:.2f} s)")
         print(
