@@ -65,6 +65,7 @@ from p2pchat.log import ClockLie, Delivered, Entombed, Equivocation, OrderedLog
 from p2pchat.message import EntryKind, Message, MessageId, announcement_payload, parse_announcement_payload
 from p2pchat.node import Node, Output, Send
 from p2pchat.peer import Peer, PeerConfig, open_peer, restore_log
+from p2pchat.restore import restore
 from p2pchat.store import DATABASE_NAME, SCHEMA, Store
 from p2pchat.wire import Frame, Head, Heads, Messages, Push, Want, decode_frame, encode_frame
 
@@ -378,19 +379,15 @@ def restarted(node: Node) -> Node:
     room = node.log.room_id
     assert room is not None
     log = OrderedLog(room_id=room)
-    log.restore_versions(node.log.other_versions)  # (before the entries going on from them)
-    placeless, late = node.log.placeless, node.log.placed_late
-    for message in sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key):
-        log.receive(
-            message,
-            trusted=True,
-            defer_stability=True,
-            placeless=message.id in placeless,
-            placed_late=message.id in late,
-        )
-    proofs = [*node.log.evidence, *node.log.lies]
-    log.restore_proofs([proof_from(signed_proof(p, room), room) for p in proofs])
-    log.advance_stability()
+    restore(
+        log,
+        versions=node.log.other_versions,
+        entries=sorted([*node.log.messages(), *node.log.tombstones()], key=lambda m: m.key),
+        placeless=node.log.placeless,
+        placed_late=node.log.placed_late,
+        proofs=[proof_from(signed_proof(p, room), room) for p in [*node.log.evidence, *node.log.lies]],
+        announcements=(),
+    )
     return Node(node.identity, node.name, log)
 
 

@@ -44,6 +44,7 @@ from p2pchat.message import (
     Tails,
     versions_digest,
 )
+from p2pchat.restore import restore
 from p2pchat.wire import Head
 
 A, B, C, D = sorted((Identity(bytes([i + 1]) * 32) for i in range(4)), key=lambda i: i.sender_id)
@@ -1434,21 +1435,18 @@ def test_a_held_chat_line_never_gives_way_to_a_membership_entry() -> None:
 
 
 def _restarted(log: OrderedLog) -> OrderedLog:
-    """``log`` restored as a peer restores it from its store: the other versions first,
-    then the entries in log order, then the proofs."""
+    """``log`` restored as a peer restores it from its store (p2pchat.restore): the other
+    versions first, then the entries in log order, then the proofs."""
     again = TRIO.log()
-    again.restore_versions(log.other_versions)
-    placeless, late = log.placeless, log.placed_late
-    for message in sorted([*log.messages(), *log.tombstones()], key=lambda m: m.key):
-        again.receive(
-            message,
-            trusted=True,
-            defer_stability=True,
-            placeless=message.id in placeless,
-            placed_late=message.id in late,
-        )
-    again.restore_proofs([*log.evidence, *log.lies])
-    again.advance_stability()
+    restore(
+        again,
+        versions=log.other_versions,
+        entries=sorted([*log.messages(), *log.tombstones()], key=lambda m: m.key),
+        placeless=log.placeless,
+        placed_late=log.placed_late,
+        proofs=[*log.evidence, *log.lies],
+        announcements=(),
+    )
     return again
 
 
