@@ -35,6 +35,7 @@ from typing import Any
 import trio
 
 from .arguments import number, whole_number
+from .errors import UserError
 from .membership import MAX_MEMBERS
 
 __all__ = ["BenchResult", "add_bench_parser", "chat_command", "json_events", "run_bench", "run_bench_command"]
@@ -364,6 +365,8 @@ def _summarize(
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
+    if args.in_step and args.rate is None:
+        raise UserError("--in-step paces the peers' writing: give --rate as well.")
     result = trio.run(
         lambda: run_bench(
             peers=args.peers,

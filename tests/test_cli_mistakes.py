@@ -125,6 +125,7 @@ MISTAKES = {
     # (A room holds at most 256 members: more was a traceback from inside the simulator.)
     "sim-too-many-peers": Mistake(["sim", "--peers", "1000"], "between 1 and 256, got 1000", code=2),
     "bench-zero-rate": Mistake(["bench", "--rate", "0"], "above 0", code=2),
+    "bench-in-step-unpaced": Mistake(["bench", "--in-step"], "give --rate as well"),
     "private-with-join": Mistake(
         [*CHAT, "--data", "{tmp}/a", "--private", "--join", "ws://127.0.0.1:1"], "not with --join"
     ),
