@@ -38,7 +38,15 @@ from .arguments import number, whole_number
 from .errors import UserError
 from .membership import MAX_MEMBERS
 
-__all__ = ["BenchResult", "add_bench_parser", "chat_command", "json_events", "run_bench", "run_bench_command"]
+__all__ = [
+    "BenchResult",
+    "add_bench_parser",
+    "chat_command",
+    "json_events",
+    "run_bench",
+    "run_bench_command",
+    "writer_timings",
+]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -240,7 +248,7 @@ async def run_bench(
                     await proc.ready.wait()
                 _progress(f"started {index + 1}/{peers} peers", quiet)
             try:
-                timings = None if in_step else [random.Random(f"{seed}:{i}:timing") for i in range(peers)]
+                timings = None if in_step else writer_timings(seed, peers)
                 return await _measure(procs, messages, rate, size, timeout, links, quiet, timings)
             finally:
                 for proc in procs:
@@ -294,6 +302,12 @@ async def _measure(
             await proc.stats_seen.wait()
     _progress("", quiet)
     return _summarize(procs, total, started, finished, cpu_after - cpu_before, rss)
+
+
+def writer_timings(seed: int, peers: int) -> list[random.Random]:
+    """Each peer's own source of writing moments (see _send_lines): the same for a seed,
+    independent of the others' and of the seed's use for the topology."""
+    return [random.Random(f"{seed}:{index}:timing") for index in range(peers)]
 
 
 async def _send_lines(

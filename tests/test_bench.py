@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import trio
 
-from p2pchat.bench import _Process, _send_lines, run_bench
+from p2pchat.bench import _Process, _send_lines, run_bench, writer_timings
 
 
 async def test_bench_admits_every_peer_and_delivers_every_line() -> None:
@@ -59,7 +59,7 @@ async def test_paced_peers_write_in_step_only_when_asked(autojump_clock: trio.ab
     assert in_step[0] == in_step[1] == pytest.approx([n / 10 for n in range(50)])
 
     def timings() -> list[random.Random | None]:
-        return [random.Random(f"1:{index}:timing") for index in range(2)]
+        return list(writer_timings(seed=1, peers=2))
 
     first, again = await _write_times(timings(), 10, 200), await _write_times(timings(), 10, 200)
     for times, times_again in zip(first, again, strict=True):
