@@ -26,7 +26,7 @@ from pathlib import Path
 import trio
 from benchroom import BenchRoom, found_room
 
-from p2pchat.bench import _cpu_seconds, chat_command, json_events
+from p2pchat.bench import _cpu_reading, _cpu_since, chat_command, json_events
 from p2pchat.identity import Identity
 from p2pchat.message import Message, MessageKey
 from p2pchat.peer import Peer, open_peer
@@ -99,7 +99,7 @@ async def run(count: int) -> None:
             joining = open_peer("joiner", data_dir=f"{tmp}/joiner", join=[url], identity=READER)
             async with joining as joiner:
                 began = time.perf_counter()
-                cpu_began, source_began = time.process_time(), _cpu_seconds(process.pid)
+                cpu_began, source_began = time.process_time(), _cpu_reading(process.pid)
                 with trio.fail_after(600):
                     await joiner.wait_delivered(len(placed))
                     # (The reader, a member, may propose to admit the source: that entry
@@ -110,7 +110,7 @@ async def run(count: int) -> None:
                 joiner._save()  # commit the last batch now, and count it
                 stored = time.perf_counter() - began
                 joiner_cpu = time.process_time() - cpu_began
-                source_cpu = _cpu_seconds(process.pid) - source_began
+                source_cpu = _cpu_since(process.pid, source_began)
                 assert _history_of(joiner) == [m.key for m in placed]
             with Store(f"{tmp}/joiner", read_only=True) as store:
                 assert store.message_count(room.room_id) >= len(entries)

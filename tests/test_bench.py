@@ -7,13 +7,16 @@ the founder ever gets, and then timed out on every run.
 
 from __future__ import annotations
 
+import os
 import random
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 import trio
 
-from p2pchat.bench import _Process, _send_lines, run_bench, writer_timings
+from p2pchat.bench import _cpu_reading, _cpu_since, _Process, _send_lines, run_bench, writer_timings
 
 
 async def test_bench_admits_every_peer_and_delivers_every_line() -> None:
@@ -76,3 +79,38 @@ async def test_paced_bench_delivers_every_line() -> None:
             peers=2, messages=10, rate=20, size=50, topology="line", timeout=60, quiet=True
         )
     assert result.lost == 0 and result.duplicates == 0 and result.max_ms > 0
+
+
+def _spin(seconds: float) -> None:
+    """Keep this thread on the CPU for ``seconds`` of its own CPU time."""
+    began = time.thread_time()
+    while time.thread_time() - began < seconds:
+        pass
+
+
+def test_cpu_is_counted_for_every_thread_to_well_under_a_clock_tick() -> None:
+    """The bench's CPU figure sums the process's threads (the peers check signatures in
+    a worker thread), each to the nanosecond where the kernel keeps it: 10 ms clock
+    ticks were an eighth of what a burst costs a peer."""
+    if not _cpu_reading(os.getpid()).threads:
+        pytest.skip("this kernel keeps no per-thread schedstat")
+    release = threading.Event()
+    spun = threading.Event()
+
+    def worker() -> None:
+        _spin(0.03)
+        spun.set()
+        release.wait()
+
+    before, process_before = _cpu_reading(os.getpid()), time.process_time()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        _spin(0.05)
+        spun.wait()
+        spent, process_spent = _cpu_since(os.getpid(), before), time.process_time() - process_before
+    finally:
+        release.set()
+        thread.join()
+    assert spent >= 0.08
+    assert spent == pytest.approx(process_spent, abs=0.005)
