@@ -1891,8 +1891,8 @@ class OrderedLog:
                 if ours is None or ours.kind is not EntryKind.TEXT:
                     continue  # (a membership entry counted in the roster as it is)
                 if ours.entry_hash()[:LINK_SIZE] == link:
-                    if entry in self._placeless:  # the same version, placed by the room
-                        shown.append(ours)
+                    if entry in self._placeless and self._valid_as_named(state, ours):
+                        shown.append(ours)  # the same version, placed by the room
                     continue
                 if self._unplace(ours):
                     voided.append(ours)
@@ -1902,10 +1902,31 @@ class OrderedLog:
                 if version is None:
                     self._wanted_versions[entry] = link
                     self._named_versions[entry] = None  # (asked for, see take_named_versions)
-                elif version.kind is EntryKind.TEXT:
+                elif version.kind is EntryKind.TEXT and self._valid_as_named(state, version):
                     shown.append(version)
         self._wanted_floor = self._lowest_wanted_key()
         return shown
+
+    def _valid_as_named(self, state: _Sender, version: Message) -> bool:
+        """Whether ``version``, the version of its author's entry a decision named, is
+        valid (rule 10): only then does it take a place.
+
+        The answers name the removed member's entries up to its cut as they hold them,
+        void ones too: an entry of an earlier epoch above its author's cut there is void
+        on every replica, in whichever version it holds (the epoch follows from the
+        entry's vector clock, the cut from a decision every replica shares). Shown in
+        place of our own void version, it would land among positions already stable
+        here (``liars`` 1973 of churn_explorer: a member kept by one decision, which
+        voided its later lines, and removed by the next one). The version is judged as
+        a delivery would judge it, from its predecessor here; one that goes on from
+        another version of an earlier entry cannot be judged from our chain, and keeps
+        its place as the answers give it."""
+        author, seq = version.sender_id, version.seq
+        if self._entry_hash_at(author, state, seq - 1) != version.previous:
+            return True
+        vector = dict(self._state_at(author, state, seq - 1).vector or {})
+        vector.update(version.deps.items())
+        return self.roster.judge(version, vector)[1] is None
 
     def _unplace(self, message: Message) -> bool:
         """Take ``message`` (delivered) out of the log, as a tombstone; whether it had a
@@ -1993,7 +2014,8 @@ class OrderedLog:
             if self._keep_evidence(proof):
                 events.append(proof)  # (so that it is stored with the proofs)
         self._keep_version(message, capped=False)
-        if message.kind is EntryKind.TEXT and message.key not in self._by_key:
+        placeable = message.kind is EntryKind.TEXT and message.key not in self._by_key
+        if placeable and self._valid_as_named(self._senders[message.sender_id], message):
             events.append(self._place_decided(message))
         self._closed_count = max(self._closed_count, self._closed_positions())
         if not defer_stability:

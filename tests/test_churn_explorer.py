@@ -159,3 +159,22 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
     }
     assert verdicts == expected
     assert any("liar's entry differs: honest peers show different versions" in line for line in lines)
+
+
+def test_a_version_void_in_an_earlier_epoch_takes_no_place_when_a_removal_names_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``liars`` 1973, a ring of eight. A partition leaves P1, P2 (the liar), P3 and P7 on
+    one side; P1 proposes to remove the other four's P0, P4 and P5, and P2 answers, then
+    writes three more lines (seqs 4 to 6) and signs two versions of the last: L22 to its
+    side, a backdated L19 that reaches P5. Healed, the change is decided with P2's cut at
+    3: its seqs 4 to 6 are void everywhere, and P5, removed, calls positions past them
+    stable. The next change removes P2; its answers name P2's entries up to seq 6 as
+    they hold them, the void L22 among them. P5 used to show that version in place of
+    its own void one, at position 38 of the 49 it had reported stable (SAFETY). A
+    version a decision names now takes a place only if it is valid, judged as a
+    delivery is: this one is above its author's cut in a closed epoch."""
+    assert churn_explorer.main(["liars", "1973"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    assert verdicts == {"1973": "OK"}, lines
