@@ -1918,14 +1918,20 @@ class OrderedLog:
         place of our own void version, it would land among positions already stable
         here (``liars`` 1973 of churn_explorer: a member kept by one decision, which
         voided its later lines, and removed by the next one). The version is judged as
-        a delivery would judge it, from its predecessor here; one that goes on from
-        another version of an earlier entry cannot be judged from our chain, and keeps
-        its place as the answers give it."""
+        a delivery would judge it: from our chain, through the other versions held here
+        that it goes on from (see _branch_versions). One that goes on from a version we
+        lack (or from a membership entry's) cannot be judged here, and takes its place
+        as the answers give it."""
         author, seq = version.sender_id, version.seq
+        branch: list[Message] = []
         if self._entry_hash_at(author, state, seq - 1) != version.previous:
-            return True
-        vector = dict(self._state_at(author, state, seq - 1).vector or {})
-        vector.update(version.deps.items())
+            found = self._branch_versions(version, state)
+            if not isinstance(found, list):
+                return True
+            branch = found
+        vector = dict(self._state_at(author, state, seq - 1 - len(branch)).vector or {})
+        for entry in (*reversed(branch), version):
+            vector.update(entry.deps.items())  # (each delta only raises the clock)
         return self.roster.judge(version, vector)[1] is None
 
     def _unplace(self, message: Message) -> bool:
