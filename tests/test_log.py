@@ -1628,3 +1628,70 @@ def test_replicas_that_saw_a_refused_version_first_end_where_the_others_do(order
     assert texts(log) == texts(clean) == [honest, a1, b2, c1]
     assert log.held_count == 0 and not log.blocked_senders()
     assert [(p.kept, p.rejected) for p in log.evidence] == [(honest, forged)]
+
+
+E = Identity(bytes([5]) * 32)
+FIVE = Room([A, B, C, D, E])
+
+
+@pytest.mark.parametrize("evidence_first", [False, True])
+def test_a_version_a_removal_names_of_an_entry_void_since_an_earlier_epoch_takes_no_place(
+    evidence_first: bool,
+) -> None:
+    """Five members. A proposes to remove E; B, C and D answer, and C then writes a line
+    in two versions: y to the members, x to replica Z (a member away, or one being
+    admitted). A, B and D commit: the change is decided, C's cut is its answer, and its
+    line is void on every replica, in either version. Next A removes C; the answers name
+    C's entries as they hold them, the void y among them. Z used to show y in place of
+    its own void x (among positions it had called stable: ``liars`` 1973 of the churn
+    explorer); y is void as x is, so Z shows neither and ends with A's log. With
+    ``evidence_first`` Z holds y as evidence before the removal; else y comes last."""
+    logs = {author: FIVE.log() for author in (A, B, C, D)}
+    log_z = FIVE.log()
+    reported: dict[int, MessageKey] = {}
+
+    def take(entry: Message, *, by_z: bool = True) -> None:
+        for log in logs.values():
+            log.receive(entry)
+        if by_z:
+            to_z(entry)
+
+    def to_z(entry: Message) -> None:
+        for event in log_z.receive(entry).events:
+            if isinstance(event, Stable):
+                reported.update((p, log_z[p].key) for p in range(event.count))
+        assert all(log_z[p].key == key for p, key in reported.items()), "a stable position moved"
+
+    def write(author: Identity, *, by_z: bool = True, text: str = "", **fields: object) -> Message:
+        entry = logs[author].compose(author, name="n", text=text, sent_at_ms=0, **fields)  # type: ignore[arg-type]
+        take(entry, by_z=by_z)
+        return entry
+
+    first = write(A, kind=EntryKind.CHANGE, change=Change(1, 0, (), (E.sender_id,)))
+    for author in (B, C, D):
+        write(author, kind=EntryKind.FLUSH, flush=Flush(1, 0, first.id))
+    y = write(C, by_z=False, text="one version")
+    x = FIVE.make(
+        C, y.seq, y.lamport, y.deps, "another version", relative=False,
+        previous=y.previous, links=logs[C].links_of(y.deps),
+    )  # fmt: skip
+    to_z(x)
+    if evidence_first:
+        to_z(y)
+    for author in (A, B, D):
+        write(author, kind=EntryKind.COMMIT, flush=Flush(1, 0, first.id))
+    assert E.sender_id not in log_z.members and C.sender_id in log_z.members
+    assert not any(log.is_visible(y) for log in logs.values()) and not log_z.is_visible(x)
+    second = write(A, kind=EntryKind.CHANGE, change=Change(2, 0, (), (C.sender_id,)))
+    for author in (B, D):
+        write(author, kind=EntryKind.FLUSH, flush=Flush(2, 0, second.id))
+    for author in (A, B, D):
+        write(author, kind=EntryKind.COMMIT, flush=Flush(2, 0, second.id))
+    if not evidence_first:
+        to_z(y)
+    log_a = logs[A]
+    assert C.sender_id not in log_a.members and C.sender_id not in log_z.members
+    assert not log_z.is_visible(y) and not log_z.is_visible(x)
+    assert list(log_z) == list(log_a) and log_z.stable_count == len(log_z) == log_a.stable_count
+    assert log_z.stability_violations == 0 and log_z.wanted_versions == []
+    assert reported, "Z called positions stable before the second removal"
