@@ -290,5 +290,9 @@ def statistics_object(peer: Peer) -> dict[str, Any]:
     return {"event": "statistics", **asdict(stats.node), "members": stats.members}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every line: json.dumps with options builds a new one each call."""
+
+
 def dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
