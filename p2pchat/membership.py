@@ -21,7 +21,10 @@ The rules, as implemented:
   COMMIT for it, the second phase, unless it holds a COMMIT of another change that
   is not dead (in that entry's causal past). An honest member commits the change it
   answered last; or one it answered before, if every change it answered since is
-  dead or waits on a member holding a COMMIT of that one (see "Moving on").
+  dead, or waits on a member holding a COMMIT of that one, or could be decided only
+  with such a member's COMMIT (see "Moving on"). It does not commit the one it
+  answered last where the COMMITs that may still come without those of members
+  holding a COMMIT of another change are no majority: that would lock it too.
 * **Decided and dead.** A change is *complete* once every member not being removed
   has answered it (with a FLUSH for it, or an exit), and *decided* once complete
   and COMMITs come from a strict majority of the epoch's members not counted by an
@@ -44,12 +47,12 @@ The rules, as implemented:
   if it is decided (above the cut below). A member that moved on may still commit
   the change it left: where members that committed it wait on it (they may answer
   nothing else), and the later rounds died (rivals that proposed at the same
-  moment kill each other) or wait on those very members, the room would otherwise
-  wait for good on the COMMIT of a member the change removes (docs/equivocation.md,
-  rounds that never decide). A room founded before protocol 11 (its GENESIS names
-  no rules: message.ROOM_RULES 1) keeps the rule it had: a member commits only the
-  change it answered last, and one that answered a later round cannot commit an
-  earlier one, nor counts among those that may.
+  moment kill each other) or wait on those very members (or need their COMMITs),
+  the room would otherwise wait for good on the COMMIT of a member the change
+  removes (docs/equivocation.md, rounds that never decide). A room founded before
+  protocol 11 (its GENESIS names no rules: message.ROOM_RULES 1) keeps the rule it
+  had: a member commits only the change it answered last, and one that answered a
+  later round cannot commit an earlier one, nor counts among those that may.
 * **Cuts.** When a change is decided, each removed member's cut is the highest
   of its seqs that any answer names, unless two answers name one of its entries of
   the epoch in different versions (each answer names the versions of the removed
@@ -496,7 +499,16 @@ class Roster:
         last = epoch.last_round.get(member, -1)
         mine = self.answered(member)
         uncommitted = mine is not None and member not in epoch.commits.get(mine.id, {})
-        if mine is not None and uncommitted and self._tally_all(epoch, mine).complete:
+        # Not where its COMMITs can make no majority without members that hold a COMMIT
+        # of another change (they may commit nothing else while it is not dead):
+        # committing it would lock this member too, where the earlier change it answered
+        # may need it (see _stranded_by_later_rounds).
+        if (
+            mine is not None
+            and uncommitted
+            and self._tally_all(epoch, mine).complete
+            and not self._hopeless(epoch, mine, self._locked_elsewhere(epoch, mine))
+        ):
             return EntryKind.COMMIT, Flush(epoch.number, mine.change.round, mine.id)
         earlier = self._stranded_by_later_rounds(epoch, member) if self.rules > 1 else None
         if earlier is not None:
@@ -552,10 +564,35 @@ class Roster:
                 continue
             moved_to = epoch.proposals[other.change]
             # (A later change that waits on a member holding a COMMIT of this one cannot be
-            # decided before this one is, or dies: that member may answer nothing else.)
-            if self._status(epoch, moved_to) != "dead" and not self.waiting_on(moved_to) & locked:
+            # decided before this one is, or dies: that member may answer nothing else; nor
+            # can one whose majority needs such a member's COMMIT.)
+            if (
+                self._status(epoch, moved_to) != "dead"
+                and not self.waiting_on(moved_to) & locked
+                and not self._hopeless(epoch, moved_to, locked)
+            ):
                 return False
         return True
+
+    def _locked_elsewhere(self, epoch: Epoch, proposal: _Proposal) -> frozenset[bytes]:
+        """The members holding a COMMIT of a change other than ``proposal`` that is not
+        dead: none of them may commit ``proposal`` while that holds."""
+        return frozenset(
+            member
+            for member in epoch.members
+            if (held := self._open_commit(epoch, member, _EVERYTHING)) is not None and held is not proposal
+        )
+
+    def _hopeless(self, epoch: Epoch, proposal: _Proposal, locked: Iterable[bytes]) -> bool:
+        """Whether ``proposal`` cannot be decided while the members ``locked`` may not
+        commit it: the others that committed it or still may are no strict majority.
+        Not "dead" (a lock ends if its change dies, and dead must be final), so it only
+        steers what an honest member commits (owed_answer)."""
+        excluded = frozenset(locked)
+        if not excluded:
+            return False
+        tally = self._tally(epoch, proposal, _EVERYTHING, excluded)
+        return 2 * tally.potential <= tally.base
 
     def proposal(
         self,
@@ -963,8 +1000,11 @@ class Roster:
             tally = self._tallies[key] = self._tally(epoch, proposal, _EVERYTHING)
         return tally
 
-    def _tally(self, epoch: Epoch, proposal: _Proposal, held: _Held) -> _Tally:
-        """Where ``proposal`` stands among the entries ``held`` says are held."""
+    def _tally(
+        self, epoch: Epoch, proposal: _Proposal, held: _Held, excluded: frozenset[bytes] = frozenset()
+    ) -> _Tally:
+        """Where ``proposal`` stands among the entries ``held`` says are held; with
+        ``excluded``, as if those members could no longer commit it (see _hopeless)."""
         moved_on_may_commit = self.rules > 1
         round_ = proposal.change.round
         commits = epoch.commits.get(proposal.id, {})
@@ -993,7 +1033,7 @@ class Roster:
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
-                elif answers_it and not exited:
+                elif answers_it and not exited and member not in excluded:
                     potential += 1
             elif own is not None and own.change != proposal.id:
                 complete, blocked = False, True  # it answered a rival of the round
@@ -1001,7 +1041,7 @@ class Roster:
                 if member in commits and held(member, commits[member]):
                     committed += 1
                     potential += 1
-                elif not exited and (moved_on_may_commit or not later):
+                elif not exited and (moved_on_may_commit or not later) and member not in excluded:
                     # It may still commit, even once it answered a later round: whenever it
                     # holds no COMMIT of another change that is not dead (_judge_commit).
                     potential += 1
@@ -1011,7 +1051,7 @@ class Roster:
                 exits += 1  # its exit answers the round
             else:
                 complete = False
-                potential += 1
+                potential += member not in excluded
         return _Tally(complete, blocked, committed, potential, len(epoch.members) - exits)
 
     def _removal_cut(

@@ -499,3 +499,41 @@ def test_a_member_that_moved_on_to_a_later_round_holds_its_lines_back_from_its_f
     assert len(roster.open_proposals()) == 2  # (round 0 is not dead: it may still be decided)
     assert (PEOPLE[2].sender_id, flush.seq) in roster.writes_after_answers()
     assert not room.logs[0].is_stable(line)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_member_commits_the_round_it_left_where_the_later_one_needs_a_locked_commit(
+    data: st.DataObject,
+) -> None:
+    """A room of three. p2 proposes to remove p1 (round 0), and at once p0 too (round
+    1). p0 gets round 0 only, answers it and commits it; p1 leaves. Round 1 has every
+    answer it needs (p2 proposed it, p1's LEAVE answers it), but two COMMITs of three
+    decide it and only p2 may give one: p0, the only other, holds a COMMIT of round 0
+    and may commit nothing else while round 0 is not dead. p2 used to commit round 1,
+    and the room waited for good (each round held one COMMIT and needed the other's:
+    ``var`` 2350 of the churn explorer). p2 now commits round 0, which p0's COMMIT and
+    its own decide; every replica, in any order of arrival, agrees."""
+    room = four_members(count=3)
+    p0, p1, p2 = (PEOPLE[i].sender_id for i in range(3))
+    first = room.write(2, EntryKind.CHANGE, change=Change(1, 0, (), (p1,)))
+    room.write(2, EntryKind.CHANGE, change=Change(1, 1, (), (p0,)))
+    room.logs[0].receive(first)
+    flush = room.answer(0)
+    commit = room.answer(0)
+    assert flush is not None and flush.kind is EntryKind.FLUSH
+    assert commit is not None and commit.kind is EntryKind.COMMIT and commit.flush is not None
+    assert commit.flush.change == first.id
+    room.write(1, EntryKind.LEAVE)
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                room.sync(i, j)
+    owed = room.logs[2].roster.owed_answer(p2)
+    assert owed == (EntryKind.COMMIT, Flush(1, 0, first.id))
+    room.answer(2)
+    order = data.draw(st.permutations(range(len(room.written))), label="order")
+    for log in [room.logs[2], room.replica(order)]:
+        decision = log.roster.epochs[1].decision
+        assert decision is not None and decision.change == first.id
+        assert not log.is_member(p1) and log.is_member(p0) and log.is_member(p2)
