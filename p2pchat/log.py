@@ -1837,9 +1837,7 @@ class OrderedLog:
         shown = self._show_decided_versions(decision, voided)
         if voided:
             events.append(Voided(tuple(voided)))
-        # (A key taken by another entry of the author's here, which only a liar's stamps
-        # can make: that entry keeps it, and the version is shown nowhere here.)
-        events.extend(self._place_decided(v) for v in shown if v.key not in self._by_key)
+        events.extend(self._place_decided(v) for v in shown if self._placeable(v))
         events.append(Decided(epoch, decision))
         # Every entry now in the log belongs to a closed epoch (the next epoch's entries
         # follow every answer of the decision just completed).
@@ -1891,8 +1889,8 @@ class OrderedLog:
                 if ours is None or ours.kind is not EntryKind.TEXT:
                     continue  # (a membership entry counted in the roster as it is)
                 if ours.entry_hash()[:LINK_SIZE] == link:
-                    if entry in self._placeless and self._valid_as_named(state, ours):
-                        shown.append(ours)  # the same version, placed by the room
+                    if entry in self._placeless:  # the same version, placed by the room
+                        shown.append(ours)
                     continue
                 if self._unplace(ours):
                     voided.append(ours)
@@ -1902,10 +1900,19 @@ class OrderedLog:
                 if version is None:
                     self._wanted_versions[entry] = link
                     self._named_versions[entry] = None  # (asked for, see take_named_versions)
-                elif version.kind is EntryKind.TEXT and self._valid_as_named(state, version):
+                elif version.kind is EntryKind.TEXT:
                     shown.append(version)
         self._wanted_floor = self._lowest_wanted_key()
         return shown
+
+    def _placeable(self, version: Message) -> bool:
+        """Whether ``version``, the version of its author's entry a decision named, takes
+        a place here: a chat line, valid (_valid_as_named), whose key no other entry of
+        its author's takes here (only a liar's stamps can make one: that entry keeps
+        it, and the version is shown nowhere here)."""
+        if version.kind is not EntryKind.TEXT or version.key in self._by_key:
+            return False
+        return self._valid_as_named(self._senders[version.sender_id], version)
 
     def _valid_as_named(self, state: _Sender, version: Message) -> bool:
         """Whether ``version``, the version of its author's entry a decision named, is
@@ -2020,8 +2027,7 @@ class OrderedLog:
             if self._keep_evidence(proof):
                 events.append(proof)  # (so that it is stored with the proofs)
         self._keep_version(message, capped=False)
-        placeable = message.kind is EntryKind.TEXT and message.key not in self._by_key
-        if placeable and self._valid_as_named(self._senders[message.sender_id], message):
+        if self._placeable(message):
             events.append(self._place_decided(message))
         self._closed_count = max(self._closed_count, self._closed_positions())
         if not defer_stability:
