@@ -47,7 +47,8 @@ Each seed prints one line:
 
   - *lonely peer*: no link, and it knows the address of no live peer (its only
     neighbour left), or of none but a liar it refuses; *isolated group*: the same for
-    a group of members linked among themselves;
+    a group of members linked among themselves; *eclipsed by the liar*: linked to the
+    liar only, and it knows the address of no live honest peer;
   - *room of two*, *no majority*: a member down for good (or the liar, which answers
     no change that removes it) cannot be removed, too few of the epoch's active
     members are up (a strict majority must commit);
@@ -56,9 +57,9 @@ Each seed prints one line:
     members are up to remove it, and the room cannot be reopened (not every member
     exited);
   - a member split, live members connected only through peers that are no members
-    (which relay nothing): *fixed-link split* with ``tc=0`` (nobody dials around
-    them), *links to non-members* with ``tc>0`` (they fill the link target, so nobody
-    dials across);
+    (which relay nothing), or through a liar they proved (they refuse it): *fixed-link
+    split* with ``tc=0`` (nobody dials around them), *links to non-members* with
+    ``tc>0`` (they fill the link target, so nobody dials across);
   - *entry lost with its author*: a peer holds entries of an author that is down behind
     one of its entries that no live peer holds (the author crashed before that one
     reached anyone; one that leaves waits until a neighbour holds its LEAVE, and all
@@ -818,7 +819,10 @@ def _links(sim: Simulation, index: int) -> list[int]:
 
 
 def _member_or_away(a: SimPeer, b: SimPeer) -> bool:
-    """Whether ``a`` gives ``b`` entries (it takes it for a member, or one away)."""
+    """Whether ``a`` gives ``b`` entries: it takes it for a member, or one away, and
+    holds no proof against it (it refuses a link to a proven liar)."""
+    if b.identity.sender_id in a.node.offenders:
+        return False
     info = a.node.log.member_info().get(b.identity.sender_id)
     return a.node.log.is_member(b.identity.sender_id) or (info is not None and info.state is MemberState.AWAY)
 
@@ -855,6 +859,7 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     names the category; the others that fit too are named after it."""
     findings = [
         *_lonely(sim),
+        *_eclipsed(sim),
         *_no_majority(sim),
         *_split(sim),
         *_lost_with_author(sim),
@@ -887,6 +892,27 @@ def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
                 (
                     f"P{peer.index} has no link and knows the address of no live honest peer "
                     f"(known: {sorted(_known(peer))})"
+                ),
+            )
+
+
+def _eclipsed(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """An honest peer linked to liars only, that knows the address of no live honest
+    peer: what it hears of the room is what the liars choose to pass on (an eclipse),
+    and the others, which proved the liar, refuse it."""
+    for peer in honest_live(sim):
+        links = _links(sim, peer.index)
+        known = [sim.peers[t] for t in _known(peer) if t != peer.index]
+        if (
+            links
+            and all(sim.peers[q].identity.sender_id in sim.liars for q in links)
+            and not any(p.alive and p.identity.sender_id not in sim.liars for p in known)
+        ):
+            yield (
+                "eclipsed by the liar",
+                (
+                    f"P{peer.index} is linked to the liar only ({','.join(f'P{q}' for q in links)}) "
+                    f"and knows the address of no live honest peer (known: {sorted(_known(peer))})"
                 ),
             )
 
@@ -938,8 +964,10 @@ def _no_majority(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
 
 
 def _split(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
-    """Live members connected only through peers that are no members."""
-    components = member_components(sim)
+    """Live members connected only through peers that are no members (a liar cut off
+    from the rest is no split: the honest peers refuse it once proven)."""
+    honest = {p.index for p in sim.peers if p.identity.sender_id not in sim.liars}
+    components = [c for c in member_components(sim) if c & honest]
     if len(components) < 2:
         return
     groups = " | ".join(",".join(f"P{i}" for i in sorted(c)) for c in components)

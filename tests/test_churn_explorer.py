@@ -73,6 +73,14 @@ LIAR_STALLS = {
     # "What it leaves").
     "1309": "left to a removed member: in P0's epoch 1 the open change P3#13 (round 0, removing [P1])"
     " can be decided only by the COMMIT of a member it removes, or of the liar",
+    # P4's only link is the liar P3, and P3 is the only peer it knows: the others proved
+    # P3, refuse it, and removed P4 with it (they heard nothing from P4).
+    "3036": "eclipsed by the liar: P4 is linked to the liar only (P3) and knows the address of no live"
+    " honest peer (known: [3])",
+    # P1's only link is P4, which the others removed (it had crashed) and so give
+    # nothing; the path from P4 to them through the liar P0 does not count (they refuse
+    # a proven liar), nor does the liar, cut off, count as a group of its own.
+    "2686": "fixed-link split: live members connected only through peers that are no members (P1,P4 | P2,P3)",
 }
 
 
