@@ -2238,6 +2238,15 @@ class OrderedLog:
             state = self._senders.get(member)
             if state is not None and state.delivered > named:
                 yield member, MessageKey(state.lamports[named], member)
+        # And its entries that an answer names in another version than ours (or as held
+        # without a place): the decision may void them, or show the other version
+        # (liars 221 of churn_explorer, ten peers: the one answer naming the other
+        # version stopped counting as a cover when its author quit, and an entry it named
+        # was called stable here, then voided).
+        for member, seq, link in self.roster.versions_named_in_removals():
+            state = self._senders.get(member)
+            if state is not None and seq <= state.delivered and self._tail_link(member, state, seq) != link:
+                yield member, MessageKey(state.lamports[seq - 1], member)
 
 
 def _linear_through(state: _Sender, seq: int) -> bool:

@@ -347,6 +347,28 @@ class Roster:
                 named.append((gone, max((a.names(gone) for a in answers if a is not None), default=0)))
         return named
 
+    def versions_named_in_removals(self) -> list[tuple[bytes, int, bytes]]:
+        """(member, seq, link): the versions of the entries of a member a change of the
+        current epoch still open removes, as the answers to that change held here name
+        them (their tails). A decision shows the versions its answers agree on, and cuts
+        the member below the first entry they name in two (see _removal_cut): a replica
+        holding another version of one of them must not call it stable while the change
+        is open, even once the answer that named it stops counting as a cover (its
+        author exits: the answer still counts in the decision)."""
+        if not self.epochs:
+            return []
+        epoch = self.current
+        named: list[tuple[bytes, int, bytes]] = []
+        for proposal in self.open_proposals():
+            if not proposal.removed:
+                continue
+            for answer in epoch.answers.get(proposal.change.round, {}).values():
+                if answer.change != proposal.id:
+                    continue
+                for gone in proposal.removed:
+                    named.extend((gone, seq, link) for seq, link in answer.versions_of(gone))
+        return named
+
     def name_of(self, member: bytes) -> str | None:
         return self._names.get(member)
 

@@ -186,3 +186,20 @@ def test_a_version_void_in_an_earlier_epoch_takes_no_place_when_a_removal_names_
     lines = capsys.readouterr().out.splitlines()
     verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
     assert verdicts == {"1973": "OK"}, lines
+
+
+def test_an_entry_an_answer_names_in_another_version_is_not_stable_while_the_removal_is_open(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``liars`` 221 with ten peers. The liar P2 signs two versions of its entry 2; one
+    reaches P4 first, the other the rest. Every member proposes to remove P2, and P4's
+    round is the one answered: P4's answer names its version of P2's entry 2, the
+    others' name theirs, all as not stable, so the decision will cut P2 below entry 2.
+    P4 quits before the decision. P8 then stopped counting P4's cover, the only one that
+    named the other version, called its own version stable, and the decision voided it
+    (SAFETY). An entry an answer to an open change names in another version than ours
+    is now stable nowhere here until the change is decided or dead."""
+    assert churn_explorer.main(["liars", "221", "--peers", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    assert verdicts == {"221": "OK"}, lines
