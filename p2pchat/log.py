@@ -2234,19 +2234,20 @@ class OrderedLog:
                 yield member, MessageKey(state.lamports[answer_seq], member)
         # And per member being removed, its first entry above what the answers so far
         # name: void if the change is decided, whoever says it delivered it.
-        for member, named in self.roster.removals_named():
+        for member, named, versions in self.roster.removals_named():
             state = self._senders.get(member)
-            if state is not None and state.delivered > named:
+            if state is None:
+                continue
+            if state.delivered > named:
                 yield member, MessageKey(state.lamports[named], member)
-        # And its entries that an answer names in another version than ours (or as held
-        # without a place): the decision may void them, or show the other version
-        # (liars 221 of churn_explorer, ten peers: the one answer naming the other
-        # version stopped counting as a cover when its author quit, and an entry it named
-        # was called stable here, then voided).
-        for member, seq, link in self.roster.versions_named_in_removals():
-            state = self._senders.get(member)
-            if state is not None and seq <= state.delivered and self._tail_link(member, state, seq) != link:
-                yield member, MessageKey(state.lamports[seq - 1], member)
+            # And its entries that an answer names in another version than ours (or as
+            # held without a place): the decision may void them, or show the other
+            # version (liars 221 of churn_explorer, ten peers: the one answer naming the
+            # other version stopped counting as a cover when its author quit, and an
+            # entry it named was called stable here, then voided).
+            for seq, link in versions:
+                if seq <= state.delivered and self._tail_link(member, state, seq) != link:
+                    yield member, MessageKey(state.lamports[seq - 1], member)
 
 
 def _linear_through(state: _Sender, seq: int) -> bool:

@@ -326,15 +326,21 @@ class Roster:
                     found[member] = answer.seq
         return list(found.items())
 
-    def removals_named(self) -> list[tuple[bytes, int]]:
-        """Per member that a change of the current epoch still open removes, the highest
-        of its seqs that the answers to that change held here name (for each such change).
+    def removals_named(self) -> list[tuple[bytes, int, list[tuple[int, bytes]]]]:
+        """Per member that a change of the current epoch still open removes (for each
+        such change): the highest of its seqs that the answers to that change held here
+        name, and the versions (seq, link) of its entries that those answers name (their
+        tails).
 
         If the change is decided, the member's entries above its cut are void, and its
         cut is the highest seq any answer names. A member whose entries are all covered
         names them in an answer it writes later; but one that answered already named what
         it had then: so above what the answers held name, a removed member's entry is
-        not stable while the change is open, whoever covers it (rule 8 with rule 10)."""
+        not stable while the change is open, whoever covers it (rule 8 with rule 10).
+        Nor is one of its entries that an answer names in another version than the one
+        held here: the decision shows the versions its answers agree on, and cuts the
+        member below the first entry they name in two (see _removal_cut), even once the
+        answer's author exits and its cover stops counting."""
         if not self.epochs:
             return []
         epoch = self.current
@@ -343,30 +349,10 @@ class Roster:
             round_ = proposal.change.round
             staying = epoch.members - proposal.removed
             answers = [epoch.answer_of(member, round_) for member in staying]
+            to_it = [a for a in epoch.answers.get(round_, {}).values() if a.change == proposal.id]
             for gone in proposal.removed:
-                named.append((gone, max((a.names(gone) for a in answers if a is not None), default=0)))
-        return named
-
-    def versions_named_in_removals(self) -> list[tuple[bytes, int, bytes]]:
-        """(member, seq, link): the versions of the entries of a member a change of the
-        current epoch still open removes, as the answers to that change held here name
-        them (their tails). A decision shows the versions its answers agree on, and cuts
-        the member below the first entry they name in two (see _removal_cut): a replica
-        holding another version of one of them must not call it stable while the change
-        is open, even once the answer that named it stops counting as a cover (its
-        author exits: the answer still counts in the decision)."""
-        if not self.epochs:
-            return []
-        epoch = self.current
-        named: list[tuple[bytes, int, bytes]] = []
-        for proposal in self.open_proposals():
-            if not proposal.removed:
-                continue
-            for answer in epoch.answers.get(proposal.change.round, {}).values():
-                if answer.change != proposal.id:
-                    continue
-                for gone in proposal.removed:
-                    named.extend((gone, seq, link) for seq, link in answer.versions_of(gone))
+                highest = max((a.names(gone) for a in answers if a is not None), default=0)
+                named.append((gone, highest, [version for a in to_it for version in a.versions_of(gone)]))
         return named
 
     def name_of(self, member: bytes) -> str | None:
