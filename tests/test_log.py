@@ -1695,3 +1695,55 @@ def test_a_version_a_removal_names_of_an_entry_void_since_an_earlier_epoch_takes
     assert list(log_z) == list(log_a) and log_z.stable_count == len(log_z) == log_a.stable_count
     assert log_z.stability_violations == 0 and log_z.wanted_versions == []
     assert reported, "Z called positions stable before the second removal"
+
+
+@pytest.mark.parametrize("exit_kind", [EntryKind.AWAY, EntryKind.LEAVE], ids=["away", "left"])
+def test_an_entry_an_open_removal_names_in_another_version_is_not_stable_when_that_answer_s_author_exits(
+    exit_kind: EntryKind,
+) -> None:
+    """Five members; E signs its line in two versions, y to A, C and D, x to B. A
+    proposes to remove E; B, C and D answer, B's answer naming x, the others' y. The
+    decision cuts E below the line (its answers disagree on it): y is void. Before it, B
+    exits: its cover stops counting, and every other replica covered y. They used to
+    call y stable there, and the decision then voided it (``liars`` 221 of the churn
+    explorer, ten peers). An answer counts in the decision after its author exits, so
+    while the change is open y is not stable; decided, no position reported stable moved
+    and every replica shows the same log."""
+    authors = (A, B, C, D, E)
+    logs = {author: FIVE.log() for author in authors}
+    reported: dict[Identity, dict[int, MessageKey]] = {author: {} for author in authors}
+
+    def give(replica: Identity, entry: Message) -> None:
+        log = logs[replica]
+        events = log.receive(entry).events
+        assert all(log[p].key == key for p, key in reported[replica].items()), "a stable position moved"
+        for event in events:
+            if isinstance(event, Stable):
+                reported[replica].update((p, log[p].key) for p in range(event.count))
+
+    def write(author: Identity, *to: Identity, text: str = "", **fields: object) -> Message:
+        entry = logs[author].compose(author, name="n", text=text, sent_at_ms=0, **fields)  # type: ignore[arg-type]
+        for replica in (author, *to):
+            give(replica, entry)
+        return entry
+
+    write(A, B, C, D, E, text="before the fork")
+    y = write(E, A, C, D, text="one version")
+    x = FIVE.make(
+        E, y.seq, y.lamport, y.deps, "another version", relative=False,
+        previous=y.previous, links=logs[E].links_of(y.deps),
+    )  # fmt: skip
+    give(B, x)
+    change = write(A, B, C, D, kind=EntryKind.CHANGE, change=Change(1, 0, (), (E.sender_id,)))
+    for author, others in ((C, (A, B, D)), (D, (A, B, C)), (B, (A, C, D))):
+        write(author, *others, kind=EntryKind.FLUSH, flush=Flush(1, 0, change.id))
+    write(B, A, C, D, kind=exit_kind)
+    y_at = {replica: [m.id for m in logs[replica]].index(y.id) for replica in (A, C, D)}
+    assert all(logs[replica].stable_count <= y_at[replica] for replica in (A, C, D))
+    for author, others in ((A, (B, C, D)), (C, (A, B, D)), (D, (A, B, C))):
+        write(author, *others, kind=EntryKind.COMMIT, flush=Flush(1, 0, change.id))
+    for replica in (A, B, C, D):
+        log = logs[replica]
+        assert E.sender_id not in log.members and not log.is_visible(y) and not log.is_visible(x)
+        assert list(log) == list(logs[A]) and log.stable_count == len(log)
+    assert all(reported[replica] for replica in (A, C, D)), "no position was reported stable"
