@@ -165,6 +165,7 @@ when (see Node._is_behind): a few seconds' worth."""
 
 _MOST_ANSWERS_AT_ONCE = 3
 """A FLUSH, then the COMMIT it made due, then a FLUSH for a later round: at most."""
+_EXITED = (MemberState.LEFT, MemberState.AWAY)
 
 
 class Rng(Protocol):
@@ -934,6 +935,11 @@ class Node:
         assert remote is not None
         if remote.sender_id == self.identity.sender_id:
             return self._fail(neighbour, CloseCode.POLICY_VIOLATION, "connected to ourselves")
+        if self._left and not neighbour.link.says_leaving:
+            # Our AUTH went out before we wrote our LEAVE: the other side, holding it,
+            # could take us for a member back and propose our admission again (see
+            # _returning). A link opened since says we are leaving (wire.Auth.leaving).
+            return self._fail(neighbour, CloseCode.NORMAL, "this peer is on its way out of the room")
         offence = self.offenders.get(remote.sender_id)
         if offence is not None:
             return self._fail(
@@ -977,7 +983,7 @@ class Node:
         admission: list[Output] = []
         # (A peer that left stays only until it knows we hold its LEAVE: see wire.Auth.)
         admissible = not remote.leaving
-        if admissible and (self.config.admission_delay <= 0 or self.log.roster.was_member(remote.sender_id)):
+        if admissible and (self.config.admission_delay <= 0 or self._returning(remote.sender_id)):
             # (A member coming back has answered changes before: no need to wait.)
             admission = self._admit(remote.sender_id, remote.name, now)
             outputs.extend(admission)
@@ -1144,6 +1150,16 @@ class Node:
         """Whether ``neighbour`` said it holds an entry we have not delivered."""
         delivered = self.log.delivered_seq
         return any(seq > delivered(sender) for sender, seq in neighbour.held.items())
+
+    def _returning(self, member: bytes) -> bool:
+        """Whether a neighbour that is not an active member is proposed for admission as
+        soon as its link opens: a member that was removed, not one whose LEAVE or AWAY we
+        held when its link opened. Such a link may have been dialed just before that
+        exit, by a peer now on its way out (a leaving one closes it, see _on_open; one
+        that quit closes all its links): it waits ``admission_delay`` as a newcomer
+        does. A member that really is back is admitted once its link stayed open that
+        long."""
+        return self.log.roster.was_member(member) and self._state_of(member) not in _EXITED
 
     def _is_away(self, member: bytes | None) -> bool:
         """Whether ``member`` went away cleanly (and may be re-admitted without an invite)."""
@@ -1355,8 +1371,8 @@ class Node:
                 continue  # it said goodbye on this link: it is on its way out
             if remote.leaving:
                 continue  # it left, and stays only until it knows we hold its LEAVE
-            newcomer = not self.log.roster.was_member(remote.sender_id)
-            if newcomer and now - neighbour.opened_at < self.config.admission_delay:
+            young = now - neighbour.opened_at < self.config.admission_delay
+            if young and not self._returning(remote.sender_id):
                 continue  # (not open long enough yet: see NodeConfig.admission_delay)
             if self._may_admit(remote.sender_id, invited=remote.sender_id in self._invited):
                 waiting[remote.sender_id] = remote.name
@@ -1713,10 +1729,11 @@ class Node:
         if first:
             # Its first heads open the sync (they ask for what it lacks).
             neighbour.heads_seen = True
-            neighbour.hello_seq = max(
-                (h.held_seq for h in heads if h.sender_id == neighbour.remote_id),
-                default=neighbour.hello_seq,
-            )
+            # (Raised, never lowered: a peer restored from an old copy of its data names
+            # less of its own chain than we hold, its AWAY included, and is back, not
+            # quitting on this link.)
+            own = (h.held_seq for h in heads if h.sender_id == neighbour.remote_id)
+            neighbour.hello_seq = max([neighbour.hello_seq, *own])
         else:
             self._syncing.pop(neighbour.conn, None)  # its transfer to us is complete
             self.history_checked = True

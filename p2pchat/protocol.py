@@ -162,6 +162,11 @@ class Link:
         return self._our_hello
 
     @property
+    def says_leaving(self) -> bool:
+        """Whether our AUTH on this link says we are leaving (wire.Auth.leaving)."""
+        return self._leaving
+
+    @property
     def claimed_id(self) -> bytes | None:
         """The id the other side said in its HELLO (proven only once :attr:`remote` is set)."""
         return self._claimed_id

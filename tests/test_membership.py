@@ -261,6 +261,57 @@ def test_a_member_who_comes_back_is_readmitted_and_its_seq_continues() -> None:
     assert mesh.nodes[0].log.member_info()[PEOPLE[2].sender_id].state is MemberState.ACTIVE
 
 
+@pytest.mark.parametrize("exit_kind", [EntryKind.LEAVE, EntryKind.AWAY], ids=["leave", "away"])
+def test_a_link_dialed_just_before_an_exit_does_not_get_the_member_in_again(exit_kind: EntryKind) -> None:
+    # Bob dials carol; before the link opens he leaves (or quits), and carol gets his
+    # LEAVE through alice first. His AUTH, sent before, does not say he is leaving: to
+    # carol he looked like a member back, and she proposed his admission at once. Bob
+    # stopped, and the room counted a member that was gone (a flaky CLI test). Now a
+    # member whose exit carol held waits admission_delay as a newcomer does; by then
+    # bob closed the link (leaving, at once; quitting, with all his links).
+    mesh = three_members()
+    mesh.run(2.0)  # (carol has heard everyone lately: she may propose a change)
+    bob, carol = mesh.nodes[1:]
+    bob_id = PEOPLE[1].sender_id
+    at_bob, at_carol = mesh._next_conn, mesh._next_conn + 1
+    mesh._next_conn += 2
+    mesh.links[at_bob], mesh.links[at_carol] = (1, at_carol), (2, at_bob)
+    mesh.inbox[at_bob], mesh.inbox[at_carol] = [], []
+    mesh.route(1, bob.open(at_bob, mesh.now, bytes([at_bob]) * LINK_RANDOMNESS, dialed_url="ws://2"))
+    mesh.route(2, carol.open(at_carol, mesh.now, bytes([at_carol]) * LINK_RANDOMNESS))
+    parked = {conn: mesh.inbox.pop(conn) for conn in (at_bob, at_carol)}
+    _, outputs = bob.write(exit_kind, "bye", mesh.now, 0)
+    mesh.route(1, outputs)
+    while any(mesh.inbox.values()):  # (the exit goes round through alice)
+        for conn, frames in mesh.inbox.items():
+            while frames:
+                mesh.deliver(conn, frames.pop(0))
+    assert carol.log.member_info()[bob_id].state in (MemberState.LEFT, MemberState.AWAY)
+    mesh.inbox.update(parked)
+    while not carol.is_open(at_carol):  # (the handshake, up to carol taking bob's AUTH)
+        conn = at_carol if mesh.inbox[at_carol] else at_bob
+        mesh.deliver(conn, mesh.inbox[conn].pop(0))
+
+    def proposed_for_bob(node: Node) -> bool:
+        changes = [m.change for m in node.log if m.kind is EntryKind.CHANGE and m.change is not None]
+        return any(bob_id in dict(change.admitted) for change in changes[1:])  # (after his admission)
+
+    assert not proposed_for_bob(carol)  # (not at once: a member back waits admission_delay)
+    for step in range(200):  # (the shell carries out each close)
+        mesh.run(0.01)
+        if exit_kind is EntryKind.AWAY and step == 20:
+            mesh.route(1, bob.close_all())  # (as Peer.aclose does after its AWAY)
+        for close in mesh.closed:
+            if close.conn in mesh.links:
+                mesh.disconnect(close.conn)
+    if exit_kind is EntryKind.LEAVE:
+        assert [c.reason for c in mesh.closed] == ["this peer is on its way out of the room"]
+    for node in mesh.nodes:
+        assert not proposed_for_bob(node)
+        assert node.log.member_info()[bob_id].state is not MemberState.ACTIVE
+        assert node.log.members == {PEOPLE[0].sender_id, PEOPLE[2].sender_id}
+
+
 async def test_a_peer_that_sends_before_it_is_admitted_queues_until_then() -> None:
     with trio.fail_after(20):
         async with open_peer("alice") as alice:
