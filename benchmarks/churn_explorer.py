@@ -4,7 +4,7 @@ for safety and for liveness.
 Not a benchmark: a search for schedules that break the room's promises. Every seed
 draws a random room and a random schedule of faults, runs it in the deterministic
 simulator (virtual time: a seed is the same run every time, on any machine) and looks
-at the result. Four generators (MODE):
+at the result. Five generators (MODE):
 
 * ``churn`` -- tests/test_sim.py's ``_random_churn``: 3 to 6 peers; crashes, quits and
   partitions; lost and doubled frames.
@@ -20,6 +20,9 @@ at the result. Four generators (MODE):
   backdated as low as the stamp check allows), each version going first to some of its
   neighbours, while honest members crash, quit or are split off. The ``var`` knobs but
   ``--kinds`` apply.
+* ``answers`` -- as ``liars``, but about half of the lies fork a membership entry: the
+  liar signs a chat line with the seq (and predecessor) of its next CHANGE, FLUSH or
+  COMMIT and sends it first to some of its neighbours.
 
 Each seed prints one line:
 
@@ -100,14 +103,16 @@ from types import ModuleType
 from unittest import mock
 
 import p2pchat.log
+from p2pchat.deflate import deflate_frame
 from p2pchat.evidence import offender_of, offenders
 from p2pchat.log import Decided, Delivered, Entombed, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
-from p2pchat.node import Node, NodeConfig, Output
+from p2pchat.node import Node, NodeConfig, Output, OwnEntries
 from p2pchat.sim import SimConfig, SimPeer, Simulation
+from p2pchat.wire import Messages, encode_frame
 
-MODES = ("churn", "exits", "var", "liars")
+MODES = ("churn", "exits", "var", "liars", "answers")
 VAR_KINDS = (
     "crash",
     "quit",
@@ -169,6 +174,9 @@ class TracedSimulation(Simulation):
         self.lied: set[bytes] = set()
         """The liars that did lie (one needs two links to), and how many times."""
         self.lies = 0
+        self.answer_forks: dict[int, int] = {}
+        """Per liar (the ``answers`` generator), how many of its next membership entries
+        (a CHANGE, FLUSH or COMMIT) it signs a second version of."""
         self.liar_disagreements: list[str] = []
         """Positions two peers reported stable as different entries, one of them a liar's."""
         self._stable_signatures: dict[int, dict[int, bytes]] = {}
@@ -245,6 +253,52 @@ class TracedSimulation(Simulation):
         to = ",".join(f"P{i}" for i in told)
         self.note(f"P{index} equivocates on #{seq}{' (backdated)' if backdated else ''}, first to {to}")
         return told
+
+    def fork_answers(self, index: int, count: int) -> None:
+        """Peer ``index`` will sign a second version of each of its next ``count``
+        membership entries: a chat line with its seq, predecessor, stamp and vector clock,
+        sent at once to some of its neighbours, before the entry reaches them."""
+        self.answer_forks[index] = self.answer_forks.get(index, 0) + count
+
+    def _apply(self, index: int, outputs: Iterable[Output]) -> None:
+        outputs = list(outputs)
+        if self.answer_forks.get(index):
+            for output in outputs:
+                if isinstance(output, OwnEntries):
+                    for entry in output.messages:
+                        if entry.kind in (EntryKind.CHANGE, *VOTES) and self.answer_forks[index] > 0:
+                            self._fork_entry(index, entry)
+        super()._apply(index, outputs)
+
+    def _fork_entry(self, index: int, entry: Message) -> None:
+        peer = self.peers[index]
+        node = peer.node
+        ends = self._endpoints.values()
+        links = {e.remote_peer: e.conn for e in ends if e.peer == index and node.is_open(e.conn)}
+        if not peer.alive or len(links) < 2:
+            return
+        twin = Message.create(
+            peer.identity,
+            seq=entry.seq,
+            lamport=entry.lamport,
+            sent_at_ms=entry.sent_at_ms,
+            name=entry.name,
+            text=f"a lie in place of its {entry.kind.name}",
+            deps=entry.deps,
+            room_id=node.log.room_id or b"",
+            previous=entry.previous,
+            links=node.log.links_of(entry.deps),
+        )
+        told = self._rng.sample(sorted(links), self._rng.randint(1, len(links) - 1))
+        frame = deflate_frame(encode_frame(Messages((twin,))))
+        for remote in told:
+            self._transmit(links[remote], frame, clear=False)
+        self.answer_forks[index] -= 1
+        self.lied.add(peer.identity.sender_id)
+        self.lies += 1
+        to = ",".join(f"P{i}" for i in told)
+        what = f"a chat line as its #{entry.seq} too, not its {entry.kind.name}"
+        self.note(f"P{index} signs {what}, first to {to}")
 
     # What the peers' logs say ---------------------------------------------------------
     def _violation(self, text: str) -> None:
@@ -644,11 +698,13 @@ def var_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     return Run(sim, f"{room} plan={','.join(plan)}")
 
 
-def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
+def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation], *, answers: bool = False) -> Run:
     """One member lies: one to three times it signs two versions of a line (some with a
     stamp backdated below the first), each version reaching some of its neighbours
-    first, while honest members crash, quit or are split off; every member chats."""
-    rng = random.Random(seed * 6151 + 29)
+    first, while honest members crash, quit or are split off; every member chats.
+    ``answers``: each lie is, as often, a second version of the liar's next membership
+    entry instead (a chat line in place of its CHANGE, FLUSH or COMMIT)."""
+    rng = random.Random(seed * 6151 + 29 + answers * 7)
     sim, room = draw_room(rng, seed, knobs, LIAR_ROOMS, built)
     peers, timeout = sim.config.peers, sim.config.node.member_timeout or 0.0
     liar = rng.randrange(peers)
@@ -659,6 +715,10 @@ def liars_run(seed: int, knobs: VarKnobs, built: list[TracedSimulation]) -> Run:
     for _ in range(rng.randint(1, 3)):
         when += rng.uniform(0.0, 2 * timeout)
         backdated = rng.random() < 0.5
+        if answers and rng.random() < 0.5:
+            sim.at(when, partial(sim.fork_answers, liar, 1))
+            plan.append("answer")
+            continue
         sim.at(when, partial(sim.equivocate, liar, backdated))
         plan.append("backdated" if backdated else "fork")
     horizon = when + 2
@@ -697,8 +757,8 @@ def generate(mode: str, seed: int, tc: int | None, knobs: VarKnobs, built: list[
     ``built`` as soon as it exists, for a look at it if the run raises)."""
     if mode == "var":
         return var_run(seed, knobs, built)
-    if mode == "liars":
-        return liars_run(seed, knobs, built)
+    if mode in ("liars", "answers"):
+        return liars_run(seed, knobs, built, answers=mode == "answers")
     module = _test_sim()
     with _traced(module, tc if mode == "churn" else None, built):
         if mode == "churn":
@@ -1195,7 +1255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="the trace of every seed that failed")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line for the seeds that are OK")
-    var = parser.add_argument_group("var and liars (otherwise drawn from the seed; --kinds: var only)")
+    var = parser.add_argument_group("var, liars, answers (otherwise drawn from the seed; --kinds: var only)")
     var.add_argument("--peers", type=int)
     var.add_argument("--topology", choices=["ring", "random", "full", "line"])
     var.add_argument("--adm", type=float, help="admission delay, seconds")
@@ -1220,8 +1280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
     given = {name: getattr(args, name) for name in VAR_ONLY if getattr(args, name) is not None}
-    if (given and args.mode not in ("var", "liars")) or ("kinds" in given and args.mode != "var"):
-        parser.error(f"{', '.join('--' + n for n in given)}: var and liars only (--kinds: var only)")
+    if (given and args.mode not in ("var", "liars", "answers")) or ("kinds" in given and args.mode != "var"):
+        parser.error(f"{', '.join('--' + n for n in given)}: var, liars, answers only (--kinds: var only)")
     knobs = VarKnobs(tc=args.tc, **given)
     # Every time the log's quick look says no position can become stable, the full
     # computation must agree (as in the tests, see tests/conftest.py).

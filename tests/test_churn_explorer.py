@@ -203,3 +203,30 @@ def test_an_entry_an_answer_names_in_another_version_is_not_stable_while_the_rem
     lines = capsys.readouterr().out.splitlines()
     verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
     assert verdicts == {"221": "OK"}, lines
+
+
+def test_the_answers_generator_has_the_liar_fork_a_membership_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``answers``: the liar signs a chat line with the seq of its next CHANGE, FLUSH or
+    COMMIT and sends it first to some neighbours. In 15 it forks its CHANGE; the room
+    proves it, removes it and converges."""
+    assert churn_explorer.main(["answers", "15", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "P4 signs a chat line as its #13 too, not its CHANGE, first to P0,P2,P3" in out
+    verdicts = {line.split()[0]: line.split()[1] for line in out.splitlines() if line[:1].isdigit()}
+    assert verdicts == {"15": "OK"}, out
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/equivocation.md, 'A fork of a membership entry')")
+def test_an_honest_answer_to_a_forked_change_takes_the_same_place_everywhere(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``answers`` 14 and 49: the liar forks its CHANGE with a chat line. An honest
+    member's FLUSH answering the CHANGE is valid, and placed, where the CHANGE is the
+    version shown, and invalid (it answers no change), so without a place, where the
+    chat line is: honest replicas report different honest entries stable (SAFETY)."""
+    churn_explorer.main(["answers", "14", "49"])
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    assert verdicts == {"14": "OK", "49": "OK"}, lines
