@@ -71,6 +71,10 @@ Each seed prints one line:
     or of the liar, can decide: the other members it keeps that may still commit it
     are no strict majority, and those that committed it answer nothing else
     (``docs/equivocation.md``, rounds that never decide);
+  - *honest entry placed differently*: an honest member's answer to the liar's change,
+    delivered by two honest peers, has a place in the log at one and none at the other,
+    which shows another version of the change (``answers``: ``docs/equivocation.md``,
+    "A fork of a membership entry", open);
 
   or *unclassified*. Members proposed for removal while up and reachable (as for *false
   suspicion*) are named too, after the category: often how the room came to be stuck.
@@ -918,6 +922,7 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
     """Why a run did not converge: (category, one sentence). The first pattern that fits
     names the category; the others that fit too are named after it."""
     findings = [
+        *_placed_differently(sim),
         *_lonely(sim),
         *_eclipsed(sim),
         *_no_majority(sim),
@@ -937,6 +942,36 @@ def diagnose(sim: TracedSimulation) -> tuple[str, str]:
         sorted(({c for c, _ in findings[1:]} | suspected) - {findings[0][0], "unclassified"}),
     )
     return category, sentence + (f" (also: {', '.join(others)})" if others else "")
+
+
+def _placed_differently(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
+    """An honest member's answer to a change of the liar, that two honest peers both
+    delivered, with a place in the log at one (which shows the change) and none at the
+    other (which shows another version of the liar's entry in its place): the
+    ``answers`` generator's fork of a membership entry (docs/equivocation.md, open)."""
+    peers = honest_live(sim)
+    for peer, other in itertools.permutations(peers, 2):
+        shown = {m.id for m in other.node.log}
+        for entry in peer.node.log:
+            if entry.kind is not EntryKind.FLUSH or entry.flush is None or entry.id in shown:
+                continue
+            change = entry.flush.change
+            theirs = other.node.log.get(change)
+            if (
+                entry.sender_id not in sim.liars
+                and change.sender_id in sim.liars
+                and other.node.log.delivered_seq(entry.sender_id) >= entry.seq
+                and (theirs is None or theirs.kind is not EntryKind.CHANGE)
+            ):
+                yield (
+                    "honest entry placed differently",
+                    (
+                        f"{sim.name(entry.sender_id)}#{entry.seq}, an answer to the liar's change "
+                        f"#{change.seq}, has a place at P{peer.index} and none at P{other.index}, "
+                        "which shows another version of that entry"
+                    ),
+                )
+                return
 
 
 def _lonely(sim: TracedSimulation) -> Iterator[tuple[str, str]]:
