@@ -50,10 +50,10 @@ Gossip rules:
 * **Rooms and membership.** AUTH says which room each side is in: a newcomer
   without a room takes its first neighbour's, and a neighbour from another room
   is refused with a reason. In an open room, a member proposes a CHANGE admitting
-  a neighbour that is not an active member (a newcomer once its link stayed open
-  ``admission_delay``, or a member back from AWAY or LEAVE), unless the room is
-  full (``MAX_MEMBERS``), and removing every member not heard from for
-  ``member_timeout``. Every member answers the changes it sees with a FLUSH, then
+  a neighbour that is not an active member (a newcomer, or a member back from AWAY
+  or LEAVE, once its link stayed open ``admission_delay``; a removed one at once),
+  unless the room is full (``MAX_MEMBERS``), and removing every member not heard
+  from for ``member_timeout``. Every member answers the changes it sees with a FLUSH, then
   a COMMIT once it holds every answer a change needs (DESIGN.md rule 10, see
   :mod:`p2pchat.membership`). A change is proposed only while every member it
   keeps was heard from recently: it needs all their answers. One stuck on a member
@@ -216,7 +216,9 @@ class NodeConfig:
     before our heads give it to that neighbour over a lazy link (see ``_lean_head``)."""
     admission_delay: float = 0.5
     """Seconds a newcomer's link must stay open before an open room proposes to admit it:
-    a link that opens and dies at once must not become a member that never answers."""
+    a link that opens and dies at once must not become a member that never answers. A
+    member back from AWAY or LEAVE waits as long (its link may be one it dialed just
+    before that exit, see Node._returning)."""
     member_timeout: float | None = 30.0
     """Seconds a member may go unheard (no entry, no fresh announcement, no open link to
     us) before we propose to remove it (rule 10); None: never."""
