@@ -1747,3 +1747,32 @@ def test_an_entry_an_open_removal_names_in_another_version_is_not_stable_when_th
         assert E.sender_id not in log.members and not log.is_visible(y) and not log.is_visible(x)
         assert list(log) == list(logs[A]) and log.stable_count == len(log)
     assert all(reported[replica] for replica in (A, C, D)), "no position was reported stable"
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/equivocation.md, 'A fork of a membership entry')")
+def test_an_honest_answer_to_a_change_the_liar_forked_with_a_chat_line_has_one_place_everywhere() -> None:
+    """Five members. E proposes to remove D (a CHANGE) and signs a chat line as the same
+    entry; A holds the CHANGE, B the chat line. A answers the CHANGE. B, given A's FLUSH
+    and the CHANGE it answered (held as the other version), judges the FLUSH against the
+    roster it built from the chat line: it answers no change there, so it takes no place
+    at B while it has one at A (``answers`` 14 of the churn explorer)."""
+    logs = {author: FIVE.log() for author in (A, B, E)}
+
+    def write(author: Identity, *to: Identity, **fields: object) -> Message:
+        entry = logs[author].compose(author, name="n", text="", sent_at_ms=0, **fields)  # type: ignore[arg-type]
+        for replica in (author, *to):
+            logs[replica].receive(entry)
+        return entry
+
+    change = write(E, A, kind=EntryKind.CHANGE, change=Change(1, 0, (), (D.sender_id,)))
+    line = FIVE.make(
+        E, change.seq, change.lamport, change.deps, "a line in its place", relative=False,
+        previous=change.previous, links=logs[E].links_of(change.deps),
+    )  # fmt: skip
+    logs[B].receive(line)
+    flush = write(A, kind=EntryKind.FLUSH, flush=Flush(1, 0, change.id))
+    for entry in (change, flush):  # (B holds the CHANGE as the other version, then the FLUSH)
+        logs[B].receive(entry)
+    assert logs[B].delivered_seq(A.sender_id) == flush.seq
+    assert logs[A].is_visible(flush)
+    assert logs[B].is_visible(flush), "an honest answer has a place at A and none at B"
