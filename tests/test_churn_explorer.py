@@ -24,6 +24,11 @@ SEEDS = {
 }
 
 
+def verdicts_of(lines: list[str]) -> dict[str, str]:
+    """Seed -> verdict (OK, KNOWN, SAFETY, ...), from the explorer's output lines."""
+    return {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+
+
 @pytest.mark.parametrize("mode", sorted(SEEDS))
 def test_fixed_seeds_of_each_generator_end_in_one_stable_log(
     mode: str, capsys: pytest.CaptureFixture[str]
@@ -101,7 +106,7 @@ def test_a_round_that_waited_on_the_liars_commit_is_committed_by_the_members_tha
     answered since is dead, or waits on the members that committed it."""
     assert churn_explorer.main(["liars", "267", "623"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    verdicts = verdicts_of(lines)
     assert verdicts == {"267": "OK", "623": "OK"}, lines
 
 
@@ -152,7 +157,7 @@ def test_liars_are_proven_everywhere_and_only_their_own_lines_may_differ(
       that differ mark the liar's lines disputed, or it would be SAFETY)."""
     assert churn_explorer.main(["liars", "4", "7", "41", "53", "58", "21", "195", "604", "684", "191"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    verdicts = verdicts_of(lines)
     expected = {
         "4": "OK",
         "7": "OK",
@@ -184,7 +189,7 @@ def test_a_version_void_in_an_earlier_epoch_takes_no_place_when_a_removal_names_
     delivery is: this one is above its author's cut in a closed epoch."""
     assert churn_explorer.main(["liars", "1973"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    verdicts = verdicts_of(lines)
     assert verdicts == {"1973": "OK"}, lines
 
 
@@ -201,7 +206,7 @@ def test_an_entry_an_answer_names_in_another_version_is_not_stable_while_the_rem
     is now stable nowhere here until the change is decided or dead."""
     assert churn_explorer.main(["liars", "221", "--peers", "10"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    verdicts = verdicts_of(lines)
     assert verdicts == {"221": "OK"}, lines
 
 
@@ -214,7 +219,7 @@ def test_the_answers_generator_has_the_liar_fork_a_membership_entry(
     assert churn_explorer.main(["answers", "15", "-v"]) == 0
     out = capsys.readouterr().out
     assert "P4 signs a chat line as its #13 too, not its CHANGE, first to P0,P2,P3" in out
-    verdicts = {line.split()[0]: line.split()[1] for line in out.splitlines() if line[:1].isdigit()}
+    verdicts = verdicts_of(out.splitlines())
     assert verdicts == {"15": "OK"}, out
 
 
@@ -228,5 +233,5 @@ def test_an_honest_answer_to_a_forked_change_takes_the_same_place_everywhere(
     chat line is: honest replicas report different honest entries stable (SAFETY)."""
     churn_explorer.main(["answers", "14", "49"])
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[0]: line.split()[1] for line in lines if line[:1].isdigit()}
+    verdicts = verdicts_of(lines)
     assert verdicts == {"14": "OK", "49": "OK"}, lines
