@@ -107,14 +107,12 @@ from types import ModuleType
 from unittest import mock
 
 import p2pchat.log
-from p2pchat.deflate import deflate_frame
 from p2pchat.evidence import offender_of, offenders
 from p2pchat.log import Decided, Delivered, Entombed, OrderedLog, Stable, Voided
 from p2pchat.membership import VOTES, MemberState
 from p2pchat.message import EntryKind, Message, MessageId, MessageKey
 from p2pchat.node import Node, NodeConfig, Output, OwnEntries
 from p2pchat.sim import SimConfig, SimPeer, Simulation
-from p2pchat.wire import Messages, encode_frame
 
 MODES = ("churn", "exits", "var", "liars", "answers")
 VAR_KINDS = (
@@ -277,9 +275,7 @@ class TracedSimulation(Simulation):
     def _fork_entry(self, index: int, entry: Message) -> None:
         peer = self.peers[index]
         node = peer.node
-        ends = self._endpoints.values()
-        links = {e.remote_peer: e.conn for e in ends if e.peer == index and node.is_open(e.conn)}
-        if not peer.alive or len(links) < 2:
+        if not peer.alive or len(self.open_links(index)) < 2:
             return
         twin = Message.create(
             peer.identity,
@@ -293,10 +289,7 @@ class TracedSimulation(Simulation):
             previous=entry.previous,
             links=node.log.links_of(entry.deps),
         )
-        told = self._rng.sample(sorted(links), self._rng.randint(1, len(links) - 1))
-        frame = deflate_frame(encode_frame(Messages((twin,))))
-        for remote in told:
-            self._transmit(links[remote], frame, clear=False)
+        told = self.send_ahead(index, twin)
         self.answer_forks[index] -= 1
         self.lied.add(peer.identity.sender_id)
         self.lies += 1

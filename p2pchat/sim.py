@@ -598,12 +598,7 @@ class Simulation:
         write now, or has fewer than two links."""
         peer = self.peers[index]
         node = peer.node
-        links = {
-            e.remote_peer: e.conn
-            for e in self._endpoints.values()
-            if e.peer == index and node.is_open(e.conn)
-        }
-        if not peer.alive or len(links) < 2 or node.why_not_writable() is not None:
+        if not peer.alive or len(self.open_links(index)) < 2 or node.why_not_writable() is not None:
             return None
         try:
             genuine = self.send(index, f"the truth {len(self.sent)}")
@@ -627,10 +622,24 @@ class Simulation:
             previous=genuine.previous,
             links=node.log.links_of(deps),
         )
+        return self.send_ahead(index, twin, first_to)
+
+    def open_links(self, index: int) -> dict[int, int]:
+        """Peer ``index``'s open links: the peer at the other end -> its conn there."""
+        node = self.peers[index].node
+        ends = self._endpoints.values()
+        return {e.remote_peer: e.conn for e in ends if e.peer == index and node.is_open(e.conn)}
+
+    def send_ahead(self, index: int, message: Message, first_to: Iterable[int] | None = None) -> list[int]:
+        """Send ``message`` (signed by peer ``index``, past its node: another version of
+        one of its entries) at once to the neighbours in ``first_to`` (by default a
+        random part of them, not all): they get it before what the node sends them.
+        Returns those neighbours."""
+        links = self.open_links(index)
         if first_to is None:
             first_to = self._rng.sample(sorted(links), self._rng.randint(1, len(links) - 1))
         told = [remote for remote in first_to if remote in links]
-        frame = deflate_frame(encode_frame(Messages((twin,))))
+        frame = deflate_frame(encode_frame(Messages((message,))))
         for remote in told:
             self._transmit(links[remote], frame, clear=False)
         return told
