@@ -407,7 +407,10 @@ def test_leave_remove_and_unknown_commands_in_the_json_chat(spawn: Callable[...,
     assert left["action"] == "left"
     alice.say("/remove carol")
     proposed = alice.wait_for(lambda e: e["event"] == "member" and e["action"] == "proposed")
-    assert proposed["remove"] == [carol.ready["peer_id"]]
+    # (Once, in CI, the first proposal here admitted someone: see Node._returning. The
+    # membership events and errors say what happened, should it come back.)
+    said = [e for e in alice.events if e["event"] in ("member", "members", "error")]
+    assert proposed["remove"] == [carol.ready["peer_id"]], said
     assert "never sent" not in [m["text"] for m in alice.messages()]
     for process in (alice, carol, dave):
         assert process.stop() == 0
