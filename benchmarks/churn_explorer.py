@@ -268,7 +268,7 @@ class TracedSimulation(Simulation):
             for output in outputs:
                 if isinstance(output, OwnEntries):
                     for entry in output.messages:
-                        if entry.kind in (EntryKind.CHANGE, *VOTES) and self.answer_forks[index] > 0:
+                        if entry.kind in VOTES and self.answer_forks[index] > 0:
                             self._fork_entry(index, entry)
         super()._apply(index, outputs)
 
